@@ -1,0 +1,144 @@
+//! Durations written the way people write them (`500ms`, `30s`, `1h30m`), kept as written so a
+//! manifest round-trips unchanged.
+
+use std::{borrow::Cow, fmt, str::FromStr, time::Duration};
+
+use schemars::{JsonSchema, Schema, SchemaGenerator, json_schema};
+use serde::{Deserialize, Serialize};
+
+/// The units a [`HumanDuration`] accepts, longest suffix first so `ms` wins over `m`.
+const UNITS: &[(&str, Duration)] = &[
+    ("ms", Duration::from_millis(1)),
+    ("s", Duration::from_secs(1)),
+    ("m", Duration::from_secs(60)),
+    ("h", Duration::from_secs(3600)),
+    ("d", Duration::from_secs(86_400)),
+];
+
+/// JSON Schema pattern for [`HumanDuration`].
+pub const DURATION_PATTERN: &str = "^([0-9]+(ms|s|m|h|d))+$";
+
+/// A duration such as `250ms`, `30s`, `5m` or `1h30m`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct HumanDuration {
+    text: String,
+    value: Duration,
+}
+
+/// Text that is not a duration.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{text:?} is not a duration: write a whole number and a unit (ms, s, m, h, d), such as 500ms, 30s or 1h30m")]
+pub struct InvalidDuration {
+    /// The rejected text.
+    pub text: String,
+}
+
+impl HumanDuration {
+    /// The duration's value.
+    pub fn get(&self) -> Duration {
+        self.value
+    }
+
+    /// The duration as it was written.
+    pub fn as_str(&self) -> &str {
+        &self.text
+    }
+}
+
+impl FromStr for HumanDuration {
+    type Err = InvalidDuration;
+
+    fn from_str(text: &str) -> Result<Self, InvalidDuration> {
+        let invalid = || InvalidDuration { text: text.to_owned() };
+        let mut rest = text;
+        let mut value = Duration::ZERO;
+        if rest.is_empty() {
+            return Err(invalid());
+        }
+        while !rest.is_empty() {
+            let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
+            if digits == 0 {
+                return Err(invalid());
+            }
+            let amount: u32 = rest[..digits].parse().map_err(|_| invalid())?;
+            rest = &rest[digits..];
+            let (suffix, unit) =
+                UNITS.iter().find(|(suffix, _)| rest.starts_with(suffix)).ok_or_else(invalid)?;
+            rest = &rest[suffix.len()..];
+            value = unit.checked_mul(amount).and_then(|d| value.checked_add(d)).ok_or_else(invalid)?;
+        }
+        Ok(Self { text: text.to_owned(), value })
+    }
+}
+
+impl TryFrom<String> for HumanDuration {
+    type Error = InvalidDuration;
+    fn try_from(text: String) -> Result<Self, InvalidDuration> {
+        text.parse()
+    }
+}
+
+impl From<HumanDuration> for String {
+    fn from(duration: HumanDuration) -> String {
+        duration.text
+    }
+}
+
+impl fmt::Display for HumanDuration {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.text)
+    }
+}
+
+impl JsonSchema for HumanDuration {
+    fn schema_name() -> Cow<'static, str> {
+        "HumanDuration".into()
+    }
+
+    fn inline_schema() -> bool {
+        true
+    }
+
+    fn json_schema(_: &mut SchemaGenerator) -> Schema {
+        json_schema!({ "type": "string", "pattern": DURATION_PATTERN, "maxLength": 32 })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_units_and_sums() {
+        let cases = [
+            ("500ms", Duration::from_millis(500)),
+            ("30s", Duration::from_secs(30)),
+            ("5m", Duration::from_secs(300)),
+            ("1h30m", Duration::from_secs(5400)),
+            ("1m500ms", Duration::from_millis(60_500)),
+            ("2d", Duration::from_secs(172_800)),
+        ];
+        for (text, expected) in cases {
+            let parsed: HumanDuration = text.parse().unwrap();
+            assert_eq!(parsed.get(), expected, "{text}");
+            assert_eq!(parsed.to_string(), text);
+        }
+    }
+
+    #[test]
+    fn rejects_what_the_pattern_rejects() {
+        let pattern = regex::Regex::new(DURATION_PATTERN).unwrap();
+        for text in ["", "5", "m", "1.5s", "-1s", "10 s", "5sec", "1S", "1h 30m", "99999999999s"] {
+            let parsed = text.parse::<HumanDuration>();
+            assert!(parsed.is_err(), "{text:?} was accepted");
+            if text != "99999999999s" {
+                assert!(!pattern.is_match(text), "pattern accepts {text:?}");
+            }
+        }
+        assert_eq!(
+            "5sec".parse::<HumanDuration>().unwrap_err().to_string(),
+            "\"5sec\" is not a duration: write a whole number and a unit (ms, s, m, h, d), such as 500ms, 30s or 1h30m"
+        );
+    }
+}

@@ -1,0 +1,70 @@
+//! The `Flow` resource: a named group of nodes with the editor's layout.
+
+use std::collections::BTreeMap;
+
+use kube::{CustomResource, KubeSchema};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::{condition::Condition, names::NodeName};
+
+/// A flow: the nodes that name it in `spec.flow` make up its graph.
+#[derive(CustomResource, KubeSchema, Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[kube(
+    group = "weir.dev",
+    version = "v1alpha1",
+    kind = "Flow",
+    namespaced,
+    derive = "PartialEq",
+    status = "FlowStatus",
+    shortname = "fl",
+    category = "weir",
+    validation = crate::names::metadata_name_rule(),
+    printcolumn = r#"{"name":"Ready","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].status"}"#,
+    printcolumn = r#"{"name":"Nodes","type":"integer","jsonPath":".status.nodes"}"#,
+    printcolumn = r#"{"name":"Suspended","type":"boolean","jsonPath":".spec.suspend"}"#,
+    printcolumn = r#"{"name":"Description","type":"string","jsonPath":".spec.description","priority":1}"#,
+    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
+)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct FlowSpec {
+    /// What the flow is for, shown in the flow list.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    #[schemars(length(max = 4096))]
+    pub description: String,
+    /// Where each node sits on the editor's canvas. Kept here rather than on the nodes so that
+    /// moving a node never changes the node's generation.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub layout: BTreeMap<NodeName, Position>,
+    /// Stops the flow's triggers while true; deliveries already under way finish.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub suspend: Option<bool>,
+}
+
+/// A point on the editor's canvas.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Position {
+    /// Distance from the left, in canvas units.
+    pub x: f64,
+    /// Distance from the top, in canvas units.
+    pub y: f64,
+}
+
+/// What the engine observed about a flow.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct FlowStatus {
+    /// The generation of the spec this status describes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// `Ready` when every node is built and every edge fits; `Degraded` names what does not.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<Condition>,
+    /// How many nodes belong to the flow.
+    #[serde(default)]
+    pub nodes: u32,
+    /// How many of them are built and running.
+    #[serde(default)]
+    pub ready_nodes: u32,
+}

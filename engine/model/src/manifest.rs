@@ -1,0 +1,350 @@
+//! Reading manifests: YAML (or JSON) files with one or more documents, each checked offline
+//! against the same rules the CRD schema gives the apiserver, with errors that name the document
+//! and the field.
+
+use std::{collections::HashMap, fmt};
+
+use serde::de::DeserializeOwned;
+use serde_json::{Map, Value};
+
+use crate::{
+    API_VERSION, Flow, FlowNode, Kind, Module,
+    flow_node::MAX_EDGES,
+    names::{NameRule, NodeName},
+};
+
+/// One document of a manifest file.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Document {
+    /// Where the document stands in its file.
+    pub position: Position,
+    /// The document as JSON.
+    pub value: Value,
+}
+
+/// Where a document stands in its file: documents count from 1, and the items of a `kind: List`
+/// document from 0, as kubectl numbers them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Position {
+    /// The document's number in the file, from 1.
+    pub document: usize,
+    /// The item's index when the document is a `List`.
+    pub item: Option<usize>,
+}
+
+impl fmt::Display for Position {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.item {
+            None => write!(f, "document {}", self.document),
+            Some(item) => write!(f, "document {}, items[{item}]", self.document),
+        }
+    }
+}
+
+/// A file that is not YAML.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("document {document}: {message}")]
+pub struct SyntaxError {
+    /// The document's number in the file, from 1.
+    pub document: usize,
+    /// What the YAML parser said, with line and column.
+    pub message: String,
+}
+
+/// Splits a YAML or JSON text into its documents, skipping empty ones and unpacking `kind: List`.
+pub fn parse_documents(text: &str) -> Result<Vec<Document>, SyntaxError> {
+    let mut documents = Vec::new();
+    for (index, de) in serde_yaml_ng::Deserializer::from_str(text).enumerate() {
+        let number = index + 1;
+        let value: Value = serde::Deserialize::deserialize(de)
+            .map_err(|err| SyntaxError { document: number, message: err.to_string() })?;
+        if value.is_null() {
+            continue;
+        }
+        let is_list = value.get("kind").and_then(Value::as_str) == Some("List")
+            && value.get("items").is_some_and(Value::is_array);
+        if let (true, Value::Object(mut list)) = (is_list, value.clone()) {
+            let Some(Value::Array(items)) = list.remove("items") else { continue };
+            for (item, value) in items.into_iter().enumerate() {
+                documents.push(Document {
+                    position: Position { document: number, item: Some(item) },
+                    value,
+                });
+            }
+        } else {
+            documents.push(Document { position: Position { document: number, item: None }, value });
+        }
+    }
+    Ok(documents)
+}
+
+/// A field that breaks a rule.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{}{message}", if path.is_empty() { String::new() } else { format!("{path}: ") })]
+pub struct FieldError {
+    /// Where the field is, such as `spec.edges[0].to.node`; empty for the document itself.
+    pub path: String,
+    /// What is wrong with it.
+    pub message: String,
+}
+
+impl FieldError {
+    fn new(path: impl Into<String>, message: impl Into<String>) -> Self {
+        Self { path: path.into(), message: message.into() }
+    }
+}
+
+/// A valid Weir resource.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Resource {
+    /// A flow.
+    Flow(Flow),
+    /// A node.
+    FlowNode(FlowNode),
+    /// A module's catalogue.
+    Module(Module),
+}
+
+impl Resource {
+    /// The resource's kind.
+    pub fn kind(&self) -> Kind {
+        match self {
+            Self::Flow(_) => Kind::Flow,
+            Self::FlowNode(_) => Kind::FlowNode,
+            Self::Module(_) => Kind::Module,
+        }
+    }
+}
+
+const TOP_LEVEL_FIELDS: &[&str] = &["apiVersion", "kind", "metadata", "spec", "status"];
+
+const METADATA_FIELDS: &[&str] = &[
+    "name",
+    "namespace",
+    "labels",
+    "annotations",
+    "uid",
+    "resourceVersion",
+    "generation",
+    "creationTimestamp",
+    "deletionTimestamp",
+    "deletionGracePeriodSeconds",
+    "finalizers",
+    "ownerReferences",
+    "managedFields",
+    "generateName",
+    "selfLink",
+];
+
+/// Checks one document against the rules of its kind: the checks of the CRD schema (required
+/// fields, names, patterns, ranges, unknown fields) and the CEL rules (unique edges).
+pub fn validate(document: &Value) -> Result<Resource, FieldError> {
+    let Value::Object(fields) = document else {
+        return Err(FieldError::new(
+            "",
+            "a manifest must be a mapping with apiVersion, kind, metadata and spec",
+        ));
+    };
+    let kind = check_type(fields)?;
+    if let Some(field) = fields.keys().find(|key| !TOP_LEVEL_FIELDS.contains(&key.as_str())) {
+        return Err(FieldError::new(
+            field.as_str(),
+            "unknown field: a manifest has only apiVersion, kind, metadata, spec and status",
+        ));
+    }
+    check_metadata(fields.get("metadata"))?;
+    if !fields.contains_key("spec") {
+        return Err(FieldError::new("spec", "required field is missing"));
+    }
+    let resource = match kind {
+        Kind::Flow => Resource::Flow(decode(document)?),
+        Kind::FlowNode => {
+            let node: FlowNode = decode(document)?;
+            check_edges(&node)?;
+            Resource::FlowNode(node)
+        }
+        Kind::Module => {
+            let module: Module = decode(document)?;
+            check_components(&module)?;
+            Resource::Module(module)
+        }
+    };
+    Ok(resource)
+}
+
+fn check_type(fields: &Map<String, Value>) -> Result<Kind, FieldError> {
+    match fields.get("apiVersion") {
+        None => {
+            return Err(FieldError::new(
+                "apiVersion",
+                format!("required field is missing: Weir resources use {API_VERSION}"),
+            ));
+        }
+        Some(Value::String(version)) if version == API_VERSION => {}
+        Some(other) => {
+            return Err(FieldError::new(
+                "apiVersion",
+                format!("{} is not served by Weir: use {API_VERSION}", show(other)),
+            ));
+        }
+    }
+    let kinds = || Kind::ALL.map(Kind::name).join(", ");
+    match fields.get("kind") {
+        None => Err(FieldError::new(
+            "kind",
+            format!("required field is missing: use one of {}", kinds()),
+        )),
+        Some(Value::String(kind)) => Kind::from_manifest(kind).ok_or_else(|| {
+            FieldError::new("kind", format!("{kind:?} is not a Weir kind: use one of {}", kinds()))
+        }),
+        Some(other) => Err(FieldError::new(
+            "kind",
+            format!("{} is not a Weir kind: use one of {}", show(other), kinds()),
+        )),
+    }
+}
+
+fn check_metadata(metadata: Option<&Value>) -> Result<(), FieldError> {
+    let Some(Value::Object(metadata)) = metadata else {
+        return Err(FieldError::new("metadata", "required mapping is missing: give at least a name"));
+    };
+    if let Some(field) = metadata.keys().find(|key| !METADATA_FIELDS.contains(&key.as_str())) {
+        return Err(FieldError::new(format!("metadata.{field}"), "unknown field"));
+    }
+    for (field, required) in [("name", true), ("namespace", false)] {
+        match metadata.get(field) {
+            None if required => {
+                return Err(FieldError::new(format!("metadata.{field}"), "required field is missing"));
+            }
+            None => {}
+            Some(Value::String(name)) if NameRule::DnsLabel.accepts(name) => {}
+            Some(other) => {
+                return Err(FieldError::new(
+                    format!("metadata.{field}"),
+                    format!("{} is not a valid {field}: use {}", show(other), NameRule::DnsLabel.describe()),
+                ));
+            }
+        }
+    }
+    for map in ["labels", "annotations"] {
+        match metadata.get(map) {
+            None | Some(Value::Null) => {}
+            Some(Value::Object(entries)) => {
+                if let Some((key, _)) = entries.iter().find(|(_, value)| !value.is_string()) {
+                    return Err(FieldError::new(
+                        format!("metadata.{map}.{key}"),
+                        "must be a string: quote values such as \"true\" or \"1\"",
+                    ));
+                }
+            }
+            Some(_) => {
+                return Err(FieldError::new(format!("metadata.{map}"), "must be a mapping of strings"));
+            }
+        }
+    }
+    if let Some(Value::Object(labels)) = metadata.get("labels") {
+        for (key, value) in labels {
+            let value = value.as_str().unwrap_or_default();
+            if !is_label_value(value) {
+                return Err(FieldError::new(
+                    format!("metadata.labels.{key}"),
+                    format!(
+                        "{value:?} is not a valid label value: use at most 63 letters, digits, \
+                         '-', '_' and '.', starting and ending with a letter or digit"
+                    ),
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+fn is_label_value(value: &str) -> bool {
+    let bytes = value.as_bytes();
+    let alnum = |b: &u8| b.is_ascii_alphanumeric();
+    value.is_empty()
+        || (bytes.len() <= 63
+            && bytes.first().is_some_and(alnum)
+            && bytes.last().is_some_and(alnum)
+            && bytes.iter().all(|b| alnum(b) || b"-_.".contains(b)))
+}
+
+fn decode<T: DeserializeOwned>(document: &Value) -> Result<T, FieldError> {
+    serde_path_to_error::deserialize(document).map_err(|err| {
+        let path = err.path().to_string();
+        let path = if path == "." { String::new() } else { path };
+        FieldError::new(path, err.into_inner().to_string())
+    })
+}
+
+fn check_edges(node: &FlowNode) -> Result<(), FieldError> {
+    let edges = &node.spec.edges;
+    if edges.len() > MAX_EDGES {
+        return Err(FieldError::new(
+            "spec.edges",
+            format!("{} edges is too many: a node has at most {MAX_EDGES}", edges.len()),
+        ));
+    }
+    let mut seen: HashMap<(&str, &NodeName, &str), usize> = HashMap::new();
+    for (index, edge) in edges.iter().enumerate() {
+        let key = (edge.port.as_str(), &edge.to.node, edge.to.port.as_str());
+        if let Some(first) = seen.insert(key, index) {
+            return Err(FieldError::new(
+                format!("spec.edges[{index}]"),
+                format!(
+                    "duplicates spec.edges[{first}]: both join port {} to {}:{}",
+                    edge.port, edge.to.node, edge.to.port
+                ),
+            ));
+        }
+        if let Some(retry) = &edge.retry
+            && !(1..=100).contains(&retry.attempts)
+        {
+            return Err(FieldError::new(
+                format!("spec.edges[{index}].retry.attempts"),
+                format!("{} is out of range: use 1 to 100 attempts", retry.attempts),
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn check_components(module: &Module) -> Result<(), FieldError> {
+    let mut seen = HashMap::new();
+    for (index, component) in module.spec.components.iter().enumerate() {
+        if let Some(first) = seen.insert(&component.name, index) {
+            return Err(FieldError::new(
+                format!("spec.components[{index}].name"),
+                format!("{} is already the name of spec.components[{first}]", component.name),
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn show(value: &Value) -> String {
+    match value {
+        Value::String(text) => format!("{text:?}"),
+        other => other.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lists_unpack_and_empty_documents_are_skipped() {
+        let text = "---\n# only a comment\n---\nkind: List\nitems:\n- a: 1\n- b: 2\n---\nc: 3\n";
+        let docs = parse_documents(text).unwrap();
+        let positions: Vec<String> = docs.iter().map(|d| d.position.to_string()).collect();
+        assert_eq!(positions, ["document 2, items[0]", "document 2, items[1]", "document 3"]);
+    }
+
+    #[test]
+    fn syntax_errors_name_the_document() {
+        let err = parse_documents("a: 1\n---\nb: [1, 2\n").unwrap_err();
+        assert_eq!(err.document, 2);
+        assert!(err.message.contains("line"), "{err}");
+    }
+}

@@ -1,0 +1,114 @@
+//! The `Module` resource: a module process's catalogue of components and where to reach it.
+
+use kube::{CustomResource, KubeSchema};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::{
+    condition::Condition,
+    names::{ComponentName, PortName},
+};
+
+/// A module, written by the module process itself when it starts.
+#[derive(CustomResource, KubeSchema, Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[kube(
+    group = "weir.dev",
+    version = "v1alpha1",
+    kind = "Module",
+    namespaced,
+    derive = "PartialEq",
+    status = "ModuleStatus",
+    shortname = "wmod",
+    category = "weir",
+    validation = crate::names::metadata_name_rule(),
+    printcolumn = r#"{"name":"Version","type":"string","jsonPath":".spec.version"}"#,
+    printcolumn = r#"{"name":"Endpoint","type":"string","jsonPath":".spec.endpoint"}"#,
+    printcolumn = r#"{"name":"Ready","type":"integer","jsonPath":".status.readyReplicas"}"#,
+    printcolumn = r#"{"name":"Leader","type":"string","jsonPath":".status.leader"}"#,
+    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
+)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ModuleSpec {
+    /// The module's version.
+    pub version: String,
+    /// The gRPC address other modules deliver messages to, such as `http://10.0.0.7:7421`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub endpoint: Option<String>,
+    /// The components the module offers.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub components: Vec<ComponentDescriptor>,
+}
+
+/// One component in a module's catalogue: enough for the editor to draw its palette entry and
+/// settings form without linking its code.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ComponentDescriptor {
+    /// The component's name inside the module.
+    pub name: ComponentName,
+    /// A short human label.
+    #[serde(default)]
+    pub label: String,
+    /// What the component does (Markdown).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub description: String,
+    /// Words to find it by in the palette.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tags: Vec<String>,
+    /// Whether it starts flows on its own (and so runs only on the module's leader).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub trigger: bool,
+    /// The JSON Schema of its settings; doc comments become its descriptions.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "crate::schema::any_value")]
+    pub settings_schema: Option<Value>,
+    /// Its ports for default settings; a node's own ports are in its status.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ports: Vec<PortDescriptor>,
+}
+
+/// A port in a component's catalogue entry.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct PortDescriptor {
+    /// The port's name.
+    pub name: PortName,
+    /// Whether messages come in or go out.
+    pub direction: Direction,
+    /// A short human label.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub label: String,
+    /// The JSON Schema of the port's messages.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "crate::schema::any_value")]
+    pub schema: Option<Value>,
+}
+
+/// Which way messages cross a port.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Direction {
+    /// Messages arrive here.
+    In,
+    /// Messages leave from here.
+    Out,
+}
+
+/// What the module reports about its replicas.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ModuleStatus {
+    /// The generation of the spec this status describes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// `Ready` while at least one replica serves deliveries.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<Condition>,
+    /// Replicas that serve deliveries.
+    #[serde(default)]
+    pub ready_replicas: u32,
+    /// The replica that runs the triggers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub leader: Option<String>,
+}
