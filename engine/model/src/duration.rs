@@ -28,7 +28,9 @@ pub struct HumanDuration {
 
 /// Text that is not a duration.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{text:?} is not a duration: write a whole number and a unit (ms, s, m, h, d), such as 500ms, 30s or 1h30m")]
+#[error(
+    "{text:?} is not a duration: write a whole number and a unit (ms, s, m, h, d), such as 500ms, 30s or 1h30m"
+)]
 pub struct InvalidDuration {
     /// The rejected text.
     pub text: String,
@@ -66,7 +68,8 @@ impl FromStr for HumanDuration {
             let (suffix, unit) =
                 UNITS.iter().find(|(suffix, _)| rest.starts_with(suffix)).ok_or_else(invalid)?;
             rest = &rest[suffix.len()..];
-            value = unit.checked_mul(amount).and_then(|d| value.checked_add(d)).ok_or_else(invalid)?;
+            value =
+                unit.checked_mul(amount).and_then(|d| value.checked_add(d)).ok_or_else(invalid)?;
         }
         Ok(Self { text: text.to_owned(), value })
     }

@@ -35,6 +35,7 @@ pub struct FlowSpec {
     /// Where each node sits on the editor's canvas. Kept here rather than on the nodes so that
     /// moving a node never changes the node's generation.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[x_kube(validation = Rule::new("self.all(node, node.matches('^[a-z0-9]([-a-z0-9]*[a-z0-9])?$'))").message("layout keys must be node names: lowercase letters, digits and '-', starting and ending with a letter or digit"))]
     pub layout: BTreeMap<NodeName, Position>,
     /// Stops the flow's triggers while true; deliveries already under way finish.
     #[serde(default, skip_serializing_if = "Option::is_none")]

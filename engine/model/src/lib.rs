@@ -21,5 +21,7 @@ pub use flow::{Flow, FlowSpec, FlowStatus, Position};
 pub use flow_node::{Edge, EdgeTarget, FlowNode, FlowNodeSpec, FlowNodeStatus, RetryPolicy};
 pub use kind::{API_VERSION, GROUP, Kind, VERSION};
 pub use manifest::{Document, FieldError, Resource};
-pub use module::{ComponentDescriptor, Direction, Module, ModuleSpec, ModuleStatus, PortDescriptor};
+pub use module::{
+    ComponentDescriptor, Direction, Module, ModuleSpec, ModuleStatus, PortDescriptor,
+};
 pub use names::{ComponentName, FlowName, ModuleName, NodeName, PortName};

@@ -206,7 +206,10 @@ fn check_type(fields: &Map<String, Value>) -> Result<Kind, FieldError> {
 
 fn check_metadata(metadata: Option<&Value>) -> Result<(), FieldError> {
     let Some(Value::Object(metadata)) = metadata else {
-        return Err(FieldError::new("metadata", "required mapping is missing: give at least a name"));
+        return Err(FieldError::new(
+            "metadata",
+            "required mapping is missing: give at least a name",
+        ));
     };
     if let Some(field) = metadata.keys().find(|key| !METADATA_FIELDS.contains(&key.as_str())) {
         return Err(FieldError::new(format!("metadata.{field}"), "unknown field"));
@@ -214,14 +217,21 @@ fn check_metadata(metadata: Option<&Value>) -> Result<(), FieldError> {
     for (field, required) in [("name", true), ("namespace", false)] {
         match metadata.get(field) {
             None if required => {
-                return Err(FieldError::new(format!("metadata.{field}"), "required field is missing"));
+                return Err(FieldError::new(
+                    format!("metadata.{field}"),
+                    "required field is missing",
+                ));
             }
             None => {}
             Some(Value::String(name)) if NameRule::DnsLabel.accepts(name) => {}
             Some(other) => {
                 return Err(FieldError::new(
                     format!("metadata.{field}"),
-                    format!("{} is not a valid {field}: use {}", show(other), NameRule::DnsLabel.describe()),
+                    format!(
+                        "{} is not a valid {field}: use {}",
+                        show(other),
+                        NameRule::DnsLabel.describe()
+                    ),
                 ));
             }
         }
@@ -238,7 +248,10 @@ fn check_metadata(metadata: Option<&Value>) -> Result<(), FieldError> {
                 }
             }
             Some(_) => {
-                return Err(FieldError::new(format!("metadata.{map}"), "must be a mapping of strings"));
+                return Err(FieldError::new(
+                    format!("metadata.{map}"),
+                    "must be a mapping of strings",
+                ));
             }
         }
     }

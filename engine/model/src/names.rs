@@ -207,8 +207,26 @@ mod tests {
     use super::*;
 
     const SAMPLES: &[&str] = &[
-        "", "a", "a1", "1a", "-a", "a-", "a-b", "a_b", "A", "aB", "ticker", "deployment_list",
-        "image-mirror", "x.y", "a b", "é", "_a", "a__b", "a--b", "0",
+        "",
+        "a",
+        "a1",
+        "1a",
+        "-a",
+        "a-",
+        "a-b",
+        "a_b",
+        "A",
+        "aB",
+        "ticker",
+        "deployment_list",
+        "image-mirror",
+        "x.y",
+        "a b",
+        "é",
+        "_a",
+        "a__b",
+        "a--b",
+        "0",
     ];
 
     #[test]
@@ -216,7 +234,11 @@ mod tests {
         for rule in [NameRule::DnsLabel, NameRule::SnakeCase] {
             let pattern = regex::Regex::new(rule.pattern()).unwrap();
             for sample in SAMPLES {
-                assert_eq!(rule.accepts(sample), pattern.is_match(sample), "{rule:?} on {sample:?}");
+                assert_eq!(
+                    rule.accepts(sample),
+                    pattern.is_match(sample),
+                    "{rule:?} on {sample:?}"
+                );
             }
         }
     }

@@ -16,7 +16,6 @@ use weir_model::Kind;
 use crate::{Selector, Store, StoreError, WatchEvent, WatchStream};
 
 /// What a case runs against: a store and two namespaces that exist and are empty.
-#[derive(Debug)]
 pub struct Fixture {
     /// The store under test.
     pub store: Arc<dyn Store>,
@@ -24,6 +23,18 @@ pub struct Fixture {
     pub namespace: String,
     /// A second namespace for this case alone.
     pub other_namespace: String,
+    /// Whatever must live as long as the case (a temporary directory), dropped with it.
+    pub guard: Box<dyn std::any::Any + Send + Sync>,
+}
+
+impl std::fmt::Debug for Fixture {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Fixture")
+            .field("store", &self.store)
+            .field("namespace", &self.namespace)
+            .field("other_namespace", &self.other_namespace)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Expands every contract case into a `#[tokio::test]`; `$fixture` is an `async` expression
@@ -137,14 +148,22 @@ pub async fn create_sets_server_fields_and_ignores_status(f: &Fixture) -> Result
     ensure!(meta.creation_timestamp.is_some(), "no creationTimestamp");
     let read = f.store.get(Kind::Flow, &f.namespace, "mirror").await?;
     ensure!(read.metadata.resource_version == meta.resource_version, "read a different version");
-    ensure!(read.data.get("status").is_none_or(|s| s.get("nodes").is_none()), "status kept on create");
+    ensure!(
+        read.data.get("status").is_none_or(|s| s.get("nodes").is_none()),
+        "status kept on create"
+    );
     Ok(())
 }
 
 /// A second create of the same name fails and leaves the first object alone.
 pub async fn create_of_a_taken_name_fails(f: &Fixture) -> Result<()> {
     f.store.create(flow(&f.namespace, "mirror", &[("v", "1")])).await?;
-    let err = f.store.create(flow(&f.namespace, "mirror", &[("v", "2")])).await.err().context("second create succeeded")?;
+    let err = f
+        .store
+        .create(flow(&f.namespace, "mirror", &[("v", "2")]))
+        .await
+        .err()
+        .context("second create succeeded")?;
     ensure!(matches!(err, StoreError::AlreadyExists(_)), "wrong error: {err}");
     let read = f.store.get(Kind::Flow, &f.namespace, "mirror").await?;
     ensure!(read.metadata.labels.unwrap_or_default()["v"] == "1", "first object was overwritten");
@@ -245,7 +264,11 @@ pub async fn generation_grows_only_with_the_spec(f: &Fixture) -> Result<()> {
     let mut changed = with_status;
     changed.data["spec"]["description"] = json!("changed");
     let changed = f.store.update(changed).await?;
-    ensure!(changed.metadata.generation == Some(2), "spec change gave {:?}", changed.metadata.generation);
+    ensure!(
+        changed.metadata.generation == Some(2),
+        "spec change gave {:?}",
+        changed.metadata.generation
+    );
     Ok(())
 }
 
@@ -266,7 +289,11 @@ pub async fn update_and_update_status_touch_only_their_part(f: &Fixture) -> Resu
     f.store.update(spec).await?;
     let read = f.store.get(Kind::Flow, &f.namespace, "mirror").await?;
     ensure!(read.data["spec"]["description"] == "new", "spec not written");
-    ensure!(read.data["status"]["nodes"] == 3, "update changed the status: {:#}", read.data["status"]);
+    ensure!(
+        read.data["status"]["nodes"] == 3,
+        "update changed the status: {:#}",
+        read.data["status"]
+    );
     Ok(())
 }
 
@@ -291,8 +318,12 @@ pub async fn list_filters_by_namespace_and_selector(f: &Fixture) -> Result<()> {
     ensure!(names(&list("!app").await?) == ["c-bare"], "absence");
     ensure!(names(&list("app,tier=front").await?) == ["b-web"], "conjunction");
     let everywhere = f.store.list(Kind::Flow, None, &"app=web".parse()?).await?;
-    let everywhere: Vec<&str> = names(&everywhere).into_iter().filter(|n| ["b-web", "elsewhere"].contains(n)).collect();
-    ensure!(everywhere == ["b-web", "elsewhere"] || everywhere == ["elsewhere", "b-web"], "all namespaces: {everywhere:?}");
+    let everywhere: Vec<&str> =
+        names(&everywhere).into_iter().filter(|n| ["b-web", "elsewhere"].contains(n)).collect();
+    ensure!(
+        everywhere == ["b-web", "elsewhere"] || everywhere == ["elsewhere", "b-web"],
+        "all namespaces: {everywhere:?}"
+    );
     Ok(())
 }
 
@@ -307,7 +338,8 @@ pub async fn delete_frees_the_name(f: &Fixture) -> Result<()> {
     ensure!(second.metadata.resource_version != first.metadata.resource_version, "version reused");
     let mut stale = first;
     stale.data["spec"]["description"] = json!("from before the delete");
-    let err = f.store.update(stale).await.err().context("update of the deleted object succeeded")?;
+    let err =
+        f.store.update(stale).await.err().context("update of the deleted object succeeded")?;
     ensure!(matches!(err, StoreError::Conflict { .. }), "wrong error: {err}");
     Ok(())
 }
@@ -334,7 +366,11 @@ async fn next_change(events: &mut WatchStream, expected_names: &[&str]) -> Resul
     loop {
         match next_event(events).await? {
             WatchEvent::Synced(objects) => {
-                ensure!(names(&objects) == expected_names, "re-sync disagrees: {:?}", names(&objects));
+                ensure!(
+                    names(&objects) == expected_names,
+                    "re-sync disagrees: {:?}",
+                    names(&objects)
+                );
             }
             change => return Ok(change),
         }
@@ -347,7 +383,9 @@ pub async fn watch_starts_synced_then_follows_changes(f: &Fixture) -> Result<()>
     f.store.create(flow(&f.namespace, "existing", &[])).await?;
     let mut events = f.store.watch(Kind::Flow, Some(&f.namespace), &Selector::everything());
     match next_event(&mut events).await? {
-        WatchEvent::Synced(objects) => ensure!(names(&objects) == ["existing"], "synced {:?}", names(&objects)),
+        WatchEvent::Synced(objects) => {
+            ensure!(names(&objects) == ["existing"], "synced {:?}", names(&objects));
+        }
         other => bail!("expected Synced first, got {other:?}"),
     }
     f.store.create(flow(&f.other_namespace, "elsewhere", &[])).await?;

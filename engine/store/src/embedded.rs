@@ -112,7 +112,12 @@ impl EmbeddedStore {
 
 #[async_trait]
 impl Store for EmbeddedStore {
-    async fn get(&self, kind: Kind, namespace: &str, name: &str) -> Result<DynamicObject, StoreError> {
+    async fn get(
+        &self,
+        kind: Kind,
+        namespace: &str,
+        name: &str,
+    ) -> Result<DynamicObject, StoreError> {
         let object = checked_ref(kind, namespace, name)?;
         self.blocking(move |inner| inner.read(&object)?.ok_or(StoreError::NotFound(object))).await
     }
@@ -172,9 +177,11 @@ impl Store for EmbeddedStore {
                 meta.namespace = Some(key.namespace.clone());
                 meta.uid.clone_from(&current.metadata.uid);
                 meta.creation_timestamp.clone_from(&current.metadata.creation_timestamp);
-                meta.generation = Some(if data == current_data { generation } else { generation + 1 });
-                meta.resource_version =
-                    Some(inner.next_revision(current.metadata.resource_version.as_deref())?.to_string());
+                meta.generation =
+                    Some(if data == current_data { generation } else { generation + 1 });
+                meta.resource_version = Some(
+                    inner.next_revision(current.metadata.resource_version.as_deref())?.to_string(),
+                );
                 meta.managed_fields = None;
                 updated.data = with_status(data, status);
                 inner.write(&key, &updated)?;
@@ -200,10 +207,8 @@ impl Store for EmbeddedStore {
                 remove_status(&mut data);
                 updated.data = with_status(data, status);
                 let candidate = object_value(&updated);
-                weir_model::manifest::validate(&candidate).map_err(|reason| StoreError::Invalid {
-                    object: key.to_string(),
-                    reason,
-                })?;
+                weir_model::manifest::validate(&candidate)
+                    .map_err(|reason| StoreError::Invalid { object: key.to_string(), reason })?;
                 updated.metadata.resource_version = Some(
                     inner.next_revision(updated.metadata.resource_version.as_deref())?.to_string(),
                 );
@@ -227,7 +232,8 @@ impl Store for EmbeddedStore {
     }
 
     fn watch(&self, kind: Kind, namespace: Option<&str>, selector: &Selector) -> WatchStream {
-        let scope = Scope { kind, namespace: namespace.map(str::to_owned), selector: selector.clone() };
+        let scope =
+            Scope { kind, namespace: namespace.map(str::to_owned), selector: selector.clone() };
         if let Some(namespace) = &scope.namespace
             && let Err(err) = check_name("namespace", namespace)
         {
@@ -351,7 +357,10 @@ impl Inner {
     }
 
     /// Runs `work` holding the write lock, in this process and across processes.
-    fn locked<T>(&self, work: impl FnOnce(&Self) -> Result<T, StoreError>) -> Result<T, StoreError> {
+    fn locked<T>(
+        &self,
+        work: impl FnOnce(&Self) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
         let file = self.lock.lock().unwrap_or_else(PoisonError::into_inner);
         let lock_path = self.root.join(LOCK_FILE);
         file.lock().map_err(io_error("lock", &lock_path))?;
@@ -383,7 +392,9 @@ impl Inner {
                         objects.push(object);
                     }
                     Ok(_) => {}
-                    Err(err) => tracing::warn!(error = %error_chain(&err), "skipping a stored object"),
+                    Err(err) => {
+                        tracing::warn!(error = %error_chain(&err), "skipping a stored object");
+                    }
                 }
             }
         }
@@ -393,7 +404,11 @@ impl Inner {
 
     /// The stored object an update must apply to, after checking the caller read its latest
     /// version.
-    fn current_for_write(&self, key: &ObjectRef, given: &DynamicObject) -> Result<DynamicObject, StoreError> {
+    fn current_for_write(
+        &self,
+        key: &ObjectRef,
+        given: &DynamicObject,
+    ) -> Result<DynamicObject, StoreError> {
         let current = self.read(key)?.ok_or_else(|| StoreError::NotFound(key.clone()))?;
         let Some(stale) = given.metadata.resource_version.clone() else {
             return Err(StoreError::Invalid {
@@ -404,7 +419,8 @@ impl Inner {
                 },
             });
         };
-        let uid_differs = given.metadata.uid.is_some() && given.metadata.uid != current.metadata.uid;
+        let uid_differs =
+            given.metadata.uid.is_some() && given.metadata.uid != current.metadata.uid;
         if uid_differs || current.metadata.resource_version.as_deref() != Some(stale.as_str()) {
             return Err(StoreError::Conflict { object: key.clone(), stale });
         }
@@ -420,7 +436,11 @@ impl Inner {
             Err(_) => tombstone(key, 0),
         };
         let revision = revision_of(&existing).max(self.next_revision(None)?);
-        write_atomically(&self.root.join(REVISION_FILE), revision.to_string().as_bytes(), self.temp_name())?;
+        write_atomically(
+            &self.root.join(REVISION_FILE),
+            revision.to_string().as_bytes(),
+            &self.temp_name(),
+        )?;
         fs::remove_file(&path).map_err(io_error("remove", &path))?;
         sync_dir(path.parent().unwrap_or(&self.root))?;
         let mut deleted = existing;
@@ -432,11 +452,9 @@ impl Inner {
         let path = self.path(key);
         let dir = path.parent().unwrap_or(&self.root);
         create_dirs(&self.root, dir)?;
-        let yaml = serde_yaml_ng::to_string(object).map_err(|err| StoreError::Corrupt {
-            path: path.clone(),
-            source: Box::new(err),
-        })?;
-        write_atomically(&path, yaml.as_bytes(), self.temp_name())
+        let yaml = serde_yaml_ng::to_string(object)
+            .map_err(|err| StoreError::Corrupt { path: path.clone(), source: Box::new(err) })?;
+        write_atomically(&path, yaml.as_bytes(), &self.temp_name())
     }
 
     /// A resourceVersion newer than any this store has handed out: microseconds since the
@@ -448,7 +466,8 @@ impl Inner {
             Err(err) if err.kind() == io::ErrorKind::NotFound => 0,
             Err(err) => return Err(io_error("read", &marker)(err)),
         };
-        let clock = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_micros() as u64);
+        let clock =
+            SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_micros() as u64);
         let floor = current.and_then(|rv| rv.parse().ok()).unwrap_or(0).max(deleted);
         let mut next = 0;
         self.last_revision
@@ -494,14 +513,22 @@ impl Inner {
             return Ok(());
         }
         let weak: Weak<Self> = Arc::downgrade(this);
-        let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
-            let (Some(inner), Ok(event)) = (weak.upgrade(), event) else { return };
-            for path in &event.paths {
-                inner.file_changed(path);
-            }
-        })
-        .map_err(|err| notify_error(&self.root, err))?;
-        watcher.watch(&self.root, RecursiveMode::Recursive).map_err(|err| notify_error(&self.root, err))?;
+        let mut watcher =
+            notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+                let (Some(inner), Ok(event)) = (weak.upgrade(), event) else { return };
+                // Reading a changed file raises access events of its own; following those would
+                // loop forever.
+                if event.kind.is_access() || event.kind.is_other() {
+                    return;
+                }
+                for path in &event.paths {
+                    inner.file_changed(path);
+                }
+            })
+            .map_err(|err| notify_error(&self.root, err))?;
+        watcher
+            .watch(&self.root, RecursiveMode::Recursive)
+            .map_err(|err| notify_error(&self.root, err))?;
         *slot = Some(watcher);
         Ok(())
     }
@@ -532,7 +559,10 @@ impl Inner {
 
 fn tombstone(key: &ObjectRef, revision: u64) -> DynamicObject {
     let mut object = DynamicObject {
-        types: Some(TypeMeta { api_version: weir_model::API_VERSION.to_owned(), kind: key.kind.name().to_owned() }),
+        types: Some(TypeMeta {
+            api_version: weir_model::API_VERSION.to_owned(),
+            kind: key.kind.name().to_owned(),
+        }),
         metadata: Default::default(),
         data: Value::Object(Default::default()),
     };
@@ -614,7 +644,7 @@ fn read_file(path: &Path) -> Result<Option<DynamicObject>, StoreError> {
     Ok(Some(object))
 }
 
-fn write_atomically(path: &Path, bytes: &[u8], temp_suffix: String) -> Result<(), StoreError> {
+fn write_atomically(path: &Path, bytes: &[u8], temp_suffix: &str) -> Result<(), StoreError> {
     let dir = path.parent().unwrap_or(Path::new("."));
     let file_name = path.file_name().and_then(|n| n.to_str()).unwrap_or("object");
     let temp = dir.join(format!(".{file_name}.{temp_suffix}"));

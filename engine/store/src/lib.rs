@@ -32,7 +32,12 @@ pub const DEFAULT_NAMESPACE: &str = "default";
 #[async_trait]
 pub trait Store: fmt::Debug + Send + Sync {
     /// Reads one object.
-    async fn get(&self, kind: Kind, namespace: &str, name: &str) -> Result<DynamicObject, StoreError>;
+    async fn get(
+        &self,
+        kind: Kind,
+        namespace: &str,
+        name: &str,
+    ) -> Result<DynamicObject, StoreError>;
 
     /// Lists the objects of a kind in one namespace (or all), sorted by namespace and name.
     async fn list(
@@ -168,7 +173,11 @@ pub fn object_ref(object: &DynamicObject) -> Result<ObjectRef, StoreError> {
     };
     let kind = object.types.as_ref().map(|t| t.kind.as_str()).unwrap_or_default();
     let kind = Kind::from_manifest(kind).ok_or_else(|| invalid("kind", "not a Weir kind"))?;
-    let name = object.metadata.name.as_deref().ok_or_else(|| invalid("metadata.name", "required field is missing"))?;
+    let name = object
+        .metadata
+        .name
+        .as_deref()
+        .ok_or_else(|| invalid("metadata.name", "required field is missing"))?;
     let namespace = object.metadata.namespace.as_deref().unwrap_or(DEFAULT_NAMESPACE);
     Ok(ObjectRef::new(kind, namespace, name))
 }

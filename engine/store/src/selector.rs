@@ -57,7 +57,8 @@ impl FromStr for Selector {
     type Err = InvalidSelector;
 
     fn from_str(text: &str) -> Result<Self, InvalidSelector> {
-        let invalid = |reason: &str| InvalidSelector { selector: text.to_owned(), reason: reason.to_owned() };
+        let invalid =
+            |reason: &str| InvalidSelector { selector: text.to_owned(), reason: reason.to_owned() };
         let mut requirements = Vec::new();
         for part in split_top_level(text) {
             let part = part.trim();
@@ -68,15 +69,31 @@ impl FromStr for Selector {
                 return Err(invalid("empty requirement between commas"));
             }
             let requirement = if let Some(key) = part.strip_prefix('!') {
-                Requirement::Absent(label_key(key.trim()).ok_or_else(|| invalid("bad key after '!'"))?)
+                Requirement::Absent(
+                    label_key(key.trim()).ok_or_else(|| invalid("bad key after '!'"))?,
+                )
             } else if let Some((key, values)) = split_set(part, " notin ") {
-                Requirement::NotIn(label_key(key).ok_or_else(|| invalid("bad key before notin"))?, set(values).ok_or_else(|| invalid("write a set as (a,b)"))?)
+                Requirement::NotIn(
+                    label_key(key).ok_or_else(|| invalid("bad key before notin"))?,
+                    set(values).ok_or_else(|| invalid("write a set as (a,b)"))?,
+                )
             } else if let Some((key, values)) = split_set(part, " in ") {
-                Requirement::In(label_key(key).ok_or_else(|| invalid("bad key before in"))?, set(values).ok_or_else(|| invalid("write a set as (a,b)"))?)
+                Requirement::In(
+                    label_key(key).ok_or_else(|| invalid("bad key before in"))?,
+                    set(values).ok_or_else(|| invalid("write a set as (a,b)"))?,
+                )
             } else if let Some((key, value)) = part.split_once("!=") {
-                Requirement::NotEquals(label_key(key).ok_or_else(|| invalid("bad key before !="))?, value.trim().to_owned())
-            } else if let Some((key, value)) = part.split_once("==").or_else(|| part.split_once('=')) {
-                Requirement::Equals(label_key(key).ok_or_else(|| invalid("bad key before ="))?, value.trim().to_owned())
+                Requirement::NotEquals(
+                    label_key(key).ok_or_else(|| invalid("bad key before !="))?,
+                    value.trim().to_owned(),
+                )
+            } else if let Some((key, value)) =
+                part.split_once("==").or_else(|| part.split_once('='))
+            {
+                Requirement::Equals(
+                    label_key(key).ok_or_else(|| invalid("bad key before ="))?,
+                    value.trim().to_owned(),
+                )
             } else {
                 Requirement::Exists(label_key(part).ok_or_else(|| invalid("bad label key"))?)
             };
@@ -116,8 +133,8 @@ fn set(text: &str) -> Option<Vec<String>> {
 
 fn label_key(key: &str) -> Option<String> {
     let key = key.trim();
-    let valid = !key.is_empty()
-        && key.chars().all(|c| c.is_ascii_alphanumeric() || "-_./".contains(c));
+    let valid =
+        !key.is_empty() && key.chars().all(|c| c.is_ascii_alphanumeric() || "-_./".contains(c));
     valid.then(|| key.to_owned())
 }
 

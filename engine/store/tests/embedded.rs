@@ -13,14 +13,15 @@ use weir_store::{
     embedded::EmbeddedStore,
 };
 
-/// Keeps the data directory alive as long as the fixture's store.
-static DIRS: std::sync::Mutex<Vec<TempDir>> = std::sync::Mutex::new(Vec::new());
-
 async fn fixture() -> Fixture {
     let dir = tempfile::tempdir().expect("temporary directory");
     let store = EmbeddedStore::open(dir.path()).expect("open store");
-    DIRS.lock().unwrap().push(dir);
-    Fixture { store: Arc::new(store), namespace: "team-a".to_owned(), other_namespace: "team-b".to_owned() }
+    Fixture {
+        store: Arc::new(store),
+        namespace: "team-a".to_owned(),
+        other_namespace: "team-b".to_owned(),
+        guard: Box::new(dir),
+    }
 }
 
 weir_store::contract_tests!(fixture());
@@ -69,7 +70,8 @@ async fn a_corrupt_file_is_named_and_the_rest_is_still_served() -> Result<()> {
     let broken = store.path_of(&ObjectRef::new(Kind::Flow, "default", "broken"));
     fs::write(&broken, "apiVersion: weir.dev/v1alpha1\nkind: Flow\nmetadata: [unclosed\n")?;
 
-    let err = store.get(Kind::Flow, "default", "broken").await.err().context("corrupt file read")?;
+    let err =
+        store.get(Kind::Flow, "default", "broken").await.err().context("corrupt file read")?;
     ensure!(matches!(err, StoreError::Corrupt { .. }), "wrong error: {err}");
     ensure!(err.to_string().contains("default/flows/broken.yaml"), "path not named: {err}");
     let listed = store.list(Kind::Flow, Some("default"), &Selector::everything()).await?;
@@ -96,7 +98,8 @@ async fn an_interrupted_write_leaves_the_old_object_and_no_litter() -> Result<()
 async fn names_cannot_escape_the_data_directory() -> Result<()> {
     let dir = tempfile::tempdir()?;
     let store = EmbeddedStore::open(dir.path())?;
-    for (namespace, name) in [("..", "x"), ("default", "../../etc"), ("a/b", "x"), ("default", "")] {
+    for (namespace, name) in [("..", "x"), ("default", "../../etc"), ("a/b", "x"), ("default", "")]
+    {
         let err = store.get(Kind::Flow, namespace, name).await.err().context("read outside")?;
         ensure!(matches!(err, StoreError::Invalid { .. }), "{namespace}/{name}: {err}");
     }
@@ -129,10 +132,16 @@ async fn a_watch_hears_changes_made_by_another_process() -> Result<()> {
     writing.create(flow("default", "mirror", &[])).await?;
     let patience = std::time::Duration::from_secs(20);
     let event = tokio::time::timeout(patience, events.next()).await?.context("ended")??;
-    ensure!(matches!(&event, WatchEvent::Applied(o) if o.metadata.name.as_deref() == Some("mirror")), "{event:?}");
+    ensure!(
+        matches!(&event, WatchEvent::Applied(o) if o.metadata.name.as_deref() == Some("mirror")),
+        "{event:?}"
+    );
     writing.delete(Kind::Flow, "default", "mirror").await?;
     let event = tokio::time::timeout(patience, events.next()).await?.context("ended")??;
-    ensure!(matches!(&event, WatchEvent::Deleted(o) if o.metadata.name.as_deref() == Some("mirror")), "{event:?}");
+    ensure!(
+        matches!(&event, WatchEvent::Deleted(o) if o.metadata.name.as_deref() == Some("mirror")),
+        "{event:?}"
+    );
     Ok(())
 }
 
@@ -152,7 +161,10 @@ async fn a_full_disk_fails_the_write_and_keeps_what_was_stored() -> Result<()> {
     ensure!(chain.contains("No space left on device"), "{chain}");
     ensure!(chain.contains("default/flows/big.yaml"), "file not named: {chain}");
     ensure!(store.get(Kind::Flow, "default", "kept").await? == kept, "stored object damaged");
-    let litter: Vec<_> = fs::read_dir(mount.path().join("default/flows"))?.flatten().map(|e| e.file_name()).collect();
+    let litter: Vec<_> = fs::read_dir(mount.path().join("default/flows"))?
+        .flatten()
+        .map(|e| e.file_name())
+        .collect();
     ensure!(litter.len() == 1, "left behind {litter:?}");
     Ok(())
 }

@@ -1,0 +1,160 @@
+//! The command line: every verb, flag and help text of `weir`.
+
+use std::{net::SocketAddr, path::PathBuf};
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// Weir: visual, Kubernetes-native workflows.
+#[derive(Debug, Parser)]
+#[command(name = "weir", version, about, max_term_width = 100)]
+pub struct Cli {
+    /// Where the embedded store keeps its manifests [default: $XDG_DATA_HOME/weir or
+    /// ~/.local/share/weir]
+    #[arg(long, global = true, env = "WEIR_DATA_DIR", value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+
+    /// The command to run.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+impl Cli {
+    /// How much to log when `WEIR_LOG` does not say: `weir up` tells what it does, one-shot
+    /// commands print only warnings.
+    pub fn default_log_filter(&self) -> &'static str {
+        if self.is_long_running() { "info" } else { "warn" }
+    }
+
+    /// Whether the command serves until stopped, rather than doing one thing and exiting.
+    pub fn is_long_running(&self) -> bool {
+        matches!(self.command, Command::Up(_))
+    }
+}
+
+/// A `weir` verb.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the engine on the embedded store
+    Up(UpArgs),
+    /// Create or update resources from manifests
+    Apply(ApplyArgs),
+    /// Show resources
+    Get(GetArgs),
+    /// Delete resources (deleting a flow deletes its nodes)
+    Delete(DeleteArgs),
+    /// Print flows with their nodes as manifests that `kubectl apply` and `weir apply` take
+    Export(ExportArgs),
+    /// Check manifests offline against the rules the cluster enforces
+    Validate(ValidateArgs),
+    /// Print or write the CustomResourceDefinitions
+    Crds(CrdsArgs),
+}
+
+/// `weir up`.
+#[derive(Debug, Args)]
+pub struct UpArgs {
+    /// Address of the HTTP endpoint (health now; the editor and API later)
+    #[arg(long, default_value = "127.0.0.1:7420", env = "WEIR_LISTEN")]
+    pub listen: SocketAddr,
+}
+
+/// Where manifests come from.
+#[derive(Debug, Args)]
+pub struct Sources {
+    /// A manifest file, a directory of them (*.yaml, *.yml, *.json), or - for standard input;
+    /// repeatable
+    #[arg(short = 'f', long = "filename", value_name = "FILE|DIR|-", required = true)]
+    pub files: Vec<PathBuf>,
+    /// Also read the directories below a directory given with -f
+    #[arg(short = 'R', long)]
+    pub recursive: bool,
+}
+
+/// `weir apply`.
+#[derive(Debug, Args)]
+pub struct ApplyArgs {
+    /// The manifests.
+    #[command(flatten)]
+    pub sources: Sources,
+    /// Namespace for manifests that name none
+    #[arg(short, long)]
+    pub namespace: Option<String>,
+}
+
+/// `weir validate`.
+#[derive(Debug, Args)]
+pub struct ValidateArgs {
+    /// The manifests.
+    #[command(flatten)]
+    pub sources: Sources,
+}
+
+/// `weir get`.
+#[derive(Debug, Args)]
+pub struct GetArgs {
+    /// flows, flownodes or modules (also fl, fn, wmod, flow, …)
+    pub kind: String,
+    /// Names to show; all when none
+    pub names: Vec<String>,
+    /// The namespace
+    #[arg(short, long, default_value = weir_store::DEFAULT_NAMESPACE)]
+    pub namespace: String,
+    /// Every namespace
+    #[arg(short = 'A', long, conflicts_with = "namespace")]
+    pub all_namespaces: bool,
+    /// Label selector, such as app=mirror,tier!=test
+    #[arg(short = 'l', long)]
+    pub selector: Option<String>,
+    /// Output format
+    #[arg(short, long, value_enum, default_value_t = Output::Table)]
+    pub output: Output,
+}
+
+/// How `weir get` prints.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Output {
+    /// Columns, as `kubectl get` prints them
+    Table,
+    /// Columns including the wide ones
+    Wide,
+    /// The stored objects as YAML
+    Yaml,
+    /// The stored objects as JSON
+    Json,
+    /// kind/name, one a line
+    Name,
+}
+
+/// `weir delete`.
+#[derive(Debug, Args)]
+pub struct DeleteArgs {
+    /// flows, flownodes or modules
+    pub kind: String,
+    /// Names to delete
+    #[arg(required = true)]
+    pub names: Vec<String>,
+    /// The namespace
+    #[arg(short, long, default_value = weir_store::DEFAULT_NAMESPACE)]
+    pub namespace: String,
+}
+
+/// `weir export`.
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    /// Flows to export; all flows of the namespace when none
+    pub flows: Vec<String>,
+    /// The namespace
+    #[arg(short, long, default_value = weir_store::DEFAULT_NAMESPACE)]
+    pub namespace: String,
+    /// Keep metadata.namespace in the manifests (by default they apply to any namespace)
+    #[arg(long)]
+    pub keep_namespace: bool,
+}
+
+/// `weir crds`.
+#[derive(Debug, Args)]
+pub struct CrdsArgs {
+    /// Write one file per CRD into this directory instead of printing them
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+}

@@ -1,0 +1,86 @@
+//! One module per `weir` verb; [`run`] dispatches to them.
+
+use std::{path::PathBuf, process::ExitCode, sync::Arc};
+
+use anyhow::{Context as _, Result};
+use weir_model::Kind;
+use weir_store::{Store, embedded::EmbeddedStore};
+
+use crate::cli::{Cli, Command};
+
+pub mod apply;
+pub mod crds;
+pub mod delete;
+pub mod export;
+pub mod get;
+pub mod validate;
+
+/// Runs one command line.
+pub async fn run(cli: Cli) -> Result<ExitCode> {
+    let mut out = std::io::stdout().lock();
+    match cli.command {
+        Command::Up(args) => crate::server::up(open_store(cli.data_dir)?, args).await?,
+        Command::Apply(args) => apply::run(&*open_store(cli.data_dir)?, args, &mut out).await?,
+        Command::Get(args) => get::run(&*open_store(cli.data_dir)?, args, &mut out).await?,
+        Command::Delete(args) => delete::run(&*open_store(cli.data_dir)?, args, &mut out).await?,
+        Command::Export(args) => export::run(&*open_store(cli.data_dir)?, args, &mut out).await?,
+        Command::Validate(args) => validate::run(&args, &mut out)?,
+        Command::Crds(args) => crds::run(args, &mut out)?,
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The embedded store under `--data-dir`, or under the user's data directory.
+fn open_store(data_dir: Option<PathBuf>) -> Result<Arc<EmbeddedStore>> {
+    let dir = match data_dir {
+        Some(dir) => dir,
+        None => {
+            default_data_dir().context("cannot tell where to keep data: set --data-dir or HOME")?
+        }
+    };
+    let store = EmbeddedStore::open(&dir)
+        .with_context(|| format!("cannot open the store in {}", dir.display()))?;
+    Ok(Arc::new(store))
+}
+
+fn default_data_dir() -> Option<PathBuf> {
+    let base =
+        std::env::var_os("XDG_DATA_HOME").filter(|v| !v.is_empty()).map(PathBuf::from).or_else(
+            || std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".local/share")),
+        )?;
+    Some(base.join("weir"))
+}
+
+/// Reads a resource type the way kubectl does, or says which ones exist.
+fn parse_kind(text: &str) -> Result<Kind> {
+    Kind::from_cli(text).with_context(|| {
+        format!("unknown resource type {text:?}: use flows (fl), flownodes (fn) or modules (wmod)")
+    })
+}
+
+/// Fails after reporting every name that could not be handled, so one missing name does not
+/// hide the others.
+fn all_or_error(failures: Vec<anyhow::Error>) -> Result<()> {
+    match failures.len() {
+        0 => Ok(()),
+        1 => Err(failures.into_iter().next().unwrap_or_else(|| unreachable!())),
+        n => {
+            let lines: Vec<String> = failures.iter().map(|e| format!("{e:#}")).collect();
+            anyhow::bail!("{n} failures:\n  {}", lines.join("\n  "))
+        }
+    }
+}
+
+/// Lists a flow's nodes.
+async fn nodes_of(
+    store: &dyn Store,
+    namespace: &str,
+    flow: &str,
+) -> Result<Vec<weir_store::DynamicObject>> {
+    let nodes =
+        store.list(Kind::FlowNode, Some(namespace), &weir_store::Selector::everything()).await?;
+    Ok(nodes
+        .into_iter()
+        .filter(|n| n.data.pointer("/spec/flow").and_then(|f| f.as_str()) == Some(flow))
+        .collect())
+}

@@ -1,0 +1,93 @@
+//! `weir up`: the engine on the embedded store. For now it serves health endpoints and logs
+//! every change to the store; the module runtime and the editor join it in later work.
+
+use std::{sync::Arc, time::Duration};
+
+use anyhow::{Context as _, Result};
+use axum::{Router, extract::State, http::StatusCode, routing::get};
+use futures::StreamExt;
+use weir_model::Kind;
+use weir_store::{Selector, Store, WatchEvent, embedded::EmbeddedStore};
+
+use crate::cli::UpArgs;
+
+/// How long to wait before watching again after a watch fails.
+const WATCH_RETRY: Duration = Duration::from_secs(2);
+
+/// Runs the engine until interrupted (Ctrl-C or SIGTERM).
+pub async fn up(store: Arc<EmbeddedStore>, args: UpArgs) -> Result<()> {
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", args.listen))?;
+    let address = listener.local_addr().context("cannot read the listening address")?;
+    tracing::info!(data = %store.root().display(), "weir is up on http://{address}");
+    for kind in Kind::ALL {
+        tokio::spawn(log_changes(Arc::clone(&store) as Arc<dyn Store>, kind));
+    }
+    axum::serve(listener, app(store))
+        .with_graceful_shutdown(shutdown_requested())
+        .await
+        .context("the HTTP server failed")?;
+    tracing::info!("weir stopped");
+    Ok(())
+}
+
+/// The HTTP endpoints, separate from the listener so tests can call them directly.
+pub fn app(store: Arc<dyn Store>) -> Router {
+    Router::new()
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(ready))
+        .with_state(store)
+}
+
+/// Ready when the store answers a read.
+async fn ready(State(store): State<Arc<dyn Store>>) -> (StatusCode, String) {
+    match store.list(Kind::Flow, None, &Selector::everything()).await {
+        Ok(_) => (StatusCode::OK, "ok".to_owned()),
+        Err(err) => (StatusCode::SERVICE_UNAVAILABLE, format!("store unavailable: {err}")),
+    }
+}
+
+async fn log_changes(store: Arc<dyn Store>, kind: Kind) {
+    loop {
+        let mut events = store.watch(kind, None, &Selector::everything());
+        while let Some(event) = events.next().await {
+            match event {
+                Ok(WatchEvent::Synced(objects)) => {
+                    tracing::info!("{} {kind} resources stored", objects.len());
+                }
+                Ok(WatchEvent::Applied(object)) => {
+                    let generation = object.metadata.generation;
+                    tracing::info!(generation, "{} applied", weir_store::describe(&object));
+                }
+                Ok(WatchEvent::Deleted(object)) => {
+                    tracing::info!("{} deleted", weir_store::describe(&object));
+                }
+                Err(err) => {
+                    tracing::warn!(error = %err, "watching {kind} resources failed");
+                    break;
+                }
+            }
+        }
+        tokio::time::sleep(WATCH_RETRY).await;
+    }
+}
+
+async fn shutdown_requested() {
+    let interrupt = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        () = interrupt => {}
+        () = terminate => {}
+    }
+    tracing::info!("stopping");
+}

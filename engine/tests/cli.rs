@@ -1,0 +1,310 @@
+//! The `weir` command end to end: each test runs the real binary on its own data directory.
+
+use std::{
+    fs,
+    io::{BufRead, BufReader, Read, Write},
+    net::TcpStream,
+    path::{Path, PathBuf},
+    process::{Child, Command, Output, Stdio},
+};
+
+use anyhow::{Context as _, Result, ensure};
+use tempfile::TempDir;
+
+const HELLO: &str = "tests/manifests/valid/hello.yaml";
+
+struct Weir {
+    data: TempDir,
+}
+
+impl Weir {
+    fn new() -> Self {
+        Self { data: tempfile::tempdir().expect("temporary directory") }
+    }
+
+    fn command(&self, args: &[&str]) -> Command {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_weir"));
+        command
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .arg("--data-dir")
+            .arg(self.data.path())
+            .args(args);
+        command.env_remove("WEIR_LOG");
+        command
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        self.command(args).output().expect("run weir")
+    }
+
+    /// Runs a command that must succeed, returning its standard output.
+    fn ok(&self, args: &[&str]) -> Result<String> {
+        let output = self.run(args);
+        ensure!(
+            output.status.success(),
+            "weir {args:?} failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        Ok(String::from_utf8(output.stdout)?)
+    }
+
+    /// Runs a command that must fail, returning its standard error.
+    fn fails(&self, args: &[&str]) -> Result<String> {
+        let output = self.run(args);
+        ensure!(
+            !output.status.success(),
+            "weir {args:?} succeeded: {}",
+            String::from_utf8_lossy(&output.stdout)
+        );
+        Ok(String::from_utf8(output.stderr)?)
+    }
+}
+
+#[test]
+fn apply_then_export_round_trips_byte_for_byte() -> Result<()> {
+    let weir = Weir::new();
+    let applied = weir.ok(&["apply", "-f", HELLO])?;
+    ensure!(
+        applied
+            == "flow.weir.dev/hello created\nflownode.weir.dev/greet created\nflownode.weir.dev/tick created\n",
+        "{applied}"
+    );
+    let exported = weir.ok(&["export", "hello"])?;
+    let original = fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join(HELLO))?;
+    ensure!(exported == original, "export differs from the applied file:\n{exported}");
+    Ok(())
+}
+
+#[test]
+fn get_shows_what_was_applied() -> Result<()> {
+    let weir = Weir::new();
+    weir.ok(&["apply", "-f", HELLO])?;
+    let yaml = weir.ok(&["get", "flownode", "tick", "-o", "yaml"])?;
+    let stored: serde_json::Value = serde_yaml_ng::from_str(&yaml)?;
+    let original = fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join(HELLO))?;
+    let written: serde_json::Value = serde_yaml_ng::Deserializer::from_str(&original)
+        .map(serde::Deserialize::deserialize)
+        .nth(2)
+        .context("third document")??;
+    ensure!(stored["spec"] == written["spec"], "spec changed: {yaml}");
+    ensure!(stored["metadata"]["generation"] == 1, "no generation: {yaml}");
+    let table = weir.ok(&["get", "fn"])?;
+    let lines: Vec<&str> = table.lines().collect();
+    ensure!(
+        lines[0].split_whitespace().collect::<Vec<_>>()
+            == ["NAME", "FLOW", "MODULE", "COMPONENT", "READY", "ERRORS", "AGE"],
+        "{table}"
+    );
+    ensure!(lines[2].starts_with("tick") && lines[2].contains("ticker"), "{table}");
+    let names = weir.ok(&["get", "flows", "-l", "app=hello", "-o", "name"])?;
+    ensure!(names == "flow.weir.dev/hello\n", "{names}");
+    let none = weir.ok(&["get", "flows", "-l", "app=other"])?;
+    ensure!(none == "No resources found.\n", "{none}");
+    Ok(())
+}
+
+#[test]
+fn applying_again_changes_nothing_and_a_change_is_configured() -> Result<()> {
+    let weir = Weir::new();
+    weir.ok(&["apply", "-f", HELLO])?;
+    let again = weir.ok(&["apply", "-f", HELLO])?;
+    ensure!(again.lines().all(|l| l.ends_with(" unchanged")), "{again}");
+    let original = fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join(HELLO))?;
+    let edited = weir.data.path().join("edited.yaml");
+    fs::write(&edited, original.replace("keep: 20", "keep: 50"))?;
+    let changed = weir.ok(&["apply", "-f", edited.to_str().context("path")?])?;
+    ensure!(
+        changed.contains("flownode.weir.dev/greet configured")
+            && changed.contains("flownode.weir.dev/tick unchanged"),
+        "{changed}"
+    );
+    let yaml = weir.ok(&["get", "fn", "greet", "-o", "yaml"])?;
+    ensure!(yaml.contains("keep: 50") && yaml.contains("generation: 2"), "{yaml}");
+    Ok(())
+}
+
+/// Every broken manifest in tests/manifests/invalid names its own problem on one line, and the
+/// file's first line says which (`# expect: …`).
+#[test]
+fn validate_names_each_broken_manifest_precisely() -> Result<()> {
+    let weir = Weir::new();
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/manifests/invalid");
+    let mut files: Vec<PathBuf> =
+        fs::read_dir(&dir)?.map(|e| e.map(|e| e.path())).collect::<Result<_, _>>()?;
+    files.sort();
+    ensure!(files.len() >= 10, "only {} broken manifests", files.len());
+    for file in files {
+        let text = fs::read_to_string(&file)?;
+        let expected = text
+            .lines()
+            .next()
+            .and_then(|l| l.strip_prefix("# expect: "))
+            .context("no # expect line")?;
+        let path = file.to_str().context("path")?;
+        let stderr = weir.fails(&["validate", "-f", path])?;
+        let errors: Vec<&str> = stderr
+            .lines()
+            .filter(|l| l.starts_with("error: ") && !l.ends_with("document is invalid"))
+            .collect();
+        ensure!(errors.len() == 1, "{path}: expected one error, got:\n{stderr}");
+        ensure!(
+            errors[0].starts_with(&format!("error: {path}: document 1")),
+            "{path}: position not named: {stderr}"
+        );
+        ensure!(errors[0].contains(expected), "{path}: expected {expected:?} in:\n{stderr}");
+    }
+    Ok(())
+}
+
+#[test]
+fn a_file_with_one_bad_document_applies_nothing() -> Result<()> {
+    let weir = Weir::new();
+    let original = fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join(HELLO))?;
+    let mixed = weir.data.path().join("mixed.yaml");
+    fs::write(&mixed, original.replace("component: debug", "component: Debug"))?;
+    let stderr = weir.fails(&["apply", "-f", mixed.to_str().context("path")?])?;
+    ensure!(stderr.contains("document 2 (FlowNode greet): spec.component"), "{stderr}");
+    ensure!(stderr.contains("1 of 3 documents are invalid; nothing was applied"), "{stderr}");
+    let flows = weir.ok(&["get", "flows"])?;
+    ensure!(flows == "No resources found.\n", "something was applied: {flows}");
+    Ok(())
+}
+
+#[test]
+fn bad_commands_fail_with_a_clear_message() -> Result<()> {
+    let weir = Weir::new();
+    let stderr = weir.fails(&["get", "flow", "ghost"])?;
+    ensure!(stderr.trim() == "error: Flow default/ghost not found", "{stderr}");
+    let stderr = weir.fails(&["get", "pods"])?;
+    ensure!(stderr.contains("unknown resource type \"pods\""), "{stderr}");
+    let stderr = weir.fails(&["apply", "-f", "no/such/file.yaml"])?;
+    ensure!(stderr.contains("cannot read no/such/file.yaml"), "{stderr}");
+    let stderr = weir.fails(&["get", "flows", "-l", "app in web"])?;
+    ensure!(stderr.contains("invalid label selector"), "{stderr}");
+    let stderr = weir.fails(&["apply", "-f", "-"])?;
+    ensure!(stderr.trim() == "error: no manifests found in -", "{stderr}");
+    let yaml = weir.data.path().join("broken.yaml");
+    fs::write(&yaml, "kind: Flow\nmetadata: {name: [\n")?;
+    let stderr = weir.fails(&["validate", "-f", yaml.to_str().context("path")?])?;
+    ensure!(
+        stderr.contains("broken.yaml is not valid YAML") && stderr.contains("line"),
+        "{stderr}"
+    );
+    Ok(())
+}
+
+#[test]
+fn namespace_flag_and_manifest_must_agree() -> Result<()> {
+    let weir = Weir::new();
+    let file = weir.data.path().join("pinned.yaml");
+    fs::write(
+        &file,
+        "apiVersion: weir.dev/v1alpha1\nkind: Flow\nmetadata:\n  name: pinned\n  namespace: team-a\nspec: {}\n",
+    )?;
+    let path = file.to_str().context("path")?;
+    let stderr = weir.fails(&["apply", "-n", "team-b", "-f", path])?;
+    ensure!(
+        stderr.contains("namespace \"team-a\" does not match --namespace \"team-b\""),
+        "{stderr}"
+    );
+    weir.ok(&["apply", "-f", path])?;
+    weir.ok(&["get", "flow", "pinned", "-n", "team-a"])?;
+    let everywhere = weir.ok(&["get", "flows", "-A"])?;
+    ensure!(everywhere.contains("team-a") && everywhere.starts_with("NAMESPACE"), "{everywhere}");
+    Ok(())
+}
+
+#[test]
+fn deleting_a_flow_deletes_its_nodes() -> Result<()> {
+    let weir = Weir::new();
+    weir.ok(&["apply", "-f", HELLO])?;
+    let deleted = weir.ok(&["delete", "flow", "hello"])?;
+    ensure!(
+        deleted
+            == "flownode.weir.dev/greet deleted\nflownode.weir.dev/tick deleted\nflow.weir.dev/hello deleted\n",
+        "{deleted}"
+    );
+    ensure!(weir.ok(&["get", "fn"])? == "No resources found.\n", "nodes left behind");
+    let stderr = weir.fails(&["delete", "flow", "hello", "ghost"])?;
+    ensure!(
+        stderr.contains("Flow default/hello not found")
+            && stderr.contains("Flow default/ghost not found"),
+        "{stderr}"
+    );
+    Ok(())
+}
+
+#[test]
+fn committed_crds_are_up_to_date() -> Result<()> {
+    let weir = Weir::new();
+    let fresh = weir.data.path().join("crds");
+    weir.ok(&["crds", "--out", fresh.to_str().context("path")?])?;
+    let committed = Path::new(env!("CARGO_MANIFEST_DIR")).join("../crds");
+    for entry in fs::read_dir(&fresh)? {
+        let entry = entry?;
+        let name = entry.file_name();
+        let expected = fs::read_to_string(entry.path())?;
+        let actual = fs::read_to_string(committed.join(&name)).unwrap_or_default();
+        ensure!(
+            actual == expected,
+            "crds/{} is stale: run `cargo run --bin weir -- crds --out crds` and commit the result",
+            name.to_string_lossy()
+        );
+    }
+    let printed = weir.ok(&["crds"])?;
+    ensure!(printed.matches("kind: CustomResourceDefinition").count() == 3, "{printed}");
+    Ok(())
+}
+
+/// `weir up` serves health, notices a change made by another `weir` process, and stops on
+/// SIGTERM.
+#[test]
+fn up_serves_health_and_follows_the_store() -> Result<()> {
+    let weir = Weir::new();
+    let mut child =
+        Running(weir.command(&["up", "--listen", "127.0.0.1:0"]).stderr(Stdio::piped()).spawn()?);
+    let mut log = BufReader::new(child.0.stderr.take().context("stderr")?);
+    let mut line = String::new();
+    let address = loop {
+        line.clear();
+        ensure!(log.read_line(&mut line)? > 0, "weir up exited before it listened");
+        if let Some(rest) = line.split("weir is up on http://").nth(1) {
+            break rest.split_whitespace().next().context("address")?.to_owned();
+        }
+    };
+    let health = http_get(&address, "/healthz")?;
+    ensure!(health.starts_with("HTTP/1.1 200") && health.ends_with("ok"), "{health}");
+    let ready = http_get(&address, "/readyz")?;
+    ensure!(ready.starts_with("HTTP/1.1 200"), "{ready}");
+
+    weir.ok(&["apply", "-f", HELLO])?;
+    let mut seen = String::new();
+    while !seen.contains("FlowNode default/tick applied") {
+        line.clear();
+        ensure!(log.read_line(&mut line)? > 0, "weir up exited; it logged:\n{seen}");
+        seen.push_str(&line);
+    }
+    let pid = child.0.id().to_string();
+    ensure!(Command::new("kill").args(["-TERM", &pid]).status()?.success(), "kill failed");
+    let status = child.0.wait()?;
+    ensure!(status.success(), "weir up did not stop cleanly: {status}");
+    Ok(())
+}
+
+/// Kills the child if a test fails before stopping it.
+struct Running(Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn http_get(address: &str, path: &str) -> Result<String> {
+    let mut stream = TcpStream::connect(address)?;
+    write!(stream, "GET {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n")?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response)?;
+    Ok(response)
+}
