@@ -3,10 +3,13 @@
 use std::collections::BTreeMap;
 
 use kube::{CustomResource, KubeSchema};
-use schemars::JsonSchema;
+use schemars::{JsonSchema, Schema, SchemaGenerator, json_schema};
 use serde::{Deserialize, Serialize};
 
-use crate::{condition::Condition, names::NodeName};
+use crate::{
+    condition::Condition,
+    names::{MAX_NAME_LEN, NameRule, NodeName},
+};
 
 /// A flow: the nodes that name it in `spec.flow` make up its graph.
 #[derive(CustomResource, KubeSchema, Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -35,11 +38,25 @@ pub struct FlowSpec {
     /// Where each node sits on the editor's canvas. Kept here rather than on the nodes so that
     /// moving a node never changes the node's generation.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    #[x_kube(validation = Rule::new("self.all(node, node.matches('^[a-z0-9]([-a-z0-9]*[a-z0-9])?$'))").message("layout keys must be node names: lowercase letters, digits and '-', starting and ending with a letter or digit"))]
+    #[schemars(schema_with = "layout_schema")]
     pub layout: BTreeMap<NodeName, Position>,
     /// Stops the flow's triggers while true; deliveries already under way finish.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub suspend: Option<bool>,
+}
+
+/// Structural schemas have no `patternProperties`, so the key rule is a CEL rule instead.
+fn layout_schema(generator: &mut SchemaGenerator) -> Schema {
+    let position = generator.subschema_for::<Position>();
+    json_schema!({
+        "type": "object",
+        "additionalProperties": position,
+        "maxProperties": 512,
+        "x-kubernetes-validations": [{
+            "rule": format!("self.all(node, node.matches('{}') && size(node) <= {MAX_NAME_LEN})", NameRule::DnsLabel.pattern()),
+            "message": format!("layout keys must be node names: {}", NameRule::DnsLabel.describe()),
+        }],
+    })
 }
 
 /// A point on the editor's canvas.

@@ -1,0 +1,417 @@
+//! A real Kubernetes control plane for integration tests: etcd and kube-apiserver built from
+//! source by `scripts/control-plane.sh` (once per machine, cached outside the clone), started on
+//! free loopback ports with freshly generated certificates, with Weir's CRDs installed.
+//!
+//! [`ControlPlane::shared`] starts one per test binary; every test of that binary shares it and
+//! isolates itself in its own namespaces. The processes die with the test binary, however it
+//! exits (they run under `setpriv --pdeathsig KILL`), and their logs stay in the run directory
+//! it prints, the last few runs kept, so a failure can be read afterwards.
+
+use std::{
+    fs,
+    net::{Ipv4Addr, TcpListener},
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    sync::{
+        Mutex, OnceLock, PoisonError,
+        atomic::{AtomicU32, Ordering},
+        mpsc,
+    },
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context as _, Result, bail, ensure};
+use k8s_openapi::{
+    api::core::v1::Namespace,
+    apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition,
+};
+use kube::{
+    Api, Client, Config,
+    api::{Patch, PatchParams, PostParams},
+    config::{KubeConfigOptions, Kubeconfig},
+};
+use rcgen::{
+    BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose, IsCa,
+    KeyPair, KeyUsagePurpose,
+};
+
+/// How long the apiserver may take to become ready before the start counts as failed.
+const READY_PATIENCE: Duration = Duration::from_secs(90);
+/// How many finished runs keep their logs.
+const RUNS_KEPT: usize = 5;
+
+/// A running etcd and kube-apiserver.
+#[derive(Debug)]
+pub struct ControlPlane {
+    bin: PathBuf,
+    run_dir: PathBuf,
+    kubeconfig: PathBuf,
+    apiserver_port: u16,
+    ca: CertifiedIssuer<'static, KeyPair>,
+    apiserver: Mutex<Child>,
+    _etcd: Child,
+    namespaces: AtomicU32,
+}
+
+static SHARED: OnceLock<ControlPlane> = OnceLock::new();
+
+impl ControlPlane {
+    /// The control plane of this test binary, started on first use.
+    ///
+    /// # Panics
+    /// When it cannot start; the message says why and where the logs are.
+    pub fn shared() -> &'static ControlPlane {
+        SHARED.get_or_init(|| {
+            // Setup needs its own runtime: the caller may be inside a test's runtime.
+            std::thread::spawn(|| tokio::runtime::Runtime::new().map_err(anyhow::Error::from)?.block_on(Self::start()))
+                .join()
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+                .unwrap_or_else(|err| panic!("the test control plane did not start: {err:#}"))
+        })
+    }
+
+    async fn start() -> Result<Self> {
+        let bin = build_binaries()?;
+        let run_dir = new_run_dir()?;
+        eprintln!("control plane: logs and files in {}", run_dir.display());
+        let pki = Pki::generate()?;
+        pki.write(&run_dir)?;
+        let [etcd_client, etcd_peer, apiserver_port] = free_ports()?;
+        let etcd = spawn(
+            &run_dir,
+            "etcd",
+            Command::new(bin.join("etcd")).args([
+                "--name=weir-test",
+                &format!("--data-dir={}", run_dir.join("etcd").display()),
+                &format!("--listen-client-urls=http://127.0.0.1:{etcd_client}"),
+                &format!("--advertise-client-urls=http://127.0.0.1:{etcd_client}"),
+                &format!("--listen-peer-urls=http://127.0.0.1:{etcd_peer}"),
+                &format!("--initial-advertise-peer-urls=http://127.0.0.1:{etcd_peer}"),
+                &format!("--initial-cluster=weir-test=http://127.0.0.1:{etcd_peer}"),
+                "--unsafe-no-fsync",
+                "--heartbeat-interval=10",
+                "--election-timeout=100",
+                "--log-level=warn",
+            ]),
+        )?;
+        let kubeconfig = run_dir.join("admin.kubeconfig");
+        write_kubeconfig(&kubeconfig, apiserver_port, &run_dir.join("ca.crt"), &run_dir.join("admin.crt"), &run_dir.join("admin.key"))?;
+        let plane = Self {
+            apiserver: Mutex::new(spawn_apiserver(&bin, &run_dir, etcd_client, apiserver_port)?),
+            bin,
+            run_dir,
+            kubeconfig,
+            apiserver_port,
+            ca: pki.ca,
+            _etcd: etcd,
+            namespaces: AtomicU32::new(0),
+        };
+        let started = Instant::now();
+        plane.wait_ready().await?;
+        eprintln!("control plane: ready on https://127.0.0.1:{apiserver_port} after {:.1?}", started.elapsed());
+        plane.install_crds().await?;
+        Ok(plane)
+    }
+
+    /// The admin kubeconfig (a `system:masters` client certificate).
+    pub fn kubeconfig(&self) -> &Path {
+        &self.kubeconfig
+    }
+
+    /// Where the processes' logs and the certificates are.
+    pub fn run_dir(&self) -> &Path {
+        &self.run_dir
+    }
+
+    /// A client with admin rights, bound to the caller's runtime.
+    pub async fn client(&self) -> Result<Client> {
+        client_for(&self.kubeconfig).await
+    }
+
+    /// `kubectl` with the admin kubeconfig.
+    pub fn kubectl(&self) -> Command {
+        let mut command = Command::new(self.bin.join("kubectl"));
+        command.arg("--kubeconfig").arg(&self.kubeconfig);
+        command
+    }
+
+    /// A kubeconfig for a user with no rights but those RBAC grants it: a client certificate
+    /// with common name `user` and the given groups.
+    pub fn identity(&self, user: &str, groups: &[&str]) -> Result<PathBuf> {
+        let dir = self.run_dir.join("identities").join(user);
+        fs::create_dir_all(&dir)?;
+        let key = KeyPair::generate()?;
+        let mut params = CertificateParams::new(Vec::<String>::new())?;
+        params.distinguished_name.push(DnType::CommonName, user);
+        for group in groups {
+            params.distinguished_name.push(DnType::OrganizationName, *group);
+        }
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+        let cert = params.signed_by(&key, &self.ca)?;
+        fs::write(dir.join("client.crt"), cert.pem())?;
+        fs::write(dir.join("client.key"), key.serialize_pem())?;
+        let path = dir.join("kubeconfig");
+        write_kubeconfig(&path, self.apiserver_port, &self.run_dir.join("ca.crt"), &dir.join("client.crt"), &dir.join("client.key"))?;
+        Ok(path)
+    }
+
+    /// Creates a namespace no other test uses, named after `prefix`.
+    pub async fn namespace(&self, prefix: &str) -> Result<String> {
+        let n = self.namespaces.fetch_add(1, Ordering::SeqCst);
+        let name = format!("{prefix}-{n}");
+        let namespace: Namespace = serde_json::from_value(serde_json::json!({ "metadata": { "name": name } }))?;
+        Api::<Namespace>::all(self.client().await?).create(&PostParams::default(), &namespace).await?;
+        Ok(name)
+    }
+
+    /// Kills kube-apiserver and starts it again on the same port and etcd, as a crash and a
+    /// restart would; returns once it is ready.
+    pub async fn restart_apiserver(&self) -> Result<()> {
+        let etcd_client = fs::read_to_string(self.run_dir.join("etcd.port"))?.trim().parse()?;
+        {
+            let mut child = self.apiserver.lock().unwrap_or_else(PoisonError::into_inner);
+            child.kill()?;
+            child.wait()?;
+            *child = spawn_apiserver(&self.bin, &self.run_dir, etcd_client, self.apiserver_port)?;
+        }
+        self.wait_ready().await
+    }
+
+    async fn wait_ready(&self) -> Result<()> {
+        let deadline = Instant::now() + READY_PATIENCE;
+        let mut last = String::new();
+        while Instant::now() < deadline {
+            if let Some(status) = self.apiserver.lock().unwrap_or_else(PoisonError::into_inner).try_wait()? {
+                bail!("kube-apiserver exited with {status}; see {}", self.run_dir.join("kube-apiserver.log").display());
+            }
+            match self.client().await {
+                Ok(client) => {
+                    let request = http_get("/readyz")?;
+                    match client.request_text(request).await {
+                        Ok(body) if body.trim() == "ok" => return Ok(()),
+                        Ok(body) => last = body,
+                        Err(err) => last = err.to_string(),
+                    }
+                }
+                Err(err) => last = format!("{err:#}"),
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        bail!("kube-apiserver was not ready after {READY_PATIENCE:?} ({last}); see {}", self.run_dir.display())
+    }
+
+    async fn install_crds(&self) -> Result<()> {
+        let crds = Api::<CustomResourceDefinition>::all(self.client().await?);
+        let params = PatchParams::apply("weir-testenv").force();
+        for kind in weir_model::Kind::ALL {
+            let crd = kind.crd();
+            let name = crd.metadata.name.clone().context("CRD without a name")?;
+            crds.patch(&name, &params, &Patch::Apply(&crd)).await.with_context(|| format!("cannot apply CRD {name}"))?;
+        }
+        let deadline = Instant::now() + READY_PATIENCE;
+        for kind in weir_model::Kind::ALL {
+            let name = kind.crd().metadata.name.unwrap_or_default();
+            loop {
+                let crd = crds.get(&name).await?;
+                let established = crd
+                    .status
+                    .and_then(|s| s.conditions)
+                    .unwrap_or_default()
+                    .iter()
+                    .any(|c| c.type_ == "Established" && c.status == "True");
+                if established {
+                    break;
+                }
+                ensure!(Instant::now() < deadline, "CRD {name} was not established in time");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A client for a kubeconfig file.
+pub async fn client_for(kubeconfig: &Path) -> Result<Client> {
+    let kubeconfig = Kubeconfig::read_from(kubeconfig)?;
+    let config = Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default()).await?;
+    Ok(Client::try_from(config)?)
+}
+
+fn http_get(path: &str) -> Result<http::Request<Vec<u8>>> {
+    Ok(http::Request::get(path).body(Vec::new())?)
+}
+
+/// Builds (or finds in the cache) the binaries; returns their directory.
+fn build_binaries() -> Result<PathBuf> {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/control-plane.sh");
+    let output = Command::new(&script)
+        .stderr(Stdio::inherit())
+        .output()
+        .with_context(|| format!("cannot run {}", script.display()))?;
+    ensure!(output.status.success(), "{} failed with {}", script.display(), output.status);
+    let stdout = String::from_utf8(output.stdout)?;
+    let bin = stdout.lines().last().context("control-plane.sh printed no directory")?;
+    Ok(PathBuf::from(bin))
+}
+
+/// A run directory of its own; old runs beyond the last few are removed.
+fn new_run_dir() -> Result<PathBuf> {
+    let base = std::env::temp_dir().join("weir-control-plane");
+    fs::create_dir_all(&base)?;
+    let mut runs: Vec<(std::time::SystemTime, PathBuf)> = fs::read_dir(&base)?
+        .flatten()
+        .filter_map(|e| Some((e.metadata().ok()?.modified().ok()?, e.path())))
+        .collect();
+    runs.sort();
+    let excess = runs.len().saturating_sub(RUNS_KEPT);
+    for (_, old) in runs.into_iter().take(excess) {
+        let _ = fs::remove_dir_all(old);
+    }
+    let dir = base.join(format!("run-{}", std::process::id()));
+    let _ = fs::remove_dir_all(&dir);
+    fs::create_dir_all(dir.join("etcd"))?;
+    Ok(dir)
+}
+
+fn free_ports<const N: usize>() -> Result<[u16; N]> {
+    // Hold all listeners until every port is known, so the kernel hands out distinct ones.
+    let listeners: Vec<TcpListener> =
+        (0..N).map(|_| TcpListener::bind((Ipv4Addr::LOCALHOST, 0))).collect::<Result<_, _>>()?;
+    let ports: Vec<u16> = listeners.iter().map(|l| l.local_addr().map(|a| a.port())).collect::<Result<_, _>>()?;
+    ports.try_into().map_err(|_| anyhow::anyhow!("wrong number of ports"))
+}
+
+fn spawn_apiserver(bin: &Path, run_dir: &Path, etcd_client: u16, port: u16) -> Result<Child> {
+    fs::write(run_dir.join("etcd.port"), etcd_client.to_string())?;
+    let file = |name: &str| run_dir.join(name).display().to_string();
+    spawn(
+        run_dir,
+        "kube-apiserver",
+        Command::new(bin.join("kube-apiserver")).args([
+            format!("--etcd-servers=http://127.0.0.1:{etcd_client}"),
+            "--bind-address=127.0.0.1".to_owned(),
+            "--advertise-address=127.0.0.1".to_owned(),
+            format!("--secure-port={port}"),
+            format!("--cert-dir={}", file("apiserver")),
+            format!("--tls-cert-file={}", file("apiserver.crt")),
+            format!("--tls-private-key-file={}", file("apiserver.key")),
+            format!("--client-ca-file={}", file("ca.crt")),
+            format!("--service-account-issuer=https://127.0.0.1:{port}"),
+            format!("--service-account-key-file={}", file("sa.pub")),
+            format!("--service-account-signing-key-file={}", file("sa.key")),
+            "--service-cluster-ip-range=10.0.0.0/24".to_owned(),
+            "--authorization-mode=RBAC".to_owned(),
+            "--disable-admission-plugins=ServiceAccount".to_owned(),
+            "--allow-privileged=true".to_owned(),
+            "--endpoint-reconciler-type=none".to_owned(),
+            "--profiling=false".to_owned(),
+        ]),
+    )
+}
+
+/// Starts a process whose output goes to `<name>.log` in the run directory and which the kernel
+/// kills when the test binary exits.
+fn spawn(run_dir: &Path, name: &str, command: &mut Command) -> Result<Child> {
+    let log_path = run_dir.join(format!("{name}.log"));
+    let log = fs::File::options().create(true).append(true).open(&log_path)?;
+    let mut wrapped = Command::new("setpriv");
+    wrapped.args(["--pdeathsig", "KILL", "--"]).arg(command.get_program()).args(command.get_args());
+    wrapped.stdin(Stdio::null()).stdout(log.try_clone()?).stderr(log);
+    keeper().spawn(wrapped).with_context(|| format!("cannot start {name}"))
+}
+
+/// The parent-death signal fires when the *thread* that forked the child ends, so children are
+/// forked from one thread that lives as long as the test binary.
+struct Keeper {
+    requests: Mutex<mpsc::Sender<(Command, mpsc::Sender<std::io::Result<Child>>)>>,
+}
+
+impl Keeper {
+    fn spawn(&self, command: Command) -> Result<Child> {
+        let (reply, answer) = mpsc::channel();
+        self.requests
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .send((command, reply))
+            .map_err(|_| anyhow::anyhow!("the process keeper thread is gone"))?;
+        Ok(answer.recv()??)
+    }
+}
+
+fn keeper() -> &'static Keeper {
+    static KEEPER: OnceLock<Keeper> = OnceLock::new();
+    KEEPER.get_or_init(|| {
+        let (requests, incoming) = mpsc::channel::<(Command, mpsc::Sender<std::io::Result<Child>>)>();
+        std::thread::spawn(move || {
+            for (mut command, reply) in incoming {
+                let _ = reply.send(command.spawn());
+            }
+        });
+        Keeper { requests: Mutex::new(requests) }
+    })
+}
+
+/// The certificates and keys of one control plane.
+struct Pki {
+    ca: CertifiedIssuer<'static, KeyPair>,
+    files: Vec<(&'static str, String)>,
+}
+
+impl Pki {
+    fn generate() -> Result<Self> {
+        let mut ca_params = CertificateParams::new(Vec::<String>::new())?;
+        ca_params.distinguished_name.push(DnType::CommonName, "weir-test-ca");
+        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        ca_params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
+        let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate()?)?;
+
+        let serving_key = KeyPair::generate()?;
+        let mut serving = CertificateParams::new(vec!["127.0.0.1".to_owned(), "localhost".to_owned()])?;
+        serving.distinguished_name.push(DnType::CommonName, "kube-apiserver");
+        serving.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+        let serving_cert = serving.signed_by(&serving_key, &ca)?;
+
+        let admin_key = KeyPair::generate()?;
+        let mut admin = CertificateParams::new(Vec::<String>::new())?;
+        admin.distinguished_name.push(DnType::CommonName, "weir-admin");
+        admin.distinguished_name.push(DnType::OrganizationName, "system:masters");
+        admin.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+        let admin_cert = admin.signed_by(&admin_key, &ca)?;
+
+        let service_accounts = KeyPair::generate()?;
+        let files = vec![
+            ("ca.crt", ca.pem()),
+            ("apiserver.crt", serving_cert.pem()),
+            ("apiserver.key", serving_key.serialize_pem()),
+            ("admin.crt", admin_cert.pem()),
+            ("admin.key", admin_key.serialize_pem()),
+            ("sa.key", service_accounts.serialize_pem()),
+            ("sa.pub", service_accounts.public_key_pem()),
+        ];
+        Ok(Self { ca, files })
+    }
+
+    fn write(&self, dir: &Path) -> Result<()> {
+        for (name, content) in &self.files {
+            fs::write(dir.join(name), content)?;
+        }
+        Ok(())
+    }
+}
+
+fn write_kubeconfig(path: &Path, port: u16, ca: &Path, cert: &Path, key: &Path) -> Result<()> {
+    let config = serde_json::json!({
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [{ "name": "weir-test", "cluster": {
+            "server": format!("https://127.0.0.1:{port}"),
+            "certificate-authority": ca,
+        } }],
+        "users": [{ "name": "user", "user": { "client-certificate": cert, "client-key": key } }],
+        "contexts": [{ "name": "weir-test", "context": { "cluster": "weir-test", "user": "user" } }],
+        "current-context": "weir-test",
+    });
+    // JSON is YAML, which is what kubectl and kube-rs read.
+    fs::write(path, serde_json::to_string_pretty(&config)?)?;
+    Ok(())
+}
