@@ -454,6 +454,13 @@ impl Inner {
         create_dirs(&self.root, dir)?;
         let yaml = serde_yaml_ng::to_string(object)
             .map_err(|err| StoreError::Corrupt { path: path.clone(), source: Box::new(err) })?;
+        if yaml.len() > crate::MAX_OBJECT_BYTES {
+            return Err(StoreError::TooLarge {
+                object: key.clone(),
+                size: yaml.len(),
+                limit: crate::MAX_OBJECT_BYTES,
+            });
+        }
         write_atomically(&path, yaml.as_bytes(), &self.temp_name())
     }
 

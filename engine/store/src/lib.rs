@@ -16,9 +16,15 @@ use weir_model::{FieldError, Kind};
 #[cfg(feature = "contract")]
 pub mod contract;
 pub mod embedded;
+#[cfg(feature = "kubernetes")]
+pub mod kubernetes;
 pub mod selector;
 
 pub use selector::Selector;
+
+/// The largest object a store keeps, in bytes: etcd's default request limit, which the
+/// embedded store enforces too so a flow that works on one works on the other.
+pub const MAX_OBJECT_BYTES: usize = 1_572_864;
 
 /// The namespace used when a manifest or command names none.
 pub const DEFAULT_NAMESPACE: &str = "default";
@@ -153,12 +159,26 @@ pub enum StoreError {
         source: io::Error,
     },
     /// The caller may not do this.
-    #[error("forbidden: cannot {verb} {resource}")]
+    #[error("forbidden: {user} may not {verb} {resource}")]
     Forbidden {
+        /// Who asked, as the apiserver knows them.
+        user: String,
         /// The verb, such as `update`.
-        verb: String,
+        verb: &'static str,
         /// The resource, such as `flownodes.weir.dev in namespace default`.
         resource: String,
+    },
+    /// The object is larger than the store keeps.
+    #[error(
+        "{object} is too large to store ({size} bytes; the limit is {limit}): keep large data out of manifests"
+    )]
+    TooLarge {
+        /// The object.
+        object: ObjectRef,
+        /// Its size as stored, when known.
+        size: usize,
+        /// The limit.
+        limit: usize,
     },
     /// The store could not be reached.
     #[error("the store is unavailable")]

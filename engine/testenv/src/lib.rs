@@ -63,10 +63,12 @@ impl ControlPlane {
     pub fn shared() -> &'static ControlPlane {
         SHARED.get_or_init(|| {
             // Setup needs its own runtime: the caller may be inside a test's runtime.
-            std::thread::spawn(|| tokio::runtime::Runtime::new().map_err(anyhow::Error::from)?.block_on(Self::start()))
-                .join()
-                .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
-                .unwrap_or_else(|err| panic!("the test control plane did not start: {err:#}"))
+            std::thread::spawn(|| {
+                tokio::runtime::Runtime::new().map_err(anyhow::Error::from)?.block_on(Self::start())
+            })
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+            .unwrap_or_else(|err| panic!("the test control plane did not start: {err:#}"))
         })
     }
 
@@ -95,7 +97,13 @@ impl ControlPlane {
             ]),
         )?;
         let kubeconfig = run_dir.join("admin.kubeconfig");
-        write_kubeconfig(&kubeconfig, apiserver_port, &run_dir.join("ca.crt"), &run_dir.join("admin.crt"), &run_dir.join("admin.key"))?;
+        write_kubeconfig(
+            &kubeconfig,
+            apiserver_port,
+            &run_dir.join("ca.crt"),
+            &run_dir.join("admin.crt"),
+            &run_dir.join("admin.key"),
+        )?;
         let plane = Self {
             apiserver: Mutex::new(spawn_apiserver(&bin, &run_dir, etcd_client, apiserver_port)?),
             bin,
@@ -108,7 +116,10 @@ impl ControlPlane {
         };
         let started = Instant::now();
         plane.wait_ready().await?;
-        eprintln!("control plane: ready on https://127.0.0.1:{apiserver_port} after {:.1?}", started.elapsed());
+        eprintln!(
+            "control plane: ready on https://127.0.0.1:{apiserver_port} after {:.1?}",
+            started.elapsed()
+        );
         plane.install_crds().await?;
         Ok(plane)
     }
@@ -151,7 +162,13 @@ impl ControlPlane {
         fs::write(dir.join("client.crt"), cert.pem())?;
         fs::write(dir.join("client.key"), key.serialize_pem())?;
         let path = dir.join("kubeconfig");
-        write_kubeconfig(&path, self.apiserver_port, &self.run_dir.join("ca.crt"), &dir.join("client.crt"), &dir.join("client.key"))?;
+        write_kubeconfig(
+            &path,
+            self.apiserver_port,
+            &self.run_dir.join("ca.crt"),
+            &dir.join("client.crt"),
+            &dir.join("client.key"),
+        )?;
         Ok(path)
     }
 
@@ -159,8 +176,11 @@ impl ControlPlane {
     pub async fn namespace(&self, prefix: &str) -> Result<String> {
         let n = self.namespaces.fetch_add(1, Ordering::SeqCst);
         let name = format!("{prefix}-{n}");
-        let namespace: Namespace = serde_json::from_value(serde_json::json!({ "metadata": { "name": name } }))?;
-        Api::<Namespace>::all(self.client().await?).create(&PostParams::default(), &namespace).await?;
+        let namespace: Namespace =
+            serde_json::from_value(serde_json::json!({ "metadata": { "name": name } }))?;
+        Api::<Namespace>::all(self.client().await?)
+            .create(&PostParams::default(), &namespace)
+            .await?;
         Ok(name)
     }
 
@@ -181,8 +201,13 @@ impl ControlPlane {
         let deadline = Instant::now() + READY_PATIENCE;
         let mut last = String::new();
         while Instant::now() < deadline {
-            if let Some(status) = self.apiserver.lock().unwrap_or_else(PoisonError::into_inner).try_wait()? {
-                bail!("kube-apiserver exited with {status}; see {}", self.run_dir.join("kube-apiserver.log").display());
+            if let Some(status) =
+                self.apiserver.lock().unwrap_or_else(PoisonError::into_inner).try_wait()?
+            {
+                bail!(
+                    "kube-apiserver exited with {status}; see {}",
+                    self.run_dir.join("kube-apiserver.log").display()
+                );
             }
             match self.client().await {
                 Ok(client) => {
@@ -197,7 +222,10 @@ impl ControlPlane {
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        bail!("kube-apiserver was not ready after {READY_PATIENCE:?} ({last}); see {}", self.run_dir.display())
+        bail!(
+            "kube-apiserver was not ready after {READY_PATIENCE:?} ({last}); see {}",
+            self.run_dir.display()
+        )
     }
 
     async fn install_crds(&self) -> Result<()> {
@@ -206,7 +234,9 @@ impl ControlPlane {
         for kind in weir_model::Kind::ALL {
             let crd = kind.crd();
             let name = crd.metadata.name.clone().context("CRD without a name")?;
-            crds.patch(&name, &params, &Patch::Apply(&crd)).await.with_context(|| format!("cannot apply CRD {name}"))?;
+            crds.patch(&name, &params, &Patch::Apply(&crd))
+                .await
+                .with_context(|| format!("cannot apply CRD {name}"))?;
         }
         let deadline = Instant::now() + READY_PATIENCE;
         for kind in weir_model::Kind::ALL {
@@ -277,7 +307,8 @@ fn free_ports<const N: usize>() -> Result<[u16; N]> {
     // Hold all listeners until every port is known, so the kernel hands out distinct ones.
     let listeners: Vec<TcpListener> =
         (0..N).map(|_| TcpListener::bind((Ipv4Addr::LOCALHOST, 0))).collect::<Result<_, _>>()?;
-    let ports: Vec<u16> = listeners.iter().map(|l| l.local_addr().map(|a| a.port())).collect::<Result<_, _>>()?;
+    let ports: Vec<u16> =
+        listeners.iter().map(|l| l.local_addr().map(|a| a.port())).collect::<Result<_, _>>()?;
     ports.try_into().map_err(|_| anyhow::anyhow!("wrong number of ports"))
 }
 
@@ -341,7 +372,8 @@ impl Keeper {
 fn keeper() -> &'static Keeper {
     static KEEPER: OnceLock<Keeper> = OnceLock::new();
     KEEPER.get_or_init(|| {
-        let (requests, incoming) = mpsc::channel::<(Command, mpsc::Sender<std::io::Result<Child>>)>();
+        let (requests, incoming) =
+            mpsc::channel::<(Command, mpsc::Sender<std::io::Result<Child>>)>();
         std::thread::spawn(move || {
             for (mut command, reply) in incoming {
                 let _ = reply.send(command.spawn());
@@ -362,11 +394,16 @@ impl Pki {
         let mut ca_params = CertificateParams::new(Vec::<String>::new())?;
         ca_params.distinguished_name.push(DnType::CommonName, "weir-test-ca");
         ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        ca_params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
+        ca_params.key_usages = vec![
+            KeyUsagePurpose::KeyCertSign,
+            KeyUsagePurpose::CrlSign,
+            KeyUsagePurpose::DigitalSignature,
+        ];
         let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate()?)?;
 
         let serving_key = KeyPair::generate()?;
-        let mut serving = CertificateParams::new(vec!["127.0.0.1".to_owned(), "localhost".to_owned()])?;
+        let mut serving =
+            CertificateParams::new(vec!["127.0.0.1".to_owned(), "localhost".to_owned()])?;
         serving.distinguished_name.push(DnType::CommonName, "kube-apiserver");
         serving.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
         let serving_cert = serving.signed_by(&serving_key, &ca)?;

@@ -9,7 +9,8 @@ use weir_testenv::{ControlPlane, client_for};
 #[tokio::test]
 async fn serves_the_crds_to_kubectl() -> Result<()> {
     let plane = ControlPlane::shared();
-    let output = plane.kubectl().args(["api-resources", "--api-group=weir.dev", "-o", "name"]).output()?;
+    let output =
+        plane.kubectl().args(["api-resources", "--api-group=weir.dev", "-o", "name"]).output()?;
     ensure!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
     let names = String::from_utf8(output.stdout)?;
     for name in ["flows.weir.dev", "flownodes.weir.dev", "modules.weir.dev"] {
@@ -24,7 +25,10 @@ async fn a_minted_identity_has_no_rights_until_granted() -> Result<()> {
     let admin = plane.client().await?;
     Api::<Namespace>::all(admin).list(&ListParams::default()).await?;
     let alice = client_for(&plane.identity("alice", &[])?).await?;
-    let err = Api::<Namespace>::all(alice).list(&ListParams::default()).await.expect_err("alice may list namespaces");
+    let err = Api::<Namespace>::all(alice)
+        .list(&ListParams::default())
+        .await
+        .expect_err("alice may list namespaces");
     ensure!(err.to_string().contains("forbidden"), "{err}");
     Ok(())
 }

@@ -1,0 +1,266 @@
+//! The Kubernetes store: Weir's resources as custom resources behind the apiserver, so RBAC,
+//! admission and the CRD schema apply to every write, and `kubectl` sees what the engine sees.
+//!
+//! Watches use kube-runtime's watcher, which re-lists after a dropped connection or an expired
+//! resourceVersion (410 Gone); each re-list reaches the consumer as [`WatchEvent::Synced`].
+
+use std::path::Path;
+
+use async_trait::async_trait;
+use futures::StreamExt;
+use kube::{
+    Api, Client, Config,
+    api::{ApiResource, DeleteParams, ListParams, PostParams},
+    config::{KubeConfigOptions, Kubeconfig},
+    core::{DynamicObject, GroupVersionKind, Status},
+    runtime::watcher,
+};
+use weir_model::{FieldError, Kind};
+
+use crate::{
+    MAX_OBJECT_BYTES, ObjectRef, Selector, Store, StoreError, WatchEvent, WatchStream, object_ref,
+};
+
+/// How many objects one list request asks for; larger sets are read page by page.
+const PAGE_SIZE: u32 = 500;
+
+/// Keeps objects as custom resources in a Kubernetes cluster.
+#[derive(Clone)]
+pub struct KubeStore {
+    client: Client,
+}
+
+impl std::fmt::Debug for KubeStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KubeStore").field("cluster", &self.client.default_namespace()).finish()
+    }
+}
+
+impl KubeStore {
+    /// A store that talks through `client`.
+    pub fn new(client: Client) -> Self {
+        Self { client }
+    }
+
+    /// A store for the cluster a kubeconfig names: the given file, or `$KUBECONFIG` and
+    /// `~/.kube/config`, or the in-cluster service account; `context` picks another context.
+    pub async fn connect(
+        kubeconfig: Option<&Path>,
+        context: Option<&str>,
+    ) -> Result<Self, StoreError> {
+        let options =
+            KubeConfigOptions { context: context.map(str::to_owned), ..Default::default() };
+        let config = match kubeconfig {
+            Some(path) => {
+                let file = Kubeconfig::read_from(path).map_err(unavailable)?;
+                Config::from_custom_kubeconfig(file, &options).await.map_err(unavailable)?
+            }
+            None if context.is_some() => {
+                Config::from_kubeconfig(&options).await.map_err(unavailable)?
+            }
+            None => Config::infer().await.map_err(unavailable)?,
+        };
+        Ok(Self::new(Client::try_from(config).map_err(unavailable)?))
+    }
+
+    fn api(&self, kind: Kind, namespace: Option<&str>) -> Api<DynamicObject> {
+        let resource = api_resource(kind);
+        match namespace {
+            Some(namespace) => Api::namespaced_with(self.client.clone(), namespace, &resource),
+            None => Api::all_with(self.client.clone(), &resource),
+        }
+    }
+}
+
+fn api_resource(kind: Kind) -> ApiResource {
+    let gvk = GroupVersionKind::gvk(weir_model::GROUP, weir_model::VERSION, kind.name());
+    ApiResource::from_gvk_with_plural(&gvk, kind.plural())
+}
+
+#[async_trait]
+impl Store for KubeStore {
+    async fn get(
+        &self,
+        kind: Kind,
+        namespace: &str,
+        name: &str,
+    ) -> Result<DynamicObject, StoreError> {
+        let target = ObjectRef::new(kind, namespace, name);
+        self.api(kind, Some(namespace))
+            .get(name)
+            .await
+            .map_err(|err| api_error(err, "get", &target))
+    }
+
+    async fn list(
+        &self,
+        kind: Kind,
+        namespace: Option<&str>,
+        selector: &Selector,
+    ) -> Result<Vec<DynamicObject>, StoreError> {
+        let api = self.api(kind, namespace);
+        let mut params = ListParams::default().limit(PAGE_SIZE);
+        if !selector.is_everything() {
+            params = params.labels(&selector.to_string());
+        }
+        let scope = ObjectRef::new(kind, namespace.unwrap_or("*"), "*");
+        let mut objects = Vec::new();
+        loop {
+            let page = api.list(&params).await.map_err(|err| api_error(err, "list", &scope))?;
+            objects.extend(page.items);
+            match page.metadata.continue_ {
+                Some(token) if !token.is_empty() => params = params.continue_token(&token),
+                _ => break,
+            }
+        }
+        objects.sort_by(|a, b| {
+            (&a.metadata.namespace, &a.metadata.name)
+                .cmp(&(&b.metadata.namespace, &b.metadata.name))
+        });
+        Ok(objects)
+    }
+
+    async fn create(&self, mut object: DynamicObject) -> Result<DynamicObject, StoreError> {
+        let target = object_ref(&object)?;
+        object.metadata.namespace = Some(target.namespace.clone());
+        object.metadata.resource_version = None;
+        object.metadata.uid = None;
+        self.api(target.kind, Some(&target.namespace))
+            .create(&PostParams::default(), &object)
+            .await
+            .map_err(|err| api_error(err, "create", &target))
+    }
+
+    async fn update(&self, mut object: DynamicObject) -> Result<DynamicObject, StoreError> {
+        let target = object_ref(&object)?;
+        require_version(&target, &object)?;
+        object.metadata.namespace = Some(target.namespace.clone());
+        self.api(target.kind, Some(&target.namespace))
+            .replace(&target.name, &PostParams::default(), &object)
+            .await
+            .map_err(|err| api_error(err, "update", &target))
+    }
+
+    async fn update_status(&self, mut object: DynamicObject) -> Result<DynamicObject, StoreError> {
+        let target = object_ref(&object)?;
+        require_version(&target, &object)?;
+        object.metadata.namespace = Some(target.namespace.clone());
+        self.api(target.kind, Some(&target.namespace))
+            .replace_status(&target.name, &PostParams::default(), &object)
+            .await
+            .map_err(|err| api_error(err, "update the status of", &target))
+    }
+
+    async fn delete(&self, kind: Kind, namespace: &str, name: &str) -> Result<(), StoreError> {
+        let target = ObjectRef::new(kind, namespace, name);
+        self.api(kind, Some(namespace))
+            .delete(name, &DeleteParams::default())
+            .await
+            .map(drop)
+            .map_err(|err| api_error(err, "delete", &target))
+    }
+
+    fn watch(&self, kind: Kind, namespace: Option<&str>, selector: &Selector) -> WatchStream {
+        let mut config = watcher::Config::default();
+        if !selector.is_everything() {
+            config = config.labels(&selector.to_string());
+        }
+        let scope = ObjectRef::new(kind, namespace.unwrap_or("*"), "*");
+        let events = watcher::watcher(self.api(kind, namespace), config);
+        let mut listing: Option<Vec<DynamicObject>> = None;
+        events
+            .filter_map(move |event| {
+                let mapped = match event {
+                    Ok(watcher::Event::Init) => {
+                        listing = Some(Vec::new());
+                        None
+                    }
+                    Ok(watcher::Event::InitApply(object)) => {
+                        listing.get_or_insert_with(Vec::new).push(object);
+                        None
+                    }
+                    Ok(watcher::Event::InitDone) => {
+                        Some(Ok(WatchEvent::Synced(listing.take().unwrap_or_default())))
+                    }
+                    Ok(watcher::Event::Apply(object)) => Some(Ok(WatchEvent::Applied(object))),
+                    Ok(watcher::Event::Delete(object)) => Some(Ok(WatchEvent::Deleted(object))),
+                    // The watcher retries by itself; a consumer learns it missed nothing from
+                    // the Synced that follows.
+                    Err(watcher::Error::WatchStartFailed(kube::Error::Api(status)))
+                        if status.code == 403 =>
+                    {
+                        Some(Err(forbidden(&status, "watch", &scope)))
+                    }
+                    Err(err) => {
+                        tracing::warn!(error = %err, "watching {kind} resources failed; retrying");
+                        None
+                    }
+                };
+                std::future::ready(mapped)
+            })
+            .boxed()
+    }
+}
+
+fn require_version(target: &ObjectRef, object: &DynamicObject) -> Result<(), StoreError> {
+    if object.metadata.resource_version.is_some() {
+        return Ok(());
+    }
+    Err(StoreError::Invalid {
+        object: target.to_string(),
+        reason: FieldError {
+            path: "metadata.resourceVersion".to_owned(),
+            message: "required for an update: read the object first".to_owned(),
+        },
+    })
+}
+
+fn api_error(err: kube::Error, verb: &'static str, target: &ObjectRef) -> StoreError {
+    let kube::Error::Api(status) = err else { return unavailable(err) };
+    match (status.code, status.reason.as_str()) {
+        (404, _) => StoreError::NotFound(target.clone()),
+        (409, "AlreadyExists") => StoreError::AlreadyExists(target.clone()),
+        (409, _) => StoreError::Conflict { object: target.clone(), stale: "given".to_owned() },
+        (403, _) => forbidden(&status, verb, target),
+        (413, _) => {
+            StoreError::TooLarge { object: target.clone(), size: 0, limit: MAX_OBJECT_BYTES }
+        }
+        (_, _) if status.message.contains("request is too large") => {
+            StoreError::TooLarge { object: target.clone(), size: 0, limit: MAX_OBJECT_BYTES }
+        }
+        (422 | 400, _) => invalid(&status, target),
+        _ => unavailable(kube::Error::Api(status)),
+    }
+}
+
+fn invalid(status: &Status, target: &ObjectRef) -> StoreError {
+    let causes = status.details.as_ref().map(|d| d.causes.as_slice()).unwrap_or_default();
+    let reason = match causes {
+        [first, ..] => FieldError {
+            path: first.field.clone(),
+            message: causes.iter().map(|c| c.message.as_str()).collect::<Vec<_>>().join("; "),
+        },
+        [] => FieldError { path: String::new(), message: status.message.clone() },
+    };
+    StoreError::Invalid { object: target.to_string(), reason }
+}
+
+fn forbidden(status: &Status, verb: &'static str, target: &ObjectRef) -> StoreError {
+    // The apiserver says: `… is forbidden: User "alice" cannot list resource …`.
+    let user = status
+        .message
+        .split_once("User \"")
+        .and_then(|(_, rest)| rest.split_once('"'))
+        .map_or_else(|| "this identity".to_owned(), |(user, _)| format!("user {user:?}"));
+    let plural = format!("{}.{}", target.kind.plural(), weir_model::GROUP);
+    let resource = match (target.namespace.as_str(), target.name.as_str()) {
+        ("*", _) => format!("{plural} in any namespace"),
+        (namespace, "*") => format!("{plural} in namespace {namespace}"),
+        (namespace, name) => format!("{plural} {name:?} in namespace {namespace}"),
+    };
+    StoreError::Forbidden { user, verb, resource }
+}
+
+fn unavailable(err: impl std::error::Error + Send + Sync + 'static) -> StoreError {
+    StoreError::Unavailable(Box::new(err))
+}
