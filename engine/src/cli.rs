@@ -10,8 +10,17 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 pub struct Cli {
     /// Where the embedded store keeps its manifests [default: $XDG_DATA_HOME/weir or
     /// ~/.local/share/weir]
-    #[arg(long, global = true, env = "WEIR_DATA_DIR", value_name = "DIR")]
+    #[arg(long, global = true, env = "WEIR_DATA_DIR", value_name = "DIR", conflicts_with_all = ["kubeconfig", "context"])]
     pub data_dir: Option<PathBuf>,
+
+    /// Keep resources in the Kubernetes cluster this kubeconfig names instead of the embedded
+    /// store
+    #[arg(long, global = true, value_name = "FILE")]
+    pub kubeconfig: Option<PathBuf>,
+
+    /// Use this kubeconfig context (of --kubeconfig, $KUBECONFIG or ~/.kube/config)
+    #[arg(long, global = true, value_name = "NAME")]
+    pub context: Option<String>,
 
     /// The command to run.
     #[command(subcommand)]
@@ -22,7 +31,9 @@ impl Cli {
     /// How much to log when `WEIR_LOG` does not say: `weir up` tells what it does, one-shot
     /// commands print only warnings.
     pub fn default_log_filter(&self) -> &'static str {
-        if self.is_long_running() { "info" } else { "warn" }
+        // kube-client logs connection failures itself; a one-shot command reports them once,
+        // as its error.
+        if self.is_long_running() { "info" } else { "warn,kube_client=off" }
     }
 
     /// Whether the command serves until stopped, rather than doing one thing and exiting.
@@ -48,6 +59,34 @@ pub enum Command {
     Validate(ValidateArgs),
     /// Print or write the CustomResourceDefinitions
     Crds(CrdsArgs),
+}
+
+/// Where resources are kept.
+#[derive(Debug, Clone)]
+pub enum StoreChoice {
+    /// The embedded store under a data directory (the default).
+    Embedded(Option<PathBuf>),
+    /// A Kubernetes cluster.
+    Cluster {
+        /// The kubeconfig file, when not the default one.
+        kubeconfig: Option<PathBuf>,
+        /// The context, when not the current one.
+        context: Option<String>,
+    },
+}
+
+impl Cli {
+    /// Which store the flags choose.
+    pub fn store(&self) -> StoreChoice {
+        if self.kubeconfig.is_some() || self.context.is_some() {
+            StoreChoice::Cluster {
+                kubeconfig: self.kubeconfig.clone(),
+                context: self.context.clone(),
+            }
+        } else {
+            StoreChoice::Embedded(self.data_dir.clone())
+        }
+    }
 }
 
 /// `weir up`.

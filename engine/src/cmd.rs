@@ -4,9 +4,9 @@ use std::{path::PathBuf, process::ExitCode, sync::Arc};
 
 use anyhow::{Context as _, Result};
 use weir_model::Kind;
-use weir_store::{Store, embedded::EmbeddedStore};
+use weir_store::{Store, embedded::EmbeddedStore, kubernetes::KubeStore};
 
-use crate::cli::{Cli, Command};
+use crate::cli::{Cli, Command, StoreChoice};
 
 pub mod apply;
 pub mod crds;
@@ -18,29 +18,47 @@ pub mod validate;
 /// Runs one command line.
 pub async fn run(cli: Cli) -> Result<ExitCode> {
     let mut out = std::io::stdout().lock();
+    let choice = cli.store();
     match cli.command {
-        Command::Up(args) => crate::server::up(open_store(cli.data_dir)?, args).await?,
-        Command::Apply(args) => apply::run(&*open_store(cli.data_dir)?, args, &mut out).await?,
-        Command::Get(args) => get::run(&*open_store(cli.data_dir)?, args, &mut out).await?,
-        Command::Delete(args) => delete::run(&*open_store(cli.data_dir)?, args, &mut out).await?,
-        Command::Export(args) => export::run(&*open_store(cli.data_dir)?, args, &mut out).await?,
+        Command::Up(args) => {
+            let (store, place) = open_store(choice).await?;
+            crate::server::up(store, &place, args).await?;
+        }
+        Command::Apply(args) => apply::run(&*open_store(choice).await?.0, args, &mut out).await?,
+        Command::Get(args) => get::run(&*open_store(choice).await?.0, args, &mut out).await?,
+        Command::Delete(args) => delete::run(&*open_store(choice).await?.0, args, &mut out).await?,
+        Command::Export(args) => export::run(&*open_store(choice).await?.0, args, &mut out).await?,
         Command::Validate(args) => validate::run(&args, &mut out)?,
         Command::Crds(args) => crds::run(args, &mut out)?,
     }
     Ok(ExitCode::SUCCESS)
 }
 
-/// The embedded store under `--data-dir`, or under the user's data directory.
-fn open_store(data_dir: Option<PathBuf>) -> Result<Arc<EmbeddedStore>> {
-    let dir = match data_dir {
-        Some(dir) => dir,
-        None => {
-            default_data_dir().context("cannot tell where to keep data: set --data-dir or HOME")?
+/// The chosen store, and where it keeps things (for logs).
+async fn open_store(choice: StoreChoice) -> Result<(Arc<dyn Store>, String)> {
+    match choice {
+        StoreChoice::Embedded(data_dir) => {
+            let dir = match data_dir {
+                Some(dir) => dir,
+                None => default_data_dir()
+                    .context("cannot tell where to keep data: set --data-dir or HOME")?,
+            };
+            let store = EmbeddedStore::open(&dir)
+                .with_context(|| format!("cannot open the store in {}", dir.display()))?;
+            Ok((Arc::new(store), dir.display().to_string()))
         }
-    };
-    let store = EmbeddedStore::open(&dir)
-        .with_context(|| format!("cannot open the store in {}", dir.display()))?;
-    Ok(Arc::new(store))
+        StoreChoice::Cluster { kubeconfig, context } => {
+            let store = KubeStore::connect(kubeconfig.as_deref(), context.as_deref())
+                .await
+                .context("cannot reach the Kubernetes cluster")?;
+            let place = match (&kubeconfig, &context) {
+                (Some(file), _) => format!("the cluster of {}", file.display()),
+                (None, Some(context)) => format!("the cluster of context {context}"),
+                (None, None) => "the current cluster".to_owned(),
+            };
+            Ok((Arc::new(store), place))
+        }
+    }
 }
 
 fn default_data_dir() -> Option<PathBuf> {

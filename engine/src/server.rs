@@ -7,22 +7,23 @@ use anyhow::{Context as _, Result};
 use axum::{Router, extract::State, http::StatusCode, routing::get};
 use futures::StreamExt;
 use weir_model::Kind;
-use weir_store::{Selector, Store, WatchEvent, embedded::EmbeddedStore};
+use weir_store::{Selector, Store, WatchEvent};
 
 use crate::cli::UpArgs;
 
 /// How long to wait before watching again after a watch fails.
 const WATCH_RETRY: Duration = Duration::from_secs(2);
 
-/// Runs the engine until interrupted (Ctrl-C or SIGTERM).
-pub async fn up(store: Arc<EmbeddedStore>, args: UpArgs) -> Result<()> {
+/// Runs the engine until interrupted (Ctrl-C or SIGTERM); `place` says where the store keeps
+/// its data.
+pub async fn up(store: Arc<dyn Store>, place: &str, args: UpArgs) -> Result<()> {
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
     let address = listener.local_addr().context("cannot read the listening address")?;
-    tracing::info!(data = %store.root().display(), "weir is up on http://{address}");
+    tracing::info!(data = place, "weir is up on http://{address}");
     for kind in Kind::ALL {
-        tokio::spawn(log_changes(Arc::clone(&store) as Arc<dyn Store>, kind));
+        tokio::spawn(log_changes(Arc::clone(&store), kind));
     }
     axum::serve(listener, app(store))
         .with_graceful_shutdown(shutdown_requested())

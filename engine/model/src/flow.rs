@@ -59,14 +59,15 @@ fn layout_schema(generator: &mut SchemaGenerator) -> Schema {
     })
 }
 
-/// A point on the editor's canvas.
+/// A point on the editor's canvas. The fields are not called `x` and `y` because YAML 1.1
+/// parsers (kubectl's among them) read a bare `y` key as the boolean `true`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Position {
-    /// Distance from the left, in canvas units.
-    pub x: f64,
-    /// Distance from the top, in canvas units.
-    pub y: f64,
+    /// Distance from the left edge, in canvas units.
+    pub left: f64,
+    /// Distance from the top edge, in canvas units.
+    pub top: f64,
 }
 
 /// What the engine observed about a flow.

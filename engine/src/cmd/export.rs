@@ -1,5 +1,5 @@
-//! `weir export`: flows with their nodes as clean manifests (no status, no server fields), which
-//! `kubectl apply` and `weir apply` take unchanged.
+//! `weir export`: flows with their nodes as clean manifests (no status, no server fields, keys
+//! sorted), which `kubectl apply` and `weir apply` take unchanged.
 
 use std::io::Write;
 
@@ -42,7 +42,9 @@ pub async fn run(store: &dyn Store, args: ExportArgs, out: &mut impl Write) -> R
     super::all_or_error(failures)
 }
 
-/// The object as its author would write it: type, name, labels, annotations and spec.
+/// The object as its author would write it: type, name, labels, annotations and spec, with keys
+/// sorted, so the same flow exports to the same bytes from either store (the apiserver does not
+/// keep key order) and diffs well in Git.
 fn clean(object: &DynamicObject, keep_namespace: bool) -> Result<Value> {
     let mut value = serde_json::to_value(object)?;
     let Some(fields) = value.as_object_mut() else { return Ok(value) };
@@ -59,5 +61,17 @@ fn clean(object: &DynamicObject, keep_namespace: bool) -> Result<Value> {
         }
         *metadata = kept;
     }
+    sort_keys(&mut value);
     Ok(value)
+}
+
+fn sort_keys(value: &mut Value) {
+    match value {
+        Value::Object(fields) => {
+            fields.sort_keys();
+            fields.values_mut().for_each(sort_keys);
+        }
+        Value::Array(items) => items.iter_mut().for_each(sort_keys),
+        _ => {}
+    }
 }

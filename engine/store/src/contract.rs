@@ -80,7 +80,7 @@ pub fn flow(namespace: &str, name: &str, labels: &[(&str, &str)]) -> DynamicObje
         "apiVersion": "weir.dev/v1alpha1",
         "kind": "Flow",
         "metadata": { "name": name, "namespace": namespace, "labels": label_map(labels) },
-        "spec": { "description": "mirrors images", "layout": { "tick": { "x": 10.0, "y": 20.5 } } },
+        "spec": { "description": "mirrors images", "layout": { "tick": { "left": 10.0, "top": 20.5 } } },
     }))
 }
 

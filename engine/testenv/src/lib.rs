@@ -7,6 +7,9 @@
 //! exits (they run under `setpriv --pdeathsig KILL`), and their logs stay in the run directory
 //! it prints, the last few runs kept, so a failure can be read afterwards.
 
+// Where the control plane runs is told on stderr, which the test harness shows with a failure.
+#![allow(clippy::print_stderr)]
+
 use std::{
     fs,
     net::{Ipv4Addr, TcpListener},
