@@ -76,6 +76,7 @@ impl ControlPlane {
     }
 
     async fn start() -> Result<Self> {
+        let started = Instant::now();
         let bin = build_binaries()?;
         let run_dir = new_run_dir()?;
         eprintln!("control plane: logs and files in {}", run_dir.display());
@@ -117,13 +118,13 @@ impl ControlPlane {
             _etcd: etcd,
             namespaces: AtomicU32::new(0),
         };
-        let started = Instant::now();
         plane.wait_ready().await?;
+        let ready = started.elapsed();
+        plane.install_crds().await?;
         eprintln!(
-            "control plane: ready on https://127.0.0.1:{apiserver_port} after {:.1?}",
+            "control plane: apiserver ready on https://127.0.0.1:{apiserver_port} {ready:.1?} after start, CRDs established after {:.1?}",
             started.elapsed()
         );
-        plane.install_crds().await?;
         Ok(plane)
     }
 
