@@ -4,12 +4,14 @@ use std::{
     fs,
     io::{BufRead, BufReader, Read, Write},
     net::TcpStream,
-    path::{Path, PathBuf},
+    path::Path,
     process::{Child, Command, Output, Stdio},
 };
 
 use anyhow::{Context as _, Result, ensure};
 use tempfile::TempDir;
+
+mod support;
 
 const HELLO: &str = "tests/manifests/valid/hello.yaml";
 
@@ -128,18 +130,9 @@ fn applying_again_changes_nothing_and_a_change_is_configured() -> Result<()> {
 #[test]
 fn validate_names_each_broken_manifest_precisely() -> Result<()> {
     let weir = Weir::new();
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/manifests/invalid");
-    let mut files: Vec<PathBuf> =
-        fs::read_dir(&dir)?.map(|e| e.map(|e| e.path())).collect::<Result<_, _>>()?;
-    files.sort();
-    ensure!(files.len() >= 10, "only {} broken manifests", files.len());
-    for file in files {
-        let text = fs::read_to_string(&file)?;
-        let expected = text
-            .lines()
-            .next()
-            .and_then(|l| l.strip_prefix("# expect: "))
-            .context("no # expect line")?;
+    let broken = support::broken_manifests()?;
+    ensure!(broken.len() >= 10, "only {} broken manifests", broken.len());
+    for (file, expected) in broken {
         let path = file.to_str().context("path")?;
         let stderr = weir.fails(&["validate", "-f", path])?;
         let errors: Vec<&str> = stderr
@@ -151,7 +144,7 @@ fn validate_names_each_broken_manifest_precisely() -> Result<()> {
             errors[0].starts_with(&format!("error: {path}: document 1")),
             "{path}: position not named: {stderr}"
         );
-        ensure!(errors[0].contains(expected), "{path}: expected {expected:?} in:\n{stderr}");
+        ensure!(errors[0].contains(&expected), "{path}: expected {expected:?} in:\n{stderr}");
     }
     Ok(())
 }

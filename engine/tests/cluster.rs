@@ -4,12 +4,14 @@
 
 use std::{
     fs,
-    path::{Path, PathBuf},
+    path::Path,
     process::{Command, Output},
 };
 
-use anyhow::{Context as _, Result, ensure};
+use anyhow::{Result, ensure};
 use weir_testenv::ControlPlane;
+
+mod support;
 
 const HELLO: &str = "tests/manifests/valid/hello.yaml";
 
@@ -74,17 +76,7 @@ async fn kubectl_applies_flows_and_shows_their_columns() -> Result<()> {
 async fn the_apiserver_rejects_the_broken_manifests() -> Result<()> {
     let plane = ControlPlane::shared();
     let namespace = plane.namespace("broken").await?;
-    let dir = manifest_dir().join("tests/manifests/invalid");
-    let mut files: Vec<PathBuf> =
-        fs::read_dir(&dir)?.map(|e| e.map(|e| e.path())).collect::<Result<_, _>>()?;
-    files.sort();
-    for file in files {
-        let text = fs::read_to_string(&file)?;
-        let expected = text
-            .lines()
-            .next()
-            .and_then(|l| l.strip_prefix("# expect: "))
-            .context("no # expect line")?;
+    for (file, expected) in support::broken_manifests()? {
         let output = run(plane
             .kubectl()
             .args(["apply", "--dry-run=server", "-n", &namespace, "-f"])

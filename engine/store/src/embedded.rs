@@ -99,6 +99,20 @@ impl EmbeddedStore {
         self.inner.path(object)
     }
 
+    /// Runs a change under the write lock on a blocking thread, then tells the watchers.
+    async fn write(
+        &self,
+        key: ObjectRef,
+        change: impl FnOnce(&Inner) -> Result<DynamicObject, StoreError> + Send + 'static,
+    ) -> Result<DynamicObject, StoreError> {
+        self.blocking(move |inner| {
+            let written = inner.locked(change)?;
+            inner.announce(key.kind, false, &written);
+            Ok(written)
+        })
+        .await
+    }
+
     async fn blocking<T: Send + 'static>(
         &self,
         work: impl FnOnce(&Inner) -> Result<T, StoreError> + Send + 'static,
@@ -138,25 +152,21 @@ impl Store for EmbeddedStore {
 
     async fn create(&self, object: DynamicObject) -> Result<DynamicObject, StoreError> {
         let key = validated(&object)?;
-        self.blocking(move |inner| {
-            let created = inner.locked(|inner| {
-                if inner.read(&key)?.is_some() {
-                    return Err(StoreError::AlreadyExists(key.clone()));
-                }
-                let mut created = object;
-                let meta = &mut created.metadata;
-                meta.namespace = Some(key.namespace.clone());
-                meta.uid = Some(uuid::Uuid::new_v4().to_string());
-                meta.generation = Some(1);
-                meta.creation_timestamp = Some(now());
-                meta.resource_version = Some(inner.next_revision(None)?.to_string());
-                meta.managed_fields = None;
-                meta.deletion_timestamp = None;
-                remove_status(&mut created.data);
-                inner.write(&key, &created)?;
-                Ok(created)
-            })?;
-            inner.announce(key.kind, false, &created);
+        self.write(key.clone(), move |inner| {
+            if inner.read(&key)?.is_some() {
+                return Err(StoreError::AlreadyExists(key));
+            }
+            let mut created = object;
+            let meta = &mut created.metadata;
+            meta.namespace = Some(key.namespace.clone());
+            meta.uid = Some(uuid::Uuid::new_v4().to_string());
+            meta.generation = Some(1);
+            meta.creation_timestamp = Some(now());
+            meta.resource_version = Some(inner.next_revision(None)?.to_string());
+            meta.managed_fields = None;
+            meta.deletion_timestamp = None;
+            remove_status(&mut created.data);
+            inner.write(&key, &created)?;
             Ok(created)
         })
         .await
@@ -164,30 +174,25 @@ impl Store for EmbeddedStore {
 
     async fn update(&self, object: DynamicObject) -> Result<DynamicObject, StoreError> {
         let key = validated(&object)?;
-        self.blocking(move |inner| {
-            let updated = inner.locked(|inner| {
-                let current = inner.current_for_write(&key, &object)?;
-                let mut updated = object;
-                let mut data = updated.data.clone();
-                remove_status(&mut data);
-                let mut current_data = current.data.clone();
-                let status = remove_status(&mut current_data);
-                let generation = current.metadata.generation.unwrap_or(1);
-                let meta = &mut updated.metadata;
-                meta.namespace = Some(key.namespace.clone());
-                meta.uid.clone_from(&current.metadata.uid);
-                meta.creation_timestamp.clone_from(&current.metadata.creation_timestamp);
-                meta.generation =
-                    Some(if data == current_data { generation } else { generation + 1 });
-                meta.resource_version = Some(
-                    inner.next_revision(current.metadata.resource_version.as_deref())?.to_string(),
-                );
-                meta.managed_fields = None;
-                updated.data = with_status(data, status);
-                inner.write(&key, &updated)?;
-                Ok(updated)
-            })?;
-            inner.announce(key.kind, false, &updated);
+        self.write(key.clone(), move |inner| {
+            let current = inner.current_for_write(&key, &object)?;
+            let mut updated = object;
+            let mut data = updated.data.clone();
+            remove_status(&mut data);
+            let mut current_data = current.data.clone();
+            let status = remove_status(&mut current_data);
+            let generation = current.metadata.generation.unwrap_or(1);
+            let meta = &mut updated.metadata;
+            meta.namespace = Some(key.namespace.clone());
+            meta.uid.clone_from(&current.metadata.uid);
+            meta.creation_timestamp.clone_from(&current.metadata.creation_timestamp);
+            meta.generation = Some(if data == current_data { generation } else { generation + 1 });
+            meta.resource_version = Some(
+                inner.next_revision(current.metadata.resource_version.as_deref())?.to_string(),
+            );
+            meta.managed_fields = None;
+            updated.data = with_status(data, status);
+            inner.write(&key, &updated)?;
             Ok(updated)
         })
         .await
@@ -197,25 +202,21 @@ impl Store for EmbeddedStore {
         let key = object_ref(&object)?;
         check_name("namespace", &key.namespace)?;
         check_name("metadata.name", &key.name)?;
-        self.blocking(move |inner| {
-            let updated = inner.locked(|inner| {
-                let current = inner.current_for_write(&key, &object)?;
-                let mut status_source = object.data;
-                let status = remove_status(&mut status_source);
-                let mut updated = current;
-                let mut data = std::mem::take(&mut updated.data);
-                remove_status(&mut data);
-                updated.data = with_status(data, status);
-                let candidate = object_value(&updated);
-                weir_model::manifest::validate(&candidate)
-                    .map_err(|reason| StoreError::Invalid { object: key.to_string(), reason })?;
-                updated.metadata.resource_version = Some(
-                    inner.next_revision(updated.metadata.resource_version.as_deref())?.to_string(),
-                );
-                inner.write(&key, &updated)?;
-                Ok(updated)
-            })?;
-            inner.announce(key.kind, false, &updated);
+        self.write(key.clone(), move |inner| {
+            let current = inner.current_for_write(&key, &object)?;
+            let mut status_source = object.data;
+            let status = remove_status(&mut status_source);
+            let mut updated = current;
+            let mut data = std::mem::take(&mut updated.data);
+            remove_status(&mut data);
+            updated.data = with_status(data, status);
+            let candidate = object_value(&updated);
+            weir_model::manifest::validate(&candidate)
+                .map_err(|reason| StoreError::Invalid { object: key.to_string(), reason })?;
+            updated.metadata.resource_version = Some(
+                inner.next_revision(updated.metadata.resource_version.as_deref())?.to_string(),
+            );
+            inner.write(&key, &updated)?;
             Ok(updated)
         })
         .await
@@ -410,15 +411,7 @@ impl Inner {
         given: &DynamicObject,
     ) -> Result<DynamicObject, StoreError> {
         let current = self.read(key)?.ok_or_else(|| StoreError::NotFound(key.clone()))?;
-        let Some(stale) = given.metadata.resource_version.clone() else {
-            return Err(StoreError::Invalid {
-                object: key.to_string(),
-                reason: weir_model::FieldError {
-                    path: "metadata.resourceVersion".to_owned(),
-                    message: "required for an update: read the object first".to_owned(),
-                },
-            });
-        };
+        let stale = crate::read_version(key, given)?;
         let uid_differs =
             given.metadata.uid.is_some() && given.metadata.uid != current.metadata.uid;
         if uid_differs || current.metadata.resource_version.as_deref() != Some(stale.as_str()) {

@@ -89,7 +89,7 @@ impl Store for KubeStore {
         self.api(kind, Some(namespace))
             .get(name)
             .await
-            .map_err(|err| api_error(err, "get", &target))
+            .map_err(|err| api_error(err, "get", &target, None))
     }
 
     async fn list(
@@ -106,7 +106,8 @@ impl Store for KubeStore {
         let scope = ObjectRef::new(kind, namespace.unwrap_or("*"), "*");
         let mut objects = Vec::new();
         loop {
-            let page = api.list(&params).await.map_err(|err| api_error(err, "list", &scope))?;
+            let page =
+                api.list(&params).await.map_err(|err| api_error(err, "list", &scope, None))?;
             objects.extend(page.items);
             match page.metadata.continue_ {
                 Some(token) if !token.is_empty() => params = params.continue_token(&token),
@@ -128,27 +129,23 @@ impl Store for KubeStore {
         self.api(target.kind, Some(&target.namespace))
             .create(&PostParams::default(), &object)
             .await
-            .map_err(|err| api_error(err, "create", &target))
+            .map_err(|err| api_error(err, "create", &target, None))
     }
 
     async fn update(&self, mut object: DynamicObject) -> Result<DynamicObject, StoreError> {
-        let target = object_ref(&object)?;
-        require_version(&target, &object)?;
-        object.metadata.namespace = Some(target.namespace.clone());
+        let (target, stale) = prepare_update(&mut object)?;
         self.api(target.kind, Some(&target.namespace))
             .replace(&target.name, &PostParams::default(), &object)
             .await
-            .map_err(|err| api_error(err, "update", &target))
+            .map_err(|err| api_error(err, "update", &target, Some(&stale)))
     }
 
     async fn update_status(&self, mut object: DynamicObject) -> Result<DynamicObject, StoreError> {
-        let target = object_ref(&object)?;
-        require_version(&target, &object)?;
-        object.metadata.namespace = Some(target.namespace.clone());
+        let (target, stale) = prepare_update(&mut object)?;
         self.api(target.kind, Some(&target.namespace))
             .replace_status(&target.name, &PostParams::default(), &object)
             .await
-            .map_err(|err| api_error(err, "update the status of", &target))
+            .map_err(|err| api_error(err, "update the status of", &target, Some(&stale)))
     }
 
     async fn delete(&self, kind: Kind, namespace: &str, name: &str) -> Result<(), StoreError> {
@@ -157,7 +154,7 @@ impl Store for KubeStore {
             .delete(name, &DeleteParams::default())
             .await
             .map(drop)
-            .map_err(|err| api_error(err, "delete", &target))
+            .map_err(|err| api_error(err, "delete", &target, None))
     }
 
     fn watch(&self, kind: Kind, namespace: Option<&str>, selector: &Selector) -> WatchStream {
@@ -202,25 +199,31 @@ impl Store for KubeStore {
     }
 }
 
-fn require_version(target: &ObjectRef, object: &DynamicObject) -> Result<(), StoreError> {
-    if object.metadata.resource_version.is_some() {
-        return Ok(());
-    }
-    Err(StoreError::Invalid {
-        object: target.to_string(),
-        reason: FieldError {
-            path: "metadata.resourceVersion".to_owned(),
-            message: "required for an update: read the object first".to_owned(),
-        },
-    })
+/// Names the object an update is for and the resourceVersion it was read at, which Kubernetes
+/// requires of an update to a custom resource.
+fn prepare_update(object: &mut DynamicObject) -> Result<(ObjectRef, String), StoreError> {
+    let target = object_ref(object)?;
+    object.metadata.namespace = Some(target.namespace.clone());
+    let stale = crate::read_version(&target, object)?;
+    Ok((target, stale))
 }
 
-fn api_error(err: kube::Error, verb: &'static str, target: &ObjectRef) -> StoreError {
+/// The store's error for what the apiserver said; `stale` is the resourceVersion an update
+/// carried, for a conflict's message.
+fn api_error(
+    err: kube::Error,
+    verb: &'static str,
+    target: &ObjectRef,
+    stale: Option<&str>,
+) -> StoreError {
     let kube::Error::Api(status) = err else { return unavailable(err) };
     match (status.code, status.reason.as_str()) {
         (404, _) => StoreError::NotFound(target.clone()),
         (409, "AlreadyExists") => StoreError::AlreadyExists(target.clone()),
-        (409, _) => StoreError::Conflict { object: target.clone(), stale: "given".to_owned() },
+        (409, _) => StoreError::Conflict {
+            object: target.clone(),
+            stale: stale.unwrap_or("given").to_owned(),
+        },
         (403, _) => forbidden(&status, verb, target),
         (413, _) => {
             StoreError::TooLarge { object: target.clone(), size: 0, limit: MAX_OBJECT_BYTES }

@@ -202,6 +202,18 @@ pub fn object_ref(object: &DynamicObject) -> Result<ObjectRef, StoreError> {
     Ok(ObjectRef::new(kind, namespace, name))
 }
 
+/// The resourceVersion an update carries, which both stores require (as Kubernetes does for
+/// custom resources): an update without one could overwrite a change it never saw.
+pub fn read_version(target: &ObjectRef, object: &DynamicObject) -> Result<String, StoreError> {
+    object.metadata.resource_version.clone().ok_or_else(|| StoreError::Invalid {
+        object: target.to_string(),
+        reason: FieldError {
+            path: "metadata.resourceVersion".to_owned(),
+            message: "required for an update: read the object first".to_owned(),
+        },
+    })
+}
+
 /// Names an object in messages, as far as it can be told.
 pub fn describe(object: &DynamicObject) -> String {
     let kind = object.types.as_ref().map_or("object without kind", |t| t.kind.as_str());
