@@ -11,6 +11,7 @@ pub mod flow;
 pub mod flow_node;
 pub mod kind;
 pub mod manifest;
+pub mod mapping;
 pub mod module;
 pub mod names;
 mod schema;
