@@ -1,0 +1,131 @@
+//! What a node sees of the runtime while it works: who it is, the run it is part of, a way to
+//! emit on its outputs, and cancellation.
+
+use std::{fmt, sync::Arc};
+
+use futures::future::BoxFuture;
+use serde::Serialize;
+use serde_json::Value;
+use tokio_util::sync::CancellationToken;
+
+use crate::error::NodeError;
+
+/// Which node this is.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct NodeIdentity {
+    /// The namespace of the node's FlowNode.
+    pub namespace: String,
+    /// The flow it belongs to.
+    pub flow: String,
+    /// The node's name.
+    pub node: String,
+}
+
+impl fmt::Display for NodeIdentity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.namespace, self.node)
+    }
+}
+
+/// Where emits go: the runtime routes them along the port's edges; the test harness records
+/// and answers them.
+pub trait Emitter: Send + Sync {
+    /// Delivers `message` from `from`'s output `port` and returns what the downstream chain
+    /// returned.
+    fn emit<'a>(
+        &'a self,
+        from: &'a NodeIdentity,
+        port: &'a str,
+        message: Value,
+        run: &'a Run,
+    ) -> BoxFuture<'a, Result<Value, NodeError>>;
+}
+
+/// The flow run a message belongs to: the message that started it and its cancellation.
+#[derive(Debug, Clone, Default)]
+pub struct Run {
+    /// The message the trigger emitted to start the run, `$trigger` in mappings.
+    pub trigger: Value,
+    /// Cancelled when the run is abandoned or its deadline passes.
+    pub cancel: CancellationToken,
+}
+
+/// The node's view of the runtime, passed to every call.
+#[derive(Clone)]
+pub struct Context {
+    identity: Arc<NodeIdentity>,
+    outputs: Arc<[String]>,
+    emitter: Arc<dyn Emitter>,
+    run: Run,
+}
+
+impl fmt::Debug for Context {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Context")
+            .field("node", &self.identity)
+            .field("outputs", &self.outputs)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Context {
+    /// A context for `identity`, whose declared outputs are `outputs`; the runtime and the
+    /// harness make these, nodes only receive them.
+    pub fn new(
+        identity: NodeIdentity,
+        outputs: Vec<String>,
+        emitter: Arc<dyn Emitter>,
+        run: Run,
+    ) -> Self {
+        Self { identity: Arc::new(identity), outputs: outputs.into(), emitter, run }
+    }
+
+    /// Which node this is.
+    pub fn node(&self) -> &NodeIdentity {
+        &self.identity
+    }
+
+    /// The message that started this run (`$trigger` in mappings).
+    pub fn trigger(&self) -> &Value {
+        &self.run.trigger
+    }
+
+    /// The same node in a new run that `trigger` starts: what a trigger does before it emits.
+    #[must_use]
+    pub fn start_run(&self, trigger: Value) -> Self {
+        let run = Run { trigger, cancel: self.run.cancel.child_token() };
+        Self { run, ..self.clone() }
+    }
+
+    /// Emits `message` on the output `port` and returns what the downstream chain returned, or
+    /// its error. Emitting on a port the node did not declare is an internal error.
+    pub async fn emit(&self, port: &str, message: impl Serialize) -> Result<Value, NodeError> {
+        if !self.outputs.iter().any(|p| p == port) {
+            return Err(NodeError::internal(format!(
+                "node {} emitted on {port:?}, which is not one of its outputs ({})",
+                self.identity,
+                self.outputs.join(", ")
+            )));
+        }
+        if self.run.cancel.is_cancelled() {
+            return Err(NodeError::cancelled(format!(
+                "the run was cancelled before {} emitted on {port}",
+                self.identity
+            )));
+        }
+        let message = serde_json::to_value(message).map_err(|err| {
+            NodeError::internal(format!("cannot encode the message for port {port}: {err}"))
+        })?;
+        self.emitter.emit(&self.identity, port, message, &self.run).await
+    }
+
+    /// Whether the run (or the node) has been cancelled.
+    pub fn is_cancelled(&self) -> bool {
+        self.run.cancel.is_cancelled()
+    }
+
+    /// Completes when the run (or the node) is cancelled; long waits select on it.
+    pub async fn cancelled(&self) {
+        self.run.cancel.cancelled().await;
+    }
+}

@@ -1,0 +1,109 @@
+//! How a node fails. The kind decides what the runtime does (only transient failures are
+//! retried) and survives every hop, in-process or over gRPC.
+
+use serde::{Deserialize, Serialize};
+
+/// What kind of failure a [`NodeError`] is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ErrorKind {
+    /// Bad input or settings: the same message would fail again, so it is never retried.
+    Invalid,
+    /// A passing failure (a timeout, a 429, a conflict): the runtime retries it by the edge's
+    /// retry policy.
+    Transient,
+    /// The run was cancelled or its deadline passed.
+    Cancelled,
+    /// A bug or a broken invariant in the node or the runtime.
+    Internal,
+}
+
+impl ErrorKind {
+    /// The kind as written in status and on the wire.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Invalid => "invalid",
+            Self::Transient => "transient",
+            Self::Cancelled => "cancelled",
+            Self::Internal => "internal",
+        }
+    }
+}
+
+/// A node's failure: a kind and a message that names the port, field or peer concerned.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+#[error("{message}")]
+pub struct NodeError {
+    kind: ErrorKind,
+    message: String,
+}
+
+impl NodeError {
+    /// A failure of the given kind.
+    pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
+        Self { kind, message: message.into() }
+    }
+
+    /// Bad input or settings; never retried.
+    pub fn invalid(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::Invalid, message)
+    }
+
+    /// A passing failure; retried by the edge's policy.
+    pub fn transient(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::Transient, message)
+    }
+
+    /// The run was cancelled or ran out of time.
+    pub fn cancelled(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::Cancelled, message)
+    }
+
+    /// A bug or a broken invariant.
+    pub fn internal(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::Internal, message)
+    }
+
+    /// What kind of failure it is.
+    pub fn kind(&self) -> ErrorKind {
+        self.kind
+    }
+
+    /// What went wrong.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+
+    /// Whether the runtime may try again.
+    pub fn is_retryable(&self) -> bool {
+        self.kind == ErrorKind::Transient
+    }
+
+    /// The same failure with `context` in front of its message, such as the node it came from.
+    #[must_use]
+    pub fn context(self, context: impl std::fmt::Display) -> Self {
+        Self { kind: self.kind, message: format!("{context}: {}", self.message) }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_transient_failures_are_retried() {
+        assert!(NodeError::transient("429 from registry").is_retryable());
+        for error in [NodeError::invalid("x"), NodeError::cancelled("x"), NodeError::internal("x")]
+        {
+            assert!(!error.is_retryable(), "{error:?}");
+        }
+    }
+
+    #[test]
+    fn kind_and_message_survive_serialization() {
+        let error = NodeError::transient("registry answered 503").context("node copy");
+        let wire = serde_json::to_string(&error).unwrap();
+        assert_eq!(wire, r#"{"kind":"transient","message":"node copy: registry answered 503"}"#);
+        assert_eq!(serde_json::from_str::<NodeError>(&wire).unwrap(), error);
+    }
+}

@@ -1,0 +1,23 @@
+//! The Weir module SDK: the only crate a node author imports.
+//!
+//! A component is a small typed thing: a settings type (serde + JSON Schema + `Default`, whose
+//! doc comments become the editor's help), ports computed from the settings, a `build` that
+//! checks them, and an async `handle` whose [`Context::emit`] returns what the downstream
+//! chain returned. Triggers add a `run` loop. Failures are typed ([`NodeError`]) so the runtime
+//! retries only what is transient. A [`Module`] lists its components one per line, and
+//! [`testing`] builds nodes from settings JSON for tests.
+
+pub mod component;
+pub mod context;
+pub mod error;
+pub mod module;
+pub mod port;
+pub mod testing;
+
+pub use component::{Component, Description, Node};
+pub use context::{Context, Emitter, NodeIdentity, Run};
+pub use error::{ErrorKind, NodeError};
+pub use module::Module;
+pub use port::{ERROR_PORT, Failure, Port};
+pub use schemars::JsonSchema;
+pub use serde_json::{Value, json};

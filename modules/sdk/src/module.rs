@@ -1,0 +1,118 @@
+//! A module: a named set of components, and the catalogue it publishes as its `Module` resource.
+
+use serde_json::Value;
+use weir_model::{ComponentDescriptor, ModuleSpec, names::ComponentName};
+
+use crate::{
+    component::{Component, Node, build_node},
+    error::NodeError,
+    port::schema_of,
+};
+
+/// Builds a node of one component from its settings.
+type BuildFn = fn(&Value) -> Result<Box<dyn Node>, NodeError>;
+
+/// One registered component: its catalogue entry and how to build it.
+#[derive(Debug, Clone)]
+pub struct Registration {
+    name: &'static str,
+    describe: fn() -> Result<ComponentDescriptor, NodeError>,
+    build: BuildFn,
+}
+
+impl Registration {
+    fn of<C: Component>() -> Self {
+        Self { name: C::NAME, describe: describe::<C>, build: build_node::<C> }
+    }
+
+    /// The component's name.
+    pub fn name(&self) -> &'static str {
+        self.name
+    }
+
+    /// The component's catalogue entry, with the ports of its default settings.
+    pub fn descriptor(&self) -> Result<ComponentDescriptor, NodeError> {
+        (self.describe)()
+    }
+
+    /// Builds a node from settings.
+    pub fn build(&self, settings: &Value) -> Result<Box<dyn Node>, NodeError> {
+        (self.build)(settings)
+    }
+}
+
+fn describe<C: Component>() -> Result<ComponentDescriptor, NodeError> {
+    let description = C::describe();
+    let name = ComponentName::new(C::NAME).map_err(|err| NodeError::internal(err.to_string()))?;
+    let ports = C::ports(&C::Settings::default())
+        .iter()
+        .map(crate::Port::descriptor)
+        .collect::<Result<_, _>>()?;
+    Ok(ComponentDescriptor {
+        name,
+        label: description.label.to_owned(),
+        description: description.description.to_owned(),
+        tags: description.tags.iter().map(|t| (*t).to_owned()).collect(),
+        trigger: description.trigger,
+        settings_schema: Some(schema_of::<C::Settings>()),
+        ports,
+    })
+}
+
+/// A module's components, registered one per line in its table of contents:
+///
+/// ```
+/// # use weir_sdk::Module;
+/// let module = Module::new("common", env!("CARGO_PKG_VERSION"));
+///     // .component::<Ticker>()
+///     // .component::<Router>()
+/// assert_eq!(module.name(), "common");
+/// ```
+#[derive(Debug, Clone)]
+pub struct Module {
+    name: &'static str,
+    version: &'static str,
+    components: Vec<Registration>,
+}
+
+impl Module {
+    /// An empty module.
+    pub fn new(name: &'static str, version: &'static str) -> Self {
+        Self { name, version, components: Vec::new() }
+    }
+
+    /// Registers component `C`.
+    #[must_use]
+    pub fn component<C: Component>(mut self) -> Self {
+        self.components.push(Registration::of::<C>());
+        self
+    }
+
+    /// The module's name.
+    pub fn name(&self) -> &'static str {
+        self.name
+    }
+
+    /// The registered components, in registration order.
+    pub fn components(&self) -> &[Registration] {
+        &self.components
+    }
+
+    /// The registration of a component, by name.
+    pub fn find(&self, component: &str) -> Option<&Registration> {
+        self.components.iter().find(|c| c.name == component)
+    }
+
+    /// The catalogue the module publishes; fails on a component that breaks the naming rules.
+    pub fn catalogue(&self) -> Result<ModuleSpec, NodeError> {
+        Ok(ModuleSpec {
+            version: self.version.to_owned(),
+            endpoint: None,
+            components: self
+                .components
+                .iter()
+                .map(Registration::descriptor)
+                .collect::<Result<_, _>>()?,
+        })
+    }
+}

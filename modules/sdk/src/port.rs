@@ -1,0 +1,115 @@
+//! Ports: a node's named inputs and outputs, each with the JSON Schema of its messages. A
+//! component computes its ports from its settings, so a router can have one output per route.
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use weir_model::{Direction, PortDescriptor, names::PortName};
+
+use crate::error::NodeError;
+
+/// The conventional name of the output that failures go to when it is wired.
+pub const ERROR_PORT: &str = "error";
+
+/// One input or output of a node.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Port {
+    name: String,
+    direction: Direction,
+    label: String,
+    schema: Value,
+}
+
+impl Port {
+    /// An input whose messages have the shape of `T`.
+    pub fn input<T: JsonSchema>(name: &str) -> Self {
+        Self::new(name, Direction::In, schema_of::<T>())
+    }
+
+    /// An output whose messages have the shape of `T`.
+    pub fn output<T: JsonSchema>(name: &str) -> Self {
+        Self::new(name, Direction::Out, schema_of::<T>())
+    }
+
+    /// The `error` output: a failure as data, with the message that caused it.
+    pub fn error() -> Self {
+        Self::output::<Failure>(ERROR_PORT).with_label("Error")
+    }
+
+    /// A port whose schema is only known at run time (from settings).
+    pub fn with_schema(name: &str, direction: Direction, schema: Value) -> Self {
+        Self::new(name, direction, schema)
+    }
+
+    fn new(name: &str, direction: Direction, schema: Value) -> Self {
+        Self { name: name.to_owned(), direction, label: String::new(), schema }
+    }
+
+    /// A label for the editor (the name is shown otherwise).
+    #[must_use]
+    pub fn with_label(mut self, label: &str) -> Self {
+        label.clone_into(&mut self.label);
+        self
+    }
+
+    /// The port's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Whether messages come in or go out.
+    pub fn direction(&self) -> Direction {
+        self.direction
+    }
+
+    /// The JSON Schema of the port's messages.
+    pub fn schema(&self) -> &Value {
+        &self.schema
+    }
+
+    /// The port as the catalogue lists it; fails when the name breaks the naming rule.
+    pub fn descriptor(&self) -> Result<PortDescriptor, NodeError> {
+        let name = PortName::new(self.name.as_str())
+            .map_err(|err| NodeError::internal(err.to_string()))?;
+        Ok(PortDescriptor {
+            name,
+            direction: self.direction,
+            label: self.label.clone(),
+            schema: Some(self.schema.clone()),
+        })
+    }
+}
+
+/// What the `error` port carries.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct Failure {
+    /// The failure.
+    pub error: FailureDetail,
+    /// The message the node was handling when it failed.
+    pub input: Value,
+}
+
+/// A failure as data.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct FailureDetail {
+    /// `invalid`, `transient`, `cancelled` or `internal`.
+    pub kind: String,
+    /// What went wrong.
+    pub message: String,
+}
+
+impl Failure {
+    /// The failure of handling `input`.
+    pub fn new(error: &NodeError, input: Value) -> Self {
+        let detail = FailureDetail {
+            kind: error.kind().as_str().to_owned(),
+            message: error.message().to_owned(),
+        };
+        Self { error: detail, input }
+    }
+}
+
+/// The JSON Schema of `T`, as a JSON value.
+pub fn schema_of<T: JsonSchema>() -> Value {
+    serde_json::to_value(schemars::schema_for!(T)).unwrap_or(Value::Bool(true))
+}

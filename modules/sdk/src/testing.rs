@@ -1,0 +1,168 @@
+//! Testing support for node authors: build a node from settings JSON, push messages into its
+//! ports, see and answer what it emits, and check a component against the node rules.
+
+use std::sync::{Arc, Mutex, PoisonError};
+
+use futures::future::BoxFuture;
+use serde_json::Value;
+use tokio_util::sync::CancellationToken;
+use weir_model::{Direction, names::NameRule};
+
+use crate::{
+    component::{Component, Node, build_node},
+    context::{Context, Emitter, NodeIdentity, Run},
+    error::NodeError,
+    port::schema_of,
+};
+
+/// What a node emitted during a test.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Emitted {
+    /// The output port.
+    pub port: String,
+    /// The message.
+    pub message: Value,
+}
+
+type Answer = dyn Fn(&str, &Value) -> Result<Value, NodeError> + Send + Sync;
+
+/// One node of a component under test.
+pub struct Harness {
+    node: Box<dyn Node>,
+    recorder: Arc<Recorder>,
+    context: Context,
+    cancel: CancellationToken,
+}
+
+impl std::fmt::Debug for Harness {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Harness").field("context", &self.context).finish_non_exhaustive()
+    }
+}
+
+struct Recorder {
+    emitted: Mutex<Vec<Emitted>>,
+    answer: Mutex<Arc<Answer>>,
+}
+
+impl Emitter for Recorder {
+    fn emit<'a>(
+        &'a self,
+        _: &'a NodeIdentity,
+        port: &'a str,
+        message: Value,
+        _: &'a Run,
+    ) -> BoxFuture<'a, Result<Value, NodeError>> {
+        let answer = Arc::clone(&self.answer.lock().unwrap_or_else(PoisonError::into_inner));
+        let reply = answer(port, &message);
+        self.emitted
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(Emitted { port: port.to_owned(), message });
+        Box::pin(async move { reply })
+    }
+}
+
+impl Harness {
+    /// Builds a node of `C` from settings JSON, as the runtime would; downstream answers
+    /// every emit with `null` until told otherwise.
+    pub fn build<C: Component>(settings: &Value) -> Result<Self, NodeError> {
+        let node = build_node::<C>(settings)?;
+        let outputs = node
+            .ports()
+            .iter()
+            .filter(|p| p.direction() == Direction::Out)
+            .map(|p| p.name().to_owned())
+            .collect();
+        let recorder = Arc::new(Recorder {
+            emitted: Mutex::new(Vec::new()),
+            answer: Mutex::new(Arc::new(|_, _| Ok(Value::Null))),
+        });
+        let identity = NodeIdentity {
+            namespace: "test".to_owned(),
+            flow: "test".to_owned(),
+            node: C::NAME.replace('_', "-"),
+        };
+        let cancel = CancellationToken::new();
+        let run = Run { trigger: Value::Null, cancel: cancel.clone() };
+        let context =
+            Context::new(identity, outputs, Arc::clone(&recorder) as Arc<dyn Emitter>, run);
+        Ok(Self { node, recorder, context, cancel })
+    }
+
+    /// Makes downstream answer each emit with `answer(port, message)`.
+    pub fn answer_with(
+        &self,
+        answer: impl Fn(&str, &Value) -> Result<Value, NodeError> + Send + Sync + 'static,
+    ) {
+        *self.recorder.answer.lock().unwrap_or_else(PoisonError::into_inner) = Arc::new(answer);
+    }
+
+    /// Delivers `message` to the input `port` and returns the node's reply.
+    pub async fn send(&self, port: &str, message: Value) -> Result<Value, NodeError> {
+        self.node.handle(&self.context, port, message).await
+    }
+
+    /// Runs the node's trigger loop until [`Harness::cancel`] or until it returns.
+    pub async fn run(&self) -> Result<(), NodeError> {
+        self.node.run(&self.context).await
+    }
+
+    /// Cancels the node's context, as stopping the node does.
+    pub fn cancel(&self) {
+        self.cancel.cancel();
+    }
+
+    /// What the node emitted so far, in order.
+    pub fn emitted(&self) -> Vec<Emitted> {
+        self.recorder.emitted.lock().unwrap_or_else(PoisonError::into_inner).clone()
+    }
+
+    /// The node's context, for tests that drive it by hand.
+    pub fn context(&self) -> &Context {
+        &self.context
+    }
+}
+
+/// A broken node rule.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("component {component}: {problem}")]
+pub struct Noncompliance {
+    /// The component's name.
+    pub component: &'static str,
+    /// The rule it breaks.
+    pub problem: String,
+}
+
+/// Checks component `C` against the rules every node follows (docs/specs/node.md): snake_case
+/// name, a label, a settings schema, default settings that build, port names that follow the
+/// rule and do not repeat, and a typed error for a message on an unknown port.
+pub async fn check_compliance<C: Component>() -> Result<(), Noncompliance> {
+    let fail = |problem: String| Noncompliance { component: C::NAME, problem };
+    if !NameRule::SnakeCase.accepts(C::NAME) {
+        return Err(fail(format!("the name must use {}", NameRule::SnakeCase.describe())));
+    }
+    if C::describe().label.trim().is_empty() {
+        return Err(fail("describe() gives no label".to_owned()));
+    }
+    if !schema_of::<C::Settings>().is_object() {
+        return Err(fail("the settings schema is not an object".to_owned()));
+    }
+    let harness = Harness::build::<C>(&Value::Null)
+        .map_err(|err| fail(format!("default settings do not build: {err}")))?;
+    let mut seen = std::collections::HashSet::new();
+    for port in harness.node.ports() {
+        if !NameRule::SnakeCase.accepts(port.name()) {
+            return Err(fail(format!("port {:?} breaks the naming rule", port.name())));
+        }
+        if !seen.insert(port.name()) {
+            return Err(fail(format!("port {:?} is declared twice", port.name())));
+        }
+    }
+    match harness.send("no_such_port", Value::Null).await {
+        Err(err) if err.kind() == crate::ErrorKind::Invalid => Ok(()),
+        other => Err(fail(format!(
+            "a message on an unknown port gave {other:?} instead of an invalid-input error"
+        ))),
+    }
+}
