@@ -19,7 +19,9 @@ mod schema;
 pub use condition::{Condition, ConditionStatus};
 pub use duration::HumanDuration;
 pub use flow::{Flow, FlowSpec, FlowStatus, Position};
-pub use flow_node::{Edge, EdgeTarget, FlowNode, FlowNodeSpec, FlowNodeStatus, RetryPolicy};
+pub use flow_node::{
+    Counters, Edge, EdgeTarget, FlowNode, FlowNodeSpec, FlowNodeStatus, RetryPolicy,
+};
 pub use kind::{API_VERSION, GROUP, Kind, VERSION};
 pub use manifest::{Document, FieldError, Resource};
 pub use module::{

@@ -41,11 +41,15 @@ pub trait Emitter: Send + Sync {
     ) -> BoxFuture<'a, Result<Value, NodeError>>;
 }
 
-/// The flow run a message belongs to: the message that started it and its cancellation.
+/// The flow run a message belongs to: the message that started it, how deep the call tree
+/// has gone, and its cancellation.
 #[derive(Debug, Clone, Default)]
 pub struct Run {
     /// The message the trigger emitted to start the run, `$trigger` in mappings.
     pub trigger: Value,
+    /// How many deliveries deep this message is; the runtime stops a run that loops past its
+    /// hop limit.
+    pub hops: u32,
     /// Cancelled when the run is abandoned or its deadline passes.
     pub cancel: CancellationToken,
 }
@@ -93,7 +97,7 @@ impl Context {
     /// The same node in a new run that `trigger` starts: what a trigger does before it emits.
     #[must_use]
     pub fn start_run(&self, trigger: Value) -> Self {
-        let run = Run { trigger, cancel: self.run.cancel.child_token() };
+        let run = Run { trigger, hops: 0, cancel: self.run.cancel.child_token() };
         Self { run, ..self.clone() }
     }
 
@@ -117,6 +121,17 @@ impl Context {
             NodeError::internal(format!("cannot encode the message for port {port}: {err}"))
         })?;
         self.emitter.emit(&self.identity, port, message, &self.run).await
+    }
+
+    /// The run this context belongs to.
+    pub fn run(&self) -> &Run {
+        &self.run
+    }
+
+    /// The same node in the given run: how the runtime hands each delivery its own run.
+    #[must_use]
+    pub fn in_run(&self, run: Run) -> Self {
+        Self { run, ..self.clone() }
     }
 
     /// Whether the run (or the node) has been cancelled.

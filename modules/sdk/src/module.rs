@@ -16,18 +16,29 @@ type BuildFn = fn(&Value) -> Result<Box<dyn Node>, NodeError>;
 #[derive(Debug, Clone)]
 pub struct Registration {
     name: &'static str,
+    trigger: bool,
     describe: fn() -> Result<ComponentDescriptor, NodeError>,
     build: BuildFn,
 }
 
 impl Registration {
     fn of<C: Component>() -> Self {
-        Self { name: C::NAME, describe: describe::<C>, build: build_node::<C> }
+        Self {
+            name: C::NAME,
+            trigger: C::describe().trigger,
+            describe: describe::<C>,
+            build: build_node::<C>,
+        }
     }
 
     /// The component's name.
     pub fn name(&self) -> &'static str {
         self.name
+    }
+
+    /// Whether the component is a trigger (its nodes' `run` loops start runs).
+    pub fn is_trigger(&self) -> bool {
+        self.trigger
     }
 
     /// The component's catalogue entry, with the ports of its default settings.

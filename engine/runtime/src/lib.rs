@@ -1,0 +1,12 @@
+//! The runtime every module process embeds. It builds a node instance for each FlowNode of the
+//! modules it hosts, through one path for start and change, and routes each emit along the
+//! emitting port's edges: the edge's mapping shapes the message, the target port's schema checks
+//! it, and the target handles it, with the edge's timeout and retries for transient failures.
+//! A run is a call tree: an emit returns what the downstream chain returned.
+
+mod edge;
+mod instance;
+mod runtime;
+
+pub use runtime::{BuildError, DEFAULT_EDGE_TIMEOUT, HOP_LIMIT, NodeKey, Runtime};
+pub use weir_model::Counters;

@@ -1,0 +1,391 @@
+//! The runtime: builds and stops node instances and carries messages between them.
+//!
+//! Expected flow of a delivery along an edge:
+//! 1. the hop count grows by one; past [`HOP_LIMIT`] the run is refused (a loop);
+//! 2. the edge's mapping, if any, shapes the message (`$trigger` is the run's first message);
+//! 3. the result is checked against the target port's schema;
+//! 4. the target handles it within the edge's timeout, in a child of the run's cancellation;
+//! 5. a transient failure is retried with exponential backoff and jitter, up to the edge's
+//!    attempts; any other failure returns at once.
+
+use std::{
+    collections::HashMap,
+    sync::{Arc, PoisonError, RwLock},
+    time::Duration,
+};
+
+use futures::future::{BoxFuture, join_all};
+use serde_json::Value;
+use tokio_util::task::AbortOnDropHandle;
+use weir_model::{Direction, FlowNode};
+use weir_sdk::{Context, Emitter, Module, NodeError, NodeIdentity, Run};
+
+use crate::{edge::Edge, instance::Instance};
+
+/// How deep a run's call tree may go before it counts as a loop.
+pub const HOP_LIMIT: u32 = 256;
+
+/// Every this many hops a delivery continues on a task of its own: a call tree is nested
+/// futures, and polling hundreds of them in one go would overflow a thread's stack.
+const HOPS_PER_TASK: u32 = 32;
+
+/// How long a delivery may take, downstream work included, when its edge names no timeout.
+pub const DEFAULT_EDGE_TIMEOUT: Duration = Duration::from_secs(600);
+
+/// Names a node: its namespace and name.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct NodeKey {
+    /// The FlowNode's namespace.
+    pub namespace: String,
+    /// The FlowNode's name.
+    pub name: String,
+}
+
+impl std::fmt::Display for NodeKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.namespace, self.name)
+    }
+}
+
+/// Why a node could not be built; shown in the node's status.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BuildError {
+    /// The FlowNode has no name.
+    #[error("the FlowNode has no metadata.name")]
+    Unnamed,
+    /// No hosted module offers the component.
+    #[error("module {module} has no component {component}")]
+    UnknownComponent {
+        /// The module named by the node.
+        module: String,
+        /// The component named by the node.
+        component: String,
+    },
+    /// The settings do not fit the component.
+    #[error("{0}")]
+    Settings(NodeError),
+    /// An edge's mapping does not compile.
+    #[error("spec.edges[{edge}] ({label}): {problems}")]
+    Mapping {
+        /// The edge's index.
+        edge: usize,
+        /// `node.port → node.port`.
+        label: String,
+        /// Every problem, with its place in the mapping.
+        problems: String,
+    },
+    /// A port's schema is not a valid JSON Schema (a bug in the component).
+    #[error("port {port}: the schema does not compile: {problem}")]
+    PortSchema {
+        /// The port.
+        port: String,
+        /// What the schema compiler said.
+        problem: String,
+    },
+}
+
+/// Hosts the nodes of some modules. Cheap to clone; clones share the nodes.
+#[derive(Clone)]
+pub struct Runtime {
+    shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for Runtime {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let modules: Vec<&str> = self.shared.modules.iter().map(Module::name).collect();
+        f.debug_struct("Runtime").field("modules", &modules).finish_non_exhaustive()
+    }
+}
+
+struct Shared {
+    modules: Vec<Module>,
+    nodes: RwLock<HashMap<NodeKey, Arc<Instance>>>,
+}
+
+impl Runtime {
+    /// A runtime for these modules, with no nodes yet.
+    pub fn new(modules: Vec<Module>) -> Self {
+        Self { shared: Arc::new(Shared { modules, nodes: RwLock::new(HashMap::new()) }) }
+    }
+
+    /// Whether this runtime runs the nodes of `module`.
+    pub fn hosts(&self, module: &str) -> bool {
+        self.shared.modules.iter().any(|m| m.name() == module)
+    }
+
+    /// Builds (or rebuilds, after a change) the node a FlowNode describes. Start and change
+    /// take this one path: build the new instance first, then stop the old one and put the new
+    /// one in its place. A node that fails to build is stopped and left out.
+    pub async fn apply(&self, flow_node: &FlowNode) -> Result<(), BuildError> {
+        let key = NodeKey {
+            namespace: flow_node.metadata.namespace.clone().unwrap_or_else(|| "default".to_owned()),
+            name: flow_node.metadata.name.clone().ok_or(BuildError::Unnamed)?,
+        };
+        let built = self.build(&key, flow_node);
+        let previous = {
+            let mut nodes = self.shared.nodes.write().unwrap_or_else(PoisonError::into_inner);
+            match &built {
+                Ok(instance) => nodes.insert(key.clone(), Arc::clone(instance)),
+                Err(_) => nodes.remove(&key),
+            }
+        };
+        if let Some(previous) = previous {
+            previous.stop().await;
+        }
+        let instance = built?;
+        self.start_trigger(&instance, flow_node);
+        Ok(())
+    }
+
+    /// Stops a node and forgets it.
+    pub async fn remove(&self, key: &NodeKey) {
+        let removed = self.shared.nodes.write().unwrap_or_else(PoisonError::into_inner).remove(key);
+        if let Some(instance) = removed {
+            instance.stop().await;
+        }
+    }
+
+    /// Stops every node.
+    pub async fn shutdown(&self) {
+        let all: Vec<Arc<Instance>> = self
+            .shared
+            .nodes
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .drain()
+            .map(|(_, i)| i)
+            .collect();
+        join_all(all.iter().map(|instance| instance.stop())).await;
+    }
+
+    /// Delivers a message to a node's input port from outside any flow (`weir send`, the
+    /// editor, another module), starting a run with it.
+    pub async fn send(
+        &self,
+        target: &NodeKey,
+        port: &str,
+        message: Value,
+    ) -> Result<Value, NodeError> {
+        let run = Run { trigger: message.clone(), ..Run::default() };
+        let instance = self.instance(target)?;
+        self.handle(&instance, port, message, run).await
+    }
+
+    /// The message counters of a running node.
+    pub fn counters(&self, key: &NodeKey) -> Option<weir_model::Counters> {
+        self.shared
+            .nodes
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(key)
+            .map(|i| i.counters())
+    }
+
+    /// The generation of the spec a node was built from, when it runs.
+    pub fn generation(&self, key: &NodeKey) -> Option<Option<i64>> {
+        self.shared
+            .nodes
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(key)
+            .map(|i| i.generation)
+    }
+
+    fn build(&self, key: &NodeKey, flow_node: &FlowNode) -> Result<Arc<Instance>, BuildError> {
+        let spec = &flow_node.spec;
+        let registration = self
+            .shared
+            .modules
+            .iter()
+            .find(|m| m.name() == spec.module.as_str())
+            .and_then(|m| m.find(spec.component.as_str()))
+            .ok_or_else(|| BuildError::UnknownComponent {
+                module: spec.module.to_string(),
+                component: spec.component.to_string(),
+            })?;
+        let node = registration
+            .build(&Value::Object(spec.settings.clone()))
+            .map_err(BuildError::Settings)?;
+        let edges = spec
+            .edges
+            .iter()
+            .enumerate()
+            .map(|(i, e)| Edge::compile(key, i, e))
+            .collect::<Result<_, _>>()?;
+        let mut inputs = HashMap::new();
+        for port in node.ports().iter().filter(|p| p.direction() == Direction::In) {
+            let validator = jsonschema::validator_for(port.schema()).map_err(|err| {
+                BuildError::PortSchema { port: port.name().to_owned(), problem: err.to_string() }
+            })?;
+            inputs.insert(port.name().to_owned(), validator);
+        }
+        let identity = NodeIdentity {
+            namespace: key.namespace.clone(),
+            flow: spec.flow.to_string(),
+            node: key.name.clone(),
+        };
+        Ok(Arc::new(Instance::new(identity, flow_node.metadata.generation, node, edges, inputs)))
+    }
+
+    fn start_trigger(&self, instance: &Arc<Instance>, flow_node: &FlowNode) {
+        let is_trigger = self
+            .shared
+            .modules
+            .iter()
+            .find(|m| m.name() == flow_node.spec.module.as_str())
+            .and_then(|m| m.find(flow_node.spec.component.as_str()))
+            .is_some_and(|r| r.is_trigger());
+        if !is_trigger {
+            return;
+        }
+        let context = self
+            .context(instance, Run { cancel: instance.lifetime.child_token(), ..Run::default() });
+        let running = Arc::clone(instance);
+        let task = tokio::spawn(async move {
+            if let Err(err) = running.node.run(&context).await {
+                running.count_error();
+                tracing::warn!(node = %running.identity, error = %err, "the trigger stopped with an error");
+            }
+        });
+        *instance.trigger.lock().unwrap_or_else(PoisonError::into_inner) = Some(task);
+    }
+
+    fn instance(&self, key: &NodeKey) -> Result<Arc<Instance>, NodeError> {
+        self.shared
+            .nodes
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(key)
+            .cloned()
+            .ok_or_else(|| NodeError::invalid(format!("node {key} is not running")))
+    }
+
+    fn context(&self, instance: &Instance, run: Run) -> Context {
+        let emitter: Arc<dyn Emitter> = Arc::new(self.clone());
+        Context::new(instance.identity.clone(), instance.outputs.clone(), emitter, run)
+    }
+
+    /// Has a node handle one message, counting it.
+    async fn handle(
+        &self,
+        instance: &Arc<Instance>,
+        port: &str,
+        message: Value,
+        run: Run,
+    ) -> Result<Value, NodeError> {
+        instance.count_in();
+        let context = self.context(instance, run);
+        let result = instance.node.handle(&context, port, message).await;
+        if result.is_err() {
+            instance.count_error();
+        }
+        result
+    }
+
+    /// [`Runtime::handle`], moved to a task of its own every [`HOPS_PER_TASK`] hops; the task is
+    /// aborted if the delivery is dropped (a timeout, a cancelled caller).
+    async fn handle_at_depth(
+        &self,
+        target: &Arc<Instance>,
+        port: &str,
+        message: Value,
+        run: Run,
+    ) -> Result<Value, NodeError> {
+        if !run.hops.is_multiple_of(HOPS_PER_TASK) {
+            return self.handle(target, port, message, run).await;
+        }
+        let (runtime, target, port) = (self.clone(), Arc::clone(target), port.to_owned());
+        let task = AbortOnDropHandle::new(tokio::spawn(async move {
+            runtime.handle(&target, &port, message, run).await
+        }));
+        task.await.unwrap_or_else(|err| Err(NodeError::internal(format!("a node panicked: {err}"))))
+    }
+
+    async fn deliver(&self, edge: &Edge, message: &Value, run: &Run) -> Result<Value, NodeError> {
+        let hops = run.hops + 1;
+        if hops > HOP_LIMIT {
+            return Err(NodeError::invalid(format!(
+                "edge {edge}: the run went {HOP_LIMIT} hops deep; the flow loops without end"
+            )));
+        }
+        let mapped = match &edge.mapping {
+            Some(mapping) => mapping
+                .evaluate(message, &run.trigger)
+                .map_err(|err| NodeError::invalid(format!("edge {edge}: mapping {err}")))?,
+            None => message.clone(),
+        };
+        let target =
+            self.instance(&edge.target).map_err(|err| err.context(format!("edge {edge}")))?;
+        if let Some(validator) = target.inputs.get(&edge.target_port)
+            && let Some(problem) = validator.iter_errors(&mapped).next()
+        {
+            let field = problem.instance_path().to_string();
+            let field =
+                if field.is_empty() { "the message".to_owned() } else { format!("field {field}") };
+            return Err(NodeError::invalid(format!(
+                "edge {edge}: the message does not fit {}.{}: {field}: {problem}",
+                edge.target.name, edge.target_port
+            )));
+        }
+        let mut attempt = 1;
+        loop {
+            let child =
+                Run { trigger: run.trigger.clone(), hops, cancel: run.cancel.child_token() };
+            let cancel = child.cancel.clone();
+            let handled = self.handle_at_depth(&target, &edge.target_port, mapped.clone(), child);
+            let outcome = tokio::select! {
+                outcome = tokio::time::timeout(edge.timeout, handled) => outcome,
+                () = run.cancel.cancelled() => return Err(NodeError::cancelled(format!("edge {edge}: the run was cancelled"))),
+            };
+            let result = outcome.unwrap_or_else(|_| {
+                cancel.cancel();
+                Err(NodeError::cancelled(format!(
+                    "edge {edge}: no answer within {:?}",
+                    edge.timeout
+                )))
+            });
+            match result {
+                Err(err) if err.is_retryable() && attempt < edge.attempts => {
+                    let wait = edge.backoff(attempt);
+                    tracing::debug!(%edge, attempt, ?wait, error = %err, "retrying a transient failure");
+                    tokio::select! {
+                        () = tokio::time::sleep(wait) => {}
+                        () = run.cancel.cancelled() => return Err(NodeError::cancelled(format!("edge {edge}: the run was cancelled"))),
+                    }
+                    attempt += 1;
+                }
+                other => return other,
+            }
+        }
+    }
+}
+
+impl Emitter for Runtime {
+    fn emit<'a>(
+        &'a self,
+        from: &'a NodeIdentity,
+        port: &'a str,
+        message: Value,
+        run: &'a Run,
+    ) -> BoxFuture<'a, Result<Value, NodeError>> {
+        Box::pin(async move {
+            let key = NodeKey { namespace: from.namespace.clone(), name: from.node.clone() };
+            let source = self.instance(&key)?;
+            source.count_out();
+            let edges: Vec<&Edge> = source.edges.iter().filter(|e| e.port == port).collect();
+            // Every edge gets the message; the caller gets the first edge's answer, or the first
+            // failure in edge order once all have finished.
+            let results =
+                join_all(edges.iter().map(|edge| self.deliver(edge, &message, run))).await;
+            let mut answer = Value::Null;
+            for (index, result) in results.into_iter().enumerate() {
+                match result {
+                    Ok(value) if index == 0 => answer = value,
+                    Ok(_) => {}
+                    Err(err) => return Err(err),
+                }
+            }
+            Ok(answer)
+        })
+    }
+}

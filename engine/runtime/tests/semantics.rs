@@ -1,0 +1,450 @@
+//! The runtime's execution semantics, in one process with small test components: call-tree
+//! answers, fan-out, mappings with `$trigger`, schema checks on edges, retries of transient
+//! failures only, deadlines, cancellation, the hop limit, rebuilds and build failures.
+
+use std::{
+    sync::{
+        Mutex,
+        atomic::{AtomicU32, Ordering},
+    },
+    time::Duration,
+};
+
+use serde::{Deserialize, Serialize};
+use weir_model::FlowNode;
+use weir_runtime::{BuildError, NodeKey, Runtime};
+use weir_sdk::{
+    Component, Context, Description, ErrorKind, JsonSchema, Module, NodeError, Port, Value, json,
+};
+
+/// Adds its tag to `.path` and passes the message on, answering with what downstream answered.
+struct Relay {
+    tag: String,
+}
+
+#[derive(Debug, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(default)]
+struct RelaySettings {
+    /// Added to the message's path.
+    tag: String,
+}
+
+impl Component for Relay {
+    const NAME: &'static str = "relay";
+    type Settings = RelaySettings;
+    fn describe() -> Description {
+        Description { label: "Relay", ..Description::default() }
+    }
+    fn ports(_: &RelaySettings) -> Vec<Port> {
+        vec![Port::input::<Value>("in"), Port::output::<Value>("out")]
+    }
+    fn build(settings: RelaySettings) -> Result<Self, NodeError> {
+        Ok(Self { tag: settings.tag })
+    }
+    async fn handle(&self, cx: &Context, _: &str, mut message: Value) -> Result<Value, NodeError> {
+        if let Some(path) = message.get_mut("path").and_then(Value::as_array_mut) {
+            path.push(json!(self.tag));
+        }
+        cx.emit("out", message).await
+    }
+}
+
+/// Answers with what it received; its input only takes `{name: string}` when `typed`.
+struct Sink;
+
+#[derive(Debug, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(default)]
+struct SinkSettings {
+    /// Accept only `{name: string}`.
+    typed: bool,
+}
+
+#[derive(JsonSchema)]
+#[allow(dead_code)]
+struct Person {
+    name: String,
+}
+
+impl Component for Sink {
+    const NAME: &'static str = "sink";
+    type Settings = SinkSettings;
+    fn describe() -> Description {
+        Description { label: "Sink", ..Description::default() }
+    }
+    fn ports(settings: &SinkSettings) -> Vec<Port> {
+        vec![if settings.typed { Port::input::<Person>("in") } else { Port::input::<Value>("in") }]
+    }
+    fn build(_: SinkSettings) -> Result<Self, NodeError> {
+        Ok(Self)
+    }
+    async fn handle(&self, cx: &Context, _: &str, message: Value) -> Result<Value, NodeError> {
+        Ok(json!({ "got": message, "trigger": cx.trigger(), "hops": cx.run().hops }))
+    }
+}
+
+/// Fails its first `failures` calls with `kind`, then answers with the number of calls.
+struct Flaky {
+    failures: u32,
+    kind: String,
+    calls: AtomicU32,
+}
+
+#[derive(Debug, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(default)]
+struct FlakySettings {
+    /// Calls that fail before one succeeds.
+    failures: u32,
+    /// `transient` or `invalid`.
+    kind: String,
+}
+
+impl Component for Flaky {
+    const NAME: &'static str = "flaky";
+    type Settings = FlakySettings;
+    fn describe() -> Description {
+        Description { label: "Flaky", ..Description::default() }
+    }
+    fn ports(_: &FlakySettings) -> Vec<Port> {
+        vec![Port::input::<Value>("in")]
+    }
+    fn build(settings: FlakySettings) -> Result<Self, NodeError> {
+        Ok(Self { failures: settings.failures, kind: settings.kind, calls: AtomicU32::new(0) })
+    }
+    async fn handle(&self, _: &Context, _: &str, _: Value) -> Result<Value, NodeError> {
+        let call = self.calls.fetch_add(1, Ordering::SeqCst) + 1;
+        if call <= self.failures {
+            let message = format!("failure {call}");
+            return Err(if self.kind == "transient" {
+                NodeError::transient(message)
+            } else {
+                NodeError::invalid(message)
+            });
+        }
+        Ok(json!({ "calls": call }))
+    }
+}
+
+/// Waits until cancelled.
+struct Stuck;
+
+impl Component for Stuck {
+    const NAME: &'static str = "stuck";
+    type Settings = RelaySettings;
+    fn describe() -> Description {
+        Description { label: "Stuck", ..Description::default() }
+    }
+    fn ports(_: &RelaySettings) -> Vec<Port> {
+        vec![Port::input::<Value>("in")]
+    }
+    fn build(_: RelaySettings) -> Result<Self, NodeError> {
+        Ok(Self)
+    }
+    async fn handle(&self, cx: &Context, _: &str, _: Value) -> Result<Value, NodeError> {
+        cx.cancelled().await;
+        Err(NodeError::cancelled("stopped waiting"))
+    }
+}
+
+/// Starts one run per entry of `runs`, then waits to be stopped; remembers being destroyed.
+struct Trigger {
+    runs: Vec<Value>,
+    name: String,
+}
+
+static DESTROYED: Mutex<Vec<String>> = Mutex::new(Vec::new());
+
+#[derive(Debug, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(default)]
+struct TriggerSettings {
+    /// One run is started with each of these as its trigger message.
+    runs: Vec<Value>,
+    /// Remembered in the destroyed list.
+    name: String,
+}
+
+impl Component for Trigger {
+    const NAME: &'static str = "trigger";
+    type Settings = TriggerSettings;
+    fn describe() -> Description {
+        Description { label: "Trigger", trigger: true, ..Description::default() }
+    }
+    fn ports(_: &TriggerSettings) -> Vec<Port> {
+        vec![Port::output::<Value>("out")]
+    }
+    fn build(settings: TriggerSettings) -> Result<Self, NodeError> {
+        Ok(Self { runs: settings.runs, name: settings.name })
+    }
+    async fn handle(&self, _: &Context, port: &str, _: Value) -> Result<Value, NodeError> {
+        Err(NodeError::invalid(format!("no input {port}")))
+    }
+    async fn run(&self, cx: &Context) -> Result<(), NodeError> {
+        for trigger in &self.runs {
+            cx.start_run(trigger.clone()).emit("out", trigger).await?;
+        }
+        cx.cancelled().await;
+        Ok(())
+    }
+    async fn destroy(&self) {
+        DESTROYED.lock().expect("destroyed list").push(self.name.clone());
+    }
+}
+
+/// How long a test waits for something that should happen at once, before failing rather
+/// than hanging.
+const PATIENCE: Duration = Duration::from_secs(10);
+
+async fn eventually(condition: impl Fn() -> bool) {
+    tokio::time::timeout(PATIENCE, async {
+        while !condition() {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    })
+    .await
+    .expect("the condition never held");
+}
+
+fn runtime() -> Runtime {
+    let test = Module::new("test", "0.0.0")
+        .component::<Relay>()
+        .component::<Sink>()
+        .component::<Flaky>()
+        .component::<Stuck>()
+        .component::<Trigger>();
+    Runtime::new(vec![test])
+}
+
+// Owned arguments read better with json! literals at the call sites.
+#[allow(clippy::needless_pass_by_value)]
+fn node(name: &str, component: &str, settings: Value, edges: Value) -> FlowNode {
+    serde_json::from_value(json!({
+        "apiVersion": "weir.dev/v1alpha1",
+        "kind": "FlowNode",
+        "metadata": { "name": name, "namespace": "test", "generation": 1 },
+        "spec": { "flow": "f", "module": "test", "component": component, "settings": settings, "edges": edges },
+    }))
+    .expect("a valid FlowNode")
+}
+
+fn to(node: &str) -> Value {
+    json!([{ "port": "out", "to": { "node": node, "port": "in" } }])
+}
+
+fn key(name: &str) -> NodeKey {
+    NodeKey { namespace: "test".to_owned(), name: name.to_owned() }
+}
+
+#[tokio::test]
+async fn an_emit_returns_the_answer_of_the_whole_chain() {
+    let rt = runtime();
+    rt.apply(&node("a", "relay", json!({ "tag": "a" }), to("b"))).await.unwrap();
+    rt.apply(&node("b", "relay", json!({ "tag": "b" }), to("c"))).await.unwrap();
+    rt.apply(&node("c", "sink", json!({}), json!([]))).await.unwrap();
+    let answer = rt.send(&key("a"), "in", json!({ "path": [] })).await.unwrap();
+    assert_eq!(answer["got"], json!({ "path": ["a", "b"] }));
+    assert_eq!(answer["hops"], 2);
+    assert_eq!(answer["trigger"], json!({ "path": [] }), "the run's first message is its trigger");
+    let counters = rt.counters(&key("b")).unwrap();
+    assert_eq!((counters.messages_in, counters.messages_out, counters.errors), (1, 1, 0));
+}
+
+#[tokio::test]
+async fn a_port_with_two_edges_delivers_to_both_and_answers_with_the_first() {
+    let rt = runtime();
+    let edges = json!([
+        { "port": "out", "to": { "node": "first", "port": "in" }, "mapping": { "which": "first" } },
+        { "port": "out", "to": { "node": "second", "port": "in" }, "mapping": { "which": "second" } },
+    ]);
+    rt.apply(&node("split", "relay", json!({}), edges)).await.unwrap();
+    rt.apply(&node("first", "sink", json!({}), json!([]))).await.unwrap();
+    rt.apply(&node("second", "sink", json!({}), json!([]))).await.unwrap();
+    let answer = rt.send(&key("split"), "in", json!({})).await.unwrap();
+    assert_eq!(answer["got"], json!({ "which": "first" }));
+    assert_eq!(rt.counters(&key("second")).unwrap().messages_in, 1);
+}
+
+#[tokio::test]
+async fn mappings_shape_messages_and_read_the_trigger() {
+    let rt = runtime();
+    let edges = json!([{
+        "port": "out",
+        "to": { "node": "sink", "port": "in" },
+        "mapping": { "name": "{{ .user.first }} {{ .user.last }}", "from": "{{ $trigger.source }}", "fixed": 1 },
+    }]);
+    rt.apply(&node("map", "relay", json!({}), edges)).await.unwrap();
+    rt.apply(&node("sink", "sink", json!({ "typed": true }), json!([]))).await.unwrap();
+    let answer = rt
+        .send(
+            &key("map"),
+            "in",
+            json!({ "user": { "first": "Ada", "last": "L" }, "source": "cli" }),
+        )
+        .await
+        .unwrap();
+    assert_eq!(answer["got"], json!({ "name": "Ada L", "from": "cli", "fixed": 1 }));
+}
+
+#[tokio::test]
+async fn a_message_that_does_not_fit_the_target_port_is_refused_naming_edge_and_field() {
+    let rt = runtime();
+    let edges = json!([{ "port": "out", "to": { "node": "typed", "port": "in" }, "mapping": { "name": "{{ .n }}" } }]);
+    rt.apply(&node("src", "relay", json!({}), edges)).await.unwrap();
+    rt.apply(&node("typed", "sink", json!({ "typed": true }), json!([]))).await.unwrap();
+    let err = rt.send(&key("src"), "in", json!({ "n": 5 })).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Invalid);
+    assert_eq!(
+        err.message(),
+        "edge src.out → typed.in: the message does not fit typed.in: field /name: 5 is not of type \"string\""
+    );
+    assert_eq!(rt.counters(&key("typed")).unwrap().messages_in, 0, "nothing reached the target");
+    let err = rt.send(&key("src"), "in", json!({ "m": 5 })).await.unwrap_err();
+    assert!(err.message().ends_with("field /name: null is not of type \"string\""), "{err}");
+}
+
+#[tokio::test]
+async fn only_transient_failures_are_retried_and_only_as_often_as_the_edge_allows() {
+    let rt = runtime();
+    let retry = |node: &str| json!([{ "port": "out", "to": { "node": node, "port": "in" }, "retry": { "attempts": 4, "initialBackoff": "1ms", "maxBackoff": "5ms" } }]);
+    rt.apply(&node("to-transient", "relay", json!({}), retry("transient"))).await.unwrap();
+    rt.apply(&node("transient", "flaky", json!({ "failures": 3, "kind": "transient" }), json!([])))
+        .await
+        .unwrap();
+    let answer = rt.send(&key("to-transient"), "in", json!({})).await.unwrap();
+    assert_eq!(
+        answer,
+        json!({ "calls": 4 }),
+        "three transient failures, then success on the fourth attempt"
+    );
+
+    rt.apply(&node("to-broken", "relay", json!({}), retry("broken"))).await.unwrap();
+    rt.apply(&node("broken", "flaky", json!({ "failures": 10, "kind": "transient" }), json!([])))
+        .await
+        .unwrap();
+    let err = rt.send(&key("to-broken"), "in", json!({})).await.unwrap_err();
+    assert_eq!(
+        (err.kind(), err.message()),
+        (ErrorKind::Transient, "failure 4"),
+        "gave up after four attempts"
+    );
+
+    rt.apply(&node("to-invalid", "relay", json!({}), retry("invalid"))).await.unwrap();
+    rt.apply(&node("invalid", "flaky", json!({ "failures": 1, "kind": "invalid" }), json!([])))
+        .await
+        .unwrap();
+    let err = rt.send(&key("to-invalid"), "in", json!({})).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Invalid);
+    assert_eq!(
+        rt.counters(&key("invalid")).unwrap().messages_in,
+        1,
+        "an invalid failure is never retried"
+    );
+}
+
+#[tokio::test]
+async fn a_delivery_past_its_deadline_is_cancelled_down_the_tree() {
+    let rt = runtime();
+    let edges =
+        json!([{ "port": "out", "to": { "node": "stuck", "port": "in" }, "timeout": "50ms" }]);
+    rt.apply(&node("impatient", "relay", json!({}), edges)).await.unwrap();
+    rt.apply(&node("stuck", "stuck", json!({}), json!([]))).await.unwrap();
+    let err = rt.send(&key("impatient"), "in", json!({})).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Cancelled);
+    assert_eq!(err.message(), "edge impatient.out → stuck.in: no answer within 50ms");
+}
+
+#[tokio::test]
+async fn stopping_a_trigger_cancels_its_runs_in_flight() {
+    let rt = runtime();
+    rt.apply(&node("start", "trigger", json!({ "runs": [1], "name": "start" }), to("waits")))
+        .await
+        .unwrap();
+    rt.apply(&node("waits", "stuck", json!({}), json!([]))).await.unwrap();
+    eventually(|| rt.counters(&key("waits")).unwrap().messages_in == 1).await;
+    // `waits` never answers on its own: removal returns only because stopping the trigger
+    // cancelled the run it was waiting in.
+    tokio::time::timeout(PATIENCE, rt.remove(&key("start")))
+        .await
+        .expect("the trigger did not stop");
+    assert!(DESTROYED.lock().unwrap().contains(&"start".to_owned()));
+}
+
+#[tokio::test]
+async fn a_loop_stops_at_the_hop_limit() {
+    let rt = runtime();
+    rt.apply(&node("loop", "relay", json!({}), to("loop"))).await.unwrap();
+    let err = rt.send(&key("loop"), "in", json!({})).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Invalid);
+    assert_eq!(
+        err.message(),
+        "edge loop.out → loop.in: the run went 256 hops deep; the flow loops without end"
+    );
+    // The message sent in, then 256 hops.
+    assert_eq!(rt.counters(&key("loop")).unwrap().messages_in, 257);
+}
+
+#[tokio::test]
+async fn a_settings_change_rebuilds_the_node_through_the_same_path() {
+    let rt = runtime();
+    rt.apply(&node("t", "trigger", json!({ "name": "t-v1" }), json!([]))).await.unwrap();
+    rt.apply(&node("r", "relay", json!({ "tag": "v1" }), to("s"))).await.unwrap();
+    rt.apply(&node("s", "sink", json!({}), json!([]))).await.unwrap();
+    assert_eq!(
+        rt.send(&key("r"), "in", json!({ "path": [] })).await.unwrap()["got"]["path"],
+        json!(["v1"])
+    );
+    let mut changed = node("r", "relay", json!({ "tag": "v2" }), to("s"));
+    changed.metadata.generation = Some(2);
+    rt.apply(&changed).await.unwrap();
+    assert_eq!(rt.generation(&key("r")), Some(Some(2)));
+    assert_eq!(
+        rt.send(&key("r"), "in", json!({ "path": [] })).await.unwrap()["got"]["path"],
+        json!(["v2"])
+    );
+    rt.apply(&node("t", "trigger", json!({ "name": "t-v2" }), json!([]))).await.unwrap();
+    assert!(
+        DESTROYED.lock().unwrap().contains(&"t-v1".to_owned()),
+        "the old trigger was stopped and destroyed"
+    );
+    rt.shutdown().await;
+    assert!(DESTROYED.lock().unwrap().contains(&"t-v2".to_owned()));
+}
+
+#[tokio::test]
+async fn a_node_that_fails_to_build_says_why_and_keeps_nothing_running() {
+    let rt = runtime();
+    rt.apply(&node("r", "relay", json!({ "tag": "ok" }), json!([]))).await.unwrap();
+    let err = rt.apply(&node("r", "relay", json!({ "tag": 5 }), json!([]))).await.unwrap_err();
+    assert_eq!(err.to_string(), "settings.tag: invalid type: integer `5`, expected a string");
+    let err = rt.send(&key("r"), "in", json!({})).await.unwrap_err();
+    assert_eq!(err.message(), "node test/r is not running");
+
+    let err = rt.apply(&node("x", "nosuch", json!({}), json!([]))).await.unwrap_err();
+    assert_eq!(
+        err,
+        BuildError::UnknownComponent { module: "test".to_owned(), component: "nosuch".to_owned() }
+    );
+    let bad_mapping = json!([{ "port": "out", "to": { "node": "s", "port": "in" }, "mapping": { "a": "{{ .x | nope }}" } }]);
+    let err = rt.apply(&node("m", "relay", json!({}), bad_mapping)).await.unwrap_err();
+    assert!(
+        err.to_string()
+            .starts_with("spec.edges[0] (m.out → s.in): a: {{ .x | nope }}: undefined filter"),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn triggers_start_runs_with_their_own_trigger_message() {
+    let rt = runtime();
+    rt.apply(&node("collect", "sink", json!({}), json!([]))).await.unwrap();
+    let edges = json!([{ "port": "out", "to": { "node": "collect", "port": "in" }, "mapping": { "tick": "{{ $trigger.n }}" } }]);
+    rt.apply(&node(
+        "tick",
+        "trigger",
+        json!({ "runs": [{ "n": 1 }, { "n": 2 }], "name": "tick" }),
+        edges,
+    ))
+    .await
+    .unwrap();
+    eventually(|| rt.counters(&key("collect")).unwrap().messages_in == 2).await;
+    assert_eq!(rt.counters(&key("tick")).unwrap().messages_out, 2);
+    rt.shutdown().await;
+}
