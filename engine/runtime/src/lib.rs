@@ -5,8 +5,10 @@
 //! A run is a call tree: an emit returns what the downstream chain returned.
 
 mod edge;
+pub mod host;
 mod instance;
 mod runtime;
 
+pub use host::Host;
 pub use runtime::{BuildError, DEFAULT_EDGE_TIMEOUT, HOP_LIMIT, NodeKey, Runtime};
 pub use weir_model::Counters;

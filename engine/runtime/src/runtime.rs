@@ -181,6 +181,32 @@ impl Runtime {
             .map(|i| i.counters())
     }
 
+    /// A running node's ports, as its settings resolved them.
+    pub fn ports(&self, key: &NodeKey) -> Option<Vec<weir_model::flow_node::ResolvedPort>> {
+        let nodes = self.shared.nodes.read().unwrap_or_else(PoisonError::into_inner);
+        let instance = nodes.get(key)?;
+        Some(
+            instance
+                .node
+                .ports()
+                .iter()
+                .filter_map(|port| {
+                    let descriptor = port.descriptor().ok()?;
+                    Some(weir_model::flow_node::ResolvedPort {
+                        name: descriptor.name,
+                        direction: descriptor.direction,
+                        schema: descriptor.schema,
+                    })
+                })
+                .collect(),
+        )
+    }
+
+    /// The modules this runtime hosts.
+    pub fn modules(&self) -> &[Module] {
+        &self.shared.modules
+    }
+
     /// The generation of the spec a node was built from, when it runs.
     pub fn generation(&self, key: &NodeKey) -> Option<Option<i64>> {
         self.shared

@@ -1,0 +1,260 @@
+//! Keeps a runtime in step with the store: publishes the hosted modules' catalogues as
+//! `Module` resources, builds and stops nodes as their FlowNodes come, change and go, and
+//! writes each node's status at most once per [`STATUS_INTERVAL`].
+
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex, PoisonError},
+    time::Duration,
+};
+
+use futures::StreamExt;
+use serde_json::{Value, json};
+use tokio_util::sync::CancellationToken;
+use weir_model::{Condition, ConditionStatus, FlowNode, FlowNodeStatus, Kind};
+use weir_store::{DynamicObject, Selector, Store, StoreError, WatchEvent};
+
+use crate::{NodeKey, Runtime};
+
+/// How often node status is written, at most.
+pub const STATUS_INTERVAL: Duration = Duration::from_secs(1);
+/// How long to wait before watching again after the watch ends.
+const REWATCH_DELAY: Duration = Duration::from_secs(1);
+
+/// Runs a runtime against a store until cancelled.
+#[derive(Debug, Clone)]
+pub struct Host {
+    runtime: Runtime,
+    store: Arc<dyn Store>,
+    namespace: String,
+    nodes: Arc<Mutex<HashMap<NodeKey, Tracked>>>,
+}
+
+/// What the host knows of a node it tried to build.
+#[derive(Debug, Clone)]
+struct Tracked {
+    generation: Option<i64>,
+    built: Result<(), String>,
+    written: Option<FlowNodeStatus>,
+}
+
+impl Host {
+    /// A host for `runtime`'s nodes in `store`; the `Module` resources go to `namespace`.
+    pub fn new(runtime: Runtime, store: Arc<dyn Store>, namespace: &str) -> Self {
+        Self { runtime, store, namespace: namespace.to_owned(), nodes: Arc::default() }
+    }
+
+    /// Publishes the catalogues, then follows the FlowNodes until `stop` is cancelled; stops
+    /// every node before returning.
+    pub async fn run(&self, stop: CancellationToken) -> Result<(), StoreError> {
+        self.publish_modules().await?;
+        let status = tokio::spawn({
+            let host = self.clone();
+            let stop = stop.clone();
+            async move {
+                loop {
+                    tokio::select! {
+                        () = tokio::time::sleep(STATUS_INTERVAL) => host.write_status().await,
+                        () = stop.cancelled() => break,
+                    }
+                }
+            }
+        });
+        while !stop.is_cancelled() {
+            let mut events = self.store.watch(Kind::FlowNode, None, &Selector::everything());
+            loop {
+                let event = tokio::select! {
+                    event = events.next() => event,
+                    () = stop.cancelled() => break,
+                };
+                match event {
+                    Some(Ok(event)) => self.follow(event).await,
+                    Some(Err(err)) => tracing::warn!(error = %err, "watching FlowNodes failed"),
+                    None => break,
+                }
+            }
+            tokio::select! {
+                () = tokio::time::sleep(REWATCH_DELAY) => {}
+                () = stop.cancelled() => {}
+            }
+        }
+        let _ = status.await;
+        self.runtime.shutdown().await;
+        self.write_status().await;
+        Ok(())
+    }
+
+    async fn follow(&self, event: WatchEvent) {
+        match event {
+            WatchEvent::Synced(objects) => {
+                let present: Vec<NodeKey> = objects.iter().filter_map(key_of).collect();
+                let gone: Vec<NodeKey> = self
+                    .nodes
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .keys()
+                    .filter(|k| !present.contains(k))
+                    .cloned()
+                    .collect();
+                for key in gone {
+                    self.forget(&key).await;
+                }
+                for object in &objects {
+                    self.apply(object).await;
+                }
+            }
+            WatchEvent::Applied(object) => self.apply(&object).await,
+            WatchEvent::Deleted(object) => {
+                if let Some(key) = key_of(&object) {
+                    self.forget(&key).await;
+                }
+            }
+        }
+    }
+
+    /// Builds a node whose spec is new to this host; leaves status-only changes alone.
+    async fn apply(&self, object: &DynamicObject) {
+        let Some(key) = key_of(object) else { return };
+        let node: FlowNode = match serde_json::to_value(object).and_then(serde_json::from_value) {
+            Ok(node) => node,
+            Err(err) => {
+                tracing::warn!(node = %key, error = %err, "skipping a FlowNode that does not parse");
+                return;
+            }
+        };
+        if !self.runtime.hosts(node.spec.module.as_str()) {
+            return;
+        }
+        let generation = node.metadata.generation;
+        let known = self
+            .nodes
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&key)
+            .map(|t| t.generation);
+        if known == Some(generation) {
+            return;
+        }
+        let built = self.runtime.apply(&node).await.map_err(|err| err.to_string());
+        match &built {
+            Ok(()) => tracing::info!(node = %key, ?generation, "node built"),
+            Err(err) => tracing::warn!(node = %key, error = %err, "node did not build"),
+        }
+        let mut nodes = self.nodes.lock().unwrap_or_else(PoisonError::into_inner);
+        let written = nodes.get(&key).and_then(|t| t.written.clone());
+        nodes.insert(key, Tracked { generation, built, written });
+    }
+
+    async fn forget(&self, key: &NodeKey) {
+        self.nodes.lock().unwrap_or_else(PoisonError::into_inner).remove(key);
+        self.runtime.remove(key).await;
+        tracing::info!(node = %key, "node stopped");
+    }
+
+    /// Writes the status of every node whose status changed since it was last written.
+    async fn write_status(&self) {
+        let pending: Vec<(NodeKey, FlowNodeStatus)> = {
+            let nodes = self.nodes.lock().unwrap_or_else(PoisonError::into_inner);
+            nodes
+                .iter()
+                .map(|(key, tracked)| (key.clone(), self.status_of(key, tracked)))
+                .filter(|(key, status)| {
+                    nodes.get(key).and_then(|t| t.written.as_ref()) != Some(status)
+                })
+                .collect()
+        };
+        for (key, status) in pending {
+            match self.write_one(&key, &status).await {
+                Ok(()) => {
+                    if let Some(tracked) =
+                        self.nodes.lock().unwrap_or_else(PoisonError::into_inner).get_mut(&key)
+                    {
+                        tracked.written = Some(status);
+                    }
+                }
+                // Someone wrote in between; the next round writes again.
+                Err(StoreError::Conflict { .. } | StoreError::NotFound(_)) => {}
+                Err(err) => tracing::warn!(node = %key, error = %err, "cannot write node status"),
+            }
+        }
+    }
+
+    fn status_of(&self, key: &NodeKey, tracked: &Tracked) -> FlowNodeStatus {
+        let (status, reason, message) = match &tracked.built {
+            Ok(()) => (ConditionStatus::True, "Built", String::new()),
+            Err(err) => (ConditionStatus::False, "BuildFailed", err.clone()),
+        };
+        FlowNodeStatus {
+            observed_generation: tracked.generation,
+            conditions: vec![Condition {
+                type_: "Ready".to_owned(),
+                status,
+                reason: reason.to_owned(),
+                message,
+                last_transition_time: None,
+                observed_generation: tracked.generation,
+            }],
+            ports: self.runtime.ports(key).unwrap_or_default(),
+            counters: self.runtime.counters(key),
+            last_error: None,
+        }
+    }
+
+    async fn write_one(&self, key: &NodeKey, status: &FlowNodeStatus) -> Result<(), StoreError> {
+        let mut object = self.store.get(Kind::FlowNode, &key.namespace, &key.name).await?;
+        let status = serde_json::to_value(status).unwrap_or(Value::Null);
+        if let Some(fields) = object.data.as_object_mut() {
+            fields.insert("status".to_owned(), status);
+        }
+        self.store.update_status(object).await.map(drop)
+    }
+
+    /// Creates or updates a `Module` resource for each hosted module.
+    async fn publish_modules(&self) -> Result<(), StoreError> {
+        for module in self.runtime.modules() {
+            let catalogue = module.catalogue().map_err(|err| StoreError::Invalid {
+                object: format!("Module {}", module.name()),
+                reason: weir_model::FieldError {
+                    path: "spec".to_owned(),
+                    message: err.to_string(),
+                },
+            })?;
+            let object: DynamicObject = serde_json::from_value(json!({
+                "apiVersion": weir_model::API_VERSION,
+                "kind": "Module",
+                "metadata": { "name": module.name(), "namespace": self.namespace },
+                "spec": catalogue,
+            }))
+            .map_err(|err| StoreError::Invalid {
+                object: format!("Module {}", module.name()),
+                reason: weir_model::FieldError { path: String::new(), message: err.to_string() },
+            })?;
+            let written = match self.store.get(Kind::Module, &self.namespace, module.name()).await {
+                Ok(current) => {
+                    let mut update = object;
+                    update.metadata.resource_version = current.metadata.resource_version;
+                    self.store.update(update).await?
+                }
+                Err(StoreError::NotFound(_)) => self.store.create(object).await?,
+                Err(err) => return Err(err),
+            };
+            let mut status = written;
+            if let Some(fields) = status.data.as_object_mut() {
+                fields.insert("status".to_owned(), json!({ "readyReplicas": 1 }));
+            }
+            self.store.update_status(status).await?;
+        }
+        Ok(())
+    }
+}
+
+fn key_of(object: &DynamicObject) -> Option<NodeKey> {
+    Some(NodeKey {
+        namespace: object
+            .metadata
+            .namespace
+            .clone()
+            .unwrap_or_else(|| weir_store::DEFAULT_NAMESPACE.to_owned()),
+        name: object.metadata.name.clone()?,
+    })
+}

@@ -1,0 +1,112 @@
+//! The host keeps a runtime in step with a store: it publishes the module catalogue, builds
+//! nodes as FlowNodes arrive, rebuilds them when their spec changes, reports build failures in
+//! status, and stops nodes whose FlowNodes are deleted.
+
+mod support;
+
+use std::{sync::Arc, time::Duration};
+
+use support::{PATIENCE, eventually, key, node, runtime, to};
+use tokio_util::sync::CancellationToken;
+use weir_model::Kind;
+use weir_runtime::Host;
+use weir_sdk::{Value, json};
+use weir_store::{DynamicObject, Store, embedded::EmbeddedStore};
+
+fn object(flow_node: &weir_model::FlowNode) -> DynamicObject {
+    serde_json::from_value(serde_json::to_value(flow_node).expect("encodes"))
+        .expect("a DynamicObject")
+}
+
+/// Waits until the stored status of `name` satisfies `condition`, returning it.
+async fn stored_status(store: &dyn Store, name: &str, condition: impl Fn(&Value) -> bool) -> Value {
+    tokio::time::timeout(PATIENCE, async {
+        loop {
+            let status =
+                store.get(Kind::FlowNode, "test", name).await.expect("node stored").data["status"]
+                    .clone();
+            if condition(&status) {
+                return status;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("the status never got there")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_host_follows_flow_nodes_in_the_store() {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let store: Arc<dyn Store> = Arc::new(EmbeddedStore::open(dir.path()).expect("store"));
+    let runtime = runtime();
+    let host = Host::new(runtime.clone(), Arc::clone(&store), "default");
+    let stop = CancellationToken::new();
+    let running = tokio::spawn({
+        let stop = stop.clone();
+        async move { host.run(stop).await }
+    });
+
+    store
+        .create(object(&node("a", "relay", json!({ "tag": "a" }), to("b"))))
+        .await
+        .expect("create a");
+    store.create(object(&node("b", "sink", json!({}), json!([])))).await.expect("create b");
+    eventually(|| runtime.counters(&key("a")).is_some() && runtime.counters(&key("b")).is_some())
+        .await;
+    let answer = runtime.send(&key("a"), "in", json!({ "path": [] })).await.expect("delivery");
+    assert_eq!(answer["got"], json!({ "path": ["a"] }));
+
+    let status = stored_status(&*store, "a", |s| s["counters"]["messagesIn"] == 1).await;
+    assert_eq!(status["conditions"][0]["type"], "Ready");
+    assert_eq!(status["conditions"][0]["status"], "True");
+    assert_eq!(status["observedGeneration"], 1);
+    let ports: Vec<&str> = status["ports"]
+        .as_array()
+        .expect("ports")
+        .iter()
+        .filter_map(|p| p["name"].as_str())
+        .collect();
+    assert_eq!(ports, ["in", "out"]);
+
+    let mut changed = store.get(Kind::FlowNode, "test", "a").await.expect("read a");
+    changed.data["spec"]["settings"]["tag"] = json!("a2");
+    store.update(changed).await.expect("update a");
+    eventually(|| runtime.generation(&key("a")) == Some(Some(2))).await;
+    let answer = runtime.send(&key("a"), "in", json!({ "path": [] })).await.expect("delivery");
+    assert_eq!(answer["got"], json!({ "path": ["a2"] }));
+
+    let mut broken = store.get(Kind::FlowNode, "test", "b").await.expect("read b");
+    broken.data["spec"]["settings"]["typed"] = json!("yes");
+    store.update(broken).await.expect("update b");
+    let status = stored_status(&*store, "b", |s| s["conditions"][0]["status"] == "False").await;
+    assert_eq!(status["conditions"][0]["reason"], "BuildFailed");
+    assert_eq!(
+        status["conditions"][0]["message"],
+        "settings.typed: invalid type: string \"yes\", expected a boolean"
+    );
+    assert!(
+        runtime.counters(&key("b")).is_none(),
+        "a node that failed to build keeps nothing running"
+    );
+
+    store.delete(Kind::FlowNode, "test", "a").await.expect("delete a");
+    eventually(|| runtime.counters(&key("a")).is_none()).await;
+
+    let catalogue = store.get(Kind::Module, "default", "test").await.expect("module published");
+    let components: Vec<&str> = catalogue.data["spec"]["components"]
+        .as_array()
+        .expect("components")
+        .iter()
+        .filter_map(|c| c["name"].as_str())
+        .collect();
+    assert_eq!(components, ["relay", "sink", "flaky", "stuck", "trigger"]);
+    assert_eq!(catalogue.data["status"]["readyReplicas"], 1);
+
+    stop.cancel();
+    tokio::time::timeout(PATIENCE, running)
+        .await
+        .expect("the host stopped")
+        .expect("no panic")
+        .expect("no error");
+}

@@ -1,0 +1,230 @@
+//! Small components and helpers the runtime's tests share.
+
+use std::{
+    sync::{
+        Mutex,
+        atomic::{AtomicU32, Ordering},
+    },
+    time::Duration,
+};
+
+use serde::{Deserialize, Serialize};
+use weir_model::FlowNode;
+use weir_runtime::{NodeKey, Runtime};
+use weir_sdk::{Component, Context, Description, JsonSchema, Module, NodeError, Port, Value, json};
+
+/// Adds its tag to `.path` and passes the message on, answering with what downstream answered.
+pub struct Relay {
+    tag: String,
+}
+
+#[derive(Debug, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(default)]
+pub struct RelaySettings {
+    /// Added to the message's path.
+    tag: String,
+}
+
+impl Component for Relay {
+    const NAME: &'static str = "relay";
+    type Settings = RelaySettings;
+    fn describe() -> Description {
+        Description { label: "Relay", ..Description::default() }
+    }
+    fn ports(_: &RelaySettings) -> Vec<Port> {
+        vec![Port::input::<Value>("in"), Port::output::<Value>("out")]
+    }
+    fn build(settings: RelaySettings) -> Result<Self, NodeError> {
+        Ok(Self { tag: settings.tag })
+    }
+    async fn handle(&self, cx: &Context, _: &str, mut message: Value) -> Result<Value, NodeError> {
+        if let Some(path) = message.get_mut("path").and_then(Value::as_array_mut) {
+            path.push(json!(self.tag));
+        }
+        cx.emit("out", message).await
+    }
+}
+
+/// Answers with what it received; its input only takes `{name: string}` when `typed`.
+pub struct Sink;
+
+#[derive(Debug, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(default)]
+pub struct SinkSettings {
+    /// Accept only `{name: string}`.
+    typed: bool,
+}
+
+#[derive(JsonSchema)]
+#[allow(dead_code)]
+pub struct Person {
+    name: String,
+}
+
+impl Component for Sink {
+    const NAME: &'static str = "sink";
+    type Settings = SinkSettings;
+    fn describe() -> Description {
+        Description { label: "Sink", ..Description::default() }
+    }
+    fn ports(settings: &SinkSettings) -> Vec<Port> {
+        vec![if settings.typed { Port::input::<Person>("in") } else { Port::input::<Value>("in") }]
+    }
+    fn build(_: SinkSettings) -> Result<Self, NodeError> {
+        Ok(Self)
+    }
+    async fn handle(&self, cx: &Context, _: &str, message: Value) -> Result<Value, NodeError> {
+        Ok(json!({ "got": message, "trigger": cx.trigger(), "hops": cx.run().hops }))
+    }
+}
+
+/// Fails its first `failures` calls with `kind`, then answers with the number of calls.
+pub struct Flaky {
+    failures: u32,
+    kind: String,
+    calls: AtomicU32,
+}
+
+#[derive(Debug, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(default)]
+pub struct FlakySettings {
+    /// Calls that fail before one succeeds.
+    failures: u32,
+    /// `transient` or `invalid`.
+    kind: String,
+}
+
+impl Component for Flaky {
+    const NAME: &'static str = "flaky";
+    type Settings = FlakySettings;
+    fn describe() -> Description {
+        Description { label: "Flaky", ..Description::default() }
+    }
+    fn ports(_: &FlakySettings) -> Vec<Port> {
+        vec![Port::input::<Value>("in")]
+    }
+    fn build(settings: FlakySettings) -> Result<Self, NodeError> {
+        Ok(Self { failures: settings.failures, kind: settings.kind, calls: AtomicU32::new(0) })
+    }
+    async fn handle(&self, _: &Context, _: &str, _: Value) -> Result<Value, NodeError> {
+        let call = self.calls.fetch_add(1, Ordering::SeqCst) + 1;
+        if call <= self.failures {
+            let message = format!("failure {call}");
+            return Err(if self.kind == "transient" {
+                NodeError::transient(message)
+            } else {
+                NodeError::invalid(message)
+            });
+        }
+        Ok(json!({ "calls": call }))
+    }
+}
+
+/// Waits until cancelled.
+pub struct Stuck;
+
+impl Component for Stuck {
+    const NAME: &'static str = "stuck";
+    type Settings = RelaySettings;
+    fn describe() -> Description {
+        Description { label: "Stuck", ..Description::default() }
+    }
+    fn ports(_: &RelaySettings) -> Vec<Port> {
+        vec![Port::input::<Value>("in")]
+    }
+    fn build(_: RelaySettings) -> Result<Self, NodeError> {
+        Ok(Self)
+    }
+    async fn handle(&self, cx: &Context, _: &str, _: Value) -> Result<Value, NodeError> {
+        cx.cancelled().await;
+        Err(NodeError::cancelled("stopped waiting"))
+    }
+}
+
+/// Starts one run per entry of `runs`, then waits to be stopped; remembers being destroyed.
+pub struct Trigger {
+    runs: Vec<Value>,
+    name: String,
+}
+
+pub static DESTROYED: Mutex<Vec<String>> = Mutex::new(Vec::new());
+
+#[derive(Debug, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(default)]
+pub struct TriggerSettings {
+    /// One run is started with each of these as its trigger message.
+    runs: Vec<Value>,
+    /// Remembered in the destroyed list.
+    name: String,
+}
+
+impl Component for Trigger {
+    const NAME: &'static str = "trigger";
+    type Settings = TriggerSettings;
+    fn describe() -> Description {
+        Description { label: "Trigger", trigger: true, ..Description::default() }
+    }
+    fn ports(_: &TriggerSettings) -> Vec<Port> {
+        vec![Port::output::<Value>("out")]
+    }
+    fn build(settings: TriggerSettings) -> Result<Self, NodeError> {
+        Ok(Self { runs: settings.runs, name: settings.name })
+    }
+    async fn handle(&self, _: &Context, port: &str, _: Value) -> Result<Value, NodeError> {
+        Err(NodeError::invalid(format!("no input {port}")))
+    }
+    async fn run(&self, cx: &Context) -> Result<(), NodeError> {
+        for trigger in &self.runs {
+            cx.start_run(trigger.clone()).emit("out", trigger).await?;
+        }
+        cx.cancelled().await;
+        Ok(())
+    }
+    async fn destroy(&self) {
+        DESTROYED.lock().expect("destroyed list").push(self.name.clone());
+    }
+}
+
+/// How long a test waits for something that should happen at once, before failing rather
+/// than hanging.
+pub const PATIENCE: Duration = Duration::from_secs(10);
+
+pub async fn eventually(condition: impl Fn() -> bool) {
+    tokio::time::timeout(PATIENCE, async {
+        while !condition() {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    })
+    .await
+    .expect("the condition never held");
+}
+
+pub fn runtime() -> Runtime {
+    let test = Module::new("test", "0.0.0")
+        .component::<Relay>()
+        .component::<Sink>()
+        .component::<Flaky>()
+        .component::<Stuck>()
+        .component::<Trigger>();
+    Runtime::new(vec![test])
+}
+
+// Owned arguments read better with json! literals at the call sites.
+#[allow(clippy::needless_pass_by_value)]
+pub fn node(name: &str, component: &str, settings: Value, edges: Value) -> FlowNode {
+    serde_json::from_value(json!({
+        "apiVersion": "weir.dev/v1alpha1",
+        "kind": "FlowNode",
+        "metadata": { "name": name, "namespace": "test", "generation": 1 },
+        "spec": { "flow": "f", "module": "test", "component": component, "settings": settings, "edges": edges },
+    }))
+    .expect("a valid FlowNode")
+}
+
+pub fn to(node: &str) -> Value {
+    json!([{ "port": "out", "to": { "node": node, "port": "in" } }])
+}
+
+pub fn key(name: &str) -> NodeKey {
+    NodeKey { namespace: "test".to_owned(), name: name.to_owned() }
+}
