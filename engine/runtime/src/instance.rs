@@ -4,7 +4,7 @@
 use std::{
     collections::HashMap,
     sync::{
-        Mutex, PoisonError,
+        Arc, Mutex, PoisonError,
         atomic::{AtomicU64, Ordering},
     },
 };
@@ -17,12 +17,12 @@ use weir_sdk::{Node, NodeIdentity};
 use crate::edge::Edge;
 
 pub(crate) struct Instance {
-    pub(crate) identity: NodeIdentity,
+    pub(crate) identity: Arc<NodeIdentity>,
     pub(crate) generation: Option<i64>,
     pub(crate) node: Box<dyn Node>,
     pub(crate) edges: Vec<Edge>,
     pub(crate) inputs: HashMap<String, jsonschema::Validator>,
-    pub(crate) outputs: Vec<String>,
+    pub(crate) outputs: Arc<[String]>,
     /// Cancelled when the node stops: ends its trigger loop and what it is handling.
     pub(crate) lifetime: CancellationToken,
     pub(crate) trigger: Mutex<Option<JoinHandle<()>>>,
@@ -46,7 +46,7 @@ impl Instance {
             .map(|p| p.name().to_owned())
             .collect();
         Self {
-            identity,
+            identity: Arc::new(identity),
             generation,
             node,
             edges,

@@ -10,7 +10,7 @@
 
 use std::{
     collections::HashMap,
-    sync::{Arc, PoisonError, RwLock},
+    sync::{Arc, PoisonError, RwLock, Weak},
     time::Duration,
 };
 
@@ -100,12 +100,39 @@ impl std::fmt::Debug for Runtime {
 struct Shared {
     modules: Vec<Module>,
     nodes: RwLock<HashMap<NodeKey, Arc<Instance>>>,
+    /// What every node's context emits through, made once: it holds the runtime weakly, so
+    /// nodes do not keep their runtime alive.
+    emitter: Arc<dyn Emitter>,
+}
+
+/// Routes emits for the runtime it belongs to.
+struct Router(Weak<Shared>);
+
+impl Emitter for Router {
+    fn emit<'a>(
+        &'a self,
+        from: &'a NodeIdentity,
+        port: &'a str,
+        message: Value,
+        run: &'a Run,
+    ) -> BoxFuture<'a, Result<Value, NodeError>> {
+        Box::pin(async move {
+            let shared =
+                self.0.upgrade().ok_or_else(|| NodeError::cancelled("the runtime has stopped"))?;
+            Runtime { shared }.emit(from, port, message, run).await
+        })
+    }
 }
 
 impl Runtime {
     /// A runtime for these modules, with no nodes yet.
     pub fn new(modules: Vec<Module>) -> Self {
-        Self { shared: Arc::new(Shared { modules, nodes: RwLock::new(HashMap::new()) }) }
+        let shared = Arc::new_cyclic(|weak| Shared {
+            modules,
+            nodes: RwLock::new(HashMap::new()),
+            emitter: Arc::new(Router(Weak::clone(weak))),
+        });
+        Self { shared }
     }
 
     /// Whether this runtime runs the nodes of `module`.
@@ -166,7 +193,7 @@ impl Runtime {
         port: &str,
         message: Value,
     ) -> Result<Value, NodeError> {
-        let run = Run { trigger: message.clone(), ..Run::default() };
+        let run = Run { trigger: Arc::new(message.clone()), ..Run::default() };
         let instance = self.instance(target)?;
         self.handle(&instance, port, message, run).await
     }
@@ -287,8 +314,8 @@ impl Runtime {
     }
 
     fn context(&self, instance: &Instance, run: Run) -> Context {
-        let emitter: Arc<dyn Emitter> = Arc::new(self.clone());
-        Context::new(instance.identity.clone(), instance.outputs.clone(), emitter, run)
+        let identity = Arc::clone(&instance.identity);
+        Context::new(identity, Arc::clone(&instance.outputs), Arc::clone(&self.shared.emitter), run)
     }
 
     /// Has a node handle one message, counting it.
@@ -353,23 +380,25 @@ impl Runtime {
                 edge.target.name, edge.target_port
             )));
         }
+        let mut mapped = Some(mapped);
         let mut attempt = 1;
         loop {
-            let child =
-                Run { trigger: run.trigger.clone(), hops, cancel: run.cancel.child_token() };
-            let cancel = child.cancel.clone();
-            let handled = self.handle_at_depth(&target, &edge.target_port, mapped.clone(), child);
-            let outcome = tokio::select! {
-                outcome = tokio::time::timeout(edge.timeout, handled) => outcome,
+            // Keep a copy only while another attempt may need it.
+            let message = if attempt < edge.attempts { mapped.clone() } else { mapped.take() };
+            let child = Run { trigger: Arc::clone(&run.trigger), hops, cancel: run.cancel.clone() };
+            let handled = self.handle_at_depth(
+                &target,
+                &edge.target_port,
+                message.unwrap_or_default(),
+                child,
+            );
+            // Dropping the delivery on a timeout or a cancelled run cancels everything under it.
+            let result = tokio::select! {
+                outcome = tokio::time::timeout(edge.timeout, handled) => outcome.unwrap_or_else(|_| {
+                    Err(NodeError::cancelled(format!("edge {edge}: no answer within {:?}", edge.timeout)))
+                }),
                 () = run.cancel.cancelled() => return Err(NodeError::cancelled(format!("edge {edge}: the run was cancelled"))),
             };
-            let result = outcome.unwrap_or_else(|_| {
-                cancel.cancel();
-                Err(NodeError::cancelled(format!(
-                    "edge {edge}: no answer within {:?}",
-                    edge.timeout
-                )))
-            });
             match result {
                 Err(err) if err.is_retryable() && attempt < edge.attempts => {
                     let wait = edge.backoff(attempt);
@@ -386,32 +415,38 @@ impl Runtime {
     }
 }
 
-impl Emitter for Runtime {
-    fn emit<'a>(
-        &'a self,
-        from: &'a NodeIdentity,
-        port: &'a str,
+impl Runtime {
+    async fn emit(
+        &self,
+        from: &NodeIdentity,
+        port: &str,
         message: Value,
-        run: &'a Run,
-    ) -> BoxFuture<'a, Result<Value, NodeError>> {
-        Box::pin(async move {
-            let key = NodeKey { namespace: from.namespace.clone(), name: from.node.clone() };
-            let source = self.instance(&key)?;
-            source.count_out();
-            let edges: Vec<&Edge> = source.edges.iter().filter(|e| e.port == port).collect();
-            // Every edge gets the message; the caller gets the first edge's answer, or the first
-            // failure in edge order once all have finished.
-            let results =
-                join_all(edges.iter().map(|edge| self.deliver(edge, &message, run))).await;
-            let mut answer = Value::Null;
-            for (index, result) in results.into_iter().enumerate() {
-                match result {
-                    Ok(value) if index == 0 => answer = value,
-                    Ok(_) => {}
-                    Err(err) => return Err(err),
-                }
+        run: &Run,
+    ) -> Result<Value, NodeError> {
+        let key = NodeKey { namespace: from.namespace.clone(), name: from.node.clone() };
+        let source = self.instance(&key)?;
+        source.count_out();
+        let mut edges = source.edges.iter().filter(|e| e.port == port);
+        let (first, second) = (edges.next(), edges.next());
+        let (Some(first), Some(second)) = (first, second) else {
+            // No edge: the message goes nowhere. One edge: its answer is the answer.
+            return match first {
+                Some(edge) => self.deliver(edge, &message, run).await,
+                None => Ok(Value::Null),
+            };
+        };
+        // Every edge gets the message; the caller gets the first edge's answer, or the first
+        // failure in edge order once all have finished.
+        let all = [first, second].into_iter().chain(edges);
+        let results = join_all(all.map(|edge| self.deliver(edge, &message, run))).await;
+        let mut answer = Value::Null;
+        for (index, result) in results.into_iter().enumerate() {
+            match result {
+                Ok(value) if index == 0 => answer = value,
+                Ok(_) => {}
+                Err(err) => return Err(err),
             }
-            Ok(answer)
-        })
+        }
+        Ok(answer)
     }
 }

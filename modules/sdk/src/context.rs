@@ -45,8 +45,9 @@ pub trait Emitter: Send + Sync {
 /// has gone, and its cancellation.
 #[derive(Debug, Clone, Default)]
 pub struct Run {
-    /// The message the trigger emitted to start the run, `$trigger` in mappings.
-    pub trigger: Value,
+    /// The message the trigger emitted to start the run, `$trigger` in mappings; shared, as
+    /// every hop of the run carries it.
+    pub trigger: Arc<Value>,
     /// How many deliveries deep this message is; the runtime stops a run that loops past its
     /// hop limit.
     pub hops: u32,
@@ -76,12 +77,12 @@ impl Context {
     /// A context for `identity`, whose declared outputs are `outputs`; the runtime and the
     /// harness make these, nodes only receive them.
     pub fn new(
-        identity: NodeIdentity,
-        outputs: Vec<String>,
+        identity: Arc<NodeIdentity>,
+        outputs: Arc<[String]>,
         emitter: Arc<dyn Emitter>,
         run: Run,
     ) -> Self {
-        Self { identity: Arc::new(identity), outputs: outputs.into(), emitter, run }
+        Self { identity, outputs, emitter, run }
     }
 
     /// Which node this is.
@@ -97,7 +98,8 @@ impl Context {
     /// The same node in a new run that `trigger` starts: what a trigger does before it emits.
     #[must_use]
     pub fn start_run(&self, trigger: Value) -> Self {
-        let run = Run { trigger, hops: 0, cancel: self.run.cancel.child_token() };
+        let run =
+            Run { trigger: Arc::new(trigger), hops: 0, cancel: self.run.cancel.child_token() };
         Self { run, ..self.clone() }
     }
 

@@ -84,9 +84,13 @@ impl Harness {
             node: C::NAME.replace('_', "-"),
         };
         let cancel = CancellationToken::new();
-        let run = Run { trigger: Value::Null, hops: 0, cancel: cancel.clone() };
-        let context =
-            Context::new(identity, outputs, Arc::clone(&recorder) as Arc<dyn Emitter>, run);
+        let run = Run { trigger: Arc::new(Value::Null), hops: 0, cancel: cancel.clone() };
+        let context = Context::new(
+            Arc::new(identity),
+            outputs,
+            Arc::clone(&recorder) as Arc<dyn Emitter>,
+            run,
+        );
         Ok(Self { node, recorder, context, cancel })
     }
 

@@ -1,0 +1,64 @@
+//! Per-hop cost of the in-process runtime: one message through a chain of 13 nodes (12 hops),
+//! with pass-through edges and with a small jq mapping on every edge. Run with
+//! `cargo bench -p weir-runtime --bench chain`; results are recorded in docs/benchmarks.md.
+
+#[path = "../tests/support/mod.rs"]
+#[allow(dead_code)]
+mod support;
+
+use std::time::Instant;
+
+use support::{key, node, runtime};
+use weir_sdk::{Value, json};
+
+const NODES: usize = 13;
+const WARMUP: u32 = 2_000;
+const ROUNDS: u32 = 50_000;
+
+// Printing the numbers is what a benchmark is for.
+#[allow(clippy::print_stdout)]
+#[tokio::main(flavor = "current_thread")]
+async fn main() {
+    for (label, mapping) in [
+        ("pass-through edges", None),
+        (
+            "jq mapping on every edge",
+            Some(json!({ "value": "{{ .value + 1 }}", "name": "{{ .name }}" })),
+        ),
+    ] {
+        let rt = runtime();
+        for i in 0..NODES {
+            let name = format!("n{i}");
+            let edges = if i + 1 < NODES {
+                let mut edge =
+                    json!({ "port": "out", "to": { "node": format!("n{}", i + 1), "port": "in" } });
+                if let Some(mapping) = &mapping {
+                    edge["mapping"] = mapping.clone();
+                }
+                json!([edge])
+            } else {
+                json!([])
+            };
+            let component = if i + 1 < NODES { "relay" } else { "sink" };
+            rt.apply(&node(&name, component, json!({}), edges)).await.expect("node builds");
+        }
+        let first = key("n0");
+        let message = json!({ "value": 1, "name": "web" });
+        for _ in 0..WARMUP {
+            rt.send(&first, "in", message.clone()).await.expect("delivery");
+        }
+        let started = Instant::now();
+        let mut last = Value::Null;
+        for _ in 0..ROUNDS {
+            last = rt.send(&first, "in", message.clone()).await.expect("delivery");
+        }
+        let elapsed = started.elapsed();
+        let hops = (NODES - 1) as f64 * f64::from(ROUNDS);
+        println!(
+            "{label}: {:.3} µs per hop ({ROUNDS} messages through {NODES} nodes in {elapsed:.2?}; last answer {})",
+            elapsed.as_secs_f64() * 1e6 / hops,
+            last["got"]
+        );
+        rt.shutdown().await;
+    }
+}
