@@ -11,7 +11,7 @@ use std::{
 
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
-use weir_model::{Counters, Direction};
+use weir_model::Counters;
 use weir_sdk::{Node, NodeIdentity};
 
 use crate::edge::Edge;
@@ -39,12 +39,7 @@ impl Instance {
         edges: Vec<Edge>,
         inputs: HashMap<String, jsonschema::Validator>,
     ) -> Self {
-        let outputs = node
-            .ports()
-            .iter()
-            .filter(|p| p.direction() == Direction::Out)
-            .map(|p| p.name().to_owned())
-            .collect();
+        let outputs = node.outputs();
         Self {
             identity: Arc::new(identity),
             generation,

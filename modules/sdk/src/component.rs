@@ -76,6 +76,15 @@ pub trait Node: Send + Sync {
     /// The node's ports.
     fn ports(&self) -> &[Port];
 
+    /// The names of the node's outputs, the ports it may emit on.
+    fn outputs(&self) -> std::sync::Arc<[String]> {
+        self.ports()
+            .iter()
+            .filter(|p| p.direction() == Direction::Out)
+            .map(|p| p.name().to_owned())
+            .collect()
+    }
+
     /// Handles a message on an input port; an unknown port is an invalid-input error.
     fn handle<'a>(
         &'a self,

@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use futures::future::BoxFuture;
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
-use weir_model::{Direction, names::NameRule};
+use weir_model::names::NameRule;
 
 use crate::{
     component::{Component, Node, build_node},
@@ -68,12 +68,7 @@ impl Harness {
     /// every emit with `null` until told otherwise.
     pub fn build<C: Component>(settings: &Value) -> Result<Self, NodeError> {
         let node = build_node::<C>(settings)?;
-        let outputs = node
-            .ports()
-            .iter()
-            .filter(|p| p.direction() == Direction::Out)
-            .map(|p| p.name().to_owned())
-            .collect();
+        let outputs = node.outputs();
         let recorder = Arc::new(Recorder {
             emitted: Mutex::new(Vec::new()),
             answer: Mutex::new(Arc::new(|_, _| Ok(Value::Null))),
