@@ -4,6 +4,7 @@
 //! This crate does no I/O, so the engine, the module SDK and the editor (compiled to wasm32) all
 //! use the same types and the same checks.
 
+pub mod check;
 pub mod condition;
 pub mod crd;
 pub mod duration;
