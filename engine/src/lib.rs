@@ -3,6 +3,7 @@
 
 pub mod cli;
 pub mod cmd;
+pub mod controller;
 pub mod manifests;
 pub mod printer;
 pub mod server;

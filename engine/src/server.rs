@@ -25,10 +25,14 @@ pub async fn up(store: Arc<dyn Store>, place: &str, args: UpArgs) -> Result<()> 
     for kind in Kind::ALL {
         tokio::spawn(log_changes(Arc::clone(&store), kind));
     }
+    let stop = tokio_util::sync::CancellationToken::new();
+    let controller = tokio::spawn(crate::controller::run(Arc::clone(&store), stop.clone()));
     axum::serve(listener, app(store))
         .with_graceful_shutdown(shutdown_requested())
         .await
         .context("the HTTP server failed")?;
+    stop.cancel();
+    let _ = controller.await;
     tracing::info!("weir stopped");
     Ok(())
 }

@@ -254,34 +254,109 @@ fn committed_crds_are_up_to_date() -> Result<()> {
 #[test]
 fn up_serves_health_and_follows_the_store() -> Result<()> {
     let weir = Weir::new();
-    let mut child =
-        Running(weir.command(&["up", "--listen", "127.0.0.1:0"]).stderr(Stdio::piped()).spawn()?);
-    let mut log = BufReader::new(child.0.stderr.take().context("stderr")?);
-    let mut line = String::new();
-    let address = loop {
-        line.clear();
-        ensure!(log.read_line(&mut line)? > 0, "weir up exited before it listened");
-        if let Some(rest) = line.split("weir is up on http://").nth(1) {
-            break rest.split_whitespace().next().context("address")?.to_owned();
-        }
-    };
-    let health = http_get(&address, "/healthz")?;
+    let up = Up::start(&weir)?;
+    let health = http_get(&up.address, "/healthz")?;
     ensure!(health.starts_with("HTTP/1.1 200") && health.ends_with("ok"), "{health}");
-    let ready = http_get(&address, "/readyz")?;
+    let ready = http_get(&up.address, "/readyz")?;
     ensure!(ready.starts_with("HTTP/1.1 200"), "{ready}");
-
     weir.ok(&["apply", "-f", HELLO])?;
-    let mut seen = String::new();
-    while !seen.contains("FlowNode default/tick applied") {
-        line.clear();
-        ensure!(log.read_line(&mut line)? > 0, "weir up exited; it logged:\n{seen}");
-        seen.push_str(&line);
+    up.wait_for_log("FlowNode default/tick applied")?;
+    up.stop()
+}
+
+/// The flow controller in `weir up` writes each flow's conditions, naming what is wrong, and
+/// deletes a flow's nodes when the flow goes away by any means.
+#[test]
+fn up_checks_flows_and_deletes_the_nodes_of_a_deleted_flow() -> Result<()> {
+    let weir = Weir::new();
+    let up = Up::start(&weir)?;
+    weir.ok(&["apply", "-f", HELLO])?;
+    let status = eventually(|| {
+        let flow: serde_json::Value =
+            serde_json::from_str(&weir.ok(&["get", "flow", "hello", "-o", "json"])?)?;
+        Ok(Some(flow["status"].clone()).filter(|s| s["nodes"] == 2))
+    })?;
+    let degraded = &status["conditions"][1];
+    ensure!(degraded["type"] == "Degraded" && degraded["status"] == "True", "{status}");
+    ensure!(
+        degraded["message"]
+            == "node greet: module common is not installed; node tick: module common is not installed",
+        "{status}"
+    );
+    ensure!(status["conditions"][0]["status"] == "False" && status["readyNodes"] == 0, "{status}");
+
+    // Removed behind weir's back, as `rm` or `git checkout` would.
+    fs::remove_file(weir.data.path().join("default/flows/hello.yaml"))?;
+    eventually(|| {
+        Ok(Some(())
+            .filter(|()| weir.ok(&["get", "fn"]).is_ok_and(|out| out == "No resources found.\n")))
+    })?;
+    up.stop()
+}
+
+/// Retries `probe` until it gives a value, for at most 20 seconds.
+fn eventually<T>(probe: impl Fn() -> Result<Option<T>>) -> Result<T> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        if let Some(value) = probe()? {
+            return Ok(value);
+        }
+        ensure!(std::time::Instant::now() < deadline, "the condition never held");
+        std::thread::sleep(std::time::Duration::from_millis(50));
     }
-    let pid = child.0.id().to_string();
-    ensure!(Command::new("kill").args(["-TERM", &pid]).status()?.success(), "kill failed");
-    let status = child.0.wait()?;
-    ensure!(status.success(), "weir up did not stop cleanly: {status}");
-    Ok(())
+}
+
+/// A running `weir up`, its address, and what it logged so far.
+struct Up {
+    child: Running,
+    address: String,
+    log: std::sync::Arc<std::sync::Mutex<String>>,
+}
+
+impl Up {
+    fn start(weir: &Weir) -> Result<Self> {
+        let mut child = Running(
+            weir.command(&["up", "--listen", "127.0.0.1:0"]).stderr(Stdio::piped()).spawn()?,
+        );
+        let mut reader = BufReader::new(child.0.stderr.take().context("stderr")?);
+        let mut line = String::new();
+        let address = loop {
+            line.clear();
+            ensure!(reader.read_line(&mut line)? > 0, "weir up exited before it listened");
+            if let Some(rest) = line.split("weir is up on http://").nth(1) {
+                break rest.split_whitespace().next().context("address")?.to_owned();
+            }
+        };
+        // Keep reading, so the child never blocks on a full pipe.
+        let log = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+        let sink = std::sync::Arc::clone(&log);
+        std::thread::spawn(move || {
+            let mut line = String::new();
+            while reader.read_line(&mut line).is_ok_and(|n| n > 0) {
+                sink.lock().expect("log").push_str(&line);
+                line.clear();
+            }
+        });
+        Ok(Self { child, address, log })
+    }
+
+    fn wait_for_log(&self, needle: &str) -> Result<()> {
+        eventually(|| Ok(self.log.lock().expect("log").contains(needle).then_some(())))
+            .with_context(|| {
+                format!(
+                    "weir up never logged {needle:?}; it logged:\n{}",
+                    self.log.lock().expect("log")
+                )
+            })
+    }
+
+    fn stop(mut self) -> Result<()> {
+        let pid = self.child.0.id().to_string();
+        ensure!(Command::new("kill").args(["-TERM", &pid]).status()?.success(), "kill failed");
+        let status = self.child.0.wait()?;
+        ensure!(status.success(), "weir up did not stop cleanly: {status}");
+        Ok(())
+    }
 }
 
 /// Kills the child if a test fails before stopping it.
