@@ -19,6 +19,7 @@ use crate::{
     kind = "Flow",
     namespaced,
     derive = "PartialEq",
+    doc = "A flow: a graph of nodes wired port to port; its nodes are the FlowNodes that name it in spec.flow.",
     status = "FlowStatus",
     shortname = "fl",
     category = "weir",

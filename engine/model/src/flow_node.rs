@@ -21,6 +21,7 @@ pub const MAX_EDGES: usize = 64;
     kind = "FlowNode",
     namespaced,
     derive = "PartialEq",
+    doc = "One node of a flow: which module and component run it, its settings, and the edges leaving its output ports.",
     status = "FlowNodeStatus",
     shortname = "fn",
     category = "weir",

@@ -18,6 +18,7 @@ use crate::{
     kind = "Module",
     namespaced,
     derive = "PartialEq",
+    doc = "A module's catalogue of components and the address its replicas serve deliveries on; written by the module itself.",
     status = "ModuleStatus",
     shortname = "wmod",
     category = "weir",
