@@ -18,6 +18,8 @@ pub mod contract;
 pub mod embedded;
 #[cfg(feature = "kubernetes")]
 pub mod kubernetes;
+#[cfg(feature = "kubernetes")]
+pub mod lease;
 pub mod selector;
 
 pub use selector::Selector;

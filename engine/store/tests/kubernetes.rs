@@ -79,3 +79,138 @@ async fn rbac_denials_name_the_user_verb_and_resource() -> Result<()> {
     );
     Ok(())
 }
+
+/// One candidate leads while it renews; when it stops it gives the lease up and the other
+/// takes over without waiting out the lease.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_candidate_leads_and_the_other_takes_over_when_it_stops() -> Result<()> {
+    use k8s_openapi::api::coordination::v1::Lease;
+    use tokio::sync::watch;
+    use tokio_util::sync::CancellationToken;
+    use weir_store::lease::Election;
+
+    let plane = ControlPlane::shared();
+    let namespace = plane.namespace("lease").await?;
+    let election = |identity: &str| Election {
+        namespace: namespace.clone(),
+        lease: "weir-module-test".to_owned(),
+        identity: identity.to_owned(),
+        duration: std::time::Duration::from_secs(30),
+        retry: std::time::Duration::from_millis(100),
+    };
+    let patience = std::time::Duration::from_secs(20);
+    let (a_leads, mut a_watch) = watch::channel(false);
+    let (b_leads, mut b_watch) = watch::channel(false);
+    let (stop_a, stop_b) = (CancellationToken::new(), CancellationToken::new());
+    let a = tokio::spawn(election("a").run(plane.client().await?, a_leads, stop_a.clone()));
+    tokio::time::timeout(patience, a_watch.wait_for(|leads| *leads)).await??;
+    let b = tokio::spawn(election("b").run(plane.client().await?, b_leads, stop_b.clone()));
+
+    // While `a` keeps renewing, `b` stands by: watch the lease being renewed a few times.
+    let leases: kube::Api<Lease> = kube::Api::namespaced(plane.client().await?, &namespace);
+    let renewed =
+        |lease: &Lease| lease.spec.as_ref().and_then(|s| s.renew_time.clone()).map(|t| t.0);
+    let mut last = renewed(&leases.get("weir-module-test").await?);
+    for _ in 0..5 {
+        tokio::time::timeout(patience, async {
+            loop {
+                let lease = leases.get("weir-module-test").await?;
+                let holder = lease.spec.as_ref().and_then(|s| s.holder_identity.clone());
+                ensure!(
+                    holder.as_deref() == Some("a"),
+                    "the lease moved to {holder:?} while a renewed it"
+                );
+                if renewed(&lease) != last {
+                    last = renewed(&lease);
+                    return anyhow::Ok(());
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            }
+        })
+        .await??;
+    }
+    ensure!(!*b_watch.borrow(), "b claims to lead while a holds the lease");
+
+    stop_a.cancel();
+    a.await?;
+    ensure!(!*a_watch.borrow(), "a still claims to lead after stopping");
+    // The lease lasts 30 s; b takes over long before that because a gave it up.
+    tokio::time::timeout(std::time::Duration::from_secs(10), b_watch.wait_for(|leads| *leads))
+        .await??;
+    let spec = leases.get("weir-module-test").await?.spec.context("lease spec")?;
+    ensure!(
+        spec.holder_identity.as_deref() == Some("b") && spec.lease_transitions == Some(1),
+        "{spec:?}"
+    );
+    stop_b.cancel();
+    b.await?;
+    Ok(())
+}
+
+/// A holder that died without giving the lease up loses it once its renewal is older than the
+/// lease duration; one that still renews keeps it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_expired_lease_is_taken_over_and_a_fresh_one_is_not() -> Result<()> {
+    use k8s_openapi::{
+        api::coordination::v1::{Lease, LeaseSpec},
+        apimachinery::pkg::apis::meta::v1::MicroTime,
+        jiff::{SignedDuration, Timestamp},
+    };
+    use tokio::sync::watch;
+    use tokio_util::sync::CancellationToken;
+    use weir_store::lease::Election;
+
+    let plane = ControlPlane::shared();
+    let namespace = plane.namespace("expiry").await?;
+    let leases: kube::Api<Lease> = kube::Api::namespaced(plane.client().await?, &namespace);
+    let held = |name: &str, renewed: Timestamp| Lease {
+        metadata: kube::api::ObjectMeta { name: Some(name.to_owned()), ..Default::default() },
+        spec: Some(LeaseSpec {
+            holder_identity: Some("ghost".to_owned()),
+            lease_duration_seconds: Some(15),
+            renew_time: Some(MicroTime(renewed)),
+            lease_transitions: Some(4),
+            ..LeaseSpec::default()
+        }),
+    };
+    let now = Timestamp::now();
+    leases
+        .create(&Default::default(), &held("expired", now - SignedDuration::from_secs(60)))
+        .await?;
+    leases.create(&Default::default(), &held("fresh", now)).await?;
+    let compete = |lease: &str| {
+        let election = Election {
+            namespace: namespace.clone(),
+            lease: lease.to_owned(),
+            identity: "c".to_owned(),
+            duration: std::time::Duration::from_secs(15),
+            retry: std::time::Duration::from_millis(100),
+        };
+        let (leads, watch) = watch::channel(false);
+        let stop = CancellationToken::new();
+        (election, leads, watch, stop)
+    };
+    let (expired, leads, mut expired_watch, stop_expired) = compete("expired");
+    let expired_task =
+        tokio::spawn(expired.run(plane.client().await?, leads, stop_expired.clone()));
+    tokio::time::timeout(std::time::Duration::from_secs(20), expired_watch.wait_for(|l| *l))
+        .await??;
+    let spec = leases.get("expired").await?.spec.context("spec")?;
+    ensure!(
+        spec.holder_identity.as_deref() == Some("c") && spec.lease_transitions == Some(5),
+        "{spec:?}"
+    );
+
+    let (fresh, leads, fresh_watch, stop_fresh) = compete("fresh");
+    let fresh_task = tokio::spawn(fresh.run(plane.client().await?, leads, stop_fresh.clone()));
+    // Several rounds pass (the retry is 100 ms) well inside the ghost's 15 s.
+    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    ensure!(!*fresh_watch.borrow(), "took a lease that is still held");
+    let spec = leases.get("fresh").await?.spec.context("spec")?;
+    ensure!(spec.holder_identity.as_deref() == Some("ghost"), "{spec:?}");
+    stop_expired.cancel();
+    stop_fresh.cancel();
+    expired_task.await?;
+    fresh_task.await?;
+    Ok(())
+}
