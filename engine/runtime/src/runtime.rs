@@ -16,6 +16,7 @@ use std::{
 
 use futures::future::{BoxFuture, join_all};
 use serde_json::Value;
+use tokio::sync::watch;
 use tokio_util::task::AbortOnDropHandle;
 use weir_model::{Direction, FlowNode};
 use weir_sdk::{Context, Emitter, Module, NodeError, NodeIdentity, Run};
@@ -103,6 +104,8 @@ struct Shared {
     /// What every node's context emits through, made once: it holds the runtime weakly, so
     /// nodes do not keep their runtime alive.
     emitter: Arc<dyn Emitter>,
+    /// Whether this replica leads, and so runs the triggers.
+    leader: watch::Receiver<bool>,
 }
 
 /// Routes emits for the runtime it belongs to.
@@ -127,10 +130,18 @@ impl Emitter for Router {
 impl Runtime {
     /// A runtime for these modules, with no nodes yet.
     pub fn new(modules: Vec<Module>) -> Self {
+        // A lone process leads for good; the sender is dropped and the value stays.
+        Self::with_leadership(modules, watch::channel(true).1)
+    }
+
+    /// A runtime whose triggers run only while `leader` says this replica leads (see
+    /// `weir_store::lease`); every replica handles deliveries.
+    pub fn with_leadership(modules: Vec<Module>, leader: watch::Receiver<bool>) -> Self {
         let shared = Arc::new_cyclic(|weak| Shared {
             modules,
             nodes: RwLock::new(HashMap::new()),
             emitter: Arc::new(Router(Weak::clone(weak))),
+            leader,
         });
         Self { shared }
     }
@@ -291,16 +302,53 @@ impl Runtime {
         if !is_trigger {
             return;
         }
-        let context = self
-            .context(instance, Run { cancel: instance.lifetime.child_token(), ..Run::default() });
-        let running = Arc::clone(instance);
-        let task = tokio::spawn(async move {
-            if let Err(err) = running.node.run(&context).await {
-                running.count_error();
-                tracing::warn!(node = %running.identity, error = %err, "the trigger stopped with an error");
-            }
-        });
+        let (runtime, running) = (self.clone(), Arc::clone(instance));
+        let task = tokio::spawn(async move { runtime.lead(&running).await });
         *instance.trigger.lock().unwrap_or_else(PoisonError::into_inner) = Some(task);
+    }
+
+    /// Runs a trigger's loop while this replica leads: starts it on gaining the lead, cancels it
+    /// on losing it, until the node stops.
+    async fn lead(&self, instance: &Arc<Instance>) {
+        let mut leader = self.shared.leader.clone();
+        loop {
+            tokio::select! {
+                // Closed without ever leading: a follower for good.
+                leads = async { leader.wait_for(|leads| *leads).await.is_ok() } => if !leads { return },
+                () = instance.lifetime.cancelled() => return,
+            }
+            let term = instance.lifetime.child_token();
+            let context = self.context(instance, Run { cancel: term.clone(), ..Run::default() });
+            let run = instance.node.run(&context);
+            tokio::pin!(run);
+            let lost = async {
+                // A closed channel keeps its last value: leading for good.
+                if leader.wait_for(|leads| !*leads).await.is_err() {
+                    std::future::pending::<()>().await;
+                }
+            };
+            let finished = tokio::select! {
+                outcome = &mut run => Some(outcome),
+                () = lost => None,
+            };
+            let ended_by_itself = finished.is_some();
+            let outcome = match finished {
+                Some(outcome) => outcome,
+                None => {
+                    // Lost the lead: let the loop wind down through its cancellation.
+                    tracing::info!(node = %instance.identity, "lost the lead; stopping the trigger");
+                    term.cancel();
+                    run.await
+                }
+            };
+            if let Err(err) = outcome {
+                instance.count_error();
+                tracing::warn!(node = %instance.identity, error = %err, "the trigger stopped with an error");
+            }
+            if ended_by_itself {
+                return;
+            }
+        }
     }
 
     fn instance(&self, key: &NodeKey) -> Result<Arc<Instance>, NodeError> {

@@ -4,8 +4,8 @@
 
 mod support;
 
-use support::{DESTROYED, PATIENCE, eventually, key, node, runtime, to};
-use weir_runtime::BuildError;
+use support::{DESTROYED, PATIENCE, STOPPED, eventually, key, module, node, runtime, to};
+use weir_runtime::{BuildError, Runtime};
 use weir_sdk::{ErrorKind, json};
 
 #[tokio::test]
@@ -221,5 +221,28 @@ async fn triggers_start_runs_with_their_own_trigger_message() {
     .unwrap();
     eventually(|| rt.counters(&key("collect")).unwrap().messages_in == 2).await;
     assert_eq!(rt.counters(&key("tick")).unwrap().messages_out, 2);
+    rt.shutdown().await;
+}
+
+#[tokio::test]
+async fn triggers_run_only_while_this_replica_leads() {
+    let (lead, leader) = tokio::sync::watch::channel(false);
+    let rt = Runtime::with_leadership(vec![module()], leader);
+    rt.apply(&node("collect", "sink", json!({}), json!([]))).await.unwrap();
+    rt.apply(&node("tick", "trigger", json!({ "runs": [1], "name": "led" }), to("collect")))
+        .await
+        .unwrap();
+    // A follower still handles deliveries.
+    rt.send(&key("collect"), "in", json!("direct")).await.unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    assert_eq!(rt.counters(&key("tick")).unwrap().messages_out, 0, "a follower ran its trigger");
+
+    lead.send_replace(true);
+    eventually(|| rt.counters(&key("tick")).unwrap().messages_out == 1).await;
+    lead.send_replace(false);
+    eventually(|| STOPPED.lock().unwrap().contains(&"led".to_owned())).await;
+    lead.send_replace(true);
+    // Losing and regaining the lead stopped the trigger's loop and starts it again.
+    eventually(|| rt.counters(&key("tick")).unwrap().messages_out == 2).await;
     rt.shutdown().await;
 }

@@ -149,6 +149,9 @@ pub struct Trigger {
 
 pub static DESTROYED: Mutex<Vec<String>> = Mutex::new(Vec::new());
 
+/// Triggers whose loop ended after being cancelled, by name.
+pub static STOPPED: Mutex<Vec<String>> = Mutex::new(Vec::new());
+
 #[derive(Debug, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(default)]
 pub struct TriggerSettings {
@@ -178,6 +181,7 @@ impl Component for Trigger {
             cx.start_run(trigger.clone()).emit("out", trigger).await?;
         }
         cx.cancelled().await;
+        STOPPED.lock().expect("stopped list").push(self.name.clone());
         Ok(())
     }
     async fn destroy(&self) {
@@ -199,14 +203,18 @@ pub async fn eventually(condition: impl Fn() -> bool) {
     .expect("the condition never held");
 }
 
-pub fn runtime() -> Runtime {
-    let test = Module::new("test", "0.0.0")
+/// The test module: every component above.
+pub fn module() -> Module {
+    Module::new("test", "0.0.0")
         .component::<Relay>()
         .component::<Sink>()
         .component::<Flaky>()
         .component::<Stuck>()
-        .component::<Trigger>();
-    Runtime::new(vec![test])
+        .component::<Trigger>()
+}
+
+pub fn runtime() -> Runtime {
+    Runtime::new(vec![module()])
 }
 
 // Owned arguments read better with json! literals at the call sites.
