@@ -1,0 +1,52 @@
+//! The gRPC contract between Weir's module processes (`weir/v1/module.proto`), and the mapping
+//! of failures to the wire and back so that their kind survives the hop.
+
+#[allow(missing_docs, unreachable_pub, clippy::all, clippy::pedantic)]
+mod generated {
+    tonic::include_proto!("weir.v1");
+}
+
+pub use generated::*;
+use weir_sdk::{ErrorKind as Kind, NodeError};
+
+impl From<&NodeError> for Failure {
+    fn from(error: &NodeError) -> Self {
+        let kind = match error.kind() {
+            Kind::Invalid => ErrorKind::Invalid,
+            Kind::Transient => ErrorKind::Transient,
+            Kind::Cancelled => ErrorKind::Cancelled,
+            Kind::Internal => ErrorKind::Internal,
+        };
+        Self { kind: kind.into(), message: error.message().to_owned() }
+    }
+}
+
+impl From<Failure> for NodeError {
+    fn from(failure: Failure) -> Self {
+        // A kind this side does not know (a newer peer) is treated as internal: never retried.
+        let kind = match ErrorKind::try_from(failure.kind) {
+            Ok(ErrorKind::Invalid) => Kind::Invalid,
+            Ok(ErrorKind::Transient) => Kind::Transient,
+            Ok(ErrorKind::Cancelled) => Kind::Cancelled,
+            Ok(ErrorKind::Internal | ErrorKind::Unspecified) | Err(_) => Kind::Internal,
+        };
+        NodeError::new(kind, failure.message)
+    }
+}
+
+/// The failure a gRPC status stands for, when the call itself failed (the peer is gone, the
+/// deadline passed) rather than the node.
+pub fn failure_of_status(status: &tonic::Status, peer: &str) -> NodeError {
+    use tonic::Code;
+    let message = format!("module {peer}: {}", status.message());
+    match status.code() {
+        Code::DeadlineExceeded | Code::Cancelled => NodeError::cancelled(message),
+        Code::Unavailable | Code::ResourceExhausted | Code::Aborted => {
+            NodeError::transient(message)
+        }
+        Code::InvalidArgument | Code::NotFound | Code::FailedPrecondition => {
+            NodeError::invalid(message)
+        }
+        _ => NodeError::internal(message),
+    }
+}
