@@ -3,7 +3,6 @@
 //! `cargo bench -p weir-runtime --bench chain`; results are recorded in docs/benchmarks.md.
 
 #[path = "../tests/support/mod.rs"]
-#[allow(dead_code)]
 mod support;
 
 use std::time::Instant;

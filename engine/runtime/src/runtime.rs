@@ -196,6 +196,25 @@ impl Runtime {
         join_all(all.iter().map(|instance| instance.stop())).await;
     }
 
+    /// Delivers a message that another module sent along an edge: the sender mapped it and
+    /// retries it; this side checks it against the port's schema and the hop limit.
+    pub async fn receive(
+        &self,
+        target: &NodeKey,
+        port: &str,
+        message: Value,
+        run: Run,
+    ) -> Result<Value, NodeError> {
+        if run.hops > HOP_LIMIT {
+            return Err(NodeError::invalid(format!(
+                "node {target}: the run went {HOP_LIMIT} hops deep; the flow loops without end"
+            )));
+        }
+        let instance = self.instance(target)?;
+        fit(&instance, port, &message)?;
+        self.handle_at_depth(&instance, port, message, run).await
+    }
+
     /// Delivers a message to a node's input port from outside any flow (`weir send`, the
     /// editor, another module), starting a run with it.
     pub async fn send(
@@ -417,17 +436,8 @@ impl Runtime {
         };
         let target =
             self.instance(&edge.target).map_err(|err| err.context(format!("edge {edge}")))?;
-        if let Some(validator) = target.inputs.get(&edge.target_port)
-            && let Some(problem) = validator.iter_errors(&mapped).next()
-        {
-            let field = problem.instance_path().to_string();
-            let field =
-                if field.is_empty() { "the message".to_owned() } else { format!("field {field}") };
-            return Err(NodeError::invalid(format!(
-                "edge {edge}: the message does not fit {}.{}: {field}: {problem}",
-                edge.target.name, edge.target_port
-            )));
-        }
+        fit(&target, &edge.target_port, &mapped)
+            .map_err(|err| err.context(format!("edge {edge}")))?;
         let mut mapped = Some(mapped);
         let mut attempt = 1;
         loop {
@@ -497,4 +507,17 @@ impl Runtime {
         }
         Ok(answer)
     }
+}
+
+/// Checks a message against the schema of a node's input port.
+fn fit(target: &Instance, port: &str, message: &Value) -> Result<(), NodeError> {
+    let Some(problem) = target.inputs.get(port).and_then(|v| v.iter_errors(message).next()) else {
+        return Ok(());
+    };
+    let field = problem.instance_path().to_string();
+    let field = if field.is_empty() { "the message".to_owned() } else { format!("field {field}") };
+    Err(NodeError::invalid(format!(
+        "the message does not fit {}.{port}: {field}: {problem}",
+        target.identity.node
+    )))
 }

@@ -1,5 +1,8 @@
 //! Small components and helpers the runtime's tests share.
 
+// Each test binary uses its own part of this module.
+#![allow(dead_code)]
+
 use std::{
     sync::{
         Mutex,
