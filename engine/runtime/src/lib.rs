@@ -8,6 +8,7 @@ mod edge;
 pub mod grpc;
 pub mod host;
 mod instance;
+mod peers;
 mod runtime;
 
 pub use host::Host;

@@ -21,7 +21,7 @@ use tokio_util::task::AbortOnDropHandle;
 use weir_model::{Direction, FlowNode};
 use weir_sdk::{Context, Emitter, Module, NodeError, NodeIdentity, Run};
 
-use crate::{edge::Edge, instance::Instance};
+use crate::{edge::Edge, instance::Instance, peers::Peers};
 
 /// How deep a run's call tree may go before it counts as a loop.
 pub const HOP_LIMIT: u32 = 256;
@@ -106,6 +106,8 @@ struct Shared {
     emitter: Arc<dyn Emitter>,
     /// Whether this replica leads, and so runs the triggers.
     leader: watch::Receiver<bool>,
+    /// Nodes of other modules, reached over gRPC.
+    peers: Peers,
 }
 
 /// Routes emits for the runtime it belongs to.
@@ -142,8 +144,20 @@ impl Runtime {
             nodes: RwLock::new(HashMap::new()),
             emitter: Arc::new(Router(Weak::clone(weak))),
             leader,
+            peers: Peers::default(),
         });
         Self { shared }
+    }
+
+    /// Sends deliveries for `node`, which runs in another module process, to that module's
+    /// gRPC `endpoint` (such as `http://10.0.0.7:7421`).
+    pub fn route(&self, node: NodeKey, endpoint: String) {
+        self.shared.peers.route(node, endpoint);
+    }
+
+    /// Forgets where a node of another module runs.
+    pub fn unroute(&self, node: &NodeKey) {
+        self.shared.peers.unroute(node);
     }
 
     /// Whether this runtime runs the nodes of `module`.
@@ -434,22 +448,43 @@ impl Runtime {
                 .map_err(|err| NodeError::invalid(format!("edge {edge}: mapping {err}")))?,
             None => message.clone(),
         };
-        let target =
-            self.instance(&edge.target).map_err(|err| err.context(format!("edge {edge}")))?;
-        fit(&target, &edge.target_port, &mapped)
-            .map_err(|err| err.context(format!("edge {edge}")))?;
+        let target = match self.instance(&edge.target) {
+            Ok(local) => {
+                fit(&local, &edge.target_port, &mapped)
+                    .map_err(|err| err.context(format!("edge {edge}")))?;
+                Target::Local(local)
+            }
+            // The receiving module checks the message against its port's schema.
+            Err(missing) => match self.shared.peers.endpoint(&edge.target) {
+                Some(endpoint) => Target::Remote(endpoint),
+                None => return Err(missing.context(format!("edge {edge}"))),
+            },
+        };
         let mut mapped = Some(mapped);
         let mut attempt = 1;
         loop {
             // Keep a copy only while another attempt may need it.
             let message = if attempt < edge.attempts { mapped.clone() } else { mapped.take() };
             let child = Run { trigger: Arc::clone(&run.trigger), hops, cancel: run.cancel.clone() };
-            let handled = self.handle_at_depth(
-                &target,
-                &edge.target_port,
-                message.unwrap_or_default(),
-                child,
-            );
+            let message = message.unwrap_or_default();
+            let handled: BoxFuture<'_, Result<Value, NodeError>> = match &target {
+                Target::Local(local) => {
+                    Box::pin(self.handle_at_depth(local, &edge.target_port, message, child))
+                }
+                Target::Remote(endpoint) => Box::pin(async move {
+                    let peers = &self.shared.peers;
+                    peers
+                        .deliver(
+                            endpoint,
+                            &edge.target,
+                            &edge.target_port,
+                            &message,
+                            &child,
+                            edge.timeout,
+                        )
+                        .await
+                }),
+            };
             // Dropping the delivery on a timeout or a cancelled run cancels everything under it.
             let result = tokio::select! {
                 outcome = tokio::time::timeout(edge.timeout, handled) => outcome.unwrap_or_else(|_| {
@@ -507,6 +542,12 @@ impl Runtime {
         }
         Ok(answer)
     }
+}
+
+/// Where a delivery goes: a node of this process, or the endpoint of the module running it.
+enum Target {
+    Local(Arc<Instance>),
+    Remote(String),
 }
 
 /// Checks a message against the schema of a node's input port.

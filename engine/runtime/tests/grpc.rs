@@ -75,3 +75,68 @@ async fn another_module_delivers_over_grpc() {
         .expect("no panic")
         .expect("served");
 }
+
+/// Two runtimes, as two module processes would be: an edge from one reaches a node of the
+/// other over gRPC, transient failures are retried across the wire, and when the other module
+/// dies the delivery fails with a clear, retryable error instead of hanging.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_edge_reaches_a_node_in_another_module() {
+    use support::{Flaky, Relay, Sink, key, node_in};
+    use weir_runtime::Runtime;
+    use weir_sdk::Module;
+
+    let left = Runtime::new(vec![Module::new("left", "0.0.0").component::<Relay>()]);
+    let right =
+        Runtime::new(vec![Module::new("right", "0.0.0").component::<Sink>().component::<Flaky>()]);
+    right.apply(&node_in("right", "far", "sink", json!({}), json!([]))).await.expect("far");
+    right
+        .apply(&node_in(
+            "right",
+            "shaky",
+            "flaky",
+            json!({ "failures": 2, "kind": "transient" }),
+            json!([]),
+        ))
+        .await
+        .expect("shaky");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind loopback");
+    let endpoint = format!("http://{}", listener.local_addr().expect("address"));
+    let stop = CancellationToken::new();
+    let server = tokio::spawn(weir_runtime::grpc::serve(right.clone(), listener, stop.clone()));
+
+    let edge = |target: &str| json!([{ "port": "out", "to": { "node": target, "port": "in" }, "retry": { "attempts": 3, "initialBackoff": "1ms" }, "timeout": "5s" }]);
+    left.apply(&node_in("left", "near", "relay", json!({ "tag": "near" }), edge("far")))
+        .await
+        .expect("near");
+    left.apply(&node_in("left", "to-shaky", "relay", json!({}), edge("shaky")))
+        .await
+        .expect("to-shaky");
+    left.route(key("far"), endpoint.clone());
+    left.route(key("shaky"), endpoint.clone());
+
+    let answer =
+        left.send(&key("near"), "in", json!({ "path": [] })).await.expect("remote delivery");
+    assert_eq!(
+        answer,
+        json!({ "got": { "path": ["near"] }, "trigger": { "path": [] }, "hops": 1 })
+    );
+    let answer =
+        left.send(&key("to-shaky"), "in", json!({})).await.expect("retried across the wire");
+    assert_eq!(answer, json!({ "calls": 3 }));
+
+    stop.cancel();
+    tokio::time::timeout(support::PATIENCE, server)
+        .await
+        .expect("stopped")
+        .expect("no panic")
+        .expect("served");
+    let err = tokio::time::timeout(
+        support::PATIENCE,
+        left.send(&key("near"), "in", json!({ "path": [] })),
+    )
+    .await
+    .expect("a dead module does not hang the caller")
+    .expect_err("delivered to a dead module");
+    assert_eq!(err.kind(), ErrorKind::Transient, "{err}");
+    assert!(err.message().starts_with(&format!("module {endpoint}")), "{err}");
+}

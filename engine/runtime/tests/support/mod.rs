@@ -223,11 +223,23 @@ pub fn runtime() -> Runtime {
 // Owned arguments read better with json! literals at the call sites.
 #[allow(clippy::needless_pass_by_value)]
 pub fn node(name: &str, component: &str, settings: Value, edges: Value) -> FlowNode {
+    node_in("test", name, component, settings, edges)
+}
+
+/// A FlowNode of `module`.
+#[allow(clippy::needless_pass_by_value)]
+pub fn node_in(
+    module: &str,
+    name: &str,
+    component: &str,
+    settings: Value,
+    edges: Value,
+) -> FlowNode {
     serde_json::from_value(json!({
         "apiVersion": "weir.dev/v1alpha1",
         "kind": "FlowNode",
         "metadata": { "name": name, "namespace": "test", "generation": 1 },
-        "spec": { "flow": "f", "module": "test", "component": component, "settings": settings, "edges": edges },
+        "spec": { "flow": "f", "module": module, "component": component, "settings": settings, "edges": edges },
     }))
     .expect("a valid FlowNode")
 }

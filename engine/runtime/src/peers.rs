@@ -1,0 +1,92 @@
+//! Nodes that run in other module processes, and the gRPC clients that reach them.
+
+use std::{
+    collections::HashMap,
+    sync::{Mutex, PoisonError, RwLock},
+    time::Duration,
+};
+
+use serde_json::Value;
+use tonic::transport::{Channel, Endpoint};
+use weir_proto::{
+    DeliverRequest, deliver_response::Outcome, failure_of_status, module_client::ModuleClient,
+};
+use weir_sdk::{NodeError, Run};
+
+use crate::NodeKey;
+
+/// How long connecting to a peer may take before the delivery counts as failed (transiently).
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+#[derive(Default)]
+pub(crate) struct Peers {
+    routes: RwLock<HashMap<NodeKey, String>>,
+    clients: Mutex<HashMap<String, ModuleClient<Channel>>>,
+}
+
+impl Peers {
+    pub(crate) fn route(&self, node: NodeKey, endpoint: String) {
+        self.routes.write().unwrap_or_else(PoisonError::into_inner).insert(node, endpoint);
+    }
+
+    pub(crate) fn unroute(&self, node: &NodeKey) {
+        self.routes.write().unwrap_or_else(PoisonError::into_inner).remove(node);
+    }
+
+    pub(crate) fn endpoint(&self, node: &NodeKey) -> Option<String> {
+        self.routes.read().unwrap_or_else(PoisonError::into_inner).get(node).cloned()
+    }
+
+    /// Delivers to a node in another module; `timeout` becomes the call's gRPC deadline.
+    pub(crate) async fn deliver(
+        &self,
+        endpoint: &str,
+        target: &NodeKey,
+        port: &str,
+        message: &Value,
+        run: &Run,
+        timeout: Duration,
+    ) -> Result<Value, NodeError> {
+        let mut client = self.client(endpoint)?;
+        let encode = |value: &Value| {
+            serde_json::to_vec(value).map_err(|err| NodeError::internal(err.to_string()))
+        };
+        let mut request = tonic::Request::new(DeliverRequest {
+            namespace: target.namespace.clone(),
+            node: target.name.clone(),
+            port: port.to_owned(),
+            message_json: encode(message)?,
+            trigger_json: encode(&run.trigger)?,
+            hops: run.hops,
+        });
+        request.set_timeout(timeout);
+        let response =
+            client.deliver(request).await.map_err(|status| failure_of_status(&status, endpoint))?;
+        match response.into_inner().outcome {
+            Some(Outcome::AnswerJson(answer)) => serde_json::from_slice(&answer).map_err(|err| {
+                NodeError::internal(format!("module {endpoint} answered with bad JSON: {err}"))
+            }),
+            Some(Outcome::Failure(failure)) => Err(failure.into()),
+            None => Err(NodeError::internal(format!(
+                "module {endpoint} answered with neither an answer nor a failure"
+            ))),
+        }
+    }
+
+    /// A client for `endpoint`, made once and shared; it connects on first use.
+    fn client(&self, endpoint: &str) -> Result<ModuleClient<Channel>, NodeError> {
+        let mut clients = self.clients.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(client) = clients.get(endpoint) {
+            return Ok(client.clone());
+        }
+        let channel = Endpoint::from_shared(endpoint.to_owned())
+            .map_err(|err| {
+                NodeError::invalid(format!("module endpoint {endpoint:?} is not a URL: {err}"))
+            })?
+            .connect_timeout(CONNECT_TIMEOUT)
+            .connect_lazy();
+        let client = ModuleClient::new(channel);
+        clients.insert(endpoint.to_owned(), client.clone());
+        Ok(client)
+    }
+}
