@@ -27,7 +27,16 @@ pub struct Host {
     runtime: Runtime,
     store: Arc<dyn Store>,
     namespace: String,
+    endpoint: Option<String>,
     nodes: Arc<Mutex<HashMap<NodeKey, Tracked>>>,
+    remote: Arc<Mutex<Remote>>,
+}
+
+/// Where the nodes of other modules run: each such node's module, and each module's endpoint.
+#[derive(Debug, Default)]
+struct Remote {
+    modules: HashMap<NodeKey, String>,
+    endpoints: HashMap<String, String>,
 }
 
 /// What the host knows of a node it tried to build.
@@ -41,13 +50,33 @@ struct Tracked {
 impl Host {
     /// A host for `runtime`'s nodes in `store`; the `Module` resources go to `namespace`.
     pub fn new(runtime: Runtime, store: Arc<dyn Store>, namespace: &str) -> Self {
-        Self { runtime, store, namespace: namespace.to_owned(), nodes: Arc::default() }
+        Self {
+            runtime,
+            store,
+            namespace: namespace.to_owned(),
+            endpoint: None,
+            nodes: Arc::default(),
+            remote: Arc::default(),
+        }
+    }
+
+    /// Publishes `endpoint` (this process's gRPC address, such as `http://10.0.0.7:7421`) in
+    /// the hosted modules' catalogues, so other modules deliver to it.
+    #[must_use]
+    pub fn with_endpoint(mut self, endpoint: String) -> Self {
+        self.endpoint = Some(endpoint);
+        self
     }
 
     /// Publishes the catalogues, then follows the FlowNodes until `stop` is cancelled; stops
     /// every node before returning.
     pub async fn run(&self, stop: CancellationToken) -> Result<(), StoreError> {
         self.publish_modules().await?;
+        let endpoints = tokio::spawn({
+            let host = self.clone();
+            let stop = stop.clone();
+            async move { host.follow_modules(stop).await }
+        });
         let status = tokio::spawn({
             let host = self.clone();
             let stop = stop.clone();
@@ -79,6 +108,7 @@ impl Host {
             }
         }
         let _ = status.await;
+        let _ = endpoints.await;
         self.runtime.shutdown().await;
         self.write_status().await;
         Ok(())
@@ -123,6 +153,11 @@ impl Host {
             }
         };
         if !self.runtime.hosts(node.spec.module.as_str()) {
+            let mut remote = self.remote.lock().unwrap_or_else(PoisonError::into_inner);
+            if let Some(endpoint) = remote.endpoints.get(node.spec.module.as_str()) {
+                self.runtime.route(key.clone(), endpoint.clone());
+            }
+            remote.modules.insert(key, node.spec.module.to_string());
             return;
         }
         let generation = node.metadata.generation;
@@ -147,8 +182,61 @@ impl Host {
 
     async fn forget(&self, key: &NodeKey) {
         self.nodes.lock().unwrap_or_else(PoisonError::into_inner).remove(key);
+        if self.remote.lock().unwrap_or_else(PoisonError::into_inner).modules.remove(key).is_some()
+        {
+            self.runtime.unroute(key);
+            return;
+        }
         self.runtime.remove(key).await;
         tracing::info!(node = %key, "node stopped");
+    }
+
+    /// Follows the Module resources, so deliveries to nodes of other modules go to where those
+    /// modules serve.
+    async fn follow_modules(&self, stop: CancellationToken) {
+        while !stop.is_cancelled() {
+            let mut events = self.store.watch(Kind::Module, None, &Selector::everything());
+            loop {
+                let event = tokio::select! {
+                    event = events.next() => event,
+                    () = stop.cancelled() => return,
+                };
+                let mut remote = self.remote.lock().unwrap_or_else(PoisonError::into_inner);
+                match event {
+                    Some(Ok(WatchEvent::Synced(modules))) => {
+                        remote.endpoints = modules.iter().filter_map(endpoint_of).collect();
+                    }
+                    Some(Ok(WatchEvent::Applied(module))) => {
+                        let Some(name) = module.metadata.name.clone() else { continue };
+                        match endpoint_of(&module) {
+                            Some((_, endpoint)) => {
+                                remote.endpoints.insert(name, endpoint);
+                            }
+                            None => {
+                                remote.endpoints.remove(&name);
+                            }
+                        }
+                    }
+                    Some(Ok(WatchEvent::Deleted(module))) => {
+                        if let Some(name) = &module.metadata.name {
+                            remote.endpoints.remove(name);
+                        }
+                    }
+                    Some(Err(err)) => tracing::warn!(error = %err, "watching modules failed"),
+                    None => break,
+                }
+                for (node, module) in &remote.modules {
+                    match remote.endpoints.get(module) {
+                        Some(endpoint) => self.runtime.route(node.clone(), endpoint.clone()),
+                        None => self.runtime.unroute(node),
+                    }
+                }
+            }
+            tokio::select! {
+                () = tokio::time::sleep(REWATCH_DELAY) => {}
+                () = stop.cancelled() => {}
+            }
+        }
     }
 
     /// Writes the status of every node whose status changed since it was last written.
@@ -223,7 +311,7 @@ impl Host {
                 "apiVersion": weir_model::API_VERSION,
                 "kind": "Module",
                 "metadata": { "name": module.name(), "namespace": self.namespace },
-                "spec": catalogue,
+                "spec": weir_model::ModuleSpec { endpoint: self.endpoint.clone(), ..catalogue },
             }))
             .map_err(|err| StoreError::Invalid {
                 object: format!("Module {}", module.name()),
@@ -246,6 +334,12 @@ impl Host {
         }
         Ok(())
     }
+}
+
+/// A module's name and gRPC endpoint, when it publishes one.
+fn endpoint_of(module: &DynamicObject) -> Option<(String, String)> {
+    let endpoint = module.data.pointer("/spec/endpoint")?.as_str()?;
+    Some((module.metadata.name.clone()?, endpoint.to_owned()))
 }
 
 fn key_of(object: &DynamicObject) -> Option<NodeKey> {

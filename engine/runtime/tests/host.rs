@@ -110,3 +110,71 @@ async fn the_host_follows_flow_nodes_in_the_store() {
         .expect("no panic")
         .expect("no error");
 }
+
+/// Two hosts on one store, as two module processes would be: each publishes its endpoint, and
+/// an edge from a node of one reaches a node of the other over gRPC.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hosts_route_edges_to_the_module_that_runs_the_target() {
+    use support::{Relay, Sink, node_in};
+    use weir_runtime::Runtime;
+    use weir_sdk::Module;
+
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let store: Arc<dyn Store> = Arc::new(EmbeddedStore::open(dir.path()).expect("store"));
+    let stop = CancellationToken::new();
+
+    let right = Runtime::new(vec![Module::new("right", "0.0.0").component::<Sink>()]);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind loopback");
+    let endpoint = format!("http://{}", listener.local_addr().expect("address"));
+    let server = tokio::spawn(weir_runtime::grpc::serve(right.clone(), listener, stop.clone()));
+    let right_host =
+        Host::new(right.clone(), Arc::clone(&store), "default").with_endpoint(endpoint);
+    let left = Runtime::new(vec![Module::new("left", "0.0.0").component::<Relay>()]);
+    let left_host = Host::new(left.clone(), Arc::clone(&store), "default");
+    let hosts = [left_host, right_host].map(|host| {
+        let stop = stop.clone();
+        tokio::spawn(async move { host.run(stop).await })
+    });
+
+    let edges = json!([{ "port": "out", "to": { "node": "far", "port": "in" } }]);
+    store
+        .create(object(&node_in("left", "near", "relay", json!({ "tag": "near" }), edges)))
+        .await
+        .expect("near");
+    store
+        .create(object(&node_in("right", "far", "sink", json!({}), json!([]))))
+        .await
+        .expect("far");
+    eventually(|| left.counters(&key("near")).is_some() && right.counters(&key("far")).is_some())
+        .await;
+    let answer = tokio::time::timeout(PATIENCE, async {
+        loop {
+            // The route appears once the left host has seen the right module's endpoint.
+            match left.send(&key("near"), "in", json!({ "path": [] })).await {
+                Ok(answer) => return answer,
+                Err(err) if err.message().ends_with("is not running") => {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                Err(err) => panic!("{err}"),
+            }
+        }
+    })
+    .await
+    .expect("the edge never reached the other module");
+    assert_eq!(answer["got"], json!({ "path": ["near"] }));
+    assert_eq!(right.counters(&key("far")).expect("far runs").messages_in, 1);
+
+    stop.cancel();
+    for host in hosts {
+        tokio::time::timeout(PATIENCE, host)
+            .await
+            .expect("stopped")
+            .expect("no panic")
+            .expect("no error");
+    }
+    tokio::time::timeout(PATIENCE, server)
+        .await
+        .expect("stopped")
+        .expect("no panic")
+        .expect("served");
+}
