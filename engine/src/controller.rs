@@ -38,24 +38,12 @@ pub async fn run(store: Arc<dyn Store>, stop: CancellationToken) {
 
 /// Watches one kind: any change wakes the controller, and a deleted flow takes its nodes along.
 async fn follow(store: Arc<dyn Store>, kind: Kind, changed: Arc<Notify>, stop: CancellationToken) {
-    while !stop.is_cancelled() {
-        let mut events = store.watch(kind, None, &Selector::everything());
-        loop {
-            let event = tokio::select! {
-                event = events.next() => event,
-                () = stop.cancelled() => return,
-            };
-            match event {
-                Some(Ok(WatchEvent::Deleted(flow))) if kind == Kind::Flow => {
-                    delete_nodes_of(&*store, &flow).await;
-                    changed.notify_one();
-                }
-                Some(Ok(_)) => changed.notify_one(),
-                Some(Err(err)) => tracing::warn!(error = %err, "watching {kind} resources failed"),
-                None => break,
-            }
+    let mut events = weir_store::follow(Arc::clone(&store), kind, stop);
+    while let Some(event) = events.next().await {
+        if let (Kind::Flow, WatchEvent::Deleted(flow)) = (kind, &event) {
+            delete_nodes_of(&*store, flow).await;
         }
-        tokio::time::sleep(Duration::from_secs(1)).await;
+        changed.notify_one();
     }
 }
 

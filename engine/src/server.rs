@@ -1,18 +1,16 @@
 //! `weir up`: the engine on the embedded store. For now it serves health endpoints and logs
 //! every change to the store; the module runtime and the editor join it in later work.
 
-use std::{sync::Arc, time::Duration};
+use std::sync::Arc;
 
 use anyhow::{Context as _, Result};
 use axum::{Router, extract::State, http::StatusCode, routing::get};
 use futures::StreamExt;
+use tokio_util::sync::CancellationToken;
 use weir_model::Kind;
 use weir_store::{Selector, Store, WatchEvent};
 
 use crate::cli::UpArgs;
-
-/// How long to wait before watching again after a watch fails.
-const WATCH_RETRY: Duration = Duration::from_secs(2);
 
 /// Runs the engine until interrupted (Ctrl-C or SIGTERM); `place` says where the store keeps
 /// its data.
@@ -22,10 +20,10 @@ pub async fn up(store: Arc<dyn Store>, place: &str, args: UpArgs) -> Result<()> 
         .with_context(|| format!("cannot listen on {}", args.listen))?;
     let address = listener.local_addr().context("cannot read the listening address")?;
     tracing::info!(data = place, "weir is up on http://{address}");
+    let stop = CancellationToken::new();
     for kind in Kind::ALL {
-        tokio::spawn(log_changes(Arc::clone(&store), kind));
+        tokio::spawn(log_changes(Arc::clone(&store), kind, stop.clone()));
     }
-    let stop = tokio_util::sync::CancellationToken::new();
     let controller = tokio::spawn(crate::controller::run(Arc::clone(&store), stop.clone()));
     axum::serve(listener, app(store))
         .with_graceful_shutdown(shutdown_requested())
@@ -53,28 +51,21 @@ async fn ready(State(store): State<Arc<dyn Store>>) -> (StatusCode, String) {
     }
 }
 
-async fn log_changes(store: Arc<dyn Store>, kind: Kind) {
-    loop {
-        let mut events = store.watch(kind, None, &Selector::everything());
-        while let Some(event) = events.next().await {
-            match event {
-                Ok(WatchEvent::Synced(objects)) => {
-                    tracing::info!("{} {kind} resources stored", objects.len());
-                }
-                Ok(WatchEvent::Applied(object)) => {
-                    let generation = object.metadata.generation;
-                    tracing::info!(generation, "{} applied", weir_store::describe(&object));
-                }
-                Ok(WatchEvent::Deleted(object)) => {
-                    tracing::info!("{} deleted", weir_store::describe(&object));
-                }
-                Err(err) => {
-                    tracing::warn!(error = %err, "watching {kind} resources failed");
-                    break;
-                }
+async fn log_changes(store: Arc<dyn Store>, kind: Kind, stop: CancellationToken) {
+    let mut events = weir_store::follow(store, kind, stop);
+    while let Some(event) = events.next().await {
+        match event {
+            WatchEvent::Synced(objects) => {
+                tracing::info!("{} {kind} resources stored", objects.len());
+            }
+            WatchEvent::Applied(object) => {
+                let generation = object.metadata.generation;
+                tracing::info!(generation, "{} applied", weir_store::describe(&object));
+            }
+            WatchEvent::Deleted(object) => {
+                tracing::info!("{} deleted", weir_store::describe(&object));
             }
         }
-        tokio::time::sleep(WATCH_RETRY).await;
     }
 }
 

@@ -12,14 +12,12 @@ use futures::StreamExt;
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 use weir_model::{Condition, ConditionStatus, FlowNode, FlowNodeStatus, Kind};
-use weir_store::{DynamicObject, Selector, Store, StoreError, WatchEvent};
+use weir_store::{DynamicObject, Store, StoreError, WatchEvent};
 
 use crate::{NodeKey, Runtime};
 
 /// How often node status is written, at most.
 pub const STATUS_INTERVAL: Duration = Duration::from_secs(1);
-/// How long to wait before watching again after the watch ends.
-const REWATCH_DELAY: Duration = Duration::from_secs(1);
 
 /// Runs a runtime against a store until cancelled.
 #[derive(Debug, Clone)]
@@ -89,23 +87,9 @@ impl Host {
                 }
             }
         });
-        while !stop.is_cancelled() {
-            let mut events = self.store.watch(Kind::FlowNode, None, &Selector::everything());
-            loop {
-                let event = tokio::select! {
-                    event = events.next() => event,
-                    () = stop.cancelled() => break,
-                };
-                match event {
-                    Some(Ok(event)) => self.follow(event).await,
-                    Some(Err(err)) => tracing::warn!(error = %err, "watching FlowNodes failed"),
-                    None => break,
-                }
-            }
-            tokio::select! {
-                () = tokio::time::sleep(REWATCH_DELAY) => {}
-                () = stop.cancelled() => {}
-            }
+        let mut events = weir_store::follow(Arc::clone(&self.store), Kind::FlowNode, stop.clone());
+        while let Some(event) = events.next().await {
+            self.follow(event).await;
         }
         let _ = status.await;
         let _ = endpoints.await;
@@ -194,47 +178,35 @@ impl Host {
     /// Follows the Module resources, so deliveries to nodes of other modules go to where those
     /// modules serve.
     async fn follow_modules(&self, stop: CancellationToken) {
-        while !stop.is_cancelled() {
-            let mut events = self.store.watch(Kind::Module, None, &Selector::everything());
-            loop {
-                let event = tokio::select! {
-                    event = events.next() => event,
-                    () = stop.cancelled() => return,
-                };
-                let mut remote = self.remote.lock().unwrap_or_else(PoisonError::into_inner);
-                match event {
-                    Some(Ok(WatchEvent::Synced(modules))) => {
-                        remote.endpoints = modules.iter().filter_map(endpoint_of).collect();
-                    }
-                    Some(Ok(WatchEvent::Applied(module))) => {
-                        let Some(name) = module.metadata.name.clone() else { continue };
-                        match endpoint_of(&module) {
-                            Some((_, endpoint)) => {
-                                remote.endpoints.insert(name, endpoint);
-                            }
-                            None => {
-                                remote.endpoints.remove(&name);
-                            }
-                        }
-                    }
-                    Some(Ok(WatchEvent::Deleted(module))) => {
-                        if let Some(name) = &module.metadata.name {
-                            remote.endpoints.remove(name);
-                        }
-                    }
-                    Some(Err(err)) => tracing::warn!(error = %err, "watching modules failed"),
-                    None => break,
+        let mut events = weir_store::follow(Arc::clone(&self.store), Kind::Module, stop);
+        while let Some(event) = events.next().await {
+            let mut remote = self.remote.lock().unwrap_or_else(PoisonError::into_inner);
+            match event {
+                WatchEvent::Synced(modules) => {
+                    remote.endpoints = modules.iter().filter_map(endpoint_of).collect();
                 }
-                for (node, module) in &remote.modules {
-                    match remote.endpoints.get(module) {
-                        Some(endpoint) => self.runtime.route(node.clone(), endpoint.clone()),
-                        None => self.runtime.unroute(node),
+                WatchEvent::Applied(module) => {
+                    let Some(name) = module.metadata.name.clone() else { continue };
+                    match endpoint_of(&module) {
+                        Some((_, endpoint)) => {
+                            remote.endpoints.insert(name, endpoint);
+                        }
+                        None => {
+                            remote.endpoints.remove(&name);
+                        }
+                    }
+                }
+                WatchEvent::Deleted(module) => {
+                    if let Some(name) = &module.metadata.name {
+                        remote.endpoints.remove(name);
                     }
                 }
             }
-            tokio::select! {
-                () = tokio::time::sleep(REWATCH_DELAY) => {}
-                () = stop.cancelled() => {}
+            for (node, module) in &remote.modules {
+                match remote.endpoints.get(module) {
+                    Some(endpoint) => self.runtime.route(node.clone(), endpoint.clone()),
+                    None => self.runtime.unroute(node),
+                }
             }
         }
     }

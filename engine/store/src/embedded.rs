@@ -89,11 +89,6 @@ impl EmbeddedStore {
         Ok(Self { inner: Arc::new(inner) })
     }
 
-    /// The directory the store keeps its files in.
-    pub fn root(&self) -> &Path {
-        &self.inner.root
-    }
-
     /// The file an object is kept in.
     pub fn path_of(&self, object: &ObjectRef) -> PathBuf {
         self.inner.path(object)

@@ -32,7 +32,9 @@ pub struct KubeStore {
 
 impl std::fmt::Debug for KubeStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("KubeStore").field("cluster", &self.client.default_namespace()).finish()
+        f.debug_struct("KubeStore")
+            .field("default_namespace", &self.client.default_namespace())
+            .finish()
     }
 }
 

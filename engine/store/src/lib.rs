@@ -6,11 +6,12 @@
 //! Objects travel as [`DynamicObject`]s: the store keeps what the manifest said, field order
 //! included, and typed views are the caller's business.
 
-use std::{error::Error as StdError, fmt, io, path::PathBuf};
+use std::{error::Error as StdError, fmt, io, path::PathBuf, sync::Arc, time::Duration};
 
 use async_trait::async_trait;
-use futures::stream::BoxStream;
+use futures::{StreamExt, stream::BoxStream};
 pub use kube::core::DynamicObject;
+use tokio_util::sync::CancellationToken;
 use weir_model::{FieldError, Kind};
 
 #[cfg(feature = "contract")]
@@ -72,6 +73,43 @@ pub trait Store: fmt::Debug + Send + Sync {
     /// connection, a slow reader) it sends `Synced` again, so a consumer that replaces its view
     /// on `Synced` never misses a change.
     fn watch(&self, kind: Kind, namespace: Option<&str>, selector: &Selector) -> WatchStream;
+}
+
+/// How long [`follow`] waits before watching again after a watch failed or ended.
+const REWATCH_DELAY: Duration = Duration::from_secs(1);
+
+/// Follows every object of a kind for as long as `stop` allows: a watch that fails or ends is
+/// opened again (it starts with [`WatchEvent::Synced`], so nothing is missed), and failures are
+/// logged rather than ending the stream.
+pub fn follow(
+    store: Arc<dyn Store>,
+    kind: Kind,
+    stop: CancellationToken,
+) -> BoxStream<'static, WatchEvent> {
+    let state = (store, None::<WatchStream>, stop);
+    futures::stream::unfold(state, move |(store, mut events, stop)| async move {
+        loop {
+            let stream =
+                events.get_or_insert_with(|| store.watch(kind, None, &Selector::everything()));
+            let next = tokio::select! {
+                next = stream.next() => next,
+                () = stop.cancelled() => return None,
+            };
+            match next {
+                Some(Ok(event)) => return Some((event, (store, events, stop))),
+                Some(Err(err)) => {
+                    tracing::warn!(error = %err, "watching {kind} resources failed; watching again");
+                }
+                None => {}
+            }
+            events = None;
+            tokio::select! {
+                () = tokio::time::sleep(REWATCH_DELAY) => {}
+                () = stop.cancelled() => return None,
+            }
+        }
+    })
+    .boxed()
 }
 
 /// What [`Store::watch`] yields.

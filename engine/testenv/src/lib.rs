@@ -133,11 +133,6 @@ impl ControlPlane {
         &self.kubeconfig
     }
 
-    /// Where the processes' logs and the certificates are.
-    pub fn run_dir(&self) -> &Path {
-        &self.run_dir
-    }
-
     /// A client with admin rights, bound to the caller's runtime.
     pub async fn client(&self) -> Result<Client> {
         client_for(&self.kubeconfig).await

@@ -130,12 +130,6 @@ impl Context {
         &self.run
     }
 
-    /// The same node in the given run: how the runtime hands each delivery its own run.
-    #[must_use]
-    pub fn in_run(&self, run: Run) -> Self {
-        Self { run, ..self.clone() }
-    }
-
     /// Whether the run (or the node) has been cancelled.
     pub fn is_cancelled(&self) -> bool {
         self.run.cancel.is_cancelled()
