@@ -56,8 +56,8 @@ pub fn check_flow(nodes: &[FlowNode], modules: &[Module]) -> Vec<Problem> {
                 format!("module {} has no component {}", spec.module, spec.component),
             ));
         }
+        let outputs = ports(node, &components, Direction::Out);
         for (index, edge) in spec.edges.iter().enumerate() {
-            let outputs = ports(node, &components, Direction::Out);
             if let Some(outputs) = &outputs
                 && !outputs.contains(&edge.port.as_str())
             {
