@@ -1,6 +1,7 @@
 //! Latency of one cross-module hop: a relay in one runtime delivers to a sink in another over
 //! gRPC on loopback, one message at a time. Run with `cargo bench -p weir-runtime --bench
-//! grpc_hop`; results are recorded in docs/benchmarks.md.
+//! grpc_hop`; results are recorded in docs/benchmarks.md. The two sides run on runtimes of their
+//! own, two workers each, as two module processes would.
 
 #[path = "../tests/support/mod.rs"]
 mod support;
@@ -17,15 +18,38 @@ const ROUNDS: usize = 20_000;
 
 // Printing the numbers is what a benchmark is for.
 #[allow(clippy::print_stdout)]
-#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
-async fn main() {
-    let left = Runtime::new(vec![Module::new("left", "0.0.0").component::<Relay>()]);
+fn main() {
+    // Each side gets a runtime of its own, as two module processes would.
+    let stop = CancellationToken::new();
+    let (endpoint_tx, endpoint_rx) = std::sync::mpsc::channel();
+    let server = std::thread::spawn({
+        let stop = stop.clone();
+        move || runtime().block_on(serve_sink(endpoint_tx, stop))
+    });
+    let endpoint = endpoint_rx.recv().expect("the sink side starts");
+    runtime().block_on(measure(endpoint));
+    stop.cancel();
+    let _ = server.join();
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("a tokio runtime")
+}
+
+async fn serve_sink(endpoint: std::sync::mpsc::Sender<String>, stop: CancellationToken) {
     let right = Runtime::new(vec![Module::new("right", "0.0.0").component::<Sink>()]);
     right.apply(&node_in("right", "far", "sink", json!({}), json!([]))).await.expect("far");
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind loopback");
-    let endpoint = format!("http://{}", listener.local_addr().expect("address"));
-    let stop = CancellationToken::new();
-    let server = tokio::spawn(weir_runtime::grpc::serve(right.clone(), listener, stop.clone()));
+    let _ = endpoint.send(format!("http://{}", listener.local_addr().expect("address")));
+    weir_runtime::grpc::serve(right, listener, stop).await.expect("the sink side serves");
+}
+
+async fn measure(endpoint: String) {
+    let left = Runtime::new(vec![Module::new("left", "0.0.0").component::<Relay>()]);
     let edges = json!([{ "port": "out", "to": { "node": "far", "port": "in" } }]);
     left.apply(&node_in("left", "near", "relay", json!({}), edges)).await.expect("near");
     left.route(key("far"), endpoint);
@@ -48,6 +72,4 @@ async fn main() {
         micros(percentile(0.99)),
         micros(percentile(1.0)),
     );
-    stop.cancel();
-    let _ = server.await;
 }

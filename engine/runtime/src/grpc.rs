@@ -6,8 +6,8 @@ use std::sync::Arc;
 
 use serde_json::Value;
 use tokio::net::TcpListener;
-use tokio_stream::wrappers::TcpListenerStream;
 use tokio_util::sync::CancellationToken;
+use tonic::transport::server::TcpIncoming;
 use tonic::{Request, Response, Status};
 use weir_proto::{
     DeliverRequest, DeliverResponse, Failure,
@@ -26,7 +26,11 @@ pub async fn serve(
 ) -> Result<(), tonic::transport::Error> {
     tonic::transport::Server::builder()
         .add_service(ModuleServer::new(Deliveries { runtime }))
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), stop.cancelled_owned())
+        // Without TCP_NODELAY an answer's last frame can wait for the caller's delayed ACK.
+        .serve_with_incoming_shutdown(
+            TcpIncoming::from(listener).with_nodelay(Some(true)),
+            stop.cancelled_owned(),
+        )
         .await
 }
 
