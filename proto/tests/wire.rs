@@ -36,6 +36,15 @@ impl Module for Fake {
         };
         Ok(Response::new(DeliverResponse { outcome: Some(outcome) }))
     }
+
+    type InspectStream = tokio_stream::Empty<Result<weir_proto::NodeEvent, Status>>;
+
+    async fn inspect(
+        &self,
+        _: Request<weir_proto::InspectRequest>,
+    ) -> Result<Response<Self::InspectStream>, Status> {
+        Err(Status::unimplemented("the fake has no nodes to inspect"))
+    }
 }
 
 async fn serve() -> (String, tokio::sync::oneshot::Sender<()>) {

@@ -120,6 +120,11 @@ pub struct FlowNodeStatus {
     /// The most recent failure, with secrets redacted.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_error: Option<LastError>,
+    /// What the node keeps between runs and restarts (its own JSON), given back to it when it
+    /// is rebuilt.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "crate::schema::any_value")]
+    pub state: Option<Value>,
 }
 
 /// A port as the node's settings resolved it.

@@ -15,6 +15,7 @@ pub mod manifest;
 pub mod mapping;
 pub mod module;
 pub mod names;
+pub mod redact;
 mod schema;
 
 pub use condition::{Condition, ConditionStatus};

@@ -96,6 +96,8 @@ impl FieldError {
 
 /// A valid Weir resource.
 #[derive(Debug, Clone, PartialEq)]
+// Manifests are read a handful at a time; boxing would only add noise to every match.
+#[allow(clippy::large_enum_variant)]
 pub enum Resource {
     /// A flow.
     Flow(Flow),

@@ -16,8 +16,6 @@ use weir_sdk::{Module, json};
 const WARMUP: usize = 1_000;
 const ROUNDS: usize = 20_000;
 
-// Printing the numbers is what a benchmark is for.
-#[allow(clippy::print_stdout)]
 fn main() {
     // Each side gets a runtime of its own, as two module processes would.
     let stop = CancellationToken::new();
@@ -48,6 +46,8 @@ async fn serve_sink(endpoint: std::sync::mpsc::Sender<String>, stop: Cancellatio
     weir_runtime::grpc::serve(right, listener, stop).await.expect("the sink side serves");
 }
 
+// Printing the numbers is what a benchmark is for.
+#[allow(clippy::print_stdout)]
 async fn measure(endpoint: String) {
     let left = Runtime::new(vec![Module::new("left", "0.0.0").component::<Relay>()]);
     let edges = json!([{ "port": "out", "to": { "node": "far", "port": "in" } }]);

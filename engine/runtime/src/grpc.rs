@@ -1,31 +1,45 @@
-//! The receiving side of `weir.v1.Module/Deliver`: other modules deliver messages along edges
-//! to the nodes this runtime hosts. A caller's deadline or disconnect drops the delivery, which
-//! cancels everything under it.
+//! The gRPC side of a module process: other modules deliver messages along edges to the nodes
+//! this runtime hosts (`weir.v1.Module/Deliver`), the editor watches them
+//! (`weir.v1.Module/Inspect`), and probes ask `grpc.health.v1.Health`. A caller's deadline or
+//! disconnect drops the delivery, which cancels everything under it.
 
-use std::sync::Arc;
+use std::{pin::Pin, sync::Arc, time::UNIX_EPOCH};
 
+use futures::Stream;
 use serde_json::Value;
-use tokio::net::TcpListener;
+use tokio::{net::TcpListener, sync::broadcast::error::RecvError};
+use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
-use tonic::transport::server::TcpIncoming;
-use tonic::{Request, Response, Status};
+use tonic::{Request, Response, Status, transport::server::TcpIncoming};
 use weir_proto::{
-    DeliverRequest, DeliverResponse, Failure,
+    DeliverRequest, DeliverResponse, EventKind, Failure, InspectRequest, NodeEvent,
     deliver_response::Outcome,
     module_server::{Module, ModuleServer},
 };
-use weir_sdk::Run;
+use weir_sdk::{NodeError, Run, TraceContext};
 
-use crate::{NodeKey, Runtime};
+use crate::{
+    NodeKey, Runtime,
+    inspect::{Event, What},
+};
 
-/// Serves deliveries to `runtime`'s nodes on `listener` until `stop` is cancelled.
+/// The metadata entry that carries the W3C trace context of a delivery.
+pub const TRACEPARENT: &str = "traceparent";
+
+/// Messages in inspect events larger than this are replaced by their size.
+const MAX_EVENT_MESSAGE_BYTES: usize = 64 * 1024;
+
+/// Serves `runtime`'s nodes on `listener` until `stop` is cancelled.
 pub async fn serve(
     runtime: Runtime,
     listener: TcpListener,
     stop: CancellationToken,
 ) -> Result<(), tonic::transport::Error> {
+    let (health, health_service) = tonic_health::server::health_reporter();
+    health.set_serving::<ModuleServer<Deliveries>>().await;
     tonic::transport::Server::builder()
-        .add_service(ModuleServer::new(Deliveries { runtime }))
+        .add_service(health_service)
+        .add_service(ModuleServer::new(Deliveries { runtime, stop: stop.clone() }))
         // Without TCP_NODELAY an answer's last frame can wait for the caller's delayed ACK.
         .serve_with_incoming_shutdown(
             TcpIncoming::from(listener).with_nodelay(Some(true)),
@@ -36,7 +50,11 @@ pub async fn serve(
 
 struct Deliveries {
     runtime: Runtime,
+    /// Ends the inspect streams, which would otherwise hold a graceful shutdown open for good.
+    stop: CancellationToken,
 }
+
+type EventStream = Pin<Box<dyn Stream<Item = Result<NodeEvent, Status>> + Send>>;
 
 #[tonic::async_trait]
 impl Module for Deliveries {
@@ -44,6 +62,12 @@ impl Module for Deliveries {
         &self,
         request: Request<DeliverRequest>,
     ) -> Result<Response<DeliverResponse>, Status> {
+        let trace = request
+            .metadata()
+            .get(TRACEPARENT)
+            .and_then(|header| header.to_str().ok())
+            .and_then(TraceContext::from_traceparent)
+            .unwrap_or_default();
         let request = request.into_inner();
         let message = json(&request.message_json, "message_json")?;
         let trigger = if request.trigger_json.is_empty() {
@@ -56,6 +80,7 @@ impl Module for Deliveries {
             trigger: Arc::new(trigger),
             hops: request.hops,
             cancel: CancellationToken::new(),
+            trace,
         };
         let outcome = match self.runtime.receive(&target, &request.port, message, run).await {
             Ok(answer) => Outcome::AnswerJson(
@@ -65,6 +90,94 @@ impl Module for Deliveries {
         };
         Ok(Response::new(DeliverResponse { outcome: Some(outcome) }))
     }
+
+    type InspectStream = EventStream;
+
+    async fn inspect(
+        &self,
+        request: Request<InspectRequest>,
+    ) -> Result<Response<Self::InspectStream>, Status> {
+        let filter = request.into_inner();
+        let mut events = self.runtime.inspect();
+        let (sender, receiver) = tokio::sync::mpsc::channel(64);
+        let stop = self.stop.clone();
+        tokio::spawn(async move {
+            loop {
+                let event = tokio::select! {
+                    event = events.recv() => event,
+                    // The watcher left: stop watching, so the nodes stop making events.
+                    () = sender.closed() => return,
+                    () = stop.cancelled() => return,
+                };
+                let wire = match event {
+                    Ok(event) if wanted(&filter, &event) => wire_event(&event),
+                    Ok(_) => continue,
+                    Err(RecvError::Lagged(missed)) => {
+                        NodeEvent { kind: EventKind::Missed.into(), missed, ..NodeEvent::default() }
+                    }
+                    Err(RecvError::Closed) => return,
+                };
+                if sender.send(Ok(wire)).await.is_err() {
+                    return;
+                }
+            }
+        });
+        Ok(Response::new(Box::pin(ReceiverStream::new(receiver))))
+    }
+}
+
+fn wanted(filter: &InspectRequest, event: &Event) -> bool {
+    (filter.namespace.is_empty() || filter.namespace == event.node.namespace)
+        && (filter.flow.is_empty() || filter.flow == event.node.flow)
+        && (filter.nodes.is_empty() || filter.nodes.contains(&event.node.node))
+}
+
+fn wire_event(event: &Event) -> NodeEvent {
+    let at_unix_nanos = event
+        .at
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |since| i64::try_from(since.as_nanos()).unwrap_or(i64::MAX));
+    let nanos =
+        |elapsed: std::time::Duration| u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX);
+    let mut wire = NodeEvent {
+        at_unix_nanos,
+        namespace: event.node.namespace.clone(),
+        flow: event.node.flow.clone(),
+        node: event.node.node.clone(),
+        port: event.port.clone(),
+        trace_id: event.trace.trace_hex().to_string(),
+        ..NodeEvent::default()
+    };
+    match &event.what {
+        What::Received(message) | What::Emitted(message) => {
+            wire.kind = if matches!(event.what, What::Received(_)) {
+                EventKind::Received
+            } else {
+                EventKind::Emitted
+            }
+            .into();
+            wire.message_json = message_bytes(message);
+        }
+        What::Answered { elapsed } => {
+            wire.kind = EventKind::Answered.into();
+            wire.elapsed_nanos = nanos(*elapsed);
+        }
+        What::Failed { kind, message, elapsed } => {
+            wire.kind = EventKind::Failed.into();
+            wire.failure = Some(Failure::from(&NodeError::new(*kind, message.clone())));
+            wire.elapsed_nanos = nanos(*elapsed);
+        }
+    }
+    wire
+}
+
+fn message_bytes(message: &Value) -> Vec<u8> {
+    let bytes = serde_json::to_vec(message).unwrap_or_default();
+    if bytes.len() <= MAX_EVENT_MESSAGE_BYTES {
+        return bytes;
+    }
+    serde_json::to_vec(&serde_json::json!({ "truncated": true, "bytes": bytes.len() }))
+        .unwrap_or_default()
 }
 
 fn json(bytes: &[u8], field: &str) -> Result<Value, Status> {

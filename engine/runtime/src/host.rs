@@ -9,9 +9,12 @@ use std::{
 };
 
 use futures::StreamExt;
+use k8s_openapi::jiff::Timestamp;
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
-use weir_model::{Condition, ConditionStatus, FlowNode, FlowNodeStatus, Kind};
+use weir_model::{
+    Condition, ConditionStatus, FlowNode, FlowNodeStatus, Kind, flow_node::LastError,
+};
 use weir_store::{DynamicObject, Store, StoreError, WatchEvent};
 
 use crate::{NodeKey, Runtime};
@@ -256,7 +259,14 @@ impl Host {
             }],
             ports: self.runtime.ports(key).unwrap_or_default(),
             counters: self.runtime.counters(key),
-            last_error: None,
+            last_error: self.runtime.last_error(key).map(|(kind, message, at)| LastError {
+                kind: kind.as_str().to_owned(),
+                message,
+                time: Timestamp::try_from(at)
+                    .map(|t| Timestamp::from_second(t.as_second()).unwrap_or(t).to_string())
+                    .unwrap_or_default(),
+            }),
+            state: self.runtime.state(key).filter(|state| !state.is_null()),
         }
     }
 

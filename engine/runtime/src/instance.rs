@@ -1,5 +1,6 @@
 //! One running node: the built component, its compiled edges, the validators of its inputs, its
-//! counters, and its lifetime (a cancellation token and, for triggers, the run task).
+//! counters, last error and kept state, and its lifetime (a cancellation token and, for
+//! triggers, the run task).
 
 use std::{
     collections::HashMap,
@@ -7,12 +8,14 @@ use std::{
         Arc, Mutex, PoisonError,
         atomic::{AtomicU64, Ordering},
     },
+    time::SystemTime,
 };
 
+use serde_json::Value;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use weir_model::Counters;
-use weir_sdk::{Node, NodeIdentity};
+use weir_sdk::{ErrorKind, Node, NodeError, NodeIdentity, NodeState};
 
 use crate::edge::Edge;
 
@@ -26,9 +29,22 @@ pub(crate) struct Instance {
     /// Cancelled when the node stops: ends its trigger loop and what it is handling.
     pub(crate) lifetime: CancellationToken,
     pub(crate) trigger: Mutex<Option<JoinHandle<()>>>,
+    /// Shared with the instance this one replaced, so a rebuild keeps what the node kept.
+    pub(crate) state: Arc<NodeState>,
+    /// The schemas of the ports that carry secret fields, to hide them from watchers.
+    secret_ports: HashMap<String, Value>,
+    last_error: Mutex<Option<Failed>>,
     messages_in: AtomicU64,
     messages_out: AtomicU64,
     errors: AtomicU64,
+}
+
+/// A node's most recent failure.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Failed {
+    pub(crate) kind: ErrorKind,
+    pub(crate) message: String,
+    pub(crate) at: SystemTime,
 }
 
 impl Instance {
@@ -38,8 +54,15 @@ impl Instance {
         node: Box<dyn Node>,
         edges: Vec<Edge>,
         inputs: HashMap<String, jsonschema::Validator>,
+        state: Arc<NodeState>,
     ) -> Self {
         let outputs = node.outputs();
+        let secret_ports = node
+            .ports()
+            .iter()
+            .filter(|port| weir_model::redact::has_secrets(port.schema()))
+            .map(|port| (port.name().to_owned(), port.schema().clone()))
+            .collect();
         Self {
             identity: Arc::new(identity),
             generation,
@@ -49,6 +72,9 @@ impl Instance {
             outputs,
             lifetime: CancellationToken::new(),
             trigger: Mutex::new(None),
+            state,
+            secret_ports,
+            last_error: Mutex::new(None),
             messages_in: AtomicU64::new(0),
             messages_out: AtomicU64::new(0),
             errors: AtomicU64::new(0),
@@ -63,8 +89,25 @@ impl Instance {
         self.messages_out.fetch_add(1, Ordering::Relaxed);
     }
 
-    pub(crate) fn count_error(&self) {
+    /// Counts a failure and keeps it as the node's last error.
+    pub(crate) fn count_error(&self, error: &NodeError) {
         self.errors.fetch_add(1, Ordering::Relaxed);
+        let failed =
+            Failed { kind: error.kind(), message: error.to_string(), at: SystemTime::now() };
+        *self.last_error.lock().unwrap_or_else(PoisonError::into_inner) = Some(failed);
+    }
+
+    pub(crate) fn last_error(&self) -> Option<Failed> {
+        self.last_error.lock().unwrap_or_else(PoisonError::into_inner).clone()
+    }
+
+    /// `message` as watchers may see it: the port's secret fields hidden.
+    pub(crate) fn redacted(&self, port: &str, message: &Value) -> Value {
+        let mut shown = message.clone();
+        if let Some(schema) = self.secret_ports.get(port) {
+            weir_model::redact::redact(schema, &mut shown);
+        }
+        shown
     }
 
     pub(crate) fn counters(&self) -> Counters {

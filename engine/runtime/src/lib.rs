@@ -7,6 +7,7 @@
 mod edge;
 pub mod grpc;
 pub mod host;
+pub mod inspect;
 mod instance;
 mod peers;
 mod runtime;

@@ -60,6 +60,9 @@ impl Peers {
             hops: run.hops,
         });
         request.set_timeout(timeout);
+        if let Ok(traceparent) = run.trace.traceparent().parse() {
+            request.metadata_mut().insert(crate::grpc::TRACEPARENT, traceparent);
+        }
         let response =
             client.deliver(request).await.map_err(|status| failure_of_status(&status, endpoint))?;
         match response.into_inner().outcome {

@@ -11,17 +11,23 @@
 use std::{
     collections::HashMap,
     sync::{Arc, PoisonError, RwLock, Weak},
-    time::Duration,
+    time::{Duration, Instant, SystemTime},
 };
 
 use futures::future::{BoxFuture, join_all};
 use serde_json::Value;
-use tokio::sync::watch;
+use tokio::sync::{broadcast, watch};
 use tokio_util::task::AbortOnDropHandle;
+use tracing::Instrument as _;
 use weir_model::{Direction, FlowNode};
-use weir_sdk::{Context, Emitter, Module, NodeError, NodeIdentity, Run};
+use weir_sdk::{Context, Emitter, Module, NodeError, NodeIdentity, NodeState, Run, TraceContext};
 
-use crate::{edge::Edge, instance::Instance, peers::Peers};
+use crate::{
+    edge::Edge,
+    inspect::{BACKLOG, Event, What},
+    instance::{Failed, Instance},
+    peers::Peers,
+};
 
 /// How deep a run's call tree may go before it counts as a loop.
 pub const HOP_LIMIT: u32 = 256;
@@ -108,6 +114,8 @@ struct Shared {
     leader: watch::Receiver<bool>,
     /// Nodes of other modules, reached over gRPC.
     peers: Peers,
+    /// What happens at the nodes, for whoever watches.
+    events: broadcast::Sender<Arc<Event>>,
 }
 
 /// Routes emits for the runtime it belongs to.
@@ -145,6 +153,7 @@ impl Runtime {
             emitter: Arc::new(Router(Weak::clone(weak))),
             leader,
             peers: Peers::default(),
+            events: broadcast::channel(BACKLOG).0,
         });
         Self { shared }
     }
@@ -173,7 +182,16 @@ impl Runtime {
             namespace: flow_node.metadata.namespace.clone().unwrap_or_else(|| "default".to_owned()),
             name: flow_node.metadata.name.clone().ok_or(BuildError::Unnamed)?,
         };
-        let built = self.build(&key, flow_node);
+        let kept =
+            self.shared.nodes.read().unwrap_or_else(PoisonError::into_inner).get(&key).map_or_else(
+                || {
+                    Arc::new(NodeState::new(
+                        flow_node.status.as_ref().and_then(|s| s.state.clone()).unwrap_or_default(),
+                    ))
+                },
+                |previous| Arc::clone(&previous.state),
+            );
+        let built = self.build(&key, flow_node, kept);
         let previous = {
             let mut nodes = self.shared.nodes.write().unwrap_or_else(PoisonError::into_inner);
             match &built {
@@ -239,6 +257,7 @@ impl Runtime {
     ) -> Result<Value, NodeError> {
         let run = Run { trigger: Arc::new(message.clone()), ..Run::default() };
         let instance = self.instance(target)?;
+        fit(&instance, port, &message)?;
         self.handle(&instance, port, message, run).await
     }
 
@@ -250,6 +269,25 @@ impl Runtime {
             .unwrap_or_else(PoisonError::into_inner)
             .get(key)
             .map(|i| i.counters())
+    }
+
+    /// A running node's most recent failure: its kind, message and time.
+    pub fn last_error(&self, key: &NodeKey) -> Option<(weir_sdk::ErrorKind, String, SystemTime)> {
+        let nodes = self.shared.nodes.read().unwrap_or_else(PoisonError::into_inner);
+        let Failed { kind, message, at } = nodes.get(key)?.last_error()?;
+        Some((kind, message, at))
+    }
+
+    /// What a running node keeps as its state (null when nothing).
+    pub fn state(&self, key: &NodeKey) -> Option<Value> {
+        let nodes = self.shared.nodes.read().unwrap_or_else(PoisonError::into_inner);
+        Some(nodes.get(key)?.state.get())
+    }
+
+    /// Watches what happens at the nodes from now on. A watcher that falls more than a
+    /// thousand events behind misses the oldest ones (and learns how many).
+    pub fn inspect(&self) -> broadcast::Receiver<Arc<Event>> {
+        self.shared.events.subscribe()
     }
 
     /// A running node's ports, as its settings resolved them.
@@ -288,7 +326,12 @@ impl Runtime {
             .map(|i| i.generation)
     }
 
-    fn build(&self, key: &NodeKey, flow_node: &FlowNode) -> Result<Arc<Instance>, BuildError> {
+    fn build(
+        &self,
+        key: &NodeKey,
+        flow_node: &FlowNode,
+        state: Arc<NodeState>,
+    ) -> Result<Arc<Instance>, BuildError> {
         let spec = &flow_node.spec;
         let registration = self
             .shared
@@ -321,7 +364,8 @@ impl Runtime {
             flow: spec.flow.to_string(),
             node: key.name.clone(),
         };
-        Ok(Arc::new(Instance::new(identity, flow_node.metadata.generation, node, edges, inputs)))
+        let generation = flow_node.metadata.generation;
+        Ok(Arc::new(Instance::new(identity, generation, node, edges, inputs, state)))
     }
 
     fn start_trigger(&self, instance: &Arc<Instance>, flow_node: &FlowNode) {
@@ -375,7 +419,7 @@ impl Runtime {
                 }
             };
             if let Err(err) = outcome {
-                instance.count_error();
+                instance.count_error(&err);
                 tracing::warn!(node = %instance.identity, error = %err, "the trigger stopped with an error");
             }
             if ended_by_itself {
@@ -395,8 +439,30 @@ impl Runtime {
     }
 
     fn context(&self, instance: &Instance, run: Run) -> Context {
-        let identity = Arc::clone(&instance.identity);
-        Context::new(identity, Arc::clone(&instance.outputs), Arc::clone(&self.shared.emitter), run)
+        Context::new(
+            Arc::clone(&instance.identity),
+            Arc::clone(&instance.outputs),
+            Arc::clone(&self.shared.emitter),
+            Arc::clone(&instance.state),
+            run,
+        )
+    }
+
+    /// Whether anyone watches the events; when nobody does, none are made.
+    fn watched(&self) -> bool {
+        self.shared.events.receiver_count() > 0
+    }
+
+    fn publish(&self, instance: &Instance, port: &str, trace: TraceContext, what: What) {
+        let event = Event {
+            at: SystemTime::now(),
+            node: Arc::clone(&instance.identity),
+            port: port.to_owned(),
+            trace,
+            what,
+        };
+        // No watcher left since `watched` was asked: nobody misses the event.
+        let _ = self.shared.events.send(Arc::new(event));
     }
 
     /// Has a node handle one message, counting it.
@@ -408,10 +474,30 @@ impl Runtime {
         run: Run,
     ) -> Result<Value, NodeError> {
         instance.count_in();
+        let started = self.watched().then(|| {
+            let shown = instance.redacted(port, &message);
+            self.publish(instance, port, run.trace, What::Received(shown));
+            Instant::now()
+        });
+        let trace = run.trace;
+        let span = tracing::debug_span!(
+            "handle",
+            node = %instance.identity,
+            port,
+            trace_id = %trace.trace_hex(),
+        );
         let context = self.context(instance, run);
-        let result = instance.node.handle(&context, port, message).await;
-        if result.is_err() {
-            instance.count_error();
+        let result = instance.node.handle(&context, port, message).instrument(span).await;
+        if let Err(err) = &result {
+            instance.count_error(err);
+        }
+        if let Some(started) = started {
+            let elapsed = started.elapsed();
+            let what = match &result {
+                Ok(_) => What::Answered { elapsed },
+                Err(err) => What::Failed { kind: err.kind(), message: err.to_string(), elapsed },
+            };
+            self.publish(instance, port, trace, what);
         }
         result
     }
@@ -465,7 +551,12 @@ impl Runtime {
         loop {
             // Keep a copy only while another attempt may need it.
             let message = if attempt < edge.attempts { mapped.clone() } else { mapped.take() };
-            let child = Run { trigger: Arc::clone(&run.trigger), hops, cancel: run.cancel.clone() };
+            let child = Run {
+                trigger: Arc::clone(&run.trigger),
+                hops,
+                cancel: run.cancel.clone(),
+                trace: run.trace.child(),
+            };
             let message = message.unwrap_or_default();
             let handled: BoxFuture<'_, Result<Value, NodeError>> = match &target {
                 Target::Local(local) => {
@@ -519,6 +610,10 @@ impl Runtime {
         let key = NodeKey { namespace: from.namespace.clone(), name: from.node.clone() };
         let source = self.instance(&key)?;
         source.count_out();
+        if self.watched() {
+            let shown = source.redacted(port, &message);
+            self.publish(&source, port, run.trace, What::Emitted(shown));
+        }
         let mut edges = source.edges.iter().filter(|e| e.port == port);
         let (first, second) = (edges.next(), edges.next());
         let (Some(first), Some(second)) = (first, second) else {
@@ -557,8 +652,18 @@ fn fit(target: &Instance, port: &str, message: &Value) -> Result<(), NodeError> 
     };
     let field = problem.instance_path().to_string();
     let field = if field.is_empty() { "the message".to_owned() } else { format!("field {field}") };
+    // The value may be a secret, and this message goes to status and logs: name its type only.
+    let shown = match problem.instance().as_ref() {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    };
     Err(NodeError::invalid(format!(
-        "the message does not fit {}.{port}: {field}: {problem}",
-        target.identity.node
+        "the message does not fit {}.{port}: {field}: {}",
+        target.identity.node,
+        problem.masked_with(shown)
     )))
 }

@@ -124,6 +124,43 @@ async fn an_edge_reaches_a_node_in_another_module() {
         left.send(&key("to-shaky"), "in", json!({})).await.expect("retried across the wire");
     assert_eq!(answer, json!({ "calls": 3 }));
 
+    // The run's trace crosses the wire: the far side's events carry the near side's trace id.
+    let mut far_events = ModuleClient::connect(endpoint.clone())
+        .await
+        .expect("connect")
+        .inspect(weir_proto::InspectRequest { nodes: vec!["far".to_owned()], ..Default::default() })
+        .await
+        .expect("inspect")
+        .into_inner();
+    let mut near_events = left.inspect();
+    left.send(&key("near"), "in", json!({ "path": [] })).await.expect("remote delivery");
+    let near = near_events.recv().await.expect("an event at the near side");
+    let far = tokio::time::timeout(support::PATIENCE, far_events.message())
+        .await
+        .expect("an event within patience")
+        .expect("the stream")
+        .expect("an event");
+    assert_eq!((far.node.as_str(), far.kind()), ("far", weir_proto::EventKind::Received));
+    assert_eq!(far.trace_id, near.trace.trace_hex().to_string());
+    assert_eq!(
+        serde_json::from_slice::<Value>(&far.message_json).expect("json"),
+        json!({ "path": ["near"] })
+    );
+
+    // Probes see the module serving.
+    let channel = tonic::transport::Endpoint::from_shared(endpoint.clone())
+        .expect("a URL")
+        .connect()
+        .await
+        .expect("connect");
+    let mut health = tonic_health::pb::health_client::HealthClient::new(channel);
+    let status = health
+        .check(tonic_health::pb::HealthCheckRequest { service: "weir.v1.Module".to_owned() })
+        .await
+        .expect("health check")
+        .into_inner();
+    assert_eq!(status.status(), tonic_health::pb::health_check_response::ServingStatus::Serving);
+
     stop.cancel();
     tokio::time::timeout(support::PATIENCE, server)
         .await

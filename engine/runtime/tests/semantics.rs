@@ -68,7 +68,7 @@ async fn a_message_that_does_not_fit_the_target_port_is_refused_naming_edge_and_
     assert_eq!(err.kind(), ErrorKind::Invalid);
     assert_eq!(
         err.message(),
-        "edge src.out → typed.in: the message does not fit typed.in: field /name: 5 is not of type \"string\""
+        "edge src.out → typed.in: the message does not fit typed.in: field /name: a number is not of type \"string\""
     );
     assert_eq!(rt.counters(&key("typed")).unwrap().messages_in, 0, "nothing reached the target");
     let err = rt.send(&key("src"), "in", json!({ "m": 5 })).await.unwrap_err();

@@ -4,11 +4,11 @@
 use std::{fmt, sync::Arc};
 
 use futures::future::BoxFuture;
-use serde::Serialize;
+use serde::{Serialize, de::DeserializeOwned};
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
-use crate::error::NodeError;
+use crate::{error::NodeError, state::NodeState, trace::TraceContext};
 
 /// Which node this is.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -53,6 +53,8 @@ pub struct Run {
     pub hops: u32,
     /// Cancelled when the run is abandoned or its deadline passes.
     pub cancel: CancellationToken,
+    /// The run's trace, and this delivery's place in it.
+    pub trace: TraceContext,
 }
 
 /// The node's view of the runtime, passed to every call.
@@ -61,6 +63,7 @@ pub struct Context {
     identity: Arc<NodeIdentity>,
     outputs: Arc<[String]>,
     emitter: Arc<dyn Emitter>,
+    state: Arc<NodeState>,
     run: Run,
 }
 
@@ -80,9 +83,10 @@ impl Context {
         identity: Arc<NodeIdentity>,
         outputs: Arc<[String]>,
         emitter: Arc<dyn Emitter>,
+        state: Arc<NodeState>,
         run: Run,
     ) -> Self {
-        Self { identity, outputs, emitter, run }
+        Self { identity, outputs, emitter, state, run }
     }
 
     /// Which node this is.
@@ -98,9 +102,38 @@ impl Context {
     /// The same node in a new run that `trigger` starts: what a trigger does before it emits.
     #[must_use]
     pub fn start_run(&self, trigger: Value) -> Self {
-        let run =
-            Run { trigger: Arc::new(trigger), hops: 0, cancel: self.run.cancel.child_token() };
+        let run = Run {
+            trigger: Arc::new(trigger),
+            hops: 0,
+            cancel: self.run.cancel.child_token(),
+            trace: TraceContext::default(),
+        };
         Self { run, ..self.clone() }
+    }
+
+    /// The node's kept state (see [`NodeState`]), read as `T`; `T::default()` while the node
+    /// has kept nothing. State that no longer reads as `T` (the component changed its state
+    /// type) is an invalid error naming the node.
+    pub fn state<T: DeserializeOwned + Default>(&self) -> Result<T, NodeError> {
+        match self.state.get() {
+            Value::Null => Ok(T::default()),
+            value => serde_json::from_value(value).map_err(|err| {
+                NodeError::invalid(format!(
+                    "the kept state of node {} does not read: {err}",
+                    self.identity
+                ))
+            }),
+        }
+    }
+
+    /// Replaces the node's kept state; the runtime saves it in the FlowNode's status within
+    /// about a second. State is for small things (a cursor, a last-seen digest), at most
+    /// [`crate::state::MAX_STATE_BYTES`].
+    pub fn save_state(&self, state: impl Serialize) -> Result<(), NodeError> {
+        let value = serde_json::to_value(state).map_err(|err| {
+            NodeError::internal(format!("cannot encode the state of node {}: {err}", self.identity))
+        })?;
+        self.state.set(value)
     }
 
     /// Emits `message` on the output `port` and returns what the downstream chain returned, or

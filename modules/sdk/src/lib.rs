@@ -12,7 +12,9 @@ pub mod context;
 pub mod error;
 pub mod module;
 pub mod port;
+pub mod state;
 pub mod testing;
+pub mod trace;
 
 pub use component::{Component, Description, Node};
 pub use context::{Context, Emitter, NodeIdentity, Run};
@@ -21,3 +23,5 @@ pub use module::Module;
 pub use port::{ERROR_PORT, Failure, Port};
 pub use schemars::JsonSchema;
 pub use serde_json::{Value, json};
+pub use state::NodeState;
+pub use trace::TraceContext;

@@ -13,6 +13,8 @@ use crate::{
     context::{Context, Emitter, NodeIdentity, Run},
     error::NodeError,
     port::schema_of,
+    state::NodeState,
+    trace::TraceContext,
 };
 
 /// What a node emitted during a test.
@@ -32,6 +34,7 @@ pub struct Harness {
     recorder: Arc<Recorder>,
     context: Context,
     cancel: CancellationToken,
+    state: Arc<NodeState>,
 }
 
 impl std::fmt::Debug for Harness {
@@ -79,14 +82,21 @@ impl Harness {
             node: C::NAME.replace('_', "-"),
         };
         let cancel = CancellationToken::new();
-        let run = Run { trigger: Arc::new(Value::Null), hops: 0, cancel: cancel.clone() };
+        let run = Run {
+            trigger: Arc::new(Value::Null),
+            hops: 0,
+            cancel: cancel.clone(),
+            trace: TraceContext::default(),
+        };
+        let state = Arc::new(NodeState::default());
         let context = Context::new(
             Arc::new(identity),
             outputs,
             Arc::clone(&recorder) as Arc<dyn Emitter>,
+            Arc::clone(&state),
             run,
         );
-        Ok(Self { node, recorder, context, cancel })
+        Ok(Self { node, recorder, context, cancel, state })
     }
 
     /// Makes downstream answer each emit with `answer(port, message)`.
@@ -115,6 +125,16 @@ impl Harness {
     /// What the node emitted so far, in order.
     pub fn emitted(&self) -> Vec<Emitted> {
         self.recorder.emitted.lock().unwrap_or_else(PoisonError::into_inner).clone()
+    }
+
+    /// What the node keeps as its state (null until it saves some).
+    pub fn kept_state(&self) -> Value {
+        self.state.get()
+    }
+
+    /// Gives the node `state` as if it had kept it before a restart.
+    pub fn keep_state(&self, state: Value) -> Result<(), NodeError> {
+        self.state.set(state)
     }
 
     /// The node's context, for tests that drive it by hand.

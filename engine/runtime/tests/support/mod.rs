@@ -48,7 +48,8 @@ impl Component for Relay {
     }
 }
 
-/// Answers with what it received; its input only takes `{name: string}` when `typed`.
+/// Answers with what it received; its input only takes `{name: string}` when `typed`, and
+/// `{user, password}` with a secret password when `login`.
 pub struct Sink;
 
 #[derive(Debug, Default, Serialize, Deserialize, JsonSchema)]
@@ -56,12 +57,22 @@ pub struct Sink;
 pub struct SinkSettings {
     /// Accept only `{name: string}`.
     typed: bool,
+    /// Accept only `{user: string, password: string}`; the password is secret.
+    login: bool,
 }
 
 #[derive(JsonSchema)]
 #[allow(dead_code)]
 pub struct Person {
     name: String,
+}
+
+#[derive(JsonSchema)]
+#[allow(dead_code)]
+pub struct Login {
+    user: String,
+    #[schemars(extend("x-weir-secret" = true))]
+    password: String,
 }
 
 impl Component for Sink {
@@ -71,7 +82,11 @@ impl Component for Sink {
         Description { label: "Sink", ..Description::default() }
     }
     fn ports(settings: &SinkSettings) -> Vec<Port> {
-        vec![if settings.typed { Port::input::<Person>("in") } else { Port::input::<Value>("in") }]
+        vec![match (settings.typed, settings.login) {
+            (true, _) => Port::input::<Person>("in"),
+            (_, true) => Port::input::<Login>("in"),
+            _ => Port::input::<Value>("in"),
+        }]
     }
     fn build(_: SinkSettings) -> Result<Self, NodeError> {
         Ok(Self)
@@ -120,6 +135,41 @@ impl Component for Flaky {
             });
         }
         Ok(json!({ "calls": call }))
+    }
+}
+
+/// Counts the messages it got in its kept state and answers with the count; its `step`
+/// setting only exists to make a rebuild.
+pub struct Tally;
+
+#[derive(Debug, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(default)]
+pub struct TallySettings {
+    /// Ignored.
+    step: u32,
+}
+
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct Count {
+    count: u64,
+}
+
+impl Component for Tally {
+    const NAME: &'static str = "tally";
+    type Settings = TallySettings;
+    fn describe() -> Description {
+        Description { label: "Tally", ..Description::default() }
+    }
+    fn ports(_: &TallySettings) -> Vec<Port> {
+        vec![Port::input::<Value>("in")]
+    }
+    fn build(_: TallySettings) -> Result<Self, NodeError> {
+        Ok(Self)
+    }
+    async fn handle(&self, cx: &Context, _: &str, _: Value) -> Result<Value, NodeError> {
+        let Count { count } = cx.state()?;
+        cx.save_state(Count { count: count + 1 })?;
+        Ok(json!(count + 1))
     }
 }
 
@@ -214,6 +264,7 @@ pub fn module() -> Module {
         .component::<Flaky>()
         .component::<Stuck>()
         .component::<Trigger>()
+        .component::<Tally>()
 }
 
 pub fn runtime() -> Runtime {

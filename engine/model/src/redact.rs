@@ -1,0 +1,137 @@
+//! Hiding secret fields of a message before anyone sees it: the inspect stream, the editor's
+//! last messages and debug output all pass messages through [`redact`].
+//!
+//! A port's JSON Schema marks a field secret with `"x-weir-secret": true` (in Rust,
+//! `#[schemars(extend("x-weir-secret" = true))]`) or the standard `"writeOnly": true`. The
+//! value of such a field, whatever its type, becomes [`REDACTED`].
+
+use serde_json::Value;
+
+/// What a secret value is replaced with.
+pub const REDACTED: &str = "<redacted>";
+
+/// How deep schemas and messages are followed; deeper parts are hidden whole, as a schema that
+/// refers to itself could otherwise be followed without end.
+const MAX_DEPTH: usize = 64;
+
+/// Replaces every value that `schema` marks secret in `message`. Parts of the message the schema
+/// does not describe are left as they are.
+pub fn redact(schema: &Value, message: &mut Value) {
+    walk(schema, schema, message, 0);
+}
+
+/// Whether `schema` marks anything secret, so callers can skip [`redact`] for ports without
+/// secrets.
+pub fn has_secrets(schema: &Value) -> bool {
+    match schema {
+        Value::Object(fields) => is_secret(schema) || fields.values().any(has_secrets),
+        Value::Array(items) => items.iter().any(has_secrets),
+        _ => false,
+    }
+}
+
+fn is_secret(schema: &Value) -> bool {
+    let flag = |name| schema.get(name).and_then(Value::as_bool) == Some(true);
+    flag("x-weir-secret") || flag("writeOnly")
+}
+
+fn walk(root: &Value, schema: &Value, message: &mut Value, depth: usize) {
+    if depth > MAX_DEPTH {
+        *message = Value::String(REDACTED.to_owned());
+        return;
+    }
+    let schema = resolve(root, schema);
+    if is_secret(schema) {
+        *message = Value::String(REDACTED.to_owned());
+        return;
+    }
+    for combined in ["allOf", "anyOf", "oneOf"] {
+        if let Some(Value::Array(branches)) = schema.get(combined) {
+            for branch in branches {
+                walk(root, branch, message, depth + 1);
+            }
+        }
+    }
+    match message {
+        Value::Object(fields) => {
+            let properties = schema.get("properties").and_then(Value::as_object);
+            let additional = schema.get("additionalProperties").filter(|a| a.is_object());
+            for (name, value) in fields.iter_mut() {
+                if let Some(field_schema) = properties.and_then(|p| p.get(name)).or(additional) {
+                    walk(root, field_schema, value, depth + 1);
+                }
+            }
+        }
+        Value::Array(items) => {
+            if let Some(item_schema) = schema.get("items").filter(|i| i.is_object()) {
+                for item in items {
+                    walk(root, item_schema, item, depth + 1);
+                }
+            }
+        }
+        _ => {}
+    }
+}
+
+/// Follows a local `$ref` (`#/$defs/Name`, `#/definitions/Name`), as schemars writes them.
+fn resolve<'a>(root: &'a Value, schema: &'a Value) -> &'a Value {
+    let Some(reference) = schema.get("$ref").and_then(Value::as_str) else { return schema };
+    reference.strip_prefix('#').and_then(|pointer| root.pointer(pointer)).unwrap_or(schema)
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn secret_fields_are_hidden_at_any_depth_and_through_refs() {
+        let schema = json!({
+            "type": "object",
+            "properties": {
+                "registry": { "type": "string" },
+                "auth": { "$ref": "#/$defs/Auth" },
+                "tokens": { "type": "array", "items": { "type": "string", "writeOnly": true } },
+                "extra": { "type": "object", "additionalProperties": { "x-weir-secret": true } }
+            },
+            "$defs": {
+                "Auth": {
+                    "type": "object",
+                    "properties": {
+                        "username": { "type": "string" },
+                        "password": { "type": "string", "x-weir-secret": true }
+                    }
+                }
+            }
+        });
+        let mut message = json!({
+            "registry": "ghcr.io",
+            "auth": { "username": "bot", "password": "hunter2" },
+            "tokens": ["a", "b"],
+            "extra": { "x": { "nested": 1 } },
+            "unknown": "kept"
+        });
+        redact(&schema, &mut message);
+        assert_eq!(
+            message,
+            json!({
+                "registry": "ghcr.io",
+                "auth": { "username": "bot", "password": REDACTED },
+                "tokens": [REDACTED, REDACTED],
+                "extra": { "x": REDACTED },
+                "unknown": "kept"
+            })
+        );
+        assert!(has_secrets(&schema));
+        assert!(!has_secrets(&json!({ "type": "object", "properties": { "a": {} } })));
+    }
+
+    #[test]
+    fn a_schema_that_refers_to_itself_ends() {
+        let schema = json!({ "allOf": [{ "$ref": "#" }] });
+        let mut message = json!({ "a": 1 });
+        redact(&schema, &mut message);
+        assert_eq!(message, json!(REDACTED));
+    }
+}

@@ -1,0 +1,95 @@
+//! The trace a run belongs to, in W3C Trace Context terms: one trace id for the whole run and a
+//! span id for each delivery, so logs and the inspect stream of every module that a run crosses
+//! can be joined up. Across modules it travels as the `traceparent` gRPC metadata entry.
+
+use std::fmt;
+
+/// Where in a trace a delivery is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TraceContext {
+    /// The whole run's id; never zero.
+    pub trace_id: u128,
+    /// This delivery's id; never zero.
+    pub span_id: u64,
+}
+
+impl Default for TraceContext {
+    /// A new trace: what a run started from outside any other run gets.
+    fn default() -> Self {
+        Self { trace_id: fastrand::u128(1..), span_id: fastrand::u64(1..) }
+    }
+}
+
+impl TraceContext {
+    /// The next delivery in the same trace.
+    #[must_use]
+    pub fn child(self) -> Self {
+        Self { span_id: fastrand::u64(1..), ..self }
+    }
+
+    /// Reads a `traceparent` header (`00-<32 hex>-<16 hex>-<2 hex>`); `None` when it is not one.
+    pub fn from_traceparent(header: &str) -> Option<Self> {
+        let mut parts = header.trim().split('-');
+        let (version, trace, span, flags) =
+            (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
+        let hex =
+            |text: &str, len| text.len() == len && text.bytes().all(|b| b.is_ascii_hexdigit());
+        if !hex(version, 2)
+            || version == "ff"
+            || !hex(trace, 32)
+            || !hex(span, 16)
+            || !hex(flags, 2)
+        {
+            return None;
+        }
+        let trace_id = u128::from_str_radix(trace, 16).ok().filter(|id| *id != 0)?;
+        let span_id = u64::from_str_radix(span, 16).ok().filter(|id| *id != 0)?;
+        Some(Self { trace_id, span_id })
+    }
+
+    /// The `traceparent` header for this delivery (always sampled).
+    pub fn traceparent(&self) -> String {
+        format!("00-{:032x}-{:016x}-01", self.trace_id, self.span_id)
+    }
+
+    /// The trace id as 32 hex digits, as tracing backends show it.
+    pub fn trace_hex(&self) -> TraceHex {
+        TraceHex(self.trace_id)
+    }
+}
+
+/// Shows a trace id as 32 lowercase hex digits.
+#[derive(Debug, Clone, Copy)]
+pub struct TraceHex(u128);
+
+impl fmt::Display for TraceHex {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:032x}", self.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn traceparent_round_trips_and_rejects_what_is_not_one() {
+        let trace = TraceContext::default();
+        assert_eq!(TraceContext::from_traceparent(&trace.traceparent()), Some(trace));
+        let child = trace.child();
+        assert_eq!(child.trace_id, trace.trace_id);
+        for bad in [
+            "",
+            "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331",
+            "ff-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+            "00-00000000000000000000000000000000-b7ad6b7169203331-01",
+            "00-0af7651916cd43dd8448eb211c80319c-0000000000000000-01",
+            "00-0af7651916cd43dd8448eb211c80319g-b7ad6b7169203331-01",
+        ] {
+            assert_eq!(TraceContext::from_traceparent(bad), None, "{bad:?}");
+        }
+        let known = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
+        let parsed = TraceContext::from_traceparent(known).expect("a valid traceparent");
+        assert_eq!(parsed.traceparent(), known);
+    }
+}
