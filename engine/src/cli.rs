@@ -38,7 +38,7 @@ impl Cli {
 
     /// Whether the command serves until stopped, rather than doing one thing and exiting.
     pub fn is_long_running(&self) -> bool {
-        matches!(self.command, Command::Up(_))
+        matches!(self.command, Command::Up(_) | Command::Module(_))
     }
 }
 
@@ -47,6 +47,10 @@ impl Cli {
 pub enum Command {
     /// Run the engine on the embedded store
     Up(UpArgs),
+    /// Run one built-in module's nodes (a module Deployment in a cluster runs this)
+    Module(ModuleArgs),
+    /// Deliver a test message to a node's input port and print what the flow answered
+    Send(SendArgs),
     /// Create or update resources from manifests
     Apply(ApplyArgs),
     /// Show resources
@@ -92,9 +96,53 @@ impl Cli {
 /// `weir up`.
 #[derive(Debug, Args)]
 pub struct UpArgs {
-    /// Address of the HTTP endpoint (health now; the editor and API later)
+    /// Address of the HTTP endpoint (health, metrics; the editor and API later)
     #[arg(long, default_value = "127.0.0.1:7420", env = "WEIR_LISTEN")]
     pub listen: SocketAddr,
+    /// Address the built-in modules serve gRPC on, for `weir send` and modules run apart
+    /// (port 0: any free port; the Module resources say which)
+    #[arg(long, default_value = "127.0.0.1:0", env = "WEIR_GRPC_LISTEN")]
+    pub grpc_listen: SocketAddr,
+}
+
+/// `weir module`.
+#[derive(Debug, Args)]
+pub struct ModuleArgs {
+    /// The module to run
+    pub name: String,
+    /// Namespace for the Module resource and the leader election Lease
+    #[arg(short, long, env = "POD_NAMESPACE", default_value = weir_store::DEFAULT_NAMESPACE)]
+    pub namespace: String,
+    /// Address to serve gRPC on (deliveries from other modules, inspect, health)
+    #[arg(long, default_value = "0.0.0.0:7421", env = "WEIR_GRPC_LISTEN")]
+    pub grpc_listen: SocketAddr,
+    /// URL other modules reach this one at [default: http://$POD_IP:<port>, else the
+    /// listening address]
+    #[arg(long, env = "WEIR_ADVERTISE", value_name = "URL")]
+    pub advertise: Option<String>,
+    /// Address of the HTTP endpoint (/healthz, /readyz, /metrics)
+    #[arg(long, default_value = "0.0.0.0:7422", env = "WEIR_LISTEN")]
+    pub listen: SocketAddr,
+    /// Who this replica is in leader election [default: $HOSTNAME, the pod name]
+    #[arg(long, env = "HOSTNAME", value_name = "NAME")]
+    pub identity: Option<String>,
+}
+
+/// `weir send`.
+#[derive(Debug, Args)]
+pub struct SendArgs {
+    /// The node and its input port, as NODE:PORT (such as `plan:in`)
+    #[arg(value_name = "NODE:PORT")]
+    pub target: String,
+    /// The message, as JSON; - reads it from standard input
+    #[arg(value_name = "JSON")]
+    pub message: String,
+    /// The node's namespace
+    #[arg(short, long, default_value = weir_store::DEFAULT_NAMESPACE)]
+    pub namespace: String,
+    /// How long the whole run may take
+    #[arg(long, default_value = "60s", value_name = "DURATION")]
+    pub timeout: weir_model::HumanDuration,
 }
 
 /// Where manifests come from.

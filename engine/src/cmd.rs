@@ -4,6 +4,7 @@ use std::{path::PathBuf, process::ExitCode, sync::Arc};
 
 use anyhow::{Context as _, Result};
 use weir_model::Kind;
+use weir_sdk::Module;
 use weir_store::{Store, embedded::EmbeddedStore, kubernetes::KubeStore};
 
 use crate::cli::{Cli, Command, StoreChoice};
@@ -13,29 +14,52 @@ pub mod crds;
 pub mod delete;
 pub mod export;
 pub mod get;
+pub mod module;
+pub mod send;
 pub mod validate;
 
-/// Runs one command line.
-pub async fn run(cli: Cli) -> Result<ExitCode> {
+/// Runs one command line; `builtins` are the modules this binary carries.
+pub async fn run(cli: Cli, builtins: Vec<Module>) -> Result<ExitCode> {
     let mut out = std::io::stdout().lock();
     let choice = cli.store();
     match cli.command {
-        Command::Up(args) => {
-            let (store, place) = open_store(choice).await?;
-            crate::server::up(store, &place, args).await?;
+        Command::Up(args) => crate::server::up(open_store(choice).await?, builtins, args).await?,
+        Command::Module(args) => module::run(open_store(choice).await?, builtins, args).await?,
+        Command::Send(args) => send::run(&*open_store(choice).await?.store, args, &mut out).await?,
+        Command::Apply(args) => {
+            apply::run(&*open_store(choice).await?.store, args, &mut out).await?;
         }
-        Command::Apply(args) => apply::run(&*open_store(choice).await?.0, args, &mut out).await?,
-        Command::Get(args) => get::run(&*open_store(choice).await?.0, args, &mut out).await?,
-        Command::Delete(args) => delete::run(&*open_store(choice).await?.0, args, &mut out).await?,
-        Command::Export(args) => export::run(&*open_store(choice).await?.0, args, &mut out).await?,
+        Command::Get(args) => get::run(&*open_store(choice).await?.store, args, &mut out).await?,
+        Command::Delete(args) => {
+            delete::run(&*open_store(choice).await?.store, args, &mut out).await?;
+        }
+        Command::Export(args) => {
+            export::run(&*open_store(choice).await?.store, args, &mut out).await?;
+        }
         Command::Validate(args) => validate::run(&args, &mut out)?,
         Command::Crds(args) => crds::run(args, &mut out)?,
     }
     Ok(ExitCode::SUCCESS)
 }
 
-/// The chosen store, and where it keeps things (for logs).
-async fn open_store(choice: StoreChoice) -> Result<(Arc<dyn Store>, String)> {
+/// An open store.
+pub struct Opened {
+    /// The store.
+    pub store: Arc<dyn Store>,
+    /// Where it keeps things, for logs.
+    pub place: String,
+    /// The cluster's client, when the store is a cluster (for leader election).
+    pub client: Option<kube::Client>,
+}
+
+impl std::fmt::Debug for Opened {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Opened").field("place", &self.place).finish_non_exhaustive()
+    }
+}
+
+/// The chosen store.
+async fn open_store(choice: StoreChoice) -> Result<Opened> {
     match choice {
         StoreChoice::Embedded(data_dir) => {
             let dir = match data_dir {
@@ -45,7 +69,7 @@ async fn open_store(choice: StoreChoice) -> Result<(Arc<dyn Store>, String)> {
             };
             let store = EmbeddedStore::open(&dir)
                 .with_context(|| format!("cannot open the store in {}", dir.display()))?;
-            Ok((Arc::new(store), dir.display().to_string()))
+            Ok(Opened { store: Arc::new(store), place: dir.display().to_string(), client: None })
         }
         StoreChoice::Cluster { kubeconfig, context } => {
             let store = KubeStore::connect(kubeconfig.as_deref(), context.as_deref())
@@ -56,7 +80,8 @@ async fn open_store(choice: StoreChoice) -> Result<(Arc<dyn Store>, String)> {
                 (None, Some(context)) => format!("the cluster of context {context}"),
                 (None, None) => "the current cluster".to_owned(),
             };
-            Ok((Arc::new(store), place))
+            let client = Some(store.client());
+            Ok(Opened { store: Arc::new(store), place, client })
         }
     }
 }

@@ -37,8 +37,25 @@ impl From<Failure> for NodeError {
 /// The failure a gRPC status stands for, when the call itself failed (the peer is gone, the
 /// deadline passed) rather than the node.
 pub fn failure_of_status(status: &tonic::Status, peer: &str) -> NodeError {
+    use std::error::Error as _;
     use tonic::Code;
     let message = format!("module {peer}: {}", status.message());
+    // The connection itself broke (the peer died or was cut off): which attempt it was and
+    // whether the peer acted on it are unknown, as with any network failure; retry it.
+    if let Some(broken) = status.source().and_then(|s| s.downcast_ref::<tonic::transport::Error>())
+    {
+        let mut cause = broken.to_string();
+        let mut source = broken.source();
+        while let Some(inner) = source {
+            // Layers often repeat the message of the layer below.
+            let inner_text = inner.to_string();
+            if !cause.ends_with(&inner_text) {
+                cause = format!("{cause}: {inner_text}");
+            }
+            source = inner.source();
+        }
+        return NodeError::transient(format!("module {peer}: the connection broke ({cause})"));
+    }
     match status.code() {
         Code::DeadlineExceeded | Code::Cancelled => NodeError::cancelled(message),
         Code::Unavailable | Code::ResourceExhausted | Code::Aborted => {

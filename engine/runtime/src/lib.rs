@@ -9,6 +9,7 @@ pub mod grpc;
 pub mod host;
 pub mod inspect;
 mod instance;
+pub mod metrics;
 mod peers;
 mod runtime;
 

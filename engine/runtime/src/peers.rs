@@ -2,8 +2,11 @@
 
 use std::{
     collections::HashMap,
-    sync::{Mutex, PoisonError, RwLock},
-    time::Duration,
+    sync::{
+        Mutex, PoisonError, RwLock,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::{Duration, Instant},
 };
 
 use serde_json::Value;
@@ -13,7 +16,7 @@ use weir_proto::{
 };
 use weir_sdk::{NodeError, Run};
 
-use crate::NodeKey;
+use crate::{NodeKey, metrics::Histogram};
 
 /// How long connecting to a peer may take before the delivery counts as failed (transiently).
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -22,6 +25,9 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 pub(crate) struct Peers {
     routes: RwLock<HashMap<NodeKey, String>>,
     clients: Mutex<HashMap<String, ModuleClient<Channel>>>,
+    answered: AtomicU64,
+    failed: AtomicU64,
+    latency: Histogram,
 }
 
 impl Peers {
@@ -37,8 +43,33 @@ impl Peers {
         self.routes.read().unwrap_or_else(PoisonError::into_inner).get(node).cloned()
     }
 
+    pub(crate) fn outcomes(&self) -> (u64, u64) {
+        (self.answered.load(Ordering::Relaxed), self.failed.load(Ordering::Relaxed))
+    }
+
+    pub(crate) fn latency(&self) -> &Histogram {
+        &self.latency
+    }
+
     /// Delivers to a node in another module; `timeout` becomes the call's gRPC deadline.
     pub(crate) async fn deliver(
+        &self,
+        endpoint: &str,
+        target: &NodeKey,
+        port: &str,
+        message: &Value,
+        run: &Run,
+        timeout: Duration,
+    ) -> Result<Value, NodeError> {
+        let started = Instant::now();
+        let result = self.call(endpoint, target, port, message, run, timeout).await;
+        self.latency.observe(started.elapsed());
+        let outcome = if result.is_ok() { &self.answered } else { &self.failed };
+        outcome.fetch_add(1, Ordering::Relaxed);
+        result
+    }
+
+    async fn call(
         &self,
         endpoint: &str,
         target: &NodeKey,

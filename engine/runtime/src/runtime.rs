@@ -284,6 +284,29 @@ impl Runtime {
         Some(nodes.get(key)?.state.get())
     }
 
+    /// Every running node with its counters.
+    pub fn node_counters(&self) -> Vec<(Arc<NodeIdentity>, weir_model::Counters)> {
+        let nodes = self.shared.nodes.read().unwrap_or_else(PoisonError::into_inner);
+        let mut all: Vec<_> =
+            nodes.values().map(|i| (Arc::clone(&i.identity), i.counters())).collect();
+        all.sort_by(|a, b| (&a.0.namespace, &a.0.node).cmp(&(&b.0.namespace, &b.0.node)));
+        all
+    }
+
+    /// Whether this replica leads, and so runs the triggers.
+    pub fn leads(&self) -> bool {
+        *self.shared.leader.borrow()
+    }
+
+    /// How many deliveries to other modules were answered and how many failed.
+    pub(crate) fn remote_outcomes(&self) -> (u64, u64) {
+        self.shared.peers.outcomes()
+    }
+
+    pub(crate) fn remote_latency(&self) -> &crate::metrics::Histogram {
+        self.shared.peers.latency()
+    }
+
     /// Watches what happens at the nodes from now on. A watcher that falls more than a
     /// thousand events behind misses the oldest ones (and learns how many).
     pub fn inspect(&self) -> broadcast::Receiver<Arc<Event>> {

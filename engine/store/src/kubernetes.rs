@@ -65,6 +65,11 @@ impl KubeStore {
         Ok(Self::new(Client::try_from(config).map_err(unavailable)?))
     }
 
+    /// The client the store talks through.
+    pub fn client(&self) -> Client {
+        self.client.clone()
+    }
+
     fn api(&self, kind: Kind, namespace: Option<&str>) -> Api<DynamicObject> {
         let resource = api_resource(kind);
         match namespace {

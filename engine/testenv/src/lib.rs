@@ -58,6 +58,49 @@ pub struct ControlPlane {
 
 static SHARED: OnceLock<ControlPlane> = OnceLock::new();
 
+/// A process a test started with [`ControlPlane::spawn`]; killed on drop.
+#[derive(Debug)]
+pub struct Process {
+    child: Child,
+    log: PathBuf,
+}
+
+impl Process {
+    /// Kills the process at once (SIGKILL), as a crash or an OOM kill would, and reaps it.
+    pub fn kill(&mut self) -> Result<()> {
+        self.child.kill()?;
+        self.child.wait()?;
+        Ok(())
+    }
+
+    /// Asks the process to stop (SIGTERM), as Kubernetes does, and waits up to `patience`;
+    /// true when it exited in time.
+    pub fn terminate(&mut self, patience: Duration) -> Result<bool> {
+        let pid = self.child.id().to_string();
+        Command::new("kill").args(["-TERM", &pid]).status()?;
+        let deadline = Instant::now() + patience;
+        while Instant::now() < deadline {
+            if self.child.try_wait()?.is_some() {
+                return Ok(true);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Ok(false)
+    }
+
+    /// Everything the process wrote so far.
+    pub fn log(&self) -> String {
+        fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 impl ControlPlane {
     /// The control plane of this test binary, started on first use.
     ///
@@ -126,6 +169,14 @@ impl ControlPlane {
             started.elapsed()
         );
         Ok(plane)
+    }
+
+    /// Starts a process of a test (a module, say) the way the control plane's own run: its
+    /// output goes to `<name>.log` in the run directory, it is killed when the returned
+    /// [`Process`] drops, and the kernel kills it if the test binary dies first.
+    pub fn spawn(&self, name: &str, command: &mut Command) -> Result<Process> {
+        let log = self.run_dir.join(format!("{name}.log"));
+        Ok(Process { child: spawn(&self.run_dir, name, command)?, log })
     }
 
     /// The admin kubeconfig (a `system:masters` client certificate).

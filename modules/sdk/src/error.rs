@@ -4,7 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 /// What kind of failure a [`NodeError`] is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum ErrorKind {
     /// Bad input or settings: the same message would fail again, so it is never retried.

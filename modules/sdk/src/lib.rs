@@ -20,7 +20,7 @@ pub use component::{Component, Description, Node};
 pub use context::{Context, Emitter, NodeIdentity, Run};
 pub use error::{ErrorKind, NodeError};
 pub use module::Module;
-pub use port::{ERROR_PORT, Failure, Port};
+pub use port::{ERROR_PORT, Failure, Port, read_message};
 pub use schemars::JsonSchema;
 pub use serde_json::{Value, json};
 pub use state::NodeState;

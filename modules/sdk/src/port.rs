@@ -109,7 +109,51 @@ impl Failure {
     }
 }
 
+/// Reads a message that arrived at `port` as `T`. The runtime has already checked it against
+/// the port's schema, so this fails only where serde is stricter than the schema; the error is
+/// invalid and names the port and field, never the value (which may be a secret).
+pub fn read_message<T: serde::de::DeserializeOwned>(
+    port: &str,
+    message: Value,
+) -> Result<T, NodeError> {
+    serde_path_to_error::deserialize(message).map_err(|err| {
+        let path = err.path().to_string();
+        let field = if path == "." { String::new() } else { format!(".{path}") };
+        let problem = err.into_inner().to_string();
+        // serde quotes the value it could not read: keep only what follows it.
+        let problem = problem
+            .split_once(", expected ")
+            .map_or(problem.clone(), |(_, expected)| format!("expected {expected}"));
+        NodeError::invalid(format!("{port}{field}: {problem}"))
+    })
+}
+
 /// The JSON Schema of `T`, as a JSON value.
 pub fn schema_of<T: JsonSchema>() -> Value {
     serde_json::to_value(schemars::schema_for!(T)).unwrap_or(Value::Bool(true))
+}
+
+#[cfg(test)]
+mod tests {
+    use serde::Deserialize;
+    use serde_json::json;
+
+    use super::*;
+
+    #[derive(Debug, Deserialize)]
+    #[allow(dead_code)]
+    struct Login {
+        user: String,
+        pin: u32,
+    }
+
+    #[test]
+    fn a_message_that_does_not_read_names_port_and_field_but_not_the_value() {
+        let err = read_message::<Login>("in", json!({ "user": "ada", "pin": "hunter2" }))
+            .expect_err("a string is no pin");
+        assert_eq!(err.message(), "in.pin: expected u32");
+        let err = read_message::<Login>("in", json!({ "pin": 1 })).expect_err("no user");
+        assert_eq!(err.message(), "in: missing field `user`");
+        assert!(read_message::<Login>("in", json!({ "user": "ada", "pin": 1 })).is_ok());
+    }
 }

@@ -1,0 +1,68 @@
+//! `weir module NAME`: runs one built-in module's nodes, as a module Deployment does in a
+//! cluster: the gRPC server, leader election for its triggers on a Lease (when the store is a
+//! cluster), and the HTTP endpoint for probes and metrics.
+
+use std::sync::Arc;
+
+use anyhow::{Context as _, Result, bail};
+use tokio_util::sync::CancellationToken;
+use weir_sdk::Module;
+use weir_store::lease::Election;
+
+use crate::{
+    cli::ModuleArgs,
+    hosting::{self, Hosting, Leadership},
+    server,
+};
+
+/// Runs `weir module` until interrupted.
+pub async fn run(opened: super::Opened, builtins: Vec<Module>, args: ModuleArgs) -> Result<()> {
+    let names: Vec<&str> = builtins.iter().map(Module::name).collect();
+    let known = if names.is_empty() { "none".to_owned() } else { names.join(", ") };
+    let Some(module) = builtins.into_iter().find(|m| m.name() == args.name) else {
+        bail!("there is no built-in module {:?} (built in: {known})", args.name);
+    };
+    let (grpc, advertise) = hosting::grpc_listener(args.grpc_listen, args.advertise).await?;
+    let http = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", args.listen))?;
+    let http_address = http.local_addr().context("cannot read the listening address")?;
+    let leadership = match opened.client {
+        Some(client) => {
+            let identity = args
+                .identity
+                .filter(|i| !i.is_empty())
+                .unwrap_or_else(|| format!("{}-{}", module.name(), std::process::id()));
+            Leadership::Lease(
+                client,
+                Election {
+                    namespace: args.namespace.clone(),
+                    lease: format!("weir-module-{}", module.name()),
+                    identity,
+                    duration: hosting::LEASE_DURATION,
+                    retry: hosting::LEASE_RETRY,
+                },
+            )
+        }
+        None => Leadership::Alone,
+    };
+    tracing::info!(
+        module = module.name(),
+        store = opened.place,
+        "module {} serves gRPC at {advertise}, HTTP on http://{http_address}",
+        module.name()
+    );
+    let stop = CancellationToken::new();
+    let hosting =
+        Hosting { modules: vec![module], namespace: args.namespace, grpc, advertise, leadership };
+    let hosted = hosting.start(Arc::clone(&opened.store), &stop);
+    let app = server::app(opened.store, Some(hosted.runtime.clone()));
+    axum::serve(http, app)
+        .with_graceful_shutdown(server::shutdown_requested())
+        .await
+        .context("the HTTP server failed")?;
+    stop.cancel();
+    hosted.stopped().await;
+    tracing::info!("module stopped");
+    Ok(())
+}

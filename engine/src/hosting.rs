@@ -1,0 +1,125 @@
+//! Hosting modules in this process: a runtime with their components, the gRPC server other
+//! modules deliver to, leader election for the triggers, and the [`Host`] that keeps the
+//! runtime in step with the store. `weir up` hosts every built-in module; `weir module NAME`
+//! hosts one.
+
+use std::{sync::Arc, time::Duration};
+
+use anyhow::{Context as _, Result};
+use tokio::{net::TcpListener, sync::watch, task::JoinHandle};
+use tokio_util::sync::CancellationToken;
+use weir_runtime::{Host, Runtime};
+use weir_sdk::Module;
+use weir_store::{Store, lease::Election};
+
+/// How a hosting process takes part in leader election.
+pub enum Leadership {
+    /// The only replica: it leads for good (the embedded store, `weir up`).
+    Alone,
+    /// One of several replicas competing for a Lease in the cluster.
+    Lease(kube::Client, Election),
+}
+
+impl std::fmt::Debug for Leadership {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Alone => f.write_str("Alone"),
+            Self::Lease(_, election) => f.debug_tuple("Lease").field(election).finish(),
+        }
+    }
+}
+
+/// What to host and where to serve it.
+#[derive(Debug)]
+pub struct Hosting {
+    /// The modules whose nodes this process runs.
+    pub modules: Vec<Module>,
+    /// Where the `Module` resources are published.
+    pub namespace: String,
+    /// Where the gRPC server listens.
+    pub grpc: TcpListener,
+    /// The URL other modules reach the gRPC server at, published in the `Module` resources.
+    pub advertise: String,
+    /// How this replica decides whether it runs the triggers.
+    pub leadership: Leadership,
+}
+
+/// Modules being hosted; [`Hosted::stopped`] waits for them after `stop` is cancelled.
+#[derive(Debug)]
+pub struct Hosted {
+    /// The runtime, for the HTTP endpoints.
+    pub runtime: Runtime,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Hosting {
+    /// Starts serving until `stop` is cancelled.
+    pub fn start(self, store: Arc<dyn Store>, stop: &CancellationToken) -> Hosted {
+        let mut tasks = Vec::new();
+        let leads = match self.leadership {
+            // With the sender gone the value stays: leading for good.
+            Leadership::Alone => watch::channel(true).1,
+            Leadership::Lease(client, election) => {
+                let (leader, leads) = watch::channel(false);
+                tasks.push(tokio::spawn(election.run(client, leader, stop.clone())));
+                leads
+            }
+        };
+        let runtime = Runtime::with_leadership(self.modules, leads);
+        tasks.push(tokio::spawn({
+            let (runtime, stop) = (runtime.clone(), stop.clone());
+            async move {
+                if let Err(err) = weir_runtime::grpc::serve(runtime, self.grpc, stop).await {
+                    tracing::error!(error = %err, "the gRPC server failed");
+                }
+            }
+        }));
+        let host = Host::new(runtime.clone(), store, &self.namespace).with_endpoint(self.advertise);
+        tasks.push(tokio::spawn({
+            let stop = stop.clone();
+            async move {
+                if let Err(err) = host.run(stop).await {
+                    tracing::error!(error = %err, "cannot host the modules");
+                }
+            }
+        }));
+        Hosted { runtime, tasks }
+    }
+}
+
+impl Hosted {
+    /// Waits for every part to finish (they do once `stop` is cancelled): nodes stopped, the
+    /// lease given up.
+    pub async fn stopped(self) {
+        for task in self.tasks {
+            let _ = task.await;
+        }
+    }
+}
+
+/// Binds the gRPC listener and tells the URL others reach it at: `advertise` when given, else
+/// `POD_IP` (set from the Downward API in a cluster), else the bound address.
+pub async fn grpc_listener(
+    listen: std::net::SocketAddr,
+    advertise: Option<String>,
+) -> Result<(TcpListener, String)> {
+    let listener = TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("cannot listen for gRPC on {listen}"))?;
+    let bound = listener.local_addr().context("cannot read the gRPC listening address")?;
+    let advertise = match advertise {
+        Some(url) => url,
+        None => match std::env::var("POD_IP").ok().filter(|ip| !ip.is_empty()) {
+            Some(ip) if ip.contains(':') => format!("http://[{ip}]:{}", bound.port()),
+            Some(ip) => format!("http://{ip}:{}", bound.port()),
+            None if bound.ip().is_unspecified() => format!("http://127.0.0.1:{}", bound.port()),
+            None => format!("http://{bound}"),
+        },
+    };
+    Ok((listener, advertise))
+}
+
+/// How long a lease holder's renewal keeps other replicas away.
+pub const LEASE_DURATION: Duration = Duration::from_secs(15);
+/// How often replicas read and renew the lease.
+pub const LEASE_RETRY: Duration = Duration::from_secs(2);
