@@ -92,11 +92,26 @@ pub fn check_flow(nodes: &[FlowNode], modules: &[Module]) -> Vec<Problem> {
                     }
                 }
             }
-            if let Some(mapping) = &edge.mapping
-                && let Err(errors) = Mapping::compile(mapping)
-            {
-                for error in errors {
-                    problems.push(problem(Some(index), format!("mapping {error}")));
+            let Some(mapping) = &edge.mapping else { continue };
+            match Mapping::compile(mapping) {
+                Err(errors) => {
+                    for error in errors {
+                        problems.push(problem(Some(index), format!("mapping {error}")));
+                    }
+                }
+                Ok(compiled) => {
+                    let target = by_name.get(edge.to.node.as_str());
+                    let schema =
+                        target.and_then(|t| port_schema(t, &components, edge.to.port.as_str()));
+                    for misfit in schema.map(|s| compiled.misfits(s)).unwrap_or_default() {
+                        problems.push(problem(
+                            Some(index),
+                            format!(
+                                "mapping cannot fit {}.{}: {misfit}",
+                                edge.to.node, edge.to.port
+                            ),
+                        ));
+                    }
                 }
             }
         }
@@ -112,21 +127,56 @@ fn ports<'a>(
     components: &HashMap<(&str, &str), &'a ComponentDescriptor>,
     direction: Direction,
 ) -> Option<Vec<&'a str>> {
-    let resolved = node.status.as_ref().map(|s| s.ports.as_slice()).filter(|p| !p.is_empty());
-    if let Some(resolved) = resolved {
-        return Some(
-            resolved.iter().filter(|p| p.direction == direction).map(|p| p.name.as_str()).collect(),
-        );
-    }
-    let component = components.get(&(node.spec.module.as_str(), node.spec.component.as_str()))?;
     Some(
-        component
-            .ports
-            .iter()
+        known_ports(node, components)?
+            .into_iter()
             .filter(|p| p.direction == direction)
-            .map(|p| p.name.as_str())
+            .map(|p| p.name)
             .collect(),
     )
+}
+
+/// The JSON Schema of a node's input port, when known.
+fn port_schema<'a>(
+    node: &'a FlowNode,
+    components: &HashMap<(&str, &str), &'a ComponentDescriptor>,
+    port: &str,
+) -> Option<&'a serde_json::Value> {
+    known_ports(node, components)?
+        .into_iter()
+        .find(|p| p.direction == Direction::In && p.name == port)?
+        .schema
+}
+
+/// A port as far as checking needs it.
+struct KnownPort<'a> {
+    name: &'a str,
+    direction: Direction,
+    schema: Option<&'a serde_json::Value>,
+}
+
+/// The node's ports: its own resolved ports when it has been built (ports can depend on
+/// settings), else its component's default ports.
+fn known_ports<'a>(
+    node: &'a FlowNode,
+    components: &HashMap<(&str, &str), &'a ComponentDescriptor>,
+) -> Option<Vec<KnownPort<'a>>> {
+    let resolved = node.status.as_ref().map(|s| s.ports.as_slice()).filter(|p| !p.is_empty());
+    if let Some(resolved) = resolved {
+        let known = resolved.iter().map(|p| KnownPort {
+            name: p.name.as_str(),
+            direction: p.direction,
+            schema: p.schema.as_ref(),
+        });
+        return Some(known.collect());
+    }
+    let component = components.get(&(node.spec.module.as_str(), node.spec.component.as_str()))?;
+    let known = component.ports.iter().map(|p| KnownPort {
+        name: p.name.as_str(),
+        direction: p.direction,
+        schema: p.schema.as_ref(),
+    });
+    Some(known.collect())
 }
 
 fn list(names: &[&str]) -> String {
@@ -146,6 +196,9 @@ mod tests {
             "spec": { "version": "1", "components": [
                 { "name": "ticker", "label": "Ticker", "ports": [{ "name": "out", "direction": "out" }] },
                 { "name": "debug", "label": "Debug", "ports": [{ "name": "in", "direction": "in" }] },
+                { "name": "log", "label": "Log", "ports": [{ "name": "in", "direction": "in", "schema": {
+                    "type": "object", "required": ["text"], "properties": { "text": { "type": "string" } }
+                } }] },
                 { "name": "router", "label": "Router", "ports": [{ "name": "in", "direction": "in" }, { "name": "default", "direction": "out" }] },
             ] },
         }))
@@ -208,6 +261,27 @@ mod tests {
                 "node tick spec.edges[1]: node gone is not in flow f",
                 "node tick spec.edges[2]: log has no input port input (its inputs: in)",
                 "node tick spec.edges[3]: mapping a: {{ .x | nope }}: undefined filter at character 6 (`nope`)",
+            ]
+        );
+    }
+
+    #[test]
+    fn a_mapping_that_cannot_fit_the_target_port_is_named() {
+        let nodes = [
+            node(
+                "tick",
+                "ticker",
+                json!([
+                    { "port": "out", "to": { "node": "log", "port": "in" }, "mapping": { "text": 5 } },
+                    { "port": "out", "to": { "node": "log", "port": "in" }, "mapping": { "text": "{{ .n }}" } },
+                ]),
+            ),
+            node("log", "log", json!([])),
+        ];
+        assert_eq!(
+            messages(&nodes),
+            [
+                "node tick spec.edges[0]: mapping cannot fit log.in: text: the target port takes string here, not an integer"
             ]
         );
     }

@@ -94,6 +94,154 @@ impl Mapping {
     }
 }
 
+impl Mapping {
+    /// Where the mapping's output cannot fit `schema` (the target port's JSON Schema), judged
+    /// without running it: literals of the wrong type, required fields the mapping never sets,
+    /// fields the schema does not allow. A `{{ expr }}` could give anything, so it always fits;
+    /// the runtime checks its value on every delivery.
+    pub fn misfits(&self, schema: &Value) -> Vec<MappingError> {
+        let mut problems = Vec::new();
+        fit(&self.root, schema, schema, "", 0, &mut problems);
+        problems
+    }
+}
+
+/// How deep [`Mapping::misfits`] follows a schema, so a schema that refers to itself ends.
+const MAX_FIT_DEPTH: usize = 32;
+
+fn fit(
+    template: &Template,
+    root: &Value,
+    schema: &Value,
+    path: &str,
+    depth: usize,
+    problems: &mut Vec<MappingError>,
+) {
+    let schema = match schema.get("$ref").and_then(Value::as_str) {
+        Some(reference) => {
+            reference.strip_prefix('#').and_then(|p| root.pointer(p)).unwrap_or(schema)
+        }
+        None => schema,
+    };
+    // Alternatives would need every branch tried; the runtime's check covers them.
+    if depth > MAX_FIT_DEPTH
+        || !schema.is_object()
+        || schema.get("anyOf").is_some()
+        || schema.get("oneOf").is_some()
+    {
+        return;
+    }
+    if let Some(Value::Array(branches)) = schema.get("allOf") {
+        for branch in branches {
+            fit(template, root, branch, path, depth + 1, problems);
+        }
+    }
+    if let Some(shape) = shape(template) {
+        let allowed: Vec<&str> = match schema.get("type") {
+            Some(Value::String(one)) => vec![one.as_str()],
+            Some(Value::Array(many)) => many.iter().filter_map(Value::as_str).collect(),
+            _ => Vec::new(),
+        };
+        let fits = allowed.is_empty()
+            || allowed.contains(&shape)
+            || (shape == "integer" && allowed.contains(&"number"))
+            || (shape == "number" && allowed.contains(&"integer") && is_whole(template));
+        if !fits {
+            let message =
+                format!("the target port takes {} here, not {}", allowed.join(" or "), a(shape));
+            problems.push(MappingError { path: path.to_owned(), expression: None, message });
+            return;
+        }
+    }
+    if let Template::Literal(value) = template {
+        let listed = |name| schema.get(name).and_then(Value::as_array).map(Vec::as_slice);
+        if let Some(allowed) =
+            listed("enum").or_else(|| schema.get("const").map(std::slice::from_ref))
+            && !allowed.contains(value)
+        {
+            let allowed: Vec<String> = allowed.iter().map(ToString::to_string).collect();
+            let message = format!("the target port takes only {} here", allowed.join(", "));
+            problems.push(MappingError { path: path.to_owned(), expression: None, message });
+        }
+    }
+    match template {
+        Template::Object(fields) => {
+            let required = schema
+                .get("required")
+                .and_then(Value::as_array)
+                .map(Vec::as_slice)
+                .unwrap_or_default();
+            for name in required.iter().filter_map(Value::as_str) {
+                if !fields.iter().any(|(key, _)| key == name) {
+                    let message = format!("sets no {name}, which the target port requires");
+                    problems.push(MappingError {
+                        path: path.to_owned(),
+                        expression: None,
+                        message,
+                    });
+                }
+            }
+            let properties = schema.get("properties").and_then(Value::as_object);
+            let additional = schema.get("additionalProperties");
+            for (key, field) in fields {
+                let field_path =
+                    if path.is_empty() { key.clone() } else { format!("{path}.{key}") };
+                match (properties.and_then(|p| p.get(key)), additional) {
+                    (Some(field_schema), _) => {
+                        fit(field, root, field_schema, &field_path, depth + 1, problems)
+                    }
+                    (None, Some(Value::Bool(false))) => problems.push(MappingError {
+                        path: field_path,
+                        expression: None,
+                        message: format!("the target port has no field {key}"),
+                    }),
+                    (None, Some(other)) => {
+                        fit(field, root, other, &field_path, depth + 1, problems)
+                    }
+                    (None, None) => {}
+                }
+            }
+        }
+        Template::Array(items) => {
+            if let Some(item_schema) = schema.get("items") {
+                for (index, item) in items.iter().enumerate() {
+                    fit(item, root, item_schema, &format!("{path}[{index}]"), depth + 1, problems);
+                }
+            }
+        }
+        _ => {}
+    }
+}
+
+/// The JSON Schema type a template always gives, when it is known before running it.
+fn shape(template: &Template) -> Option<&'static str> {
+    Some(match template {
+        Template::Value(_) => return None,
+        Template::Text(_) => "string",
+        Template::Array(_) => "array",
+        Template::Object(_) => "object",
+        Template::Literal(Value::Null) => "null",
+        Template::Literal(Value::Bool(_)) => "boolean",
+        Template::Literal(Value::Number(n)) if n.is_i64() || n.is_u64() => "integer",
+        Template::Literal(Value::Number(_)) => "number",
+        Template::Literal(Value::String(_)) => "string",
+        Template::Literal(Value::Array(_)) => "array",
+        Template::Literal(Value::Object(_)) => "object",
+    })
+}
+
+fn is_whole(template: &Template) -> bool {
+    matches!(template, Template::Literal(Value::Number(n)) if n.as_f64().is_some_and(|f| f.fract() == 0.0))
+}
+
+fn a(shape: &str) -> String {
+    match shape {
+        "null" => "null".to_owned(),
+        "array" | "integer" | "object" => format!("an {shape}"),
+        _ => format!("a {shape}"),
+    }
+}
+
 fn compile_template(value: &Value, path: &str, errors: &mut Vec<MappingError>) -> Template {
     match value {
         Value::String(text) => compile_text(text, path, errors),
@@ -279,7 +427,9 @@ fn one_value(
     let mut outputs = expression.filter.id.run((context, input.clone()));
     let first = match outputs.next() {
         None => return Err(fail("gave no value: add a default such as `// null`".to_owned())),
-        Some(result) => result.map_err(|exception| fail(exception_message(exception)))?,
+        Some(result) => result.map_err(|exception| {
+            fail(mask_data(&exception_message(exception), &expression.source))
+        })?,
     };
     if let Some(second) = outputs.next() {
         let extra = 1 + usize::from(second.is_ok()) + outputs.count();
@@ -298,6 +448,46 @@ fn exception_message(exception: jaq_core::Exn<'_, Val>) -> String {
             Err(_) => "failed inside jq".to_owned(),
         },
     }
+}
+
+/// jq quotes the data it failed on (`cannot index "s3cr3t" with "name"`), and the data may be
+/// a secret while the error goes to status and logs: every quoted string that the expression
+/// itself does not contain becomes `a string`.
+fn mask_data(message: &str, expression: &str) -> String {
+    let mut masked = String::with_capacity(message.len());
+    let mut rest = message;
+    while let Some(start) = rest.find('"') {
+        masked.push_str(&rest[..start]);
+        let quoted = &rest[start..];
+        let Some(end) = closing_quote(quoted) else {
+            // An unterminated quote: hide everything after it rather than guess.
+            masked.push_str("a string");
+            return masked;
+        };
+        let literal = &quoted[..=end];
+        let content: String = serde_json::from_str(literal).unwrap_or_default();
+        if !content.is_empty() && expression.contains(&content) {
+            masked.push_str(literal);
+        } else {
+            masked.push_str("a string");
+        }
+        rest = &quoted[end + 1..];
+    }
+    masked.push_str(rest);
+    masked
+}
+
+/// The index of the quote that closes the JSON string starting at `quoted[0]`.
+fn closing_quote(quoted: &str) -> Option<usize> {
+    let mut escaped = false;
+    for (index, c) in quoted.char_indices().skip(1) {
+        match c {
+            '\\' if !escaped => escaped = true,
+            '"' if !escaped => return Some(index),
+            _ => escaped = false,
+        }
+    }
+    None
 }
 
 fn to_val(value: &Value) -> Val {
@@ -448,8 +638,10 @@ mod tests {
         assert_eq!(err.path, "image.name");
         assert_eq!(
             err.to_string(),
-            "image.name: {{ .spec.image.name }}: cannot index \"nginx\" with \"name\""
+            "image.name: {{ .spec.image.name }}: cannot index a string with \"name\""
         );
+        let err = map(json!("{{ .token + 1 }}"), json!({ "token": "s3cr\"et" })).unwrap_err();
+        assert_eq!(err.message, "cannot calculate a string + 1");
         let err = map(json!("{{ error(\"boom\") }}"), json!(null)).unwrap_err();
         assert_eq!(err.message, "\"boom\"");
     }
@@ -481,5 +673,59 @@ mod tests {
             json!({ "i": 7, "f": 1.5, "big": 9_007_199_254_740_993_i64 }),
         );
         assert_eq!(mapped.unwrap(), json!([7, 1.5, 9_007_199_254_740_993_i64, 3.5]));
+    }
+
+    #[test]
+    fn misfits_are_found_without_running_the_mapping() {
+        let schema = json!({
+            "type": "object",
+            "required": ["image", "replicas"],
+            "additionalProperties": false,
+            "properties": {
+                "image": { "type": "string" },
+                "replicas": { "type": "integer" },
+                "ratio": { "type": "number" },
+                "policy": { "$ref": "#/$defs/Policy" },
+                "tags": { "type": "array", "items": { "type": "string" } }
+            },
+            "$defs": { "Policy": { "enum": ["Always", "IfNotPresent"] } }
+        });
+        let misfits = |document: Value| -> Vec<String> {
+            Mapping::compile(&document)
+                .unwrap()
+                .misfits(&schema)
+                .iter()
+                .map(ToString::to_string)
+                .collect()
+        };
+        assert_eq!(
+            misfits(
+                json!({ "image": "{{ .image }}", "replicas": "{{ .n }}", "ratio": 1, "tags": ["a", "{{ .t }}"] })
+            ),
+            Vec::<String>::new(),
+            "expressions could give anything, and an integer is a number"
+        );
+        assert_eq!(
+            misfits(json!({
+                "image": 7,
+                "replicas": "three {{ .n }}",
+                "policy": "Sometimes",
+                "tags": [1],
+                "extra": true
+            })),
+            [
+                "image: the target port takes string here, not an integer",
+                "replicas: the target port takes integer here, not a string",
+                "policy: the target port takes only \"Always\", \"IfNotPresent\" here",
+                "tags[0]: the target port takes string here, not an integer",
+                "extra: the target port has no field extra",
+            ]
+        );
+        assert_eq!(
+            misfits(json!({ "image": "x" })),
+            ["sets no replicas, which the target port requires"]
+        );
+        assert_eq!(misfits(json!("{{ . }}")), Vec::<String>::new());
+        assert_eq!(misfits(json!([1])), ["the target port takes object here, not an array"]);
     }
 }
