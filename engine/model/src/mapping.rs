@@ -188,7 +188,7 @@ fn fit(
                     if path.is_empty() { key.clone() } else { format!("{path}.{key}") };
                 match (properties.and_then(|p| p.get(key)), additional) {
                     (Some(field_schema), _) => {
-                        fit(field, root, field_schema, &field_path, depth + 1, problems)
+                        fit(field, root, field_schema, &field_path, depth + 1, problems);
                     }
                     (None, Some(Value::Bool(false))) => problems.push(MappingError {
                         path: field_path,
@@ -196,7 +196,7 @@ fn fit(
                         message: format!("the target port has no field {key}"),
                     }),
                     (None, Some(other)) => {
-                        fit(field, root, other, &field_path, depth + 1, problems)
+                        fit(field, root, other, &field_path, depth + 1, problems);
                     }
                     (None, None) => {}
                 }

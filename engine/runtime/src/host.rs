@@ -214,8 +214,12 @@ impl Host {
         }
     }
 
-    /// Writes the status of every node whose status changed since it was last written.
+    /// Writes the status of every node whose status changed since it was last written. Only
+    /// the leading replica writes, so replicas do not overwrite each other's counters.
     async fn write_status(&self) {
+        if !self.runtime.leads() {
+            return;
+        }
         let pending: Vec<(NodeKey, FlowNodeStatus)> = {
             let nodes = self.nodes.lock().unwrap_or_else(PoisonError::into_inner);
             nodes
