@@ -96,8 +96,10 @@ impl Host {
         }
         let _ = status.await;
         let _ = endpoints.await;
-        self.runtime.shutdown().await;
+        // The last counters and kept state are flushed while the nodes still run: written
+        // after they stop, the status would say they have no ports and keep nothing.
         self.write_status().await;
+        self.runtime.shutdown().await;
         Ok(())
     }
 

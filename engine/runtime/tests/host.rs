@@ -100,7 +100,7 @@ async fn the_host_follows_flow_nodes_in_the_store() {
         .iter()
         .filter_map(|c| c["name"].as_str())
         .collect();
-    assert_eq!(components, ["relay", "sink", "flaky", "stuck", "trigger"]);
+    assert_eq!(components, ["relay", "sink", "flaky", "stuck", "trigger", "tally"]);
     assert_eq!(catalogue.data["status"]["readyReplicas"], 1);
 
     stop.cancel();
@@ -109,6 +109,49 @@ async fn the_host_follows_flow_nodes_in_the_store() {
         .expect("the host stopped")
         .expect("no panic")
         .expect("no error");
+}
+
+/// What a node keeps goes into its FlowNode's status and comes back in the next process, with
+/// its last error.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kept_state_and_the_last_error_outlive_the_process() {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let store: Arc<dyn Store> = Arc::new(EmbeddedStore::open(dir.path()).expect("store"));
+    store.create(object(&node("tally", "tally", json!({}), json!([])))).await.expect("tally");
+    store
+        .create(object(&node(
+            "flaky",
+            "flaky",
+            json!({ "failures": 1, "kind": "invalid" }),
+            json!([]),
+        )))
+        .await
+        .expect("flaky");
+    for expected in [2, 4] {
+        let runtime = runtime();
+        let host = Host::new(runtime.clone(), Arc::clone(&store), "default");
+        let stop = CancellationToken::new();
+        let running = tokio::spawn({
+            let stop = stop.clone();
+            async move { host.run(stop).await }
+        });
+        eventually(|| runtime.counters(&key("tally")).is_some()).await;
+        runtime.send(&key("tally"), "in", json!({})).await.expect("delivery");
+        let answer = runtime.send(&key("tally"), "in", json!({})).await.expect("delivery");
+        assert_eq!(answer, json!(expected), "counted on from what the last process kept");
+        let _ = runtime.send(&key("flaky"), "in", json!({})).await;
+        stored_status(&*store, "tally", |s| s["state"] == json!({ "count": expected })).await;
+        stop.cancel();
+        tokio::time::timeout(PATIENCE, running)
+            .await
+            .expect("the host stopped")
+            .expect("no panic")
+            .expect("no error");
+    }
+    let status = stored_status(&*store, "flaky", |s| !s["lastError"].is_null()).await;
+    assert_eq!(status["lastError"]["kind"], "invalid");
+    assert_eq!(status["lastError"]["message"], "failure 1");
+    assert!(status["lastError"]["time"].as_str().is_some_and(|t| t.ends_with('Z')), "{status}");
 }
 
 /// Two hosts on one store, as two module processes would be: each publishes its endpoint, and
