@@ -376,3 +376,47 @@ fn http_get(address: &str, path: &str) -> Result<String> {
     stream.read_to_string(&mut response)?;
     Ok(response)
 }
+
+#[test]
+fn send_and_module_refuse_what_they_cannot_do_and_say_why() -> Result<()> {
+    let weir = Weir::new();
+    weir.ok(&["apply", "-f", HELLO])?;
+    let cases: [(&[&str], &str); 6] = [
+        (&["send", "tick", "{}"], "error: target \"tick\" is not NODE:PORT (such as plan:in)\n"),
+        (&["send", "tick:", "{}"], "error: target \"tick:\" is not NODE:PORT (such as plan:in)\n"),
+        (
+            &["send", "greet:in", "{oops"],
+            "error: the message is not JSON: key must be a string at line 1 column 2\n",
+        ),
+        (&["send", "nobody:in", "{}"], "error: node default/nobody does not exist\n"),
+        (
+            &["send", "greet:in", "{}"],
+            "error: node greet belongs to module common, which is not running (no Module resource)\n",
+        ),
+        (
+            &["module", "nonesuch"],
+            "error: there is no built-in module \"nonesuch\" (built in: none)\n",
+        ),
+    ];
+    for (args, expected) in cases {
+        let stderr = weir.fails(args)?;
+        ensure!(stderr.ends_with(expected), "weir {args:?}: {stderr}");
+    }
+    // A module that published an endpoint and went away.
+    let module = r"
+apiVersion: weir.dev/v1alpha1
+kind: Module
+metadata: { name: common }
+spec: { version: '1', endpoint: 'http://127.0.0.1:9', components: [] }
+";
+    let mut apply =
+        weir.command(&["apply", "-f", "-"]).stdin(Stdio::piped()).stdout(Stdio::null()).spawn()?;
+    apply.stdin.take().context("stdin")?.write_all(module.as_bytes())?;
+    ensure!(apply.wait()?.success(), "applying the Module");
+    let stderr = weir.fails(&["send", "greet:in", "{}"])?;
+    ensure!(
+        stderr.starts_with("error: module common of node greet does not answer at http://127.0.0.1:9: is it running?"),
+        "{stderr}"
+    );
+    Ok(())
+}
