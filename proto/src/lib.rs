@@ -42,7 +42,9 @@ pub fn failure_of_status(status: &tonic::Status, peer: &str) -> NodeError {
     let message = format!("module {peer}: {}", status.message());
     // The connection itself broke (the peer died or was cut off): which attempt it was and
     // whether the peer acted on it are unknown, as with any network failure; retry it.
-    if let Some(broken) = status.source().and_then(|s| s.downcast_ref::<tonic::transport::Error>())
+    if status.code() == Code::Unknown
+        && let Some(broken) =
+            status.source().and_then(|s| s.downcast_ref::<tonic::transport::Error>())
     {
         let mut cause = broken.to_string();
         let mut source = broken.source();
