@@ -4,5 +4,5 @@ use std::process::ExitCode;
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    weir_engine::main(Vec::new()).await
+    weir_engine::main(vec![weir_common::module()]).await
 }

@@ -37,6 +37,19 @@ pub struct InvalidDuration {
 }
 
 impl HumanDuration {
+    /// Whole seconds, written the shortest way (`90` becomes `90s`, `300` becomes `5m`): for
+    /// defaults in settings.
+    pub fn from_secs(seconds: u64) -> Self {
+        let text = match seconds {
+            0 => "0s".to_owned(),
+            s if s % 86_400 == 0 => format!("{}d", s / 86_400),
+            s if s % 3600 == 0 => format!("{}h", s / 3600),
+            s if s % 60 == 0 => format!("{}m", s / 60),
+            s => format!("{s}s"),
+        };
+        Self { text, value: Duration::from_secs(seconds) }
+    }
+
     /// The duration's value.
     pub fn get(&self) -> Duration {
         self.value
@@ -126,6 +139,17 @@ mod tests {
             let parsed: HumanDuration = text.parse().unwrap();
             assert_eq!(parsed.get(), expected, "{text}");
             assert_eq!(parsed.to_string(), text);
+        }
+    }
+
+    #[test]
+    fn whole_seconds_are_written_the_shortest_way() {
+        for (seconds, text) in
+            [(0, "0s"), (45, "45s"), (300, "5m"), (5400, "90m"), (7200, "2h"), (86_400, "1d")]
+        {
+            let duration = HumanDuration::from_secs(seconds);
+            assert_eq!((duration.as_str(), duration.get()), (text, Duration::from_secs(seconds)));
+            assert_eq!(text.parse::<HumanDuration>().unwrap(), duration);
         }
     }
 

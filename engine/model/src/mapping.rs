@@ -51,9 +51,44 @@ enum Piece {
     Value(Expression),
 }
 
-struct Expression {
+/// One compiled jq expression that must give exactly one value: a mapping's `{{ expr }}`, a
+/// router's condition, a collect's key.
+pub struct Expression {
     source: String,
     filter: jaq_core::Filter<Data>,
+}
+
+impl fmt::Debug for Expression {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("Expression").field(&self.source).finish()
+    }
+}
+
+impl Expression {
+    /// Compiles `source` (without `{{ }}`); `path` names where it was written (such as
+    /// `settings.routes[0].condition`) in the error.
+    pub fn compile(source: &str, path: &str) -> Result<Self, MappingError> {
+        compile_expression(source.trim()).map_err(|message| MappingError {
+            path: path.to_owned(),
+            expression: Some(source.trim().to_owned()),
+            message,
+        })
+    }
+
+    /// Runs the expression over `input` with `$trigger` bound; `path` names it in errors.
+    pub fn evaluate(
+        &self,
+        input: &Value,
+        trigger: &Value,
+        path: &str,
+    ) -> Result<Value, MappingError> {
+        one_value(self, path, &to_val(input), &to_val(trigger))
+    }
+
+    /// The expression as written.
+    pub fn source(&self) -> &str {
+        &self.source
+    }
 }
 
 /// A mapping that does not compile or cannot be evaluated.

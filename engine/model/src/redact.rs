@@ -30,6 +30,44 @@ pub fn has_secrets(schema: &Value) -> bool {
     }
 }
 
+/// Words that mark a field secret by its name, for messages no schema describes (what a
+/// `debug` node keeps): compared without case, `-` or `_`.
+const SECRET_NAMES: &[&str] = &[
+    "password",
+    "passwd",
+    "secret",
+    "token",
+    "apikey",
+    "auth",
+    "credential",
+    "dockerconfigjson",
+    "privatekey",
+];
+
+/// Hides every value whose field name says it is secret (`password`, `apiToken`,
+/// `.dockerconfigjson`, `Authorization`, …), at any depth. A safety net for messages without
+/// a schema, not a replacement for marking fields in one.
+pub fn redact_by_name(message: &mut Value) {
+    match message {
+        Value::Object(fields) => {
+            for (name, value) in fields.iter_mut() {
+                let plain: String = name
+                    .chars()
+                    .filter(|c| c.is_alphanumeric())
+                    .flat_map(char::to_lowercase)
+                    .collect();
+                if SECRET_NAMES.iter().any(|word| plain.contains(word)) {
+                    *value = Value::String(REDACTED.to_owned());
+                } else {
+                    redact_by_name(value);
+                }
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(redact_by_name),
+        _ => {}
+    }
+}
+
 fn is_secret(schema: &Value) -> bool {
     let flag = |name| schema.get(name).and_then(Value::as_bool) == Some(true);
     flag("x-weir-secret") || flag("writeOnly")
@@ -125,6 +163,30 @@ mod tests {
         );
         assert!(has_secrets(&schema));
         assert!(!has_secrets(&json!({ "type": "object", "properties": { "a": {} } })));
+    }
+
+    #[test]
+    fn fields_named_like_secrets_are_hidden_without_a_schema() {
+        let mut message = json!({
+            "image": "nginx",
+            "auths": { "ghcr.io": { "auth": "dXNlcjpwYXNz" } },
+            "items": [{ "apiToken": "t0k", "name": "a" }],
+            ".dockerconfigjson": "e30=",
+            "Private-Key": "k",
+            "author": "ada"
+        });
+        redact_by_name(&mut message);
+        assert_eq!(
+            message,
+            json!({
+                "image": "nginx",
+                "auths": REDACTED,
+                "items": [{ "apiToken": REDACTED, "name": "a" }],
+                ".dockerconfigjson": REDACTED,
+                "Private-Key": REDACTED,
+                "author": REDACTED
+            })
+        );
     }
 
     #[test]

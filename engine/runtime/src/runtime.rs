@@ -135,6 +135,14 @@ impl Emitter for Router {
             Runtime { shared }.emit(from, port, message, run).await
         })
     }
+
+    fn report(&self, from: &NodeIdentity, error: &NodeError) {
+        let Some(shared) = self.0.upgrade() else { return };
+        let key = NodeKey { namespace: from.namespace.clone(), name: from.node.clone() };
+        if let Ok(instance) = (Runtime { shared }).instance(&key) {
+            instance.count_error(error);
+        }
+    }
 }
 
 impl Runtime {

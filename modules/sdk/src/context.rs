@@ -39,6 +39,12 @@ pub trait Emitter: Send + Sync {
         message: Value,
         run: &'a Run,
     ) -> BoxFuture<'a, Result<Value, NodeError>>;
+
+    /// Records a failure of `from` that no caller receives (a trigger's run that failed), so it
+    /// shows in the node's counters and last error.
+    fn report(&self, from: &NodeIdentity, error: &NodeError) {
+        let _ = (from, error);
+    }
 }
 
 /// The flow run a message belongs to: the message that started it, how deep the call tree
@@ -156,6 +162,21 @@ impl Context {
             NodeError::internal(format!("cannot encode the message for port {port}: {err}"))
         })?;
         self.emitter.emit(&self.identity, port, message, &self.run).await
+    }
+
+    /// Answers a failure of handling `input`: sent as data to the node's `error` output when
+    /// it has one (its answer becomes the reply), returned as the error otherwise.
+    pub async fn fail(&self, error: NodeError, input: Value) -> Result<Value, NodeError> {
+        if !self.outputs.iter().any(|p| p == crate::ERROR_PORT) {
+            return Err(error);
+        }
+        self.emit(crate::ERROR_PORT, crate::Failure::new(&error, input)).await
+    }
+
+    /// Records a failure no caller receives, such as a run a trigger started that failed: it
+    /// shows in the node's error counter and last error.
+    pub fn report(&self, error: &NodeError) {
+        self.emitter.report(&self.identity, error);
     }
 
     /// The run this context belongs to.

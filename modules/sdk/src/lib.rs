@@ -25,3 +25,9 @@ pub use schemars::JsonSchema;
 pub use serde_json::{Value, json};
 pub use state::NodeState;
 pub use trace::TraceContext;
+pub use weir_model::{
+    HumanDuration,
+    mapping::{Expression, MappingError},
+    names::PortName,
+    redact::{REDACTED, redact, redact_by_name},
+};

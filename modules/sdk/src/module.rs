@@ -19,7 +19,12 @@ pub struct Registration {
     trigger: bool,
     describe: fn() -> Result<ComponentDescriptor, NodeError>,
     build: BuildFn,
+    compliance: ComplianceFn,
 }
+
+/// Checks one component against the node rules.
+type ComplianceFn =
+    fn() -> futures::future::BoxFuture<'static, Result<(), crate::testing::Noncompliance>>;
 
 impl Registration {
     fn of<C: Component>() -> Self {
@@ -28,6 +33,7 @@ impl Registration {
             trigger: C::describe().trigger,
             describe: describe::<C>,
             build: build_node::<C>,
+            compliance: || Box::pin(crate::testing::check_compliance::<C>()),
         }
     }
 
@@ -44,6 +50,11 @@ impl Registration {
     /// The component's catalogue entry, with the ports of its default settings.
     pub fn descriptor(&self) -> Result<ComponentDescriptor, NodeError> {
         (self.describe)()
+    }
+
+    /// Checks the component against the node rules (see [`crate::testing::check_compliance`]).
+    pub async fn check_compliance(&self) -> Result<(), crate::testing::Noncompliance> {
+        (self.compliance)().await
     }
 
     /// Builds a node from settings.

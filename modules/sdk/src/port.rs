@@ -118,7 +118,11 @@ pub fn read_message<T: serde::de::DeserializeOwned>(
 ) -> Result<T, NodeError> {
     serde_path_to_error::deserialize(message).map_err(|err| {
         let path = err.path().to_string();
-        let field = if path == "." { String::new() } else { format!(".{path}") };
+        let field = match path.as_str() {
+            "." => String::new(),
+            index if index.starts_with('[') => path,
+            _ => format!(".{path}"),
+        };
         let problem = err.into_inner().to_string();
         // serde quotes the value it could not read: keep only what follows it.
         let problem = problem

@@ -46,6 +46,7 @@ impl std::fmt::Debug for Harness {
 struct Recorder {
     emitted: Mutex<Vec<Emitted>>,
     answer: Mutex<Arc<Answer>>,
+    reported: Mutex<Vec<NodeError>>,
 }
 
 impl Emitter for Recorder {
@@ -64,6 +65,10 @@ impl Emitter for Recorder {
             .push(Emitted { port: port.to_owned(), message });
         Box::pin(async move { reply })
     }
+
+    fn report(&self, _: &NodeIdentity, error: &NodeError) {
+        self.reported.lock().unwrap_or_else(PoisonError::into_inner).push(error.clone());
+    }
 }
 
 impl Harness {
@@ -75,6 +80,7 @@ impl Harness {
         let recorder = Arc::new(Recorder {
             emitted: Mutex::new(Vec::new()),
             answer: Mutex::new(Arc::new(|_, _| Ok(Value::Null))),
+            reported: Mutex::new(Vec::new()),
         });
         let identity = NodeIdentity {
             namespace: "test".to_owned(),
@@ -125,6 +131,11 @@ impl Harness {
     /// What the node emitted so far, in order.
     pub fn emitted(&self) -> Vec<Emitted> {
         self.recorder.emitted.lock().unwrap_or_else(PoisonError::into_inner).clone()
+    }
+
+    /// The failures the node reported with [`Context::report`], in order.
+    pub fn reported(&self) -> Vec<NodeError> {
+        self.recorder.reported.lock().unwrap_or_else(PoisonError::into_inner).clone()
     }
 
     /// What the node keeps as its state (null until it saves some).

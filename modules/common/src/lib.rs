@@ -1,0 +1,32 @@
+//! The common module: the components a flow author reaches for first. Triggers (`ticker`,
+//! `cron`, `signal`) start runs; `router`, `array_split`, `collect` and `delay` shape them;
+//! `debug` shows what arrives.
+
+mod array_split;
+mod collect;
+mod cron;
+mod debug;
+mod delay;
+mod router;
+mod signal;
+mod ticker;
+
+use weir_sdk::Module;
+
+/// The common module, its components one per line.
+pub fn module() -> Module {
+    Module::new("common", env!("CARGO_PKG_VERSION"))
+        .component::<ticker::Ticker>()
+        .component::<cron::Cron>()
+        .component::<signal::Signal>()
+        .component::<router::Router>()
+        .component::<array_split::ArraySplit>()
+        .component::<collect::Collect>()
+        .component::<delay::Delay>()
+        .component::<debug::Debug>()
+}
+
+/// Now, as RFC 3339 in UTC with whole seconds, as messages carry times.
+fn now_rfc3339() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+}
