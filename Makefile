@@ -9,5 +9,5 @@ up: ## run the engine on the embedded store (builds what it needs)
 test: ## the whole suite, as CI runs it
 	scripts/test
 
-gen: ## regenerate committed artefacts (CRDs)
-	cargo run -j2 --bin weir -- crds --out crds
+gen: ## regenerate committed artefacts (CRDs, the node reference)
+	cargo run -j2 --bin weir -- crds --out crds && cargo run -j2 --bin weir -- reference --out docs/nodes.md

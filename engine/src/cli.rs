@@ -63,6 +63,8 @@ pub enum Command {
     Validate(ValidateArgs),
     /// Print or write the CustomResourceDefinitions
     Crds(CrdsArgs),
+    /// Print or write the node reference (Markdown) of the built-in modules
+    Reference(ReferenceArgs),
 }
 
 /// Where resources are kept.
@@ -243,5 +245,13 @@ pub struct ExportArgs {
 pub struct CrdsArgs {
     /// Write one file per CRD into this directory instead of printing them
     #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+}
+
+/// `weir reference`.
+#[derive(Debug, Args)]
+pub struct ReferenceArgs {
+    /// Write the page to this file instead of printing it
+    #[arg(long, value_name = "FILE")]
     pub out: Option<PathBuf>,
 }

@@ -1,6 +1,6 @@
 //! One module per `weir` verb; [`run`] dispatches to them.
 
-use std::{path::PathBuf, process::ExitCode, sync::Arc};
+use std::{io::Write as _, path::PathBuf, process::ExitCode, sync::Arc};
 
 use anyhow::{Context as _, Result};
 use weir_model::Kind;
@@ -38,6 +38,17 @@ pub async fn run(cli: Cli, builtins: Vec<Module>) -> Result<ExitCode> {
         }
         Command::Validate(args) => validate::run(&args, &mut out)?,
         Command::Crds(args) => crds::run(args, &mut out)?,
+        Command::Reference(args) => {
+            let page = crate::reference::render(&builtins)?;
+            match args.out {
+                Some(path) => {
+                    std::fs::write(&path, page)
+                        .with_context(|| format!("cannot write {}", path.display()))?;
+                    writeln!(out, "wrote {}", path.display())?;
+                }
+                None => write!(out, "{page}")?,
+            }
+        }
     }
     Ok(ExitCode::SUCCESS)
 }

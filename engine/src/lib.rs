@@ -7,6 +7,7 @@ pub mod controller;
 pub mod hosting;
 pub mod manifests;
 pub mod printer;
+pub mod reference;
 pub mod server;
 
 use std::process::ExitCode;

@@ -17,7 +17,7 @@ use std::{
         Arc, Mutex, PoisonError, Weak,
         atomic::{AtomicU64, Ordering},
     },
-    time::{SystemTime, UNIX_EPOCH},
+    time::{Duration, SystemTime, UNIX_EPOCH},
 };
 
 use async_trait::async_trait;
@@ -517,7 +517,11 @@ impl Inner {
                     return;
                 }
                 for path in &event.paths {
-                    inner.file_changed(path);
+                    if path.is_dir() {
+                        rescan_soon(Weak::clone(&weak), path.clone());
+                    } else {
+                        inner.file_changed(path);
+                    }
                 }
             })
             .map_err(|err| notify_error(&self.root, err))?;
@@ -526,6 +530,19 @@ impl Inner {
             .map_err(|err| notify_error(&self.root, err))?;
         *slot = Some(watcher);
         Ok(())
+    }
+
+    /// Announces every object file under a directory that just appeared (a namespace holds
+    /// kind directories, which hold files: two levels at most).
+    fn directory_appeared(&self, dir: &Path, depth: usize) {
+        let Ok(entries) = fs::read_dir(dir) else { return };
+        for path in entries.filter_map(|e| e.ok().map(|e| e.path())) {
+            if path.is_dir() && depth < 1 {
+                self.directory_appeared(&path, depth + 1);
+            } else if path.extension().is_some_and(|e| e == "yaml") {
+                self.file_changed(&path);
+            }
+        }
     }
 
     /// Turns a file-system notification into a change for the watchers.
@@ -550,6 +567,20 @@ impl Inner {
         (NameRule::DnsLabel.accepts(namespace) && NameRule::DnsLabel.accepts(name))
             .then(|| ObjectRef::new(kind, namespace, name))
     }
+}
+
+/// Reads a directory that just appeared, twice over the next half second. Files written into
+/// it before notify adds its watch raise no events, and notify adds that watch only after the
+/// handler has seen the directory appear; a file announced twice is reported once (watchers
+/// drop resourceVersions they have seen).
+fn rescan_soon(inner: Weak<Inner>, dir: PathBuf) {
+    std::thread::spawn(move || {
+        for wait in [Duration::from_millis(50), Duration::from_millis(450)] {
+            std::thread::sleep(wait);
+            let Some(inner) = inner.upgrade() else { return };
+            inner.directory_appeared(&dir, 0);
+        }
+    });
 }
 
 fn tombstone(key: &ObjectRef, revision: u64) -> DynamicObject {

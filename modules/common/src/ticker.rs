@@ -254,7 +254,10 @@ mod tests {
             "{err}"
         );
         let err = Harness::build::<Ticker>(&json!({ "every": "1m" })).unwrap_err();
-        assert_eq!(err.message(), "settings.every: unknown field `every`, expected `interval` or `firstTick`");
+        assert_eq!(
+            err.message(),
+            "settings.every: unknown field `every`, expected `interval` or `firstTick`"
+        );
     }
 
     #[tokio::test]
