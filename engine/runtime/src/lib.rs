@@ -12,6 +12,7 @@ mod instance;
 pub mod metrics;
 mod peers;
 mod runtime;
+pub mod scenario;
 
 pub use host::Host;
 pub use runtime::{BuildError, DEFAULT_EDGE_TIMEOUT, HOP_LIMIT, NodeKey, Runtime};
