@@ -4,5 +4,9 @@ use std::process::ExitCode;
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    weir_engine::main(vec![weir_common::module()]).await
+    weir_engine::main(vec![
+        weir_common::module(),
+        weir_js::module(),
+    ])
+    .await
 }

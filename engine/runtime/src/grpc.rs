@@ -158,6 +158,10 @@ fn wire_event(event: &Event) -> NodeEvent {
             .into();
             wire.message_json = message_bytes(message);
         }
+        What::Logged(line) => {
+            wire.kind = EventKind::Logged.into();
+            wire.line.clone_from(line);
+        }
         What::Answered { elapsed } => {
             wire.kind = EventKind::Answered.into();
             wire.elapsed_nanos = nanos(*elapsed);

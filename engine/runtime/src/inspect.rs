@@ -41,6 +41,8 @@ pub enum What {
         /// How long the node and everything downstream of it took.
         elapsed: Duration,
     },
+    /// The node wrote a line to its debug stream (a script's `console.log`).
+    Logged(String),
     /// Handling a message failed.
     Failed {
         /// The failure's kind.

@@ -136,6 +136,18 @@ impl Emitter for Router {
         })
     }
 
+    fn log(&self, from: &NodeIdentity, run: &Run, line: &str) {
+        tracing::debug!(node = %from, trace_id = %run.trace.trace_hex(), "{line}");
+        let Some(shared) = self.0.upgrade() else { return };
+        let runtime = Runtime { shared };
+        let key = NodeKey { namespace: from.namespace.clone(), name: from.node.clone() };
+        if runtime.watched()
+            && let Ok(instance) = runtime.instance(&key)
+        {
+            runtime.publish(&instance, "", run.trace, What::Logged(line.to_owned()));
+        }
+    }
+
     fn report(&self, from: &NodeIdentity, error: &NodeError) {
         let Some(shared) = self.0.upgrade() else { return };
         let key = NodeKey { namespace: from.namespace.clone(), name: from.node.clone() };

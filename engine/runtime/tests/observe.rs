@@ -30,6 +30,7 @@ async fn watchers_see_every_step_of_a_run_under_one_trace_with_secrets_hidden() 
                 What::Emitted(_) => "emitted",
                 What::Answered { .. } => "answered",
                 What::Failed { .. } => "failed",
+                What::Logged(_) => "logged",
             };
             format!("{}.{} {what}", e.node.node, e.port)
         })

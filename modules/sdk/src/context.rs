@@ -45,6 +45,11 @@ pub trait Emitter: Send + Sync {
     fn report(&self, from: &NodeIdentity, error: &NodeError) {
         let _ = (from, error);
     }
+
+    /// Shows a line the node wrote (a script's `console.log`) to whoever watches the node.
+    fn log(&self, from: &NodeIdentity, run: &Run, line: &str) {
+        let _ = (from, run, line);
+    }
 }
 
 /// The flow run a message belongs to: the message that started it, how deep the call tree
@@ -164,10 +169,16 @@ impl Context {
         self.emitter.emit(&self.identity, port, message, &self.run).await
     }
 
+    /// Whether the node has the output `port` (ports follow the settings, so an optional
+    /// `error` output is there only when switched on).
+    pub fn has_output(&self, port: &str) -> bool {
+        self.outputs.iter().any(|p| p == port)
+    }
+
     /// Answers a failure of handling `input`: sent as data to the node's `error` output when
     /// it has one (its answer becomes the reply), returned as the error otherwise.
     pub async fn fail(&self, error: NodeError, input: Value) -> Result<Value, NodeError> {
-        if !self.outputs.iter().any(|p| p == crate::ERROR_PORT) {
+        if !self.has_output(crate::ERROR_PORT) {
             return Err(error);
         }
         self.emit(crate::ERROR_PORT, crate::Failure::new(&error, input)).await
@@ -177,6 +188,12 @@ impl Context {
     /// shows in the node's error counter and last error.
     pub fn report(&self, error: &NodeError) {
         self.emitter.report(&self.identity, error);
+    }
+
+    /// Writes a line to the node's debug stream (the inspect events the editor shows), such as
+    /// what a user's script printed. It must not hold secrets.
+    pub fn log(&self, line: &str) {
+        self.emitter.log(&self.identity, &self.run, line);
     }
 
     /// The run this context belongs to.

@@ -26,7 +26,7 @@ pub use serde_json::{Value, json};
 pub use state::NodeState;
 pub use trace::TraceContext;
 pub use weir_model::{
-    HumanDuration,
+    Direction, HumanDuration,
     mapping::{Expression, MappingError},
     names::PortName,
     redact::{REDACTED, redact, redact_by_name},

@@ -47,6 +47,7 @@ struct Recorder {
     emitted: Mutex<Vec<Emitted>>,
     answer: Mutex<Arc<Answer>>,
     reported: Mutex<Vec<NodeError>>,
+    logged: Mutex<Vec<String>>,
 }
 
 impl Emitter for Recorder {
@@ -69,6 +70,10 @@ impl Emitter for Recorder {
     fn report(&self, _: &NodeIdentity, error: &NodeError) {
         self.reported.lock().unwrap_or_else(PoisonError::into_inner).push(error.clone());
     }
+
+    fn log(&self, _: &NodeIdentity, _: &Run, line: &str) {
+        self.logged.lock().unwrap_or_else(PoisonError::into_inner).push(line.to_owned());
+    }
 }
 
 impl Harness {
@@ -81,6 +86,7 @@ impl Harness {
             emitted: Mutex::new(Vec::new()),
             answer: Mutex::new(Arc::new(|_, _| Ok(Value::Null))),
             reported: Mutex::new(Vec::new()),
+            logged: Mutex::new(Vec::new()),
         });
         let identity = NodeIdentity {
             namespace: "test".to_owned(),
@@ -136,6 +142,16 @@ impl Harness {
     /// The failures the node reported with [`Context::report`], in order.
     pub fn reported(&self) -> Vec<NodeError> {
         self.recorder.reported.lock().unwrap_or_else(PoisonError::into_inner).clone()
+    }
+
+    /// The node's ports, as its settings made them.
+    pub fn ports(&self) -> &[crate::Port] {
+        self.node.ports()
+    }
+
+    /// The lines the node wrote with [`Context::log`], in order.
+    pub fn logged(&self) -> Vec<String> {
+        self.recorder.logged.lock().unwrap_or_else(PoisonError::into_inner).clone()
     }
 
     /// What the node keeps as its state (null until it saves some).
