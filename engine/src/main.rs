@@ -4,9 +4,5 @@ use std::process::ExitCode;
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    weir_engine::main(vec![
-        weir_common::module(),
-        weir_js::module(),
-    ])
-    .await
+    weir_engine::main(vec![weir_common::module(), weir_js::module()]).await
 }

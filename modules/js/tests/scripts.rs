@@ -86,11 +86,7 @@ async fn hostile_scripts_get_clear_errors_and_the_node_keeps_serving() {
     let cases = [
         ("loop", ErrorKind::Transient, "the script ran past its time limit"),
         ("memory", ErrorKind::Invalid, "the script ran out of memory (over its memory limit)"),
-        (
-            "recursion",
-            ErrorKind::Invalid,
-            "the script overflowed its stack (recursion too deep?)",
-        ),
+        ("recursion", ErrorKind::Invalid, "the script overflowed its stack (recursion too deep?)"),
         (
             "output",
             ErrorKind::Invalid,
