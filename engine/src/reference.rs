@@ -36,6 +36,18 @@ fn render_component(page: &mut String, module: &str, component: &ComponentDescri
     if component.trigger {
         page.push_str("A trigger: it starts runs on its own, on the module's leader only.\n\n");
     }
+    if !component.permissions.is_empty() {
+        let rules: Vec<String> = component
+            .permissions
+            .iter()
+            .map(|rule| {
+                let group = rule.api_groups.join(",");
+                let group = if group.is_empty() { "core".to_owned() } else { group };
+                format!("{} {} ({group})", rule.verbs.join(", "), rule.resources.join(", "))
+            })
+            .collect();
+        let _ = writeln!(page, "Kubernetes permissions: {}.\n", rules.join("; "));
+    }
     if !component.tags.is_empty() {
         let _ = writeln!(page, "Tags: {}.\n", component.tags.join(", "));
     }

@@ -67,6 +67,21 @@ pub struct ComponentDescriptor {
     /// Its ports for default settings; a node's own ports are in its status.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub ports: Vec<PortDescriptor>,
+    /// The Kubernetes RBAC rules its nodes need.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub permissions: Vec<PolicyRule>,
+}
+
+/// A Kubernetes RBAC rule, as a Role or ClusterRole lists it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct PolicyRule {
+    /// The API groups; `""` is the core group.
+    pub api_groups: Vec<String>,
+    /// The resources, plural.
+    pub resources: Vec<String>,
+    /// The verbs.
+    pub verbs: Vec<String>,
 }
 
 /// A port in a component's catalogue entry.

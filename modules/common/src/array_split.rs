@@ -100,6 +100,7 @@ impl Component for ArraySplit {
             description: "Sends each item of an array on its way and answers with a summary.",
             tags: &["split", "foreach", "loop", "batch"],
             trigger: false,
+            permissions: &[],
         }
     }
 

@@ -103,6 +103,7 @@ impl Component for Collect {
             description: "Joins items that arrive one by one back into an array, by count, key and timeout.",
             tags: &["join", "gather", "batch", "aggregate"],
             trigger: false,
+            permissions: &[],
         }
     }
 

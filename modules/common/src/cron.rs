@@ -84,6 +84,7 @@ impl Component for Cron {
             description: "Starts a run at the times a cron expression names, in a time zone.",
             tags: &["trigger", "schedule", "cron", "timer"],
             trigger: true,
+            permissions: &[],
         }
     }
 

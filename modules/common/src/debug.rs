@@ -68,6 +68,7 @@ impl Component for Debug {
             description: "Keeps the last messages that reach it, for the editor, and logs them.",
             tags: &["sink", "log", "inspect", "output"],
             trigger: false,
+            permissions: &[],
         }
     }
 

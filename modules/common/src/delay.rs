@@ -41,6 +41,7 @@ impl Component for Delay {
             description: "Holds each message for a while, then sends it on.",
             tags: &["wait", "sleep", "pause"],
             trigger: false,
+            permissions: &[],
         }
     }
 

@@ -73,6 +73,7 @@ impl Component for Router {
             description: "Sends each message to the route whose jq condition holds.",
             tags: &["switch", "condition", "branch", "if"],
             trigger: false,
+            permissions: &[],
         }
     }
 

@@ -35,6 +35,7 @@ impl Component for Signal {
             description: "Starts a run with the message sent to it, from the editor or `weir send`.",
             tags: &["trigger", "manual", "inject", "test"],
             trigger: false,
+            permissions: &[],
         }
     }
 

@@ -98,6 +98,7 @@ impl Component for Ticker {
             description: "Starts a run every interval; the next tick waits for the run to finish.",
             tags: &["trigger", "schedule", "interval", "timer"],
             trigger: true,
+            permissions: &[],
         }
     }
 

@@ -103,6 +103,7 @@ impl Component for JsEval {
             description: "Runs a JavaScript function on each message, sandboxed (no file system, network or process), with time and memory limits.",
             tags: &["script", "function", "transform", "code", "javascript"],
             trigger: false,
+            permissions: &[],
         }
     }
 

@@ -28,6 +28,19 @@ pub struct Description {
     pub tags: &'static [&'static str],
     /// Whether it starts runs on its own (its `run` is called, on the module's leader only).
     pub trigger: bool,
+    /// The Kubernetes RBAC rules its nodes need; the chart grants the module their union.
+    pub permissions: &'static [Permission],
+}
+
+/// One Kubernetes RBAC rule a component needs: these verbs on a resource of an API group.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Permission {
+    /// The API group, such as `apps`; empty for the core group.
+    pub api_group: &'static str,
+    /// The resource, plural, such as `deployments`.
+    pub resource: &'static str,
+    /// The verbs, such as `list` or `patch`.
+    pub verbs: &'static [&'static str],
 }
 
 /// A node type. Implement it in one file per component; register it in the module's table of

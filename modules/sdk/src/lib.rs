@@ -16,7 +16,7 @@ pub mod state;
 pub mod testing;
 pub mod trace;
 
-pub use component::{Component, Description, Node};
+pub use component::{Component, Description, Node, Permission};
 pub use context::{Context, Emitter, NodeIdentity, Run};
 pub use error::{ErrorKind, NodeError};
 pub use module::Module;

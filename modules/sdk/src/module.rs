@@ -78,6 +78,15 @@ fn describe<C: Component>() -> Result<ComponentDescriptor, NodeError> {
         trigger: description.trigger,
         settings_schema: Some(schema_of::<C::Settings>()),
         ports,
+        permissions: description
+            .permissions
+            .iter()
+            .map(|p| weir_model::module::PolicyRule {
+                api_groups: vec![p.api_group.to_owned()],
+                resources: vec![p.resource.to_owned()],
+                verbs: p.verbs.iter().map(|v| (*v).to_owned()).collect(),
+            })
+            .collect(),
     })
 }
 

@@ -52,6 +52,7 @@ impl Component for Greeter {
             description: "Greets a person by name.",
             tags: &["demo"],
             trigger: false,
+            permissions: &[],
         }
     }
 
@@ -108,7 +109,12 @@ impl Component for Counter {
     type Settings = CounterSettings;
 
     fn describe() -> Description {
-        Description { label: "Counter", description: "Counts.", tags: &[], trigger: true }
+        Description {
+            label: "Counter",
+            description: "Counts.",
+            trigger: true,
+            ..Description::default()
+        }
     }
 
     fn ports(_: &CounterSettings) -> Vec<Port> {

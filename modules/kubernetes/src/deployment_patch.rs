@@ -1,0 +1,198 @@
+//! `deployment_patch`: sets container images of a Deployment by container name (init
+//! containers included) and adds annotations, with a strategic merge patch that touches only
+//! those fields, so changes others make at the same time survive. Names are checked first: an
+//! unknown container is a permanent error listing the ones there are.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::apps::v1::Deployment;
+use kube::{
+    Api,
+    api::{Patch, PatchParams},
+};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use weir_sdk::{
+    Component, Context, Description, JsonSchema, NodeError, Permission, Port, Value, read_message,
+};
+
+use crate::access::{Cluster, Connection, api_error};
+
+/// Settings of a deployment patch.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+pub struct DeploymentPatchSettings {
+    /// Check the patch with the API server without saving it.
+    pub dry_run: bool,
+    /// The field manager the change is recorded under.
+    pub field_manager: String,
+    /// Send failures (a denial, an unknown Deployment) to the `error` output as data instead
+    /// of failing the caller.
+    pub error_port: bool,
+    /// Which cluster.
+    #[serde(flatten)]
+    pub cluster: Cluster,
+}
+
+impl Default for DeploymentPatchSettings {
+    fn default() -> Self {
+        Self {
+            dry_run: false,
+            field_manager: "weir".to_owned(),
+            error_port: false,
+            cluster: Cluster::default(),
+        }
+    }
+}
+
+/// What to change.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Change {
+    /// The Deployment's namespace.
+    pub namespace: String,
+    /// The Deployment's name.
+    pub name: String,
+    /// New images by container name (containers and init containers).
+    #[serde(default)]
+    pub images: BTreeMap<String, String>,
+    /// Annotations to add or replace, such as the original image.
+    #[serde(default)]
+    pub annotations: BTreeMap<String, String>,
+}
+
+/// What the patch did.
+#[derive(Debug, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Patched {
+    /// The Deployment's namespace.
+    pub namespace: String,
+    /// The Deployment's name.
+    pub name: String,
+    /// The containers whose image changed.
+    pub changed: Vec<String>,
+    /// Whether the patch was only checked, not saved.
+    pub dry_run: bool,
+    /// The Deployment's generation after the patch.
+    pub generation: Option<i64>,
+}
+
+/// A node of the deployment patch component.
+#[derive(Debug)]
+pub struct DeploymentPatch {
+    settings: DeploymentPatchSettings,
+    connection: Connection,
+}
+
+impl Component for DeploymentPatch {
+    const NAME: &'static str = "deployment_patch";
+    type Settings = DeploymentPatchSettings;
+
+    fn describe() -> Description {
+        Description {
+            label: "Deployment patch",
+            description: "Sets container images of a Deployment by container name and adds annotations, without clobbering concurrent changes.",
+            tags: &["kubernetes", "deployments", "images", "patch"],
+            trigger: false,
+            permissions: &[Permission {
+                api_group: "apps",
+                resource: "deployments",
+                verbs: &["get", "patch"],
+            }],
+        }
+    }
+
+    fn ports(settings: &DeploymentPatchSettings) -> Vec<Port> {
+        let mut ports = vec![Port::input::<Change>("in"), Port::output::<Patched>("out")];
+        if settings.error_port {
+            ports.push(Port::error());
+        }
+        ports
+    }
+
+    fn build(settings: DeploymentPatchSettings) -> Result<Self, NodeError> {
+        if settings.field_manager.trim().is_empty() {
+            return Err(NodeError::invalid("settings.fieldManager: must not be empty"));
+        }
+        let connection = Connection::new(settings.cluster.clone());
+        Ok(Self { settings, connection })
+    }
+
+    async fn handle(&self, cx: &Context, port: &str, message: Value) -> Result<Value, NodeError> {
+        let change: Change = read_message(port, message.clone())?;
+        match self.patch(change).await {
+            Ok(patched) => cx.emit("out", patched).await,
+            Err(err) => cx.fail(err, message).await,
+        }
+    }
+}
+
+impl DeploymentPatch {
+    async fn patch(&self, change: Change) -> Result<Patched, NodeError> {
+        let client = self.connection.client().await?;
+        let (namespace, name) = (&change.namespace, &change.name);
+        let deployments: Api<Deployment> = Api::namespaced(client, namespace);
+        let doing = format!("get deployments.apps {name} in namespace {namespace}");
+        let current = deployments.get(name).await.map_err(|err| api_error(&doing, err))?;
+        let pod = current.spec.as_ref().and_then(|s| s.template.spec.as_ref());
+        let names = |init: bool| -> Vec<String> {
+            let containers = if init {
+                pod.and_then(|p| p.init_containers.as_ref()).cloned().unwrap_or_default()
+            } else {
+                pod.map(|p| p.containers.clone()).unwrap_or_default()
+            };
+            containers.into_iter().map(|c| c.name).collect()
+        };
+        let (containers, init_containers) = (names(false), names(true));
+        let mut patch_containers = Vec::new();
+        let mut patch_init = Vec::new();
+        for (container, image) in &change.images {
+            if containers.contains(container) {
+                patch_containers.push(json!({ "name": container, "image": image }));
+            } else if init_containers.contains(container) {
+                patch_init.push(json!({ "name": container, "image": image }));
+            } else {
+                return Err(NodeError::invalid(format!(
+                    "deployment {namespace}/{name} has no container {container} (containers: {}; init containers: {})",
+                    list(&containers),
+                    list(&init_containers)
+                )));
+            }
+        }
+        let mut pod_spec = serde_json::Map::new();
+        if !patch_containers.is_empty() {
+            pod_spec.insert("containers".to_owned(), json!(patch_containers));
+        }
+        if !patch_init.is_empty() {
+            pod_spec.insert("initContainers".to_owned(), json!(patch_init));
+        }
+        let mut patch = json!({});
+        if !change.annotations.is_empty() {
+            patch["metadata"] = json!({ "annotations": change.annotations });
+        }
+        if !pod_spec.is_empty() {
+            patch["spec"] = json!({ "template": { "spec": pod_spec } });
+        }
+        let params = PatchParams {
+            dry_run: self.settings.dry_run,
+            field_manager: Some(self.settings.field_manager.clone()),
+            ..PatchParams::default()
+        };
+        let doing = format!("patch deployments.apps {name} in namespace {namespace}");
+        let patched = deployments
+            .patch(name, &params, &Patch::Strategic(patch))
+            .await
+            .map_err(|err| api_error(&doing, err))?;
+        Ok(Patched {
+            namespace: namespace.clone(),
+            name: name.clone(),
+            changed: change.images.keys().cloned().collect(),
+            dry_run: self.settings.dry_run,
+            generation: patched.metadata.generation,
+        })
+    }
+}
+
+fn list(names: &[String]) -> String {
+    if names.is_empty() { "none".to_owned() } else { names.join(", ") }
+}

@@ -1,0 +1,382 @@
+//! The kubernetes module against a real kube-apiserver: listing (with pagination over 2,000
+//! Deployments), patching without clobbering, reading registry credentials, and each component
+//! working with exactly the RBAC rules it declares and failing clearly without one of them.
+
+use std::path::Path;
+
+use anyhow::{Context as _, Result, ensure};
+use futures::{StreamExt as _, TryStreamExt as _};
+use k8s_openapi::api::{
+    apps::v1::Deployment,
+    core::v1::{Secret, ServiceAccount},
+    rbac::v1::{PolicyRule, Role, RoleBinding},
+};
+use kube::{
+    Api, Client,
+    api::{Patch, PatchParams, PostParams},
+};
+use serde_json::{Value, json};
+use weir_kubernetes::{
+    deployment_list::DeploymentList, deployment_patch::DeploymentPatch, secret_get::SecretGet,
+};
+use weir_sdk::{Component, ErrorKind, Permission, testing::Harness};
+use weir_testenv::ControlPlane;
+
+// Owned arguments read better with json! literals at the call sites.
+#[allow(clippy::needless_pass_by_value)]
+fn deployment(name: &str, replicas: i32, pod: Value) -> Deployment {
+    serde_json::from_value(json!({
+        "metadata": { "name": name, "labels": { "app": name } },
+        "spec": {
+            "replicas": replicas,
+            "selector": { "matchLabels": { "app": name } },
+            "template": { "metadata": { "labels": { "app": name } }, "spec": pod },
+        }
+    }))
+    .expect("a Deployment")
+}
+
+async fn create_all(client: &Client, namespace: &str, items: Vec<Deployment>) -> Result<()> {
+    let api: Api<Deployment> = Api::namespaced(client.clone(), namespace);
+    futures::stream::iter(items)
+        .map(|d| {
+            let api = api.clone();
+            async move { api.create(&PostParams::default(), &d).await.map(drop) }
+        })
+        .buffer_unordered(16)
+        .try_collect::<Vec<()>>()
+        .await?;
+    Ok(())
+}
+
+async fn create<K>(client: &Client, namespace: &str, object: Value) -> Result<()>
+where
+    K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>
+        + Clone
+        + serde::de::DeserializeOwned
+        + serde::Serialize
+        + std::fmt::Debug,
+    K::DynamicType: Default,
+{
+    let api: Api<K> = Api::namespaced(client.clone(), namespace);
+    api.create(&PostParams::default(), &serde_json::from_value(object)?).await?;
+    Ok(())
+}
+
+/// Sends `message` to a node built from `settings` and returns what it emitted on `out`.
+async fn run<C: Component>(settings: Value, message: Value) -> Result<Value, weir_sdk::NodeError> {
+    let node = Harness::build::<C>(&settings)?;
+    node.send("in", message).await?;
+    Ok(node.emitted().pop().map(|e| e.message).unwrap_or_default())
+}
+
+fn kubeconfig(path: &Path) -> String {
+    path.display().to_string()
+}
+
+/// Creates the web (pod pull secret, init container) and api (ServiceAccount pull secret)
+/// Deployments, and an idle one.
+async fn workloads(client: &Client, namespace: &str) -> Result<()> {
+    create::<ServiceAccount>(
+        client,
+        namespace,
+        json!({ "metadata": { "name": "builder" }, "imagePullSecrets": [{ "name": "hub-from-account" }] }),
+    )
+    .await?;
+    create_all(
+        client,
+        namespace,
+        vec![
+            deployment(
+                "web",
+                2,
+                json!({
+                    "containers": [{ "name": "main", "image": "nginx:1.27" }, { "name": "sidecar", "image": "envoyproxy/envoy:v1.31" }],
+                    "initContainers": [{ "name": "migrate", "image": "ghcr.io/acme/migrate:3" }],
+                    "imagePullSecrets": [{ "name": "hub-from-pod" }],
+                }),
+            ),
+            deployment("api", 1, json!({ "serviceAccountName": "builder", "containers": [{ "name": "api", "image": "ghcr.io/acme/api:2" }] })),
+            deployment("idle", 0, json!({ "containers": [{ "name": "main", "image": "redis:7" }] })),
+        ],
+    )
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lists_images_and_the_pull_secrets_pods_would_use() -> Result<()> {
+    let plane = ControlPlane::shared();
+    let client = plane.client().await?;
+    let namespace = plane.namespace("list").await?;
+    workloads(&client, &namespace).await?;
+    let settings = json!({ "namespace": namespace, "kubeconfig": kubeconfig(plane.kubeconfig()) });
+    let listed = run::<DeploymentList>(settings.clone(), json!({})).await?;
+    let names: Vec<&str> = listed["deployments"]
+        .as_array()
+        .context("a list")?
+        .iter()
+        .filter_map(|d| d["name"].as_str())
+        .collect();
+    ensure!(names == ["api", "idle", "web"], "{listed}");
+    let web = &listed["deployments"][2];
+    ensure!(
+        web["containers"]
+            == json!([{ "name": "main", "image": "nginx:1.27" }, { "name": "sidecar", "image": "envoyproxy/envoy:v1.31" }]),
+        "{web}"
+    );
+    ensure!(
+        web["initContainers"] == json!([{ "name": "migrate", "image": "ghcr.io/acme/migrate:3" }]),
+        "{web}"
+    );
+    ensure!(web["pullSecrets"] == json!(["hub-from-pod"]) && web["replicas"] == 2, "{web}");
+    let api = &listed["deployments"][0];
+    ensure!(
+        api["pullSecrets"] == json!(["hub-from-account"]) && api["serviceAccount"] == "builder",
+        "{api}"
+    );
+
+    let mut skipping = settings;
+    skipping["skipScaledToZero"] = json!(true);
+    skipping["labelSelector"] = json!("app in (idle,web)");
+    let listed = run::<DeploymentList>(skipping, json!({})).await?;
+    ensure!(
+        listed["deployments"].as_array().map(Vec::len) == Some(1)
+            && listed["deployments"][0]["name"] == "web",
+        "{listed}"
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reads_two_thousand_deployments_a_page_at_a_time() -> Result<()> {
+    let plane = ControlPlane::shared();
+    let client = plane.client().await?;
+    let namespace = plane.namespace("many").await?;
+    let many = (0..2000).map(|i| {
+        deployment(
+            &format!("app-{i}"),
+            1,
+            json!({ "containers": [{ "name": "main", "image": format!("nginx:1.{}", i % 30) }] }),
+        )
+    });
+    create_all(&client, &namespace, many.collect()).await?;
+    let settings = json!({ "namespace": namespace, "pageSize": 150, "kubeconfig": kubeconfig(plane.kubeconfig()) });
+    let listed = run::<DeploymentList>(settings, json!({})).await?;
+    let deployments = listed["deployments"].as_array().context("a list")?;
+    ensure!(deployments.len() == 2000, "{} deployments", deployments.len());
+    let mut names: Vec<&str> = deployments.iter().filter_map(|d| d["name"].as_str()).collect();
+    names.dedup();
+    ensure!(names.len() == 2000, "every page once");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn patches_images_by_container_name_without_clobbering_other_changes() -> Result<()> {
+    let plane = ControlPlane::shared();
+    let client = plane.client().await?;
+    let namespace = plane.namespace("patch").await?;
+    workloads(&client, &namespace).await?;
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), &namespace);
+    // Someone else changes the sidecar in the meantime.
+    let theirs = json!({ "spec": { "template": { "spec": { "containers": [{ "name": "sidecar", "env": [{ "name": "LOG", "value": "debug" }] }] } } } });
+    deployments.patch("web", &PatchParams::default(), &Patch::Strategic(theirs)).await?;
+
+    let settings = json!({ "kubeconfig": kubeconfig(plane.kubeconfig()) });
+    let change = json!({
+        "namespace": namespace, "name": "web",
+        "images": { "sidecar": "registry.local:5000/envoyproxy/envoy:v1.31", "migrate": "registry.local:5000/acme/migrate:3" },
+        "annotations": { "weir.dev/original-sidecar": "envoyproxy/envoy:v1.31" },
+    });
+    let mut dry = settings.clone();
+    dry["dryRun"] = json!(true);
+    let patched = run::<DeploymentPatch>(dry, change.clone()).await?;
+    ensure!(patched["dryRun"] == true, "{patched}");
+    let unchanged = deployments.get("web").await?;
+    let pod = unchanged.spec.and_then(|s| s.template.spec).context("a pod")?;
+    ensure!(
+        pod.containers[1].image.as_deref() == Some("envoyproxy/envoy:v1.31"),
+        "a dry run changes nothing"
+    );
+
+    let patched = run::<DeploymentPatch>(settings.clone(), change).await?;
+    ensure!(patched["changed"] == json!(["migrate", "sidecar"]), "{patched}");
+    let web = deployments.get("web").await?;
+    let annotations = web.metadata.annotations.clone().unwrap_or_default();
+    ensure!(
+        annotations.get("weir.dev/original-sidecar").map(String::as_str)
+            == Some("envoyproxy/envoy:v1.31"),
+        "{annotations:?}"
+    );
+    let pod = web.spec.and_then(|s| s.template.spec).context("a pod")?;
+    ensure!(pod.containers[0].image.as_deref() == Some("nginx:1.27"), "other containers untouched");
+    ensure!(
+        pod.containers[1].image.as_deref() == Some("registry.local:5000/envoyproxy/envoy:v1.31"),
+        "{:?}",
+        pod.containers[1]
+    );
+    ensure!(
+        pod.containers[1].env.as_ref().is_some_and(|env| env.len() == 1),
+        "the other change survives: {:?}",
+        pod.containers[1]
+    );
+    let init = pod.init_containers.unwrap_or_default();
+    ensure!(init[0].image.as_deref() == Some("registry.local:5000/acme/migrate:3"), "{init:?}");
+
+    let err = run::<DeploymentPatch>(
+        settings,
+        json!({ "namespace": namespace, "name": "web", "images": { "nginx": "x" } }),
+    )
+    .await
+    .expect_err("an unknown container");
+    ensure!(err.kind() == ErrorKind::Invalid, "{err}");
+    ensure!(
+        err.message()
+            == format!(
+                "deployment {namespace}/web has no container nginx (containers: main, sidecar; init containers: migrate)"
+            ),
+        "{err}"
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn decodes_registry_credentials_from_a_dockerconfigjson_secret() -> Result<()> {
+    let plane = ControlPlane::shared();
+    let client = plane.client().await?;
+    let namespace = plane.namespace("secret").await?;
+    let config =
+        json!({ "auths": { "ghcr.io": { "username": "ci", "password": "t0ken" } } }).to_string();
+    create::<Secret>(
+        &client,
+        &namespace,
+        json!({ "metadata": { "name": "hub" }, "type": "kubernetes.io/dockerconfigjson", "stringData": { ".dockerconfigjson": config } }),
+    )
+    .await?;
+    let settings = json!({ "kubeconfig": kubeconfig(plane.kubeconfig()) });
+    let read = run::<SecretGet>(settings.clone(), json!({ "namespace": namespace, "name": "hub" }))
+        .await?;
+    ensure!(
+        read["registries"]
+            == json!([{ "registry": "ghcr.io", "username": "ci", "password": "t0ken" }]),
+        "{read}"
+    );
+    ensure!(
+        read["type"] == "kubernetes.io/dockerconfigjson" && read["data"] == json!({}),
+        "{read}"
+    );
+    let err = run::<SecretGet>(settings, json!({ "namespace": namespace, "name": "nope" }))
+        .await
+        .expect_err("missing");
+    ensure!(
+        err.message() == format!("cannot get secrets nope in namespace {namespace}: not found"),
+        "{err}"
+    );
+    Ok(())
+}
+
+/// A Role with `permissions` for `user` in `namespace`.
+async fn grant(
+    client: &Client,
+    namespace: &str,
+    user: &str,
+    permissions: &[Permission],
+) -> Result<()> {
+    let rules: Vec<PolicyRule> = permissions
+        .iter()
+        .map(|p| PolicyRule {
+            api_groups: Some(vec![p.api_group.to_owned()]),
+            resources: Some(vec![p.resource.to_owned()]),
+            verbs: p.verbs.iter().map(|v| (*v).to_owned()).collect(),
+            ..PolicyRule::default()
+        })
+        .collect();
+    create::<Role>(client, namespace, json!({ "metadata": { "name": user }, "rules": rules }))
+        .await?;
+    create::<RoleBinding>(
+        client,
+        namespace,
+        json!({
+            "metadata": { "name": user },
+            "roleRef": { "apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": user },
+            "subjects": [{ "apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": user }],
+        }),
+    )
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_component_needs_exactly_the_rules_it_declares() -> Result<()> {
+    let plane = ControlPlane::shared();
+    let client = plane.client().await?;
+    let namespace = plane.namespace("rbac").await?;
+    workloads(&client, &namespace).await?;
+    create::<Secret>(
+        &client,
+        &namespace,
+        json!({ "metadata": { "name": "plain" }, "stringData": { "token": "abc" } }),
+    )
+    .await?;
+    let list_message = json!({});
+    let patch_message = json!({ "namespace": namespace, "name": "api", "images": { "api": "registry.local:5000/acme/api:2" } });
+    let secret_message = json!({ "namespace": namespace, "name": "plain" });
+    let cases: [(&str, &[Permission], Value); 3] = [
+        ("deployment_list", DeploymentList::describe().permissions, list_message),
+        ("deployment_patch", DeploymentPatch::describe().permissions, patch_message),
+        ("secret_get", SecretGet::describe().permissions, secret_message),
+    ];
+    for (component, permissions, message) in cases {
+        // With exactly the declared rules, the component works.
+        let user = format!("weir-{}", component.replace('_', "-"));
+        grant(&client, &namespace, &user, permissions).await?;
+        let settings = json!({ "namespace": namespace, "kubeconfig": kubeconfig(&plane.identity(&user, &[])?) });
+        let settings = if component == "deployment_list" {
+            settings
+        } else {
+            json!({ "kubeconfig": settings["kubeconfig"] })
+        };
+        let outcome = match component {
+            "deployment_list" => run::<DeploymentList>(settings.clone(), message.clone()).await,
+            "deployment_patch" => run::<DeploymentPatch>(settings.clone(), message.clone()).await,
+            _ => run::<SecretGet>(settings.clone(), message.clone()).await,
+        };
+        ensure!(outcome.is_ok(), "{component} with its declared rules: {outcome:?}");
+
+        // Without the last verb of its last rule, it fails naming the verb and the resource.
+        let last = permissions.last().context("rules")?;
+        let verb = *last.verbs.last().context("verbs")?;
+        let fewer: Vec<Permission> = permissions
+            .iter()
+            .map(|p| {
+                if p == last {
+                    Permission { verbs: &last.verbs[..last.verbs.len() - 1], ..*p }
+                } else {
+                    *p
+                }
+            })
+            .filter(|p| !p.verbs.is_empty())
+            .collect();
+        let lesser = format!("{user}-less");
+        grant(&client, &namespace, &lesser, &fewer).await?;
+        let mut settings = settings;
+        settings["kubeconfig"] = json!(kubeconfig(&plane.identity(&lesser, &[])?));
+        let err = match component {
+            "deployment_list" => run::<DeploymentList>(settings, message).await,
+            "deployment_patch" => run::<DeploymentPatch>(settings, message).await,
+            _ => run::<SecretGet>(settings, message).await,
+        }
+        .expect_err("a missing permission");
+        let group =
+            if last.api_group.is_empty() { String::new() } else { format!(".{}", last.api_group) };
+        ensure!(
+            err.kind() == ErrorKind::Invalid
+                && err.message().starts_with(&format!(
+                    "kubernetes denied it: cannot {verb} {}{group}",
+                    last.resource
+                ))
+                && err.message().contains(&format!("cannot {verb} resource \"{}\"", last.resource)),
+            "{component} without {verb} {}: {err}",
+            last.resource
+        );
+    }
+    Ok(())
+}

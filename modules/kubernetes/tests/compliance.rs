@@ -1,0 +1,16 @@
+//! Every component of the kubernetes module follows the node rules (docs/specs/node.md) and
+//! declares the RBAC rules it needs.
+
+#[tokio::test]
+async fn every_component_follows_the_node_rules_and_declares_its_rules() {
+    let module = weir_kubernetes::module();
+    for component in module.components() {
+        if let Err(problem) = component.check_compliance().await {
+            panic!("{problem}");
+        }
+        let descriptor = component.descriptor().expect("a catalogue entry");
+        assert!(!descriptor.permissions.is_empty(), "{} declares no RBAC rules", component.name());
+    }
+    let names: Vec<&str> = module.components().iter().map(|c| c.name()).collect();
+    assert_eq!(names, ["deployment_list", "deployment_patch", "secret_get"]);
+}
