@@ -4,5 +4,6 @@ use std::process::ExitCode;
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    weir_engine::main(vec![weir_common::module(), weir_js::module()]).await
+    weir_engine::main(vec![weir_common::module(), weir_js::module(), weir_kubernetes::module()])
+        .await
 }
