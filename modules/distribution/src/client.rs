@@ -1,0 +1,360 @@
+//! One registry as the copier talks to it: manifests read and written as raw bytes (so a copy is
+//! byte-exact and keeps its digest), blobs checked with HEAD, streamed out with GET, and
+//! streamed in as one monolithic PUT whose sha256 is verified while it flows.
+//!
+//! Authentication, retries and fault handling come next (issue #7); this part speaks the
+//! protocol to a plain registry.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures::{Stream, StreamExt as _, TryStreamExt as _};
+use reqwest::{Method, StatusCode, header};
+use sha2::{Digest as _, Sha256};
+
+/// Every manifest media type the copier understands, sent on every manifest GET and HEAD: a
+/// registry answers with the form it stores only when the client accepts it.
+pub const MANIFEST_ACCEPT: &str = "application/vnd.oci.image.index.v1+json, \
+    application/vnd.oci.image.manifest.v1+json, \
+    application/vnd.docker.distribution.manifest.list.v2+json, \
+    application/vnd.docker.distribution.manifest.v2+json";
+
+/// How long connecting to a registry may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a registry may stay silent in the middle of a response, so a black-holed peer
+/// fails instead of hanging.
+const READ_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// A registry failure, named by what was being done.
+#[derive(Debug, thiserror::Error)]
+pub enum RegistryError {
+    /// The registry answered with an error status.
+    #[error("{doing}: the registry answered {status}{}", detail(.body))]
+    Status {
+        /// What was being done, such as `GET manifest library/nginx:1.27 from docker.io`.
+        doing: String,
+        /// The status.
+        status: StatusCode,
+        /// The start of the error body (registry error codes), if any.
+        body: String,
+    },
+    /// The request did not get an answer.
+    #[error("{doing}: {source}")]
+    Transport {
+        /// What was being done.
+        doing: String,
+        /// Why.
+        #[source]
+        source: reqwest::Error,
+    },
+    /// What arrived is not what was asked for.
+    #[error("{doing}: {problem}")]
+    Content {
+        /// What was being done.
+        doing: String,
+        /// What is wrong with it.
+        problem: String,
+    },
+}
+
+fn detail(body: &str) -> String {
+    if body.is_empty() { String::new() } else { format!(": {body}") }
+}
+
+impl RegistryError {
+    /// Whether trying again may succeed: throttling, server errors and lost connections.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            Self::Status { status, .. } => {
+                *status == StatusCode::TOO_MANY_REQUESTS || status.is_server_error()
+            }
+            Self::Transport { .. } => true,
+            Self::Content { .. } => false,
+        }
+    }
+}
+
+/// A manifest as stored: its bytes, media type and digest.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Manifest {
+    /// The exact bytes.
+    pub bytes: Bytes,
+    /// Its media type (the Content-Type the registry gave, or the document's `mediaType`).
+    pub media_type: String,
+    /// `sha256:` of the bytes.
+    pub digest: String,
+}
+
+/// One registry, reached at `http(s)://host`.
+#[derive(Debug, Clone)]
+pub struct Registry {
+    http: reqwest::Client,
+    base: String,
+    host: String,
+}
+
+impl Registry {
+    /// The registry at `host` (`127.0.0.1:5001`, `ghcr.io`), over plain HTTP when `plain_http`.
+    pub fn new(host: &str, plain_http: bool) -> Result<Self, RegistryError> {
+        let http = reqwest::Client::builder()
+            .connect_timeout(CONNECT_TIMEOUT)
+            .read_timeout(READ_TIMEOUT)
+            // Redirects are followed by hand once credentials exist, so they never cross hosts.
+            .redirect(reqwest::redirect::Policy::limited(5))
+            .build()
+            .map_err(|source| RegistryError::Transport {
+                doing: format!("set up a client for {host}"),
+                source,
+            })?;
+        let scheme = if plain_http { "http" } else { "https" };
+        Ok(Self { http, base: format!("{scheme}://{host}"), host: host.to_owned() })
+    }
+
+    /// The registry's host, as references name it.
+    pub fn host(&self) -> &str {
+        &self.host
+    }
+
+    /// The digest of a manifest, if the registry has it (HEAD).
+    pub async fn manifest_digest(
+        &self,
+        repository: &str,
+        reference: &str,
+    ) -> Result<Option<String>, RegistryError> {
+        let doing = format!("HEAD manifest {repository}:{reference} on {}", self.host);
+        let response = self
+            .send(Method::HEAD, &format!("/v2/{repository}/manifests/{reference}"), &doing, |r| {
+                r.header(header::ACCEPT, MANIFEST_ACCEPT)
+            })
+            .await?;
+        if response.status() == StatusCode::NOT_FOUND {
+            return Ok(None);
+        }
+        let response = ok(response, &doing).await?;
+        let digest = response
+            .headers()
+            .get("docker-content-digest")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        Ok(digest)
+    }
+
+    /// A manifest's exact bytes; its digest is computed, and checked when `reference` is one.
+    pub async fn manifest(
+        &self,
+        repository: &str,
+        reference: &str,
+    ) -> Result<Manifest, RegistryError> {
+        let doing = format!("GET manifest {repository}:{reference} from {}", self.host);
+        let response = self
+            .send(Method::GET, &format!("/v2/{repository}/manifests/{reference}"), &doing, |r| {
+                r.header(header::ACCEPT, MANIFEST_ACCEPT)
+            })
+            .await?;
+        let response = ok(response, &doing).await?;
+        let header_type = response
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .map(|v| v.split(';').next().unwrap_or(v).trim().to_owned());
+        let bytes = response
+            .bytes()
+            .await
+            .map_err(|source| RegistryError::Transport { doing: doing.clone(), source })?;
+        let digest = sha256(&bytes);
+        if reference.starts_with("sha256:") && reference != digest {
+            return Err(RegistryError::Content {
+                doing,
+                problem: format!("the bytes hash to {digest}, not the digest asked for"),
+            });
+        }
+        let document_type = serde_json::from_slice::<serde_json::Value>(&bytes)
+            .ok()
+            .and_then(|v| v.get("mediaType").and_then(|m| m.as_str()).map(str::to_owned));
+        let media_type = document_type.or(header_type).ok_or_else(|| RegistryError::Content {
+            doing: doing.clone(),
+            problem: "the manifest names no media type".to_owned(),
+        })?;
+        Ok(Manifest { bytes, media_type, digest })
+    }
+
+    /// Stores a manifest's exact bytes under `reference` (a tag or its digest); returns the
+    /// digest the registry reports.
+    pub async fn put_manifest(
+        &self,
+        repository: &str,
+        reference: &str,
+        manifest: &Manifest,
+    ) -> Result<String, RegistryError> {
+        let doing = format!("PUT manifest {repository}:{reference} to {}", self.host);
+        let body = manifest.bytes.clone();
+        let response = self
+            .send(Method::PUT, &format!("/v2/{repository}/manifests/{reference}"), &doing, |r| {
+                r.header(header::CONTENT_TYPE, &manifest.media_type).body(body.clone())
+            })
+            .await?;
+        let response = ok(response, &doing).await?;
+        let digest = response
+            .headers()
+            .get("docker-content-digest")
+            .and_then(|v| v.to_str().ok())
+            .map_or_else(|| manifest.digest.clone(), str::to_owned);
+        if digest != manifest.digest {
+            return Err(RegistryError::Content {
+                doing,
+                problem: format!("the registry stored it as {digest}, not {}", manifest.digest),
+            });
+        }
+        Ok(digest)
+    }
+
+    /// Whether the registry has a blob in `repository` (HEAD).
+    pub async fn has_blob(&self, repository: &str, digest: &str) -> Result<bool, RegistryError> {
+        let doing = format!("HEAD blob {digest} in {repository} on {}", self.host);
+        let response = self
+            .send(Method::HEAD, &format!("/v2/{repository}/blobs/{digest}"), &doing, |r| r)
+            .await?;
+        if response.status() == StatusCode::NOT_FOUND {
+            return Ok(false);
+        }
+        ok(response, &doing).await.map(|_| true)
+    }
+
+    /// A blob's bytes as they arrive.
+    pub async fn blob(
+        &self,
+        repository: &str,
+        digest: &str,
+    ) -> Result<
+        (Option<u64>, impl Stream<Item = Result<Bytes, RegistryError>> + use<>),
+        RegistryError,
+    > {
+        let doing = format!("GET blob {digest} from {repository} on {}", self.host);
+        let response = self
+            .send(Method::GET, &format!("/v2/{repository}/blobs/{digest}"), &doing, |r| r)
+            .await?;
+        let response = ok(response, &doing).await?;
+        let length = response.content_length();
+        let stream = response
+            .bytes_stream()
+            .map_err(move |source| RegistryError::Transport { doing: doing.clone(), source });
+        Ok((length, stream))
+    }
+
+    /// Uploads a blob as one monolithic PUT of `body`, verifying while it flows that the
+    /// bytes hash to `digest`: a mismatch aborts the upload before the registry commits it.
+    pub async fn put_blob(
+        &self,
+        repository: &str,
+        digest: &str,
+        length: Option<u64>,
+        body: impl Stream<Item = Result<Bytes, RegistryError>> + Send + 'static,
+    ) -> Result<u64, RegistryError> {
+        let doing = format!("upload blob {digest} to {repository} on {}", self.host);
+        let response = self
+            .send(Method::POST, &format!("/v2/{repository}/blobs/uploads/"), &doing, |r| r)
+            .await?;
+        let response = ok(response, &doing).await?;
+        let location =
+            response.headers().get(header::LOCATION).and_then(|v| v.to_str().ok()).ok_or_else(
+                || RegistryError::Content {
+                    doing: doing.clone(),
+                    problem: "no upload Location".to_owned(),
+                },
+            )?;
+        let mut url = if location.starts_with("http://") || location.starts_with("https://") {
+            location.to_owned()
+        } else {
+            format!("{}{location}", self.base)
+        };
+        url.push(if url.contains('?') { '&' } else { '?' });
+        url.push_str("digest=");
+        url.push_str(digest);
+        let verified = verify(body, digest.to_owned(), doing.clone());
+        let mut request = self
+            .http
+            .put(&url)
+            .header(header::CONTENT_TYPE, "application/octet-stream")
+            .body(reqwest::Body::wrap_stream(verified));
+        if let Some(length) = length {
+            request = request.header(header::CONTENT_LENGTH, length);
+        }
+        let response = request
+            .send()
+            .await
+            .map_err(|source| RegistryError::Transport { doing: doing.clone(), source })?;
+        ok(response, &doing).await?;
+        Ok(length.unwrap_or(0))
+    }
+
+    async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        doing: &str,
+        shape: impl FnOnce(reqwest::RequestBuilder) -> reqwest::RequestBuilder,
+    ) -> Result<reqwest::Response, RegistryError> {
+        let request = shape(self.http.request(method, format!("{}{path}", self.base)));
+        request
+            .send()
+            .await
+            .map_err(|source| RegistryError::Transport { doing: doing.to_owned(), source })
+    }
+}
+
+/// The response when its status is a success, else an error holding the start of its body.
+async fn ok(response: reqwest::Response, doing: &str) -> Result<reqwest::Response, RegistryError> {
+    let status = response.status();
+    if status.is_success() {
+        return Ok(response);
+    }
+    let body = response.text().await.unwrap_or_default();
+    let body: String = body.trim().chars().take(300).collect();
+    Err(RegistryError::Status { doing: doing.to_owned(), status, body })
+}
+
+/// Passes `body` through, hashing it; fails the stream at its end when the bytes do not hash to
+/// `digest`, so the upload is never committed.
+fn verify(
+    body: impl Stream<Item = Result<Bytes, RegistryError>> + Send + 'static,
+    digest: String,
+    doing: String,
+) -> impl Stream<Item = Result<Bytes, RegistryError>> + Send + 'static {
+    let state = (Box::pin(body), Sha256::new(), false);
+    futures::stream::unfold(state, move |(mut body, mut hasher, done)| {
+        let (digest, doing) = (digest.clone(), doing.clone());
+        async move {
+            if done {
+                return None;
+            }
+            match body.next().await {
+                Some(Ok(chunk)) => {
+                    hasher.update(&chunk);
+                    Some((Ok(chunk), (body, hasher, false)))
+                }
+                Some(Err(err)) => Some((Err(err), (body, hasher, true))),
+                None => {
+                    let got = format!("sha256:{}", hex(&hasher.finalize()));
+                    if got == digest {
+                        None
+                    } else {
+                        let problem = format!("the bytes hash to {got}, not {digest}");
+                        Some((
+                            Err(RegistryError::Content { doing, problem }),
+                            (body, Sha256::new(), true),
+                        ))
+                    }
+                }
+            }
+        }
+    })
+}
+
+/// `sha256:` and the lowercase hex of `bytes`' SHA-256.
+pub fn sha256(bytes: &[u8]) -> String {
+    format!("sha256:{}", hex(&Sha256::digest(bytes)))
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
