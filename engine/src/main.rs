@@ -4,6 +4,11 @@ use std::process::ExitCode;
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    weir_engine::main(vec![weir_common::module(), weir_js::module(), weir_kubernetes::module()])
-        .await
+    weir_engine::main(vec![
+        weir_common::module(),
+        weir_distribution::module(),
+        weir_js::module(),
+        weir_kubernetes::module(),
+    ])
+    .await
 }

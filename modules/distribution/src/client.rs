@@ -2,15 +2,18 @@
 //! byte-exact and keeps its digest), blobs checked with HEAD, streamed out with GET, and
 //! streamed in as one monolithic PUT whose sha256 is verified while it flows.
 //!
-//! Authentication, retries and fault handling come next (issue #7); this part speaks the
-//! protocol to a plain registry.
+//! Each request authenticates as the registry asks (see [`crate::auth`]), and a request that is
+//! safe to send again is retried on throttling, server errors and lost connections, with
+//! exponential backoff and jitter, waiting as long as a `Retry-After` says.
 
-use std::time::Duration;
+use std::{sync::Arc, time::Duration};
 
 use bytes::Bytes;
 use futures::{Stream, StreamExt as _, TryStreamExt as _};
 use reqwest::{Method, StatusCode, header};
 use sha2::{Digest as _, Sha256};
+
+use crate::auth::{Challenge, Credentials, TokenAnswer, TokenCache, parse_challenge};
 
 /// Every manifest media type the copier understands, sent on every manifest GET and HEAD: a
 /// registry answers with the form it stores only when the client accepts it.
@@ -24,6 +27,12 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a registry may stay silent in the middle of a response, so a black-holed peer
 /// fails instead of hanging.
 const READ_TIMEOUT: Duration = Duration::from_secs(60);
+/// How many times a request that is safe to repeat is sent, in all.
+const ATTEMPTS: u32 = 4;
+/// The wait before the second attempt; it doubles each time.
+const FIRST_BACKOFF: Duration = Duration::from_millis(250);
+/// The longest wait between attempts, `Retry-After` included.
+const MAX_BACKOFF: Duration = Duration::from_secs(60);
 
 /// A registry failure, named by what was being done.
 #[derive(Debug, thiserror::Error)]
@@ -47,6 +56,14 @@ pub enum RegistryError {
         #[source]
         source: reqwest::Error,
     },
+    /// The registry refused the credentials (or their absence).
+    #[error("{doing}: the registry refused access ({reason})")]
+    Denied {
+        /// What was being done.
+        doing: String,
+        /// Why, as far as the registry said.
+        reason: String,
+    },
     /// What arrived is not what was asked for.
     #[error("{doing}: {problem}")]
     Content {
@@ -69,7 +86,7 @@ impl RegistryError {
                 *status == StatusCode::TOO_MANY_REQUESTS || status.is_server_error()
             }
             Self::Transport { .. } => true,
-            Self::Content { .. } => false,
+            Self::Denied { .. } | Self::Content { .. } => false,
         }
     }
 }
@@ -91,6 +108,10 @@ pub struct Registry {
     http: reqwest::Client,
     base: String,
     host: String,
+    credentials: Option<Credentials>,
+    /// Whether the registry asked for Basic authentication.
+    basic: Arc<std::sync::atomic::AtomicBool>,
+    tokens: Arc<TokenCache>,
 }
 
 impl Registry {
@@ -107,7 +128,21 @@ impl Registry {
                 source,
             })?;
         let scheme = if plain_http { "http" } else { "https" };
-        Ok(Self { http, base: format!("{scheme}://{host}"), host: host.to_owned() })
+        Ok(Self {
+            http,
+            base: format!("{scheme}://{host}"),
+            host: host.to_owned(),
+            credentials: None,
+            basic: Arc::default(),
+            tokens: Arc::default(),
+        })
+    }
+
+    /// The same registry, signing in with `credentials` when it asks.
+    #[must_use]
+    pub fn with_credentials(mut self, credentials: Option<Credentials>) -> Self {
+        self.credentials = credentials;
+        self
     }
 
     /// The registry's host, as references name it.
@@ -123,9 +158,14 @@ impl Registry {
     ) -> Result<Option<String>, RegistryError> {
         let doing = format!("HEAD manifest {repository}:{reference} on {}", self.host);
         let response = self
-            .send(Method::HEAD, &format!("/v2/{repository}/manifests/{reference}"), &doing, |r| {
-                r.header(header::ACCEPT, MANIFEST_ACCEPT)
-            })
+            .send(
+                Method::HEAD,
+                repository,
+                false,
+                &format!("/v2/{repository}/manifests/{reference}"),
+                &doing,
+                |r| r.header(header::ACCEPT, MANIFEST_ACCEPT),
+            )
             .await?;
         if response.status() == StatusCode::NOT_FOUND {
             return Ok(None);
@@ -147,9 +187,14 @@ impl Registry {
     ) -> Result<Manifest, RegistryError> {
         let doing = format!("GET manifest {repository}:{reference} from {}", self.host);
         let response = self
-            .send(Method::GET, &format!("/v2/{repository}/manifests/{reference}"), &doing, |r| {
-                r.header(header::ACCEPT, MANIFEST_ACCEPT)
-            })
+            .send(
+                Method::GET,
+                repository,
+                false,
+                &format!("/v2/{repository}/manifests/{reference}"),
+                &doing,
+                |r| r.header(header::ACCEPT, MANIFEST_ACCEPT),
+            )
             .await?;
         let response = ok(response, &doing).await?;
         let header_type = response
@@ -189,9 +234,14 @@ impl Registry {
         let doing = format!("PUT manifest {repository}:{reference} to {}", self.host);
         let body = manifest.bytes.clone();
         let response = self
-            .send(Method::PUT, &format!("/v2/{repository}/manifests/{reference}"), &doing, |r| {
-                r.header(header::CONTENT_TYPE, &manifest.media_type).body(body.clone())
-            })
+            .send(
+                Method::PUT,
+                repository,
+                true,
+                &format!("/v2/{repository}/manifests/{reference}"),
+                &doing,
+                |r| r.header(header::CONTENT_TYPE, &manifest.media_type).body(body.clone()),
+            )
             .await?;
         let response = ok(response, &doing).await?;
         let digest = response
@@ -212,7 +262,14 @@ impl Registry {
     pub async fn has_blob(&self, repository: &str, digest: &str) -> Result<bool, RegistryError> {
         let doing = format!("HEAD blob {digest} in {repository} on {}", self.host);
         let response = self
-            .send(Method::HEAD, &format!("/v2/{repository}/blobs/{digest}"), &doing, |r| r)
+            .send(
+                Method::HEAD,
+                repository,
+                false,
+                &format!("/v2/{repository}/blobs/{digest}"),
+                &doing,
+                |r| r,
+            )
             .await?;
         if response.status() == StatusCode::NOT_FOUND {
             return Ok(false);
@@ -231,7 +288,14 @@ impl Registry {
     > {
         let doing = format!("GET blob {digest} from {repository} on {}", self.host);
         let response = self
-            .send(Method::GET, &format!("/v2/{repository}/blobs/{digest}"), &doing, |r| r)
+            .send(
+                Method::GET,
+                repository,
+                false,
+                &format!("/v2/{repository}/blobs/{digest}"),
+                &doing,
+                |r| r,
+            )
             .await?;
         let response = ok(response, &doing).await?;
         let length = response.content_length();
@@ -252,7 +316,14 @@ impl Registry {
     ) -> Result<u64, RegistryError> {
         let doing = format!("upload blob {digest} to {repository} on {}", self.host);
         let response = self
-            .send(Method::POST, &format!("/v2/{repository}/blobs/uploads/"), &doing, |r| r)
+            .send(
+                Method::POST,
+                repository,
+                true,
+                &format!("/v2/{repository}/blobs/uploads/"),
+                &doing,
+                |r| r,
+            )
             .await?;
         let response = ok(response, &doing).await?;
         let location =
@@ -279,6 +350,10 @@ impl Registry {
         if let Some(length) = length {
             request = request.header(header::CONTENT_LENGTH, length);
         }
+        // The session was opened with these rights; the streamed body cannot be sent twice.
+        if let Some(authorization) = self.authorization(&scope(repository, true)) {
+            request = request.header(header::AUTHORIZATION, authorization);
+        }
         let response = request
             .send()
             .await
@@ -287,19 +362,167 @@ impl Registry {
         Ok(length.unwrap_or(0))
     }
 
+    /// Sends a request that can be sent again (its body, if any, is bytes): signs it in as the
+    /// registry asks, and retries it on transient failures.
     async fn send(
         &self,
         method: Method,
+        repository: &str,
+        push: bool,
         path: &str,
         doing: &str,
-        shape: impl FnOnce(reqwest::RequestBuilder) -> reqwest::RequestBuilder,
+        shape: impl Fn(reqwest::RequestBuilder) -> reqwest::RequestBuilder,
     ) -> Result<reqwest::Response, RegistryError> {
-        let request = shape(self.http.request(method, format!("{}{path}", self.base)));
-        request
-            .send()
-            .await
-            .map_err(|source| RegistryError::Transport { doing: doing.to_owned(), source })
+        let scope = scope(repository, push);
+        let url = format!("{}{path}", self.base);
+        let mut attempt = 1;
+        let mut signed_in = false;
+        loop {
+            let mut request = shape(self.http.request(method.clone(), &url));
+            if let Some(authorization) = self.authorization(&scope) {
+                request = request.header(header::AUTHORIZATION, authorization);
+            }
+            let outcome = request.send().await;
+            let wait = match outcome {
+                Ok(response) if response.status() == StatusCode::UNAUTHORIZED && !signed_in => {
+                    self.sign_in(&response, &scope, doing).await?;
+                    signed_in = true;
+                    continue;
+                }
+                Ok(response) if response.status() == StatusCode::UNAUTHORIZED => {
+                    self.tokens.forget(&scope);
+                    let reason = if self.credentials.is_some() {
+                        "the credentials were refused"
+                    } else {
+                        "it needs credentials"
+                    };
+                    return Err(RegistryError::Denied {
+                        doing: doing.to_owned(),
+                        reason: reason.to_owned(),
+                    });
+                }
+                Ok(response)
+                    if attempt < ATTEMPTS
+                        && (response.status() == StatusCode::TOO_MANY_REQUESTS
+                            || response.status().is_server_error()) =>
+                {
+                    retry_after(&response).unwrap_or_else(|| backoff(attempt))
+                }
+                Ok(response) => return Ok(response),
+                Err(source) if attempt < ATTEMPTS && !source.is_builder() => {
+                    tracing::debug!(doing, error = %source, attempt, "retrying");
+                    backoff(attempt)
+                }
+                Err(source) => {
+                    return Err(RegistryError::Transport { doing: doing.to_owned(), source });
+                }
+            };
+            tokio::time::sleep(wait.min(MAX_BACKOFF)).await;
+            attempt += 1;
+        }
     }
+
+    /// The Authorization header for `scope`, when the registry asked for one.
+    fn authorization(&self, scope: &str) -> Option<String> {
+        if self.basic.load(std::sync::atomic::Ordering::Relaxed) {
+            return self.credentials.as_ref().map(basic);
+        }
+        self.tokens.get(scope).map(|token| format!("Bearer {token}"))
+    }
+
+    /// Answers a `401`: notes that Basic is wanted, or fetches a token for `scope`.
+    async fn sign_in(
+        &self,
+        response: &reqwest::Response,
+        scope: &str,
+        doing: &str,
+    ) -> Result<(), RegistryError> {
+        let challenge = response
+            .headers()
+            .get(header::WWW_AUTHENTICATE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(parse_challenge)
+            .ok_or_else(|| RegistryError::Denied {
+                doing: doing.to_owned(),
+                reason: "it asks for an unknown kind of authentication".to_owned(),
+            })?;
+        match challenge {
+            Challenge::Basic => {
+                if self.credentials.is_none() {
+                    return Err(RegistryError::Denied {
+                        doing: doing.to_owned(),
+                        reason: "it needs credentials".to_owned(),
+                    });
+                }
+                self.basic.store(true, std::sync::atomic::Ordering::Relaxed);
+                Ok(())
+            }
+            Challenge::Bearer { realm, service } => {
+                let mut query = vec![("scope", scope.to_owned())];
+                if let Some(service) = service {
+                    query.push(("service", service));
+                }
+                let fetching = format!("{doing}: fetch a token from {realm}");
+                let mut request = self.http.get(&realm).query(&query);
+                if let Some(credentials) = &self.credentials {
+                    request = request.header(header::AUTHORIZATION, basic(credentials));
+                }
+                let answer = request.send().await.map_err(|source| RegistryError::Transport {
+                    doing: fetching.clone(),
+                    source,
+                })?;
+                if matches!(answer.status(), StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN) {
+                    return Err(RegistryError::Denied {
+                        doing: fetching,
+                        reason: "the token service refused the credentials".to_owned(),
+                    });
+                }
+                let answer: TokenAnswer = {
+                    let bytes = ok(answer, &fetching).await?.bytes().await.map_err(|source| {
+                        RegistryError::Transport { doing: fetching.clone(), source }
+                    })?;
+                    serde_json::from_slice(&bytes).map_err(|err| RegistryError::Content {
+                        doing: fetching.clone(),
+                        problem: format!("the answer is not a token: {err}"),
+                    })?
+                };
+                let token = answer
+                    .token()
+                    .ok_or_else(|| RegistryError::Content {
+                        doing: fetching.clone(),
+                        problem: "the answer holds no token".to_owned(),
+                    })?
+                    .to_owned();
+                self.tokens.put(scope, token, answer.keep_for());
+                Ok(())
+            }
+        }
+    }
+}
+
+/// The token scope a request needs.
+fn scope(repository: &str, push: bool) -> String {
+    format!("repository:{repository}:{}", if push { "pull,push" } else { "pull" })
+}
+
+fn basic(credentials: &Credentials) -> String {
+    use base64::Engine as _;
+    let pair = format!("{}:{}", credentials.username, credentials.password);
+    format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(pair))
+}
+
+/// `Retry-After` in seconds, when the registry sent one.
+fn retry_after(response: &reqwest::Response) -> Option<Duration> {
+    let seconds =
+        response.headers().get(header::RETRY_AFTER)?.to_str().ok()?.trim().parse::<u64>().ok()?;
+    Some(Duration::from_secs(seconds))
+}
+
+/// The wait before attempt `attempt + 1`: doubling from [`FIRST_BACKOFF`], with up to half of
+/// it added at random so that many copies do not retry in step.
+fn backoff(attempt: u32) -> Duration {
+    let base = FIRST_BACKOFF.saturating_mul(1 << (attempt - 1).min(8));
+    base + base.mul_f64(fastrand::f64() / 2.0)
 }
 
 /// The response when its status is a success, else an error holding the start of its body.

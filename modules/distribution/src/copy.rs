@@ -11,6 +11,8 @@ use crate::client::{Manifest, Registry, RegistryError};
 
 /// How many blobs move at once.
 const PARALLEL_BLOBS: usize = 4;
+/// How many times one blob's stream is started, in all.
+const BLOB_ATTEMPTS: u32 = 3;
 
 /// What a copy did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -91,9 +93,9 @@ async fn copy_manifest(
     report: &mut CopyReport,
 ) -> Result<(), RegistryError> {
     let walk = parse(manifest)?;
-    let blobs: Vec<&Descriptor> = walk.config.iter().chain(walk.layers.iter()).collect();
+    let blobs: Vec<Descriptor> = walk.config.into_iter().chain(walk.layers).collect();
     let moved: Vec<Option<u64>> = stream::iter(blobs)
-        .map(|blob| copy_blob(source, target, blob))
+        .map(|blob| async move { copy_blob(source, target, &blob).await })
         .buffer_unordered(PARALLEL_BLOBS)
         .try_collect()
         .await?;
@@ -111,7 +113,8 @@ async fn copy_manifest(
     Ok(())
 }
 
-/// Moves one blob unless the target has it; the bytes moved, or `None` when skipped.
+/// Moves one blob unless the target has it; the bytes moved, or `None` when skipped. A stream
+/// cut off half-way is started again from the source, a few times.
 async fn copy_blob(
     source: Side<'_>,
     target: Side<'_>,
@@ -120,10 +123,23 @@ async fn copy_blob(
     if target.registry.has_blob(target.repository, &blob.digest).await? {
         return Ok(None);
     }
-    let (length, body) = source.registry.blob(source.repository, &blob.digest).await?;
-    let length = length.or(blob.size);
-    target.registry.put_blob(target.repository, &blob.digest, length, body).await?;
-    Ok(Some(length.unwrap_or(0)))
+    let mut attempt = 1;
+    loop {
+        let moved = async {
+            let (length, body) = source.registry.blob(source.repository, &blob.digest).await?;
+            let length = length.or(blob.size);
+            target.registry.put_blob(target.repository, &blob.digest, length, body).await?;
+            Ok::<_, RegistryError>(length.unwrap_or(0))
+        }
+        .await;
+        match moved {
+            Err(err) if err.is_transient() && attempt < BLOB_ATTEMPTS => {
+                tracing::debug!(digest = %blob.digest, error = %err, attempt, "copying the blob again");
+                attempt += 1;
+            }
+            other => return other.map(Some),
+        }
+    }
 }
 
 fn parse(manifest: &Manifest) -> Result<Walk, RegistryError> {

@@ -1,8 +1,16 @@
 //! The distribution module: a thin OCI distribution client of our own, for copying images
-//! between registries byte-exact, and (next) the `registry_copy` node built on it. So far:
-//! references read exactly as the Docker and containerd tooling reads them, and a copy between
-//! registries that need no credentials, whole indexes included.
+//! between registries byte-exact, and the `registry_copy` node built on it.
 
+pub mod auth;
 pub mod client;
 pub mod copy;
 pub mod reference;
+pub mod registry_copy;
+
+use weir_sdk::Module;
+
+/// The distribution module, its components one per line.
+pub fn module() -> Module {
+    Module::new("distribution", env!("CARGO_PKG_VERSION"))
+        .component::<registry_copy::RegistryCopy>()
+}

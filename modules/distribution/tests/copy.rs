@@ -32,6 +32,26 @@ impl Drop for LocalRegistry {
 }
 
 async fn start_registry() -> Result<LocalRegistry> {
+    start_registry_with("").await
+}
+
+/// A registry that takes `tester` / `s3cret` by Basic authentication (htpasswd).
+async fn start_registry_with_password() -> Result<LocalRegistry> {
+    let output = Command::new("htpasswd")
+        .args(["-Bbn", "tester", "s3cret"])
+        .output()
+        .context("htpasswd (apache2-utils)")?;
+    ensure!(output.status.success(), "htpasswd failed");
+    let file = tempfile::NamedTempFile::new()?.into_temp_path().keep()?;
+    std::fs::write(&file, output.stdout)?;
+    start_registry_with(&format!(
+        "auth:\n  htpasswd: {{realm: test-realm, path: {}}}\n",
+        file.display()
+    ))
+    .await
+}
+
+async fn start_registry_with(extra: &str) -> Result<LocalRegistry> {
     let dir = tempfile::tempdir()?;
     let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
     let host = format!("127.0.0.1:{port}");
@@ -39,7 +59,7 @@ async fn start_registry() -> Result<LocalRegistry> {
     std::fs::write(
         &config,
         format!(
-            "version: 0.1\nlog: {{level: warn}}\nstorage:\n  filesystem: {{rootdirectory: {}}}\n  delete: {{enabled: true}}\nhttp:\n  addr: {host}\n  secret: test-only-secret\n",
+            "version: 0.1\nlog: {{level: warn}}\nstorage:\n  filesystem: {{rootdirectory: {}}}\n  delete: {{enabled: true}}\nhttp:\n  addr: {host}\n  secret: test-only-secret\n{extra}",
             dir.path().join("data").display()
         ),
     )?;
@@ -55,8 +75,10 @@ async fn start_registry() -> Result<LocalRegistry> {
     let registry = LocalRegistry { child, host, _dir: dir };
     let started = Instant::now();
     loop {
+        // Up once it answers at all: 200, or 401 when it wants a password.
         if let Ok(response) = reqwest::get(format!("http://{}/v2/", registry.host)).await
-            && response.status().is_success()
+            && (response.status().is_success()
+                || response.status() == reqwest::StatusCode::UNAUTHORIZED)
         {
             return Ok(registry);
         }
@@ -223,6 +245,61 @@ async fn a_missing_image_is_a_permanent_error_naming_it() -> Result<()> {
             "GET manifest acme/none:1.0 from {}: the registry answered 404 Not Found",
             registry.host
         )),
+        "{err}"
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_node_copies_with_basic_credentials_and_pins_the_target_by_digest() -> Result<()> {
+    use weir_distribution::registry_copy::RegistryCopy;
+    use weir_sdk::{ErrorKind, testing::Harness};
+
+    let (source_registry, target_registry) =
+        (start_registry().await?, start_registry_with_password().await?);
+    let source = Registry::new(&source_registry.host, true)?;
+    let image = push_image(&source, "acme/app", &[random_bytes(100_000)], true, "amd64").await?;
+    source.put_manifest("acme/app", "1.0", &image).await?;
+
+    let node = Harness::build::<RegistryCopy>(&json!({}))?;
+    node.answer_with(|_, copied| Ok(copied.clone()));
+    let request = |password: &str| {
+        json!({
+            "source": format!("{}/acme/app:1.0", source_registry.host),
+            "target": format!("{}/mirror/acme/app:1.0", target_registry.host),
+            "targetCredentials": { "username": "tester", "password": password },
+            "sourcePlainHttp": true,
+            "targetPlainHttp": true,
+        })
+    };
+    let copied = node.send("in", request("s3cret")).await?;
+    ensure!(
+        copied["target"]
+            == format!("{}/mirror/acme/app:1.0@{}", target_registry.host, image.digest),
+        "{copied}"
+    );
+    ensure!(copied["changed"] == true && copied["blobsUploaded"] == 2, "{copied}");
+    let again = node.send("in", request("s3cret")).await?;
+    ensure!(again["changed"] == false && again["digest"] == image.digest.as_str(), "{again}");
+
+    // Wrong credentials are permanent: no retry will make them right.
+    let err = node.send("in", request("wrong")).await.expect_err("refused");
+    ensure!(err.kind() == ErrorKind::Invalid, "{err}");
+    ensure!(
+        err.message().contains("the registry refused access (the credentials were refused)"),
+        "{err}"
+    );
+    ensure!(!err.message().contains("wrong"), "the password is never quoted: {err}");
+
+    let mut bad = request("s3cret");
+    bad["target"] = json!(format!("{}/mirror/acme/app@{}", target_registry.host, image.digest));
+    let err = node.send("in", bad.clone()).await.expect_err("a digest target");
+    ensure!(err.message().ends_with("must name a tag to copy to, not a digest"), "{err}");
+    bad["source"] = json!("Acme/App:1.0");
+    let err = node.send("in", bad).await.expect_err("a bad reference");
+    ensure!(
+        err.message()
+            == "in.source: image reference \"Acme/App:1.0\": repository name must be lowercase",
         "{err}"
     );
     Ok(())

@@ -1,0 +1,163 @@
+//! `registry_copy`: copies an image from one registry to another, byte-exact, and answers with
+//! the target pinned by digest. Blobs the target has are skipped; an image it already has under
+//! the same digest costs two requests. Throttling, server errors and lost connections are
+//! retried inside the copy and, once those attempts are spent, reported as transient so the
+//! edge's retry policy can try again later; refused credentials and missing images are
+//! permanent.
+
+use serde::{Deserialize, Serialize};
+use weir_sdk::{
+    Component, Context, Description, ErrorKind, JsonSchema, NodeError, Port, Value, read_message,
+};
+
+use crate::{
+    auth::Credentials,
+    client::{Registry, RegistryError},
+    copy::{Side, copy},
+    reference::Reference,
+};
+
+/// Settings of a registry copy.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+pub struct RegistryCopySettings {
+    /// Send failures to the `error` output as data instead of failing the caller.
+    pub error_port: bool,
+}
+
+/// What to copy.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CopyRequest {
+    /// The image to copy, such as `nginx:1.27` or `ghcr.io/acme/api@sha256:…`.
+    pub source: String,
+    /// Where it goes, with the tag to give it, such as `registry.local:5000/mirror/nginx:1.27`.
+    pub target: String,
+    /// Credentials for the source registry; none to pull anonymously.
+    #[serde(default)]
+    pub source_credentials: Option<Login>,
+    /// Credentials for the target registry.
+    #[serde(default)]
+    pub target_credentials: Option<Login>,
+    /// Talk to the source registry over plain HTTP.
+    #[serde(default)]
+    pub source_plain_http: bool,
+    /// Talk to the target registry over plain HTTP.
+    #[serde(default)]
+    pub target_plain_http: bool,
+}
+
+/// A user name and password (or token); the password is never shown.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Login {
+    /// The user name.
+    pub username: String,
+    /// The password or token (secret).
+    #[schemars(extend("x-weir-secret" = true))]
+    pub password: String,
+}
+
+/// What the copy did.
+#[derive(Debug, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Copied {
+    /// The target, pinned by digest: what a Deployment should pull.
+    pub target: String,
+    /// The image's digest, the same on both sides.
+    pub digest: String,
+    /// Whether anything was written to the target.
+    pub changed: bool,
+    /// Bytes uploaded.
+    pub bytes_moved: u64,
+    /// Blobs the target had already.
+    pub blobs_skipped: usize,
+    /// Blobs uploaded.
+    pub blobs_uploaded: usize,
+    /// Manifests written (an index and each of its platforms).
+    pub manifests_written: usize,
+}
+
+/// A node of the registry copy component.
+#[derive(Debug)]
+pub struct RegistryCopy;
+
+impl Component for RegistryCopy {
+    const NAME: &'static str = "registry_copy";
+    type Settings = RegistryCopySettings;
+
+    fn describe() -> Description {
+        Description {
+            label: "Registry copy",
+            description: "Copies an image between OCI registries byte-exact, skipping what the target has, and answers with the target pinned by digest.",
+            tags: &["registry", "image", "mirror", "copy", "oci"],
+            trigger: false,
+            permissions: &[],
+        }
+    }
+
+    fn ports(settings: &RegistryCopySettings) -> Vec<Port> {
+        let mut ports = vec![Port::input::<CopyRequest>("in"), Port::output::<Copied>("out")];
+        if settings.error_port {
+            ports.push(Port::error());
+        }
+        ports
+    }
+
+    fn build(_: RegistryCopySettings) -> Result<Self, NodeError> {
+        Ok(Self)
+    }
+
+    async fn handle(&self, cx: &Context, port: &str, message: Value) -> Result<Value, NodeError> {
+        let request: CopyRequest = read_message(port, message.clone())?;
+        match run(request).await {
+            Ok(copied) => cx.emit("out", copied).await,
+            Err(err) => cx.fail(err, message).await,
+        }
+    }
+}
+
+async fn run(request: CopyRequest) -> Result<Copied, NodeError> {
+    let parse = |field: &str, text: &str| {
+        text.parse::<Reference>().map_err(|err| NodeError::invalid(format!("in.{field}: {err}")))
+    };
+    let (source, target) = (parse("source", &request.source)?, parse("target", &request.target)?);
+    let Some(tag) = target.tag().filter(|_| target.digest().is_none()) else {
+        return Err(NodeError::invalid(format!(
+            "in.target: {target} must name a tag to copy to, not a digest"
+        )));
+    };
+    let login = |login: Option<Login>| {
+        login.map(|l| Credentials { username: l.username, password: l.password })
+    };
+    let connect = |reference: &Reference, plain: bool, credentials| {
+        Registry::new(reference.api_host(), plain)
+            .map(|registry| registry.with_credentials(credentials))
+            .map_err(|err| failure(&err))
+    };
+    let from = connect(&source, request.source_plain_http, login(request.source_credentials))?;
+    let to = connect(&target, request.target_plain_http, login(request.target_credentials))?;
+    let report = copy(
+        Side { registry: &from, repository: source.repository() },
+        source.manifest_reference(),
+        Side { registry: &to, repository: target.repository() },
+        tag,
+    )
+    .await
+    .map_err(|err| failure(&err))?;
+    Ok(Copied {
+        target: target.pinned(&report.digest).to_string(),
+        digest: report.digest,
+        changed: report.changed,
+        bytes_moved: report.bytes_moved,
+        blobs_skipped: report.blobs_skipped,
+        blobs_uploaded: report.blobs_uploaded,
+        manifests_written: report.manifests_written,
+    })
+}
+
+/// A registry failure as a node error: transient when trying later may help.
+fn failure(error: &RegistryError) -> NodeError {
+    let kind = if error.is_transient() { ErrorKind::Transient } else { ErrorKind::Invalid };
+    NodeError::new(kind, error.to_string())
+}
