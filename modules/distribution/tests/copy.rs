@@ -3,149 +3,16 @@
 //! byte-exact under the same digests, shared blobs are skipped, and copying again changes
 //! nothing.
 
-use std::{
-    net::TcpListener,
-    process::{Child, Command, Stdio},
-    time::{Duration, Instant},
-};
+mod support;
 
-use anyhow::{Context as _, Result, bail, ensure};
+use anyhow::{Result, ensure};
 use bytes::Bytes;
 use serde_json::json;
+use support::{push_image, random_bytes, start_registry, start_registry_with_password};
 use weir_distribution::{
     client::{Manifest, Registry, sha256},
     copy::{Side, copy},
 };
-
-/// A docker-registry serving plain HTTP on a free loopback port; killed on drop.
-struct LocalRegistry {
-    child: Child,
-    host: String,
-    _dir: tempfile::TempDir,
-}
-
-impl Drop for LocalRegistry {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-async fn start_registry() -> Result<LocalRegistry> {
-    start_registry_with("").await
-}
-
-/// A registry that takes `tester` / `s3cret` by Basic authentication (htpasswd).
-async fn start_registry_with_password() -> Result<LocalRegistry> {
-    let output = Command::new("htpasswd")
-        .args(["-Bbn", "tester", "s3cret"])
-        .output()
-        .context("htpasswd (apache2-utils)")?;
-    ensure!(output.status.success(), "htpasswd failed");
-    let file = tempfile::NamedTempFile::new()?.into_temp_path().keep()?;
-    std::fs::write(&file, output.stdout)?;
-    start_registry_with(&format!(
-        "auth:\n  htpasswd: {{realm: test-realm, path: {}}}\n",
-        file.display()
-    ))
-    .await
-}
-
-async fn start_registry_with(extra: &str) -> Result<LocalRegistry> {
-    let dir = tempfile::tempdir()?;
-    let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
-    let host = format!("127.0.0.1:{port}");
-    let config = dir.path().join("config.yml");
-    std::fs::write(
-        &config,
-        format!(
-            "version: 0.1\nlog: {{level: warn}}\nstorage:\n  filesystem: {{rootdirectory: {}}}\n  delete: {{enabled: true}}\nhttp:\n  addr: {host}\n  secret: test-only-secret\n{extra}",
-            dir.path().join("data").display()
-        ),
-    )?;
-    // Loopback only, never the package's own config; dies with the test binary.
-    let child = Command::new("setpriv")
-        .args(["--pdeathsig", "KILL", "--", "docker-registry", "serve"])
-        .arg(&config)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .context("cannot start docker-registry (scripts/test installs it)")?;
-    let registry = LocalRegistry { child, host, _dir: dir };
-    let started = Instant::now();
-    loop {
-        // Up once it answers at all: 200, or 401 when it wants a password.
-        if let Ok(response) = reqwest::get(format!("http://{}/v2/", registry.host)).await
-            && (response.status().is_success()
-                || response.status() == reqwest::StatusCode::UNAUTHORIZED)
-        {
-            return Ok(registry);
-        }
-        if started.elapsed() > Duration::from_secs(20) {
-            bail!("docker-registry on {} did not answer within 20 s", registry.host);
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
-fn random_bytes(len: usize) -> Bytes {
-    Bytes::from((0..len).map(|_| fastrand::u8(..)).collect::<Vec<u8>>())
-}
-
-async fn push_blob(
-    registry: &Registry,
-    repository: &str,
-    bytes: Bytes,
-) -> Result<serde_json::Value> {
-    let digest = sha256(&bytes);
-    let size = bytes.len() as u64;
-    let body = futures::stream::once(async move { Ok(bytes) });
-    registry.put_blob(repository, &digest, Some(size), body).await?;
-    Ok(json!({ "digest": digest, "size": size }))
-}
-
-/// Pushes an image of `layers` (shared ones first) and returns its manifest.
-async fn push_image(
-    registry: &Registry,
-    repository: &str,
-    layers: &[Bytes],
-    docker: bool,
-    platform: &str,
-) -> Result<Manifest> {
-    let (manifest_type, config_type, layer_type) = if docker {
-        (
-            "application/vnd.docker.distribution.manifest.v2+json",
-            "application/vnd.docker.container.image.v1+json",
-            "application/vnd.docker.image.rootfs.diff.tar.gzip",
-        )
-    } else {
-        (
-            "application/vnd.oci.image.manifest.v1+json",
-            "application/vnd.oci.image.config.v1+json",
-            "application/vnd.oci.image.layer.v1.tar+gzip",
-        )
-    };
-    let config = Bytes::from(serde_json::to_vec(
-        &json!({ "architecture": platform, "os": "linux", "rootfs": { "type": "layers", "diff_ids": [] } }),
-    )?);
-    let mut config_descriptor = push_blob(registry, repository, config).await?;
-    config_descriptor["mediaType"] = json!(config_type);
-    let mut descriptors = Vec::new();
-    for layer in layers {
-        let mut descriptor = push_blob(registry, repository, layer.clone()).await?;
-        descriptor["mediaType"] = json!(layer_type);
-        descriptors.push(descriptor);
-    }
-    // Written by hand with odd spacing: a copier that re-serialises would change the digest.
-    let bytes = Bytes::from(format!(
-        "{{\"schemaVersion\": 2,  \"mediaType\": \"{manifest_type}\", \"config\": {config_descriptor}, \"layers\": {}}}",
-        serde_json::to_string(&descriptors)?
-    ));
-    let manifest = Manifest { digest: sha256(&bytes), bytes, media_type: manifest_type.to_owned() };
-    registry.put_manifest(repository, &manifest.digest, &manifest).await?;
-    Ok(manifest)
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn images_and_indexes_arrive_byte_exact_and_copying_again_changes_nothing() -> Result<()> {

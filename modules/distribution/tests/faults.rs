@@ -1,0 +1,197 @@
+//! Copies through a fault proxy of ours in front of a real registry: throttling with
+//! Retry-After, server errors and a blob stream cut off half-way are ridden out and the digests
+//! still match; a registry that keeps throttling ends in a transient error, not a hang.
+
+mod support;
+
+use std::{
+    net::SocketAddr,
+    sync::{Arc, Mutex, PoisonError},
+};
+
+use anyhow::{Result, ensure};
+use axum::{
+    body::Body,
+    extract::{Request, State},
+    http::{HeaderMap, StatusCode},
+    response::Response,
+};
+use futures::StreamExt as _;
+use support::{push_image, random_bytes, start_registry};
+use weir_distribution::{
+    client::Registry,
+    copy::{Side, copy},
+};
+
+/// A fault to inject into the requests whose path holds `path` and whose method is `method`,
+/// the next `times` times.
+#[derive(Debug, Clone)]
+struct Fault {
+    method: &'static str,
+    path: &'static str,
+    times: usize,
+    kind: FaultKind,
+}
+
+#[derive(Debug, Clone, Copy)]
+enum FaultKind {
+    /// 429 with `Retry-After: 1`.
+    Throttle,
+    /// 503.
+    Unavailable,
+    /// Forward, but end the body after this many bytes.
+    CutAfter(usize),
+}
+
+#[derive(Clone)]
+struct Proxy {
+    upstream: String,
+    http: reqwest::Client,
+    faults: Arc<Mutex<Vec<Fault>>>,
+    fired: Arc<Mutex<Vec<String>>>,
+}
+
+async fn forward(State(proxy): State<Proxy>, request: Request) -> Response {
+    let (method, path) = (request.method().to_string(), request.uri().to_string());
+    let fault = {
+        let mut faults = proxy.faults.lock().unwrap_or_else(PoisonError::into_inner);
+        let found =
+            faults.iter_mut().find(|f| f.times > 0 && f.method == method && path.contains(f.path));
+        found.map(|fault| {
+            fault.times -= 1;
+            fault.kind
+        })
+    };
+    if let Some(kind) = fault {
+        proxy
+            .fired
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(format!("{kind:?} {method} {path}"));
+    }
+    match fault {
+        Some(FaultKind::Throttle) => {
+            return Response::builder()
+                .status(StatusCode::TOO_MANY_REQUESTS)
+                .header("retry-after", "1")
+                .body(Body::from("{\"errors\":[{\"code\":\"TOOMANYREQUESTS\"}]}"))
+                .unwrap_or_default();
+        }
+        Some(FaultKind::Unavailable) => {
+            return Response::builder()
+                .status(StatusCode::SERVICE_UNAVAILABLE)
+                .body(Body::empty())
+                .unwrap_or_default();
+        }
+        _ => {}
+    }
+    let headers: HeaderMap = request.headers().clone();
+    let body = reqwest::Body::wrap_stream(request.into_body().into_data_stream());
+    let upstream = proxy
+        .http
+        .request(
+            method.parse().unwrap_or(reqwest::Method::GET),
+            format!("{}{path}", proxy.upstream),
+        )
+        .headers(headers)
+        .body(body)
+        .send()
+        .await;
+    let Ok(upstream) = upstream else {
+        return Response::builder()
+            .status(StatusCode::BAD_GATEWAY)
+            .body(Body::empty())
+            .unwrap_or_default();
+    };
+    let mut response = Response::builder().status(upstream.status().as_u16());
+    for (name, value) in upstream.headers() {
+        response = response.header(name.as_str(), value.as_bytes());
+    }
+    let stream = upstream.bytes_stream();
+    let body = match fault {
+        Some(FaultKind::CutAfter(limit)) => {
+            let mut sent = 0;
+            Body::from_stream(stream.map(move |chunk| {
+                let chunk = chunk.map_err(std::io::Error::other)?;
+                if sent + chunk.len() > limit {
+                    return Err(std::io::Error::other("the fault proxy cut the body"));
+                }
+                sent += chunk.len();
+                Ok(chunk)
+            }))
+        }
+        _ => Body::from_stream(stream),
+    };
+    response.body(body).unwrap_or_default()
+}
+
+async fn start_proxy(upstream: &str, faults: Vec<Fault>) -> Result<(String, Proxy)> {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let address: SocketAddr = listener.local_addr()?;
+    let proxy = Proxy {
+        upstream: format!("http://{upstream}"),
+        http: reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build()?,
+        faults: Arc::new(Mutex::new(faults)),
+        fired: Arc::default(),
+    };
+    let app = axum::Router::new().fallback(forward).with_state(proxy.clone());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    Ok((address.to_string(), proxy))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn throttling_server_errors_and_a_cut_stream_are_ridden_out() -> Result<()> {
+    let (source_registry, target_registry) = (start_registry().await?, start_registry().await?);
+    let source = Registry::new(&source_registry.host, true)?;
+    let image = push_image(
+        &source,
+        "acme/app",
+        &[random_bytes(400_000), random_bytes(300_000)],
+        false,
+        "amd64",
+    )
+    .await?;
+    source.put_manifest("acme/app", "1.0", &image).await?;
+    let faults = vec![
+        Fault { method: "HEAD", path: "/manifests/1.0", times: 1, kind: FaultKind::Throttle },
+        Fault { method: "GET", path: "/manifests/", times: 1, kind: FaultKind::Unavailable },
+        Fault {
+            method: "GET",
+            path: "/blobs/sha256:",
+            times: 1,
+            kind: FaultKind::CutAfter(100_000),
+        },
+    ];
+    let (proxied, proxy) = start_proxy(&source_registry.host, faults).await?;
+    let through_proxy = Registry::new(&proxied, true)?;
+    let target = Registry::new(&target_registry.host, true)?;
+    let report = copy(
+        Side { registry: &through_proxy, repository: "acme/app" },
+        "1.0",
+        Side { registry: &target, repository: "mirror/acme/app" },
+        "1.0",
+    )
+    .await?;
+    let fired = proxy.fired.lock().unwrap_or_else(PoisonError::into_inner).clone();
+    ensure!(fired.len() == 3, "every fault fired: {fired:?}");
+    ensure!(report.digest == image.digest && report.blobs_uploaded == 3, "{report:?}");
+    let copied = target.manifest("mirror/acme/app", "1.0").await?;
+    ensure!(copied.bytes == image.bytes, "byte-exact after the faults");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_registry_that_keeps_throttling_ends_in_a_transient_error() -> Result<()> {
+    let registry = start_registry().await?;
+    let faults =
+        vec![Fault { method: "HEAD", path: "/manifests/", times: 100, kind: FaultKind::Throttle }];
+    let (proxied, proxy) = start_proxy(&registry.host, faults).await?;
+    let client = Registry::new(&proxied, true)?;
+    let side = Side { registry: &client, repository: "acme/app" };
+    let err = copy(side, "1.0", side, "1.0").await.expect_err("throttled for good");
+    ensure!(err.is_transient(), "{err}");
+    ensure!(err.to_string().contains("429 Too Many Requests"), "{err}");
+    let fired = proxy.fired.lock().unwrap_or_else(PoisonError::into_inner).len();
+    ensure!(fired == 4, "four attempts, then it gives up: {fired}");
+    Ok(())
+}
