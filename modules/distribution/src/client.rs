@@ -112,6 +112,8 @@ pub struct Registry {
     /// Whether the registry asked for Basic authentication.
     basic: Arc<std::sync::atomic::AtomicBool>,
     tokens: Arc<TokenCache>,
+    /// Requests sent so far, retries and sign-ins included.
+    sent: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl Registry {
@@ -135,6 +137,7 @@ impl Registry {
             credentials: None,
             basic: Arc::default(),
             tokens: Arc::default(),
+            sent: Arc::default(),
         })
     }
 
@@ -143,6 +146,11 @@ impl Registry {
     pub fn with_credentials(mut self, credentials: Option<Credentials>) -> Self {
         self.credentials = credentials;
         self
+    }
+
+    /// How many requests this client has sent to the registry, retries and sign-ins included.
+    pub fn requests(&self) -> u64 {
+        self.sent.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// The registry's host, as references name it.
@@ -354,6 +362,7 @@ impl Registry {
         if let Some(authorization) = self.authorization(&scope(repository, true)) {
             request = request.header(header::AUTHORIZATION, authorization);
         }
+        self.sent.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let response = request
             .send()
             .await
@@ -382,6 +391,7 @@ impl Registry {
             if let Some(authorization) = self.authorization(&scope) {
                 request = request.header(header::AUTHORIZATION, authorization);
             }
+            self.sent.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             let outcome = request.send().await;
             let wait = match outcome {
                 Ok(response) if response.status() == StatusCode::UNAUTHORIZED && !signed_in => {
@@ -464,6 +474,7 @@ impl Registry {
                 }
                 let fetching = format!("{doing}: fetch a token from {realm}");
                 let mut request = self.http.get(&realm).query(&query);
+                self.sent.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 if let Some(credentials) = &self.credentials {
                     request = request.header(header::AUTHORIZATION, basic(credentials));
                 }

@@ -1,0 +1,160 @@
+//! Copying a ~1 GiB, 8-layer image between two local registries (Debian's docker-registry),
+//! Weir's copier and skopeo side by side in one run, then copying it again unchanged. Run with
+//! `cargo bench -p weir-distribution --bench copy`; results are recorded in
+//! docs/benchmarks.md.
+
+#[path = "../tests/support/mod.rs"]
+mod support;
+
+use std::{
+    process::Command,
+    time::{Duration, Instant},
+};
+
+use bytes::Bytes;
+use futures::stream;
+use sha2::{Digest as _, Sha256};
+use weir_distribution::{
+    client::{Manifest, Registry, sha256},
+    copy::{Side, copy},
+};
+
+const LAYERS: usize = 8;
+const LAYER_BYTES: usize = 128 * 1024 * 1024;
+const CHUNK: usize = 1024 * 1024;
+
+/// The chunks of layer `index`: the same pseudo-random bytes every time they are made, so a
+/// layer can be hashed and then uploaded without ever being held whole.
+fn chunks(index: usize) -> impl Iterator<Item = Bytes> {
+    let mut rng = fastrand::Rng::with_seed(index as u64 + 1);
+    (0..LAYER_BYTES / CHUNK).map(move |_| {
+        let mut chunk = vec![0_u8; CHUNK];
+        rng.fill(&mut chunk);
+        Bytes::from(chunk)
+    })
+}
+
+fn layer_digest(index: usize) -> String {
+    let mut hasher = Sha256::new();
+    for chunk in chunks(index) {
+        hasher.update(&chunk);
+    }
+    format!("sha256:{}", hasher.finalize().iter().map(|b| format!("{b:02x}")).collect::<String>())
+}
+
+async fn push_big_image(registry: &Registry) -> Manifest {
+    let mut layers = Vec::new();
+    for index in 0..LAYERS {
+        let digest = layer_digest(index);
+        let body = stream::iter(chunks(index).map(Ok));
+        registry
+            .put_blob("bench/big", &digest, Some(LAYER_BYTES as u64), body)
+            .await
+            .expect("push a layer");
+        layers.push(serde_json::json!({ "mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", "digest": digest, "size": LAYER_BYTES }));
+    }
+    let config = Bytes::from_static(
+        br#"{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]}}"#,
+    );
+    let config_digest = sha256(&config);
+    let size = config.len() as u64;
+    registry
+        .put_blob("bench/big", &config_digest, Some(size), stream::iter([Ok(config)]))
+        .await
+        .expect("push the config");
+    let bytes = Bytes::from(
+        serde_json::to_vec(&serde_json::json!({
+            "schemaVersion": 2,
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "config": { "mediaType": "application/vnd.oci.image.config.v1+json", "digest": config_digest, "size": size },
+            "layers": layers,
+        }))
+        .expect("json"),
+    );
+    let manifest = Manifest {
+        digest: sha256(&bytes),
+        bytes,
+        media_type: "application/vnd.oci.image.manifest.v1+json".to_owned(),
+    };
+    registry.put_manifest("bench/big", "1", &manifest).await.expect("push the manifest");
+    manifest
+}
+
+/// The most memory this process has held, in MiB.
+fn peak_rss_mib() -> f64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let kib: f64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0.0);
+    kib / 1024.0
+}
+
+fn mib_per_second(bytes: u64, took: Duration) -> f64 {
+    bytes as f64 / 1024.0 / 1024.0 / took.as_secs_f64()
+}
+
+// Printing the numbers is what a benchmark is for.
+#[allow(clippy::print_stdout)]
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() {
+    let source_registry = support::start_registry().await.expect("a source registry");
+    let weir_target = support::start_registry().await.expect("a target registry for weir");
+    let skopeo_target = support::start_registry().await.expect("a target registry for skopeo");
+    let source = Registry::new(&source_registry.host, true).expect("a client");
+    let started = Instant::now();
+    let image = push_big_image(&source).await;
+    let total = (LAYERS * LAYER_BYTES) as u64;
+    println!(
+        "pushed a {} MiB image in {:.1?}; peak RSS so far {:.0} MiB",
+        total / 1024 / 1024,
+        started.elapsed(),
+        peak_rss_mib()
+    );
+
+    let target = Registry::new(&weir_target.host, true).expect("a client");
+    let from = Side { registry: &source, repository: "bench/big" };
+    let to = Side { registry: &target, repository: "bench/big" };
+    let started = Instant::now();
+    let report = copy(from, "1", to, "1").await.expect("the copy");
+    let took = started.elapsed();
+    assert_eq!(report.digest, image.digest);
+    println!(
+        "weir copy: {took:.2?}, {:.0} MiB/s, {} blobs uploaded, peak RSS of the whole bench process {:.0} MiB",
+        mib_per_second(report.bytes_moved, took),
+        report.blobs_uploaded,
+        peak_rss_mib()
+    );
+
+    let requests_before = source.requests() + target.requests();
+    let started = Instant::now();
+    let again = copy(from, "1", to, "1").await.expect("the copy again");
+    assert!(!again.changed);
+    println!(
+        "weir copy again, unchanged: {:.1?}, {} requests",
+        started.elapsed(),
+        source.requests() + target.requests() - requests_before
+    );
+
+    for round in ["skopeo copy", "skopeo copy again, unchanged"] {
+        let started = Instant::now();
+        let output = Command::new("/usr/bin/time")
+            .args(["-f", "%M"])
+            .args(["skopeo", "copy", "--src-tls-verify=false", "--dest-tls-verify=false"])
+            .arg(format!("docker://{}/bench/big:1", source_registry.host))
+            .arg(format!("docker://{}/bench/big:1", skopeo_target.host))
+            .output()
+            .expect("skopeo (apt install skopeo)");
+        let took = started.elapsed();
+        assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        let peak_kib: f64 =
+            stderr.lines().last().and_then(|l| l.trim().parse().ok()).unwrap_or(0.0);
+        println!(
+            "{round}: {took:.2?}, {:.0} MiB/s, peak RSS {:.0} MiB",
+            mib_per_second(total, took),
+            peak_kib / 1024.0
+        );
+    }
+}
