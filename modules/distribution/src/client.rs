@@ -114,6 +114,8 @@ pub struct Registry {
     tokens: Arc<TokenCache>,
     /// Requests sent so far, retries and sign-ins included.
     sent: Arc<std::sync::atomic::AtomicU64>,
+    /// Held while fetching a token, so requests refused at once share one fetch.
+    fetching: Arc<tokio::sync::Mutex<()>>,
 }
 
 impl Registry {
@@ -138,6 +140,7 @@ impl Registry {
             basic: Arc::default(),
             tokens: Arc::default(),
             sent: Arc::default(),
+            fetching: Arc::default(),
         })
     }
 
@@ -468,6 +471,11 @@ impl Registry {
                 Ok(())
             }
             Challenge::Bearer { realm, service } => {
+                let _one_fetch = self.fetching.lock().await;
+                if self.tokens.get(scope).is_some() {
+                    // Another request fetched it while this one waited.
+                    return Ok(());
+                }
                 let mut query = vec![("scope", scope.to_owned())];
                 if let Some(service) = service {
                     query.push(("service", service));

@@ -171,3 +171,47 @@ async fn the_node_copies_with_basic_credentials_and_pins_the_target_by_digest() 
     );
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bearer_tokens_are_fetched_per_scope_kept_and_refused_without_rights() -> Result<()> {
+    use std::sync::atomic::Ordering;
+
+    use weir_distribution::{auth::Credentials, client::RegistryError};
+
+    let tokens = support::start_token_service().await?;
+    let (source_registry, target_registry) =
+        (start_registry().await?, support::start_registry_with_tokens(&tokens).await?);
+    let source = Registry::new(&source_registry.host, true)?;
+    let image = push_image(
+        &source,
+        "acme/app",
+        &[random_bytes(100_000), random_bytes(50_000)],
+        false,
+        "amd64",
+    )
+    .await?;
+    source.put_manifest("acme/app", "1.0", &image).await?;
+
+    let tester = Credentials { username: "tester".to_owned(), password: "s3cret".to_owned() };
+    let target = Registry::new(&target_registry.host, true)?.with_credentials(Some(tester));
+    let from = Side { registry: &source, repository: "acme/app" };
+    let to = Side { registry: &target, repository: "mirror/acme/app" };
+    let report = copy(from, "1.0", to, "1.0").await?;
+    ensure!(report.digest == image.digest && report.blobs_uploaded == 3, "{report:?}");
+    let issued = tokens.issued.load(Ordering::Relaxed);
+    ensure!(issued == 2, "one token for pull, one for pull and push, each kept: {issued}");
+    let copied = target.manifest("mirror/acme/app", "1.0").await?;
+    ensure!(copied.bytes == image.bytes, "byte-exact through tokens");
+
+    // Anonymous callers get pull rights only: reading works, writing is refused for good.
+    let anonymous = Registry::new(&target_registry.host, true)?;
+    ensure!(
+        anonymous.manifest_digest("mirror/acme/app", "1.0").await? == Some(image.digest.clone()),
+        "anonymous pull"
+    );
+    let err = copy(from, "1.0", Side { registry: &anonymous, repository: "mirror/other" }, "1.0")
+        .await
+        .expect_err("an anonymous push");
+    ensure!(matches!(err, RegistryError::Denied { .. }) && !err.is_transient(), "{err}");
+    Ok(())
+}

@@ -144,3 +144,105 @@ pub async fn push_image(
     registry.put_manifest(repository, &manifest.digest, &manifest).await?;
     Ok(manifest)
 }
+
+/// A token service as registries use (the Distribution token specification), signing ES256
+/// JWTs with a certificate the registry trusts. `tester` / `s3cret` may pull and push; anyone
+/// else gets pull only. It counts the tokens it hands out.
+pub struct TokenService {
+    pub realm: String,
+    pub certificate_pem: String,
+    pub issued: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+#[derive(Clone)]
+struct Signer {
+    key: std::sync::Arc<ring::signature::EcdsaKeyPair>,
+    certificate_der: String,
+    issued: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+pub async fn start_token_service() -> Result<TokenService> {
+    use base64::Engine as _;
+    let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)?;
+    let certificate =
+        rcgen::CertificateParams::new(vec!["token-signer".to_owned()])?.self_signed(&key)?;
+    let ring_key = ring::signature::EcdsaKeyPair::from_pkcs8(
+        &ring::signature::ECDSA_P256_SHA256_FIXED_SIGNING,
+        &key.serialize_der(),
+        &ring::rand::SystemRandom::new(),
+    )
+    .map_err(|err| anyhow::anyhow!("cannot load the signing key: {err}"))?;
+    let signer = Signer {
+        key: std::sync::Arc::new(ring_key),
+        certificate_der: base64::engine::general_purpose::STANDARD.encode(certificate.der()),
+        issued: std::sync::Arc::default(),
+    };
+    let issued = std::sync::Arc::clone(&signer.issued);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let realm = format!("http://{}/token", listener.local_addr()?);
+    let app = axum::Router::new().route("/token", axum::routing::get(issue)).with_state(signer);
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    Ok(TokenService { realm, certificate_pem: certificate.pem(), issued })
+}
+
+async fn issue(
+    axum::extract::State(signer): axum::extract::State<Signer>,
+    axum::extract::Query(query): axum::extract::Query<std::collections::HashMap<String, String>>,
+    headers: axum::http::HeaderMap,
+) -> (axum::http::StatusCode, String) {
+    use base64::Engine as _;
+    let b64 = |bytes: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes);
+    let basic = headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Basic "));
+    let user = match basic.and_then(|b| base64::engine::general_purpose::STANDARD.decode(b).ok()) {
+        Some(pair) if pair == b"tester:s3cret" => Some("tester"),
+        Some(_) => {
+            return (
+                axum::http::StatusCode::UNAUTHORIZED,
+                "{\"details\":\"wrong credentials\"}".to_owned(),
+            );
+        }
+        None => None,
+    };
+    let mut access = Vec::new();
+    if let Some(scope) = query.get("scope") {
+        let parts: Vec<&str> = scope.splitn(3, ':').collect();
+        if let [kind, name, actions] = parts.as_slice() {
+            let granted: Vec<&str> =
+                actions.split(',').filter(|a| *a == "pull" || user.is_some()).collect();
+            access.push(json!({ "type": kind, "name": name, "actions": granted }));
+        }
+    }
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let header = json!({ "typ": "JWT", "alg": "ES256", "x5c": [signer.certificate_der] });
+    let claims = json!({
+        "iss": "test-issuer", "sub": user.unwrap_or(""), "aud": query.get("service").cloned().unwrap_or_default(),
+        "exp": now + 300, "nbf": now - 10, "iat": now, "jti": format!("{}", fastrand::u64(..)), "access": access,
+    });
+    let unsigned =
+        format!("{}.{}", b64(header.to_string().as_bytes()), b64(claims.to_string().as_bytes()));
+    let Ok(signature) = signer.key.sign(&ring::rand::SystemRandom::new(), unsigned.as_bytes())
+    else {
+        return (axum::http::StatusCode::INTERNAL_SERVER_ERROR, String::new());
+    };
+    signer.issued.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let token = format!("{unsigned}.{}", b64(signature.as_ref()));
+    (axum::http::StatusCode::OK, json!({ "token": token, "expires_in": 300 }).to_string())
+}
+
+/// A registry that takes Bearer tokens from `tokens`.
+pub async fn start_registry_with_tokens(tokens: &TokenService) -> Result<LocalRegistry> {
+    let bundle = tempfile::NamedTempFile::new()?.into_temp_path().keep()?;
+    std::fs::write(&bundle, &tokens.certificate_pem)?;
+    start_registry_with(&format!(
+        "auth:\n  token:\n    realm: {}\n    service: test-registry\n    issuer: test-issuer\n    rootcertbundle: {}\n",
+        tokens.realm,
+        bundle.display()
+    ))
+    .await
+}
