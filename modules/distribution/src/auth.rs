@@ -14,7 +14,7 @@ use std::{
 use serde::Deserialize;
 
 /// A user name and password (or token) for one registry.
-#[derive(Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq, Hash)]
 pub struct Credentials {
     /// The user name.
     pub username: String,

@@ -116,6 +116,8 @@ pub struct Registry {
     sent: Arc<std::sync::atomic::AtomicU64>,
     /// Held while fetching a token, so requests refused at once share one fetch.
     fetching: Arc<tokio::sync::Mutex<()>>,
+    /// A repository each blob is known to be in, for cross-repository mounts.
+    known: Arc<std::sync::Mutex<std::collections::HashMap<String, String>>>,
 }
 
 impl Registry {
@@ -141,6 +143,7 @@ impl Registry {
             tokens: Arc::default(),
             sent: Arc::default(),
             fetching: Arc::default(),
+            known: Arc::default(),
         })
     }
 
@@ -316,6 +319,62 @@ impl Registry {
         Ok((length, stream))
     }
 
+    /// Notes that the registry holds `digest` in `repository`.
+    pub fn remember(&self, digest: &str, repository: &str) {
+        let mut known = self.known.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        known.insert(digest.to_owned(), repository.to_owned());
+    }
+
+    /// Another repository of this registry known to hold `digest`.
+    pub fn known_elsewhere(&self, digest: &str, repository: &str) -> Option<String> {
+        let known = self.known.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        known.get(digest).filter(|r| r.as_str() != repository).cloned()
+    }
+
+    /// Asks the registry to link a blob it holds in `from` into `repository` without moving
+    /// its bytes; false when it would not (it then opened an upload session, which is closed).
+    pub async fn mount_blob(
+        &self,
+        repository: &str,
+        digest: &str,
+        from: &str,
+    ) -> Result<bool, RegistryError> {
+        let doing = format!("mount blob {digest} from {from} into {repository} on {}", self.host);
+        let path = format!("/v2/{repository}/blobs/uploads/?mount={digest}&from={from}");
+        let response = self.send(Method::POST, repository, true, &path, &doing, |r| r).await?;
+        if response.status() == StatusCode::CREATED {
+            return Ok(true);
+        }
+        let response = ok(response, &doing).await?;
+        if let Some(session) = self.session_url(&response) {
+            self.abandon(&session, repository).await;
+        }
+        Ok(false)
+    }
+
+    /// The upload session a response points at.
+    fn session_url(&self, response: &reqwest::Response) -> Option<String> {
+        let location = response.headers().get(header::LOCATION)?.to_str().ok()?;
+        Some(if location.starts_with("http://") || location.starts_with("https://") {
+            location.to_owned()
+        } else {
+            format!("{}{location}", self.base)
+        })
+    }
+
+    /// Cancels an upload session that will not be finished, so it does not linger on the
+    /// registry; best effort.
+    async fn abandon(&self, session: &str, repository: &str) {
+        let mut request = self.http.delete(session);
+        if let Some(authorization) = self.authorization(&scope(repository, true)) {
+            request = request.header(header::AUTHORIZATION, authorization);
+        }
+        self.sent.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        if let Err(err) = request.send().await {
+            tracing::debug!(session, error = %err, "cannot cancel an upload session");
+        }
+    }
+
     /// Uploads a blob as one monolithic PUT of `body`, verifying while it flows that the
     /// bytes hash to `digest`: a mismatch aborts the upload before the registry commits it.
     pub async fn put_blob(
@@ -337,18 +396,11 @@ impl Registry {
             )
             .await?;
         let response = ok(response, &doing).await?;
-        let location =
-            response.headers().get(header::LOCATION).and_then(|v| v.to_str().ok()).ok_or_else(
-                || RegistryError::Content {
-                    doing: doing.clone(),
-                    problem: "no upload Location".to_owned(),
-                },
-            )?;
-        let mut url = if location.starts_with("http://") || location.starts_with("https://") {
-            location.to_owned()
-        } else {
-            format!("{}{location}", self.base)
-        };
+        let session = self.session_url(&response).ok_or_else(|| RegistryError::Content {
+            doing: doing.clone(),
+            problem: "no upload Location".to_owned(),
+        })?;
+        let mut url = session.clone();
         url.push(if url.contains('?') { '&' } else { '?' });
         url.push_str("digest=");
         url.push_str(digest);
@@ -366,11 +418,15 @@ impl Registry {
             request = request.header(header::AUTHORIZATION, authorization);
         }
         self.sent.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let response = request
-            .send()
-            .await
-            .map_err(|source| RegistryError::Transport { doing: doing.clone(), source })?;
-        ok(response, &doing).await?;
+        let finished = match request.send().await {
+            Ok(response) => ok(response, &doing).await.map(drop),
+            Err(source) => Err(RegistryError::Transport { doing: doing.clone(), source }),
+        };
+        if let Err(err) = finished {
+            self.abandon(&session, repository).await;
+            return Err(err);
+        }
+        self.remember(digest, repository);
         Ok(length.unwrap_or(0))
     }
 

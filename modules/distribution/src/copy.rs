@@ -23,6 +23,8 @@ pub struct CopyReport {
     pub changed: bool,
     /// Blobs the target had already.
     pub blobs_skipped: usize,
+    /// Blobs linked from another repository of the target without moving their bytes.
+    pub blobs_mounted: usize,
     /// Blobs uploaded.
     pub blobs_uploaded: usize,
     /// Bytes uploaded.
@@ -94,18 +96,19 @@ async fn copy_manifest(
 ) -> Result<(), RegistryError> {
     let walk = parse(manifest)?;
     let blobs: Vec<Descriptor> = walk.config.into_iter().chain(walk.layers).collect();
-    let moved: Vec<Option<u64>> = stream::iter(blobs)
+    let moved: Vec<Moved> = stream::iter(blobs)
         .map(|blob| async move { copy_blob(source, target, &blob).await })
         .buffer_unordered(PARALLEL_BLOBS)
         .try_collect()
         .await?;
     for outcome in moved {
         match outcome {
-            Some(bytes) => {
+            Moved::Uploaded(bytes) => {
                 report.blobs_uploaded += 1;
                 report.bytes_moved += bytes;
             }
-            None => report.blobs_skipped += 1,
+            Moved::Mounted => report.blobs_mounted += 1,
+            Moved::Skipped => report.blobs_skipped += 1,
         }
     }
     target.registry.put_manifest(target.repository, reference, manifest).await?;
@@ -113,15 +116,34 @@ async fn copy_manifest(
     Ok(())
 }
 
-/// Moves one blob unless the target has it; the bytes moved, or `None` when skipped. A stream
-/// cut off half-way is started again from the source, a few times.
+/// How one blob reached the target.
+enum Moved {
+    /// It was there.
+    Skipped,
+    /// It was linked from another repository of the target.
+    Mounted,
+    /// Its bytes were uploaded.
+    Uploaded(u64),
+}
+
+/// Moves one blob unless the target has it: linked from another repository of the target when
+/// one is known to hold it, else streamed from the source. A stream cut off half-way is started
+/// again from the source, a few times.
 async fn copy_blob(
     source: Side<'_>,
     target: Side<'_>,
     blob: &Descriptor,
-) -> Result<Option<u64>, RegistryError> {
-    if target.registry.has_blob(target.repository, &blob.digest).await? {
-        return Ok(None);
+) -> Result<Moved, RegistryError> {
+    let (registry, repository, digest) = (target.registry, target.repository, &blob.digest);
+    if registry.has_blob(repository, digest).await? {
+        registry.remember(digest, repository);
+        return Ok(Moved::Skipped);
+    }
+    if let Some(from) = registry.known_elsewhere(digest, repository)
+        && registry.mount_blob(repository, digest, &from).await?
+    {
+        registry.remember(digest, repository);
+        return Ok(Moved::Mounted);
     }
     let mut attempt = 1;
     loop {
@@ -137,7 +159,7 @@ async fn copy_blob(
                 tracing::debug!(digest = %blob.digest, error = %err, attempt, "copying the blob again");
                 attempt += 1;
             }
-            other => return other.map(Some),
+            other => return other.map(Moved::Uploaded),
         }
     }
 }

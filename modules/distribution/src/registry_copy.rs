@@ -72,15 +72,22 @@ pub struct Copied {
     pub bytes_moved: u64,
     /// Blobs the target had already.
     pub blobs_skipped: usize,
+    /// Blobs linked from another repository of the target without moving their bytes.
+    pub blobs_mounted: usize,
     /// Blobs uploaded.
     pub blobs_uploaded: usize,
     /// Manifests written (an index and each of its platforms).
     pub manifests_written: usize,
 }
 
-/// A node of the registry copy component.
-#[derive(Debug)]
-pub struct RegistryCopy;
+/// A node of the registry copy component. It keeps one client per registry and credentials,
+/// so connections, tokens and what each registry is known to hold last across messages (a
+/// layer shared by many images is mounted, not uploaded again).
+#[derive(Debug, Default)]
+pub struct RegistryCopy {
+    clients:
+        std::sync::Mutex<std::collections::HashMap<(String, bool, Option<Credentials>), Registry>>,
+}
 
 impl Component for RegistryCopy {
     const NAME: &'static str = "registry_copy";
@@ -105,55 +112,82 @@ impl Component for RegistryCopy {
     }
 
     fn build(_: RegistryCopySettings) -> Result<Self, NodeError> {
-        Ok(Self)
+        Ok(Self::default())
     }
 
     async fn handle(&self, cx: &Context, port: &str, message: Value) -> Result<Value, NodeError> {
         let request: CopyRequest = read_message(port, message.clone())?;
-        match run(request).await {
+        match self.run(request).await {
             Ok(copied) => cx.emit("out", copied).await,
             Err(err) => cx.fail(err, message).await,
         }
     }
 }
 
-async fn run(request: CopyRequest) -> Result<Copied, NodeError> {
-    let parse = |field: &str, text: &str| {
-        text.parse::<Reference>().map_err(|err| NodeError::invalid(format!("in.{field}: {err}")))
-    };
-    let (source, target) = (parse("source", &request.source)?, parse("target", &request.target)?);
-    let Some(tag) = target.tag().filter(|_| target.digest().is_none()) else {
-        return Err(NodeError::invalid(format!(
-            "in.target: {target} must name a tag to copy to, not a digest"
-        )));
-    };
-    let login = |login: Option<Login>| {
-        login.map(|l| Credentials { username: l.username, password: l.password })
-    };
-    let connect = |reference: &Reference, plain: bool, credentials| {
-        Registry::new(reference.api_host(), plain)
-            .map(|registry| registry.with_credentials(credentials))
-            .map_err(|err| failure(&err))
-    };
-    let from = connect(&source, request.source_plain_http, login(request.source_credentials))?;
-    let to = connect(&target, request.target_plain_http, login(request.target_credentials))?;
-    let report = copy(
-        Side { registry: &from, repository: source.repository() },
-        source.manifest_reference(),
-        Side { registry: &to, repository: target.repository() },
-        tag,
-    )
-    .await
-    .map_err(|err| failure(&err))?;
-    Ok(Copied {
-        target: target.pinned(&report.digest).to_string(),
-        digest: report.digest,
-        changed: report.changed,
-        bytes_moved: report.bytes_moved,
-        blobs_skipped: report.blobs_skipped,
-        blobs_uploaded: report.blobs_uploaded,
-        manifests_written: report.manifests_written,
-    })
+impl RegistryCopy {
+    /// The client for `host` with these credentials, made on first use.
+    fn client(
+        &self,
+        host: &str,
+        plain_http: bool,
+        credentials: Option<Credentials>,
+    ) -> Result<Registry, NodeError> {
+        let key = (host.to_owned(), plain_http, credentials.clone());
+        let mut clients = self.clients.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(client) = clients.get(&key) {
+            return Ok(client.clone());
+        }
+        let client = Registry::new(host, plain_http)
+            .map_err(|err| failure(&err))?
+            .with_credentials(credentials);
+        clients.insert(key, client.clone());
+        Ok(client)
+    }
+
+    async fn run(&self, request: CopyRequest) -> Result<Copied, NodeError> {
+        let parse = |field: &str, text: &str| {
+            text.parse::<Reference>()
+                .map_err(|err| NodeError::invalid(format!("in.{field}: {err}")))
+        };
+        let (source, target) =
+            (parse("source", &request.source)?, parse("target", &request.target)?);
+        let Some(tag) = target.tag().filter(|_| target.digest().is_none()) else {
+            return Err(NodeError::invalid(format!(
+                "in.target: {target} must name a tag to copy to, not a digest"
+            )));
+        };
+        let login = |login: Option<Login>| {
+            login.map(|l| Credentials { username: l.username, password: l.password })
+        };
+        let from = self.client(
+            source.api_host(),
+            request.source_plain_http,
+            login(request.source_credentials),
+        )?;
+        let to = self.client(
+            target.api_host(),
+            request.target_plain_http,
+            login(request.target_credentials),
+        )?;
+        let report = copy(
+            Side { registry: &from, repository: source.repository() },
+            source.manifest_reference(),
+            Side { registry: &to, repository: target.repository() },
+            tag,
+        )
+        .await
+        .map_err(|err| failure(&err))?;
+        Ok(Copied {
+            target: target.pinned(&report.digest).to_string(),
+            digest: report.digest,
+            changed: report.changed,
+            bytes_moved: report.bytes_moved,
+            blobs_skipped: report.blobs_skipped,
+            blobs_mounted: report.blobs_mounted,
+            blobs_uploaded: report.blobs_uploaded,
+            manifests_written: report.manifests_written,
+        })
+    }
 }
 
 /// A registry failure as a node error: transient when trying later may help.

@@ -86,6 +86,23 @@ async fn images_and_indexes_arrive_byte_exact_and_copying_again_changes_nothing(
         }
     }
 
+    // In another repository of the target, blobs it holds elsewhere (the shared layer, and the
+    // arm64 config the index copies brought) are mounted, not uploaded again.
+    let other =
+        push_image(&source, "acme/app", &[shared.clone(), random_bytes(40_000)], false, "arm64")
+            .await?;
+    source.put_manifest("acme/app", "0.9", &other).await?;
+    let before = target.requests();
+    let report =
+        copy(from, "0.9", Side { registry: &target, repository: "mirror/elsewhere" }, "0.9")
+            .await?;
+    ensure!(report.blobs_mounted == 2 && report.blobs_uploaded == 1, "{report:?}");
+    ensure!(target.requests() > before, "the target was asked");
+    ensure!(
+        target.manifest("mirror/elsewhere", "0.9").await?.bytes == other.bytes,
+        "complete after the mount"
+    );
+
     // Within one repository, blobs the target has already (the same config, the shared layer)
     // are skipped.
     let next =

@@ -49,10 +49,12 @@ struct Proxy {
     http: reqwest::Client,
     faults: Arc<Mutex<Vec<Fault>>>,
     fired: Arc<Mutex<Vec<String>>>,
+    seen: Arc<Mutex<Vec<String>>>,
 }
 
 async fn forward(State(proxy): State<Proxy>, request: Request) -> Response {
     let (method, path) = (request.method().to_string(), request.uri().to_string());
+    proxy.seen.lock().unwrap_or_else(PoisonError::into_inner).push(format!("{method} {path}"));
     let fault = {
         let mut faults = proxy.faults.lock().unwrap_or_else(PoisonError::into_inner);
         let found =
@@ -133,6 +135,7 @@ async fn start_proxy(upstream: &str, faults: Vec<Fault>) -> Result<(String, Prox
         http: reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build()?,
         faults: Arc::new(Mutex::new(faults)),
         fired: Arc::default(),
+        seen: Arc::default(),
     };
     let app = axum::Router::new().fallback(forward).with_state(proxy.clone());
     tokio::spawn(async move { axum::serve(listener, app).await });
@@ -193,5 +196,34 @@ async fn a_registry_that_keeps_throttling_ends_in_a_transient_error() -> Result<
     ensure!(err.to_string().contains("429 Too Many Requests"), "{err}");
     let fired = proxy.fired.lock().unwrap_or_else(PoisonError::into_inner).len();
     ensure!(fired == 4, "four attempts, then it gives up: {fired}");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_upload_cancels_its_session_and_the_blob_is_sent_again() -> Result<()> {
+    let (source_registry, target_registry) = (start_registry().await?, start_registry().await?);
+    let source = Registry::new(&source_registry.host, true)?;
+    let image = push_image(&source, "acme/app", &[random_bytes(200_000)], false, "amd64").await?;
+    source.put_manifest("acme/app", "1.0", &image).await?;
+    let faults = vec![Fault {
+        method: "PUT",
+        path: "/blobs/uploads/",
+        times: 1,
+        kind: FaultKind::Unavailable,
+    }];
+    let (proxied, proxy) = start_proxy(&target_registry.host, faults).await?;
+    let target = Registry::new(&proxied, true)?;
+    let report = copy(
+        Side { registry: &source, repository: "acme/app" },
+        "1.0",
+        Side { registry: &target, repository: "mirror/acme/app" },
+        "1.0",
+    )
+    .await?;
+    ensure!(report.digest == image.digest && report.blobs_uploaded == 2, "{report:?}");
+    let seen = proxy.seen.lock().unwrap_or_else(PoisonError::into_inner).clone();
+    let cancelled =
+        seen.iter().filter(|r| r.starts_with("DELETE /v2/mirror/acme/app/blobs/uploads/")).count();
+    ensure!(cancelled == 1, "the failed upload's session was cancelled: {seen:#?}");
     Ok(())
 }
