@@ -85,9 +85,11 @@ pub struct Copied {
 /// layer shared by many images is mounted, not uploaded again).
 #[derive(Debug, Default)]
 pub struct RegistryCopy {
-    clients:
-        std::sync::Mutex<std::collections::HashMap<(String, bool, Option<Credentials>), Registry>>,
+    clients: std::sync::Mutex<std::collections::HashMap<ClientKey, Registry>>,
 }
+
+/// What tells two registry clients apart: host, plain HTTP, credentials.
+type ClientKey = (String, bool, Option<Credentials>);
 
 impl Component for RegistryCopy {
     const NAME: &'static str = "registry_copy";
