@@ -48,7 +48,7 @@ pub enum RegistryError {
         body: String,
     },
     /// The request did not get an answer.
-    #[error("{doing}: {source}")]
+    #[error("{doing}: {}", chain(.source))]
     Transport {
         /// What was being done.
         doing: String,
@@ -74,6 +74,20 @@ pub enum RegistryError {
     },
 }
 
+/// An error with its causes, as reqwest's own message says only which request failed.
+fn chain(error: &reqwest::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = std::error::Error::source(error);
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.ends_with(&cause_text) {
+            text = format!("{text}: {cause_text}");
+        }
+        source = cause.source();
+    }
+    text
+}
+
 fn detail(body: &str) -> String {
     if body.is_empty() { String::new() } else { format!(": {body}") }
 }
@@ -87,6 +101,33 @@ impl RegistryError {
             }
             Self::Transport { .. } => true,
             Self::Denied { .. } | Self::Content { .. } => false,
+        }
+    }
+}
+
+/// How to reach a registry.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Options {
+    /// Plain HTTP instead of HTTPS.
+    pub plain_http: bool,
+    /// Accept any TLS certificate (a registry with a self-signed one, when no CA is given).
+    pub insecure: bool,
+    /// A CA certificate (PEM) to trust besides the usual ones.
+    pub ca_pem: Option<String>,
+    /// How long connecting may take.
+    pub connect_timeout: Duration,
+    /// How long the registry may stay silent in the middle of an answer.
+    pub read_timeout: Duration,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            plain_http: false,
+            insecure: false,
+            ca_pem: None,
+            connect_timeout: CONNECT_TIMEOUT,
+            read_timeout: READ_TIMEOUT,
         }
     }
 }
@@ -123,17 +164,32 @@ pub struct Registry {
 impl Registry {
     /// The registry at `host` (`127.0.0.1:5001`, `ghcr.io`), over plain HTTP when `plain_http`.
     pub fn new(host: &str, plain_http: bool) -> Result<Self, RegistryError> {
-        let http = reqwest::Client::builder()
-            .connect_timeout(CONNECT_TIMEOUT)
-            .read_timeout(READ_TIMEOUT)
-            // Redirects are followed by hand once credentials exist, so they never cross hosts.
+        Self::with_options(host, &Options { plain_http, ..Options::default() })
+    }
+
+    /// The registry at `host`, reached as `options` say.
+    pub fn with_options(host: &str, options: &Options) -> Result<Self, RegistryError> {
+        let setting_up = |problem: String| RegistryError::Content {
+            doing: format!("set up a client for {host}"),
+            problem,
+        };
+        let mut builder = reqwest::Client::builder()
+            .connect_timeout(options.connect_timeout)
+            .read_timeout(options.read_timeout)
+            // reqwest drops the Authorization header when a redirect leads to another host, so
+            // credentials never follow a registry's redirect to its blob storage.
             .redirect(reqwest::redirect::Policy::limited(5))
-            .build()
-            .map_err(|source| RegistryError::Transport {
-                doing: format!("set up a client for {host}"),
-                source,
-            })?;
-        let scheme = if plain_http { "http" } else { "https" };
+            .danger_accept_invalid_certs(options.insecure);
+        if let Some(pem) = &options.ca_pem {
+            let certificate = reqwest::Certificate::from_pem(pem.as_bytes())
+                .map_err(|err| setting_up(format!("the CA certificate is not PEM: {err}")))?;
+            builder = builder.add_root_certificate(certificate);
+        }
+        let http = builder.build().map_err(|source| RegistryError::Transport {
+            doing: format!("set up a client for {host}"),
+            source,
+        })?;
+        let scheme = if options.plain_http { "http" } else { "https" };
         Ok(Self {
             http,
             base: format!("{scheme}://{host}"),

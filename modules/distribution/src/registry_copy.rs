@@ -12,7 +12,7 @@ use weir_sdk::{
 
 use crate::{
     auth::Credentials,
-    client::{Registry, RegistryError},
+    client::{Options, Registry, RegistryError},
     copy::{Side, copy},
     reference::Reference,
 };
@@ -45,6 +45,18 @@ pub struct CopyRequest {
     /// Talk to the target registry over plain HTTP.
     #[serde(default)]
     pub target_plain_http: bool,
+    /// Accept any TLS certificate from the source registry.
+    #[serde(default)]
+    pub source_insecure: bool,
+    /// Accept any TLS certificate from the target registry.
+    #[serde(default)]
+    pub target_insecure: bool,
+    /// A CA certificate (PEM) the source registry's certificate is signed by.
+    #[serde(default)]
+    pub source_ca: Option<String>,
+    /// A CA certificate (PEM) the target registry's certificate is signed by.
+    #[serde(default)]
+    pub target_ca: Option<String>,
 }
 
 /// A user name and password (or token); the password is never shown.
@@ -88,8 +100,8 @@ pub struct RegistryCopy {
     clients: std::sync::Mutex<std::collections::HashMap<ClientKey, Registry>>,
 }
 
-/// What tells two registry clients apart: host, plain HTTP, credentials.
-type ClientKey = (String, bool, Option<Credentials>);
+/// What tells two registry clients apart: host, how it is reached, credentials.
+type ClientKey = (String, Options, Option<Credentials>);
 
 impl Component for RegistryCopy {
     const NAME: &'static str = "registry_copy";
@@ -131,15 +143,15 @@ impl RegistryCopy {
     fn client(
         &self,
         host: &str,
-        plain_http: bool,
+        options: Options,
         credentials: Option<Credentials>,
     ) -> Result<Registry, NodeError> {
-        let key = (host.to_owned(), plain_http, credentials.clone());
+        let key = (host.to_owned(), options, credentials.clone());
         let mut clients = self.clients.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         if let Some(client) = clients.get(&key) {
             return Ok(client.clone());
         }
-        let client = Registry::new(host, plain_http)
+        let client = Registry::with_options(host, &key.1)
             .map_err(|err| failure(&err))?
             .with_credentials(credentials);
         clients.insert(key, client.clone());
@@ -161,14 +173,20 @@ impl RegistryCopy {
         let login = |login: Option<Login>| {
             login.map(|l| Credentials { username: l.username, password: l.password })
         };
+        let options = |plain_http, insecure, ca_pem| Options {
+            plain_http,
+            insecure,
+            ca_pem,
+            ..Options::default()
+        };
         let from = self.client(
             source.api_host(),
-            request.source_plain_http,
+            options(request.source_plain_http, request.source_insecure, request.source_ca),
             login(request.source_credentials),
         )?;
         let to = self.client(
             target.api_host(),
-            request.target_plain_http,
+            options(request.target_plain_http, request.target_insecure, request.target_ca),
             login(request.target_credentials),
         )?;
         let report = copy(

@@ -232,3 +232,37 @@ async fn bearer_tokens_are_fetched_per_scope_kept_and_refused_without_rights() -
     ensure!(matches!(err, RegistryError::Denied { .. }) && !err.is_transient(), "{err}");
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_registries_are_trusted_through_their_ca_or_when_told_to_accept_any() -> Result<()> {
+    use weir_distribution::registry_copy::RegistryCopy;
+    use weir_sdk::testing::Harness;
+
+    let (ca, certificate, key) = support::tls_files()?;
+    let (source_registry, tls_registry) =
+        (start_registry().await?, support::start_tls_registry(&certificate, &key).await?);
+    let source = Registry::new(&source_registry.host, true)?;
+    let image = push_image(&source, "acme/app", &[random_bytes(60_000)], false, "amd64").await?;
+    source.put_manifest("acme/app", "1.0", &image).await?;
+    let node = Harness::build::<RegistryCopy>(&json!({}))?;
+    node.answer_with(|_, copied| Ok(copied.clone()));
+    let request = |trust: serde_json::Value| {
+        let mut request = json!({
+            "source": format!("{}/acme/app:1.0", source_registry.host),
+            "target": format!("{}/mirror/acme/app:1.0", tls_registry.host),
+            "sourcePlainHttp": true,
+            "targetCredentials": { "username": "tester", "password": "s3cret" },
+        });
+        if let (Some(request), Some(trust)) = (request.as_object_mut(), trust.as_object()) {
+            request.extend(trust.clone());
+        }
+        request
+    };
+    let copied = node.send("in", request(json!({ "targetCa": ca }))).await?;
+    ensure!(copied["digest"] == image.digest.as_str() && copied["changed"] == true, "{copied}");
+    let err = node.send("in", request(json!({}))).await.expect_err("an unknown CA");
+    ensure!(err.message().contains("certificate"), "the failure names the certificate: {err}");
+    let copied = node.send("in", request(json!({ "targetInsecure": true }))).await?;
+    ensure!(copied["changed"] == false, "{copied}");
+    Ok(())
+}

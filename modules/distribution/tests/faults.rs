@@ -227,3 +227,34 @@ async fn a_failed_upload_cancels_its_session_and_the_blob_is_sent_again() -> Res
     ensure!(cancelled == 1, "the failed upload's session was cancelled: {seen:#?}");
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_black_holed_registry_fails_instead_of_hanging() -> Result<()> {
+    use weir_distribution::client::Options;
+
+    // Accepts connections and never answers.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let address = listener.local_addr()?.to_string();
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((socket, _)) = listener.accept().await {
+            held.push(socket);
+        }
+    });
+    let options = Options {
+        plain_http: true,
+        read_timeout: std::time::Duration::from_millis(300),
+        ..Options::default()
+    };
+    let client = Registry::with_options(&address, &options)?;
+    let outcome = tokio::time::timeout(
+        std::time::Duration::from_secs(60),
+        client.manifest_digest("acme/app", "1.0"),
+    )
+    .await;
+    let err = outcome.map_err(|_| anyhow::anyhow!("the request hung"))?.expect_err("no answer");
+    ensure!(err.is_transient(), "{err}");
+    ensure!(err.to_string().contains("timed out"), "{err}");
+    ensure!(client.requests() == 4, "it tried four times: {}", client.requests());
+    Ok(())
+}

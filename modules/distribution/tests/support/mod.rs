@@ -67,23 +67,34 @@ pub async fn start_registry_with(extra: &str) -> Result<LocalRegistry> {
         .arg(&config)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stderr(std::fs::File::create(dir.path().join("registry.log"))?)
         .spawn()
         .context("cannot start docker-registry (scripts/test installs it)")?;
-    let registry = LocalRegistry { child, host, _dir: dir };
+    let mut registry = LocalRegistry { child, host, _dir: dir };
     let started = Instant::now();
     loop {
-        // Up once it answers at all: 200, or 401 when it wants a password.
-        if let Ok(response) = reqwest::get(format!("http://{}/v2/", registry.host)).await
-            && (response.status().is_success()
-                || response.status() == reqwest::StatusCode::UNAUTHORIZED)
-        {
+        if let Ok(Some(status)) = registry.child.try_wait() {
+            bail!("docker-registry exited with {status}:\n{}", registry.log());
+        }
+        // Up once it accepts connections (it may speak TLS, or want a password).
+        if tokio::net::TcpStream::connect(&registry.host).await.is_ok() {
             return Ok(registry);
         }
         if started.elapsed() > Duration::from_secs(20) {
-            bail!("docker-registry on {} did not answer within 20 s", registry.host);
+            bail!(
+                "docker-registry on {} did not listen within 20 s:\n{}",
+                registry.host,
+                registry.log()
+            );
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+impl LocalRegistry {
+    /// What the registry wrote to stderr.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self._dir.path().join("registry.log")).unwrap_or_default()
     }
 }
 
@@ -243,6 +254,43 @@ pub async fn start_registry_with_tokens(tokens: &TokenService) -> Result<LocalRe
         "auth:\n  token:\n    realm: {}\n    service: test-registry\n    issuer: test-issuer\n    rootcertbundle: {}\n",
         tokens.realm,
         bundle.display()
+    ))
+    .await
+}
+
+/// A CA and a certificate for 127.0.0.1 signed by it, as PEM: (CA, certificate, key).
+pub fn tls_files() -> Result<(String, String, String)> {
+    let ca_key = rcgen::KeyPair::generate()?;
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new())?;
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    ca_params.distinguished_name.push(rcgen::DnType::CommonName, "weir-test-ca");
+    let ca = rcgen::CertifiedIssuer::self_signed(ca_params, ca_key)?;
+    let key = rcgen::KeyPair::generate()?;
+    let mut params = rcgen::CertificateParams::new(vec!["localhost".to_owned()])?;
+    params.subject_alt_names.push(rcgen::SanType::IpAddress(std::net::Ipv4Addr::LOCALHOST.into()));
+    let certificate = params.signed_by(&key, &ca)?;
+    Ok((ca.pem(), certificate.pem(), key.serialize_pem()))
+}
+
+/// A registry serving TLS with `certificate` and `key`, taking `tester` / `s3cret`.
+pub async fn start_tls_registry(certificate: &str, key: &str) -> Result<LocalRegistry> {
+    let output = Command::new("htpasswd")
+        .args(["-Bbn", "tester", "s3cret"])
+        .output()
+        .context("htpasswd (apache2-utils)")?;
+    ensure!(output.status.success(), "htpasswd failed");
+    let keep = |contents: &[u8]| -> Result<std::path::PathBuf> {
+        let path = tempfile::NamedTempFile::new()?.into_temp_path().keep()?;
+        std::fs::write(&path, contents)?;
+        Ok(path)
+    };
+    let (htpasswd, certificate, key) =
+        (keep(&output.stdout)?, keep(certificate.as_bytes())?, keep(key.as_bytes())?);
+    start_registry_with(&format!(
+        "  tls: {{certificate: {}, key: {}}}\nauth:\n  htpasswd: {{realm: test-realm, path: {}}}\n",
+        certificate.display(),
+        key.display(),
+        htpasswd.display()
     ))
     .await
 }
