@@ -33,7 +33,7 @@ struct Fault {
     kind: FaultKind,
 }
 
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 enum FaultKind {
     /// 429 with `Retry-After: 1`.
     Throttle,
@@ -41,6 +41,8 @@ enum FaultKind {
     Unavailable,
     /// Forward, but end the body after this many bytes.
     CutAfter(usize),
+    /// Answer `307` to the same path on another proxy (blob storage on another host).
+    Redirect(String),
 }
 
 #[derive(Clone)]
@@ -50,21 +52,29 @@ struct Proxy {
     faults: Arc<Mutex<Vec<Fault>>>,
     fired: Arc<Mutex<Vec<String>>>,
     seen: Arc<Mutex<Vec<String>>>,
+    /// Sent upstream in place of the caller's Authorization, when set.
+    login: Option<String>,
 }
 
 async fn forward(State(proxy): State<Proxy>, request: Request) -> Response {
     let (method, path) = (request.method().to_string(), request.uri().to_string());
-    proxy.seen.lock().unwrap_or_else(PoisonError::into_inner).push(format!("{method} {path}"));
+    let signed =
+        if request.headers().contains_key("authorization") { "signed" } else { "unsigned" };
+    proxy
+        .seen
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .push(format!("{method} {path} {signed}"));
     let fault = {
         let mut faults = proxy.faults.lock().unwrap_or_else(PoisonError::into_inner);
         let found =
             faults.iter_mut().find(|f| f.times > 0 && f.method == method && path.contains(f.path));
         found.map(|fault| {
             fault.times -= 1;
-            fault.kind
+            fault.kind.clone()
         })
     };
-    if let Some(kind) = fault {
+    if let Some(kind) = &fault {
         proxy
             .fired
             .lock()
@@ -79,6 +89,13 @@ async fn forward(State(proxy): State<Proxy>, request: Request) -> Response {
                 .body(Body::from("{\"errors\":[{\"code\":\"TOOMANYREQUESTS\"}]}"))
                 .unwrap_or_default();
         }
+        Some(FaultKind::Redirect(host)) => {
+            return Response::builder()
+                .status(StatusCode::TEMPORARY_REDIRECT)
+                .header("location", format!("http://{host}{path}"))
+                .body(Body::empty())
+                .unwrap_or_default();
+        }
         Some(FaultKind::Unavailable) => {
             return Response::builder()
                 .status(StatusCode::SERVICE_UNAVAILABLE)
@@ -87,7 +104,10 @@ async fn forward(State(proxy): State<Proxy>, request: Request) -> Response {
         }
         _ => {}
     }
-    let headers: HeaderMap = request.headers().clone();
+    let mut headers: HeaderMap = request.headers().clone();
+    if let Some(login) = proxy.login.as_deref().and_then(|l| l.parse().ok()) {
+        headers.insert("authorization", login);
+    }
     let body = reqwest::Body::wrap_stream(request.into_body().into_data_stream());
     let upstream = proxy
         .http
@@ -128,6 +148,14 @@ async fn forward(State(proxy): State<Proxy>, request: Request) -> Response {
 }
 
 async fn start_proxy(upstream: &str, faults: Vec<Fault>) -> Result<(String, Proxy)> {
+    start_proxy_with(upstream, faults, None).await
+}
+
+async fn start_proxy_with(
+    upstream: &str,
+    faults: Vec<Fault>,
+    login: Option<String>,
+) -> Result<(String, Proxy)> {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let address: SocketAddr = listener.local_addr()?;
     let proxy = Proxy {
@@ -136,6 +164,7 @@ async fn start_proxy(upstream: &str, faults: Vec<Fault>) -> Result<(String, Prox
         faults: Arc::new(Mutex::new(faults)),
         fired: Arc::default(),
         seen: Arc::default(),
+        login,
     };
     let app = axum::Router::new().fallback(forward).with_state(proxy.clone());
     tokio::spawn(async move { axum::serve(listener, app).await });
@@ -256,5 +285,47 @@ async fn a_black_holed_registry_fails_instead_of_hanging() -> Result<()> {
     ensure!(err.is_transient(), "{err}");
     ensure!(err.to_string().contains("timed out"), "{err}");
     ensure!(client.requests() == 4, "it tried four times: {}", client.requests());
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn credentials_never_follow_a_redirect_to_another_host() -> Result<()> {
+    use weir_distribution::auth::Credentials;
+
+    let registry = support::start_registry_with_password().await?;
+    let tester = Credentials { username: "tester".to_owned(), password: "s3cret".to_owned() };
+    let direct = Registry::new(&registry.host, true)?.with_credentials(Some(tester.clone()));
+    let image = push_image(&direct, "acme/app", &[random_bytes(80_000)], false, "amd64").await?;
+    direct.put_manifest("acme/app", "1.0", &image).await?;
+
+    // "Blob storage" on another host: it signs in to the registry itself and notes whether the
+    // caller sent credentials along.
+    let storage_login = "Basic dGVzdGVyOnMzY3JldA==".to_owned();
+    let (storage, storage_proxy) =
+        start_proxy_with(&registry.host, Vec::new(), Some(storage_login)).await?;
+    let faults = vec![Fault {
+        method: "GET",
+        path: "/blobs/sha256:",
+        times: 10,
+        kind: FaultKind::Redirect(storage),
+    }];
+    let (front, _) = start_proxy(&registry.host, faults).await?;
+    let through_front = Registry::new(&front, true)?.with_credentials(Some(tester));
+    let target_registry = start_registry().await?;
+    let target = Registry::new(&target_registry.host, true)?;
+    let report = copy(
+        Side { registry: &through_front, repository: "acme/app" },
+        "1.0",
+        Side { registry: &target, repository: "mirror/acme/app" },
+        "1.0",
+    )
+    .await?;
+    ensure!(report.digest == image.digest && report.blobs_uploaded == 2, "{report:?}");
+    let seen = storage_proxy.seen.lock().unwrap_or_else(PoisonError::into_inner).clone();
+    ensure!(seen.len() == 2, "both blobs came from the storage host: {seen:?}");
+    ensure!(
+        seen.iter().all(|request| request.ends_with(" unsigned")),
+        "credentials followed a redirect: {seen:?}"
+    );
     Ok(())
 }
