@@ -159,6 +159,35 @@ pub struct Registry {
     fetching: Arc<tokio::sync::Mutex<()>>,
     /// A repository each blob is known to be in, for cross-repository mounts.
     known: Arc<std::sync::Mutex<std::collections::HashMap<String, String>>>,
+    /// The pull budget the registry last reported (Docker Hub's `ratelimit-*` headers).
+    rate_limit: Arc<std::sync::Mutex<Option<RateLimit>>>,
+}
+
+/// A registry's pull budget, as Docker Hub reports it on manifest requests
+/// (`ratelimit-limit: 100;w=21600`, `ratelimit-remaining: 76;w=21600`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RateLimit {
+    /// Pulls allowed per window.
+    pub limit: u64,
+    /// Pulls left in the window.
+    pub remaining: u64,
+    /// The window, in seconds.
+    pub window_seconds: u64,
+}
+
+impl RateLimit {
+    /// Reads the two headers; `None` when the registry sends no budget.
+    pub fn from_headers(headers: &reqwest::header::HeaderMap) -> Option<Self> {
+        let read = |name: &str| -> Option<(u64, Option<u64>)> {
+            let value = headers.get(name)?.to_str().ok()?;
+            let (count, rest) = value.split_once(';').unwrap_or((value, ""));
+            let window = rest.trim().strip_prefix("w=").and_then(|w| w.trim().parse().ok());
+            Some((count.trim().parse().ok()?, window))
+        };
+        let (limit, window) = read("ratelimit-limit")?;
+        let (remaining, remaining_window) = read("ratelimit-remaining")?;
+        Some(Self { limit, remaining, window_seconds: window.or(remaining_window).unwrap_or(0) })
+    }
 }
 
 impl Registry {
@@ -200,6 +229,7 @@ impl Registry {
             sent: Arc::default(),
             fetching: Arc::default(),
             known: Arc::default(),
+            rate_limit: Arc::default(),
         })
     }
 
@@ -241,6 +271,7 @@ impl Registry {
             return Ok(None);
         }
         let response = ok(response, &doing).await?;
+        self.note_rate_limit(&response);
         let digest = response
             .headers()
             .get("docker-content-digest")
@@ -267,6 +298,7 @@ impl Registry {
             )
             .await?;
         let response = ok(response, &doing).await?;
+        self.note_rate_limit(&response);
         let header_type = response
             .headers()
             .get(header::CONTENT_TYPE)
@@ -373,6 +405,19 @@ impl Registry {
             .bytes_stream()
             .map_err(move |source| RegistryError::Transport { doing: doing.clone(), source });
         Ok((length, stream))
+    }
+
+    /// The pull budget the registry last reported, if it reports one.
+    pub fn rate_limit(&self) -> Option<RateLimit> {
+        *self.rate_limit.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn note_rate_limit(&self, response: &reqwest::Response) {
+        let Some(budget) = RateLimit::from_headers(response.headers()) else { return };
+        if budget.remaining.saturating_mul(10) < budget.limit {
+            tracing::warn!(registry = %self.host, remaining = budget.remaining, limit = budget.limit, "the registry's pull budget is nearly spent");
+        }
+        *self.rate_limit.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(budget);
     }
 
     /// Notes that the registry holds `digest` in `repository`.
@@ -711,4 +756,23 @@ pub fn sha256(bytes: &[u8]) -> String {
 
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn docker_hub_budgets_are_read_from_their_headers() {
+        let mut headers = reqwest::header::HeaderMap::new();
+        assert_eq!(RateLimit::from_headers(&headers), None);
+        headers.insert("ratelimit-limit", "100;w=21600".parse().unwrap());
+        headers.insert("ratelimit-remaining", "76;w=21600".parse().unwrap());
+        assert_eq!(
+            RateLimit::from_headers(&headers),
+            Some(RateLimit { limit: 100, remaining: 76, window_seconds: 21600 })
+        );
+        headers.insert("ratelimit-remaining", "many".parse().unwrap());
+        assert_eq!(RateLimit::from_headers(&headers), None);
+    }
 }

@@ -90,6 +90,21 @@ pub struct Copied {
     pub blobs_uploaded: usize,
     /// Manifests written (an index and each of its platforms).
     pub manifests_written: usize,
+    /// The source registry's pull budget after the copy, when it reports one (Docker Hub).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_pulls_left: Option<PullsLeft>,
+}
+
+/// What is left of a registry's pull budget.
+#[derive(Debug, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PullsLeft {
+    /// Pulls left in the window.
+    pub remaining: u64,
+    /// Pulls allowed per window.
+    pub limit: u64,
+    /// The window, in seconds.
+    pub window_seconds: u64,
 }
 
 /// A node of the registry copy component. It keeps one client per registry and credentials,
@@ -206,6 +221,11 @@ impl RegistryCopy {
             blobs_mounted: report.blobs_mounted,
             blobs_uploaded: report.blobs_uploaded,
             manifests_written: report.manifests_written,
+            source_pulls_left: from.rate_limit().map(|budget| PullsLeft {
+                remaining: budget.remaining,
+                limit: budget.limit,
+                window_seconds: budget.window_seconds,
+            }),
         })
     }
 }

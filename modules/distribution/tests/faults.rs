@@ -43,6 +43,8 @@ enum FaultKind {
     CutAfter(usize),
     /// Answer `307` to the same path on another proxy (blob storage on another host).
     Redirect(String),
+    /// Forward, adding Docker Hub's pull budget headers with this many pulls left of 100.
+    Budget(u64),
 }
 
 #[derive(Clone)]
@@ -128,6 +130,11 @@ async fn forward(State(proxy): State<Proxy>, request: Request) -> Response {
     let mut response = Response::builder().status(upstream.status().as_u16());
     for (name, value) in upstream.headers() {
         response = response.header(name.as_str(), value.as_bytes());
+    }
+    if let Some(FaultKind::Budget(left)) = &fault {
+        response = response
+            .header("ratelimit-limit", "100;w=21600")
+            .header("ratelimit-remaining", format!("{left};w=21600"));
     }
     let stream = upstream.bytes_stream();
     let body = match fault {
@@ -326,6 +333,40 @@ async fn credentials_never_follow_a_redirect_to_another_host() -> Result<()> {
     ensure!(
         seen.iter().all(|request| request.ends_with(" unsigned")),
         "credentials followed a redirect: {seen:?}"
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_node_reports_what_is_left_of_the_source_pull_budget() -> Result<()> {
+    use weir_distribution::registry_copy::RegistryCopy;
+    use weir_sdk::{json, testing::Harness};
+
+    let (source_registry, target_registry) = (start_registry().await?, start_registry().await?);
+    let source = Registry::new(&source_registry.host, true)?;
+    let image =
+        push_image(&source, "library/nginx", &[random_bytes(10_000)], true, "amd64").await?;
+    source.put_manifest("library/nginx", "1.27", &image).await?;
+    let faults =
+        vec![Fault { method: "HEAD", path: "/manifests/", times: 10, kind: FaultKind::Budget(7) }];
+    let (hub, _) = start_proxy(&source_registry.host, faults).await?;
+    let node = Harness::build::<RegistryCopy>(&json!({}))?;
+    node.answer_with(|_, copied| Ok(copied.clone()));
+    let copied = node
+        .send(
+            "in",
+            json!({
+                "source": format!("{hub}/library/nginx:1.27"),
+                "target": format!("{}/mirror/nginx:1.27", target_registry.host),
+                "sourcePlainHttp": true,
+                "targetPlainHttp": true,
+            }),
+        )
+        .await?;
+    ensure!(
+        copied["sourcePullsLeft"]
+            == json!({ "remaining": 7, "limit": 100, "windowSeconds": 21600 }),
+        "{copied}"
     );
     Ok(())
 }
