@@ -35,6 +35,20 @@ async fn stored_status(store: &dyn Store, name: &str, condition: impl Fn(&Value)
     .expect("the status never got there")
 }
 
+/// Sets one setting of node `name`, reading again when the host wrote its status in between
+/// (a conflict), as any controller must.
+async fn change_settings(store: &dyn Store, name: &str, field: &str, value: Value) {
+    loop {
+        let mut node = store.get(Kind::FlowNode, "test", name).await.expect("read the node");
+        node.data["spec"]["settings"][field] = value.clone();
+        match store.update(node).await {
+            Ok(_) => return,
+            Err(weir_store::StoreError::Conflict { .. }) => {}
+            Err(err) => panic!("cannot update {name}: {err}"),
+        }
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_host_follows_flow_nodes_in_the_store() {
     let dir = tempfile::tempdir().expect("temporary directory");
@@ -69,16 +83,12 @@ async fn the_host_follows_flow_nodes_in_the_store() {
         .collect();
     assert_eq!(ports, ["in", "out"]);
 
-    let mut changed = store.get(Kind::FlowNode, "test", "a").await.expect("read a");
-    changed.data["spec"]["settings"]["tag"] = json!("a2");
-    store.update(changed).await.expect("update a");
+    change_settings(&*store, "a", "tag", json!("a2")).await;
     eventually(|| runtime.generation(&key("a")) == Some(Some(2))).await;
     let answer = runtime.send(&key("a"), "in", json!({ "path": [] })).await.expect("delivery");
     assert_eq!(answer["got"], json!({ "path": ["a2"] }));
 
-    let mut broken = store.get(Kind::FlowNode, "test", "b").await.expect("read b");
-    broken.data["spec"]["settings"]["typed"] = json!("yes");
-    store.update(broken).await.expect("update b");
+    change_settings(&*store, "b", "typed", json!("yes")).await;
     let status = stored_status(&*store, "b", |s| s["conditions"][0]["status"] == "False").await;
     assert_eq!(status["conditions"][0]["reason"], "BuildFailed");
     assert_eq!(
