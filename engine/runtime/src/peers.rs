@@ -62,49 +62,46 @@ impl Peers {
         timeout: Duration,
     ) -> Result<Value, NodeError> {
         let started = Instant::now();
-        let result = self.call(endpoint, target, port, message, run, timeout).await;
+        let result = async {
+            let mut client = self.client(endpoint)?;
+            let encode = |value: &Value| {
+                serde_json::to_vec(value).map_err(|err| NodeError::internal(err.to_string()))
+            };
+            let mut request = tonic::Request::new(DeliverRequest {
+                namespace: target.namespace.clone(),
+                node: target.name.clone(),
+                port: port.to_owned(),
+                message_json: encode(message)?,
+                trigger_json: encode(&run.trigger)?,
+                hops: run.hops,
+            });
+            request.set_timeout(timeout);
+            if let Ok(traceparent) = run.trace.traceparent().parse() {
+                request.metadata_mut().insert(crate::grpc::TRACEPARENT, traceparent);
+            }
+            let response = client
+                .deliver(request)
+                .await
+                .map_err(|status| failure_of_status(&status, endpoint))?;
+            match response.into_inner().outcome {
+                Some(Outcome::AnswerJson(answer)) => {
+                    serde_json::from_slice(&answer).map_err(|err| {
+                        NodeError::internal(format!(
+                            "module {endpoint} answered with bad JSON: {err}"
+                        ))
+                    })
+                }
+                Some(Outcome::Failure(failure)) => Err(failure.into()),
+                None => Err(NodeError::internal(format!(
+                    "module {endpoint} answered with neither an answer nor a failure"
+                ))),
+            }
+        }
+        .await;
         self.latency.observe(started.elapsed());
         let outcome = if result.is_ok() { &self.answered } else { &self.failed };
         outcome.fetch_add(1, Ordering::Relaxed);
         result
-    }
-
-    async fn call(
-        &self,
-        endpoint: &str,
-        target: &NodeKey,
-        port: &str,
-        message: &Value,
-        run: &Run,
-        timeout: Duration,
-    ) -> Result<Value, NodeError> {
-        let mut client = self.client(endpoint)?;
-        let encode = |value: &Value| {
-            serde_json::to_vec(value).map_err(|err| NodeError::internal(err.to_string()))
-        };
-        let mut request = tonic::Request::new(DeliverRequest {
-            namespace: target.namespace.clone(),
-            node: target.name.clone(),
-            port: port.to_owned(),
-            message_json: encode(message)?,
-            trigger_json: encode(&run.trigger)?,
-            hops: run.hops,
-        });
-        request.set_timeout(timeout);
-        if let Ok(traceparent) = run.trace.traceparent().parse() {
-            request.metadata_mut().insert(crate::grpc::TRACEPARENT, traceparent);
-        }
-        let response =
-            client.deliver(request).await.map_err(|status| failure_of_status(&status, endpoint))?;
-        match response.into_inner().outcome {
-            Some(Outcome::AnswerJson(answer)) => serde_json::from_slice(&answer).map_err(|err| {
-                NodeError::internal(format!("module {endpoint} answered with bad JSON: {err}"))
-            }),
-            Some(Outcome::Failure(failure)) => Err(failure.into()),
-            None => Err(NodeError::internal(format!(
-                "module {endpoint} answered with neither an answer nor a failure"
-            ))),
-        }
     }
 
     /// A client for `endpoint`, made once and shared; it connects on first use.

@@ -288,7 +288,7 @@ impl Registry {
     ) -> Result<Manifest, RegistryError> {
         let doing = format!("GET manifest {repository}:{reference} from {}", self.host);
         let response = self
-            .send(
+            .send_ok(
                 Method::GET,
                 repository,
                 false,
@@ -297,7 +297,6 @@ impl Registry {
                 |r| r.header(header::ACCEPT, MANIFEST_ACCEPT),
             )
             .await?;
-        let response = ok(response, &doing).await?;
         self.note_rate_limit(&response);
         let header_type = response
             .headers()
@@ -336,7 +335,7 @@ impl Registry {
         let doing = format!("PUT manifest {repository}:{reference} to {}", self.host);
         let body = manifest.bytes.clone();
         let response = self
-            .send(
+            .send_ok(
                 Method::PUT,
                 repository,
                 true,
@@ -345,7 +344,6 @@ impl Registry {
                 |r| r.header(header::CONTENT_TYPE, &manifest.media_type).body(body.clone()),
             )
             .await?;
-        let response = ok(response, &doing).await?;
         let digest = response
             .headers()
             .get("docker-content-digest")
@@ -390,7 +388,7 @@ impl Registry {
     > {
         let doing = format!("GET blob {digest} from {repository} on {}", self.host);
         let response = self
-            .send(
+            .send_ok(
                 Method::GET,
                 repository,
                 false,
@@ -399,7 +397,6 @@ impl Registry {
                 |r| r,
             )
             .await?;
-        let response = ok(response, &doing).await?;
         let length = response.content_length();
         let stream = response
             .bytes_stream()
@@ -487,7 +484,7 @@ impl Registry {
     ) -> Result<u64, RegistryError> {
         let doing = format!("upload blob {digest} to {repository} on {}", self.host);
         let response = self
-            .send(
+            .send_ok(
                 Method::POST,
                 repository,
                 true,
@@ -496,7 +493,6 @@ impl Registry {
                 |r| r,
             )
             .await?;
-        let response = ok(response, &doing).await?;
         let session = self.session_url(&response).ok_or_else(|| RegistryError::Content {
             doing: doing.clone(),
             problem: "no upload Location".to_owned(),
@@ -590,6 +586,20 @@ impl Registry {
             tokio::time::sleep(wait.min(MAX_BACKOFF)).await;
             attempt += 1;
         }
+    }
+
+    /// [`Registry::send`], then the response only when its status is a success.
+    async fn send_ok(
+        &self,
+        method: Method,
+        repository: &str,
+        push: bool,
+        path: &str,
+        doing: &str,
+        shape: impl Fn(reqwest::RequestBuilder) -> reqwest::RequestBuilder,
+    ) -> Result<reqwest::Response, RegistryError> {
+        let response = self.send(method, repository, push, path, doing, shape).await?;
+        ok(response, doing).await
     }
 
     /// The Authorization header for `scope`, when the registry asked for one.

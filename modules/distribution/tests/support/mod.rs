@@ -30,27 +30,36 @@ impl Drop for LocalRegistry {
 }
 
 pub async fn start_registry() -> Result<LocalRegistry> {
-    start_registry_with("").await
+    start_registry_with(&[], "").await
 }
 
-/// A registry that takes `tester` / `s3cret` by Basic authentication (htpasswd).
-pub async fn start_registry_with_password() -> Result<LocalRegistry> {
+/// `tester` / `s3cret` as an htpasswd line (bcrypt, the only kind the registry takes).
+fn htpasswd() -> Result<Vec<u8>> {
     let output = Command::new("htpasswd")
         .args(["-Bbn", "tester", "s3cret"])
         .output()
         .context("htpasswd (apache2-utils)")?;
     ensure!(output.status.success(), "htpasswd failed");
-    let file = tempfile::NamedTempFile::new()?.into_temp_path().keep()?;
-    std::fs::write(&file, output.stdout)?;
-    start_registry_with(&format!(
-        "auth:\n  htpasswd: {{realm: test-realm, path: {}}}\n",
-        file.display()
-    ))
+    Ok(output.stdout)
+}
+
+/// A registry that takes `tester` / `s3cret` by Basic authentication (htpasswd).
+pub async fn start_registry_with_password() -> Result<LocalRegistry> {
+    start_registry_with(
+        &[("htpasswd", htpasswd()?)],
+        "auth:\n  htpasswd: {realm: test-realm, path: {dir}/htpasswd}\n",
+    )
     .await
 }
 
-pub async fn start_registry_with(extra: &str) -> Result<LocalRegistry> {
+/// A registry whose config ends with `extra`, in which `{dir}` names the registry's own
+/// directory, where `files` are written first (so nothing outlives the registry).
+pub async fn start_registry_with(files: &[(&str, Vec<u8>)], extra: &str) -> Result<LocalRegistry> {
     let dir = tempfile::tempdir()?;
+    for (name, contents) in files {
+        std::fs::write(dir.path().join(name), contents)?;
+    }
+    let extra = extra.replace("{dir}", &dir.path().display().to_string());
     let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
     let host = format!("127.0.0.1:{port}");
     let config = dir.path().join("config.yml");
@@ -248,13 +257,14 @@ async fn issue(
 
 /// A registry that takes Bearer tokens from `tokens`.
 pub async fn start_registry_with_tokens(tokens: &TokenService) -> Result<LocalRegistry> {
-    let bundle = tempfile::NamedTempFile::new()?.into_temp_path().keep()?;
-    std::fs::write(&bundle, &tokens.certificate_pem)?;
-    start_registry_with(&format!(
-        "auth:\n  token:\n    realm: {}\n    service: test-registry\n    issuer: test-issuer\n    rootcertbundle: {}\n",
-        tokens.realm,
-        bundle.display()
-    ))
+    let config = format!(
+        "auth:\n  token:\n    realm: {}\n    service: test-registry\n    issuer: test-issuer\n    rootcertbundle: {{dir}}/token-signer.crt\n",
+        tokens.realm
+    );
+    start_registry_with(
+        &[("token-signer.crt", tokens.certificate_pem.clone().into_bytes())],
+        &config,
+    )
     .await
 }
 
@@ -274,23 +284,13 @@ pub fn tls_files() -> Result<(String, String, String)> {
 
 /// A registry serving TLS with `certificate` and `key`, taking `tester` / `s3cret`.
 pub async fn start_tls_registry(certificate: &str, key: &str) -> Result<LocalRegistry> {
-    let output = Command::new("htpasswd")
-        .args(["-Bbn", "tester", "s3cret"])
-        .output()
-        .context("htpasswd (apache2-utils)")?;
-    ensure!(output.status.success(), "htpasswd failed");
-    let keep = |contents: &[u8]| -> Result<std::path::PathBuf> {
-        let path = tempfile::NamedTempFile::new()?.into_temp_path().keep()?;
-        std::fs::write(&path, contents)?;
-        Ok(path)
-    };
-    let (htpasswd, certificate, key) =
-        (keep(&output.stdout)?, keep(certificate.as_bytes())?, keep(key.as_bytes())?);
-    start_registry_with(&format!(
-        "  tls: {{certificate: {}, key: {}}}\nauth:\n  htpasswd: {{realm: test-realm, path: {}}}\n",
-        certificate.display(),
-        key.display(),
-        htpasswd.display()
-    ))
+    start_registry_with(
+        &[
+            ("htpasswd", htpasswd()?),
+            ("server.crt", certificate.as_bytes().to_vec()),
+            ("server.key", key.as_bytes().to_vec()),
+        ],
+        "  tls: {certificate: {dir}/server.crt, key: {dir}/server.key}\nauth:\n  htpasswd: {realm: test-realm, path: {dir}/htpasswd}\n",
+    )
     .await
 }
