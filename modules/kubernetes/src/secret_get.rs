@@ -5,12 +5,13 @@
 
 use std::collections::BTreeMap;
 
-use base64::Engine as _;
 use k8s_openapi::api::core::v1::Secret;
 use kube::Api;
 use serde::{Deserialize, Serialize};
 use weir_sdk::{
-    Component, Context, Description, JsonSchema, NodeError, Permission, Port, Value, read_message,
+    Component, Context, Description, JsonSchema, NodeError, Permission, Port, Value,
+    docker_config::{self, RegistryLogin},
+    read_message,
 };
 
 use crate::access::{Cluster, Connection, api_error};
@@ -49,22 +50,10 @@ pub struct SecretContents {
     #[serde(rename = "type")]
     pub kind: String,
     /// For a dockerconfigjson Secret: the credentials of each registry.
-    pub registries: Vec<RegistryCredentials>,
+    pub registries: Vec<RegistryLogin>,
     /// For other Secrets: each key's value as text (secret).
     #[schemars(extend("additionalProperties" = { "type": "string", "x-weir-secret": true }))]
     pub data: BTreeMap<String, String>,
-}
-
-/// The credentials for one registry.
-#[derive(Debug, Serialize, Deserialize, JsonSchema)]
-pub struct RegistryCredentials {
-    /// The registry host, such as `ghcr.io` (`docker.io` for Docker Hub's old names).
-    pub registry: String,
-    /// The user name.
-    pub username: String,
-    /// The password or token (secret).
-    #[schemars(extend("x-weir-secret" = true))]
-    pub password: String,
 }
 
 /// A node of the secret get component.
@@ -125,7 +114,7 @@ impl SecretGet {
         let mut registries = Vec::new();
         if kind == "kubernetes.io/dockerconfigjson" {
             let config = data.remove(".dockerconfigjson").unwrap_or_default();
-            registries = docker_config(&config).map_err(|why| {
+            registries = docker_config::parse(&config).map_err(|why| {
                 NodeError::invalid(format!("secret {namespace}/{name}: .dockerconfigjson {why}"))
             })?;
         }
@@ -139,81 +128,9 @@ impl SecretGet {
     }
 }
 
-/// The registries of a `.dockerconfigjson`: each entry's `username` and `password`, or its
-/// `auth` (base64 of `user:password`). Errors never quote the content.
-fn docker_config(text: &str) -> Result<Vec<RegistryCredentials>, String> {
-    #[derive(Deserialize)]
-    struct File {
-        #[serde(default)]
-        auths: BTreeMap<String, Entry>,
-    }
-    #[derive(Deserialize)]
-    struct Entry {
-        #[serde(default)]
-        username: String,
-        #[serde(default)]
-        password: String,
-        #[serde(default)]
-        auth: String,
-    }
-    let file: File = serde_json::from_str(text).map_err(|err| {
-        format!("is not a docker config (line {}, column {})", err.line(), err.column())
-    })?;
-    let mut registries = Vec::new();
-    for (server, entry) in file.auths {
-        let (username, password) = if entry.auth.is_empty() {
-            (entry.username, entry.password)
-        } else {
-            let decoded = base64::engine::general_purpose::STANDARD
-                .decode(entry.auth.trim())
-                .map_err(|_| format!("has an auth for {server} that is not base64"))?;
-            let decoded = String::from_utf8(decoded)
-                .map_err(|_| format!("has an auth for {server} that is not text"))?;
-            let (user, password) = decoded
-                .split_once(':')
-                .ok_or_else(|| format!("has an auth for {server} that is not user:password"))?;
-            (user.to_owned(), password.to_owned())
-        };
-        registries.push(RegistryCredentials {
-            registry: registry_host(&server),
-            username,
-            password,
-        });
-    }
-    Ok(registries)
-}
-
-/// The host of a docker config key: `https://index.docker.io/v1/` is Docker Hub.
-fn registry_host(server: &str) -> String {
-    let host = server.trim_start_matches("https://").trim_start_matches("http://");
-    let host = host.split('/').next().unwrap_or(host);
-    match host {
-        "index.docker.io" | "registry-1.docker.io" | "docker.io" => "docker.io".to_owned(),
-        other => other.to_owned(),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn docker_configs_decode_both_ways_and_errors_quote_nothing() {
-        let auth = base64::engine::general_purpose::STANDARD.encode("bot:s3cret");
-        let text = format!(
-            r#"{{"auths":{{"https://index.docker.io/v1/":{{"auth":"{auth}"}},"ghcr.io":{{"username":"ci","password":"t0ken"}}}}}}"#
-        );
-        let registries = docker_config(&text).unwrap();
-        let seen: Vec<(&str, &str, &str)> = registries
-            .iter()
-            .map(|r| (r.registry.as_str(), r.username.as_str(), r.password.as_str()))
-            .collect();
-        assert_eq!(seen, [("ghcr.io", "ci", "t0ken"), ("docker.io", "bot", "s3cret")]);
-        let err = docker_config(r#"{"auths":{"ghcr.io":{"auth":"%%%s3cret"}}}"#).unwrap_err();
-        assert_eq!(err, "has an auth for ghcr.io that is not base64");
-        let err = docker_config("s3cret").unwrap_err();
-        assert!(!err.contains("s3cret"), "{err}");
-    }
 
     #[test]
     fn the_output_schema_marks_every_value_secret() {
