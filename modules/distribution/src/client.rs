@@ -13,7 +13,10 @@ use futures::{Stream, StreamExt as _, TryStreamExt as _};
 use reqwest::{Method, StatusCode, header};
 use sha2::{Digest as _, Sha256};
 
-use crate::auth::{Challenge, Credentials, TokenAnswer, TokenCache, parse_challenge};
+use crate::{
+    auth::{Challenge, Credentials, TokenAnswer, TokenCache, parse_challenge},
+    copy::Chosen,
+};
 
 /// Every manifest media type the copier understands, sent on every manifest GET and HEAD: a
 /// registry answers with the form it stores only when the client accepts it.
@@ -31,6 +34,15 @@ const READ_TIMEOUT: Duration = Duration::from_secs(60);
 const ATTEMPTS: u32 = 4;
 /// The wait before the second attempt; it doubles each time.
 const FIRST_BACKOFF: Duration = Duration::from_millis(250);
+/// The first chunk size once a registry refused a monolithic upload.
+const FIRST_CHUNK: usize = 4 << 20;
+/// The smallest chunk: a registry refusing these takes no uploads at all.
+const SMALLEST_CHUNK: usize = 64 << 10;
+/// How many facts a client keeps about what a registry holds before it starts over, so a
+/// long-running node's memory stays bounded; forgetting costs a request, never correctness.
+const MEMORY_ENTRIES: usize = 100_000;
+/// The most bytes [`Registry::blob_bytes`] reads.
+const SMALL_BLOB_LIMIT: usize = 4 << 20;
 /// The longest wait between attempts, `Retry-After` included.
 const MAX_BACKOFF: Duration = Duration::from_secs(60);
 
@@ -63,6 +75,29 @@ pub enum RegistryError {
         doing: String,
         /// Why, as far as the registry said.
         reason: String,
+    },
+    /// The registry refused, in the middle of an upload, a token it took when the upload
+    /// started.
+    #[error("{doing}: the registry's token expired during the upload")]
+    TokenExpired {
+        /// What was being done.
+        doing: String,
+    },
+    /// The image serves none of the platforms asked for.
+    #[error("{doing}: the image serves none of {wanted} (it serves {found})")]
+    NoPlatform {
+        /// What was being done.
+        doing: String,
+        /// The platforms asked for.
+        wanted: String,
+        /// The platforms it serves.
+        found: String,
+    },
+    /// The registry refused a blob in one request as too large; it goes in chunks from now on.
+    #[error("{doing}: the registry takes no blob this large in one request")]
+    TooLargeForOnePut {
+        /// What was being done.
+        doing: String,
     },
     /// What arrived is not what was asked for.
     #[error("{doing}: {problem}")]
@@ -99,8 +134,10 @@ impl RegistryError {
             Self::Status { status, .. } => {
                 *status == StatusCode::TOO_MANY_REQUESTS || status.is_server_error()
             }
-            Self::Transport { .. } => true,
-            Self::Denied { .. } | Self::Content { .. } => false,
+            Self::Transport { .. } | Self::TokenExpired { .. } | Self::TooLargeForOnePut { .. } => {
+                true
+            }
+            Self::Denied { .. } | Self::NoPlatform { .. } | Self::Content { .. } => false,
         }
     }
 }
@@ -161,6 +198,10 @@ pub struct Registry {
     known: Arc<std::sync::Mutex<std::collections::HashMap<String, String>>>,
     /// The pull budget the registry last reported (Docker Hub's `ratelimit-*` headers).
     rate_limit: Arc<std::sync::Mutex<Option<RateLimit>>>,
+    /// The size of the chunks blobs are uploaded in; 0 while monolithic uploads are taken.
+    chunk_size: Arc<std::sync::atomic::AtomicUsize>,
+    /// What images were cut down to, by source digest and choice of platforms.
+    chosen: Arc<std::sync::Mutex<std::collections::HashMap<(String, String), Chosen>>>,
 }
 
 /// A registry's pull budget, as Docker Hub reports it on manifest requests
@@ -230,6 +271,8 @@ impl Registry {
             fetching: Arc::default(),
             known: Arc::default(),
             rate_limit: Arc::default(),
+            chosen: Arc::default(),
+            chunk_size: Arc::default(),
         })
     }
 
@@ -404,6 +447,45 @@ impl Registry {
         Ok((length, stream))
     }
 
+    /// A small blob's bytes (an image config), at most [`SMALL_BLOB_LIMIT`].
+    pub async fn blob_bytes(&self, repository: &str, digest: &str) -> Result<Bytes, RegistryError> {
+        let (_, mut stream) = self.blob(repository, digest).await?;
+        let mut bytes = Vec::new();
+        while let Some(chunk) = stream.next().await {
+            bytes.extend_from_slice(&chunk?);
+            if bytes.len() > SMALL_BLOB_LIMIT {
+                return Err(RegistryError::Content {
+                    doing: format!("GET blob {digest} from {repository} on {}", self.host),
+                    problem: format!("it is larger than {SMALL_BLOB_LIMIT} bytes"),
+                });
+            }
+        }
+        let bytes = Bytes::from(bytes);
+        if sha256(&bytes) != digest {
+            return Err(RegistryError::Content {
+                doing: format!("GET blob {digest} from {repository} on {}", self.host),
+                problem: format!("the bytes hash to {}", sha256(&bytes)),
+            });
+        }
+        Ok(bytes)
+    }
+
+    /// What the image of `source_digest` was cut down to for `choice` of platforms, when this
+    /// client did that before.
+    pub fn chosen(&self, source_digest: &str, choice: &str) -> Option<Chosen> {
+        let chosen = self.chosen.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        chosen.get(&(source_digest.to_owned(), choice.to_owned())).cloned()
+    }
+
+    /// Notes what the image of `source_digest` was cut down to for `choice` of platforms.
+    pub fn remember_chosen(&self, source_digest: &str, choice: &str, outcome: Chosen) {
+        let mut chosen = self.chosen.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if chosen.len() >= MEMORY_ENTRIES {
+            chosen.clear();
+        }
+        chosen.insert((source_digest.to_owned(), choice.to_owned()), outcome);
+    }
+
     /// The pull budget the registry last reported, if it reports one.
     pub fn rate_limit(&self) -> Option<RateLimit> {
         *self.rate_limit.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -420,6 +502,9 @@ impl Registry {
     /// Notes that the registry holds `digest` in `repository`.
     pub fn remember(&self, digest: &str, repository: &str) {
         let mut known = self.known.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if known.len() >= MEMORY_ENTRIES {
+            known.clear();
+        }
         known.insert(digest.to_owned(), repository.to_owned());
     }
 
@@ -473,8 +558,10 @@ impl Registry {
         }
     }
 
-    /// Uploads a blob as one monolithic PUT of `body`, verifying while it flows that the
-    /// bytes hash to `digest`: a mismatch aborts the upload before the registry commits it.
+    /// Uploads a blob, verifying while it flows that the bytes hash to `digest`: a mismatch
+    /// aborts the upload before the registry commits it. The body goes as one monolithic PUT,
+    /// unless the registry (or a proxy in front of it) refused one as too large: then, for
+    /// this and every later blob, in chunks that shrink until it takes them.
     pub async fn put_blob(
         &self,
         repository: &str,
@@ -497,34 +584,142 @@ impl Registry {
             doing: doing.clone(),
             problem: "no upload Location".to_owned(),
         })?;
-        let mut url = session.clone();
-        url.push(if url.contains('?') { '&' } else { '?' });
-        url.push_str("digest=");
-        url.push_str(digest);
         let verified = verify(body, digest.to_owned(), doing.clone());
+        let chunk = self.chunk_size.load(std::sync::atomic::Ordering::Relaxed);
+        let uploaded = if chunk == 0 {
+            self.put_whole(&session, repository, digest, length, verified, &doing).await
+        } else {
+            self.put_chunks(&session, repository, digest, chunk, verified, &doing).await
+        };
+        match uploaded {
+            Ok(bytes) => {
+                self.remember(digest, repository);
+                Ok(bytes)
+            }
+            Err(err) => {
+                self.abandon(&session, repository).await;
+                Err(err)
+            }
+        }
+    }
+
+    /// Sends the whole blob in the PUT that closes the session.
+    async fn put_whole(
+        &self,
+        session: &str,
+        repository: &str,
+        digest: &str,
+        length: Option<u64>,
+        body: impl Stream<Item = Result<Bytes, RegistryError>> + Send + 'static,
+        doing: &str,
+    ) -> Result<u64, RegistryError> {
         let mut request = self
-            .http
-            .put(&url)
+            .upload_request(Method::PUT, &with_digest(session, digest), repository)
             .header(header::CONTENT_TYPE, "application/octet-stream")
-            .body(reqwest::Body::wrap_stream(verified));
+            .body(reqwest::Body::wrap_stream(body));
         if let Some(length) = length {
             request = request.header(header::CONTENT_LENGTH, length);
         }
-        // The session was opened with these rights; the streamed body cannot be sent twice.
+        match self.upload_answer(request.send().await, repository, doing).await {
+            Err(RegistryError::Status { status: StatusCode::PAYLOAD_TOO_LARGE, .. }) => {
+                self.chunk_size.store(FIRST_CHUNK, std::sync::atomic::Ordering::Relaxed);
+                Err(RegistryError::TooLargeForOnePut { doing: doing.to_owned() })
+            }
+            answer => answer.map(|_| length.unwrap_or(0)),
+        }
+    }
+
+    /// Sends the blob in PATCHes of at most `chunk` bytes (halved, and the smaller size kept,
+    /// each time one is refused as too large), then closes the session with an empty PUT.
+    /// Memory holds one chunk.
+    async fn put_chunks(
+        &self,
+        session: &str,
+        repository: &str,
+        digest: &str,
+        mut chunk: usize,
+        body: impl Stream<Item = Result<Bytes, RegistryError>> + Send + 'static,
+        doing: &str,
+    ) -> Result<u64, RegistryError> {
+        let mut body = std::pin::pin!(body);
+        let (mut location, mut offset, mut pending, mut ended) =
+            (session.to_owned(), 0_u64, bytes::BytesMut::new(), false);
+        loop {
+            while !ended && pending.len() < chunk {
+                match body.next().await {
+                    Some(bytes) => pending.extend_from_slice(&bytes?),
+                    None => ended = true,
+                }
+            }
+            if pending.is_empty() {
+                break;
+            }
+            let piece = pending.split_to(chunk.min(pending.len())).freeze();
+            let last = offset + piece.len() as u64 - 1;
+            let request = self
+                .upload_request(Method::PATCH, &location, repository)
+                .header(header::CONTENT_TYPE, "application/octet-stream")
+                .header(header::CONTENT_RANGE, format!("{offset}-{last}"))
+                .header(header::CONTENT_LENGTH, piece.len())
+                .body(piece.clone());
+            match self.upload_answer(request.send().await, repository, doing).await {
+                Ok(response) => {
+                    location = self.session_url(&response).unwrap_or(location);
+                    offset = last + 1;
+                }
+                Err(RegistryError::Status { status: StatusCode::PAYLOAD_TOO_LARGE, .. })
+                    if chunk > SMALLEST_CHUNK =>
+                {
+                    chunk /= 2;
+                    self.chunk_size.store(chunk, std::sync::atomic::Ordering::Relaxed);
+                    let mut again = bytes::BytesMut::from(&piece[..]);
+                    again.extend_from_slice(&pending);
+                    pending = again;
+                }
+                Err(err) => return Err(err),
+            }
+        }
+        let request = self
+            .upload_request(Method::PUT, &with_digest(&location, digest), repository)
+            .header(header::CONTENT_LENGTH, 0);
+        self.upload_answer(request.send().await, repository, doing).await?;
+        Ok(offset)
+    }
+
+    /// A request inside an upload session, with the rights the session was opened with: it is
+    /// sent once, as its body cannot be sent twice.
+    fn upload_request(
+        &self,
+        method: Method,
+        url: &str,
+        repository: &str,
+    ) -> reqwest::RequestBuilder {
+        let mut request = self.http.request(method, url);
         if let Some(authorization) = self.authorization(&scope(repository, true)) {
             request = request.header(header::AUTHORIZATION, authorization);
         }
         self.sent.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let finished = match request.send().await {
-            Ok(response) => ok(response, &doing).await.map(drop),
-            Err(source) => Err(RegistryError::Transport { doing: doing.clone(), source }),
-        };
-        if let Err(err) = finished {
-            self.abandon(&session, repository).await;
-            return Err(err);
+        request
+    }
+
+    /// The answer to an upload request, when a success.
+    async fn upload_answer(
+        &self,
+        outcome: Result<reqwest::Response, reqwest::Error>,
+        repository: &str,
+        doing: &str,
+    ) -> Result<reqwest::Response, RegistryError> {
+        match outcome {
+            Ok(response) if response.status() == StatusCode::UNAUTHORIZED => {
+                // The token the session was opened with expired on the way; the next attempt
+                // fetches a new one.
+                self.tokens.forget(&scope(repository, true));
+                Err(RegistryError::TokenExpired { doing: doing.to_owned() })
+            }
+            Ok(response) => ok(response, doing).await,
+            Err(source) => Err(body_failure(&source)
+                .unwrap_or(RegistryError::Transport { doing: doing.to_owned(), source })),
         }
-        self.remember(digest, repository);
-        Ok(length.unwrap_or(0))
     }
 
     /// Sends a request that can be sent again (its body, if any, is bytes): signs it in as the
@@ -544,14 +739,15 @@ impl Registry {
         let mut signed_in = false;
         loop {
             let mut request = shape(self.http.request(method.clone(), &url));
-            if let Some(authorization) = self.authorization(&scope) {
+            let authorization = self.authorization(&scope);
+            if let Some(authorization) = &authorization {
                 request = request.header(header::AUTHORIZATION, authorization);
             }
             self.sent.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             let outcome = request.send().await;
             let wait = match outcome {
                 Ok(response) if response.status() == StatusCode::UNAUTHORIZED && !signed_in => {
-                    self.sign_in(&response, &scope, doing).await?;
+                    self.sign_in(&response, &scope, doing, authorization.as_deref()).await?;
                     signed_in = true;
                     continue;
                 }
@@ -610,12 +806,15 @@ impl Registry {
         self.tokens.get(scope).map(|token| format!("Bearer {token}"))
     }
 
-    /// Answers a `401`: notes that Basic is wanted, or fetches a token for `scope`.
+    /// Answers a `401` to a request that carried `refused` (if anything): notes that Basic is
+    /// wanted, or fetches a token for `scope`. A refused token is fetched again even when it
+    /// should still be fresh, as the registry's clock (or a revocation) is what counts.
     async fn sign_in(
         &self,
         response: &reqwest::Response,
         scope: &str,
         doing: &str,
+        refused: Option<&str>,
     ) -> Result<(), RegistryError> {
         let challenge = response
             .headers()
@@ -639,8 +838,10 @@ impl Registry {
             }
             Challenge::Bearer { realm, service } => {
                 let _one_fetch = self.fetching.lock().await;
-                if self.tokens.get(scope).is_some() {
-                    // Another request fetched it while this one waited.
+                if let Some(token) = self.tokens.get(scope)
+                    && refused != Some(format!("Bearer {token}").as_str())
+                {
+                    // Another request fetched a new one while this one waited.
                     return Ok(());
                 }
                 let mut query = vec![("scope", scope.to_owned())];
@@ -686,6 +887,25 @@ impl Registry {
     }
 }
 
+/// The content error a request body failed with (a blob that is not what its digest says),
+/// which reqwest reports as a transport error.
+fn body_failure(error: &reqwest::Error) -> Option<RegistryError> {
+    let mut cause = std::error::Error::source(error);
+    while let Some(error) = cause {
+        if let Some(RegistryError::Content { doing, problem }) = error.downcast_ref() {
+            return Some(RegistryError::Content { doing: doing.clone(), problem: problem.clone() });
+        }
+        cause = error.source();
+    }
+    None
+}
+
+/// An upload session's URL with the `digest` that closes it.
+fn with_digest(session: &str, digest: &str) -> String {
+    let separator = if session.contains('?') { '&' } else { '?' };
+    format!("{session}{separator}digest={digest}")
+}
+
 /// The token scope a request needs.
 fn scope(repository: &str, push: bool) -> String {
     format!("repository:{repository}:{}", if push { "pull,push" } else { "pull" })
@@ -722,36 +942,48 @@ async fn ok(response: reqwest::Response, doing: &str) -> Result<reqwest::Respons
     Err(RegistryError::Status { doing: doing.to_owned(), status, body })
 }
 
-/// Passes `body` through, hashing it; fails the stream at its end when the bytes do not hash to
-/// `digest`, so the upload is never committed.
+/// Passes `body` through, hashing it, one chunk behind: the last chunk is let through only
+/// once the bytes are known to hash to `digest`. Otherwise the stream fails instead, so the
+/// registry never receives the whole blob and cannot commit it, even when it was told its
+/// length.
 fn verify(
     body: impl Stream<Item = Result<Bytes, RegistryError>> + Send + 'static,
     digest: String,
     doing: String,
 ) -> impl Stream<Item = Result<Bytes, RegistryError>> + Send + 'static {
-    let state = (Box::pin(body), Sha256::new(), false);
-    futures::stream::unfold(state, move |(mut body, mut hasher, done)| {
+    struct Verifying<S> {
+        body: std::pin::Pin<Box<S>>,
+        hasher: Sha256,
+        held: Option<Bytes>,
+        done: bool,
+    }
+    let state = Verifying { body: Box::pin(body), hasher: Sha256::new(), held: None, done: false };
+    futures::stream::unfold(state, move |mut state| {
         let (digest, doing) = (digest.clone(), doing.clone());
         async move {
-            if done {
+            if state.done {
                 return None;
             }
-            match body.next().await {
-                Some(Ok(chunk)) => {
-                    hasher.update(&chunk);
-                    Some((Ok(chunk), (body, hasher, false)))
-                }
-                Some(Err(err)) => Some((Err(err), (body, hasher, true))),
-                None => {
-                    let got = format!("sha256:{}", hex(&hasher.finalize()));
-                    if got == digest {
-                        None
-                    } else {
-                        let problem = format!("the bytes hash to {got}, not {digest}");
-                        Some((
-                            Err(RegistryError::Content { doing, problem }),
-                            (body, Sha256::new(), true),
-                        ))
+            loop {
+                match state.body.next().await {
+                    Some(Ok(chunk)) => {
+                        state.hasher.update(&chunk);
+                        if let Some(previous) = state.held.replace(chunk) {
+                            return Some((Ok(previous), state));
+                        }
+                    }
+                    Some(Err(err)) => {
+                        state.done = true;
+                        return Some((Err(err), state));
+                    }
+                    None => {
+                        state.done = true;
+                        let got = format!("sha256:{}", hex(&state.hasher.clone().finalize()));
+                        if got != digest {
+                            let problem = format!("the bytes hash to {got}, not {digest}");
+                            return Some((Err(RegistryError::Content { doing, problem }), state));
+                        }
+                        return state.held.take().map(|last| (Ok(last), state));
                     }
                 }
             }

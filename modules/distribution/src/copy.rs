@@ -3,11 +3,18 @@
 //! layers, blobs the target already has are skipped, the rest streamed straight from source to
 //! target a few at a time. An image the target already has under the same digest costs two
 //! requests: a HEAD on each side.
+//!
+//! When only some platforms are wanted, the index is cut down to their entries, each kept
+//! byte for byte, and written as a new index with its own digest, which the report gives next
+//! to the source's.
 
 use futures::{StreamExt as _, TryStreamExt as _, stream};
 use serde::Deserialize;
 
-use crate::client::{Manifest, Registry, RegistryError};
+use crate::{
+    client::{Manifest, Registry, RegistryError, sha256},
+    platform::{Described, Platforms},
+};
 
 /// How many blobs move at once.
 const PARALLEL_BLOBS: usize = 4;
@@ -17,8 +24,13 @@ const BLOB_ATTEMPTS: u32 = 3;
 /// What a copy did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct CopyReport {
-    /// The digest of the top manifest (or index), the same on both sides.
+    /// The digest of the top manifest (or index) on the target: the source's, unless an index
+    /// was cut down to some platforms.
     pub digest: String,
+    /// The digest of the top manifest (or index) on the source.
+    pub source_digest: String,
+    /// When platforms were chosen: those the target's image serves (`linux/arm64`).
+    pub platforms: Option<Vec<String>>,
     /// Whether anything was written to the target.
     pub changed: bool,
     /// Blobs the target had already.
@@ -48,6 +60,8 @@ struct Descriptor {
     digest: String,
     #[serde(default)]
     size: Option<u64>,
+    #[serde(default)]
+    platform: Option<Described>,
 }
 
 /// The parts of a manifest or index the copier walks.
@@ -61,29 +75,174 @@ struct Walk {
     layers: Vec<Descriptor>,
 }
 
-/// Copies `reference` (a tag or digest) of `source` to `target`, tagged `tag` there.
+/// Copies `reference` (a tag or digest) of `source` to `target`, tagged `tag` there, with
+/// every platform.
 pub async fn copy(
     source: Side<'_>,
     reference: &str,
     target: Side<'_>,
     tag: &str,
 ) -> Result<CopyReport, RegistryError> {
-    let wanted = source.registry.manifest_digest(source.repository, reference).await?;
-    if let Some(wanted) = &wanted
-        && target.registry.manifest_digest(target.repository, tag).await?.as_ref() == Some(wanted)
-    {
-        return Ok(CopyReport { digest: wanted.clone(), ..CopyReport::default() });
+    copy_platforms(source, reference, target, tag, &Platforms::All).await
+}
+
+/// Copies `reference` (a tag or digest) of `source` to `target`, tagged `tag` there, with the
+/// `platforms` chosen. An unchanged image costs a HEAD on each side; when platforms are chosen,
+/// that holds from the second copy of the same source digest in this process on, as the
+/// digest of the cut-down index is known only once the source index was read.
+pub async fn copy_platforms(
+    source: Side<'_>,
+    reference: &str,
+    target: Side<'_>,
+    tag: &str,
+    platforms: &Platforms,
+) -> Result<CopyReport, RegistryError> {
+    let choice = platforms.to_string();
+    let source_digest = source.registry.manifest_digest(source.repository, reference).await?;
+    let known = source_digest.as_ref().and_then(|digest| match platforms {
+        Platforms::All => Some(Chosen { digest: digest.clone(), platforms: None }),
+        Platforms::Only(_) => source.registry.chosen(digest, &choice),
+    });
+    // The target's digest under `tag`, once asked.
+    let mut on_target = None;
+    if let (Some(source_digest), Some(known)) = (&source_digest, known) {
+        let found = target.registry.manifest_digest(target.repository, tag).await?;
+        if found.as_ref() == Some(&known.digest) {
+            return Ok(unchanged(source_digest, known));
+        }
+        on_target = Some(found);
     }
     let top = source.registry.manifest(source.repository, reference).await?;
-    let mut report = CopyReport { digest: top.digest.clone(), ..CopyReport::default() };
-    let walk = parse(&top)?;
-    for child in &walk.manifests {
+    let selected = select(source, &top, platforms).await?;
+    let chosen =
+        Chosen { digest: selected.top.digest.clone(), platforms: selected.platforms.clone() };
+    source.registry.remember_chosen(&top.digest, &choice, chosen.clone());
+    let on_target = match on_target {
+        Some(found) => found,
+        None => target.registry.manifest_digest(target.repository, tag).await?,
+    };
+    if on_target.as_ref() == Some(&selected.top.digest) {
+        return Ok(unchanged(&top.digest, chosen));
+    }
+    let mut report = CopyReport {
+        digest: selected.top.digest.clone(),
+        source_digest: top.digest.clone(),
+        platforms: selected.platforms,
+        ..CopyReport::default()
+    };
+    for child in &selected.children {
         let manifest = source.registry.manifest(source.repository, &child.digest).await?;
         copy_manifest(source, target, &manifest, &child.digest, &mut report).await?;
     }
-    copy_manifest(source, target, &top, tag, &mut report).await?;
+    copy_manifest(source, target, &selected.top, tag, &mut report).await?;
     report.changed = report.manifests_written > 0 || report.blobs_uploaded > 0;
     Ok(report)
+}
+
+/// The target's top manifest for a source digest and a choice of platforms.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Chosen {
+    /// Its digest.
+    pub digest: String,
+    /// The platforms it serves, when some were chosen.
+    pub platforms: Option<Vec<String>>,
+}
+
+fn unchanged(source_digest: &str, known: Chosen) -> CopyReport {
+    CopyReport {
+        digest: known.digest,
+        source_digest: source_digest.to_owned(),
+        platforms: known.platforms,
+        ..CopyReport::default()
+    }
+}
+
+/// What goes to the target: the top manifest as it will be stored, and the children to copy
+/// before it.
+struct Selected {
+    top: Manifest,
+    children: Vec<Descriptor>,
+    platforms: Option<Vec<String>>,
+}
+
+/// Applies the choice of platforms to `top`: an index keeps the entries of the chosen
+/// platforms (whole, and byte-exact, when that is every entry); a single image must be of one.
+async fn select(
+    source: Side<'_>,
+    top: &Manifest,
+    platforms: &Platforms,
+) -> Result<Selected, RegistryError> {
+    let walk = parse(top)?;
+    let not_served = |found: Vec<String>| RegistryError::NoPlatform {
+        doing: format!("copy {}@{} from {}", source.repository, top.digest, source.registry.host()),
+        wanted: platforms.to_string(),
+        found: if found.is_empty() { "none named".to_owned() } else { found.join(", ") },
+    };
+    if matches!(platforms, Platforms::All) {
+        return Ok(Selected { top: top.clone(), children: walk.manifests, platforms: None });
+    }
+    if walk.manifests.is_empty() {
+        // A single image: its config says which platform it is.
+        let Some(config) = &walk.config else {
+            return Err(not_served(Vec::new()));
+        };
+        let described: Described = serde_json::from_slice(
+            &source.registry.blob_bytes(source.repository, &config.digest).await?,
+        )
+        .unwrap_or_default();
+        let platform = described.platform();
+        if !platforms.takes(&platform) {
+            return Err(not_served(vec![platform.to_string()]));
+        }
+        return Ok(Selected {
+            top: top.clone(),
+            children: Vec::new(),
+            platforms: Some(vec![platform.to_string()]),
+        });
+    }
+    let platform_of = |entry: &Descriptor| entry.platform.as_ref().map(Described::platform);
+    let found: Vec<String> =
+        walk.manifests.iter().filter_map(platform_of).map(|p| p.to_string()).collect();
+    let keep: Vec<bool> = walk
+        .manifests
+        .iter()
+        .map(|entry| platform_of(entry).is_some_and(|p| platforms.takes(&p)))
+        .collect();
+    if !keep.contains(&true) {
+        return Err(not_served(found));
+    }
+    let (children, served): (Vec<Descriptor>, Vec<String>) = walk
+        .manifests
+        .into_iter()
+        .zip(&keep)
+        .filter(|(_, kept)| **kept)
+        .map(|(entry, _)| {
+            let platform = platform_of(&entry).map(|p| p.to_string()).unwrap_or_default();
+            (entry, platform)
+        })
+        .unzip();
+    let top = if keep.iter().all(|kept| *kept) { top.clone() } else { cut_index(top, &keep)? };
+    Ok(Selected { top, children, platforms: Some(served) })
+}
+
+/// The index with only the entries marked in `keep`, each entry's JSON as it was, every other
+/// field of the index kept.
+fn cut_index(index: &Manifest, keep: &[bool]) -> Result<Manifest, RegistryError> {
+    let problem = |problem: String| RegistryError::Content {
+        doing: format!("cut index {} down to some platforms", index.digest),
+        problem,
+    };
+    let mut document: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_slice(&index.bytes).map_err(|err| problem(err.to_string()))?;
+    let Some(serde_json::Value::Array(entries)) = document.remove("manifests") else {
+        return Err(problem("it has no manifests list".to_owned()));
+    };
+    let kept: Vec<serde_json::Value> =
+        entries.into_iter().zip(keep).filter(|(_, kept)| **kept).map(|(e, _)| e).collect();
+    document.insert("manifests".to_owned(), serde_json::Value::Array(kept));
+    let bytes =
+        bytes::Bytes::from(serde_json::to_vec(&document).map_err(|err| problem(err.to_string()))?);
+    Ok(Manifest { digest: sha256(&bytes), bytes, media_type: index.media_type.clone() })
 }
 
 /// Copies one manifest's blobs, then the manifest, stored under `reference`.

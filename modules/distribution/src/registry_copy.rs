@@ -7,13 +7,16 @@
 
 use serde::{Deserialize, Serialize};
 use weir_sdk::{
-    Component, Context, Description, ErrorKind, JsonSchema, NodeError, Port, Value, read_message,
+    Component, Context, Description, ErrorKind, JsonSchema, NodeError, Port, Value,
+    docker_config::{self, RegistryLogin},
+    read_message,
 };
 
 use crate::{
     auth::Credentials,
     client::{Options, Registry, RegistryError},
-    copy::{Side, copy},
+    copy::{Side, copy_platforms},
+    platform::{Platform, Platforms},
     reference::Reference,
 };
 
@@ -57,17 +60,61 @@ pub struct CopyRequest {
     /// A CA certificate (PEM) the target registry's certificate is signed by.
     #[serde(default)]
     pub target_ca: Option<String>,
+    /// The platforms to copy, such as `linux/amd64` or `linux/arm/v7`; none for all. An
+    /// index is cut down to those it serves and gets a new digest; an image serving none of
+    /// them is an error.
+    #[serde(default)]
+    pub platforms: Vec<String>,
 }
 
-/// A user name and password (or token); the password is never shown.
-#[derive(Debug, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
+/// Credentials for one registry: a user name and password, or the logins of a pull secret to
+/// pick from as the kubelet would (the most specific entry for the image; none matching means
+/// anonymous). Passwords are never shown.
+#[derive(Debug, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, default)]
 pub struct Login {
     /// The user name.
-    pub username: String,
+    pub username: Option<String>,
     /// The password or token (secret).
     #[schemars(extend("x-weir-secret" = true))]
-    pub password: String,
+    pub password: Option<String>,
+    /// Logins by registry, as `secret_get` reads them from a dockerconfigjson Secret.
+    pub registries: Vec<RegistryLogin>,
+    /// The text of a `.dockerconfigjson` (or `.dockercfg`) to read the logins from (secret).
+    #[schemars(extend("x-weir-secret" = true))]
+    pub dockerconfigjson: Option<String>,
+}
+
+impl Login {
+    /// The credentials for `image` (`host/repository`), or none to go anonymously.
+    fn for_image(self, field: &str, image: &str) -> Result<Option<Credentials>, NodeError> {
+        let invalid = |why: String| NodeError::invalid(format!("in.{field}: {why}"));
+        let basic = self.username.is_some() || self.password.is_some();
+        let given = [basic, !self.registries.is_empty(), self.dockerconfigjson.is_some()];
+        if given.iter().filter(|g| **g).count() > 1 {
+            return Err(invalid(
+                "give a username and password, registries or a dockerconfigjson, not several"
+                    .to_owned(),
+            ));
+        }
+        if basic {
+            let (Some(username), Some(password)) = (self.username, self.password) else {
+                return Err(invalid(
+                    "a username needs a password, and a password a username".to_owned(),
+                ));
+            };
+            return Ok(Some(Credentials { username, password }));
+        }
+        let logins = match self.dockerconfigjson {
+            Some(text) => docker_config::parse(&text)
+                .map_err(|err| invalid(format!("dockerconfigjson {err}")))?,
+            None => self.registries,
+        };
+        Ok(docker_config::lookup(&logins, image).map(|login| Credentials {
+            username: login.username.clone(),
+            password: login.password.clone(),
+        }))
+    }
 }
 
 /// What the copy did.
@@ -76,8 +123,14 @@ pub struct Login {
 pub struct Copied {
     /// The target, pinned by digest: what a Deployment should pull.
     pub target: String,
-    /// The image's digest, the same on both sides.
+    /// The image's digest on the target: the source's, unless platforms were chosen from an
+    /// index.
     pub digest: String,
+    /// The image's digest on the source.
+    pub source_digest: String,
+    /// When platforms were chosen: those the copied image serves.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub platforms: Option<Vec<String>>,
     /// Whether anything was written to the target.
     pub changed: bool,
     /// Bytes uploaded.
@@ -185,8 +238,25 @@ impl RegistryCopy {
                 "in.target: {target} must name a tag to copy to, not a digest"
             )));
         };
-        let login = |login: Option<Login>| {
-            login.map(|l| Credentials { username: l.username, password: l.password })
+        let platforms = if request.platforms.is_empty() {
+            Platforms::All
+        } else {
+            let parsed: Result<Vec<Platform>, NodeError> = request
+                .platforms
+                .iter()
+                .enumerate()
+                .map(|(at, text)| {
+                    text.parse()
+                        .map_err(|err| NodeError::invalid(format!("in.platforms[{at}]: {err}")))
+                })
+                .collect();
+            Platforms::Only(parsed?)
+        };
+        let login = |field: &str, login: Option<Login>, image: &Reference| match login {
+            Some(login) => {
+                login.for_image(field, &format!("{}/{}", image.registry(), image.repository()))
+            }
+            None => Ok(None),
         };
         let options = |plain_http, insecure, ca_pem| Options {
             plain_http,
@@ -197,24 +267,27 @@ impl RegistryCopy {
         let from = self.client(
             source.api_host(),
             options(request.source_plain_http, request.source_insecure, request.source_ca),
-            login(request.source_credentials),
+            login("sourceCredentials", request.source_credentials, &source)?,
         )?;
         let to = self.client(
             target.api_host(),
             options(request.target_plain_http, request.target_insecure, request.target_ca),
-            login(request.target_credentials),
+            login("targetCredentials", request.target_credentials, &target)?,
         )?;
-        let report = copy(
+        let report = copy_platforms(
             Side { registry: &from, repository: source.repository() },
             source.manifest_reference(),
             Side { registry: &to, repository: target.repository() },
             tag,
+            &platforms,
         )
         .await
         .map_err(|err| failure(&err))?;
         Ok(Copied {
             target: target.pinned(&report.digest).to_string(),
             digest: report.digest,
+            source_digest: report.source_digest,
+            platforms: report.platforms,
             changed: report.changed,
             bytes_moved: report.bytes_moved,
             blobs_skipped: report.blobs_skipped,

@@ -6,11 +6,10 @@
 mod support;
 
 use anyhow::{Result, ensure};
-use bytes::Bytes;
 use serde_json::json;
-use support::{push_image, random_bytes, start_registry, start_registry_with_password};
+use support::{push_image, push_index, random_bytes, start_registry, start_registry_with_password};
 use weir_distribution::{
-    client::{Manifest, Registry, sha256},
+    client::{Manifest, Registry},
     copy::{Side, copy},
 };
 
@@ -59,12 +58,9 @@ async fn images_and_indexes_arrive_byte_exact_and_copying_again_changes_nothing(
         .await?;
         let arm =
             push_image(&source, repository, &[random_bytes(100_000)], docker, "arm64").await?;
-        let entry = |m: &Manifest, arch: &str| json!({ "mediaType": m.media_type, "digest": m.digest, "size": m.bytes.len(), "platform": { "architecture": arch, "os": "linux" } });
-        let bytes = Bytes::from(serde_json::to_vec_pretty(
-            &json!({ "schemaVersion": 2, "mediaType": index_type, "manifests": [entry(&amd, "amd64"), entry(&arm, "arm64")] }),
-        )?);
-        let index = Manifest { digest: sha256(&bytes), bytes, media_type: index_type.to_owned() };
-        source.put_manifest(repository, "2.0", &index).await?;
+        let index =
+            push_index(&source, repository, "2.0", &[(&amd, "amd64"), (&arm, "arm64")], docker)
+                .await?;
 
         let to = Side { registry: &target, repository };
         let report = copy(Side { registry: &source, repository }, "2.0", to, "2.0").await?;
@@ -264,5 +260,200 @@ async fn tls_registries_are_trusted_through_their_ca_or_when_told_to_accept_any(
     ensure!(err.message().contains("certificate"), "the failure names the certificate: {err}");
     let copied = node.send("in", request(json!({ "targetInsecure": true }))).await?;
     ensure!(copied["changed"] == false, "{copied}");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_platform_subset_is_a_new_index_reported_with_its_own_digest() -> Result<()> {
+    use weir_distribution::{
+        client::RegistryError,
+        copy::copy_platforms,
+        platform::{Platform, Platforms},
+        registry_copy::RegistryCopy,
+    };
+    use weir_sdk::testing::Harness;
+
+    let (source_registry, target_registry) = (start_registry().await?, start_registry().await?);
+    let source = Registry::new(&source_registry.host, true)?;
+    let target = Registry::new(&target_registry.host, true)?;
+    let repository = "acme/multi";
+    let mut children = Vec::new();
+    for arch in ["amd64", "arm64", "s390x"] {
+        children.push(push_image(&source, repository, &[random_bytes(30_000)], true, arch).await?);
+    }
+    let index = push_index(
+        &source,
+        repository,
+        "3.0",
+        &[(&children[0], "amd64"), (&children[1], "arm64"), (&children[2], "s390x")],
+        true,
+    )
+    .await?;
+    let only = |names: &[&str]| -> Result<Platforms> {
+        Ok(Platforms::Only(names.iter().map(|n| n.parse::<Platform>()).collect::<Result<_, _>>()?))
+    };
+    let from = Side { registry: &source, repository };
+    let to = Side { registry: &target, repository: "mirror/acme/multi" };
+    let report =
+        copy_platforms(from, "3.0", to, "3.0", &only(&["linux/arm64", "linux/amd64"])?).await?;
+    ensure!(report.source_digest == index.digest && report.digest != index.digest, "{report:?}");
+    ensure!(
+        report.platforms == Some(vec!["linux/amd64".to_owned(), "linux/arm64".to_owned()]),
+        "in the index's order: {report:?}"
+    );
+    ensure!(report.manifests_written == 3, "two platforms and the new index: {report:?}");
+
+    // The new index: the source's entries for those platforms, byte for byte the same JSON,
+    // under the media type of the source and the digest reported.
+    let copied = target.manifest("mirror/acme/multi", "3.0").await?;
+    ensure!(copied.digest == report.digest && copied.media_type == index.media_type, "{copied:?}");
+    let entries = |m: &Manifest| -> Result<Vec<serde_json::Value>> {
+        let document: serde_json::Value = serde_json::from_slice(&m.bytes)?;
+        Ok(document["manifests"].as_array().cloned().unwrap_or_default())
+    };
+    ensure!(entries(&copied)? == entries(&index)?[..2], "entries kept as they were");
+    ensure!(
+        target.manifest_digest("mirror/acme/multi", &children[2].digest).await?.is_none(),
+        "the platform not chosen stays behind"
+    );
+
+    // Again: a HEAD on each side, as the cut-down digest is remembered.
+    let before = source.requests() + target.requests();
+    let again =
+        copy_platforms(from, "3.0", to, "3.0", &only(&["linux/arm64", "linux/amd64"])?).await?;
+    ensure!(!again.changed && again.digest == report.digest, "{again:?}");
+    ensure!(source.requests() + target.requests() - before == 2, "two requests");
+
+    // Choosing every platform the index serves keeps it whole, under its own digest.
+    let whole = copy_platforms(
+        from,
+        "3.0",
+        Side { registry: &target, repository: "mirror/whole" },
+        "3.0",
+        &only(&["linux/amd64", "linux/arm64", "linux/s390x"])?,
+    )
+    .await?;
+    ensure!(whole.digest == index.digest, "{whole:?}");
+
+    // A platform the image does not serve is a permanent error naming what it serves.
+    let err = copy_platforms(from, "3.0", to, "3.0", &only(&["linux/riscv64"])?)
+        .await
+        .expect_err("no such platform");
+    ensure!(matches!(err, RegistryError::NoPlatform { .. }) && !err.is_transient(), "{err}");
+    ensure!(
+        err.to_string().ends_with(
+            "the image serves none of linux/riscv64 (it serves linux/amd64, linux/arm64, linux/s390x)"
+        ),
+        "{err}"
+    );
+
+    // A single image is checked against its config.
+    source.put_manifest(repository, "amd64-only", &children[0]).await?;
+    let single =
+        copy_platforms(from, "amd64-only", to, "amd64-only", &only(&["linux/amd64"])?).await?;
+    ensure!(single.digest == children[0].digest, "{single:?}");
+    ensure!(single.platforms == Some(vec!["linux/amd64".to_owned()]), "{single:?}");
+    let err = copy_platforms(from, "amd64-only", to, "amd64-only", &only(&["linux/arm64"])?)
+        .await
+        .expect_err("an amd64 image");
+    ensure!(err.to_string().ends_with("(it serves linux/amd64)"), "{err}");
+
+    // Through the node: the choice, its report, and a platform that cannot be read.
+    let node = Harness::build::<RegistryCopy>(&json!({}))?;
+    node.answer_with(|_, copied| Ok(copied.clone()));
+    let mut request = json!({
+        "source": format!("{}/{repository}:3.0", source_registry.host),
+        "target": format!("{}/mirror/node/multi:3.0", target_registry.host),
+        "sourcePlainHttp": true,
+        "targetPlainHttp": true,
+        "platforms": ["linux/s390x"],
+    });
+    let copied = node.send("in", request.clone()).await?;
+    ensure!(
+        copied["sourceDigest"] == index.digest.as_str()
+            && copied["digest"] != index.digest.as_str()
+            && copied["platforms"] == json!(["linux/s390x"]),
+        "{copied}"
+    );
+    request["platforms"] = json!(["linux/s390x", "linux"]);
+    let err = node.send("in", request).await.expect_err("a bad platform");
+    ensure!(
+        err.message()
+            == "in.platforms[1]: \"linux\" is not a platform: write os/architecture[/variant], such as linux/arm64",
+        "{err}"
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_node_picks_credentials_from_a_pull_secret_as_the_kubelet_would() -> Result<()> {
+    use base64::Engine as _;
+    use weir_distribution::registry_copy::RegistryCopy;
+    use weir_sdk::testing::Harness;
+
+    let (source_registry, target_registry) =
+        (start_registry().await?, start_registry_with_password().await?);
+    let source = Registry::new(&source_registry.host, true)?;
+    let image = push_image(&source, "acme/app", &[random_bytes(20_000)], false, "amd64").await?;
+    source.put_manifest("acme/app", "1.0", &image).await?;
+    let node = Harness::build::<RegistryCopy>(&json!({}))?;
+    node.answer_with(|_, copied| Ok(copied.clone()));
+    let host = &target_registry.host;
+    let request = |repository: &str, credentials: serde_json::Value| {
+        json!({
+            "source": format!("{}/acme/app:1.0", source_registry.host),
+            "target": format!("{host}/{repository}:1.0"),
+            "targetCredentials": credentials,
+            "sourcePlainHttp": true,
+            "targetPlainHttp": true,
+        })
+    };
+    // As secret_get gives them: the login for the host's `mirror` path is more specific than
+    // the one for the whole host, whose password is wrong.
+    let registries = json!({ "registries": [
+        { "registry": "ghcr.io", "username": "other", "password": "other" },
+        { "registry": host, "username": "tester", "password": "wrong" },
+        { "registry": format!("{host}/mirror"), "username": "tester", "password": "s3cret" },
+    ]});
+    let copied = node.send("in", request("mirror/acme/app", registries.clone())).await?;
+    ensure!(copied["digest"] == image.digest.as_str(), "{copied}");
+    let err = node.send("in", request("elsewhere/app", registries)).await.expect_err("wrong one");
+    ensure!(err.message().contains("the credentials were refused"), "{err}");
+
+    // The text of a dockerconfigjson, with `auth` as docker login writes it.
+    let auth = base64::engine::general_purpose::STANDARD.encode("tester:s3cret");
+    let config = json!({ "auths": { format!("http://{host}/"): { "auth": auth } } }).to_string();
+    let copied = node
+        .send("in", request("mirror/from-config", json!({ "dockerconfigjson": config })))
+        .await?;
+    ensure!(copied["changed"] == true, "{copied}");
+
+    // No login for the registry: anonymous, which this one refuses.
+    let config = json!({ "auths": { "ghcr.io": { "auth": auth } } }).to_string();
+    let err = node
+        .send("in", request("mirror/none", json!({ "dockerconfigjson": config })))
+        .await
+        .expect_err("anonymous");
+    ensure!(err.message().contains("the registry refused access (it needs credentials)"), "{err}");
+
+    // Bad credentials name the field and never quote a secret.
+    let bad = [
+        (
+            json!({ "username": "tester", "password": "s3cret", "dockerconfigjson": "{}" }),
+            "in.targetCredentials: give a username and password, registries or a dockerconfigjson, not several",
+        ),
+        (
+            json!({ "password": "s3cret" }),
+            "in.targetCredentials: a username needs a password, and a password a username",
+        ),
+        (
+            json!({ "dockerconfigjson": "s3cret" }),
+            "in.targetCredentials: dockerconfigjson is not a docker config (line 1, column 1)",
+        ),
+    ];
+    for (credentials, expected) in bad {
+        let err = node.send("in", request("mirror/bad", credentials)).await.expect_err(expected);
+        ensure!(err.message() == expected, "{err}");
+    }
     Ok(())
 }

@@ -45,6 +45,11 @@ enum FaultKind {
     Redirect(String),
     /// Forward, adding Docker Hub's pull budget headers with this many pulls left of 100.
     Budget(u64),
+    /// 401, as for a token the registry no longer takes.
+    Unauthorized,
+    /// 413 for a body over this many bytes (read whole first), as from a proxy with a body
+    /// size limit in front of the registry; smaller bodies are forwarded.
+    BodyOver(usize),
 }
 
 #[derive(Clone)]
@@ -60,8 +65,8 @@ struct Proxy {
 
 async fn forward(State(proxy): State<Proxy>, request: Request) -> Response {
     let (method, path) = (request.method().to_string(), request.uri().to_string());
-    let signed =
-        if request.headers().contains_key("authorization") { "signed" } else { "unsigned" };
+    let headers = request.headers().clone();
+    let signed = if headers.contains_key("authorization") { "signed" } else { "unsigned" };
     proxy
         .seen
         .lock()
@@ -76,7 +81,29 @@ async fn forward(State(proxy): State<Proxy>, request: Request) -> Response {
             fault.kind.clone()
         })
     };
-    if let Some(kind) = &fault {
+    let mut body = reqwest::Body::wrap_stream(request.into_body().into_data_stream());
+    if let Some(FaultKind::BodyOver(limit)) = fault {
+        let Ok(bytes) = axum::body::to_bytes(Body::new(body), usize::MAX).await else {
+            return Response::builder()
+                .status(StatusCode::BAD_REQUEST)
+                .body(Body::empty())
+                .unwrap_or_default();
+        };
+        if bytes.len() <= limit {
+            body = reqwest::Body::from(bytes);
+        } else {
+            proxy
+                .fired
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .push(format!("BodyOver {method} {path} {}", bytes.len()));
+            return Response::builder()
+                .status(StatusCode::PAYLOAD_TOO_LARGE)
+                .body(Body::from("<html>413 Request Entity Too Large</html>"))
+                .unwrap_or_default();
+        }
+    }
+    if let Some(kind) = fault.as_ref().filter(|k| !matches!(k, FaultKind::BodyOver(_))) {
         proxy
             .fired
             .lock()
@@ -98,6 +125,12 @@ async fn forward(State(proxy): State<Proxy>, request: Request) -> Response {
                 .body(Body::empty())
                 .unwrap_or_default();
         }
+        Some(FaultKind::Unauthorized) => {
+            return Response::builder()
+                .status(StatusCode::UNAUTHORIZED)
+                .body(Body::from("{\"errors\":[{\"code\":\"UNAUTHORIZED\"}]}"))
+                .unwrap_or_default();
+        }
         Some(FaultKind::Unavailable) => {
             return Response::builder()
                 .status(StatusCode::SERVICE_UNAVAILABLE)
@@ -106,11 +139,10 @@ async fn forward(State(proxy): State<Proxy>, request: Request) -> Response {
         }
         _ => {}
     }
-    let mut headers: HeaderMap = request.headers().clone();
+    let mut headers: HeaderMap = headers;
     if let Some(login) = proxy.login.as_deref().and_then(|l| l.parse().ok()) {
         headers.insert("authorization", login);
     }
-    let body = reqwest::Body::wrap_stream(request.into_body().into_data_stream());
     let upstream = proxy
         .http
         .request(
@@ -368,5 +400,165 @@ async fn the_node_reports_what_is_left_of_the_source_pull_budget() -> Result<()>
             == json!({ "remaining": 7, "limit": 100, "windowSeconds": 21600 }),
         "{copied}"
     );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tokens_that_expire_mid_copy_are_fetched_again() -> Result<()> {
+    use std::sync::atomic::Ordering;
+
+    use support::{
+        TokenLifetime, push_index, start_registry_with_tokens, start_token_service_with,
+    };
+    use weir_distribution::auth::Credentials;
+
+    // The service says its tokens last an hour; the registry takes them for two seconds at
+    // most, so only a client that fetches again when refused gets through.
+    let tokens =
+        start_token_service_with(TokenLifetime { claimed_secs: 3600, at_registry_secs: 2 }).await?;
+    let (source_registry, target_registry) =
+        (start_registry().await?, start_registry_with_tokens(&tokens).await?);
+    let source = Registry::new(&source_registry.host, true)?;
+    let amd = push_image(&source, "acme/app", &[random_bytes(60_000)], false, "amd64").await?;
+    let arm = push_image(&source, "acme/app", &[random_bytes(60_000)], false, "arm64").await?;
+    let index =
+        push_index(&source, "acme/app", "1.0", &[(&amd, "amd64"), (&arm, "arm64")], false).await?;
+    // Between the two platforms the source throttles three times (three seconds), and the
+    // first upload is refused after its session opened, as for a token revoked mid-way.
+    let arm_manifest: &'static str = Box::leak(format!("/manifests/{}", arm.digest).into());
+    let source_faults =
+        vec![Fault { method: "GET", path: arm_manifest, times: 3, kind: FaultKind::Throttle }];
+    let (slow_source, source_proxy) = start_proxy(&source_registry.host, source_faults).await?;
+    let target_faults = vec![Fault {
+        method: "PUT",
+        path: "/blobs/uploads/",
+        times: 1,
+        kind: FaultKind::Unauthorized,
+    }];
+    let (target_front, target_proxy) = start_proxy(&target_registry.host, target_faults).await?;
+    let tester = Credentials { username: "tester".to_owned(), password: "s3cret".to_owned() };
+    let source = Registry::new(&slow_source, true)?;
+    let target = Registry::new(&target_front, true)?.with_credentials(Some(tester.clone()));
+    let report = copy(
+        Side { registry: &source, repository: "acme/app" },
+        "1.0",
+        Side { registry: &target, repository: "mirror/acme/app" },
+        "1.0",
+    )
+    .await?;
+    ensure!(report.digest == index.digest && report.manifests_written == 3, "{report:?}");
+    let fired = (
+        source_proxy.fired.lock().unwrap_or_else(PoisonError::into_inner).len(),
+        target_proxy.fired.lock().unwrap_or_else(PoisonError::into_inner).len(),
+    );
+    ensure!(fired == (3, 1), "every fault fired: {fired:?}");
+    // Pull and push at the start, push again after the refused upload, then pull and push
+    // again once the registry stopped taking the first ones (more if a slow machine outlives
+    // a token within the first platform).
+    let issued = tokens.issued.load(Ordering::Relaxed);
+    ensure!(issued >= 5, "the refused tokens were fetched again mid-copy: {issued} fetched");
+    let seen = target_proxy.seen.lock().unwrap_or_else(PoisonError::into_inner).clone();
+    ensure!(
+        seen.iter().any(|r| r.starts_with("DELETE /v2/mirror/acme/app/blobs/uploads/")),
+        "the refused upload's session was cancelled: {seen:#?}"
+    );
+    let copied = Registry::new(&target_registry.host, true)?
+        .with_credentials(Some(tester))
+        .manifest("mirror/acme/app", "1.0")
+        .await?;
+    ensure!(copied.bytes == index.bytes, "byte-exact after the refusals");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_registry_refusing_large_bodies_gets_the_blobs_in_chunks() -> Result<()> {
+    let (source_registry, target_registry) = (start_registry().await?, start_registry().await?);
+    let source = Registry::new(&source_registry.host, true)?;
+    let image = push_image(
+        &source,
+        "acme/app",
+        &[random_bytes(300_000), random_bytes(150_000), random_bytes(1_000)],
+        false,
+        "amd64",
+    )
+    .await?;
+    source.put_manifest("acme/app", "1.0", &image).await?;
+    // A proxy taking at most 100 kB per request, as nginx with a client_max_body_size.
+    let limit = 100_000;
+    let faults = ["PUT", "PATCH"]
+        .map(|method| Fault {
+            method,
+            path: "/blobs/uploads/",
+            times: usize::MAX,
+            kind: FaultKind::BodyOver(limit),
+        })
+        .to_vec();
+    let (proxied, proxy) = start_proxy(&target_registry.host, faults).await?;
+    let target = Registry::new(&proxied, true)?;
+    let report = copy(
+        Side { registry: &source, repository: "acme/app" },
+        "1.0",
+        Side { registry: &target, repository: "mirror/acme/app" },
+        "1.0",
+    )
+    .await?;
+    ensure!(report.digest == image.digest && report.blobs_uploaded == 4, "{report:?}");
+    ensure!(report.bytes_moved >= 451_000, "every byte counted: {report:?}");
+    let copied =
+        Registry::new(&target_registry.host, true)?.manifest("mirror/acme/app", "1.0").await?;
+    ensure!(copied.bytes == image.bytes, "byte-exact in chunks");
+    let seen = proxy.seen.lock().unwrap_or_else(PoisonError::into_inner).clone();
+    let patches = seen.iter().filter(|r| r.starts_with("PATCH ")).count();
+    ensure!(patches >= 5, "450 kB in chunks of at most 100 kB: {patches} PATCHes");
+    let fired = proxy.fired.lock().unwrap_or_else(PoisonError::into_inner).clone();
+    let refused_puts = fired.iter().filter(|f| f.starts_with("BodyOver PUT")).count();
+    ensure!(refused_puts <= 4, "at most one monolithic try per blob in flight: {fired:#?}");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_blob_that_does_not_hash_to_its_digest_is_never_committed() -> Result<()> {
+    use weir_distribution::client::{RegistryError, sha256};
+
+    let registry = start_registry().await?;
+    let (proxied, _) = start_proxy(
+        &registry.host,
+        vec![Fault {
+            method: "PUT",
+            path: "/blobs/uploads/",
+            times: usize::MAX,
+            kind: FaultKind::BodyOver(50_000),
+        }],
+    )
+    .await?;
+    let (whole, chunked) = (Registry::new(&registry.host, true)?, Registry::new(&proxied, true)?);
+    // The proxy's refusal of a monolithic upload switches that client to chunks.
+    let big = random_bytes(80_000);
+    let body = futures::stream::once({
+        let big = big.clone();
+        async move { Ok(big) }
+    });
+    let err = chunked.put_blob("acme/app", &sha256(&big), Some(80_000), body).await;
+    ensure!(
+        matches!(err, Err(RegistryError::TooLargeForOnePut { .. })),
+        "the first blob is refused whole: {err:?}"
+    );
+    for client in [&whole, &chunked] {
+        let (claimed, sent) = (sha256(b"what the manifest says"), random_bytes(120_000));
+        let body = futures::stream::iter(
+            [sent.slice(..70_000), sent.slice(70_000..)].map(Ok::<_, RegistryError>),
+        );
+        let err = client
+            .put_blob("acme/app", &claimed, Some(120_000), body)
+            .await
+            .expect_err("a blob that is not what its digest says");
+        ensure!(
+            err.to_string()
+                .ends_with(&format!("the bytes hash to {}, not {claimed}", sha256(&sent))),
+            "{err}"
+        );
+        ensure!(!whole.has_blob("acme/app", &claimed).await?, "nothing committed: {err}");
+        ensure!(!whole.has_blob("acme/app", &sha256(&sent)).await?, "nothing committed: {err}");
+    }
     Ok(())
 }

@@ -165,6 +165,32 @@ pub async fn push_image(
     Ok(manifest)
 }
 
+/// Pushes an index of `children` (each with its architecture) tagged `tag`, in the Docker
+/// family's media type when `docker`, and returns it.
+pub async fn push_index(
+    registry: &Registry,
+    repository: &str,
+    tag: &str,
+    children: &[(&Manifest, &str)],
+    docker: bool,
+) -> Result<Manifest> {
+    let index_type = if docker {
+        "application/vnd.docker.distribution.manifest.list.v2+json"
+    } else {
+        "application/vnd.oci.image.index.v1+json"
+    };
+    let entries: Vec<serde_json::Value> = children
+        .iter()
+        .map(|(m, arch)| json!({ "mediaType": m.media_type, "digest": m.digest, "size": m.bytes.len(), "platform": { "architecture": arch, "os": "linux" } }))
+        .collect();
+    let bytes = Bytes::from(serde_json::to_vec_pretty(
+        &json!({ "schemaVersion": 2, "mediaType": index_type, "manifests": entries }),
+    )?);
+    let index = Manifest { digest: sha256(&bytes), bytes, media_type: index_type.to_owned() };
+    registry.put_manifest(repository, tag, &index).await?;
+    Ok(index)
+}
+
 /// A token service as registries use (the Distribution token specification), signing ES256
 /// JWTs with a certificate the registry trusts. `tester` / `s3cret` may pull and push; anyone
 /// else gets pull only. It counts the tokens it hands out.
@@ -179,9 +205,27 @@ struct Signer {
     key: std::sync::Arc<ring::signature::EcdsaKeyPair>,
     certificate_der: String,
     issued: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    lifetime: TokenLifetime,
 }
 
+/// How long tokens last: what the service tells the client (`expires_in`), and how long the
+/// registry really takes them. The two differ to play a registry whose clock runs ahead, or a
+/// token revoked early.
+#[derive(Debug, Clone, Copy)]
+pub struct TokenLifetime {
+    pub claimed_secs: u64,
+    pub at_registry_secs: u64,
+}
+
+/// The registry's allowance for clock skew past a token's `exp` (docker distribution's
+/// `token.Leeway`).
+const REGISTRY_LEEWAY_SECS: u64 = 60;
+
 pub async fn start_token_service() -> Result<TokenService> {
+    start_token_service_with(TokenLifetime { claimed_secs: 300, at_registry_secs: 300 }).await
+}
+
+pub async fn start_token_service_with(lifetime: TokenLifetime) -> Result<TokenService> {
     use base64::Engine as _;
     let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)?;
     let certificate =
@@ -196,6 +240,7 @@ pub async fn start_token_service() -> Result<TokenService> {
         key: std::sync::Arc::new(ring_key),
         certificate_der: base64::engine::general_purpose::STANDARD.encode(certificate.der()),
         issued: std::sync::Arc::default(),
+        lifetime,
     };
     let issued = std::sync::Arc::clone(&signer.issued);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
@@ -242,7 +287,8 @@ async fn issue(
     let header = json!({ "typ": "JWT", "alg": "ES256", "x5c": [signer.certificate_der] });
     let claims = json!({
         "iss": "test-issuer", "sub": user.unwrap_or(""), "aud": query.get("service").cloned().unwrap_or_default(),
-        "exp": now + 300, "nbf": now - 10, "iat": now, "jti": format!("{}", fastrand::u64(..)), "access": access,
+        "exp": now + signer.lifetime.at_registry_secs - REGISTRY_LEEWAY_SECS,
+        "nbf": now - 10, "iat": now, "jti": format!("{}", fastrand::u64(..)), "access": access,
     });
     let unsigned =
         format!("{}.{}", b64(header.to_string().as_bytes()), b64(claims.to_string().as_bytes()));
@@ -252,7 +298,10 @@ async fn issue(
     };
     signer.issued.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let token = format!("{unsigned}.{}", b64(signature.as_ref()));
-    (axum::http::StatusCode::OK, json!({ "token": token, "expires_in": 300 }).to_string())
+    (
+        axum::http::StatusCode::OK,
+        json!({ "token": token, "expires_in": signer.lifetime.claimed_secs }).to_string(),
+    )
 }
 
 /// A registry that takes Bearer tokens from `tokens`.
