@@ -40,6 +40,8 @@ pub enum Challenge {
         realm: String,
         /// The `service` to ask the token for.
         service: Option<String>,
+        /// The access the registry says the request needs, resources separated by spaces.
+        scope: Option<String>,
     },
 }
 
@@ -53,6 +55,7 @@ pub fn parse_challenge(header: &str) -> Option<Challenge> {
         "bearer" => Some(Challenge::Bearer {
             realm: parameters.get("realm")?.clone(),
             service: parameters.get("service").cloned(),
+            scope: parameters.get("scope").cloned(),
         }),
         _ => None,
     }
@@ -150,14 +153,16 @@ mod tests {
             ),
             Some(Challenge::Bearer {
                 realm: "https://auth.docker.io/token".to_owned(),
-                service: Some("registry.docker.io".to_owned())
+                service: Some("registry.docker.io".to_owned()),
+                scope: Some("repository:library/nginx:pull,push".to_owned()),
             })
         );
         assert_eq!(
             parse_challenge("bearer realm=http://127.0.0.1:5600/token"),
             Some(Challenge::Bearer {
                 realm: "http://127.0.0.1:5600/token".to_owned(),
-                service: None
+                service: None,
+                scope: None,
             })
         );
         assert_eq!(parse_challenge("Negotiate abc"), None);

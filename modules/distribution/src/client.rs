@@ -303,8 +303,7 @@ impl Registry {
         let response = self
             .send(
                 Method::HEAD,
-                repository,
-                false,
+                &scope(repository, false),
                 &format!("/v2/{repository}/manifests/{reference}"),
                 &doing,
                 |r| r.header(header::ACCEPT, MANIFEST_ACCEPT),
@@ -333,8 +332,7 @@ impl Registry {
         let response = self
             .send_ok(
                 Method::GET,
-                repository,
-                false,
+                &scope(repository, false),
                 &format!("/v2/{repository}/manifests/{reference}"),
                 &doing,
                 |r| r.header(header::ACCEPT, MANIFEST_ACCEPT),
@@ -380,8 +378,7 @@ impl Registry {
         let response = self
             .send_ok(
                 Method::PUT,
-                repository,
-                true,
+                &scope(repository, true),
                 &format!("/v2/{repository}/manifests/{reference}"),
                 &doing,
                 |r| r.header(header::CONTENT_TYPE, &manifest.media_type).body(body.clone()),
@@ -407,8 +404,7 @@ impl Registry {
         let response = self
             .send(
                 Method::HEAD,
-                repository,
-                false,
+                &scope(repository, false),
                 &format!("/v2/{repository}/blobs/{digest}"),
                 &doing,
                 |r| r,
@@ -433,8 +429,7 @@ impl Registry {
         let response = self
             .send_ok(
                 Method::GET,
-                repository,
-                false,
+                &scope(repository, false),
                 &format!("/v2/{repository}/blobs/{digest}"),
                 &doing,
                 |r| r,
@@ -524,7 +519,9 @@ impl Registry {
     ) -> Result<bool, RegistryError> {
         let doing = format!("mount blob {digest} from {from} into {repository} on {}", self.host);
         let path = format!("/v2/{repository}/blobs/uploads/?mount={digest}&from={from}");
-        let response = self.send(Method::POST, repository, true, &path, &doing, |r| r).await?;
+        // The token must also allow pulling from `from`, or the registry refuses the mount.
+        let access = format!("{} {}", scope(repository, true), scope(from, false));
+        let response = self.send(Method::POST, &access, &path, &doing, |r| r).await?;
         if response.status() == StatusCode::CREATED {
             return Ok(true);
         }
@@ -573,8 +570,7 @@ impl Registry {
         let response = self
             .send_ok(
                 Method::POST,
-                repository,
-                true,
+                &scope(repository, true),
                 &format!("/v2/{repository}/blobs/uploads/"),
                 &doing,
                 |r| r,
@@ -722,24 +718,22 @@ impl Registry {
         }
     }
 
-    /// Sends a request that can be sent again (its body, if any, is bytes): signs it in as the
-    /// registry asks, and retries it on transient failures.
+    /// Sends a request that can be sent again (its body, if any, is bytes) with the access
+    /// `scope` names: signs it in as the registry asks, and retries it on transient failures.
     async fn send(
         &self,
         method: Method,
-        repository: &str,
-        push: bool,
+        scope: &str,
         path: &str,
         doing: &str,
         shape: impl Fn(reqwest::RequestBuilder) -> reqwest::RequestBuilder,
     ) -> Result<reqwest::Response, RegistryError> {
-        let scope = scope(repository, push);
         let url = format!("{}{path}", self.base);
         let mut attempt = 1;
         let mut signed_in = false;
         loop {
             let mut request = shape(self.http.request(method.clone(), &url));
-            let authorization = self.authorization(&scope);
+            let authorization = self.authorization(scope);
             if let Some(authorization) = &authorization {
                 request = request.header(header::AUTHORIZATION, authorization);
             }
@@ -747,12 +741,12 @@ impl Registry {
             let outcome = request.send().await;
             let wait = match outcome {
                 Ok(response) if response.status() == StatusCode::UNAUTHORIZED && !signed_in => {
-                    self.sign_in(&response, &scope, doing, authorization.as_deref()).await?;
+                    self.sign_in(&response, scope, doing, authorization.as_deref()).await?;
                     signed_in = true;
                     continue;
                 }
                 Ok(response) if response.status() == StatusCode::UNAUTHORIZED => {
-                    self.tokens.forget(&scope);
+                    self.tokens.forget(scope);
                     let reason = if self.credentials.is_some() {
                         "the credentials were refused"
                     } else {
@@ -788,13 +782,12 @@ impl Registry {
     async fn send_ok(
         &self,
         method: Method,
-        repository: &str,
-        push: bool,
+        scope: &str,
         path: &str,
         doing: &str,
         shape: impl Fn(reqwest::RequestBuilder) -> reqwest::RequestBuilder,
     ) -> Result<reqwest::Response, RegistryError> {
-        let response = self.send(method, repository, push, path, doing, shape).await?;
+        let response = self.send(method, scope, path, doing, shape).await?;
         ok(response, doing).await
     }
 
@@ -836,7 +829,7 @@ impl Registry {
                 self.basic.store(true, std::sync::atomic::Ordering::Relaxed);
                 Ok(())
             }
-            Challenge::Bearer { realm, service } => {
+            Challenge::Bearer { realm, service, scope: asked } => {
                 let _one_fetch = self.fetching.lock().await;
                 if let Some(token) = self.tokens.get(scope)
                     && refused != Some(format!("Bearer {token}").as_str())
@@ -844,7 +837,14 @@ impl Registry {
                     // Another request fetched a new one while this one waited.
                     return Ok(());
                 }
-                let mut query = vec![("scope", scope.to_owned())];
+                // One `scope` parameter per resource, as the token specification asks: those
+                // the request needs, and any more the registry named (`insufficient_scope`).
+                let mut query: Vec<(&str, String)> = Vec::new();
+                for one in scope.split(' ').chain(asked.as_deref().unwrap_or("").split(' ')) {
+                    if !one.is_empty() && !query.iter().any(|(_, known)| known == one) {
+                        query.push(("scope", one.to_owned()));
+                    }
+                }
                 if let Some(service) = service {
                     query.push(("service", service));
                 }
@@ -906,7 +906,8 @@ fn with_digest(session: &str, digest: &str) -> String {
     format!("{session}{separator}digest={digest}")
 }
 
-/// The token scope a request needs.
+/// The token scope a request on `repository` needs; a request touching several repositories
+/// joins theirs with spaces.
 fn scope(repository: &str, push: bool) -> String {
     format!("repository:{repository}:{}", if push { "pull,push" } else { "pull" })
 }

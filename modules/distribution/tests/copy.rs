@@ -216,6 +216,12 @@ async fn bearer_tokens_are_fetched_per_scope_kept_and_refused_without_rights() -
     let copied = target.manifest("mirror/acme/app", "1.0").await?;
     ensure!(copied.bytes == image.bytes, "byte-exact through tokens");
 
+    // Into another repository the blobs are mounted, which needs a token that may also pull
+    // from the repository they come from.
+    let report =
+        copy(from, "1.0", Side { registry: &target, repository: "mirror/again" }, "1.0").await?;
+    ensure!(report.blobs_mounted == 3 && report.blobs_uploaded == 0, "{report:?}");
+
     // Anonymous callers get pull rights only: reading works, writing is refused for good.
     let anonymous = Registry::new(&target_registry.host, true)?;
     ensure!(

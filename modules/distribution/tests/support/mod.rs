@@ -66,7 +66,7 @@ pub async fn start_registry_with(files: &[(&str, Vec<u8>)], extra: &str) -> Resu
     std::fs::write(
         &config,
         format!(
-            "version: 0.1\nlog: {{level: warn}}\nstorage:\n  filesystem: {{rootdirectory: {}}}\n  delete: {{enabled: true}}\nhttp:\n  addr: {host}\n  secret: test-only-secret\n{extra}",
+            "version: 0.1\nlog: {{level: info}}\nstorage:\n  filesystem: {{rootdirectory: {}}}\n  delete: {{enabled: true}}\nhttp:\n  addr: {host}\n  secret: test-only-secret\n{extra}",
             dir.path().join("data").display()
         ),
     )?;
@@ -104,6 +104,12 @@ impl LocalRegistry {
     /// What the registry wrote to stderr.
     pub fn log(&self) -> String {
         std::fs::read_to_string(self._dir.path().join("registry.log")).unwrap_or_default()
+    }
+
+    /// How many requests the registry has answered, as its log counts them (it logs each
+    /// answer at level info, successful or not).
+    pub fn requests_answered(&self) -> usize {
+        self.log().matches("msg=\"response completed").count()
     }
 }
 
@@ -252,7 +258,7 @@ pub async fn start_token_service_with(lifetime: TokenLifetime) -> Result<TokenSe
 
 async fn issue(
     axum::extract::State(signer): axum::extract::State<Signer>,
-    axum::extract::Query(query): axum::extract::Query<std::collections::HashMap<String, String>>,
+    axum::extract::Query(query): axum::extract::Query<Vec<(String, String)>>,
     headers: axum::http::HeaderMap,
 ) -> (axum::http::StatusCode, String) {
     use base64::Engine as _;
@@ -272,8 +278,15 @@ async fn issue(
         None => None,
     };
     let mut access = Vec::new();
-    if let Some(scope) = query.get("scope") {
-        let parts: Vec<&str> = scope.splitn(3, ':').collect();
+    let mut service = String::new();
+    for (key, value) in &query {
+        if key == "service" {
+            service.clone_from(value);
+        }
+        if key != "scope" {
+            continue;
+        }
+        let parts: Vec<&str> = value.splitn(3, ':').collect();
         if let [kind, name, actions] = parts.as_slice() {
             let granted: Vec<&str> =
                 actions.split(',').filter(|a| *a == "pull" || user.is_some()).collect();
@@ -286,7 +299,7 @@ async fn issue(
         .unwrap_or(0);
     let header = json!({ "typ": "JWT", "alg": "ES256", "x5c": [signer.certificate_der] });
     let claims = json!({
-        "iss": "test-issuer", "sub": user.unwrap_or(""), "aud": query.get("service").cloned().unwrap_or_default(),
+        "iss": "test-issuer", "sub": user.unwrap_or(""), "aud": service,
         "exp": now + signer.lifetime.at_registry_secs - REGISTRY_LEEWAY_SECS,
         "nbf": now - 10, "iat": now, "jti": format!("{}", fastrand::u64(..)), "access": access,
     });
