@@ -232,6 +232,17 @@ async fn bearer_tokens_are_fetched_per_scope_kept_and_refused_without_rights() -
         .await
         .expect_err("an anonymous push");
     ensure!(matches!(err, RegistryError::Denied { .. }) && !err.is_transient(), "{err}");
+
+    // Wrong credentials are refused by the token service, once: no retry can make them right.
+    let wrong = Credentials { username: "tester".to_owned(), password: "wrong".to_owned() };
+    let refused = Registry::new(&target_registry.host, true)?.with_credentials(Some(wrong));
+    let err = refused.manifest_digest("mirror/acme/app", "1.0").await.expect_err("wrong");
+    ensure!(
+        err.to_string()
+            .ends_with("the registry refused access (the token service refused the credentials)"),
+        "{err}"
+    );
+    ensure!(refused.requests() == 2, "the request and one token fetch: {}", refused.requests());
     Ok(())
 }
 
