@@ -125,8 +125,8 @@ fn all_or_error(failures: Vec<anyhow::Error>) -> Result<()> {
     }
 }
 
-/// Lists a flow's nodes.
-async fn nodes_of(
+/// Lists a flow's nodes, sorted by name.
+pub async fn nodes_of(
     store: &dyn Store,
     namespace: &str,
     flow: &str,

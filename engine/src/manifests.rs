@@ -104,7 +104,9 @@ fn parse_file(path: &Path) -> Result<Vec<Manifest>> {
     parse(&path.display().to_string(), &text)
 }
 
-fn parse(source: &str, text: &str) -> Result<Vec<Manifest>> {
+/// Reads every document of one text, naming `source` in errors (a [`manifest::SyntaxError`]
+/// underneath says which document is not YAML).
+pub fn parse(source: &str, text: &str) -> Result<Vec<Manifest>> {
     let documents =
         manifest::parse_documents(text).with_context(|| format!("{source} is not valid YAML"))?;
     Ok(documents

@@ -14,6 +14,9 @@ pub struct Problem {
     pub node: String,
     /// The index of the edge in the node's `spec.edges`, when the problem is an edge's.
     pub edge: Option<usize>,
+    /// The field of the node at fault, such as `spec.component` or `spec.edges[0].to.port`, so
+    /// the editor can point at it.
+    pub field: String,
     /// What is wrong.
     pub message: String,
 }
@@ -40,19 +43,28 @@ pub fn check_flow(nodes: &[FlowNode], modules: &[Module]) -> Vec<Problem> {
         nodes.iter().filter_map(|n| Some((n.metadata.name.as_deref()?, n))).collect();
     let mut problems = Vec::new();
     for (name, node) in &by_name {
-        let problem = |edge: Option<usize>, message: String| Problem {
+        let problem = |edge: Option<usize>, field: &str, message: String| Problem {
             node: (*name).to_owned(),
             edge,
+            field: match edge {
+                Some(index) => format!("spec.edges[{index}]{field}"),
+                None => format!("spec.{field}"),
+            },
             message,
         };
         let spec = &node.spec;
         let installed =
             modules.iter().any(|m| m.metadata.name.as_deref() == Some(spec.module.as_str()));
         if !installed {
-            problems.push(problem(None, format!("module {} is not installed", spec.module)));
+            problems.push(problem(
+                None,
+                "module",
+                format!("module {} is not installed", spec.module),
+            ));
         } else if !components.contains_key(&(spec.module.as_str(), spec.component.as_str())) {
             problems.push(problem(
                 None,
+                "component",
                 format!("module {} has no component {}", spec.module, spec.component),
             ));
         }
@@ -63,6 +75,7 @@ pub fn check_flow(nodes: &[FlowNode], modules: &[Module]) -> Vec<Problem> {
             {
                 problems.push(problem(
                     Some(index),
+                    ".port",
                     format!(
                         "{name} has no output port {} (its outputs: {})",
                         edge.port,
@@ -73,6 +86,7 @@ pub fn check_flow(nodes: &[FlowNode], modules: &[Module]) -> Vec<Problem> {
             match by_name.get(edge.to.node.as_str()) {
                 None => problems.push(problem(
                     Some(index),
+                    ".to.node",
                     format!("node {} is not in flow {}", edge.to.node, spec.flow),
                 )),
                 Some(target) => {
@@ -82,6 +96,7 @@ pub fn check_flow(nodes: &[FlowNode], modules: &[Module]) -> Vec<Problem> {
                     {
                         problems.push(problem(
                             Some(index),
+                            ".to.port",
                             format!(
                                 "{} has no input port {} (its inputs: {})",
                                 edge.to.node,
@@ -96,7 +111,7 @@ pub fn check_flow(nodes: &[FlowNode], modules: &[Module]) -> Vec<Problem> {
             match Mapping::compile(mapping) {
                 Err(errors) => {
                     for error in errors {
-                        problems.push(problem(Some(index), format!("mapping {error}")));
+                        problems.push(problem(Some(index), ".mapping", format!("mapping {error}")));
                     }
                 }
                 Ok(compiled) => {
@@ -106,6 +121,7 @@ pub fn check_flow(nodes: &[FlowNode], modules: &[Module]) -> Vec<Problem> {
                     for misfit in schema.map(|s| compiled.misfits(s)).unwrap_or_default() {
                         problems.push(problem(
                             Some(index),
+                            ".mapping",
                             format!(
                                 "mapping cannot fit {}.{}: {misfit}",
                                 edge.to.node, edge.to.port
@@ -261,6 +277,19 @@ mod tests {
                 "node tick spec.edges[1]: node gone is not in flow f",
                 "node tick spec.edges[2]: log has no input port input (its inputs: in)",
                 "node tick spec.edges[3]: mapping a: {{ .x | nope }}: undefined filter at character 6 (`nope`)",
+            ]
+        );
+        let fields: Vec<String> =
+            check_flow(&nodes, &[module()]).into_iter().map(|p| p.field).collect();
+        assert_eq!(
+            fields,
+            [
+                "spec.module",
+                "spec.component",
+                "spec.edges[0].port",
+                "spec.edges[1].to.node",
+                "spec.edges[2].to.port",
+                "spec.edges[3].mapping",
             ]
         );
     }

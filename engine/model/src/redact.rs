@@ -1,14 +1,21 @@
 //! Hiding secret fields of a message before anyone sees it: the inspect stream, the editor's
-//! last messages and debug output all pass messages through [`redact`].
+//! last messages and debug output all pass messages through [`redact`]. Secret settings are
+//! hidden the same way from the editor and from exports ([`conceal`]), with a placeholder that
+//! keeps the stored value when it comes back ([`restore`]).
 //!
-//! A port's JSON Schema marks a field secret with `"x-weir-secret": true` (in Rust,
-//! `#[schemars(extend("x-weir-secret" = true))]`) or the standard `"writeOnly": true`. The
-//! value of such a field, whatever its type, becomes [`REDACTED`].
+//! A JSON Schema (a port's, or a component's settings schema) marks a field secret with
+//! `"x-weir-secret": true` (in Rust, `#[schemars(extend("x-weir-secret" = true))]`) or the
+//! standard `"writeOnly": true`. The value of such a field, whatever its type, becomes
+//! [`REDACTED`] in messages and [`KEPT`] in settings.
 
 use serde_json::Value;
 
-/// What a secret value is replaced with.
+/// What a secret value in a message is replaced with.
 pub const REDACTED: &str = "<redacted>";
+
+/// What a secret setting is shown as in the editor and in exports. Written back in its place
+/// (saving from the editor, applying an export), it keeps the value already stored.
+pub const KEPT: &str = "<secret>";
 
 /// How deep schemas and messages are followed; deeper parts are hidden whole, as a schema that
 /// refers to itself could otherwise be followed without end.
@@ -17,7 +24,34 @@ const MAX_DEPTH: usize = 64;
 /// Replaces every value that `schema` marks secret in `message`. Parts of the message the schema
 /// does not describe are left as they are.
 pub fn redact(schema: &Value, message: &mut Value) {
-    walk(schema, schema, message, 0);
+    walk(schema, schema, message, &mut String::new(), 0, &mut |_, secret| {
+        *secret = Value::String(REDACTED.to_owned());
+    });
+}
+
+/// Replaces every value that `schema` marks secret in `settings` with [`KEPT`], for showing
+/// settings to someone who may change them but must not read the secrets.
+pub fn conceal(schema: &Value, settings: &mut Value) {
+    walk(schema, schema, settings, &mut String::new(), 0, &mut |_, secret| {
+        *secret = Value::String(KEPT.to_owned());
+    });
+}
+
+/// Puts the values of `stored` back where `settings` holds [`KEPT`] in a field `schema` marks
+/// secret, undoing [`conceal`]. Returns the JSON pointers (such as `/auth/password`) of the
+/// placeholders `stored` has no value for; those are left as they are.
+pub fn restore(schema: &Value, settings: &mut Value, stored: &Value) -> Vec<String> {
+    let mut missing = Vec::new();
+    walk(schema, schema, settings, &mut String::new(), 0, &mut |pointer, secret| {
+        if secret.as_str() != Some(KEPT) {
+            return;
+        }
+        match stored.pointer(pointer) {
+            Some(value) => *secret = value.clone(),
+            None => missing.push(pointer.to_owned()),
+        }
+    });
+    missing
 }
 
 /// Whether `schema` marks anything secret, so callers can skip [`redact`] for ports without
@@ -73,37 +107,51 @@ fn is_secret(schema: &Value) -> bool {
     flag("x-weir-secret") || flag("writeOnly")
 }
 
-fn walk(root: &Value, schema: &Value, message: &mut Value, depth: usize) {
+/// Calls `secret` with the JSON pointer and value of every part of `message` that `schema`
+/// marks secret (or that lies too deep to follow).
+fn walk(
+    root: &Value,
+    schema: &Value,
+    message: &mut Value,
+    pointer: &mut String,
+    depth: usize,
+    secret: &mut dyn FnMut(&str, &mut Value),
+) {
     if depth > MAX_DEPTH {
-        *message = Value::String(REDACTED.to_owned());
-        return;
+        return secret(pointer, message);
     }
     let schema = resolve(root, schema);
     if is_secret(schema) {
-        *message = Value::String(REDACTED.to_owned());
-        return;
+        return secret(pointer, message);
     }
     for combined in ["allOf", "anyOf", "oneOf"] {
         if let Some(Value::Array(branches)) = schema.get(combined) {
             for branch in branches {
-                walk(root, branch, message, depth + 1);
+                walk(root, branch, message, pointer, depth + 1, secret);
             }
         }
     }
+    let len = pointer.len();
     match message {
         Value::Object(fields) => {
             let properties = schema.get("properties").and_then(Value::as_object);
             let additional = schema.get("additionalProperties").filter(|a| a.is_object());
             for (name, value) in fields.iter_mut() {
                 if let Some(field_schema) = properties.and_then(|p| p.get(name)).or(additional) {
-                    walk(root, field_schema, value, depth + 1);
+                    pointer.push('/');
+                    pointer.push_str(&name.replace('~', "~0").replace('/', "~1"));
+                    walk(root, field_schema, value, pointer, depth + 1, secret);
+                    pointer.truncate(len);
                 }
             }
         }
         Value::Array(items) => {
             if let Some(item_schema) = schema.get("items").filter(|i| i.is_object()) {
-                for item in items {
-                    walk(root, item_schema, item, depth + 1);
+                for (index, item) in items.iter_mut().enumerate() {
+                    pointer.push('/');
+                    pointer.push_str(&index.to_string());
+                    walk(root, item_schema, item, pointer, depth + 1, secret);
+                    pointer.truncate(len);
                 }
             }
         }
@@ -187,6 +235,31 @@ mod tests {
                 "author": REDACTED
             })
         );
+    }
+
+    #[test]
+    fn concealed_settings_get_their_stored_secrets_back() {
+        let schema = json!({
+            "type": "object",
+            "properties": {
+                "user": { "type": "string" },
+                "password": { "type": "string", "x-weir-secret": true },
+                "keys": { "type": "object", "additionalProperties": { "writeOnly": true } }
+            }
+        });
+        let stored = json!({ "user": "bot", "password": "hunter2", "keys": { "a/b": "k1" } });
+        let mut shown = stored.clone();
+        conceal(&schema, &mut shown);
+        assert_eq!(shown, json!({ "user": "bot", "password": KEPT, "keys": { "a/b": KEPT } }));
+        // A changed secret is taken as given; a kept one comes back from the store.
+        let mut edited =
+            json!({ "user": "ops", "password": KEPT, "keys": { "a/b": "k2", "c": KEPT } });
+        let missing = restore(&schema, &mut edited, &stored);
+        assert_eq!(
+            edited,
+            json!({ "user": "ops", "password": "hunter2", "keys": { "a/b": "k2", "c": KEPT } })
+        );
+        assert_eq!(missing, ["/keys/c"]);
     }
 
     #[test]

@@ -26,9 +26,6 @@ use crate::{
 /// The metadata entry that carries the W3C trace context of a delivery.
 pub const TRACEPARENT: &str = "traceparent";
 
-/// Messages in inspect events larger than this are replaced by their size.
-const MAX_EVENT_MESSAGE_BYTES: usize = 64 * 1024;
-
 /// Serves `runtime`'s nodes on `listener` until `stop` is cancelled.
 pub async fn serve(
     runtime: Runtime,
@@ -156,7 +153,7 @@ fn wire_event(event: &Event) -> NodeEvent {
                 EventKind::Emitted
             }
             .into();
-            wire.message_json = message_bytes(message);
+            wire.message_json = crate::inspect::message_json(message);
         }
         What::Logged(line) => {
             wire.kind = EventKind::Logged.into();
@@ -173,15 +170,6 @@ fn wire_event(event: &Event) -> NodeEvent {
         }
     }
     wire
-}
-
-fn message_bytes(message: &Value) -> Vec<u8> {
-    let bytes = serde_json::to_vec(message).unwrap_or_default();
-    if bytes.len() <= MAX_EVENT_MESSAGE_BYTES {
-        return bytes;
-    }
-    serde_json::to_vec(&serde_json::json!({ "truncated": true, "bytes": bytes.len() }))
-        .unwrap_or_default()
 }
 
 fn json(bytes: &[u8], field: &str) -> Result<Value, Status> {

@@ -14,6 +14,20 @@ use weir_sdk::{ErrorKind, NodeIdentity, TraceContext};
 /// How many events a watcher may fall behind before it misses some.
 pub(crate) const BACKLOG: usize = 1024;
 
+/// Messages in events larger than this, as JSON, are shown as their size only.
+pub const MAX_MESSAGE_BYTES: usize = 64 * 1024;
+
+/// An event's message as JSON, or `{"truncated": true, "bytes": N}` when it is larger than
+/// [`MAX_MESSAGE_BYTES`], so watchers keep and send bounded events.
+pub fn message_json(message: &Value) -> Vec<u8> {
+    let bytes = serde_json::to_vec(message).unwrap_or_default();
+    if bytes.len() <= MAX_MESSAGE_BYTES {
+        return bytes;
+    }
+    serde_json::to_vec(&serde_json::json!({ "truncated": true, "bytes": bytes.len() }))
+        .unwrap_or_default()
+}
+
 /// One thing that happened at a node.
 #[derive(Debug, Clone)]
 pub struct Event {

@@ -15,5 +15,5 @@ mod runtime;
 pub mod scenario;
 
 pub use host::Host;
-pub use runtime::{BuildError, DEFAULT_EDGE_TIMEOUT, HOP_LIMIT, NodeKey, Runtime};
+pub use runtime::{BuildError, DEFAULT_EDGE_TIMEOUT, HOP_LIMIT, NodeKey, Runtime, misfit};
 pub use weir_model::Counters;

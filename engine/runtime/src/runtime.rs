@@ -690,12 +690,21 @@ enum Target {
 
 /// Checks a message against the schema of a node's input port.
 fn fit(target: &Instance, port: &str, message: &Value) -> Result<(), NodeError> {
-    let Some(problem) = target.inputs.get(port).and_then(|v| v.iter_errors(message).next()) else {
+    let Some((field, problem)) = target.inputs.get(port).and_then(|v| misfit(v, message)) else {
         return Ok(());
     };
-    let field = problem.instance_path().to_string();
     let field = if field.is_empty() { "the message".to_owned() } else { format!("field {field}") };
-    // The value may be a secret, and this message goes to status and logs: name its type only.
+    Err(NodeError::invalid(format!(
+        "the message does not fit {}.{port}: {field}: {problem}",
+        target.identity.node
+    )))
+}
+
+/// The first way `value` does not fit the schema of `validator`: the JSON pointer of the field
+/// (empty for the value itself) and what is wrong. The value may be a secret and the message
+/// goes to status and logs, so it names the value's type, never the value.
+pub fn misfit(validator: &jsonschema::Validator, value: &Value) -> Option<(String, String)> {
+    let problem = validator.iter_errors(value).next()?;
     let shown = match problem.instance().as_ref() {
         Value::Null => "null",
         Value::Bool(_) => "a boolean",
@@ -704,9 +713,5 @@ fn fit(target: &Instance, port: &str, message: &Value) -> Result<(), NodeError> 
         Value::Array(_) => "an array",
         Value::Object(_) => "an object",
     };
-    Err(NodeError::invalid(format!(
-        "the message does not fit {}.{port}: {field}: {}",
-        target.identity.node,
-        problem.masked_with(shown)
-    )))
+    Some((problem.instance_path().to_string(), problem.masked_with(shown).to_string()))
 }

@@ -14,19 +14,23 @@ pub async fn run(store: &dyn Store, args: DeleteArgs, out: &mut impl Write) -> R
     let kind = super::parse_kind(&args.kind)?;
     let mut failures = Vec::new();
     for name in &args.names {
-        if let Err(err) = delete_one(store, kind, &args.namespace, name, out).await {
+        let deleted = delete(store, kind, &args.namespace, name, |kind, name| {
+            Ok(writeln!(out, "{}/{name} deleted", resource_name(kind))?)
+        });
+        if let Err(err) = deleted.await {
             failures.push(err);
         }
     }
     super::all_or_error(failures)
 }
 
-async fn delete_one(
+/// Deletes one resource, a flow's nodes first, telling `report` each deleted kind and name.
+pub async fn delete(
     store: &dyn Store,
     kind: Kind,
     namespace: &str,
     name: &str,
-    out: &mut impl Write,
+    mut report: impl FnMut(Kind, &str) -> Result<()>,
 ) -> Result<()> {
     // Read first so a missing flow is reported as missing, not as a flow without nodes.
     store.get(kind, namespace, name).await?;
@@ -37,10 +41,9 @@ async fn delete_one(
                 .delete(Kind::FlowNode, namespace, &node_name)
                 .await
                 .with_context(|| format!("cannot delete node {node_name} of flow {name}"))?;
-            writeln!(out, "{}/{node_name} deleted", resource_name(Kind::FlowNode))?;
+            report(Kind::FlowNode, &node_name)?;
         }
     }
     store.delete(kind, namespace, name).await?;
-    writeln!(out, "{}/{name} deleted", resource_name(kind))?;
-    Ok(())
+    report(kind, name)
 }

@@ -1,5 +1,6 @@
 //! `weir export`: flows with their nodes as clean manifests (no status, no server fields, keys
-//! sorted), which `kubectl apply` and `weir apply` take unchanged.
+//! sorted, secret settings concealed), which `kubectl apply` and `weir apply` take unchanged.
+//! The editor's export (`GET /api/flows/{flow}/export`) prints the same.
 
 use std::io::Write;
 
@@ -8,7 +9,7 @@ use serde_json::{Map, Value};
 use weir_model::Kind;
 use weir_store::{DynamicObject, Selector, Store};
 
-use crate::cli::ExportArgs;
+use crate::{catalogue::Catalogue, cli::ExportArgs};
 
 /// Runs `weir export`.
 pub async fn run(store: &dyn Store, args: ExportArgs, out: &mut impl Write) -> Result<()> {
@@ -25,27 +26,49 @@ pub async fn run(store: &dyn Store, args: ExportArgs, out: &mut impl Write) -> R
         }
         flows
     };
+    let catalogue = Catalogue::read(store, &args.namespace).await?;
     let mut documents = Vec::new();
     for flow in flows {
-        let name = flow.metadata.name.clone().unwrap_or_default();
-        documents.push(clean(&flow, args.keep_namespace)?);
-        for node in super::nodes_of(store, &args.namespace, &name).await? {
-            documents.push(clean(&node, args.keep_namespace)?);
-        }
+        documents.extend(manifests(store, &catalogue, &flow, args.keep_namespace).await?);
     }
+    write!(out, "{}", to_yaml(&documents)?)?;
+    super::all_or_error(failures)
+}
+
+/// A flow and its nodes as clean manifests, secret settings concealed by the catalogue.
+pub async fn manifests(
+    store: &dyn Store,
+    catalogue: &Catalogue,
+    flow: &DynamicObject,
+    keep_namespace: bool,
+) -> Result<Vec<Value>> {
+    let name = flow.metadata.name.as_deref().unwrap_or_default();
+    let namespace = flow.metadata.namespace.as_deref().unwrap_or(weir_store::DEFAULT_NAMESPACE);
+    let mut documents = vec![clean(flow, keep_namespace)?];
+    for node in super::nodes_of(store, namespace, name).await? {
+        let mut document = clean(&node, keep_namespace)?;
+        catalogue.conceal(&mut document);
+        documents.push(document);
+    }
+    Ok(documents)
+}
+
+/// Manifests as one YAML text, `---` between documents.
+pub fn to_yaml(documents: &[Value]) -> Result<String> {
+    let mut text = String::new();
     for (index, document) in documents.iter().enumerate() {
         if index > 0 {
-            writeln!(out, "---")?;
+            text.push_str("---\n");
         }
-        write!(out, "{}", serde_yaml_ng::to_string(document)?)?;
+        text.push_str(&serde_yaml_ng::to_string(document)?);
     }
-    super::all_or_error(failures)
+    Ok(text)
 }
 
 /// The object as its author would write it: type, name, labels, annotations and spec, with keys
 /// sorted, so the same flow exports to the same bytes from either store (the apiserver does not
 /// keep key order) and diffs well in Git.
-fn clean(object: &DynamicObject, keep_namespace: bool) -> Result<Value> {
+pub fn clean(object: &DynamicObject, keep_namespace: bool) -> Result<Value> {
     let mut value = serde_json::to_value(object)?;
     let Some(fields) = value.as_object_mut() else { return Ok(value) };
     fields.shift_remove("status");

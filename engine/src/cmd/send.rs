@@ -1,7 +1,11 @@
 //! `weir send NODE:PORT JSON`: starts a run by delivering a message to a node's input port,
-//! through the gRPC endpoint its module publishes, and prints what the flow answered.
+//! through the gRPC endpoint its module publishes, and prints what the flow answered. The
+//! editor's `POST /api/send` delivers through the same [`deliver`].
 
-use std::io::{Read as _, Write};
+use std::{
+    io::{Read as _, Write},
+    time::Duration,
+};
 
 use anyhow::{Context as _, Result, bail};
 use serde_json::Value;
@@ -10,7 +14,7 @@ use weir_proto::{DeliverRequest, deliver_response::Outcome, module_client::Modul
 use weir_sdk::{NodeError, TraceContext};
 use weir_store::{Store, StoreError};
 
-use crate::cli::SendArgs;
+use crate::{catalogue::Catalogue, cli::SendArgs};
 
 /// Runs `weir send`.
 pub async fn run(store: &dyn Store, args: SendArgs, out: &mut impl Write) -> Result<()> {
@@ -29,71 +33,155 @@ pub async fn run(store: &dyn Store, args: SendArgs, out: &mut impl Write) -> Res
         args.message.clone()
     };
     let message: Value = serde_json::from_str(&text).context("the message is not JSON")?;
-    let namespace = &args.namespace;
+    let answer = deliver(store, &args.namespace, node, port, &message, args.timeout.get()).await?;
+    writeln!(out, "{}", serde_json::to_string_pretty(&answer)?)?;
+    Ok(())
+}
+
+/// Why a message sent from outside any flow got no answer.
+#[derive(Debug, thiserror::Error)]
+pub enum SendError {
+    /// The node does not exist.
+    #[error("node {namespace}/{node} does not exist")]
+    NoNode {
+        /// The node's namespace.
+        namespace: String,
+        /// The node.
+        node: String,
+    },
+    /// The store could not be read.
+    #[error("cannot read {what}")]
+    Store {
+        /// What was being read.
+        what: String,
+        /// Why not.
+        #[source]
+        source: StoreError,
+    },
+    /// No process publishes the node's module.
+    #[error("node {node} belongs to module {module}, which is not running (no Module resource)")]
+    NotRunning {
+        /// The node.
+        node: String,
+        /// Its module.
+        module: String,
+    },
+    /// The module publishes no address to deliver to.
+    #[error("module {module} publishes no endpoint")]
+    NoEndpoint {
+        /// The module.
+        module: String,
+    },
+    /// The module's endpoint does not answer.
+    #[error("module {module} of node {node} does not answer at {endpoint}: is it running?")]
+    Unreachable {
+        /// The module.
+        module: String,
+        /// The node.
+        node: String,
+        /// Where it was asked.
+        endpoint: String,
+        /// What the connection said.
+        #[source]
+        source: tonic::transport::Error,
+    },
+    /// The node, or the flow downstream of it, failed.
+    #[error("{node}:{port} failed ({}): {}", error.kind().as_str(), error.message())]
+    Failed {
+        /// The node.
+        node: String,
+        /// The port the message was sent to.
+        port: String,
+        /// The failure, with its kind.
+        error: NodeError,
+    },
+    /// The module answered with something that is not an answer.
+    #[error("module {module} answered with {what}")]
+    BadAnswer {
+        /// The module.
+        module: String,
+        /// What was wrong with the answer.
+        what: &'static str,
+    },
+}
+
+/// Delivers `message` to `node`'s input `port` through the gRPC endpoint of the node's module,
+/// starting a run that may take `timeout`, and returns what the flow answered.
+pub async fn deliver(
+    store: &dyn Store,
+    namespace: &str,
+    node: &str,
+    port: &str,
+    message: &Value,
+    timeout: Duration,
+) -> Result<Value, SendError> {
     let flow_node = store.get(Kind::FlowNode, namespace, node).await.map_err(|err| match err {
-        StoreError::NotFound(_) => anyhow::anyhow!("node {namespace}/{node} does not exist"),
-        err => anyhow::Error::new(err).context(format!("cannot read node {namespace}/{node}")),
+        StoreError::NotFound(_) => {
+            SendError::NoNode { namespace: namespace.to_owned(), node: node.to_owned() }
+        }
+        source => SendError::Store { what: format!("node {namespace}/{node}"), source },
     })?;
     let module = flow_node.data.pointer("/spec/module").and_then(Value::as_str).unwrap_or_default();
     let endpoint = endpoint_of(store, namespace, node, module).await?;
     let trace = TraceContext::default();
+    let json = serde_json::to_vec(message).unwrap_or_default();
     let mut request = tonic::Request::new(DeliverRequest {
-        namespace: namespace.clone(),
+        namespace: namespace.to_owned(),
         node: node.to_owned(),
         port: port.to_owned(),
-        message_json: serde_json::to_vec(&message)?,
-        trigger_json: serde_json::to_vec(&message)?,
+        message_json: json.clone(),
+        trigger_json: json,
         hops: 0,
     });
-    request.set_timeout(args.timeout.get());
-    request.metadata_mut().insert(weir_runtime::grpc::TRACEPARENT, trace.traceparent().parse()?);
-    let mut client = ModuleClient::connect(endpoint.clone()).await.with_context(|| {
-        format!("module {module} of node {node} does not answer at {endpoint}: is it running?")
-    })?;
+    request.set_timeout(timeout);
+    if let Ok(traceparent) = trace.traceparent().parse() {
+        request.metadata_mut().insert(weir_runtime::grpc::TRACEPARENT, traceparent);
+    }
+    let mut client =
+        ModuleClient::connect(endpoint.clone()).await.map_err(|source| SendError::Unreachable {
+            module: module.to_owned(),
+            node: node.to_owned(),
+            endpoint: endpoint.clone(),
+            source,
+        })?;
+    let failed = |error: NodeError| SendError::Failed {
+        node: node.to_owned(),
+        port: port.to_owned(),
+        error,
+    };
     let response = client
         .deliver(request)
         .await
-        .map_err(|status| weir_proto::failure_of_status(&status, module))
-        .map_err(|err| failed(node, port, &err))?;
+        .map_err(|status| failed(weir_proto::failure_of_status(&status, module)))?;
     match response.into_inner().outcome {
-        Some(Outcome::AnswerJson(answer)) => {
-            let answer: Value = serde_json::from_slice(&answer)
-                .with_context(|| format!("module {module} answered with bad JSON"))?;
-            writeln!(out, "{}", serde_json::to_string_pretty(&answer)?)?;
-            Ok(())
-        }
-        Some(Outcome::Failure(failure)) => Err(failed(node, port, &NodeError::from(failure))),
-        None => bail!("module {module} answered with neither an answer nor a failure"),
+        Some(Outcome::AnswerJson(answer)) => serde_json::from_slice(&answer)
+            .map_err(|_| SendError::BadAnswer { module: module.to_owned(), what: "bad JSON" }),
+        Some(Outcome::Failure(failure)) => Err(failed(NodeError::from(failure))),
+        None => Err(SendError::BadAnswer {
+            module: module.to_owned(),
+            what: "neither an answer nor a failure",
+        }),
     }
 }
 
-fn failed(node: &str, port: &str, error: &NodeError) -> anyhow::Error {
-    anyhow::anyhow!("{node}:{port} failed ({}): {}", error.kind().as_str(), error.message())
-}
-
-/// Where the module running `node` serves gRPC, from its `Module` resource: the one in the
-/// node's namespace, else the one in any namespace (modules usually run in a namespace of
-/// their own).
+/// Where the module running `node` serves gRPC, from its `Module` resource (see
+/// [`Catalogue::read`] for which one when several namespaces publish it).
 async fn endpoint_of(
     store: &dyn Store,
     namespace: &str,
     node: &str,
     module: &str,
-) -> Result<String> {
-    let modules = store
-        .list(Kind::Module, None, &weir_store::Selector::everything())
-        .await
-        .with_context(|| format!("cannot read the Module resources to find module {module}"))?;
-    let mut named: Vec<_> =
-        modules.iter().filter(|m| m.metadata.name.as_deref() == Some(module)).collect();
-    named.sort_by_key(|m| m.metadata.namespace.as_deref() != Some(namespace));
-    let Some(resource) = named.first() else {
-        bail!("node {node} belongs to module {module}, which is not running (no Module resource)");
+) -> Result<String, SendError> {
+    let catalogue = Catalogue::read(store, namespace).await.map_err(|source| SendError::Store {
+        what: format!("the Module resources to find module {module}"),
+        source,
+    })?;
+    let Some(resource) = catalogue.module(module) else {
+        return Err(SendError::NotRunning { node: node.to_owned(), module: module.to_owned() });
     };
     resource
-        .data
-        .pointer("/spec/endpoint")
-        .and_then(Value::as_str)
-        .map(str::to_owned)
-        .with_context(|| format!("module {module} publishes no endpoint"))
+        .spec
+        .endpoint
+        .clone()
+        .ok_or_else(|| SendError::NoEndpoint { module: module.to_owned() })
 }

@@ -1,0 +1,81 @@
+//! The editor's JSON-over-HTTP API, which `weir up` serves under `/api` (documented in
+//! `docs/api.md`). Responses carry the model's resources (`Flow`, `FlowNode`, `Module`) as their
+//! Kubernetes-style JSON, every read and write goes through the [`Store`] (so, in a cluster,
+//! through the apiserver and its RBAC), and secret settings never leave the engine.
+
+mod check;
+mod document;
+mod error;
+mod events;
+mod extract;
+mod feed;
+mod flows;
+mod layout;
+mod messages;
+mod modify;
+mod modules;
+mod ports;
+mod rename;
+mod save;
+mod send;
+mod settings;
+mod transfer;
+
+use std::sync::Arc;
+
+use axum::{
+    Router,
+    extract::DefaultBodyLimit,
+    routing::{get, post, put},
+};
+use tokio_util::sync::CancellationToken;
+use weir_runtime::Runtime;
+use weir_store::Store;
+
+use error::ApiError;
+
+/// The largest request body the API reads: a flow of many nodes, or a file of many flows.
+const MAX_BODY_BYTES: usize = 8 * 1024 * 1024;
+
+/// What the handlers answer from.
+#[derive(Clone)]
+struct Api {
+    store: Arc<dyn Store>,
+    /// The modules running in this process, when any.
+    runtime: Option<Runtime>,
+    /// Changes and messages as they happen, for the event stream and the last messages.
+    feed: feed::Feed,
+    /// Ends the event streams when the server shuts down.
+    stop: CancellationToken,
+}
+
+/// The API's routes, to nest under `/api`. `runtime` is the in-process runtime whose messages
+/// the event stream shows; the feed behind the event stream runs until `stop` is cancelled,
+/// which also ends open event streams so a graceful shutdown is not held up by them.
+pub fn router(store: Arc<dyn Store>, runtime: Option<Runtime>, stop: &CancellationToken) -> Router {
+    let feed = feed::Feed::start(Arc::clone(&store), runtime.as_ref(), stop);
+    let api = Api { store, runtime, feed, stop: stop.clone() };
+    Router::new()
+        .route("/modules", get(modules::list))
+        .route("/modules/{module}/components/{component}/ports", post(ports::resolve_for))
+        .route("/flows", get(flows::list))
+        .route("/flows/{flow}", get(flows::get).put(save::put).delete(flows::delete))
+        .route("/flows/{flow}/layout", put(layout::put))
+        .route("/flows/{flow}/rename", post(rename::post))
+        .route("/flows/{flow}/export", get(transfer::export))
+        .route("/import", post(transfer::import))
+        .route("/validate", post(save::validate))
+        .route("/send", post(send::post))
+        .route("/events", get(events::stream))
+        .route("/nodes/{node}/messages", get(messages::list))
+        .fallback(|| async { ApiError::not_found("no such API route") })
+        .method_not_allowed_fallback(|| async {
+            ApiError::Failed {
+                status: axum::http::StatusCode::METHOD_NOT_ALLOWED,
+                kind: "bad_request",
+                message: "this route does not take that method".to_owned(),
+            }
+        })
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .with_state(api)
+}

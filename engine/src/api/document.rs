@@ -1,0 +1,90 @@
+//! The document the editor edits: a flow with its nodes, read from the store with secret
+//! settings concealed, and as the editor sends it back.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use weir_model::Kind;
+use weir_store::{DynamicObject, Selector, Store, StoreError};
+
+use super::error::ApiError;
+use crate::catalogue::Catalogue;
+
+/// A flow and its nodes (sorted by name, with their status).
+#[derive(Debug, Serialize)]
+pub struct FlowDocument {
+    /// The `Flow`.
+    pub flow: Value,
+    /// Its `FlowNode`s, secret settings concealed.
+    pub nodes: Vec<Value>,
+}
+
+/// A flow and its nodes as submitted to be saved or checked: each a JSON document, checked by
+/// the manifest rules before it is read as a resource.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Submitted {
+    /// The `Flow`.
+    pub flow: Value,
+    /// Every node of the flow.
+    pub nodes: Vec<Value>,
+}
+
+/// One entry of the flow list.
+#[derive(Debug, Serialize)]
+pub struct Listed {
+    /// The `Flow`.
+    pub flow: Value,
+    /// How many nodes name it.
+    pub nodes: usize,
+}
+
+/// Reads a flow and its nodes; 404 when the flow does not exist.
+pub async fn read(
+    store: &dyn Store,
+    namespace: &str,
+    flow: &str,
+) -> Result<FlowDocument, ApiError> {
+    let object = store.get(Kind::Flow, namespace, flow).await.map_err(|err| match err {
+        StoreError::NotFound(_) => {
+            ApiError::not_found(format!("flow {namespace}/{flow} does not exist"))
+        }
+        err => err.into(),
+    })?;
+    let catalogue = Catalogue::read(store, namespace).await?;
+    let mut nodes = Vec::new();
+    for node in crate::cmd::nodes_of(store, namespace, flow).await? {
+        nodes.push(shown(&catalogue, node)?);
+    }
+    Ok(FlowDocument { flow: to_json(object)?, nodes })
+}
+
+/// Every flow of a namespace with its number of nodes, sorted by name.
+pub async fn list(store: &dyn Store, namespace: &str) -> Result<Vec<Listed>, ApiError> {
+    let everything = Selector::everything();
+    let flows = store.list(Kind::Flow, Some(namespace), &everything).await?;
+    let nodes = store.list(Kind::FlowNode, Some(namespace), &everything).await?;
+    flows
+        .into_iter()
+        .map(|flow| {
+            let name = flow.metadata.name.as_deref();
+            let count = nodes
+                .iter()
+                .filter(|n| n.data.pointer("/spec/flow").and_then(Value::as_str) == name)
+                .count();
+            Ok(Listed { flow: to_json(flow)?, nodes: count })
+        })
+        .collect()
+}
+
+/// A node as the editor may see it: secret settings concealed.
+pub fn shown(catalogue: &Catalogue, node: DynamicObject) -> Result<Value, ApiError> {
+    let mut value = to_json(node)?;
+    catalogue.conceal(&mut value);
+    Ok(value)
+}
+
+/// An object as its JSON.
+pub fn to_json(object: DynamicObject) -> Result<Value, ApiError> {
+    serde_json::to_value(object)
+        .map_err(|err| ApiError::internal(format!("cannot show a stored object: {err}")))
+}

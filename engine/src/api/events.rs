@@ -1,0 +1,66 @@
+//! `GET /api/events`: Server-Sent Events for the editor's live view, optionally for one flow
+//! (`?flow=`). A stream opens with a `node` event for every node (so the editor starts with
+//! current counters), then follows the feed: `node`, `message`, `flow`, and `missed` when it
+//! fell behind. Comments keep idle connections open through proxies.
+
+use std::{convert::Infallible, sync::Arc, time::Duration};
+
+use axum::{
+    extract::State,
+    response::sse::{Event, KeepAlive, Sse},
+};
+use futures::{Stream, StreamExt, stream};
+use tokio::sync::broadcast::error::RecvError;
+use weir_model::Kind;
+use weir_store::Selector;
+
+use super::{
+    Api,
+    error::ApiError,
+    extract::Params,
+    feed::{Happening, node_event},
+};
+
+/// How often an idle stream sends a keep-alive comment.
+const KEEP_ALIVE: Duration = Duration::from_secs(15);
+
+/// Opens an event stream.
+pub async fn stream(
+    State(api): State<Api>,
+    params: Params,
+) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
+    let namespace = params.namespace()?;
+    let flow = params.flow()?;
+    // Subscribed before the nodes are read, so no change falls in between.
+    let live = api.feed.subscribe();
+    let nodes = api.store.list(Kind::FlowNode, Some(&namespace), &Selector::everything()).await?;
+    let opening: Vec<Arc<Happening>> = nodes
+        .iter()
+        .map(node_event)
+        .filter(|event| flow.as_deref().is_none_or(|flow| flow == event.flow))
+        .map(Arc::new)
+        .collect();
+    let following = stream::unfold(live, move |mut live| {
+        let (namespace, flow) = (namespace.clone(), flow.clone());
+        async move {
+            loop {
+                match live.recv().await {
+                    Ok(event) if event.concerns(&namespace, flow.as_deref()) => {
+                        return Some((event, live));
+                    }
+                    Ok(_) => {}
+                    Err(RecvError::Lagged(missed)) => {
+                        return Some((Arc::new(Happening::missed(missed)), live));
+                    }
+                    Err(RecvError::Closed) => return None,
+                }
+            }
+        }
+    });
+    let events = stream::iter(opening)
+        .chain(following)
+        .map(|event| Ok(Event::default().event(event.kind).data(&*event.data)))
+        // Ends with the server, so open streams do not hold up a graceful shutdown.
+        .take_until(api.stop.clone().cancelled_owned());
+    Ok(Sse::new(events).keep_alive(KeepAlive::new().interval(KEEP_ALIVE)))
+}

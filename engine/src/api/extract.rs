@@ -1,0 +1,113 @@
+//! Reading requests: the query parameters, names in the path and JSON bodies, each failure a
+//! 400 that names the parameter or field, in the API's error shape.
+
+use std::collections::HashMap;
+
+use axum::{
+    body::Bytes,
+    extract::{FromRequest, FromRequestParts, Query, Request},
+    http::request::Parts,
+};
+use serde::de::DeserializeOwned;
+use weir_model::names::NameRule;
+
+use super::error::ApiError;
+
+/// The query parameters of a request.
+#[derive(Debug)]
+pub struct Params(HashMap<String, String>);
+
+impl<S: Send + Sync> FromRequestParts<S> for Params {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
+        let Query(params) = Query::try_from_uri(&parts.uri).map_err(|err| {
+            ApiError::bad_request(format!("the query string: {}", err.body_text()))
+        })?;
+        Ok(Self(params))
+    }
+}
+
+impl Params {
+    /// `?namespace=`, or the default namespace.
+    pub fn namespace(&self) -> Result<String, ApiError> {
+        Ok(self.namespace_if_given()?.unwrap_or_else(|| weir_store::DEFAULT_NAMESPACE.to_owned()))
+    }
+
+    /// `?namespace=`, when given.
+    pub fn namespace_if_given(&self) -> Result<Option<String>, ApiError> {
+        self.0
+            .get("namespace")
+            .map(|namespace| name("namespace", "query parameter namespace", namespace))
+            .transpose()
+    }
+
+    /// `?flow=`, when given.
+    pub fn flow(&self) -> Result<Option<String>, ApiError> {
+        self.0.get("flow").map(|flow| name("flow", "query parameter flow", flow)).transpose()
+    }
+
+    /// `?limit=`: `default` when not given, at most `max`.
+    pub fn limit(&self, default: usize, max: usize) -> Result<usize, ApiError> {
+        let Some(text) = self.0.get("limit") else { return Ok(default) };
+        match text.parse::<usize>() {
+            Ok(limit) if (1..=max).contains(&limit) => Ok(limit),
+            _ => Err(ApiError::bad_request(format!(
+                "query parameter limit: {text:?} is not a number from 1 to {max}"
+            ))),
+        }
+    }
+}
+
+/// Checks a resource name from the path or the query: `what` says which (`flow`, `node`).
+pub fn name(what: &str, place: &str, value: &str) -> Result<String, ApiError> {
+    if NameRule::DnsLabel.accepts(value) {
+        return Ok(value.to_owned());
+    }
+    Err(ApiError::bad_request(format!(
+        "{place}: {value:?} is not a valid {what} name: use {}",
+        NameRule::DnsLabel.describe()
+    )))
+}
+
+/// A request body, read whole.
+#[derive(Debug)]
+pub struct Body(pub Bytes);
+
+impl<S: Send + Sync> FromRequest<S> for Body {
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, ApiError> {
+        let bytes = Bytes::from_request(request, state).await.map_err(|err| ApiError::Failed {
+            status: err.status(),
+            kind: if err.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+                "too_large"
+            } else {
+                "bad_request"
+            },
+            message: format!("the body cannot be read: {}", err.body_text().to_lowercase()),
+        })?;
+        Ok(Self(bytes))
+    }
+}
+
+impl Body {
+    /// The body as JSON of type `T`; a failure names the field.
+    pub fn json<T: DeserializeOwned>(&self) -> Result<T, ApiError> {
+        let not_json = |inner| ApiError::bad_request(format!("the body is not JSON: {inner}"));
+        let mut reader = serde_json::Deserializer::from_slice(&self.0);
+        let value = serde_path_to_error::deserialize(&mut reader).map_err(|err| {
+            let path = err.path().to_string();
+            let inner = err.into_inner();
+            if inner.is_syntax() || inner.is_eof() {
+                not_json(inner)
+            } else if path == "." {
+                ApiError::bad_request(format!("the body: {inner}"))
+            } else {
+                ApiError::bad_request(format!("the body's field {path}: {inner}"))
+            }
+        })?;
+        reader.end().map_err(not_json)?;
+        Ok(value)
+    }
+}

@@ -1,0 +1,246 @@
+//! What happens, as it happens, for the editor: node status and flow changes (from watching
+//! the store) and messages at the nodes (from the in-process runtime's inspect events). Each
+//! is serialized once and fanned out through a bounded broadcast channel, so a slow event
+//! stream misses events (and is told how many) instead of holding up the engine; messages are
+//! also kept per node for `GET /api/nodes/{node}/messages`.
+
+use std::{
+    collections::{HashMap, HashSet},
+    sync::Arc,
+};
+
+use futures::StreamExt;
+use k8s_openapi::jiff::Timestamp;
+use serde_json::{Value, json};
+use tokio::sync::broadcast::{self, error::RecvError};
+use tokio_util::sync::CancellationToken;
+use weir_model::{Kind, redact::redact_by_name};
+use weir_runtime::{
+    Runtime,
+    inspect::{self, What},
+};
+use weir_store::{DynamicObject, Store, WatchEvent};
+
+use super::messages::Recorder;
+
+/// How many events an event stream may fall behind before it misses some.
+const BACKLOG: usize = 1024;
+
+/// One event for the editor's event stream.
+#[derive(Debug)]
+pub struct Happening {
+    /// The SSE event type: `node`, `message`, `flow` or `missed`.
+    pub kind: &'static str,
+    /// The namespace it happened in; none for what concerns every stream (`missed`).
+    pub namespace: Option<String>,
+    /// The flow it concerns.
+    pub flow: String,
+    /// The event's JSON.
+    pub data: Arc<str>,
+}
+
+impl Happening {
+    /// Whether a stream of `namespace`, for `flow` when it names one, shows this.
+    pub fn concerns(&self, namespace: &str, flow: Option<&str>) -> bool {
+        let Some(own) = &self.namespace else { return true };
+        own == namespace && flow.is_none_or(|flow| flow == self.flow)
+    }
+
+    /// `missed`: `count` events were dropped before they reached a stream.
+    pub fn missed(count: u64) -> Self {
+        let data = json!({ "missed": count }).to_string().into();
+        Self { kind: "missed", namespace: None, flow: String::new(), data }
+    }
+}
+
+/// The feed's handle: cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Feed {
+    events: broadcast::Sender<Arc<Happening>>,
+    recorder: Arc<Recorder>,
+}
+
+impl Feed {
+    /// Starts following the store, and `runtime`'s messages when there is one, until `stop`.
+    pub fn start(
+        store: Arc<dyn Store>,
+        runtime: Option<&Runtime>,
+        stop: &CancellationToken,
+    ) -> Self {
+        let feed = Self { events: broadcast::channel(BACKLOG).0, recorder: Arc::default() };
+        tokio::spawn(feed.clone().follow_nodes(Arc::clone(&store), stop.clone()));
+        tokio::spawn(feed.clone().follow_flows(store, stop.clone()));
+        if let Some(runtime) = runtime {
+            tokio::spawn(feed.clone().follow_messages(runtime.inspect(), stop.clone()));
+        }
+        feed
+    }
+
+    /// Events from now on.
+    pub fn subscribe(&self) -> broadcast::Receiver<Arc<Happening>> {
+        self.events.subscribe()
+    }
+
+    /// The messages kept per node.
+    pub fn recorder(&self) -> &Recorder {
+        &self.recorder
+    }
+
+    fn send(&self, happening: Happening) {
+        // No stream open: nobody misses it.
+        let _ = self.events.send(Arc::new(happening));
+    }
+
+    /// A `node` event whenever a node's status changes.
+    async fn follow_nodes(self, store: Arc<dyn Store>, stop: CancellationToken) {
+        let mut known: HashMap<(String, String), Value> = HashMap::new();
+        let mut events = weir_store::follow(store, Kind::FlowNode, stop);
+        while let Some(event) = events.next().await {
+            let (applied, deleted) = split(event, known.keys());
+            for key in deleted {
+                known.remove(&key);
+                self.recorder.forget(&key.0, &key.1);
+            }
+            for object in applied {
+                let status = object.data.get("status").cloned().unwrap_or(Value::Null);
+                if known.get(&key(&object)) != Some(&status) {
+                    known.insert(key(&object), status);
+                    self.send(node_event(&object));
+                }
+            }
+        }
+    }
+
+    /// A `flow` event whenever a flow is added, changed or deleted.
+    async fn follow_flows(self, store: Arc<dyn Store>, stop: CancellationToken) {
+        let mut known: HashMap<(String, String), Option<String>> = HashMap::new();
+        let mut events = weir_store::follow(store, Kind::Flow, stop);
+        while let Some(event) = events.next().await {
+            let (applied, deleted) = split(event, known.keys());
+            for key in deleted {
+                known.remove(&key);
+                self.send(flow_event(key, "deleted"));
+            }
+            for object in applied {
+                let version = object.metadata.resource_version.clone();
+                let change = match known.insert(key(&object), version.clone()) {
+                    None => "added",
+                    Some(before) if before != version => "modified",
+                    Some(_) => continue,
+                };
+                self.send(flow_event(key(&object), change));
+            }
+        }
+    }
+
+    /// A `message` event for everything the runtime's nodes receive, emit, answer, fail or log.
+    async fn follow_messages(
+        self,
+        mut events: broadcast::Receiver<Arc<inspect::Event>>,
+        stop: CancellationToken,
+    ) {
+        loop {
+            let event = tokio::select! {
+                event = events.recv() => event,
+                () = stop.cancelled() => return,
+            };
+            match event {
+                Ok(event) => {
+                    let data: Arc<str> = message_json(&event).into();
+                    let node = &event.node;
+                    self.recorder.record(&node.namespace, &node.node, Arc::clone(&data));
+                    self.send(Happening {
+                        kind: "message",
+                        namespace: Some(node.namespace.clone()),
+                        flow: node.flow.clone(),
+                        data,
+                    });
+                }
+                Err(RecvError::Lagged(missed)) => self.send(Happening::missed(missed)),
+                Err(RecvError::Closed) => return,
+            }
+        }
+    }
+}
+
+/// A node's `node` event: its name, flow and status.
+pub fn node_event(object: &DynamicObject) -> Happening {
+    let (namespace, name) = key(object);
+    let flow = object.data.pointer("/spec/flow").and_then(Value::as_str).unwrap_or_default();
+    let status = object.data.get("status").unwrap_or(&Value::Null);
+    Happening {
+        kind: "node",
+        namespace: Some(namespace),
+        flow: flow.to_owned(),
+        data: json!({ "node": name, "flow": flow, "status": status }).to_string().into(),
+    }
+}
+
+fn flow_event((namespace, flow): (String, String), change: &str) -> Happening {
+    let data = json!({ "flow": flow, "change": change }).to_string().into();
+    Happening { kind: "flow", namespace: Some(namespace), flow, data }
+}
+
+/// A watch event as the objects now present or changed, and the keys of those gone (a
+/// `Synced` replaces what was `known`).
+fn split<'a>(
+    event: WatchEvent,
+    known: impl Iterator<Item = &'a (String, String)>,
+) -> (Vec<DynamicObject>, Vec<(String, String)>) {
+    match event {
+        WatchEvent::Synced(objects) => {
+            let present: HashSet<_> = objects.iter().map(key).collect();
+            let gone = known.filter(|k| !present.contains(*k)).cloned().collect();
+            (objects, gone)
+        }
+        WatchEvent::Applied(object) => (vec![object], Vec::new()),
+        WatchEvent::Deleted(object) => (Vec::new(), vec![key(&object)]),
+    }
+}
+
+fn key(object: &DynamicObject) -> (String, String) {
+    let namespace = object.metadata.namespace.as_deref().unwrap_or(weir_store::DEFAULT_NAMESPACE);
+    (namespace.to_owned(), object.metadata.name.clone().unwrap_or_default())
+}
+
+/// An inspect event as the editor's `message` JSON. The runtime hid the fields port schemas
+/// mark secret; fields named like secrets are hidden too, as the debug node hides them, for
+/// ports without a schema. Messages are bounded the way the runtime's inspect stream bounds
+/// them.
+fn message_json(event: &inspect::Event) -> String {
+    let shown = |message: &Value| {
+        let mut message = message.clone();
+        redact_by_name(&mut message);
+        inspect::message_json(&message)
+    };
+    let (what, direction, payload) = match &event.what {
+        What::Received(message) => ("received", "in", shown(message)),
+        What::Emitted(message) => ("emitted", "out", shown(message)),
+        What::Answered { .. } => ("answered", "in", b"null".to_vec()),
+        What::Failed { kind, message, .. } => {
+            let failure = json!({ "kind": kind.as_str(), "message": message });
+            ("failed", "in", failure.to_string().into_bytes())
+        }
+        What::Logged(line) => ("logged", "in", Value::from(line.as_str()).to_string().into_bytes()),
+    };
+    let mut head = json!({
+        "node": event.node.node,
+        "flow": event.node.flow,
+        "port": event.port,
+        "direction": direction,
+        "what": what,
+        "time": Timestamp::try_from(event.at).map(|t| t.to_string()).unwrap_or_default(),
+        "traceId": event.trace.trace_hex().to_string(),
+    });
+    if let What::Answered { elapsed } | What::Failed { elapsed, .. } = &event.what {
+        // Microseconds are as fine as anyone reads them.
+        head["elapsedMs"] = json!((elapsed.as_secs_f64() * 1e6).round() / 1e3);
+    }
+    // The payload is already JSON text: put it in as it is rather than parse it back.
+    let mut text = head.to_string();
+    text.pop();
+    text.push_str(",\"payload\":");
+    text.push_str(std::str::from_utf8(&payload).ok().filter(|p| !p.is_empty()).unwrap_or("null"));
+    text.push('}');
+    text
+}

@@ -1,0 +1,49 @@
+//! `GET /api/flows`, `GET /api/flows/{flow}` and `DELETE /api/flows/{flow}`.
+
+use axum::{
+    Json,
+    extract::{Path, State},
+    http::StatusCode,
+};
+use weir_model::Kind;
+
+use super::{
+    Api,
+    document::{self, FlowDocument, Listed},
+    error::ApiError,
+    extract::{Params, name},
+};
+
+/// Every flow with its number of nodes, sorted by name.
+pub async fn list(State(api): State<Api>, params: Params) -> Result<Json<Vec<Listed>>, ApiError> {
+    Ok(Json(document::list(&*api.store, &params.namespace()?).await?))
+}
+
+/// One flow with its nodes.
+pub async fn get(
+    State(api): State<Api>,
+    Path(flow): Path<String>,
+    params: Params,
+) -> Result<Json<FlowDocument>, ApiError> {
+    let flow = name("flow", "the path", &flow)?;
+    Ok(Json(document::read(&*api.store, &params.namespace()?, &flow).await?))
+}
+
+/// Deletes a flow and its nodes.
+pub async fn delete(
+    State(api): State<Api>,
+    Path(flow): Path<String>,
+    params: Params,
+) -> Result<StatusCode, ApiError> {
+    let flow = name("flow", "the path", &flow)?;
+    let namespace = params.namespace()?;
+    crate::cmd::delete::delete(&*api.store, Kind::Flow, &namespace, &flow, |_, _| Ok(()))
+        .await
+        .map_err(|err| match ApiError::from(err) {
+            ApiError::Failed { status: StatusCode::NOT_FOUND, .. } => {
+                ApiError::not_found(format!("flow {namespace}/{flow} does not exist"))
+            }
+            other => other,
+        })?;
+    Ok(StatusCode::NO_CONTENT)
+}

@@ -1,0 +1,79 @@
+//! `POST /api/flows/{flow}/rename`: a new Flow with the same spec (layout included), every node
+//! moved to it (node names stay), then the old Flow deleted. Moving a node changes its spec, so
+//! it is rebuilt.
+
+use axum::{
+    Json,
+    extract::{Path, State},
+};
+use serde::Deserialize;
+use serde_json::Value;
+use weir_model::{FlowName, Kind};
+use weir_store::{DynamicObject, StoreError};
+
+use super::{
+    Api,
+    document::{self, FlowDocument},
+    error::{ApiError, Problem},
+    extract::{Body, Params, name},
+    modify::modify,
+};
+
+/// What `POST …/rename` takes.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RenameRequest {
+    /// The flow's new name.
+    name: String,
+}
+
+/// Renames a flow; answers with the document under its new name.
+pub async fn post(
+    State(api): State<Api>,
+    Path(flow): Path<String>,
+    params: Params,
+    body: Body,
+) -> Result<Json<FlowDocument>, ApiError> {
+    let flow = name("flow", "the path", &flow)?;
+    let namespace = params.namespace()?;
+    let request: RenameRequest = body.json()?;
+    let new = FlowName::new(request.name)
+        .map_err(|err| ApiError::invalid(Problem::new(None, "name", err.to_string())))?;
+    let new = new.as_str();
+    let store = &*api.store;
+    let old = store.get(Kind::Flow, &namespace, &flow).await.map_err(|err| match err {
+        StoreError::NotFound(_) => {
+            ApiError::not_found(format!("flow {namespace}/{flow} does not exist"))
+        }
+        err => err.into(),
+    })?;
+    let exists = || ApiError::conflict(format!("flow {namespace}/{new} already exists"));
+    if new == flow {
+        return Err(exists());
+    }
+    let mut copy: DynamicObject =
+        serde_json::from_value(crate::cmd::export::clean(&old, false)?)
+            .map_err(|err| ApiError::internal(format!("cannot copy flow {flow}: {err}")))?;
+    copy.metadata.name = Some(new.to_owned());
+    copy.metadata.namespace = Some(namespace.clone());
+    store.create(copy).await.map_err(|err| match err {
+        StoreError::AlreadyExists(_) => exists(),
+        err => err.into(),
+    })?;
+    for node in crate::cmd::nodes_of(store, &namespace, &flow).await? {
+        let node_name = node.metadata.name.unwrap_or_default();
+        modify(store, Kind::FlowNode, &namespace, &node_name, |data| {
+            let Some(spec) = data.get_mut("spec").and_then(Value::as_object_mut) else {
+                return false;
+            };
+            spec.insert("flow".to_owned(), Value::from(new));
+            true
+        })
+        .await?;
+    }
+    match store.delete(Kind::Flow, &namespace, &flow).await {
+        Ok(()) | Err(StoreError::NotFound(_)) => {}
+        Err(err) => return Err(err.into()),
+    }
+    Ok(Json(document::read(store, &namespace, new).await?))
+}

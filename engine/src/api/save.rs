@@ -1,0 +1,75 @@
+//! `PUT /api/flows/{flow}` saves a whole flow: the Flow and every node given are created or
+//! updated (a node whose spec did not change is not written, so its generation and status
+//! stay), and the flow's other nodes are deleted. `POST /api/validate` runs the same checks and
+//! saves nothing.
+
+use std::collections::HashSet;
+
+use axum::{
+    Json,
+    extract::{Path, State},
+};
+use serde_json::{Value, json};
+use weir_model::Kind;
+use weir_store::{Store, StoreError};
+
+use super::{
+    Api,
+    check::{Checked, check},
+    document::{self, FlowDocument, Submitted},
+    error::ApiError,
+    extract::{Body, Params, name},
+};
+use crate::cmd::apply::apply_one;
+
+/// Saves a flow document; answers with the document as saved.
+pub async fn put(
+    State(api): State<Api>,
+    Path(flow): Path<String>,
+    params: Params,
+    body: Body,
+) -> Result<Json<FlowDocument>, ApiError> {
+    let flow = name("flow", "the path", &flow)?;
+    let namespace = params.namespace()?;
+    let submitted: Submitted = body.json()?;
+    let checked = check(&api, &namespace, Some(&flow), submitted).await?;
+    save(&*api.store, &namespace, &flow, checked).await?;
+    Ok(Json(document::read(&*api.store, &namespace, &flow).await?))
+}
+
+/// Checks a flow document: `{"errors": [...]}`, empty when it could be saved.
+pub async fn validate(
+    State(api): State<Api>,
+    params: Params,
+    body: Body,
+) -> Result<Json<Value>, ApiError> {
+    let submitted: Submitted = body.json()?;
+    let problems = match check(&api, &params.namespace()?, None, submitted).await {
+        Ok(_) => Vec::new(),
+        Err(ApiError::Invalid(problems)) => problems,
+        Err(err) => return Err(err),
+    };
+    Ok(Json(json!({ "errors": problems })))
+}
+
+async fn save(
+    store: &dyn Store,
+    namespace: &str,
+    flow: &str,
+    checked: Checked,
+) -> Result<(), ApiError> {
+    let Checked { flow: flow_object, nodes } = checked;
+    let given: HashSet<String> = nodes.iter().filter_map(|n| n.metadata.name.clone()).collect();
+    apply_one(store, flow_object).await?;
+    for node in nodes {
+        apply_one(store, node).await?;
+    }
+    for node in crate::cmd::nodes_of(store, namespace, flow).await? {
+        let Some(node_name) = node.metadata.name.filter(|n| !given.contains(n)) else { continue };
+        match store.delete(Kind::FlowNode, namespace, &node_name).await {
+            Ok(()) | Err(StoreError::NotFound(_)) => {}
+            Err(err) => return Err(err.into()),
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,64 @@
+//! `POST /api/send`: delivers a message to a node's input port, starting a run, as `weir send`
+//! does (through the gRPC endpoint the node's module publishes), and answers with what the flow
+//! answered.
+
+use axum::{Json, extract::State};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use weir_model::{HumanDuration, NodeName, PortName};
+
+use super::{
+    Api,
+    error::ApiError,
+    extract::{Body, Params},
+};
+use crate::cmd::send::{SendError, deliver};
+
+/// What `POST /api/send` takes.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SendRequest {
+    /// The node.
+    node: NodeName,
+    /// Its input port.
+    port: PortName,
+    /// The message.
+    message: Value,
+    /// How long the whole run may take, such as `30s`; `weir send`'s default when not given.
+    #[serde(default)]
+    timeout: Option<HumanDuration>,
+}
+
+/// Sends the message; answers `{"answer": …}`.
+pub async fn post(
+    State(api): State<Api>,
+    params: Params,
+    body: Body,
+) -> Result<Json<Value>, ApiError> {
+    let request: SendRequest = body.json()?;
+    let namespace = params.namespace()?;
+    let timeout = match request.timeout {
+        Some(timeout) => timeout,
+        None => crate::cli::SEND_TIMEOUT
+            .parse::<HumanDuration>()
+            .map_err(|err| ApiError::internal(format!("the default send timeout: {err}")))?,
+    };
+    let (node, port) = (request.node.as_str(), request.port.as_str());
+    let answer = deliver(&*api.store, &namespace, node, port, &request.message, timeout.get())
+        .await
+        .map_err(|err| match err {
+            SendError::NoNode { .. } => ApiError::not_found(err.to_string()),
+            SendError::Store { source, .. } => source.into(),
+            SendError::NotRunning { .. }
+            | SendError::NoEndpoint { .. }
+            | SendError::BadAnswer { .. } => ApiError::unreachable(err.to_string()),
+            SendError::Unreachable { ref source, .. } => {
+                ApiError::unreachable(format!("{err}: {source}"))
+            }
+            SendError::Failed { node, port, error } => {
+                let message = format!("{node}:{port} failed: {}", error.message());
+                ApiError::node(&error, message)
+            }
+        })?;
+    Ok(Json(json!({ "answer": answer })))
+}

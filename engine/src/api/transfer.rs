@@ -1,0 +1,106 @@
+//! Flows as manifest files: `GET /api/flows/{flow}/export` prints what `weir export FLOW`
+//! prints, and `POST /api/import` applies a file as `weir apply -f` does (every document
+//! checked first; one bad document applies nothing).
+
+use std::collections::BTreeSet;
+
+use axum::{
+    Json,
+    extract::{Path, State},
+    http::header,
+    response::IntoResponse,
+};
+use serde_json::{Value, json};
+use weir_model::{Kind, Resource, manifest::SyntaxError};
+use weir_store::StoreError;
+
+use super::{
+    Api,
+    error::{ApiError, Problem},
+    extract::{Body, Params, name},
+};
+use crate::{
+    catalogue::Catalogue,
+    cmd::{apply, export},
+    manifests::{self, Invalid},
+};
+
+/// What import errors name as the file.
+const SOURCE: &str = "the body";
+
+/// The flow and its nodes as YAML manifests, secret settings concealed.
+pub async fn export(
+    State(api): State<Api>,
+    Path(flow): Path<String>,
+    params: Params,
+) -> Result<impl IntoResponse, ApiError> {
+    let flow = name("flow", "the path", &flow)?;
+    let namespace = params.namespace()?;
+    let store = &*api.store;
+    let object = store.get(Kind::Flow, &namespace, &flow).await.map_err(|err| match err {
+        StoreError::NotFound(_) => {
+            ApiError::not_found(format!("flow {namespace}/{flow} does not exist"))
+        }
+        err => err.into(),
+    })?;
+    let catalogue = Catalogue::read(store, &namespace).await?;
+    let documents = export::manifests(store, &catalogue, &object, false).await?;
+    Ok(([(header::CONTENT_TYPE, "text/yaml")], export::to_yaml(&documents)?))
+}
+
+/// Applies a YAML (or JSON) file of one or more documents; answers with the flows it holds.
+pub async fn import(
+    State(api): State<Api>,
+    params: Params,
+    body: Body,
+) -> Result<Json<Value>, ApiError> {
+    // Without ?namespace= documents go to their own namespace, as with `weir apply`.
+    let namespace = params.namespace_if_given()?;
+    let text = std::str::from_utf8(&body.0)
+        .map_err(|err| ApiError::bad_request(format!("the body is not UTF-8 text: {err}")))?;
+    let read = manifests::parse(SOURCE, text).map_err(|err| {
+        match err.chain().find_map(|e| e.downcast_ref::<SyntaxError>()) {
+            Some(syntax) => ApiError::invalid(Problem {
+                document: Some(syntax.document),
+                ..Problem::new(None, "", format!("not valid YAML: {}", syntax.message))
+            }),
+            None => ApiError::from(err),
+        }
+    })?;
+    if read.is_empty() {
+        return Err(ApiError::bad_request("the body holds no manifests"));
+    }
+    let store = &*api.store;
+    let planned = match apply::plan(store, read, namespace.as_deref(), "?namespace=").await? {
+        Ok(planned) => planned,
+        Err(invalid) => return Err(ApiError::Invalid(invalid.iter().map(problem).collect())),
+    };
+    let flows: BTreeSet<String> = planned
+        .iter()
+        .filter_map(|p| match &p.resource {
+            Resource::Flow(flow) => flow.metadata.name.clone(),
+            Resource::FlowNode(node) => Some(node.spec.flow.to_string()),
+            Resource::Module(_) => None,
+        })
+        .collect();
+    apply::apply(store, planned, |_, _, _| Ok(())).await?;
+    Ok(Json(json!({ "flows": flows })))
+}
+
+/// An invalid document as a problem naming its place, resource and field.
+fn problem(invalid: &Invalid) -> Problem {
+    let value = &invalid.manifest.value;
+    let kind = value.get("kind").and_then(Value::as_str);
+    let name = value.pointer("/metadata/name").and_then(Value::as_str);
+    let resource = match (kind, name) {
+        (Some(kind), Some(name)) => Some(format!("{kind}/{name}")),
+        (Some(kind), None) => Some(kind.to_owned()),
+        _ => None,
+    };
+    let position = invalid.manifest.position;
+    Problem {
+        document: Some(position.document),
+        item: position.item,
+        ..Problem::new(resource, &invalid.error.path, invalid.error.message.clone())
+    }
+}

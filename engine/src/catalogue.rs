@@ -1,0 +1,125 @@
+//! What the installed modules offer, as their `Module` resources publish it, and what their
+//! settings schemas say about a node's settings: which fields are secret. Secret settings are
+//! concealed from the editor and from exports, and the placeholder they are concealed with
+//! keeps the stored value when it comes back (see `weir_model::redact`).
+
+use serde_json::Value;
+use weir_model::{FieldError, Kind, Module, module::ComponentDescriptor, redact};
+use weir_store::{Selector, Store, StoreError};
+
+/// The catalogues of the installed modules, one per module name.
+#[derive(Debug, Clone, Default)]
+pub struct Catalogue {
+    modules: Vec<Module>,
+}
+
+impl Catalogue {
+    /// Reads the `Module` resources of every namespace (modules usually run in a namespace of
+    /// their own); where two namespaces publish the same module, the one in `namespace` wins.
+    pub async fn read(store: &dyn Store, namespace: &str) -> Result<Self, StoreError> {
+        let objects = store.list(Kind::Module, None, &Selector::everything()).await?;
+        let mut modules: Vec<Module> = Vec::new();
+        for object in objects {
+            let described = weir_store::describe(&object);
+            let module: Module = match serde_json::to_value(object).and_then(serde_json::from_value)
+            {
+                Ok(module) => module,
+                // The store validated it, so this only happens across versions.
+                Err(err) => {
+                    tracing::warn!(error = %err, "skipping {described}");
+                    continue;
+                }
+            };
+            let home = module.metadata.namespace.as_deref() == Some(namespace);
+            match modules.iter_mut().find(|m| m.metadata.name == module.metadata.name) {
+                Some(known) if home => *known = module,
+                Some(_) => {}
+                None => modules.push(module),
+            }
+        }
+        modules.sort_by(|a, b| a.metadata.name.cmp(&b.metadata.name));
+        Ok(Self { modules })
+    }
+
+    /// The modules, sorted by name.
+    pub fn modules(&self) -> &[Module] {
+        &self.modules
+    }
+
+    /// Whether no module publishes a catalogue, so nothing can be checked against one.
+    pub fn is_empty(&self) -> bool {
+        self.modules.is_empty()
+    }
+
+    /// A module's catalogue.
+    pub fn module(&self, name: &str) -> Option<&Module> {
+        self.modules.iter().find(|m| m.metadata.name.as_deref() == Some(name))
+    }
+
+    /// A component's catalogue entry.
+    pub fn component(&self, module: &str, component: &str) -> Option<&ComponentDescriptor> {
+        self.module(module)?.spec.components.iter().find(|c| c.name.as_str() == component)
+    }
+
+    /// The settings schema of the component a FlowNode document (its JSON, or a
+    /// `DynamicObject`'s data) names.
+    fn settings_schema(&self, node: &Value) -> Option<&Value> {
+        let name = |field: &str| node.pointer(&format!("/spec/{field}")).and_then(Value::as_str);
+        self.component(name("module")?, name("component")?)?.settings_schema.as_ref()
+    }
+
+    /// Replaces the node's secret settings with [`redact::KEPT`], so they can be shown.
+    pub fn conceal(&self, node: &mut Value) {
+        let Some(schema) = self.settings_schema(node).cloned() else { return };
+        if let Some(settings) = node.pointer_mut("/spec/settings") {
+            redact::conceal(&schema, settings);
+        }
+    }
+
+    /// Whether a FlowNode document's settings hold [`redact::KEPT`] anywhere, so that
+    /// [`Catalogue::restore`] may have something to do.
+    pub fn holds_placeholder(node: &Value) -> bool {
+        fn holds(value: &Value) -> bool {
+            match value {
+                Value::String(text) => text == redact::KEPT,
+                Value::Array(items) => items.iter().any(holds),
+                Value::Object(fields) => fields.values().any(holds),
+                _ => false,
+            }
+        }
+        node.pointer("/spec/settings").is_some_and(holds)
+    }
+
+    /// Puts the stored values back where the node's secret settings hold [`redact::KEPT`];
+    /// fails naming the field when `stored` (the node as stored, if it is) has no value there.
+    pub fn restore(&self, node: &mut Value, stored: Option<&Value>) -> Result<(), FieldError> {
+        let Some(schema) = self.settings_schema(node).cloned() else { return Ok(()) };
+        let Some(settings) = node.pointer_mut("/spec/settings") else { return Ok(()) };
+        let stored = stored.and_then(|s| s.pointer("/spec/settings")).unwrap_or(&Value::Null);
+        match redact::restore(&schema, settings, stored).first() {
+            None => Ok(()),
+            Some(pointer) => Err(FieldError {
+                path: format!("spec.settings{}", field_path(pointer)),
+                message: format!(
+                    "{:?} keeps the stored secret, but none is stored here: give the value",
+                    redact::KEPT
+                ),
+            }),
+        }
+    }
+}
+
+/// A JSON pointer (`/auth/tokens/0`) as a field path (`.auth.tokens[0]`), as errors name fields.
+pub fn field_path(pointer: &str) -> String {
+    let mut path = String::new();
+    for segment in pointer.split('/').skip(1) {
+        let segment = segment.replace("~1", "/").replace("~0", "~");
+        if !segment.is_empty() && segment.bytes().all(|b| b.is_ascii_digit()) {
+            path.push_str(&format!("[{segment}]"));
+        } else {
+            path.push('.');
+            path.push_str(&segment);
+        }
+    }
+    path
+}

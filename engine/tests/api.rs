@@ -1,0 +1,796 @@
+//! The editor's API over real HTTP: the engine as `weir up` runs it (the common module hosted
+//! in-process, the embedded store in a temporary directory) on a loopback port.
+
+use std::{future::Future, sync::Arc, time::Duration};
+
+use anyhow::{Context as _, Result, bail, ensure};
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+use tokio::{net::TcpListener, task::JoinHandle};
+use tokio_util::sync::{CancellationToken, DropGuard};
+use weir_engine::{hosting, server::Engine};
+use weir_model::{API_VERSION, Kind, redact::KEPT};
+use weir_store::{DynamicObject, Store, embedded::EmbeddedStore};
+
+/// How long anything the engine does in the background may take in these tests.
+const DEADLINE: Duration = Duration::from_secs(20);
+
+/// The engine serving on a loopback port; stops when dropped.
+struct Server {
+    api: String,
+    client: reqwest::Client,
+    store: Arc<dyn Store>,
+    engine: Option<Engine>,
+    http: JoinHandle<()>,
+    stop: CancellationToken,
+    // Cancels `stop` however the test ends.
+    _guard: DropGuard,
+    _data: tempfile::TempDir,
+}
+
+impl Server {
+    async fn start() -> Result<Self> {
+        let data = tempfile::tempdir()?;
+        let store: Arc<dyn Store> = Arc::new(EmbeddedStore::open(data.path())?);
+        let stop = CancellationToken::new();
+        let grpc = hosting::grpc_listener("127.0.0.1:0".parse()?, None).await?;
+        let engine = Engine::start(Arc::clone(&store), vec![weir_common::module()], grpc, &stop);
+        let listener = TcpListener::bind("127.0.0.1:0").await?;
+        let api = format!("http://{}/api", listener.local_addr()?);
+        let http = tokio::spawn({
+            let (app, stop) = (engine.app.clone(), stop.clone());
+            async move {
+                let _ =
+                    axum::serve(listener, app).with_graceful_shutdown(stop.cancelled_owned()).await;
+            }
+        });
+        let server = Self {
+            api,
+            client: reqwest::Client::new(),
+            store,
+            engine: Some(engine),
+            http,
+            _guard: stop.clone().drop_guard(),
+            stop,
+            _data: data,
+        };
+        // The hosted module publishes its catalogue once it runs.
+        eventually("the common module's catalogue", || async {
+            let (_, modules) = server.call(Method::GET, "/modules", None).await?;
+            Ok(modules.as_array().filter(|m| !m.is_empty()).map(drop))
+        })
+        .await?;
+        Ok(server)
+    }
+
+    /// A JSON request; the status and the JSON answer (null when the body is empty).
+    async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> Result<(StatusCode, Value)> {
+        let mut request = self.client.request(method, format!("{}{path}", self.api));
+        if let Some(body) = body {
+            request = request.header("content-type", "application/json").body(body.to_string());
+        }
+        let response = request.send().await?;
+        let status = response.status();
+        let bytes = response.bytes().await?;
+        let value = if bytes.is_empty() { Value::Null } else { serde_json::from_slice(&bytes)? };
+        Ok((status, value))
+    }
+
+    /// A request with a raw body; the status and the body as text.
+    async fn raw(&self, method: Method, path: &str, body: &str) -> Result<(StatusCode, String)> {
+        let response = self
+            .client
+            .request(method, format!("{}{path}", self.api))
+            .body(body.to_owned())
+            .send()
+            .await?;
+        Ok((response.status(), response.text().await?))
+    }
+
+    /// A request that must succeed with `expected`; its JSON answer.
+    async fn ok(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+        expected: StatusCode,
+    ) -> Result<Value> {
+        let (status, answer) = self.call(method.clone(), path, body).await?;
+        ensure!(status == expected, "{method} {path}: {status} {answer}");
+        Ok(answer)
+    }
+
+    async fn stored(&self, kind: Kind, name: &str) -> Result<DynamicObject> {
+        Ok(self.store.get(kind, "default", name).await?)
+    }
+
+    async fn stop(mut self) -> Result<()> {
+        self.stop.cancel();
+        tokio::time::timeout(DEADLINE, &mut self.http)
+            .await
+            .context("the HTTP server did not stop")??;
+        if let Some(engine) = self.engine.take() {
+            tokio::time::timeout(DEADLINE, engine.stopped())
+                .await
+                .context("the engine did not stop")?;
+        }
+        Ok(())
+    }
+}
+
+/// Polls `probe` until it gives a value, failing after [`DEADLINE`].
+async fn eventually<T, F, Fut>(what: &str, mut probe: F) -> Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<Option<T>>>,
+{
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    loop {
+        if let Some(value) = probe().await? {
+            return Ok(value);
+        }
+        ensure!(tokio::time::Instant::now() < deadline, "gave up waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn flow(name: &str) -> Value {
+    json!({
+        "apiVersion": API_VERSION, "kind": "Flow",
+        "metadata": { "name": name },
+        "spec": { "description": "Says hello.", "layout": { "tick": { "left": 80, "top": 120 } } },
+    })
+}
+
+// Owned arguments read better with json! literals at the call sites.
+#[allow(clippy::needless_pass_by_value)]
+fn node(name: &str, flow: &str, component: &str, settings: Value, edges: Value) -> Value {
+    json!({
+        "apiVersion": API_VERSION, "kind": "FlowNode",
+        "metadata": { "name": name },
+        "spec": { "flow": flow, "module": "common", "component": component, "settings": settings, "edges": edges },
+    })
+}
+
+/// A ticker wired to a debug node.
+fn hello(name: &str, interval: &str) -> Value {
+    json!({
+        "flow": flow(name),
+        "nodes": [
+            node("tick", name, "ticker", json!({ "interval": interval }),
+                json!([{ "port": "out", "to": { "node": "greet", "port": "in" } }])),
+            node("greet", name, "debug", json!({ "keep": 5 }), json!([])),
+        ],
+    })
+}
+
+fn names(nodes: &Value) -> Vec<&str> {
+    nodes
+        .as_array()
+        .map(|nodes| nodes.iter().filter_map(|n| n.pointer("/metadata/name")?.as_str()).collect())
+        .unwrap_or_default()
+}
+
+fn errors(answer: &Value) -> Vec<(String, String, String)> {
+    let text =
+        |e: &Value, key: &str| e.get(key).and_then(Value::as_str).unwrap_or_default().to_owned();
+    answer["errors"]
+        .as_array()
+        .map(|all| {
+            all.iter()
+                .map(|e| (text(e, "resource"), text(e, "field"), text(e, "message")))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn modules_list_the_installed_catalogues() -> Result<()> {
+    let server = Server::start().await?;
+    let modules = server.ok(Method::GET, "/modules", None, StatusCode::OK).await?;
+    let common = modules
+        .as_array()
+        .and_then(|all| all.iter().find(|m| m["metadata"]["name"] == "common"))
+        .context("no common module")?;
+    ensure!(common["kind"] == "Module" && common["apiVersion"] == API_VERSION, "{common}");
+    let ticker = common["spec"]["components"]
+        .as_array()
+        .and_then(|all| all.iter().find(|c| c["name"] == "ticker"))
+        .context("no ticker")?;
+    ensure!(ticker["settingsSchema"].is_object() && ticker["ports"].is_array(), "{ticker}");
+    let (status, answer) = server.call(Method::GET, "/modules?namespace=Bad_Name", None).await?;
+    ensure!(
+        status == StatusCode::BAD_REQUEST && answer["error"]["kind"] == "bad_request",
+        "{answer}"
+    );
+    server.stop().await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_saved_flow_reads_back_lists_and_saves_again_without_needless_writes() -> Result<()> {
+    let server = Server::start().await?;
+    let saved =
+        server.ok(Method::PUT, "/flows/hello", Some(hello("hello", "1m")), StatusCode::OK).await?;
+    ensure!(saved["flow"]["metadata"]["name"] == "hello", "{saved}");
+    ensure!(names(&saved["nodes"]) == ["greet", "tick"], "{saved}");
+
+    let listed = server.ok(Method::GET, "/flows", None, StatusCode::OK).await?;
+    ensure!(
+        listed[0]["flow"]["metadata"]["name"] == "hello" && listed[0]["nodes"] == 2,
+        "{listed}"
+    );
+
+    // The nodes run and report their status, which the document carries.
+    let document = eventually("node status", || async {
+        let document = server.ok(Method::GET, "/flows/hello", None, StatusCode::OK).await?;
+        let ready = document["nodes"].as_array().is_some_and(|nodes| {
+            nodes.iter().all(|n| n.pointer("/status/conditions/0/status") == Some(&json!("True")))
+        });
+        Ok(ready.then_some(document))
+    })
+    .await?;
+
+    // Saving what was read (status and server fields included) changes nothing.
+    let again = json!({ "flow": document["flow"], "nodes": document["nodes"] });
+    server.ok(Method::PUT, "/flows/hello", Some(again), StatusCode::OK).await?;
+    for name in ["tick", "greet"] {
+        let stored = server.stored(Kind::FlowNode, name).await?;
+        ensure!(stored.metadata.generation == Some(1), "{name} was written again: {stored:?}");
+        ensure!(stored.data.get("status").is_some(), "{name} lost its status");
+    }
+    ensure!(
+        server.stored(Kind::Flow, "hello").await?.metadata.generation == Some(1),
+        "flow written again"
+    );
+
+    // A node left out is deleted; a changed node is written.
+    let mut smaller = hello("hello", "2m");
+    smaller["nodes"] =
+        json!([node("tick", "hello", "ticker", json!({ "interval": "2m" }), json!([]))]);
+    let saved = server.ok(Method::PUT, "/flows/hello", Some(smaller), StatusCode::OK).await?;
+    ensure!(names(&saved["nodes"]) == ["tick"], "{saved}");
+    ensure!(
+        server.stored(Kind::FlowNode, "tick").await?.metadata.generation == Some(2),
+        "tick not updated"
+    );
+    ensure!(
+        server.store.get(Kind::FlowNode, "default", "greet").await.is_err(),
+        "greet left behind"
+    );
+    server.stop().await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_documents_are_refused_naming_resource_and_field_and_nothing_is_saved() -> Result<()> {
+    let server = Server::start().await?;
+    let (status, text) = server.raw(Method::PUT, "/flows/hello", "{\"flow\": ").await?;
+    ensure!(
+        status == StatusCode::BAD_REQUEST && text.contains("the body is not JSON"),
+        "{status} {text}"
+    );
+    let (status, answer) =
+        server.call(Method::PUT, "/flows/hello", Some(json!({ "flow": {} }))).await?;
+    ensure!(
+        status == StatusCode::BAD_REQUEST
+            && answer["error"]["message"].as_str().is_some_and(|m| m.contains("nodes")),
+        "{status} {answer}"
+    );
+    let (status, answer) = server.call(Method::GET, "/flows/ghost", None).await?;
+    ensure!(
+        status == StatusCode::NOT_FOUND
+            && answer
+                == json!({ "error": { "kind": "not_found", "message": "flow default/ghost does not exist" } }),
+        "{status} {answer}"
+    );
+    let (status, _) = server.call(Method::GET, "/flows/Ghost", None).await?;
+    ensure!(status == StatusCode::BAD_REQUEST, "{status}");
+
+    let mut broken = hello("hello", "1m");
+    broken["nodes"][0]["spec"]["edges"][0]["to"]["port"] = json!("input");
+    broken["nodes"][1]["spec"]["component"] = json!("Debug");
+    let (status, answer) = server.call(Method::PUT, "/flows/hello", Some(broken)).await?;
+    ensure!(status == StatusCode::UNPROCESSABLE_ENTITY, "{status} {answer}");
+    let found = errors(&answer);
+    ensure!(
+        found.iter().any(|(r, f, _)| r == "FlowNode/greet" && f == "spec.component"),
+        "{answer}"
+    );
+
+    let mut misfits = hello("hello", "1m");
+    misfits["nodes"][0]["spec"]["edges"][0]["to"]["port"] = json!("input");
+    misfits["nodes"][1]["spec"]["settings"] = json!({ "keep": "twenty", "password": "hunter2" });
+    misfits["nodes"][1]["spec"]["flow"] = json!("other");
+    let (status, answer) = server.call(Method::PUT, "/flows/hello", Some(misfits)).await?;
+    ensure!(status == StatusCode::UNPROCESSABLE_ENTITY, "{status} {answer}");
+    let found = errors(&answer);
+    let has =
+        |resource: &str, field: &str| found.iter().any(|(r, f, _)| r == resource && f == field);
+    ensure!(has("FlowNode/tick", "spec.edges[0].to.port"), "{answer}");
+    ensure!(has("FlowNode/greet", "spec.flow"), "{answer}");
+    ensure!(
+        has("FlowNode/greet", "spec.settings.keep") || has("FlowNode/greet", "spec.settings"),
+        "{answer}"
+    );
+    ensure!(!answer.to_string().contains("hunter2"), "a value was echoed: {answer}");
+    let edge = found.iter().find(|(_, f, _)| f == "spec.edges[0].to.port").context("edge")?;
+    ensure!(edge.2 == "greet has no input port input (its inputs: in)", "{edge:?}");
+
+    let (status, _) = server.call(Method::GET, "/flows/hello", None).await?;
+    ensure!(status == StatusCode::NOT_FOUND, "a refused flow was saved");
+    ensure!(
+        server.store.get(Kind::FlowNode, "default", "tick").await.is_err(),
+        "a refused node was saved"
+    );
+    server.stop().await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn validate_checks_without_saving() -> Result<()> {
+    let server = Server::start().await?;
+    let answer =
+        server.ok(Method::POST, "/validate", Some(hello("hello", "1m")), StatusCode::OK).await?;
+    ensure!(answer == json!({ "errors": [] }), "{answer}");
+    let mut broken = hello("hello", "1m");
+    broken["nodes"][0]["spec"]["edges"][0]["to"]["node"] = json!("nobody");
+    let answer = server.ok(Method::POST, "/validate", Some(broken), StatusCode::OK).await?;
+    ensure!(
+        errors(&answer)
+            == [(
+                "FlowNode/tick".to_owned(),
+                "spec.edges[0].to.node".to_owned(),
+                "node nobody is not in flow hello".to_owned()
+            )],
+        "{answer}"
+    );
+    let (status, _) = server.call(Method::GET, "/flows/hello", None).await?;
+    ensure!(status == StatusCode::NOT_FOUND, "validate saved the flow");
+    server.stop().await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn layout_moves_nodes_without_touching_them() -> Result<()> {
+    let server = Server::start().await?;
+    server.ok(Method::PUT, "/flows/hello", Some(hello("hello", "1m")), StatusCode::OK).await?;
+    let layout = json!({ "layout": { "tick": { "left": 10.0, "top": 20.5 }, "greet": { "left": 300, "top": 20 } } });
+    let moved = server.ok(Method::PUT, "/flows/hello/layout", Some(layout), StatusCode::OK).await?;
+    ensure!(moved["kind"] == "Flow", "{moved}");
+    // Whole numbers stay whole, so exports do not turn 10 into 10.0.
+    ensure!(moved["spec"]["layout"]["tick"] == json!({ "left": 10, "top": 20.5 }), "{moved}");
+    ensure!(moved["spec"]["description"] == "Says hello.", "{moved}");
+    for name in ["tick", "greet"] {
+        ensure!(
+            server.stored(Kind::FlowNode, name).await?.metadata.generation == Some(1),
+            "{name} touched"
+        );
+    }
+    let (status, answer) = server
+        .call(
+            Method::PUT,
+            "/flows/hello/layout",
+            Some(json!({ "layout": { "Tick": { "left": 1, "top": 2 } } })),
+        )
+        .await?;
+    ensure!(
+        status == StatusCode::BAD_REQUEST
+            && answer["error"]["message"].as_str().is_some_and(|m| m.contains("layout")),
+        "{answer}"
+    );
+    let (status, _) =
+        server.call(Method::PUT, "/flows/ghost/layout", Some(json!({ "layout": {} }))).await?;
+    ensure!(status == StatusCode::NOT_FOUND, "{status}");
+    server.stop().await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rename_moves_the_nodes_and_refuses_a_taken_name() -> Result<()> {
+    let server = Server::start().await?;
+    server.ok(Method::PUT, "/flows/hello", Some(hello("hello", "1m")), StatusCode::OK).await?;
+    server
+        .ok(
+            Method::PUT,
+            "/flows/taken",
+            Some(json!({ "flow": flow("taken"), "nodes": [] })),
+            StatusCode::OK,
+        )
+        .await?;
+    let (status, answer) =
+        server.call(Method::POST, "/flows/hello/rename", Some(json!({ "name": "taken" }))).await?;
+    ensure!(
+        status == StatusCode::CONFLICT && answer["error"]["kind"] == "conflict",
+        "{status} {answer}"
+    );
+    let (status, answer) = server
+        .call(Method::POST, "/flows/hello/rename", Some(json!({ "name": "No_Good" })))
+        .await?;
+    ensure!(
+        status == StatusCode::UNPROCESSABLE_ENTITY && errors(&answer)[0].1 == "name",
+        "{status} {answer}"
+    );
+    let (status, _) =
+        server.call(Method::POST, "/flows/ghost/rename", Some(json!({ "name": "spirit" }))).await?;
+    ensure!(status == StatusCode::NOT_FOUND, "{status}");
+    // Node names are unique in a namespace: another flow cannot take one.
+    let thief = json!({ "flow": flow("taken"), "nodes": [node("tick", "taken", "debug", json!({}), json!([]))] });
+    let (status, answer) = server.call(Method::PUT, "/flows/taken", Some(thief)).await?;
+    let expected = "node tick belongs to flow hello: node names are unique in a namespace";
+    ensure!(
+        status == StatusCode::UNPROCESSABLE_ENTITY
+            && errors(&answer)
+                == [("FlowNode/tick".to_owned(), "metadata.name".to_owned(), expected.to_owned())],
+        "{status} {answer}"
+    );
+
+    let renamed = server
+        .ok(
+            Method::POST,
+            "/flows/hello/rename",
+            Some(json!({ "name": "greetings" })),
+            StatusCode::OK,
+        )
+        .await?;
+    ensure!(renamed["flow"]["metadata"]["name"] == "greetings", "{renamed}");
+    ensure!(
+        renamed["flow"]["spec"]["layout"]["tick"] == json!({ "left": 80, "top": 120 }),
+        "{renamed}"
+    );
+    ensure!(names(&renamed["nodes"]) == ["greet", "tick"], "{renamed}");
+    ensure!(
+        renamed["nodes"]
+            .as_array()
+            .is_some_and(|n| n.iter().all(|n| n["spec"]["flow"] == "greetings")),
+        "{renamed}"
+    );
+    let (status, _) = server.call(Method::GET, "/flows/hello", None).await?;
+    ensure!(status == StatusCode::NOT_FOUND, "the old flow is still there");
+    server.stop().await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn delete_takes_the_nodes_along() -> Result<()> {
+    let server = Server::start().await?;
+    server.ok(Method::PUT, "/flows/hello", Some(hello("hello", "1m")), StatusCode::OK).await?;
+    server.ok(Method::DELETE, "/flows/hello", None, StatusCode::NO_CONTENT).await?;
+    let (status, _) = server.call(Method::GET, "/flows/hello", None).await?;
+    ensure!(status == StatusCode::NOT_FOUND, "{status}");
+    ensure!(server.store.get(Kind::FlowNode, "default", "tick").await.is_err(), "tick left behind");
+    let (status, answer) = server.call(Method::DELETE, "/flows/hello", None).await?;
+    ensure!(status == StatusCode::NOT_FOUND && answer["error"]["kind"] == "not_found", "{answer}");
+    server.stop().await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn import_then_export_round_trips_and_a_broken_file_applies_nothing() -> Result<()> {
+    let server = Server::start().await?;
+    let file = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/manifests/valid/hello.yaml"
+    ))?;
+
+    let broken =
+        file.replace("component: debug", "component: Debug").replace("kind: Flow\n", "kind: Flw\n");
+    let (status, text) = server.raw(Method::POST, "/import", &broken).await?;
+    ensure!(status == StatusCode::UNPROCESSABLE_ENTITY, "{status} {text}");
+    let answer: Value = serde_json::from_str(&text)?;
+    let all = answer["errors"].as_array().context("errors")?;
+    ensure!(all.len() == 2, "{answer}");
+    ensure!(all[0]["document"] == 1 && all[0]["field"] == "kind", "{answer}");
+    ensure!(
+        all[1]["document"] == 2
+            && all[1]["resource"] == "FlowNode/greet"
+            && all[1]["field"] == "spec.component",
+        "{answer}"
+    );
+    let (status, text) =
+        server.raw(Method::POST, "/import", "kind: Flow\n---\nmetadata: {name: [\n").await?;
+    ensure!(
+        status == StatusCode::UNPROCESSABLE_ENTITY && text.contains("\"document\":2"),
+        "{status} {text}"
+    );
+    let listed = server.ok(Method::GET, "/flows", None, StatusCode::OK).await?;
+    ensure!(listed == json!([]), "a broken import applied something: {listed}");
+
+    let (status, text) = server.raw(Method::POST, "/import", &file).await?;
+    ensure!(
+        status == StatusCode::OK
+            && serde_json::from_str::<Value>(&text)? == json!({ "flows": ["hello"] }),
+        "{status} {text}"
+    );
+    let response = server.client.get(format!("{}/flows/hello/export", server.api)).send().await?;
+    ensure!(response.headers()["content-type"] == "text/yaml", "{:?}", response.headers());
+    let exported = response.text().await?;
+    ensure!(exported == file, "export differs from the imported file:\n{exported}");
+    let (status, _) = server.call(Method::GET, "/flows/ghost/export", None).await?;
+    ensure!(status == StatusCode::NOT_FOUND, "{status}");
+    server.stop().await
+}
+
+/// A module no process here runs, whose component has a secret setting.
+async fn install_vault(server: &Server) -> Result<()> {
+    let module: DynamicObject = serde_json::from_value(json!({
+        "apiVersion": API_VERSION, "kind": "Module",
+        "metadata": { "name": "vault", "namespace": "default" },
+        "spec": { "version": "1", "components": [{
+            "name": "login", "label": "Login",
+            "settingsSchema": {
+                "type": "object",
+                "properties": {
+                    "user": { "type": "string" },
+                    "password": { "type": "string", "x-weir-secret": true }
+                }
+            },
+            "ports": [{ "name": "in", "direction": "in" }]
+        }] },
+    }))?;
+    server.store.create(module).await?;
+    Ok(())
+}
+
+fn login(password: &str, user: &str) -> Value {
+    let mut login =
+        node("login", "vault", "login", json!({ "user": user, "password": password }), json!([]));
+    login["spec"]["module"] = json!("vault");
+    json!({ "flow": flow("vault"), "nodes": [login] })
+}
+
+async fn stored_settings(server: &Server) -> Result<Value> {
+    Ok(server.stored(Kind::FlowNode, "login").await?.data["spec"]["settings"].clone())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn secret_settings_never_reach_the_editor_and_the_placeholder_keeps_them() -> Result<()> {
+    let server = Server::start().await?;
+    install_vault(&server).await?;
+    let (status, answer) =
+        server.call(Method::PUT, "/flows/vault", Some(login(KEPT, "bot"))).await?;
+    ensure!(
+        status == StatusCode::UNPROCESSABLE_ENTITY,
+        "a placeholder without a stored secret: {status} {answer}"
+    );
+    ensure!(
+        errors(&answer)[0].0 == "FlowNode/login"
+            && errors(&answer)[0].1 == "spec.settings.password",
+        "{answer}"
+    );
+
+    let saved = server
+        .ok(Method::PUT, "/flows/vault", Some(login("hunter2", "bot")), StatusCode::OK)
+        .await?;
+    ensure!(
+        saved["nodes"][0]["spec"]["settings"] == json!({ "user": "bot", "password": KEPT }),
+        "{saved}"
+    );
+    ensure!(stored_settings(&server).await?["password"] == "hunter2", "the secret was not stored");
+    let read = server.ok(Method::GET, "/flows/vault", None, StatusCode::OK).await?;
+    ensure!(!read.to_string().contains("hunter2"), "GET leaked the secret: {read}");
+
+    // The placeholder sent back keeps the stored secret; the other fields change.
+    let edited =
+        server.ok(Method::PUT, "/flows/vault", Some(login(KEPT, "ops")), StatusCode::OK).await?;
+    ensure!(!edited.to_string().contains("hunter2"), "{edited}");
+    ensure!(
+        stored_settings(&server).await? == json!({ "user": "ops", "password": "hunter2" }),
+        "secret lost"
+    );
+    let answer =
+        server.ok(Method::POST, "/validate", Some(login(KEPT, "ops")), StatusCode::OK).await?;
+    ensure!(answer == json!({ "errors": [] }), "{answer}");
+
+    // Exports conceal it too, and importing the export keeps it.
+    let export = server
+        .client
+        .get(format!("{}/flows/vault/export", server.api))
+        .send()
+        .await?
+        .text()
+        .await?;
+    ensure!(!export.contains("hunter2") && export.contains(KEPT), "{export}");
+    let (status, text) = server.raw(Method::POST, "/import", &export).await?;
+    ensure!(status == StatusCode::OK, "{status} {text}");
+    ensure!(stored_settings(&server).await?["password"] == "hunter2", "import lost the secret");
+
+    // A new value replaces it.
+    server.ok(Method::PUT, "/flows/vault", Some(login("s3cret", "ops")), StatusCode::OK).await?;
+    ensure!(
+        stored_settings(&server).await?["password"] == "s3cret",
+        "the new secret was not stored"
+    );
+    server.stop().await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn send_delivers_through_the_module_and_reports_failures() -> Result<()> {
+    let server = Server::start().await?;
+    server.ok(Method::PUT, "/flows/hello", Some(hello("hello", "1m")), StatusCode::OK).await?;
+    let answer = eventually("greet to answer", || async {
+        let (status, answer) = server
+            .call(
+                Method::POST,
+                "/send",
+                Some(json!({ "node": "greet", "port": "in", "message": { "n": 1 } })),
+            )
+            .await?;
+        Ok((status == StatusCode::OK).then_some(answer))
+    })
+    .await?;
+    ensure!(answer.get("answer").is_some(), "{answer}");
+
+    let (status, answer) = server
+        .call(Method::POST, "/send", Some(json!({ "node": "nobody", "port": "in", "message": {} })))
+        .await?;
+    ensure!(
+        status == StatusCode::NOT_FOUND && answer["error"]["kind"] == "not_found",
+        "{status} {answer}"
+    );
+    let (status, answer) = server
+        .call(
+            Method::POST,
+            "/send",
+            Some(json!({ "node": "tick", "port": "control", "message": { "action": "jump" } })),
+        )
+        .await?;
+    ensure!(
+        status == StatusCode::UNPROCESSABLE_ENTITY && answer["error"]["kind"] == "invalid",
+        "{status} {answer}"
+    );
+    let (status, answer) =
+        server.call(Method::POST, "/send", Some(json!({ "node": "greet", "message": {} }))).await?;
+    ensure!(
+        status == StatusCode::BAD_REQUEST
+            && answer["error"]["message"].as_str().is_some_and(|m| m.contains("port")),
+        "{answer}"
+    );
+
+    install_vault(&server).await?;
+    server.ok(Method::PUT, "/flows/vault", Some(login("hunter2", "bot")), StatusCode::OK).await?;
+    let (status, answer) = server
+        .call(Method::POST, "/send", Some(json!({ "node": "login", "port": "in", "message": {} })))
+        .await?;
+    ensure!(
+        status == StatusCode::BAD_GATEWAY && answer["error"]["kind"] == "unreachable",
+        "{status} {answer}"
+    );
+    server.stop().await
+}
+
+/// An open event stream.
+struct Events {
+    response: reqwest::Response,
+    buffer: String,
+}
+
+impl Events {
+    async fn open(server: &Server, query: &str) -> Result<Self> {
+        let response = server.client.get(format!("{}/events{query}", server.api)).send().await?;
+        ensure!(response.status() == StatusCode::OK, "{}", response.status());
+        ensure!(
+            response.headers()["content-type"] == "text/event-stream",
+            "{:?}",
+            response.headers()
+        );
+        Ok(Self { response, buffer: String::new() })
+    }
+
+    /// The next event's type and data, within the deadline.
+    async fn next(&mut self) -> Result<(String, Value)> {
+        tokio::time::timeout(DEADLINE, async {
+            loop {
+                if let Some(end) = self.buffer.find("\n\n") {
+                    let block: String = self.buffer.drain(..end + 2).collect();
+                    let field = |name: &str| {
+                        block.lines().find_map(|l| l.strip_prefix(name)).map(str::to_owned)
+                    };
+                    // Blocks without an event are keep-alive comments.
+                    if let (Some(kind), Some(data)) = (field("event: "), field("data: ")) {
+                        return Ok((kind, serde_json::from_str(&data)?));
+                    }
+                    continue;
+                }
+                let Some(chunk) = self.response.chunk().await? else {
+                    bail!("the event stream ended")
+                };
+                self.buffer.push_str(std::str::from_utf8(&chunk)?);
+            }
+        })
+        .await
+        .context("no event within the deadline")?
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_running_flow_streams_node_and_message_events_and_keeps_the_last_messages() -> Result<()>
+{
+    let server = Server::start().await?;
+    let mut events = Events::open(&server, "?flow=hello").await?;
+    server
+        .ok(
+            Method::PUT,
+            "/flows/other",
+            Some(json!({ "flow": flow("other"), "nodes": [] })),
+            StatusCode::OK,
+        )
+        .await?;
+    server.ok(Method::PUT, "/flows/hello", Some(hello("hello", "200ms")), StatusCode::OK).await?;
+    let (mut received, mut counted, mut added) = (false, false, false);
+    while !(received && counted && added) {
+        let (kind, data) = events.next().await?;
+        ensure!(data["flow"] == "hello" || kind == "missed", "another flow's event: {kind} {data}");
+        match kind.as_str() {
+            "message" if data["node"] == "greet" && data["what"] == "received" => {
+                ensure!(data["direction"] == "in" && data["port"] == "in", "{data}");
+                ensure!(data["payload"]["count"].is_u64() && data["time"].is_string(), "{data}");
+                received = true;
+            }
+            "node"
+                if data.pointer("/status/counters/messagesIn").and_then(Value::as_u64)
+                    > Some(0) =>
+            {
+                counted = true;
+            }
+            "flow" if data["change"] == "added" => added = true,
+            _ => {}
+        }
+    }
+
+    let messages =
+        server.ok(Method::GET, "/nodes/greet/messages?limit=3", None, StatusCode::OK).await?;
+    let messages = messages.as_array().context("an array")?;
+    ensure!(!messages.is_empty() && messages.len() <= 3, "{messages:?}");
+    ensure!(
+        messages.iter().any(|m| m["what"] == "received" && m["node"] == "greet"),
+        "{messages:?}"
+    );
+    // Fields named like secrets are hidden from the editor even where no schema marks them.
+    let message = json!({ "node": "greet", "port": "in", "message": { "token": "hunter2" } });
+    server.ok(Method::POST, "/send", Some(message), StatusCode::OK).await?;
+    let messages = server.ok(Method::GET, "/nodes/greet/messages", None, StatusCode::OK).await?;
+    ensure!(!messages.to_string().contains("hunter2"), "{messages}");
+    ensure!(messages.to_string().contains("<redacted>"), "{messages}");
+    let (status, _) = server.call(Method::GET, "/nodes/greet/messages?limit=0", None).await?;
+    ensure!(status == StatusCode::BAD_REQUEST, "{status}");
+    let (status, _) = server.call(Method::GET, "/nodes/nobody/messages", None).await?;
+    ensure!(status == StatusCode::NOT_FOUND, "{status}");
+
+    // A new stream starts with every node's current status.
+    let mut fresh = Events::open(&server, "").await?;
+    let mut opening = Vec::new();
+    for _ in 0..2 {
+        let (kind, data) = fresh.next().await?;
+        ensure!(kind == "node" && data["status"].is_object(), "{kind} {data}");
+        opening.push(data["node"].as_str().unwrap_or_default().to_owned());
+    }
+    opening.sort();
+    ensure!(opening == ["greet", "tick"], "{opening:?}");
+    drop((events, fresh));
+    server.stop().await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ports_follow_the_settings_and_unknown_routes_answer_json() -> Result<()> {
+    let server = Server::start().await?;
+    let settings = json!({ "settings": { "routes": [{ "name": "big", "condition": ".n > 10" }], "default": true } });
+    let ports = server
+        .ok(Method::POST, "/modules/common/components/router/ports", Some(settings), StatusCode::OK)
+        .await?;
+    let names: Vec<&str> =
+        ports.as_array().context("ports")?.iter().filter_map(|p| p["name"].as_str()).collect();
+    ensure!(names == ["in", "big", "default"], "{ports}");
+    let (status, _) =
+        server.call(Method::POST, "/modules/vault/components/login/ports", Some(json!({}))).await?;
+    ensure!(status == StatusCode::NOT_FOUND, "{status}");
+    let (status, answer) = server.call(Method::GET, "/nothing/here", None).await?;
+    ensure!(
+        status == StatusCode::NOT_FOUND && answer["error"]["kind"] == "not_found",
+        "{status} {answer}"
+    );
+    let (status, answer) = server.call(Method::PATCH, "/flows", None).await?;
+    ensure!(
+        status == StatusCode::METHOD_NOT_ALLOWED && answer["error"].is_object(),
+        "{status} {answer}"
+    );
+    server.stop().await
+}
