@@ -2,8 +2,9 @@
 # scripts stay the single source of how things are done.
 .PHONY: up test gen
 
-up: ## run the engine on the embedded store (builds what it needs)
+up: ## run the engine and the editor on the embedded store (builds what it needs)
 	scripts/toolchain.sh
+	scripts/ui.sh
 	cargo run --release -j2 --bin weir -- up
 
 test: ## the whole suite, as CI runs it

@@ -98,13 +98,17 @@ impl Cli {
 /// `weir up`.
 #[derive(Debug, Args)]
 pub struct UpArgs {
-    /// Address of the HTTP endpoint (health, metrics; the editor and API later)
+    /// Address of the HTTP endpoint (health, metrics and the editor's API under /api)
     #[arg(long, default_value = "127.0.0.1:7420", env = "WEIR_LISTEN")]
     pub listen: SocketAddr,
     /// Address the built-in modules serve gRPC on, for `weir send` and modules run apart
     /// (port 0: any free port; the Module resources say which)
     #[arg(long, default_value = "127.0.0.1:0", env = "WEIR_GRPC_LISTEN")]
     pub grpc_listen: SocketAddr,
+    /// The editor's files, as `scripts/ui.sh` builds them [default: the ui/dist of the source
+    /// tree this binary was built from]
+    #[arg(long, env = "WEIR_UI_DIR", value_name = "DIR")]
+    pub ui_dir: Option<PathBuf>,
 }
 
 /// `weir module`.
@@ -130,6 +134,9 @@ pub struct ModuleArgs {
     pub identity: Option<String>,
 }
 
+/// How long a run started by `weir send` (or the editor's send) may take when not told.
+pub const SEND_TIMEOUT: &str = "60s";
+
 /// `weir send`.
 #[derive(Debug, Args)]
 pub struct SendArgs {
@@ -143,7 +150,7 @@ pub struct SendArgs {
     #[arg(short, long, default_value = weir_store::DEFAULT_NAMESPACE)]
     pub namespace: String,
     /// How long the whole run may take
-    #[arg(long, default_value = "60s", value_name = "DURATION")]
+    #[arg(long, default_value = SEND_TIMEOUT, value_name = "DURATION")]
     pub timeout: weir_model::HumanDuration,
 }
 

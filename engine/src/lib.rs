@@ -1,9 +1,12 @@
 //! The Weir engine and the `weir` command line: reading manifests, printing resources, and
-//! `weir up`, which runs the engine on the embedded store.
+//! `weir up`, which runs the engine on the embedded store and serves the editor's API.
 
+pub mod api;
+pub mod catalogue;
 pub mod cli;
 pub mod cmd;
 pub mod controller;
+pub mod editor_files;
 pub mod hosting;
 pub mod manifests;
 pub mod printer;

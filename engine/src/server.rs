@@ -1,11 +1,13 @@
 //! `weir up`: the engine on one store in one process: the flow controller, every built-in
-//! module, and the HTTP endpoint (health and metrics; the editor joins it in later work).
+//! module, and the HTTP endpoint: health, metrics, the editor's API under `/api` and the editor
+//! itself at `/`.
 
 use std::sync::Arc;
 
 use anyhow::{Context as _, Result};
 use axum::{Router, extract::State, http::StatusCode, routing::get};
 use futures::StreamExt;
+use tokio::{net::TcpListener, task::JoinHandle};
 use tokio_util::sync::CancellationToken;
 use weir_model::Kind;
 use weir_runtime::Runtime;
@@ -15,46 +17,92 @@ use weir_store::{Selector, Store, WatchEvent};
 use crate::{
     cli::UpArgs,
     cmd::Opened,
-    hosting::{self, Hosting, Leadership},
+    hosting::{self, Hosted, Hosting, Leadership},
 };
 
 /// Runs the engine until interrupted (Ctrl-C or SIGTERM).
 pub async fn up(opened: Opened, builtins: Vec<Module>, args: UpArgs) -> Result<()> {
-    let listener = tokio::net::TcpListener::bind(args.listen)
+    let listener = TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
     let address = listener.local_addr().context("cannot read the listening address")?;
-    let (grpc, advertise) = hosting::grpc_listener(args.grpc_listen, None).await?;
+    let grpc = hosting::grpc_listener(args.grpc_listen, None).await?;
     let Opened { store, place, .. } = opened;
     let modules: Vec<&str> = builtins.iter().map(Module::name).collect();
     tracing::info!(
         data = place,
         modules = modules.join(","),
-        grpc = advertise,
+        grpc = grpc.1,
         "weir is up on http://{address}"
     );
     let stop = CancellationToken::new();
-    for kind in Kind::ALL {
-        tokio::spawn(log_changes(Arc::clone(&store), kind, stop.clone()));
-    }
-    let controller = tokio::spawn(crate::controller::run(Arc::clone(&store), stop.clone()));
-    let hosting = Hosting {
-        modules: builtins,
-        namespace: weir_store::DEFAULT_NAMESPACE.to_owned(),
-        grpc,
-        advertise,
-        leadership: Leadership::Alone,
+    let engine = Engine::start(store, builtins, grpc, &stop);
+    let requested = {
+        let stop = stop.clone();
+        // Cancelling `stop` first ends the open event streams, which the graceful shutdown
+        // would otherwise wait for.
+        async move {
+            shutdown_requested().await;
+            stop.cancel();
+        }
     };
-    let hosted = hosting.start(Arc::clone(&store), &stop);
-    axum::serve(listener, app(store, Some(hosted.runtime.clone())))
-        .with_graceful_shutdown(shutdown_requested())
+    let editor = args.ui_dir.unwrap_or_else(crate::editor_files::default_dir);
+    let app = engine.app.clone().fallback_service(crate::editor_files::routes(editor));
+    axum::serve(listener, app)
+        .with_graceful_shutdown(requested)
         .await
         .context("the HTTP server failed")?;
     stop.cancel();
-    let _ = controller.await;
-    hosted.stopped().await;
+    engine.stopped().await;
     tracing::info!("weir stopped");
     Ok(())
+}
+
+/// The engine running in this process: the flow controller, the hosted modules and the HTTP
+/// endpoints to serve. [`Engine::stopped`] waits for it after `stop` is cancelled.
+#[derive(Debug)]
+pub struct Engine {
+    /// The HTTP endpoints: [`app`] with the editor's API under `/api`.
+    pub app: Router,
+    hosted: Hosted,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Engine {
+    /// Starts the engine on `store`, hosting `modules` with the gRPC server on `grpc` (a
+    /// listener and the URL others reach it at), until `stop` is cancelled.
+    pub fn start(
+        store: Arc<dyn Store>,
+        modules: Vec<Module>,
+        (grpc, advertise): (TcpListener, String),
+        stop: &CancellationToken,
+    ) -> Self {
+        let mut tasks: Vec<JoinHandle<()>> = Kind::ALL
+            .into_iter()
+            .map(|kind| tokio::spawn(log_changes(Arc::clone(&store), kind, stop.clone())))
+            .collect();
+        tasks.push(tokio::spawn(crate::controller::run(Arc::clone(&store), stop.clone())));
+        let hosting = Hosting {
+            modules,
+            namespace: weir_store::DEFAULT_NAMESPACE.to_owned(),
+            grpc,
+            advertise,
+            leadership: Leadership::Alone,
+        };
+        let hosted = hosting.start(Arc::clone(&store), stop);
+        let runtime = Some(hosted.runtime.clone());
+        let api = crate::api::router(Arc::clone(&store), runtime.clone(), stop);
+        let app = app(store, runtime).nest("/api", api);
+        Self { app, hosted, tasks }
+    }
+
+    /// Waits for every part to finish, once `stop` is cancelled.
+    pub async fn stopped(self) {
+        for task in self.tasks {
+            let _ = task.await;
+        }
+        self.hosted.stopped().await;
+    }
 }
 
 /// What the HTTP endpoints answer from.

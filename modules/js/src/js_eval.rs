@@ -25,6 +25,7 @@ use crate::{
 pub struct JsEvalSettings {
     /// The script: an ES module whose default export is a function of the input returning the
     /// output (or a promise of it), such as `export default (input) => ({ n: input.n + 1 })`.
+    #[schemars(extend("x-weir-code" = "javascript"))]
     pub script: String,
     /// An example input; its shape becomes the `in` port's schema (any message when null).
     pub example_input: Value,

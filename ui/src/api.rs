@@ -1,0 +1,256 @@
+//! The engine's editor API (docs/api.md), as the editor calls it: each function is one request,
+//! and every failure becomes an [`ApiError`] whose text says what went wrong where.
+
+use gloo_net::http::{Request, RequestBuilder, Response};
+use serde::{Deserialize, Serialize, de::DeserializeOwned};
+use serde_json::Value;
+use weir_model::{Flow, FlowNodeStatus, Module, Position};
+
+use crate::document::Document;
+
+/// A failed request: one message, or the list of problems a save or import was refused for.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct ApiError {
+    /// What went wrong.
+    pub message: String,
+    /// For a refused save or import: each problem, naming resource and field.
+    pub problems: Vec<Problem>,
+}
+
+impl From<String> for ApiError {
+    fn from(message: String) -> Self {
+        Self { message, problems: Vec::new() }
+    }
+}
+
+impl std::fmt::Display for ApiError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)?;
+        for problem in &self.problems {
+            write!(f, "\n{problem}")?;
+        }
+        Ok(())
+    }
+}
+
+/// One problem with a flow or manifest, as the engine reports it.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
+pub struct Problem {
+    /// The resource, such as `FlowNode/tick`, or a document of an import.
+    #[serde(default)]
+    pub resource: Option<String>,
+    /// The field, such as `spec.edges[0].to.port`.
+    #[serde(default)]
+    pub field: Option<String>,
+    /// What is wrong.
+    pub message: String,
+}
+
+impl std::fmt::Display for Problem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let place: Vec<&str> =
+            [self.resource.as_deref(), self.field.as_deref()].into_iter().flatten().collect();
+        if place.is_empty() {
+            f.write_str(&self.message)
+        } else {
+            write!(f, "{}: {}", place.join(" "), self.message)
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct ErrorBody {
+    #[serde(default)]
+    error: Option<ErrorDetail>,
+    #[serde(default)]
+    errors: Vec<Problem>,
+}
+
+#[derive(Deserialize)]
+struct ErrorDetail {
+    message: String,
+}
+
+/// A flow in the flow list.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct FlowSummary {
+    /// The Flow.
+    pub flow: Flow,
+    /// How many nodes it has.
+    pub nodes: usize,
+}
+
+/// A node's status as the event stream reports it.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct NodeEvent {
+    /// The node.
+    pub node: String,
+    /// Its status.
+    pub status: FlowNodeStatus,
+}
+
+/// A message seen on a node's port.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct Seen {
+    /// The node.
+    pub node: String,
+    /// The port.
+    pub port: String,
+    /// `in` or `out`.
+    #[serde(default)]
+    pub direction: String,
+    /// `received`, `emitted`, `answered`, `failed` or `logged`.
+    #[serde(default)]
+    pub what: String,
+    /// The message, secrets already hidden by the engine.
+    #[serde(default)]
+    pub payload: Value,
+    /// When, RFC 3339.
+    #[serde(default)]
+    pub time: String,
+}
+
+async fn call<T: DeserializeOwned>(
+    request: Result<Request, gloo_net::Error>,
+    doing: &str,
+) -> Result<T, ApiError> {
+    let response = send(request, doing).await?;
+    response.json::<T>().await.map_err(|err| ApiError {
+        message: format!("{doing}: the engine's answer cannot be read: {err}"),
+        problems: Vec::new(),
+    })
+}
+
+async fn send(
+    request: Result<Request, gloo_net::Error>,
+    doing: &str,
+) -> Result<Response, ApiError> {
+    let fail =
+        |message: String| ApiError { message: format!("{doing}: {message}"), problems: Vec::new() };
+    let request = request.map_err(|err| fail(err.to_string()))?;
+    let response = request
+        .send()
+        .await
+        .map_err(|err| fail(format!("the engine cannot be reached ({err})")))?;
+    if response.ok() {
+        return Ok(response);
+    }
+    let status = response.status();
+    let text = response.text().await.unwrap_or_default();
+    let body: Option<ErrorBody> = serde_json::from_str(&text).ok();
+    Err(match body {
+        Some(ErrorBody { error: Some(detail), errors }) => {
+            ApiError { message: format!("{doing}: {}", detail.message), problems: errors }
+        }
+        Some(ErrorBody { error: None, errors }) if !errors.is_empty() => {
+            ApiError { message: format!("{doing}: refused"), problems: errors }
+        }
+        _ => fail(format!("the engine answered {status}")),
+    })
+}
+
+fn json(builder: RequestBuilder, body: &impl Serialize) -> Result<Request, gloo_net::Error> {
+    builder.json(body)
+}
+
+/// The module catalogues.
+pub async fn modules() -> Result<Vec<Module>, ApiError> {
+    call(Request::get("/api/modules").build(), "list modules").await
+}
+
+/// The flows.
+pub async fn flows() -> Result<Vec<FlowSummary>, ApiError> {
+    call(Request::get("/api/flows").build(), "list flows").await
+}
+
+/// A flow with its nodes.
+pub async fn flow(name: &str) -> Result<Document, ApiError> {
+    call(Request::get(&format!("/api/flows/{name}")).build(), &format!("open flow {name}")).await
+}
+
+/// Saves a whole flow; answers it as saved.
+pub async fn save(document: &Document) -> Result<Document, ApiError> {
+    let name = document.name();
+    call(json(Request::put(&format!("/api/flows/{name}")), document), &format!("save flow {name}"))
+        .await
+}
+
+/// Saves only where the nodes sit.
+pub async fn save_layout(
+    name: &str,
+    layout: &std::collections::BTreeMap<String, Position>,
+) -> Result<(), ApiError> {
+    let body = serde_json::json!({ "layout": layout });
+    send(
+        json(Request::put(&format!("/api/flows/{name}/layout")), &body),
+        &format!("save the layout of {name}"),
+    )
+    .await
+    .map(drop)
+}
+
+/// Deletes a flow and its nodes.
+pub async fn delete(name: &str) -> Result<(), ApiError> {
+    send(Request::delete(&format!("/api/flows/{name}")).build(), &format!("delete flow {name}"))
+        .await
+        .map(drop)
+}
+
+/// Renames a flow.
+pub async fn rename(name: &str, to: &str) -> Result<Document, ApiError> {
+    let body = serde_json::json!({ "name": to });
+    call(
+        json(Request::post(&format!("/api/flows/{name}/rename")), &body),
+        &format!("rename flow {name}"),
+    )
+    .await
+}
+
+/// The flow's manifests, as `kubectl apply` takes them.
+pub async fn export(name: &str) -> Result<String, ApiError> {
+    let response = send(
+        Request::get(&format!("/api/flows/{name}/export")).build(),
+        &format!("export flow {name}"),
+    )
+    .await?;
+    response.text().await.map_err(|err| ApiError {
+        message: format!("export flow {name}: {err}"),
+        problems: Vec::new(),
+    })
+}
+
+#[derive(Deserialize)]
+struct Imported {
+    flows: Vec<String>,
+}
+
+/// Applies manifests (YAML); answers the flows they hold.
+pub async fn import(yaml: String) -> Result<Vec<String>, ApiError> {
+    let request =
+        Request::post("/api/import").header("content-type", "application/yaml").body(yaml);
+    let imported: Imported = call(request, "import").await?;
+    Ok(imported.flows)
+}
+
+#[derive(Deserialize)]
+struct Answer {
+    #[serde(default)]
+    answer: Value,
+}
+
+/// Sends `message` to a node's input port; answers what the run returned.
+pub async fn send_message(node: &str, port: &str, message: Value) -> Result<Value, ApiError> {
+    let body = serde_json::json!({ "node": node, "port": port, "message": message });
+    let answer: Answer =
+        call(json(Request::post("/api/send"), &body), &format!("send to {node}:{port}")).await?;
+    Ok(answer.answer)
+}
+
+/// The last messages seen on a node.
+pub async fn messages(node: &str) -> Result<Vec<Seen>, ApiError> {
+    call(
+        Request::get(&format!("/api/nodes/{node}/messages?limit=50")).build(),
+        &format!("messages of {node}"),
+    )
+    .await
+}

@@ -1,0 +1,364 @@
+//! The canvas: the open flow's nodes and edges in SVG. Drag a node's title bar to move it (the
+//! whole selection moves), drag from an output port to an input port to wire them, drag the
+//! background to pan, turn the wheel to zoom, click to select (shift adds), and drop a
+//! component from the palette to add a node.
+
+use std::collections::BTreeSet;
+
+use leptos::{ev, prelude::*};
+use wasm_bindgen::JsCast as _;
+use weir_model::Position;
+
+use crate::{
+    document::{PortRef, Selection},
+    editor::Editor,
+    geometry::{self, NODE_WIDTH, View},
+};
+
+/// What the pointer is doing.
+#[derive(Debug, Clone, PartialEq)]
+enum Gesture {
+    /// Moving the selected nodes; `last` is the pointer's previous canvas point.
+    Move { last: Position, moved: bool },
+    /// Wiring from an output port; `to` is where the pointer is.
+    Wire { from: PortRef, start: (f64, f64), to: (f64, f64) },
+    /// Panning from where the view was when the pointer went down.
+    Pan { start: (f64, f64), view: View },
+}
+
+/// The data attributes of the nearest marked element around an event's target.
+fn marked(target: Option<web_sys::EventTarget>) -> Option<(String, String, String)> {
+    let element = target?.dyn_into::<web_sys::Element>().ok()?.closest("[data-role]").ok()??;
+    let get = |name: &str| element.get_attribute(name).unwrap_or_default();
+    Some((get("data-role"), get("data-node"), get("data-port")))
+}
+
+/// The canvas.
+#[component]
+pub fn Canvas() -> impl IntoView {
+    let editor = expect_context::<Editor>();
+    let svg = NodeRef::<leptos::svg::Svg>::new();
+    let gesture = RwSignal::new(None::<Gesture>);
+    let local = move |x: i32, y: i32| -> (f64, f64) {
+        let rect = svg.get_untracked().map(|s| s.get_bounding_client_rect());
+        rect.map_or((f64::from(x), f64::from(y)), |r| {
+            (f64::from(x) - r.left(), f64::from(y) - r.top())
+        })
+    };
+    let canvas_point = move |x: i32, y: i32| {
+        let (x, y) = local(x, y);
+        editor.view.get_untracked().to_canvas(x, y)
+    };
+
+    let on_down = move |event: ev::PointerEvent| {
+        if event.button() != 0 {
+            return;
+        }
+        let at = canvas_point(event.client_x(), event.client_y());
+        let (role, node, port) = marked(event.target()).unwrap_or_default();
+        if let Some(svg) = svg.get_untracked() {
+            let _ = svg.set_pointer_capture(event.pointer_id());
+        }
+        match role.as_str() {
+            "out-port" => {
+                let start = {
+                    let outputs = editor.ports(&node).1;
+                    let index = outputs.iter().position(|p| p.name.as_str() == port).unwrap_or(0);
+                    let position =
+                        editor.doc.with_untracked(|d| d.as_ref().map(|d| d.position(&node)));
+                    geometry::output_point(position.unwrap_or_default(), index)
+                };
+                gesture.set(Some(Gesture::Wire {
+                    from: PortRef { node, port },
+                    start,
+                    to: (at.left, at.top),
+                }));
+            }
+            "node" => {
+                let extend = event.shift_key() || event.ctrl_key() || event.meta_key();
+                editor.selection.update(|selection| {
+                    if extend {
+                        if !selection.nodes.remove(&node) {
+                            selection.nodes.insert(node.clone());
+                        }
+                    } else if !selection.nodes.contains(&node) {
+                        *selection = Selection::node(&node);
+                    }
+                });
+                editor.begin_edit();
+                gesture.set(Some(Gesture::Move { last: at, moved: false }));
+            }
+            "edge" => {
+                let index = port.parse().unwrap_or(0);
+                editor.selection.set(Selection::edge(&node, index));
+            }
+            _ => {
+                if !event.shift_key() {
+                    editor.selection.set(Selection::default());
+                }
+                let start = local(event.client_x(), event.client_y());
+                gesture.set(Some(Gesture::Pan { start, view: editor.view.get_untracked() }));
+            }
+        }
+    };
+
+    let on_move = move |event: ev::PointerEvent| {
+        let Some(current) = gesture.get_untracked() else { return };
+        match current {
+            Gesture::Move { last, .. } => {
+                let at = canvas_point(event.client_x(), event.client_y());
+                let (dx, dy) = (at.left - last.left, at.top - last.top);
+                let nodes = editor.selection.with_untracked(|s| s.nodes.clone());
+                editor.edit_quietly(|doc| doc.shift(&nodes, dx, dy));
+                gesture.set(Some(Gesture::Move { last: at, moved: true }));
+            }
+            Gesture::Wire { from, start, .. } => {
+                let at = canvas_point(event.client_x(), event.client_y());
+                gesture.set(Some(Gesture::Wire { from, start, to: (at.left, at.top) }));
+            }
+            Gesture::Pan { start, view } => {
+                let (x, y) = local(event.client_x(), event.client_y());
+                editor.view.set(View {
+                    pan_x: view.pan_x + x - start.0,
+                    pan_y: view.pan_y + y - start.1,
+                    ..view
+                });
+            }
+        }
+    };
+
+    let on_up = move |event: ev::PointerEvent| {
+        let Some(current) = gesture.get_untracked() else { return };
+        gesture.set(None);
+        if let Gesture::Wire { from, .. } = current {
+            // Pointer capture sends the event to the canvas; ask what is under the pointer.
+            let under = document()
+                .element_from_point(event.client_x() as f32, event.client_y() as f32)
+                .map(web_sys::EventTarget::from);
+            if let Some((role, node, port)) = marked(under)
+                && role == "in-port"
+            {
+                let mut refused = None;
+                editor.edit(|doc| {
+                    if let Err(err) = doc.connect(&from, &PortRef { node, port }) {
+                        refused = Some(err.to_string());
+                    }
+                });
+                if let Some(message) = refused {
+                    editor.fail(crate::api::ApiError::from(message));
+                }
+            }
+        }
+    };
+
+    let on_wheel = move |event: ev::WheelEvent| {
+        event.prevent_default();
+        let (x, y) = local(event.client_x(), event.client_y());
+        let factor = if event.delta_y() < 0.0 { 1.1 } else { 1.0 / 1.1 };
+        editor.view.update(|view| *view = view.zoom_at(x, y, factor));
+    };
+
+    let on_drop = move |event: ev::DragEvent| {
+        event.prevent_default();
+        let Some(data) = event.data_transfer().and_then(|d| d.get_data("text/plain").ok()) else {
+            return;
+        };
+        let Some((module, component)) = data.split_once('/') else { return };
+        let at = canvas_point(event.client_x(), event.client_y());
+        crate::palette::add(
+            editor,
+            module,
+            component,
+            Position { left: at.left - NODE_WIDTH / 2.0, top: at.top - 15.0 },
+        );
+    };
+
+    let names = Memo::new(move |_| {
+        editor.doc.with(|d| d.as_ref().map(|d| d.node_names()).unwrap_or_default())
+    });
+    let edges = Memo::new(move |_| {
+        editor.doc.with(|d| {
+            d.as_ref()
+                .map(|d| {
+                    d.edges()
+                        .into_iter()
+                        .map(|(from, index, edge)| {
+                            (
+                                from,
+                                index,
+                                edge.port.to_string(),
+                                edge.to.node.to_string(),
+                                edge.to.port.to_string(),
+                            )
+                        })
+                        .collect::<Vec<_>>()
+                })
+                .unwrap_or_default()
+        })
+    });
+    let wire = move || match gesture.get() {
+        Some(Gesture::Wire { start, to, .. }) => geometry::edge_path(start, to),
+        _ => String::new(),
+    };
+
+    view! {
+        <svg
+            class="canvas"
+            node_ref=svg
+            data-testid="canvas"
+            on:pointerdown=on_down
+            on:pointermove=on_move
+            on:pointerup=on_up
+            on:wheel=on_wheel
+            on:dragover=|event: ev::DragEvent| event.prevent_default()
+            on:drop=on_drop
+        >
+            <g transform=move || editor.view.get().transform()>
+                <For
+                    each=move || edges.get()
+                    key=|edge| edge.clone()
+                    children=move |(from, index, port, to, to_port)| view! { <EdgeLine from index port to to_port/> }
+                />
+                <For
+                    each=move || names.get()
+                    key=|name| name.clone()
+                    children=move |name| view! { <NodeBox name/> }
+                />
+                <path class="wiring" d=wire/>
+            </g>
+        </svg>
+    }
+}
+
+/// One edge, drawn from its output port to its input port.
+#[component]
+fn EdgeLine(
+    from: String,
+    index: usize,
+    port: String,
+    to: String,
+    to_port: String,
+) -> impl IntoView {
+    let editor = expect_context::<Editor>();
+    let (source, target) = (from.clone(), to);
+    let path = Memo::new(move |_| {
+        let (from_at, to_at) = editor.doc.with(|d| {
+            d.as_ref().map_or_else(Default::default, |d| (d.position(&source), d.position(&target)))
+        });
+        let out_index =
+            editor.ports(&source).1.iter().position(|p| p.name.as_str() == port).unwrap_or(0);
+        let in_index =
+            editor.ports(&target).0.iter().position(|p| p.name.as_str() == to_port).unwrap_or(0);
+        geometry::edge_path(
+            geometry::output_point(from_at, out_index),
+            geometry::input_point(to_at, in_index),
+        )
+    });
+    let key = (from.clone(), index);
+    let selected = move || editor.selection.with(|s| s.edges.contains(&key));
+    view! {
+        <g class="edge" class:selected=selected data-role="edge" data-node=from data-port=index.to_string()>
+            <path class="edge-hit" d=move || path.get()/>
+            <path class="edge-line" d=move || path.get()/>
+        </g>
+    }
+}
+
+/// One node: title, ports, counters and last error.
+#[component]
+fn NodeBox(name: String) -> impl IntoView {
+    let editor = expect_context::<Editor>();
+    let node_name = name.clone();
+    let position = Memo::new(move |_| {
+        editor.doc.with(|d| d.as_ref().map(|d| d.position(&node_name)).unwrap_or_default())
+    });
+    let spec_name = name.clone();
+    let spec = Memo::new(move |_| {
+        editor.doc.with(|d| {
+            d.as_ref()
+                .and_then(|d| d.node(&spec_name))
+                .map(|n| (n.spec.module.to_string(), n.spec.component.to_string()))
+        })
+    });
+    let ports_name = name.clone();
+    let ports = Memo::new(move |_| editor.ports(&ports_name));
+    let height = move || ports.with(|(i, o)| geometry::node_height(i.len(), o.len()));
+    let status_name = name.clone();
+    let status = Memo::new(move |_| editor.statuses.with(|s| s.get(&status_name).cloned()));
+    let counters = move || {
+        status.with(|s| {
+            s.as_ref().and_then(|s| s.counters.as_ref()).map_or_else(String::new, |c| {
+                format!("in {} · out {} · errors {}", c.messages_in, c.messages_out, c.errors)
+            })
+        })
+    };
+    let failing = move || status.with(|s| s.as_ref().is_some_and(|s| s.last_error.is_some()));
+    let last_error = move || {
+        status.with(|s| {
+            s.as_ref()
+                .and_then(|s| s.last_error.as_ref())
+                .map(|e| e.message.clone())
+                .unwrap_or_default()
+        })
+    };
+    let selected_name = name.clone();
+    let selected = move || editor.selection.with(|s| s.nodes.contains(&selected_name));
+    let title = spec.get_untracked().map(|(_, component)| component).unwrap_or_default();
+    let label = move || {
+        spec.get()
+            .and_then(|(m, c)| editor.component(&m, &c))
+            .map(|c| c.label)
+            .filter(|l| !l.is_empty())
+            .unwrap_or_else(|| title.clone())
+    };
+    let input_name = name.clone();
+    let output_name = name.clone();
+    view! {
+        <g
+            class="node"
+            class:selected=selected
+            class:failing=failing
+            data-testid=format!("node-{name}")
+            transform=move || { let p = position.get(); format!("translate({:.1} {:.1})", p.left, p.top) }
+        >
+            <title>{last_error}</title>
+            <rect class="node-body" width={NODE_WIDTH} height=height rx="6"/>
+            <g data-role="node" data-node=name.clone()>
+                <rect class="node-header" width={NODE_WIDTH} height={geometry::HEADER} rx="6"/>
+                <text class="node-title" x="10" y="19">{name.clone()}</text>
+                <text class="node-kind" x={NODE_WIDTH - 8.0} y="19" text-anchor="end">{label}</text>
+            </g>
+            {move || ports.get().0.into_iter().enumerate().map(|(index, port)| port_view(input_name.clone(), index, port.name.to_string(), true)).collect_view()}
+            {move || ports.get().1.into_iter().enumerate().map(|(index, port)| port_view(output_name.clone(), index, port.name.to_string(), false)).collect_view()}
+            <text class="node-counters" x="10" y=move || height() - 7.0
+                data-testid="counters">{counters}</text>
+        </g>
+    }
+}
+
+/// One port: a circle on the node's side, and its name.
+fn port_view(node: String, index: usize, port: String, input: bool) -> impl IntoView {
+    let (x, y) = if input {
+        geometry::input_point(Position::default(), index)
+    } else {
+        geometry::output_point(Position::default(), index)
+    };
+    let (role, class, prefix) =
+        if input { ("in-port", "port in", "in") } else { ("out-port", "port out", "out") };
+    let (label_x, anchor) = if input { (x + 12.0, "start") } else { (x - 12.0, "end") };
+    let testid = format!("{prefix}-{node}-{port}");
+    let label = port.clone();
+    view! {
+        <g class=class data-role=role data-testid=testid data-node=node data-port=port>
+            <circle cx=x cy=y r="6"/>
+            <text x=label_x y={y + 4.0} text-anchor=anchor>{label}</text>
+        </g>
+    }
+}
+
+/// Every node name, for select-all.
+pub fn all_nodes(editor: Editor) -> BTreeSet<String> {
+    editor.doc.with_untracked(|d| {
+        d.as_ref().map(|d| d.node_names().into_iter().collect()).unwrap_or_default()
+    })
+}

@@ -1,0 +1,255 @@
+//! The editor's state, shared by every panel through Leptos context: the catalogues, the flow
+//! list, the open flow with its undo history, the selection, the canvas view, and what the
+//! engine reports live (node status, messages seen).
+
+use std::collections::{HashMap, VecDeque};
+
+use leptos::{prelude::*, task::spawn_local};
+use weir_model::{ComponentDescriptor, Direction, FlowNodeStatus, Module, PortDescriptor};
+
+use crate::{
+    api::{self, ApiError, FlowSummary, Seen},
+    document::{Clipboard, Document, History, Selection},
+    geometry::View,
+};
+
+/// How many messages the debug panel keeps.
+const SEEN_KEPT: usize = 300;
+
+/// A note for the user at the top of the editor.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Notice {
+    /// Something worked.
+    Done(String),
+    /// Something failed; the text says what and where.
+    Failed(ApiError),
+}
+
+/// The shared state; every field is a cheap handle.
+#[derive(Debug, Clone, Copy)]
+pub struct Editor {
+    /// The module catalogues.
+    pub modules: RwSignal<Vec<Module>>,
+    /// The flows.
+    pub flows: RwSignal<Vec<FlowSummary>>,
+    /// The open flow.
+    pub doc: RwSignal<Option<Document>>,
+    /// The open flow as last saved, to tell unsaved changes.
+    pub saved: RwSignal<Option<Document>>,
+    /// Undo and redo.
+    pub history: StoredValue<History>,
+    /// Bumped on every edit, so undo and redo buttons update.
+    pub revision: RwSignal<u64>,
+    /// What is selected.
+    pub selection: RwSignal<Selection>,
+    /// Pan and zoom.
+    pub view: RwSignal<View>,
+    /// Each node's status, as last reported.
+    pub statuses: RwSignal<HashMap<String, FlowNodeStatus>>,
+    /// Messages seen on the open flow's nodes, oldest first.
+    pub seen: RwSignal<VecDeque<Seen>>,
+    /// The latest note for the user.
+    pub notice: RwSignal<Option<Notice>>,
+    /// What was copied.
+    pub clipboard: StoredValue<Option<Clipboard>>,
+}
+
+impl Editor {
+    /// A new editor, loading the catalogues and the flow list.
+    pub fn start() -> Self {
+        let editor = Self {
+            modules: RwSignal::new(Vec::new()),
+            flows: RwSignal::new(Vec::new()),
+            doc: RwSignal::new(None),
+            saved: RwSignal::new(None),
+            history: StoredValue::new(History::default()),
+            revision: RwSignal::new(0),
+            selection: RwSignal::new(Selection::default()),
+            view: RwSignal::new(View::default()),
+            statuses: RwSignal::new(HashMap::new()),
+            seen: RwSignal::new(VecDeque::new()),
+            notice: RwSignal::new(None),
+            clipboard: StoredValue::new(None),
+        };
+        spawn_local(async move {
+            match api::modules().await {
+                Ok(modules) => editor.modules.set(modules),
+                Err(err) => editor.fail(err),
+            }
+        });
+        editor.refresh_flows();
+        editor
+    }
+
+    /// Shows a failure.
+    pub fn fail(&self, error: ApiError) {
+        self.notice.set(Some(Notice::Failed(error)));
+    }
+
+    /// Shows a success.
+    pub fn done(&self, text: impl Into<String>) {
+        self.notice.set(Some(Notice::Done(text.into())));
+    }
+
+    /// Reloads the flow list.
+    pub fn refresh_flows(&self) {
+        let editor = *self;
+        spawn_local(async move {
+            match api::flows().await {
+                Ok(flows) => editor.flows.set(flows),
+                Err(err) => editor.fail(err),
+            }
+        });
+    }
+
+    /// Opens a flow from the engine.
+    pub fn open(&self, name: String) {
+        let editor = *self;
+        spawn_local(async move {
+            match api::flow(&name).await {
+                Ok(document) => editor.show(document),
+                Err(err) => editor.fail(err),
+            }
+        });
+    }
+
+    /// Shows `document` as the open, saved flow.
+    pub fn show(&self, document: Document) {
+        self.history.update_value(History::clear);
+        self.selection.set(Selection::default());
+        self.statuses.set(
+            document
+                .nodes
+                .iter()
+                .filter_map(|n| Some((n.metadata.name.clone()?, n.status.clone()?)))
+                .collect(),
+        );
+        self.seen.set(VecDeque::new());
+        self.saved.set(Some(document.clone()));
+        self.doc.set(Some(document));
+        self.revision.update(|r| *r += 1);
+    }
+
+    /// Applies an edit to the open flow, keeping the state before it for undo.
+    pub fn edit(&self, change: impl FnOnce(&mut Document)) {
+        let Some(before) = self.doc.get_untracked() else { return };
+        let mut after = before.clone();
+        change(&mut after);
+        if after == before {
+            return;
+        }
+        self.history.update_value(|h| h.record(before));
+        self.doc.set(Some(after));
+        self.revision.update(|r| *r += 1);
+    }
+
+    /// Notes the state before an edit made in several steps (a drag), for undo.
+    pub fn begin_edit(&self) {
+        if let Some(before) = self.doc.get_untracked() {
+            self.history.update_value(|h| h.record(before));
+            self.revision.update(|r| *r += 1);
+        }
+    }
+
+    /// Changes the open flow without a history entry (the steps of a drag).
+    pub fn edit_quietly(&self, change: impl FnOnce(&mut Document)) {
+        self.doc.update(|doc| {
+            if let Some(doc) = doc {
+                change(doc);
+            }
+        });
+    }
+
+    /// Undoes the last edit.
+    pub fn undo(&self) {
+        let Some(current) = self.doc.get_untracked() else { return };
+        if let Some(before) = self.history.try_update_value(|h| h.undo(current)).flatten() {
+            self.doc.set(Some(before));
+            self.selection.set(Selection::default());
+            self.revision.update(|r| *r += 1);
+        }
+    }
+
+    /// Redoes the last undone edit.
+    pub fn redo(&self) {
+        let Some(current) = self.doc.get_untracked() else { return };
+        if let Some(after) = self.history.try_update_value(|h| h.redo(current)).flatten() {
+            self.doc.set(Some(after));
+            self.selection.set(Selection::default());
+            self.revision.update(|r| *r += 1);
+        }
+    }
+
+    /// Whether the open flow differs from what was saved.
+    pub fn unsaved(&self) -> bool {
+        self.doc.with(|doc| self.saved.with(|saved| doc != saved))
+    }
+
+    /// Saves the open flow.
+    pub fn save(&self) {
+        let Some(document) = self.doc.get_untracked() else { return };
+        let editor = *self;
+        spawn_local(async move {
+            match api::save(&document).await {
+                Ok(saved) => {
+                    editor.saved.set(Some(saved.clone()));
+                    // Keep edits made while saving; take the engine's status and metadata.
+                    let unchanged = editor.doc.with_untracked(|d| d.as_ref() == Some(&document));
+                    if unchanged {
+                        editor.doc.set(Some(saved));
+                    }
+                    editor.done(format!("saved {}", document.name()));
+                    editor.refresh_flows();
+                }
+                Err(err) => editor.fail(err),
+            }
+        });
+    }
+
+    /// The catalogue entry of a component.
+    pub fn component(&self, module: &str, component: &str) -> Option<ComponentDescriptor> {
+        self.modules.with(|modules| {
+            modules
+                .iter()
+                .find(|m| m.metadata.name.as_deref() == Some(module))
+                .and_then(|m| m.spec.components.iter().find(|c| c.name.as_str() == component))
+                .cloned()
+        })
+    }
+
+    /// A node's ports, inputs then outputs: as the module resolved them for its settings when
+    /// it reported them, else the component's defaults.
+    pub fn ports(&self, node: &str) -> (Vec<PortDescriptor>, Vec<PortDescriptor>) {
+        let resolved: Option<Vec<PortDescriptor>> = self.statuses.with(|statuses| {
+            let ports = &statuses.get(node)?.ports;
+            (!ports.is_empty()).then(|| {
+                ports
+                    .iter()
+                    .map(|p| PortDescriptor {
+                        name: p.name.clone(),
+                        direction: p.direction,
+                        label: String::new(),
+                        schema: p.schema.clone(),
+                    })
+                    .collect()
+            })
+        });
+        let ports = resolved.unwrap_or_else(|| {
+            let spec = self.doc.with(|d| d.as_ref()?.node(node).map(|n| n.spec.clone()));
+            spec.and_then(|s| self.component(s.module.as_str(), s.component.as_str()))
+                .map(|c| c.ports)
+                .unwrap_or_default()
+        });
+        ports.into_iter().partition(|p| p.direction == Direction::In)
+    }
+
+    /// Notes a message seen on a node.
+    pub fn saw(&self, message: Seen) {
+        self.seen.update(|seen| {
+            seen.push_back(message);
+            while seen.len() > SEEN_KEPT {
+                seen.pop_front();
+            }
+        });
+    }
+}

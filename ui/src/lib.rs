@@ -1,0 +1,122 @@
+//! The Weir editor: a Leptos app in the browser that builds, runs and debugs flows through the
+//! engine's API (docs/api.md). `main.rs` mounts [`App`]; each panel is its own module, and the
+//! rules of editing ([`document`], [`geometry`], [`schema`]) are plain Rust tested natively.
+
+// Leptos components take their properties by value.
+#![allow(clippy::needless_pass_by_value)]
+
+pub mod api;
+pub mod canvas;
+pub mod debug_panel;
+pub mod document;
+pub mod editor;
+pub mod flows;
+pub mod geometry;
+pub mod inspector;
+pub mod live;
+pub mod mapping_panel;
+pub mod palette;
+pub mod schema;
+pub mod settings_form;
+pub mod shortcuts;
+
+use leptos::prelude::*;
+
+use crate::{
+    canvas::Canvas,
+    debug_panel::DebugPanel,
+    editor::{Editor, Notice},
+    flows::Flows,
+    inspector::Inspector,
+    palette::Palette,
+};
+
+/// The whole editor.
+#[component]
+pub fn App() -> impl IntoView {
+    let editor = Editor::start();
+    provide_context(editor);
+    live::follow(editor);
+    shortcuts::listen(editor);
+    view! {
+        <div class="editor">
+            <header>
+                <strong class="brand">"Weir"</strong>
+                <Toolbar/>
+                <NoticeBar/>
+            </header>
+            <aside class="left">
+                <Flows/>
+                <Palette/>
+            </aside>
+            <main>
+                <Show
+                    when=move || editor.doc.with(Option::is_some)
+                    fallback=|| view! { <p class="empty">"Open a flow from the list, or make a new one."</p> }
+                >
+                    <Canvas/>
+                </Show>
+            </main>
+            <aside class="right">
+                <Inspector/>
+            </aside>
+            <footer>
+                <DebugPanel/>
+            </footer>
+        </div>
+    }
+}
+
+/// Save, undo, redo and the flow's live check.
+#[component]
+fn Toolbar() -> impl IntoView {
+    let editor = expect_context::<Editor>();
+    let problems = Memo::new(move |_| {
+        editor.doc.with(|d| {
+            d.as_ref()
+                .map(|d| editor.modules.with(|m| weir_model::check::check_flow(&d.nodes, m)))
+                .unwrap_or_default()
+        })
+    });
+    let can = move |undo: bool| {
+        editor.revision.track();
+        editor.history.with_value(|h| if undo { h.can_undo() } else { h.can_redo() })
+    };
+    view! {
+        <nav class="toolbar">
+            <span class="flow-name" data-testid="flow-name">{move || editor.doc.with(|d| d.as_ref().map(|d| d.name().to_owned()).unwrap_or_default())}</span>
+            <button data-testid="save" disabled=move || !editor.unsaved() on:click=move |_| editor.save()>
+                {move || if editor.unsaved() { "Save" } else { "Saved" }}
+            </button>
+            <button data-testid="undo" title="Undo (Ctrl+Z)" disabled=move || !can(true) on:click=move |_| editor.undo()>"Undo"</button>
+            <button data-testid="redo" title="Redo (Ctrl+Shift+Z)" disabled=move || !can(false) on:click=move |_| editor.redo()>"Redo"</button>
+            <button title="Reset zoom" on:click=move |_| editor.view.set(geometry::View::default())>"100%"</button>
+            <span class="check" data-testid="check" title={move || problems.get().iter().map(ToString::to_string).collect::<Vec<_>>().join("\n")}>
+                {move || match problems.get().len() {
+                    0 => "no problems".to_owned(),
+                    1 => "1 problem".to_owned(),
+                    n => format!("{n} problems"),
+                }}
+            </span>
+        </nav>
+    }
+}
+
+/// The latest success or failure.
+#[component]
+fn NoticeBar() -> impl IntoView {
+    let editor = expect_context::<Editor>();
+    move || {
+        editor.notice.get().map(|notice| {
+            let (class, text) = match notice {
+                Notice::Done(text) => ("notice done", text),
+                Notice::Failed(error) => ("notice failed", error.to_string()),
+            };
+            view! {
+                <div class=class data-testid="notice" on:click=move |_| editor.notice.set(None)>
+                    <pre>{text}</pre>
+                </div>
+            }
+        })
+    }
+}

@@ -1,0 +1,79 @@
+//! Following the open flow live: the engine's event stream (`/api/events?flow=…`) feeds node
+//! status (counters, errors) and messages on ports into the editor, and the last messages each
+//! node saw are loaded once when the flow opens.
+
+use leptos::{prelude::*, task::spawn_local};
+use wasm_bindgen::{JsCast as _, closure::Closure};
+use web_sys::{EventSource, MessageEvent};
+
+use crate::{
+    api::{self, NodeEvent, Seen},
+    editor::Editor,
+};
+
+/// An open event stream and the listeners it calls.
+struct Stream {
+    source: EventSource,
+    _listeners: Vec<Closure<dyn FnMut(MessageEvent)>>,
+}
+
+impl Drop for Stream {
+    fn drop(&mut self) {
+        self.source.close();
+    }
+}
+
+/// Keeps an event stream open on whichever flow is open.
+pub fn follow(editor: Editor) {
+    let stream: StoredValue<Option<Stream>, LocalStorage> = StoredValue::new_local(None);
+    let name = Memo::new(move |_| editor.doc.with(|d| d.as_ref().map(|d| d.name().to_owned())));
+    Effect::new(move |_| {
+        stream.set_value(None);
+        let Some(name) = name.get() else { return };
+        match open(editor, &name) {
+            Ok(opened) => stream.set_value(Some(opened)),
+            Err(message) => editor.fail(api::ApiError::from(message)),
+        }
+        let nodes =
+            editor.doc.with_untracked(|d| d.as_ref().map(|d| d.node_names()).unwrap_or_default());
+        spawn_local(async move {
+            let mut all = Vec::new();
+            for node in nodes {
+                if let Ok(messages) = api::messages(&node).await {
+                    all.extend(messages);
+                }
+            }
+            all.sort_by(|a, b| a.time.cmp(&b.time));
+            for message in all {
+                editor.saw(message);
+            }
+        });
+    });
+}
+
+fn open(editor: Editor, flow: &str) -> Result<Stream, String> {
+    let source = EventSource::new(&format!("/api/events?flow={flow}"))
+        .map_err(|_| format!("cannot follow flow {flow} live"))?;
+    let on_node = Closure::<dyn FnMut(MessageEvent)>::new(move |event: MessageEvent| {
+        if let Some(node) = read::<NodeEvent>(&event) {
+            editor.statuses.update(|statuses| {
+                statuses.insert(node.node, node.status);
+            });
+        }
+    });
+    let on_message = Closure::<dyn FnMut(MessageEvent)>::new(move |event: MessageEvent| {
+        if let Some(seen) = read::<Seen>(&event) {
+            editor.saw(seen);
+        }
+    });
+    for (kind, listener) in [("node", &on_node), ("message", &on_message)] {
+        source
+            .add_event_listener_with_callback(kind, listener.as_ref().unchecked_ref())
+            .map_err(|_| format!("cannot follow flow {flow} live"))?;
+    }
+    Ok(Stream { source, _listeners: vec![on_node, on_message] })
+}
+
+fn read<T: serde::de::DeserializeOwned>(event: &MessageEvent) -> Option<T> {
+    serde_json::from_str(&event.data().as_string()?).ok()
+}

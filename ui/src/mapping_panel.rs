@@ -1,0 +1,154 @@
+//! The edge panel: the data leaving the source port (the last message seen there, else a
+//! sample from the port's schema, editable to try other data), the edge's mapping with
+//! `{{ jq }}` fields, and a live preview of the mapped result with what the target port would
+//! refuse. The preview runs in the browser with the engine's own mapping code.
+
+use leptos::{ev, prelude::*};
+use serde_json::{Value, json};
+use weir_model::mapping::Mapping;
+
+use crate::{editor::Editor, schema};
+
+/// The panel of the edge at `index` of node `from`.
+#[component]
+pub fn MappingPanel(from: String, index: usize) -> impl IntoView {
+    let editor = expect_context::<Editor>();
+    let Some(edge) =
+        editor.doc.with_untracked(|d| d.as_ref().and_then(|d| d.edge(&from, index)).cloned())
+    else {
+        return view! { <p>"This edge is gone."</p> }.into_any();
+    };
+    let (target_node, target_port, source_port) =
+        (edge.to.node.to_string(), edge.to.port.to_string(), edge.port.to_string());
+    let source_schema = editor
+        .ports(&from)
+        .1
+        .into_iter()
+        .find(|p| p.name.as_str() == source_port)
+        .and_then(|p| p.schema)
+        .unwrap_or(Value::Bool(true));
+    let target_schema = editor
+        .ports(&target_node)
+        .0
+        .into_iter()
+        .find(|p| p.name.as_str() == target_port)
+        .and_then(|p| p.schema)
+        .unwrap_or(Value::Bool(true));
+
+    let seen_node = from.clone();
+    let seen_port = source_port.clone();
+    let last_seen = editor.seen.with_untracked(|seen| {
+        seen.iter()
+            .rev()
+            .find(|m| m.node == seen_node && m.port == seen_port && m.what == "emitted")
+            .map(|m| m.payload.clone())
+    });
+    let from_message = last_seen.is_some();
+    let source_text = RwSignal::new(
+        serde_json::to_string_pretty(
+            &last_seen.unwrap_or_else(|| schema::sample(&source_schema, &source_schema)),
+        )
+        .unwrap_or_default(),
+    );
+    let mapping_text = RwSignal::new(
+        edge.mapping
+            .as_ref()
+            .map(|m| serde_json::to_string_pretty(m).unwrap_or_default())
+            .unwrap_or_default(),
+    );
+
+    let preview_schema = target_schema.clone();
+    let preview = Memo::new(move |_| -> (String, Vec<String>) {
+        let source: Value = match serde_json::from_str(&source_text.get()) {
+            Ok(value) => value,
+            Err(err) => return (String::new(), vec![format!("source data is not JSON: {err}")]),
+        };
+        let text = mapping_text.get();
+        let result = if text.trim().is_empty() {
+            source
+        } else {
+            let document: Value = match serde_json::from_str(&text) {
+                Ok(document) => document,
+                Err(err) => {
+                    return (String::new(), vec![format!("the mapping is not JSON: {err}")]);
+                }
+            };
+            let mapping = match Mapping::compile(&document) {
+                Ok(mapping) => mapping,
+                Err(errors) => {
+                    return (String::new(), errors.iter().map(ToString::to_string).collect());
+                }
+            };
+            let mut problems: Vec<String> =
+                mapping.misfits(&preview_schema).iter().map(ToString::to_string).collect();
+            match mapping.evaluate(&source, &json!({})) {
+                Ok(result) => {
+                    problems.extend(schema::problems(&preview_schema, &preview_schema, &result));
+                    return (serde_json::to_string_pretty(&result).unwrap_or_default(), problems);
+                }
+                Err(err) => return (String::new(), vec![err.to_string()]),
+            }
+        };
+        let problems = schema::problems(&preview_schema, &preview_schema, &result);
+        (serde_json::to_string_pretty(&result).unwrap_or_default(), problems)
+    });
+
+    let commit_from = from.clone();
+    let commit = move |event: ev::Event| {
+        let text = event_target_value(&event);
+        let mapping = if text.trim().is_empty() {
+            Some(None)
+        } else {
+            serde_json::from_str::<Value>(&text).ok().map(Some)
+        };
+        if let Some(mapping) = mapping {
+            let from = commit_from.clone();
+            editor.edit(move |doc| doc.set_mapping(&from, index, mapping));
+        }
+    };
+    let start_from = from.clone();
+    let start_schema = target_schema;
+    let start = move |_| {
+        // A mapping shaped like the target, each field taken from the source when it has one.
+        let sample = schema::sample(&start_schema, &start_schema);
+        let source: Value =
+            serde_json::from_str(&source_text.get_untracked()).unwrap_or(Value::Null);
+        let document = match sample {
+            Value::Object(fields) => Value::Object(
+                fields
+                    .into_iter()
+                    .map(|(name, value)| {
+                        let taken = if source.get(&name).is_some() {
+                            Value::String(format!("{{{{ .{name} }}}}"))
+                        } else {
+                            value
+                        };
+                        (name, taken)
+                    })
+                    .collect(),
+            ),
+            other => other,
+        };
+        let text = serde_json::to_string_pretty(&document).unwrap_or_default();
+        mapping_text.set(text);
+        let from = start_from.clone();
+        editor.edit(move |doc| doc.set_mapping(&from, index, Some(document)));
+    };
+
+    view! {
+        <section class="mapping" data-testid="mapping-panel">
+            <h3>{format!("{from}:{source_port} → {target_node}:{target_port}")}</h3>
+            <label>{if from_message { "Source data (the last message on this port)" } else { "Source data (a sample from the port's schema; edit it to try)" }}</label>
+            <textarea class="code" rows="6" spellcheck="false" data-testid="mapping-source" prop:value=move || source_text.get() on:input=move |e| source_text.set(event_target_value(&e))/>
+            <label>"Mapping: a document shaped like the target's input; \"{{ jq }}\" takes data from the source. Empty passes the message on as it is."</label>
+            <textarea class="code" rows="8" spellcheck="false" data-testid="mapping-text" prop:value=move || mapping_text.get() on:input=move |e| mapping_text.set(event_target_value(&e)) on:change=commit/>
+            <button data-testid="mapping-start" on:click=start>"Start from the target's fields"</button>
+            <label>"Preview"</label>
+            <pre class="preview" data-testid="mapping-preview">{move || preview.get().0}</pre>
+            <ul class="problems" data-testid="mapping-problems">
+                {move || preview.get().1.into_iter().map(|p| view! { <li>{p}</li> }).collect_view()}
+            </ul>
+        </section>
+    }
+    .into_any()
+}
