@@ -52,6 +52,8 @@ test('a ticker and a debug node, dragged in and wired, run and show their messag
   await received.nth(1).waitFor({ timeout: 20_000 });
   assert.match(await received.first().textContent(), /"count":\d+/);
   await page.getByTestId('node-debug').getByTestId('counters').filter({ hasText: /in [1-9]/ }).waitFor({ timeout: 10_000 });
+  const tickerCounters = await page.getByTestId('node-ticker').getByTestId('counters').textContent();
+  assert.match(tickerCounters, /errors 0$/, 'the first tick waited for the debug node to start');
   await shot(page, '4-running');
   assert.deepEqual(errors, [], 'no console errors');
 });

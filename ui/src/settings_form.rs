@@ -155,6 +155,9 @@ fn field(
     change: Change,
 ) -> AnyView {
     let resolved = schema::resolve(root, schema);
+    // An unset field shows the value the component takes for it.
+    let value =
+        value.or_else(|| schema.get("default").or_else(|| resolved.get("default")).cloned());
     let help = schema
         .get("description")
         .or_else(|| resolved.get("description"))

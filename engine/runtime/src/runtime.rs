@@ -31,6 +31,10 @@ use crate::{
 
 /// How deep a run's call tree may go before it counts as a loop.
 pub const HOP_LIMIT: u32 = 256;
+/// How long a delivery waits for its target node to start (see `Runtime::target`).
+const TARGET_GRACE: Duration = Duration::from_secs(2);
+/// How often it looks meanwhile.
+const TARGET_POLL: Duration = Duration::from_millis(20);
 
 /// Every this many hops a delivery continues on a task of its own: a call tree is nested
 /// futures, and polling hundreds of them in one go would overflow a thread's stack.
@@ -564,6 +568,30 @@ impl Runtime {
         task.await.unwrap_or_else(|err| Err(NodeError::internal(format!("a node panicked: {err}"))))
     }
 
+    /// Where an edge's target node runs: here, or in a peer module. A node that runs nowhere
+    /// yet is waited for a moment, as the nodes of a flow applied at once start one by one and
+    /// a trigger's first run can come before its targets; after that the failure is transient,
+    /// since a node starting or a module restarting comes back.
+    async fn target(&self, edge: &Edge, run: &Run) -> Result<Target, NodeError> {
+        let deadline = Instant::now() + TARGET_GRACE;
+        loop {
+            let missing = match self.instance(&edge.target) {
+                Ok(local) => return Ok(Target::Local(local)),
+                Err(missing) => missing,
+            };
+            if let Some(endpoint) = self.shared.peers.endpoint(&edge.target) {
+                return Ok(Target::Remote(endpoint));
+            }
+            if Instant::now() >= deadline || run.cancel.is_cancelled() {
+                return Err(NodeError::transient(missing.message()).context(format!("edge {edge}")));
+            }
+            tokio::select! {
+                () = tokio::time::sleep(TARGET_POLL) => {}
+                () = run.cancel.cancelled() => {}
+            }
+        }
+    }
+
     async fn deliver(&self, edge: &Edge, message: &Value, run: &Run) -> Result<Value, NodeError> {
         let hops = run.hops + 1;
         if hops > HOP_LIMIT {
@@ -577,18 +605,12 @@ impl Runtime {
                 .map_err(|err| NodeError::invalid(format!("edge {edge}: mapping {err}")))?,
             None => message.clone(),
         };
-        let target = match self.instance(&edge.target) {
-            Ok(local) => {
-                fit(&local, &edge.target_port, &mapped)
-                    .map_err(|err| err.context(format!("edge {edge}")))?;
-                Target::Local(local)
-            }
-            // The receiving module checks the message against its port's schema.
-            Err(missing) => match self.shared.peers.endpoint(&edge.target) {
-                Some(endpoint) => Target::Remote(endpoint),
-                None => return Err(missing.context(format!("edge {edge}"))),
-            },
-        };
+        let target = self.target(edge, run).await?;
+        if let Target::Local(local) = &target {
+            // The receiving module checks a remote delivery against its port's schema.
+            fit(local, &edge.target_port, &mapped)
+                .map_err(|err| err.context(format!("edge {edge}")))?;
+        }
         let mut mapped = Some(mapped);
         let mut attempt = 1;
         loop {

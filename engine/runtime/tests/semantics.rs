@@ -246,3 +246,24 @@ async fn triggers_run_only_while_this_replica_leads() {
     eventually(|| rt.counters(&key("tick")).unwrap().messages_out == 2).await;
     rt.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_delivery_waits_a_moment_for_a_target_that_is_still_starting() {
+    let rt = runtime();
+    rt.apply(&node("first", "relay", json!({ "tag": "first" }), to("late"))).await.unwrap();
+    let sent = {
+        let rt = rt.clone();
+        tokio::spawn(async move { rt.send(&key("first"), "in", json!({ "path": [] })).await })
+    };
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    rt.apply(&node("late", "sink", json!({}), json!([]))).await.unwrap();
+    let answer = sent.await.unwrap().unwrap();
+    assert_eq!(answer["got"], json!({ "path": ["first"] }), "delivered once the target started");
+
+    // A target that never starts fails after the wait, as something worth trying again.
+    rt.apply(&node("lonely", "relay", json!({ "tag": "lonely" }), to("nobody"))).await.unwrap();
+    let err = rt.send(&key("lonely"), "in", json!({ "path": [] })).await.unwrap_err();
+    assert_eq!(err.kind(), weir_sdk::ErrorKind::Transient, "{err}");
+    assert_eq!(err.message(), "edge lonely.out → nobody.in: node test/nobody is not running");
+    rt.shutdown().await;
+}
