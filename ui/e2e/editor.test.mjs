@@ -75,6 +75,41 @@ test('an edge mapping previews its result and names what cannot work', async () 
   assert.deepEqual(errors, [], 'no console errors');
 });
 
+test('select all, copy, paste, undo, redo and delete work from the keyboard; a test message reaches a node', async () => {
+  // Opening the flow again drops the mapping typed above, after asking.
+  page.once('dialog', (dialog) => dialog.accept());
+  await page.getByTestId('flow-demo').click();
+  await page.getByTestId('save').filter({ hasText: /^Saved$/ }).waitFor();
+  const nodes = page.locator('g.node');
+  const edges = page.locator('g.edge');
+  const counts = async () => [await nodes.count(), await edges.count()];
+  await page.getByTestId('canvas').click({ position: { x: 40, y: 500 } });
+  await page.keyboard.press('Control+A');
+  await page.keyboard.press('Control+C');
+  await page.keyboard.press('Control+V');
+  assert.deepEqual(await counts(), [4, 2], 'the copies come with the edge between them');
+  await page.getByTestId('node-ticker-2').waitFor();
+  await shot(page, '9-pasted');
+  await page.keyboard.press('Control+Z');
+  assert.deepEqual(await counts(), [2, 1], 'undo takes the paste back');
+  await page.keyboard.press('Control+Shift+Z');
+  assert.deepEqual(await counts(), [4, 2], 'redo brings it again');
+
+  // Shift-click adds to the selection; Delete removes both nodes and the edge between them.
+  await page.getByTestId('node-ticker-2').locator('.node-header').click();
+  await page.getByTestId('node-debug-2').locator('.node-header').click({ modifiers: ['Shift'] });
+  await page.keyboard.press('Delete');
+  assert.deepEqual(await counts(), [2, 1]);
+  assert.equal(await page.getByTestId('save').textContent(), 'Saved', 'back to what is saved');
+
+  await page.getByTestId('node-debug').locator('.node-header').click();
+  await page.getByTestId('send-debug:in').fill('{ "hello": "from the editor" }');
+  await page.getByTestId('send-button-debug:in').click();
+  await page.getByTestId('debug-message').filter({ hasText: 'from the editor' }).first().waitFor();
+  await shot(page, '10-test-message');
+  assert.deepEqual(errors, [], 'no console errors');
+});
+
 // In the form `weir export` writes (keys sorted), so that the export can equal it byte for byte.
 const flowFile = `apiVersion: weir.dev/v1alpha1
 kind: Flow

@@ -62,8 +62,7 @@ pub fn Canvas() -> impl IntoView {
         match role.as_str() {
             "out-port" => {
                 let start = {
-                    let outputs = editor.ports(&node).1;
-                    let index = outputs.iter().position(|p| p.name.as_str() == port).unwrap_or(0);
+                    let index = editor.port_index(&node, &port, false);
                     let position =
                         editor.doc.with_untracked(|d| d.as_ref().map(|d| d.position(&node)));
                     geometry::output_point(position.unwrap_or_default(), index)
@@ -240,18 +239,21 @@ fn EdgeLine(
     to_port: String,
 ) -> impl IntoView {
     let editor = expect_context::<Editor>();
+    let position = |node: String| {
+        Memo::new(move |_| {
+            editor.doc.with(|d| d.as_ref().map(|d| d.position(&node)).unwrap_or_default())
+        })
+    };
+    let (from_at, to_at) = (position(from.clone()), position(to.clone()));
     let (source, target) = (from.clone(), to);
+    let indices = Memo::new(move |_| {
+        (editor.port_index(&source, &port, false), editor.port_index(&target, &to_port, true))
+    });
     let path = Memo::new(move |_| {
-        let (from_at, to_at) = editor.doc.with(|d| {
-            d.as_ref().map_or_else(Default::default, |d| (d.position(&source), d.position(&target)))
-        });
-        let out_index =
-            editor.ports(&source).1.iter().position(|p| p.name.as_str() == port).unwrap_or(0);
-        let in_index =
-            editor.ports(&target).0.iter().position(|p| p.name.as_str() == to_port).unwrap_or(0);
+        let (out_index, in_index) = indices.get();
         geometry::edge_path(
-            geometry::output_point(from_at, out_index),
-            geometry::input_point(to_at, in_index),
+            geometry::output_point(from_at.get(), out_index),
+            geometry::input_point(to_at.get(), in_index),
         )
     });
     let key = (from.clone(), index);
@@ -281,7 +283,9 @@ fn NodeBox(name: String) -> impl IntoView {
         })
     });
     let ports_name = name.clone();
-    let ports = Memo::new(move |_| editor.ports(&ports_name));
+    let ports = Memo::new(move |_| {
+        editor.port_names.with(|names| names.get(&ports_name).cloned().unwrap_or_default())
+    });
     let height = move || ports.with(|(i, o)| geometry::node_height(i.len(), o.len()));
     let status_name = name.clone();
     let status = Memo::new(move |_| editor.statuses.with(|s| s.get(&status_name).cloned()));
@@ -328,8 +332,8 @@ fn NodeBox(name: String) -> impl IntoView {
                 <text class="node-title" x="10" y="19">{name.clone()}</text>
                 <text class="node-kind" x={NODE_WIDTH - 8.0} y="19" text-anchor="end">{label}</text>
             </g>
-            {move || ports.get().0.into_iter().enumerate().map(|(index, port)| port_view(input_name.clone(), index, port.name.to_string(), true)).collect_view()}
-            {move || ports.get().1.into_iter().enumerate().map(|(index, port)| port_view(output_name.clone(), index, port.name.to_string(), false)).collect_view()}
+            {move || ports.get().0.into_iter().enumerate().map(|(index, port)| port_view(input_name.clone(), index, port, true)).collect_view()}
+            {move || ports.get().1.into_iter().enumerate().map(|(index, port)| port_view(output_name.clone(), index, port, false)).collect_view()}
             <text class="node-counters" x="10" y=move || height() - 7.0
                 data-testid="counters">{counters}</text>
         </g>

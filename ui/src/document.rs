@@ -128,12 +128,7 @@ impl Document {
 
     /// Where `node` sits on the canvas.
     pub fn position(&self, node: &str) -> Position {
-        self.flow
-            .spec
-            .layout
-            .iter()
-            .find(|(name, _)| name.as_str() == node)
-            .map_or(UNPLACED, |(_, at)| *at)
+        self.flow.spec.layout.get(node).copied().unwrap_or(UNPLACED)
     }
 
     /// Puts `node` at `at`.

@@ -5,7 +5,9 @@
 use std::collections::{HashMap, VecDeque};
 
 use leptos::{prelude::*, task::spawn_local};
-use weir_model::{ComponentDescriptor, Direction, FlowNodeStatus, Module, PortDescriptor};
+use weir_model::{
+    ComponentDescriptor, Direction, FlowNode, FlowNodeStatus, Module, PortDescriptor,
+};
 
 use crate::{
     api::{self, ApiError, FlowSummary, Seen},
@@ -52,24 +54,56 @@ pub struct Editor {
     pub notice: RwSignal<Option<Notice>>,
     /// What was copied.
     pub clipboard: StoredValue<Option<Clipboard>>,
+    /// Each node's port names, inputs then outputs, for the canvas. Unlike the document, it
+    /// does not change while nodes are dragged, so the canvas redraws only what moved.
+    pub port_names: Memo<HashMap<String, PortNames>>,
 }
+
+/// A node's input and output port names, in order.
+pub type PortNames = (Vec<String>, Vec<String>);
 
 impl Editor {
     /// A new editor, loading the catalogues and the flow list.
     pub fn start() -> Self {
+        let doc = RwSignal::new(None::<Document>);
+        let statuses = RwSignal::new(HashMap::new());
+        let modules = RwSignal::new(Vec::new());
+        // The nodes without the layout: equal while only positions change.
+        let nodes = Memo::new(move |_| doc.with(|d| d.as_ref().map(|d| d.nodes.clone())));
+        let port_names = Memo::new(move |_| {
+            nodes.with(|nodes| {
+                nodes
+                    .iter()
+                    .flatten()
+                    .filter_map(|node| {
+                        let name = node.metadata.name.clone()?;
+                        let ports = resolved_ports(&name, node, statuses, modules);
+                        let names = |direction| {
+                            ports
+                                .iter()
+                                .filter(|p| p.direction == direction)
+                                .map(|p| p.name.to_string())
+                                .collect()
+                        };
+                        Some((name, (names(Direction::In), names(Direction::Out))))
+                    })
+                    .collect()
+            })
+        });
         let editor = Self {
-            modules: RwSignal::new(Vec::new()),
+            modules,
             flows: RwSignal::new(Vec::new()),
-            doc: RwSignal::new(None),
+            doc,
             saved: RwSignal::new(None),
             history: StoredValue::new(History::default()),
             revision: RwSignal::new(0),
             selection: RwSignal::new(Selection::default()),
             view: RwSignal::new(View::default()),
-            statuses: RwSignal::new(HashMap::new()),
+            statuses,
             seen: RwSignal::new(VecDeque::new()),
             notice: RwSignal::new(None),
             clipboard: StoredValue::new(None),
+            port_names,
         };
         spawn_local(async move {
             match api::modules().await {
@@ -102,8 +136,16 @@ impl Editor {
         });
     }
 
-    /// Opens a flow from the engine.
+    /// Opens a flow from the engine (again, for the open one: that drops unsaved edits, so it
+    /// asks first).
     pub fn open(&self, name: String) {
+        if self.unsaved_untracked() {
+            let open = self.doc.with_untracked(|d| d.as_ref().map(|d| d.name().to_owned()));
+            let question = format!("Discard the unsaved changes to {}?", open.unwrap_or_default());
+            if !window().confirm_with_message(&question).unwrap_or(false) {
+                return;
+            }
+        }
         let editor = *self;
         spawn_local(async move {
             match api::flow(&name).await {
@@ -185,6 +227,11 @@ impl Editor {
         self.doc.with(|doc| self.saved.with(|saved| doc != saved))
     }
 
+    /// [`Editor::unsaved`], outside of reactive tracking.
+    fn unsaved_untracked(&self) -> bool {
+        self.doc.with_untracked(|doc| self.saved.with_untracked(|saved| doc != saved))
+    }
+
     /// Saves the open flow.
     pub fn save(&self) {
         let Some(document) = self.doc.get_untracked() else { return };
@@ -220,27 +267,25 @@ impl Editor {
     /// A node's ports, inputs then outputs: as the module resolved them for its settings when
     /// it reported them, else the component's defaults.
     pub fn ports(&self, node: &str) -> (Vec<PortDescriptor>, Vec<PortDescriptor>) {
-        let resolved: Option<Vec<PortDescriptor>> = self.statuses.with(|statuses| {
-            let ports = &statuses.get(node)?.ports;
-            (!ports.is_empty()).then(|| {
-                ports
-                    .iter()
-                    .map(|p| PortDescriptor {
-                        name: p.name.clone(),
-                        direction: p.direction,
-                        label: String::new(),
-                        schema: p.schema.clone(),
-                    })
-                    .collect()
-            })
-        });
-        let ports = resolved.unwrap_or_else(|| {
-            let spec = self.doc.with(|d| d.as_ref()?.node(node).map(|n| n.spec.clone()));
-            spec.and_then(|s| self.component(s.module.as_str(), s.component.as_str()))
-                .map(|c| c.ports)
-                .unwrap_or_default()
-        });
-        ports.into_iter().partition(|p| p.direction == Direction::In)
+        let Some(flow_node) = self.doc.with(|d| d.as_ref()?.node(node).cloned()) else {
+            return (Vec::new(), Vec::new());
+        };
+        resolved_ports(node, &flow_node, self.statuses, self.modules)
+            .into_iter()
+            .partition(|p| p.direction == Direction::In)
+    }
+
+    /// Where port `port` of `node` sits among its inputs (or outputs), for drawing.
+    pub fn port_index(&self, node: &str, port: &str, input: bool) -> usize {
+        self.port_names.with(|names| {
+            names
+                .get(node)
+                .and_then(|(inputs, outputs)| {
+                    let list = if input { inputs } else { outputs };
+                    list.iter().position(|p| p == port)
+                })
+                .unwrap_or(0)
+        })
     }
 
     /// Notes a message seen on a node.
@@ -252,4 +297,38 @@ impl Editor {
             }
         });
     }
+}
+
+/// A node's ports: as its module resolved them for its settings when it reported them, else
+/// the component's defaults.
+fn resolved_ports(
+    name: &str,
+    node: &FlowNode,
+    statuses: RwSignal<HashMap<String, FlowNodeStatus>>,
+    modules: RwSignal<Vec<Module>>,
+) -> Vec<PortDescriptor> {
+    let reported: Option<Vec<PortDescriptor>> = statuses.with(|statuses| {
+        let ports = &statuses.get(name)?.ports;
+        (!ports.is_empty()).then(|| {
+            ports
+                .iter()
+                .map(|p| PortDescriptor {
+                    name: p.name.clone(),
+                    direction: p.direction,
+                    label: String::new(),
+                    schema: p.schema.clone(),
+                })
+                .collect()
+        })
+    });
+    reported.unwrap_or_else(|| {
+        modules.with(|modules| {
+            modules
+                .iter()
+                .find(|m| m.metadata.name.as_deref() == Some(node.spec.module.as_str()))
+                .and_then(|m| m.spec.components.iter().find(|c| c.name == node.spec.component))
+                .map(|c| c.ports.clone())
+                .unwrap_or_default()
+        })
+    })
 }

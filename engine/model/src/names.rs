@@ -144,6 +144,13 @@ macro_rules! name_type {
             }
         }
 
+        // Ordering and equality are the text's, so maps keyed by names can be searched by text.
+        impl std::borrow::Borrow<str> for $name {
+            fn borrow(&self) -> &str {
+                &self.0
+            }
+        }
+
         impl fmt::Display for $name {
             fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
                 f.write_str(&self.0)
