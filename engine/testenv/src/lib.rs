@@ -397,6 +397,13 @@ fn spawn(run_dir: &Path, name: &str, command: &mut Command) -> Result<Child> {
     let log = fs::File::options().create(true).append(true).open(&log_path)?;
     let mut wrapped = Command::new("setpriv");
     wrapped.args(["--pdeathsig", "KILL", "--"]).arg(command.get_program()).args(command.get_args());
+    // The environment the caller set (a module's KUBECONFIG, say) goes along.
+    for (key, value) in command.get_envs() {
+        match value {
+            Some(value) => wrapped.env(key, value),
+            None => wrapped.env_remove(key),
+        };
+    }
     wrapped.stdin(Stdio::null()).stdout(log.try_clone()?).stderr(log);
     keeper().spawn(wrapped).with_context(|| format!("cannot start {name}"))
 }

@@ -1,12 +1,17 @@
 //! `array_split`: sends each item of an array on its way, one at a time or a bounded number at
 //! once, and answers its caller with a summary of how each item went, so one bad item never
-//! silently stops the rest.
+//! silently stops the rest. Failed items can also go out on `error` as they fail, and each item
+//! can be the `$trigger` of what follows it, so nodes further down can map from the item even
+//! past a step that does not pass it on.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use futures::{StreamExt as _, stream};
 use serde::{Deserialize, Serialize};
-use weir_sdk::{Component, Context, Description, JsonSchema, NodeError, Port, Value, read_message};
+use weir_sdk::{
+    Component, Context, Description, ERROR_PORT, Failure, JsonSchema, NodeError, Port, Value,
+    read_message,
+};
 
 /// Settings of an array split.
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
@@ -17,11 +22,22 @@ pub struct ArraySplitSettings {
     /// `continue` with the other items when one fails, or `stop` sending new items after the
     /// first failure (items already on their way finish).
     pub on_error: OnError,
+    /// Make each item, as it goes out (`{item, index, total}`), the `$trigger` of what follows
+    /// it, so a mapping past a step that does not pass the item on (a secret read, say) can
+    /// still read it as `$trigger.item`.
+    pub item_as_trigger: bool,
+    /// Also send each item that failed to the `error` output, as it fails, with why.
+    pub error_port: bool,
 }
 
 impl Default for ArraySplitSettings {
     fn default() -> Self {
-        Self { concurrency: 1, on_error: OnError::Continue }
+        Self {
+            concurrency: 1,
+            on_error: OnError::Continue,
+            item_as_trigger: false,
+            error_port: false,
+        }
     }
 }
 
@@ -88,6 +104,7 @@ const MAX_CONCURRENCY: u32 = 256;
 pub struct ArraySplit {
     concurrency: usize,
     on_error: OnError,
+    item_as_trigger: bool,
 }
 
 impl Component for ArraySplit {
@@ -104,8 +121,12 @@ impl Component for ArraySplit {
         }
     }
 
-    fn ports(_: &ArraySplitSettings) -> Vec<Port> {
-        vec![Port::input::<Items>("in"), Port::output::<Item>("out")]
+    fn ports(settings: &ArraySplitSettings) -> Vec<Port> {
+        let mut ports = vec![Port::input::<Items>("in"), Port::output::<Item>("out")];
+        if settings.error_port {
+            ports.push(Port::error());
+        }
+        ports
     }
 
     fn build(settings: ArraySplitSettings) -> Result<Self, NodeError> {
@@ -116,7 +137,11 @@ impl Component for ArraySplit {
             )));
         }
         let concurrency = usize::try_from(settings.concurrency).unwrap_or(1);
-        Ok(Self { concurrency, on_error: settings.on_error })
+        Ok(Self {
+            concurrency,
+            on_error: settings.on_error,
+            item_as_trigger: settings.item_as_trigger,
+        })
     }
 
     async fn handle(&self, cx: &Context, port: &str, message: Value) -> Result<Value, NodeError> {
@@ -131,7 +156,7 @@ impl Component for ArraySplit {
             .map(|(index, item)| {
                 let stop = &stop;
                 async move {
-                    let result = cx.emit("out", Item { item, index, total }).await;
+                    let result = self.send(cx, Item { item, index, total }).await;
                     if result.is_err() && self.on_error == OnError::Stop {
                         stop.store(true, Ordering::Relaxed);
                     }
@@ -163,6 +188,29 @@ impl Component for ArraySplit {
         }
         serde_json::to_value(summary)
             .map_err(|err| NodeError::internal(format!("cannot encode the summary: {err}")))
+    }
+}
+
+impl ArraySplit {
+    /// Sends one item on its way (in a scope of its own when each item is the trigger) and,
+    /// when it fails and the `error` output is on, sends the failure there too.
+    async fn send(&self, cx: &Context, item: Item) -> Result<Value, NodeError> {
+        let message = serde_json::to_value(&item).map_err(|err| {
+            NodeError::internal(format!("cannot encode item {}: {err}", item.index))
+        })?;
+        let scoped = self.item_as_trigger.then(|| cx.with_trigger(message.clone()));
+        let cx = scoped.as_ref().unwrap_or(cx);
+        let result = cx.emit("out", &message).await;
+        if let Err(err) = &result
+            && cx.has_output(ERROR_PORT)
+            && !cx.is_cancelled()
+            && let Err(unsent) = cx.emit(ERROR_PORT, Failure::new(err, message)).await
+        {
+            // The item's own failure stays in the summary; this one has no caller to go to.
+            tracing::warn!(node = %cx.node(), error = %unsent, "a failed item could not go to the error output");
+            cx.report(&unsent);
+        }
+        result
     }
 }
 
@@ -217,6 +265,29 @@ mod tests {
         assert_eq!(summary["succeeded"], 20);
         let expected: Vec<Value> = (0..20).map(|i| json!(i * 10)).collect();
         assert_eq!(summary["answers"], json!(expected));
+    }
+
+    #[tokio::test]
+    async fn failed_items_also_go_to_the_error_output_when_it_is_on() {
+        let node = Harness::build::<ArraySplit>(&json!({ "errorPort": true })).unwrap();
+        node.answer_with(|port, message| match (port, message["item"].as_str()) {
+            ("out", Some("missing")) => Err(NodeError::invalid("manifest unknown")),
+            _ => Ok(json!("ok")),
+        });
+        let summary = node.send("in", json!({ "items": ["a", "missing", "c"] })).await.unwrap();
+        assert_eq!(
+            (summary["succeeded"].clone(), summary["failed"][0]["index"].clone()),
+            (json!(2), json!(1))
+        );
+        let failures: Vec<Value> =
+            node.emitted().into_iter().filter(|e| e.port == "error").map(|e| e.message).collect();
+        assert_eq!(
+            failures,
+            [json!({
+                "error": { "kind": "invalid", "message": "manifest unknown" },
+                "input": { "item": "missing", "index": 1, "total": 3 }
+            })]
+        );
     }
 
     #[tokio::test]

@@ -3,9 +3,6 @@
 //! `cargo bench -p weir-distribution --bench copy`; results are recorded in
 //! docs/benchmarks.md.
 
-#[path = "../tests/support/mod.rs"]
-mod support;
-
 use std::{
     process::Command,
     time::{Duration, Instant},
@@ -129,8 +126,9 @@ fn mib_per_second(bytes: u64, took: Duration) -> f64 {
 #[allow(clippy::print_stdout)]
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
-    let source_registry = support::start_registry().await.expect("a source registry");
-    let skopeo_target = support::start_registry().await.expect("a target registry for skopeo");
+    let source_registry = weir_testregistry::start_registry().await.expect("a source registry");
+    let skopeo_target =
+        weir_testregistry::start_registry().await.expect("a target registry for skopeo");
     let source = Registry::new(&source_registry.host, true).expect("a client");
     let started = Instant::now();
     let image = push_big_image(&source).await;
@@ -151,7 +149,8 @@ async fn main() {
     let mut last = None;
     for round in 1..=3 {
         sync();
-        let ceiling_registry = support::start_registry().await.expect("a registry for the ceiling");
+        let ceiling_registry =
+            weir_testregistry::start_registry().await.expect("a registry for the ceiling");
         let ceiling = Registry::new(&ceiling_registry.host, true).expect("a client");
         let started = Instant::now();
         futures::future::try_join_all((0..LAYERS).map(|index| {
@@ -167,7 +166,8 @@ async fn main() {
         drop(ceiling_registry);
 
         sync();
-        let weir_target = support::start_registry().await.expect("a target registry for weir");
+        let weir_target =
+            weir_testregistry::start_registry().await.expect("a target registry for weir");
         let target = Registry::new(&weir_target.host, true).expect("a client");
         let from = Side { registry: &source, repository: "bench/big" };
         let to = Side { registry: &target, repository: "bench/big" };

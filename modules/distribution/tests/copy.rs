@@ -3,14 +3,14 @@
 //! byte-exact under the same digests, shared blobs are skipped, and copying again changes
 //! nothing.
 
-mod support;
-
 use anyhow::{Result, ensure};
 use serde_json::json;
-use support::{push_image, push_index, random_bytes, start_registry, start_registry_with_password};
 use weir_distribution::{
     client::{Manifest, Registry},
     copy::{Side, copy},
+};
+use weir_testregistry::{
+    push_image, push_index, random_bytes, start_registry, start_registry_with_password,
 };
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -191,9 +191,9 @@ async fn bearer_tokens_are_fetched_per_scope_kept_and_refused_without_rights() -
 
     use weir_distribution::{auth::Credentials, client::RegistryError};
 
-    let tokens = support::start_token_service().await?;
+    let tokens = weir_testregistry::start_token_service().await?;
     let (source_registry, target_registry) =
-        (start_registry().await?, support::start_registry_with_tokens(&tokens).await?);
+        (start_registry().await?, weir_testregistry::start_registry_with_tokens(&tokens).await?);
     let source = Registry::new(&source_registry.host, true)?;
     let image = push_image(
         &source,
@@ -251,9 +251,9 @@ async fn tls_registries_are_trusted_through_their_ca_or_when_told_to_accept_any(
     use weir_distribution::registry_copy::RegistryCopy;
     use weir_sdk::testing::Harness;
 
-    let (ca, certificate, key) = support::tls_files()?;
+    let (ca, certificate, key) = weir_testregistry::tls_files()?;
     let (source_registry, tls_registry) =
-        (start_registry().await?, support::start_tls_registry(&certificate, &key).await?);
+        (start_registry().await?, weir_testregistry::start_tls_registry(&certificate, &key).await?);
     let source = Registry::new(&source_registry.host, true)?;
     let image = push_image(&source, "acme/app", &[random_bytes(60_000)], false, "amd64").await?;
     source.put_manifest("acme/app", "1.0", &image).await?;

@@ -2,8 +2,6 @@
 //! Retry-After, server errors and a blob stream cut off half-way are ridden out and the digests
 //! still match; a registry that keeps throttling ends in a transient error, not a hang.
 
-mod support;
-
 use std::{
     net::SocketAddr,
     sync::{Arc, Mutex, PoisonError},
@@ -17,11 +15,11 @@ use axum::{
     response::Response,
 };
 use futures::StreamExt as _;
-use support::{push_image, random_bytes, start_registry};
 use weir_distribution::{
     client::Registry,
     copy::{Side, copy},
 };
+use weir_testregistry::{push_image, random_bytes, start_registry};
 
 /// A fault to inject into the requests whose path holds `path` and whose method is `method`,
 /// the next `times` times.
@@ -331,7 +329,7 @@ async fn a_black_holed_registry_fails_instead_of_hanging() -> Result<()> {
 async fn credentials_never_follow_a_redirect_to_another_host() -> Result<()> {
     use weir_distribution::auth::Credentials;
 
-    let registry = support::start_registry_with_password().await?;
+    let registry = weir_testregistry::start_registry_with_password().await?;
     let tester = Credentials { username: "tester".to_owned(), password: "s3cret".to_owned() };
     let direct = Registry::new(&registry.host, true)?.with_credentials(Some(tester.clone()));
     let image = push_image(&direct, "acme/app", &[random_bytes(80_000)], false, "amd64").await?;
@@ -407,10 +405,10 @@ async fn the_node_reports_what_is_left_of_the_source_pull_budget() -> Result<()>
 async fn tokens_that_expire_mid_copy_are_fetched_again() -> Result<()> {
     use std::sync::atomic::Ordering;
 
-    use support::{
+    use weir_distribution::auth::Credentials;
+    use weir_testregistry::{
         TokenLifetime, push_index, start_registry_with_tokens, start_token_service_with,
     };
-    use weir_distribution::auth::Credentials;
 
     // The service says its tokens last an hour; the registry takes them for two seconds at
     // most, so only a client that fetches again when refused gets through.

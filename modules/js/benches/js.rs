@@ -1,7 +1,8 @@
-//! What a js_eval node costs per message: the image-mirror plan script (`bench/js/plan.js`)
-//! over 1,000 Deployments, and a trivial transform. Run with `cargo bench -p weir-js --bench
-//! js`; `bench/js/node-vm.js` runs the same script in Node's `vm` (what a Node-RED function
-//! node uses) on the same input, which this bench writes to the temporary directory.
+//! What a js_eval node costs per message: the image-mirror plan script (the `mirror-plan` node
+//! of `solutions/image-mirror/flow.yaml`) over 1,000 Deployments, and a trivial transform. Run
+//! with `cargo bench -p weir-js --bench js`; `bench/js/node-vm.js` runs the same script in
+//! Node's `vm` (what a Node-RED function node uses) on the same input, both of which this bench
+//! writes to the temporary directory.
 
 use std::time::{Duration, Instant};
 
@@ -32,7 +33,28 @@ fn deployments(count: usize) -> Value {
             })
         })
         .collect();
-    json!({ "registry": "registry.local:5000", "deployments": list })
+    json!({
+        "deployments": list,
+        "settings": {
+            "mirror": "registry.local:5000", "prefix": "mirror", "mirrorSecret": "weir/mirror-login",
+            "mirrorPlainHttp": false, "plainHttpSources": [], "platforms": [], "namespaces": [],
+            "excludeNamespaces": ["kube-system"],
+        },
+    })
+}
+
+/// The plan script, as the solution's manifest holds it.
+fn plan_script() -> String {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../../solutions/image-mirror");
+    let documents = weir_solutions::Solution::load(std::path::Path::new(dir))
+        .and_then(|solution| solution.documents())
+        .expect("the image-mirror solution");
+    documents
+        .iter()
+        .find(|d| d["metadata"]["name"] == "mirror-plan")
+        .and_then(|d| d["spec"]["settings"]["script"].as_str())
+        .expect("the mirror-plan node's script")
+        .to_owned()
 }
 
 async fn measure(node: &Harness, input: &Value, warmup: usize, rounds: usize) -> Vec<Duration> {
@@ -66,20 +88,20 @@ fn report(what: &str, latencies: &[Duration]) {
 #[allow(clippy::print_stdout)]
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
-    let plan =
-        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../bench/js/plan.js"))
-            .expect("bench/js/plan.js");
+    let plan = plan_script();
     let input = deployments(1000);
     let written = std::env::temp_dir().join("weir-js-plan-input.json");
     std::fs::write(&written, serde_json::to_vec(&input).expect("json")).expect("write the input");
-    println!("input written to {}", written.display());
+    let script = std::env::temp_dir().join("weir-js-plan.mjs");
+    std::fs::write(&script, &plan).expect("write the script");
+    println!("input and script written to {} and {}", written.display(), script.display());
 
     let node =
         Harness::build::<JsEval>(&json!({ "script": plan, "timeout": "10s", "memoryMib": 256 }))
             .expect("the plan builds");
     node.send("in", input.clone()).await.expect("a plan");
     let output = node.emitted().pop().expect("an emit").message;
-    println!("plan: {} images to mirror", output["images"].as_array().map_or(0, Vec::len));
+    println!("plan: {} images to mirror", output["items"].as_array().map_or(0, Vec::len));
     report("plan over 1,000 Deployments", &measure(&node, &input, 20, 200).await);
 
     let trivial =

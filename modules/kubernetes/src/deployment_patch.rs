@@ -1,7 +1,7 @@
 //! `deployment_patch`: sets container images of a Deployment by container name (init
-//! containers included) and adds annotations, with a strategic merge patch that touches only
-//! those fields, so changes others make at the same time survive. Names are checked first: an
-//! unknown container is a permanent error listing the ones there are.
+//! containers included) and sets or removes annotations, with a strategic merge patch that
+//! touches only those fields, so changes others make at the same time survive. Names are
+//! checked first: an unknown container is a permanent error listing the ones there are.
 
 use std::collections::BTreeMap;
 
@@ -56,9 +56,9 @@ pub struct Change {
     /// New images by container name (containers and init containers).
     #[serde(default)]
     pub images: BTreeMap<String, String>,
-    /// Annotations to add or replace, such as the original image.
+    /// Annotations to add or replace, such as the original image; null removes one.
     #[serde(default)]
-    pub annotations: BTreeMap<String, String>,
+    pub annotations: BTreeMap<String, Option<String>>,
 }
 
 /// What the patch did.
@@ -91,7 +91,7 @@ impl Component for DeploymentPatch {
     fn describe() -> Description {
         Description {
             label: "Deployment patch",
-            description: "Sets container images of a Deployment by container name and adds annotations, without clobbering concurrent changes.",
+            description: "Sets container images of a Deployment by container name and sets or removes annotations, without clobbering concurrent changes.",
             tags: &["kubernetes", "deployments", "images", "patch"],
             trigger: false,
             permissions: &[Permission {

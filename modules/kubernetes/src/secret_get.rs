@@ -1,7 +1,10 @@
-//! `secret_get`: reads a Secret. A `kubernetes.io/dockerconfigjson` Secret is decoded into
-//! registry credentials; any other type into its keys and text values. Every value is marked
-//! secret in the output's schema, so the runtime hides it from the editor, the inspect stream
-//! and debug nodes, and no error message quotes it.
+//! `secret_get`: reads a Secret. A `kubernetes.io/dockerconfigjson` (or legacy `dockercfg`)
+//! Secret is decoded into registry credentials; any other type into its keys and text values.
+//! It can also read several registry Secrets in one go, such as a pod's pull secrets and a
+//! registry's own, and give their logins by group, so one message can carry the credentials of
+//! both sides of a copy. Every value is marked secret in the output's schema, so the runtime
+//! hides it from the editor, the inspect stream and debug nodes, and no error message quotes
+//! it.
 
 use std::collections::BTreeMap;
 
@@ -28,18 +31,38 @@ pub struct SecretGetSettings {
     pub cluster: Cluster,
 }
 
-/// Which Secret to read.
+/// Which Secret to read: one by `namespace` and `name`, or several registry Secrets by
+/// `secrets`.
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Wanted {
     /// The Secret's namespace.
+    #[serde(default)]
+    pub namespace: String,
+    /// The Secret's name.
+    #[serde(default)]
+    pub name: String,
+    /// Instead of one Secret, several registry Secrets (dockerconfigjson or dockercfg), such
+    /// as a pod's image pull secrets and a registry's own; their logins come out by group.
+    #[serde(default)]
+    pub secrets: Vec<WantedSecret>,
+}
+
+/// One of several registry Secrets to read.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct WantedSecret {
+    /// The Secret's namespace.
     pub namespace: String,
     /// The Secret's name.
     pub name: String,
+    /// The group its logins join in the output's `logins`, such as `source` or `target`.
+    #[serde(default)]
+    pub group: String,
 }
 
 /// What the Secret holds.
-#[derive(Debug, Serialize, Deserialize, JsonSchema)]
+#[derive(Debug, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct SecretContents {
     /// The Secret's namespace.
@@ -54,6 +77,14 @@ pub struct SecretContents {
     /// For other Secrets: each key's value as text (secret).
     #[schemars(extend("additionalProperties" = { "type": "string", "x-weir-secret": true }))]
     pub data: BTreeMap<String, String>,
+    /// When several Secrets were read: the logins of each group, in the order the Secrets
+    /// were given (`registries` then holds them all).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub logins: BTreeMap<String, Vec<RegistryLogin>>,
+    /// When several Secrets were read: those left out, with why (missing, or not a registry
+    /// Secret), as the kubelet leaves out such pull secrets.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub skipped: Vec<String>,
 }
 
 /// A node of the secret get component.
@@ -69,7 +100,7 @@ impl Component for SecretGet {
     fn describe() -> Description {
         Description {
             label: "Secret get",
-            description: "Reads a Secret; decodes a dockerconfigjson Secret into registry credentials. Values are never shown.",
+            description: "Reads a Secret, or several registry Secrets at once; decodes registry Secrets into their logins. Values are never shown.",
             tags: &["kubernetes", "secret", "credentials", "registry"],
             trigger: false,
             permissions: &[Permission { api_group: "", resource: "secrets", verbs: &["get"] }],
@@ -90,7 +121,21 @@ impl Component for SecretGet {
 
     async fn handle(&self, cx: &Context, port: &str, message: Value) -> Result<Value, NodeError> {
         let wanted: Wanted = read_message(port, message.clone())?;
-        match self.read(wanted).await {
+        let read = match (wanted.name.is_empty(), wanted.secrets.is_empty()) {
+            // One Secret needs both, as it did before several could be read.
+            (false, true) if wanted.namespace.is_empty() => {
+                Err(NodeError::invalid(format!("{port}: missing field `namespace`")))
+            }
+            (false, true) => self.read(&wanted.namespace, &wanted.name).await,
+            (true, false) => self.read_several(wanted.secrets).await,
+            (true, true) => Err(NodeError::invalid(format!(
+                "{port}: name what to read: a namespace and name, or secrets"
+            ))),
+            (false, false) => Err(NodeError::invalid(format!(
+                "{port}: give a namespace and name, or secrets, not both"
+            ))),
+        };
+        match read {
             Ok(contents) => cx.emit("out", contents).await,
             Err(err) => cx.fail(err, message).await,
         }
@@ -98,34 +143,75 @@ impl Component for SecretGet {
 }
 
 impl SecretGet {
-    async fn read(&self, wanted: Wanted) -> Result<SecretContents, NodeError> {
+    async fn read(&self, namespace: &str, name: &str) -> Result<SecretContents, NodeError> {
+        let secret = self.get(namespace, name).await?.ok_or_else(|| {
+            NodeError::invalid(format!(
+                "cannot get secrets {name} in namespace {namespace}: not found"
+            ))
+        })?;
+        decode(namespace, name, secret)
+    }
+
+    async fn read_several(&self, wanted: Vec<WantedSecret>) -> Result<SecretContents, NodeError> {
+        let mut contents = SecretContents::default();
+        for WantedSecret { namespace, name, group } in wanted {
+            let Some(secret) = self.get(&namespace, &name).await? else {
+                contents.skipped.push(format!("{namespace}/{name}: not found"));
+                continue;
+            };
+            let one = decode(&namespace, &name, secret)?;
+            if !REGISTRY_TYPES.iter().any(|(kind, _)| *kind == one.kind) {
+                contents.skipped.push(format!("{namespace}/{name}: of type {}", one.kind));
+                continue;
+            }
+            contents.logins.entry(group).or_default().extend(one.registries.iter().cloned());
+            contents.registries.extend(one.registries);
+        }
+        Ok(contents)
+    }
+
+    /// The Secret, or none when it does not exist.
+    async fn get(&self, namespace: &str, name: &str) -> Result<Option<Secret>, NodeError> {
         let client = self.connection.client().await?;
-        let (namespace, name) = (&wanted.namespace, &wanted.name);
         let secrets: Api<Secret> = Api::namespaced(client, namespace);
         let doing = format!("get secrets {name} in namespace {namespace}");
-        let secret = secrets.get(name).await.map_err(|err| api_error(&doing, err))?;
-        let kind = secret.type_.clone().unwrap_or_else(|| "Opaque".to_owned());
-        let mut data: BTreeMap<String, String> = secret
-            .data
-            .unwrap_or_default()
-            .into_iter()
-            .map(|(key, bytes)| (key, String::from_utf8_lossy(&bytes.0).into_owned()))
-            .collect();
-        let mut registries = Vec::new();
-        if kind == "kubernetes.io/dockerconfigjson" {
-            let config = data.remove(".dockerconfigjson").unwrap_or_default();
-            registries = docker_config::parse(&config).map_err(|why| {
-                NodeError::invalid(format!("secret {namespace}/{name}: .dockerconfigjson {why}"))
-            })?;
-        }
-        Ok(SecretContents {
-            namespace: namespace.clone(),
-            name: name.clone(),
-            kind,
-            registries,
-            data,
-        })
+        secrets.get_opt(name).await.map_err(|err| api_error(&doing, err))
     }
+}
+
+/// The Secret types that hold registry logins, and the key each keeps them under.
+const REGISTRY_TYPES: [(&str, &str); 2] = [
+    ("kubernetes.io/dockerconfigjson", ".dockerconfigjson"),
+    ("kubernetes.io/dockercfg", ".dockercfg"),
+];
+
+/// A Secret's contents: a registry Secret's logins, any other's text values.
+fn decode(namespace: &str, name: &str, secret: Secret) -> Result<SecretContents, NodeError> {
+    let kind = secret.type_.clone().unwrap_or_else(|| "Opaque".to_owned());
+    let mut data: BTreeMap<String, String> = secret
+        .data
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(key, bytes)| (key, String::from_utf8_lossy(&bytes.0).into_owned()))
+        .collect();
+    let key = REGISTRY_TYPES.iter().find(|(registry, _)| *registry == kind).map(|(_, key)| *key);
+    let registries = match key {
+        Some(key) => {
+            let config = data.remove(key).unwrap_or_default();
+            docker_config::parse(&config).map_err(|why| {
+                NodeError::invalid(format!("secret {namespace}/{name}: {key} {why}"))
+            })?
+        }
+        None => Vec::new(),
+    };
+    Ok(SecretContents {
+        namespace: namespace.to_owned(),
+        name: name.to_owned(),
+        kind,
+        registries,
+        data,
+        ..SecretContents::default()
+    })
 }
 
 #[cfg(test)]
@@ -138,11 +224,13 @@ mod tests {
         let mut sample = serde_json::json!({
             "namespace": "web", "name": "hub", "type": "kubernetes.io/dockerconfigjson",
             "registries": [{ "registry": "ghcr.io", "username": "ci", "password": "t0ken" }],
-            "data": { "token": "abc" }
+            "data": { "token": "abc" },
+            "logins": { "target": [{ "registry": "mirror:5000", "username": "m", "password": "pw" }] }
         });
         weir_sdk::redact(&schema, &mut sample);
         assert_eq!(sample["registries"][0]["password"], weir_sdk::REDACTED);
         assert_eq!(sample["registries"][0]["username"], "ci");
         assert_eq!(sample["data"]["token"], weir_sdk::REDACTED);
+        assert_eq!(sample["logins"]["target"][0]["password"], weir_sdk::REDACTED);
     }
 }

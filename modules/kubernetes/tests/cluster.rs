@@ -222,6 +222,21 @@ async fn patches_images_by_container_name_without_clobbering_other_changes() -> 
     let init = pod.init_containers.unwrap_or_default();
     ensure!(init[0].image.as_deref() == Some("registry.local:5000/acme/migrate:3"), "{init:?}");
 
+    // Reverting: the image back, the annotation removed by a null.
+    let revert = json!({
+        "namespace": namespace, "name": "web",
+        "images": { "sidecar": "envoyproxy/envoy:v1.31" },
+        "annotations": { "weir.dev/original-sidecar": null },
+    });
+    run::<DeploymentPatch>(settings.clone(), revert).await?;
+    let web = deployments.get("web").await?;
+    ensure!(
+        !web.metadata.annotations.unwrap_or_default().contains_key("weir.dev/original-sidecar"),
+        "the annotation is gone"
+    );
+    let pod = web.spec.and_then(|s| s.template.spec).context("a pod")?;
+    ensure!(pod.containers[1].image.as_deref() == Some("envoyproxy/envoy:v1.31"), "reverted");
+
     let err = run::<DeploymentPatch>(
         settings,
         json!({ "namespace": namespace, "name": "web", "images": { "nginx": "x" } }),
@@ -271,6 +286,85 @@ async fn decodes_registry_credentials_from_a_dockerconfigjson_secret() -> Result
         err.message() == format!("cannot get secrets nope in namespace {namespace}: not found"),
         "{err}"
     );
+    Ok(())
+}
+
+/// A pod's pull secrets and a registry's own Secret read in one message: logins by group, in
+/// the order given, the missing and the non-registry ones left out as the kubelet does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reads_several_registry_secrets_at_once_by_group() -> Result<()> {
+    let plane = ControlPlane::shared();
+    let client = plane.client().await?;
+    let (apps, mirror) = (plane.namespace("pulls").await?, plane.namespace("mirror").await?);
+    let secret = |name: &str, kind: &str, key: &str, config: Value| json!({ "metadata": { "name": name }, "type": kind, "stringData": { key: config.to_string() } });
+    let dockerconfigjson = "kubernetes.io/dockerconfigjson";
+    create::<Secret>(
+        &client,
+        &apps,
+        secret(
+            "hub",
+            dockerconfigjson,
+            ".dockerconfigjson",
+            json!({ "auths": { "docker.io": { "username": "hub", "password": "h" } } }),
+        ),
+    )
+    .await?;
+    // The legacy form: registries at the top, no `auths`.
+    create::<Secret>(
+        &client,
+        &apps,
+        secret(
+            "old",
+            "kubernetes.io/dockercfg",
+            ".dockercfg",
+            json!({ "https://ghcr.io": { "username": "gh", "password": "g" } }),
+        ),
+    )
+    .await?;
+    create::<Secret>(
+        &client,
+        &apps,
+        json!({ "metadata": { "name": "tls" }, "stringData": { "token": "t" } }),
+    )
+    .await?;
+    create::<Secret>(
+        &client,
+        &mirror,
+        secret(
+            "push",
+            dockerconfigjson,
+            ".dockerconfigjson",
+            json!({ "auths": { "mirror.local:5000": { "username": "m", "password": "p" } } }),
+        ),
+    )
+    .await?;
+    let settings = json!({ "kubeconfig": kubeconfig(plane.kubeconfig()) });
+    let wanted = json!({ "secrets": [
+        { "namespace": mirror, "name": "push", "group": "target" },
+        { "namespace": apps, "name": "hub", "group": "source" },
+        { "namespace": apps, "name": "gone", "group": "source" },
+        { "namespace": apps, "name": "tls", "group": "source" },
+        { "namespace": apps, "name": "old", "group": "source" },
+    ] });
+    let read = run::<SecretGet>(settings.clone(), wanted).await?;
+    let login = |registry: &str, user: &str, password: &str| json!({ "registry": registry, "username": user, "password": password });
+    ensure!(
+        read["logins"]
+            == json!({
+                "source": [login("docker.io", "hub", "h"), login("ghcr.io", "gh", "g")],
+                "target": [login("mirror.local:5000", "m", "p")],
+            }),
+        "{read}"
+    );
+    ensure!(read["registries"].as_array().map(Vec::len) == Some(3), "{read}");
+    ensure!(
+        read["skipped"]
+            == json!([format!("{apps}/gone: not found"), format!("{apps}/tls: of type Opaque")]),
+        "{read}"
+    );
+    let both = json!({ "namespace": apps, "name": "hub", "secrets": [{ "namespace": apps, "name": "hub" }] });
+    let err = run::<SecretGet>(settings, both).await.expect_err("both forms");
+    ensure!(err.message() == "in: give a namespace and name, or secrets, not both", "{err}");
     Ok(())
 }
 

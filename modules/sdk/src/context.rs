@@ -122,6 +122,17 @@ impl Context {
         Self { run, ..self.clone() }
     }
 
+    /// The same run with `trigger` as `$trigger` from here down: what a node that gives each
+    /// of several messages a scope of its own does (an array split's items), so mappings past
+    /// a step that does not pass the message on can still read it. Unlike
+    /// [`Context::start_run`], the trace, the depth (and so the hop limit) and cancellation
+    /// stay the run's.
+    #[must_use]
+    pub fn with_trigger(&self, trigger: Value) -> Self {
+        let run = Run { trigger: Arc::new(trigger), ..self.run.clone() };
+        Self { run, ..self.clone() }
+    }
+
     /// The node's kept state (see [`NodeState`]), read as `T`; `T::default()` while the node
     /// has kept nothing. State that no longer reads as `T` (the component changed its state
     /// type) is an invalid error naming the node.
@@ -209,5 +220,43 @@ impl Context {
     /// Completes when the run (or the node) is cancelled; long waits select on it.
     pub async fn cancelled(&self) {
         self.run.cancel.cancelled().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Silent;
+
+    impl Emitter for Silent {
+        fn emit<'a>(
+            &'a self,
+            _: &'a NodeIdentity,
+            _: &'a str,
+            _: Value,
+            _: &'a Run,
+        ) -> BoxFuture<'a, Result<Value, NodeError>> {
+            Box::pin(async { Ok(Value::Null) })
+        }
+    }
+
+    #[test]
+    fn with_trigger_changes_only_the_trigger_and_start_run_starts_afresh() {
+        let identity = NodeIdentity { namespace: "ns".into(), flow: "f".into(), node: "n".into() };
+        let run = Run { trigger: Arc::new(Value::Null), hops: 7, ..Run::default() };
+        let cx =
+            Context::new(Arc::new(identity), Arc::from([]), Arc::new(Silent), Arc::default(), run);
+        let item = serde_json::json!({ "item": "nginx", "index": 0, "total": 1 });
+
+        let scoped = cx.with_trigger(item.clone());
+        assert_eq!(scoped.trigger(), &item);
+        assert_eq!((scoped.run().hops, scoped.run().trace), (7, cx.run().trace));
+        cx.run().cancel.cancel();
+        assert!(scoped.is_cancelled(), "the scope is cancelled with its run");
+
+        let fresh = cx.start_run(item);
+        assert_eq!(fresh.run().hops, 0);
+        assert_ne!(fresh.run().trace.trace_id, cx.run().trace.trace_id);
     }
 }

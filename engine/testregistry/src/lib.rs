@@ -1,8 +1,7 @@
-//! Real registries for the tests: Debian's docker-registry on free loopback ports, and images
-//! made of random layers pushed with our own client.
-
-// Each test binary uses its own part of this module.
-#![allow(dead_code)]
+//! Real registries for tests: Debian's docker-registry on free loopback ports (plain HTTP, TLS,
+//! a password, or tokens from a token service of our own), and images made of random layers
+//! pushed with our own client. Each registry keeps its files in its own temporary directory and
+//! dies with its handle or with the test binary.
 
 use std::{
     net::TcpListener,
@@ -16,10 +15,12 @@ use serde_json::json;
 use weir_distribution::client::{Manifest, Registry, sha256};
 
 /// A docker-registry serving plain HTTP on a free loopback port; killed on drop.
+#[derive(Debug)]
 pub struct LocalRegistry {
     child: Child,
+    /// Where it listens, `127.0.0.1:PORT`.
     pub host: String,
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
 }
 
 impl Drop for LocalRegistry {
@@ -29,6 +30,7 @@ impl Drop for LocalRegistry {
     }
 }
 
+/// A registry anyone may pull from and push to.
 pub async fn start_registry() -> Result<LocalRegistry> {
     start_registry_with(&[], "").await
 }
@@ -79,7 +81,7 @@ pub async fn start_registry_with(files: &[(&str, Vec<u8>)], extra: &str) -> Resu
         .stderr(std::fs::File::create(dir.path().join("registry.log"))?)
         .spawn()
         .context("cannot start docker-registry (scripts/test installs it)")?;
-    let mut registry = LocalRegistry { child, host, _dir: dir };
+    let mut registry = LocalRegistry { child, host, dir };
     let started = Instant::now();
     loop {
         if let Ok(Some(status)) = registry.child.try_wait() {
@@ -103,7 +105,7 @@ pub async fn start_registry_with(files: &[(&str, Vec<u8>)], extra: &str) -> Resu
 impl LocalRegistry {
     /// What the registry wrote to stderr.
     pub fn log(&self) -> String {
-        std::fs::read_to_string(self._dir.path().join("registry.log")).unwrap_or_default()
+        std::fs::read_to_string(self.dir.path().join("registry.log")).unwrap_or_default()
     }
 
     /// How many requests the registry has answered, as its log counts them (it logs each
@@ -111,12 +113,44 @@ impl LocalRegistry {
     pub fn requests_answered(&self) -> usize {
         self.log().matches("msg=\"response completed").count()
     }
+
+    /// The requests answered so far, as (method, URI) in the order they were answered, from
+    /// the log.
+    pub fn requests(&self) -> Vec<(String, String)> {
+        self.log()
+            .lines()
+            .filter(|line| line.contains("msg=\"response completed"))
+            .map(|line| {
+                let field = |name: &str| {
+                    line.split(&format!(" {name}=")).nth(1).map_or_else(String::new, |rest| {
+                        let value = rest.strip_prefix('"').map_or_else(
+                            || rest.split_whitespace().next().unwrap_or_default(),
+                            |quoted| quoted.split('"').next().unwrap_or_default(),
+                        );
+                        value.to_owned()
+                    })
+                };
+                (field("http.request.method"), field("http.request.uri"))
+            })
+            .collect()
+    }
+
+    /// The requests answered so far by method (`GET`, `HEAD`, `PUT`, …), from the log.
+    pub fn requests_by_method(&self) -> std::collections::BTreeMap<String, usize> {
+        let mut counts = std::collections::BTreeMap::new();
+        for (method, _) in self.requests() {
+            *counts.entry(method).or_insert(0) += 1;
+        }
+        counts
+    }
 }
 
+/// `len` pseudo-random bytes: a layer that compresses to nothing and shares nothing.
 pub fn random_bytes(len: usize) -> Bytes {
     Bytes::from((0..len).map(|_| fastrand::u8(..)).collect::<Vec<u8>>())
 }
 
+/// Pushes `bytes` as a blob and returns its descriptor (digest and size).
 pub async fn push_blob(
     registry: &Registry,
     repository: &str,
@@ -199,10 +233,15 @@ pub async fn push_index(
 
 /// A token service as registries use (the Distribution token specification), signing ES256
 /// JWTs with a certificate the registry trusts. `tester` / `s3cret` may pull and push; anyone
-/// else gets pull only. It counts the tokens it hands out.
+/// else gets pull only, and nothing of the repositories under `private/`, as a private
+/// repository on Docker Hub. It counts the tokens it hands out.
+#[derive(Debug)]
 pub struct TokenService {
+    /// The URL registries send clients to for tokens.
     pub realm: String,
+    /// The certificate registries check the tokens' signatures with.
     pub certificate_pem: String,
+    /// How many tokens it has handed out.
     pub issued: std::sync::Arc<std::sync::atomic::AtomicUsize>,
 }
 
@@ -219,7 +258,9 @@ struct Signer {
 /// token revoked early.
 #[derive(Debug, Clone, Copy)]
 pub struct TokenLifetime {
+    /// The lifetime the service tells the client.
     pub claimed_secs: u64,
+    /// The lifetime the registry takes the token for.
     pub at_registry_secs: u64,
 }
 
@@ -227,10 +268,13 @@ pub struct TokenLifetime {
 /// `token.Leeway`).
 const REGISTRY_LEEWAY_SECS: u64 = 60;
 
+/// A token service whose tokens last five minutes, as it says.
 pub async fn start_token_service() -> Result<TokenService> {
     start_token_service_with(TokenLifetime { claimed_secs: 300, at_registry_secs: 300 }).await
 }
 
+/// A token service whose tokens last as `lifetime` says, on a free loopback port, served
+/// until the runtime it was started on ends.
 pub async fn start_token_service_with(lifetime: TokenLifetime) -> Result<TokenService> {
     use base64::Engine as _;
     let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)?;
@@ -288,8 +332,9 @@ async fn issue(
         }
         let parts: Vec<&str> = value.splitn(3, ':').collect();
         if let [kind, name, actions] = parts.as_slice() {
+            let public = !name.starts_with("private/");
             let granted: Vec<&str> =
-                actions.split(',').filter(|a| *a == "pull" || user.is_some()).collect();
+                actions.split(',').filter(|a| user.is_some() || (*a == "pull" && public)).collect();
             access.push(json!({ "type": kind, "name": name, "actions": granted }));
         }
     }

@@ -1,0 +1,815 @@
+//! The image-mirror solution end to end, in the cluster shape: the four module processes
+//! (`weir module common|kubernetes|js|distribution`) against a real kube-apiserver, the
+//! kubernetes nodes with only the RBAC rules the solution's README grants, two real registries
+//! on loopback (a "remote" one behind a token service playing Docker Hub, with private
+//! repositories, and the mirror, with a password), and the solutions installed with
+//! `kubectl apply -f`. Ticks are fired with `weir send`, so every step is deterministic.
+//!
+//! The last test measures a tick over 500 Deployments sharing 50 images that are mirrored
+//! already; it is ignored by default (`cargo test -p weir-engine --test image_mirror --
+//! --ignored --nocapture`), and its numbers are recorded in docs/benchmarks.md.
+
+use std::{
+    collections::BTreeMap,
+    path::{Path, PathBuf},
+    process::Command,
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context as _, Result, bail, ensure};
+use bytes::Bytes;
+use k8s_openapi::api::{
+    apps::v1::Deployment,
+    core::v1::{Secret, ServiceAccount},
+    rbac::v1::{ClusterRole, ClusterRoleBinding},
+};
+use kube::{
+    Api, Client,
+    api::{ListParams, PostParams},
+};
+use serde_json::{Value, json};
+use weir_distribution::{auth::Credentials, client::Registry};
+use weir_solutions::Solution;
+use weir_testenv::{ControlPlane, Process};
+use weir_testregistry::{
+    LocalRegistry, push_image, push_index, random_bytes, start_registry_with_password,
+    start_registry_with_tokens, start_token_service,
+};
+
+/// How long something that should happen soon may take before the test fails.
+const PATIENCE: Duration = Duration::from_secs(60);
+/// How long one tick may take, copies included.
+const TICK_TIMEOUT: &str = "5m";
+/// The modules the solutions use, each in a process of its own.
+const MODULES: [&str; 4] = ["common", "kubernetes", "js", "distribution"];
+/// Where the mirror records a container's original reference.
+const ANNOTATION: &str = "original.mirror.weir.dev/";
+
+fn tester() -> Option<Credentials> {
+    Some(Credentials { username: "tester".to_owned(), password: "s3cret".to_owned() })
+}
+
+fn solutions_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../solutions")
+}
+
+fn weir(plane: &ControlPlane, args: &[&str]) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_weir"));
+    command.arg("--kubeconfig").arg(plane.kubeconfig()).args(args).env_remove("WEIR_LOG");
+    command
+}
+
+fn succeeded(command: &mut Command, what: &str) -> Result<String> {
+    let output = command.output().with_context(|| format!("cannot run {what}"))?;
+    ensure!(
+        output.status.success(),
+        "{what} failed: {}{}",
+        String::from_utf8_lossy(&output.stderr),
+        String::from_utf8_lossy(&output.stdout)
+    );
+    Ok(String::from_utf8(output.stdout)?)
+}
+
+async fn eventually<T, F, Fut>(what: &str, mut probe: F) -> Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<Option<T>>>,
+{
+    let started = Instant::now();
+    let mut last = String::new();
+    loop {
+        match probe().await {
+            Ok(Some(value)) => return Ok(value),
+            Ok(None) => {}
+            Err(err) => last = format!("{err:#}"),
+        }
+        if started.elapsed() > PATIENCE {
+            bail!("{what} did not happen within {PATIENCE:?}; last error: {last}");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Creates a namespaced object from JSON.
+async fn create<K>(client: &Client, namespace: &str, object: Value) -> Result<()>
+where
+    K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>
+        + Clone
+        + serde::de::DeserializeOwned
+        + serde::Serialize
+        + std::fmt::Debug,
+    K::DynamicType: Default,
+{
+    let api: Api<K> = Api::namespaced(client.clone(), namespace);
+    api.create(&PostParams::default(), &serde_json::from_value(object)?).await?;
+    Ok(())
+}
+
+/// A Deployment named `name` with these containers (`(name, image)`) and more pod `spec`.
+fn deployment(name: &str, replicas: i32, containers: &[(&str, &str)], mut pod: Value) -> Value {
+    let containers: Vec<Value> =
+        containers.iter().map(|(name, image)| json!({ "name": name, "image": image })).collect();
+    pod["containers"] = json!(containers);
+    json!({
+        "metadata": { "name": name, "labels": { "app": name } },
+        "spec": {
+            "replicas": replicas,
+            "selector": { "matchLabels": { "app": name } },
+            "template": { "metadata": { "labels": { "app": name } }, "spec": pod },
+        }
+    })
+}
+
+/// A dockerconfigjson Secret with `tester`'s login for `registry`.
+fn login_secret(name: &str, registry: &str) -> Value {
+    let config = json!({ "auths": { registry: { "username": "tester", "password": "s3cret" } } })
+        .to_string();
+    json!({
+        "metadata": { "name": name },
+        "type": "kubernetes.io/dockerconfigjson",
+        "stringData": { ".dockerconfigjson": config },
+    })
+}
+
+/// The identity the kubernetes module's nodes use: a user with the ClusterRole the solution's
+/// README grants, and nothing else.
+async fn node_identity(plane: &ControlPlane, client: &Client, user: &str) -> Result<PathBuf> {
+    let role: ClusterRole = serde_json::from_value(json!({
+        "metadata": { "name": user },
+        "rules": [
+            { "apiGroups": ["apps"], "resources": ["deployments"], "verbs": ["list", "get", "patch"] },
+            { "apiGroups": [""], "resources": ["serviceaccounts", "secrets"], "verbs": ["get"] },
+        ],
+    }))?;
+    let binding: ClusterRoleBinding = serde_json::from_value(json!({
+        "metadata": { "name": user },
+        "roleRef": { "apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": user },
+        "subjects": [{ "apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": user }],
+    }))?;
+    Api::<ClusterRole>::all(client.clone()).create(&PostParams::default(), &role).await?;
+    Api::<ClusterRoleBinding>::all(client.clone()).create(&PostParams::default(), &binding).await?;
+    plane.identity(user, &[])
+}
+
+/// The four module processes, hosting the nodes of `namespace`; the kubernetes nodes reach the
+/// cluster as `nodes_kubeconfig` says.
+fn start_modules(
+    plane: &ControlPlane,
+    namespace: &str,
+    nodes_kubeconfig: &Path,
+) -> Result<Vec<Process>> {
+    MODULES
+        .iter()
+        .map(|name| {
+            let mut command = weir(
+                plane,
+                &[
+                    "module",
+                    name,
+                    "--namespace",
+                    namespace,
+                    "--grpc-listen",
+                    "127.0.0.1:0",
+                    "--listen",
+                    "127.0.0.1:0",
+                    "--identity",
+                    &format!("{name}-0"),
+                ],
+            );
+            command.env("WEIR_LOG", "info").env("KUBECONFIG", nodes_kubeconfig);
+            plane.spawn(&format!("{namespace}-{name}"), &mut command)
+        })
+        .collect()
+}
+
+/// The HTTP address (metrics) a module process logged.
+fn http_address(process: &Process) -> Option<String> {
+    let log = process.log();
+    let rest = log.split(", HTTP on http://").nth(1)?;
+    Some(rest.split_whitespace().next()?.to_owned())
+}
+
+/// Writes solution `name` with `sets` applied, as a user edits the manifests, and applies the
+/// folder with kubectl, as a user does.
+fn install(
+    plane: &ControlPlane,
+    namespace: &str,
+    name: &str,
+    sets: &[(&str, String)],
+) -> Result<()> {
+    let solution = Solution::load(&solutions_dir().join(name))?;
+    let sets: Vec<(String, String)> =
+        sets.iter().map(|(key, value)| ((*key).to_owned(), value.clone())).collect();
+    let documents = solution.render(&sets)?;
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("{namespace}-{name}"));
+    std::fs::create_dir_all(&dir)?;
+    let yaml: Vec<String> =
+        documents.iter().map(serde_yaml_ng::to_string).collect::<Result<_, _>>()?;
+    std::fs::write(dir.join("flow.yaml"), yaml.join("---\n"))?;
+    let applied = succeeded(
+        plane.kubectl().args(["apply", "-n", namespace, "-f"]).arg(&dir),
+        &format!("kubectl apply {name}"),
+    )?;
+    ensure!(applied.lines().count() == documents.len(), "{applied}");
+    Ok(())
+}
+
+/// Waits until every node of `flow` reports itself ready.
+async fn wait_ready(client: &Client, namespace: &str, flow: &str) -> Result<()> {
+    let nodes: Api<kube::api::DynamicObject> = Api::namespaced_with(
+        client.clone(),
+        namespace,
+        &kube::api::ApiResource::erase::<weir_model::FlowNode>(&()),
+    );
+    eventually(&format!("the nodes of {flow} being ready"), || async {
+        let list = nodes.list(&ListParams::default()).await?;
+        let mine: Vec<&kube::api::DynamicObject> =
+            list.items.iter().filter(|n| n.data["spec"]["flow"] == flow).collect();
+        let ready = mine.iter().all(|n| {
+            n.data["status"]["conditions"].as_array().is_some_and(|conditions| {
+                conditions.iter().any(|c| c["type"] == "Ready" && c["status"] == "True")
+            })
+        });
+        Ok((!mine.is_empty() && ready).then_some(()))
+    })
+    .await
+}
+
+/// A FlowNode's status.
+async fn node_status(client: &Client, namespace: &str, node: &str) -> Result<Value> {
+    let nodes: Api<kube::api::DynamicObject> = Api::namespaced_with(
+        client.clone(),
+        namespace,
+        &kube::api::ApiResource::erase::<weir_model::FlowNode>(&()),
+    );
+    Ok(nodes.get(node).await?.data["status"].clone())
+}
+
+/// Sends `message` to `target` (`NODE:PORT`) with `weir send` and gives back the run's answer.
+fn send(plane: &ControlPlane, namespace: &str, target: &str, message: &Value) -> Result<Value> {
+    let answer = succeeded(
+        &mut weir(
+            plane,
+            &["send", "-n", namespace, "--timeout", TICK_TIMEOUT, target, &message.to_string()],
+        ),
+        &format!("weir send {target}"),
+    )?;
+    Ok(serde_json::from_str(&answer)?)
+}
+
+/// Fires one tick of the mirror and gives back its answer: the summary of the images' split.
+fn tick(plane: &ControlPlane, namespace: &str) -> Result<Value> {
+    send(plane, namespace, "mirror-tick:control", &json!({ "action": "tick" }))
+}
+
+/// The registries and images of the test: what each reference is, and its digest.
+struct Registries {
+    /// Behind a token service, which serves until the test's runtime ends.
+    remote: Option<LocalRegistry>,
+    mirror: LocalRegistry,
+    /// Digests by repository and tag (or digest) on the remote.
+    digests: BTreeMap<&'static str, String>,
+    /// The children of the indexes, by repository.
+    children: BTreeMap<&'static str, Vec<String>>,
+}
+
+impl Registries {
+    fn remote_host(&self) -> Result<&str> {
+        Ok(&self.remote.as_ref().context("the remote is stopped")?.host)
+    }
+
+    /// The mirror's client, signed in.
+    fn mirror_client(&self) -> Result<Registry> {
+        Ok(Registry::new(&self.mirror.host, true)?.with_credentials(tester()))
+    }
+
+    /// The repository in the mirror that a remote repository is copied to.
+    fn mirrored(&self, repository: &str) -> Result<String> {
+        Ok(format!("mirror/{}/{repository}", self.remote_host()?.replace(':', "_")))
+    }
+}
+
+/// Starts the registries and pushes the remote's images: a multi-platform index in Docker media
+/// types, one in OCI media types (private), a single OCI image, a single Docker image (private,
+/// used by digest), one only a scaled-to-zero Deployment uses, and one already in the mirror.
+async fn registries() -> Result<Registries> {
+    let tokens = start_token_service().await?;
+    let remote = start_registry_with_tokens(&tokens).await?;
+    let mirror = start_registry_with_password().await?;
+    let source = Registry::new(&remote.host, true)?.with_credentials(tester());
+    let mut digests = BTreeMap::new();
+    let mut children = BTreeMap::new();
+    let shared = random_bytes(200_000);
+    for (repository, tag, docker) in
+        [("library/nginx", "1.27", true), ("private/api", "1.0", false)]
+    {
+        let amd = push_image(
+            &source,
+            repository,
+            &[shared.clone(), random_bytes(50_000)],
+            docker,
+            "amd64",
+        )
+        .await?;
+        let arm = push_image(&source, repository, &[random_bytes(50_000)], docker, "arm64").await?;
+        let index =
+            push_index(&source, repository, tag, &[(&amd, "amd64"), (&arm, "arm64")], docker)
+                .await?;
+        digests.insert(repository, index.digest);
+        children.insert(repository, vec![amd.digest, arm.digest]);
+    }
+    for (repository, tag, docker) in [
+        ("acme/logger", Some("2"), false),
+        ("private/migrate", None, true),
+        ("acme/idle", Some("1"), false),
+    ] {
+        let image = push_image(
+            &source,
+            repository,
+            &[shared.clone(), random_bytes(30_000)],
+            docker,
+            "amd64",
+        )
+        .await?;
+        if let Some(tag) = tag {
+            source.put_manifest(repository, tag, &image).await?;
+        }
+        digests.insert(repository, image.digest);
+    }
+    let mirror_client = Registry::new(&mirror.host, true)?.with_credentials(tester());
+    let cached =
+        push_image(&mirror_client, "cached/app", &[Bytes::from_static(b"cached")], false, "amd64")
+            .await?;
+    mirror_client.put_manifest("cached/app", "1", &cached).await?;
+    Ok(Registries { remote: Some(remote), mirror, digests, children })
+}
+
+/// Every Deployment of `namespace` by name: its images by container and its annotations.
+async fn workloads(
+    client: &Client,
+    namespace: &str,
+) -> Result<BTreeMap<String, (BTreeMap<String, String>, BTreeMap<String, String>, String)>> {
+    let api: Api<Deployment> = Api::namespaced(client.clone(), namespace);
+    let mut found = BTreeMap::new();
+    for d in api.list(&ListParams::default()).await?.items {
+        let pod = d.spec.and_then(|s| s.template.spec).unwrap_or_default();
+        let images = pod
+            .containers
+            .into_iter()
+            .chain(pod.init_containers.unwrap_or_default())
+            .map(|c| (c.name, c.image.unwrap_or_default()))
+            .collect();
+        let annotations = d.metadata.annotations.unwrap_or_default();
+        let version = d.metadata.resource_version.unwrap_or_default();
+        found.insert(d.metadata.name.unwrap_or_default(), (images, annotations, version));
+    }
+    Ok(found)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_image_mirror_copies_patches_reports_rechecks_rides_out_an_outage_and_reverts()
+-> Result<()> {
+    let plane = ControlPlane::shared();
+    let client = plane.client().await?;
+    let flows = plane.namespace("mirror").await?;
+    let (shop, ops) = (plane.namespace("shop").await?, plane.namespace("ops").await?);
+
+    // The folders as they are pass the apiserver's checks.
+    succeeded(
+        plane
+            .kubectl()
+            .args(["apply", "--dry-run=server", "-n", &flows, "-f"])
+            .arg(solutions_dir().join("image-mirror"))
+            .arg("-f")
+            .arg(solutions_dir().join("image-mirror-revert")),
+        "kubectl apply --dry-run=server",
+    )?;
+
+    let mut registries = registries().await?;
+    let remote = registries.remote_host()?.to_owned();
+    let mirror = registries.mirror.host.clone();
+    let migrate_digest = registries.digests["private/migrate"].clone();
+    let originals = BTreeMap::from([
+        ("web", format!("{remote}/library/nginx:1.27")),
+        ("log", format!("{remote}/acme/logger:2")),
+        ("api", format!("{remote}/private/api:1.0")),
+        ("migrate", format!("{remote}/private/migrate@{migrate_digest}")),
+        ("worker", format!("{remote}/private/api:1.0")),
+    ]);
+    create::<Secret>(&client, &shop, login_secret("remote-login", &remote)).await?;
+    create::<Secret>(&client, &flows, login_secret("mirror-login", &mirror)).await?;
+    create::<ServiceAccount>(
+        &client,
+        &shop,
+        json!({ "metadata": { "name": "builder" }, "imagePullSecrets": [{ "name": "remote-login" }] }),
+    )
+    .await?;
+    let deployments = [
+        (
+            &shop,
+            deployment(
+                "web",
+                2,
+                &[("web", &originals["web"]), ("log", &originals["log"])],
+                json!({}),
+            ),
+        ),
+        (
+            &shop,
+            deployment(
+                "api",
+                1,
+                &[("api", &originals["api"])],
+                json!({
+                    "imagePullSecrets": [{ "name": "remote-login" }],
+                    "initContainers": [{ "name": "migrate", "image": originals["migrate"] }],
+                }),
+            ),
+        ),
+        (
+            &shop,
+            deployment(
+                "worker",
+                1,
+                &[("worker", &originals["worker"])],
+                json!({ "serviceAccountName": "builder" }),
+            ),
+        ),
+        (&shop, deployment("cached", 1, &[("app", &format!("{mirror}/cached/app:1"))], json!({}))),
+        (&shop, deployment("idle", 0, &[("idle", &format!("{remote}/acme/idle:1"))], json!({}))),
+        (
+            &shop,
+            deployment("broken", 1, &[("broken", &format!("{remote}/acme/missing:1"))], json!({})),
+        ),
+        (&ops, deployment("edge", 1, &[("edge", &originals["web"])], json!({}))),
+    ];
+    for (namespace, object) in deployments {
+        create::<Deployment>(&client, namespace, object).await?;
+    }
+    let before_shop = workloads(&client, &shop).await?;
+
+    let identity = node_identity(plane, &client, &format!("{flows}-nodes")).await?;
+    let modules = start_modules(plane, &flows, &identity)?;
+    install(
+        plane,
+        &flows,
+        "image-mirror",
+        &[
+            ("mirror", mirror.clone()),
+            ("mirrorSecret", format!("{flows}/mirror-login")),
+            ("mirrorPlainHttp", "true".to_owned()),
+            ("plainHttpSources", remote.clone()),
+            ("namespaces", format!("{shop},{ops}")),
+            ("interval", "24h".to_owned()),
+            ("firstTick", "afterInterval".to_owned()),
+        ],
+    )?;
+    wait_ready(&client, &flows, "image-mirror").await?;
+
+    // The first tick: five images planned (idle is scaled to zero, cached served already),
+    // four copied, the missing one reported.
+    let mirror_before = registries.mirror.requests_by_method();
+    let first = tick(plane, &flows)?;
+    let uploads = writes_between(&mirror_before, &registries.mirror.requests_by_method());
+    ensure!(
+        uploads > 0,
+        "the first tick wrote to the mirror: {:?}",
+        registries.mirror.requests_by_method()
+    );
+    ensure!(first["total"] == 5 && first["succeeded"] == 4, "{first:#}");
+    let failed = first["failed"].as_array().context("failed")?;
+    ensure!(
+        failed.len() == 1
+            && failed[0]["message"].as_str().is_some_and(|m| m.contains("acme/missing")),
+        "{first:#}"
+    );
+    let patched: u64 = first["answers"]
+        .as_array()
+        .context("answers")?
+        .iter()
+        .filter_map(|a| a["succeeded"].as_u64())
+        .sum();
+    // nginx: web and edge; logger: web; api: api and worker; migrate: api.
+    ensure!(patched == 6, "six Deployment patches: {first:#}");
+
+    // Every reachable image is in the mirror under the digest it has on the remote, indexes
+    // with every platform.
+    let mirror_client = registries.mirror_client()?;
+    for (repository, reference) in [
+        ("library/nginx", "1.27".to_owned()),
+        ("private/api", "1.0".to_owned()),
+        ("acme/logger", "2".to_owned()),
+        ("private/migrate", migrate_digest.replace(':', "-")),
+    ] {
+        let target = registries.mirrored(repository)?;
+        let digest = mirror_client.manifest_digest(&target, &reference).await?;
+        ensure!(
+            digest.as_ref() == Some(&registries.digests[repository]),
+            "{target}:{reference} is {digest:?}"
+        );
+        for child in registries.children.get(repository).into_iter().flatten() {
+            ensure!(
+                mirror_client.manifest_digest(&target, child).await?.is_some(),
+                "{target}@{child} missing"
+            );
+        }
+    }
+    ensure!(
+        mirror_client.manifest_digest(&registries.mirrored("acme/idle")?, "1").await?.is_none(),
+        "the scaled-to-zero Deployment's image is not copied"
+    );
+
+    // The right Deployments point at the copies, pinned by digest, with their originals noted;
+    // the others are untouched.
+    let pinned = |repository: &str, reference: &str| -> Result<String> {
+        Ok(format!(
+            "{mirror}/{}:{reference}@{}",
+            registries.mirrored(repository)?,
+            registries.digests[repository]
+        ))
+    };
+    let nginx = pinned("library/nginx", "1.27")?;
+    let expected_shop = BTreeMap::from([
+        (
+            "web",
+            vec![
+                ("web", nginx.clone(), &originals["web"]),
+                ("log", pinned("acme/logger", "2")?, &originals["log"]),
+            ],
+        ),
+        (
+            "api",
+            vec![
+                ("api", pinned("private/api", "1.0")?, &originals["api"]),
+                (
+                    "migrate",
+                    pinned("private/migrate", &migrate_digest.replace(':', "-"))?,
+                    &originals["migrate"],
+                ),
+            ],
+        ),
+        ("worker", vec![("worker", pinned("private/api", "1.0")?, &originals["worker"])]),
+    ]);
+    let after_first = workloads(&client, &shop).await?;
+    for (name, containers) in &expected_shop {
+        let (images, annotations, _) = &after_first[*name];
+        for (container, image, original) in containers {
+            ensure!(images[*container] == *image, "{name}/{container} is {}", images[*container]);
+            ensure!(
+                annotations.get(&format!("{ANNOTATION}{container}")) == Some(original),
+                "{name}: {annotations:?}"
+            );
+        }
+    }
+    for name in ["cached", "idle", "broken"] {
+        ensure!(after_first[name] == before_shop[name], "{name} changed: {:?}", after_first[name]);
+    }
+    let edge = &workloads(&client, &ops).await?["edge"];
+    ensure!(edge.0["edge"] == nginx, "ops/edge: {:?}", edge.0);
+
+    // The failure shows in the debug node, the copy node's status and the metrics, and no
+    // status holds a password.
+    let failures = eventually("the failure in the debug node's status", || async {
+        let status = node_status(&client, &flows, "mirror-failures").await?;
+        Ok((status["state"]["count"] == 1).then_some(status))
+    })
+    .await?;
+    let seen = &failures["state"]["messages"][0]["message"];
+    ensure!(
+        seen["image"] == format!("{remote}/acme/missing:1")
+            && seen["deployments"] == json!([format!("{shop}/broken")]),
+        "{seen}"
+    );
+    let copy = eventually("the copy node's error in its status", || async {
+        let status = node_status(&client, &flows, "mirror-copy").await?;
+        Ok((status["counters"]["errors"] == 1).then_some(status))
+    })
+    .await?;
+    ensure!(
+        copy["lastError"]["message"].as_str().is_some_and(|m| m.contains("acme/missing")),
+        "{copy}"
+    );
+    let distribution = modules
+        .iter()
+        .find(|p| p.log().contains("module distribution serves"))
+        .context("distribution")?;
+    let metrics_address =
+        http_address(distribution).context("the distribution module's HTTP address")?;
+    let metrics = reqwest::get(format!("http://{metrics_address}/metrics")).await?.text().await?;
+    let line = format!(
+        "weir_node_errors_total{{namespace=\"{flows}\",flow=\"image-mirror\",node=\"mirror-copy\"}} 1"
+    );
+    ensure!(metrics.contains(&line), "{metrics}");
+    let statuses = succeeded(
+        plane.kubectl().args(["get", "flownodes", "-n", &flows, "-o", "json"]),
+        "kubectl get",
+    )?;
+    ensure!(!statuses.contains("s3cret"), "a password in a node's status");
+
+    // The second tick finds nothing new: existence checks only, no upload, no patch.
+    let mirror_before = registries.mirror.requests_by_method();
+    let remote_before = registries.remote.as_ref().context("remote")?.requests().len();
+    let second = tick(plane, &flows)?;
+    ensure!(second["total"] == 5 && second["succeeded"] == 4, "{second:#}");
+    let patches: u64 = second["answers"]
+        .as_array()
+        .context("answers")?
+        .iter()
+        .filter_map(|a| a["total"].as_u64())
+        .sum();
+    ensure!(patches == 0, "nothing to patch: {second:#}");
+    let writes = writes_between(&mirror_before, &registries.mirror.requests_by_method());
+    ensure!(
+        writes == 0,
+        "the mirror was written to: {mirror_before:?} → {:?}",
+        registries.mirror.requests_by_method()
+    );
+    ensure!(workloads(&client, &shop).await? == after_first, "a Deployment changed");
+    // On the remote: existence checks, and the missing image's manifest asked for once more.
+    let remote_requests = registries.remote.as_ref().context("remote")?.requests();
+    let reads: Vec<String> = remote_requests[remote_before..]
+        .iter()
+        .filter(|(method, uri)| method != "HEAD" && !uri.contains("/acme/missing/"))
+        .map(|(method, uri)| format!("{method} {uri}"))
+        .collect();
+    ensure!(reads.is_empty(), "the remote saw more than existence checks: {reads:?}");
+
+    // With the remote registry stopped, the run reports the outage and changes nothing.
+    registries.remote = None;
+    let mirror_before = registries.mirror.requests_by_method();
+    let outage = tick(plane, &flows)?;
+    ensure!(outage["total"] == 5 && outage["succeeded"] == 0, "{outage:#}");
+    for failure in outage["failed"].as_array().context("failed")? {
+        ensure!(failure["kind"] == "transient", "{failure}");
+    }
+    ensure!(writes_between(&mirror_before, &registries.mirror.requests_by_method()) == 0);
+    ensure!(workloads(&client, &shop).await? == after_first, "a Deployment changed in the outage");
+
+    // The revert: the mirror stopped, the companion flow puts every original back.
+    send(plane, &flows, "mirror-tick:control", &json!({ "action": "stop" }))?;
+    install(plane, &flows, "image-mirror-revert", &[("mirror", mirror.clone())])?;
+    wait_ready(&client, &flows, "image-mirror-revert").await?;
+    let reverted = send(plane, &flows, "mirror-revert-start:in", &json!({}))?;
+    ensure!(reverted["total"] == 4 && reverted["succeeded"] == 4, "{reverted:#}");
+    let after_revert = workloads(&client, &shop).await?;
+    for (name, (images, annotations, _)) in &after_revert {
+        let (before_images, _, _) = &before_shop[name];
+        ensure!(images == before_images, "{name}: {images:?}, was {before_images:?}");
+        ensure!(!annotations.keys().any(|k| k.starts_with(ANNOTATION)), "{name}: {annotations:?}");
+    }
+    let edge = &workloads(&client, &ops).await?["edge"];
+    ensure!(edge.0["edge"] == originals["web"] && edge.1.is_empty(), "ops/edge: {edge:?}");
+    Ok(())
+}
+
+/// How many writing requests (`PUT`, `POST`, `PATCH`, `DELETE`) a registry answered between two
+/// counts.
+fn writes_between(before: &BTreeMap<String, usize>, after: &BTreeMap<String, usize>) -> usize {
+    ["PUT", "POST", "PATCH", "DELETE"]
+        .iter()
+        .map(|m| after.get(*m).copied().unwrap_or(0) - before.get(*m).copied().unwrap_or(0))
+        .sum()
+}
+
+/// The kube-apiserver's request counters (`apiserver_request_total`), summed by verb and
+/// resource (`PATCH deployments.apps`).
+async fn apiserver_requests(client: &Client) -> Result<BTreeMap<String, u64>> {
+    let request = axum::http::Request::get("/metrics").body(Vec::new())?;
+    let text = client.request_text(request).await?;
+    let mut counts = BTreeMap::new();
+    for line in text.lines().filter(|l| l.starts_with("apiserver_request_total{")) {
+        let (labels, value) = line.rsplit_once(' ').context("a sample")?;
+        let label = |name: &str| {
+            labels
+                .split(&format!("{name}=\""))
+                .nth(1)
+                .and_then(|rest| rest.split('"').next())
+                .unwrap_or_default()
+                .to_owned()
+        };
+        let (group, resource, subresource) =
+            (label("group"), label("resource"), label("subresource"));
+        let mut what = if group.is_empty() { resource } else { format!("{resource}.{group}") };
+        if !subresource.is_empty() {
+            what = format!("{what}/{subresource}");
+        }
+        *counts.entry(format!("{} {what}", label("verb"))).or_insert(0) +=
+            value.parse::<f64>()? as u64;
+    }
+    Ok(counts)
+}
+
+fn delta<K: Ord + Clone>(before: &BTreeMap<K, u64>, after: &BTreeMap<K, u64>) -> BTreeMap<K, u64> {
+    after
+        .iter()
+        .filter_map(|(key, now)| {
+            let grown = now - before.get(key).copied().unwrap_or(0);
+            (grown > 0).then(|| (key.clone(), grown))
+        })
+        .collect()
+}
+
+/// A tick over 500 Deployments in five namespaces sharing 50 images, every one of them mirrored
+/// and patched already: how long it takes and what it asks of the apiserver and the registries.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a measurement: run with --ignored --nocapture, record the numbers in docs/benchmarks.md"]
+// Printing the numbers is what a measurement is for.
+#[allow(clippy::print_stdout)]
+async fn a_tick_over_500_deployments_sharing_50_images_already_mirrored() -> Result<()> {
+    const DEPLOYMENTS: usize = 500;
+    const IMAGES: usize = 50;
+    const NAMESPACES: usize = 5;
+    let plane = ControlPlane::shared();
+    let client = plane.client().await?;
+    let flows = plane.namespace("bench").await?;
+    let mut apps = Vec::new();
+    for _ in 0..NAMESPACES {
+        apps.push(plane.namespace("fleet").await?);
+    }
+    let tokens = start_token_service().await?;
+    let remote = start_registry_with_tokens(&tokens).await?;
+    let mirror = start_registry_with_password().await?;
+    let source = Registry::new(&remote.host, true)?.with_credentials(tester());
+    for image in 0..IMAGES {
+        let manifest = push_image(
+            &source,
+            &format!("fleet/app-{image}"),
+            &[random_bytes(4_096)],
+            false,
+            "amd64",
+        )
+        .await?;
+        source.put_manifest(&format!("fleet/app-{image}"), "1", &manifest).await?;
+    }
+    create::<Secret>(&client, &flows, login_secret("mirror-login", &mirror.host)).await?;
+    for index in 0..DEPLOYMENTS {
+        let image = format!("{}/fleet/app-{}:1", remote.host, index % IMAGES);
+        let object = deployment(&format!("app-{index}"), 2, &[("app", &image)], json!({}));
+        create::<Deployment>(&client, &apps[index % NAMESPACES], object).await?;
+    }
+    let identity = node_identity(plane, &client, &format!("{flows}-nodes")).await?;
+    let _modules = start_modules(plane, &flows, &identity)?;
+    install(
+        plane,
+        &flows,
+        "image-mirror",
+        &[
+            ("mirror", mirror.host.clone()),
+            ("mirrorSecret", format!("{flows}/mirror-login")),
+            ("mirrorPlainHttp", "true".to_owned()),
+            ("plainHttpSources", remote.host.clone()),
+            ("namespaces", apps.join(",")),
+            ("interval", "24h".to_owned()),
+            ("firstTick", "afterInterval".to_owned()),
+        ],
+    )?;
+    wait_ready(&client, &flows, "image-mirror").await?;
+    let started = Instant::now();
+    let first = tick(plane, &flows)?;
+    let first_took = started.elapsed();
+    ensure!(first["succeeded"] == IMAGES, "{first:#}");
+
+    let (api_before, mirror_before, remote_before) = (
+        apiserver_requests(&client).await?,
+        mirror.requests_by_method(),
+        remote.requests_by_method(),
+    );
+    let tokens_before = tokens.issued.load(std::sync::atomic::Ordering::Relaxed);
+    let started = Instant::now();
+    let second = tick(plane, &flows)?;
+    let took = started.elapsed();
+    let api = delta(&api_before, &apiserver_requests(&client).await?);
+    let to_u64 = |counts: BTreeMap<String, usize>| -> BTreeMap<String, u64> {
+        counts.into_iter().map(|(k, v)| (k, v as u64)).collect()
+    };
+    let mirror_requests = delta(&to_u64(mirror_before), &to_u64(mirror.requests_by_method()));
+    let remote_requests = delta(&to_u64(remote_before), &to_u64(remote.requests_by_method()));
+    let tokens_issued = tokens.issued.load(std::sync::atomic::Ordering::Relaxed) - tokens_before;
+    ensure!(second["succeeded"] == IMAGES, "{second:#}");
+
+    // What `weir send` itself costs: a control message that changes nothing.
+    let started = Instant::now();
+    send(plane, &flows, "mirror-tick:control", &json!({ "action": "start" }))?;
+    let send_took = started.elapsed();
+
+    println!("first tick (50 copies, 500 patches): {first_took:.2?}");
+    println!("weir send of a message that does nothing: {send_took:.2?}");
+    println!("second tick, everything mirrored: {took:.2?} (weir send included)");
+    println!("apiserver requests during it: {api:?}");
+    println!("mirror registry requests: {mirror_requests:?}");
+    println!("remote registry requests: {remote_requests:?}, tokens issued: {tokens_issued}");
+    ensure!(
+        !api.keys().any(|k| k.ends_with("deployments.apps")
+            && !k.starts_with("LIST")
+            && !k.starts_with("GET")),
+        "a Deployment was written: {api:?}"
+    );
+    ensure!(
+        writes_between(
+            &BTreeMap::new(),
+            &mirror_requests.iter().map(|(k, v)| (k.clone(), *v as usize)).collect()
+        ) == 0,
+        "the mirror was written to"
+    );
+    Ok(())
+}
