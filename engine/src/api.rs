@@ -19,6 +19,7 @@ mod rename;
 mod save;
 mod send;
 mod settings;
+mod solutions;
 mod transfer;
 
 use std::sync::Arc;
@@ -64,6 +65,8 @@ pub fn router(store: Arc<dyn Store>, runtime: Option<Runtime>, stop: &Cancellati
         .route("/flows/{flow}/rename", post(rename::post))
         .route("/flows/{flow}/export", get(transfer::export))
         .route("/import", post(transfer::import))
+        .route("/solutions", get(solutions::list))
+        .route("/solutions/{name}/install", post(solutions::install))
         .route("/validate", post(save::validate))
         .route("/send", post(send::post))
         .route("/events", get(events::stream))

@@ -59,6 +59,8 @@ pub enum Command {
     Delete(DeleteArgs),
     /// Print flows with their nodes as manifests that `kubectl apply` and `weir apply` take
     Export(ExportArgs),
+    /// List and install ready-made flows (solutions)
+    Solution(SolutionArgs),
     /// Check manifests offline against the rules the cluster enforces
     Validate(ValidateArgs),
     /// Print or write the CustomResourceDefinitions
@@ -175,6 +177,36 @@ pub struct ApplyArgs {
     /// Namespace for manifests that name none
     #[arg(short, long)]
     pub namespace: Option<String>,
+}
+
+/// `weir solution`.
+#[derive(Debug, Args)]
+pub struct SolutionArgs {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: SolutionCommand,
+    /// Where the solutions are [default: the solutions/ of the source tree this binary was
+    /// built from]
+    #[arg(long, env = "WEIR_SOLUTIONS_DIR", global = true, value_name = "DIR")]
+    pub solutions_dir: Option<PathBuf>,
+}
+
+/// `weir solution list|install`.
+#[derive(Debug, Subcommand)]
+pub enum SolutionCommand {
+    /// List the solutions with their settings
+    List,
+    /// Install a solution: its flow and nodes, with settings changed by --set
+    Install {
+        /// The solution, such as image-mirror
+        name: String,
+        /// A setting, as NAME=VALUE (lists comma-separated); repeat for several
+        #[arg(long, value_name = "NAME=VALUE")]
+        set: Vec<String>,
+        /// Namespace to install into [default: the solution's, else `default`]
+        #[arg(short, long)]
+        namespace: Option<String>,
+    },
 }
 
 /// `weir validate`.

@@ -7,7 +7,7 @@ use weir_model::Kind;
 use weir_sdk::Module;
 use weir_store::{Store, embedded::EmbeddedStore, kubernetes::KubeStore};
 
-use crate::cli::{Cli, Command, StoreChoice};
+use crate::cli::{Cli, Command, SolutionCommand, StoreChoice};
 
 pub mod apply;
 pub mod crds;
@@ -16,6 +16,7 @@ pub mod export;
 pub mod get;
 pub mod module;
 pub mod send;
+pub mod solution;
 pub mod validate;
 
 /// Runs one command line; `builtins` are the modules this binary carries.
@@ -35,6 +36,15 @@ pub async fn run(cli: Cli, builtins: Vec<Module>) -> Result<ExitCode> {
         }
         Command::Export(args) => {
             export::run(&*open_store(choice).await?.store, args, &mut out).await?;
+        }
+        Command::Solution(args) => {
+            let dir = args.solutions_dir.unwrap_or_else(solution::default_dir);
+            if matches!(args.command, SolutionCommand::List) {
+                solution::run(None, &dir, args.command, &mut out).await?;
+            } else {
+                let opened = open_store(choice).await?;
+                solution::run(Some(&*opened.store), &dir, args.command, &mut out).await?;
+            }
         }
         Command::Validate(args) => validate::run(&args, &mut out)?,
         Command::Crds(args) => crds::run(args, &mut out)?,

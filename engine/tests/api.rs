@@ -794,3 +794,69 @@ async fn ports_follow_the_settings_and_unknown_routes_answer_json() -> Result<()
     );
     server.stop().await
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_gallery_lists_solutions_and_installs_one_with_its_settings() -> Result<()> {
+    let server = Server::start().await?;
+    let listed = server.ok(Method::GET, "/solutions", None, StatusCode::OK).await?;
+    let mirror = listed
+        .as_array()
+        .and_then(|all| all.iter().find(|s| s["name"] == "image-mirror"))
+        .context("the image mirror is listed")?;
+    let required: Vec<&str> = mirror["settings"]
+        .as_array()
+        .context("settings")?
+        .iter()
+        .filter(|s| s["required"] == true)
+        .filter_map(|s| s["name"].as_str())
+        .collect();
+    ensure!(required == ["mirror"], "{mirror}");
+
+    // A required setting left out, an unknown one, a bad value, an unknown solution: nothing
+    // is installed, and the answer says which.
+    let refused = [
+        ("image-mirror", json!({}), StatusCode::BAD_REQUEST, "setting mirror is required"),
+        (
+            "image-mirror",
+            json!({ "settings": { "mirror": "m:5000", "bogus": "1" } }),
+            StatusCode::BAD_REQUEST,
+            "has no setting bogus",
+        ),
+        (
+            "image-mirror",
+            json!({ "settings": { "mirror": "m:5000", "concurrency": "many" } }),
+            StatusCode::BAD_REQUEST,
+            "setting concurrency",
+        ),
+        (
+            "nothing-like-it",
+            json!({}),
+            StatusCode::NOT_FOUND,
+            "there is no solution nothing-like-it",
+        ),
+    ];
+    for (name, body, status, says) in refused {
+        let (got, text) =
+            server.call(Method::POST, &format!("/solutions/{name}/install"), Some(body)).await?;
+        ensure!(got == status && text.to_string().contains(says), "{name}: {got} {text}");
+    }
+    let listed = server.ok(Method::GET, "/flows", None, StatusCode::OK).await?;
+    ensure!(listed == json!([]), "a refused install applied something: {listed}");
+
+    let installed = server
+        .ok(
+            Method::POST,
+            "/solutions/image-mirror/install",
+            Some(json!({ "settings": { "mirror": "127.0.0.1:5000", "interval": "5m" } })),
+            StatusCode::OK,
+        )
+        .await?;
+    ensure!(installed == json!({ "flows": ["image-mirror"] }), "{installed}");
+    let flow = server.ok(Method::GET, "/flows/image-mirror", None, StatusCode::OK).await?;
+    let tick = flow["nodes"]
+        .as_array()
+        .and_then(|nodes| nodes.iter().find(|n| n["metadata"]["name"] == "mirror-tick"))
+        .context("the ticker")?;
+    ensure!(tick["spec"]["settings"]["interval"] == "5m", "{tick}");
+    server.stop().await
+}

@@ -254,3 +254,55 @@ pub async fn messages(node: &str) -> Result<Vec<Seen>, ApiError> {
     )
     .await
 }
+
+/// A solution of the gallery.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct SolutionSummary {
+    /// The name to install it by.
+    pub name: String,
+    /// Its title.
+    pub title: String,
+    /// What it does.
+    pub description: String,
+    /// What an install may change.
+    #[serde(default)]
+    pub settings: Vec<SolutionSetting>,
+}
+
+/// One setting of a solution.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct SolutionSetting {
+    /// Its name.
+    pub name: String,
+    /// What it means.
+    #[serde(default)]
+    pub description: String,
+    /// `string`, `boolean`, `integer`, `duration` or `list`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// The value the manifests hold.
+    #[serde(default)]
+    pub default: Value,
+    /// Whether an install must give it.
+    #[serde(default)]
+    pub required: bool,
+    /// The values it may take, when it is one of a few.
+    #[serde(default, rename = "enum")]
+    pub values: Vec<String>,
+}
+
+/// The solutions the engine offers.
+pub async fn solutions() -> Result<Vec<SolutionSummary>, ApiError> {
+    call(Request::get("/api/solutions").build(), "list solutions").await
+}
+
+/// Installs a solution with settings given as text (as `--set` takes them); answers its flows.
+pub async fn install(
+    name: &str,
+    settings: &std::collections::BTreeMap<String, String>,
+) -> Result<Vec<String>, ApiError> {
+    let body = serde_json::json!({ "settings": settings });
+    let request = json(Request::post(&format!("/api/solutions/{name}/install")), &body);
+    let installed: Imported = call(request, &format!("install {name}")).await?;
+    Ok(installed.flows)
+}

@@ -310,9 +310,7 @@ fn NodeBox(name: String) -> impl IntoView {
     let title = spec.get_untracked().map(|(_, component)| component).unwrap_or_default();
     let label = move || {
         spec.get()
-            .and_then(|(m, c)| editor.component(&m, &c))
-            .map(|c| c.label)
-            .filter(|l| !l.is_empty())
+            .and_then(|(m, c)| editor.component_label(&m, &c))
             .unwrap_or_else(|| title.clone())
     };
     let input_name = name.clone();

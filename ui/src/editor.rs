@@ -57,6 +57,8 @@ pub struct Editor {
     /// Each node's port names, inputs then outputs, for the canvas. Unlike the document, it
     /// does not change while nodes are dragged, so the canvas redraws only what moved.
     pub port_names: Memo<HashMap<String, PortNames>>,
+    /// The open flow's nodes without the layout: unchanged while nodes are dragged.
+    pub nodes: Memo<Option<Vec<FlowNode>>>,
 }
 
 /// A node's input and output port names, in order.
@@ -77,15 +79,8 @@ impl Editor {
                     .flatten()
                     .filter_map(|node| {
                         let name = node.metadata.name.clone()?;
-                        let ports = resolved_ports(&name, node, statuses, modules);
-                        let names = |direction| {
-                            ports
-                                .iter()
-                                .filter(|p| p.direction == direction)
-                                .map(|p| p.name.to_string())
-                                .collect()
-                        };
-                        Some((name, (names(Direction::In), names(Direction::Out))))
+                        let names = port_names(&name, node, statuses, modules);
+                        Some((name, names))
                     })
                     .collect()
             })
@@ -104,6 +99,7 @@ impl Editor {
             notice: RwSignal::new(None),
             clipboard: StoredValue::new(None),
             port_names,
+            nodes,
         };
         spawn_local(async move {
             match api::modules().await {
@@ -253,6 +249,18 @@ impl Editor {
         });
     }
 
+    /// A component's label, for node titles.
+    pub fn component_label(&self, module: &str, component: &str) -> Option<String> {
+        self.modules.with(|modules| {
+            modules
+                .iter()
+                .find(|m| m.metadata.name.as_deref() == Some(module))
+                .and_then(|m| m.spec.components.iter().find(|c| c.name.as_str() == component))
+                .map(|c| c.label.clone())
+                .filter(|label| !label.is_empty())
+        })
+    }
+
     /// The catalogue entry of a component.
     pub fn component(&self, module: &str, component: &str) -> Option<ComponentDescriptor> {
         self.modules.with(|modules| {
@@ -297,6 +305,39 @@ impl Editor {
             }
         });
     }
+}
+
+/// A node's port names, as [`resolved_ports`] would give them, without copying their schemas.
+fn port_names(
+    name: &str,
+    node: &FlowNode,
+    statuses: RwSignal<HashMap<String, FlowNodeStatus>>,
+    modules: RwSignal<Vec<Module>>,
+) -> PortNames {
+    fn split<'a>(ports: impl Iterator<Item = (&'a str, Direction)>) -> PortNames {
+        let (mut inputs, mut outputs) = (Vec::new(), Vec::new());
+        for (port, direction) in ports {
+            match direction {
+                Direction::In => inputs.push(port.to_owned()),
+                Direction::Out => outputs.push(port.to_owned()),
+            }
+        }
+        (inputs, outputs)
+    }
+    let reported = statuses.with(|statuses| {
+        let ports = &statuses.get(name)?.ports;
+        (!ports.is_empty()).then(|| split(ports.iter().map(|p| (p.name.as_str(), p.direction))))
+    });
+    reported.unwrap_or_else(|| {
+        modules.with(|modules| {
+            modules
+                .iter()
+                .find(|m| m.metadata.name.as_deref() == Some(node.spec.module.as_str()))
+                .and_then(|m| m.spec.components.iter().find(|c| c.name == node.spec.component))
+                .map(|c| split(c.ports.iter().map(|p| (p.name.as_str(), p.direction))))
+                .unwrap_or_default()
+        })
+    })
 }
 
 /// A node's ports: as its module resolved them for its settings when it reported them, else

@@ -11,6 +11,7 @@ pub mod debug_panel;
 pub mod document;
 pub mod editor;
 pub mod flows;
+pub mod gallery;
 pub mod geometry;
 pub mod inspector;
 pub mod live;
@@ -27,6 +28,7 @@ use crate::{
     debug_panel::DebugPanel,
     editor::{Editor, Notice},
     flows::Flows,
+    gallery::Gallery,
     inspector::Inspector,
     palette::Palette,
 };
@@ -47,6 +49,7 @@ pub fn App() -> impl IntoView {
             </header>
             <aside class="left">
                 <Flows/>
+                <Gallery/>
                 <Palette/>
             </aside>
             <main>
@@ -72,11 +75,24 @@ pub fn App() -> impl IntoView {
 fn Toolbar() -> impl IntoView {
     let editor = expect_context::<Editor>();
     let problems = Memo::new(move |_| {
-        editor.doc.with(|d| {
-            d.as_ref()
-                .map(|d| editor.modules.with(|m| weir_model::check::check_flow(&d.nodes, m)))
-                .unwrap_or_default()
-        })
+        // The nodes as last reported, as ports resolved for their settings live in status.
+        let nodes: Vec<weir_model::FlowNode> = editor.nodes.with(|nodes| {
+            editor.statuses.with(|statuses| {
+                nodes
+                    .iter()
+                    .flatten()
+                    .cloned()
+                    .map(|mut node| {
+                        let reported = node.metadata.name.as_ref().and_then(|n| statuses.get(n));
+                        if let Some(status) = reported {
+                            node.status = Some(status.clone());
+                        }
+                        node
+                    })
+                    .collect()
+            })
+        });
+        editor.modules.with(|modules| weir_model::check::check_flow(&nodes, modules))
     });
     let can = move |undo: bool| {
         editor.revision.track();

@@ -48,9 +48,21 @@ pub fn kind(schema: &Value) -> Option<&str> {
         Some(Value::String(kind)) => Some(kind),
         Some(Value::Array(kinds)) => kinds.iter().filter_map(Value::as_str).find(|k| *k != "null"),
         _ if schema.get("properties").is_some() => Some("object"),
-        _ if schema.get("enum").is_some() => Some("enum"),
+        _ if choices(schema).is_some() => Some("enum"),
         _ => None,
     }
+}
+
+/// The values a schema allows when it lists them: `enum`, or a `oneOf` (`anyOf`) of `const`s
+/// as documented enums come out of schemars.
+pub fn choices(schema: &Value) -> Option<Vec<Value>> {
+    if let Some(values) = schema.get("enum").and_then(Value::as_array) {
+        return Some(values.clone());
+    }
+    ["oneOf", "anyOf"].iter().find_map(|union| {
+        let options = schema.get(*union)?.as_array()?;
+        options.iter().map(|option| option.get("const").cloned()).collect::<Option<Vec<_>>>()
+    })
 }
 
 /// Whether a value of this schema is a secret, to be shown as a password field and never sent
@@ -70,8 +82,8 @@ pub fn sample(root: &Value, schema: &Value) -> Value {
     if let Some(default) = schema.get("default") {
         return default.clone();
     }
-    if let Some(first) = schema.get("enum").and_then(|e| e.get(0)) {
-        return first.clone();
+    if let Some(first) = choices(schema).and_then(|c| c.into_iter().next()) {
+        return first;
     }
     match kind(schema) {
         Some("object") => {
@@ -108,7 +120,7 @@ pub fn problems(root: &Value, schema: &Value, value: &Value) -> Vec<String> {
 fn check(root: &Value, schema: &Value, value: &Value, path: &str, found: &mut Vec<String>) {
     let schema = resolve(root, schema);
     let at = if path.is_empty() { "/" } else { path };
-    if let Some(allowed) = schema.get("enum").and_then(Value::as_array)
+    if let Some(allowed) = choices(schema)
         && !allowed.contains(value)
     {
         found.push(format!("{at}: not one of the allowed values"));
@@ -206,6 +218,22 @@ mod tests {
         assert_eq!(kind(mode), Some("enum"));
         assert!(is_secret(&root["properties"]["password"]));
         assert!(!is_secret(image));
+    }
+
+    #[test]
+    fn documented_enums_are_choices() {
+        let schema = json!({ "oneOf": [
+            { "const": "immediately", "description": "at once" },
+            { "const": "afterInterval", "description": "later" }
+        ]});
+        assert_eq!(choices(&schema), Some(vec![json!("immediately"), json!("afterInterval")]));
+        assert_eq!(kind(&schema), Some("enum"));
+        assert_eq!(sample(&schema, &schema), json!("immediately"));
+        assert_eq!(
+            problems(&schema, &schema, &json!("soon")),
+            ["/: not one of the allowed values"]
+        );
+        assert_eq!(choices(&json!({ "type": "string" })), None);
     }
 
     #[test]

@@ -194,7 +194,7 @@ fn control(
 ) -> AnyView {
     let path = path.to_vec();
     let id = id.to_owned();
-    if let Some(choices) = schema.get("enum").and_then(Value::as_array) {
+    if let Some(choices) = schema::choices(schema) {
         let current = value.unwrap_or(Value::Null);
         let options: Vec<Value> = choices.clone();
         return view! {

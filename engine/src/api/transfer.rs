@@ -70,8 +70,17 @@ pub async fn import(
     if read.is_empty() {
         return Err(ApiError::bad_request("the body holds no manifests"));
     }
+    apply_all(&api, read, namespace.as_deref()).await
+}
+
+/// Applies manifests, every one checked first; answers with the flows they hold.
+pub async fn apply_all(
+    api: &Api,
+    read: Vec<manifests::Manifest>,
+    namespace: Option<&str>,
+) -> Result<Json<Value>, ApiError> {
     let store = &*api.store;
-    let planned = match apply::plan(store, read, namespace.as_deref(), "?namespace=").await? {
+    let planned = match apply::plan(store, read, namespace, "?namespace=").await? {
         Ok(planned) => planned,
         Err(invalid) => return Err(ApiError::Invalid(invalid.iter().map(problem).collect())),
     };

@@ -1,0 +1,82 @@
+//! The solutions gallery: `GET /api/solutions` lists the ready-made flows with their settings,
+//! and `POST /api/solutions/{name}/install` installs one with settings given as text, as
+//! `weir solution install NAME --set key=value` does.
+
+use std::collections::BTreeMap;
+
+use axum::{
+    Json,
+    extract::{Path, State},
+};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::{
+    Api,
+    error::ApiError,
+    extract::{Body, Params},
+    transfer,
+};
+use crate::cmd::solution;
+
+/// Every solution, with what its settings are for.
+pub async fn list(State(_): State<Api>) -> Result<Json<Value>, ApiError> {
+    let solutions = solution::all(&solution::default_dir())?;
+    let listed: Vec<Value> = solutions
+        .iter()
+        .map(|solution| {
+            let spec = &solution.spec;
+            let settings: Vec<Value> = spec
+                .settings
+                .iter()
+                .map(|setting| {
+                    json!({
+                        "name": setting.name,
+                        "description": setting.description,
+                        "type": format!("{:?}", setting.kind).to_lowercase(),
+                        "default": setting.default,
+                        "required": setting.required,
+                        "enum": setting.values,
+                    })
+                })
+                .collect();
+            json!({
+                "name": spec.name,
+                "title": spec.title,
+                "description": spec.description,
+                "settings": settings,
+            })
+        })
+        .collect();
+    Ok(Json(Value::Array(listed)))
+}
+
+/// What an install is given: each setting as text, as `--set` takes it.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Install {
+    #[serde(default)]
+    settings: BTreeMap<String, String>,
+}
+
+/// Installs a solution; answers with its flows.
+pub async fn install(
+    State(api): State<Api>,
+    Path(name): Path<String>,
+    params: Params,
+    body: Body,
+) -> Result<Json<Value>, ApiError> {
+    let install: Install = if body.0.is_empty() {
+        Install::default()
+    } else {
+        serde_json::from_slice(&body.0)
+            .map_err(|err| ApiError::bad_request(format!("the body is not an install: {err}")))?
+    };
+    let found = solution::find(&solution::default_dir(), &name)
+        .map_err(|err| ApiError::not_found(format!("{err:#}")))?;
+    let sets: Vec<(String, String)> = install.settings.into_iter().collect();
+    let manifests = solution::manifests_of(&found, &sets)
+        .map_err(|err| ApiError::bad_request(format!("{err:#}")))?;
+    let namespace = params.namespace_if_given()?;
+    transfer::apply_all(&api, manifests, namespace.as_deref()).await
+}
