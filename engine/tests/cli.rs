@@ -462,3 +462,55 @@ spec: { version: '1', endpoint: 'http://127.0.0.1:9', components: [] }
     );
     Ok(())
 }
+
+#[test]
+fn solutions_list_and_install_with_settings_and_refuse_bad_ones() -> Result<()> {
+    let weir = Weir::new();
+    let listed = weir.ok(&["solution", "list"])?;
+    ensure!(
+        listed.contains("image-mirror: Image mirror")
+            && listed.contains("image-mirror-revert:")
+            && listed.contains("--set mirror=…  (string, required"),
+        "{listed}"
+    );
+
+    let stderr = weir.fails(&["solution", "install", "image-mirror"])?;
+    ensure!(stderr.contains("setting mirror is required"), "{stderr}");
+    let stderr = weir.fails(&[
+        "solution",
+        "install",
+        "image-mirror",
+        "--set",
+        "mirror=m:5000",
+        "--set",
+        "x=1",
+    ])?;
+    ensure!(
+        stderr.contains("solution image-mirror has no setting x (settings: mirror,"),
+        "{stderr}"
+    );
+    let stderr = weir.fails(&["solution", "install", "image-mirror", "--set", "mirror"])?;
+    ensure!(stderr.contains("mirror"), "a --set without a value names it: {stderr}");
+    let stderr = weir.fails(&["solution", "install", "nothing-like-it"])?;
+    ensure!(stderr.contains("there is no solution nothing-like-it"), "{stderr}");
+    let stderr = weir.fails(&["get", "flow", "image-mirror"])?;
+    ensure!(stderr.contains("not found"), "nothing was installed by the refused ones: {stderr}");
+
+    let installed = weir.ok(&[
+        "solution",
+        "install",
+        "image-mirror",
+        "--set",
+        "mirror=127.0.0.1:5000",
+        "--set",
+        "interval=5m",
+    ])?;
+    ensure!(
+        installed.contains("flow.weir.dev/image-mirror created")
+            && installed.contains("flownode.weir.dev/mirror-tick created"),
+        "{installed}"
+    );
+    let exported = weir.ok(&["export", "image-mirror"])?;
+    ensure!(exported.contains("interval: 5m") && exported.contains("127.0.0.1:5000"), "{exported}");
+    Ok(())
+}
