@@ -110,6 +110,18 @@ impl Instance {
         shown
     }
 
+    /// A failure this node sends as data, without the secrets of the input it echoes: that
+    /// input came in on one of the node's input ports, whose schemas say which fields are
+    /// secret, and the error port's own schema cannot know.
+    pub(crate) fn conceal_failed_input(&self, failure: &mut Value) {
+        let Some(input) = failure.get_mut("input") else { return };
+        for (port, schema) in &self.secret_ports {
+            if self.inputs.contains_key(port) {
+                weir_model::redact::redact(schema, input);
+            }
+        }
+    }
+
     pub(crate) fn counters(&self) -> Counters {
         Counters {
             messages_in: self.messages_in.load(Ordering::Relaxed),

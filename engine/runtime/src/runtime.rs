@@ -675,6 +675,10 @@ impl Runtime {
         let key = NodeKey { namespace: from.namespace.clone(), name: from.node.clone() };
         let source = self.instance(&key)?;
         source.count_out();
+        let mut message = message;
+        if port == weir_sdk::ERROR_PORT {
+            source.conceal_failed_input(&mut message);
+        }
         if self.watched() {
             let shown = source.redacted(port, &message);
             self.publish(&source, port, run.trace, What::Emitted(shown));

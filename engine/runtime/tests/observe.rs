@@ -102,3 +102,31 @@ async fn kept_state_survives_a_rebuild_and_comes_back_from_the_status() {
     restarted.apply(&changed).await.unwrap();
     assert_eq!(restarted.send(&key("tally"), "in", json!({})).await.unwrap(), json!(5));
 }
+
+#[tokio::test]
+async fn a_failure_sent_as_data_carries_its_input_without_secrets() {
+    let rt = runtime();
+    let to_catch = json!([{ "port": "error", "to": { "node": "catch", "port": "in" } }]);
+    rt.apply(&node("vault", "sink", json!({ "login": true, "refuse": true }), to_catch))
+        .await
+        .unwrap();
+    rt.apply(&node("catch", "sink", json!({}), json!([]))).await.unwrap();
+    let mut events = rt.inspect();
+    let answer = rt
+        .send(&key("vault"), "in", json!({ "user": "ada", "password": "hunter2" }))
+        .await
+        .unwrap();
+    assert_eq!(
+        answer["got"]["input"],
+        json!({ "user": "ada", "password": "<redacted>" }),
+        "the node downstream of the error port never sees the secret"
+    );
+    assert_eq!(answer["got"]["error"]["message"], "refused");
+    let mut seen = Vec::new();
+    while let Ok(event) = events.try_recv() {
+        seen.push(event);
+    }
+    let text = format!("{seen:?}");
+    assert_eq!(text.matches("hunter2").count(), 0, "nor does any watcher: {text}");
+    rt.shutdown().await;
+}

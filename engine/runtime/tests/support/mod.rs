@@ -50,7 +50,9 @@ impl Component for Relay {
 
 /// Answers with what it received; its input only takes `{name: string}` when `typed`, and
 /// `{user, password}` with a secret password when `login`.
-pub struct Sink;
+pub struct Sink {
+    refuse: bool,
+}
 
 #[derive(Debug, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(default)]
@@ -59,6 +61,8 @@ pub struct SinkSettings {
     typed: bool,
     /// Accept only `{user: string, password: string}`; the password is secret.
     login: bool,
+    /// Refuse every message, sending the failure (with the message) to an `error` output.
+    refuse: bool,
 }
 
 #[derive(JsonSchema)]
@@ -82,16 +86,23 @@ impl Component for Sink {
         Description { label: "Sink", ..Description::default() }
     }
     fn ports(settings: &SinkSettings) -> Vec<Port> {
-        vec![match (settings.typed, settings.login) {
+        let mut ports = vec![match (settings.typed, settings.login) {
             (true, _) => Port::input::<Person>("in"),
             (_, true) => Port::input::<Login>("in"),
             _ => Port::input::<Value>("in"),
-        }]
+        }];
+        if settings.refuse {
+            ports.push(Port::error());
+        }
+        ports
     }
-    fn build(_: SinkSettings) -> Result<Self, NodeError> {
-        Ok(Self)
+    fn build(settings: SinkSettings) -> Result<Self, NodeError> {
+        Ok(Self { refuse: settings.refuse })
     }
     async fn handle(&self, cx: &Context, _: &str, message: Value) -> Result<Value, NodeError> {
+        if self.refuse {
+            return cx.fail(NodeError::invalid("refused"), message).await;
+        }
         Ok(json!({ "got": message, "trigger": cx.trigger(), "hops": cx.run().hops }))
     }
 }
