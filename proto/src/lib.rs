@@ -17,7 +17,11 @@ impl From<&NodeError> for Failure {
             Kind::Cancelled => ErrorKind::Cancelled,
             Kind::Internal => ErrorKind::Internal,
         };
-        Self { kind: kind.into(), message: error.message().to_owned() }
+        Self {
+            kind: kind.into(),
+            message: error.message().to_owned(),
+            retries_spent: error.retries_spent(),
+        }
     }
 }
 
@@ -30,7 +34,8 @@ impl From<Failure> for NodeError {
             Ok(ErrorKind::Cancelled) => Kind::Cancelled,
             Ok(ErrorKind::Internal | ErrorKind::Unspecified) | Err(_) => Kind::Internal,
         };
-        NodeError::new(kind, failure.message)
+        let error = NodeError::new(kind, failure.message);
+        if failure.retries_spent { error.with_retries_spent() } else { error }
     }
 }
 

@@ -111,6 +111,17 @@ async fn the_callers_deadline_reaches_the_server() {
 
 #[test]
 fn an_unknown_kind_from_a_newer_peer_is_never_retried() {
-    let error = NodeError::from(Failure { kind: 42, message: "new".to_owned() });
+    let error =
+        NodeError::from(Failure { kind: 42, message: "new".to_owned(), retries_spent: false });
     assert_eq!(error.kind(), ErrorKind::Internal);
+}
+
+#[test]
+fn a_failure_whose_retries_are_spent_stays_so_across_the_wire() {
+    let spent = NodeError::transient("registry answered 503").with_retries_spent();
+    let back = NodeError::from(Failure::from(&spent));
+    assert_eq!(back, spent);
+    assert!(!back.is_retryable(), "no edge in the calling module retries it again");
+    let fresh = NodeError::from(Failure::from(&NodeError::transient("503")));
+    assert!(fresh.is_retryable());
 }

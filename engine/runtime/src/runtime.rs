@@ -6,7 +6,8 @@
 //! 3. the result is checked against the target port's schema;
 //! 4. the target handles it within the edge's timeout, in a child of the run's cancellation;
 //! 5. a transient failure is retried with exponential backoff and jitter, up to the edge's
-//!    attempts; any other failure returns at once.
+//!    attempts; any other failure returns at once. Once an edge has spent its retries on a
+//!    failure, the edges above pass it on instead of retrying it again.
 
 use std::{
     collections::HashMap,
@@ -657,6 +658,11 @@ impl Runtime {
                         () = run.cancel.cancelled() => return Err(NodeError::cancelled(format!("edge {edge}: the run was cancelled"))),
                     }
                     attempt += 1;
+                }
+                // This edge owns the retries of what failed below it: the edges above pass
+                // the failure on rather than running this subtree again.
+                Err(err) if err.is_retryable() && edge.attempts > 1 => {
+                    return Err(err.with_retries_spent());
                 }
                 other => return other,
             }

@@ -267,3 +267,23 @@ async fn a_delivery_waits_a_moment_for_a_target_that_is_still_starting() {
     assert_eq!(err.message(), "edge lonely.out → nobody.in: node test/nobody is not running");
     rt.shutdown().await;
 }
+
+#[tokio::test]
+async fn retries_are_spent_once_by_the_edge_nearest_the_failure_not_at_every_edge_above() {
+    let rt = runtime();
+    let retry = |node: &str| json!([{ "port": "out", "to": { "node": node, "port": "in" }, "retry": { "attempts": 3, "initialBackoff": "1ms", "maxBackoff": "2ms" } }]);
+    rt.apply(&node("top", "relay", json!({}), retry("middle"))).await.unwrap();
+    rt.apply(&node("middle", "relay", json!({}), retry("bottom"))).await.unwrap();
+    rt.apply(&node("bottom", "flaky", json!({ "failures": 100, "kind": "transient" }), json!([])))
+        .await
+        .unwrap();
+    let err = rt.send(&key("top"), "in", json!({ "path": [] })).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Transient, "still a passing failure for the caller");
+    assert_eq!(
+        rt.counters(&key("bottom")).unwrap().messages_in,
+        3,
+        "three attempts in all, not three at each of the two edges (nine)"
+    );
+    assert_eq!(rt.counters(&key("middle")).unwrap().messages_in, 1, "top did not retry middle");
+    rt.shutdown().await;
+}

@@ -36,12 +36,16 @@ impl ErrorKind {
 pub struct NodeError {
     kind: ErrorKind,
     message: String,
+    /// Set once an edge has spent its retries on this failure, so the edges above it pass it
+    /// on instead of running the whole subtree again (retries would multiply down a chain).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    retries_spent: bool,
 }
 
 impl NodeError {
     /// A failure of the given kind.
     pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
-        Self { kind, message: message.into() }
+        Self { kind, message: message.into(), retries_spent: false }
     }
 
     /// Bad input or settings; never retried.
@@ -74,15 +78,28 @@ impl NodeError {
         &self.message
     }
 
-    /// Whether the runtime may try again.
+    /// Whether the runtime may try again: a transient failure no edge has spent its retries on.
     pub fn is_retryable(&self) -> bool {
-        self.kind == ErrorKind::Transient
+        self.kind == ErrorKind::Transient && !self.retries_spent
+    }
+
+    /// Whether an edge below has already retried it as often as its policy allows.
+    pub fn retries_spent(&self) -> bool {
+        self.retries_spent
+    }
+
+    /// The same failure, marked as retried as often as an edge allows: it stays transient for
+    /// whoever reports it, but no edge above retries it again.
+    #[must_use]
+    pub fn with_retries_spent(mut self) -> Self {
+        self.retries_spent = true;
+        self
     }
 
     /// The same failure with `context` in front of its message, such as the node it came from.
     #[must_use]
     pub fn context(self, context: impl std::fmt::Display) -> Self {
-        Self { kind: self.kind, message: format!("{context}: {}", self.message) }
+        Self { message: format!("{context}: {}", self.message), ..self }
     }
 }
 
@@ -97,6 +114,16 @@ mod tests {
         {
             assert!(!error.is_retryable(), "{error:?}");
         }
+    }
+
+    #[test]
+    fn a_failure_whose_retries_are_spent_is_not_retried_again() {
+        let spent = NodeError::transient("503").with_retries_spent().context("edge a.out → b.in");
+        assert!(!spent.is_retryable() && spent.retries_spent(), "context keeps the mark");
+        assert_eq!(spent.kind(), ErrorKind::Transient, "it is still a passing failure");
+        let wire = serde_json::to_string(&spent).unwrap();
+        assert_eq!(serde_json::from_str::<NodeError>(&wire).unwrap(), spent);
+        assert!(!serde_json::to_string(&NodeError::transient("x")).unwrap().contains("retries"));
     }
 
     #[test]
