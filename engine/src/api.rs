@@ -64,6 +64,7 @@ pub fn router(store: Arc<dyn Store>, runtime: Option<Runtime>, stop: &Cancellati
         .route("/flows/{flow}/layout", put(layout::put))
         .route("/flows/{flow}/rename", post(rename::post))
         .route("/flows/{flow}/export", get(transfer::export))
+        .route("/flows/{flow}/messages", get(messages::list_for_flow))
         .route("/import", post(transfer::import))
         .route("/solutions", get(solutions::list))
         .route("/solutions/{name}/install", post(solutions::install))

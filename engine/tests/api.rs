@@ -755,6 +755,17 @@ async fn a_running_flow_streams_node_and_message_events_and_keeps_the_last_messa
     let (status, _) = server.call(Method::GET, "/nodes/nobody/messages", None).await?;
     ensure!(status == StatusCode::NOT_FOUND, "{status}");
 
+    // The whole flow's in one request: every node's latest, secrets hidden alike.
+    let all = server.ok(Method::GET, "/flows/hello/messages?limit=5", None, StatusCode::OK).await?;
+    let all = all.as_array().context("an array")?;
+    let nodes: std::collections::BTreeSet<&str> =
+        all.iter().filter_map(|m| m["node"].as_str()).collect();
+    ensure!(nodes.contains("greet") && nodes.contains("tick"), "{all:?}");
+    ensure!(all.len() <= 10, "at most 5 per node: {}", all.len());
+    ensure!(!format!("{all:?}").contains("hunter2"), "{all:?}");
+    let (status, _) = server.call(Method::GET, "/flows/ghost/messages", None).await?;
+    ensure!(status == StatusCode::NOT_FOUND, "{status}");
+
     // A new stream starts with every node's current status.
     let mut fresh = Events::open(&server, "").await?;
     let mut opening = Vec::new();

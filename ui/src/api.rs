@@ -246,13 +246,10 @@ pub async fn send_message(node: &str, port: &str, message: Value) -> Result<Valu
     Ok(answer.answer)
 }
 
-/// The last messages seen on a node.
-pub async fn messages(node: &str) -> Result<Vec<Seen>, ApiError> {
-    call(
-        Request::get(&format!("/api/nodes/{node}/messages?limit=50")).build(),
-        &format!("messages of {node}"),
-    )
-    .await
+/// The last messages seen on each node of a flow.
+pub async fn messages(flow: &str) -> Result<Vec<Seen>, ApiError> {
+    let url = format!("/api/flows/{flow}/messages?limit=50");
+    call(Request::get(&url).build(), &format!("messages of flow {flow}")).await
 }
 
 /// A solution of the gallery.

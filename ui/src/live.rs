@@ -1,6 +1,6 @@
 //! Following the open flow live: the engine's event stream (`/api/events?flow=…`) feeds node
-//! status (counters, errors) and messages on ports into the editor, and the last messages each
-//! node saw are loaded once when the flow opens.
+//! status (counters, errors) and messages on ports into the editor, and the last messages the
+//! flow's nodes saw are loaded once, in one request, when the flow opens.
 
 use leptos::{prelude::*, task::spawn_local};
 use wasm_bindgen::{JsCast as _, closure::Closure};
@@ -34,15 +34,12 @@ pub fn follow(editor: Editor) {
             Ok(opened) => stream.set_value(Some(opened)),
             Err(message) => editor.fail(api::ApiError::from(message)),
         }
-        let nodes =
-            editor.doc.with_untracked(|d| d.as_ref().map(|d| d.node_names()).unwrap_or_default());
+        if editor.saved.with_untracked(Option::is_none) {
+            // A new flow the engine does not have yet: nothing was seen.
+            return;
+        }
         spawn_local(async move {
-            let mut all = Vec::new();
-            for node in nodes {
-                if let Ok(messages) = api::messages(&node).await {
-                    all.extend(messages);
-                }
-            }
+            let Ok(mut all) = api::messages(&name).await else { return };
             all.sort_by(|a, b| a.time.cmp(&b.time));
             for message in all {
                 editor.saw(message);

@@ -1,5 +1,6 @@
 //! The last messages seen at each node, kept in memory while the API runs (never in the store)
-//! for the editor's debug panel: `GET /api/nodes/{node}/messages?limit=N`. Memory stays
+//! for the editor's debug panel: `GET /api/nodes/{node}/messages?limit=N`, or every node of a
+//! flow at once with `GET /api/flows/{flow}/messages?limit=N`. Memory stays
 //! bounded: [`PER_NODE`] events per node, events as small as the runtime's inspect stream makes
 //! them, and past [`MAX_BYTES`] in all the nodes heard from least recently are forgotten.
 
@@ -119,6 +120,33 @@ pub async fn list(
     })?;
     let events = api.feed.recorder().latest(&namespace, &node, limit);
     // Each event is JSON already: join them rather than parse them back.
+    let body = format!("[{}]", events.iter().map(|e| &**e).collect::<Vec<_>>().join(","));
+    Ok(([(header::CONTENT_TYPE, "application/json")], body))
+}
+
+/// The latest `message` events of every node of a flow (each node's oldest first), as a JSON
+/// array: what the editor's debug panel starts from when it opens a flow, in one request.
+pub async fn list_for_flow(
+    State(api): State<Api>,
+    Path(flow): Path<String>,
+    params: Params,
+) -> Result<impl IntoResponse, ApiError> {
+    let flow = name("flow", "the path", &flow)?;
+    let namespace = params.namespace()?;
+    let limit = params.limit(DEFAULT_LIMIT, PER_NODE)?;
+    api.store.get(Kind::Flow, &namespace, &flow).await.map_err(|err| match err {
+        StoreError::NotFound(_) => {
+            ApiError::not_found(format!("flow {namespace}/{flow} does not exist"))
+        }
+        err => err.into(),
+    })?;
+    let nodes = crate::cmd::nodes_of(&*api.store, &namespace, &flow).await?;
+    let recorder = api.feed.recorder();
+    let events: Vec<Arc<str>> = nodes
+        .iter()
+        .filter_map(|node| node.metadata.name.as_deref())
+        .flat_map(|node| recorder.latest(&namespace, node, limit))
+        .collect();
     let body = format!("[{}]", events.iter().map(|e| &**e).collect::<Vec<_>>().join(","));
     Ok(([(header::CONTENT_TYPE, "application/json")], body))
 }
