@@ -288,23 +288,22 @@ fn NodeBox(name: String) -> impl IntoView {
     });
     let height = move || ports.with(|(i, o)| geometry::node_height(i.len(), o.len()));
     let status_name = name.clone();
-    let status = Memo::new(move |_| editor.statuses.with(|s| s.get(&status_name).cloned()));
-    let counters = move || {
-        status.with(|s| {
-            s.as_ref().and_then(|s| s.counters.as_ref()).map_or_else(String::new, |c| {
+    // Only what the box shows: the counters line and the last error, not the whole status.
+    let shown = Memo::new(move |_| {
+        editor.statuses.with(|statuses| {
+            let status = statuses.get(&status_name)?;
+            let counters = status.counters.as_ref().map(|c| {
                 format!("in {} · out {} · errors {}", c.messages_in, c.messages_out, c.errors)
-            })
+            });
+            Some((
+                counters.unwrap_or_default(),
+                status.last_error.as_ref().map(|e| e.message.clone()),
+            ))
         })
-    };
-    let failing = move || status.with(|s| s.as_ref().is_some_and(|s| s.last_error.is_some()));
-    let last_error = move || {
-        status.with(|s| {
-            s.as_ref()
-                .and_then(|s| s.last_error.as_ref())
-                .map(|e| e.message.clone())
-                .unwrap_or_default()
-        })
-    };
+    });
+    let counters = move || shown.with(|s| s.as_ref().map(|(c, _)| c.clone()).unwrap_or_default());
+    let failing = move || shown.with(|s| s.as_ref().is_some_and(|(_, e)| e.is_some()));
+    let last_error = move || shown.with(|s| s.as_ref().and_then(|(_, e)| e.clone()));
     let selected_name = name.clone();
     let selected = move || editor.selection.with(|s| s.nodes.contains(&selected_name));
     let title = spec.get_untracked().map(|(_, component)| component).unwrap_or_default();
@@ -323,7 +322,7 @@ fn NodeBox(name: String) -> impl IntoView {
             data-testid=format!("node-{name}")
             transform=move || { let p = position.get(); format!("translate({:.1} {:.1})", p.left, p.top) }
         >
-            <title>{last_error}</title>
+            {move || last_error().map(|error| view! { <title>{error}</title> })}
             <rect class="node-body" width={NODE_WIDTH} height=height rx="6"/>
             <g data-role="node" data-node=name.clone()>
                 <rect class="node-header" width={NODE_WIDTH} height={geometry::HEADER} rx="6"/>
