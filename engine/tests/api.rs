@@ -1,7 +1,7 @@
 //! The editor's API over real HTTP: the engine as `weir up` runs it (the common module hosted
 //! in-process, the embedded store in a temporary directory) on a loopback port.
 
-use std::{future::Future, sync::Arc, time::Duration};
+use std::{sync::Arc, time::Duration};
 
 use anyhow::{Context as _, Result, bail, ensure};
 use reqwest::{Method, StatusCode};
@@ -55,7 +55,7 @@ impl Server {
             _data: data,
         };
         // The hosted module publishes its catalogue once it runs.
-        eventually("the common module's catalogue", || async {
+        weir_testenv::eventually("the common module's catalogue", DEADLINE, || async {
             let (_, modules) = server.call(Method::GET, "/modules", None).await?;
             Ok(modules.as_array().filter(|m| !m.is_empty()).map(drop))
         })
@@ -120,22 +120,6 @@ impl Server {
                 .context("the engine did not stop")?;
         }
         Ok(())
-    }
-}
-
-/// Polls `probe` until it gives a value, failing after [`DEADLINE`].
-async fn eventually<T, F, Fut>(what: &str, mut probe: F) -> Result<T>
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Result<Option<T>>>,
-{
-    let deadline = tokio::time::Instant::now() + DEADLINE;
-    loop {
-        if let Some(value) = probe().await? {
-            return Ok(value);
-        }
-        ensure!(tokio::time::Instant::now() < deadline, "gave up waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 
@@ -226,7 +210,7 @@ async fn a_saved_flow_reads_back_lists_and_saves_again_without_needless_writes()
     );
 
     // The nodes run and report their status, which the document carries.
-    let document = eventually("node status", || async {
+    let document = weir_testenv::eventually("node status", DEADLINE, || async {
         let document = server.ok(Method::GET, "/flows/hello", None, StatusCode::OK).await?;
         let ready = document["nodes"].as_array().is_some_and(|nodes| {
             nodes.iter().all(|n| n.pointer("/status/conditions/0/status") == Some(&json!("True")))
@@ -606,7 +590,7 @@ async fn secret_settings_never_reach_the_editor_and_the_placeholder_keeps_them()
 async fn send_delivers_through_the_module_and_reports_failures() -> Result<()> {
     let server = Server::start().await?;
     server.ok(Method::PUT, "/flows/hello", Some(hello("hello", "1m")), StatusCode::OK).await?;
-    let answer = eventually("greet to answer", || async {
+    let answer = weir_testenv::eventually("greet to answer", DEADLINE, || async {
         let (status, answer) = server
             .call(
                 Method::POST,

@@ -16,7 +16,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use anyhow::{Context as _, Result, bail, ensure};
+use anyhow::{Context as _, Result, ensure};
 use bytes::Bytes;
 use k8s_openapi::api::{
     apps::v1::Deployment,
@@ -68,26 +68,6 @@ fn succeeded(command: &mut Command, what: &str) -> Result<String> {
         String::from_utf8_lossy(&output.stdout)
     );
     Ok(String::from_utf8(output.stdout)?)
-}
-
-async fn eventually<T, F, Fut>(what: &str, mut probe: F) -> Result<T>
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Result<Option<T>>>,
-{
-    let started = Instant::now();
-    let mut last = String::new();
-    loop {
-        match probe().await {
-            Ok(Some(value)) => return Ok(value),
-            Ok(None) => {}
-            Err(err) => last = format!("{err:#}"),
-        }
-        if started.elapsed() > PATIENCE {
-            bail!("{what} did not happen within {PATIENCE:?}; last error: {last}");
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
 }
 
 /// Creates a namespaced object from JSON.
@@ -221,7 +201,7 @@ async fn wait_ready(client: &Client, namespace: &str, flow: &str) -> Result<()> 
         namespace,
         &kube::api::ApiResource::erase::<weir_model::FlowNode>(&()),
     );
-    eventually(&format!("the nodes of {flow} being ready"), || async {
+    weir_testenv::eventually(&format!("the nodes of {flow} being ready"), PATIENCE, || async {
         let list = nodes.list(&ListParams::default()).await?;
         let mine: Vec<&kube::api::DynamicObject> =
             list.items.iter().filter(|n| n.data["spec"]["flow"] == flow).collect();
@@ -569,22 +549,24 @@ async fn the_image_mirror_copies_patches_reports_rechecks_rides_out_an_outage_an
 
     // The failure shows in the debug node, the copy node's status and the metrics, and no
     // status holds a password.
-    let failures = eventually("the failure in the debug node's status", || async {
-        let status = node_status(&client, &flows, "mirror-failures").await?;
-        Ok((status["state"]["count"] == 1).then_some(status))
-    })
-    .await?;
+    let failures =
+        weir_testenv::eventually("the failure in the debug node's status", PATIENCE, || async {
+            let status = node_status(&client, &flows, "mirror-failures").await?;
+            Ok((status["state"]["count"] == 1).then_some(status))
+        })
+        .await?;
     let seen = &failures["state"]["messages"][0]["message"];
     ensure!(
         seen["image"] == format!("{remote}/acme/missing:1")
             && seen["deployments"] == json!([format!("{shop}/broken")]),
         "{seen}"
     );
-    let copy = eventually("the copy node's error in its status", || async {
-        let status = node_status(&client, &flows, "mirror-copy").await?;
-        Ok((status["counters"]["errors"] == 1).then_some(status))
-    })
-    .await?;
+    let copy =
+        weir_testenv::eventually("the copy node's error in its status", PATIENCE, || async {
+            let status = node_status(&client, &flows, "mirror-copy").await?;
+            Ok((status["counters"]["errors"] == 1).then_some(status))
+        })
+        .await?;
     ensure!(
         copy["lastError"]["message"].as_str().is_some_and(|m| m.contains("acme/missing")),
         "{copy}"

@@ -200,19 +200,19 @@ impl Editor {
 
     /// Undoes the last edit.
     pub fn undo(&self) {
-        let Some(current) = self.doc.get_untracked() else { return };
-        if let Some(before) = self.history.try_update_value(|h| h.undo(current)).flatten() {
-            self.doc.set(Some(before));
-            self.selection.set(Selection::default());
-            self.revision.update(|r| *r += 1);
-        }
+        self.travel(History::undo);
     }
 
     /// Redoes the last undone edit.
     pub fn redo(&self) {
+        self.travel(History::redo);
+    }
+
+    /// Moves through the history: `step` takes the current document and gives the one to show.
+    fn travel(&self, step: impl FnOnce(&mut History, Document) -> Option<Document>) {
         let Some(current) = self.doc.get_untracked() else { return };
-        if let Some(after) = self.history.try_update_value(|h| h.redo(current)).flatten() {
-            self.doc.set(Some(after));
+        if let Some(shown) = self.history.try_update_value(|h| step(h, current)).flatten() {
+            self.doc.set(Some(shown));
             self.selection.set(Selection::default());
             self.revision.update(|r| *r += 1);
         }

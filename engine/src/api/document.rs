@@ -38,18 +38,27 @@ pub struct Listed {
     pub nodes: usize,
 }
 
+/// The stored Flow called `flow`; 404 when there is none.
+pub async fn existing_flow(
+    store: &dyn Store,
+    namespace: &str,
+    flow: &str,
+) -> Result<DynamicObject, ApiError> {
+    store.get(Kind::Flow, namespace, flow).await.map_err(|err| match err {
+        StoreError::NotFound(_) => {
+            ApiError::not_found(format!("flow {namespace}/{flow} does not exist"))
+        }
+        err => err.into(),
+    })
+}
+
 /// Reads a flow and its nodes; 404 when the flow does not exist.
 pub async fn read(
     store: &dyn Store,
     namespace: &str,
     flow: &str,
 ) -> Result<FlowDocument, ApiError> {
-    let object = store.get(Kind::Flow, namespace, flow).await.map_err(|err| match err {
-        StoreError::NotFound(_) => {
-            ApiError::not_found(format!("flow {namespace}/{flow} does not exist"))
-        }
-        err => err.into(),
-    })?;
+    let object = existing_flow(store, namespace, flow).await?;
     let catalogue = Catalogue::read(store, namespace).await?;
     let mut nodes = Vec::new();
     for node in crate::cmd::nodes_of(store, namespace, flow).await? {

@@ -134,12 +134,7 @@ pub async fn list_for_flow(
     let flow = name("flow", "the path", &flow)?;
     let namespace = params.namespace()?;
     let limit = params.limit(DEFAULT_LIMIT, PER_NODE)?;
-    api.store.get(Kind::Flow, &namespace, &flow).await.map_err(|err| match err {
-        StoreError::NotFound(_) => {
-            ApiError::not_found(format!("flow {namespace}/{flow} does not exist"))
-        }
-        err => err.into(),
-    })?;
+    super::document::existing_flow(&*api.store, &namespace, &flow).await?;
     let nodes = crate::cmd::nodes_of(&*api.store, &namespace, &flow).await?;
     let recorder = api.feed.recorder();
     let events: Vec<Arc<str>> = nodes

@@ -41,12 +41,7 @@ pub async fn post(
         .map_err(|err| ApiError::invalid(Problem::new(None, "name", err.to_string())))?;
     let new = new.as_str();
     let store = &*api.store;
-    let old = store.get(Kind::Flow, &namespace, &flow).await.map_err(|err| match err {
-        StoreError::NotFound(_) => {
-            ApiError::not_found(format!("flow {namespace}/{flow} does not exist"))
-        }
-        err => err.into(),
-    })?;
+    let old = super::document::existing_flow(store, &namespace, &flow).await?;
     let exists = || ApiError::conflict(format!("flow {namespace}/{new} already exists"));
     if new == flow {
         return Err(exists());

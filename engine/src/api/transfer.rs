@@ -11,8 +11,7 @@ use axum::{
     response::IntoResponse,
 };
 use serde_json::{Value, json};
-use weir_model::{Kind, Resource, manifest::SyntaxError};
-use weir_store::StoreError;
+use weir_model::{Resource, manifest::SyntaxError};
 
 use super::{
     Api,
@@ -37,12 +36,7 @@ pub async fn export(
     let flow = name("flow", "the path", &flow)?;
     let namespace = params.namespace()?;
     let store = &*api.store;
-    let object = store.get(Kind::Flow, &namespace, &flow).await.map_err(|err| match err {
-        StoreError::NotFound(_) => {
-            ApiError::not_found(format!("flow {namespace}/{flow} does not exist"))
-        }
-        err => err.into(),
-    })?;
+    let object = super::document::existing_flow(store, &namespace, &flow).await?;
     let catalogue = Catalogue::read(store, &namespace).await?;
     let documents = export::manifests(store, &catalogue, &object, false).await?;
     Ok(([(header::CONTENT_TYPE, "text/yaml")], export::to_yaml(&documents)?))

@@ -509,3 +509,25 @@ fn write_kubeconfig(path: &Path, port: u16, ca: &Path, cert: &Path, key: &Path) 
     fs::write(path, serde_json::to_string_pretty(&config)?)?;
     Ok(())
 }
+
+/// Polls `probe` every 50 ms until it gives a value, failing after `patience` with `what` and
+/// the last error the probe met (an error is not final: the thing awaited may still come).
+pub async fn eventually<T, F, Fut>(what: &str, patience: Duration, mut probe: F) -> Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<Option<T>>>,
+{
+    let started = std::time::Instant::now();
+    let mut last = String::new();
+    loop {
+        match probe().await {
+            Ok(Some(value)) => return Ok(value),
+            Ok(None) => {}
+            Err(err) => last = format!("{err:#}"),
+        }
+        if started.elapsed() > patience {
+            anyhow::bail!("{what} did not happen within {patience:?}; last error: {last}");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
