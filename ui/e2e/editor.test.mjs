@@ -68,6 +68,21 @@ test('an edge mapping previews its result and names what cannot work', async () 
   assert.match(preview.note, /^tick \d+$/, 'text around {{ }} interpolates');
   await shot(page, '5-mapping-preview');
 
+  // How the edge delivers: a bad value is refused in place, naming the field; good ones save.
+  await page.getByTestId('edge-attempts').fill('0');
+  await page.getByTestId('edge-attempts').press('Tab');
+  await page.getByTestId('edge-delivery-problem').filter({ hasText: 'attempts: a whole number from 1 to 100' }).waitFor();
+  await page.getByTestId('edge-attempts').fill('3');
+  await page.getByTestId('edge-attempts').press('Tab');
+  await page.getByTestId('edge-timeout').fill('5s');
+  await page.getByTestId('edge-timeout').press('Tab');
+  assert.equal(await page.getByTestId('edge-delivery-problem').textContent(), '');
+  await page.getByTestId('save').click();
+  await page.getByTestId('save').filter({ hasText: /^Saved$/ }).waitFor();
+  const saved = await (await page.request.get(`${engine.url}/api/flows/demo`)).json();
+  const edge = saved.nodes.find((n) => n.metadata.name === 'ticker').spec.edges[0];
+  assert.deepEqual([edge.retry, edge.timeout, edge.mapping.seen], [{ attempts: 3 }, '5s', '{{ .count }}']);
+
   await page.getByTestId('mapping-text').fill('{ "seen": "{{ .count | }}" }');
   await page.getByTestId('mapping-problems').locator('li').first().waitFor();
   assert.match(await page.getByTestId('mapping-problems').textContent(), /seen: \{\{ \.count \| \}\}/);

@@ -1,5 +1,5 @@
 //! The flow being edited, as plain data: its Flow and FlowNodes, and every edit the editor
-//! makes to them (add, move, connect, delete, copy and paste). No browser code here, so the
+//! makes to them (add, move, connect, set an edge's delivery, delete, copy and paste). No browser code here, so the
 //! rules are unit-tested natively.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -7,8 +7,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use weir_model::{
-    ComponentName, Edge, EdgeTarget, Flow, FlowName, FlowNode, FlowNodeSpec, FlowSpec, ModuleName,
-    NodeName, PortName, Position,
+    ComponentName, Edge, EdgeTarget, Flow, FlowName, FlowNode, FlowNodeSpec, FlowSpec,
+    HumanDuration, ModuleName, NodeName, PortName, Position, RetryPolicy,
 };
 
 /// A flow with its nodes, as the engine's API sends and saves it.
@@ -95,6 +95,38 @@ pub enum EditError {
     /// No such node.
     #[error("there is no node {0}")]
     NoNode(String),
+    /// A field given a value it cannot take.
+    #[error("{field}: {problem}")]
+    BadValue {
+        /// The field, as the editor labels it.
+        field: &'static str,
+        /// What is wrong.
+        problem: String,
+    },
+}
+
+/// How an edge delivers, as the editor's text fields hold it: empty fields take the runtime's
+/// defaults (one attempt, its backoff and timeout).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Delivery {
+    /// Attempts in all, the first included (1 to 100).
+    pub attempts: String,
+    /// The wait before the second attempt, such as `200ms`.
+    pub initial_backoff: String,
+    /// The longest wait between attempts, such as `30s`.
+    pub max_backoff: String,
+    /// How long one attempt may take, such as `10s`.
+    pub timeout: String,
+}
+
+fn duration(field: &'static str, text: &str) -> Result<Option<HumanDuration>, EditError> {
+    let text = text.trim();
+    if text.is_empty() {
+        return Ok(None);
+    }
+    text.parse().map(Some).map_err(|err: weir_model::duration::InvalidDuration| {
+        EditError::BadValue { field, problem: err.to_string() }
+    })
 }
 
 /// Where a node goes when the layout does not say.
@@ -227,6 +259,53 @@ impl Document {
         if let Some(edge) = self.node_mut(from).and_then(|n| n.spec.edges.get_mut(index)) {
             edge.mapping = mapping;
         }
+    }
+
+    /// The delivery fields of an edge, for the editor.
+    pub fn delivery(&self, from: &str, index: usize) -> Delivery {
+        let Some(edge) = self.edge(from, index) else { return Delivery::default() };
+        let text = |d: Option<&HumanDuration>| d.map(ToString::to_string).unwrap_or_default();
+        let retry = edge.retry.as_ref();
+        Delivery {
+            attempts: retry.map(|r| r.attempts.to_string()).unwrap_or_default(),
+            initial_backoff: text(retry.and_then(|r| r.initial_backoff.as_ref())),
+            max_backoff: text(retry.and_then(|r| r.max_backoff.as_ref())),
+            timeout: text(edge.timeout.as_ref()),
+        }
+    }
+
+    /// Sets how an edge delivers; a bad field changes nothing and names the field.
+    pub fn set_delivery(
+        &mut self,
+        from: &str,
+        index: usize,
+        delivery: &Delivery,
+    ) -> Result<(), EditError> {
+        let attempts = match delivery.attempts.trim() {
+            "" => None,
+            text => Some(text.parse::<u32>().ok().filter(|n| (1..=100).contains(n)).ok_or(
+                EditError::BadValue {
+                    field: "attempts",
+                    problem: "a whole number from 1 to 100".to_owned(),
+                },
+            )?),
+        };
+        let initial_backoff = duration("initial backoff", &delivery.initial_backoff)?;
+        let max_backoff = duration("max backoff", &delivery.max_backoff)?;
+        let timeout = duration("timeout", &delivery.timeout)?;
+        let retry = match (attempts, &initial_backoff, &max_backoff) {
+            (None, None, None) => None,
+            (attempts, _, _) => {
+                Some(RetryPolicy { attempts: attempts.unwrap_or(1), initial_backoff, max_backoff })
+            }
+        };
+        let edge = self
+            .node_mut(from)
+            .and_then(|n| n.spec.edges.get_mut(index))
+            .ok_or_else(|| EditError::NoNode(from.to_owned()))?;
+        edge.retry = retry;
+        edge.timeout = timeout;
+        Ok(())
     }
 
     /// Replaces a node's settings.
@@ -412,6 +491,38 @@ mod tests {
         assert_eq!(err, EditError::NoNode("nope".to_owned()));
         doc.set_mapping("ticker", 0, Some(serde_json::json!({"text": "{{ .count }}"})));
         assert!(doc.edge("ticker", 0).unwrap().mapping.is_some());
+    }
+
+    #[test]
+    fn an_edge_takes_a_retry_policy_and_timeout_and_refuses_bad_ones_naming_them() {
+        let mut doc = sample();
+        let delivery = Delivery {
+            attempts: "3".to_owned(),
+            initial_backoff: "100ms".to_owned(),
+            max_backoff: String::new(),
+            timeout: "5s".to_owned(),
+        };
+        doc.set_delivery("ticker", 0, &delivery).unwrap();
+        assert_eq!(doc.delivery("ticker", 0), delivery, "reads back as written");
+        let edge = doc.edge("ticker", 0).unwrap();
+        assert_eq!(edge.retry.as_ref().map(|r| r.attempts), Some(3));
+        let before = doc.clone();
+        let bad = |field: &str, value: &str| {
+            let mut delivery = delivery.clone();
+            match field {
+                "attempts" => delivery.attempts = value.to_owned(),
+                _ => delivery.timeout = value.to_owned(),
+            }
+            delivery
+        };
+        let err = doc.set_delivery("ticker", 0, &bad("attempts", "0")).unwrap_err();
+        assert_eq!(err.to_string(), "attempts: a whole number from 1 to 100");
+        let err = doc.set_delivery("ticker", 0, &bad("timeout", "soon")).unwrap_err();
+        assert!(err.to_string().starts_with("timeout: "), "{err}");
+        assert_eq!(doc, before, "a bad field changes nothing");
+        doc.set_delivery("ticker", 0, &Delivery::default()).unwrap();
+        let edge = doc.edge("ticker", 0).unwrap();
+        assert!(edge.retry.is_none() && edge.timeout.is_none(), "empty fields take the defaults");
     }
 
     #[test]

@@ -7,7 +7,7 @@ use leptos::{ev, prelude::*};
 use serde_json::{Value, json};
 use weir_model::mapping::Mapping;
 
-use crate::{editor::Editor, schema};
+use crate::{document::Delivery, editor::Editor, schema};
 
 /// The panel of the edge at `index` of node `from`.
 #[component]
@@ -135,6 +135,36 @@ pub fn MappingPanel(from: String, index: usize) -> impl IntoView {
         editor.edit(move |doc| doc.set_mapping(&from, index, Some(document)));
     };
 
+    let delivery_from = from.clone();
+    let delivery = RwSignal::new(
+        editor
+            .doc
+            .with_untracked(|d| d.as_ref().map(|d| d.delivery(&from, index)).unwrap_or_default()),
+    );
+    let delivery_problem = RwSignal::new(String::new());
+    let set_delivery = move |change: fn(&mut Delivery, String), event: ev::Event| {
+        delivery.update(|d| change(d, event_target_value(&event)));
+        let (from, wanted) = (delivery_from.clone(), delivery.get_untracked());
+        let mut refused = None;
+        editor.edit(|doc| {
+            if let Err(err) = doc.set_delivery(&from, index, &wanted) {
+                refused = Some(err.to_string());
+            }
+        });
+        delivery_problem.set(refused.unwrap_or_default());
+    };
+    let field = move |label: &'static str,
+                      testid: &'static str,
+                      placeholder: &'static str,
+                      read: fn(&Delivery) -> String,
+                      change: fn(&mut Delivery, String)| {
+        let set_delivery = set_delivery.clone();
+        view! {
+            <label>{label}</label>
+            <input type="text" data-testid=testid placeholder=placeholder prop:value=move || delivery.with(read) on:change=move |event| set_delivery(change, event)/>
+        }
+    };
+
     view! {
         <section class="mapping" data-testid="mapping-panel">
             <h3>{format!("{from}:{source_port} → {target_node}:{target_port}")}</h3>
@@ -148,6 +178,13 @@ pub fn MappingPanel(from: String, index: usize) -> impl IntoView {
             <ul class="problems" data-testid="mapping-problems">
                 {move || preview.get().1.into_iter().map(|p| view! { <li>{p}</li> }).collect_view()}
             </ul>
+            <h4>"Delivery"</h4>
+            <p class="help">"Transient failures are retried with exponential backoff up to the attempts; empty fields take the defaults (one attempt, 200ms, 30s)."</p>
+            {field("Attempts", "edge-attempts", "1", |d| d.attempts.clone(), |d, v| d.attempts = v)}
+            {field("Initial backoff", "edge-initial-backoff", "200ms", |d| d.initial_backoff.clone(), |d, v| d.initial_backoff = v)}
+            {field("Max backoff", "edge-max-backoff", "30s", |d| d.max_backoff.clone(), |d, v| d.max_backoff = v)}
+            {field("Timeout", "edge-timeout", "the runtime's", |d| d.timeout.clone(), |d, v| d.timeout = v)}
+            <p class="problem" data-testid="edge-delivery-problem">{move || delivery_problem.get()}</p>
         </section>
     }
     .into_any()
