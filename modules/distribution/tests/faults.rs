@@ -450,11 +450,13 @@ async fn tokens_that_expire_mid_copy_are_fetched_again() -> Result<()> {
         target_proxy.fired.lock().unwrap_or_else(PoisonError::into_inner).len(),
     );
     ensure!(fired == (3, 1), "every fault fired: {fired:?}");
-    // Pull and push at the start, push again after the refused upload, then pull and push
-    // again once the registry stopped taking the first ones (more if a slow machine outlives
-    // a token within the first platform).
+    // Pull and push at the start and push again after the refused upload make three. Every
+    // token the second platform uses was fetched before the three-second pause, so the copy
+    // succeeding at all shows that refused tokens were fetched again; at least one more fetch
+    // must show in the count (how many depends on timing: concurrent requests share a fetch,
+    // and a slow machine may outlive a token within the first platform).
     let issued = tokens.issued.load(Ordering::Relaxed);
-    ensure!(issued >= 5, "the refused tokens were fetched again mid-copy: {issued} fetched");
+    ensure!(issued >= 4, "the refused tokens were fetched again mid-copy: {issued} fetched");
     let seen = target_proxy.seen.lock().unwrap_or_else(PoisonError::into_inner).clone();
     ensure!(
         seen.iter().any(|r| r.starts_with("DELETE /v2/mirror/acme/app/blobs/uploads/")),
