@@ -70,21 +70,6 @@ fn succeeded(command: &mut Command, what: &str) -> Result<String> {
     Ok(String::from_utf8(output.stdout)?)
 }
 
-/// Creates a namespaced object from JSON.
-async fn create<K>(client: &Client, namespace: &str, object: Value) -> Result<()>
-where
-    K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>
-        + Clone
-        + serde::de::DeserializeOwned
-        + serde::Serialize
-        + std::fmt::Debug,
-    K::DynamicType: Default,
-{
-    let api: Api<K> = Api::namespaced(client.clone(), namespace);
-    api.create(&PostParams::default(), &serde_json::from_value(object)?).await?;
-    Ok(())
-}
-
 /// A Deployment named `name` with these containers (`(name, image)`) and more pod `spec`.
 fn deployment(name: &str, replicas: i32, containers: &[(&str, &str)], mut pod: Value) -> Value {
     let containers: Vec<Value> =
@@ -376,9 +361,9 @@ async fn the_image_mirror_copies_patches_reports_rechecks_rides_out_an_outage_an
         ("migrate", format!("{remote}/private/migrate@{migrate_digest}")),
         ("worker", format!("{remote}/private/api:1.0")),
     ]);
-    create::<Secret>(&client, &shop, login_secret("remote-login", &remote)).await?;
-    create::<Secret>(&client, &flows, login_secret("mirror-login", &mirror)).await?;
-    create::<ServiceAccount>(
+    weir_testenv::create::<Secret>(&client, &shop, login_secret("remote-login", &remote)).await?;
+    weir_testenv::create::<Secret>(&client, &flows, login_secret("mirror-login", &mirror)).await?;
+    weir_testenv::create::<ServiceAccount>(
         &client,
         &shop,
         json!({ "metadata": { "name": "builder" }, "imagePullSecrets": [{ "name": "remote-login" }] }),
@@ -424,7 +409,7 @@ async fn the_image_mirror_copies_patches_reports_rechecks_rides_out_an_outage_an
         (&ops, deployment("edge", 1, &[("edge", &originals["web"])], json!({}))),
     ];
     for (namespace, object) in deployments {
-        create::<Deployment>(&client, namespace, object).await?;
+        weir_testenv::create::<Deployment>(&client, namespace, object).await?;
     }
     let before_shop = workloads(&client, &shop).await?;
 
@@ -723,11 +708,12 @@ async fn a_tick_over_500_deployments_sharing_50_images_already_mirrored() -> Res
         .await?;
         source.put_manifest(&format!("fleet/app-{image}"), "1", &manifest).await?;
     }
-    create::<Secret>(&client, &flows, login_secret("mirror-login", &mirror.host)).await?;
+    weir_testenv::create::<Secret>(&client, &flows, login_secret("mirror-login", &mirror.host))
+        .await?;
     for index in 0..DEPLOYMENTS {
         let image = format!("{}/fleet/app-{}:1", remote.host, index % IMAGES);
         let object = deployment(&format!("app-{index}"), 2, &[("app", &image)], json!({}));
-        create::<Deployment>(&client, &apps[index % NAMESPACES], object).await?;
+        weir_testenv::create::<Deployment>(&client, &apps[index % NAMESPACES], object).await?;
     }
     let identity = node_identity(plane, &client, &format!("{flows}-nodes")).await?;
     let _modules = start_modules(plane, &flows, &identity)?;

@@ -4,7 +4,7 @@
 use gloo_net::http::{Request, RequestBuilder, Response};
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
 use serde_json::Value;
-use weir_model::{Flow, FlowNodeStatus, Module, Position};
+use weir_model::{Flow, FlowNodeStatus, Module};
 
 use crate::document::Document;
 
@@ -173,20 +173,6 @@ pub async fn save(document: &Document) -> Result<Document, ApiError> {
     let name = document.name();
     call(json(Request::put(&format!("/api/flows/{name}")), document), &format!("save flow {name}"))
         .await
-}
-
-/// Saves only where the nodes sit.
-pub async fn save_layout(
-    name: &str,
-    layout: &std::collections::BTreeMap<String, Position>,
-) -> Result<(), ApiError> {
-    let body = serde_json::json!({ "layout": layout });
-    send(
-        json(Request::put(&format!("/api/flows/{name}/layout")), &body),
-        &format!("save the layout of {name}"),
-    )
-    .await
-    .map(drop)
 }
 
 /// Deletes a flow and its nodes.

@@ -29,15 +29,6 @@ pub struct PortRef {
     pub port: String,
 }
 
-/// An edge, named by the node it leaves from and its place in that node's `spec.edges`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct EdgeRef<'a> {
-    /// The node the edge leaves from.
-    pub from: &'a str,
-    /// Its index in the node's edges.
-    pub index: usize,
-}
-
 /// What is selected on the canvas.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Selection {

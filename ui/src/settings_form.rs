@@ -9,9 +9,6 @@ use serde_json::{Map, Value};
 
 use crate::{editor::Editor, schema};
 
-/// What the engine sends in place of a secret's value; sent back, it keeps the stored value.
-pub const SECRET_KEPT: &str = "<secret>";
-
 /// One step into a settings document.
 #[derive(Debug, Clone, PartialEq)]
 enum Step {
@@ -253,7 +250,8 @@ fn control(
             };
             if schema::is_secret(schema) {
                 // The stored value stays on the engine; typing replaces it.
-                let placeholder = if text == SECRET_KEPT { "stored (type to replace)" } else { "" };
+                let placeholder =
+                    if text == weir_model::redact::KEPT { "stored (type to replace)" } else { "" };
                 view! { <input type="password" id=id data-testid=testid autocomplete="off" placeholder=placeholder on:change=commit/> }.into_any()
             } else if let Some(language) = schema.get("x-weir-code").and_then(Value::as_str) {
                 let rows = text.lines().count().clamp(4, 24);

@@ -531,3 +531,22 @@ where
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+/// Creates a namespaced object of kind `K` from JSON, as a test sets the scene.
+pub async fn create<K>(
+    client: &kube::Client,
+    namespace: &str,
+    object: serde_json::Value,
+) -> Result<()>
+where
+    K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>
+        + Clone
+        + serde::de::DeserializeOwned
+        + serde::Serialize
+        + std::fmt::Debug,
+    K::DynamicType: Default,
+{
+    let api: kube::Api<K> = kube::Api::namespaced(client.clone(), namespace);
+    api.create(&kube::api::PostParams::default(), &serde_json::from_value(object)?).await?;
+    Ok(())
+}

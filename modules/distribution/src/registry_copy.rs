@@ -70,7 +70,7 @@ pub struct CopyRequest {
 /// Credentials for one registry: a user name and password, or the logins of a pull secret to
 /// pick from as the kubelet would (the most specific entry for the image; none matching means
 /// anonymous). Passwords are never shown.
-#[derive(Debug, Default, Deserialize, JsonSchema)]
+#[derive(Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct Login {
     /// The user name.
@@ -83,6 +83,16 @@ pub struct Login {
     /// The text of a `.dockerconfigjson` (or `.dockercfg`) to read the logins from (secret).
     #[schemars(extend("x-weir-secret" = true))]
     pub dockerconfigjson: Option<String>,
+}
+
+impl std::fmt::Debug for Login {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never the password or the config text, whoever prints a request.
+        f.debug_struct("Login")
+            .field("username", &self.username)
+            .field("registries", &self.registries)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Login {
@@ -307,4 +317,23 @@ impl RegistryCopy {
 fn failure(error: &RegistryError) -> NodeError {
     let kind = if error.is_transient() { ErrorKind::Transient } else { ErrorKind::Invalid };
     NodeError::new(kind, error.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_request_never_prints_its_secrets() {
+        let request: CopyRequest = serde_json::from_value(serde_json::json!({
+            "source": "nginx:1.27",
+            "target": "m:5000/nginx:1.27",
+            "sourceCredentials": { "username": "ci", "password": "s3cret" },
+            "targetCredentials": { "dockerconfigjson": "{\"auths\":{\"m:5000\":{\"auth\":\"czNjcmV0\"}}}" },
+        }))
+        .unwrap();
+        let printed = format!("{request:?}");
+        assert!(printed.contains("ci"), "{printed}");
+        assert!(!printed.contains("s3cret") && !printed.contains("czNjcmV0"), "{printed}");
+    }
 }

@@ -49,20 +49,6 @@ async fn create_all(client: &Client, namespace: &str, items: Vec<Deployment>) ->
     Ok(())
 }
 
-async fn create<K>(client: &Client, namespace: &str, object: Value) -> Result<()>
-where
-    K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>
-        + Clone
-        + serde::de::DeserializeOwned
-        + serde::Serialize
-        + std::fmt::Debug,
-    K::DynamicType: Default,
-{
-    let api: Api<K> = Api::namespaced(client.clone(), namespace);
-    api.create(&PostParams::default(), &serde_json::from_value(object)?).await?;
-    Ok(())
-}
-
 /// Sends `message` to a node built from `settings` and returns what it emitted on `out`.
 async fn run<C: Component>(settings: Value, message: Value) -> Result<Value, weir_sdk::NodeError> {
     let node = Harness::build::<C>(&settings)?;
@@ -77,7 +63,7 @@ fn kubeconfig(path: &Path) -> String {
 /// Creates the web (pod pull secret, init container) and api (ServiceAccount pull secret)
 /// Deployments, and an idle one.
 async fn workloads(client: &Client, namespace: &str) -> Result<()> {
-    create::<ServiceAccount>(
+    weir_testenv::create::<ServiceAccount>(
         client,
         namespace,
         json!({ "metadata": { "name": "builder" }, "imagePullSecrets": [{ "name": "hub-from-account" }] }),
@@ -261,7 +247,7 @@ async fn decodes_registry_credentials_from_a_dockerconfigjson_secret() -> Result
     let namespace = plane.namespace("secret").await?;
     let config =
         json!({ "auths": { "ghcr.io": { "username": "ci", "password": "t0ken" } } }).to_string();
-    create::<Secret>(
+    weir_testenv::create::<Secret>(
         &client,
         &namespace,
         json!({ "metadata": { "name": "hub" }, "type": "kubernetes.io/dockerconfigjson", "stringData": { ".dockerconfigjson": config } }),
@@ -298,7 +284,7 @@ async fn reads_several_registry_secrets_at_once_by_group() -> Result<()> {
     let (apps, mirror) = (plane.namespace("pulls").await?, plane.namespace("mirror").await?);
     let secret = |name: &str, kind: &str, key: &str, config: Value| json!({ "metadata": { "name": name }, "type": kind, "stringData": { key: config.to_string() } });
     let dockerconfigjson = "kubernetes.io/dockerconfigjson";
-    create::<Secret>(
+    weir_testenv::create::<Secret>(
         &client,
         &apps,
         secret(
@@ -310,7 +296,7 @@ async fn reads_several_registry_secrets_at_once_by_group() -> Result<()> {
     )
     .await?;
     // The legacy form: registries at the top, no `auths`.
-    create::<Secret>(
+    weir_testenv::create::<Secret>(
         &client,
         &apps,
         secret(
@@ -321,13 +307,13 @@ async fn reads_several_registry_secrets_at_once_by_group() -> Result<()> {
         ),
     )
     .await?;
-    create::<Secret>(
+    weir_testenv::create::<Secret>(
         &client,
         &apps,
         json!({ "metadata": { "name": "tls" }, "stringData": { "token": "t" } }),
     )
     .await?;
-    create::<Secret>(
+    weir_testenv::create::<Secret>(
         &client,
         &mirror,
         secret(
@@ -384,9 +370,13 @@ async fn grant(
             ..PolicyRule::default()
         })
         .collect();
-    create::<Role>(client, namespace, json!({ "metadata": { "name": user }, "rules": rules }))
-        .await?;
-    create::<RoleBinding>(
+    weir_testenv::create::<Role>(
+        client,
+        namespace,
+        json!({ "metadata": { "name": user }, "rules": rules }),
+    )
+    .await?;
+    weir_testenv::create::<RoleBinding>(
         client,
         namespace,
         json!({
@@ -404,7 +394,7 @@ async fn each_component_needs_exactly_the_rules_it_declares() -> Result<()> {
     let client = plane.client().await?;
     let namespace = plane.namespace("rbac").await?;
     workloads(&client, &namespace).await?;
-    create::<Secret>(
+    weir_testenv::create::<Secret>(
         &client,
         &namespace,
         json!({ "metadata": { "name": "plain" }, "stringData": { "token": "abc" } }),
