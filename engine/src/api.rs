@@ -3,6 +3,7 @@
 //! Kubernetes-style JSON, every read and write goes through the [`Store`] (so, in a cluster,
 //! through the apiserver and its RBAC), and secret settings never leave the engine.
 
+pub mod access;
 mod check;
 mod document;
 mod error;
@@ -18,6 +19,7 @@ mod ports;
 mod rename;
 mod save;
 mod send;
+mod session;
 mod settings;
 mod solutions;
 mod transfer;
@@ -33,6 +35,8 @@ use tokio_util::sync::CancellationToken;
 use weir_runtime::Runtime;
 use weir_store::Store;
 
+use crate::scope::Scope;
+use access::Access;
 use error::ApiError;
 
 /// The largest request body the API reads: a flow of many nodes, or a file of many flows.
@@ -41,7 +45,12 @@ const MAX_BODY_BYTES: usize = 8 * 1024 * 1024;
 /// What the handlers answer from.
 #[derive(Clone)]
 struct Api {
+    /// The engine's own store: the module catalogues, and everything when access is open.
     store: Arc<dyn Store>,
+    /// Who may do what.
+    access: Access,
+    /// Where flows and modules live; requests that name no namespace are for `scope.home`.
+    scope: Scope,
     /// The modules running in this process, when any.
     runtime: Option<Runtime>,
     /// Changes and messages as they happen, for the event stream and the last messages.
@@ -50,13 +59,29 @@ struct Api {
     stop: CancellationToken,
 }
 
+/// How the API is served: who may use it, and over which namespaces.
+#[derive(Debug, Clone)]
+pub struct Serving {
+    /// Who may do what.
+    pub access: Access,
+    /// Where flows and modules live.
+    pub scope: Scope,
+}
+
 /// The API's routes, to nest under `/api`. `runtime` is the in-process runtime whose messages
 /// the event stream shows; the feed behind the event stream runs until `stop` is cancelled,
 /// which also ends open event streams so a graceful shutdown is not held up by them.
-pub fn router(store: Arc<dyn Store>, runtime: Option<Runtime>, stop: &CancellationToken) -> Router {
-    let feed = feed::Feed::start(Arc::clone(&store), runtime.as_ref(), stop);
-    let api = Api { store, runtime, feed, stop: stop.clone() };
+pub fn router(
+    store: Arc<dyn Store>,
+    runtime: Option<Runtime>,
+    serving: Serving,
+    stop: &CancellationToken,
+) -> Router {
+    let Serving { access, scope } = serving;
+    let feed = feed::Feed::start(Arc::clone(&store), runtime.as_ref(), &scope, stop);
+    let api = Api { store, access, scope, runtime, feed, stop: stop.clone() };
     Router::new()
+        .route("/session", get(session::get).post(session::post).delete(session::delete))
         .route("/modules", get(modules::list))
         .route("/modules/{module}/components/{component}/ports", post(ports::resolve_for))
         .route("/flows", get(flows::list))

@@ -38,7 +38,7 @@ impl Cli {
 
     /// Whether the command serves until stopped, rather than doing one thing and exiting.
     pub fn is_long_running(&self) -> bool {
-        matches!(self.command, Command::Up(_) | Command::Module(_))
+        matches!(self.command, Command::Up(_) | Command::Engine(_) | Command::Module(_))
     }
 }
 
@@ -47,6 +47,9 @@ impl Cli {
 pub enum Command {
     /// Run the engine on the embedded store
     Up(UpArgs),
+    /// Run the engine of a cluster: the flow controller and the editor with its API, acting
+    /// for each user with their own Kubernetes token (the engine Deployment runs this)
+    Engine(EngineArgs),
     /// Run one built-in module's nodes (a module Deployment in a cluster runs this)
     Module(ModuleArgs),
     /// Deliver a test message to a node's input port and print what the flow answered
@@ -67,6 +70,8 @@ pub enum Command {
     Crds(CrdsArgs),
     /// Print or write the node reference (Markdown) of the built-in modules
     Reference(ReferenceArgs),
+    /// Write the generated parts of the Helm chart: CRDs, RBAC rules and the values README
+    Chart(ChartArgs),
 }
 
 /// Where resources are kept.
@@ -84,9 +89,17 @@ pub enum StoreChoice {
 }
 
 impl Cli {
-    /// Which store the flags choose.
+    /// Which store the flags choose. `weir engine` always runs against a cluster, and so does
+    /// `weir module` in a pod (where `KUBERNETES_SERVICE_HOST` is set) unless told a data
+    /// directory: both then use the pod's ServiceAccount.
     pub fn store(&self) -> StoreChoice {
-        if self.kubeconfig.is_some() || self.context.is_some() {
+        let in_pod = std::env::var_os("KUBERNETES_SERVICE_HOST").is_some_and(|h| !h.is_empty());
+        let cluster_by_default = match self.command {
+            Command::Engine(_) => self.data_dir.is_none(),
+            Command::Module(_) => in_pod && self.data_dir.is_none(),
+            _ => false,
+        };
+        if self.kubeconfig.is_some() || self.context.is_some() || cluster_by_default {
             StoreChoice::Cluster {
                 kubeconfig: self.kubeconfig.clone(),
                 context: self.context.clone(),
@@ -113,14 +126,40 @@ pub struct UpArgs {
     pub ui_dir: Option<PathBuf>,
 }
 
+/// `weir engine`.
+#[derive(Debug, Args)]
+pub struct EngineArgs {
+    /// The engine's namespace: its flows (unless --all-namespaces), the modules' catalogues
+    /// and its leader election Lease
+    #[arg(short, long, env = "POD_NAMESPACE", default_value = weir_store::DEFAULT_NAMESPACE)]
+    pub namespace: String,
+    /// Check and show the flows of every namespace (needs cluster-wide read access)
+    #[arg(short = 'A', long, env = "WEIR_ALL_NAMESPACES")]
+    pub all_namespaces: bool,
+    /// Address of the HTTP endpoint (health, metrics, the editor and its API under /api)
+    #[arg(long, default_value = "0.0.0.0:7420", env = "WEIR_LISTEN")]
+    pub listen: SocketAddr,
+    /// The editor's files, as `scripts/ui.sh` builds them [default: the ui/dist of the source
+    /// tree this binary was built from]
+    #[arg(long, env = "WEIR_UI_DIR", value_name = "DIR")]
+    pub ui_dir: Option<PathBuf>,
+    /// Who this replica is in leader election [default: $HOSTNAME, the pod name]
+    #[arg(long, env = "HOSTNAME", value_name = "NAME")]
+    pub identity: Option<String>,
+}
+
 /// `weir module`.
 #[derive(Debug, Args)]
 pub struct ModuleArgs {
     /// The module to run
     pub name: String,
-    /// Namespace for the Module resource and the leader election Lease
+    /// Namespace for the Module resource and the leader election Lease, and whose nodes run
+    /// here (unless --all-namespaces)
     #[arg(short, long, env = "POD_NAMESPACE", default_value = weir_store::DEFAULT_NAMESPACE)]
     pub namespace: String,
+    /// Run the nodes of every namespace (needs cluster-wide access to FlowNodes)
+    #[arg(short = 'A', long, env = "WEIR_ALL_NAMESPACES")]
+    pub all_namespaces: bool,
     /// Address to serve gRPC on (deliveries from other modules, inspect, health)
     #[arg(long, default_value = "0.0.0.0:7421", env = "WEIR_GRPC_LISTEN")]
     pub grpc_listen: SocketAddr,
@@ -285,6 +324,17 @@ pub struct CrdsArgs {
     /// Write one file per CRD into this directory instead of printing them
     #[arg(long, value_name = "DIR")]
     pub out: Option<PathBuf>,
+}
+
+/// `weir chart`.
+#[derive(Debug, Args)]
+pub struct ChartArgs {
+    /// The chart's directory, such as charts/weir
+    #[arg(long, value_name = "DIR")]
+    pub out: PathBuf,
+    /// Write nothing; fail, naming them, when generated files differ from what is there
+    #[arg(long)]
+    pub check: bool,
 }
 
 /// `weir reference`.

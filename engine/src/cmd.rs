@@ -10,8 +10,10 @@ use weir_store::{Store, embedded::EmbeddedStore, kubernetes::KubeStore};
 use crate::cli::{Cli, Command, SolutionCommand, StoreChoice};
 
 pub mod apply;
+pub mod chart;
 pub mod crds;
 pub mod delete;
+pub mod engine;
 pub mod export;
 pub mod get;
 pub mod module;
@@ -25,6 +27,8 @@ pub async fn run(cli: Cli, builtins: Vec<Module>) -> Result<ExitCode> {
     let choice = cli.store();
     match cli.command {
         Command::Up(args) => crate::server::up(open_store(choice).await?, builtins, args).await?,
+        Command::Engine(args) => engine::run(open_store(choice).await?, args).await?,
+        Command::Chart(args) => chart::run(&builtins, &args, &mut out)?,
         Command::Module(args) => module::run(open_store(choice).await?, builtins, args).await?,
         Command::Send(args) => send::run(&*open_store(choice).await?.store, args, &mut out).await?,
         Command::Apply(args) => {
@@ -71,6 +75,9 @@ pub struct Opened {
     pub place: String,
     /// The cluster's client, when the store is a cluster (for leader election).
     pub client: Option<kube::Client>,
+    /// How the client was configured, when the store is a cluster: the address and CA that
+    /// users' own tokens are used against.
+    pub config: Option<kube::Config>,
 }
 
 impl std::fmt::Debug for Opened {
@@ -90,11 +97,14 @@ async fn open_store(choice: StoreChoice) -> Result<Opened> {
             };
             let store = EmbeddedStore::open(&dir)
                 .with_context(|| format!("cannot open the store in {}", dir.display()))?;
-            Ok(Opened { store: Arc::new(store), place: dir.display().to_string(), client: None })
+            let place = dir.display().to_string();
+            Ok(Opened { store: Arc::new(store), place, client: None, config: None })
         }
         StoreChoice::Cluster { kubeconfig, context } => {
-            let store = KubeStore::connect(kubeconfig.as_deref(), context.as_deref())
+            let config = weir_store::kubernetes::config(kubeconfig.as_deref(), context.as_deref())
                 .await
+                .context("cannot reach the Kubernetes cluster")?;
+            let store = KubeStore::with_config(config.clone())
                 .context("cannot reach the Kubernetes cluster")?;
             let place = match (&kubeconfig, &context) {
                 (Some(file), _) => format!("the cluster of {}", file.display()),
@@ -102,7 +112,7 @@ async fn open_store(choice: StoreChoice) -> Result<Opened> {
                 (None, None) => "the current cluster".to_owned(),
             };
             let client = Some(store.client());
-            Ok(Opened { store: Arc::new(store), place, client })
+            Ok(Opened { store: Arc::new(store), place, client, config: Some(config) })
         }
     }
 }

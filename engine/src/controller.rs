@@ -7,43 +7,72 @@ use std::{collections::BTreeMap, sync::Arc, time::Duration};
 
 use futures::StreamExt;
 use serde_json::json;
-use tokio::sync::Notify;
+use tokio::sync::{Notify, watch};
 use tokio_util::sync::CancellationToken;
 use weir_model::{
     Condition, ConditionStatus, Flow, FlowNode, FlowStatus, Kind, Module, check::check_flow,
 };
 use weir_store::{DynamicObject, Selector, Store, StoreError, WatchEvent};
 
+use crate::scope::Scope;
+
 /// How long changes settle before the flows are checked again, so a `kubectl apply` of a
 /// whole directory is checked once.
 const SETTLE: Duration = Duration::from_millis(200);
 
-/// Runs the controller until `stop` is cancelled.
-pub async fn run(store: Arc<dyn Store>, stop: CancellationToken) {
+/// Runs the controller over the flows of `scope` until `stop` is cancelled, acting only while
+/// `leads` says this replica leads (a `weir up` leads for good).
+pub async fn run(
+    store: Arc<dyn Store>,
+    scope: Scope,
+    mut leads: watch::Receiver<bool>,
+    stop: CancellationToken,
+) {
     let changed = Arc::new(Notify::new());
     for kind in Kind::ALL {
-        tokio::spawn(follow(Arc::clone(&store), kind, Arc::clone(&changed), stop.clone()));
+        let namespace = scope.of(kind);
+        let follower = Follower { store: Arc::clone(&store), kind, changed: Arc::clone(&changed) };
+        tokio::spawn(follower.run(namespace, leads.clone(), stop.clone()));
     }
     loop {
         tokio::select! {
             () = changed.notified() => {}
+            // Taking the lead: what the last leader left may be stale.
+            Ok(()) = leads.changed() => {}
             () = stop.cancelled() => return,
         }
         tokio::time::sleep(SETTLE).await;
-        if let Err(err) = reconcile(&*store).await {
+        if !*leads.borrow() {
+            continue;
+        }
+        if let Err(err) = reconcile(&*store, &scope).await {
             tracing::warn!(error = %err, "checking flows failed");
         }
     }
 }
 
 /// Watches one kind: any change wakes the controller, and a deleted flow takes its nodes along.
-async fn follow(store: Arc<dyn Store>, kind: Kind, changed: Arc<Notify>, stop: CancellationToken) {
-    let mut events = weir_store::follow(Arc::clone(&store), kind, stop);
-    while let Some(event) = events.next().await {
-        if let (Kind::Flow, WatchEvent::Deleted(flow)) = (kind, &event) {
-            delete_nodes_of(&*store, flow).await;
+struct Follower {
+    store: Arc<dyn Store>,
+    kind: Kind,
+    changed: Arc<Notify>,
+}
+
+impl Follower {
+    async fn run(
+        self,
+        namespace: Option<String>,
+        leads: watch::Receiver<bool>,
+        stop: CancellationToken,
+    ) {
+        let mut events = weir_store::follow(Arc::clone(&self.store), self.kind, namespace, stop);
+        while let Some(event) = events.next().await {
+            let leading = *leads.borrow();
+            if let (Kind::Flow, WatchEvent::Deleted(flow), true) = (self.kind, &event, leading) {
+                delete_nodes_of(&*self.store, flow).await;
+            }
+            self.changed.notify_one();
         }
-        changed.notify_one();
     }
 }
 
@@ -74,12 +103,17 @@ async fn delete_nodes_of(store: &dyn Store, flow: &DynamicObject) {
     }
 }
 
-/// Checks every flow and writes the status of those whose status changed.
-pub async fn reconcile(store: &dyn Store) -> Result<(), StoreError> {
+/// Checks every flow of `scope` and writes the status of those whose status changed.
+pub async fn reconcile(store: &dyn Store, scope: &Scope) -> Result<(), StoreError> {
     let everything = Selector::everything();
-    let flows = store.list(Kind::Flow, None, &everything).await?;
-    let nodes: Vec<FlowNode> = typed(store.list(Kind::FlowNode, None, &everything).await?);
-    let modules: Vec<Module> = typed(store.list(Kind::Module, None, &everything).await?);
+    let everything = &everything;
+    let list = |kind: Kind| {
+        let namespace = scope.of(kind);
+        async move { store.list(kind, namespace.as_deref(), everything).await }
+    };
+    let flows = list(Kind::Flow).await?;
+    let nodes: Vec<FlowNode> = typed(list(Kind::FlowNode).await?);
+    let modules: Vec<Module> = typed(list(Kind::Module).await?);
     let mut by_flow: BTreeMap<(String, String), Vec<FlowNode>> = BTreeMap::new();
     for node in nodes {
         let key = (node.metadata.namespace.clone().unwrap_or_default(), node.spec.flow.to_string());

@@ -12,6 +12,8 @@ use weir_runtime::{Host, Runtime};
 use weir_sdk::Module;
 use weir_store::{Store, lease::Election};
 
+use crate::scope::Scope;
+
 /// How a hosting process takes part in leader election.
 pub enum Leadership {
     /// The only replica: it leads for good (the embedded store, `weir up`).
@@ -34,8 +36,8 @@ impl std::fmt::Debug for Leadership {
 pub struct Hosting {
     /// The modules whose nodes this process runs.
     pub modules: Vec<Module>,
-    /// Where the `Module` resources are published.
-    pub namespace: String,
+    /// Where the `Module` resources are published, and whose nodes run here.
+    pub scope: Scope,
     /// Where the gRPC server listens.
     pub grpc: TcpListener,
     /// The URL other modules reach the gRPC server at, published in the `Module` resources.
@@ -52,19 +54,30 @@ pub struct Hosted {
     tasks: Vec<JoinHandle<()>>,
 }
 
+impl Leadership {
+    /// Starts taking part until `stop` is cancelled: whether this replica leads, as it
+    /// changes, and the election's task when there is one.
+    pub fn start(
+        self,
+        stop: &CancellationToken,
+    ) -> (watch::Receiver<bool>, Option<JoinHandle<()>>) {
+        match self {
+            // With the sender gone the value stays: leading for good.
+            Self::Alone => (watch::channel(true).1, None),
+            Self::Lease(client, election) => {
+                let (leader, leads) = watch::channel(false);
+                (leads, Some(tokio::spawn(election.run(client, leader, stop.clone()))))
+            }
+        }
+    }
+}
+
 impl Hosting {
     /// Starts serving until `stop` is cancelled.
     pub fn start(self, store: Arc<dyn Store>, stop: &CancellationToken) -> Hosted {
         let mut tasks = Vec::new();
-        let leads = match self.leadership {
-            // With the sender gone the value stays: leading for good.
-            Leadership::Alone => watch::channel(true).1,
-            Leadership::Lease(client, election) => {
-                let (leader, leads) = watch::channel(false);
-                tasks.push(tokio::spawn(election.run(client, leader, stop.clone())));
-                leads
-            }
-        };
+        let (leads, election) = self.leadership.start(stop);
+        tasks.extend(election);
         let runtime = Runtime::with_leadership(self.modules, leads);
         tasks.push(tokio::spawn({
             let (runtime, stop) = (runtime.clone(), stop.clone());
@@ -74,7 +87,9 @@ impl Hosting {
                 }
             }
         }));
-        let host = Host::new(runtime.clone(), store, &self.namespace).with_endpoint(self.advertise);
+        let host = Host::new(runtime.clone(), store, &self.scope.home)
+            .watching(self.scope.flows)
+            .with_endpoint(self.advertise);
         tasks.push(tokio::spawn({
             let stop = stop.clone();
             async move {

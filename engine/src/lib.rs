@@ -10,7 +10,9 @@ pub mod editor_files;
 pub mod hosting;
 pub mod manifests;
 pub mod printer;
+pub mod rbac;
 pub mod reference;
+pub mod scope;
 pub mod server;
 
 use std::process::ExitCode;

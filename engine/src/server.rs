@@ -15,9 +15,11 @@ use weir_sdk::Module;
 use weir_store::{Selector, Store, WatchEvent};
 
 use crate::{
+    api::access::Access,
     cli::UpArgs,
     cmd::Opened,
     hosting::{self, Hosted, Hosting, Leadership},
+    scope::Scope,
 };
 
 /// Runs the engine until interrupted (Ctrl-C or SIGTERM).
@@ -36,7 +38,18 @@ pub async fn up(opened: Opened, builtins: Vec<Module>, args: UpArgs) -> Result<(
         "weir is up on http://{address}"
     );
     let stop = CancellationToken::new();
-    let engine = Engine::start(store, builtins, grpc, &stop);
+    let engine = Engine::start(Arc::clone(&store), builtins, grpc, &stop);
+    serve(listener, engine, args.ui_dir, stop).await
+}
+
+/// Serves `engine` and the editor's files on `listener` until interrupted, then stops the
+/// engine.
+pub async fn serve(
+    listener: TcpListener,
+    engine: Engine,
+    ui_dir: Option<std::path::PathBuf>,
+    stop: CancellationToken,
+) -> Result<()> {
     let requested = {
         let stop = stop.clone();
         // Cancelling `stop` first ends the open event streams, which the graceful shutdown
@@ -46,7 +59,7 @@ pub async fn up(opened: Opened, builtins: Vec<Module>, args: UpArgs) -> Result<(
             stop.cancel();
         }
     };
-    let editor = args.ui_dir.unwrap_or_else(crate::editor_files::default_dir);
+    let editor = ui_dir.unwrap_or_else(crate::editor_files::default_dir);
     let app = engine.app.clone().fallback_service(crate::editor_files::routes(editor));
     axum::serve(listener, app)
         .with_graceful_shutdown(requested)
@@ -58,41 +71,85 @@ pub async fn up(opened: Opened, builtins: Vec<Module>, args: UpArgs) -> Result<(
     Ok(())
 }
 
-/// The engine running in this process: the flow controller, the hosted modules and the HTTP
-/// endpoints to serve. [`Engine::stopped`] waits for it after `stop` is cancelled.
+/// The engine running in this process: the flow controller, the hosted modules (if any) and
+/// the HTTP endpoints to serve. [`Engine::stopped`] waits for it after `stop` is cancelled.
 #[derive(Debug)]
 pub struct Engine {
     /// The HTTP endpoints: [`app`] with the editor's API under `/api`.
     pub app: Router,
-    hosted: Hosted,
+    hosted: Option<Hosted>,
     tasks: Vec<JoinHandle<()>>,
 }
 
+/// What an engine is made of.
+#[derive(Debug)]
+pub struct EngineParts {
+    /// Where resources are kept.
+    pub store: Arc<dyn Store>,
+    /// Where flows and modules live.
+    pub scope: Scope,
+    /// Who may use the editor's API.
+    pub access: Access,
+    /// Whether this replica runs the flow controller.
+    pub leadership: Leadership,
+    /// The modules to host in this process, with the gRPC listener and the URL others reach
+    /// it at; none in a cluster, where modules run apart.
+    pub modules: Option<(Vec<Module>, (TcpListener, String))>,
+}
+
 impl Engine {
-    /// Starts the engine on `store`, hosting `modules` with the gRPC server on `grpc` (a
+    /// Starts the whole engine of `weir up` on `store`: every flow of every namespace, the
+    /// API open to whoever reaches it, `modules` hosted with the gRPC server on `grpc` (a
     /// listener and the URL others reach it at), until `stop` is cancelled.
     pub fn start(
         store: Arc<dyn Store>,
         modules: Vec<Module>,
-        (grpc, advertise): (TcpListener, String),
+        grpc: (TcpListener, String),
         stop: &CancellationToken,
     ) -> Self {
+        Self::assemble(
+            EngineParts {
+                store,
+                scope: Scope { home: weir_store::DEFAULT_NAMESPACE.to_owned(), flows: None },
+                access: Access::Open,
+                leadership: Leadership::Alone,
+                modules: Some((modules, grpc)),
+            },
+            stop,
+        )
+    }
+
+    /// Starts an engine from its parts, until `stop` is cancelled.
+    pub fn assemble(parts: EngineParts, stop: &CancellationToken) -> Self {
+        let EngineParts { store, scope, access, leadership, modules } = parts;
         let mut tasks: Vec<JoinHandle<()>> = Kind::ALL
             .into_iter()
-            .map(|kind| tokio::spawn(log_changes(Arc::clone(&store), kind, stop.clone())))
+            .map(|kind| {
+                tokio::spawn(log_changes(Arc::clone(&store), kind, scope.of(kind), stop.clone()))
+            })
             .collect();
-        tasks.push(tokio::spawn(crate::controller::run(Arc::clone(&store), stop.clone())));
-        let hosting = Hosting {
-            modules,
-            namespace: weir_store::DEFAULT_NAMESPACE.to_owned(),
-            grpc,
-            advertise,
-            leadership: Leadership::Alone,
-        };
-        let hosted = hosting.start(Arc::clone(&store), stop);
-        let runtime = Some(hosted.runtime.clone());
-        let api = crate::api::router(Arc::clone(&store), runtime.clone(), stop);
-        let app = app(store, runtime).nest("/api", api);
+        let (leads, election) = leadership.start(stop);
+        tasks.extend(election);
+        tasks.push(tokio::spawn(crate::controller::run(
+            Arc::clone(&store),
+            scope.clone(),
+            leads,
+            stop.clone(),
+        )));
+        let hosted = modules.map(|(modules, (grpc, advertise))| {
+            let hosting = Hosting {
+                modules,
+                scope: scope.clone(),
+                grpc,
+                advertise,
+                leadership: Leadership::Alone,
+            };
+            hosting.start(Arc::clone(&store), stop)
+        });
+        let runtime = hosted.as_ref().map(|hosted| hosted.runtime.clone());
+        let serving = crate::api::Serving { access, scope: scope.clone() };
+        let api = crate::api::router(Arc::clone(&store), runtime.clone(), serving, stop);
+        let app = app(store, runtime, scope).nest("/api", api);
         Self { app, hosted, tasks }
     }
 
@@ -101,7 +158,9 @@ impl Engine {
         for task in self.tasks {
             let _ = task.await;
         }
-        self.hosted.stopped().await;
+        if let Some(hosted) = self.hosted {
+            hosted.stopped().await;
+        }
     }
 }
 
@@ -110,21 +169,24 @@ impl Engine {
 struct Served {
     store: Arc<dyn Store>,
     runtime: Option<Runtime>,
+    scope: Scope,
 }
 
 /// The HTTP endpoints, separate from the listener so tests can call them directly:
-/// `/healthz`, `/readyz` (the store answers) and, where modules run, `/metrics`.
-pub fn app(store: Arc<dyn Store>, runtime: Option<Runtime>) -> Router {
+/// `/healthz`, `/readyz` (the store answers a read of the nodes of `scope`) and, where modules
+/// run, `/metrics`.
+pub fn app(store: Arc<dyn Store>, runtime: Option<Runtime>, scope: Scope) -> Router {
     Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(ready))
         .route("/metrics", get(metrics))
-        .with_state(Served { store, runtime })
+        .with_state(Served { store, runtime, scope })
 }
 
-/// Ready when the store answers a read.
+/// Ready when the store answers a read of what every Weir process reads: the nodes.
 async fn ready(State(served): State<Served>) -> (StatusCode, String) {
-    match served.store.list(Kind::Flow, None, &Selector::everything()).await {
+    let namespace = served.scope.of(Kind::FlowNode);
+    match served.store.list(Kind::FlowNode, namespace.as_deref(), &Selector::everything()).await {
         Ok(_) => (StatusCode::OK, "ok".to_owned()),
         Err(err) => (StatusCode::SERVICE_UNAVAILABLE, format!("store unavailable: {err}")),
     }
@@ -138,8 +200,13 @@ async fn metrics(
     (StatusCode::OK, [("content-type", "text/plain; version=0.0.4")], body)
 }
 
-async fn log_changes(store: Arc<dyn Store>, kind: Kind, stop: CancellationToken) {
-    let mut events = weir_store::follow(store, kind, stop);
+async fn log_changes(
+    store: Arc<dyn Store>,
+    kind: Kind,
+    namespace: Option<String>,
+    stop: CancellationToken,
+) {
+    let mut events = weir_store::follow(store, kind, namespace, stop);
     while let Some(event) = events.next().await {
         match event {
             WatchEvent::Synced(objects) => {

@@ -855,3 +855,21 @@ async fn the_gallery_lists_solutions_and_installs_one_with_its_settings() -> Res
     ensure!(tick["spec"]["settings"]["interval"] == "5m", "{tick}");
     server.stop().await
 }
+
+/// `weir up` has no users: the session says so, and signing in is refused rather than faked.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_open_engine_has_no_sessions() -> Result<()> {
+    let server = Server::start().await?;
+    let who = server.ok(Method::GET, "/session", None, StatusCode::OK).await?;
+    ensure!(who == json!({ "open": true }), "{who}");
+    let (status, answer) =
+        server.call(Method::POST, "/session", Some(json!({ "token": "abc" }))).await?;
+    ensure!(
+        status == StatusCode::BAD_REQUEST
+            && answer["error"]["message"] == "this engine has no users to sign in as",
+        "{status} {answer}"
+    );
+    // Without a token the flows are still there: access is open.
+    server.ok(Method::GET, "/flows", None, StatusCode::OK).await?;
+    server.stop().await
+}

@@ -250,6 +250,39 @@ fn committed_crds_are_up_to_date() -> Result<()> {
 }
 
 #[test]
+fn the_committed_chart_files_are_up_to_date() -> Result<()> {
+    let weir = Weir::new();
+    let chart = Path::new(env!("CARGO_MANIFEST_DIR")).join("../charts/weir");
+    let chart = chart.to_str().context("path")?;
+    let checked = weir.ok(&["chart", "--out", chart, "--check"]).map_err(|err| {
+        err.context("charts/weir is stale: run `cargo run --bin weir -- chart --out charts/weir`")
+    })?;
+    ensure!(checked.contains("5 generated files are up to date"), "{checked}");
+    Ok(())
+}
+
+#[test]
+fn a_stale_or_undocumented_chart_is_named() -> Result<()> {
+    let weir = Weir::new();
+    let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("../charts/weir");
+    let copy = weir.data.path().join("chart");
+    fs::create_dir_all(copy.join("files"))?;
+    for file in ["Chart.yaml", "values.yaml"] {
+        fs::copy(source.join(file), copy.join(file))?;
+    }
+    let dir = copy.to_str().context("path")?;
+    let stale = weir.fails(&["chart", "--out", dir, "--check"])?;
+    ensure!(stale.contains("stale: ") && stale.contains("files/rules.yaml"), "{stale}");
+    weir.ok(&["chart", "--out", dir])?;
+    weir.ok(&["chart", "--out", dir, "--check"])?;
+    let values = fs::read_to_string(copy.join("values.yaml"))?;
+    fs::write(copy.join("values.yaml"), format!("{values}\nundescribed: 1\n"))?;
+    let undocumented = weir.fails(&["chart", "--out", dir, "--check"])?;
+    ensure!(undocumented.contains("undescribed has no `# --` description"), "{undocumented}");
+    Ok(())
+}
+
+#[test]
 fn the_committed_node_reference_is_up_to_date() -> Result<()> {
     let weir = Weir::new();
     let fresh = weir.ok(&["reference"])?;

@@ -28,6 +28,7 @@ pub struct Host {
     runtime: Runtime,
     store: Arc<dyn Store>,
     namespace: String,
+    watched: Option<String>,
     endpoint: Option<String>,
     nodes: Arc<Mutex<HashMap<NodeKey, Tracked>>>,
     remote: Arc<Mutex<Remote>>,
@@ -49,12 +50,15 @@ struct Tracked {
 }
 
 impl Host {
-    /// A host for `runtime`'s nodes in `store`; the `Module` resources go to `namespace`.
+    /// A host for `runtime`'s nodes in `store`; the `Module` resources go to `namespace`, where
+    /// the other modules' are read too. It runs the nodes of every namespace unless
+    /// [`Host::watching`] says otherwise.
     pub fn new(runtime: Runtime, store: Arc<dyn Store>, namespace: &str) -> Self {
         Self {
             runtime,
             store,
             namespace: namespace.to_owned(),
+            watched: None,
             endpoint: None,
             nodes: Arc::default(),
             remote: Arc::default(),
@@ -66,6 +70,14 @@ impl Host {
     #[must_use]
     pub fn with_endpoint(mut self, endpoint: String) -> Self {
         self.endpoint = Some(endpoint);
+        self
+    }
+
+    /// Runs only the nodes of `namespace` (all namespaces for `None`), as a module whose
+    /// permissions cover one namespace must.
+    #[must_use]
+    pub fn watching(mut self, namespace: Option<String>) -> Self {
+        self.watched = namespace;
         self
     }
 
@@ -90,7 +102,12 @@ impl Host {
                 }
             }
         });
-        let mut events = weir_store::follow(Arc::clone(&self.store), Kind::FlowNode, stop.clone());
+        let mut events = weir_store::follow(
+            Arc::clone(&self.store),
+            Kind::FlowNode,
+            self.watched.clone(),
+            stop.clone(),
+        );
         while let Some(event) = events.next().await {
             self.follow(event).await;
         }
@@ -183,7 +200,12 @@ impl Host {
     /// Follows the Module resources, so deliveries to nodes of other modules go to where those
     /// modules serve.
     async fn follow_modules(&self, stop: CancellationToken) {
-        let mut events = weir_store::follow(Arc::clone(&self.store), Kind::Module, stop);
+        let mut events = weir_store::follow(
+            Arc::clone(&self.store),
+            Kind::Module,
+            Some(self.namespace.clone()),
+            stop,
+        );
         while let Some(event) = events.next().await {
             let mut remote = self.remote.lock().unwrap_or_else(PoisonError::into_inner);
             match event {

@@ -12,7 +12,7 @@ use weir_model::{
     FieldError, FlowNode, FlowNodeStatus, Kind, Resource, check::check_flow,
     flow_node::ResolvedPort, manifest,
 };
-use weir_store::{DynamicObject, Selector};
+use weir_store::{DynamicObject, Selector, Store};
 
 use super::{
     Api,
@@ -35,11 +35,11 @@ pub struct Checked {
 /// as the flow it names itself).
 pub async fn check(
     api: &Api,
+    store: &dyn Store,
     namespace: &str,
     name: Option<&str>,
     submitted: Submitted,
 ) -> Result<Checked, ApiError> {
-    let store = &*api.store;
     let catalogue = Catalogue::read(store, namespace).await?;
     let stored: HashMap<String, DynamicObject> = store
         .list(Kind::FlowNode, Some(namespace), &Selector::everything())

@@ -70,6 +70,24 @@ impl ApiError {
         Self::failed(StatusCode::BAD_REQUEST, "bad_request", message)
     }
 
+    /// 401: the request carries no credentials the cluster takes.
+    pub fn unauthenticated() -> Self {
+        Self::failed(
+            StatusCode::UNAUTHORIZED,
+            "unauthenticated",
+            "sign in: send a Kubernetes bearer token (Authorization: Bearer TOKEN, or POST /api/session)",
+        )
+    }
+
+    /// 401: the cluster refuses the token the caller signed in with.
+    pub fn token_refused() -> Self {
+        Self::failed(
+            StatusCode::UNAUTHORIZED,
+            "unauthenticated",
+            "the cluster does not accept this token: it may have expired, or be for another cluster",
+        )
+    }
+
     /// 404: what the request names does not exist.
     pub fn not_found(message: impl Into<String>) -> Self {
         Self::failed(StatusCode::NOT_FOUND, "not_found", message)
@@ -159,6 +177,7 @@ fn status_of(err: &StoreError) -> (StatusCode, &'static str) {
         }
         StoreError::Invalid { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "invalid"),
         StoreError::Forbidden { .. } => (StatusCode::FORBIDDEN, "forbidden"),
+        StoreError::Unauthenticated => (StatusCode::UNAUTHORIZED, "unauthenticated"),
         StoreError::TooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "too_large"),
         StoreError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
         StoreError::Corrupt { .. } | StoreError::Io { .. } => {

@@ -16,6 +16,7 @@ use weir_store::Selector;
 
 use super::{
     Api,
+    access::Caller,
     error::ApiError,
     extract::Params,
     feed::{Happening, node_event},
@@ -27,13 +28,15 @@ const KEEP_ALIVE: Duration = Duration::from_secs(15);
 /// Opens an event stream.
 pub async fn stream(
     State(api): State<Api>,
+    caller: Caller,
     params: Params,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
     let namespace = params.namespace()?;
     let flow = params.flow()?;
     // Subscribed before the nodes are read, so no change falls in between.
     let live = api.feed.subscribe();
-    let nodes = api.store.list(Kind::FlowNode, Some(&namespace), &Selector::everything()).await?;
+    let nodes =
+        caller.store.list(Kind::FlowNode, Some(&namespace), &Selector::everything()).await?;
     let opening: Vec<Arc<Happening>> = nodes
         .iter()
         .map(node_event)

@@ -11,32 +11,36 @@ use axum::{
 use serde::de::DeserializeOwned;
 use weir_model::names::NameRule;
 
-use super::error::ApiError;
+use super::{Api, error::ApiError};
 
 /// The query parameters of a request.
 #[derive(Debug)]
-pub struct Params(HashMap<String, String>);
+pub struct Params {
+    given: HashMap<String, String>,
+    /// The namespace of requests that name none: the engine's home.
+    home: String,
+}
 
-impl<S: Send + Sync> FromRequestParts<S> for Params {
+impl FromRequestParts<Api> for Params {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
-        let Query(params) = Query::try_from_uri(&parts.uri).map_err(|err| {
+    async fn from_request_parts(parts: &mut Parts, api: &Api) -> Result<Self, ApiError> {
+        let Query(given) = Query::try_from_uri(&parts.uri).map_err(|err| {
             ApiError::bad_request(format!("the query string: {}", err.body_text()))
         })?;
-        Ok(Self(params))
+        Ok(Self { given, home: api.scope.home.clone() })
     }
 }
 
 impl Params {
-    /// `?namespace=`, or the default namespace.
+    /// `?namespace=`, or the engine's home namespace.
     pub fn namespace(&self) -> Result<String, ApiError> {
-        Ok(self.namespace_if_given()?.unwrap_or_else(|| weir_store::DEFAULT_NAMESPACE.to_owned()))
+        Ok(self.namespace_if_given()?.unwrap_or_else(|| self.home.clone()))
     }
 
     /// `?namespace=`, when given.
     pub fn namespace_if_given(&self) -> Result<Option<String>, ApiError> {
-        self.0
+        self.given
             .get("namespace")
             .map(|namespace| name("namespace", "query parameter namespace", namespace))
             .transpose()
@@ -44,12 +48,12 @@ impl Params {
 
     /// `?flow=`, when given.
     pub fn flow(&self) -> Result<Option<String>, ApiError> {
-        self.0.get("flow").map(|flow| name("flow", "query parameter flow", flow)).transpose()
+        self.given.get("flow").map(|flow| name("flow", "query parameter flow", flow)).transpose()
     }
 
     /// `?limit=`: `default` when not given, at most `max`.
     pub fn limit(&self, default: usize, max: usize) -> Result<usize, ApiError> {
-        let Some(text) = self.0.get("limit") else { return Ok(default) };
+        let Some(text) = self.given.get("limit") else { return Ok(default) };
         match text.parse::<usize>() {
             Ok(limit) if (1..=max).contains(&limit) => Ok(limit),
             _ => Err(ApiError::bad_request(format!(

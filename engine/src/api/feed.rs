@@ -9,7 +9,7 @@ use std::{
     sync::Arc,
 };
 
-use futures::StreamExt;
+use futures::{StreamExt, stream::BoxStream};
 use k8s_openapi::jiff::Timestamp;
 use serde_json::{Value, json};
 use tokio::sync::broadcast::{self, error::RecvError};
@@ -22,6 +22,7 @@ use weir_runtime::{
 use weir_store::{DynamicObject, Store, WatchEvent};
 
 use super::messages::Recorder;
+use crate::scope::Scope;
 
 /// How many events an event stream may fall behind before it misses some.
 const BACKLOG: usize = 1024;
@@ -61,15 +62,24 @@ pub struct Feed {
 }
 
 impl Feed {
-    /// Starts following the store, and `runtime`'s messages when there is one, until `stop`.
+    /// Starts following the flows of `scope` in the store, and `runtime`'s messages when there
+    /// is one, until `stop`.
     pub fn start(
         store: Arc<dyn Store>,
         runtime: Option<&Runtime>,
+        scope: &Scope,
         stop: &CancellationToken,
     ) -> Self {
         let feed = Self { events: broadcast::channel(BACKLOG).0, recorder: Arc::default() };
-        tokio::spawn(feed.clone().follow_nodes(Arc::clone(&store), stop.clone()));
-        tokio::spawn(feed.clone().follow_flows(store, stop.clone()));
+        let nodes = weir_store::follow(
+            Arc::clone(&store),
+            Kind::FlowNode,
+            scope.of(Kind::FlowNode),
+            stop.clone(),
+        );
+        tokio::spawn(feed.clone().follow_nodes(nodes));
+        let flows = weir_store::follow(store, Kind::Flow, scope.of(Kind::Flow), stop.clone());
+        tokio::spawn(feed.clone().follow_flows(flows));
         if let Some(runtime) = runtime {
             tokio::spawn(feed.clone().follow_messages(runtime.inspect(), stop.clone()));
         }
@@ -92,9 +102,8 @@ impl Feed {
     }
 
     /// A `node` event whenever a node's status changes.
-    async fn follow_nodes(self, store: Arc<dyn Store>, stop: CancellationToken) {
+    async fn follow_nodes(self, mut events: BoxStream<'static, WatchEvent>) {
         let mut known: HashMap<(String, String), Value> = HashMap::new();
-        let mut events = weir_store::follow(store, Kind::FlowNode, stop);
         while let Some(event) = events.next().await {
             let (applied, deleted) = split(event, known.keys());
             for key in deleted {
@@ -112,9 +121,8 @@ impl Feed {
     }
 
     /// A `flow` event whenever a flow is added, changed or deleted.
-    async fn follow_flows(self, store: Arc<dyn Store>, stop: CancellationToken) {
+    async fn follow_flows(self, mut events: BoxStream<'static, WatchEvent>) {
         let mut known: HashMap<(String, String), Option<String>> = HashMap::new();
-        let mut events = weir_store::follow(store, Kind::Flow, stop);
         while let Some(event) = events.next().await {
             let (applied, deleted) = split(event, known.keys());
             for key in deleted {

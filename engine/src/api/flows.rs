@@ -1,43 +1,39 @@
 //! `GET /api/flows`, `GET /api/flows/{flow}` and `DELETE /api/flows/{flow}`.
 
-use axum::{
-    Json,
-    extract::{Path, State},
-    http::StatusCode,
-};
+use axum::{Json, extract::Path, http::StatusCode};
 use weir_model::Kind;
 
 use super::{
-    Api,
+    access::Caller,
     document::{self, FlowDocument, Listed},
     error::ApiError,
     extract::{Params, name},
 };
 
 /// Every flow with its number of nodes, sorted by name.
-pub async fn list(State(api): State<Api>, params: Params) -> Result<Json<Vec<Listed>>, ApiError> {
-    Ok(Json(document::list(&*api.store, &params.namespace()?).await?))
+pub async fn list(caller: Caller, params: Params) -> Result<Json<Vec<Listed>>, ApiError> {
+    Ok(Json(document::list(&*caller.store, &params.namespace()?).await?))
 }
 
 /// One flow with its nodes.
 pub async fn get(
-    State(api): State<Api>,
+    caller: Caller,
     Path(flow): Path<String>,
     params: Params,
 ) -> Result<Json<FlowDocument>, ApiError> {
     let flow = name("flow", "the path", &flow)?;
-    Ok(Json(document::read(&*api.store, &params.namespace()?, &flow).await?))
+    Ok(Json(document::read(&*caller.store, &params.namespace()?, &flow).await?))
 }
 
 /// Deletes a flow and its nodes.
 pub async fn delete(
-    State(api): State<Api>,
+    caller: Caller,
     Path(flow): Path<String>,
     params: Params,
 ) -> Result<StatusCode, ApiError> {
     let flow = name("flow", "the path", &flow)?;
     let namespace = params.namespace()?;
-    crate::cmd::delete::delete(&*api.store, Kind::Flow, &namespace, &flow, |_, _| Ok(()))
+    crate::cmd::delete::delete(&*caller.store, Kind::Flow, &namespace, &flow, |_, _| Ok(()))
         .await
         .map_err(|err| match ApiError::from(err) {
             ApiError::Failed { status: StatusCode::NOT_FOUND, .. } => {

@@ -3,17 +3,14 @@
 
 use std::collections::BTreeMap;
 
-use axum::{
-    Json,
-    extract::{Path, State},
-};
+use axum::{Json, extract::Path};
 use serde::Deserialize;
 use serde_json::{Map, Value};
 use weir_model::{Kind, NodeName, Position};
 use weir_store::StoreError;
 
 use super::{
-    Api,
+    access::Caller,
     document::to_json,
     error::{ApiError, Problem},
     extract::{Body, Params, name},
@@ -33,7 +30,7 @@ pub struct LayoutRequest {
 
 /// Writes the flow's layout; answers with the Flow.
 pub async fn put(
-    State(api): State<Api>,
+    caller: Caller,
     Path(flow): Path<String>,
     params: Params,
     body: Body,
@@ -56,7 +53,7 @@ pub async fn put(
         .iter()
         .map(|(node, position)| (node.to_string(), position_json(*position)))
         .collect();
-    let written = modify(&*api.store, Kind::Flow, &namespace, &flow, |data| {
+    let written = modify(&*caller.store, Kind::Flow, &namespace, &flow, |data| {
         let Some(spec) = data.get_mut("spec").and_then(Value::as_object_mut) else { return false };
         let empty = Value::Object(Map::new());
         if spec.get("layout").unwrap_or(&empty) == &Value::Object(layout.clone()) {

@@ -19,6 +19,7 @@ use weir_store::StoreError;
 
 use super::{
     Api,
+    access::Caller,
     error::ApiError,
     extract::{Params, name},
 };
@@ -105,6 +106,7 @@ impl Recorder {
 /// A node's latest `message` events, oldest first, as a JSON array.
 pub async fn list(
     State(api): State<Api>,
+    caller: Caller,
     Path(node): Path<String>,
     params: Params,
 ) -> Result<impl IntoResponse, ApiError> {
@@ -112,7 +114,7 @@ pub async fn list(
     let namespace = params.namespace()?;
     let limit = params.limit(DEFAULT_LIMIT, PER_NODE)?;
     // Read the node so a wrong name is a 404, not an empty list.
-    api.store.get(Kind::FlowNode, &namespace, &node).await.map_err(|err| match err {
+    caller.store.get(Kind::FlowNode, &namespace, &node).await.map_err(|err| match err {
         StoreError::NotFound(_) => {
             ApiError::not_found(format!("node {namespace}/{node} does not exist"))
         }
@@ -128,14 +130,15 @@ pub async fn list(
 /// array: what the editor's debug panel starts from when it opens a flow, in one request.
 pub async fn list_for_flow(
     State(api): State<Api>,
+    caller: Caller,
     Path(flow): Path<String>,
     params: Params,
 ) -> Result<impl IntoResponse, ApiError> {
     let flow = name("flow", "the path", &flow)?;
     let namespace = params.namespace()?;
     let limit = params.limit(DEFAULT_LIMIT, PER_NODE)?;
-    super::document::existing_flow(&*api.store, &namespace, &flow).await?;
-    let nodes = crate::cmd::nodes_of(&*api.store, &namespace, &flow).await?;
+    super::document::existing_flow(&*caller.store, &namespace, &flow).await?;
+    let nodes = crate::cmd::nodes_of(&*caller.store, &namespace, &flow).await?;
     let recorder = api.feed.recorder();
     let events: Vec<Arc<str>> = nodes
         .iter()

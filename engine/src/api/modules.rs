@@ -1,14 +1,14 @@
 //! `GET /api/modules`: the installed modules' catalogues, for the editor's palette and
 //! settings forms.
 
-use axum::{Json, extract::State};
+use axum::Json;
 use weir_model::Module;
 
-use super::{Api, error::ApiError, extract::Params};
+use super::{access::Caller, error::ApiError, extract::Params};
 use crate::catalogue::Catalogue;
 
 /// Every installed module (one per name, the namespace's own first), sorted by name.
-pub async fn list(State(api): State<Api>, params: Params) -> Result<Json<Vec<Module>>, ApiError> {
-    let catalogue = Catalogue::read(&*api.store, &params.namespace()?).await?;
+pub async fn list(caller: Caller, params: Params) -> Result<Json<Vec<Module>>, ApiError> {
+    let catalogue = Catalogue::read(&*caller.store, &params.namespace()?).await?;
     Ok(Json(catalogue.modules().to_vec()))
 }

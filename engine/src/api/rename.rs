@@ -2,17 +2,14 @@
 //! moved to it (node names stay), then the old Flow deleted. Moving a node changes its spec, so
 //! it is rebuilt.
 
-use axum::{
-    Json,
-    extract::{Path, State},
-};
+use axum::{Json, extract::Path};
 use serde::Deserialize;
 use serde_json::Value;
 use weir_model::{FlowName, Kind};
 use weir_store::{DynamicObject, StoreError};
 
 use super::{
-    Api,
+    access::Caller,
     document::{self, FlowDocument},
     error::{ApiError, Problem},
     extract::{Body, Params, name},
@@ -29,7 +26,7 @@ pub struct RenameRequest {
 
 /// Renames a flow; answers with the document under its new name.
 pub async fn post(
-    State(api): State<Api>,
+    caller: Caller,
     Path(flow): Path<String>,
     params: Params,
     body: Body,
@@ -40,7 +37,7 @@ pub async fn post(
     let new = FlowName::new(request.name)
         .map_err(|err| ApiError::invalid(Problem::new(None, "name", err.to_string())))?;
     let new = new.as_str();
-    let store = &*api.store;
+    let store = &*caller.store;
     let old = super::document::existing_flow(store, &namespace, &flow).await?;
     let exists = || ApiError::conflict(format!("flow {namespace}/{new} already exists"));
     if new == flow {

@@ -15,6 +15,7 @@ use weir_store::{Store, StoreError};
 
 use super::{
     Api,
+    access::Caller,
     check::{Checked, check},
     document::{self, FlowDocument, Submitted},
     error::ApiError,
@@ -25,6 +26,7 @@ use crate::cmd::apply::apply_one;
 /// Saves a flow document; answers with the document as saved.
 pub async fn put(
     State(api): State<Api>,
+    caller: Caller,
     Path(flow): Path<String>,
     params: Params,
     body: Body,
@@ -32,19 +34,20 @@ pub async fn put(
     let flow = name("flow", "the path", &flow)?;
     let namespace = params.namespace()?;
     let submitted: Submitted = body.json()?;
-    let checked = check(&api, &namespace, Some(&flow), submitted).await?;
-    save(&*api.store, &namespace, &flow, checked).await?;
-    Ok(Json(document::read(&*api.store, &namespace, &flow).await?))
+    let checked = check(&api, &*caller.store, &namespace, Some(&flow), submitted).await?;
+    save(&*caller.store, &namespace, &flow, checked).await?;
+    Ok(Json(document::read(&*caller.store, &namespace, &flow).await?))
 }
 
 /// Checks a flow document: `{"errors": [...]}`, empty when it could be saved.
 pub async fn validate(
     State(api): State<Api>,
+    caller: Caller,
     params: Params,
     body: Body,
 ) -> Result<Json<Value>, ApiError> {
     let submitted: Submitted = body.json()?;
-    let problems = match check(&api, &params.namespace()?, None, submitted).await {
+    let problems = match check(&api, &*caller.store, &params.namespace()?, None, submitted).await {
         Ok(_) => Vec::new(),
         Err(ApiError::Invalid(problems)) => problems,
         Err(err) => return Err(err),

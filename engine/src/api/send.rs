@@ -2,13 +2,13 @@
 //! does (through the gRPC endpoint the node's module publishes), and answers with what the flow
 //! answered.
 
-use axum::{Json, extract::State};
+use axum::Json;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use weir_model::{HumanDuration, NodeName, PortName};
 
 use super::{
-    Api,
+    access::Caller,
     error::ApiError,
     extract::{Body, Params},
 };
@@ -30,11 +30,7 @@ pub struct SendRequest {
 }
 
 /// Sends the message; answers `{"answer": …}`.
-pub async fn post(
-    State(api): State<Api>,
-    params: Params,
-    body: Body,
-) -> Result<Json<Value>, ApiError> {
+pub async fn post(caller: Caller, params: Params, body: Body) -> Result<Json<Value>, ApiError> {
     let request: SendRequest = body.json()?;
     let namespace = params.namespace()?;
     let timeout = match request.timeout {
@@ -44,7 +40,9 @@ pub async fn post(
             .map_err(|err| ApiError::internal(format!("the default send timeout: {err}")))?,
     };
     let (node, port) = (request.node.as_str(), request.port.as_str());
-    let answer = deliver(&*api.store, &namespace, node, port, &request.message, timeout.get())
+    // Reading a node is not enough to make it act: sending takes the right to change it.
+    caller.may("update", &namespace, node).await?;
+    let answer = deliver(&*caller.store, &namespace, node, port, &request.message, timeout.get())
         .await
         .map_err(|err| match err {
             SendError::NoNode { .. } => ApiError::not_found(err.to_string()),

@@ -13,6 +13,7 @@ use serde_json::{Value, json};
 
 use super::{
     Api,
+    access::Caller,
     error::ApiError,
     extract::{Body, Params},
     transfer,
@@ -61,7 +62,7 @@ struct Install {
 
 /// Installs a solution; answers with its flows.
 pub async fn install(
-    State(api): State<Api>,
+    caller: Caller,
     Path(name): Path<String>,
     params: Params,
     body: Body,
@@ -78,5 +79,5 @@ pub async fn install(
     let manifests = solution::manifests_of(&found, &sets)
         .map_err(|err| ApiError::bad_request(format!("{err:#}")))?;
     let namespace = params.namespace_if_given()?;
-    transfer::apply_all(&api, manifests, namespace.as_deref()).await
+    transfer::apply_all(&*caller.store, manifests, namespace.as_deref()).await
 }

@@ -4,17 +4,13 @@
 
 use std::collections::BTreeSet;
 
-use axum::{
-    Json,
-    extract::{Path, State},
-    http::header,
-    response::IntoResponse,
-};
+use axum::{Json, extract::Path, http::header, response::IntoResponse};
 use serde_json::{Value, json};
 use weir_model::{Resource, manifest::SyntaxError};
+use weir_store::Store;
 
 use super::{
-    Api,
+    access::Caller,
     error::{ApiError, Problem},
     extract::{Body, Params, name},
 };
@@ -29,13 +25,13 @@ const SOURCE: &str = "the body";
 
 /// The flow and its nodes as YAML manifests, secret settings concealed.
 pub async fn export(
-    State(api): State<Api>,
+    caller: Caller,
     Path(flow): Path<String>,
     params: Params,
 ) -> Result<impl IntoResponse, ApiError> {
     let flow = name("flow", "the path", &flow)?;
     let namespace = params.namespace()?;
-    let store = &*api.store;
+    let store = &*caller.store;
     let object = super::document::existing_flow(store, &namespace, &flow).await?;
     let catalogue = Catalogue::read(store, &namespace).await?;
     let documents = export::manifests(store, &catalogue, &object, false).await?;
@@ -43,11 +39,7 @@ pub async fn export(
 }
 
 /// Applies a YAML (or JSON) file of one or more documents; answers with the flows it holds.
-pub async fn import(
-    State(api): State<Api>,
-    params: Params,
-    body: Body,
-) -> Result<Json<Value>, ApiError> {
+pub async fn import(caller: Caller, params: Params, body: Body) -> Result<Json<Value>, ApiError> {
     // Without ?namespace= documents go to their own namespace, as with `weir apply`.
     let namespace = params.namespace_if_given()?;
     let text = std::str::from_utf8(&body.0)
@@ -64,16 +56,15 @@ pub async fn import(
     if read.is_empty() {
         return Err(ApiError::bad_request("the body holds no manifests"));
     }
-    apply_all(&api, read, namespace.as_deref()).await
+    apply_all(&*caller.store, read, namespace.as_deref()).await
 }
 
 /// Applies manifests, every one checked first; answers with the flows they hold.
 pub async fn apply_all(
-    api: &Api,
+    store: &dyn Store,
     read: Vec<manifests::Manifest>,
     namespace: Option<&str>,
 ) -> Result<Json<Value>, ApiError> {
-    let store = &*api.store;
     let planned = match apply::plan(store, read, namespace, "?namespace=").await? {
         Ok(planned) => planned,
         Err(invalid) => return Err(ApiError::Invalid(invalid.iter().map(problem).collect())),

@@ -12,6 +12,7 @@ use weir_store::lease::Election;
 use crate::{
     cli::ModuleArgs,
     hosting::{self, Hosting, Leadership},
+    scope::Scope,
     server,
 };
 
@@ -53,10 +54,11 @@ pub async fn run(opened: super::Opened, builtins: Vec<Module>, args: ModuleArgs)
         module.name()
     );
     let stop = CancellationToken::new();
+    let scope = Scope::new(&args.namespace, args.all_namespaces);
     let hosting =
-        Hosting { modules: vec![module], namespace: args.namespace, grpc, advertise, leadership };
+        Hosting { modules: vec![module], scope: scope.clone(), grpc, advertise, leadership };
     let hosted = hosting.start(Arc::clone(&opened.store), &stop);
-    let app = server::app(opened.store, Some(hosted.runtime.clone()));
+    let app = server::app(opened.store, Some(hosted.runtime.clone()), scope);
     axum::serve(http, app)
         .with_graceful_shutdown(server::shutdown_requested())
         .await

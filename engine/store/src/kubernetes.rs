@@ -11,7 +11,7 @@ use futures::StreamExt;
 use kube::{
     Api, Client, Config,
     api::{ApiResource, DeleteParams, ListParams, PostParams},
-    config::{KubeConfigOptions, Kubeconfig},
+    config::{AuthInfo, KubeConfigOptions, Kubeconfig},
     core::{DynamicObject, GroupVersionKind, Status},
     runtime::watcher,
 };
@@ -20,6 +20,22 @@ use weir_model::{FieldError, Kind};
 use crate::{
     MAX_OBJECT_BYTES, ObjectRef, Selector, Store, StoreError, WatchEvent, WatchStream, object_ref,
 };
+
+/// The client configuration for the cluster a kubeconfig names (see [`KubeStore::connect`]).
+pub async fn config(
+    kubeconfig: Option<&Path>,
+    context: Option<&str>,
+) -> Result<Config, StoreError> {
+    let options = KubeConfigOptions { context: context.map(str::to_owned), ..Default::default() };
+    match kubeconfig {
+        Some(path) => {
+            let file = Kubeconfig::read_from(path).map_err(unavailable)?;
+            Config::from_custom_kubeconfig(file, &options).await.map_err(unavailable)
+        }
+        None if context.is_some() => Config::from_kubeconfig(&options).await.map_err(unavailable),
+        None => Config::infer().await.map_err(unavailable),
+    }
+}
 
 /// How many objects one list request asks for; larger sets are read page by page.
 const PAGE_SIZE: u32 = 500;
@@ -50,19 +66,21 @@ impl KubeStore {
         kubeconfig: Option<&Path>,
         context: Option<&str>,
     ) -> Result<Self, StoreError> {
-        let options =
-            KubeConfigOptions { context: context.map(str::to_owned), ..Default::default() };
-        let config = match kubeconfig {
-            Some(path) => {
-                let file = Kubeconfig::read_from(path).map_err(unavailable)?;
-                Config::from_custom_kubeconfig(file, &options).await.map_err(unavailable)?
-            }
-            None if context.is_some() => {
-                Config::from_kubeconfig(&options).await.map_err(unavailable)?
-            }
-            None => Config::infer().await.map_err(unavailable)?,
-        };
+        Self::with_config(config(kubeconfig, context).await?)
+    }
+
+    /// A store that talks as `config` says.
+    pub fn with_config(config: Config) -> Result<Self, StoreError> {
         Ok(Self::new(Client::try_from(config).map_err(unavailable)?))
+    }
+
+    /// A store for the cluster of `base` that acts as whoever `token` (a bearer token the
+    /// apiserver takes: a ServiceAccount's, an OIDC ID token) belongs to, not as `base`'s own
+    /// identity: the apiserver decides who that is and what they may do.
+    pub fn with_token(base: &Config, token: &str) -> Result<Self, StoreError> {
+        let mut config = base.clone();
+        config.auth_info = AuthInfo { token: Some(token.to_owned().into()), ..AuthInfo::default() };
+        Self::with_config(config)
     }
 
     /// The client the store talks through.
@@ -190,10 +208,11 @@ impl Store for KubeStore {
                     Ok(watcher::Event::Delete(object)) => Some(Ok(WatchEvent::Deleted(object))),
                     // The watcher retries by itself; a consumer learns it missed nothing from
                     // the Synced that follows.
-                    Err(watcher::Error::WatchStartFailed(kube::Error::Api(status)))
-                        if status.code == 403 =>
-                    {
-                        Some(Err(forbidden(&status, "watch", &scope)))
+                    Err(watcher::Error::InitialListFailed(kube::Error::Api(status))) => {
+                        refused(&status, "list", &scope)
+                    }
+                    Err(watcher::Error::WatchStartFailed(kube::Error::Api(status))) => {
+                        refused(&status, "watch", &scope)
                     }
                     Err(err) => {
                         tracing::warn!(error = %err, "watching {kind} resources failed; retrying");
@@ -231,6 +250,7 @@ fn api_error(
             object: target.clone(),
             stale: stale.unwrap_or("given").to_owned(),
         },
+        (401, _) => StoreError::Unauthenticated,
         (403, _) => forbidden(&status, verb, target),
         (413, _) => {
             StoreError::TooLarge { object: target.clone(), size: 0, limit: MAX_OBJECT_BYTES }
@@ -253,6 +273,23 @@ fn invalid(status: &Status, target: &ObjectRef) -> StoreError {
         [] => FieldError { path: String::new(), message: status.message.clone() },
     };
     StoreError::Invalid { object: target.to_string(), reason }
+}
+
+/// A watch's failure to report instead of retrying quietly: the caller's credentials were
+/// refused or do not allow this. The watcher retries either way; the consumer hears why.
+fn refused(
+    status: &Status,
+    verb: &'static str,
+    scope: &ObjectRef,
+) -> Option<Result<WatchEvent, StoreError>> {
+    match status.code {
+        401 => Some(Err(StoreError::Unauthenticated)),
+        403 => Some(Err(forbidden(status, verb, scope))),
+        _ => {
+            tracing::warn!(error = %status.message, "watching {} failed; retrying", scope.kind);
+            None
+        }
+    }
 }
 
 fn forbidden(status: &Status, verb: &'static str, target: &ObjectRef) -> StoreError {

@@ -78,19 +78,23 @@ pub trait Store: fmt::Debug + Send + Sync {
 /// How long [`follow`] waits before watching again after a watch failed or ended.
 const REWATCH_DELAY: Duration = Duration::from_secs(1);
 
-/// Follows every object of a kind for as long as `stop` allows: a watch that fails or ends is
-/// opened again (it starts with [`WatchEvent::Synced`], so nothing is missed), and failures are
-/// logged rather than ending the stream.
+/// Follows every object of a kind in one namespace (or all, for `None`) for as long as `stop`
+/// allows: a watch that fails or ends is opened again (it starts with [`WatchEvent::Synced`], so
+/// nothing is missed), and failures are logged rather than ending the stream.
 pub fn follow(
     store: Arc<dyn Store>,
     kind: Kind,
+    namespace: Option<String>,
     stop: CancellationToken,
 ) -> BoxStream<'static, WatchEvent> {
     let state = (store, None::<WatchStream>, stop);
-    futures::stream::unfold(state, move |(store, mut events, stop)| async move {
+    futures::stream::unfold(state, move |(store, mut events, stop)| {
+        let namespace = namespace.clone();
+        async move {
         loop {
-            let stream =
-                events.get_or_insert_with(|| store.watch(kind, None, &Selector::everything()));
+            let stream = events.get_or_insert_with(|| {
+                store.watch(kind, namespace.as_deref(), &Selector::everything())
+            });
             let next = tokio::select! {
                 next = stream.next() => next,
                 () = stop.cancelled() => return None,
@@ -107,6 +111,7 @@ pub fn follow(
                 () = tokio::time::sleep(REWATCH_DELAY) => {}
                 () = stop.cancelled() => return None,
             }
+        }
         }
     })
     .boxed()
@@ -208,6 +213,10 @@ pub enum StoreError {
         /// The resource, such as `flownodes.weir.dev in namespace default`.
         resource: String,
     },
+    /// The store does not know who asked: no credentials, or ones it does not take (such as an
+    /// expired token).
+    #[error("not signed in: the cluster does not accept these credentials")]
+    Unauthenticated,
     /// The object is larger than the store keeps.
     #[error(
         "{object} is too large to store ({size} bytes; the limit is {limit}): keep large data out of manifests"

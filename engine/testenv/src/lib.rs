@@ -25,7 +25,10 @@ use std::{
 
 use anyhow::{Context as _, Result, bail, ensure};
 use k8s_openapi::{
-    api::core::v1::Namespace,
+    api::{
+        authentication::v1::{TokenRequest, TokenRequestSpec},
+        core::v1::{Namespace, ServiceAccount},
+    },
     apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition,
 };
 use kube::{
@@ -222,6 +225,49 @@ impl ControlPlane {
         Ok(path)
     }
 
+    /// A kubeconfig for ServiceAccount `name` of `namespace`, signing in with a token from the
+    /// TokenRequest API, as a pod of that account would; also the token, for a test that
+    /// sends it itself. The account must exist.
+    pub async fn service_account(&self, namespace: &str, name: &str) -> Result<(PathBuf, String)> {
+        let accounts: Api<ServiceAccount> = Api::namespaced(self.client().await?, namespace);
+        let request = TokenRequest {
+            spec: TokenRequestSpec {
+                audiences: Vec::new(),
+                expiration_seconds: Some(3600),
+                ..TokenRequestSpec::default()
+            },
+            ..TokenRequest::default()
+        };
+        let answer = accounts
+            .create_token_request(name, &PostParams::default(), &request)
+            .await
+            .with_context(|| format!("cannot get a token for ServiceAccount {namespace}/{name}"))?;
+        let token = answer.status.context("the TokenRequest has no status")?.token;
+        let dir = self.run_dir.join("identities").join(format!("{namespace}-{name}"));
+        fs::create_dir_all(&dir)?;
+        let path = dir.join("kubeconfig");
+        let config = serde_json::json!({
+            "apiVersion": "v1",
+            "kind": "Config",
+            "clusters": [{ "name": "weir-test", "cluster": {
+                "server": self.server(),
+                "certificate-authority": self.run_dir.join("ca.crt"),
+            } }],
+            "users": [{ "name": name, "user": { "token": token } }],
+            "contexts": [{ "name": "weir-test", "context": {
+                "cluster": "weir-test", "user": name, "namespace": namespace,
+            } }],
+            "current-context": "weir-test",
+        });
+        fs::write(&path, serde_json::to_string_pretty(&config)?)?;
+        Ok((path, token))
+    }
+
+    /// The apiserver's URL.
+    pub fn server(&self) -> String {
+        format!("https://127.0.0.1:{}", self.apiserver_port)
+    }
+
     /// Creates a namespace no other test uses, named after `prefix`.
     pub async fn namespace(&self, prefix: &str) -> Result<String> {
         let n = self.namespaces.fetch_add(1, Ordering::SeqCst);
@@ -323,14 +369,29 @@ fn http_get(path: &str) -> Result<http::Request<Vec<u8>>> {
 
 /// Builds (or finds in the cache) the binaries; returns their directory.
 fn build_binaries() -> Result<PathBuf> {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/control-plane.sh");
+    installed("control-plane.sh")
+}
+
+/// `helm`, built by `scripts/helm.sh` through the Go module proxy (once per machine, cached
+/// outside the clone).
+pub fn helm() -> Result<Command> {
+    Ok(Command::new(installed("helm.sh")?.join("helm")))
+}
+
+/// Runs an install script of `scripts/` (which does nothing when its tools are cached) and
+/// returns the directory it names on its last line of output.
+fn installed(script: &str) -> Result<PathBuf> {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts").join(script);
     let output = Command::new(&script)
         .stderr(Stdio::inherit())
         .output()
         .with_context(|| format!("cannot run {}", script.display()))?;
     ensure!(output.status.success(), "{} failed with {}", script.display(), output.status);
     let stdout = String::from_utf8(output.stdout)?;
-    let bin = stdout.lines().last().context("control-plane.sh printed no directory")?;
+    let bin = stdout
+        .lines()
+        .last()
+        .with_context(|| format!("{} printed no directory", script.display()))?;
     Ok(PathBuf::from(bin))
 }
 

@@ -1,0 +1,105 @@
+//! `/api/session`: signing in to the editor in a cluster. `POST` takes a Kubernetes bearer
+//! token, asks the apiserver who it belongs to, and keeps it in an `HttpOnly` cookie, so the
+//! browser's requests and event stream carry it without the page ever reading it again; `GET`
+//! says who the caller is; `DELETE` signs out. On `weir up` there is nobody to sign in as, and
+//! `GET` says so.
+
+use axum::{
+    Json,
+    extract::State,
+    http::{HeaderMap, HeaderValue, StatusCode, header},
+    response::{IntoResponse, Response},
+};
+use k8s_openapi::api::authentication::v1::SelfSubjectReview;
+use kube::api::PostParams;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::{
+    Api,
+    access::{Access, Caller, SESSION_COOKIE},
+    error::ApiError,
+    extract::Body,
+};
+
+/// What `POST /api/session` takes.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SignIn {
+    /// A bearer token the cluster takes, such as `kubectl create token NAME` prints.
+    token: String,
+}
+
+/// Who the caller is: `{"user", "groups"}`, or `{"open": true}` when the API has no users.
+pub async fn get(State(api): State<Api>, caller: Caller) -> Result<Json<Value>, ApiError> {
+    match (&api.access, caller.client) {
+        (Access::Tokens(_), Some(client)) => Ok(Json(who_is(client).await?)),
+        _ => Ok(Json(json!({ "open": true }))),
+    }
+}
+
+/// Signs in with a token: answers who it belongs to and sets the session cookie.
+pub async fn post(State(api): State<Api>, headers: HeaderMap, body: Body) -> Response {
+    let signed_in = async {
+        let request: SignIn = body.json()?;
+        let token = request.token.trim();
+        if token.is_empty() || !token.bytes().all(|b| b.is_ascii_graphic()) {
+            return Err(ApiError::bad_request("field token: not a bearer token"));
+        }
+        let Access::Tokens(_) = &api.access else {
+            return Err(ApiError::bad_request("this engine has no users to sign in as"));
+        };
+        let mut with_token = HeaderMap::new();
+        let bearer = HeaderValue::from_str(&format!("Bearer {token}"))
+            .map_err(|_| ApiError::bad_request("field token: not a bearer token"))?;
+        with_token.insert(header::AUTHORIZATION, bearer);
+        let caller = Caller::for_headers(&with_token, &api)?;
+        let who = who_is(caller.client.ok_or_else(ApiError::unauthenticated)?).await?;
+        Ok((who, token.to_owned()))
+    };
+    match signed_in.await {
+        Ok((who, token)) => {
+            let cookie = cookie(&format!("{SESSION_COOKIE}={token}"), secure(&headers), None);
+            (StatusCode::OK, [(header::SET_COOKIE, cookie)], Json(who)).into_response()
+        }
+        Err(err) => err.into_response(),
+    }
+}
+
+/// Signs out: the session cookie is dropped.
+pub async fn delete(headers: HeaderMap) -> Response {
+    let cookie = cookie(&format!("{SESSION_COOKIE}="), secure(&headers), Some(0));
+    (StatusCode::NO_CONTENT, [(header::SET_COOKIE, cookie)]).into_response()
+}
+
+/// Asks the apiserver who a client's credentials belong to.
+async fn who_is(client: kube::Client) -> Result<Value, ApiError> {
+    let reviews: kube::Api<SelfSubjectReview> = kube::Api::all(client);
+    let review = reviews
+        .create(&PostParams::default(), &SelfSubjectReview::default())
+        .await
+        .map_err(|err| match err {
+            kube::Error::Api(status) if status.code == 401 => ApiError::token_refused(),
+            err => ApiError::from(weir_store::StoreError::Unavailable(Box::new(err))),
+        })?;
+    let user = review.status.and_then(|s| s.user_info).unwrap_or_default();
+    Ok(json!({ "user": user.username, "groups": user.groups.unwrap_or_default() }))
+}
+
+/// Whether the browser reached us over HTTPS (directly or through a proxy that says so), so
+/// the cookie may be marked `Secure`.
+fn secure(headers: &HeaderMap) -> bool {
+    headers.get("x-forwarded-proto").and_then(|v| v.to_str().ok()) == Some("https")
+}
+
+fn cookie(pair: &str, secure: bool, max_age: Option<u32>) -> HeaderValue {
+    let mut text = format!("{pair}; Path=/api; HttpOnly; SameSite=Strict");
+    if secure {
+        text.push_str("; Secure");
+    }
+    if let Some(seconds) = max_age {
+        text.push_str(&format!("; Max-Age={seconds}"));
+    }
+    // The token was checked to be visible ASCII, so the value is a valid header.
+    HeaderValue::from_str(&text).unwrap_or_else(|_| HeaderValue::from_static("weir_session="))
+}
