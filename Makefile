@@ -10,5 +10,5 @@ up: ## run the engine and the editor on the embedded store (builds what it needs
 test: ## the whole suite, as CI runs it
 	scripts/test
 
-gen: ## regenerate committed artefacts (CRDs, the node reference)
-	cargo run -j2 --bin weir -- crds --out crds && cargo run -j2 --bin weir -- reference --out docs/nodes.md
+gen: ## regenerate committed artefacts (CRDs, the node reference, the chart's generated files)
+	cargo run -j2 --bin weir -- crds --out crds && cargo run -j2 --bin weir -- reference --out docs/nodes.md && cargo run -j2 --bin weir -- chart --out charts/weir

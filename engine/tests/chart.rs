@@ -1,0 +1,752 @@
+//! The Helm chart on a real apiserver. It lints and renders for the default and a full set of
+//! values, refuses bad values by name, grants each process exactly the rules Weir declares for
+//! it, and every object it renders passes a server-side dry run. Then the engine and module
+//! binaries run as local processes with exactly the ServiceAccounts and RBAC the chart creates
+//! (tokens from the TokenRequest API): a flow runs end to end across three modules, the
+//! editor's API lets users in as RBAC says, and taking any one verb from the engine's or a
+//! module's rules gives an error naming the verb and the resource.
+
+use std::{
+    collections::BTreeSet,
+    path::{Path, PathBuf},
+    process::Command,
+    time::Duration,
+};
+
+use anyhow::{Context as _, Result, bail, ensure};
+use kube::{
+    Api, Client,
+    api::{DynamicObject, Patch, PatchParams},
+    core::GroupVersionKind,
+    discovery::{self, Scope},
+};
+use reqwest::Method;
+use serde_json::{Value, json};
+use weir_model::Kind;
+use weir_testenv::{ControlPlane, Process, eventually};
+
+/// The release name; the chart's objects are called `weir-engine`, `weir-common`, ….
+const RELEASE: &str = "weir";
+const MODULES: [&str; 4] = ["common", "kubernetes", "js", "distribution"];
+const PATIENCE: Duration = Duration::from_secs(30);
+
+fn chart_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../charts/weir")
+}
+
+fn full_values() -> String {
+    chart_dir().join("ci/full-values.yaml").display().to_string()
+}
+
+fn helm(args: &[&str]) -> Result<std::process::Output> {
+    Ok(weir_testenv::helm()?.args(args).output()?)
+}
+
+/// `helm template` of the chart into `namespace` with `args` (values files, `--set`), as
+/// objects.
+fn render(namespace: &str, args: &[&str]) -> Result<Vec<Value>> {
+    let chart = chart_dir().display().to_string();
+    let mut all = vec!["template", RELEASE, &chart, "--namespace", namespace];
+    all.extend(["--kube-version", "1.34.0"]);
+    all.extend(args);
+    let output = helm(&all)?;
+    ensure!(
+        output.status.success(),
+        "helm template {args:?} failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let text = String::from_utf8(output.stdout)?;
+    let mut objects = Vec::new();
+    for document in serde_yaml_ng::Deserializer::from_str(&text) {
+        let value = <Value as serde::Deserialize>::deserialize(document)?;
+        if !value.is_null() {
+            objects.push(value);
+        }
+    }
+    Ok(objects)
+}
+
+fn kind(object: &Value) -> &str {
+    object["kind"].as_str().unwrap_or_default()
+}
+
+fn name(object: &Value) -> &str {
+    object["metadata"]["name"].as_str().unwrap_or_default()
+}
+
+fn of_kind<'a>(objects: &'a [Value], wanted: &'a str) -> impl Iterator<Item = &'a Value> {
+    objects.iter().filter(move |o| kind(o) == wanted)
+}
+
+/// Server-side applies `objects` (into `namespace` when they name none), for real or as a dry
+/// run; fails naming the first object the apiserver refuses.
+async fn apply(client: &Client, namespace: &str, objects: &[Value], dry_run: bool) -> Result<()> {
+    for object in objects {
+        let api_version = object["apiVersion"].as_str().unwrap_or_default();
+        let (group, version) = api_version.rsplit_once('/').unwrap_or(("", api_version));
+        let gvk = GroupVersionKind::gvk(group, version, kind(object));
+        let what = format!("{} {}", kind(object), name(object));
+        let (resource, capabilities) = discovery::pinned_kind(client, &gvk)
+            .await
+            .with_context(|| format!("{what}: the apiserver does not serve {api_version}"))?;
+        let api: Api<DynamicObject> = match capabilities.scope {
+            Scope::Namespaced => {
+                let namespace = object["metadata"]["namespace"].as_str().unwrap_or(namespace);
+                Api::namespaced_with(client.clone(), namespace, &resource)
+            }
+            Scope::Cluster => Api::all_with(client.clone(), &resource),
+        };
+        let mut params = PatchParams::apply("weir-chart-test").force();
+        if dry_run {
+            params = params.dry_run();
+        }
+        api.patch(name(object), &params, &Patch::Apply(object))
+            .await
+            .with_context(|| format!("the apiserver refused {what}"))?;
+    }
+    Ok(())
+}
+
+/// The generated rules of `component` (`engine` or a module) by place.
+fn declared(component: &str) -> Result<Value> {
+    let text = std::fs::read_to_string(chart_dir().join("files/rules.yaml"))?;
+    let rules: Value = serde_yaml_ng::from_str(&text)?;
+    let entry = if component == "engine" { &rules["engine"] } else { &rules["modules"][component] };
+    ensure!(entry.is_object(), "files/rules.yaml has no entry for {component}");
+    Ok(entry.clone())
+}
+
+/// One (namespace or "cluster", group, resource, verb) per verb a set of rules grants.
+fn grants(place: &str, rules: &Value) -> BTreeSet<(String, String, String, String)> {
+    let mut all = BTreeSet::new();
+    let strings = |v: &Value| -> Vec<String> {
+        v.as_array().into_iter().flatten().filter_map(|s| s.as_str().map(str::to_owned)).collect()
+    };
+    for rule in rules.as_array().into_iter().flatten() {
+        for group in strings(&rule["apiGroups"]) {
+            for resource in strings(&rule["resources"]) {
+                for verb in strings(&rule["verbs"]) {
+                    all.insert((place.to_owned(), group.clone(), resource.clone(), verb));
+                }
+            }
+        }
+    }
+    all
+}
+
+/// Everything the rendered roles grant ServiceAccount `account`, by place.
+fn granted_to(objects: &[Value], account: &str) -> BTreeSet<(String, String, String, String)> {
+    let mut all = BTreeSet::new();
+    for binding in
+        objects.iter().filter(|o| matches!(kind(o), "RoleBinding" | "ClusterRoleBinding"))
+    {
+        let bound = binding["subjects"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|s| s["kind"] == "ServiceAccount" && s["name"] == account);
+        if !bound {
+            continue;
+        }
+        let role_kind = binding["roleRef"]["kind"].as_str().unwrap_or_default();
+        let role_name = binding["roleRef"]["name"].as_str().unwrap_or_default();
+        let place = match kind(binding) {
+            "ClusterRoleBinding" => "cluster",
+            _ => binding["metadata"]["namespace"].as_str().unwrap_or_default(),
+        };
+        let role = objects.iter().find(|o| {
+            kind(o) == role_kind
+                && name(o) == role_name
+                && (role_kind == "ClusterRole"
+                    || o["metadata"]["namespace"].as_str() == Some(place))
+        });
+        if let Some(role) = role {
+            all.extend(grants(place, &role["rules"]));
+        }
+    }
+    all
+}
+
+#[test]
+fn the_chart_lints_clean_with_default_and_full_values() -> Result<()> {
+    let chart = chart_dir().display().to_string();
+    for args in [vec!["lint", "--strict", &chart], vec!["lint", "--strict", &chart, "-f"]] {
+        let mut args = args;
+        let full = full_values();
+        if args.last() == Some(&"-f") {
+            args.push(&full);
+        }
+        let output = helm(&args)?;
+        ensure!(
+            output.status.success(),
+            "helm {args:?}: {}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    Ok(())
+}
+
+#[test]
+fn bad_values_are_refused_naming_the_value() -> Result<()> {
+    let cases = [
+        (vec!["--set", "rbac.scope=bogus"], "rbac.scope must be \"namespace\" or \"cluster\""),
+        (vec!["--set", "mirror.enabled=true"], "mirror.registry is empty"),
+    ];
+    for (args, expected) in cases {
+        let err = render("weir", &args).err().map(|e| format!("{e:#}")).unwrap_or_default();
+        ensure!(err.contains(expected), "{args:?} should fail with {expected:?}, got: {err}");
+    }
+    Ok(())
+}
+
+/// Each process gets exactly what Weir declares for it, in the places the scope says, and
+/// every container runs locked down.
+#[test]
+fn each_process_is_granted_exactly_its_declared_rules() -> Result<()> {
+    for (values, scope) in [(None, "namespace"), (Some(full_values()), "cluster")] {
+        let args: Vec<&str> = values.as_deref().map(|v| vec!["-f", v]).unwrap_or_default();
+        let objects = render("weir", &args)?;
+        for component in std::iter::once("engine").chain(MODULES) {
+            let rules = declared(component)?;
+            let wide = if scope == "cluster" { "cluster" } else { "weir" };
+            let mut expected = grants("weir", &rules["home"]);
+            expected.extend(grants(wide, &rules["flows"]));
+            expected.extend(grants(wide, &rules["components"]));
+            let account = format!("{RELEASE}-{component}");
+            let granted = granted_to(&objects, &account);
+            ensure!(
+                granted == expected,
+                "{scope} scope: {account} is granted\n{granted:#?}\nbut declares\n{expected:#?}"
+            );
+        }
+        for deployment in of_kind(&objects, "Deployment") {
+            let pod = &deployment["spec"]["template"]["spec"];
+            ensure!(pod["securityContext"]["runAsNonRoot"] == true, "{}", name(deployment));
+            for container in pod["containers"].as_array().into_iter().flatten() {
+                let context = &container["securityContext"];
+                ensure!(
+                    context["readOnlyRootFilesystem"] == true
+                        && context["allowPrivilegeEscalation"] == false
+                        && context["capabilities"]["drop"] == json!(["ALL"]),
+                    "{}: {context}",
+                    name(deployment)
+                );
+            }
+        }
+        ensure!(of_kind(&objects, "Deployment").count() == 5, "engine and four modules");
+    }
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_rendered_object_passes_a_server_side_dry_run() -> Result<()> {
+    let plane = ControlPlane::shared();
+    let client = plane.client().await?;
+    let namespace = plane.namespace("chart-dry").await?;
+    // The full values grant the modules' components a namespace of their own too.
+    let team: Value = json!({ "apiVersion": "v1", "kind": "Namespace",
+        "metadata": { "name": "team-a" } });
+    apply(&client, &namespace, &[team], false).await?;
+    let defaults = render(&namespace, &[])?;
+    ensure!(defaults.len() > 10, "{} objects", defaults.len());
+    apply(&client, &namespace, &defaults, true).await.context("default values")?;
+    let full = render(&namespace, &["-f", &full_values()])?;
+    // No Prometheus operator here, so its ServiceMonitor kind is unknown to the apiserver: the
+    // object is checked by shape instead.
+    let (monitors, rest): (Vec<Value>, Vec<Value>) =
+        full.into_iter().partition(|o| kind(o) == "ServiceMonitor");
+    ensure!(monitors.len() == 1, "one ServiceMonitor: {monitors:?}");
+    ensure!(monitors[0]["spec"]["endpoints"][0]["port"] == "http", "{}", monitors[0]);
+    for wanted in ["Ingress", "Secret", "ClusterRole", "ClusterRoleBinding"] {
+        ensure!(of_kind(&rest, wanted).next().is_some(), "the full values render a {wanted}");
+    }
+    apply(&client, &namespace, &rest, true).await.context("full values")?;
+    Ok(())
+}
+
+/// A Role's name, and how to change its rules.
+type RoleEdit<'a> = (&'a str, &'a dyn Fn(&mut Value));
+
+/// Applies the chart's ServiceAccounts and RBAC into `namespace` for real, with `edit` changing
+/// the rules of the Role called `role` first.
+async fn install_identities(
+    client: &Client,
+    namespace: &str,
+    edit: Option<RoleEdit<'_>>,
+) -> Result<Vec<Value>> {
+    let mut objects = render(namespace, &[])?;
+    objects.retain(|o| {
+        matches!(
+            kind(o),
+            "ServiceAccount" | "Role" | "RoleBinding" | "ClusterRole" | "ClusterRoleBinding"
+        )
+    });
+    if let Some((role, change)) = edit {
+        let target = objects
+            .iter_mut()
+            .find(|o| kind(o) == "Role" && name(o) == role)
+            .with_context(|| format!("the chart renders no Role {role}"))?;
+        change(&mut target["rules"]);
+    }
+    apply(client, namespace, &objects, false).await?;
+    Ok(objects)
+}
+
+fn weir(kubeconfig: &Path, args: &[&str]) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_weir"));
+    command
+        .arg("--kubeconfig")
+        .arg(kubeconfig)
+        .args(args)
+        .env("WEIR_LOG", "info")
+        // A kubernetes node's client reads $KUBECONFIG, as a pod's reads its ServiceAccount.
+        .env("KUBECONFIG", kubeconfig);
+    command
+}
+
+/// Starts `component` (`engine` or a module) as its ServiceAccount from the chart.
+async fn start(plane: &ControlPlane, namespace: &str, component: &str) -> Result<Process> {
+    let (kubeconfig, _) =
+        plane.service_account(namespace, &format!("{RELEASE}-{component}")).await?;
+    let identity = format!("{component}-0");
+    let common = ["--namespace", namespace, "--listen", "127.0.0.1:0", "--identity", &identity];
+    let mut command = if component == "engine" {
+        weir(&kubeconfig, &[&["engine"][..], &common[..]].concat())
+    } else {
+        let grpc = ["--grpc-listen", "127.0.0.1:0"];
+        weir(&kubeconfig, &[&["module", component][..], &common[..], &grpc[..]].concat())
+    };
+    plane.spawn(&format!("{namespace}-{component}"), &mut command)
+}
+
+/// Applies manifests with the admin's kubectl, as a user would.
+fn kubectl_apply(plane: &ControlPlane, namespace: &str, yaml: &str) -> Result<()> {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("chart");
+    std::fs::create_dir_all(&dir)?;
+    let file = dir.join(format!("{namespace}.yaml"));
+    std::fs::write(&file, yaml)?;
+    let output = plane.kubectl().args(["apply", "-n", namespace, "-f"]).arg(&file).output()?;
+    ensure!(output.status.success(), "kubectl apply: {}", String::from_utf8_lossy(&output.stderr));
+    Ok(())
+}
+
+/// A flow across three modules: a ticker lists the namespace's Deployments, a script keeps
+/// their names, and a debug node keeps what arrives.
+fn listing_flow(namespace: &str) -> String {
+    format!(
+        r#"apiVersion: weir.dev/v1alpha1
+kind: Flow
+metadata: {{name: census}}
+spec: {{description: Counts the Deployments}}
+---
+apiVersion: weir.dev/v1alpha1
+kind: FlowNode
+metadata: {{name: tick}}
+spec:
+  flow: census
+  module: common
+  component: ticker
+  settings: {{interval: 1s, firstTick: immediately}}
+  edges: [{{port: out, to: {{node: list, port: in}}, mapping: {{}}}}]
+---
+apiVersion: weir.dev/v1alpha1
+kind: FlowNode
+metadata: {{name: list}}
+spec:
+  flow: census
+  module: kubernetes
+  component: deployment_list
+  settings: {{namespace: {namespace}}}
+  edges: [{{port: out, to: {{node: names, port: in}}, mapping: "{{{{ . }}}}"}}]
+---
+apiVersion: weir.dev/v1alpha1
+kind: FlowNode
+metadata: {{name: names}}
+spec:
+  flow: census
+  module: js
+  component: js_eval
+  settings:
+    script: "export default (input) => ({{ names: input.deployments.map((d) => d.name) }})"
+  edges: [{{port: response, to: {{node: log, port: in}}, mapping: "{{{{ . }}}}"}}]
+---
+apiVersion: weir.dev/v1alpha1
+kind: FlowNode
+metadata: {{name: log}}
+spec: {{flow: census, module: common, component: debug, settings: {{keep: 5}}}}
+"#
+    )
+}
+
+async fn get(client: &Client, namespace: &str, kind: Kind, name: &str) -> Result<Value> {
+    let resource = match kind {
+        Kind::Flow => kube::api::ApiResource::erase::<weir_model::Flow>(&()),
+        Kind::FlowNode => kube::api::ApiResource::erase::<weir_model::FlowNode>(&()),
+        Kind::Module => kube::api::ApiResource::erase::<weir_model::Module>(&()),
+    };
+    let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), namespace, &resource);
+    Ok(api.get(name).await?.data)
+}
+
+/// The address the engine logged it serves on.
+fn engine_address(process: &Process) -> Option<String> {
+    let log = process.log();
+    let rest = log.split("the engine serves http://").nth(1)?;
+    Some(rest.split_whitespace().next()?.trim_end_matches('"').to_owned())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_chart_identities_run_a_flow_and_the_editor_acts_as_each_user() -> Result<()> {
+    let plane = ControlPlane::shared();
+    let client = plane.client().await?;
+    let namespace = plane.namespace("chart-run").await?;
+    install_identities(&client, &namespace, None).await?;
+    let web = json!({ "apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": { "name": "web", "namespace": namespace },
+        "spec": { "replicas": 1, "selector": { "matchLabels": { "app": "web" } },
+            "template": { "metadata": { "labels": { "app": "web" } },
+                "spec": { "containers": [{ "name": "web", "image": "nginx:1.27" }] } } } });
+    apply(&client, &namespace, &[web], false).await?;
+    let mut processes = vec![start(plane, &namespace, "engine").await?];
+    for module in MODULES {
+        processes.push(start(plane, &namespace, module).await?);
+    }
+    kubectl_apply(plane, &namespace, &listing_flow(&namespace))?;
+
+    // The engine checked the flow against the four catalogues, and the nodes ran as their
+    // modules' ServiceAccounts: the Deployment list reached the debug node through the script.
+    let flow = eventually("the census flow being ready", PATIENCE, || async {
+        let flow = get(&client, &namespace, Kind::Flow, "census").await?;
+        let ready = flow["status"]["conditions"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|c| c["type"] == "Ready" && c["status"] == "True");
+        Ok(ready.then_some(flow))
+    })
+    .await
+    .with_context(|| processes.iter().map(Process::log).collect::<Vec<_>>().join("\n"))?;
+    ensure!(flow["status"]["nodes"] == 4, "{}", flow["status"]);
+    let kept = eventually("the names reaching the debug node", PATIENCE, || async {
+        let log = get(&client, &namespace, Kind::FlowNode, "log").await?;
+        let kept = log["status"]["state"].to_string();
+        Ok(kept.contains("\"names\":[\"web\"]").then_some(kept))
+    })
+    .await
+    .with_context(|| processes.iter().map(Process::log).collect::<Vec<_>>().join("\n"))?;
+    ensure!(!kept.contains("forbidden"), "{kept}");
+    for module in MODULES {
+        let published = get(&client, &namespace, Kind::Module, module).await?;
+        ensure!(published["spec"]["endpoint"].is_string(), "{module}: {published}");
+    }
+    for process in &processes {
+        ensure!(!process.log().contains("forbidden"), "{}", process.log());
+    }
+
+    let address = engine_address(&processes[0]).context("the engine logged no address")?;
+    editor_acts_as_each_user(plane, &client, &namespace, &address).await
+}
+
+/// What the editor's API lets each user do: RBAC decides, through each user's own token.
+async fn editor_acts_as_each_user(
+    plane: &ControlPlane,
+    client: &Client,
+    namespace: &str,
+    address: &str,
+) -> Result<()> {
+    let mut users = Vec::new();
+    for (user, role) in [("alice", Some("edit")), ("bob", Some("view")), ("carol", None)] {
+        let account = json!({ "apiVersion": "v1", "kind": "ServiceAccount",
+            "metadata": { "name": user, "namespace": namespace } });
+        let mut objects = vec![account];
+        if let Some(role) = role {
+            objects.push(json!({ "apiVersion": "rbac.authorization.k8s.io/v1",
+                "kind": "RoleBinding",
+                "metadata": { "name": user, "namespace": namespace },
+                "roleRef": { "apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole",
+                    "name": format!("{RELEASE}-{role}") },
+                "subjects": [{ "kind": "ServiceAccount", "name": user, "namespace": namespace }] }));
+        }
+        apply(client, namespace, &objects, false).await?;
+        users.push(plane.service_account(namespace, user).await?.1);
+    }
+    let [alice, bob, carol] = [&users[0], &users[1], &users[2]];
+    let http = reqwest::Client::new();
+    let url = |path: &str| format!("http://{address}/api{path}");
+    let call = |method: reqwest::Method, path: &str, token: Option<&str>, body: Option<Value>| {
+        let mut request = http.request(method, url(path));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        if let Some(body) = body {
+            request = request.header("content-type", "application/json").body(body.to_string());
+        }
+        async move {
+            let response = request.send().await?;
+            let status = response.status().as_u16();
+            let text = response.text().await?;
+            Ok::<_, anyhow::Error>((status, text))
+        }
+    };
+
+    // Nobody, and a token the cluster does not take.
+    let (status, text) = call(Method::GET, "/flows", None, None).await?;
+    ensure!(status == 401 && text.contains("sign in"), "{status} {text}");
+    let (status, text) = call(Method::GET, "/flows", Some("not-a-token"), None).await?;
+    ensure!(status == 401 && text.contains("unauthenticated"), "{status} {text}");
+
+    // carol has no role: refused, naming who and what.
+    let (status, text) = call(Method::GET, "/flows", Some(carol), None).await?;
+    ensure!(
+        status == 403
+            && text.contains(&format!("system:serviceaccount:{namespace}:carol"))
+            && text.contains(&format!("flows.weir.dev in namespace {namespace}")),
+        "{status} {text}"
+    );
+
+    // bob may look, and sees the palette through the engine, but may change nothing.
+    let (status, text) = call(Method::GET, "/flows", Some(bob), None).await?;
+    ensure!(status == 200 && text.contains("census"), "{status} {text}");
+    let (status, text) = call(Method::GET, "/modules", Some(bob), None).await?;
+    ensure!(status == 200 && MODULES.iter().all(|m| text.contains(m)), "{status} {text}");
+    let layout = json!({ "layout": { "tick": { "left": 10, "top": 20 } } });
+    let (status, text) =
+        call(Method::PUT, "/flows/census/layout", Some(bob), Some(layout.clone())).await?;
+    ensure!(status == 403 && text.contains("may not update flows.weir.dev"), "{status} {text}");
+    let message = json!({ "node": "names", "port": "in",
+        "message": { "deployments": [{ "name": "from-bob" }] } });
+    let (status, text) = call(Method::POST, "/send", Some(bob), Some(message)).await?;
+    ensure!(status == 403 && text.contains("may not update flownodes"), "{status} {text}");
+
+    // alice may change the flow and send to its nodes.
+    let (status, text) =
+        call(Method::PUT, "/flows/census/layout", Some(alice), Some(layout)).await?;
+    ensure!(status == 200, "{status} {text}");
+    let message = json!({ "node": "names", "port": "in",
+        "message": { "deployments": [{ "name": "from-alice" }] } });
+    let (status, text) = call(Method::POST, "/send", Some(alice), Some(message)).await?;
+    ensure!(status == 200, "{status} {text}");
+    eventually("alice's message reaching the debug node", PATIENCE, || async {
+        let log = get(client, namespace, Kind::FlowNode, "log").await?;
+        Ok(log["status"]["state"].to_string().contains("from-alice").then_some(()))
+    })
+    .await?;
+
+    // A session: the token goes in once and rides in an HttpOnly cookie from then on.
+    let (status, text) =
+        call(Method::POST, "/session", None, Some(json!({ "token": alice }))).await?;
+    ensure!(
+        status == 200 && text.contains(&format!("system:serviceaccount:{namespace}:alice")),
+        "{status} {text}"
+    );
+    let signed_in = http
+        .post(url("/session"))
+        .header("content-type", "application/json")
+        .body(json!({ "token": alice }).to_string())
+        .send()
+        .await?;
+    let cookie = signed_in
+        .headers()
+        .get("set-cookie")
+        .and_then(|v| v.to_str().ok())
+        .context("no session cookie")?
+        .to_owned();
+    ensure!(cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"), "{cookie}");
+    let pair = cookie.split(';').next().unwrap_or_default().to_owned();
+    let listed = http.get(url("/flows")).header("cookie", &pair).send().await?;
+    ensure!(listed.status().as_u16() == 200, "{:?}", listed.text().await);
+    let (status, text) =
+        call(Method::POST, "/session", None, Some(json!({ "token": "x y" }))).await?;
+    ensure!(status == 400 && text.contains("field token"), "{status} {text}");
+    Ok(())
+}
+
+/// What a process must say when it lacks `verb` on `resource`: an error line naming both (in
+/// the apiserver's words, or the store's), and the ServiceAccount.
+fn names_the_denial(log: &str, account: &str, resource: &str, verb: &str) -> bool {
+    let (base, phrase) = match resource.strip_suffix("/status") {
+        Some(base) => (base, "update the status of".to_owned()),
+        None => (resource, verb.to_owned()),
+    };
+    let apiserver = format!("cannot {verb} resource \"{resource}\"");
+    let store = format!("may not {phrase} {base}.");
+    log.lines().any(|line| {
+        line.contains("forbidden")
+            && line.contains(account)
+            && (line.contains(&apiserver) || line.contains(&store))
+    })
+}
+
+/// The nodes every process's case starts with: a flow of a ticker into a debug node.
+const SEED: &str = r#"apiVersion: weir.dev/v1alpha1
+kind: Flow
+metadata: {name: seed}
+spec: {}
+---
+apiVersion: weir.dev/v1alpha1
+kind: FlowNode
+metadata: {name: tick}
+spec:
+  flow: seed
+  module: common
+  component: ticker
+  settings: {interval: 1s, firstTick: immediately}
+  edges: [{port: out, to: {node: log, port: in}, mapping: {}}]
+---
+apiVersion: weir.dev/v1alpha1
+kind: FlowNode
+metadata: {name: log}
+spec: {flow: seed, module: common, component: debug, settings: {}}
+"#;
+
+/// Takes `verb` on `resource` away from `component` and runs it until it reports the denial.
+async fn without_one_verb(
+    plane: &ControlPlane,
+    component: &str,
+    resource: &str,
+    verb: &str,
+) -> Result<()> {
+    let client = plane.client().await?;
+    let namespace = plane.namespace(&format!("minus-{component}")).await?;
+    let role = format!("{RELEASE}-{component}");
+    let take_away = |rules: &mut Value| {
+        if let Some(list) = rules.as_array_mut() {
+            for rule in list.iter_mut() {
+                if rule["resources"].as_array().is_some_and(|r| r.iter().any(|x| x == resource))
+                    && let Some(verbs) = rule["verbs"].as_array_mut()
+                {
+                    verbs.retain(|v| v != verb);
+                }
+            }
+            list.retain(|rule| rule["verbs"].as_array().is_some_and(|v| !v.is_empty()));
+        }
+    };
+    // A module updates its Module resource only when one is there from an earlier start.
+    let on_restart = component != "engine" && resource == "modules" && verb == "update";
+    if on_restart {
+        install_identities(&client, &namespace, None).await?;
+    } else {
+        install_identities(&client, &namespace, Some((&role, &take_away))).await?;
+    }
+    kubectl_apply(plane, &namespace, SEED)?;
+    if on_restart {
+        let mut first = start(plane, &namespace, component).await?;
+        eventually("the module published", PATIENCE, || async {
+            Ok(get(&client, &namespace, Kind::Module, component).await.ok())
+        })
+        .await?;
+        first.terminate(Duration::from_secs(10))?;
+        install_identities(&client, &namespace, Some((&role, &take_away))).await?;
+    }
+    let process = start(plane, &namespace, component).await?;
+    if component == "engine" && resource == "flownodes" && verb == "delete" {
+        // Nodes are deleted with their flow: once the engine leads and has checked the flow.
+        eventually("the seed flow checked", PATIENCE, || async {
+            let flow = get(&client, &namespace, Kind::Flow, "seed").await?;
+            Ok(flow["status"]["conditions"].is_array().then_some(()))
+        })
+        .await?;
+        let output = plane.kubectl().args(["delete", "flow", "seed", "-n", &namespace]).output()?;
+        ensure!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    }
+    let account = format!("system:serviceaccount:{namespace}:{role}");
+    eventually(&format!("{component} without {verb} {resource} saying so"), PATIENCE, || {
+        let said = names_the_denial(&process.log(), &account, resource, verb);
+        async move { Ok(said.then_some(())) }
+    })
+    .await
+    .with_context(|| process.log())
+}
+
+/// Every verb the chart grants the engine and the module runtime is needed: without it the
+/// process names what it may not do. (The four modules' runtime rules are the same, which
+/// `each_process_is_granted_exactly_its_declared_rules` holds to; the kubernetes components'
+/// own permissions are proven needed in `modules/kubernetes/tests/cluster.rs`.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn taking_any_one_verb_from_a_process_gives_a_clear_error() -> Result<()> {
+    let plane = ControlPlane::shared();
+    let mut cases = Vec::new();
+    for component in ["engine", "common"] {
+        let rules = declared(component)?;
+        for place in ["home", "flows"] {
+            for (_, _, resource, verb) in grants(place, &rules[place]) {
+                cases.push((component, resource, verb));
+            }
+        }
+    }
+    let common = declared("common")?;
+    for module in &MODULES[1..] {
+        let rules = declared(module)?;
+        ensure!(rules["home"] == common["home"] && rules["flows"] == common["flows"], "{module}");
+    }
+    ensure!(cases.len() > 20, "{cases:?}");
+    let mut failures = Vec::new();
+    // A few at a time: each case is a namespace, an identity and one process.
+    for batch in cases.chunks(4) {
+        let runs = batch.iter().map(|(component, resource, verb)| async move {
+            without_one_verb(plane, component, resource, verb)
+                .await
+                .map_err(|err| format!("{component} without {verb} {resource}: {err:#}"))
+        });
+        for outcome in futures::future::join_all(runs).await {
+            if let Err(err) = outcome {
+                failures.push(err);
+            }
+        }
+    }
+    if !failures.is_empty() {
+        bail!("{} of {} cases failed:\n{}", failures.len(), cases.len(), failures.join("\n\n"));
+    }
+    Ok(())
+}
+
+/// The editor's sign-in in headless Chromium against the engine as the chart runs it. Needs the
+/// built editor and the browser tests' node modules, so `scripts/test` runs it after building
+/// them: `cargo test --test chart -- --ignored`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs ui/dist and ui/e2e/node_modules; scripts/test runs it after building them"]
+async fn the_editor_signs_in_to_a_cluster_engine_in_a_browser() -> Result<()> {
+    let plane = ControlPlane::shared();
+    let client = plane.client().await?;
+    let namespace = plane.namespace("chart-browser").await?;
+    install_identities(&client, &namespace, None).await?;
+    let objects = [
+        json!({ "apiVersion": "v1", "kind": "ServiceAccount",
+            "metadata": { "name": "alice", "namespace": namespace } }),
+        json!({ "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+            "metadata": { "name": "alice", "namespace": namespace },
+            "roleRef": { "apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole",
+                "name": format!("{RELEASE}-edit") },
+            "subjects": [{ "kind": "ServiceAccount", "name": "alice", "namespace": namespace }] }),
+    ];
+    apply(&client, &namespace, &objects, false).await?;
+    kubectl_apply(plane, &namespace, SEED)?;
+    let ui = Path::new(env!("CARGO_MANIFEST_DIR")).join("../ui");
+    let (kubeconfig, _) = plane.service_account(&namespace, &format!("{RELEASE}-engine")).await?;
+    let dist = ui.join("dist").display().to_string();
+    let args = ["engine", "--namespace", &namespace, "--listen", "127.0.0.1:0", "--ui-dir", &dist];
+    let engine = plane.spawn(&format!("{namespace}-engine"), &mut weir(&kubeconfig, &args))?;
+    let address = eventually("the engine serving", PATIENCE, || {
+        let address = engine_address(&engine);
+        async move { Ok(address) }
+    })
+    .await?;
+    let token = plane.service_account(&namespace, "alice").await?.1;
+    let output = Command::new("node")
+        .arg("sign-in.cluster.mjs")
+        .current_dir(ui.join("e2e"))
+        .env("WEIR_URL", format!("http://{address}"))
+        .env("WEIR_TOKEN", &token)
+        .env("WEIR_USER", format!("system:serviceaccount:{namespace}:alice"))
+        .output()
+        .context("cannot run node")?;
+    ensure!(
+        output.status.success(),
+        "the browser's sign-in failed:\n{}{}\nengine:\n{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr),
+        engine.log()
+    );
+    Ok(())
+}
