@@ -289,3 +289,69 @@ pub async fn install(
     let installed: Imported = call(request, &format!("install {name}")).await?;
     Ok(installed.flows)
 }
+
+/// Who the editor works as.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Session {
+    /// The engine has no users (`weir up`): everyone may do everything.
+    Open,
+    /// Signed in to an engine in a cluster, as this Kubernetes user.
+    User(String),
+    /// The engine wants a Kubernetes token first.
+    SignedOut,
+}
+
+#[derive(Deserialize)]
+struct Who {
+    #[serde(default)]
+    open: bool,
+    #[serde(default)]
+    user: Option<String>,
+}
+
+impl From<Who> for Session {
+    fn from(who: Who) -> Self {
+        match who {
+            Who { open: true, .. } => Self::Open,
+            Who { user: Some(user), .. } => Self::User(user),
+            Who { user: None, .. } => Self::SignedOut,
+        }
+    }
+}
+
+/// Who the editor works as, asking the engine.
+pub async fn session() -> Result<Session, ApiError> {
+    let request = Request::get("/api/session").build();
+    let response = request
+        .map_err(|err| ApiError::from(format!("ask who is signed in: {err}")))?
+        .send()
+        .await
+        .map_err(|err| {
+            ApiError::from(format!("ask who is signed in: the engine cannot be reached ({err})"))
+        })?;
+    if response.status() == 401 {
+        return Ok(Session::SignedOut);
+    }
+    if !response.ok() {
+        return Err(
+            format!("ask who is signed in: the engine answered {}", response.status()).into()
+        );
+    }
+    let who: Who = response
+        .json()
+        .await
+        .map_err(|err| ApiError::from(format!("ask who is signed in: {err}")))?;
+    Ok(who.into())
+}
+
+/// Signs in with a Kubernetes bearer token; the engine keeps it in a cookie the page cannot read.
+pub async fn sign_in(token: &str) -> Result<Session, ApiError> {
+    let body = serde_json::json!({ "token": token });
+    let who: Who = call(json(Request::post("/api/session"), &body), "sign in").await?;
+    Ok(who.into())
+}
+
+/// Signs out: the engine drops the session cookie.
+pub async fn sign_out() -> Result<(), ApiError> {
+    send(Request::delete("/api/session").build(), "sign out").await.map(drop)
+}

@@ -18,6 +18,7 @@ pub mod live;
 pub mod mapping_panel;
 pub mod palette;
 pub mod schema;
+pub mod session;
 pub mod settings_form;
 pub mod shortcuts;
 
@@ -46,6 +47,7 @@ pub fn App() -> impl IntoView {
                 <strong class="brand">"Weir"</strong>
                 <Toolbar/>
                 <NoticeBar/>
+                <session::Who/>
             </header>
             <aside class="left">
                 <Flows/>
