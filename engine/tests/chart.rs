@@ -510,6 +510,22 @@ async fn editor_acts_as_each_user(
     ensure!(status == 200 && text.contains("census"), "{status} {text}");
     let (status, text) = call(Method::GET, "/modules", Some(bob), None).await?;
     ensure!(status == 200 && MODULES.iter().all(|m| text.contains(m)), "{status} {text}");
+    // The engine watches each module's Inspect stream, so the debug panel works in a cluster
+    // too: the script's input and output, as its module saw them.
+    let messages = eventually("the census flow's messages", PATIENCE, || async {
+        let (status, text) = call(Method::GET, "/flows/census/messages", Some(bob), None).await?;
+        ensure!(status == 200, "{status} {text}");
+        let seen: Value = serde_json::from_str(&text)?;
+        let at = |node: &str, what: &str| {
+            seen.as_array().into_iter().flatten().any(|m| m["node"] == node && m["what"] == what)
+        };
+        Ok((at("names", "received") && at("names", "emitted") && at("log", "received"))
+            .then_some(text))
+    })
+    .await?;
+    ensure!(messages.contains("\"names\":[\"web\"]"), "{messages}");
+    let (status, text) = call(Method::GET, "/flows/census/messages", Some(carol), None).await?;
+    ensure!(status == 403, "{status} {text}");
     let layout = json!({ "layout": { "tick": { "left": 10, "top": 20 } } });
     let (status, text) =
         call(Method::PUT, "/flows/census/layout", Some(bob), Some(layout.clone())).await?;

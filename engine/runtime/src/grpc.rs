@@ -172,7 +172,90 @@ fn wire_event(event: &Event) -> NodeEvent {
     wire
 }
 
+/// What a module's `Inspect` stream told a watcher.
+#[derive(Debug, Clone)]
+pub enum Inspected {
+    /// Something happened at one of its nodes.
+    Event(Event),
+    /// The watcher read too slowly and missed this many events.
+    Missed(u64),
+}
+
+/// Reads an event off the `Inspect` wire, as [`wire_event`] put it there; `None` for a kind
+/// this side does not know (a newer module).
+pub fn read_event(wire: NodeEvent) -> Option<Inspected> {
+    let at = UNIX_EPOCH
+        + std::time::Duration::from_nanos(u64::try_from(wire.at_unix_nanos).unwrap_or_default());
+    let elapsed = std::time::Duration::from_nanos(wire.elapsed_nanos);
+    let message = || serde_json::from_slice(&wire.message_json).unwrap_or(Value::Null);
+    let what = match EventKind::try_from(wire.kind).ok()? {
+        EventKind::Received => What::Received(message()),
+        EventKind::Emitted => What::Emitted(message()),
+        EventKind::Answered => What::Answered { elapsed },
+        EventKind::Logged => What::Logged(wire.line.clone()),
+        EventKind::Failed => {
+            let error = NodeError::from(wire.failure.clone().unwrap_or_default());
+            What::Failed { kind: error.kind(), message: error.message().to_owned(), elapsed }
+        }
+        EventKind::Missed => return Some(Inspected::Missed(wire.missed)),
+        EventKind::Unspecified => return None,
+    };
+    // The wire carries the run's trace, not the delivery's span: any span id of the trace will do.
+    let trace =
+        TraceContext::from_traceparent(&format!("00-{}-0000000000000001-01", wire.trace_id))
+            .unwrap_or_default();
+    let node =
+        weir_sdk::NodeIdentity { namespace: wire.namespace, flow: wire.flow, node: wire.node };
+    Some(Inspected::Event(Event { at, node: Arc::new(node), port: wire.port, trace, what }))
+}
+
 fn json(bytes: &[u8], field: &str) -> Result<Value, Status> {
     serde_json::from_slice(bytes)
         .map_err(|err| Status::invalid_argument(format!("{field} is not JSON: {err}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, SystemTime};
+
+    use serde_json::json;
+    use weir_sdk::{ErrorKind, NodeIdentity};
+
+    use super::*;
+
+    fn event(what: What) -> Event {
+        let node = NodeIdentity { namespace: "ns".into(), flow: "f".into(), node: "n".into() };
+        Event {
+            at: SystemTime::UNIX_EPOCH + Duration::from_millis(1_700_000_000_123),
+            node: Arc::new(node),
+            port: "in".into(),
+            trace: TraceContext { trace_id: 0xabc, span_id: 7 },
+            what,
+        }
+    }
+
+    #[test]
+    fn events_read_off_the_wire_are_what_was_put_on_it() {
+        let elapsed = Duration::from_micros(1500);
+        let cases = [
+            What::Received(json!({ "a": 1 })),
+            What::Emitted(json!([1, 2])),
+            What::Answered { elapsed },
+            What::Logged("hello".into()),
+            What::Failed { kind: ErrorKind::Transient, message: "busy".into(), elapsed },
+        ];
+        for what in cases {
+            let sent = event(what);
+            let Some(Inspected::Event(read)) = read_event(wire_event(&sent)) else {
+                panic!("{sent:?} did not come back as an event");
+            };
+            assert_eq!(format!("{:?}", read.what), format!("{:?}", sent.what));
+            assert_eq!((read.at, &*read.node, &read.port), (sent.at, &*sent.node, &sent.port));
+            assert_eq!(read.trace.trace_id, sent.trace.trace_id);
+        }
+        let missed =
+            NodeEvent { kind: EventKind::Missed.into(), missed: 9, ..NodeEvent::default() };
+        assert!(matches!(read_event(missed), Some(Inspected::Missed(9))));
+        assert!(read_event(NodeEvent { kind: 99, ..NodeEvent::default() }).is_none());
+    }
 }

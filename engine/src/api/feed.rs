@@ -1,5 +1,6 @@
 //! What happens, as it happens, for the editor: node status and flow changes (from watching
-//! the store) and messages at the nodes (from the in-process runtime's inspect events). Each
+//! the store) and messages at the nodes (from the in-process runtime's inspect events, or, where
+//! modules run apart, from each module's `Inspect` stream). Each
 //! is serialized once and fanned out through a bounded broadcast channel, so a slow event
 //! stream misses events (and is told how many) instead of holding up the engine; messages are
 //! also kept per node for `GET /api/nodes/{node}/messages`.
@@ -15,8 +16,10 @@ use serde_json::{Value, json};
 use tokio::sync::broadcast::{self, error::RecvError};
 use tokio_util::sync::CancellationToken;
 use weir_model::{Kind, redact::redact_by_name};
+use weir_proto::{InspectRequest, module_client::ModuleClient};
 use weir_runtime::{
     Runtime,
+    grpc::Inspected,
     inspect::{self, What},
 };
 use weir_store::{DynamicObject, Store, WatchEvent};
@@ -26,6 +29,9 @@ use crate::scope::Scope;
 
 /// How many events an event stream may fall behind before it misses some.
 const BACKLOG: usize = 1024;
+
+/// How long to wait before watching a module's messages again after its stream broke.
+const REINSPECT_DELAY: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// One event for the editor's event stream.
 #[derive(Debug)]
@@ -78,10 +84,20 @@ impl Feed {
             stop.clone(),
         );
         tokio::spawn(feed.clone().follow_nodes(nodes));
-        let flows = weir_store::follow(store, Kind::Flow, scope.of(Kind::Flow), stop.clone());
+        let flows =
+            weir_store::follow(Arc::clone(&store), Kind::Flow, scope.of(Kind::Flow), stop.clone());
         tokio::spawn(feed.clone().follow_flows(flows));
-        if let Some(runtime) = runtime {
-            tokio::spawn(feed.clone().follow_messages(runtime.inspect(), stop.clone()));
+        match runtime {
+            Some(runtime) => {
+                tokio::spawn(feed.clone().follow_messages(runtime.inspect(), stop.clone()));
+            }
+            // Modules run apart (a cluster): their Inspect streams, at the endpoints they publish.
+            None => {
+                let modules =
+                    weir_store::follow(store, Kind::Module, scope.of(Kind::Module), stop.clone());
+                let namespace = scope.of(Kind::FlowNode).unwrap_or_default();
+                tokio::spawn(feed.clone().follow_modules(modules, namespace, stop.clone()));
+            }
         }
         feed
     }
@@ -153,22 +169,113 @@ impl Feed {
                 () = stop.cancelled() => return,
             };
             match event {
-                Ok(event) => {
-                    let data: Arc<str> = message_json(&event).into();
-                    let node = &event.node;
-                    self.recorder.record(&node.namespace, &node.node, Arc::clone(&data));
-                    self.send(Happening {
-                        kind: "message",
-                        namespace: Some(node.namespace.clone()),
-                        flow: node.flow.clone(),
-                        data,
-                    });
-                }
+                Ok(event) => self.seen(&event),
                 Err(RecvError::Lagged(missed)) => self.send(Happening::missed(missed)),
                 Err(RecvError::Closed) => return,
             }
         }
     }
+
+    /// Follows the modules' catalogues and watches each module's `Inspect` stream (for the
+    /// nodes of `namespace`, all when empty) at the endpoint it publishes, again whenever the
+    /// endpoint changes or the stream breaks.
+    async fn follow_modules(
+        self,
+        mut modules: BoxStream<'static, WatchEvent>,
+        namespace: String,
+        stop: CancellationToken,
+    ) {
+        let mut watching: HashMap<String, (String, CancellationToken)> = HashMap::new();
+        while let Some(event) = modules.next().await {
+            let mut endpoints: HashMap<String, String> = match &event {
+                WatchEvent::Synced(_) => HashMap::new(),
+                _ => watching.iter().map(|(m, (e, _))| (m.clone(), e.clone())).collect(),
+            };
+            match event {
+                WatchEvent::Synced(objects) => {
+                    endpoints.extend(objects.iter().filter_map(endpoint));
+                }
+                WatchEvent::Applied(object) => {
+                    let name = object.metadata.name.clone().unwrap_or_default();
+                    endpoints.remove(&name);
+                    endpoints.extend(endpoint(&object));
+                }
+                WatchEvent::Deleted(object) => {
+                    endpoints.remove(object.metadata.name.as_deref().unwrap_or_default());
+                }
+            }
+            watching.retain(|module, (at, watcher)| {
+                let keep = endpoints.get(module) == Some(at);
+                if !keep {
+                    watcher.cancel();
+                }
+                keep
+            });
+            for (module, at) in endpoints {
+                if watching.contains_key(&module) {
+                    continue;
+                }
+                let watcher = stop.child_token();
+                let inspect = self.clone().inspect(at.clone(), namespace.clone(), watcher.clone());
+                tokio::spawn(inspect);
+                watching.insert(module, (at, watcher));
+            }
+        }
+        for (_, watcher) in watching.values() {
+            watcher.cancel();
+        }
+    }
+
+    /// Reads one module's `Inspect` stream until `stop`, connecting again after a pause
+    /// whenever it cannot be reached or the stream ends.
+    async fn inspect(self, endpoint: String, namespace: String, stop: CancellationToken) {
+        loop {
+            let reading = async {
+                let mut client = ModuleClient::connect(endpoint.clone()).await?;
+                let request = InspectRequest { namespace: namespace.clone(), ..Default::default() };
+                let mut events = client.inspect(request).await?.into_inner();
+                while let Some(wire) = events.message().await? {
+                    match weir_runtime::grpc::read_event(wire) {
+                        Some(Inspected::Event(event)) => self.seen(&event),
+                        Some(Inspected::Missed(missed)) => self.send(Happening::missed(missed)),
+                        None => {}
+                    }
+                }
+                Ok::<(), Box<dyn std::error::Error + Send + Sync>>(())
+            };
+            tokio::select! {
+                read = reading => {
+                    if let Err(err) = read {
+                        tracing::debug!(endpoint, error = %err, "cannot watch a module's messages");
+                    }
+                }
+                () = stop.cancelled() => return,
+            }
+            tokio::select! {
+                () = tokio::time::sleep(REINSPECT_DELAY) => {}
+                () = stop.cancelled() => return,
+            }
+        }
+    }
+
+    /// A message seen at a node: kept for the node, and sent to the event streams.
+    fn seen(&self, event: &inspect::Event) {
+        let data: Arc<str> = message_json(event).into();
+        let node = &event.node;
+        self.recorder.record(&node.namespace, &node.node, Arc::clone(&data));
+        self.send(Happening {
+            kind: "message",
+            namespace: Some(node.namespace.clone()),
+            flow: node.flow.clone(),
+            data,
+        });
+    }
+}
+
+/// A module's name and the gRPC endpoint it publishes.
+fn endpoint(module: &DynamicObject) -> Option<(String, String)> {
+    let at = module.data.pointer("/spec/endpoint")?.as_str()?;
+    Some((module.metadata.name.clone()?, at.to_owned()))
 }
 
 /// A node's `node` event: its name, flow and status.
