@@ -28,22 +28,13 @@ OUT="$ROOT/$K8S_VERSION-$ETCD_VERSION"
 BIN="$OUT/bin"
 
 have_all() { [[ -x $BIN/kube-apiserver && -x $BIN/kubectl && -x $BIN/etcd ]]; }
-if have_all; then echo "$BIN"; exit 0; fi
-
-log() { printf '[control-plane] %s\n' "$*" >&2; }
-
-mkdir -p "$ROOT"
-# One build per machine at a time: a concurrent caller waits here, then finds the binaries.
-exec 9>"$ROOT/.lock"
-flock 9
-if have_all; then echo "$BIN"; exit 0; fi
-rm -rf "$ROOT"/.build.* # leftovers of a killed build (we hold the lock, so none is running)
-
-GO="$(command -v go || true)"
-[[ -n $GO ]] || GO=/usr/local/go/bin/go
-[[ -x $GO ]] || { log "no go toolchain found (PATH or /usr/local/go/bin/go)"; exit 1; }
-export GOTOOLCHAIN=local CGO_ENABLED=0 GOFLAGS=-mod=mod GO111MODULE=on
-unset GOWORK GOOS GOARCH || true
+TOOL=control-plane
+# shellcheck source=scripts/go-tool.sh
+source "$(dirname "$0")/go-tool.sh"
+go_tool_start
+# k8s.io/kubernetes's staging replaces are resolved by our wrapper module, whose go.mod we let
+# go edit.
+export GOFLAGS=-mod=mod
 log "building kube-apiserver/kubectl $K8S_VERSION and etcd $ETCD_VERSION with $("$GO" version)"
 log "into $BIN (module cache $("$GO" env GOMODCACHE), build cache $("$GO" env GOCACHE))"
 start=$SECONDS

@@ -21,22 +21,10 @@ OUT="$ROOT/$HELM_VERSION"
 BIN="$OUT/bin"
 
 have_all() { [[ -x $BIN/helm ]]; }
-if have_all; then echo "$BIN"; exit 0; fi
-
-log() { printf '[helm] %s\n' "$*" >&2; }
-
-mkdir -p "$ROOT"
-# One build per machine at a time: a concurrent caller waits here, then finds the binary.
-exec 9>"$ROOT/.lock"
-flock 9
-if have_all; then echo "$BIN"; exit 0; fi
-rm -rf "$ROOT"/.build.* # leftovers of a killed build (we hold the lock, so none is running)
-
-GO="$(command -v go || true)"
-[[ -n $GO ]] || GO=/usr/local/go/bin/go
-[[ -x $GO ]] || { log "no go toolchain found (PATH or /usr/local/go/bin/go)"; exit 1; }
-export GOTOOLCHAIN=local CGO_ENABLED=0 GO111MODULE=on
-unset GOWORK GOOS GOARCH GOFLAGS || true
+TOOL=helm
+# shellcheck source=scripts/go-tool.sh
+source "$(dirname "$0")/go-tool.sh"
+go_tool_start
 log "building helm $HELM_VERSION with $("$GO" version)"
 log "into $BIN (module cache $("$GO" env GOMODCACHE), build cache $("$GO" env GOCACHE))"
 start=$SECONDS

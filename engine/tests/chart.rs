@@ -766,3 +766,104 @@ async fn the_editor_signs_in_to_a_cluster_engine_in_a_browser() -> Result<()> {
     );
     Ok(())
 }
+
+/// What acting with each caller's own token costs: `GET /api/flows` through the engine, with a
+/// caller's client kept and with a caller new to the engine, side by side with the two lists
+/// that route makes (flows, then nodes) asked of the apiserver directly with the same token
+/// (what `kubectl get flows,flownodes` does).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a measurement: run with --ignored --nocapture editor_api_cost, record the numbers in docs/benchmarks.md"]
+// Printing the numbers is what a measurement is for.
+#[allow(clippy::print_stdout)]
+async fn editor_api_cost_of_acting_with_each_callers_token() -> Result<()> {
+    const ROUNDS: usize = 300;
+    const NEW_CALLERS: usize = 30;
+    let plane = ControlPlane::shared();
+    let client = plane.client().await?;
+    let namespace = plane.namespace("chart-bench").await?;
+    install_identities(&client, &namespace, None).await?;
+    let mut objects = Vec::new();
+    for index in 0..NEW_CALLERS {
+        let user = format!("user-{index}");
+        objects.push(json!({ "apiVersion": "v1", "kind": "ServiceAccount",
+            "metadata": { "name": user, "namespace": namespace } }));
+        objects.push(json!({ "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+            "metadata": { "name": user, "namespace": namespace },
+            "roleRef": { "apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole",
+                "name": format!("{RELEASE}-view") },
+            "subjects": [{ "kind": "ServiceAccount", "name": user, "namespace": namespace }] }));
+    }
+    apply(&client, &namespace, &objects, false).await?;
+    kubectl_apply(plane, &namespace, &listing_flow(&namespace))?;
+    let engine = start(plane, &namespace, "engine").await?;
+    let address = eventually("the engine serving", PATIENCE, || {
+        let address = engine_address(&engine);
+        async move { Ok(address) }
+    })
+    .await?;
+    let idle = resident(&engine)?;
+    let mut tokens = Vec::new();
+    for index in 0..NEW_CALLERS {
+        tokens.push(plane.service_account(&namespace, &format!("user-{index}")).await?.1);
+    }
+    let http = reqwest::Client::new();
+    let through_engine = format!("http://{address}/api/flows?namespace={namespace}");
+    let ca = reqwest::Certificate::from_pem(&std::fs::read(plane.ca_file())?)?;
+    let direct = reqwest::Client::builder().add_root_certificate(ca).build()?;
+    let base = format!("{}/apis/weir.dev/v1alpha1/namespaces/{namespace}", plane.server());
+    let to_apiserver = [format!("{base}/flows"), format!("{base}/flownodes")];
+    let timed = |client: &reqwest::Client, urls: &[String], token: &str| {
+        let requests: Vec<_> = urls.iter().map(|url| client.get(url).bearer_auth(token)).collect();
+        async move {
+            let started = std::time::Instant::now();
+            for request in requests {
+                let response = request.send().await?;
+                let status = response.status();
+                response.bytes().await?;
+                ensure!(status.is_success(), "{status}");
+            }
+            Ok::<_, anyhow::Error>(started.elapsed())
+        }
+    };
+    let through_engine = [through_engine];
+    let percentiles = |mut samples: Vec<Duration>| {
+        samples.sort();
+        let at = |q: f64| samples[((samples.len() - 1) as f64 * q) as usize];
+        format!("p50 {:.2?}, p95 {:.2?}, max {:.2?}", at(0.5), at(0.95), at(1.0))
+    };
+    // Both sides warm: the engine's client for this caller, and a connection to the apiserver.
+    timed(&http, &through_engine, &tokens[0]).await?;
+    timed(&direct, &to_apiserver, &tokens[0]).await?;
+    let (mut engine_kept, mut apiserver) = (Vec::new(), Vec::new());
+    for _ in 0..ROUNDS {
+        engine_kept.push(timed(&http, &through_engine, &tokens[0]).await?);
+        apiserver.push(timed(&direct, &to_apiserver, &tokens[0]).await?);
+    }
+    let mut engine_new = Vec::new();
+    for token in &tokens[1..] {
+        engine_new.push(timed(&http, &through_engine, token).await?);
+    }
+    let rss = resident(&engine)?;
+    println!(
+        "GET /api/flows through the engine, caller's client kept ({ROUNDS}): {}",
+        percentiles(engine_kept)
+    );
+    println!("its two lists from the apiserver directly ({ROUNDS}): {}", percentiles(apiserver));
+    println!(
+        "GET /api/flows by a caller new to the engine ({}): {}",
+        NEW_CALLERS - 1,
+        percentiles(engine_new)
+    );
+    println!("engine before any caller: {idle}; after {NEW_CALLERS} callers: {rss}");
+    Ok(())
+}
+
+/// A process's resident and peak memory, as /proc says.
+fn resident(process: &Process) -> Result<String> {
+    Ok(std::fs::read_to_string(format!("/proc/{}/status", process.id()))?
+        .lines()
+        .filter(|l| l.starts_with("VmRSS") || l.starts_with("VmHWM"))
+        .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
+        .collect::<Vec<_>>()
+        .join(", "))
+}

@@ -249,6 +249,35 @@ fn committed_crds_are_up_to_date() -> Result<()> {
     Ok(())
 }
 
+/// `weir engine` is the engine of a cluster: given a data directory, it says so instead of
+/// serving an embedded store nobody else can reach.
+#[test]
+fn the_cluster_engine_refuses_the_embedded_store() -> Result<()> {
+    let weir = Weir::new();
+    let err = weir.fails(&["engine", "--listen", "127.0.0.1:0"])?;
+    ensure!(err.contains("error: weir engine runs against a cluster"), "{err}");
+    Ok(())
+}
+
+/// In a pod a module uses the pod's ServiceAccount, not a data directory on a read-only root;
+/// without one (no token mounted) it fails saying it cannot reach the cluster.
+#[test]
+fn a_module_in_a_pod_uses_the_cluster() -> Result<()> {
+    let home = tempfile::tempdir()?;
+    let output = Command::new(env!("CARGO_BIN_EXE_weir"))
+        .args(["module", "common", "--listen", "127.0.0.1:0", "--grpc-listen", "127.0.0.1:0"])
+        .env("KUBERNETES_SERVICE_HOST", "127.0.0.1")
+        .env("KUBERNETES_SERVICE_PORT", "1")
+        .env_remove("KUBECONFIG")
+        .env_remove("WEIR_DATA_DIR")
+        .env("HOME", home.path())
+        .output()?;
+    let err = String::from_utf8(output.stderr)?;
+    ensure!(!output.status.success(), "{err}");
+    ensure!(err.contains("error: cannot reach the Kubernetes cluster"), "{err}");
+    Ok(())
+}
+
 #[test]
 fn the_committed_chart_files_are_up_to_date() -> Result<()> {
     let weir = Weir::new();

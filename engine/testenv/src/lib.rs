@@ -69,6 +69,11 @@ pub struct Process {
 }
 
 impl Process {
+    /// Its process id (the program's own: `setpriv` replaces itself with it).
+    pub fn id(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Kills the process at once (SIGKILL), as a crash or an OOM kill would, and reaps it.
     pub fn kill(&mut self) -> Result<()> {
         self.child.kill()?;
@@ -261,6 +266,11 @@ impl ControlPlane {
         });
         fs::write(&path, serde_json::to_string_pretty(&config)?)?;
         Ok((path, token))
+    }
+
+    /// The CA certificate the apiserver's serving certificate is signed by (PEM).
+    pub fn ca_file(&self) -> PathBuf {
+        self.run_dir.join("ca.crt")
     }
 
     /// The apiserver's URL.
