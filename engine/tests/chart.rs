@@ -616,6 +616,63 @@ metadata: {name: log}
 spec: {flow: seed, module: common, component: debug, settings: {}}
 "#;
 
+/// What the kubernetes module's nodes act on in a case of their own: a Deployment, a Secret and
+/// one node of each component, each started by `weir send`.
+fn kubernetes_seed(namespace: &str) -> String {
+    format!(
+        r#"apiVersion: apps/v1
+kind: Deployment
+metadata: {{name: web}}
+spec:
+  selector: {{matchLabels: {{app: web}}}}
+  template:
+    metadata: {{labels: {{app: web}}}}
+    spec: {{containers: [{{name: web, image: "nginx:1.27"}}]}}
+---
+apiVersion: v1
+kind: Secret
+metadata: {{name: plain}}
+stringData: {{token: abc}}
+---
+apiVersion: weir.dev/v1alpha1
+kind: Flow
+metadata: {{name: cluster}}
+spec: {{}}
+---
+apiVersion: weir.dev/v1alpha1
+kind: FlowNode
+metadata: {{name: list}}
+spec: {{flow: cluster, module: kubernetes, component: deployment_list, settings: {{namespace: {namespace}}}}}
+---
+apiVersion: weir.dev/v1alpha1
+kind: FlowNode
+metadata: {{name: patch}}
+spec: {{flow: cluster, module: kubernetes, component: deployment_patch, settings: {{}}}}
+---
+apiVersion: weir.dev/v1alpha1
+kind: FlowNode
+metadata: {{name: secret}}
+spec: {{flow: cluster, module: kubernetes, component: secret_get, settings: {{}}}}
+"#
+    )
+}
+
+/// The `weir send` that makes a kubernetes node use `verb` on `resource`.
+fn kubernetes_trigger(namespace: &str, resource: &str, verb: &str) -> Result<(String, Value)> {
+    Ok(match (resource, verb) {
+        // A Deployment whose pods name no pull secret has its ServiceAccount's read.
+        ("deployments", "list") | ("serviceaccounts", "get") => ("list:in".into(), json!({})),
+        ("deployments", _) => (
+            "patch:in".into(),
+            json!({ "namespace": namespace, "name": "web", "images": { "web": "nginx:1.28" } }),
+        ),
+        ("secrets", "get") => {
+            ("secret:in".into(), json!({ "namespace": namespace, "name": "plain" }))
+        }
+        _ => bail!("no kubernetes node uses {verb} {resource}"),
+    })
+}
+
 /// Takes `verb` on `resource` away from `component` and runs it until it reports the denial.
 async fn without_one_verb(
     plane: &ControlPlane,
@@ -645,7 +702,12 @@ async fn without_one_verb(
     } else {
         install_identities(&client, &namespace, Some((&role, &take_away))).await?;
     }
-    kubectl_apply(plane, &namespace, SEED)?;
+    let components = component == "kubernetes";
+    kubectl_apply(
+        plane,
+        &namespace,
+        if components { kubernetes_seed(&namespace) } else { SEED.to_owned() }.as_str(),
+    )?;
     if on_restart {
         let mut first = start(plane, &namespace, component).await?;
         eventually("the module published", PATIENCE, || async {
@@ -667,7 +729,26 @@ async fn without_one_verb(
         ensure!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
     }
     let account = format!("system:serviceaccount:{namespace}:{role}");
-    eventually(&format!("{component} without {verb} {resource} saying so"), PATIENCE, || {
+    let what = format!("{component} without {verb} {resource} saying so");
+    if components {
+        // The node's answer names the denial, as `weir send` prints it.
+        let (target, message) = kubernetes_trigger(&namespace, resource, verb)?;
+        let (admin, account) = (plane.kubeconfig(), &account);
+        return eventually(&what, PATIENCE, || {
+            let output =
+                weir(admin, &["send", "-n", &namespace, &target, &message.to_string()]).output();
+            async move {
+                let output = output?;
+                let said = String::from_utf8_lossy(&output.stderr).into_owned();
+                ensure!(!output.status.success(), "the send succeeded");
+                ensure!(names_the_denial(&said, account, resource, verb), "{said}");
+                Ok(Some(()))
+            }
+        })
+        .await
+        .with_context(|| process.log());
+    }
+    eventually(&what, PATIENCE, || {
         let said = names_the_denial(&process.log(), &account, resource, verb);
         async move { Ok(said.then_some(())) }
     })
@@ -675,18 +756,21 @@ async fn without_one_verb(
     .with_context(|| process.log())
 }
 
-/// Every verb the chart grants the engine and the module runtime is needed: without it the
-/// process names what it may not do. (The four modules' runtime rules are the same, which
-/// `each_process_is_granted_exactly_its_declared_rules` holds to; the kubernetes components'
-/// own permissions are proven needed in `modules/kubernetes/tests/cluster.rs`.)
+/// Every verb the chart grants is needed: without it the process names what it may not do, in
+/// its log (the engine, the module runtime) or in a node's answer (the kubernetes module's
+/// components). The four modules' runtime rules are the same, which this checks.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn taking_any_one_verb_from_a_process_gives_a_clear_error() -> Result<()> {
     let plane = ControlPlane::shared();
     let mut cases = Vec::new();
-    for component in ["engine", "common"] {
+    for (component, places) in [
+        ("engine", &["home", "flows"][..]),
+        ("common", &["home", "flows"][..]),
+        ("kubernetes", &["components"][..]),
+    ] {
         let rules = declared(component)?;
-        for place in ["home", "flows"] {
-            for (_, _, resource, verb) in grants(place, &rules[place]) {
+        for place in places {
+            for (_, _, resource, verb) in grants(place, &rules[*place]) {
                 cases.push((component, resource, verb));
             }
         }
@@ -696,7 +780,7 @@ async fn taking_any_one_verb_from_a_process_gives_a_clear_error() -> Result<()> 
         let rules = declared(module)?;
         ensure!(rules["home"] == common["home"] && rules["flows"] == common["flows"], "{module}");
     }
-    ensure!(cases.len() > 20, "{cases:?}");
+    ensure!(cases.len() > 25, "{cases:?}");
     let mut failures = Vec::new();
     // A few at a time: each case is a namespace, an identity and one process.
     for batch in cases.chunks(4) {
