@@ -64,7 +64,8 @@ impl Access {
 }
 
 /// A client per caller, kept for a while so that a busy editor does not open a connection per
-/// request. Keyed by a hash of the token, so the map holds no token twice.
+/// request: at most [`MAX_CLIENTS`], each dropped after [`CLIENT_IDLE`] unused. Keyed by a hash
+/// of the token, so the token itself lives only in its caller's client.
 pub struct Clients {
     base: kube::Config,
     kept: Mutex<Kept>,
@@ -80,7 +81,8 @@ impl std::fmt::Debug for Clients {
 }
 
 impl Clients {
-    fn client_for(&self, token: &str) -> Result<Arc<KubeStore>, ApiError> {
+    /// The store that acts as whoever `token` belongs to.
+    pub(super) fn store_for(&self, token: &str) -> Result<Arc<KubeStore>, ApiError> {
         let key: [u8; 32] = Sha256::digest(token.as_bytes()).into();
         let now = Instant::now();
         let mut kept = self.kept.lock().unwrap_or_else(PoisonError::into_inner);
@@ -129,7 +131,7 @@ impl Caller {
             Access::Open => Ok(Self { store: Arc::clone(&api.store), client: None }),
             Access::Tokens(clients) => {
                 let token = token_of(headers).ok_or_else(ApiError::unauthenticated)?;
-                let caller = clients.client_for(&token)?;
+                let caller = clients.store_for(&token)?;
                 let client = caller.client();
                 let store = CallerStore {
                     caller: KubeStore::clone(&caller),
@@ -218,6 +220,23 @@ mod tests {
             map.append(name, HeaderValue::from_str(value).unwrap_or_else(|_| unreachable!()));
         }
         map
+    }
+
+    #[tokio::test]
+    async fn a_caller_keeps_their_client_and_the_oldest_goes_first() -> Result<(), ApiError> {
+        let url = "https://127.0.0.1:6443".parse().unwrap_or_else(|_| unreachable!());
+        let clients = Clients { base: kube::Config::new(url), kept: Mutex::default() };
+        let first = clients.store_for("token-a")?;
+        assert!(Arc::ptr_eq(&first, &clients.store_for("token-a")?));
+        assert!(!Arc::ptr_eq(&first, &clients.store_for("token-b")?));
+        for n in 0..MAX_CLIENTS {
+            clients.store_for(&format!("token-{n}"))?;
+        }
+        let kept = clients.kept.lock().unwrap_or_else(PoisonError::into_inner);
+        assert_eq!(kept.len(), MAX_CLIENTS);
+        let a: [u8; 32] = Sha256::digest(b"token-a").into();
+        assert!(!kept.contains_key(&a), "the least recently used caller made room");
+        Ok(())
     }
 
     #[test]
