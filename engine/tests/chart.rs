@@ -235,6 +235,19 @@ fn each_process_is_granted_exactly_its_declared_rules() -> Result<()> {
             }
         }
         ensure!(of_kind(&objects, "Deployment").count() == 5, "engine and four modules");
+        // A module's gRPC port runs nodes for whoever reaches it: only the release's pods may.
+        let policy = of_kind(&objects, "NetworkPolicy").next().context("a NetworkPolicy")?;
+        let grpc = policy["spec"]["ingress"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|rule| rule["ports"][0]["port"] == "grpc")
+            .context("a rule for the gRPC port")?;
+        let release = json!({ "podSelector": { "matchLabels": {
+            "app.kubernetes.io/name": "weir", "app.kubernetes.io/instance": RELEASE } } });
+        let sources = grpc["from"].as_array().context("gRPC sources")?;
+        ensure!(sources.first() == Some(&release), "{grpc}");
+        ensure!(sources.len() == if values.is_some() { 2 } else { 1 }, "{grpc}");
     }
     Ok(())
 }
@@ -258,7 +271,8 @@ async fn every_rendered_object_passes_a_server_side_dry_run() -> Result<()> {
         full.into_iter().partition(|o| kind(o) == "ServiceMonitor");
     ensure!(monitors.len() == 1, "one ServiceMonitor: {monitors:?}");
     ensure!(monitors[0]["spec"]["endpoints"][0]["port"] == "http", "{}", monitors[0]);
-    for wanted in ["Ingress", "Secret", "ClusterRole", "ClusterRoleBinding"] {
+    for wanted in ["Ingress", "Secret", "ClusterRole", "ClusterRoleBinding", "PodDisruptionBudget"]
+    {
         ensure!(of_kind(&rest, wanted).next().is_some(), "the full values render a {wanted}");
     }
     apply(&client, &namespace, &rest, true).await.context("full values")?;

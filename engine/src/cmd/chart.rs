@@ -208,6 +208,9 @@ fn readme(chart: &Value, parts: &[(String, Rules)], values: &[Documented]) -> St
          The editor signs users in with their Kubernetes bearer token (`kubectl create token NAME`,\n\
          or an OIDC ID token) and acts with it, so RBAC decides who may see and change which flows.\n\
          Bind the chart's `<release>-view` or `<release>-edit` ClusterRole to let someone in.\n\n\
+         Helm installs `crds/` with the first release only and never upgrades them: after an\n\
+         upgrade that changes them, apply them yourself with\n\
+         `kubectl apply --server-side -f charts/weir/crds/`.\n\n\
          ## What each process may do\n\n\
          One ServiceAccount per process, granted exactly this. *home* is the release namespace;\n\
          *flows* is where flows live (the release namespace, or every namespace with\n\
