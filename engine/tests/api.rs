@@ -861,7 +861,7 @@ async fn the_gallery_lists_solutions_and_installs_one_with_its_settings() -> Res
 async fn an_open_engine_has_no_sessions() -> Result<()> {
     let server = Server::start().await?;
     let who = server.ok(Method::GET, "/session", None, StatusCode::OK).await?;
-    ensure!(who == json!({ "open": true }), "{who}");
+    ensure!(who == json!({ "open": true, "namespace": "default" }), "{who}");
     let (status, answer) =
         server.call(Method::POST, "/session", Some(json!({ "token": "abc" }))).await?;
     ensure!(

@@ -836,6 +836,15 @@ async fn the_editor_signs_in_to_a_cluster_engine_in_a_browser() -> Result<()> {
     ];
     apply(&client, &namespace, &objects, false).await?;
     kubectl_apply(plane, &namespace, SEED)?;
+    // A second namespace where alice may edit too, for the editor's namespace picker.
+    let other = plane.namespace("chart-browser-other").await?;
+    let binding = json!({ "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+        "metadata": { "name": "alice", "namespace": other },
+        "roleRef": { "apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole",
+            "name": format!("{RELEASE}-edit") },
+        "subjects": [{ "kind": "ServiceAccount", "name": "alice", "namespace": namespace }] });
+    apply(&client, &other, &[binding], false).await?;
+    kubectl_apply(plane, &other, &SEED.replace("seed", "elsewhere"))?;
     let ui = Path::new(env!("CARGO_MANIFEST_DIR")).join("../ui");
     let (kubeconfig, _) = plane.service_account(&namespace, &format!("{RELEASE}-engine")).await?;
     let dist = ui.join("dist").display().to_string();
@@ -853,6 +862,8 @@ async fn the_editor_signs_in_to_a_cluster_engine_in_a_browser() -> Result<()> {
         .env("WEIR_URL", format!("http://{address}"))
         .env("WEIR_TOKEN", &token)
         .env("WEIR_USER", format!("system:serviceaccount:{namespace}:alice"))
+        .env("WEIR_HOME", &namespace)
+        .env("WEIR_OTHER_NAMESPACE", &other)
         .output()
         .context("cannot run node")?;
     ensure!(

@@ -1,6 +1,7 @@
 // The editor's sign-in against `weir engine` on a real apiserver: a token the cluster refuses
 // is named as refused, a good one opens the editor as that user (the flow list comes through
-// their RBAC), and signing out asks again. Run by engine/tests/chart.rs, which starts the
+// their RBAC), the namespace picker moves the editor to another namespace the user may work in,
+// and signing out asks again. Run by engine/tests/chart.rs, which starts the
 // control plane and the engine and passes WEIR_URL and WEIR_TOKEN; not a `node --test` file.
 import assert from 'node:assert/strict';
 import { startBrowser, shot } from './engine.mjs';
@@ -8,7 +9,9 @@ import { startBrowser, shot } from './engine.mjs';
 const url = process.env.WEIR_URL;
 const token = process.env.WEIR_TOKEN;
 const user = process.env.WEIR_USER;
-assert.ok(url && token && user, 'WEIR_URL, WEIR_TOKEN and WEIR_USER are set by the Rust test');
+const home = process.env.WEIR_HOME;
+const other = process.env.WEIR_OTHER_NAMESPACE;
+assert.ok(url && token && user && home && other, 'the Rust test sets WEIR_URL, WEIR_TOKEN, WEIR_USER, WEIR_HOME and WEIR_OTHER_NAMESPACE');
 
 const browser = await startBrowser();
 const errors = [];
@@ -38,11 +41,30 @@ try {
   await page.getByTestId('flow-seed').waitFor();
   assert.equal(await page.evaluate(() => document.cookie), '', 'the session cookie is HttpOnly');
 
+  // The namespace picker: the engine's own by default, another one where the user may work,
+  // kept across a reload; a name that cannot be a namespace is refused in place.
+  const picker = page.getByTestId('namespace');
+  assert.equal(await picker.getAttribute('placeholder'), home);
+  await picker.fill('Not_A_Namespace');
+  await picker.press('Enter');
+  await page.locator('[data-testid=namespace].wrong').waitFor();
+  await picker.fill(other);
+  await picker.press('Enter');
+  await page.getByTestId('flow-elsewhere').waitFor();
+  assert.equal(await page.getByTestId('flow-seed').count(), 0, 'only the chosen namespace\'s flows');
+  assert.equal(await page.getByTestId('namespace').inputValue(), other);
+  await shot(page, 'cluster-4-other-namespace');
+  await page.getByTestId('flow-elsewhere').click();
+  await page.getByTestId('node-tick').waitFor();
+  await page.getByTestId('namespace').fill('');
+  await page.getByTestId('namespace').press('Enter');
+  await page.getByTestId('flow-seed').waitFor();
+
   await page.getByTestId('sign-out').click();
   await page.getByTestId('sign-in').waitFor();
-  await shot(page, 'cluster-4-signed-out');
+  await shot(page, 'cluster-5-signed-out');
   assert.deepEqual(errors, [], 'no page errors');
-  console.log('sign-in: refused token named, signed in, reload kept the session, signed out');
+  console.log('sign-in: refused token named, signed in, reload kept the session, namespaces picked, signed out');
 } finally {
   await browser.close();
 }

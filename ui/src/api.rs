@@ -153,40 +153,85 @@ fn json(builder: RequestBuilder, body: &impl Serialize) -> Result<Request, gloo_
     builder.json(body)
 }
 
+/// Where the editor keeps the namespace it works in, across reloads.
+const NAMESPACE_KEY: &str = "weir.namespace";
+
+/// The namespace the editor works in, as the user chose it; empty for the engine's own.
+pub fn namespace() -> String {
+    web_sys::window()
+        .and_then(|window| window.local_storage().ok().flatten())
+        .and_then(|storage| storage.get_item(NAMESPACE_KEY).ok().flatten())
+        .unwrap_or_default()
+}
+
+/// Makes the editor work in `namespace` from now on (empty: the engine's own).
+pub fn choose_namespace(namespace: &str) {
+    let storage = web_sys::window().and_then(|window| window.local_storage().ok().flatten());
+    if let Some(storage) = storage {
+        let _ = match namespace {
+            "" => storage.remove_item(NAMESPACE_KEY),
+            chosen => storage.set_item(NAMESPACE_KEY, chosen),
+        };
+    }
+}
+
+/// `path` of the API, in the namespace the editor works in.
+pub fn in_namespace(path: &str) -> String {
+    with_namespace(path, &namespace())
+}
+
+fn with_namespace(path: &str, namespace: &str) -> String {
+    if namespace.is_empty() {
+        return path.to_owned();
+    }
+    let joiner = if path.contains('?') { '&' } else { '?' };
+    format!("{path}{joiner}namespace={namespace}")
+}
+
 /// The module catalogues.
 pub async fn modules() -> Result<Vec<Module>, ApiError> {
-    call(Request::get("/api/modules").build(), "list modules").await
+    call(Request::get(&in_namespace("/api/modules")).build(), "list modules").await
 }
 
 /// The flows.
 pub async fn flows() -> Result<Vec<FlowSummary>, ApiError> {
-    call(Request::get("/api/flows").build(), "list flows").await
+    call(Request::get(&in_namespace("/api/flows")).build(), "list flows").await
 }
 
 /// A flow with its nodes.
 pub async fn flow(name: &str) -> Result<Document, ApiError> {
-    call(Request::get(&format!("/api/flows/{name}")).build(), &format!("open flow {name}")).await
+    call(
+        Request::get(&in_namespace(&format!("/api/flows/{name}"))).build(),
+        &format!("open flow {name}"),
+    )
+    .await
 }
 
 /// Saves a whole flow; answers it as saved.
 pub async fn save(document: &Document) -> Result<Document, ApiError> {
     let name = document.name();
-    call(json(Request::put(&format!("/api/flows/{name}")), document), &format!("save flow {name}"))
-        .await
+    call(
+        json(Request::put(&in_namespace(&format!("/api/flows/{name}"))), document),
+        &format!("save flow {name}"),
+    )
+    .await
 }
 
 /// Deletes a flow and its nodes.
 pub async fn delete(name: &str) -> Result<(), ApiError> {
-    send(Request::delete(&format!("/api/flows/{name}")).build(), &format!("delete flow {name}"))
-        .await
-        .map(drop)
+    send(
+        Request::delete(&in_namespace(&format!("/api/flows/{name}"))).build(),
+        &format!("delete flow {name}"),
+    )
+    .await
+    .map(drop)
 }
 
 /// Renames a flow.
 pub async fn rename(name: &str, to: &str) -> Result<Document, ApiError> {
     let body = serde_json::json!({ "name": to });
     call(
-        json(Request::post(&format!("/api/flows/{name}/rename")), &body),
+        json(Request::post(&in_namespace(&format!("/api/flows/{name}/rename"))), &body),
         &format!("rename flow {name}"),
     )
     .await
@@ -195,7 +240,7 @@ pub async fn rename(name: &str, to: &str) -> Result<Document, ApiError> {
 /// The flow's manifests, as `kubectl apply` takes them.
 pub async fn export(name: &str) -> Result<String, ApiError> {
     let response = send(
-        Request::get(&format!("/api/flows/{name}/export")).build(),
+        Request::get(&in_namespace(&format!("/api/flows/{name}/export"))).build(),
         &format!("export flow {name}"),
     )
     .await?;
@@ -212,8 +257,9 @@ struct Imported {
 
 /// Applies manifests (YAML); answers the flows they hold.
 pub async fn import(yaml: String) -> Result<Vec<String>, ApiError> {
-    let request =
-        Request::post("/api/import").header("content-type", "application/yaml").body(yaml);
+    let request = Request::post(&in_namespace("/api/import"))
+        .header("content-type", "application/yaml")
+        .body(yaml);
     let imported: Imported = call(request, "import").await?;
     Ok(imported.flows)
 }
@@ -227,14 +273,17 @@ struct Answer {
 /// Sends `message` to a node's input port; answers what the run returned.
 pub async fn send_message(node: &str, port: &str, message: Value) -> Result<Value, ApiError> {
     let body = serde_json::json!({ "node": node, "port": port, "message": message });
-    let answer: Answer =
-        call(json(Request::post("/api/send"), &body), &format!("send to {node}:{port}")).await?;
+    let answer: Answer = call(
+        json(Request::post(&in_namespace("/api/send")), &body),
+        &format!("send to {node}:{port}"),
+    )
+    .await?;
     Ok(answer.answer)
 }
 
 /// The last messages seen on each node of a flow.
 pub async fn messages(flow: &str) -> Result<Vec<Seen>, ApiError> {
-    let url = format!("/api/flows/{flow}/messages?limit=50");
+    let url = in_namespace(&format!("/api/flows/{flow}/messages?limit=50"));
     call(Request::get(&url).build(), &format!("messages of flow {flow}")).await
 }
 
@@ -276,7 +325,7 @@ pub struct SolutionSetting {
 
 /// The solutions the engine offers.
 pub async fn solutions() -> Result<Vec<SolutionSummary>, ApiError> {
-    call(Request::get("/api/solutions").build(), "list solutions").await
+    call(Request::get(&in_namespace("/api/solutions")).build(), "list solutions").await
 }
 
 /// Installs a solution with settings given as text (as `--set` takes them); answers its flows.
@@ -285,7 +334,8 @@ pub async fn install(
     settings: &std::collections::BTreeMap<String, String>,
 ) -> Result<Vec<String>, ApiError> {
     let body = serde_json::json!({ "settings": settings });
-    let request = json(Request::post(&format!("/api/solutions/{name}/install")), &body);
+    let request =
+        json(Request::post(&in_namespace(&format!("/api/solutions/{name}/install"))), &body);
     let installed: Imported = call(request, &format!("install {name}")).await?;
     Ok(installed.flows)
 }
@@ -307,6 +357,9 @@ struct Who {
     open: bool,
     #[serde(default)]
     user: Option<String>,
+    /// The engine's own namespace, where requests naming none go.
+    #[serde(default)]
+    namespace: String,
 }
 
 impl From<Who> for Session {
@@ -319,8 +372,8 @@ impl From<Who> for Session {
     }
 }
 
-/// Who the editor works as, asking the engine.
-pub async fn session() -> Result<Session, ApiError> {
+/// Who the editor works as, and the engine's own namespace, asking the engine.
+pub async fn session() -> Result<(Session, String), ApiError> {
     let request = Request::get("/api/session").build();
     let response = request
         .map_err(|err| ApiError::from(format!("ask who is signed in: {err}")))?
@@ -330,7 +383,7 @@ pub async fn session() -> Result<Session, ApiError> {
             ApiError::from(format!("ask who is signed in: the engine cannot be reached ({err})"))
         })?;
     if response.status() == 401 {
-        return Ok(Session::SignedOut);
+        return Ok((Session::SignedOut, String::new()));
     }
     if !response.ok() {
         return Err(
@@ -341,17 +394,34 @@ pub async fn session() -> Result<Session, ApiError> {
         .json()
         .await
         .map_err(|err| ApiError::from(format!("ask who is signed in: {err}")))?;
-    Ok(who.into())
+    let home = who.namespace.clone();
+    Ok((who.into(), home))
 }
 
 /// Signs in with a Kubernetes bearer token; the engine keeps it in a cookie the page cannot read.
-pub async fn sign_in(token: &str) -> Result<Session, ApiError> {
+pub async fn sign_in(token: &str) -> Result<(Session, String), ApiError> {
     let body = serde_json::json!({ "token": token });
     let who: Who = call(json(Request::post("/api/session"), &body), "sign in").await?;
-    Ok(who.into())
+    let home = who.namespace.clone();
+    Ok((who.into(), home))
 }
 
 /// Signs out: the engine drops the session cookie.
 pub async fn sign_out() -> Result<(), ApiError> {
     send(Request::delete("/api/session").build(), "sign out").await.map(drop)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::with_namespace;
+
+    #[test]
+    fn a_chosen_namespace_joins_the_query() {
+        assert_eq!(with_namespace("/api/flows", ""), "/api/flows");
+        assert_eq!(with_namespace("/api/flows", "team-a"), "/api/flows?namespace=team-a");
+        assert_eq!(
+            with_namespace("/api/flows/f/messages?limit=50", "team-a"),
+            "/api/flows/f/messages?limit=50&namespace=team-a"
+        );
+    }
 }

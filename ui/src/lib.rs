@@ -47,6 +47,7 @@ pub fn App() -> impl IntoView {
                 <strong class="brand">"Weir"</strong>
                 <Toolbar/>
                 <NoticeBar/>
+                <session::NamespacePicker/>
                 <session::Who/>
             </header>
             <aside class="left">

@@ -49,7 +49,7 @@ pub fn follow(editor: Editor) {
 }
 
 fn open(editor: Editor, flow: &str) -> Result<Stream, String> {
-    let source = EventSource::new(&format!("/api/events?flow={flow}"))
+    let source = EventSource::new(&api::in_namespace(&format!("/api/events?flow={flow}")))
         .map_err(|_| format!("cannot follow flow {flow} live"))?;
     let on_node = Closure::<dyn FnMut(MessageEvent)>::new(move |event: MessageEvent| {
         if let Some(node) = read::<NodeEvent>(&event) {

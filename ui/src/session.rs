@@ -6,15 +6,21 @@
 
 use leptos::{ev, prelude::*, task::spawn_local};
 
+use weir_model::names::NameRule;
+
 use crate::{
     App,
     api::{self, Session},
 };
 
+/// The engine's own namespace: where the editor works unless the user picks another.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Home(pub String);
+
 /// The editor, once the engine knows who is using it.
 #[component]
 pub fn Root() -> impl IntoView {
-    let session = RwSignal::new(None::<Result<Session, String>>);
+    let session = RwSignal::new(None::<Result<(Session, String), String>>);
     spawn_local(async move {
         session.set(Some(api::session().await.map_err(|err| err.to_string())));
     });
@@ -23,9 +29,10 @@ pub fn Root() -> impl IntoView {
         Some(Err(message)) => {
             view! { <p class="notice failed" data-testid="notice">{message}</p> }.into_any()
         }
-        Some(Ok(Session::SignedOut)) => view! { <SignIn session/> }.into_any(),
-        Some(Ok(who)) => {
+        Some(Ok((Session::SignedOut, _))) => view! { <SignIn session/> }.into_any(),
+        Some(Ok((who, home))) => {
             provide_context(who);
+            provide_context(Home(home));
             view! { <App/> }.into_any()
         }
     }
@@ -33,7 +40,7 @@ pub fn Root() -> impl IntoView {
 
 /// The sign-in form.
 #[component]
-fn SignIn(session: RwSignal<Option<Result<Session, String>>>) -> impl IntoView {
+fn SignIn(session: RwSignal<Option<Result<(Session, String), String>>>) -> impl IntoView {
     let token = RwSignal::new(String::new());
     let failure = RwSignal::new(None::<String>);
     let busy = RwSignal::new(false);
@@ -47,9 +54,9 @@ fn SignIn(session: RwSignal<Option<Result<Session, String>>>) -> impl IntoView {
         busy.set(true);
         spawn_local(async move {
             match api::sign_in(&text).await {
-                Ok(who) => {
+                Ok(signed_in) => {
                     token.set(String::new());
-                    session.set(Some(Ok(who)));
+                    session.set(Some(Ok(signed_in)));
                 }
                 Err(err) => failure.set(Some(err.to_string())),
             }
@@ -98,4 +105,44 @@ pub fn Who() -> impl IntoView {
         <span class="who" data-testid="who">{user}</span>
         <button data-testid="sign-out" on:click=out>"Sign out"</button>
     })
+}
+
+/// The namespace the editor works in: the engine's own unless the user picks another, which is
+/// kept across reloads. A new choice reloads the editor, so nothing of the last namespace stays.
+#[component]
+pub fn NamespacePicker() -> impl IntoView {
+    let home = use_context::<Home>().map(|Home(home)| home).unwrap_or_default();
+    let chosen = api::namespace();
+    let text = RwSignal::new(chosen.clone());
+    let wrong = RwSignal::new(None::<String>);
+    let pick = move |_| {
+        let value = text.get_untracked().trim().to_owned();
+        if !value.is_empty() && !NameRule::DnsLabel.accepts(&value) {
+            wrong.set(Some(format!(
+                "{value:?} is not a namespace: use {}",
+                NameRule::DnsLabel.describe()
+            )));
+            return;
+        }
+        wrong.set(None);
+        if value != chosen {
+            api::choose_namespace(&value);
+            if let Some(window) = web_sys::window() {
+                let _ = window.location().reload();
+            }
+        }
+    };
+    view! {
+        <label class="namespace" title=move || wrong.get().unwrap_or_default()>
+            "Namespace"
+            <input
+                data-testid="namespace"
+                class:wrong=move || wrong.get().is_some()
+                placeholder=home
+                prop:value=move || text.get()
+                on:input=move |event| text.set(event_target_value(&event))
+                on:change=pick
+            />
+        </label>
+    }
 }

@@ -30,12 +30,15 @@ struct SignIn {
     token: String,
 }
 
-/// Who the caller is: `{"user", "groups"}`, or `{"open": true}` when the API has no users.
+/// Who the caller is: `{"user", "groups"}`, or `{"open": true}` when the API has no users;
+/// with `namespace`, the engine's own, where requests that name none go.
 pub async fn get(State(api): State<Api>, caller: Caller) -> Result<Json<Value>, ApiError> {
-    match (&api.access, caller.client) {
-        (Access::Tokens(_), Some(client)) => Ok(Json(who_is(client).await?)),
-        _ => Ok(Json(json!({ "open": true }))),
-    }
+    let mut answer = match (&api.access, caller.client) {
+        (Access::Tokens(_), Some(client)) => who_is(client).await?,
+        _ => json!({ "open": true }),
+    };
+    answer["namespace"] = json!(api.scope.home);
+    Ok(Json(answer))
 }
 
 /// Signs in with a token: answers who it belongs to and sets the session cookie.
@@ -49,7 +52,8 @@ pub async fn post(State(api): State<Api>, headers: HeaderMap, body: Body) -> Res
         let Access::Tokens(clients) = &api.access else {
             return Err(ApiError::bad_request("this engine has no users to sign in as"));
         };
-        let who = who_is(clients.store_for(token)?.client()).await?;
+        let mut who = who_is(clients.store_for(token)?.client()).await?;
+        who["namespace"] = json!(api.scope.home);
         Ok((who, token.to_owned()))
     };
     match signed_in.await {
