@@ -5,7 +5,7 @@
 
 use std::{collections::BTreeMap, sync::Arc, time::Duration};
 
-use futures::StreamExt;
+use futures::{StreamExt, stream::BoxStream};
 use serde_json::json;
 use tokio::sync::{Notify, watch};
 use tokio_util::sync::CancellationToken;
@@ -30,9 +30,9 @@ pub async fn run(
 ) {
     let changed = Arc::new(Notify::new());
     for kind in Kind::ALL {
-        let namespace = scope.of(kind);
-        let follower = Follower { store: Arc::clone(&store), kind, changed: Arc::clone(&changed) };
-        tokio::spawn(follower.run(namespace, leads.clone(), stop.clone()));
+        let events = weir_store::follow(Arc::clone(&store), kind, scope.of(kind), stop.clone());
+        let store = Arc::clone(&store);
+        tokio::spawn(follow(store, kind, events, Arc::clone(&changed), leads.clone()));
     }
     loop {
         tokio::select! {
@@ -51,28 +51,21 @@ pub async fn run(
     }
 }
 
-/// Watches one kind: any change wakes the controller, and a deleted flow takes its nodes along.
-struct Follower {
+/// Follows one kind's `events`: any change wakes the controller, and on the leading replica a
+/// deleted flow takes its nodes along.
+async fn follow(
     store: Arc<dyn Store>,
     kind: Kind,
+    mut events: BoxStream<'static, WatchEvent>,
     changed: Arc<Notify>,
-}
-
-impl Follower {
-    async fn run(
-        self,
-        namespace: Option<String>,
-        leads: watch::Receiver<bool>,
-        stop: CancellationToken,
-    ) {
-        let mut events = weir_store::follow(Arc::clone(&self.store), self.kind, namespace, stop);
-        while let Some(event) = events.next().await {
-            let leading = *leads.borrow();
-            if let (Kind::Flow, WatchEvent::Deleted(flow), true) = (self.kind, &event, leading) {
-                delete_nodes_of(&*self.store, flow).await;
-            }
-            self.changed.notify_one();
+    leads: watch::Receiver<bool>,
+) {
+    while let Some(event) = events.next().await {
+        let leading = *leads.borrow();
+        if let (Kind::Flow, WatchEvent::Deleted(flow), true) = (kind, &event, leading) {
+            delete_nodes_of(&*store, flow).await;
         }
+        changed.notify_one();
     }
 }
 

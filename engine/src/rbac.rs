@@ -59,14 +59,15 @@ pub fn engine() -> Rules {
 /// `weir module NAME`: the host (`weir_runtime::Host`) publishes the module's catalogue and
 /// follows the others' endpoints, runs the nodes of its flows and writes their status; and
 /// the module's components act as they declare.
-pub fn module(module: &Module) -> Rules {
+pub fn module(module: &Module) -> Result<Rules, ModuleError> {
     let declared = module
         .catalogue()
-        .map(|catalogue| {
-            catalogue.components.into_iter().flat_map(|c| c.permissions).collect::<Vec<_>>()
-        })
-        .unwrap_or_default();
-    Rules {
+        .map_err(|source| ModuleError { module: module.name().to_owned(), source })?
+        .components
+        .into_iter()
+        .flat_map(|component| component.permissions)
+        .collect();
+    Ok(Rules {
         home: vec![
             lease(),
             rule(WEIR, "modules", &["get", "list", "watch", "create", "update"]),
@@ -77,6 +78,24 @@ pub fn module(module: &Module) -> Rules {
             rule(WEIR, "flownodes/status", &["update"]),
         ],
         components: merged(declared),
+    })
+}
+
+/// A module whose catalogue, and so whose declared permissions, cannot be read.
+#[derive(Debug, thiserror::Error)]
+#[error("module {module} has no catalogue")]
+pub struct ModuleError {
+    /// The module.
+    pub module: String,
+    /// Why its catalogue cannot be made.
+    #[source]
+    pub source: weir_sdk::NodeError,
+}
+
+impl Rules {
+    /// The rules by place, in the order the chart lists them.
+    pub fn places(&self) -> [(&'static str, &[PolicyRule]); 3] {
+        [("home", &self.home), ("flows", &self.flows), ("components", &self.components)]
     }
 }
 

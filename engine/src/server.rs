@@ -38,7 +38,7 @@ pub async fn up(opened: Opened, builtins: Vec<Module>, args: UpArgs) -> Result<(
         "weir is up on http://{address}"
     );
     let stop = CancellationToken::new();
-    let engine = Engine::start(Arc::clone(&store), builtins, grpc, &stop);
+    let engine = Engine::start(store, builtins, grpc, &stop);
     serve(listener, engine, args.ui_dir, stop).await
 }
 

@@ -169,13 +169,8 @@ fn granted_to(objects: &[Value], account: &str) -> BTreeSet<(String, String, Str
 
 #[test]
 fn the_chart_lints_clean_with_default_and_full_values() -> Result<()> {
-    let chart = chart_dir().display().to_string();
-    for args in [vec!["lint", "--strict", &chart], vec!["lint", "--strict", &chart, "-f"]] {
-        let mut args = args;
-        let full = full_values();
-        if args.last() == Some(&"-f") {
-            args.push(&full);
-        }
+    let (chart, full) = (chart_dir().display().to_string(), full_values());
+    for args in [vec!["lint", "--strict", &chart], vec!["lint", "--strict", &chart, "-f", &full]] {
         let output = helm(&args)?;
         ensure!(
             output.status.success(),

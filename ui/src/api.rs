@@ -156,12 +156,17 @@ fn json(builder: RequestBuilder, body: &impl Serialize) -> Result<Request, gloo_
 /// Where the editor keeps the namespace it works in, across reloads.
 const NAMESPACE_KEY: &str = "weir.namespace";
 
-/// The namespace the editor works in, as the user chose it; empty for the engine's own.
-pub fn namespace() -> String {
-    web_sys::window()
+thread_local! {
+    /// Read once: choosing another namespace reloads the page.
+    static NAMESPACE: String = web_sys::window()
         .and_then(|window| window.local_storage().ok().flatten())
         .and_then(|storage| storage.get_item(NAMESPACE_KEY).ok().flatten())
-        .unwrap_or_default()
+        .unwrap_or_default();
+}
+
+/// The namespace the editor works in, as the user chose it; empty for the engine's own.
+pub fn namespace() -> String {
+    NAMESPACE.with(Clone::clone)
 }
 
 /// Makes the editor work in `namespace` from now on (empty: the engine's own).
@@ -177,7 +182,7 @@ pub fn choose_namespace(namespace: &str) {
 
 /// `path` of the API, in the namespace the editor works in.
 pub fn in_namespace(path: &str) -> String {
-    with_namespace(path, &namespace())
+    NAMESPACE.with(|namespace| with_namespace(path, namespace))
 }
 
 fn with_namespace(path: &str, namespace: &str) -> String {

@@ -96,9 +96,7 @@ pub fn Who() -> impl IntoView {
         spawn_local(async move {
             // Signed out or not, a fresh page asks again.
             let _ = api::sign_out().await;
-            if let Some(window) = web_sys::window() {
-                let _ = window.location().reload();
-            }
+            reload();
         });
     };
     Some(view! {
@@ -127,9 +125,7 @@ pub fn NamespacePicker() -> impl IntoView {
         wrong.set(None);
         if value != chosen {
             api::choose_namespace(&value);
-            if let Some(window) = web_sys::window() {
-                let _ = window.location().reload();
-            }
+            reload();
         }
     };
     view! {
@@ -144,5 +140,12 @@ pub fn NamespacePicker() -> impl IntoView {
                 on:change=pick
             />
         </label>
+    }
+}
+
+/// Starts the editor afresh.
+fn reload() {
+    if let Some(window) = web_sys::window() {
+        let _ = window.location().reload();
     }
 }

@@ -200,10 +200,11 @@ pub fn read_event(wire: NodeEvent) -> Option<Inspected> {
         EventKind::Missed => return Some(Inspected::Missed(wire.missed)),
         EventKind::Unspecified => return None,
     };
-    // The wire carries the run's trace, not the delivery's span: any span id of the trace will do.
-    let trace =
-        TraceContext::from_traceparent(&format!("00-{}-0000000000000001-01", wire.trace_id))
-            .unwrap_or_default();
+    // The wire carries the run's trace, not the delivery's span: any span id will do.
+    let trace = match u128::from_str_radix(&wire.trace_id, 16) {
+        Ok(trace_id) if trace_id != 0 => TraceContext { trace_id, span_id: 1 },
+        _ => TraceContext::default(),
+    };
     let node =
         weir_sdk::NodeIdentity { namespace: wire.namespace, flow: wire.flow, node: wire.node };
     Some(Inspected::Event(Event { at, node: Arc::new(node), port: wire.port, trace, what }))

@@ -208,27 +208,7 @@ impl Host {
         );
         while let Some(event) = events.next().await {
             let mut remote = self.remote.lock().unwrap_or_else(PoisonError::into_inner);
-            match event {
-                WatchEvent::Synced(modules) => {
-                    remote.endpoints = modules.iter().filter_map(endpoint_of).collect();
-                }
-                WatchEvent::Applied(module) => {
-                    let Some(name) = module.metadata.name.clone() else { continue };
-                    match endpoint_of(&module) {
-                        Some((_, endpoint)) => {
-                            remote.endpoints.insert(name, endpoint);
-                        }
-                        None => {
-                            remote.endpoints.remove(&name);
-                        }
-                    }
-                }
-                WatchEvent::Deleted(module) => {
-                    if let Some(name) = &module.metadata.name {
-                        remote.endpoints.remove(name);
-                    }
-                }
-            }
+            follow_endpoints(&mut remote.endpoints, &event);
             for (node, module) in &remote.modules {
                 match remote.endpoints.get(module) {
                     Some(endpoint) => self.runtime.route(node.clone(), endpoint.clone()),
@@ -343,6 +323,28 @@ impl Host {
             self.store.update_status(status).await?;
         }
         Ok(())
+    }
+}
+
+/// Keeps `endpoints` (each module's gRPC endpoint, by module name) in step with a watch of the
+/// `Module` resources: a `Synced` replaces them, a change or a deletion updates one.
+pub fn follow_endpoints(endpoints: &mut HashMap<String, String>, event: &WatchEvent) {
+    match event {
+        WatchEvent::Synced(modules) => {
+            *endpoints = modules.iter().filter_map(endpoint_of).collect();
+        }
+        WatchEvent::Applied(module) => {
+            let Some(name) = module.metadata.name.clone() else { return };
+            match endpoint_of(module) {
+                Some((_, endpoint)) => endpoints.insert(name, endpoint),
+                None => endpoints.remove(&name),
+            };
+        }
+        WatchEvent::Deleted(module) => {
+            if let Some(name) = &module.metadata.name {
+                endpoints.remove(name);
+            }
+        }
     }
 }
 

@@ -193,8 +193,10 @@ pub fn token_of(headers: &HeaderMap) -> Option<String> {
     let bearer = headers
         .get(header::AUTHORIZATION)
         .and_then(|value| value.to_str().ok())
-        .and_then(|value| value.strip_prefix("Bearer "))
-        .map(str::trim);
+        // The scheme is case-insensitive (RFC 9110).
+        .and_then(|value| value.split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, token)| token.trim());
     let cookie = || {
         headers
             .get_all(header::COOKIE)
@@ -246,6 +248,8 @@ mod tests {
             (header::COOKIE, "weir_session=from-cookie"),
         ]);
         assert_eq!(token_of(&both).as_deref(), Some("from-header"));
+        let lower = headers(&[(header::AUTHORIZATION, "bearer abc")]);
+        assert_eq!(token_of(&lower).as_deref(), Some("abc"));
     }
 
     #[test]

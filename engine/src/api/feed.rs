@@ -185,25 +185,10 @@ impl Feed {
         namespace: String,
         stop: CancellationToken,
     ) {
+        let mut endpoints: HashMap<String, String> = HashMap::new();
         let mut watching: HashMap<String, (String, CancellationToken)> = HashMap::new();
         while let Some(event) = modules.next().await {
-            let mut endpoints: HashMap<String, String> = match &event {
-                WatchEvent::Synced(_) => HashMap::new(),
-                _ => watching.iter().map(|(m, (e, _))| (m.clone(), e.clone())).collect(),
-            };
-            match event {
-                WatchEvent::Synced(objects) => {
-                    endpoints.extend(objects.iter().filter_map(endpoint));
-                }
-                WatchEvent::Applied(object) => {
-                    let name = object.metadata.name.clone().unwrap_or_default();
-                    endpoints.remove(&name);
-                    endpoints.extend(endpoint(&object));
-                }
-                WatchEvent::Deleted(object) => {
-                    endpoints.remove(object.metadata.name.as_deref().unwrap_or_default());
-                }
-            }
+            weir_runtime::host::follow_endpoints(&mut endpoints, &event);
             watching.retain(|module, (at, watcher)| {
                 let keep = endpoints.get(module) == Some(at);
                 if !keep {
@@ -211,14 +196,14 @@ impl Feed {
                 }
                 keep
             });
-            for (module, at) in endpoints {
-                if watching.contains_key(&module) {
+            for (module, at) in &endpoints {
+                if watching.contains_key(module) {
                     continue;
                 }
                 let watcher = stop.child_token();
                 let inspect = self.clone().inspect(at.clone(), namespace.clone(), watcher.clone());
                 tokio::spawn(inspect);
-                watching.insert(module, (at, watcher));
+                watching.insert(module.clone(), (at.clone(), watcher));
             }
         }
         for (_, watcher) in watching.values() {
@@ -270,12 +255,6 @@ impl Feed {
             data,
         });
     }
-}
-
-/// A module's name and the gRPC endpoint it publishes.
-fn endpoint(module: &DynamicObject) -> Option<(String, String)> {
-    let at = module.data.pointer("/spec/endpoint")?.as_str()?;
-    Some((module.metadata.name.clone()?, at.to_owned()))
 }
 
 /// A node's `node` event: its name, flow and status.

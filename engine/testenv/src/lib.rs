@@ -156,8 +156,7 @@ impl ControlPlane {
             &kubeconfig,
             apiserver_port,
             &run_dir.join("ca.crt"),
-            &run_dir.join("admin.crt"),
-            &run_dir.join("admin.key"),
+            &certificate_user(&run_dir.join("admin.crt"), &run_dir.join("admin.key")),
         )?;
         let plane = Self {
             apiserver: Mutex::new(spawn_apiserver(&bin, &run_dir, etcd_client, apiserver_port)?),
@@ -224,8 +223,7 @@ impl ControlPlane {
             &path,
             self.apiserver_port,
             &self.run_dir.join("ca.crt"),
-            &dir.join("client.crt"),
-            &dir.join("client.key"),
+            &certificate_user(&dir.join("client.crt"), &dir.join("client.key")),
         )?;
         Ok(path)
     }
@@ -251,20 +249,8 @@ impl ControlPlane {
         let dir = self.run_dir.join("identities").join(format!("{namespace}-{name}"));
         fs::create_dir_all(&dir)?;
         let path = dir.join("kubeconfig");
-        let config = serde_json::json!({
-            "apiVersion": "v1",
-            "kind": "Config",
-            "clusters": [{ "name": "weir-test", "cluster": {
-                "server": self.server(),
-                "certificate-authority": self.run_dir.join("ca.crt"),
-            } }],
-            "users": [{ "name": name, "user": { "token": token } }],
-            "contexts": [{ "name": "weir-test", "context": {
-                "cluster": "weir-test", "user": name, "namespace": namespace,
-            } }],
-            "current-context": "weir-test",
-        });
-        fs::write(&path, serde_json::to_string_pretty(&config)?)?;
+        let user = serde_json::json!({ "token": token });
+        write_kubeconfig(&path, self.apiserver_port, &self.ca_file(), &user)?;
         Ok((path, token))
     }
 
@@ -564,7 +550,14 @@ impl Pki {
     }
 }
 
-fn write_kubeconfig(path: &Path, port: u16, ca: &Path, cert: &Path, key: &Path) -> Result<()> {
+/// A kubeconfig user that signs in with a client certificate.
+fn certificate_user(cert: &Path, key: &Path) -> serde_json::Value {
+    serde_json::json!({ "client-certificate": cert, "client-key": key })
+}
+
+/// Writes a kubeconfig for the apiserver on `port`, signing in as `user` (a kubeconfig `user`
+/// entry: a certificate or a token).
+fn write_kubeconfig(path: &Path, port: u16, ca: &Path, user: &serde_json::Value) -> Result<()> {
     let config = serde_json::json!({
         "apiVersion": "v1",
         "kind": "Config",
@@ -572,7 +565,7 @@ fn write_kubeconfig(path: &Path, port: u16, ca: &Path, cert: &Path, key: &Path) 
             "server": format!("https://127.0.0.1:{port}"),
             "certificate-authority": ca,
         } }],
-        "users": [{ "name": "user", "user": { "client-certificate": cert, "client-key": key } }],
+        "users": [{ "name": "user", "user": user }],
         "contexts": [{ "name": "weir-test", "context": { "cluster": "weir-test", "user": "user" } }],
         "current-context": "weir-test",
     });
