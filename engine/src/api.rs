@@ -32,7 +32,7 @@ use axum::{
     routing::{get, post, put},
 };
 use tokio_util::sync::CancellationToken;
-use weir_runtime::Runtime;
+use weir_runtime::{Runtime, trust::Bearer};
 use weir_store::Store;
 
 use crate::scope::Scope;
@@ -66,6 +66,8 @@ pub struct Serving {
     pub access: Access,
     /// Where flows and modules live.
     pub scope: Scope,
+    /// What the engine presents to the modules whose messages it watches, in a cluster.
+    pub bearer: Option<Arc<Bearer>>,
 }
 
 /// The API's routes, to nest under `/api`. `runtime` is the in-process runtime whose messages
@@ -77,8 +79,8 @@ pub fn router(
     serving: Serving,
     stop: &CancellationToken,
 ) -> Router {
-    let Serving { access, scope } = serving;
-    let feed = feed::Feed::start(Arc::clone(&store), runtime.as_ref(), &scope, stop);
+    let Serving { access, scope, bearer } = serving;
+    let feed = feed::Feed::start(Arc::clone(&store), runtime.as_ref(), &scope, bearer, stop);
     let api = Api { store, access, scope, runtime, feed, stop: stop.clone() };
     Router::new()
         .route("/session", get(session::get).post(session::post).delete(session::delete))

@@ -16,8 +16,16 @@ pub struct Catalogue {
 impl Catalogue {
     /// Reads the `Module` resources of every namespace (modules usually run in a namespace of
     /// their own); where two namespaces publish the same module, the one in `namespace` wins.
+    /// A reader who may list them only in `namespace` (a namespace-scoped install's users)
+    /// reads those.
     pub async fn read(store: &dyn Store, namespace: &str) -> Result<Self, StoreError> {
-        let objects = store.list(Kind::Module, None, &Selector::everything()).await?;
+        let everything = Selector::everything();
+        let objects = match store.list(Kind::Module, None, &everything).await {
+            Err(StoreError::Forbidden { .. }) => {
+                store.list(Kind::Module, Some(namespace), &everything).await?
+            }
+            listed => listed?,
+        };
         let mut modules: Vec<Module> = Vec::new();
         for object in objects {
             let described = weir_store::describe(&object);

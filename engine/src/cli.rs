@@ -64,6 +64,8 @@ pub enum Command {
     Export(ExportArgs),
     /// List and install ready-made flows (solutions)
     Solution(SolutionArgs),
+    /// Print (or apply) the ServiceAccount and RBAC rules a flow's nodes need to act as it
+    Rbac(RbacArgs),
     /// Check manifests offline against the rules the cluster enforces
     Validate(ValidateArgs),
     /// Print or write the CustomResourceDefinitions
@@ -173,6 +175,10 @@ pub struct ModuleArgs {
     /// Who this replica is in leader election [default: $HOSTNAME, the pod name]
     #[arg(long, env = "HOSTNAME", value_name = "NAME")]
     pub identity: Option<String>,
+    /// In a cluster: the ServiceAccounts (of --namespace) of this release's processes, the
+    /// only callers that may deliver along edges and watch nodes (the chart names them)
+    #[arg(long, env = "WEIR_PEERS", value_name = "NAME,...", value_delimiter = ',')]
+    pub peers: Vec<String>,
 }
 
 /// How long a run started by `weir send` (or the editor's send) may take when not told.
@@ -216,6 +222,20 @@ pub struct ApplyArgs {
     /// Namespace for manifests that name none
     #[arg(short, long)]
     pub namespace: Option<String>,
+}
+
+/// `weir rbac`.
+#[derive(Debug, Args)]
+pub struct RbacArgs {
+    /// The flow
+    pub flow: String,
+    /// The flow's namespace
+    #[arg(short, long, default_value = weir_store::DEFAULT_NAMESPACE)]
+    pub namespace: String,
+    /// Apply them to the cluster as you (the apiserver refuses to let you grant rules you do
+    /// not hold) instead of printing them
+    #[arg(long)]
+    pub apply: bool,
 }
 
 /// `weir solution`.

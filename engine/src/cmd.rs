@@ -17,6 +17,7 @@ pub mod engine;
 pub mod export;
 pub mod get;
 pub mod module;
+pub mod rbac;
 pub mod send;
 pub mod solution;
 pub mod validate;
@@ -30,7 +31,7 @@ pub async fn run(cli: Cli, builtins: Vec<Module>) -> Result<ExitCode> {
         Command::Engine(args) => engine::run(open_store(choice).await?, args).await?,
         Command::Chart(args) => chart::run(&builtins, &args, &mut out)?,
         Command::Module(args) => module::run(open_store(choice).await?, builtins, args).await?,
-        Command::Send(args) => send::run(&*open_store(choice).await?.store, args, &mut out).await?,
+        Command::Send(args) => send::run(&open_store(choice).await?, args, &mut out).await?,
         Command::Apply(args) => {
             apply::run(&*open_store(choice).await?.store, args, &mut out).await?;
         }
@@ -49,6 +50,9 @@ pub async fn run(cli: Cli, builtins: Vec<Module>) -> Result<ExitCode> {
                 let opened = open_store(choice).await?;
                 solution::run(Some(&*opened.store), &dir, args.command, &mut out).await?;
             }
+        }
+        Command::Rbac(args) => {
+            rbac::run(&open_store(choice).await?, &builtins, args, &mut out).await?;
         }
         Command::Validate(args) => validate::run(&args, &mut out)?,
         Command::Crds(args) => crds::run(args, &mut out)?,

@@ -8,7 +8,10 @@ use std::{sync::Arc, time::Duration};
 use anyhow::{Context as _, Result};
 use tokio::{net::TcpListener, sync::watch, task::JoinHandle};
 use tokio_util::sync::CancellationToken;
-use weir_runtime::{Host, Runtime};
+use weir_runtime::{
+    Host, Runtime,
+    trust::{Accounts, Bearer, Gate},
+};
 use weir_sdk::Module;
 use weir_store::{Store, lease::Election};
 
@@ -44,6 +47,12 @@ pub struct Hosting {
     pub advertise: String,
     /// How this replica decides whether it runs the triggers.
     pub leadership: Leadership,
+    /// Who the gRPC server answers: everyone who reaches it when `None` (`weir up`).
+    pub gate: Option<Arc<dyn Gate>>,
+    /// What this process presents when it calls other modules, in a cluster.
+    pub bearer: Option<Bearer>,
+    /// Whom the nodes act as, in a cluster: their flows' ServiceAccounts.
+    pub accounts: Option<Arc<dyn Accounts>>,
 }
 
 /// Modules being hosted; [`Hosted::stopped`] waits for them after `stop` is cancelled.
@@ -79,10 +88,17 @@ impl Hosting {
         let (leads, election) = self.leadership.start(stop);
         tasks.extend(election);
         let runtime = Runtime::with_leadership(self.modules, leads);
+        if let Some(bearer) = self.bearer {
+            runtime.present(bearer);
+        }
+        // Before any node is built, so no node ever acts with the module's own identity.
+        if let Some(accounts) = self.accounts {
+            runtime.act_as(accounts);
+        }
         tasks.push(tokio::spawn({
-            let (runtime, stop) = (runtime.clone(), stop.clone());
+            let (runtime, gate, stop) = (runtime.clone(), self.gate, stop.clone());
             async move {
-                if let Err(err) = weir_runtime::grpc::serve(runtime, self.grpc, stop).await {
+                if let Err(err) = weir_runtime::grpc::serve(runtime, self.grpc, gate, stop).await {
                     tracing::error!(error = %err, "the gRPC server failed");
                 }
             }

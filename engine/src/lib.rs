@@ -1,17 +1,20 @@
 //! The Weir engine and the `weir` command line: reading manifests, printing resources, and
 //! `weir up`, which runs the engine on the embedded store and serves the editor's API.
 
+pub mod accounts;
 pub mod api;
 pub mod catalogue;
 pub mod cli;
 pub mod cmd;
 pub mod controller;
 pub mod editor_files;
+pub mod gate;
 pub mod hosting;
 pub mod manifests;
 pub mod printer;
 pub mod rbac;
 pub mod reference;
+pub mod review;
 pub mod scope;
 pub mod server;
 

@@ -3,10 +3,12 @@
 //! `charts/weir/files/rules.yaml`), and the chart test runs each process with them and proves
 //! that taking away any one verb gives a clear error.
 //!
-//! Rules come in three places: at *home* (the release namespace: leader-election Leases and
-//! the `Module` resources), where *flows* live (the home namespace, or every namespace when a
-//! process runs with `--all-namespaces`), and where a module's *components* act (what their
-//! descriptions declare, such as the kubernetes module's Deployments).
+//! A process's rules come in two places: at *home* (the release namespace: leader-election
+//! Leases and the `Module` resources) and where *flows* live (the home namespace, or every
+//! namespace when a process runs with `--all-namespaces`). What the components do in the
+//! cluster (such as the kubernetes module's Deployments) is not the module's to do: nodes act
+//! as their flow's ServiceAccount, which holds the components' rules ([`flow_account`]); a
+//! module whose components act only asks for its tokens.
 
 use std::collections::BTreeMap;
 
@@ -20,8 +22,6 @@ pub struct Rules {
     pub home: Vec<PolicyRule>,
     /// Wherever flows live.
     pub flows: Vec<PolicyRule>,
-    /// Wherever the components act.
-    pub components: Vec<PolicyRule>,
 }
 
 const COORDINATION: &str = "coordination.k8s.io";
@@ -52,33 +52,56 @@ pub fn engine() -> Rules {
             rule(WEIR, "flows/status", &["update"]),
             rule(WEIR, "flownodes", &["list", "watch", "delete"]),
         ],
-        components: Vec::new(),
     }
 }
 
 /// `weir module NAME`: the host (`weir_runtime::Host`) publishes the module's catalogue and
-/// follows the others' endpoints, runs the nodes of its flows and writes their status; and
-/// the module's components act as they declare.
+/// follows the others' endpoints, runs the nodes of its flows and writes their status; a
+/// module whose components act on the cluster follows which account each flow names and asks
+/// for that account's tokens (`crate::accounts`).
 pub fn module(module: &Module) -> Result<Rules, ModuleError> {
-    let declared = module
-        .catalogue()
-        .map_err(|source| ModuleError { module: module.name().to_owned(), source })?
-        .components
-        .into_iter()
-        .flat_map(|component| component.permissions)
-        .collect();
+    let mut flows = vec![
+        rule(WEIR, "flownodes", &["get", "list", "watch"]),
+        rule(WEIR, "flownodes/status", &["update"]),
+    ];
+    if acts(module)? {
+        flows.push(rule(WEIR, "flows", &["list", "watch"]));
+        flows.push(rule("", "serviceaccounts/token", &["create"]));
+    }
     Ok(Rules {
         home: vec![
             lease(),
             rule(WEIR, "modules", &["get", "list", "watch", "create", "update"]),
             rule(WEIR, "modules/status", &["update"]),
         ],
-        flows: vec![
-            rule(WEIR, "flownodes", &["get", "list", "watch"]),
-            rule(WEIR, "flownodes/status", &["update"]),
-        ],
-        components: merged(declared),
+        flows,
     })
+}
+
+/// Whether `module`'s components act on the cluster (declare permissions), so its nodes act
+/// as their flows' accounts.
+pub fn acts(module: &Module) -> Result<bool, ModuleError> {
+    Ok(!declared(module)?.is_empty())
+}
+
+/// What the default flow account (`weir-flow`, which the chart creates) may do: everything the
+/// components of `modules` declare, merged.
+pub fn flow_account(modules: &[Module]) -> Result<Vec<PolicyRule>, ModuleError> {
+    let mut all = Vec::new();
+    for module in modules {
+        all.extend(declared(module)?);
+    }
+    Ok(merged(all))
+}
+
+fn declared(module: &Module) -> Result<Vec<PolicyRule>, ModuleError> {
+    Ok(module
+        .catalogue()
+        .map_err(|source| ModuleError { module: module.name().to_owned(), source })?
+        .components
+        .into_iter()
+        .flat_map(|component| component.permissions)
+        .collect())
 }
 
 /// A module whose catalogue, and so whose declared permissions, cannot be read.
@@ -94,8 +117,8 @@ pub struct ModuleError {
 
 impl Rules {
     /// The rules by place, in the order the chart lists them.
-    pub fn places(&self) -> [(&'static str, &[PolicyRule]); 3] {
-        [("home", &self.home), ("flows", &self.flows), ("components", &self.components)]
+    pub fn places(&self) -> [(&'static str, &[PolicyRule]); 2] {
+        [("home", &self.home), ("flows", &self.flows)]
     }
 }
 
@@ -125,9 +148,183 @@ pub fn merged(rules: Vec<PolicyRule>) -> Vec<PolicyRule> {
         .collect()
 }
 
+/// What a flow's ServiceAccount needs, by the namespace each rule applies in (`None`: every
+/// namespace), from its nodes' declared permissions: a node whose component has a `namespace`
+/// setting naming one namespace acts there only; any other node of a component with
+/// permissions (its namespace comes with its messages, or an empty setting means every
+/// namespace) may act anywhere.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FlowRules {
+    /// The flow's namespace, where its account lives.
+    pub namespace: String,
+    /// The flow.
+    pub flow: String,
+    /// The account it acts as.
+    pub account: String,
+    /// The rules, by where they apply.
+    pub by_namespace: BTreeMap<Option<String>, Vec<PolicyRule>>,
+}
+
+/// A node whose component's permissions are unknown.
+#[derive(Debug, thiserror::Error)]
+#[error("node {node}: no installed module {module} offers component {component}")]
+pub struct UnknownComponent {
+    /// The node.
+    pub node: String,
+    /// Its module.
+    pub module: String,
+    /// Its component.
+    pub component: String,
+}
+
+impl FlowRules {
+    /// The rules `flow`'s account needs for `nodes`; `permissions` tells a component's declared
+    /// rules (`None` for one nobody offers).
+    pub fn derive(
+        flow: &weir_model::Flow,
+        nodes: &[weir_model::FlowNode],
+        permissions: impl Fn(&str, &str) -> Option<Vec<PolicyRule>>,
+    ) -> Result<Self, UnknownComponent> {
+        let namespace = flow.metadata.namespace.clone().unwrap_or_default();
+        let mut wanted: BTreeMap<Option<String>, Vec<PolicyRule>> = BTreeMap::new();
+        for node in nodes {
+            let (module, component) = (node.spec.module.as_str(), node.spec.component.as_str());
+            let rules = permissions(module, component).ok_or_else(|| UnknownComponent {
+                node: node.metadata.name.clone().unwrap_or_default(),
+                module: module.to_owned(),
+                component: component.to_owned(),
+            })?;
+            if rules.is_empty() {
+                continue;
+            }
+            let place = node
+                .spec
+                .settings
+                .get("namespace")
+                .and_then(serde_json::Value::as_str)
+                .filter(|n| !n.is_empty())
+                .map(str::to_owned);
+            wanted.entry(place).or_default().extend(rules);
+        }
+        let by_namespace =
+            wanted.into_iter().map(|(place, rules)| (place, merged(rules))).collect();
+        Ok(Self {
+            flow: flow.metadata.name.clone().unwrap_or_default(),
+            account: flow.spec.account().to_owned(),
+            namespace,
+            by_namespace,
+        })
+    }
+
+    /// The ServiceAccount and, per place, a Role (or a ClusterRole for every namespace) with
+    /// its binding, as manifests `kubectl apply` takes.
+    pub fn manifests(&self) -> Vec<serde_json::Value> {
+        use serde_json::json;
+        let (namespace, account) = (&self.namespace, &self.account);
+        let mut documents = vec![json!({
+            "apiVersion": "v1", "kind": "ServiceAccount",
+            "metadata": { "name": account, "namespace": namespace },
+        })];
+        let subject =
+            json!([{ "kind": "ServiceAccount", "name": account, "namespace": namespace }]);
+        let labels = json!({ "flow.weir.dev/name": self.flow });
+        for (place, rules) in &self.by_namespace {
+            let rules: Vec<serde_json::Value> = rules
+                .iter()
+                .map(|r| json!({ "apiGroups": r.api_groups, "resources": r.resources, "verbs": r.verbs }))
+                .collect();
+            let (role, binding, metadata) = match place {
+                Some(place) => (
+                    "Role",
+                    "RoleBinding",
+                    json!({ "name": format!("weir-flow-{}", self.flow), "namespace": place, "labels": labels }),
+                ),
+                None => (
+                    "ClusterRole",
+                    "ClusterRoleBinding",
+                    json!({ "name": format!("{namespace}-weir-flow-{}", self.flow), "labels": labels }),
+                ),
+            };
+            let name = metadata["name"].clone();
+            documents.push(json!({
+                "apiVersion": "rbac.authorization.k8s.io/v1", "kind": role,
+                "metadata": metadata, "rules": rules,
+            }));
+            documents.push(json!({
+                "apiVersion": "rbac.authorization.k8s.io/v1", "kind": binding,
+                "metadata": metadata,
+                "roleRef": { "apiGroup": "rbac.authorization.k8s.io", "kind": role, "name": name },
+                "subjects": subject,
+            }));
+        }
+        documents
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    use serde_json::json;
+
     use super::*;
+
+    #[test]
+    fn a_flows_rules_go_where_its_nodes_act() -> Result<(), Box<dyn std::error::Error>> {
+        let flow: weir_model::Flow = serde_json::from_value(json!({
+            "apiVersion": "weir.dev/v1alpha1", "kind": "Flow",
+            "metadata": { "name": "f", "namespace": "ops" },
+            "spec": { "serviceAccountName": "f-runner" },
+        }))?;
+        let node = |name: &str, component: &str, settings: serde_json::Value| {
+            serde_json::from_value::<weir_model::FlowNode>(json!({
+                "apiVersion": "weir.dev/v1alpha1", "kind": "FlowNode",
+                "metadata": { "name": name, "namespace": "ops" },
+                "spec": { "flow": "f", "module": "k", "component": component, "settings": settings },
+            }))
+        };
+        let nodes = [
+            node("here", "lister", json!({ "namespace": "ops" }))?,
+            node("there", "lister", json!({ "namespace": "web" }))?,
+            node("anywhere", "patcher", json!({}))?,
+            node("tick", "ticker", json!({ "namespace": "ignored" }))?,
+        ];
+        let permissions = |_: &str, component: &str| match component {
+            "lister" => Some(vec![rule("apps", "deployments", &["list"])]),
+            "patcher" => Some(vec![rule("apps", "deployments", &["get", "patch"])]),
+            "ticker" => Some(Vec::new()),
+            _ => None,
+        };
+        let rules = FlowRules::derive(&flow, &nodes, permissions)?;
+        assert_eq!(rules.account, "f-runner");
+        let places: Vec<Option<&str>> = rules.by_namespace.keys().map(Option::as_deref).collect();
+        assert_eq!(places, [None, Some("ops"), Some("web")]);
+        let manifests = rules.manifests();
+        let kinds: Vec<&str> = manifests.iter().filter_map(|m| m["kind"].as_str()).collect();
+        assert_eq!(
+            kinds,
+            [
+                "ServiceAccount",
+                "ClusterRole",
+                "ClusterRoleBinding",
+                "Role",
+                "RoleBinding",
+                "Role",
+                "RoleBinding"
+            ]
+        );
+        assert_eq!(manifests[1]["metadata"]["name"], "ops-weir-flow-f");
+        assert_eq!(
+            manifests[2]["subjects"][0],
+            json!({ "kind": "ServiceAccount", "name": "f-runner", "namespace": "ops" })
+        );
+        assert_eq!(
+            manifests[5]["metadata"],
+            json!({ "name": "weir-flow-f", "namespace": "web", "labels": { "flow.weir.dev/name": "f" } })
+        );
+        let unknown = [node("x", "nonesuch", json!({}))?];
+        let err = FlowRules::derive(&flow, &unknown, permissions).err().map(|e| e.to_string());
+        assert_eq!(err.as_deref(), Some("node x: no installed module k offers component nonesuch"));
+        Ok(())
+    }
 
     #[test]
     fn rules_for_one_resource_are_merged_and_sorted() {

@@ -10,7 +10,7 @@ use futures::StreamExt;
 use tokio::{net::TcpListener, task::JoinHandle};
 use tokio_util::sync::CancellationToken;
 use weir_model::Kind;
-use weir_runtime::Runtime;
+use weir_runtime::{Runtime, trust::Bearer};
 use weir_sdk::Module;
 use weir_store::{Selector, Store, WatchEvent};
 
@@ -95,6 +95,8 @@ pub struct EngineParts {
     /// The modules to host in this process, with the gRPC listener and the URL others reach
     /// it at; none in a cluster, where modules run apart.
     pub modules: Option<(Vec<Module>, (TcpListener, String))>,
+    /// What the engine presents to the modules whose messages it watches, in a cluster.
+    pub bearer: Option<Bearer>,
 }
 
 impl Engine {
@@ -114,6 +116,7 @@ impl Engine {
                 access: Access::Open,
                 leadership: Leadership::Alone,
                 modules: Some((modules, grpc)),
+                bearer: None,
             },
             stop,
         )
@@ -121,7 +124,7 @@ impl Engine {
 
     /// Starts an engine from its parts, until `stop` is cancelled.
     pub fn assemble(parts: EngineParts, stop: &CancellationToken) -> Self {
-        let EngineParts { store, scope, access, leadership, modules } = parts;
+        let EngineParts { store, scope, access, leadership, modules, bearer } = parts;
         let mut tasks: Vec<JoinHandle<()>> = Kind::ALL
             .into_iter()
             .map(|kind| {
@@ -143,11 +146,17 @@ impl Engine {
                 grpc,
                 advertise,
                 leadership: Leadership::Alone,
+                // `weir up` serves gRPC on loopback to the user's own processes.
+                gate: None,
+                bearer: None,
+                // Nodes act with the user's own kubeconfig: the user is the identity.
+                accounts: None,
             };
             hosting.start(Arc::clone(&store), stop)
         });
         let runtime = hosted.as_ref().map(|hosted| hosted.runtime.clone());
-        let serving = crate::api::Serving { access, scope: scope.clone() };
+        let serving =
+            crate::api::Serving { access, scope: scope.clone(), bearer: bearer.map(Arc::new) };
         let api = crate::api::router(Arc::clone(&store), runtime.clone(), serving, stop);
         let app = app(store, runtime, scope).nest("/api", api);
         Self { app, hosted, tasks }

@@ -53,9 +53,13 @@ fn solutions_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../solutions")
 }
 
-fn weir(plane: &ControlPlane, args: &[&str]) -> Command {
+/// The ServiceAccount the module processes and `weir send` sign in as: modules in a cluster
+/// answer only bearer tokens, and deliveries along edges only from their peers.
+const ACCOUNT: &str = "weir";
+
+fn weir(kubeconfig: &Path, args: &[&str]) -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_weir"));
-    command.arg("--kubeconfig").arg(plane.kubeconfig()).args(args).env_remove("WEIR_LOG");
+    command.arg("--kubeconfig").arg(kubeconfig).args(args).env_remove("WEIR_LOG");
     command
 }
 
@@ -96,38 +100,37 @@ fn login_secret(name: &str, registry: &str) -> Value {
     })
 }
 
-/// The identity the kubernetes module's nodes use: a user with the ClusterRole the solution's
-/// README grants, and nothing else.
-async fn node_identity(plane: &ControlPlane, client: &Client, user: &str) -> Result<PathBuf> {
+/// The account the mirror's flows act as (`weir-flow`, the default, in the flows' namespace),
+/// granted the ClusterRole the solution's README gives it, and nothing else.
+async fn flow_account(client: &Client, flows: &str) -> Result<()> {
+    let name = format!("{flows}-weir-flow");
     let role: ClusterRole = serde_json::from_value(json!({
-        "metadata": { "name": user },
+        "metadata": { "name": name },
         "rules": [
             { "apiGroups": ["apps"], "resources": ["deployments"], "verbs": ["list", "get", "patch"] },
             { "apiGroups": [""], "resources": ["serviceaccounts", "secrets"], "verbs": ["get"] },
         ],
     }))?;
     let binding: ClusterRoleBinding = serde_json::from_value(json!({
-        "metadata": { "name": user },
-        "roleRef": { "apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": user },
-        "subjects": [{ "apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": user }],
+        "metadata": { "name": name },
+        "roleRef": { "apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": name },
+        "subjects": [{ "kind": "ServiceAccount", "name": "weir-flow", "namespace": flows }],
     }))?;
+    let account = json!({ "metadata": { "name": "weir-flow", "namespace": flows } });
+    weir_testenv::create::<ServiceAccount>(client, flows, account).await?;
     Api::<ClusterRole>::all(client.clone()).create(&PostParams::default(), &role).await?;
     Api::<ClusterRoleBinding>::all(client.clone()).create(&PostParams::default(), &binding).await?;
-    plane.identity(user, &[])
+    Ok(())
 }
 
-/// The four module processes, hosting the nodes of `namespace`; the kubernetes nodes reach the
-/// cluster as `nodes_kubeconfig` says.
-fn start_modules(
-    plane: &ControlPlane,
-    namespace: &str,
-    nodes_kubeconfig: &Path,
-) -> Result<Vec<Process>> {
+/// The four module processes, hosting the nodes of `namespace`, signed in as `admin`; the
+/// kubernetes nodes act as their flow's account.
+fn start_modules(plane: &ControlPlane, admin: &Path, namespace: &str) -> Result<Vec<Process>> {
     MODULES
         .iter()
         .map(|name| {
             let mut command = weir(
-                plane,
+                admin,
                 &[
                     "module",
                     name,
@@ -139,9 +142,12 @@ fn start_modules(
                     "127.0.0.1:0",
                     "--identity",
                     &format!("{name}-0"),
+                    "--peers",
+                    ACCOUNT,
                 ],
             );
-            command.env("WEIR_LOG", "info").env("KUBECONFIG", nodes_kubeconfig);
+            // Nodes find the cluster (its address and CA) as a pod's would find its own.
+            command.env("WEIR_LOG", "info").env("KUBECONFIG", admin);
             plane.spawn(&format!("{namespace}-{name}"), &mut command)
         })
         .collect()
@@ -211,10 +217,10 @@ async fn node_status(client: &Client, namespace: &str, node: &str) -> Result<Val
 }
 
 /// Sends `message` to `target` (`NODE:PORT`) with `weir send` and gives back the run's answer.
-fn send(plane: &ControlPlane, namespace: &str, target: &str, message: &Value) -> Result<Value> {
+fn send(admin: &Path, namespace: &str, target: &str, message: &Value) -> Result<Value> {
     let answer = succeeded(
         &mut weir(
-            plane,
+            admin,
             &["send", "-n", namespace, "--timeout", TICK_TIMEOUT, target, &message.to_string()],
         ),
         &format!("weir send {target}"),
@@ -223,8 +229,8 @@ fn send(plane: &ControlPlane, namespace: &str, target: &str, message: &Value) ->
 }
 
 /// Fires one tick of the mirror and gives back its answer: the summary of the images' split.
-fn tick(plane: &ControlPlane, namespace: &str) -> Result<Value> {
-    send(plane, namespace, "mirror-tick:control", &json!({ "action": "tick" }))
+fn tick(admin: &Path, namespace: &str) -> Result<Value> {
+    send(admin, namespace, "mirror-tick:control", &json!({ "action": "tick" }))
 }
 
 /// The registries and images of the test: what each reference is, and its digest.
@@ -413,8 +419,9 @@ async fn the_image_mirror_copies_patches_reports_rechecks_rides_out_an_outage_an
     }
     let before_shop = workloads(&client, &shop).await?;
 
-    let identity = node_identity(plane, &client, &format!("{flows}-nodes")).await?;
-    let modules = start_modules(plane, &flows, &identity)?;
+    flow_account(&client, &flows).await?;
+    let admin = plane.admin_account(&flows, ACCOUNT).await?.0;
+    let modules = start_modules(plane, &admin, &flows)?;
     install(
         plane,
         &flows,
@@ -434,7 +441,7 @@ async fn the_image_mirror_copies_patches_reports_rechecks_rides_out_an_outage_an
     // The first tick: five images planned (idle is scaled to zero, cached served already),
     // four copied, the missing one reported.
     let mirror_before = registries.mirror.requests_by_method();
-    let first = tick(plane, &flows)?;
+    let first = tick(&admin, &flows)?;
     let uploads = writes_between(&mirror_before, &registries.mirror.requests_by_method());
     ensure!(
         uploads > 0,
@@ -576,7 +583,7 @@ async fn the_image_mirror_copies_patches_reports_rechecks_rides_out_an_outage_an
     // The second tick finds nothing new: existence checks only, no upload, no patch.
     let mirror_before = registries.mirror.requests_by_method();
     let remote_before = registries.remote.as_ref().context("remote")?.requests().len();
-    let second = tick(plane, &flows)?;
+    let second = tick(&admin, &flows)?;
     ensure!(second["total"] == 5 && second["succeeded"] == 4, "{second:#}");
     let patches: u64 = second["answers"]
         .as_array()
@@ -604,7 +611,7 @@ async fn the_image_mirror_copies_patches_reports_rechecks_rides_out_an_outage_an
     // With the remote registry stopped, the run reports the outage and changes nothing.
     registries.remote = None;
     let mirror_before = registries.mirror.requests_by_method();
-    let outage = tick(plane, &flows)?;
+    let outage = tick(&admin, &flows)?;
     ensure!(outage["total"] == 5 && outage["succeeded"] == 0, "{outage:#}");
     for failure in outage["failed"].as_array().context("failed")? {
         ensure!(failure["kind"] == "transient", "{failure}");
@@ -613,10 +620,10 @@ async fn the_image_mirror_copies_patches_reports_rechecks_rides_out_an_outage_an
     ensure!(workloads(&client, &shop).await? == after_first, "a Deployment changed in the outage");
 
     // The revert: the mirror stopped, the companion flow puts every original back.
-    send(plane, &flows, "mirror-tick:control", &json!({ "action": "stop" }))?;
+    send(&admin, &flows, "mirror-tick:control", &json!({ "action": "stop" }))?;
     install(plane, &flows, "image-mirror-revert", &[("mirror", mirror.clone())])?;
     wait_ready(&client, &flows, "image-mirror-revert").await?;
-    let reverted = send(plane, &flows, "mirror-revert-start:in", &json!({}))?;
+    let reverted = send(&admin, &flows, "mirror-revert-start:in", &json!({}))?;
     ensure!(reverted["total"] == 4 && reverted["succeeded"] == 4, "{reverted:#}");
     let after_revert = workloads(&client, &shop).await?;
     for (name, (images, annotations, _)) in &after_revert {
@@ -715,8 +722,9 @@ async fn a_tick_over_500_deployments_sharing_50_images_already_mirrored() -> Res
         let object = deployment(&format!("app-{index}"), 2, &[("app", &image)], json!({}));
         weir_testenv::create::<Deployment>(&client, &apps[index % NAMESPACES], object).await?;
     }
-    let identity = node_identity(plane, &client, &format!("{flows}-nodes")).await?;
-    let _modules = start_modules(plane, &flows, &identity)?;
+    flow_account(&client, &flows).await?;
+    let admin = plane.admin_account(&flows, ACCOUNT).await?.0;
+    let _modules = start_modules(plane, &admin, &flows)?;
     install(
         plane,
         &flows,
@@ -733,7 +741,7 @@ async fn a_tick_over_500_deployments_sharing_50_images_already_mirrored() -> Res
     )?;
     wait_ready(&client, &flows, "image-mirror").await?;
     let started = Instant::now();
-    let first = tick(plane, &flows)?;
+    let first = tick(&admin, &flows)?;
     let first_took = started.elapsed();
     ensure!(first["succeeded"] == IMAGES, "{first:#}");
 
@@ -744,7 +752,7 @@ async fn a_tick_over_500_deployments_sharing_50_images_already_mirrored() -> Res
     );
     let tokens_before = tokens.issued.load(std::sync::atomic::Ordering::Relaxed);
     let started = Instant::now();
-    let second = tick(plane, &flows)?;
+    let second = tick(&admin, &flows)?;
     let took = started.elapsed();
     let api = delta(&api_before, &apiserver_requests(&client).await?);
     let to_u64 = |counts: BTreeMap<String, usize>| -> BTreeMap<String, u64> {
@@ -757,7 +765,7 @@ async fn a_tick_over_500_deployments_sharing_50_images_already_mirrored() -> Res
 
     // What `weir send` itself costs: a control message that changes nothing.
     let started = Instant::now();
-    send(plane, &flows, "mirror-tick:control", &json!({ "action": "start" }))?;
+    send(&admin, &flows, "mirror-tick:control", &json!({ "action": "start" }))?;
     let send_took = started.elapsed();
 
     println!("first tick (50 copies, 500 patches): {first_took:.2?}");

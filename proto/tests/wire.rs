@@ -70,6 +70,8 @@ fn request(port: &str) -> DeliverRequest {
         message_json: br#"{"image":"nginx"}"#.to_vec(),
         trigger_json: b"{}".to_vec(),
         hops: 3,
+        source_node: "plan".to_owned(),
+        source_port: "out".to_owned(),
     }
 }
 

@@ -58,7 +58,7 @@ A component's name suffixes its objects' names: <fullname>-engine, <fullname>-co
 The app.kubernetes.io/component label: "engine" or "module-NAME". Takes (dict "root" $ "component" C).
 */}}
 {{- define "weir.componentLabel" -}}
-{{- if eq .component "engine" }}engine{{ else }}module-{{ .component }}{{ end }}
+{{- if eq .component "engine" }}engine{{ else if eq .component "flow" }}flow-account{{ else }}module-{{ .component }}{{ end }}
 {{- end }}
 
 {{/*
@@ -67,6 +67,19 @@ Takes (dict "root" $ "component" C).
 */}}
 {{- define "weir.componentName" -}}
 {{- printf "%s-%s" (include "weir.fullname" .root) .component | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/*
+The ServiceAccounts of the release's processes, comma-separated: the only callers a module's
+gRPC port takes deliveries along edges and Inspect streams from (WEIR_PEERS).
+*/}}
+{{- define "weir.peers" -}}
+{{- $root := . }}
+{{- $names := list }}
+{{- range $c := splitList " " (include "weir.components" $root) }}
+{{- $names = append $names (include "weir.componentName" (dict "root" $root "component" $c)) }}
+{{- end }}
+{{- join "," $names }}
 {{- end }}
 
 {{/*
@@ -156,7 +169,7 @@ Takes (dict "root" $ "component" C "rules" RULES).
 {{- if not $r }}
 {{- fail (printf "files/rules.yaml has no rules for %q: regenerate it with `weir chart --out charts/weir`" .component) }}
 {{- end }}
-{{- toYaml (dict "home" ($r.home | default list) "flows" ($r.flows | default list) "components" ($r.components | default list)) }}
+{{- toYaml (dict "home" ($r.home | default list) "flows" ($r.flows | default list)) }}
 {{- end }}
 
 {{/*
@@ -252,6 +265,8 @@ spec:
             - name: WEIR_UI_DIR
               value: /usr/share/weir/ui
             {{- else }}
+            - name: WEIR_PEERS
+              value: {{ include "weir.peers" $root | quote }}
             - name: WEIR_GRPC_LISTEN
               value: "0.0.0.0:7421"
             - name: WEIR_LISTEN
@@ -341,6 +356,6 @@ roleRef:
   name: {{ .name }}
 subjects:
   - kind: ServiceAccount
-    name: {{ include "weir.componentName" . }}
+    name: {{ .account | default (include "weir.componentName" .) }}
     namespace: {{ .root.Release.Namespace }}
 {{- end }}

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::{
     condition::Condition,
-    names::{MAX_NAME_LEN, NameRule, NodeName},
+    names::{AccountName, MAX_NAME_LEN, NameRule, NodeName},
 };
 
 /// A flow: the nodes that name it in `spec.flow` make up its graph.
@@ -44,6 +44,22 @@ pub struct FlowSpec {
     /// Stops the flow's triggers while true; deliveries already under way finish.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub suspend: Option<bool>,
+    /// The ServiceAccount of the flow's namespace that its nodes act as in a cluster: every
+    /// Kubernetes call they make is made with its token, so its RBAC bounds what the flow may
+    /// do (`weir rbac FLOW` prints the rules it needs). `weir-flow` when not given. Naming an
+    /// account here is like naming one in a pod: whoever may write the flow may act as it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service_account_name: Option<AccountName>,
+}
+
+/// The ServiceAccount a flow acts as when it names none.
+pub const DEFAULT_ACCOUNT: &str = "weir-flow";
+
+impl FlowSpec {
+    /// The ServiceAccount the flow's nodes act as.
+    pub fn account(&self) -> &str {
+        self.service_account_name.as_ref().map_or(DEFAULT_ACCOUNT, AccountName::as_str)
+    }
 }
 
 /// Structural schemas have no `patternProperties`, so the key rule is a CEL rule instead.

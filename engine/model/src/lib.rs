@@ -20,7 +20,7 @@ mod schema;
 
 pub use condition::{Condition, ConditionStatus};
 pub use duration::HumanDuration;
-pub use flow::{Flow, FlowSpec, FlowStatus, Position};
+pub use flow::{DEFAULT_ACCOUNT, Flow, FlowSpec, FlowStatus, Position};
 pub use flow_node::{
     Counters, Edge, EdgeTarget, FlowNode, FlowNodeSpec, FlowNodeStatus, RetryPolicy,
 };
@@ -29,4 +29,4 @@ pub use manifest::{Document, FieldError, Resource};
 pub use module::{
     ComponentDescriptor, Direction, Module, ModuleSpec, ModuleStatus, PortDescriptor,
 };
-pub use names::{ComponentName, FlowName, ModuleName, NodeName, PortName};
+pub use names::{AccountName, ComponentName, FlowName, ModuleName, NodeName, PortName};

@@ -191,6 +191,12 @@ name_type!(
     "flow name"
 );
 name_type!(
+    /// The name of the ServiceAccount a flow acts as, in the flow's namespace.
+    AccountName,
+    NameRule::DnsLabel,
+    "ServiceAccount name"
+);
+name_type!(
     /// The name of a module, such as `common` or `kubernetes`.
     ModuleName,
     NameRule::DnsLabel,

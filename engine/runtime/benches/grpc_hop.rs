@@ -38,20 +38,28 @@ fn runtime() -> tokio::runtime::Runtime {
         .expect("a tokio runtime")
 }
 
+/// The sending node, whose edge the receiving side checks deliveries against.
+fn near() -> weir_model::FlowNode {
+    let edges = json!([{ "port": "out", "to": { "node": "far", "port": "in" } }]);
+    node_in("left", "near", "relay", json!({}), edges)
+}
+
 async fn serve_sink(endpoint: std::sync::mpsc::Sender<String>, stop: CancellationToken) {
     let right = Runtime::new(vec![Module::new("right", "0.0.0").component::<Sink>()]);
-    right.apply(&node_in("right", "far", "sink", json!({}), json!([]))).await.expect("far");
+    let far = node_in("right", "far", "sink", json!({}), json!([]));
+    right.apply(&far).await.expect("far");
+    right.wire(key("far"), &far);
+    right.wire(key("near"), &near());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind loopback");
     let _ = endpoint.send(format!("http://{}", listener.local_addr().expect("address")));
-    weir_runtime::grpc::serve(right, listener, stop).await.expect("the sink side serves");
+    weir_runtime::grpc::serve(right, listener, None, stop).await.expect("the sink side serves");
 }
 
 // Printing the numbers is what a benchmark is for.
 #[allow(clippy::print_stdout)]
 async fn measure(endpoint: String) {
     let left = Runtime::new(vec![Module::new("left", "0.0.0").component::<Relay>()]);
-    let edges = json!([{ "port": "out", "to": { "node": "far", "port": "in" } }]);
-    left.apply(&node_in("left", "near", "relay", json!({}), edges)).await.expect("near");
+    left.apply(&near()).await.expect("near");
     left.route(key("far"), endpoint);
 
     let message = json!({ "image": "docker.io/library/nginx:1.27", "namespace": "web" });

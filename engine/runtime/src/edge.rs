@@ -13,6 +13,8 @@ const DEFAULT_MAX_BACKOFF: Duration = Duration::from_secs(30);
 
 /// A wire from an output port to a target node's input port, ready to deliver along.
 pub(crate) struct Edge {
+    /// The node the edge leaves.
+    pub(crate) source: NodeKey,
     pub(crate) port: String,
     pub(crate) target: NodeKey,
     pub(crate) target_port: String,
@@ -45,6 +47,7 @@ impl Edge {
             .transpose()?;
         let retry = spec.retry.as_ref();
         Ok(Self {
+            source: source.clone(),
             port: spec.port.to_string(),
             target: NodeKey { namespace: source.namespace.clone(), name: spec.to.node.to_string() },
             target_port: spec.to.port.to_string(),

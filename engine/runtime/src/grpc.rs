@@ -2,6 +2,11 @@
 //! this runtime hosts (`weir.v1.Module/Deliver`), the editor watches them
 //! (`weir.v1.Module/Inspect`), and probes ask `grpc.health.v1.Health`. A caller's deadline or
 //! disconnect drops the delivery, which cancels everything under it.
+//!
+//! Who may call: a delivery that names its source must follow an edge the store holds (always);
+//! with a [`Gate`] (in a cluster) every call must carry a bearer token, deliveries along edges
+//! and `Inspect` come only from the release's own processes, and a message from outside any flow
+//! only from someone who may update the node.
 
 use std::{pin::Pin, sync::Arc, time::UNIX_EPOCH};
 
@@ -21,22 +26,25 @@ use weir_sdk::{NodeError, Run, TraceContext};
 use crate::{
     NodeKey, Runtime,
     inspect::{Event, What},
+    trust::{Caller, Gate, bearer_of},
 };
 
 /// The metadata entry that carries the W3C trace context of a delivery.
 pub const TRACEPARENT: &str = "traceparent";
 
-/// Serves `runtime`'s nodes on `listener` until `stop` is cancelled.
+/// Serves `runtime`'s nodes on `listener` until `stop` is cancelled, to the callers `gate`
+/// admits (to anyone who reaches the listener without one: `weir up`, on loopback).
 pub async fn serve(
     runtime: Runtime,
     listener: TcpListener,
+    gate: Option<Arc<dyn Gate>>,
     stop: CancellationToken,
 ) -> Result<(), tonic::transport::Error> {
     let (health, health_service) = tonic_health::server::health_reporter();
     health.set_serving::<ModuleServer<Deliveries>>().await;
     tonic::transport::Server::builder()
         .add_service(health_service)
-        .add_service(ModuleServer::new(Deliveries { runtime, stop: stop.clone() }))
+        .add_service(ModuleServer::new(Deliveries { runtime, gate, stop: stop.clone() }))
         // Without TCP_NODELAY an answer's last frame can wait for the caller's delayed ACK.
         .serve_with_incoming_shutdown(
             TcpIncoming::from(listener).with_nodelay(Some(true)),
@@ -47,11 +55,40 @@ pub async fn serve(
 
 struct Deliveries {
     runtime: Runtime,
+    gate: Option<Arc<dyn Gate>>,
     /// Ends the inspect streams, which would otherwise hold a graceful shutdown open for good.
     stop: CancellationToken,
 }
 
 type EventStream = Pin<Box<dyn Stream<Item = Result<NodeEvent, Status>> + Send>>;
+
+impl Deliveries {
+    /// The caller and their token, when there is a gate; `UNAUTHENTICATED` without a token the
+    /// cluster takes.
+    async fn admit(
+        &self,
+        metadata: &tonic::metadata::MetadataMap,
+    ) -> Result<Option<(Caller, String)>, Status> {
+        let Some(gate) = &self.gate else { return Ok(None) };
+        let token = bearer_of(metadata).ok_or_else(|| {
+            Status::unauthenticated(
+                "this module answers only callers with a Kubernetes bearer token",
+            )
+        })?;
+        Ok(Some((gate.caller(token).await?, token.to_owned())))
+    }
+}
+
+/// Refuses a caller who is not one of the release's processes.
+fn peer_only(caller: Option<&Caller>, what: &str) -> Result<(), Status> {
+    match caller {
+        Some(caller) if !caller.peer => Err(Status::permission_denied(format!(
+            "{} is not a process of this Weir release, which alone {what}",
+            caller.user
+        ))),
+        _ => Ok(()),
+    }
+}
 
 #[tonic::async_trait]
 impl Module for Deliveries {
@@ -59,6 +96,7 @@ impl Module for Deliveries {
         &self,
         request: Request<DeliverRequest>,
     ) -> Result<Response<DeliverResponse>, Status> {
+        let caller = self.admit(request.metadata()).await?;
         let trace = request
             .metadata()
             .get(TRACEPARENT)
@@ -73,6 +111,18 @@ impl Module for Deliveries {
             json(&request.trigger_json, "trigger_json")?
         };
         let target = NodeKey { namespace: request.namespace, name: request.node };
+        if request.source_node.is_empty() {
+            if let (Some(gate), Some((caller, token))) = (&self.gate, &caller) {
+                gate.may_send(caller, token, &target).await?;
+            }
+        } else {
+            peer_only(caller.as_ref().map(|(c, _)| c), "deliver along edges")?;
+            let source = NodeKey { namespace: target.namespace.clone(), name: request.source_node };
+            self.runtime
+                .check_edge(&source, &request.source_port, &target, &request.port)
+                .await
+                .map_err(|err| Status::permission_denied(format!("not along an edge: {err}")))?;
+        }
         let run = Run {
             trigger: Arc::new(trigger),
             hops: request.hops,
@@ -94,6 +144,8 @@ impl Module for Deliveries {
         &self,
         request: Request<InspectRequest>,
     ) -> Result<Response<Self::InspectStream>, Status> {
+        let caller = self.admit(request.metadata()).await?;
+        peer_only(caller.as_ref().map(|(c, _)| c), "watches nodes")?;
         let filter = request.into_inner();
         let mut events = self.runtime.inspect();
         let (sender, receiver) = tokio::sync::mpsc::channel(64);

@@ -158,6 +158,7 @@ impl Host {
                 return;
             }
         };
+        self.runtime.wire(key.clone(), &node);
         if !self.runtime.hosts(node.spec.module.as_str()) {
             let mut remote = self.remote.lock().unwrap_or_else(PoisonError::into_inner);
             if let Some(endpoint) = remote.endpoints.get(node.spec.module.as_str()) {
@@ -187,6 +188,7 @@ impl Host {
     }
 
     async fn forget(&self, key: &NodeKey) {
+        self.runtime.unwire(key);
         self.nodes.lock().unwrap_or_else(PoisonError::into_inner).remove(key);
         if self.remote.lock().unwrap_or_else(PoisonError::into_inner).modules.remove(key).is_some()
         {

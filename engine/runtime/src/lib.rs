@@ -13,7 +13,10 @@ pub mod metrics;
 mod peers;
 mod runtime;
 pub mod scenario;
+pub mod trust;
+mod wiring;
 
 pub use host::Host;
 pub use runtime::{BuildError, DEFAULT_EDGE_TIMEOUT, HOP_LIMIT, NodeKey, Runtime, misfit};
 pub use weir_model::Counters;
+pub use wiring::Unwired;

@@ -3,7 +3,7 @@
 use std::{
     collections::HashMap,
     sync::{
-        Mutex, PoisonError, RwLock,
+        Mutex, OnceLock, PoisonError, RwLock,
         atomic::{AtomicU64, Ordering},
     },
     time::{Duration, Instant},
@@ -16,7 +16,7 @@ use weir_proto::{
 };
 use weir_sdk::{NodeError, Run};
 
-use crate::{NodeKey, metrics::Histogram};
+use crate::{NodeKey, metrics::Histogram, trust::Bearer};
 
 /// How long connecting to a peer may take before the delivery counts as failed (transiently).
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -28,6 +28,8 @@ pub(crate) struct Peers {
     answered: AtomicU64,
     failed: AtomicU64,
     latency: Histogram,
+    /// What this process presents to the modules it calls, in a cluster.
+    bearer: OnceLock<Bearer>,
 }
 
 impl Peers {
@@ -37,6 +39,10 @@ impl Peers {
 
     pub(crate) fn unroute(&self, node: &NodeKey) {
         self.routes.write().unwrap_or_else(PoisonError::into_inner).remove(node);
+    }
+
+    pub(crate) fn present(&self, bearer: Bearer) {
+        let _ = self.bearer.set(bearer);
     }
 
     pub(crate) fn endpoint(&self, node: &NodeKey) -> Option<String> {
@@ -51,10 +57,13 @@ impl Peers {
         &self.latency
     }
 
-    /// Delivers to a node in another module; `timeout` becomes the call's gRPC deadline.
+    /// Delivers to a node in another module along an edge from `source` (node, port);
+    /// `timeout` becomes the call's gRPC deadline.
+    #[allow(clippy::too_many_arguments)]
     pub(crate) async fn deliver(
         &self,
         endpoint: &str,
+        source: (&str, &str),
         target: &NodeKey,
         port: &str,
         message: &Value,
@@ -74,8 +83,13 @@ impl Peers {
                 message_json: encode(message)?,
                 trigger_json: encode(&run.trigger)?,
                 hops: run.hops,
+                source_node: source.0.to_owned(),
+                source_port: source.1.to_owned(),
             });
             request.set_timeout(timeout);
+            if let Some(header) = self.bearer.get().and_then(Bearer::header) {
+                request.metadata_mut().insert("authorization", header);
+            }
             if let Ok(traceparent) = run.trace.traceparent().parse() {
                 request.metadata_mut().insert(crate::grpc::TRACEPARENT, traceparent);
             }

@@ -11,7 +11,7 @@
 
 use std::{
     collections::HashMap,
-    sync::{Arc, PoisonError, RwLock, Weak},
+    sync::{Arc, OnceLock, PoisonError, RwLock, Weak},
     time::{Duration, Instant, SystemTime},
 };
 
@@ -21,13 +21,17 @@ use tokio::sync::{broadcast, watch};
 use tokio_util::task::AbortOnDropHandle;
 use tracing::Instrument as _;
 use weir_model::{Direction, FlowNode};
-use weir_sdk::{Context, Emitter, Module, NodeError, NodeIdentity, NodeState, Run, TraceContext};
+use weir_sdk::{
+    AccountToken, Context, Emitter, Module, NodeError, NodeIdentity, NodeState, Run, TraceContext,
+};
 
 use crate::{
     edge::Edge,
     inspect::{BACKLOG, Event, What},
     instance::{Failed, Instance},
     peers::Peers,
+    trust::{Accounts, Bearer},
+    wiring::{Unwired, Wiring},
 };
 
 /// How deep a run's call tree may go before it counts as a loop.
@@ -119,6 +123,10 @@ struct Shared {
     leader: watch::Receiver<bool>,
     /// Nodes of other modules, reached over gRPC.
     peers: Peers,
+    /// The edges the store holds, which deliveries from other modules must follow.
+    wiring: Wiring,
+    /// Where the tokens of the accounts flows act as come from, in a cluster.
+    accounts: OnceLock<Arc<dyn Accounts>>,
     /// What happens at the nodes, for whoever watches.
     events: broadcast::Sender<Arc<Event>>,
 }
@@ -153,6 +161,18 @@ impl Emitter for Router {
         }
     }
 
+    fn account_token<'a>(
+        &'a self,
+        from: &'a NodeIdentity,
+    ) -> BoxFuture<'a, Result<Option<AccountToken>, NodeError>> {
+        Box::pin(async move {
+            let shared =
+                self.0.upgrade().ok_or_else(|| NodeError::cancelled("the runtime has stopped"))?;
+            let Some(accounts) = shared.accounts.get().cloned() else { return Ok(None) };
+            accounts.token(&from.namespace, &from.flow).await.map(Some)
+        })
+    }
+
     fn report(&self, from: &NodeIdentity, error: &NodeError) {
         let Some(shared) = self.0.upgrade() else { return };
         let key = NodeKey { namespace: from.namespace.clone(), name: from.node.clone() };
@@ -178,6 +198,8 @@ impl Runtime {
             emitter: Arc::new(Router(Weak::clone(weak))),
             leader,
             peers: Peers::default(),
+            wiring: Wiring::default(),
+            accounts: OnceLock::new(),
             events: broadcast::channel(BACKLOG).0,
         });
         Self { shared }
@@ -192,6 +214,41 @@ impl Runtime {
     /// Forgets where a node of another module runs.
     pub fn unroute(&self, node: &NodeKey) {
         self.shared.peers.unroute(node);
+    }
+
+    /// Presents `bearer` on every call to another module (in a cluster, where modules answer
+    /// only authenticated callers). The first one given stays.
+    pub fn present(&self, bearer: Bearer) {
+        self.shared.peers.present(bearer);
+    }
+
+    /// Makes nodes act as their flows' ServiceAccounts, with tokens from `accounts` (in a
+    /// cluster). The first one given stays.
+    pub fn act_as(&self, accounts: Arc<dyn Accounts>) {
+        let _ = self.shared.accounts.set(accounts);
+    }
+
+    /// Records the flow and edges of a node of any module, as the store holds them, for
+    /// [`Runtime::check_edge`].
+    pub fn wire(&self, key: NodeKey, flow_node: &FlowNode) {
+        self.shared.wiring.wire(key, flow_node);
+    }
+
+    /// Forgets the edges of a node that is gone.
+    pub fn unwire(&self, key: &NodeKey) {
+        self.shared.wiring.unwire(key);
+    }
+
+    /// Whether the store holds an edge from `source`'s `port` to `target`'s `target_port` in
+    /// one flow, waiting a moment for a change this process has not heard of yet.
+    pub async fn check_edge(
+        &self,
+        source: &NodeKey,
+        port: &str,
+        target: &NodeKey,
+        target_port: &str,
+    ) -> Result<(), Unwired> {
+        self.shared.wiring.check(source, port, target, target_port).await
     }
 
     /// Whether this runtime runs the nodes of `module`.
@@ -633,6 +690,7 @@ impl Runtime {
                     peers
                         .deliver(
                             endpoint,
+                            (&edge.source.name, &edge.port),
                             &edge.target,
                             &edge.target_port,
                             &message,

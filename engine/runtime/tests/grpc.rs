@@ -21,6 +21,7 @@ fn request(node: &str, message: &Value) -> DeliverRequest {
         message_json: serde_json::to_vec(message).expect("json"),
         trigger_json: br#"{"started":"elsewhere"}"#.to_vec(),
         hops: 3,
+        ..DeliverRequest::default()
     }
 }
 
@@ -36,7 +37,7 @@ async fn another_module_delivers_over_grpc() {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind loopback");
     let address = format!("http://{}", listener.local_addr().expect("address"));
     let stop = CancellationToken::new();
-    let server = tokio::spawn(weir_runtime::grpc::serve(rt.clone(), listener, stop.clone()));
+    let server = tokio::spawn(weir_runtime::grpc::serve(rt.clone(), listener, None, stop.clone()));
     let mut client = ModuleClient::connect(address).await.expect("connect");
 
     let response =
@@ -88,29 +89,33 @@ async fn an_edge_reaches_a_node_in_another_module() {
     let left = Runtime::new(vec![Module::new("left", "0.0.0").component::<Relay>()]);
     let right =
         Runtime::new(vec![Module::new("right", "0.0.0").component::<Sink>().component::<Flaky>()]);
-    right.apply(&node_in("right", "far", "sink", json!({}), json!([]))).await.expect("far");
-    right
-        .apply(&node_in(
-            "right",
-            "shaky",
-            "flaky",
-            json!({ "failures": 2, "kind": "transient" }),
-            json!([]),
-        ))
-        .await
-        .expect("shaky");
+    let far = node_in("right", "far", "sink", json!({}), json!([]));
+    let shaky = node_in(
+        "right",
+        "shaky",
+        "flaky",
+        json!({ "failures": 2, "kind": "transient" }),
+        json!([]),
+    );
+    for node in [&far, &shaky] {
+        right.apply(node).await.expect("a node of the right module");
+    }
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind loopback");
     let endpoint = format!("http://{}", listener.local_addr().expect("address"));
     let stop = CancellationToken::new();
-    let server = tokio::spawn(weir_runtime::grpc::serve(right.clone(), listener, stop.clone()));
+    let server =
+        tokio::spawn(weir_runtime::grpc::serve(right.clone(), listener, None, stop.clone()));
 
     let edge = |target: &str| json!([{ "port": "out", "to": { "node": target, "port": "in" }, "retry": { "attempts": 3, "initialBackoff": "1ms" }, "timeout": "5s" }]);
-    left.apply(&node_in("left", "near", "relay", json!({ "tag": "near" }), edge("far")))
-        .await
-        .expect("near");
-    left.apply(&node_in("left", "to-shaky", "relay", json!({}), edge("shaky")))
-        .await
-        .expect("to-shaky");
+    let near = node_in("left", "near", "relay", json!({ "tag": "near" }), edge("far"));
+    let to_shaky = node_in("left", "to-shaky", "relay", json!({}), edge("shaky"));
+    for node in [&near, &to_shaky] {
+        left.apply(node).await.expect("a node of the left module");
+    }
+    // The right side knows the flow's edges, as its host would from the store.
+    for node in [&far, &shaky, &near, &to_shaky] {
+        right.wire(key(node.metadata.name.as_deref().unwrap_or_default()), node);
+    }
     left.route(key("far"), endpoint.clone());
     left.route(key("shaky"), endpoint.clone());
 
@@ -123,6 +128,22 @@ async fn an_edge_reaches_a_node_in_another_module() {
     let answer =
         left.send(&key("to-shaky"), "in", json!({})).await.expect("retried across the wire");
     assert_eq!(answer, json!({ "calls": 3 }));
+
+    // A delivery that claims an edge the store does not hold is refused, and nothing runs.
+    let mut client = ModuleClient::connect(endpoint.clone()).await.expect("connect");
+    for (source, port) in [("near", "other"), ("to-shaky", "out"), ("ghost", "out")] {
+        let claim = DeliverRequest {
+            node: "far".to_owned(),
+            port: "in".to_owned(),
+            source_node: source.to_owned(),
+            source_port: port.to_owned(),
+            ..request("far", &json!({ "forged": true }))
+        };
+        let status = client.deliver(claim).await.expect_err("a forged edge");
+        assert_eq!(status.code(), tonic::Code::PermissionDenied, "{status:?}");
+        assert!(status.message().starts_with("not along an edge: node test/"), "{status:?}");
+    }
+    assert_eq!(right.counters(&key("far")).map(|c| c.messages_in), Some(1), "the real edge's only");
 
     // The run's trace crosses the wire: the far side's events carry the near side's trace id.
     let mut far_events = ModuleClient::connect(endpoint.clone())

@@ -179,7 +179,8 @@ async fn hosts_route_edges_to_the_module_that_runs_the_target() {
     let right = Runtime::new(vec![Module::new("right", "0.0.0").component::<Sink>()]);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind loopback");
     let endpoint = format!("http://{}", listener.local_addr().expect("address"));
-    let server = tokio::spawn(weir_runtime::grpc::serve(right.clone(), listener, stop.clone()));
+    let server =
+        tokio::spawn(weir_runtime::grpc::serve(right.clone(), listener, None, stop.clone()));
     let right_host =
         Host::new(right.clone(), Arc::clone(&store), "default").with_endpoint(endpoint);
     let left = Runtime::new(vec![Module::new("left", "0.0.0").component::<Relay>()]);

@@ -18,10 +18,6 @@ use axum::{
     extract::FromRequestParts,
     http::{HeaderMap, header, request::Parts},
 };
-use k8s_openapi::api::authorization::v1::{
-    ResourceAttributes, SelfSubjectAccessReview, SelfSubjectAccessReviewSpec,
-};
-use kube::api::PostParams;
 use sha2::{Digest as _, Sha256};
 use weir_model::Kind;
 use weir_store::{Store, StoreError, kubernetes::KubeStore};
@@ -59,7 +55,7 @@ impl Access {
     /// Callers' tokens are used against the cluster `base` describes (its address and CA;
     /// its own credentials are never used for a caller).
     pub fn tokens(base: kube::Config) -> Self {
-        Self::Tokens(Arc::new(Clients { base, kept: Mutex::default() }))
+        Self::Tokens(Clients::new(base))
     }
 }
 
@@ -81,8 +77,14 @@ impl std::fmt::Debug for Clients {
 }
 
 impl Clients {
+    /// Clients for callers of the cluster `base` describes (its address and CA; its own
+    /// credentials are never used for a caller).
+    pub fn new(base: kube::Config) -> Arc<Self> {
+        Arc::new(Self { base, kept: Mutex::default() })
+    }
+
     /// The store that acts as whoever `token` belongs to.
-    pub(super) fn store_for(&self, token: &str) -> Result<Arc<KubeStore>, ApiError> {
+    pub fn store_for(&self, token: &str) -> Result<Arc<KubeStore>, StoreError> {
         let key: [u8; 32] = Sha256::digest(token.as_bytes()).into();
         let now = Instant::now();
         let mut kept = self.kept.lock().unwrap_or_else(PoisonError::into_inner);
@@ -108,6 +110,8 @@ pub struct Caller {
     pub store: Arc<dyn Store>,
     /// The caller's own client, in a cluster.
     pub client: Option<kube::Client>,
+    /// The caller's bearer token, in a cluster, for the modules the caller sends to.
+    pub token: Option<String>,
 }
 
 impl std::fmt::Debug for Caller {
@@ -128,7 +132,7 @@ impl Caller {
     /// The caller whose credentials `headers` carry.
     pub(super) fn for_headers(headers: &HeaderMap, api: &Api) -> Result<Self, ApiError> {
         match &api.access {
-            Access::Open => Ok(Self { store: Arc::clone(&api.store), client: None }),
+            Access::Open => Ok(Self { store: Arc::clone(&api.store), client: None, token: None }),
             Access::Tokens(clients) => {
                 let token = token_of(headers).ok_or_else(ApiError::unauthenticated)?;
                 let caller = clients.store_for(&token)?;
@@ -138,7 +142,7 @@ impl Caller {
                     engine: Arc::clone(&api.store),
                     home: api.scope.home.clone(),
                 };
-                Ok(Self { store: Arc::new(store), client: Some(client) })
+                Ok(Self { store: Arc::new(store), client: Some(client), token: Some(token) })
             }
         }
     }
@@ -152,27 +156,13 @@ impl Caller {
         name: &str,
     ) -> Result<(), ApiError> {
         let Some(client) = &self.client else { return Ok(()) };
-        let review = SelfSubjectAccessReview {
-            spec: SelfSubjectAccessReviewSpec {
-                resource_attributes: Some(ResourceAttributes {
-                    group: Some(weir_model::GROUP.to_owned()),
-                    resource: Some(Kind::FlowNode.plural().to_owned()),
-                    verb: Some(verb.to_owned()),
-                    namespace: Some(namespace.to_owned()),
-                    name: Some(name.to_owned()),
-                    ..ResourceAttributes::default()
-                }),
-                ..SelfSubjectAccessReviewSpec::default()
-            },
-            ..SelfSubjectAccessReview::default()
-        };
-        let reviews: kube::Api<SelfSubjectAccessReview> = kube::Api::all(client.clone());
-        let answer =
-            reviews.create(&PostParams::default(), &review).await.map_err(|err| match err {
+        let allowed = crate::review::may(client.clone(), verb, Kind::FlowNode, namespace, name)
+            .await
+            .map_err(|err| match err {
                 kube::Error::Api(status) if status.code == 401 => ApiError::unauthenticated(),
                 err => ApiError::from(StoreError::Unavailable(Box::new(err))),
             })?;
-        if answer.status.is_some_and(|s| s.allowed) {
+        if allowed {
             return Ok(());
         }
         Err(StoreError::Forbidden {
@@ -227,7 +217,7 @@ mod tests {
     #[tokio::test]
     async fn a_caller_keeps_their_client_and_the_oldest_goes_first() -> Result<(), ApiError> {
         let url = "https://127.0.0.1:6443".parse().unwrap_or_else(|_| unreachable!());
-        let clients = Clients { base: kube::Config::new(url), kept: Mutex::default() };
+        let clients = Clients::new(kube::Config::new(url));
         let first = clients.store_for("token-a")?;
         assert!(Arc::ptr_eq(&first, &clients.store_for("token-a")?));
         assert!(!Arc::ptr_eq(&first, &clients.store_for("token-b")?));

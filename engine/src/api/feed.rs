@@ -21,6 +21,7 @@ use weir_runtime::{
     Runtime,
     grpc::Inspected,
     inspect::{self, What},
+    trust::Bearer,
 };
 use weir_store::{DynamicObject, Store, WatchEvent};
 
@@ -60,6 +61,15 @@ impl Happening {
     }
 }
 
+/// Which modules' messages the feed watches, and as whom.
+#[derive(Debug)]
+struct Watching {
+    /// The nodes' namespace; every namespace when empty.
+    namespace: String,
+    /// What the engine presents to the modules, in a cluster.
+    bearer: Option<Arc<Bearer>>,
+}
+
 /// The feed's handle: cheap to clone.
 #[derive(Debug, Clone)]
 pub struct Feed {
@@ -74,6 +84,7 @@ impl Feed {
         store: Arc<dyn Store>,
         runtime: Option<&Runtime>,
         scope: &Scope,
+        bearer: Option<Arc<Bearer>>,
         stop: &CancellationToken,
     ) -> Self {
         let feed = Self { events: broadcast::channel(BACKLOG).0, recorder: Arc::default() };
@@ -96,7 +107,8 @@ impl Feed {
                 let modules =
                     weir_store::follow(store, Kind::Module, scope.of(Kind::Module), stop.clone());
                 let namespace = scope.of(Kind::FlowNode).unwrap_or_default();
-                tokio::spawn(feed.clone().follow_modules(modules, namespace, stop.clone()));
+                let watching = Watching { namespace, bearer };
+                tokio::spawn(feed.clone().follow_modules(modules, watching, stop.clone()));
             }
         }
         feed
@@ -182,9 +194,10 @@ impl Feed {
     async fn follow_modules(
         self,
         mut modules: BoxStream<'static, WatchEvent>,
-        namespace: String,
+        watching_as: Watching,
         stop: CancellationToken,
     ) {
+        let watching_as = Arc::new(watching_as);
         let mut endpoints: HashMap<String, String> = HashMap::new();
         let mut watching: HashMap<String, (String, CancellationToken)> = HashMap::new();
         while let Some(event) = modules.next().await {
@@ -201,7 +214,8 @@ impl Feed {
                     continue;
                 }
                 let watcher = stop.child_token();
-                let inspect = self.clone().inspect(at.clone(), namespace.clone(), watcher.clone());
+                let inspect =
+                    self.clone().inspect(at.clone(), Arc::clone(&watching_as), watcher.clone());
                 tokio::spawn(inspect);
                 watching.insert(module.clone(), (at.clone(), watcher));
             }
@@ -213,11 +227,16 @@ impl Feed {
 
     /// Reads one module's `Inspect` stream until `stop`, connecting again after a pause
     /// whenever it cannot be reached or the stream ends.
-    async fn inspect(self, endpoint: String, namespace: String, stop: CancellationToken) {
+    async fn inspect(self, endpoint: String, watching: Arc<Watching>, stop: CancellationToken) {
         loop {
             let reading = async {
                 let mut client = ModuleClient::connect(endpoint.clone()).await?;
-                let request = InspectRequest { namespace: namespace.clone(), ..Default::default() };
+                let filter =
+                    InspectRequest { namespace: watching.namespace.clone(), ..Default::default() };
+                let mut request = tonic::Request::new(filter);
+                if let Some(header) = watching.bearer.as_deref().and_then(Bearer::header) {
+                    request.metadata_mut().insert("authorization", header);
+                }
                 let mut events = client.inspect(request).await?.into_inner();
                 while let Some(wire) = events.message().await? {
                     match weir_runtime::grpc::read_event(wire) {

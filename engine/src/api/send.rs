@@ -42,7 +42,9 @@ pub async fn post(caller: Caller, params: Params, body: Body) -> Result<Json<Val
     let (node, port) = (request.node.as_str(), request.port.as_str());
     // Reading a node is not enough to make it act: sending takes the right to change it.
     caller.may("update", &namespace, node).await?;
-    let answer = deliver(&*caller.store, &namespace, node, port, &request.message, timeout.get())
+    let message = &request.message;
+    let bearer = caller.token.as_deref();
+    let answer = deliver(&*caller.store, &namespace, (node, port), message, timeout.get(), bearer)
         .await
         .map_err(|err| match err {
             SendError::NoNode { .. } => ApiError::not_found(err.to_string()),

@@ -10,8 +10,6 @@ use axum::{
     http::{HeaderMap, HeaderValue, StatusCode, header},
     response::{IntoResponse, Response},
 };
-use k8s_openapi::api::authentication::v1::SelfSubjectReview;
-use kube::api::PostParams;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -73,15 +71,10 @@ pub async fn delete(headers: HeaderMap) -> Response {
 
 /// Asks the apiserver who a client's credentials belong to.
 async fn who_is(client: kube::Client) -> Result<Value, ApiError> {
-    let reviews: kube::Api<SelfSubjectReview> = kube::Api::all(client);
-    let review = reviews
-        .create(&PostParams::default(), &SelfSubjectReview::default())
-        .await
-        .map_err(|err| match err {
-            kube::Error::Api(status) if status.code == 401 => ApiError::token_refused(),
-            err => ApiError::from(weir_store::StoreError::Unavailable(Box::new(err))),
-        })?;
-    let user = review.status.and_then(|s| s.user_info).unwrap_or_default();
+    let user = crate::review::user_of(client).await.map_err(|err| match err {
+        kube::Error::Api(status) if status.code == 401 => ApiError::token_refused(),
+        err => ApiError::from(weir_store::StoreError::Unavailable(Box::new(err))),
+    })?;
     Ok(json!({ "user": user.username, "groups": user.groups.unwrap_or_default() }))
 }
 

@@ -48,6 +48,7 @@ pub async fn run(opened: super::Opened, args: EngineArgs) -> Result<()> {
         EngineParts {
             store: opened.store,
             scope,
+            bearer: crate::gate::bearer(&config),
             access: Access::tokens(config),
             leadership: Leadership::Lease(client, election),
             modules: None,

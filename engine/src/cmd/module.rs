@@ -10,7 +10,9 @@ use weir_sdk::Module;
 use weir_store::lease::Election;
 
 use crate::{
+    accounts::FlowAccounts,
     cli::ModuleArgs,
+    gate::ClusterGate,
     hosting::{self, Hosting, Leadership},
     scope::Scope,
     server,
@@ -28,6 +30,46 @@ pub async fn run(opened: super::Opened, builtins: Vec<Module>, args: ModuleArgs)
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
     let http_address = http.local_addr().context("cannot read the listening address")?;
+    // In a cluster the gRPC port answers only authenticated callers.
+    let (gate, bearer) = match &opened.config {
+        Some(config) => {
+            let peers: Vec<String> = args.peers.iter().filter(|p| !p.is_empty()).cloned().collect();
+            if peers.is_empty() {
+                bail!(
+                    "in a cluster a module answers only the processes of its release: name their \
+                     ServiceAccounts with --peers or WEIR_PEERS (the chart does)"
+                );
+            }
+            let bearer = crate::gate::bearer(config);
+            if bearer.is_none() {
+                tracing::warn!(
+                    "this process signs in to the cluster without a bearer token, so other \
+                     modules will refuse its deliveries"
+                );
+            }
+            let gate: Arc<dyn weir_runtime::trust::Gate> =
+                Arc::new(ClusterGate::new(config.clone(), &args.namespace, &peers));
+            (Some(gate), bearer)
+        }
+        None => (None, None),
+    };
+    let stop = CancellationToken::new();
+    let scope = Scope::new(&args.namespace, args.all_namespaces);
+    // In a cluster the nodes of a module that acts on the cluster act as their flows'
+    // ServiceAccounts, never as the module's own.
+    let acts = crate::rbac::acts(&module)?;
+    let accounts = match &opened.client {
+        Some(client) if acts => {
+            let accounts: Arc<dyn weir_runtime::trust::Accounts> = FlowAccounts::start(
+                client.clone(),
+                Arc::clone(&opened.store),
+                scope.flows.clone(),
+                &stop,
+            );
+            Some(accounts)
+        }
+        _ => None,
+    };
     let leadership = match opened.client {
         Some(client) => {
             let identity = args
@@ -53,10 +95,16 @@ pub async fn run(opened: super::Opened, builtins: Vec<Module>, args: ModuleArgs)
         "module {} serves gRPC at {advertise}, HTTP on http://{http_address}",
         module.name()
     );
-    let stop = CancellationToken::new();
-    let scope = Scope::new(&args.namespace, args.all_namespaces);
-    let hosting =
-        Hosting { modules: vec![module], scope: scope.clone(), grpc, advertise, leadership };
+    let hosting = Hosting {
+        modules: vec![module],
+        scope: scope.clone(),
+        grpc,
+        advertise,
+        leadership,
+        gate,
+        bearer,
+        accounts,
+    };
     let hosted = hosting.start(Arc::clone(&opened.store), &stop);
     let app = server::app(opened.store, Some(hosted.runtime.clone()), scope);
     axum::serve(http, app)

@@ -16,8 +16,21 @@ use weir_store::{Store, StoreError};
 
 use crate::{catalogue::Catalogue, cli::SendArgs};
 
-/// Runs `weir send`.
-pub async fn run(store: &dyn Store, args: SendArgs, out: &mut impl Write) -> Result<()> {
+/// Runs `weir send`. In a cluster the module checks who sends: the message goes with the
+/// bearer token of the kubeconfig's user, who needs the right to update the node.
+pub async fn run(opened: &super::Opened, args: SendArgs, out: &mut impl Write) -> Result<()> {
+    let bearer = match &opened.config {
+        Some(config) => Some(crate::gate::bearer(config).and_then(|b| b.token()).with_context(|| {
+            format!(
+                "in a cluster, modules take messages only from callers with a bearer token, and \
+                 the user of {} has none (a client certificate cannot be passed on): use a \
+                 kubeconfig with a token, such as `kubectl create token` prints",
+                opened.place
+            )
+        })?),
+        None => None,
+    };
+    let store = &*opened.store;
     let Some((node, port)) =
         args.target.split_once(':').filter(|(n, p)| !n.is_empty() && !p.is_empty())
     else {
@@ -33,7 +46,15 @@ pub async fn run(store: &dyn Store, args: SendArgs, out: &mut impl Write) -> Res
         args.message.clone()
     };
     let message: Value = serde_json::from_str(&text).context("the message is not JSON")?;
-    let answer = deliver(store, &args.namespace, node, port, &message, args.timeout.get()).await?;
+    let answer = deliver(
+        store,
+        &args.namespace,
+        (node, port),
+        &message,
+        args.timeout.get(),
+        bearer.as_deref(),
+    )
+    .await?;
     writeln!(out, "{}", serde_json::to_string_pretty(&answer)?)?;
     Ok(())
 }
@@ -105,15 +126,16 @@ pub enum SendError {
     },
 }
 
-/// Delivers `message` to `node`'s input `port` through the gRPC endpoint of the node's module,
-/// starting a run that may take `timeout`, and returns what the flow answered.
+/// Delivers `message` to `node`'s input `port` (`target`) through the gRPC endpoint of the
+/// node's module, starting a run that may take `timeout`, and returns what the flow answered;
+/// `bearer` is the sender's token, which a module in a cluster requires.
 pub async fn deliver(
     store: &dyn Store,
     namespace: &str,
-    node: &str,
-    port: &str,
+    (node, port): (&str, &str),
     message: &Value,
     timeout: Duration,
+    bearer: Option<&str>,
 ) -> Result<Value, SendError> {
     let flow_node = store.get(Kind::FlowNode, namespace, node).await.map_err(|err| match err {
         StoreError::NotFound(_) => {
@@ -132,8 +154,12 @@ pub async fn deliver(
         message_json: json.clone(),
         trigger_json: json,
         hops: 0,
+        ..DeliverRequest::default()
     });
     request.set_timeout(timeout);
+    if let Some(value) = bearer.and_then(|token| format!("Bearer {token}").parse().ok()) {
+        request.metadata_mut().insert("authorization", value);
+    }
     if let Ok(traceparent) = trace.traceparent().parse() {
         request.metadata_mut().insert(weir_runtime::grpc::TRACEPARENT, traceparent);
     }

@@ -28,6 +28,7 @@ use k8s_openapi::{
     api::{
         authentication::v1::{TokenRequest, TokenRequestSpec},
         core::v1::{Namespace, ServiceAccount},
+        rbac::v1::ClusterRoleBinding,
     },
     apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition,
 };
@@ -252,6 +253,31 @@ impl ControlPlane {
         let user = serde_json::json!({ "token": token });
         write_kubeconfig(&path, self.apiserver_port, &self.ca_file(), &user)?;
         Ok((path, token))
+    }
+
+    /// A kubeconfig and its token for ServiceAccount `name` of `namespace`, created here and
+    /// bound to `cluster-admin`: Weir's processes in a cluster sign in with a token (as a pod
+    /// does), which modules check, where the admin's client certificate cannot be passed on.
+    pub async fn admin_account(&self, namespace: &str, name: &str) -> Result<(PathBuf, String)> {
+        let client = self.client().await?;
+        let account: ServiceAccount = serde_json::from_value(serde_json::json!({
+            "metadata": { "name": name, "namespace": namespace },
+        }))?;
+        Api::<ServiceAccount>::namespaced(client.clone(), namespace)
+            .create(&PostParams::default(), &account)
+            .await
+            .with_context(|| format!("cannot create ServiceAccount {namespace}/{name}"))?;
+        let binding: ClusterRoleBinding = serde_json::from_value(serde_json::json!({
+            "metadata": { "name": format!("{namespace}-{name}") },
+            "roleRef": { "apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole",
+                "name": "cluster-admin" },
+            "subjects": [{ "kind": "ServiceAccount", "name": name, "namespace": namespace }],
+        }))?;
+        Api::<ClusterRoleBinding>::all(client)
+            .create(&PostParams::default(), &binding)
+            .await
+            .with_context(|| format!("cannot make {namespace}/{name} a cluster admin"))?;
+        self.service_account(namespace, name).await
     }
 
     /// The CA certificate the apiserver's serving certificate is signed by (PEM).

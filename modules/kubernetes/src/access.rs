@@ -1,57 +1,111 @@
-//! How a node reaches its cluster, and what a refusal means. Each node has a client made on
-//! its first message from its `kubeconfig` and `context` settings, or, without them, from the
-//! in-cluster ServiceAccount or the user's kubeconfig (`$KUBECONFIG`, `~/.kube/config`), as
-//! `kubectl` finds it. API errors become node errors of the right kind: a conflict, throttling
-//! or a server error is transient; a denial names the verb and resource that RBAC refused.
+//! How a node reaches its cluster, and what a refusal means. In a cluster a node acts as its
+//! flow's ServiceAccount: every call is made with a token of that account
+//! ([`Context::account_token`]), against the cluster the module runs in, so the flow can do no
+//! more than its account may and the audit log names the flow's account, not Weir. Where nodes
+//! act with the user's own credentials (`weir up`), the client is made on the first message
+//! from the `kubeconfig` and `context` settings, or without them from `$KUBECONFIG` or
+//! `~/.kube/config`, as `kubectl` finds it. API errors become node errors of the right kind:
+//! a conflict, throttling or a server error is transient; a denial names the verb and resource
+//! that RBAC refused.
 
-use std::path::PathBuf;
+use std::{
+    path::PathBuf,
+    sync::{Arc, Mutex, PoisonError},
+};
 
 use kube::{
     Client, Config,
-    config::{KubeConfigOptions, Kubeconfig},
+    config::{AuthInfo, KubeConfigOptions, Kubeconfig},
 };
 use serde::{Deserialize, Serialize};
 use tokio::sync::OnceCell;
-use weir_sdk::{JsonSchema, NodeError};
+use weir_sdk::{Context, JsonSchema, NodeError};
 
-/// Which cluster a node talks to; shared by the settings of every component.
+/// Which cluster a node talks to where it acts with the user's own credentials (`weir up`);
+/// shared by the settings of every component. In a cluster nodes act as their flow's
+/// ServiceAccount in the cluster the module runs in, and these are refused.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Cluster {
-    /// A kubeconfig file to use; empty for the in-cluster ServiceAccount, else `$KUBECONFIG`
-    /// or `~/.kube/config`.
+    /// A kubeconfig file to use outside a cluster; empty for `$KUBECONFIG` or
+    /// `~/.kube/config`.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub kubeconfig: String,
-    /// The kubeconfig context to use; empty for its current context.
+    /// The kubeconfig context to use outside a cluster; empty for its current context.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub context: String,
 }
 
-/// A client made on first use and kept by the node.
+/// A node's way to its cluster: clients made on first use and kept by the node.
 #[derive(Default)]
 pub struct Connection {
     cluster: Cluster,
-    client: OnceCell<Client>,
+    /// The client of the user's own credentials.
+    own: OnceCell<Client>,
+    /// The address and CA of the cluster the module runs in.
+    base: OnceCell<Config>,
+    /// The client acting as the flow's account, with the token it was made with.
+    account: Mutex<Option<(Arc<str>, Client)>>,
 }
 
 impl std::fmt::Debug for Connection {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Connection")
             .field("cluster", &self.cluster)
-            .field("connected", &self.client.initialized())
-            .finish()
+            .field("connected", &self.own.initialized())
+            .finish_non_exhaustive()
     }
 }
 
 impl Connection {
     /// A connection to `cluster`, made on the first message.
     pub fn new(cluster: Cluster) -> Self {
-        Self { cluster, client: OnceCell::new() }
+        Self { cluster, ..Self::default() }
     }
 
-    /// The client, made now when this is the first call.
-    pub async fn client(&self) -> Result<Client, NodeError> {
-        self.client.get_or_try_init(|| connect(&self.cluster)).await.cloned()
+    /// The client to make the node's calls with: as its flow's account in a cluster, else
+    /// with the user's own credentials.
+    pub async fn client(&self, cx: &Context) -> Result<Client, NodeError> {
+        let Some(account) = cx.account_token().await? else {
+            return self.own.get_or_try_init(|| connect(&self.cluster)).await.cloned();
+        };
+        // The value is never quoted: a path names a file of the module's host.
+        for (field, value) in
+            [("kubeconfig", &self.cluster.kubeconfig), ("context", &self.cluster.context)]
+        {
+            if !value.is_empty() {
+                return Err(NodeError::invalid(format!(
+                    "settings.{field}: not taken in a cluster, where nodes act as their flow's \
+                     ServiceAccount ({})",
+                    account.account
+                )));
+            }
+        }
+        if let Some((token, client)) =
+            self.account.lock().unwrap_or_else(PoisonError::into_inner).as_ref()
+            && *token == account.token
+        {
+            return Ok(client.clone());
+        }
+        let base = self
+            .base
+            .get_or_try_init(|| async {
+                Config::infer().await.map_err(|err| {
+                    NodeError::transient(format!(
+                        "cannot find the cluster this module runs in: {err}"
+                    ))
+                })
+            })
+            .await?;
+        let mut config = base.clone();
+        config.auth_info =
+            AuthInfo { token: Some(account.token.to_string().into()), ..AuthInfo::default() };
+        let client = Client::try_from(config).map_err(|err| {
+            NodeError::transient(format!("cannot make a Kubernetes client: {err}"))
+        })?;
+        *self.account.lock().unwrap_or_else(PoisonError::into_inner) =
+            Some((account.token, client.clone()));
+        Ok(client)
     }
 }
 

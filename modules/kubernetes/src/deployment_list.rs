@@ -131,7 +131,7 @@ impl Component for DeploymentList {
     }
 
     async fn handle(&self, cx: &Context, _: &str, message: Value) -> Result<Value, NodeError> {
-        match self.list().await {
+        match self.list(cx).await {
             Ok(listed) => cx.emit("out", listed).await,
             Err(err) => cx.fail(err, message).await,
         }
@@ -139,8 +139,8 @@ impl Component for DeploymentList {
 }
 
 impl DeploymentList {
-    async fn list(&self) -> Result<Listed, NodeError> {
-        let client = self.connection.client().await?;
+    async fn list(&self, cx: &Context) -> Result<Listed, NodeError> {
+        let client = self.connection.client(cx).await?;
         let namespace = &self.settings.namespace;
         let deployments: Api<Deployment> = if namespace.is_empty() {
             Api::all(client.clone())

@@ -120,7 +120,7 @@ impl Component for DeploymentPatch {
 
     async fn handle(&self, cx: &Context, port: &str, message: Value) -> Result<Value, NodeError> {
         let change: Change = read_message(port, message.clone())?;
-        match self.patch(change).await {
+        match self.patch(cx, change).await {
             Ok(patched) => cx.emit("out", patched).await,
             Err(err) => cx.fail(err, message).await,
         }
@@ -128,8 +128,8 @@ impl Component for DeploymentPatch {
 }
 
 impl DeploymentPatch {
-    async fn patch(&self, change: Change) -> Result<Patched, NodeError> {
-        let client = self.connection.client().await?;
+    async fn patch(&self, cx: &Context, change: Change) -> Result<Patched, NodeError> {
+        let client = self.connection.client(cx).await?;
         let (namespace, name) = (&change.namespace, &change.name);
         let deployments: Api<Deployment> = Api::namespaced(client, namespace);
         let doing = format!("get deployments.apps {name} in namespace {namespace}");

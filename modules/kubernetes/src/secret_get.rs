@@ -126,8 +126,8 @@ impl Component for SecretGet {
             (false, true) if wanted.namespace.is_empty() => {
                 Err(NodeError::invalid(format!("{port}: missing field `namespace`")))
             }
-            (false, true) => self.read(&wanted.namespace, &wanted.name).await,
-            (true, false) => self.read_several(wanted.secrets).await,
+            (false, true) => self.read(cx, &wanted.namespace, &wanted.name).await,
+            (true, false) => self.read_several(cx, wanted.secrets).await,
             (true, true) => Err(NodeError::invalid(format!(
                 "{port}: name what to read: a namespace and name, or secrets"
             ))),
@@ -143,8 +143,13 @@ impl Component for SecretGet {
 }
 
 impl SecretGet {
-    async fn read(&self, namespace: &str, name: &str) -> Result<SecretContents, NodeError> {
-        let secret = self.get(namespace, name).await?.ok_or_else(|| {
+    async fn read(
+        &self,
+        cx: &Context,
+        namespace: &str,
+        name: &str,
+    ) -> Result<SecretContents, NodeError> {
+        let secret = self.get(cx, namespace, name).await?.ok_or_else(|| {
             NodeError::invalid(format!(
                 "cannot get secrets {name} in namespace {namespace}: not found"
             ))
@@ -152,10 +157,14 @@ impl SecretGet {
         decode(namespace, name, secret)
     }
 
-    async fn read_several(&self, wanted: Vec<WantedSecret>) -> Result<SecretContents, NodeError> {
+    async fn read_several(
+        &self,
+        cx: &Context,
+        wanted: Vec<WantedSecret>,
+    ) -> Result<SecretContents, NodeError> {
         let mut contents = SecretContents::default();
         for WantedSecret { namespace, name, group } in wanted {
-            let Some(secret) = self.get(&namespace, &name).await? else {
+            let Some(secret) = self.get(cx, &namespace, &name).await? else {
                 contents.skipped.push(format!("{namespace}/{name}: not found"));
                 continue;
             };
@@ -171,8 +180,13 @@ impl SecretGet {
     }
 
     /// The Secret, or none when it does not exist.
-    async fn get(&self, namespace: &str, name: &str) -> Result<Option<Secret>, NodeError> {
-        let client = self.connection.client().await?;
+    async fn get(
+        &self,
+        cx: &Context,
+        namespace: &str,
+        name: &str,
+    ) -> Result<Option<Secret>, NodeError> {
+        let client = self.connection.client(cx).await?;
         let secrets: Api<Secret> = Api::namespaced(client, namespace);
         let doing = format!("get secrets {name} in namespace {namespace}");
         secrets.get_opt(name).await.map_err(|err| api_error(&doing, err))

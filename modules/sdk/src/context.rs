@@ -50,6 +50,32 @@ pub trait Emitter: Send + Sync {
     fn log(&self, from: &NodeIdentity, run: &Run, line: &str) {
         let _ = (from, run, line);
     }
+
+    /// A token of the ServiceAccount `from`'s flow acts as, in a cluster; `None` where nodes
+    /// act with the user's own credentials (`weir up`, the test harness).
+    fn account_token<'a>(
+        &'a self,
+        from: &'a NodeIdentity,
+    ) -> BoxFuture<'a, Result<Option<AccountToken>, NodeError>> {
+        let _ = from;
+        Box::pin(async { Ok(None) })
+    }
+}
+
+/// A short-lived bearer token of the ServiceAccount a flow acts as (`Flow.spec.
+/// serviceAccountName`), for the Kubernetes calls its nodes make.
+#[derive(Clone)]
+pub struct AccountToken {
+    /// The account, as `namespace/name`.
+    pub account: String,
+    /// The bearer token; never logged or shown.
+    pub token: Arc<str>,
+}
+
+impl fmt::Debug for AccountToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AccountToken").field("account", &self.account).finish_non_exhaustive()
+    }
 }
 
 /// The flow run a message belongs to: the message that started it, how deep the call tree
@@ -205,6 +231,13 @@ impl Context {
     /// what a user's script printed. It must not hold secrets.
     pub fn log(&self, line: &str) {
         self.emitter.log(&self.identity, &self.run, line);
+    }
+
+    /// A token of the ServiceAccount the node's flow acts as, in a cluster: a node that calls
+    /// the Kubernetes API makes every call with it, so the flow can do no more than its
+    /// account may. `None` where nodes act with the user's own credentials (`weir up`).
+    pub async fn account_token(&self) -> Result<Option<AccountToken>, NodeError> {
+        self.emitter.account_token(&self.identity).await
     }
 
     /// The run this context belongs to.

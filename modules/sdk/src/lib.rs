@@ -19,7 +19,7 @@ pub mod testing;
 pub mod trace;
 
 pub use component::{Component, Description, Node, Permission};
-pub use context::{Context, Emitter, NodeIdentity, Run};
+pub use context::{AccountToken, Context, Emitter, NodeIdentity, Run};
 pub use error::{ErrorKind, NodeError};
 pub use module::Module;
 pub use port::{ERROR_PORT, Failure, Port, read_message};
