@@ -56,16 +56,16 @@ pub fn engine() -> Rules {
 }
 
 /// `weir module NAME`: the host (`weir_runtime::Host`) publishes the module's catalogue and
-/// follows the others' endpoints, runs the nodes of its flows and writes their status; a
-/// module whose components act on the cluster follows which account each flow names and asks
-/// for that account's tokens (`crate::accounts`).
+/// follows the others' endpoints, follows the flows (suspended or not, which account each
+/// names), runs the nodes of its flows and writes their status; a module whose components act
+/// on the cluster asks for the tokens of its flows' accounts (`crate::accounts`).
 pub fn module(module: &Module) -> Result<Rules, ModuleError> {
     let mut flows = vec![
+        rule(WEIR, "flows", &["list", "watch"]),
         rule(WEIR, "flownodes", &["get", "list", "watch"]),
         rule(WEIR, "flownodes/status", &["update"]),
     ];
     if acts(module)? {
-        flows.push(rule(WEIR, "flows", &["list", "watch"]));
         flows.push(rule("", "serviceaccounts/token", &["create"]));
     }
     Ok(Rules {

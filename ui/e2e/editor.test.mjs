@@ -26,6 +26,8 @@ after(async () => {
 });
 
 test('a ticker and a debug node, dragged in and wired, run and show their messages', async () => {
+  // weir up has no users: the header says whose identity nodes use.
+  assert.equal(await page.getByTestId('who').textContent(), 'Nodes act as your kubeconfig');
   await page.getByTestId('new-flow-name').fill('demo');
   await page.getByTestId('create-flow').click();
   await page.getByTestId('flow-demo').waitFor();
@@ -55,6 +57,18 @@ test('a ticker and a debug node, dragged in and wired, run and show their messag
   const tickerCounters = await page.getByTestId('node-ticker').getByTestId('counters').textContent();
   assert.match(tickerCounters, /errors 0$/, 'the first tick waited for the debug node to start');
   await shot(page, '4-running');
+
+  // Suspending is an edit like any other: saved, the flow's spec says so.
+  await page.getByTestId('suspend').check();
+  await page.getByTestId('save').click();
+  await page.getByTestId('notice').filter({ hasText: 'saved demo' }).waitFor();
+  const suspended = await (await fetch(`${engine.url}/api/flows/demo`)).json();
+  assert.equal(suspended.flow.spec.suspend, true, JSON.stringify(suspended.flow.spec));
+  await page.getByTestId('suspend').uncheck();
+  await page.getByTestId('save').click();
+  await page.getByTestId('save').filter({ hasText: /^Saved$/ }).waitFor();
+  const resumed = await (await fetch(`${engine.url}/api/flows/demo`)).json();
+  assert.equal(resumed.flow.spec.suspend, undefined, JSON.stringify(resumed.flow.spec));
   assert.deepEqual(errors, [], 'no console errors');
 });
 

@@ -299,6 +299,16 @@ impl Document {
         Ok(())
     }
 
+    /// Whether the flow is suspended: its triggers stopped and no new run started.
+    pub fn suspended(&self) -> bool {
+        self.flow.spec.suspend == Some(true)
+    }
+
+    /// Suspends or resumes the flow; resumed, the field goes away as if never set.
+    pub fn set_suspended(&mut self, suspended: bool) {
+        self.flow.spec.suspend = suspended.then_some(true);
+    }
+
     /// Replaces a node's settings.
     pub fn set_settings(&mut self, node: &str, settings: Map<String, Value>) {
         if let Some(node) = self.node_mut(node) {
@@ -446,6 +456,16 @@ impl History {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn suspending_is_set_and_resuming_leaves_no_field() {
+        let mut doc = Document::new("demo").unwrap();
+        assert!(!doc.suspended());
+        doc.set_suspended(true);
+        assert_eq!(doc.flow.spec.suspend, Some(true));
+        doc.set_suspended(false);
+        assert_eq!(doc.flow.spec.suspend, None);
+    }
 
     fn port(node: &str, port: &str) -> PortRef {
         PortRef { node: node.to_owned(), port: port.to_owned() }

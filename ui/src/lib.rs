@@ -110,6 +110,19 @@ fn Toolbar() -> impl IntoView {
             <button data-testid="undo" title="Undo (Ctrl+Z)" disabled=move || !can(true) on:click=move |_| editor.undo()>"Undo"</button>
             <button data-testid="redo" title="Redo (Ctrl+Shift+Z)" disabled=move || !can(false) on:click=move |_| editor.redo()>"Redo"</button>
             <button title="Reset zoom" on:click=move |_| editor.view.set(geometry::View::default())>"100%"</button>
+            <label class="suspend" title="A suspended flow's triggers stop and it starts no new run; runs under way finish. Save to apply.">
+                <input
+                    type="checkbox"
+                    data-testid="suspend"
+                    disabled=move || editor.doc.with(Option::is_none)
+                    prop:checked=move || editor.doc.with(|d| d.as_ref().is_some_and(document::Document::suspended))
+                    on:change=move |event| {
+                        let suspended = event_target_checked(&event);
+                        editor.edit(|doc| doc.set_suspended(suspended));
+                    }
+                />
+                "Suspended"
+            </label>
             <span class="check" data-testid="check" title={move || problems.get().iter().map(ToString::to_string).collect::<Vec<_>>().join("\n")}>
                 {move || match problems.get().len() {
                     0 => "no problems".to_owned(),

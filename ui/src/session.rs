@@ -91,7 +91,25 @@ fn SignIn(session: RwSignal<Option<Result<(Session, String), String>>>) -> impl 
 #[component]
 pub fn Who() -> impl IntoView {
     let session = use_context::<Session>();
-    let Some(Session::User(user)) = session else { return None };
+    let user = match session {
+        Some(Session::User(user)) => user,
+        // `weir up`: nobody signs in, and nodes act on clusters with the user's own kubeconfig.
+        Some(Session::Open) => {
+            return Some(
+                view! {
+                    <span
+                        class="who"
+                        data-testid="who"
+                        title="Nodes reach Kubernetes with your own kubeconfig: you are their identity"
+                    >
+                        "Nodes act as your kubeconfig"
+                    </span>
+                }
+                .into_any(),
+            );
+        }
+        _ => return None,
+    };
     let out = move |_| {
         spawn_local(async move {
             // Signed out or not, a fresh page asks again.
@@ -99,10 +117,13 @@ pub fn Who() -> impl IntoView {
             reload();
         });
     };
-    Some(view! {
-        <span class="who" data-testid="who">{user}</span>
-        <button data-testid="sign-out" on:click=out>"Sign out"</button>
-    })
+    Some(
+        view! {
+            <span class="who" data-testid="who">{user}</span>
+            <button data-testid="sign-out" on:click=out>"Sign out"</button>
+        }
+        .into_any(),
+    )
 }
 
 /// The namespace the editor works in: the engine's own unless the user picks another, which is

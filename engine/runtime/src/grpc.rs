@@ -115,6 +115,10 @@ impl Module for Deliveries {
             if let (Some(gate), Some((caller, token))) = (&self.gate, &caller) {
                 gate.may_send(caller, token, &target).await?;
             }
+            if let Err(refused) = self.runtime.may_start_run(&target) {
+                let failure = Outcome::Failure(Failure::from(&refused));
+                return Ok(Response::new(DeliverResponse { outcome: Some(failure) }));
+            }
         } else {
             peer_only(caller.as_ref().map(|(c, _)| c), "deliver along edges")?;
             let source = NodeKey { namespace: target.namespace.clone(), name: request.source_node };

@@ -13,7 +13,7 @@ use k8s_openapi::jiff::Timestamp;
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 use weir_model::{
-    Condition, ConditionStatus, FlowNode, FlowNodeStatus, Kind, flow_node::LastError,
+    Condition, ConditionStatus, Flow, FlowNode, FlowNodeStatus, Kind, flow_node::LastError,
 };
 use weir_store::{DynamicObject, Store, StoreError, WatchEvent};
 
@@ -90,6 +90,11 @@ impl Host {
             let stop = stop.clone();
             async move { host.follow_modules(stop).await }
         });
+        let flows = tokio::spawn({
+            let host = self.clone();
+            let stop = stop.clone();
+            async move { host.follow_flows(stop).await }
+        });
         let status = tokio::spawn({
             let host = self.clone();
             let stop = stop.clone();
@@ -113,6 +118,7 @@ impl Host {
         }
         let _ = status.await;
         let _ = endpoints.await;
+        let _ = flows.await;
         // The last counters and kept state are flushed while the nodes still run: written
         // after they stop, the status would say they have no ports and keep nothing.
         self.write_status().await;
@@ -197,6 +203,42 @@ impl Host {
         }
         self.runtime.remove(key).await;
         tracing::info!(node = %key, "node stopped");
+    }
+
+    /// Follows the flows of the watched namespaces, so a suspended flow's triggers stop and
+    /// nodes act as the account their flow names.
+    async fn follow_flows(&self, stop: CancellationToken) {
+        let mut events =
+            weir_store::follow(Arc::clone(&self.store), Kind::Flow, self.watched.clone(), stop);
+        while let Some(event) = events.next().await {
+            match event {
+                WatchEvent::Synced(objects) => {
+                    let flows: Vec<Flow> = objects.iter().filter_map(flow_of).collect();
+                    for (namespace, name) in self.runtime.followed_flows() {
+                        let present = flows.iter().any(|f| {
+                            f.metadata.namespace.as_deref() == Some(&namespace)
+                                && f.metadata.name.as_deref() == Some(&name)
+                        });
+                        if !present {
+                            self.runtime.forget_flow(&namespace, &name);
+                        }
+                    }
+                    for flow in &flows {
+                        self.runtime.follow_flow(flow);
+                    }
+                }
+                WatchEvent::Applied(object) => {
+                    if let Some(flow) = flow_of(&object) {
+                        self.runtime.follow_flow(&flow);
+                    }
+                }
+                WatchEvent::Deleted(object) => {
+                    if let Some(key) = key_of(&object) {
+                        self.runtime.forget_flow(&key.namespace, &key.name);
+                    }
+                }
+            }
+        }
     }
 
     /// Follows the Module resources, so deliveries to nodes of other modules go to where those
@@ -354,6 +396,20 @@ pub fn follow_endpoints(endpoints: &mut HashMap<String, String>, event: &WatchEv
 fn endpoint_of(module: &DynamicObject) -> Option<(String, String)> {
     let endpoint = module.data.pointer("/spec/endpoint")?.as_str()?;
     Some((module.metadata.name.clone()?, endpoint.to_owned()))
+}
+
+/// A stored flow, with its namespace filled in; `None` (and a warning) when it does not parse.
+fn flow_of(object: &DynamicObject) -> Option<Flow> {
+    let mut flow: Flow = match serde_json::to_value(object).and_then(serde_json::from_value) {
+        Ok(flow) => flow,
+        Err(err) => {
+            tracing::warn!(flow = %weir_store::describe(object), error = %err, "skipping a Flow that does not parse");
+            return None;
+        }
+    };
+    let key = key_of(object)?;
+    flow.metadata.namespace = Some(key.namespace);
+    Some(flow)
 }
 
 fn key_of(object: &DynamicObject) -> Option<NodeKey> {

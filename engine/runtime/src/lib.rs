@@ -5,6 +5,7 @@
 //! A run is a call tree: an emit returns what the downstream chain returned.
 
 mod edge;
+mod flows;
 pub mod grpc;
 pub mod host;
 pub mod inspect;

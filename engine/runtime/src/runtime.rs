@@ -27,6 +27,7 @@ use weir_sdk::{
 
 use crate::{
     edge::Edge,
+    flows::Flows,
     inspect::{BACKLOG, Event, What},
     instance::{Failed, Instance},
     peers::Peers,
@@ -127,6 +128,8 @@ struct Shared {
     wiring: Wiring,
     /// Where the tokens of the accounts flows act as come from, in a cluster.
     accounts: OnceLock<Arc<dyn Accounts>>,
+    /// The flows of the nodes: suspended or not, and the account each acts as.
+    flows: Flows,
     /// What happens at the nodes, for whoever watches.
     events: broadcast::Sender<Arc<Event>>,
 }
@@ -169,7 +172,13 @@ impl Emitter for Router {
             let shared =
                 self.0.upgrade().ok_or_else(|| NodeError::cancelled("the runtime has stopped"))?;
             let Some(accounts) = shared.accounts.get().cloned() else { return Ok(None) };
-            accounts.token(&from.namespace, &from.flow).await.map(Some)
+            let account = shared.flows.account(&from.namespace, &from.flow).ok_or_else(|| {
+                NodeError::transient(format!(
+                    "flow {}/{} is not known to this module yet, so neither is its account",
+                    from.namespace, from.flow
+                ))
+            })?;
+            accounts.token(&from.namespace, &from.flow, &account).await.map(Some)
         })
     }
 
@@ -200,6 +209,7 @@ impl Runtime {
             peers: Peers::default(),
             wiring: Wiring::default(),
             accounts: OnceLock::new(),
+            flows: Flows::default(),
             events: broadcast::channel(BACKLOG).0,
         });
         Self { shared }
@@ -226,6 +236,36 @@ impl Runtime {
     /// cluster). The first one given stays.
     pub fn act_as(&self, accounts: Arc<dyn Accounts>) {
         let _ = self.shared.accounts.set(accounts);
+    }
+
+    /// Takes in a flow as the store holds it: a suspended flow's triggers stop, and start
+    /// again when it is resumed.
+    pub fn follow_flow(&self, flow: &weir_model::Flow) {
+        self.shared.flows.follow(flow);
+    }
+
+    /// Forgets a deleted flow.
+    pub fn forget_flow(&self, namespace: &str, name: &str) {
+        self.shared.flows.forget(namespace, name);
+    }
+
+    /// The flows followed, as `(namespace, name)`.
+    pub fn followed_flows(&self) -> Vec<(String, String)> {
+        self.shared.flows.keys()
+    }
+
+    /// Refuses to start a run at `key` while its flow is suspended (deliveries of runs under
+    /// way go on).
+    pub fn may_start_run(&self, key: &NodeKey) -> Result<(), NodeError> {
+        let instance = self.instance(key)?;
+        let flow = &instance.identity.flow;
+        if self.shared.flows.suspended(&key.namespace, flow) {
+            return Err(NodeError::invalid(format!(
+                "flow {}/{flow} is suspended: it starts no new run until spec.suspend is false",
+                key.namespace
+            )));
+        }
+        Ok(())
     }
 
     /// Records the flow and edges of a node of any module, as the store holds them, for
@@ -337,6 +377,7 @@ impl Runtime {
         port: &str,
         message: Value,
     ) -> Result<Value, NodeError> {
+        self.may_start_run(target)?;
         let run = Run { trigger: Arc::new(message.clone()), ..Run::default() };
         let instance = self.instance(target)?;
         fit(&instance, port, &message)?;
@@ -489,36 +530,33 @@ impl Runtime {
         *instance.trigger.lock().unwrap_or_else(PoisonError::into_inner) = Some(task);
     }
 
-    /// Runs a trigger's loop while this replica leads: starts it on gaining the lead, cancels it
-    /// on losing it, until the node stops.
+    /// Runs a trigger's loop while this replica leads and its flow is not suspended: starts it
+    /// when both hold, cancels it when either stops holding, until the node stops.
     async fn lead(&self, instance: &Arc<Instance>) {
         let mut leader = self.shared.leader.clone();
+        let identity = &instance.identity;
+        let mut suspended = self.shared.flows.watch_suspended(&identity.namespace, &identity.flow);
         loop {
             tokio::select! {
                 // Closed without ever leading: a follower for good.
-                leads = async { leader.wait_for(|leads| *leads).await.is_ok() } => if !leads { return },
+                go = may_run(&mut leader, &mut suspended, true) => if !go { return },
                 () = instance.lifetime.cancelled() => return,
             }
             let term = instance.lifetime.child_token();
             let context = self.context(instance, Run { cancel: term.clone(), ..Run::default() });
             let run = instance.node.run(&context);
             tokio::pin!(run);
-            let lost = async {
-                // A closed channel keeps its last value: leading for good.
-                if leader.wait_for(|leads| !*leads).await.is_err() {
-                    std::future::pending::<()>().await;
-                }
-            };
             let finished = tokio::select! {
                 outcome = &mut run => Some(outcome),
-                () = lost => None,
+                _ = may_run(&mut leader, &mut suspended, false) => None,
             };
             let ended_by_itself = finished.is_some();
             let outcome = match finished {
                 Some(outcome) => outcome,
                 None => {
-                    // Lost the lead: let the loop wind down through its cancellation.
-                    tracing::info!(node = %instance.identity, "lost the lead; stopping the trigger");
+                    // Lost the lead or suspended: let the loop wind down through its
+                    // cancellation.
+                    tracing::info!(node = %instance.identity, "stopping the trigger: not leading, or the flow is suspended");
                     term.cancel();
                     run.await
                 }
@@ -769,6 +807,40 @@ impl Runtime {
             }
         }
         Ok(answer)
+    }
+}
+
+/// Waits until a trigger may run (`want`) or may not (`!want`): it may while this replica leads
+/// and its flow is not suspended. False when that can never come (a follower for good).
+async fn may_run(
+    leader: &mut watch::Receiver<bool>,
+    suspended: &mut watch::Receiver<bool>,
+    want: bool,
+) -> bool {
+    loop {
+        let may = *leader.borrow_and_update() && !*suspended.borrow_and_update();
+        if may == want {
+            return true;
+        }
+        tokio::select! {
+            changed = leader.changed() => {
+                // A closed channel keeps its last value: leading, or following, for good.
+                if changed.is_err() {
+                    if !*leader.borrow() && want {
+                        return false;
+                    }
+                    // Only the suspension can change now.
+                    if suspended.changed().await.is_err() {
+                        return std::future::pending().await;
+                    }
+                }
+            }
+            changed = suspended.changed() => {
+                if changed.is_err() {
+                    return std::future::pending().await;
+                }
+            }
+        }
     }
 }
 

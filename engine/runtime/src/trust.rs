@@ -39,13 +39,14 @@ pub trait Gate: std::fmt::Debug + Send + Sync + 'static {
 
 /// Where the tokens of the ServiceAccounts flows act as come from, in a cluster.
 pub trait Accounts: std::fmt::Debug + Send + Sync + 'static {
-    /// A token of the account flow `flow` of `namespace` acts as; an invalid failure naming
-    /// the account when there is none to be had (the account does not exist, the module may
-    /// not ask for its tokens).
+    /// A token of ServiceAccount `account` of `namespace`, which flow `flow` acts as; an
+    /// invalid failure naming the account when there is none to be had (the account does not
+    /// exist, the module may not ask for its tokens).
     fn token<'a>(
         &'a self,
         namespace: &'a str,
         flow: &'a str,
+        account: &'a str,
     ) -> BoxFuture<'a, Result<AccountToken, NodeError>>;
 }
 

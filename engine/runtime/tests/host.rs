@@ -232,3 +232,57 @@ async fn hosts_route_edges_to_the_module_that_runs_the_target() {
         .expect("no panic")
         .expect("served");
 }
+
+/// `spec.suspend` stops a flow's triggers and refuses new runs; resuming starts the triggers
+/// again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_suspended_flow_starts_no_run_until_it_is_resumed() {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let store: Arc<dyn Store> = Arc::new(EmbeddedStore::open(dir.path()).expect("store"));
+    let runtime = runtime();
+    let host = Host::new(runtime.clone(), Arc::clone(&store), "default");
+    let stop = CancellationToken::new();
+    let running = tokio::spawn({
+        let stop = stop.clone();
+        async move { host.run(stop).await }
+    });
+    let flow: DynamicObject = serde_json::from_value(json!({
+        "apiVersion": "weir.dev/v1alpha1", "kind": "Flow",
+        "metadata": { "name": "f", "namespace": "test" }, "spec": {},
+    }))
+    .expect("a Flow");
+    store.create(flow).await.expect("create the flow");
+    store.create(object(&node("sunk", "sink", json!({}), json!([])))).await.expect("create sunk");
+    let trigger = node("pulse", "trigger", json!({ "runs": [{}], "name": "pulse" }), to("sunk"));
+    store.create(object(&trigger)).await.expect("create pulse");
+    let received = |count: u64| {
+        let runtime = runtime.clone();
+        move || runtime.counters(&key("sunk")).is_some_and(|c| c.messages_in == count)
+    };
+    eventually(received(1)).await;
+
+    let suspend = |value: bool| {
+        let store = Arc::clone(&store);
+        async move {
+            let mut flow = store.get(Kind::Flow, "test", "f").await.expect("read the flow");
+            flow.data["spec"]["suspend"] = json!(value);
+            store.update(flow).await.expect("suspend or resume the flow");
+        }
+    };
+    suspend(true).await;
+    eventually(|| support::STOPPED.lock().expect("stopped list").contains(&"pulse".to_owned()))
+        .await;
+    let refused = runtime.send(&key("sunk"), "in", json!({})).await.expect_err("a new run");
+    assert_eq!(refused.kind(), weir_sdk::ErrorKind::Invalid);
+    assert_eq!(
+        refused.message(),
+        "flow test/f is suspended: it starts no new run until spec.suspend is false"
+    );
+    assert!(received(1)(), "nothing ran while suspended");
+
+    suspend(false).await;
+    eventually(received(2)).await;
+    runtime.send(&key("sunk"), "in", json!({})).await.expect("a run once resumed");
+    stop.cancel();
+    running.await.expect("no panic").expect("hosted");
+}

@@ -60,12 +60,8 @@ pub async fn run(opened: super::Opened, builtins: Vec<Module>, args: ModuleArgs)
     let acts = crate::rbac::acts(&module)?;
     let accounts = match &opened.client {
         Some(client) if acts => {
-            let accounts: Arc<dyn weir_runtime::trust::Accounts> = FlowAccounts::start(
-                client.clone(),
-                Arc::clone(&opened.store),
-                scope.flows.clone(),
-                &stop,
-            );
+            let accounts: Arc<dyn weir_runtime::trust::Accounts> =
+                Arc::new(FlowAccounts::new(client.clone()));
             Some(accounts)
         }
         _ => None,
