@@ -45,10 +45,10 @@ pub async fn run(cli: Cli, builtins: Vec<Module>) -> Result<ExitCode> {
         Command::Solution(args) => {
             let dir = args.solutions_dir.unwrap_or_else(solution::default_dir);
             if matches!(args.command, SolutionCommand::List) {
-                solution::run(None, &dir, args.command, &mut out).await?;
+                solution::run(None, &builtins, &dir, args.command, &mut out).await?;
             } else {
                 let opened = open_store(choice).await?;
-                solution::run(Some(&*opened.store), &dir, args.command, &mut out).await?;
+                solution::run(Some(&opened), &builtins, &dir, args.command, &mut out).await?;
             }
         }
         Command::Rbac(args) => {

@@ -1321,8 +1321,23 @@ spec: {{flow: census, module: common, component: ticker, settings: {{interval: 1
     // The admin holds them all.
     let applied = weir(admin, &["rbac", "census", "-n", &namespace, "--apply"]).output()?;
     ensure!(applied.status.success(), "{}", String::from_utf8_lossy(&applied.stderr));
-    let roles: Api<k8s_openapi::api::rbac::v1::Role> = Api::namespaced(client, &namespace);
+    let roles: Api<k8s_openapi::api::rbac::v1::Role> = Api::namespaced(client.clone(), &namespace);
     let role = serde_json::to_value(roles.get("weir-flow-census").await?)?;
     ensure!(role["rules"] == expected[3].2, "{role}");
+
+    // Installing a solution in a cluster makes its flow's account the same way.
+    let args =
+        ["solution", "install", "image-mirror-revert", "--set", "mirror=registry.local:5000"];
+    let installed = weir(admin, &[&args[..], &["--namespace", &namespace]].concat()).output()?;
+    let said = String::from_utf8_lossy(&installed.stdout);
+    ensure!(installed.status.success(), "{}", String::from_utf8_lossy(&installed.stderr));
+    ensure!(said.contains("ServiceAccount image-mirror-revert applied"), "{said}");
+    let accounts: Api<k8s_openapi::api::core::v1::ServiceAccount> =
+        Api::namespaced(client.clone(), &namespace);
+    accounts.get("image-mirror-revert").await?;
+    let cluster_roles: Api<k8s_openapi::api::rbac::v1::ClusterRole> = Api::all(client);
+    let role = cluster_roles.get(&format!("{namespace}-weir-flow-image-mirror-revert")).await?;
+    let rules = serde_json::to_value(role.rules)?;
+    ensure!(rules.to_string().contains("patch"), "{rules}");
     Ok(())
 }

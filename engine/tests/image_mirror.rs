@@ -21,12 +21,8 @@ use bytes::Bytes;
 use k8s_openapi::api::{
     apps::v1::Deployment,
     core::v1::{Secret, ServiceAccount},
-    rbac::v1::{ClusterRole, ClusterRoleBinding},
 };
-use kube::{
-    Api, Client,
-    api::{ListParams, PostParams},
-};
+use kube::{Api, Client, api::ListParams};
 use serde_json::{Value, json};
 use weir_distribution::{auth::Credentials, client::Registry};
 use weir_solutions::Solution;
@@ -100,29 +96,6 @@ fn login_secret(name: &str, registry: &str) -> Value {
     })
 }
 
-/// The account the mirror's flows act as (`weir-flow`, the default, in the flows' namespace),
-/// granted the ClusterRole the solution's README gives it, and nothing else.
-async fn flow_account(client: &Client, flows: &str) -> Result<()> {
-    let name = format!("{flows}-weir-flow");
-    let role: ClusterRole = serde_json::from_value(json!({
-        "metadata": { "name": name },
-        "rules": [
-            { "apiGroups": ["apps"], "resources": ["deployments"], "verbs": ["list", "get", "patch"] },
-            { "apiGroups": [""], "resources": ["serviceaccounts", "secrets"], "verbs": ["get"] },
-        ],
-    }))?;
-    let binding: ClusterRoleBinding = serde_json::from_value(json!({
-        "metadata": { "name": name },
-        "roleRef": { "apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": name },
-        "subjects": [{ "kind": "ServiceAccount", "name": "weir-flow", "namespace": flows }],
-    }))?;
-    let account = json!({ "metadata": { "name": "weir-flow", "namespace": flows } });
-    weir_testenv::create::<ServiceAccount>(client, flows, account).await?;
-    Api::<ClusterRole>::all(client.clone()).create(&PostParams::default(), &role).await?;
-    Api::<ClusterRoleBinding>::all(client.clone()).create(&PostParams::default(), &binding).await?;
-    Ok(())
-}
-
 /// The four module processes, hosting the nodes of `namespace`, signed in as `admin`; the
 /// kubernetes nodes act as their flow's account.
 fn start_modules(plane: &ControlPlane, admin: &Path, namespace: &str) -> Result<Vec<Process>> {
@@ -160,8 +133,8 @@ fn http_address(process: &Process) -> Option<String> {
     Some(rest.split_whitespace().next()?.to_owned())
 }
 
-/// Writes solution `name` with `sets` applied, as a user edits the manifests, and applies the
-/// folder with kubectl, as a user does.
+/// Writes solution `name` with `sets` applied, as a user edits the manifests, applies the
+/// folder with kubectl and the flow's account with `weir rbac --apply`, as a user does.
 fn install(
     plane: &ControlPlane,
     namespace: &str,
@@ -182,6 +155,11 @@ fn install(
         &format!("kubectl apply {name}"),
     )?;
     ensure!(applied.lines().count() == documents.len(), "{applied}");
+    // Its nodes act as the flow's own account, with exactly the rules they declare.
+    succeeded(
+        &mut weir(plane.kubeconfig(), &["rbac", name, "-n", namespace, "--apply"]),
+        &format!("weir rbac {name} --apply"),
+    )?;
     Ok(())
 }
 
@@ -419,7 +397,6 @@ async fn the_image_mirror_copies_patches_reports_rechecks_rides_out_an_outage_an
     }
     let before_shop = workloads(&client, &shop).await?;
 
-    flow_account(&client, &flows).await?;
     let admin = plane.admin_account(&flows, ACCOUNT).await?.0;
     let modules = start_modules(plane, &admin, &flows)?;
     install(
@@ -722,7 +699,6 @@ async fn a_tick_over_500_deployments_sharing_50_images_already_mirrored() -> Res
         let object = deployment(&format!("app-{index}"), 2, &[("app", &image)], json!({}));
         weir_testenv::create::<Deployment>(&client, &apps[index % NAMESPACES], object).await?;
     }
-    flow_account(&client, &flows).await?;
     let admin = plane.admin_account(&flows, ACCOUNT).await?.0;
     let _modules = start_modules(plane, &admin, &flows)?;
     install(

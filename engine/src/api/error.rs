@@ -88,6 +88,11 @@ impl ApiError {
         )
     }
 
+    /// 403: the cluster refused what the caller asked for, in its own words.
+    pub fn forbidden(message: impl Into<String>) -> Self {
+        Self::failed(StatusCode::FORBIDDEN, "forbidden", message)
+    }
+
     /// 404: what the request names does not exist.
     pub fn not_found(message: impl Into<String>) -> Self {
         Self::failed(StatusCode::NOT_FOUND, "not_found", message)

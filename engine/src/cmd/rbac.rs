@@ -13,7 +13,7 @@ use kube::{
 };
 use weir_model::{Flow, FlowNode, Kind, module::PolicyRule};
 use weir_sdk::Module;
-use weir_store::StoreError;
+use weir_store::{Store, StoreError};
 
 use crate::{catalogue::Catalogue, cli::RbacArgs, rbac::FlowRules};
 
@@ -24,24 +24,41 @@ pub async fn run(
     args: RbacArgs,
     out: &mut impl Write,
 ) -> Result<()> {
-    let store = &*opened.store;
-    let object =
-        store.get(Kind::Flow, &args.namespace, &args.flow).await.map_err(|err| match err {
-            StoreError::NotFound(_) => {
-                anyhow::anyhow!("flow {}/{} does not exist", args.namespace, args.flow)
-            }
-            err => anyhow::Error::new(err).context(format!("cannot read flow {}", args.flow)),
-        })?;
-    let flow: Flow = serde_json::from_value(serde_json::to_value(&object)?)
-        .with_context(|| format!("flow {} does not read as a Flow", args.flow))?;
+    let rules = flow_rules(&*opened.store, builtins, &args.namespace, &args.flow).await?;
+    if !args.apply {
+        write!(out, "{}", super::export::to_yaml(&rules.manifests())?)?;
+        return Ok(());
+    }
+    let Some(client) = &opened.client else {
+        bail!(
+            "--apply needs a cluster: give --kubeconfig or --context (or print and apply them yourself)"
+        );
+    };
+    apply_rules(client, &rules, out).await
+}
+
+/// What flow `flow` of `namespace` needs, from its nodes in `store` and the permissions their
+/// components declare (in `builtins`, else in the published catalogues).
+pub async fn flow_rules(
+    store: &dyn Store,
+    builtins: &[Module],
+    namespace: &str,
+    flow: &str,
+) -> Result<FlowRules> {
+    let object = store.get(Kind::Flow, namespace, flow).await.map_err(|err| match err {
+        StoreError::NotFound(_) => anyhow::anyhow!("flow {namespace}/{flow} does not exist"),
+        err => anyhow::Error::new(err).context(format!("cannot read flow {flow}")),
+    })?;
+    let parsed: Flow = serde_json::from_value(serde_json::to_value(&object)?)
+        .with_context(|| format!("flow {flow} does not read as a Flow"))?;
     let mut nodes = Vec::new();
-    for object in super::nodes_of(store, &args.namespace, &args.flow).await? {
+    for object in super::nodes_of(store, namespace, flow).await? {
         let name = weir_store::describe(&object);
         let node: FlowNode = serde_json::from_value(serde_json::to_value(object)?)
             .with_context(|| format!("{name} does not read as a FlowNode"))?;
         nodes.push(node);
     }
-    let catalogue = Catalogue::read(store, &args.namespace).await?;
+    let catalogue = Catalogue::read(store, namespace).await?;
     let builtin: Vec<(String, weir_model::ModuleSpec)> = builtins
         .iter()
         .map(|m| Ok((m.name().to_owned(), m.catalogue()?)))
@@ -55,18 +72,17 @@ pub async fn run(
             .or_else(|| catalogue.component(module, component))?;
         Some(offered.permissions.clone())
     };
-    let rules = FlowRules::derive(&flow, &nodes, permissions)?;
-    let manifests = rules.manifests();
-    if !args.apply {
-        write!(out, "{}", super::export::to_yaml(&manifests)?)?;
-        return Ok(());
-    }
-    let Some(client) = &opened.client else {
-        bail!(
-            "--apply needs a cluster: give --kubeconfig or --context (or print and apply them yourself)"
-        );
-    };
-    for manifest in manifests {
+    Ok(FlowRules::derive(&parsed, &nodes, permissions)?)
+}
+
+/// Applies a flow's account and rules with `client`, whose user must hold the rules (the
+/// apiserver refuses to let anyone grant more than they have); says each one applied.
+pub async fn apply_rules(
+    client: &kube::Client,
+    rules: &FlowRules,
+    out: &mut impl Write,
+) -> Result<()> {
+    for manifest in rules.manifests() {
         let object: DynamicObject = serde_json::from_value(manifest)?;
         let types = object.types.clone().unwrap_or_default();
         let (group, version) =

@@ -9,8 +9,8 @@ use std::{
 
 use anyhow::{Context as _, Result, bail};
 use weir_model::manifest::Position;
+use weir_sdk::Module;
 use weir_solutions::{Solution, SolutionError, parse_set};
-use weir_store::Store;
 
 use super::apply;
 use crate::{cli::SolutionCommand, manifests::Manifest, printer::resource_name};
@@ -57,9 +57,12 @@ pub fn manifests_of(solution: &Solution, sets: &[(String, String)]) -> Result<Ve
         .collect())
 }
 
-/// Runs `weir solution`.
+/// Runs `weir solution`; in a cluster, an install also creates the account each of the
+/// solution's flows acts as, with the rules its nodes need (as `weir rbac --apply` does, as
+/// the person installing).
 pub async fn run(
-    store: Option<&dyn Store>,
+    opened: Option<&super::Opened>,
+    builtins: &[Module],
     dir: &Path,
     command: SolutionCommand,
     out: &mut impl Write,
@@ -67,10 +70,16 @@ pub async fn run(
     match command {
         SolutionCommand::List => list(dir, out),
         SolutionCommand::Install { name, set, namespace } => {
-            let Some(store) = store else { bail!("installing needs a store") };
+            let Some(opened) = opened else { bail!("installing needs a store") };
+            let store = &*opened.store;
             let sets = set.iter().map(|text| parse_set(text)).collect::<Result<Vec<_>, _>>()?;
             let solution = find(dir, &name)?;
             let manifests = manifests_of(&solution, &sets)?;
+            let flows: Vec<String> = manifests
+                .iter()
+                .filter(|m| m.value["kind"] == "Flow")
+                .filter_map(|m| m.value["metadata"]["name"].as_str().map(str::to_owned))
+                .collect();
             let total = manifests.len();
             let planned = match apply::plan(store, manifests, namespace.as_deref(), "--namespace")
                 .await?
@@ -90,7 +99,16 @@ pub async fn run(
             apply::apply(store, planned, |kind, resource, outcome| {
                 Ok(writeln!(out, "{}/{resource} {outcome}", resource_name(kind))?)
             })
-            .await
+            .await?;
+            let Some(client) = &opened.client else { return Ok(()) };
+            let namespace = namespace.as_deref().unwrap_or(weir_store::DEFAULT_NAMESPACE);
+            for flow in flows {
+                let rules = super::rbac::flow_rules(store, builtins, namespace, &flow).await?;
+                super::rbac::apply_rules(client, &rules, out)
+                    .await
+                    .with_context(|| format!("flow {flow} is installed, but not its account"))?;
+            }
+            Ok(())
         }
     }
 }
