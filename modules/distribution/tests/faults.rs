@@ -565,7 +565,7 @@ async fn a_blob_that_does_not_hash_to_its_digest_is_never_committed() -> Result<
 
 /// A registry of the test's own that answers as a broken or hostile one would, by repository:
 /// `huge` serves a manifest past the limit (streamed, with no length), `endless` an error with
-/// a body of 64 MiB, `greedy` a token service answer past the limit, `forever` a token said to
+/// a body of 128 MiB, `greedy` a token service answer past the limit, `forever` a token said to
 /// last `u64::MAX` seconds, `misnamed` a Docker-Content-Digest that is a path, and `evil` a
 /// manifest whose layer digest is a path. It counts the bytes of the long bodies it sent.
 #[derive(Clone)]
@@ -575,7 +575,7 @@ struct Hostile {
 }
 
 /// The size of the long bodies: a client reading them whole is caught by what it read.
-const LONG_BODY: usize = 64 << 20;
+const LONG_BODY: usize = 128 << 20;
 
 async fn hostile(State(registry): State<Hostile>, request: Request) -> Response {
     let (method, path) = (request.method().as_str().to_owned(), request.uri().path().to_owned());
