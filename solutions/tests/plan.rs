@@ -349,6 +349,7 @@ async fn a_revert_puts_back_what_the_mirror_recorded_and_removes_its_annotations
             == json!({ "items": [{
                 "namespace": "shop", "name": "web",
                 "images": { "web": "nginx:1.27", "migrate": "ghcr.io/acme/migrate:3" },
+                "expected": { "web": pinned, "migrate": format!("{MIRROR}/mirror/ghcr.io/acme/migrate:3@{SHA}") },
                 "annotations": {
                     "original.mirror.weir.dev/web": null,
                     "original.mirror.weir.dev/edited": null,

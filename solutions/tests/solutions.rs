@@ -209,6 +209,7 @@ fn a_plan_item_reaches_the_copy_past_the_secret_read_and_the_copy_reaches_each_d
                 "namespace": "shop", "name": "web",
                 "annotations": { "original.mirror.weir.dev/web": "nginx:1.27", "original.mirror.weir.dev/log": "nginx:1.27" },
                 "images": { "web": pinned, "log": pinned },
+                "expected": { "web": "nginx:1.27", "log": pinned },
             }] }),
         "only the Deployment not on the copy yet: {patches}"
     );

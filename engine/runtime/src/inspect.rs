@@ -11,21 +11,63 @@ use std::{
 use serde_json::Value;
 use weir_sdk::{ErrorKind, NodeIdentity, TraceContext};
 
-/// How many events a watcher may fall behind before it misses some.
+/// How many events a watcher may fall behind before it misses some. With messages and lines
+/// bounded as below, the events waiting for the slowest watcher hold at most about
+/// `BACKLOG × MAX_MESSAGE_BYTES` (64 MiB).
 pub(crate) const BACKLOG: usize = 1024;
 
 /// Messages in events larger than this, as JSON, are shown as their size only.
 pub const MAX_MESSAGE_BYTES: usize = 64 * 1024;
 
+/// Lines a node logs longer than this are cut, ending in `…`.
+pub const MAX_LINE_BYTES: usize = 4 * 1024;
+
 /// An event's message as JSON, or `{"truncated": true, "bytes": N}` when it is larger than
 /// [`MAX_MESSAGE_BYTES`], so watchers keep and send bounded events.
 pub fn message_json(message: &Value) -> Vec<u8> {
-    let bytes = serde_json::to_vec(message).unwrap_or_default();
-    if bytes.len() <= MAX_MESSAGE_BYTES {
-        return bytes;
+    match oversized(message) {
+        Some(shown) => serde_json::to_vec(&shown),
+        None => serde_json::to_vec(message),
     }
-    serde_json::to_vec(&serde_json::json!({ "truncated": true, "bytes": bytes.len() }))
-        .unwrap_or_default()
+    .unwrap_or_default()
+}
+
+/// `message` as an event holds it: itself, or its size only when larger than
+/// [`MAX_MESSAGE_BYTES`], so the events waiting for a slow watcher stay small.
+pub(crate) fn kept(message: Value) -> Value {
+    oversized(&message).unwrap_or(message)
+}
+
+/// `line` as an event holds it: cut to [`MAX_LINE_BYTES`] on a character boundary, ending in
+/// `…`.
+pub fn kept_line(line: &str) -> String {
+    if line.len() <= MAX_LINE_BYTES {
+        return line.to_owned();
+    }
+    let mut cut = MAX_LINE_BYTES - '…'.len_utf8();
+    while !line.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    format!("{}…", &line[..cut])
+}
+
+/// `{"truncated": true, "bytes": N}` when `message` is larger than [`MAX_MESSAGE_BYTES`] as
+/// JSON; its size is counted without writing it anywhere.
+fn oversized(message: &Value) -> Option<Value> {
+    struct Counter(usize);
+    impl std::io::Write for Counter {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0 += bytes.len();
+            Ok(bytes.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut counter = Counter(0);
+    serde_json::to_writer(&mut counter, message).ok()?;
+    (counter.0 > MAX_MESSAGE_BYTES)
+        .then(|| serde_json::json!({ "truncated": true, "bytes": counter.0 }))
 }
 
 /// One thing that happened at a node.
@@ -66,4 +108,24 @@ pub enum What {
         /// How long it took to fail.
         elapsed: Duration,
     },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn events_keep_bounded_messages_and_lines() {
+        let small = serde_json::json!({ "n": 1 });
+        assert_eq!(kept(small.clone()), small);
+        let big = Value::String("x".repeat(MAX_MESSAGE_BYTES));
+        assert_eq!(
+            kept(big.clone()),
+            serde_json::json!({ "truncated": true, "bytes": MAX_MESSAGE_BYTES + 2 })
+        );
+        assert_eq!(message_json(&big), br#"{"truncated":true,"bytes":65538}"#);
+        assert_eq!(kept_line("short"), "short");
+        let line = kept_line(&"é".repeat(MAX_LINE_BYTES));
+        assert!(line.len() <= MAX_LINE_BYTES && line.ends_with('…'), "{}", line.len());
+    }
 }

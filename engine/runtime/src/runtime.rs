@@ -28,7 +28,7 @@ use weir_sdk::{
 use crate::{
     edge::Edge,
     flows::Flows,
-    inspect::{BACKLOG, Event, What},
+    inspect::{self, BACKLOG, Event, What},
     instance::{Failed, Instance},
     peers::Peers,
     trust::{Accounts, Bearer},
@@ -160,7 +160,7 @@ impl Emitter for Router {
         if runtime.watched()
             && let Ok(instance) = runtime.instance(&key)
         {
-            runtime.publish(&instance, "", run.trace, What::Logged(line.to_owned()));
+            runtime.publish(&instance, "", run.trace, What::Logged(inspect::kept_line(line)));
         }
     }
 
@@ -618,7 +618,7 @@ impl Runtime {
     ) -> Result<Value, NodeError> {
         instance.count_in();
         let started = self.watched().then(|| {
-            let shown = instance.redacted(port, &message);
+            let shown = inspect::kept(instance.redacted(port, &message));
             self.publish(instance, port, run.trace, What::Received(shown));
             Instant::now()
         });
@@ -782,7 +782,7 @@ impl Runtime {
             source.conceal_failed_input(&mut message);
         }
         if self.watched() {
-            let shown = source.redacted(port, &message);
+            let shown = inspect::kept(source.redacted(port, &message));
             self.publish(&source, port, run.trace, What::Emitted(shown));
         }
         let mut edges = source.edges.iter().filter(|e| e.port == port);

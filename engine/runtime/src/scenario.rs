@@ -220,7 +220,9 @@ impl Scenario {
                     }
                 }
                 Step::Wait { wait, received: count, within } => {
-                    let deadline = tokio::time::Instant::now() + within.get();
+                    // tokio's sleep computes the deadline without overflowing: a `within`
+                    // past the clock's range waits for its far future.
+                    let deadline = tokio::time::sleep(within.get()).deadline();
                     while received.get(wait).map_or(0, Vec::len) < *count {
                         match tokio::time::timeout_at(deadline, events.recv()).await {
                             Ok(Ok(event)) => record(&event, &mut received),

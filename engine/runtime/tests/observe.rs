@@ -130,3 +130,27 @@ async fn a_failure_sent_as_data_carries_its_input_without_secrets() {
     assert_eq!(text.matches("hunter2").count(), 0, "nor does any watcher: {text}");
     rt.shutdown().await;
 }
+
+#[tokio::test]
+async fn events_waiting_for_watchers_hold_large_messages_as_their_size() {
+    use weir_runtime::inspect::MAX_MESSAGE_BYTES;
+
+    let rt = runtime();
+    rt.apply(&node("src", "relay", json!({}), to("dst"))).await.unwrap();
+    rt.apply(&node("dst", "sink", json!({}), json!([]))).await.unwrap();
+    let mut events = rt.inspect();
+    let large = json!({ "blob": "x".repeat(1 << 20) });
+    rt.send(&key("src"), "in", large).await.unwrap();
+    let mut messages = Vec::new();
+    while let Ok(event) = events.try_recv() {
+        if let What::Received(message) | What::Emitted(message) = &event.what {
+            messages.push(message.clone());
+        }
+    }
+    assert_eq!(messages.len(), 3, "src.in, src.out and dst.in");
+    for message in messages {
+        assert_eq!(message["truncated"], true, "{message:.200}");
+        assert!(message["bytes"].as_u64().unwrap() > MAX_MESSAGE_BYTES as u64);
+    }
+    rt.shutdown().await;
+}

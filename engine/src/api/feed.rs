@@ -318,8 +318,8 @@ fn key(object: &DynamicObject) -> (String, String) {
 
 /// An inspect event as the editor's `message` JSON. The runtime hid the fields port schemas
 /// mark secret; fields named like secrets are hidden too, as the debug node hides them, for
-/// ports without a schema. Messages are bounded the way the runtime's inspect stream bounds
-/// them.
+/// ports without a schema. Messages and lines are bounded the way the runtime's inspect stream
+/// bounds them.
 fn message_json(event: &inspect::Event) -> String {
     let shown = |message: &Value| {
         let mut message = message.clone();
@@ -334,7 +334,10 @@ fn message_json(event: &inspect::Event) -> String {
             let failure = json!({ "kind": kind.as_str(), "message": message });
             ("failed", "in", failure.to_string().into_bytes())
         }
-        What::Logged(line) => ("logged", "in", Value::from(line.as_str()).to_string().into_bytes()),
+        // Lines from a peer's stream are bounded here as the runtime bounds its own.
+        What::Logged(line) => {
+            ("logged", "in", Value::from(inspect::kept_line(line)).to_string().into_bytes())
+        }
     };
     let mut head = json!({
         "node": event.node.node,
@@ -356,4 +359,32 @@ fn message_json(event: &inspect::Event) -> String {
     text.push_str(std::str::from_utf8(&payload).ok().filter(|p| !p.is_empty()).unwrap_or("null"));
     text.push('}');
     text
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::SystemTime;
+
+    use weir_sdk::{NodeIdentity, TraceContext};
+
+    use super::*;
+
+    #[test]
+    fn a_peers_huge_line_reaches_the_editor_cut() {
+        let event = inspect::Event {
+            at: SystemTime::now(),
+            node: Arc::new(NodeIdentity {
+                namespace: "default".to_owned(),
+                flow: "f".to_owned(),
+                node: "n".to_owned(),
+            }),
+            port: String::new(),
+            trace: TraceContext::default(),
+            what: What::Logged("x".repeat(10 << 20)),
+        };
+        let shown = message_json(&event);
+        let payload = serde_json::from_str::<Value>(&shown).unwrap()["payload"].clone();
+        let line = payload.as_str().unwrap();
+        assert!(line.len() <= inspect::MAX_LINE_BYTES && line.ends_with('…'), "{}", line.len());
+    }
 }

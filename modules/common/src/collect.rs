@@ -3,6 +3,10 @@
 //! out once it holds its count (a setting, or the `total` the items carry), or, incomplete,
 //! when its timeout passes. The last item's caller gets the downstream answer; the others are
 //! answered at once with how far the group got.
+//!
+//! Memory is bounded: at most [`MAX_OPEN_GROUPS`] groups are open, a group holds at most
+//! [`MAX_GROUP_ITEMS`] items, and the open groups hold at most [`MAX_HELD_BYTES`] of items (as
+//! JSON) in all; an item past a bound is refused with an error naming it.
 
 use std::{
     collections::HashMap,
@@ -21,9 +25,10 @@ use weir_sdk::{
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields, default)]
 pub struct CollectSettings {
-    /// How many items make a group; when unset, the `total` field of the items (as an
-    /// `array_split` sends them) says.
+    /// How many items make a group (at most 10000); when unset, the `total` field of the
+    /// items (as an `array_split` sends them) says.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 10_000))]
     pub count: Option<u32>,
     /// A jq expression over each item giving its group, such as `.item.namespace`; when
     /// unset, the items of one run form a group.
@@ -62,17 +67,62 @@ pub struct Group {
 }
 
 /// The most groups open at once, so a key that never repeats cannot grow memory without end.
-const MAX_OPEN_GROUPS: usize = 1024;
+pub const MAX_OPEN_GROUPS: usize = 1024;
+/// The most items a group holds (the largest `count` or `total`).
+pub const MAX_GROUP_ITEMS: usize = 10_000;
+/// The most bytes of items (as JSON) the open groups of a node hold in all.
+pub const MAX_HELD_BYTES: usize = 64 << 20;
 
 /// A group still filling up.
 struct Open {
     items: Vec<Value>,
     expected: usize,
+    /// The items' size as JSON.
+    bytes: usize,
     /// Sends the group incomplete when the timeout passes; aborted when it completes.
     timer: JoinHandle<()>,
 }
 
-type Groups = Arc<Mutex<HashMap<String, Open>>>;
+/// The open groups by key, and the bytes they hold.
+#[derive(Default)]
+struct Held {
+    open: HashMap<String, Open>,
+    bytes: usize,
+}
+
+impl Held {
+    fn take(&mut self, key: &str) -> Option<Open> {
+        let open = self.open.remove(key)?;
+        self.bytes -= open.bytes;
+        Some(open)
+    }
+}
+
+impl std::fmt::Debug for Held {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Held").field("open", &self.open.len()).field("bytes", &self.bytes).finish()
+    }
+}
+
+type Groups = Arc<Mutex<Held>>;
+
+/// The size of `value` as JSON, counted without writing it anywhere.
+fn json_size(value: &Value) -> usize {
+    struct Counter(usize);
+    impl std::io::Write for Counter {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0 += bytes.len();
+            Ok(bytes.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut counter = Counter(0);
+    // Writing a `Value` to a writer that never fails cannot fail.
+    let _ = serde_json::to_writer(&mut counter, value);
+    counter.0
+}
 
 /// A node of the collect component.
 #[derive(Debug)]
@@ -121,6 +171,11 @@ impl Component for Collect {
         if settings.count == Some(0) {
             return Err(NodeError::invalid("settings.count: a group needs at least one item"));
         }
+        if settings.count.is_some_and(|count| count as usize > MAX_GROUP_ITEMS) {
+            return Err(NodeError::invalid(format!(
+                "settings.count: a group holds at most {MAX_GROUP_ITEMS} items"
+            )));
+        }
         if settings.timeout.get().is_zero() {
             return Err(NodeError::invalid("settings.timeout: must be longer than 0s"));
         }
@@ -148,29 +203,43 @@ impl Component for Collect {
                 NodeError::invalid("in: the item has no total field; set settings.count or send items with a total, as array_split does")
             })?,
         };
+        if expected > MAX_GROUP_ITEMS {
+            return Err(NodeError::invalid(format!(
+                "in.total: a group holds at most {MAX_GROUP_ITEMS} items, not {expected}"
+            )));
+        }
         let item = match &self.keep {
             Some(keep) => keep
                 .evaluate(&message, cx.trigger(), "settings.keep")
                 .map_err(|err| NodeError::invalid(err.to_string()))?,
             None => message,
         };
+        let size = json_size(&item);
         let full = {
             let mut groups = self.groups.lock().unwrap_or_else(PoisonError::into_inner);
-            if !groups.contains_key(&key) && groups.len() >= MAX_OPEN_GROUPS {
+            if !groups.open.contains_key(&key) && groups.open.len() >= MAX_OPEN_GROUPS {
                 return Err(NodeError::invalid(format!(
                     "{MAX_OPEN_GROUPS} groups are open already: does settings.key give a new value for every item?"
                 )));
             }
-            let group = groups.entry(key.clone()).or_insert_with(|| Open {
+            if groups.bytes + size > MAX_HELD_BYTES {
+                return Err(NodeError::invalid(format!(
+                    "in: the open groups would hold more than {MAX_HELD_BYTES} bytes with this item of {size}: keep less of each item (settings.keep)"
+                )));
+            }
+            groups.bytes += size;
+            let group = groups.open.entry(key.clone()).or_insert_with(|| Open {
                 items: Vec::new(),
                 expected,
+                bytes: 0,
                 timer: self.time_out(cx.clone(), key.clone()),
             });
             group.items.push(item);
+            group.bytes += size;
             if group.items.len() < group.expected {
                 return Ok(json!({ "collected": group.items.len(), "expected": group.expected }));
             }
-            groups.remove(&key)
+            groups.take(&key)
         };
         let Some(full) = full else { return Ok(Value::Null) };
         full.timer.abort();
@@ -181,7 +250,7 @@ impl Component for Collect {
     async fn destroy(&self) {
         let groups =
             std::mem::take(&mut *self.groups.lock().unwrap_or_else(PoisonError::into_inner));
-        for open in groups.into_values() {
+        for open in groups.open.into_values() {
             open.timer.abort();
         }
     }
@@ -193,7 +262,7 @@ impl Collect {
         let (groups, timeout) = (Arc::clone(&self.groups), self.timeout);
         tokio::spawn(async move {
             tokio::time::sleep(timeout).await;
-            let open = groups.lock().unwrap_or_else(PoisonError::into_inner).remove(&key);
+            let open = groups.lock().unwrap_or_else(PoisonError::into_inner).take(&key);
             let Some(open) = open else { return };
             let group = Group { key, expected: open.expected, items: open.items, complete: false };
             if let Err(err) = cx.emit("out", group).await {
@@ -256,6 +325,38 @@ mod tests {
             (sent[0].message["complete"].clone(), sent[0].message["expected"].clone()),
             (json!(false), json!(3))
         );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn groups_past_their_bounds_are_refused_naming_the_bound() {
+        let err = Harness::build::<Collect>(&json!({ "count": MAX_GROUP_ITEMS + 1 })).unwrap_err();
+        assert_eq!(err.message(), "settings.count: a group holds at most 10000 items");
+        let node = Harness::build::<Collect>(&json!({})).unwrap();
+        let err = node.send("in", item(0, 1_000_000_000)).await.unwrap_err();
+        assert_eq!(err.message(), "in.total: a group holds at most 10000 items, not 1000000000");
+
+        // Items of 1 MiB each: the 64th fills the budget, the 65th is refused, and a group
+        // going out frees what it held.
+        let node =
+            Harness::build::<Collect>(&json!({ "count": 100, "key": ".group", "timeout": "5s" }))
+                .unwrap();
+        let big = |group: &str| json!({ "group": group, "data": "x".repeat((1 << 20) - 40) });
+        let size = json_size(&big("a"));
+        let fit = MAX_HELD_BYTES / size;
+        for _ in 0..fit {
+            node.send("in", big("a")).await.unwrap();
+        }
+        let err = node.send("in", big("b")).await.unwrap_err();
+        assert_eq!(
+            err.message(),
+            format!(
+                "in: the open groups would hold more than {MAX_HELD_BYTES} bytes with this item of {size}: keep less of each item (settings.keep)"
+            )
+        );
+        assert_eq!(err.kind(), weir_sdk::ErrorKind::Invalid);
+        tokio::time::sleep(Duration::from_secs(6)).await;
+        assert_eq!(node.emitted().len(), 1, "group a went out incomplete");
+        node.send("in", big("b")).await.unwrap();
     }
 
     #[tokio::test]

@@ -88,6 +88,10 @@ pub struct Ticker {
 /// The shortest interval a ticker takes.
 const MIN_INTERVAL: Duration = Duration::from_millis(100);
 
+/// The longest interval a ticker waits (30 years, as tokio's "far future"): a longer one
+/// would overflow the clock's arithmetic, and never ticks in practice either.
+const LONGEST_WAIT: Duration = Duration::from_secs(30 * 365 * 24 * 3600);
+
 impl Component for Ticker {
     const NAME: &'static str = "ticker";
     type Settings = TickerSettings;
@@ -115,7 +119,7 @@ impl Component for Ticker {
             )));
         }
         Ok(Self {
-            interval,
+            interval: interval.min(LONGEST_WAIT),
             first_tick: settings.first_tick,
             paused: watch::channel(false).0,
             ticking: tokio::sync::Mutex::new(()),
@@ -214,6 +218,24 @@ mod tests {
         let (ran, ()) = tokio::join!(running, watch);
         ran.unwrap();
         assert_eq!(node.kept_state()["count"], 5);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_interval_past_the_clock_waits_instead_of_overflowing() {
+        // About 2^63 seconds: more than the monotonic clock can add.
+        let interval = "4294967295d".repeat(25_000);
+        let node = Harness::build::<Ticker>(
+            &json!({ "interval": interval, "firstTick": "afterInterval" }),
+        )
+        .unwrap();
+        let running = async { node.run().await };
+        let watch = async {
+            tokio::time::sleep(Duration::from_secs(3600)).await;
+            assert!(node.emitted().is_empty());
+            node.cancel();
+        };
+        let (ran, ()) = tokio::join!(running, watch);
+        ran.unwrap();
     }
 
     #[tokio::test(start_paused = true)]

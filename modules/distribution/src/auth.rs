@@ -102,12 +102,20 @@ impl TokenAnswer {
         [self.token.as_str(), self.access_token.as_str()].into_iter().find(|t| !t.is_empty())
     }
 
-    /// How long to keep the token: its lifetime less a margin, so it is not used as it expires.
+    /// How long to keep the token: its lifetime less a margin, so it is not used as it expires,
+    /// and at most [`LONGEST_KEEP`] whatever the service claims.
     pub fn keep_for(&self) -> Duration {
-        let lifetime = Duration::from_secs(self.expires_in.unwrap_or(60).max(1));
+        let lifetime = Duration::from_secs(self.expires_in.unwrap_or(60).max(1)).min(LONGEST_KEEP);
         lifetime.saturating_sub(lifetime / 10).max(Duration::from_secs(1))
     }
 }
+
+/// The longest a token is kept, however long its service says it lasts.
+pub const LONGEST_KEEP: Duration = Duration::from_secs(24 * 3600);
+
+/// How many scopes' tokens a cache keeps; past that, expired ones are dropped, and if none
+/// had expired, all of them (a token costs one request to fetch again).
+const MOST_TOKENS: usize = 1024;
 
 /// Tokens by scope, each until it is about to expire.
 #[derive(Debug, Default)]
@@ -125,13 +133,18 @@ impl TokenCache {
             .map(|(token, _)| token.clone())
     }
 
-    /// Keeps `token` for `scope` for `keep_for`.
+    /// Keeps `token` for `scope` for `keep_for` (at most [`LONGEST_KEEP`]).
     pub fn put(&self, scope: &str, token: String, keep_for: Duration) {
-        let until = Instant::now() + keep_for;
-        self.tokens
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .insert(scope.to_owned(), (token, until));
+        let now = Instant::now();
+        let Some(until) = now.checked_add(keep_for.min(LONGEST_KEEP)) else { return };
+        let mut tokens = self.tokens.lock().unwrap_or_else(PoisonError::into_inner);
+        if tokens.len() >= MOST_TOKENS {
+            tokens.retain(|_, (_, until)| now < *until);
+            if tokens.len() >= MOST_TOKENS {
+                tokens.clear();
+            }
+        }
+        tokens.insert(scope.to_owned(), (token, until));
     }
 
     /// Forgets the token for `scope` (it was refused).
@@ -186,6 +199,37 @@ mod tests {
         assert_eq!(cache.get("repository:a:pull,push"), None);
         cache.forget("repository:a:pull");
         assert_eq!(cache.get("repository:a:pull"), None);
+    }
+
+    #[test]
+    fn a_token_lasting_forever_is_kept_a_day() {
+        let answer: TokenAnswer =
+            serde_json::from_value(serde_json::json!({ "token": "t", "expires_in": u64::MAX }))
+                .unwrap();
+        assert!(answer.keep_for() <= LONGEST_KEEP, "{:?}", answer.keep_for());
+        let cache = TokenCache::default();
+        cache.put("repository:a:pull", "t".to_owned(), Duration::MAX);
+        assert_eq!(cache.get("repository:a:pull").as_deref(), Some("t"));
+    }
+
+    #[test]
+    fn the_cache_keeps_a_bounded_number_of_scopes() {
+        let cache = TokenCache::default();
+        for repository in 0..MOST_TOKENS {
+            cache.put(&format!("repository:r{repository}:pull"), "t".to_owned(), Duration::ZERO);
+        }
+        cache.put("repository:fresh:pull", "t".to_owned(), Duration::from_secs(60));
+        let kept = cache.tokens.lock().unwrap_or_else(PoisonError::into_inner).len();
+        assert_eq!(kept, 1, "the expired tokens were dropped");
+        for repository in 0..MOST_TOKENS {
+            cache.put(
+                &format!("repository:r{repository}:pull"),
+                "t".to_owned(),
+                Duration::from_secs(60),
+            );
+        }
+        let kept = cache.tokens.lock().unwrap_or_else(PoisonError::into_inner).len();
+        assert!(kept <= MOST_TOKENS, "{kept}");
     }
 
     #[test]

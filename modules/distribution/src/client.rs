@@ -16,6 +16,7 @@ use sha2::{Digest as _, Sha256};
 use crate::{
     auth::{Challenge, Credentials, TokenAnswer, TokenCache, parse_challenge},
     copy::Chosen,
+    reference::check_digest,
 };
 
 /// Every manifest media type the copier understands, sent on every manifest GET and HEAD: a
@@ -43,6 +44,15 @@ const SMALLEST_CHUNK: usize = 64 << 10;
 const MEMORY_ENTRIES: usize = 100_000;
 /// The most bytes [`Registry::blob_bytes`] reads.
 const SMALL_BLOB_LIMIT: usize = 4 << 20;
+/// The largest manifest or index read: distribution's own limit for what it accepts.
+pub const MANIFEST_LIMIT: usize = 4 << 20;
+/// The largest token service answer read; real ones are a few kilobytes.
+pub const TOKEN_ANSWER_LIMIT: usize = 64 << 10;
+/// How much of an error answer's body is read (for its registry error codes); the rest is
+/// left unread.
+const ERROR_BODY_LIMIT: usize = 4 << 10;
+/// How many characters of an error answer's body an error quotes.
+const ERROR_BODY_SHOWN: usize = 300;
 /// The longest wait between attempts, `Retry-After` included.
 const MAX_BACKOFF: Duration = Duration::from_secs(60);
 
@@ -99,6 +109,16 @@ pub enum RegistryError {
         /// What was being done.
         doing: String,
     },
+    /// An answer was larger than the client reads.
+    #[error("{doing}: the {what} is larger than {limit} bytes")]
+    TooLarge {
+        /// What was being done.
+        doing: String,
+        /// What was too large, such as `manifest`.
+        what: &'static str,
+        /// The most bytes read.
+        limit: usize,
+    },
     /// What arrived is not what was asked for.
     #[error("{doing}: {problem}")]
     Content {
@@ -137,7 +157,10 @@ impl RegistryError {
             Self::Transport { .. } | Self::TokenExpired { .. } | Self::TooLargeForOnePut { .. } => {
                 true
             }
-            Self::Denied { .. } | Self::NoPlatform { .. } | Self::Content { .. } => false,
+            Self::Denied { .. }
+            | Self::NoPlatform { .. }
+            | Self::TooLarge { .. }
+            | Self::Content { .. } => false,
         }
     }
 }
@@ -314,12 +337,15 @@ impl Registry {
         }
         let response = ok(response, &doing).await?;
         self.note_rate_limit(&response);
-        let digest = response
-            .headers()
-            .get("docker-content-digest")
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned);
-        Ok(digest)
+        let Some(digest) = response.headers().get("docker-content-digest") else {
+            return Ok(None);
+        };
+        let digest = digest.to_str().unwrap_or_default();
+        check_digest(digest).map_err(|problem| RegistryError::Content {
+            doing,
+            problem: format!("its Docker-Content-Digest: {problem}"),
+        })?;
+        Ok(Some(digest.to_owned()))
     }
 
     /// A manifest's exact bytes; its digest is computed, and checked when `reference` is one.
@@ -344,10 +370,7 @@ impl Registry {
             .get(header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
             .map(|v| v.split(';').next().unwrap_or(v).trim().to_owned());
-        let bytes = response
-            .bytes()
-            .await
-            .map_err(|source| RegistryError::Transport { doing: doing.clone(), source })?;
+        let bytes = read_at_most(response, MANIFEST_LIMIT, "manifest", &doing).await?;
         let digest = sha256(&bytes);
         if reference.starts_with("sha256:") && reference != digest {
             return Err(RegistryError::Content {
@@ -865,9 +888,9 @@ impl Registry {
                     });
                 }
                 let answer: TokenAnswer = {
-                    let bytes = ok(answer, &fetching).await?.bytes().await.map_err(|source| {
-                        RegistryError::Transport { doing: fetching.clone(), source }
-                    })?;
+                    let answer = ok(answer, &fetching).await?;
+                    let bytes =
+                        read_at_most(answer, TOKEN_ANSWER_LIMIT, "token answer", &fetching).await?;
                     serde_json::from_slice(&bytes).map_err(|err| RegistryError::Content {
                         doing: fetching.clone(),
                         problem: format!("the answer is not a token: {err}"),
@@ -932,15 +955,53 @@ fn backoff(attempt: u32) -> Duration {
     base + base.mul_f64(fastrand::f64() / 2.0)
 }
 
-/// The response when its status is a success, else an error holding the start of its body.
-async fn ok(response: reqwest::Response, doing: &str) -> Result<reqwest::Response, RegistryError> {
+/// The response when its status is a success, else an error holding the start of its body
+/// (at most [`ERROR_BODY_LIMIT`] bytes of it are read).
+async fn ok(
+    mut response: reqwest::Response,
+    doing: &str,
+) -> Result<reqwest::Response, RegistryError> {
     let status = response.status();
     if status.is_success() {
         return Ok(response);
     }
-    let body = response.text().await.unwrap_or_default();
-    let body: String = body.trim().chars().take(300).collect();
+    let mut body = Vec::new();
+    while body.len() < ERROR_BODY_LIMIT {
+        match response.chunk().await {
+            Ok(Some(chunk)) => body.extend_from_slice(&chunk),
+            Ok(None) | Err(_) => break,
+        }
+    }
+    body.truncate(ERROR_BODY_LIMIT);
+    let body: String =
+        String::from_utf8_lossy(&body).trim().chars().take(ERROR_BODY_SHOWN).collect();
     Err(RegistryError::Status { doing: doing.to_owned(), status, body })
+}
+
+/// A response's whole body, refused once it passes `limit` bytes (by its Content-Length, or
+/// as it arrives) without reading the rest.
+async fn read_at_most(
+    mut response: reqwest::Response,
+    limit: usize,
+    what: &'static str,
+    doing: &str,
+) -> Result<Bytes, RegistryError> {
+    let too_large = || RegistryError::TooLarge { doing: doing.to_owned(), what, limit };
+    if response.content_length().is_some_and(|length| length > limit as u64) {
+        return Err(too_large());
+    }
+    let mut body = bytes::BytesMut::new();
+    while let Some(chunk) = response
+        .chunk()
+        .await
+        .map_err(|source| RegistryError::Transport { doing: doing.to_owned(), source })?
+    {
+        if body.len() + chunk.len() > limit {
+            return Err(too_large());
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body.freeze())
 }
 
 /// Passes `body` through, hashing it, one chunk behind: the last chunk is let through only

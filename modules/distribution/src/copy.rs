@@ -14,6 +14,7 @@ use serde::Deserialize;
 use crate::{
     client::{Manifest, Registry, RegistryError, sha256},
     platform::{Described, Platforms},
+    reference::check_digest,
 };
 
 /// How many blobs move at once.
@@ -172,7 +173,7 @@ async fn select(
     top: &Manifest,
     platforms: &Platforms,
 ) -> Result<Selected, RegistryError> {
-    let walk = parse(top)?;
+    let walk = parse(source, top)?;
     let not_served = |found: Vec<String>| RegistryError::NoPlatform {
         doing: format!("copy {}@{} from {}", source.repository, top.digest, source.registry.host()),
         wanted: platforms.to_string(),
@@ -253,7 +254,7 @@ async fn copy_manifest(
     reference: &str,
     report: &mut CopyReport,
 ) -> Result<(), RegistryError> {
-    let walk = parse(manifest)?;
+    let walk = parse(source, manifest)?;
     let blobs: Vec<Descriptor> = walk.config.into_iter().chain(walk.layers).collect();
     let moved: Vec<Moved> = stream::iter(blobs)
         .map(|blob| async move { copy_blob(source, target, &blob).await })
@@ -323,9 +324,27 @@ async fn copy_blob(
     }
 }
 
-fn parse(manifest: &Manifest) -> Result<Walk, RegistryError> {
-    serde_json::from_slice(&manifest.bytes).map_err(|err| RegistryError::Content {
-        doing: format!("read manifest {}", manifest.digest),
-        problem: format!("it is not a manifest or index: {err}"),
-    })
+/// The parts of `manifest` (read from `source`) the copier walks, every digest in it checked,
+/// as each goes into a URL.
+fn parse(source: Side<'_>, manifest: &Manifest) -> Result<Walk, RegistryError> {
+    let problem = |problem: String| RegistryError::Content {
+        doing: format!(
+            "read manifest {}@{} from {}",
+            source.repository,
+            manifest.digest,
+            source.registry.host()
+        ),
+        problem,
+    };
+    let walk: Walk = serde_json::from_slice(&manifest.bytes)
+        .map_err(|err| problem(format!("it is not a manifest or index: {err}")))?;
+    let listed = [("manifests", &walk.manifests), ("layers", &walk.layers)];
+    let config = walk.config.iter().map(|config| ("config".to_owned(), config));
+    let entries = listed.into_iter().flat_map(|(field, list)| {
+        list.iter().enumerate().map(move |(at, entry)| (format!("{field}[{at}]"), entry))
+    });
+    for (field, descriptor) in config.chain(entries) {
+        check_digest(&descriptor.digest).map_err(|err| problem(format!("{field}: {err}")))?;
+    }
+    Ok(walk)
 }

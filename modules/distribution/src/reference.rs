@@ -257,16 +257,18 @@ fn check_tag(tag: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// Digests: `algorithm:hex`, sha256 with 64 hex digits, sha512 with 128, others at least 32.
-fn check_digest(digest: &str) -> Result<(), String> {
+/// Checks a digest before it goes into a URL: `algorithm:hex` as the OCI image specification
+/// writes it (algorithm components of lowercase letters and digits joined by one of `+._-`),
+/// sha256 with 64 lowercase hex digits, sha512 with 128, others at least 32.
+pub fn check_digest(digest: &str) -> Result<(), String> {
     let Some((algorithm, hex)) = digest.split_once(':') else {
         return Err(format!("digest {digest:?} is not algorithm:hex"));
     };
-    let algorithm_ok = !algorithm.is_empty()
-        && algorithm
-            .chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "+._-".contains(c));
-    let hex_ok = hex.chars().all(|c| c.is_ascii_digit() || ('a'..='f').contains(&c));
+    let algorithm_ok = algorithm.split(['+', '.', '_', '-']).all(|component| {
+        !component.is_empty()
+            && component.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+    });
+    let hex_ok = hex.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
     let length_ok = match algorithm {
         "sha256" => hex.len() == 64,
         "sha512" => hex.len() == 128,
@@ -370,6 +372,28 @@ mod tests {
                 Some(format!("sha512:{}", "a".repeat(128))),
             ),
         ]
+    }
+
+    #[test]
+    fn digests_are_checked_as_the_oci_specification_writes_them() {
+        for good in [
+            D.to_owned(),
+            format!("sha512:{}", "a".repeat(128)),
+            format!("multihash+base58:{}", "0".repeat(32)),
+        ] {
+            assert_eq!(check_digest(&good), Ok(()), "{good}");
+        }
+        for bad in [
+            format!("sha256:{}/../../x", &D[7..60]),
+            format!("sha256:{}?mount=x", &D[7..]),
+            format!("..:{}", "0".repeat(32)),
+            format!("sha+:{}", "0".repeat(32)),
+            format!("SHA256:{}", &D[7..]),
+            format!(":{}", &D[7..]),
+            "sha256".to_owned(),
+        ] {
+            assert!(check_digest(&bad).is_err(), "{bad}");
+        }
     }
 
     /// (text, the problem named) for references that do not.

@@ -172,14 +172,28 @@ pub struct PullsLeft {
 
 /// A node of the registry copy component. It keeps one client per registry and credentials,
 /// so connections, tokens and what each registry is known to hold last across messages (a
-/// layer shared by many images is mounted, not uploaded again).
+/// layer shared by many images is mounted, not uploaded again). At most [`MOST_CLIENTS`] are
+/// kept, each until it has been idle for [`CLIENT_IDLE`]: messages may name any number of
+/// registries and credentials.
 #[derive(Debug, Default)]
 pub struct RegistryCopy {
-    clients: std::sync::Mutex<std::collections::HashMap<ClientKey, Registry>>,
+    clients: std::sync::Mutex<std::collections::HashMap<ClientKey, Kept>>,
 }
+
+/// How many registry clients a node keeps.
+pub const MOST_CLIENTS: usize = 64;
+/// How long a client no message used is kept.
+pub const CLIENT_IDLE: std::time::Duration = std::time::Duration::from_secs(15 * 60);
 
 /// What tells two registry clients apart: host, how it is reached, credentials.
 type ClientKey = (String, Options, Option<Credentials>);
+
+/// A kept client and when a message last used it.
+#[derive(Debug)]
+struct Kept {
+    client: Registry,
+    used: tokio::time::Instant,
+}
 
 impl Component for RegistryCopy {
     const NAME: &'static str = "registry_copy";
@@ -225,14 +239,25 @@ impl RegistryCopy {
         credentials: Option<Credentials>,
     ) -> Result<Registry, NodeError> {
         let key = (host.to_owned(), options, credentials.clone());
+        let now = tokio::time::Instant::now();
         let mut clients = self.clients.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        if let Some(client) = clients.get(&key) {
-            return Ok(client.clone());
+        clients.retain(|_, kept| now.saturating_duration_since(kept.used) < CLIENT_IDLE);
+        if let Some(kept) = clients.get_mut(&key) {
+            kept.used = now;
+            return Ok(kept.client.clone());
+        }
+        if clients.len() >= MOST_CLIENTS {
+            let least_recent =
+                clients.iter().min_by_key(|(_, kept)| kept.used).map(|(key, _)| key.clone());
+            if let Some(least_recent) = least_recent {
+                tracing::debug!(registry = %least_recent.0, "dropping the least recently used registry client");
+                clients.remove(&least_recent);
+            }
         }
         let client = Registry::with_options(host, &key.1)
             .map_err(|err| failure(&err))?
             .with_credentials(credentials);
-        clients.insert(key, client.clone());
+        clients.insert(key, Kept { client: client.clone(), used: now });
         Ok(client)
     }
 
@@ -322,6 +347,34 @@ fn failure(error: &RegistryError) -> NodeError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn kept(node: &RegistryCopy) -> Vec<String> {
+        let clients = node.clients.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut hosts: Vec<String> = clients.keys().map(|key| key.0.clone()).collect();
+        hosts.sort();
+        hosts
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn clients_are_bounded_and_dropped_when_idle() {
+        let node = RegistryCopy::default();
+        let plain = || Options { plain_http: true, ..Options::default() };
+        node.client("first:5000", plain(), None).unwrap();
+        for registry in 1..MOST_CLIENTS {
+            tokio::time::advance(std::time::Duration::from_secs(1)).await;
+            node.client(&format!("r{registry}:5000"), plain(), None).unwrap();
+        }
+        // The first is used again, so the second is the least recently used.
+        tokio::time::advance(std::time::Duration::from_secs(1)).await;
+        node.client("first:5000", plain(), None).unwrap();
+        node.client("one-more:5000", plain(), None).unwrap();
+        let hosts = kept(&node);
+        assert_eq!(hosts.len(), MOST_CLIENTS);
+        assert!(hosts.contains(&"first:5000".to_owned()) && !hosts.contains(&"r1:5000".to_owned()));
+        tokio::time::advance(CLIENT_IDLE - std::time::Duration::from_secs(1)).await;
+        node.client("first:5000", plain(), None).unwrap();
+        assert_eq!(kept(&node), ["first:5000", "one-more:5000"], "the idle ones are dropped");
+    }
 
     #[test]
     fn a_request_never_prints_its_secrets() {

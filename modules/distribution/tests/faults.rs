@@ -562,3 +562,208 @@ async fn a_blob_that_does_not_hash_to_its_digest_is_never_committed() -> Result<
     }
     Ok(())
 }
+
+/// A registry of the test's own that answers as a broken or hostile one would, by repository:
+/// `huge` serves a manifest past the limit (streamed, with no length), `endless` an error with
+/// a body of 128 MiB, `greedy` a token service answer past the limit, `forever` a token said to
+/// last `u64::MAX` seconds, `misnamed` a Docker-Content-Digest that is a path, and `evil` a
+/// manifest whose layer digest is a path. It counts the bytes of the long bodies it sent.
+#[derive(Clone)]
+struct Hostile {
+    address: String,
+    sent: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+/// The size of the long bodies: a client reading them whole is caught by what it read.
+const LONG_BODY: usize = 128 << 20;
+
+async fn hostile(State(registry): State<Hostile>, request: Request) -> Response {
+    let (method, path) = (request.method().as_str().to_owned(), request.uri().path().to_owned());
+    let signed = request.headers().get("authorization").and_then(|v| v.to_str().ok()).is_some();
+    let answer = |status: StatusCode, body: Body| {
+        Response::builder()
+            .status(status)
+            .header("content-type", "application/vnd.oci.image.manifest.v1+json")
+            .body(body)
+            .unwrap_or_default()
+    };
+    let long = || {
+        let sent = Arc::clone(&registry.sent);
+        let chunk = 64 * 1024;
+        Body::from_stream(futures::stream::iter(0..LONG_BODY / chunk).map(move |_| {
+            sent.fetch_add(chunk, std::sync::atomic::Ordering::Relaxed);
+            Ok::<_, std::io::Error>(bytes::Bytes::from(vec![b'x'; chunk]))
+        }))
+    };
+    let challenge = |repository: &str| {
+        Response::builder()
+            .status(StatusCode::UNAUTHORIZED)
+            .header(
+                "www-authenticate",
+                format!(
+                    "Bearer realm=\"http://{}/token/{repository}\",service=\"hostile\"",
+                    registry.address
+                ),
+            )
+            .body(Body::empty())
+            .unwrap_or_default()
+    };
+    match (method.as_str(), path.as_str()) {
+        ("GET", "/v2/huge/manifests/1.0") => answer(StatusCode::OK, long()),
+        ("GET", "/v2/endless/manifests/1.0") => answer(StatusCode::BAD_REQUEST, long()),
+        ("HEAD", "/v2/greedy/manifests/1.0" | "/v2/forever/manifests/1.0") if !signed => {
+            challenge(path.split('/').nth(2).unwrap_or_default())
+        }
+        ("GET", "/token/greedy") => {
+            let padding = "x".repeat(200 * 1024);
+            answer(
+                StatusCode::OK,
+                Body::from(format!("{{\"token\":\"t\",\"padding\":\"{padding}\"}}")),
+            )
+        }
+        ("GET", "/token/forever") => answer(
+            StatusCode::OK,
+            Body::from(format!("{{\"token\":\"t\",\"expires_in\":{}}}", u64::MAX)),
+        ),
+        ("HEAD", "/v2/forever/manifests/1.0") => Response::builder()
+            .header("docker-content-digest", weir_distribution::client::sha256(b"forever"))
+            .body(Body::empty())
+            .unwrap_or_default(),
+        ("HEAD", "/v2/misnamed/manifests/1.0") => Response::builder()
+            .header("docker-content-digest", "sha256:../../../v2/other/blobs/x")
+            .body(Body::empty())
+            .unwrap_or_default(),
+        ("GET", "/v2/evil/manifests/1.0") => answer(
+            StatusCode::OK,
+            Body::from(
+                serde_json::json!({
+                    "schemaVersion": 2,
+                    "mediaType": "application/vnd.oci.image.manifest.v1+json",
+                    "config": {
+                        "mediaType": "application/vnd.oci.image.config.v1+json",
+                        "digest": weir_distribution::client::sha256(b"{}"),
+                        "size": 2,
+                    },
+                    "layers": [{
+                        "mediaType": "application/vnd.oci.image.layer.v1.tar+gzip",
+                        "digest": "sha256:../../../other/blobs/uploads/?mount=x",
+                        "size": 1,
+                    }],
+                })
+                .to_string(),
+            ),
+        ),
+        _ => answer(StatusCode::NOT_FOUND, Body::empty()),
+    }
+}
+
+async fn start_hostile() -> Result<Hostile> {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let registry = Hostile { address: listener.local_addr()?.to_string(), sent: Arc::default() };
+    let app = axum::Router::new().fallback(hostile).with_state(registry.clone());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    Ok(registry)
+}
+
+/// Waits for `work`, failing the test rather than hanging.
+async fn bounded<T>(work: impl std::future::Future<Output = T>) -> Result<T> {
+    tokio::time::timeout(std::time::Duration::from_secs(30), work)
+        .await
+        .map_err(|_| anyhow::anyhow!("the client kept reading"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn answers_past_their_limits_are_refused_naming_the_registry() -> Result<()> {
+    use weir_distribution::client::{MANIFEST_LIMIT, TOKEN_ANSWER_LIMIT};
+
+    let registry = start_hostile().await?;
+    let host = registry.address.clone();
+    let client = Registry::new(&host, true)?;
+    let read_since = |before: &mut usize| {
+        let now = registry.sent.load(std::sync::atomic::Ordering::Relaxed);
+        let sent = now - *before;
+        *before = now;
+        sent
+    };
+    let mut before = 0;
+    let err = bounded(client.manifest("huge", "1.0")).await?.expect_err("too large");
+    ensure!(
+        err.to_string()
+            == format!(
+                "GET manifest huge:1.0 from {host}: the manifest is larger than {MANIFEST_LIMIT} bytes"
+            ),
+        "{err}"
+    );
+    ensure!(!err.is_transient(), "the same manifest is as large next time: {err}");
+    // What the sockets hold besides: far from all of it.
+    let sent = read_since(&mut before);
+    ensure!(sent < LONG_BODY / 4, "the client stopped reading: {sent} bytes sent");
+
+    let err = bounded(client.manifest_digest("greedy", "1.0")).await?.expect_err("too large");
+    ensure!(
+        err.to_string()
+            == format!(
+                "HEAD manifest greedy:1.0 on {host}: fetch a token from http://{host}/token/greedy: \
+                 the token answer is larger than {TOKEN_ANSWER_LIMIT} bytes"
+            ),
+        "{err}"
+    );
+
+    // An error with a long body is reported with the start of it.
+    let err = bounded(client.manifest("endless", "1.0")).await?.expect_err("an error status");
+    let shown = err.to_string();
+    ensure!(
+        shown.starts_with(&format!(
+            "GET manifest endless:1.0 from {host}: the registry answered 400 Bad Request: xxx"
+        )) && shown.len() < 500,
+        "{shown}"
+    );
+    let sent = read_since(&mut before);
+    ensure!(sent < LONG_BODY / 4, "the client stopped reading: {sent} bytes sent");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_said_to_last_forever_is_taken_without_overflow() -> Result<()> {
+    let client = Registry::new(&start_hostile().await?.address, true)?;
+    for _ in 0..2 {
+        let digest = bounded(client.manifest_digest("forever", "1.0")).await??;
+        ensure!(digest == Some(weir_distribution::client::sha256(b"forever")), "{digest:?}");
+    }
+    ensure!(client.requests() == 4, "the token was kept: {} requests", client.requests());
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn digests_from_a_registry_are_checked_before_they_go_into_a_url() -> Result<()> {
+    let host = start_hostile().await?.address;
+    let client = Registry::new(&host, true)?;
+    let err = bounded(client.manifest_digest("misnamed", "1.0")).await?.expect_err("a path");
+    ensure!(
+        err.to_string()
+            == format!(
+                "HEAD manifest misnamed:1.0 on {host}: its Docker-Content-Digest: digest \
+                 \"sha256:../../../v2/other/blobs/x\" is not algorithm:hex with lowercase hex of \
+                 the algorithm's length"
+            ),
+        "{err}"
+    );
+    let target_registry = start_registry().await?;
+    let target = Registry::new(&target_registry.host, true)?;
+    let err = bounded(copy(
+        Side { registry: &client, repository: "evil" },
+        "1.0",
+        Side { registry: &target, repository: "mirror/evil" },
+        "1.0",
+    ))
+    .await?
+    .expect_err("a layer digest that is a path");
+    let shown = err.to_string();
+    ensure!(
+        shown.starts_with("read manifest evil@sha256:")
+            && shown.contains(&format!(" from {host}: layers[0]: digest \"sha256:../../../other")),
+        "{shown}"
+    );
+    ensure!(target.requests() == 0, "nothing reached the target: {}", target.requests());
+    Ok(())
+}

@@ -45,6 +45,18 @@ async fn a_thrown_error_names_its_line_and_column() {
 }
 
 #[tokio::test]
+async fn a_huge_thrown_message_is_cut_to_the_bound() {
+    use weir_sdk::error::{CUT_MARKER, MAX_MESSAGE_BYTES};
+
+    let node = node("export default () => {\n  throw new Error('x'.repeat(4000000));\n};\n");
+    let err = run(&node, json!({})).await.unwrap_err();
+    let message = err.message();
+    assert!(message.starts_with("js-eval script: line 2, column "), "{message:.80}");
+    assert!(message.len() <= MAX_MESSAGE_BYTES, "{} bytes", message.len());
+    assert!(message.contains(CUT_MARKER) && message.ends_with(" bytes)"), "{}", &message[4000..]);
+}
+
+#[tokio::test]
 async fn failures_go_to_the_error_port_as_data_when_it_is_on() {
     let node = Harness::build::<JsEval>(&json!({
         "script": "export default (input) => {\n  throw new RangeError('bad replicas: ' + input.replicas);\n};\n",

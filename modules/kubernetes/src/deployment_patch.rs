@@ -2,6 +2,13 @@
 //! containers included) and sets or removes annotations, with a strategic merge patch that
 //! touches only those fields, so changes others make at the same time survive. Names are
 //! checked first: an unknown container is a permanent error listing the ones there are.
+//!
+//! A change may say what it expects the Deployment to be (the image each container holds, its
+//! resourceVersion or generation), as a plan made earlier saw it: a Deployment that moved since
+//! is left alone and the change fails as invalid, naming what moved, so a slow plan never
+//! undoes a deploy made while it ran. The patch then carries the resourceVersion the
+//! expectations were checked at, so a change landing between the check and the patch is a
+//! conflict (transient), and the retry checks again.
 
 use std::collections::BTreeMap;
 
@@ -47,7 +54,7 @@ impl Default for DeploymentPatchSettings {
 
 /// What to change.
 #[derive(Debug, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Change {
     /// The Deployment's namespace.
     pub namespace: String,
@@ -59,6 +66,22 @@ pub struct Change {
     /// Annotations to add or replace, such as the original image; null removes one.
     #[serde(default)]
     pub annotations: BTreeMap<String, Option<String>>,
+    /// The image each named container (or init container) is expected to hold now; if one
+    /// holds another, the Deployment moved and is left alone.
+    #[serde(default)]
+    pub expected: BTreeMap<String, String>,
+    /// The resourceVersion the Deployment is expected to be at; if it moved, it is left alone.
+    #[serde(default)]
+    pub resource_version: Option<String>,
+    /// The generation the Deployment is expected to be at; if it moved, it is left alone.
+    #[serde(default)]
+    pub generation: Option<i64>,
+}
+
+impl Change {
+    fn has_expectations(&self) -> bool {
+        !self.expected.is_empty() || self.resource_version.is_some() || self.generation.is_some()
+    }
 }
 
 /// What the patch did.
@@ -91,7 +114,7 @@ impl Component for DeploymentPatch {
     fn describe() -> Description {
         Description {
             label: "Deployment patch",
-            description: "Sets container images of a Deployment by container name and sets or removes annotations, without clobbering concurrent changes.",
+            description: "Sets container images of a Deployment by container name and sets or removes annotations, without clobbering concurrent changes; a Deployment that moved from what the change expects is left alone.",
             tags: &["kubernetes", "deployments", "images", "patch"],
             trigger: false,
             permissions: &[Permission {
@@ -144,6 +167,13 @@ impl DeploymentPatch {
             containers.into_iter().map(|c| c.name).collect()
         };
         let (containers, init_containers) = (names(false), names(true));
+        let unknown = |container: &str| {
+            NodeError::invalid(format!(
+                "deployment {namespace}/{name} has no container {container} (containers: {}; init containers: {})",
+                list(&containers),
+                list(&init_containers)
+            ))
+        };
         let mut patch_containers = Vec::new();
         let mut patch_init = Vec::new();
         for (container, image) in &change.images {
@@ -152,12 +182,46 @@ impl DeploymentPatch {
             } else if init_containers.contains(container) {
                 patch_init.push(json!({ "name": container, "image": image }));
             } else {
-                return Err(NodeError::invalid(format!(
-                    "deployment {namespace}/{name} has no container {container} (containers: {}; init containers: {})",
-                    list(&containers),
-                    list(&init_containers)
-                )));
+                return Err(unknown(container));
             }
+        }
+        let mut moved = Vec::new();
+        for (container, expected) in &change.expected {
+            let holds = pod
+                .into_iter()
+                .flat_map(|p| p.containers.iter().chain(p.init_containers.iter().flatten()))
+                .find(|c| &c.name == container)
+                .ok_or_else(|| unknown(container))?
+                .image
+                .as_deref()
+                .unwrap_or_default();
+            if holds != expected {
+                moved.push(format!("container {container} holds {holds}, not {expected}"));
+            }
+        }
+        let version = current.metadata.resource_version.clone();
+        if let Some(expected) = &change.resource_version
+            && version.as_ref() != Some(expected)
+        {
+            moved.push(format!(
+                "its resourceVersion is {}, not {expected}",
+                version.as_deref().unwrap_or("none")
+            ));
+        }
+        let generation = current.metadata.generation;
+        if let Some(expected) = change.generation
+            && generation != Some(expected)
+        {
+            moved.push(format!(
+                "its generation is {}, not {expected}",
+                generation.map_or_else(|| "none".to_owned(), |g| g.to_string())
+            ));
+        }
+        if !moved.is_empty() {
+            return Err(NodeError::invalid(format!(
+                "deployment {namespace}/{name} moved since the plan and is left alone: {}",
+                moved.join("; ")
+            )));
         }
         let mut pod_spec = serde_json::Map::new();
         if !patch_containers.is_empty() {
@@ -169,6 +233,11 @@ impl DeploymentPatch {
         let mut patch = json!({});
         if !change.annotations.is_empty() {
             patch["metadata"] = json!({ "annotations": change.annotations });
+        }
+        if change.has_expectations() {
+            // What was checked is what gets patched: the apiserver refuses the patch (409) if
+            // the Deployment changed since it was read.
+            patch["metadata"]["resourceVersion"] = json!(version);
         }
         if !pod_spec.is_empty() {
             patch["spec"] = json!({ "template": { "spec": pod_spec } });

@@ -240,6 +240,95 @@ async fn patches_images_by_container_name_without_clobbering_other_changes() -> 
     Ok(())
 }
 
+/// A plan saw web's main container on nginx:1.27; a deploy moved it to nginx:1.28 before the
+/// patch came. The patch leaves it alone and says so, and patches what did not move.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deployment_moved_since_the_plan_is_left_alone_and_reported() -> Result<()> {
+    let plane = ControlPlane::shared();
+    let client = plane.client().await?;
+    let namespace = plane.namespace("moved").await?;
+    workloads(&client, &namespace).await?;
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), &namespace);
+    let planned = deployments.get("web").await?;
+    let deploy = json!({ "spec": { "template": { "spec": { "containers": [{ "name": "main", "image": "nginx:1.28" }] } } } });
+    deployments.patch("web", &PatchParams::default(), &Patch::Strategic(deploy)).await?;
+
+    let settings = json!({ "kubeconfig": kubeconfig(plane.kubeconfig()) });
+    let mirror = "registry.local:5000/mirror/docker.io/library/nginx:1.27@sha256:aa";
+    let change = |expectations: Value| {
+        let mut change = json!({
+            "namespace": namespace, "name": "web",
+            "images": { "main": mirror },
+            "annotations": { "original.mirror.weir.dev/main": "nginx:1.27" },
+        });
+        for (field, value) in expectations.as_object().into_iter().flatten() {
+            change[field] = value.clone();
+        }
+        change
+    };
+    let planned_version = planned.metadata.resource_version.clone().context("a version")?;
+    let planned_generation = planned.metadata.generation.context("a generation")?;
+    for (expectations, moved) in [
+        (
+            json!({ "expected": { "main": "nginx:1.27" } }),
+            "container main holds nginx:1.28, not nginx:1.27".to_owned(),
+        ),
+        (
+            json!({ "resourceVersion": planned_version }),
+            format!(
+                "its resourceVersion is {}, not {planned_version}",
+                deployments.get("web").await?.metadata.resource_version.unwrap_or_default()
+            ),
+        ),
+        (
+            json!({ "generation": planned_generation }),
+            format!("its generation is {}, not {planned_generation}", planned_generation + 1),
+        ),
+    ] {
+        let err = run::<DeploymentPatch>(settings.clone(), change(expectations))
+            .await
+            .expect_err("the Deployment moved");
+        ensure!(err.kind() == ErrorKind::Invalid, "not worth a retry: {err}");
+        ensure!(
+            err.message()
+                == format!(
+                    "deployment {namespace}/web moved since the plan and is left alone: {moved}"
+                ),
+            "{err}"
+        );
+    }
+    let web = deployments.get("web").await?;
+    let pod = web.spec.and_then(|s| s.template.spec).context("a pod")?;
+    ensure!(pod.containers[0].image.as_deref() == Some("nginx:1.28"), "the deploy stands");
+    ensure!(
+        !web.metadata.annotations.unwrap_or_default().contains_key("original.mirror.weir.dev/main"),
+        "nothing of the change was written"
+    );
+
+    // What still holds what the plan saw is patched, and the deploy is kept.
+    let sidecar = json!({
+        "namespace": namespace, "name": "web",
+        "images": { "sidecar": "registry.local:5000/envoyproxy/envoy:v1.31" },
+        "expected": { "sidecar": "envoyproxy/envoy:v1.31" },
+    });
+    let patched = run::<DeploymentPatch>(settings.clone(), sidecar).await?;
+    ensure!(patched["changed"] == json!(["sidecar"]), "{patched}");
+    let pod = deployments.get("web").await?.spec.and_then(|s| s.template.spec).context("a pod")?;
+    ensure!(
+        (pod.containers[0].image.as_deref(), pod.containers[1].image.as_deref())
+            == (Some("nginx:1.28"), Some("registry.local:5000/envoyproxy/envoy:v1.31")),
+        "{pod:?}"
+    );
+    let err = run::<DeploymentPatch>(
+        settings,
+        json!({ "namespace": namespace, "name": "web", "images": {}, "expected": { "nginx": "nginx:1.27" } }),
+    )
+    .await
+    .expect_err("an unknown container");
+    ensure!(err.message().contains("has no container nginx (containers: main, sidecar"), "{err}");
+    Ok(())
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn decodes_registry_credentials_from_a_dockerconfigjson_secret() -> Result<()> {
     let plane = ControlPlane::shared();

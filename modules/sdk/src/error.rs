@@ -30,8 +30,18 @@ impl ErrorKind {
     }
 }
 
-/// A node's failure: a kind and a message that names the port, field or peer concerned.
+/// The longest message a [`NodeError`] keeps, in bytes. Failures go to status, logs, the wire
+/// and the editor, so a longer message (a script throwing megabytes) is cut there, ending in
+/// [`CUT_MARKER`] and how many bytes were cut.
+pub const MAX_MESSAGE_BYTES: usize = 4096;
+
+/// What a cut message ends with, before the count of bytes cut.
+pub const CUT_MARKER: &str = "… (cut: ";
+
+/// A node's failure: a kind and a message that names the port, field or peer concerned, at
+/// most [`MAX_MESSAGE_BYTES`] long.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+#[serde(from = "Unbounded")]
 #[error("{message}")]
 pub struct NodeError {
     kind: ErrorKind,
@@ -42,10 +52,41 @@ pub struct NodeError {
     retries_spent: bool,
 }
 
+/// A [`NodeError`] as it arrives, before its message is bounded.
+#[derive(Deserialize)]
+struct Unbounded {
+    kind: ErrorKind,
+    message: String,
+    #[serde(default)]
+    retries_spent: bool,
+}
+
+impl From<Unbounded> for NodeError {
+    fn from(Unbounded { kind, message, retries_spent }: Unbounded) -> Self {
+        Self { kind, message: bounded(message), retries_spent }
+    }
+}
+
+/// `message`, cut to [`MAX_MESSAGE_BYTES`] (on a character boundary) when longer.
+fn bounded(mut message: String) -> String {
+    if message.len() <= MAX_MESSAGE_BYTES {
+        return message;
+    }
+    let total = message.len();
+    // Room for the marker and the count, so the whole stays within the bound.
+    let mut cut = MAX_MESSAGE_BYTES - CUT_MARKER.len() - " bytes)".len() - 20;
+    while !message.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    message.truncate(cut);
+    message.push_str(&format!("{CUT_MARKER}{} bytes)", total - cut));
+    message
+}
+
 impl NodeError {
-    /// A failure of the given kind.
+    /// A failure of the given kind; a message longer than [`MAX_MESSAGE_BYTES`] is cut.
     pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
-        Self { kind, message: message.into(), retries_spent: false }
+        Self { kind, message: bounded(message.into()), retries_spent: false }
     }
 
     /// Bad input or settings; never retried.
@@ -99,7 +140,7 @@ impl NodeError {
     /// The same failure with `context` in front of its message, such as the node it came from.
     #[must_use]
     pub fn context(self, context: impl std::fmt::Display) -> Self {
-        Self { message: format!("{context}: {}", self.message), ..self }
+        Self { message: bounded(format!("{context}: {}", self.message)), ..self }
     }
 }
 
@@ -124,6 +165,29 @@ mod tests {
         let wire = serde_json::to_string(&spent).unwrap();
         assert_eq!(serde_json::from_str::<NodeError>(&wire).unwrap(), spent);
         assert!(!serde_json::to_string(&NodeError::transient("x")).unwrap().contains("retries"));
+    }
+
+    #[test]
+    fn long_messages_are_cut_with_a_marker_wherever_they_come_from() {
+        let thrown = format!("script threw {}", "é".repeat(1_000_000));
+        let error = NodeError::invalid(thrown.clone());
+        assert!(error.message().len() <= MAX_MESSAGE_BYTES, "{}", error.message().len());
+        assert!(thrown.starts_with(error.message().split(CUT_MARKER).next().unwrap()));
+        assert!(error.message().ends_with(&format!(
+            "{CUT_MARKER}{} bytes)",
+            thrown.len() - error.message().split(CUT_MARKER).next().unwrap().len()
+        )));
+        let with_context = error.context("x".repeat(MAX_MESSAGE_BYTES));
+        assert!(with_context.message().len() <= MAX_MESSAGE_BYTES);
+        let wire = serde_json::json!({ "kind": "internal", "message": thrown }).to_string();
+        let read: NodeError = serde_json::from_str(&wire).unwrap();
+        assert!(read.message().len() <= MAX_MESSAGE_BYTES && read.message().contains(CUT_MARKER));
+        let short = NodeError::invalid("x".repeat(MAX_MESSAGE_BYTES));
+        assert_eq!(
+            short.message().len(),
+            MAX_MESSAGE_BYTES,
+            "a message at the bound is kept whole"
+        );
     }
 
     #[test]
