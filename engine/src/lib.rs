@@ -7,6 +7,7 @@ pub mod cli;
 pub mod cmd;
 pub mod controller;
 pub mod editor_files;
+pub mod guard;
 pub mod hosting;
 pub mod manifests;
 pub mod printer;

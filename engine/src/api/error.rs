@@ -88,6 +88,24 @@ impl ApiError {
         )
     }
 
+    /// 401: `weir up --token-file` wants its token and the request carries none.
+    pub fn shared_token_missing() -> Self {
+        Self::failed(
+            StatusCode::UNAUTHORIZED,
+            "unauthenticated",
+            "sign in: send the token of weir up's --token-file (Authorization: Bearer TOKEN, or POST /api/session)",
+        )
+    }
+
+    /// 401: the request carries a token that is not the one of `weir up --token-file`.
+    pub fn shared_token_refused() -> Self {
+        Self::failed(
+            StatusCode::UNAUTHORIZED,
+            "unauthenticated",
+            "this is not the token of weir up's --token-file",
+        )
+    }
+
     /// 404: what the request names does not exist.
     pub fn not_found(message: impl Into<String>) -> Self {
         Self::failed(StatusCode::NOT_FOUND, "not_found", message)
