@@ -1082,11 +1082,22 @@ async fn pages_of_other_sites_cannot_drive_weir_up() -> Result<()> {
 async fn a_body_over_the_limit_is_refused_naming_it() -> Result<()> {
     let server = Server::start().await?;
     let big = format!("{{\"flow\": {{\"metadata\": {{\"name\": \"{}\"}}}}}}", "x".repeat(9 << 20));
-    let (status, text) = server.raw(Method::PUT, "/flows/big", JSON, &big).await?;
+    let response = server
+        .client
+        .put(format!("{}/flows/big", server.api))
+        .header("content-type", JSON)
+        .body(big)
+        .send()
+        .await?;
+    // The rest of the body is left unread, so the connection must not carry another request.
+    let closes = response.headers().get("connection").is_some_and(|value| value == "close");
+    let status = response.status();
+    let text = response.text().await?;
     ensure!(
         status == StatusCode::PAYLOAD_TOO_LARGE
-            && text.contains("the body is larger than 8 MiB, the most the API reads"),
-        "{status} {text}"
+            && text.contains("the body is larger than 8 MiB, the most the API reads")
+            && closes,
+        "{status} {text} (connection: close {closes})"
     );
     ensure!(
         server.ok(Method::GET, "/flows", None, StatusCode::OK).await? == json!([]),

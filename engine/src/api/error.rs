@@ -3,7 +3,7 @@
 
 use axum::{
     Json,
-    http::StatusCode,
+    http::{StatusCode, header},
     response::{IntoResponse, Response},
 };
 use serde::Serialize;
@@ -150,8 +150,17 @@ impl IntoResponse for ApiError {
                 if status.is_server_error() {
                     tracing::warn!(status = status.as_u16(), kind, "api: {message}");
                 }
-                (status, Json(json!({ "error": { "kind": kind, "message": message } })))
-                    .into_response()
+                let mut response =
+                    (status, Json(json!({ "error": { "kind": kind, "message": message } })))
+                        .into_response();
+                if status == StatusCode::PAYLOAD_TOO_LARGE {
+                    // The rest of the body stays unread, so the server closes the connection:
+                    // said here, a client does not send its next request on it.
+                    response
+                        .headers_mut()
+                        .insert(header::CONNECTION, header::HeaderValue::from_static("close"));
+                }
+                response
             }
             Self::Invalid(problems) => {
                 (StatusCode::UNPROCESSABLE_ENTITY, Json(json!({ "errors": problems })))
