@@ -55,7 +55,7 @@ fn refusal(
     has_body: bool,
 ) -> Option<ApiError> {
     if let Guard::Local(listen) = guard {
-        // HTTP/1.1 says where a request goes in `Host`, HTTP/2 in its URI.
+        // A request says where it goes in `Host`, or (absolute-form) in its URI.
         let host = match headers.get(header::HOST).map(|value| value.to_str()) {
             Some(Ok(host)) => host.to_owned(),
             Some(Err(_)) => return Some(forbidden("the Host header is not text".to_owned())),
@@ -73,10 +73,10 @@ fn refusal(
                      localhost:{port} or a loopback address at port {port}{also}, so that a web \
                      page under another name cannot reach it",
                     port = listen.port(),
-                    also = if listen.ip().is_loopback() {
-                        String::new()
-                    } else {
-                        format!(" (or {listen})")
+                    also = match listen.ip() {
+                        ip if ip.is_loopback() => String::new(),
+                        ip if ip.is_unspecified() => " or an address of this machine".to_owned(),
+                        _ => format!(" or {listen}"),
                     },
                 ),
             });
