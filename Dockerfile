@@ -3,7 +3,11 @@
 # runs it as `weir engine` or `weir module NAME`. Needs BuildKit (cache mounts):
 #
 #   docker build -t ghcr.io/weir-dev/weir:0.1.0 .
-#   docker run --rm -p 7420:7420 ghcr.io/weir-dev/weir:0.1.0 up --data-dir /tmp/weir --listen 0.0.0.0:7420
+#   openssl rand -hex 32 > token
+#   docker run --rm -p 127.0.0.1:7420:7420 -v "$PWD/token:/run/weir/token:ro" \
+#     ghcr.io/weir-dev/weir:0.1.0 up --data-dir /tmp/weir --listen 0.0.0.0:7420 --token-file /run/weir/token
+#
+# (`weir up` listens beyond the container's loopback only with a token; the editor asks for it.)
 #
 # The image holds the binary (/usr/local/bin/weir), the editor (/usr/share/weir/ui) and the
 # solutions gallery (/usr/share/weir/solutions). It runs as 65532:65532 and writes only to /tmp,

@@ -6,7 +6,7 @@
 pub mod access;
 mod check;
 mod document;
-mod error;
+pub(crate) mod error;
 mod events;
 mod extract;
 mod feed;
@@ -29,6 +29,7 @@ use std::sync::Arc;
 use axum::{
     Router,
     extract::DefaultBodyLimit,
+    middleware,
     routing::{get, post, put},
 };
 use tokio_util::sync::CancellationToken;
@@ -82,8 +83,10 @@ pub fn router(
     let Serving { access, scope, bearer } = serving;
     let feed = feed::Feed::start(Arc::clone(&store), runtime.as_ref(), &scope, bearer, stop);
     let api = Api { store, access, scope, runtime, feed, stop: stop.clone() };
+    // Signing in and out are the only routes for callers the API does not know yet.
+    let signing = Router::new().route("/session", post(session::post).delete(session::delete));
     Router::new()
-        .route("/session", get(session::get).post(session::post).delete(session::delete))
+        .route("/session", get(session::get))
         .route("/modules", get(modules::list))
         .route("/modules/{module}/components/{component}/ports", post(ports::resolve_for))
         .route("/flows", get(flows::list))
@@ -107,6 +110,8 @@ pub fn router(
                 message: "this route does not take that method".to_owned(),
             }
         })
+        .layer(middleware::from_fn_with_state(api.clone(), access::authenticate))
+        .merge(signing)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(api)
 }

@@ -115,9 +115,15 @@ impl Cli {
 /// `weir up`.
 #[derive(Debug, Args)]
 pub struct UpArgs {
-    /// Address of the HTTP endpoint (health, metrics and the editor's API under /api)
+    /// Address of the HTTP endpoint (health, metrics and the editor's API under /api); one
+    /// other than loopback needs --token-file
     #[arg(long, default_value = "127.0.0.1:7420", env = "WEIR_LISTEN")]
     pub listen: SocketAddr,
+    /// A file holding a token (at least 16 characters, such as `openssl rand -hex 32` prints)
+    /// that every API request must carry as `Authorization: Bearer TOKEN` (or sign in with in
+    /// the editor)
+    #[arg(long, env = "WEIR_TOKEN_FILE", value_name = "FILE")]
+    pub token_file: Option<PathBuf>,
     /// Address the built-in modules serve gRPC on, for `weir send` and modules run apart
     /// (port 0: any free port; the Module resources say which)
     #[arg(long, default_value = "127.0.0.1:0", env = "WEIR_GRPC_LISTEN")]

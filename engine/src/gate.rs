@@ -7,7 +7,7 @@
 
 use std::{
     collections::HashMap,
-    sync::{Arc, Mutex, PoisonError},
+    sync::{Mutex, PoisonError},
     time::{Duration, Instant},
 };
 
@@ -19,7 +19,9 @@ use weir_runtime::{
     trust::{Bearer, Caller, Gate},
 };
 
-use crate::{api::access::Clients, review};
+use weir_store::kubernetes::KubeStore;
+
+use crate::review;
 
 /// How long the answer to "who is this token" is kept: a revoked token is refused at most
 /// this long after.
@@ -30,7 +32,8 @@ const MAX_CALLERS: usize = 1024;
 
 /// The gate of a module in a cluster.
 pub struct ClusterGate {
-    clients: Arc<Clients>,
+    /// The cluster's address and CA, for clients acting as callers.
+    base: kube::Config,
     /// The user names of the release's processes.
     peers: Vec<String>,
     known: Mutex<HashMap<[u8; 32], (Instant, Caller)>>,
@@ -47,7 +50,7 @@ impl ClusterGate {
     /// takes the ServiceAccounts `peers` of namespace `home` for the release's processes.
     pub fn new(base: kube::Config, home: &str, peers: &[String]) -> Self {
         Self {
-            clients: Clients::new(base),
+            base,
             peers: peers
                 .iter()
                 .map(|name| format!("system:serviceaccount:{home}:{name}"))
@@ -56,8 +59,9 @@ impl ClusterGate {
         }
     }
 
+    /// A client acting as the caller of `token`.
     fn client(&self, token: &str) -> Result<kube::Client, Status> {
-        let store = self.clients.store_for(token).map_err(|err| {
+        let store = KubeStore::with_token(&self.base, token).map_err(|err| {
             Status::unavailable(format!("cannot make a client to ask the cluster: {err}"))
         })?;
         Ok(store.client())

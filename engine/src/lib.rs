@@ -9,6 +9,7 @@ pub mod cmd;
 pub mod controller;
 pub mod editor_files;
 pub mod gate;
+pub mod guard;
 pub mod hosting;
 pub mod manifests;
 pub mod printer;

@@ -2,10 +2,14 @@
 //! module, and the HTTP endpoint: health, metrics, the editor's API under `/api` and the editor
 //! itself at `/`.
 
-use std::sync::Arc;
+use std::{
+    net::SocketAddr,
+    path::{Path, PathBuf},
+    sync::Arc,
+};
 
 use anyhow::{Context as _, Result};
-use axum::{Router, extract::State, http::StatusCode, routing::get};
+use axum::{Router, extract::State, http::StatusCode, middleware, routing::get};
 use futures::StreamExt;
 use tokio::{net::TcpListener, task::JoinHandle};
 use tokio_util::sync::CancellationToken;
@@ -15,15 +19,26 @@ use weir_sdk::Module;
 use weir_store::{Selector, Store, WatchEvent};
 
 use crate::{
-    api::access::Access,
+    api::access::{Access, SharedToken},
     cli::UpArgs,
     cmd::Opened,
+    guard::{self, Guard},
     hosting::{self, Hosted, Hosting, Leadership},
     scope::Scope,
 };
 
 /// Runs the engine until interrupted (Ctrl-C or SIGTERM).
 pub async fn up(opened: Opened, builtins: Vec<Module>, args: UpArgs) -> Result<()> {
+    let token = match &args.token_file {
+        Some(file) => Some(read_token(file)?),
+        None if !args.listen.ip().is_loopback() => anyhow::bail!(
+            "--listen {}: weir up on an address other machines reach acts with your kubeconfig \
+             for whoever sends it requests; give --token-file FILE with a token they must send, \
+             or listen on a loopback address such as 127.0.0.1",
+            args.listen
+        ),
+        None => None,
+    };
     let listener = TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
@@ -35,21 +50,26 @@ pub async fn up(opened: Opened, builtins: Vec<Module>, args: UpArgs) -> Result<(
         data = place,
         modules = modules.join(","),
         grpc = grpc.1,
+        token = token.is_some(),
         "weir is up on http://{address}"
     );
     let stop = CancellationToken::new();
-    let engine = Engine::start(store, builtins, grpc, &stop);
-    serve(listener, engine, args.ui_dir, stop).await
+    let editor = args.ui_dir.unwrap_or_else(crate::editor_files::default_dir);
+    let local = Local { address, token, editor };
+    let engine = Engine::start(store, builtins, grpc, local, &stop);
+    serve(listener, engine, stop).await
 }
 
-/// Serves `engine` and the editor's files on `listener` until interrupted, then stops the
-/// engine.
-pub async fn serve(
-    listener: TcpListener,
-    engine: Engine,
-    ui_dir: Option<std::path::PathBuf>,
-    stop: CancellationToken,
-) -> Result<()> {
+/// The token in `file`, as `--token-file` gives it.
+fn read_token(file: &Path) -> Result<SharedToken> {
+    let text = std::fs::read_to_string(file)
+        .with_context(|| format!("--token-file {}: cannot read it", file.display()))?;
+    SharedToken::new(&text)
+        .map_err(|rule| anyhow::anyhow!("--token-file {}: {rule}", file.display()))
+}
+
+/// Serves `engine` on `listener` until interrupted, then stops the engine.
+pub async fn serve(listener: TcpListener, engine: Engine, stop: CancellationToken) -> Result<()> {
     let requested = {
         let stop = stop.clone();
         // Cancelling `stop` first ends the open event streams, which the graceful shutdown
@@ -59,9 +79,7 @@ pub async fn serve(
             stop.cancel();
         }
     };
-    let editor = ui_dir.unwrap_or_else(crate::editor_files::default_dir);
-    let app = engine.app.clone().fallback_service(crate::editor_files::routes(editor));
-    axum::serve(listener, app)
+    axum::serve(listener, engine.app.clone())
         .with_graceful_shutdown(requested)
         .await
         .context("the HTTP server failed")?;
@@ -75,7 +93,8 @@ pub async fn serve(
 /// the HTTP endpoints to serve. [`Engine::stopped`] waits for it after `stop` is cancelled.
 #[derive(Debug)]
 pub struct Engine {
-    /// The HTTP endpoints: [`app`] with the editor's API under `/api`.
+    /// The HTTP endpoints: [`app`] with the editor's API under `/api` and the editor at `/`,
+    /// behind the [`Guard`].
     pub app: Router,
     hosted: Option<Hosted>,
     tasks: Vec<JoinHandle<()>>,
@@ -90,6 +109,10 @@ pub struct EngineParts {
     pub scope: Scope,
     /// Who may use the editor's API.
     pub access: Access,
+    /// Which requests the HTTP endpoints answer.
+    pub guard: Guard,
+    /// The editor's files, as `scripts/ui.sh` builds them.
+    pub editor: PathBuf,
     /// Whether this replica runs the flow controller.
     pub leadership: Leadership,
     /// The modules to host in this process, with the gRPC listener and the URL others reach
@@ -101,19 +124,23 @@ pub struct EngineParts {
 
 impl Engine {
     /// Starts the whole engine of `weir up` on `store`: every flow of every namespace, the
-    /// API open to whoever reaches it, `modules` hosted with the gRPC server on `grpc` (a
-    /// listener and the URL others reach it at), until `stop` is cancelled.
+    /// API open to whoever reaches it as `local` says, `modules` hosted with the gRPC server on
+    /// `grpc` (a listener and the URL others reach it at), until `stop` is cancelled.
     pub fn start(
         store: Arc<dyn Store>,
         modules: Vec<Module>,
         grpc: (TcpListener, String),
+        local: Local,
         stop: &CancellationToken,
     ) -> Self {
+        let Local { address, token, editor } = local;
         Self::assemble(
             EngineParts {
                 store,
                 scope: Scope { home: weir_store::DEFAULT_NAMESPACE.to_owned(), flows: None },
-                access: Access::Open,
+                access: token.map_or(Access::Open, |token| Access::Token(Arc::new(token))),
+                guard: Guard::Local(address),
+                editor,
                 leadership: Leadership::Alone,
                 modules: Some((modules, grpc)),
                 bearer: None,
@@ -124,7 +151,8 @@ impl Engine {
 
     /// Starts an engine from its parts, until `stop` is cancelled.
     pub fn assemble(parts: EngineParts, stop: &CancellationToken) -> Self {
-        let EngineParts { store, scope, access, leadership, modules, bearer } = parts;
+        let EngineParts { store, scope, access, guard, editor, leadership, modules, bearer } =
+            parts;
         let mut tasks: Vec<JoinHandle<()>> = Kind::ALL
             .into_iter()
             .map(|kind| {
@@ -158,7 +186,10 @@ impl Engine {
         let serving =
             crate::api::Serving { access, scope: scope.clone(), bearer: bearer.map(Arc::new) };
         let api = crate::api::router(Arc::clone(&store), runtime.clone(), serving, stop);
-        let app = app(store, runtime, scope).nest("/api", api);
+        let app = app(store, runtime, scope)
+            .nest("/api", api)
+            .fallback_service(crate::editor_files::routes(editor))
+            .layer(middleware::from_fn_with_state(guard, guard::check));
         Self { app, hosted, tasks }
     }
 
@@ -171,6 +202,17 @@ impl Engine {
             hosted.stopped().await;
         }
     }
+}
+
+/// How `weir up` is reached.
+#[derive(Debug)]
+pub struct Local {
+    /// The address it listens on: requests must be for it (or for `localhost` at its port).
+    pub address: SocketAddr,
+    /// The token every API request must carry (`--token-file`), when one was given.
+    pub token: Option<SharedToken>,
+    /// The editor's files, as `scripts/ui.sh` builds them.
+    pub editor: PathBuf,
 }
 
 /// What the HTTP endpoints answer from.

@@ -8,9 +8,17 @@ use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use tokio::{net::TcpListener, task::JoinHandle};
 use tokio_util::sync::{CancellationToken, DropGuard};
-use weir_engine::{hosting, server::Engine};
+use weir_engine::{
+    api::access::SharedToken,
+    guard::REQUEST_HEADER,
+    hosting,
+    server::{Engine, Local},
+};
 use weir_model::{API_VERSION, Kind, redact::KEPT};
 use weir_store::{DynamicObject, Store, embedded::EmbeddedStore};
+
+const JSON: &str = "application/json";
+const YAML: &str = "application/yaml";
 
 /// How long anything the engine does in the background may take in these tests.
 const DEADLINE: Duration = Duration::from_secs(20);
@@ -25,18 +33,30 @@ struct Server {
     stop: CancellationToken,
     // Cancels `stop` however the test ends.
     _guard: DropGuard,
-    _data: tempfile::TempDir,
+    data: tempfile::TempDir,
 }
 
 impl Server {
     async fn start() -> Result<Self> {
+        Self::with_token(None).await
+    }
+
+    /// The engine as `weir up --token-file` runs it, when `token` is given.
+    async fn with_token(token: Option<&str>) -> Result<Self> {
         let data = tempfile::tempdir()?;
         let store: Arc<dyn Store> = Arc::new(EmbeddedStore::open(data.path())?);
         let stop = CancellationToken::new();
         let grpc = hosting::grpc_listener("127.0.0.1:0".parse()?, None).await?;
-        let engine = Engine::start(Arc::clone(&store), vec![weir_common::module()], grpc, &stop);
         let listener = TcpListener::bind("127.0.0.1:0").await?;
-        let api = format!("http://{}/api", listener.local_addr()?);
+        let address = listener.local_addr()?;
+        let local = Local {
+            address,
+            token: token.map(SharedToken::new).transpose().map_err(anyhow::Error::msg)?,
+            editor: data.path().join("editor"),
+        };
+        let engine =
+            Engine::start(Arc::clone(&store), vec![weir_common::module()], grpc, local, &stop);
+        let api = format!("http://{address}/api");
         let http = tokio::spawn({
             let (app, stop) = (engine.app.clone(), stop.clone());
             async move {
@@ -44,15 +64,20 @@ impl Server {
                     axum::serve(listener, app).with_graceful_shutdown(stop.cancelled_owned()).await;
             }
         });
+        let mut headers = reqwest::header::HeaderMap::new();
+        headers.insert(REQUEST_HEADER, "1".parse()?);
+        if let Some(token) = token {
+            headers.insert("authorization", format!("Bearer {token}").parse()?);
+        }
         let server = Self {
             api,
-            client: reqwest::Client::new(),
+            client: reqwest::Client::builder().default_headers(headers).build()?,
             store,
             engine: Some(engine),
             http,
             _guard: stop.clone().drop_guard(),
             stop,
-            _data: data,
+            data,
         };
         // The hosted module publishes its catalogue once it runs.
         weir_testenv::eventually("the common module's catalogue", DEADLINE, || async {
@@ -63,7 +88,8 @@ impl Server {
         Ok(server)
     }
 
-    /// A JSON request; the status and the JSON answer (null when the body is empty).
+    /// A JSON request, as the editor sends it; the status and the JSON answer (null when the
+    /// body is empty).
     async fn call(
         &self,
         method: Method,
@@ -81,11 +107,18 @@ impl Server {
         Ok((status, value))
     }
 
-    /// A request with a raw body; the status and the body as text.
-    async fn raw(&self, method: Method, path: &str, body: &str) -> Result<(StatusCode, String)> {
+    /// A request with a raw body of `content_type`; the status and the body as text.
+    async fn raw(
+        &self,
+        method: Method,
+        path: &str,
+        content_type: &str,
+        body: &str,
+    ) -> Result<(StatusCode, String)> {
         let response = self
             .client
             .request(method, format!("{}{path}", self.api))
+            .header("content-type", content_type)
             .body(body.to_owned())
             .send()
             .await?;
@@ -252,7 +285,7 @@ async fn a_saved_flow_reads_back_lists_and_saves_again_without_needless_writes()
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_documents_are_refused_naming_resource_and_field_and_nothing_is_saved() -> Result<()> {
     let server = Server::start().await?;
-    let (status, text) = server.raw(Method::PUT, "/flows/hello", "{\"flow\": ").await?;
+    let (status, text) = server.raw(Method::PUT, "/flows/hello", JSON, "{\"flow\": ").await?;
     ensure!(
         status == StatusCode::BAD_REQUEST && text.contains("the body is not JSON"),
         "{status} {text}"
@@ -457,7 +490,7 @@ async fn import_then_export_round_trips_and_a_broken_file_applies_nothing() -> R
 
     let broken =
         file.replace("component: debug", "component: Debug").replace("kind: Flow\n", "kind: Flw\n");
-    let (status, text) = server.raw(Method::POST, "/import", &broken).await?;
+    let (status, text) = server.raw(Method::POST, "/import", YAML, &broken).await?;
     ensure!(status == StatusCode::UNPROCESSABLE_ENTITY, "{status} {text}");
     let answer: Value = serde_json::from_str(&text)?;
     let all = answer["errors"].as_array().context("errors")?;
@@ -470,7 +503,7 @@ async fn import_then_export_round_trips_and_a_broken_file_applies_nothing() -> R
         "{answer}"
     );
     let (status, text) =
-        server.raw(Method::POST, "/import", "kind: Flow\n---\nmetadata: {name: [\n").await?;
+        server.raw(Method::POST, "/import", YAML, "kind: Flow\n---\nmetadata: {name: [\n").await?;
     ensure!(
         status == StatusCode::UNPROCESSABLE_ENTITY && text.contains("\"document\":2"),
         "{status} {text}"
@@ -478,7 +511,7 @@ async fn import_then_export_round_trips_and_a_broken_file_applies_nothing() -> R
     let listed = server.ok(Method::GET, "/flows", None, StatusCode::OK).await?;
     ensure!(listed == json!([]), "a broken import applied something: {listed}");
 
-    let (status, text) = server.raw(Method::POST, "/import", &file).await?;
+    let (status, text) = server.raw(Method::POST, "/import", YAML, &file).await?;
     ensure!(
         status == StatusCode::OK
             && serde_json::from_str::<Value>(&text)? == json!({ "flows": ["hello"] }),
@@ -573,7 +606,7 @@ async fn secret_settings_never_reach_the_editor_and_the_placeholder_keeps_them()
         .text()
         .await?;
     ensure!(!export.contains("hunter2") && export.contains(KEPT), "{export}");
-    let (status, text) = server.raw(Method::POST, "/import", &export).await?;
+    let (status, text) = server.raw(Method::POST, "/import", YAML, &export).await?;
     ensure!(status == StatusCode::OK, "{status} {text}");
     ensure!(stored_settings(&server).await?["password"] == "hunter2", "import lost the secret");
 
@@ -871,5 +904,271 @@ async fn an_open_engine_has_no_sessions() -> Result<()> {
     );
     // Without a token the flows are still there: access is open.
     server.ok(Method::GET, "/flows", None, StatusCode::OK).await?;
+    server.stop().await
+}
+
+/// A flow as a file to import, for the requests below.
+const PLANTED: &str =
+    "apiVersion: weir.dev/v1alpha1\nkind: Flow\nmetadata: {name: planted}\nspec: {}\n";
+
+/// A request as a browser would send it for a page, without the test client's own headers;
+/// the status and the error's message, or the body as text.
+async fn as_browser(
+    method: Method,
+    url: &str,
+    headers: &[(&str, &str)],
+    body: Option<&str>,
+) -> Result<(StatusCode, String)> {
+    let mut request = reqwest::Client::new().request(method, url);
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    if let Some(body) = body {
+        request = request.body(body.to_owned());
+    }
+    let response = request.send().await?;
+    let status = response.status();
+    let text = response.text().await?;
+    let message = serde_json::from_str::<Value>(&text)
+        .ok()
+        .and_then(|answer| answer["error"]["message"].as_str().map(str::to_owned));
+    Ok((status, message.unwrap_or(text)))
+}
+
+/// What a page of another site can make a browser send to `weir up`: each is refused with a
+/// message saying why, and nothing is applied; the editor's own requests pass.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pages_of_other_sites_cannot_drive_weir_up() -> Result<()> {
+    let server = Server::start().await?;
+    let address = server.api.trim_start_matches("http://").trim_end_matches("/api").to_owned();
+    let port = address.rsplit(':').next().context("port")?.to_owned();
+    std::fs::create_dir_all(server.data.path().join("editor"))?;
+    std::fs::write(server.data.path().join("editor/index.html"), "<title>Weir</title>")?;
+    let url = |path: &str| format!("http://{address}{path}");
+    let import = url("/api/import");
+    let evil_host = format!("evil.example:{port}");
+    let own_origin = format!("http://{address}");
+    // What the case is, the request (method, URL, headers), and the status and message due.
+    type Case<'a> = (&'a str, Method, &'a str, Vec<(&'a str, &'a str)>, StatusCode, &'a str);
+    let refused: [Case<'_>; 9] = [
+        (
+            "a form's text/plain import from another origin",
+            Method::POST,
+            &import,
+            vec![("content-type", "text/plain"), ("origin", "http://evil.example")],
+            StatusCode::FORBIDDEN,
+            "Origin \"http://evil.example\" is not this weir up's own",
+        ),
+        (
+            "a text/plain import without an Origin",
+            Method::POST,
+            &import,
+            vec![("content-type", "text/plain")],
+            StatusCode::FORBIDDEN,
+            "a POST needs the header X-Weir-Request",
+        ),
+        (
+            "a text/plain import with the header",
+            Method::POST,
+            &import,
+            vec![("content-type", "text/plain"), ("x-weir-request", "1")],
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "must say it is JSON or YAML (Content-Type application/json or application/yaml), not \"text/plain\"",
+        ),
+        (
+            "a YAML import without the header",
+            Method::POST,
+            &import,
+            vec![("content-type", "application/yaml"), ("origin", own_origin.as_str())],
+            StatusCode::FORBIDDEN,
+            "X-Weir-Request",
+        ),
+        (
+            "an import from a page of another site",
+            Method::POST,
+            &import,
+            vec![
+                ("content-type", "application/yaml"),
+                ("x-weir-request", "1"),
+                ("sec-fetch-site", "cross-site"),
+            ],
+            StatusCode::FORBIDDEN,
+            "Sec-Fetch-Site: cross-site",
+        ),
+        (
+            "an import from a sandboxed page",
+            Method::POST,
+            &import,
+            vec![("content-type", "application/yaml"), ("x-weir-request", "1"), ("origin", "null")],
+            StatusCode::FORBIDDEN,
+            "Origin \"null\"",
+        ),
+        (
+            "an import through a rebound name",
+            Method::POST,
+            &import,
+            vec![
+                ("content-type", "application/yaml"),
+                ("x-weir-request", "1"),
+                ("host", evil_host.as_str()),
+            ],
+            StatusCode::MISDIRECTED_REQUEST,
+            "is not this weir up: it answers only requests for localhost",
+        ),
+        (
+            "a read through a rebound name",
+            Method::GET,
+            &url("/api/flows"),
+            vec![("host", evil_host.as_str())],
+            StatusCode::MISDIRECTED_REQUEST,
+            &format!("Host \"{evil_host}\" is not this weir up"),
+        ),
+        (
+            "a read by a page of another site",
+            Method::GET,
+            &url("/api/flows"),
+            vec![("sec-fetch-site", "cross-site"), ("sec-fetch-mode", "cors")],
+            StatusCode::FORBIDDEN,
+            "a page of another site may not use weir",
+        ),
+    ];
+    for (case, method, url, headers, expected, says) in refused {
+        let body = (method == Method::POST).then_some(PLANTED);
+        let (status, text) = as_browser(method, url, &headers, body).await?;
+        ensure!(status == expected && text.contains(says), "{case}: {status} {text}");
+    }
+    for path in ["/", "/metrics", "/healthz"] {
+        let (status, text) =
+            as_browser(Method::GET, &url(path), &[("host", evil_host.as_str())], None).await?;
+        ensure!(
+            status == StatusCode::MISDIRECTED_REQUEST,
+            "{path} for {evil_host}: {status} {text}"
+        );
+    }
+    ensure!(
+        matches!(
+            server.store.get(Kind::Flow, "default", "planted").await,
+            Err(weir_store::StoreError::NotFound(_))
+        ),
+        "a refused import applied its flow"
+    );
+    let flows = server.ok(Method::GET, "/flows", None, StatusCode::OK).await?;
+    ensure!(flows == json!([]), "{flows}");
+
+    // The editor's own requests: its origin, `same-origin`, the header and YAML.
+    let editor = [
+        ("content-type", "application/yaml"),
+        ("x-weir-request", "1"),
+        ("origin", own_origin.as_str()),
+        ("sec-fetch-site", "same-origin"),
+    ];
+    let (status, text) = as_browser(Method::POST, &import, &editor, Some(PLANTED)).await?;
+    ensure!(status == StatusCode::OK && text.contains("planted"), "{status} {text}");
+    server.stored(Kind::Flow, "planted").await?;
+    // `localhost` at the port is this weir up too, and a link from another site opens the
+    // editor (a navigation reads nothing for the page that made it).
+    let localhost = format!("localhost:{port}");
+    let (status, text) =
+        as_browser(Method::GET, &url("/api/flows"), &[("host", &localhost)], None).await?;
+    ensure!(status == StatusCode::OK && text.contains("planted"), "{status} {text}");
+    let link = [("sec-fetch-site", "cross-site"), ("sec-fetch-mode", "navigate")];
+    let (status, text) = as_browser(Method::GET, &url("/"), &link, None).await?;
+    ensure!(status == StatusCode::OK && text.contains("Weir"), "{status} {text}");
+    server.stop().await
+}
+
+/// A body over the API's limit is refused, naming the limit, and nothing is saved.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_body_over_the_limit_is_refused_naming_it() -> Result<()> {
+    let server = Server::start().await?;
+    let big = format!("{{\"flow\": {{\"metadata\": {{\"name\": \"{}\"}}}}}}", "x".repeat(9 << 20));
+    let response = server
+        .client
+        .put(format!("{}/flows/big", server.api))
+        .header("content-type", JSON)
+        .body(big)
+        .send()
+        .await?;
+    // The rest of the body is left unread, so the connection must not carry another request.
+    let closes = response.headers().get("connection").is_some_and(|value| value == "close");
+    let status = response.status();
+    let text = response.text().await?;
+    ensure!(
+        status == StatusCode::PAYLOAD_TOO_LARGE
+            && text.contains("the body is larger than 8 MiB, the most the API reads")
+            && closes,
+        "{status} {text} (connection: close {closes})"
+    );
+    ensure!(
+        server.ok(Method::GET, "/flows", None, StatusCode::OK).await? == json!([]),
+        "an oversized flow was saved"
+    );
+    server.stop().await
+}
+
+/// `weir up --token-file`: every API request must carry the token, in the header or the
+/// session cookie signing in sets; any other is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_a_token_file_only_its_token_opens_the_api() -> Result<()> {
+    const TOKEN: &str = "9f86d081884c7d659a2feaa0c55ad015";
+    let server = Server::with_token(Some(TOKEN)).await?;
+    let flows = format!("{}/flows", server.api);
+    let header = "x-weir-request";
+    // What the case is, its headers, and what the refusal says.
+    type Case<'a> = (&'a str, Vec<(&'a str, String)>, &'a str);
+    let cases: [Case<'_>; 4] = [
+        ("no token", vec![], "sign in: send the token of weir up's --token-file"),
+        (
+            "a wrong token",
+            vec![("authorization", format!("Bearer {}", TOKEN.replace('9', "8")))],
+            "this is not the token of weir up's --token-file",
+        ),
+        (
+            "a token one character short",
+            vec![("authorization", format!("Bearer {}", &TOKEN[1..]))],
+            "this is not the token",
+        ),
+        (
+            "a wrong cookie",
+            vec![("cookie", "weir_session=nope".to_owned())],
+            "this is not the token",
+        ),
+    ];
+    for (case, headers, says) in cases {
+        let headers: Vec<(&str, &str)> = headers.iter().map(|(n, v)| (*n, v.as_str())).collect();
+        for (method, body) in [(Method::GET, None), (Method::POST, Some(PLANTED))] {
+            let mut headers = headers.clone();
+            headers.extend([(header, "1"), ("content-type", "application/yaml")]);
+            let url = if body.is_some() { format!("{}/import", server.api) } else { flows.clone() };
+            let (status, text) = as_browser(method.clone(), &url, &headers, body).await?;
+            ensure!(
+                status == StatusCode::UNAUTHORIZED && text.contains(says),
+                "{case}, {method}: {status} {text}"
+            );
+        }
+    }
+    ensure!(
+        server.store.get(Kind::Flow, "default", "planted").await.is_err(),
+        "an import without the token applied its flow"
+    );
+    // With the token (the test client sends it), and signed in with it.
+    server.ok(Method::GET, "/flows", None, StatusCode::OK).await?;
+    let signing = [(header, "1"), ("content-type", "application/json")];
+    let body = json!({ "token": TOKEN }).to_string();
+    let (status, text) =
+        as_browser(Method::POST, &format!("{}/session", server.api), &signing, Some(&body)).await?;
+    ensure!(status == StatusCode::OK && text.contains("--token-file"), "{status} {text}");
+    let wrong = json!({ "token": "0123456789abcdef0123" }).to_string();
+    let (status, text) =
+        as_browser(Method::POST, &format!("{}/session", server.api), &signing, Some(&wrong))
+            .await?;
+    ensure!(status == StatusCode::UNAUTHORIZED, "{status} {text}");
+    let cookie = format!("weir_session={TOKEN}");
+    let (status, text) = as_browser(Method::GET, &flows, &[("cookie", &cookie)], None).await?;
+    ensure!(status == StatusCode::OK, "{status} {text}");
+    let (status, text) =
+        as_browser(Method::GET, &format!("{}/session", server.api), &[("cookie", &cookie)], None)
+            .await?;
+    ensure!(status == StatusCode::OK && text.contains("\"user\""), "{status} {text}");
     server.stop().await
 }

@@ -722,7 +722,9 @@ async fn editor_acts_as_each_user(
         users.push(plane.service_account(namespace, user).await?.1);
     }
     let [alice, bob, carol] = [&users[0], &users[1], &users[2]];
-    let http = reqwest::Client::new();
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert(weir_engine::guard::REQUEST_HEADER, "1".parse()?);
+    let http = reqwest::Client::builder().default_headers(headers).build()?;
     let url = |path: &str| format!("http://{address}/api{path}");
     let call = |method: reqwest::Method, path: &str, token: Option<&str>, body: Option<Value>| {
         let mut request = http.request(method, url(path));
@@ -745,6 +747,42 @@ async fn editor_acts_as_each_user(
     ensure!(status == 401 && text.contains("sign in"), "{status} {text}");
     let (status, text) = call(Method::GET, "/flows", Some("not-a-token"), None).await?;
     ensure!(status == 401 && text.contains("unauthenticated"), "{status} {text}");
+    // The module catalogues (with the modules' endpoints) are read with the engine's identity,
+    // so only for a caller the cluster accepts; and no body is read for one it does not.
+    let (status, text) = call(Method::GET, "/modules", Some("not-a-token"), None).await?;
+    ensure!(status == 401 && text.contains("does not accept this token"), "{status} {text}");
+    let (status, text) = call(Method::GET, "/modules", None, None).await?;
+    ensure!(status == 401 && text.contains("sign in"), "{status} {text}");
+    let broken = http
+        .post(url("/send"))
+        .bearer_auth("not-a-token")
+        .header("content-type", "application/json")
+        .body("{oops")
+        .send()
+        .await?;
+    ensure!(broken.status().as_u16() == 401, "{:?}", broken.text().await);
+    let oversized = http
+        .post(url("/send"))
+        .bearer_auth(bob)
+        .header("content-type", "application/json")
+        .body(format!("{{\"node\": \"{}\"}}", "x".repeat(9 << 20)))
+        .send()
+        .await?;
+    let status = oversized.status().as_u16();
+    let text = oversized.text().await?;
+    ensure!(status == 413 && text.contains("larger than 8 MiB"), "{status} {text}");
+    // A change without the editor's header, as a page of another site would send it.
+    let (status, text) = {
+        let response = reqwest::Client::new()
+            .put(url("/flows/census/layout"))
+            .bearer_auth(alice)
+            .header("content-type", "text/plain")
+            .body("{}")
+            .send()
+            .await?;
+        (response.status().as_u16(), response.text().await?)
+    };
+    ensure!(status == 403 && text.contains("X-Weir-Request"), "{status} {text}");
 
     // carol has no role: refused, naming who and what.
     let (status, text) = call(Method::GET, "/flows", Some(carol), None).await?;

@@ -336,9 +336,40 @@ fn up_serves_health_and_follows_the_store() -> Result<()> {
     ensure!(health.starts_with("HTTP/1.1 200") && health.ends_with("ok"), "{health}");
     let ready = http_get(&up.address, "/readyz")?;
     ensure!(ready.starts_with("HTTP/1.1 200"), "{ready}");
+    // A page under another name that resolves here (DNS rebinding) reads nothing.
+    let port = up.address.rsplit(':').next().context("port")?;
+    let rebound = http_request(&up.address, &format!("evil.example:{port}"), "/api/flows")?;
+    ensure!(
+        rebound.starts_with("HTTP/1.1 421") && rebound.contains("is not this weir up"),
+        "{rebound}"
+    );
     weir.ok(&["apply", "-f", HELLO])?;
     up.wait_for_log("FlowNode default/tick applied")?;
     up.stop()
+}
+
+/// `weir up` on an address other machines reach needs a token, and a token file must hold one.
+#[test]
+fn up_refuses_to_listen_beyond_loopback_without_a_token() -> Result<()> {
+    let weir = Weir::new();
+    let stderr = weir.fails(&["up", "--listen", "0.0.0.0:0"])?;
+    ensure!(
+        stderr.contains("--listen 0.0.0.0:0: weir up on an address other machines reach")
+            && stderr.contains("give --token-file FILE"),
+        "{stderr}"
+    );
+    let short = weir.data.path().join("short-token");
+    fs::write(&short, "abc\n")?;
+    let missing = weir.data.path().join("no-such-token");
+    for (file, says) in [
+        (&short, "a token is at least 16 characters"),
+        (&missing, "cannot read it: No such file or directory"),
+    ] {
+        let file = file.to_str().context("path")?;
+        let stderr = weir.fails(&["up", "--listen", "0.0.0.0:0", "--token-file", file])?;
+        ensure!(stderr.contains(&format!("--token-file {file}: {says}")), "{stderr}");
+    }
+    Ok(())
 }
 
 /// `weir up` runs the built-in modules: the hello flow ticks into its debug node at once,
@@ -474,8 +505,13 @@ impl Drop for Running {
 }
 
 fn http_get(address: &str, path: &str) -> Result<String> {
+    http_request(address, address, path)
+}
+
+/// A GET of `path` from `address` for `host`.
+fn http_request(address: &str, host: &str, path: &str) -> Result<String> {
     let mut stream = TcpStream::connect(address)?;
-    write!(stream, "GET {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n")?;
+    write!(stream, "GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n")?;
     let mut response = String::new();
     stream.read_to_string(&mut response)?;
     Ok(response)

@@ -102,7 +102,7 @@ const engine = await startEngine();
 const browser = await startBrowser();
 try {
   const saved = await fetch(`${engine.url}/api/flows/big`, {
-    method: 'PUT', headers: { 'content-type': 'application/json' }, body: JSON.stringify(await flowOf(NODES)),
+    method: 'PUT', headers: { 'content-type': 'application/json', 'x-weir-request': '1' }, body: JSON.stringify(await flowOf(NODES)),
   });
   if (!saved.ok) throw new Error(`cannot save the big flow: ${await saved.text()}`);
 

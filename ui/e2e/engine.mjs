@@ -13,11 +13,12 @@ const root = resolve(here, '../..');
 const targetDir = process.env.CARGO_TARGET_DIR ?? join(root, 'target');
 export const artifacts = join(here, 'artifacts');
 
-export async function startEngine() {
+// `extra`: more arguments for `weir up`, such as ['--token-file', FILE].
+export async function startEngine(extra = []) {
   const dataDir = await mkdtemp(join(tmpdir(), 'weir-e2e-'));
   const bin = process.env.WEIR_BIN ?? join(targetDir, 'debug', 'weir');
   const child = spawn('setpriv', ['--pdeathsig', 'KILL', '--', bin, 'up', '--data-dir', dataDir,
-    '--listen', '127.0.0.1:0', '--ui-dir', join(root, 'ui', 'dist')], {
+    '--listen', '127.0.0.1:0', '--ui-dir', join(root, 'ui', 'dist'), ...extra], {
     stdio: ['ignore', 'pipe', 'pipe'],
     env: { ...process.env, RUST_LOG: 'info', NO_COLOR: '1' },
   });

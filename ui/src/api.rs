@@ -153,6 +153,27 @@ fn json(builder: RequestBuilder, body: &impl Serialize) -> Result<Request, gloo_
     builder.json(body)
 }
 
+/// The header the engine wants on every request that changes something (docs/api.md): a page
+/// of another site cannot send it, so such a page cannot drive the engine through the browser.
+/// Sent on every request, so no route is ever without it.
+const REQUEST_HEADER: &str = "x-weir-request";
+
+fn http_get(url: &str) -> RequestBuilder {
+    Request::get(url).header(REQUEST_HEADER, "1")
+}
+
+fn http_put(url: &str) -> RequestBuilder {
+    Request::put(url).header(REQUEST_HEADER, "1")
+}
+
+fn http_post(url: &str) -> RequestBuilder {
+    Request::post(url).header(REQUEST_HEADER, "1")
+}
+
+fn http_delete(url: &str) -> RequestBuilder {
+    Request::delete(url).header(REQUEST_HEADER, "1")
+}
+
 /// Where the editor keeps the namespace it works in, across reloads.
 const NAMESPACE_KEY: &str = "weir.namespace";
 
@@ -195,18 +216,18 @@ fn with_namespace(path: &str, namespace: &str) -> String {
 
 /// The module catalogues.
 pub async fn modules() -> Result<Vec<Module>, ApiError> {
-    call(Request::get(&in_namespace("/api/modules")).build(), "list modules").await
+    call(http_get(&in_namespace("/api/modules")).build(), "list modules").await
 }
 
 /// The flows.
 pub async fn flows() -> Result<Vec<FlowSummary>, ApiError> {
-    call(Request::get(&in_namespace("/api/flows")).build(), "list flows").await
+    call(http_get(&in_namespace("/api/flows")).build(), "list flows").await
 }
 
 /// A flow with its nodes.
 pub async fn flow(name: &str) -> Result<Document, ApiError> {
     call(
-        Request::get(&in_namespace(&format!("/api/flows/{name}"))).build(),
+        http_get(&in_namespace(&format!("/api/flows/{name}"))).build(),
         &format!("open flow {name}"),
     )
     .await
@@ -216,7 +237,7 @@ pub async fn flow(name: &str) -> Result<Document, ApiError> {
 pub async fn save(document: &Document) -> Result<Document, ApiError> {
     let name = document.name();
     call(
-        json(Request::put(&in_namespace(&format!("/api/flows/{name}"))), document),
+        json(http_put(&in_namespace(&format!("/api/flows/{name}"))), document),
         &format!("save flow {name}"),
     )
     .await
@@ -225,7 +246,7 @@ pub async fn save(document: &Document) -> Result<Document, ApiError> {
 /// Deletes a flow and its nodes.
 pub async fn delete(name: &str) -> Result<(), ApiError> {
     send(
-        Request::delete(&in_namespace(&format!("/api/flows/{name}"))).build(),
+        http_delete(&in_namespace(&format!("/api/flows/{name}"))).build(),
         &format!("delete flow {name}"),
     )
     .await
@@ -236,7 +257,7 @@ pub async fn delete(name: &str) -> Result<(), ApiError> {
 pub async fn rename(name: &str, to: &str) -> Result<Document, ApiError> {
     let body = serde_json::json!({ "name": to });
     call(
-        json(Request::post(&in_namespace(&format!("/api/flows/{name}/rename"))), &body),
+        json(http_post(&in_namespace(&format!("/api/flows/{name}/rename"))), &body),
         &format!("rename flow {name}"),
     )
     .await
@@ -245,7 +266,7 @@ pub async fn rename(name: &str, to: &str) -> Result<Document, ApiError> {
 /// The flow's manifests, as `kubectl apply` takes them.
 pub async fn export(name: &str) -> Result<String, ApiError> {
     let response = send(
-        Request::get(&in_namespace(&format!("/api/flows/{name}/export"))).build(),
+        http_get(&in_namespace(&format!("/api/flows/{name}/export"))).build(),
         &format!("export flow {name}"),
     )
     .await?;
@@ -262,7 +283,7 @@ struct Imported {
 
 /// Applies manifests (YAML); answers the flows they hold.
 pub async fn import(yaml: String) -> Result<Vec<String>, ApiError> {
-    let request = Request::post(&in_namespace("/api/import"))
+    let request = http_post(&in_namespace("/api/import"))
         .header("content-type", "application/yaml")
         .body(yaml);
     let imported: Imported = call(request, "import").await?;
@@ -278,18 +299,16 @@ struct Answer {
 /// Sends `message` to a node's input port; answers what the run returned.
 pub async fn send_message(node: &str, port: &str, message: Value) -> Result<Value, ApiError> {
     let body = serde_json::json!({ "node": node, "port": port, "message": message });
-    let answer: Answer = call(
-        json(Request::post(&in_namespace("/api/send")), &body),
-        &format!("send to {node}:{port}"),
-    )
-    .await?;
+    let answer: Answer =
+        call(json(http_post(&in_namespace("/api/send")), &body), &format!("send to {node}:{port}"))
+            .await?;
     Ok(answer.answer)
 }
 
 /// The last messages seen on each node of a flow.
 pub async fn messages(flow: &str) -> Result<Vec<Seen>, ApiError> {
     let url = in_namespace(&format!("/api/flows/{flow}/messages?limit=50"));
-    call(Request::get(&url).build(), &format!("messages of flow {flow}")).await
+    call(http_get(&url).build(), &format!("messages of flow {flow}")).await
 }
 
 /// A solution of the gallery.
@@ -330,7 +349,7 @@ pub struct SolutionSetting {
 
 /// The solutions the engine offers.
 pub async fn solutions() -> Result<Vec<SolutionSummary>, ApiError> {
-    call(Request::get(&in_namespace("/api/solutions")).build(), "list solutions").await
+    call(http_get(&in_namespace("/api/solutions")).build(), "list solutions").await
 }
 
 /// Installs a solution with settings given as text (as `--set` takes them); answers its flows.
@@ -339,8 +358,7 @@ pub async fn install(
     settings: &std::collections::BTreeMap<String, String>,
 ) -> Result<Vec<String>, ApiError> {
     let body = serde_json::json!({ "settings": settings });
-    let request =
-        json(Request::post(&in_namespace(&format!("/api/solutions/{name}/install"))), &body);
+    let request = json(http_post(&in_namespace(&format!("/api/solutions/{name}/install"))), &body);
     let installed: Imported = call(request, &format!("install {name}")).await?;
     Ok(installed.flows)
 }
@@ -379,7 +397,7 @@ impl From<Who> for Session {
 
 /// Who the editor works as, and the engine's own namespace, asking the engine.
 pub async fn session() -> Result<(Session, String), ApiError> {
-    let request = Request::get("/api/session").build();
+    let request = http_get("/api/session").build();
     let response = request
         .map_err(|err| ApiError::from(format!("ask who is signed in: {err}")))?
         .send()
@@ -406,14 +424,14 @@ pub async fn session() -> Result<(Session, String), ApiError> {
 /// Signs in with a Kubernetes bearer token; the engine keeps it in a cookie the page cannot read.
 pub async fn sign_in(token: &str) -> Result<(Session, String), ApiError> {
     let body = serde_json::json!({ "token": token });
-    let who: Who = call(json(Request::post("/api/session"), &body), "sign in").await?;
+    let who: Who = call(json(http_post("/api/session"), &body), "sign in").await?;
     let home = who.namespace.clone();
     Ok((who.into(), home))
 }
 
 /// Signs out: the engine drops the session cookie.
 pub async fn sign_out() -> Result<(), ApiError> {
-    send(Request::delete("/api/session").build(), "sign out").await.map(drop)
+    send(http_delete("/api/session").build(), "sign out").await.map(drop)
 }
 
 #[cfg(test)]

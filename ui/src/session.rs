@@ -1,8 +1,9 @@
 //! Signing in. An engine in a cluster acts for each user with their own Kubernetes token, so
-//! before the editor starts it asks who it works as: on `weir up` nobody needs to sign in; in a
-//! cluster a signed-out editor shows a form for a token (such as `kubectl create token NAME`
-//! prints), which the engine checks with the cluster and keeps in a cookie the page cannot
-//! read. The token field is a password field and is cleared once sent.
+//! before the editor starts it asks who it works as: on `weir up` nobody needs to sign in
+//! (unless it was started with `--token-file`); in a cluster a signed-out editor shows a form
+//! for a token (such as `kubectl create token NAME` prints), which the engine checks with the
+//! cluster (or against its token file) and keeps in a cookie the page cannot read. The token
+//! field is a password field and is cleared once sent.
 
 use leptos::{ev, prelude::*, task::spawn_local};
 
@@ -48,7 +49,7 @@ fn SignIn(session: RwSignal<Option<Result<(Session, String), String>>>) -> impl 
         event.prevent_default();
         let text = token.get_untracked().trim().to_owned();
         if text.is_empty() {
-            failure.set(Some("paste a Kubernetes token first".to_owned()));
+            failure.set(Some("paste a token first".to_owned()));
             return;
         }
         busy.set(true);
@@ -69,7 +70,8 @@ fn SignIn(session: RwSignal<Option<Result<(Session, String), String>>>) -> impl 
             <p>
                 "This engine acts with your own Kubernetes identity, so your RBAC decides which \
                  flows you may see and change. Sign in with a bearer token, such as "
-                <code>"kubectl create token NAME"</code>" prints."
+                <code>"kubectl create token NAME"</code>" prints (for "
+                <code>"weir up --token-file FILE"</code>", the token in that file)."
             </p>
             <label>
                 "Token"

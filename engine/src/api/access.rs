@@ -1,12 +1,17 @@
 //! Who calls the API, and whose rights it acts with.
 //!
-//! On `weir up` the API is open to whoever reaches its address (loopback by default), as the
-//! embedded store has no users. In a cluster (`weir engine`) every request must carry the
-//! caller's Kubernetes bearer token, in the `Authorization` header or in the session cookie
-//! that `POST /api/session` sets, and the API reads and writes flows with that token: the
-//! apiserver authenticates the caller and its RBAC decides what they may see and change, and
-//! its audit log names them. The engine's own ServiceAccount lends a caller nothing; only the
-//! module catalogues (the palette, which every editor needs) are read with it.
+//! On `weir up` the API is open to whoever reaches its address (loopback by default, and only
+//! requests for that address, see `crate::guard`), as the embedded store has no users; with
+//! `--token-file` every request must carry that token. In a cluster (`weir engine`) every
+//! request must carry the caller's Kubernetes bearer token, in the `Authorization` header or in
+//! the session cookie that `POST /api/session` sets, and the API reads and writes flows with
+//! that token: the apiserver authenticates the caller and its RBAC decides what they may see
+//! and change, and its audit log names them. The engine's own ServiceAccount lends a caller
+//! nothing; only the module catalogues (the palette, which every editor needs) are read with
+//! it, once the cluster accepted the caller's token.
+//!
+//! [`authenticate`] runs before every route but signing in and out, so no body is read and
+//! nothing is read with the engine's identity for a caller the API does not know.
 
 use std::{
     collections::HashMap,
@@ -15,9 +20,12 @@ use std::{
 };
 
 use axum::{
-    extract::FromRequestParts,
+    extract::{FromRequestParts, Request, State},
     http::{HeaderMap, header, request::Parts},
+    middleware::Next,
+    response::{IntoResponse, Response},
 };
+use serde_json::{Value, json};
 use sha2::{Digest as _, Sha256};
 use weir_model::Kind;
 use weir_store::{Store, StoreError, kubernetes::KubeStore};
@@ -30,14 +38,23 @@ pub const SESSION_COOKIE: &str = "weir_session";
 /// How long a caller's client is kept for their next request.
 const CLIENT_IDLE: Duration = Duration::from_secs(300);
 
+/// How long the cluster's acceptance of a token is trusted before it is asked again, so that a
+/// token revoked or expired is refused soon, without a review per request.
+const ACCEPTED_FOR: Duration = Duration::from_secs(60);
+
 /// How many callers' clients are kept at most.
 const MAX_CLIENTS: usize = 256;
+
+/// The fewest characters a `--token-file` token may have.
+const MIN_TOKEN_CHARS: usize = 16;
 
 /// How the API decides who may do what.
 #[derive(Clone)]
 pub enum Access {
     /// Everyone who reaches the API may do everything, through the engine's store.
     Open,
+    /// Whoever sends this token may do everything, through the engine's store.
+    Token(Arc<SharedToken>),
     /// Each caller acts with their own Kubernetes bearer token.
     Tokens(Arc<Clients>),
 }
@@ -46,6 +63,7 @@ impl std::fmt::Debug for Access {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self {
             Self::Open => "Open",
+            Self::Token(_) => "Token",
             Self::Tokens(_) => "Tokens",
         })
     }
@@ -55,20 +73,66 @@ impl Access {
     /// Callers' tokens are used against the cluster `base` describes (its address and CA;
     /// its own credentials are never used for a caller).
     pub fn tokens(base: kube::Config) -> Self {
-        Self::Tokens(Clients::new(base))
+        Self::Tokens(Arc::new(Clients { base, kept: Mutex::default() }))
     }
 }
 
-/// A client per caller, kept for a while so that a busy editor does not open a connection per
-/// request: at most [`MAX_CLIENTS`], each dropped after [`CLIENT_IDLE`] unused. Keyed by a hash
-/// of the token, so the token itself lives only in its caller's client.
-pub struct Clients {
-    base: kube::Config,
-    kept: Mutex<Kept>,
+/// The one token `weir up --token-file` takes. Only its digest is kept, and a token is
+/// compared by digest in constant time, so neither its length nor its first differing byte
+/// shows in how long a refusal takes.
+pub struct SharedToken {
+    digest: [u8; 32],
 }
 
-/// Callers' stores by the hash of their token, with when each was last used.
-type Kept = HashMap<[u8; 32], (Instant, Arc<KubeStore>)>;
+impl std::fmt::Debug for SharedToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SharedToken(<redacted>)")
+    }
+}
+
+impl SharedToken {
+    /// The token `text` holds (surrounding whitespace aside), if it is one: at least
+    /// [`MIN_TOKEN_CHARS`] characters that a header and a cookie carry as they are.
+    pub fn new(text: &str) -> Result<Self, String> {
+        let token = text.trim();
+        let fits = |b: u8| b.is_ascii_alphanumeric() || b"-._~+/=".contains(&b);
+        if token.len() < MIN_TOKEN_CHARS || !token.bytes().all(fits) {
+            return Err(format!(
+                "a token is at least {MIN_TOKEN_CHARS} characters of letters, digits and \
+                 - . _ ~ + / =, such as `openssl rand -hex 32` prints"
+            ));
+        }
+        Ok(Self { digest: Sha256::digest(token.as_bytes()).into() })
+    }
+
+    /// Whether `given` is the token.
+    pub fn accepts(&self, given: &str) -> bool {
+        let given: [u8; 32] = Sha256::digest(given.as_bytes()).into();
+        given.iter().zip(self.digest).fold(0, |differ, (a, b)| differ | (a ^ b)) == 0
+    }
+}
+
+/// Who the holder of the `--token-file` token is, as `GET /api/session` tells.
+const TOKEN_HOLDER: &str = "holder of the --token-file token";
+
+/// A client per caller whose token the cluster accepted, kept for a while so that a busy
+/// editor does not open a connection (nor ask the cluster again) per request: at most
+/// [`MAX_CLIENTS`], each dropped after [`CLIENT_IDLE`] unused. Keyed by a hash of the token, so
+/// the token itself lives only in its caller's client.
+pub struct Clients {
+    base: kube::Config,
+    kept: Mutex<HashMap<[u8; 32], Kept>>,
+}
+
+/// A caller's client, with who the cluster says they are.
+struct Kept {
+    /// When the caller last sent a request.
+    used: Instant,
+    /// When the cluster last accepted the token.
+    accepted: Instant,
+    store: Arc<KubeStore>,
+    who: Value,
+}
 
 impl std::fmt::Debug for Clients {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -77,39 +141,94 @@ impl std::fmt::Debug for Clients {
 }
 
 impl Clients {
-    /// Clients for callers of the cluster `base` describes (its address and CA; its own
-    /// credentials are never used for a caller).
-    pub fn new(base: kube::Config) -> Arc<Self> {
-        Arc::new(Self { base, kept: Mutex::default() })
+    /// The store that acts as whoever `token` belongs to, and who that is, once the cluster
+    /// accepted the token (asked again after [`ACCEPTED_FOR`]); 401 when it does not.
+    pub(super) async fn accepted(&self, token: &str) -> Result<(Arc<KubeStore>, Value), ApiError> {
+        let key: [u8; 32] = Sha256::digest(token.as_bytes()).into();
+        let known = {
+            let mut kept = self.kept.lock().unwrap_or_else(PoisonError::into_inner);
+            kept.get_mut(&key).map(|kept| {
+                kept.used = Instant::now();
+                (kept.accepted.elapsed() < ACCEPTED_FOR, Arc::clone(&kept.store), kept.who.clone())
+            })
+        };
+        if let Some((true, store, who)) = known {
+            return Ok((store, who));
+        }
+        let store = match known {
+            Some((_, store, _)) => store,
+            None => Arc::new(KubeStore::with_token(&self.base, token)?),
+        };
+        let who = who_is(store.client()).await?;
+        self.keep(key, Arc::clone(&store), who.clone());
+        Ok((store, who))
     }
 
-    /// The store that acts as whoever `token` belongs to.
-    pub fn store_for(&self, token: &str) -> Result<Arc<KubeStore>, StoreError> {
-        let key: [u8; 32] = Sha256::digest(token.as_bytes()).into();
+    /// Keeps a caller's client, making room by dropping idle ones, then the least recently
+    /// used.
+    fn keep(&self, key: [u8; 32], store: Arc<KubeStore>, who: Value) {
         let now = Instant::now();
         let mut kept = self.kept.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some((used, store)) = kept.get_mut(&key) {
-            *used = now;
-            return Ok(Arc::clone(store));
-        }
-        kept.retain(|_, (used, _)| now.duration_since(*used) < CLIENT_IDLE);
+        kept.retain(|_, kept| now.duration_since(kept.used) < CLIENT_IDLE);
         if kept.len() >= MAX_CLIENTS
-            && let Some(oldest) = kept.iter().min_by_key(|(_, (used, _))| *used).map(|(k, _)| *k)
+            && !kept.contains_key(&key)
+            && let Some(oldest) = kept.iter().min_by_key(|(_, kept)| kept.used).map(|(k, _)| *k)
         {
             kept.remove(&oldest);
         }
-        let store = Arc::new(KubeStore::with_token(&self.base, token)?);
-        kept.insert(key, (now, Arc::clone(&store)));
-        Ok(store)
+        kept.insert(key, Kept { used: now, accepted: now, store, who });
     }
 }
 
+/// Asks the apiserver who a client's credentials belong to: `{"user", "groups"}`; 401 when it
+/// does not accept them.
+async fn who_is(client: kube::Client) -> Result<Value, ApiError> {
+    let user = crate::review::user_of(client).await.map_err(|err| match err {
+        kube::Error::Api(status) if status.code == 401 => ApiError::token_refused(),
+        err => ApiError::from(StoreError::Unavailable(Box::new(err))),
+    })?;
+    Ok(json!({ "user": user.username, "groups": user.groups.unwrap_or_default() }))
+}
+
+/// Lets a request through only once its caller is known (see the module's documentation), and
+/// hands the handlers the [`Caller`].
+pub(super) async fn authenticate(
+    State(api): State<Api>,
+    mut request: Request,
+    next: Next,
+) -> Response {
+    match Caller::identify(request.headers(), &api).await {
+        Ok(caller) => {
+            request.extensions_mut().insert(caller);
+            next.run(request).await
+        }
+        Err(refused) => refused.into_response(),
+    }
+}
+
+/// Signs in with `token`: who it belongs to, or 401.
+pub(super) async fn sign_in(access: &Access, token: &str) -> Result<Value, ApiError> {
+    match access {
+        Access::Open => Err(ApiError::bad_request("this engine has no users to sign in as")),
+        Access::Token(own) if own.accepts(token) => Ok(holder()),
+        Access::Token(_) => Err(ApiError::shared_token_refused()),
+        Access::Tokens(clients) => Ok(clients.accepted(token).await?.1),
+    }
+}
+
+fn holder() -> Value {
+    json!({ "user": TOKEN_HOLDER, "groups": [] })
+}
+
 /// The caller of a request: the store that acts for them, and their client in a cluster.
+#[derive(Clone)]
 pub struct Caller {
     /// Reads and writes as the caller.
     pub store: Arc<dyn Store>,
     /// The caller's own client, in a cluster.
     pub client: Option<kube::Client>,
+    /// Who the caller is (`{"user", "groups"}`); none where the API has no users.
+    pub who: Option<Value>,
     /// The caller's bearer token, in a cluster, for the modules the caller sends to.
     pub token: Option<String>,
 }
@@ -123,26 +242,41 @@ impl std::fmt::Debug for Caller {
 impl FromRequestParts<Api> for Caller {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, api: &Api) -> Result<Self, ApiError> {
-        Self::for_headers(&parts.headers, api)
+    async fn from_request_parts(parts: &mut Parts, _: &Api) -> Result<Self, ApiError> {
+        parts
+            .extensions
+            .get::<Self>()
+            .cloned()
+            .ok_or_else(|| ApiError::internal("a route that needs a caller is not authenticated"))
     }
 }
 
 impl Caller {
-    /// The caller whose credentials `headers` carry.
-    pub(super) fn for_headers(headers: &HeaderMap, api: &Api) -> Result<Self, ApiError> {
+    /// The caller whose credentials `headers` carry, once they are accepted.
+    async fn identify(headers: &HeaderMap, api: &Api) -> Result<Self, ApiError> {
         match &api.access {
-            Access::Open => Ok(Self { store: Arc::clone(&api.store), client: None, token: None }),
+            Access::Open => {
+                Ok(Self { store: Arc::clone(&api.store), client: None, who: None, token: None })
+            }
+            Access::Token(own) => {
+                let token = token_of(headers).ok_or_else(ApiError::shared_token_missing)?;
+                if !own.accepts(&token) {
+                    return Err(ApiError::shared_token_refused());
+                }
+                let store = Arc::clone(&api.store);
+                Ok(Self { store, client: None, who: Some(holder()), token: None })
+            }
             Access::Tokens(clients) => {
                 let token = token_of(headers).ok_or_else(ApiError::unauthenticated)?;
-                let caller = clients.store_for(&token)?;
+                let (caller, who) = clients.accepted(&token).await?;
                 let client = caller.client();
                 let store = CallerStore {
                     caller: KubeStore::clone(&caller),
                     engine: Arc::clone(&api.store),
                     home: api.scope.home.clone(),
                 };
-                Ok(Self { store: Arc::new(store), client: Some(client), token: Some(token) })
+                let store = Arc::new(store);
+                Ok(Self { store, client: Some(client), who: Some(who), token: Some(token) })
             }
         }
     }
@@ -217,18 +351,30 @@ mod tests {
     #[tokio::test]
     async fn a_caller_keeps_their_client_and_the_oldest_goes_first() -> Result<(), ApiError> {
         let url = "https://127.0.0.1:6443".parse().unwrap_or_else(|_| unreachable!());
-        let clients = Clients::new(kube::Config::new(url));
-        let first = clients.store_for("token-a")?;
-        assert!(Arc::ptr_eq(&first, &clients.store_for("token-a")?));
-        assert!(!Arc::ptr_eq(&first, &clients.store_for("token-b")?));
+        let clients = Clients { base: kube::Config::new(url), kept: Mutex::default() };
+        let key = |token: &str| -> [u8; 32] { Sha256::digest(token.as_bytes()).into() };
+        let store = || KubeStore::with_token(&clients.base, "t").map(Arc::new);
+        clients.keep(key("token-a"), store()?, Value::Null);
         for n in 0..MAX_CLIENTS {
-            clients.store_for(&format!("token-{n}"))?;
+            clients.keep(key(&format!("token-{n}")), store()?, Value::Null);
         }
         let kept = clients.kept.lock().unwrap_or_else(PoisonError::into_inner);
         assert_eq!(kept.len(), MAX_CLIENTS);
-        let a: [u8; 32] = Sha256::digest(b"token-a").into();
-        assert!(!kept.contains_key(&a), "the least recently used caller made room");
+        assert!(!kept.contains_key(&key("token-a")), "the least recently used caller made room");
+        assert!(kept.contains_key(&key("token-0")));
         Ok(())
+    }
+
+    #[test]
+    fn a_shared_token_is_long_and_plain_and_taken_only_exactly() {
+        let token = SharedToken::new("  0123456789abcdef0123\n").unwrap_or_else(|_| unreachable!());
+        assert!(token.accepts("0123456789abcdef0123"));
+        assert!(!token.accepts("0123456789abcdef012"));
+        assert!(!token.accepts("0123456789abcdef01234"));
+        assert!(!token.accepts(""));
+        assert!(SharedToken::new("short").is_err());
+        assert!(SharedToken::new("0123456789abcdef;0123").is_err());
+        assert!(SharedToken::new("0123456789 abcdef 0123").is_err());
     }
 
     #[test]

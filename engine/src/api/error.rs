@@ -3,7 +3,7 @@
 
 use axum::{
     Json,
-    http::StatusCode,
+    http::{StatusCode, header},
     response::{IntoResponse, Response},
 };
 use serde::Serialize;
@@ -93,6 +93,24 @@ impl ApiError {
         Self::failed(StatusCode::FORBIDDEN, "forbidden", message)
     }
 
+    /// 401: `weir up --token-file` wants its token and the request carries none.
+    pub fn shared_token_missing() -> Self {
+        Self::failed(
+            StatusCode::UNAUTHORIZED,
+            "unauthenticated",
+            "sign in: send the token of weir up's --token-file (Authorization: Bearer TOKEN, or POST /api/session)",
+        )
+    }
+
+    /// 401: the request carries a token that is not the one of `weir up --token-file`.
+    pub fn shared_token_refused() -> Self {
+        Self::failed(
+            StatusCode::UNAUTHORIZED,
+            "unauthenticated",
+            "this is not the token of weir up's --token-file",
+        )
+    }
+
     /// 404: what the request names does not exist.
     pub fn not_found(message: impl Into<String>) -> Self {
         Self::failed(StatusCode::NOT_FOUND, "not_found", message)
@@ -137,8 +155,17 @@ impl IntoResponse for ApiError {
                 if status.is_server_error() {
                     tracing::warn!(status = status.as_u16(), kind, "api: {message}");
                 }
-                (status, Json(json!({ "error": { "kind": kind, "message": message } })))
-                    .into_response()
+                let mut response =
+                    (status, Json(json!({ "error": { "kind": kind, "message": message } })))
+                        .into_response();
+                if status == StatusCode::PAYLOAD_TOO_LARGE {
+                    // The rest of the body stays unread, so the server closes the connection:
+                    // said here, a client does not send its next request on it.
+                    response
+                        .headers_mut()
+                        .insert(header::CONNECTION, header::HeaderValue::from_static("close"));
+                }
+                response
             }
             Self::Invalid(problems) => {
                 (StatusCode::UNPROCESSABLE_ENTITY, Json(json!({ "errors": problems })))

@@ -6,12 +6,12 @@ use std::collections::HashMap;
 use axum::{
     body::Bytes,
     extract::{FromRequest, FromRequestParts, Query, Request},
-    http::request::Parts,
+    http::{StatusCode, request::Parts},
 };
 use serde::de::DeserializeOwned;
 use weir_model::names::NameRule;
 
-use super::{Api, error::ApiError};
+use super::{Api, MAX_BODY_BYTES, error::ApiError};
 
 /// The query parameters of a request.
 #[derive(Debug)]
@@ -82,14 +82,22 @@ impl<S: Send + Sync> FromRequest<S> for Body {
     type Rejection = ApiError;
 
     async fn from_request(request: Request, state: &S) -> Result<Self, ApiError> {
-        let bytes = Bytes::from_request(request, state).await.map_err(|err| ApiError::Failed {
-            status: err.status(),
-            kind: if err.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
-                "too_large"
+        let bytes = Bytes::from_request(request, state).await.map_err(|err| {
+            if err.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                ApiError::Failed {
+                    status: err.status(),
+                    kind: "too_large",
+                    message: format!(
+                        "the body is larger than {} MiB, the most the API reads",
+                        MAX_BODY_BYTES >> 20
+                    ),
+                }
             } else {
-                "bad_request"
-            },
-            message: format!("the body cannot be read: {}", err.body_text().to_lowercase()),
+                ApiError::bad_request(format!(
+                    "the body cannot be read: {}",
+                    err.body_text().to_lowercase()
+                ))
+            }
         })?;
         Ok(Self(bytes))
     }

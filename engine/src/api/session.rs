@@ -2,7 +2,7 @@
 //! token, asks the apiserver who it belongs to, and keeps it in an `HttpOnly` cookie, so the
 //! browser's requests and event stream carry it without the page ever reading it again; `GET`
 //! says who the caller is; `DELETE` signs out. On `weir up` there is nobody to sign in as, and
-//! `GET` says so.
+//! `GET` says so, unless it wants the token of its `--token-file`, which signs in the same way.
 
 use axum::{
     Json,
@@ -15,7 +15,7 @@ use serde_json::{Value, json};
 
 use super::{
     Api,
-    access::{Access, Caller, SESSION_COOKIE},
+    access::{self, Caller, SESSION_COOKIE},
     error::ApiError,
     extract::Body,
 };
@@ -30,13 +30,10 @@ struct SignIn {
 
 /// Who the caller is: `{"user", "groups"}`, or `{"open": true}` when the API has no users;
 /// with `namespace`, the engine's own, where requests that name none go.
-pub async fn get(State(api): State<Api>, caller: Caller) -> Result<Json<Value>, ApiError> {
-    let mut answer = match (&api.access, caller.client) {
-        (Access::Tokens(_), Some(client)) => who_is(client).await?,
-        _ => json!({ "open": true }),
-    };
+pub async fn get(State(api): State<Api>, caller: Caller) -> Json<Value> {
+    let mut answer = caller.who.unwrap_or_else(|| json!({ "open": true }));
     answer["namespace"] = json!(api.scope.home);
-    Ok(Json(answer))
+    Json(answer)
 }
 
 /// Signs in with a token: answers who it belongs to and sets the session cookie.
@@ -47,10 +44,7 @@ pub async fn post(State(api): State<Api>, headers: HeaderMap, body: Body) -> Res
         if token.is_empty() || !token.bytes().all(|b| b.is_ascii_graphic()) {
             return Err(ApiError::bad_request("field token: not a bearer token"));
         }
-        let Access::Tokens(clients) = &api.access else {
-            return Err(ApiError::bad_request("this engine has no users to sign in as"));
-        };
-        let mut who = who_is(clients.store_for(token)?.client()).await?;
+        let mut who = access::sign_in(&api.access, token).await?;
         who["namespace"] = json!(api.scope.home);
         Ok((who, token.to_owned()))
     };
@@ -67,15 +61,6 @@ pub async fn post(State(api): State<Api>, headers: HeaderMap, body: Body) -> Res
 pub async fn delete(headers: HeaderMap) -> Response {
     let cookie = cookie(&format!("{SESSION_COOKIE}="), secure(&headers), Some(0));
     (StatusCode::NO_CONTENT, [(header::SET_COOKIE, cookie)]).into_response()
-}
-
-/// Asks the apiserver who a client's credentials belong to.
-async fn who_is(client: kube::Client) -> Result<Value, ApiError> {
-    let user = crate::review::user_of(client).await.map_err(|err| match err {
-        kube::Error::Api(status) if status.code == 401 => ApiError::token_refused(),
-        err => ApiError::from(weir_store::StoreError::Unavailable(Box::new(err))),
-    })?;
-    Ok(json!({ "user": user.username, "groups": user.groups.unwrap_or_default() }))
 }
 
 /// Whether the browser reached us over HTTPS (directly or through a proxy that says so), so

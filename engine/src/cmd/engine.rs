@@ -10,6 +10,7 @@ use weir_store::lease::Election;
 use crate::{
     api::access::Access,
     cli::EngineArgs,
+    guard::Guard,
     hosting::{self, Leadership},
     scope::Scope,
     server::{self, Engine, EngineParts},
@@ -50,10 +51,12 @@ pub async fn run(opened: super::Opened, args: EngineArgs) -> Result<()> {
             scope,
             bearer: crate::gate::bearer(&config),
             access: Access::tokens(config),
+            guard: Guard::Cluster,
+            editor: args.ui_dir.unwrap_or_else(crate::editor_files::default_dir),
             leadership: Leadership::Lease(client, election),
             modules: None,
         },
         &stop,
     );
-    server::serve(listener, engine, args.ui_dir, stop).await
+    server::serve(listener, engine, stop).await
 }
