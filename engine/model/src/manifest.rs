@@ -2,9 +2,9 @@
 //! against the same rules the CRD schema gives the apiserver, with errors that name the document
 //! and the field.
 
-use std::{collections::HashMap, fmt};
+use std::{cell::Cell, collections::HashMap, fmt};
 
-use serde::de::DeserializeOwned;
+use serde::de::{self, DeserializeOwned, DeserializeSeed as _};
 use serde_json::{Map, Value};
 
 use crate::{
@@ -52,11 +52,19 @@ pub struct SyntaxError {
 }
 
 /// Splits a YAML or JSON text into its documents, skipping empty ones and unpacking `kind: List`.
+///
+/// YAML aliases are expanded where they stand, so a few kilobytes of aliases of aliases can
+/// stand for billions of values; the parser's own limit counts repetitions, not what they
+/// expand to. Here every value read counts against a budget that grows with the text, so a
+/// file without aliases always fits and aliases may make it at most [`ALIAS_EXPANSION`] times
+/// larger.
 pub fn parse_documents(text: &str) -> Result<Vec<Document>, SyntaxError> {
     let mut documents = Vec::new();
+    let budget = Cell::new(node_budget(text));
     for (index, de) in serde_yaml_ng::Deserializer::from_str(text).enumerate() {
         let number = index + 1;
-        let value: Value = serde::Deserialize::deserialize(de)
+        let value: Value = Counted(&budget)
+            .deserialize(de)
             .map_err(|err| SyntaxError { document: number, message: err.to_string() })?;
         if value.is_null() {
             continue;
@@ -76,6 +84,114 @@ pub fn parse_documents(text: &str) -> Result<Vec<Document>, SyntaxError> {
         }
     }
     Ok(documents)
+}
+
+/// How many times more values than its text has characters a manifest may hold once its
+/// aliases are expanded.
+pub const ALIAS_EXPANSION: usize = 10;
+
+/// The values a text may hold: every value takes at least one character to write, so without
+/// aliases a text never holds more values than it has characters.
+fn node_budget(text: &str) -> usize {
+    ALIAS_EXPANSION * text.len() + 1_000
+}
+
+/// Reads one document into JSON, counting each value (the expansion of an alias included)
+/// against the budget shared by the file's documents.
+struct Counted<'a>(&'a Cell<usize>);
+
+impl Counted<'_> {
+    fn spend<E: de::Error>(&self) -> Result<(), E> {
+        match self.0.get().checked_sub(1) {
+            Some(left) => {
+                self.0.set(left);
+                Ok(())
+            }
+            None => Err(E::custom(format!(
+                "aliases expand the file past {ALIAS_EXPANSION} values for each character of it: \
+                 write the repeated parts out or use fewer aliases"
+            ))),
+        }
+    }
+}
+
+impl<'de> de::DeserializeSeed<'de> for Counted<'_> {
+    type Value = Value;
+
+    fn deserialize<D: de::Deserializer<'de>>(self, deserializer: D) -> Result<Value, D::Error> {
+        deserializer.deserialize_any(self)
+    }
+}
+
+impl<'de> de::Visitor<'de> for Counted<'_> {
+    type Value = Value;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a YAML value")
+    }
+
+    fn visit_bool<E: de::Error>(self, value: bool) -> Result<Value, E> {
+        self.spend()?;
+        Ok(Value::Bool(value))
+    }
+
+    fn visit_i64<E: de::Error>(self, value: i64) -> Result<Value, E> {
+        self.spend()?;
+        Ok(Value::from(value))
+    }
+
+    fn visit_u64<E: de::Error>(self, value: u64) -> Result<Value, E> {
+        self.spend()?;
+        Ok(Value::from(value))
+    }
+
+    fn visit_f64<E: de::Error>(self, value: f64) -> Result<Value, E> {
+        self.spend()?;
+        // JSON has no NaN or infinity.
+        Ok(serde_json::Number::from_f64(value).map_or(Value::Null, Value::Number))
+    }
+
+    fn visit_str<E: de::Error>(self, value: &str) -> Result<Value, E> {
+        self.spend()?;
+        Ok(Value::String(value.to_owned()))
+    }
+
+    fn visit_string<E: de::Error>(self, value: String) -> Result<Value, E> {
+        self.spend()?;
+        Ok(Value::String(value))
+    }
+
+    fn visit_unit<E: de::Error>(self) -> Result<Value, E> {
+        self.spend()?;
+        Ok(Value::Null)
+    }
+
+    fn visit_none<E: de::Error>(self) -> Result<Value, E> {
+        self.visit_unit()
+    }
+
+    fn visit_some<D: de::Deserializer<'de>>(self, deserializer: D) -> Result<Value, D::Error> {
+        self.deserialize(deserializer)
+    }
+
+    fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+        self.spend()?;
+        let mut items = Vec::new();
+        while let Some(item) = seq.next_element_seed(Counted(self.0))? {
+            items.push(item);
+        }
+        Ok(Value::Array(items))
+    }
+
+    fn visit_map<A: de::MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
+        self.spend()?;
+        let mut fields = Map::new();
+        while let Some(key) = map.next_key::<String>()? {
+            self.spend()?;
+            fields.insert(key, map.next_value_seed(Counted(self.0))?);
+        }
+        Ok(Value::Object(fields))
+    }
 }
 
 /// A field that breaks a rule.
@@ -354,6 +470,22 @@ mod tests {
         let docs = parse_documents(text).unwrap();
         let positions: Vec<String> = docs.iter().map(|d| d.position.to_string()).collect();
         assert_eq!(positions, ["document 2, items[0]", "document 2, items[1]", "document 3"]);
+    }
+
+    #[test]
+    fn aliases_that_expand_past_the_budget_are_refused() {
+        // 4,000 aliases of one 4,000-item list: 20 KB standing for 16 million values.
+        let items = vec!["0"; 4_000].join(",");
+        let aliases = vec!["*x"; 4_000].join(",");
+        let bomb = format!("a: &x [{items}]\nb: [{aliases}]\n");
+        let err = parse_documents(&format!("c: 1\n---\n{bomb}")).unwrap_err();
+        assert_eq!(err.document, 2);
+        assert!(err.message.contains("aliases expand the file"), "{err}");
+        // A few aliases, as people write them, stay well inside the budget.
+        let docs = parse_documents("a: &x {k: [1, 2, 3]}\nb: *x\nc: [*x, *x]\n").unwrap();
+        assert_eq!(docs[0].value["c"][1]["k"][2], 3);
+        // Without aliases every text fits, however many values it holds.
+        assert_eq!(parse_documents(&format!("[{items}]")).unwrap()[0].value[3_999], 0);
     }
 
     #[test]
