@@ -10,6 +10,7 @@ use serde_json::{Map, Value};
 use crate::{
     API_VERSION, Flow, FlowNode, Kind, Module,
     flow_node::MAX_EDGES,
+    mapping::Mapping,
     names::{NameRule, NodeName},
 };
 
@@ -270,6 +271,7 @@ pub fn validate(document: &Value) -> Result<Resource, FieldError> {
             "unknown field: a manifest has only apiVersion, kind, metadata, spec and status",
         ));
     }
+    check_depth(document)?;
     check_metadata(fields.get("metadata"))?;
     if !fields.contains_key("spec") {
         return Err(FieldError::new("spec", "required field is missing"));
@@ -288,6 +290,38 @@ pub fn validate(document: &Value) -> Result<Resource, FieldError> {
         }
     };
     Ok(resource)
+}
+
+/// How deep a manifest may nest. Stored resources are read back inside lists, a few levels
+/// deeper, by parsers that stop at 128 levels; this leaves them room.
+pub const MAX_DEPTH: usize = 64;
+
+/// Refuses a document nested deeper than [`MAX_DEPTH`], naming the first field that is; looked
+/// at without recursion, as the document may be deeper than the stack allows.
+fn check_depth(document: &Value) -> Result<(), FieldError> {
+    let mut pending = vec![(document, String::new(), 1)];
+    while let Some((value, path, depth)) = pending.pop() {
+        let inside: Vec<(&Value, String)> = match value {
+            Value::Array(items) => {
+                items.iter().enumerate().map(|(i, item)| (item, format!("{path}[{i}]"))).collect()
+            }
+            Value::Object(fields) => fields
+                .iter()
+                .map(|(key, field)| {
+                    (field, if path.is_empty() { key.clone() } else { format!("{path}.{key}") })
+                })
+                .collect(),
+            _ => continue,
+        };
+        if depth >= MAX_DEPTH && !inside.is_empty() {
+            return Err(FieldError::new(
+                path,
+                format!("nests deeper than {MAX_DEPTH} levels, more than a manifest may"),
+            ));
+        }
+        pending.extend(inside.into_iter().rev().map(|(value, path)| (value, path, depth + 1)));
+    }
+    Ok(())
 }
 
 fn check_type(fields: &Map<String, Value>) -> Result<Kind, FieldError> {
@@ -436,6 +470,13 @@ fn check_edges(node: &FlowNode) -> Result<(), FieldError> {
                 format!("{} is out of range: use 1 to 100 attempts", retry.attempts),
             ));
         }
+        // The first of the mapping's errors; the editor's check lists them all.
+        if let Some(mapping) = &edge.mapping
+            && let Err(errors) = Mapping::compile(mapping)
+            && let Some(error) = errors.first()
+        {
+            return Err(FieldError::new(format!("spec.edges[{index}].mapping"), error.to_string()));
+        }
     }
     Ok(())
 }
@@ -486,6 +527,34 @@ mod tests {
         assert_eq!(docs[0].value["c"][1]["k"][2], 3);
         // Without aliases every text fits, however many values it holds.
         assert_eq!(parse_documents(&format!("[{items}]")).unwrap()[0].value[3_999], 0);
+    }
+
+    #[test]
+    fn documents_nested_too_deep_are_refused_naming_the_field() {
+        let node = |depth: usize| {
+            let settings = format!("{}1{}", "[".repeat(depth), "]".repeat(depth));
+            let text = format!(
+                "apiVersion: weir.dev/v1alpha1\nkind: FlowNode\nmetadata: {{name: a}}\n\
+                 spec: {{flow: f, module: common, component: debug, settings: {{keep: {settings}}}}}\n"
+            );
+            validate(&parse_documents(&text).unwrap()[0].value)
+        };
+        // The document, spec, settings and the number take four levels; keep's lists the rest.
+        node(MAX_DEPTH - 4).unwrap();
+        let err = node(MAX_DEPTH - 3).unwrap_err();
+        assert_eq!(err.path, format!("spec.settings.keep{}", "[0]".repeat(MAX_DEPTH - 4)));
+        assert_eq!(err.message, "nests deeper than 64 levels, more than a manifest may");
+        let mut value = Value::from(1);
+        for _ in 0..100_000 {
+            value = Value::Array(vec![value]);
+        }
+        let mut deep = Value::Object(Map::from_iter([("spec".to_owned(), value)]));
+        assert_eq!(check_depth(&deep).unwrap_err().path, format!("spec{}", "[0]".repeat(62)));
+        // Dropped by recursion, a value this deep would overflow a test's stack.
+        let mut value = deep["spec"].take();
+        while let Value::Array(mut items) = value {
+            value = items.pop().unwrap_or_default();
+        }
     }
 
     #[test]

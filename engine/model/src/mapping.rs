@@ -115,8 +115,18 @@ fn at_path(path: &str) -> String {
     if path.is_empty() { String::new() } else { format!("{path}: ") }
 }
 
+/// How much of an expression an error quotes: enough to find it, never a whole long one.
+const QUOTED_CHARACTERS: usize = 64;
+
 fn at_expression(expression: Option<&str>) -> String {
-    expression.map(|e| format!("{{{{ {e} }}}}: ")).unwrap_or_default()
+    let Some(expression) = expression else { return String::new() };
+    match expression.char_indices().nth(QUOTED_CHARACTERS) {
+        None => format!("{{{{ {expression} }}}}: "),
+        Some(_) => {
+            let start: String = expression.chars().take(QUOTED_CHARACTERS - 1).collect();
+            format!("{{{{ {start}… }}}}: ")
+        }
+    }
 }
 
 impl Mapping {
