@@ -10,11 +10,16 @@
 //! - every call of a function of jq's library and every value `range` gives is a step, and each
 //!   step checks a budget of steps, time and stack, so the library's own loops and recursions
 //!   end with an error instead of running forever or overflowing the stack;
-//! - compiling and running happen on a stack of known size, so the parts that recurse between
-//!   steps (over a deep expression, or a deep value being dropped) have room.
+//! - compiling and running happen where at least [`EVALUATION_STACK`] of stack is left, so the
+//!   parts that recurse between steps (over a deep expression, or a deep value being dropped)
+//!   have room: in place on a thread with a big stack (the `weir` binary gives its workers
+//!   [`THREAD_STACK`]), else on a fresh stack, which costs some 30 µs to make.
 //!
 //! Loops over the input's own values (`.[]`) take no steps: they are bounded by the input,
-//! whose size and depth are bounded where messages enter Weir.
+//! whose size and depth are bounded where messages enter Weir. What jaq recurses over without
+//! a step, a value that such a loop made deeper than the stack allows (`reduce .[] as $x (0;
+//! [.])` over an array of millions), is not bounded yet: jaq offers no hook where values are
+//! built.
 
 use std::cell::Cell;
 #[cfg(not(target_arch = "wasm32"))]
@@ -47,13 +52,16 @@ pub const MAX_STEPS: u32 = 200_000;
 pub const MAX_TIME: Duration = Duration::from_secs(1);
 
 /// How much stack the library's recursion may take, measured at each step. The browser's wasm
-/// stack is small; elsewhere evaluation has [`STACK_SIZE`] to itself.
+/// stack is small; elsewhere evaluation has [`EVALUATION_STACK`].
 const STACK_BUDGET: usize = if cfg!(target_arch = "wasm32") { 256 << 10 } else { 4 << 20 };
 
-/// The stack compiling and evaluating run on: the step budget plus room for what recurses
-/// between steps, such as a deep value being dropped.
-#[cfg(not(target_arch = "wasm32"))]
-const STACK_SIZE: usize = 256 << 20;
+/// The stack compiling and evaluating need: the step budget plus room for what recurses between
+/// steps, such as a value [`MAX_STEPS`] deep being dropped.
+pub const EVALUATION_STACK: usize = 64 << 20;
+
+/// The stack to give the threads that evaluate mappings, so they evaluate in place: what an
+/// evaluation needs and what the thread itself uses around it. Only the pages used are memory.
+pub const THREAD_STACK: usize = EVALUATION_STACK + (8 << 20);
 
 /// The native step that every function of the library takes first.
 const STEP: &str = "__step";
@@ -177,21 +185,21 @@ fn stack_position() -> usize {
     std::ptr::from_ref(std::hint::black_box(&marker)) as usize
 }
 
-/// Runs `work` with a fresh budget, on a stack of its own where there are stacks to make.
+/// Runs `work` with a fresh budget where [`EVALUATION_STACK`] is left.
 pub fn within_budget<R>(work: impl FnOnce(&Budget) -> R) -> R {
-    on_own_stack(|| work(&Budget::new()))
+    on_big_stack(|| work(&Budget::new()))
 }
 
-/// Runs `work` on a fresh stack of [`STACK_SIZE`], whatever stack the caller runs on (an async
-/// worker's is small).
+/// Runs `work` where [`EVALUATION_STACK`] is left: in place when the caller's stack has that
+/// much, else on a fresh stack.
 #[cfg(not(target_arch = "wasm32"))]
-pub fn on_own_stack<R>(work: impl FnOnce() -> R) -> R {
-    stacker::grow(STACK_SIZE, work)
+pub fn on_big_stack<R>(work: impl FnOnce() -> R) -> R {
+    stacker::maybe_grow(EVALUATION_STACK, EVALUATION_STACK, work)
 }
 
 /// wasm has one stack; the browser stops a script that overflows it.
 #[cfg(target_arch = "wasm32")]
-pub fn on_own_stack<R>(work: impl FnOnce() -> R) -> R {
+pub fn on_big_stack<R>(work: impl FnOnce() -> R) -> R {
     work()
 }
 
