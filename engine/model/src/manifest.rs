@@ -324,6 +324,26 @@ fn check_depth(document: &Value) -> Result<(), FieldError> {
     Ok(())
 }
 
+/// [`validate`], and what the apiserver cannot check: every edge's mapping compiles. What
+/// `weir validate`, `weir apply` and the editor ask of what they are given; a store asks only
+/// [`validate`], so a node stored before keeps taking the status that says what is wrong.
+pub fn check(document: &Value) -> Result<Resource, FieldError> {
+    let resource = validate(document)?;
+    if let Resource::FlowNode(node) = &resource {
+        for (index, edge) in node.spec.edges.iter().enumerate() {
+            // The first of the mapping's errors; the editor's check lists them all.
+            if let Some(mapping) = &edge.mapping
+                && let Err(errors) = Mapping::compile(mapping)
+                && let Some(error) = errors.first()
+            {
+                let field = format!("spec.edges[{index}].mapping");
+                return Err(FieldError::new(field, error.to_string()));
+            }
+        }
+    }
+    Ok(resource)
+}
+
 fn check_type(fields: &Map<String, Value>) -> Result<Kind, FieldError> {
     match fields.get("apiVersion") {
         None => {
@@ -470,13 +490,6 @@ fn check_edges(node: &FlowNode) -> Result<(), FieldError> {
                 format!("{} is out of range: use 1 to 100 attempts", retry.attempts),
             ));
         }
-        // The first of the mapping's errors; the editor's check lists them all.
-        if let Some(mapping) = &edge.mapping
-            && let Err(errors) = Mapping::compile(mapping)
-            && let Some(error) = errors.first()
-        {
-            return Err(FieldError::new(format!("spec.edges[{index}].mapping"), error.to_string()));
-        }
     }
     Ok(())
 }
@@ -555,6 +568,19 @@ mod tests {
         while let Value::Array(mut items) = value {
             value = items.pop().unwrap_or_default();
         }
+    }
+
+    #[test]
+    fn check_compiles_the_mappings_that_validate_leaves_to_the_runtime() {
+        let text = "apiVersion: weir.dev/v1alpha1\nkind: FlowNode\nmetadata: {name: a}\n\
+                    spec: {flow: f, module: common, component: ticker, edges: [\
+                    {port: out, to: {node: b, port: in}, mapping: {n: '{{ .n }}'}},\
+                    {port: out, to: {node: c, port: in}, mapping: {n: '{{ .[ }}'}}]}\n";
+        let document = &parse_documents(text).unwrap()[0].value;
+        assert!(validate(document).is_ok(), "a store takes what the apiserver would");
+        let err = check(document).unwrap_err();
+        assert_eq!(err.path, "spec.edges[1].mapping");
+        assert!(err.message.starts_with("n: {{ .[ }}: expected"), "{err}");
     }
 
     #[test]
