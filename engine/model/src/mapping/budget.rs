@@ -163,7 +163,7 @@ impl Budget {
     /// Reads the clock every thousand steps or so, which costs less than the steps.
     #[cfg(not(target_arch = "wasm32"))]
     fn out_of_time(&self, left: u32) -> Option<Exceeded> {
-        (left % 1024 == 0 && Instant::now() > self.deadline).then_some(Exceeded::Time)
+        (left.is_multiple_of(1024) && Instant::now() > self.deadline).then_some(Exceeded::Time)
     }
 
     /// The browser has no clock for wasm; the step budget bounds the time there.
@@ -285,11 +285,10 @@ fn nesting(source: &str) -> usize {
         if in_string {
             match c {
                 '"' => in_string = false,
-                '\\' => {
-                    if chars.next() == Some('(') {
-                        open.push(true);
-                        in_string = false;
-                    }
+                // The guard takes the escaped character in any case.
+                '\\' if chars.next() == Some('(') => {
+                    open.push(true);
+                    in_string = false;
                 }
                 _ => {}
             }
@@ -339,7 +338,7 @@ fn recursive_call<'s>(
 }
 
 /// The terms directly inside `term`.
-fn children<'t, S>(term: &'t mut Term<S>) -> Vec<&'t mut Term<S>> {
+fn children<S>(term: &mut Term<S>) -> Vec<&mut Term<S>> {
     let mut inside = Vec::new();
     match term {
         Term::Id | Term::Recurse | Term::Num(_) | Term::Break(_) | Term::Var(_) => {}
