@@ -87,6 +87,15 @@ pub fn parse_documents(text: &str) -> Result<Vec<Document>, SyntaxError> {
     Ok(documents)
 }
 
+/// Reads a text of one YAML document, such as a stored object, with the alias budget of
+/// [`parse_documents`].
+pub fn parse_document(text: &str) -> Result<Value, SyntaxError> {
+    let budget = Cell::new(node_budget(text));
+    Counted(&budget)
+        .deserialize(serde_yaml_ng::Deserializer::from_str(text))
+        .map_err(|err| SyntaxError { document: 1, message: err.to_string() })
+}
+
 /// How many times more values than its text has characters a manifest may hold once its
 /// aliases are expanded.
 pub const ALIAS_EXPANSION: usize = 10;
@@ -540,6 +549,9 @@ mod tests {
         assert_eq!(docs[0].value["c"][1]["k"][2], 3);
         // Without aliases every text fits, however many values it holds.
         assert_eq!(parse_documents(&format!("[{items}]")).unwrap()[0].value[3_999], 0);
+        let err = parse_document(&bomb).unwrap_err();
+        assert!(err.message.contains("aliases expand the file"), "{err}");
+        assert_eq!(parse_document("a: &x [1]\nb: *x\n").unwrap()["b"][0], 1);
     }
 
     #[test]
