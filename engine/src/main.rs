@@ -2,13 +2,27 @@
 
 use std::process::ExitCode;
 
-#[tokio::main]
-async fn main() -> ExitCode {
-    weir_engine::main(vec![
+fn main() -> ExitCode {
+    // Mappings evaluate in place on a thread with this much stack, instead of on a stack made
+    // for each message.
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_stack_size(weir_model::mapping::THREAD_STACK)
+        .build();
+    let runtime = match runtime {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            #[allow(clippy::print_stderr)]
+            {
+                eprintln!("error: cannot start the async runtime: {err}");
+            }
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(weir_engine::main(vec![
         weir_common::module(),
         weir_distribution::module(),
         weir_js::module(),
         weir_kubernetes::module(),
-    ])
-    .await
+    ]))
 }

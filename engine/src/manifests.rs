@@ -90,7 +90,7 @@ pub fn check(manifests: Vec<Manifest>) -> Result<Vec<(Manifest, Resource)>, Vec<
     let mut valid = Vec::new();
     let mut invalid = Vec::new();
     for manifest in manifests {
-        match manifest::validate(&manifest.value) {
+        match manifest::check(&manifest.value) {
             Ok(resource) => valid.push((manifest, resource)),
             Err(error) => invalid.push(Invalid { manifest, error }),
         }

@@ -369,6 +369,35 @@ async fn validate_checks_without_saving() -> Result<()> {
     server.stop().await
 }
 
+/// Mappings that would overflow jaq's stack or recurse without end are refused by the check,
+/// naming node and field, and the engine lives on to answer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn validate_refuses_hostile_mappings_and_the_engine_survives() -> Result<()> {
+    let server = Server::start().await?;
+    let nested = |depth: usize| format!("{{{{ {}.{} }}}}", "(".repeat(depth), ")".repeat(depth));
+    for (mapping, expected) in [
+        (nested(3_000), "the expression is 6001 bytes long; at most 4000 are allowed"),
+        (nested(1_000), "brackets nest 1000 deep; at most 64 levels are allowed"),
+        ("{{ def f: [f]; f }}".to_owned(), "a function may not call itself in a mapping"),
+        ("{{ .[ }}".to_owned(), "{{ .[ }}: expected"),
+    ] {
+        let mut flow = hello("hello", "1m");
+        flow["nodes"][0]["spec"]["edges"][0]["mapping"] = json!({ "n": mapping });
+        let answer = server.ok(Method::POST, "/validate", Some(flow), StatusCode::OK).await?;
+        let errors = errors(&answer);
+        ensure!(
+            errors.len() == 1
+                && errors[0].0 == "FlowNode/tick"
+                && errors[0].1 == "spec.edges[0].mapping"
+                && errors[0].2.starts_with("n: {{ ")
+                && errors[0].2.contains(expected),
+            "{expected}: {answer}"
+        );
+    }
+    server.ok(Method::GET, "/modules", None, StatusCode::OK).await?;
+    server.stop().await
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn layout_moves_nodes_without_touching_them() -> Result<()> {
     let server = Server::start().await?;

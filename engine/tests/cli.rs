@@ -149,6 +149,61 @@ fn validate_names_each_broken_manifest_precisely() -> Result<()> {
     Ok(())
 }
 
+/// validate and apply compile every mapping: each manifest in tests/manifests/bad-mappings
+/// (which the apiserver, knowing no jq, accepts) is refused naming file, document, resource and
+/// field, as its first line says, and nothing is applied.
+#[test]
+fn validate_and_apply_compile_mappings() -> Result<()> {
+    let weir = Weir::new();
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/manifests/bad-mappings");
+    let mut files: Vec<_> =
+        fs::read_dir(&dir)?.map(|e| e.map(|e| e.path())).collect::<Result<_, _>>()?;
+    files.sort();
+    ensure!(files.len() == 3, "{files:?}");
+    for file in files {
+        let path = file.to_str().context("path")?;
+        let text = fs::read_to_string(&file)?;
+        let expected = text
+            .lines()
+            .next()
+            .and_then(|l| l.strip_prefix("# expect: "))
+            .with_context(|| format!("{path} has no # expect line"))?;
+        for command in ["validate", "apply"] {
+            let stderr = weir.fails(&[command, "-f", path])?;
+            let named = format!("error: {path}: document 1 (FlowNode tick): {expected}");
+            ensure!(
+                stderr.contains(&named),
+                "weir {command} {path}: expected {named:?} in:\n{stderr}"
+            );
+        }
+    }
+    let nodes = weir.ok(&["get", "flownodes"])?;
+    ensure!(nodes == "No resources found.\n", "something was applied: {nodes}");
+    Ok(())
+}
+
+/// 20 KB of aliases standing for 16 million values is refused by validate and apply, naming the
+/// file and the document, without reading it all.
+#[test]
+fn an_alias_bomb_is_refused() -> Result<()> {
+    let weir = Weir::new();
+    let dir = tempfile::tempdir()?;
+    let bomb = dir.path().join("bomb.yaml");
+    let items = vec!["0"; 4_000].join(",");
+    let aliases = vec!["*x"; 4_000].join(",");
+    fs::write(&bomb, format!("kind: List\nitems: []\n---\na: &x [{items}]\nb: [{aliases}]\n"))?;
+    let path = bomb.to_str().context("path")?;
+    for command in ["validate", "apply"] {
+        let stderr = weir.fails(&[command, "-f", path])?;
+        ensure!(
+            stderr.contains(&format!("{path} is not valid YAML: document 2: b["))
+                && stderr.contains("aliases expand the file past 10 values for each character"),
+            "weir {command}: {stderr}"
+        );
+    }
+    Ok(())
+}
+
 #[test]
 fn a_file_with_one_bad_document_applies_nothing() -> Result<()> {
     let weir = Weir::new();

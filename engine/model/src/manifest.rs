@@ -2,14 +2,15 @@
 //! against the same rules the CRD schema gives the apiserver, with errors that name the document
 //! and the field.
 
-use std::{collections::HashMap, fmt};
+use std::{cell::Cell, collections::HashMap, fmt};
 
-use serde::de::DeserializeOwned;
+use serde::de::{self, DeserializeOwned, DeserializeSeed as _};
 use serde_json::{Map, Value};
 
 use crate::{
     API_VERSION, Flow, FlowNode, Kind, Module,
     flow_node::MAX_EDGES,
+    mapping::Mapping,
     names::{NameRule, NodeName},
 };
 
@@ -52,11 +53,19 @@ pub struct SyntaxError {
 }
 
 /// Splits a YAML or JSON text into its documents, skipping empty ones and unpacking `kind: List`.
+///
+/// YAML aliases are expanded where they stand, so a few kilobytes of aliases of aliases can
+/// stand for billions of values; the parser's own limit counts repetitions, not what they
+/// expand to. Here every value read counts against a budget that grows with the text, so a
+/// file without aliases always fits and aliases may make it at most [`ALIAS_EXPANSION`] times
+/// larger.
 pub fn parse_documents(text: &str) -> Result<Vec<Document>, SyntaxError> {
     let mut documents = Vec::new();
+    let budget = Cell::new(node_budget(text));
     for (index, de) in serde_yaml_ng::Deserializer::from_str(text).enumerate() {
         let number = index + 1;
-        let value: Value = serde::Deserialize::deserialize(de)
+        let value: Value = Counted(&budget)
+            .deserialize(de)
             .map_err(|err| SyntaxError { document: number, message: err.to_string() })?;
         if value.is_null() {
             continue;
@@ -76,6 +85,123 @@ pub fn parse_documents(text: &str) -> Result<Vec<Document>, SyntaxError> {
         }
     }
     Ok(documents)
+}
+
+/// Reads a text of one YAML document, such as a stored object, with the alias budget of
+/// [`parse_documents`].
+pub fn parse_document(text: &str) -> Result<Value, SyntaxError> {
+    let budget = Cell::new(node_budget(text));
+    Counted(&budget)
+        .deserialize(serde_yaml_ng::Deserializer::from_str(text))
+        .map_err(|err| SyntaxError { document: 1, message: err.to_string() })
+}
+
+/// How many times more values than its text has characters a manifest may hold once its
+/// aliases are expanded.
+pub const ALIAS_EXPANSION: usize = 10;
+
+/// The values a text may hold: every value takes at least one character to write, so without
+/// aliases a text never holds more values than it has characters.
+fn node_budget(text: &str) -> usize {
+    ALIAS_EXPANSION * text.len() + 1_000
+}
+
+/// Reads one document into JSON, counting each value (the expansion of an alias included)
+/// against the budget shared by the file's documents.
+struct Counted<'a>(&'a Cell<usize>);
+
+impl Counted<'_> {
+    fn spend<E: de::Error>(&self) -> Result<(), E> {
+        match self.0.get().checked_sub(1) {
+            Some(left) => {
+                self.0.set(left);
+                Ok(())
+            }
+            None => Err(E::custom(format!(
+                "aliases expand the file past {ALIAS_EXPANSION} values for each character of it: \
+                 write the repeated parts out or use fewer aliases"
+            ))),
+        }
+    }
+}
+
+impl<'de> de::DeserializeSeed<'de> for Counted<'_> {
+    type Value = Value;
+
+    fn deserialize<D: de::Deserializer<'de>>(self, deserializer: D) -> Result<Value, D::Error> {
+        deserializer.deserialize_any(self)
+    }
+}
+
+impl<'de> de::Visitor<'de> for Counted<'_> {
+    type Value = Value;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a YAML value")
+    }
+
+    fn visit_bool<E: de::Error>(self, value: bool) -> Result<Value, E> {
+        self.spend()?;
+        Ok(Value::Bool(value))
+    }
+
+    fn visit_i64<E: de::Error>(self, value: i64) -> Result<Value, E> {
+        self.spend()?;
+        Ok(Value::from(value))
+    }
+
+    fn visit_u64<E: de::Error>(self, value: u64) -> Result<Value, E> {
+        self.spend()?;
+        Ok(Value::from(value))
+    }
+
+    fn visit_f64<E: de::Error>(self, value: f64) -> Result<Value, E> {
+        self.spend()?;
+        // JSON has no NaN or infinity.
+        Ok(serde_json::Number::from_f64(value).map_or(Value::Null, Value::Number))
+    }
+
+    fn visit_str<E: de::Error>(self, value: &str) -> Result<Value, E> {
+        self.spend()?;
+        Ok(Value::String(value.to_owned()))
+    }
+
+    fn visit_string<E: de::Error>(self, value: String) -> Result<Value, E> {
+        self.spend()?;
+        Ok(Value::String(value))
+    }
+
+    fn visit_unit<E: de::Error>(self) -> Result<Value, E> {
+        self.spend()?;
+        Ok(Value::Null)
+    }
+
+    fn visit_none<E: de::Error>(self) -> Result<Value, E> {
+        self.visit_unit()
+    }
+
+    fn visit_some<D: de::Deserializer<'de>>(self, deserializer: D) -> Result<Value, D::Error> {
+        self.deserialize(deserializer)
+    }
+
+    fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+        self.spend()?;
+        let mut items = Vec::new();
+        while let Some(item) = seq.next_element_seed(Counted(self.0))? {
+            items.push(item);
+        }
+        Ok(Value::Array(items))
+    }
+
+    fn visit_map<A: de::MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
+        self.spend()?;
+        let mut fields = Map::new();
+        while let Some(key) = map.next_key::<String>()? {
+            self.spend()?;
+            fields.insert(key, map.next_value_seed(Counted(self.0))?);
+        }
+        Ok(Value::Object(fields))
+    }
 }
 
 /// A field that breaks a rule.
@@ -154,6 +280,7 @@ pub fn validate(document: &Value) -> Result<Resource, FieldError> {
             "unknown field: a manifest has only apiVersion, kind, metadata, spec and status",
         ));
     }
+    check_depth(document)?;
     check_metadata(fields.get("metadata"))?;
     if !fields.contains_key("spec") {
         return Err(FieldError::new("spec", "required field is missing"));
@@ -171,6 +298,58 @@ pub fn validate(document: &Value) -> Result<Resource, FieldError> {
             Resource::Module(module)
         }
     };
+    Ok(resource)
+}
+
+/// How deep a manifest may nest. Stored resources are read back inside lists, a few levels
+/// deeper, by parsers that stop at 128 levels; this leaves them room.
+pub const MAX_DEPTH: usize = 64;
+
+/// Refuses a document nested deeper than [`MAX_DEPTH`], naming the first field that is; looked
+/// at without recursion, as the document may be deeper than the stack allows.
+fn check_depth(document: &Value) -> Result<(), FieldError> {
+    let mut pending = vec![(document, String::new(), 1)];
+    while let Some((value, path, depth)) = pending.pop() {
+        let inside: Vec<(&Value, String)> = match value {
+            Value::Array(items) => {
+                items.iter().enumerate().map(|(i, item)| (item, format!("{path}[{i}]"))).collect()
+            }
+            Value::Object(fields) => fields
+                .iter()
+                .map(|(key, field)| {
+                    (field, if path.is_empty() { key.clone() } else { format!("{path}.{key}") })
+                })
+                .collect(),
+            _ => continue,
+        };
+        if depth >= MAX_DEPTH && !inside.is_empty() {
+            return Err(FieldError::new(
+                path,
+                format!("nests deeper than {MAX_DEPTH} levels, more than a manifest may"),
+            ));
+        }
+        pending.extend(inside.into_iter().rev().map(|(value, path)| (value, path, depth + 1)));
+    }
+    Ok(())
+}
+
+/// [`validate`], and what the apiserver cannot check: every edge's mapping compiles. What
+/// `weir validate`, `weir apply` and the editor ask of what they are given; a store asks only
+/// [`validate`], so a node stored before keeps taking the status that says what is wrong.
+pub fn check(document: &Value) -> Result<Resource, FieldError> {
+    let resource = validate(document)?;
+    if let Resource::FlowNode(node) = &resource {
+        for (index, edge) in node.spec.edges.iter().enumerate() {
+            // The first of the mapping's errors; the editor's check lists them all.
+            if let Some(mapping) = &edge.mapping
+                && let Err(errors) = Mapping::compile(mapping)
+                && let Some(error) = errors.first()
+            {
+                let field = format!("spec.edges[{index}].mapping");
+                return Err(FieldError::new(field, error.to_string()));
+            }
+        }
+    }
     Ok(resource)
 }
 
@@ -354,6 +533,66 @@ mod tests {
         let docs = parse_documents(text).unwrap();
         let positions: Vec<String> = docs.iter().map(|d| d.position.to_string()).collect();
         assert_eq!(positions, ["document 2, items[0]", "document 2, items[1]", "document 3"]);
+    }
+
+    #[test]
+    fn aliases_that_expand_past_the_budget_are_refused() {
+        // 4,000 aliases of one 4,000-item list: 20 KB standing for 16 million values.
+        let items = vec!["0"; 4_000].join(",");
+        let aliases = vec!["*x"; 4_000].join(",");
+        let bomb = format!("a: &x [{items}]\nb: [{aliases}]\n");
+        let err = parse_documents(&format!("c: 1\n---\n{bomb}")).unwrap_err();
+        assert_eq!(err.document, 2);
+        assert!(err.message.contains("aliases expand the file"), "{err}");
+        // A few aliases, as people write them, stay well inside the budget.
+        let docs = parse_documents("a: &x {k: [1, 2, 3]}\nb: *x\nc: [*x, *x]\n").unwrap();
+        assert_eq!(docs[0].value["c"][1]["k"][2], 3);
+        // Without aliases every text fits, however many values it holds.
+        assert_eq!(parse_documents(&format!("[{items}]")).unwrap()[0].value[3_999], 0);
+        let err = parse_document(&bomb).unwrap_err();
+        assert!(err.message.contains("aliases expand the file"), "{err}");
+        assert_eq!(parse_document("a: &x [1]\nb: *x\n").unwrap()["b"][0], 1);
+    }
+
+    #[test]
+    fn documents_nested_too_deep_are_refused_naming_the_field() {
+        let node = |depth: usize| {
+            let settings = format!("{}1{}", "[".repeat(depth), "]".repeat(depth));
+            let text = format!(
+                "apiVersion: weir.dev/v1alpha1\nkind: FlowNode\nmetadata: {{name: a}}\n\
+                 spec: {{flow: f, module: common, component: debug, settings: {{keep: {settings}}}}}\n"
+            );
+            validate(&parse_documents(&text).unwrap()[0].value)
+        };
+        // The document, spec, settings and the number take four levels; keep's lists the rest.
+        node(MAX_DEPTH - 4).unwrap();
+        let err = node(MAX_DEPTH - 3).unwrap_err();
+        assert_eq!(err.path, format!("spec.settings.keep{}", "[0]".repeat(MAX_DEPTH - 4)));
+        assert_eq!(err.message, "nests deeper than 64 levels, more than a manifest may");
+        let mut value = Value::from(1);
+        for _ in 0..100_000 {
+            value = Value::Array(vec![value]);
+        }
+        let mut deep = Value::Object(Map::from_iter([("spec".to_owned(), value)]));
+        assert_eq!(check_depth(&deep).unwrap_err().path, format!("spec{}", "[0]".repeat(62)));
+        // Dropped by recursion, a value this deep would overflow a test's stack.
+        let mut value = deep["spec"].take();
+        while let Value::Array(mut items) = value {
+            value = items.pop().unwrap_or_default();
+        }
+    }
+
+    #[test]
+    fn check_compiles_the_mappings_that_validate_leaves_to_the_runtime() {
+        let text = "apiVersion: weir.dev/v1alpha1\nkind: FlowNode\nmetadata: {name: a}\n\
+                    spec: {flow: f, module: common, component: ticker, edges: [\
+                    {port: out, to: {node: b, port: in}, mapping: {n: '{{ .n }}'}},\
+                    {port: out, to: {node: c, port: in}, mapping: {n: '{{ .[ }}'}}]}\n";
+        let document = &parse_documents(text).unwrap()[0].value;
+        assert!(validate(document).is_ok(), "a store takes what the apiserver would");
+        let err = check(document).unwrap_err();
+        assert_eq!(err.path, "spec.edges[1].mapping");
+        assert!(err.message.starts_with("n: {{ .[ }}: expected"), "{err}");
     }
 
     #[test]

@@ -7,16 +7,22 @@
 //! A mapping is compiled once per edge and evaluated for every message; compiling reports every
 //! bad expression at once, with its place in the document, for the editor to show.
 
+mod budget;
+
 use std::fmt;
 
 use jaq_core::{
     Compiler, Ctx, Vars,
-    data::JustLut,
     load::{self, Arena, File, Loader},
 };
 use jaq_json::{Num, Val};
 use serde::Deserialize as _;
 use serde_json::{Map, Value};
+
+use self::budget::{Budget, Budgeted, Run};
+pub use self::budget::{
+    EVALUATION_STACK, MAX_EXPRESSION_LENGTH, MAX_NESTING, MAX_STEPS, THREAD_STACK,
+};
 
 /// The variable that holds the message which started the run.
 pub const TRIGGER_VARIABLE: &str = "$trigger";
@@ -25,7 +31,13 @@ pub const TRIGGER_VARIABLE: &str = "$trigger";
 /// secrets) to whoever writes flows; `now` has no clock to read in the browser's wasm.
 const FORBIDDEN: &[&str] = if cfg!(target_arch = "wasm32") { &["env", "now"] } else { &["env"] };
 
-type Data = JustLut<Val>;
+/// How many values of an expression that gave more than one are counted for its error.
+const MAX_COUNTED: usize = 1_000;
+
+const NO_VALUE: &str = "gave no value: add a default such as `// null`";
+
+/// How deep a value an expression gives may nest, as deep as the JSON Weir takes in.
+pub const MAX_VALUE_DEPTH: usize = 128;
 
 /// A compiled mapping, ready to evaluate.
 pub struct Mapping {
@@ -55,7 +67,7 @@ enum Piece {
 /// router's condition, a collect's key.
 pub struct Expression {
     source: String,
-    filter: jaq_core::Filter<Data>,
+    filter: jaq_core::Filter<Budgeted>,
 }
 
 impl fmt::Debug for Expression {
@@ -82,7 +94,9 @@ impl Expression {
         trigger: &Value,
         path: &str,
     ) -> Result<Value, MappingError> {
-        one_value(self, path, &to_val(input), &to_val(trigger))
+        budget::within_budget(|budget| {
+            one_value(self, path, &to_val(input), &to_val(trigger), budget)
+        })
     }
 
     /// The expression as written.
@@ -108,8 +122,18 @@ fn at_path(path: &str) -> String {
     if path.is_empty() { String::new() } else { format!("{path}: ") }
 }
 
+/// How much of an expression an error quotes: enough to find it, never a whole long one.
+const QUOTED_CHARACTERS: usize = 64;
+
 fn at_expression(expression: Option<&str>) -> String {
-    expression.map(|e| format!("{{{{ {e} }}}}: ")).unwrap_or_default()
+    let Some(expression) = expression else { return String::new() };
+    match expression.char_indices().nth(QUOTED_CHARACTERS) {
+        None => format!("{{{{ {expression} }}}}: "),
+        Some(_) => {
+            let start: String = expression.chars().take(QUOTED_CHARACTERS - 1).collect();
+            format!("{{{{ {start}… }}}}: ")
+        }
+    }
 }
 
 impl Mapping {
@@ -123,9 +147,11 @@ impl Mapping {
     /// Shapes `input` (the source port's output) for the target port; `trigger` is the message
     /// that started the run.
     pub fn evaluate(&self, input: &Value, trigger: &Value) -> Result<Value, MappingError> {
-        let input = to_val(input);
-        let trigger = to_val(trigger);
-        evaluate_template(&self.root, "", &input, &trigger)
+        budget::within_budget(|budget| {
+            let input = to_val(input);
+            let trigger = to_val(trigger);
+            evaluate_template(&self.root, "", &input, &trigger, budget)
+        })
     }
 }
 
@@ -349,14 +375,15 @@ fn compile_expression(source: &str) -> Result<Expression, String> {
     if source.is_empty() {
         return Err("the expression is empty: write a jq expression such as .name".to_owned());
     }
+    budget::check_size(source)?;
+    budget::on_big_stack(|| compile_checked(source))
+}
+
+fn compile_checked(source: &str) -> Result<Expression, String> {
     let arena = Arena::default();
-    let defs = jaq_core::defs().chain(jaq_std::defs()).chain(jaq_json::defs());
-    let funs = jaq_core::funs::<Data>()
-        .chain(jaq_std::funs())
-        .chain(jaq_json::funs())
-        .filter(|(name, _, _)| !FORBIDDEN.contains(name));
-    let modules =
-        Loader::new(defs).load(&arena, File { code: source, path: () }).map_err(|errors| {
+    let modules = Loader::new(budget::definitions())
+        .load(&arena, File { code: source, path: () })
+        .map_err(|errors| {
             let messages: Vec<String> = errors
                 .into_iter()
                 .flat_map(|(_, error)| match error {
@@ -378,7 +405,7 @@ fn compile_expression(source: &str) -> Result<Expression, String> {
             messages.join("; ")
         })?;
     let filter = Compiler::default()
-        .with_funs(funs)
+        .with_funs(budget::natives(FORBIDDEN))
         .with_global_vars([TRIGGER_VARIABLE])
         .compile(modules)
         .map_err(|errors| {
@@ -389,6 +416,13 @@ fn compile_expression(source: &str) -> Result<Expression, String> {
                 .collect();
             messages.join("; ")
         })?;
+    if let Some(call) = budget::find_recursion(source)? {
+        return Err(located(
+            source,
+            call,
+            "a function may not call itself in a mapping: use recurse, while, until or reduce",
+        ));
+    }
     Ok(Expression { source: source.to_owned(), filter })
 }
 
@@ -409,17 +443,18 @@ fn evaluate_template(
     path: &str,
     input: &Val,
     trigger: &Val,
+    budget: &Budget,
 ) -> Result<Value, MappingError> {
     match template {
         Template::Literal(value) => Ok(value.clone()),
-        Template::Value(expression) => one_value(expression, path, input, trigger),
+        Template::Value(expression) => one_value(expression, path, input, trigger, budget),
         Template::Text(pieces) => {
             let mut text = String::new();
             for piece in pieces {
                 match piece {
                     Piece::Text(literal) => text.push_str(literal),
                     Piece::Value(expression) => {
-                        match one_value(expression, path, input, trigger)? {
+                        match one_value(expression, path, input, trigger, budget)? {
                             Value::String(s) => text.push_str(&s),
                             other => text.push_str(&other.to_string()),
                         }
@@ -431,14 +466,17 @@ fn evaluate_template(
         Template::Array(items) => items
             .iter()
             .enumerate()
-            .map(|(i, item)| evaluate_template(item, &format!("{path}[{i}]"), input, trigger))
+            .map(|(i, item)| {
+                evaluate_template(item, &format!("{path}[{i}]"), input, trigger, budget)
+            })
             .collect::<Result<Vec<_>, _>>()
             .map(Value::Array),
         Template::Object(fields) => {
             let mut object = Map::with_capacity(fields.len());
             for (key, field) in fields {
                 let path = if path.is_empty() { key.clone() } else { format!("{path}.{key}") };
-                object.insert(key.clone(), evaluate_template(field, &path, input, trigger)?);
+                object
+                    .insert(key.clone(), evaluate_template(field, &path, input, trigger, budget)?);
             }
             Ok(Value::Object(object))
         }
@@ -446,33 +484,71 @@ fn evaluate_template(
 }
 
 /// Runs an expression that must give exactly one value: none or several would lose or invent
-/// data silently.
+/// data silently. A budget that ran out fails the expression whatever it gave, since `try`
+/// could have caught the error.
 fn one_value(
     expression: &Expression,
     path: &str,
     input: &Val,
     trigger: &Val,
+    budget: &Budget,
 ) -> Result<Value, MappingError> {
     let fail = |message: String| MappingError {
         path: path.to_owned(),
         expression: Some(expression.source.clone()),
         message,
     };
-    let context = Ctx::<Data>::new(&expression.filter.lut, Vars::new([trigger.clone()]));
+    let context = Ctx::<Budgeted>::new(
+        Run::new(&expression.filter.lut, budget),
+        Vars::new([trigger.clone()]),
+    );
     let mut outputs = expression.filter.id.run((context, input.clone()));
+    let exceeded = || budget.exceeded().map(&fail);
     let first = match outputs.next() {
-        None => return Err(fail("gave no value: add a default such as `// null`".to_owned())),
-        Some(result) => result.map_err(|exception| {
-            fail(mask_data(&exception_message(exception), &expression.source))
-        })?,
+        None => return Err(exceeded().unwrap_or_else(|| fail(NO_VALUE.to_owned()))),
+        Some(Err(exception)) => {
+            return Err(exceeded().unwrap_or_else(|| {
+                fail(mask_data(&exception_message(exception), &expression.source))
+            }));
+        }
+        Some(Ok(first)) => first,
     };
     if let Some(second) = outputs.next() {
-        let extra = 1 + usize::from(second.is_ok()) + outputs.count();
-        return Err(fail(format!(
-            "gave {extra} values where one is expected: collect them with [ … ]"
-        )));
+        // Counting stops with the budget or at a bound: the rest could be endless.
+        let rest = outputs.take(MAX_COUNTED).take_while(|_| budget.exceeded().is_none()).count();
+        let count = 1 + usize::from(second.is_ok()) + rest;
+        return Err(exceeded().unwrap_or_else(|| {
+            let count = if rest == MAX_COUNTED {
+                format!("more than {MAX_COUNTED}")
+            } else {
+                count.to_string()
+            };
+            fail(format!("gave {count} values where one is expected: collect them with [ … ]"))
+        }));
+    }
+    if let Some(exceeded) = exceeded() {
+        return Err(exceeded);
+    }
+    if depth(&first) > MAX_VALUE_DEPTH {
+        return Err(fail(format!("gave a value nested deeper than {MAX_VALUE_DEPTH} levels")));
     }
     Ok(from_val(&first))
+}
+
+/// How deep a value nests, counted without recursion since the value may be deeper than the
+/// stack allows.
+fn depth(value: &Val) -> usize {
+    let mut deepest = 0;
+    let mut pending = vec![(value, 1)];
+    while let Some((value, level)) = pending.pop() {
+        deepest = deepest.max(level);
+        match value {
+            Val::Arr(items) => pending.extend(items.iter().map(|item| (item, level + 1))),
+            Val::Obj(fields) => pending.extend(fields.values().map(|field| (field, level + 1))),
+            _ => {}
+        }
+    }
+    deepest
 }
 
 fn exception_message(exception: jaq_core::Exn<'_, Val>) -> String {
@@ -694,11 +770,128 @@ mod tests {
         );
         let err = map(json!({ "x": "{{ empty }}" }), json!(null)).unwrap_err();
         assert!(err.message.starts_with("gave no value"), "{err}");
+        // A failed parse gives errors without end: the first one is the answer.
+        let err = map(json!("{{ \"big\" | tonumber }}"), json!(null)).unwrap_err();
+        assert_eq!(err.expression.as_deref(), Some("\"big\" | tonumber"));
+        let err = map(json!("{{ 1, (\"big\" | tonumber) }}"), json!(null)).unwrap_err();
+        assert!(err.message.starts_with("gave more than 1000 values"), "{err}");
+        let err = map(json!("{{ .[] }}"), Value::from(vec![0; 5_000])).unwrap_err();
+        assert!(err.message.starts_with("gave more than 1000 values"), "{err}");
         let collected = map(
             json!({ "names": "{{ [.items[].name] }}" }),
             json!({ "items": [{ "name": "a" }, { "name": "b" }] }),
         );
         assert_eq!(collected.unwrap(), json!({ "names": ["a", "b"] }));
+    }
+
+    fn compile_error(source: &str) -> String {
+        Mapping::compile(&json!(format!("{{{{ {source} }}}}"))).unwrap_err()[0].message.clone()
+    }
+
+    #[test]
+    fn deep_or_long_expressions_are_refused_before_jaq_reads_them() {
+        let deep = format!("{}.{}", "(".repeat(1_000), ")".repeat(1_000));
+        assert_eq!(compile_error(&deep), "brackets nest 1000 deep; at most 64 levels are allowed");
+        let deeper = format!("{}.{}", "(".repeat(3_000), ")".repeat(3_000));
+        assert!(compile_error(&deeper).starts_with("the expression is 6001 bytes long"));
+        let deep = format!("\"{}\"", "\\(\"".repeat(1_000));
+        assert!(compile_error(&deep).starts_with("brackets nest"), "{}", compile_error(&deep));
+        let long = ".a | ".repeat(1_000);
+        assert_eq!(
+            compile_error(&long),
+            "the expression is 4999 bytes long; at most 4000 are allowed"
+        );
+        let nested = format!("{}.{}", "[".repeat(64), "]".repeat(64));
+        assert!(Mapping::compile(&json!(format!("{{{{ {nested} }}}}"))).is_ok());
+    }
+
+    #[test]
+    fn the_deepest_expressions_within_the_limits_compile_and_run() {
+        // Without brackets, operators and keywords nest as deep as the length allows.
+        let longest = [
+            format!("{}.", ". | ".repeat(999)),
+            format!("{}1", "- ".repeat(1_999)),
+            format!("{}1", "1 + ".repeat(999)),
+            format!("{}.{}", "if . then ".repeat(200), " end".repeat(200)),
+            format!("{}.", "try ".repeat(999)),
+        ];
+        for source in longest {
+            assert!(source.len() <= MAX_EXPRESSION_LENGTH, "{}", source.len());
+            let mapping = Mapping::compile(&json!(format!("{{{{ {source} }}}}"))).unwrap();
+            mapping.evaluate(&json!(1), &json!(null)).unwrap();
+        }
+    }
+
+    #[test]
+    fn functions_that_call_themselves_are_refused() {
+        for (source, column) in
+            [("def f: [f]; f", 9), ("def f: f; f", 8), ("def f: def g: f; g; f", 15)]
+        {
+            assert_eq!(
+                compile_error(source),
+                format!(
+                    "a function may not call itself in a mapping: use recurse, while, until or \
+                     reduce at character {column} (`f`)"
+                )
+            );
+        }
+    }
+
+    #[test]
+    fn runaway_evaluations_end_with_an_error() {
+        let budget_ran_out = |message: &str| {
+            message.starts_with("took more than")
+                || message.starts_with("ran longer than")
+                || message.starts_with("recursed deeper than")
+        };
+        for source in [
+            "[limit(1e9; repeat(1))]",
+            "[repeat(1)] | length",
+            "reduce range(1e12) as $x (0; . + $x)",
+            "[range(1e12)] | length",
+            "last(range(1e12))",
+            "[recurse(. + 1)] | length",
+            "[limit(1e9; recurse([.]))] | length",
+            "try ([limit(1e9; repeat(1))] | length) catch 0",
+            "[repeat(try error(1) catch 1)] | length",
+            "until(false; .)",
+            "[while(true; [.])] | length",
+        ] {
+            let err = map(json!({ "x": format!("{{{{ {source} }}}}") }), json!(0)).unwrap_err();
+            assert_eq!(err.path, "x");
+            assert!(budget_ran_out(&err.message), "{source}: {err}");
+        }
+    }
+
+    #[test]
+    fn loops_within_the_budget_run() {
+        let mapped = map(
+            json!({
+                "sum": "{{ reduce range(100000) as $x (0; . + $x) }}",
+                "count": "{{ [limit(10000; repeat(1))] | length }}",
+                "last": "{{ last(range(1000)) }}",
+                "until": "{{ 0 | until(. >= 5000; . + 1) }}",
+                "deep": "{{ reduce range(128) as $x (0; [.]) | [..] | length }}",
+            }),
+            json!(null),
+        );
+        assert_eq!(
+            mapped.unwrap(),
+            json!({ "sum": 4_999_950_000_u64, "count": 10000, "last": 999, "until": 5000, "deep": 129 })
+        );
+    }
+
+    #[test]
+    fn values_deeper_than_json_may_be_are_refused() {
+        let err = map(json!("{{ reduce range(1000) as $x (0; [.]) }}"), json!(null)).unwrap_err();
+        assert_eq!(err.message, "gave a value nested deeper than 128 levels");
+        let err = map(json!("{{ reduce range(128) as $x (0; [.]) }}"), json!(null)).unwrap_err();
+        assert_eq!(err.message, "gave a value nested deeper than 128 levels");
+        map(json!("{{ reduce range(127) as $x (0; [.]) }}"), json!(null)).unwrap();
+        // Built and dropped inside jaq, a value this deep needs the evaluation's own stack: it
+        // gives 1 or runs out of time on a slow machine, but does not overflow.
+        let outcome = map(json!("{{ reduce range(150000) as $x (0; [.]) | length }}"), json!(null));
+        assert!(outcome.as_ref().map_or_else(|e| e.message.starts_with("ran longer"), |v| v == 1));
     }
 
     #[test]

@@ -252,9 +252,9 @@ fn read_flow(document: &Value) -> Result<(), FieldError> {
     }
 }
 
-/// Reads a FlowNode document by the manifest rules.
+/// Reads a FlowNode document by the manifest rules, its mappings compiled.
 fn read_node(document: &Value) -> Result<FlowNode, FieldError> {
-    match manifest::validate(document)? {
+    match manifest::check(document)? {
         Resource::FlowNode(node) => Ok(node),
         other => Err(wrong_kind(other.kind(), Kind::FlowNode)),
     }

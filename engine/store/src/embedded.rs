@@ -665,8 +665,15 @@ fn read_file(path: &Path) -> Result<Option<DynamicObject>, StoreError> {
         }
         Err(err) => return Err(io_error("read", path)(err)),
     };
-    let object: DynamicObject = serde_yaml_ng::from_str(&text)
-        .map_err(|err| StoreError::Corrupt { path: path.to_owned(), source: Box::new(err) })?;
+    let corrupt = |source: Box<dyn std::error::Error + Send + Sync>| StoreError::Corrupt {
+        path: path.to_owned(),
+        source,
+    };
+    // The files are anyone's to edit: aliases count against the manifests' budget.
+    let value =
+        weir_model::manifest::parse_document(&text).map_err(|err| corrupt(Box::new(err)))?;
+    let object: DynamicObject =
+        serde_json::from_value(value).map_err(|err| corrupt(Box::new(err)))?;
     Ok(Some(object))
 }
 

@@ -68,14 +68,29 @@ async fn a_corrupt_file_is_named_and_the_rest_is_still_served() -> Result<()> {
     store.create(flow("default", "good", &[])).await?;
     store.create(flow("default", "broken", &[])).await?;
     let broken = store.path_of(&ObjectRef::new(Kind::Flow, "default", "broken"));
-    fs::write(&broken, "apiVersion: weir.dev/v1alpha1\nkind: Flow\nmetadata: [unclosed\n")?;
-
-    let err =
-        store.get(Kind::Flow, "default", "broken").await.err().context("corrupt file read")?;
-    ensure!(matches!(err, StoreError::Corrupt { .. }), "wrong error: {err}");
-    ensure!(err.to_string().contains("default/flows/broken.yaml"), "path not named: {err}");
-    let listed = store.list(Kind::Flow, Some("default"), &Selector::everything()).await?;
-    ensure!(listed.len() == 1 && listed[0].metadata.name.as_deref() == Some("good"), "{listed:?}");
+    let head = "apiVersion: weir.dev/v1alpha1\nkind: Flow\n";
+    let items = vec!["0"; 4_000].join(",");
+    let aliases = vec!["*x"; 4_000].join(",");
+    for text in [
+        format!("{head}metadata: [unclosed\n"),
+        // 16 million values once expanded.
+        format!("{head}metadata: {{name: broken}}\nspec: {{a: &x [{items}], b: [{aliases}]}}\n"),
+        // Deeper than any list of objects could be read with.
+        format!(
+            "{head}metadata: {{name: broken}}\nspec: {{a: {}1{}}}\n",
+            "[".repeat(300),
+            "]".repeat(300)
+        ),
+    ] {
+        fs::write(&broken, text)?;
+        let err =
+            store.get(Kind::Flow, "default", "broken").await.err().context("corrupt file read")?;
+        ensure!(matches!(err, StoreError::Corrupt { .. }), "wrong error: {err}");
+        ensure!(err.to_string().contains("default/flows/broken.yaml"), "path not named: {err}");
+        let listed = store.list(Kind::Flow, Some("default"), &Selector::everything()).await?;
+        let names: Vec<_> = listed.iter().filter_map(|f| f.metadata.name.as_deref()).collect();
+        ensure!(names == ["good"], "{names:?}");
+    }
     store.delete(Kind::Flow, "default", "broken").await?;
     ensure!(!broken.exists(), "corrupt file could not be deleted");
     Ok(())
