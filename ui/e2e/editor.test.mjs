@@ -59,14 +59,17 @@ test('a ticker and a debug node, dragged in and wired, run and show their messag
   await shot(page, '4-running');
 
   // Suspending is an edit like any other: saved, the flow's spec says so.
+  const save = page.getByTestId('save');
   await page.getByTestId('suspend').check();
-  await page.getByTestId('save').click();
-  await page.getByTestId('notice').filter({ hasText: 'saved demo' }).waitFor();
+  await save.filter({ hasText: /^Save$/ }).waitFor();
+  await save.click();
+  await save.filter({ hasText: /^Saved$/ }).waitFor();
   const suspended = await (await fetch(`${engine.url}/api/flows/demo`)).json();
   assert.equal(suspended.flow.spec.suspend, true, JSON.stringify(suspended.flow.spec));
   await page.getByTestId('suspend').uncheck();
-  await page.getByTestId('save').click();
-  await page.getByTestId('save').filter({ hasText: /^Saved$/ }).waitFor();
+  await save.filter({ hasText: /^Save$/ }).waitFor();
+  await save.click();
+  await save.filter({ hasText: /^Saved$/ }).waitFor();
   const resumed = await (await fetch(`${engine.url}/api/flows/demo`)).json();
   assert.equal(resumed.flow.spec.suspend, undefined, JSON.stringify(resumed.flow.spec));
   assert.deepEqual(errors, [], 'no console errors');
