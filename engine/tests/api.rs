@@ -812,7 +812,17 @@ async fn a_running_flow_streams_node_and_message_events_and_keeps_the_last_messa
     let (status, _) = server.call(Method::GET, "/flows/ghost/messages", None).await?;
     ensure!(status == StatusCode::NOT_FOUND, "{status}");
 
-    // A new stream starts with every node's current status.
+    // A new stream starts with every node's current status, once each has written one (at
+    // most once a second, so a loaded machine may still be writing tick's).
+    weir_testenv::eventually("both nodes reporting a status", DEADLINE, || async {
+        let mut reported = 0;
+        for node in ["greet", "tick"] {
+            let object = server.store.get(Kind::FlowNode, "default", node).await?;
+            reported += usize::from(object.data["status"].is_object());
+        }
+        Ok((reported == 2).then_some(()))
+    })
+    .await?;
     let mut fresh = Events::open(&server, "").await?;
     let mut opening = Vec::new();
     for _ in 0..2 {
