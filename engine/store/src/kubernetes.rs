@@ -3,6 +3,9 @@
 //!
 //! Watches use kube-runtime's watcher, which re-lists after a dropped connection or an expired
 //! resourceVersion (410 Gone); each re-list reaches the consumer as [`WatchEvent::Synced`].
+//! After a failure it waits before trying again, longer after each failure in a row (kube's
+//! default backoff: 800 ms doubling to 30 s, with jitter, reset once a watch works), so an
+//! apiserver that is down is not called in a tight loop.
 
 use std::path::Path;
 
@@ -13,7 +16,7 @@ use kube::{
     api::{ApiResource, DeleteParams, ListParams, PostParams},
     config::{AuthInfo, KubeConfigOptions, Kubeconfig},
     core::{DynamicObject, GroupVersionKind, Status},
-    runtime::watcher,
+    runtime::{WatchStreamExt as _, watcher},
 };
 use weir_model::{FieldError, Kind};
 
@@ -188,7 +191,7 @@ impl Store for KubeStore {
             config = config.labels(&selector.to_string());
         }
         let scope = ObjectRef::new(kind, namespace.unwrap_or("*"), "*");
-        let events = watcher::watcher(self.api(kind, namespace), config);
+        let events = watcher::watcher(self.api(kind, namespace), config).default_backoff();
         let mut listing: Option<Vec<DynamicObject>> = None;
         events
             .filter_map(move |event| {

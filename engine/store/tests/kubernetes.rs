@@ -214,3 +214,34 @@ async fn an_expired_lease_is_taken_over_and_a_fresh_one_is_not() -> Result<()> {
     fresh_task.await?;
     Ok(())
 }
+
+/// A watch of a cluster that cannot be reached waits longer after each failure instead of
+/// trying again at once: against an "apiserver" that takes each connection and hangs up, a
+/// watch followed for ten seconds makes a handful of attempts (it made thousands before the
+/// backoff; docs/benchmarks.md).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_watch_of_an_unreachable_cluster_backs_off() -> Result<()> {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let url = format!("https://{}", listener.local_addr()?);
+    let attempts = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let counting = Arc::clone(&attempts);
+    let dead = tokio::spawn(async move {
+        while let Ok((connection, _)) = listener.accept().await {
+            counting.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            drop(connection);
+        }
+    });
+    let config = kube::Config::new(url.parse()?);
+    let store: Arc<dyn Store> = Arc::new(KubeStore::with_config(config)?);
+    let stop = tokio_util::sync::CancellationToken::new();
+    let mut events = weir_store::follow(store, Kind::FlowNode, None, stop.clone());
+    let window = std::time::Duration::from_secs(10);
+    let followed = tokio::time::timeout(window, futures::StreamExt::next(&mut events)).await;
+    ensure!(followed.is_err(), "an unreachable cluster gave an event: {followed:?}");
+    stop.cancel();
+    dead.abort();
+    let made = attempts.load(std::sync::atomic::Ordering::Relaxed);
+    println!("connections in {window:?} to an apiserver that hangs up: {made}");
+    ensure!((1..=30).contains(&made), "{made} connections in {window:?}");
+    Ok(())
+}
