@@ -61,6 +61,7 @@ pub struct Hosted {
     /// The runtime, for the HTTP endpoints.
     pub runtime: Runtime,
     tasks: Vec<JoinHandle<()>>,
+    failure: Arc<Failure>,
 }
 
 impl Leadership {
@@ -95,11 +96,16 @@ impl Hosting {
         if let Some(accounts) = self.accounts {
             runtime.act_as(accounts);
         }
+        let failure = Arc::new(Failure::default());
         tasks.push(tokio::spawn({
             let (runtime, gate, stop) = (runtime.clone(), self.gate, stop.clone());
+            let failure = Arc::clone(&failure);
             async move {
-                if let Err(err) = weir_runtime::grpc::serve(runtime, self.grpc, gate, stop).await {
-                    tracing::error!(error = %err, "the gRPC server failed");
+                let served = weir_runtime::grpc::serve(runtime, self.grpc, gate, stop.clone());
+                match served.await {
+                    Err(err) => failure.fail(format!("the gRPC server failed: {err}")),
+                    Ok(()) if !stop.is_cancelled() => failure.fail("the gRPC server stopped"),
+                    Ok(()) => {}
                 }
             }
         }));
@@ -107,18 +113,52 @@ impl Hosting {
             .watching(self.scope.flows)
             .with_endpoint(self.advertise);
         tasks.push(tokio::spawn({
-            let stop = stop.clone();
+            let (stop, failure) = (stop.clone(), Arc::clone(&failure));
             async move {
-                if let Err(err) = host.run(stop).await {
-                    tracing::error!(error = %err, "cannot host the modules");
+                match host.run(stop.clone()).await {
+                    Err(err) => failure.fail(format!("cannot host the modules: {err}")),
+                    Ok(()) if !stop.is_cancelled() => failure.fail("hosting the modules ended"),
+                    Ok(()) => {}
                 }
             }
         }));
-        Hosted { runtime, tasks }
+        Hosted { runtime, tasks, failure }
+    }
+}
+
+/// Why hosting stopped before it was asked to: a process whose modules no longer run must not
+/// go on looking alive, so it exits with this.
+#[derive(Debug, Default)]
+pub struct Failure {
+    reason: std::sync::OnceLock<String>,
+    happened: CancellationToken,
+}
+
+impl Failure {
+    fn fail(&self, reason: impl Into<String>) {
+        let reason = reason.into();
+        tracing::error!("{reason}");
+        let _ = self.reason.set(reason);
+        self.happened.cancel();
+    }
+
+    /// Completes once hosting failed.
+    pub async fn happened(&self) {
+        self.happened.cancelled().await;
+    }
+
+    /// Why hosting failed, if it did.
+    pub fn reason(&self) -> Option<&str> {
+        self.reason.get().map(String::as_str)
     }
 }
 
 impl Hosted {
+    /// Why hosting failed, once it does.
+    pub fn failure(&self) -> Arc<Failure> {
+        Arc::clone(&self.failure)
+    }
+
     /// Waits for every part to finish (they do once `stop` is cancelled): nodes stopped, the
     /// lease given up.
     pub async fn stopped(self) {

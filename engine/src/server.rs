@@ -224,8 +224,8 @@ struct Served {
 }
 
 /// The HTTP endpoints, separate from the listener so tests can call them directly:
-/// `/healthz`, `/readyz` (the store answers a read of the nodes of `scope`) and, where modules
-/// run, `/metrics`.
+/// `/healthz`, `/readyz` (the modules, where they run, are hosting, and the store answers a
+/// read of the nodes of `scope`) and, where modules run, `/metrics`.
 pub fn app(store: Arc<dyn Store>, runtime: Option<Runtime>, scope: Scope) -> Router {
     Router::new()
         .route("/healthz", get(|| async { "ok" }))
@@ -236,6 +236,10 @@ pub fn app(store: Arc<dyn Store>, runtime: Option<Runtime>, scope: Scope) -> Rou
 
 /// Ready when the store answers a read of what every Weir process reads: the nodes.
 async fn ready(State(served): State<Served>) -> (StatusCode, String) {
+    if served.runtime.as_ref().is_some_and(|runtime| !runtime.hosting()) {
+        let message = "not hosting yet: the modules are not published or the nodes not listed";
+        return (StatusCode::SERVICE_UNAVAILABLE, message.to_owned());
+    }
     let namespace = served.scope.of(Kind::FlowNode);
     match served.store.list(Kind::FlowNode, namespace.as_deref(), &Selector::everything()).await {
         Ok(_) => (StatusCode::OK, "ok".to_owned()),

@@ -1379,3 +1379,46 @@ spec: {{flow: census, module: common, component: ticker, settings: {{interval: 1
     ensure!(rules.to_string().contains("patch"), "{rules}");
     Ok(())
 }
+
+/// A module that cannot publish its catalogue does not pretend: it tries again, saying why, and
+/// its readiness probe answers 503 until it hosts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_module_that_cannot_publish_is_not_ready_and_keeps_trying() -> Result<()> {
+    let plane = ControlPlane::shared();
+    let client = plane.client().await?;
+    let namespace = plane.namespace("unready").await?;
+    let no_create = |rules: &mut Value| {
+        for rule in rules.as_array_mut().into_iter().flatten() {
+            if rule["resources"] == json!(["modules"])
+                && let Some(verbs) = rule["verbs"].as_array_mut()
+            {
+                verbs.retain(|v| v != "create");
+            }
+        }
+    };
+    let role = format!("{RELEASE}-common");
+    install_identities(&client, &namespace, Some((&role, &no_create))).await?;
+    let process = start(plane, &namespace, "common").await?;
+    let address = eventually("the module's HTTP address", PATIENCE, || async {
+        let log = process.log();
+        Ok(log
+            .split(", HTTP on http://")
+            .nth(1)
+            .and_then(|rest| rest.split_whitespace().next())
+            .map(str::to_owned))
+    })
+    .await?;
+    let http = reqwest::Client::new();
+    eventually("two tries at publishing", PATIENCE, || async {
+        Ok((process.log().matches("cannot publish the module catalogues; trying again").count()
+            >= 2)
+            .then_some(()))
+    })
+    .await
+    .with_context(|| process.log())?;
+    let answer = http.get(format!("http://{address}/readyz")).send().await?;
+    let status = answer.status().as_u16();
+    let said = answer.text().await?;
+    ensure!(status == 503 && said.contains("not hosting yet"), "{status} {said}");
+    Ok(())
+}

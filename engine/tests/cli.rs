@@ -389,7 +389,16 @@ fn up_serves_health_and_follows_the_store() -> Result<()> {
     let up = Up::start(&weir)?;
     let health = http_get(&up.address, "/healthz")?;
     ensure!(health.starts_with("HTTP/1.1 200") && health.ends_with("ok"), "{health}");
-    let ready = http_get(&up.address, "/readyz")?;
+    // Ready once the modules are published and host the stored nodes, a moment after start.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let ready = loop {
+        let ready = http_get(&up.address, "/readyz")?;
+        if ready.starts_with("HTTP/1.1 200") || std::time::Instant::now() > deadline {
+            break ready;
+        }
+        ensure!(ready.contains("not hosting yet"), "{ready}");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
     ensure!(ready.starts_with("HTTP/1.1 200"), "{ready}");
     // A page under another name that resolves here (DNS rebinding) reads nothing.
     let port = up.address.rsplit(':').next().context("port")?;

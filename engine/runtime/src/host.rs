@@ -22,6 +22,11 @@ use crate::{NodeKey, Runtime};
 /// How often node status is written, at most.
 pub const STATUS_INTERVAL: Duration = Duration::from_secs(1);
 
+/// How long the host waits before publishing the catalogues again after the store refused
+/// them; doubled after each refusal in a row, up to [`PUBLISH_RETRY_MAX`], with jitter.
+const PUBLISH_RETRY: Duration = Duration::from_secs(1);
+const PUBLISH_RETRY_MAX: Duration = Duration::from_secs(30);
+
 /// Runs a runtime against a store until cancelled.
 #[derive(Debug, Clone)]
 pub struct Host {
@@ -81,10 +86,22 @@ impl Host {
         self
     }
 
-    /// Publishes the catalogues, then follows the FlowNodes until `stop` is cancelled; stops
-    /// every node before returning.
+    /// Publishes the catalogues (again after a pause, longer each time, until the store
+    /// takes them), then follows the FlowNodes until `stop` is cancelled; stops every node
+    /// before returning. The runtime says it is hosting ([`Runtime::hosting`]) once the
+    /// catalogues are published and the first full list of nodes is applied.
     pub async fn run(&self, stop: CancellationToken) -> Result<(), StoreError> {
-        self.publish_modules().await?;
+        let mut failures: u32 = 0;
+        while let Err(err) = self.publish_modules().await {
+            failures += 1;
+            let wait =
+                PUBLISH_RETRY.saturating_mul(1 << (failures - 1).min(5)).min(PUBLISH_RETRY_MAX);
+            tracing::warn!(error = %err, ?wait, "cannot publish the module catalogues; trying again");
+            tokio::select! {
+                () = tokio::time::sleep(wait.mul_f64(0.5 + fastrand::f64() / 2.0)) => {}
+                () = stop.cancelled() => return Ok(()),
+            }
+        }
         let endpoints = tokio::spawn({
             let host = self.clone();
             let stop = stop.clone();
@@ -114,8 +131,13 @@ impl Host {
             stop.clone(),
         );
         while let Some(event) = events.next().await {
+            let synced = matches!(event, WatchEvent::Synced(_));
             self.follow(event).await;
+            if synced {
+                self.runtime.set_hosting(true);
+            }
         }
+        self.runtime.set_hosting(false);
         let _ = status.await;
         let _ = endpoints.await;
         let _ = flows.await;

@@ -11,11 +11,17 @@
 
 use std::{
     collections::HashMap,
-    sync::{Arc, OnceLock, PoisonError, RwLock, Weak},
+    sync::{
+        Arc, OnceLock, PoisonError, RwLock, Weak,
+        atomic::{AtomicBool, Ordering},
+    },
     time::{Duration, Instant, SystemTime},
 };
 
-use futures::future::{BoxFuture, join_all};
+use futures::{
+    FutureExt as _,
+    future::{BoxFuture, join_all},
+};
 use serde_json::Value;
 use tokio::sync::{broadcast, watch};
 use tokio_util::task::AbortOnDropHandle;
@@ -128,6 +134,8 @@ struct Shared {
     wiring: Wiring,
     /// Where the tokens of the accounts flows act as come from, in a cluster.
     accounts: OnceLock<Arc<dyn Accounts>>,
+    /// Whether a host has published the modules and applied the store's nodes.
+    hosting: AtomicBool,
     /// The flows of the nodes: suspended or not, and the account each acts as.
     flows: Flows,
     /// What happens at the nodes, for whoever watches.
@@ -209,6 +217,7 @@ impl Runtime {
             peers: Peers::default(),
             wiring: Wiring::default(),
             accounts: OnceLock::new(),
+            hosting: AtomicBool::new(false),
             flows: Flows::default(),
             events: broadcast::channel(BACKLOG).0,
         });
@@ -236,6 +245,17 @@ impl Runtime {
     /// cluster). The first one given stays.
     pub fn act_as(&self, accounts: Arc<dyn Accounts>) {
         let _ = self.shared.accounts.set(accounts);
+    }
+
+    /// Whether the runtime is hosting: its host published the modules and applied the nodes
+    /// the store holds, so it runs what it should (readiness).
+    pub fn hosting(&self) -> bool {
+        self.shared.hosting.load(Ordering::Relaxed)
+    }
+
+    /// Says whether the runtime is hosting (its host does).
+    pub fn set_hosting(&self, hosting: bool) {
+        self.shared.hosting.store(hosting, Ordering::Relaxed);
     }
 
     /// Takes in a flow as the store holds it: a suspended flow's triggers stop, and start
@@ -536,6 +556,7 @@ impl Runtime {
         let mut leader = self.shared.leader.clone();
         let identity = &instance.identity;
         let mut suspended = self.shared.flows.watch_suspended(&identity.namespace, &identity.flow);
+        let mut panics = 0;
         loop {
             tokio::select! {
                 // Closed without ever leading: a follower for good.
@@ -544,7 +565,8 @@ impl Runtime {
             }
             let term = instance.lifetime.child_token();
             let context = self.context(instance, Run { cancel: term.clone(), ..Run::default() });
-            let run = instance.node.run(&context);
+            // A panic in the trigger or anywhere down its runs' chains ends here, not the task.
+            let run = std::panic::AssertUnwindSafe(instance.node.run(&context)).catch_unwind();
             tokio::pin!(run);
             let finished = tokio::select! {
                 outcome = &mut run => Some(outcome),
@@ -561,12 +583,29 @@ impl Runtime {
                     run.await
                 }
             };
+            let (outcome, panicked) = match outcome {
+                Ok(outcome) => (outcome, false),
+                Err(panic) => (Err(panicked(&*panic)), true),
+            };
             if let Err(err) = outcome {
                 instance.count_error(&err);
                 tracing::warn!(node = %instance.identity, error = %err, "the trigger stopped with an error");
             }
-            if ended_by_itself {
+            if ended_by_itself && !panicked {
                 return;
+            }
+            if panicked {
+                // Started again, later after each panic in a row, until it runs or is stopped.
+                panics += 1;
+                let wait = TRIGGER_RESTART
+                    .saturating_mul(1 << (panics - 1).min(6))
+                    .min(TRIGGER_RESTART_MAX);
+                tokio::select! {
+                    () = tokio::time::sleep(wait) => {}
+                    () = instance.lifetime.cancelled() => return,
+                }
+            } else {
+                panics = 0;
             }
         }
     }
@@ -630,7 +669,15 @@ impl Runtime {
             trace_id = %trace.trace_hex(),
         );
         let context = self.context(instance, run);
-        let result = instance.node.handle(&context, port, message).instrument(span).await;
+        // A panic in the node fails this delivery, not the task that carries the run.
+        let handled = std::panic::AssertUnwindSafe(instance.node.handle(&context, port, message));
+        let result = handled.catch_unwind().instrument(span).await.unwrap_or_else(|panic| {
+            Err(NodeError::internal(format!(
+                "node {} panicked: {}",
+                instance.identity,
+                panic_message(&*panic)
+            )))
+        });
         if let Err(err) = &result {
             instance.count_error(err);
         }
@@ -808,6 +855,25 @@ impl Runtime {
         }
         Ok(answer)
     }
+}
+
+/// How long a trigger that panicked waits before it starts again; doubled after each panic in
+/// a row, up to [`TRIGGER_RESTART_MAX`].
+const TRIGGER_RESTART: Duration = Duration::from_secs(1);
+const TRIGGER_RESTART_MAX: Duration = Duration::from_secs(60);
+
+/// A trigger's panic as an internal failure.
+fn panicked(panic: &(dyn std::any::Any + Send)) -> NodeError {
+    NodeError::internal(format!("the trigger panicked: {}", panic_message(panic)))
+}
+
+/// What a panic said, when it said something.
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "no message".to_owned())
 }
 
 /// Waits until a trigger may run (`want`) or may not (`!want`): it may while this replica leads

@@ -225,6 +225,33 @@ async fn triggers_start_runs_with_their_own_trigger_message() {
 }
 
 #[tokio::test]
+async fn a_trigger_that_panics_is_reported_and_started_again() {
+    let rt = runtime();
+    rt.apply(&node("landed", "sink", json!({}), json!([]))).await.unwrap();
+    let settings = json!({ "runs": [{ "n": 1 }], "name": "unsteady", "panic_once": true });
+    rt.apply(&node("unsteady", "trigger", settings, to("landed"))).await.unwrap();
+    // The panic is the node's last error, and a second later the trigger runs after all.
+    eventually(|| rt.counters(&key("landed")).is_some_and(|c| c.messages_in == 1)).await;
+    let (kind, message, _) = rt.last_error(&key("unsteady")).expect("the panic reported");
+    assert_eq!((kind, message.as_str()), (ErrorKind::Internal, "the trigger panicked: boom"));
+    assert_eq!(rt.counters(&key("unsteady")).unwrap().errors, 1);
+    rt.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_node_that_panics_fails_the_delivery_and_handles_the_next() {
+    let rt = runtime();
+    rt.apply(&node("shaky", "flaky", json!({ "failures": 1, "kind": "panic" }), json!([])))
+        .await
+        .unwrap();
+    let failed = rt.send(&key("shaky"), "in", json!({})).await.expect_err("the panic");
+    assert_eq!(failed.kind(), ErrorKind::Internal);
+    assert_eq!(failed.message(), "node test/shaky panicked: failure 1");
+    assert_eq!(rt.send(&key("shaky"), "in", json!({})).await.unwrap(), json!({ "calls": 2 }));
+    rt.shutdown().await;
+}
+
+#[tokio::test]
 async fn triggers_run_only_while_this_replica_leads() {
     let (lead, leader) = tokio::sync::watch::channel(false);
     let rt = Runtime::with_leadership(vec![module()], leader);

@@ -102,13 +102,23 @@ pub async fn run(opened: super::Opened, builtins: Vec<Module>, args: ModuleArgs)
         accounts,
     };
     let hosted = hosting.start(Arc::clone(&opened.store), &stop);
+    let failure = hosted.failure();
     let app = server::app(opened.store, Some(hosted.runtime.clone()), scope);
-    axum::serve(http, app)
-        .with_graceful_shutdown(server::shutdown_requested())
-        .await
-        .context("the HTTP server failed")?;
+    let ended = {
+        let failure = Arc::clone(&failure);
+        async move {
+            tokio::select! {
+                () = server::shutdown_requested() => {}
+                () = failure.happened() => {}
+            }
+        }
+    };
+    axum::serve(http, app).with_graceful_shutdown(ended).await.context("the HTTP server failed")?;
     stop.cancel();
     hosted.stopped().await;
+    if let Some(reason) = failure.reason() {
+        bail!("module {} stopped: {reason}", args.name);
+    }
     tracing::info!("module stopped");
     Ok(())
 }

@@ -107,7 +107,8 @@ impl Component for Sink {
     }
 }
 
-/// Fails its first `failures` calls with `kind`, then answers with the number of calls.
+/// Fails its first `failures` calls with `kind` (`transient`, `panic`, else invalid), then
+/// answers with the number of calls.
 pub struct Flaky {
     failures: u32,
     kind: String,
@@ -139,10 +140,10 @@ impl Component for Flaky {
         let call = self.calls.fetch_add(1, Ordering::SeqCst) + 1;
         if call <= self.failures {
             let message = format!("failure {call}");
-            return Err(if self.kind == "transient" {
-                NodeError::transient(message)
-            } else {
-                NodeError::invalid(message)
+            return Err(match self.kind.as_str() {
+                "transient" => NodeError::transient(message),
+                "panic" => panic!("{message}"),
+                _ => NodeError::invalid(message),
             });
         }
         Ok(json!({ "calls": call }))
@@ -209,7 +210,11 @@ impl Component for Stuck {
 pub struct Trigger {
     runs: Vec<Value>,
     name: String,
+    panic_once: bool,
 }
+
+/// Triggers that panicked already, by name.
+static PANICKED: Mutex<Vec<String>> = Mutex::new(Vec::new());
 
 pub static DESTROYED: Mutex<Vec<String>> = Mutex::new(Vec::new());
 
@@ -223,6 +228,8 @@ pub struct TriggerSettings {
     runs: Vec<Value>,
     /// Remembered in the destroyed list.
     name: String,
+    /// Panics the first time it runs (once per name).
+    panic_once: bool,
 }
 
 impl Component for Trigger {
@@ -235,12 +242,20 @@ impl Component for Trigger {
         vec![Port::output::<Value>("out")]
     }
     fn build(settings: TriggerSettings) -> Result<Self, NodeError> {
-        Ok(Self { runs: settings.runs, name: settings.name })
+        Ok(Self { runs: settings.runs, name: settings.name, panic_once: settings.panic_once })
     }
     async fn handle(&self, _: &Context, port: &str, _: Value) -> Result<Value, NodeError> {
         Err(NodeError::invalid(format!("no input {port}")))
     }
     async fn run(&self, cx: &Context) -> Result<(), NodeError> {
+        if self.panic_once {
+            let mut panicked = PANICKED.lock().expect("panicked list");
+            if !panicked.contains(&self.name) {
+                panicked.push(self.name.clone());
+                drop(panicked);
+                panic!("boom");
+            }
+        }
         for trigger in &self.runs {
             cx.start_run(trigger.clone()).emit("out", trigger).await?;
         }
