@@ -1,9 +1,18 @@
 //! The flow controller: keeps each Flow's status (node counts, and `Ready` and `Degraded`
 //! conditions that name the node and edge at fault) in step with its nodes and the installed
-//! module catalogues, and deletes a flow's nodes when the flow is deleted. Owner references do
-//! that in a cluster; the embedded store has no garbage collector.
+//! module catalogues, and deletes a flow's nodes when the flow is deleted (the embedded store
+//! has no garbage collector).
+//!
+//! It works from what its watches bring, never from lists: each change marks the flows it
+//! touches (a node's flow, the flow itself; every flow for a catalogue, since any flow may use
+//! it), and only those are checked again, so the status a host writes every second re-checks
+//! one flow, not all of them.
 
-use std::{collections::BTreeMap, sync::Arc, time::Duration};
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    sync::{Arc, Mutex, PoisonError},
+    time::Duration,
+};
 
 use futures::{StreamExt, stream::BoxStream};
 use serde_json::json;
@@ -20,6 +29,131 @@ use crate::scope::Scope;
 /// whole directory is checked once.
 const SETTLE: Duration = Duration::from_millis(200);
 
+/// A resource by namespace and name.
+type Key = (String, String);
+
+/// Flows to check, each flow's nodes, and the catalogues to check them against.
+type Checking = (Vec<DynamicObject>, BTreeMap<Key, Vec<FlowNode>>, Vec<Module>);
+
+/// What the watches brought, and which flows need checking.
+#[derive(Default)]
+struct Seen {
+    flows: BTreeMap<Key, DynamicObject>,
+    nodes: BTreeMap<Key, FlowNode>,
+    modules: BTreeMap<Key, Module>,
+    /// Flows to check again.
+    dirty: BTreeSet<Key>,
+    /// Every flow is to be checked again (a catalogue changed, a watch listed again).
+    all_dirty: bool,
+}
+
+impl Seen {
+    /// Takes in one watch event of `kind`.
+    fn take(&mut self, kind: Kind, event: WatchEvent) {
+        match (kind, event) {
+            (Kind::Flow, WatchEvent::Synced(flows)) => {
+                self.flows = flows.into_iter().filter_map(|f| Some((key_of(&f)?, f))).collect();
+                self.all_dirty = true;
+            }
+            (Kind::Flow, WatchEvent::Applied(flow)) => {
+                if let Some(key) = key_of(&flow) {
+                    self.dirty.insert(key.clone());
+                    self.flows.insert(key, flow);
+                }
+            }
+            (Kind::Flow, WatchEvent::Deleted(flow)) => {
+                if let Some(key) = key_of(&flow) {
+                    self.flows.remove(&key);
+                }
+            }
+            (Kind::FlowNode, WatchEvent::Synced(nodes)) => {
+                self.nodes = typed::<FlowNode>(nodes)
+                    .into_iter()
+                    .filter_map(|n| Some((node_key(&n)?, n)))
+                    .collect();
+                self.all_dirty = true;
+            }
+            (Kind::FlowNode, WatchEvent::Applied(node)) => {
+                let Some(node) = typed::<FlowNode>(vec![node]).pop() else { return };
+                let Some(key) = node_key(&node) else { return };
+                self.dirty.insert(flow_of(&node));
+                // A node moved to another flow leaves the old one changed too.
+                if let Some(before) = self.nodes.insert(key, node) {
+                    self.dirty.insert(flow_of(&before));
+                }
+            }
+            (Kind::FlowNode, WatchEvent::Deleted(node)) => {
+                let Some(key) = key_of(&node) else { return };
+                if let Some(before) = self.nodes.remove(&key) {
+                    self.dirty.insert(flow_of(&before));
+                }
+            }
+            (Kind::Module, event) => {
+                match event {
+                    WatchEvent::Synced(modules) => {
+                        self.modules = typed::<Module>(modules)
+                            .into_iter()
+                            .filter_map(|m| Some((module_key(&m)?, m)))
+                            .collect();
+                    }
+                    WatchEvent::Applied(module) => {
+                        if let Some(module) = typed::<Module>(vec![module]).pop()
+                            && let Some(key) = module_key(&module)
+                        {
+                            self.modules.insert(key, module);
+                        }
+                    }
+                    WatchEvent::Deleted(module) => {
+                        if let Some(key) = key_of(&module) {
+                            self.modules.remove(&key);
+                        }
+                    }
+                }
+                self.all_dirty = true;
+            }
+        }
+    }
+
+    /// The flows to check now, each with its nodes, and the catalogues; nothing is dirty
+    /// after.
+    fn take_dirty(&mut self) -> Checking {
+        let dirty = std::mem::take(&mut self.dirty);
+        let all = std::mem::take(&mut self.all_dirty);
+        let flows: Vec<DynamicObject> = self
+            .flows
+            .iter()
+            .filter(|(key, _)| all || dirty.contains(*key))
+            .map(|(_, flow)| flow.clone())
+            .collect();
+        let wanted: BTreeSet<Key> = flows.iter().filter_map(key_of).collect();
+        let mut nodes: BTreeMap<Key, Vec<FlowNode>> = BTreeMap::new();
+        for node in self.nodes.values() {
+            let flow = flow_of(node);
+            if wanted.contains(&flow) {
+                nodes.entry(flow).or_default().push(node.clone());
+            }
+        }
+        (flows, nodes, self.modules.values().cloned().collect())
+    }
+}
+
+fn key_of(object: &DynamicObject) -> Option<Key> {
+    Some((object.metadata.namespace.clone().unwrap_or_default(), object.metadata.name.clone()?))
+}
+
+fn node_key(node: &FlowNode) -> Option<Key> {
+    Some((node.metadata.namespace.clone().unwrap_or_default(), node.metadata.name.clone()?))
+}
+
+fn module_key(module: &Module) -> Option<Key> {
+    Some((module.metadata.namespace.clone().unwrap_or_default(), module.metadata.name.clone()?))
+}
+
+/// The flow a node belongs to.
+fn flow_of(node: &FlowNode) -> Key {
+    (node.metadata.namespace.clone().unwrap_or_default(), node.spec.flow.to_string())
+}
+
 /// Runs the controller over the flows of `scope` until `stop` is cancelled, acting only while
 /// `leads` says this replica leads (a `weir up` leads for good).
 pub async fn run(
@@ -29,43 +163,59 @@ pub async fn run(
     stop: CancellationToken,
 ) {
     let changed = Arc::new(Notify::new());
+    let seen = Arc::new(Mutex::new(Seen::default()));
     for kind in Kind::ALL {
         let events = weir_store::follow(Arc::clone(&store), kind, scope.of(kind), stop.clone());
-        let store = Arc::clone(&store);
-        tokio::spawn(follow(store, kind, events, Arc::clone(&changed), leads.clone()));
+        let following = Following {
+            store: Arc::clone(&store),
+            seen: Arc::clone(&seen),
+            changed: Arc::clone(&changed),
+            leads: leads.clone(),
+        };
+        tokio::spawn(following.follow(kind, events));
     }
     loop {
         tokio::select! {
             () = changed.notified() => {}
             // Taking the lead: what the last leader left may be stale.
-            Ok(()) = leads.changed() => {}
+            Ok(()) = leads.changed() => {
+                seen.lock().unwrap_or_else(PoisonError::into_inner).all_dirty = true;
+            }
             () = stop.cancelled() => return,
         }
         tokio::time::sleep(SETTLE).await;
         if !*leads.borrow() {
             continue;
         }
-        if let Err(err) = reconcile(&*store, &scope).await {
+        let checking = seen.lock().unwrap_or_else(PoisonError::into_inner).take_dirty();
+        if let Err(err) = write_statuses(&*store, checking).await {
             tracing::warn!(error = %err, "checking flows failed");
+            // Tried again on the next change.
+            seen.lock().unwrap_or_else(PoisonError::into_inner).all_dirty = true;
         }
     }
 }
 
-/// Follows one kind's `events`: any change wakes the controller, and on the leading replica a
-/// deleted flow takes its nodes along.
-async fn follow(
+/// One kind's watch, feeding what the controller has seen.
+struct Following {
     store: Arc<dyn Store>,
-    kind: Kind,
-    mut events: BoxStream<'static, WatchEvent>,
+    seen: Arc<Mutex<Seen>>,
     changed: Arc<Notify>,
     leads: watch::Receiver<bool>,
-) {
-    while let Some(event) = events.next().await {
-        let leading = *leads.borrow();
-        if let (Kind::Flow, WatchEvent::Deleted(flow), true) = (kind, &event, leading) {
-            delete_nodes_of(&*store, flow).await;
+}
+
+impl Following {
+    /// Follows one kind's `events`: each change is taken in and wakes the controller, and on
+    /// the leading replica a deleted flow takes its nodes along.
+    async fn follow(self, kind: Kind, mut events: BoxStream<'static, WatchEvent>) {
+        while let Some(event) = events.next().await {
+            let leading = *self.leads.borrow();
+            if let (Kind::Flow, WatchEvent::Deleted(flow), true) = (kind, &event, leading) {
+                delete_nodes_of(&*self.store, flow).await;
+            }
+            self.seen.lock().unwrap_or_else(PoisonError::into_inner).take(kind, event);
+            self.changed.notify_one();
         }
-        changed.notify_one();
     }
 }
 
@@ -96,29 +246,16 @@ async fn delete_nodes_of(store: &dyn Store, flow: &DynamicObject) {
     }
 }
 
-/// Checks every flow of `scope` and writes the status of those whose status changed.
-pub async fn reconcile(store: &dyn Store, scope: &Scope) -> Result<(), StoreError> {
-    let everything = Selector::everything();
-    let everything = &everything;
-    let list = |kind: Kind| {
-        let namespace = scope.of(kind);
-        async move { store.list(kind, namespace.as_deref(), everything).await }
-    };
-    let flows = list(Kind::Flow).await?;
-    let nodes: Vec<FlowNode> = typed(list(Kind::FlowNode).await?);
-    let modules: Vec<Module> = typed(list(Kind::Module).await?);
-    let mut by_flow: BTreeMap<(String, String), Vec<FlowNode>> = BTreeMap::new();
-    for node in nodes {
-        let key = (node.metadata.namespace.clone().unwrap_or_default(), node.spec.flow.to_string());
-        by_flow.entry(key).or_default().push(node);
-    }
+/// Checks `flows` against their nodes and the catalogues, and writes the status of those whose
+/// status changed.
+async fn write_statuses(
+    store: &dyn Store,
+    (flows, nodes, modules): Checking,
+) -> Result<(), StoreError> {
     for object in flows {
         let Some(flow) = typed::<Flow>(vec![object.clone()]).pop() else { continue };
-        let key = (
-            flow.metadata.namespace.clone().unwrap_or_default(),
-            flow.metadata.name.clone().unwrap_or_default(),
-        );
-        let members = by_flow.get(&key).map(Vec::as_slice).unwrap_or_default();
+        let Some(key) = key_of(&object) else { continue };
+        let members = nodes.get(&key).map(Vec::as_slice).unwrap_or_default();
         let status = status_of(&flow, members, &modules);
         if flow.status.as_ref() == Some(&status) {
             continue;
@@ -128,7 +265,7 @@ pub async fn reconcile(store: &dyn Store, scope: &Scope) -> Result<(), StoreErro
             fields.insert("status".to_owned(), json!(status));
         }
         match store.update_status(update).await {
-            // Changed or gone meanwhile: the watch brings us back.
+            // Changed or gone meanwhile: the watch brings it back.
             Ok(_) | Err(StoreError::Conflict { .. } | StoreError::NotFound(_)) => {}
             Err(err) => return Err(err),
         }
@@ -195,4 +332,70 @@ fn typed<T: serde::de::DeserializeOwned>(objects: Vec<DynamicObject>) -> Vec<T> 
             }
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::Value;
+
+    use super::*;
+
+    // Owned arguments read better with json! literals at the call sites.
+    #[allow(clippy::needless_pass_by_value)]
+    fn object(kind: &str, name: &str, spec: Value) -> DynamicObject {
+        serde_json::from_value(json!({
+            "apiVersion": weir_model::API_VERSION, "kind": kind,
+            "metadata": { "name": name, "namespace": "ns" }, "spec": spec,
+        }))
+        .unwrap_or_else(|err| panic!("{err}"))
+    }
+
+    fn node(name: &str, flow: &str) -> DynamicObject {
+        object("FlowNode", name, json!({ "flow": flow, "module": "common", "component": "debug" }))
+    }
+
+    fn checked(seen: &mut Seen) -> Vec<String> {
+        let (flows, nodes, _) = seen.take_dirty();
+        flows
+            .iter()
+            .filter_map(key_of)
+            .map(|key| {
+                let members = nodes.get(&key).map_or(0, Vec::len);
+                format!("{} ({members} nodes)", key.1)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_change_rechecks_only_the_flows_it_touches() {
+        let mut seen = Seen::default();
+        let flows = vec![object("Flow", "one", json!({})), object("Flow", "two", json!({}))];
+        seen.take(Kind::Flow, WatchEvent::Synced(flows));
+        seen.take(Kind::FlowNode, WatchEvent::Synced(vec![node("a", "one"), node("b", "two")]));
+        assert_eq!(checked(&mut seen), ["one (1 nodes)", "two (1 nodes)"], "a full list: all");
+        assert!(checked(&mut seen).is_empty(), "nothing changed since");
+
+        // A host writing a node's status touches that node's flow only.
+        let mut status_written = node("a", "one");
+        status_written.data["status"] =
+            json!({ "counters": { "messagesIn": 3, "messagesOut": 3, "errors": 0 } });
+        seen.take(Kind::FlowNode, WatchEvent::Applied(status_written));
+        assert_eq!(checked(&mut seen), ["one (1 nodes)"]);
+
+        // A node moved to another flow changes both; a deleted one its own.
+        seen.take(Kind::FlowNode, WatchEvent::Applied(node("a", "two")));
+        assert_eq!(checked(&mut seen), ["one (0 nodes)", "two (2 nodes)"]);
+        seen.take(Kind::FlowNode, WatchEvent::Deleted(node("b", "two")));
+        assert_eq!(checked(&mut seen), ["two (1 nodes)"]);
+
+        // A flow's own change, and a catalogue's, which any flow may use.
+        seen.take(
+            Kind::Flow,
+            WatchEvent::Applied(object("Flow", "one", json!({ "suspend": true }))),
+        );
+        assert_eq!(checked(&mut seen), ["one (0 nodes)"]);
+        let module = object("Module", "common", json!({ "version": "1", "components": [] }));
+        seen.take(Kind::Module, WatchEvent::Applied(module));
+        assert_eq!(checked(&mut seen), ["one (0 nodes)", "two (1 nodes)"]);
+    }
 }
