@@ -154,6 +154,53 @@ pub struct EngineArgs {
     /// Who this replica is in leader election [default: $HOSTNAME, the pod name]
     #[arg(long, env = "HOSTNAME", value_name = "NAME")]
     pub identity: Option<String>,
+    /// How the replicas elect a leader
+    #[command(flatten)]
+    pub leader: LeaderArgs,
+}
+
+/// Leader election's timing, as client-go's: a holder that has not renewed within the renew
+/// deadline stops leading before another may take over after the lease duration.
+#[derive(Debug, Args)]
+pub struct LeaderArgs {
+    /// How long a holder's renewal keeps other replicas away
+    #[arg(long, default_value = "15s", env = "WEIR_LEASE_DURATION", value_name = "DURATION")]
+    pub lease_duration: weir_model::HumanDuration,
+    /// How long a holder goes on leading without renewing; shorter than the lease duration
+    #[arg(long, default_value = "10s", env = "WEIR_RENEW_DEADLINE", value_name = "DURATION")]
+    pub renew_deadline: weir_model::HumanDuration,
+    /// How often the lease is read and renewed, and how long each call may take
+    #[arg(long, default_value = "2s", env = "WEIR_RETRY_PERIOD", value_name = "DURATION")]
+    pub retry_period: weir_model::HumanDuration,
+}
+
+impl LeaderArgs {
+    /// An election of `identity` for `lease` in `namespace`; refused when the timing cannot
+    /// keep two replicas from leading at once.
+    pub fn election(
+        &self,
+        namespace: &str,
+        lease: String,
+        identity: String,
+    ) -> anyhow::Result<weir_store::lease::Election> {
+        let (duration, deadline, retry) =
+            (self.lease_duration.get(), self.renew_deadline.get(), self.retry_period.get());
+        if retry.is_zero() || retry * 2 > deadline || deadline >= duration {
+            anyhow::bail!(
+                "--retry-period ({retry:?}), --renew-deadline ({deadline:?}) and --lease-duration \
+                 ({duration:?}) must grow: at least twice the retry period within the deadline, \
+                 and the deadline shorter than the lease, or two replicas could lead at once"
+            );
+        }
+        Ok(weir_store::lease::Election {
+            namespace: namespace.to_owned(),
+            lease,
+            identity,
+            duration,
+            renew_deadline: deadline,
+            retry,
+        })
+    }
 }
 
 /// `weir module`.
@@ -181,6 +228,9 @@ pub struct ModuleArgs {
     /// Who this replica is in leader election [default: $HOSTNAME, the pod name]
     #[arg(long, env = "HOSTNAME", value_name = "NAME")]
     pub identity: Option<String>,
+    /// How the replicas elect a leader
+    #[command(flatten)]
+    pub leader: LeaderArgs,
     /// In a cluster: the ServiceAccounts (of --namespace) of this release's processes, the
     /// only callers that may deliver along edges and watch nodes (the chart names them)
     #[arg(long, env = "WEIR_PEERS", value_name = "NAME,...", value_delimiter = ',')]
@@ -369,4 +419,30 @@ pub struct ReferenceArgs {
     /// Write the page to this file instead of printing it
     #[arg(long, value_name = "FILE")]
     pub out: Option<PathBuf>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn timing(duration: &str, deadline: &str, retry: &str) -> LeaderArgs {
+        let parse = |text: &str| text.parse().unwrap_or_else(|err| panic!("{text}: {err}"));
+        LeaderArgs {
+            lease_duration: parse(duration),
+            renew_deadline: parse(deadline),
+            retry_period: parse(retry),
+        }
+    }
+
+    #[test]
+    fn leader_election_timing_that_could_make_two_leaders_is_refused() {
+        let election = timing("15s", "10s", "2s").election("ns", "l".into(), "me".into());
+        let election = election.unwrap_or_else(|err| panic!("{err}"));
+        assert_eq!(election.renew_deadline, std::time::Duration::from_secs(10));
+        for (duration, deadline, retry) in [("10s", "10s", "2s"), ("15s", "10s", "6s")] {
+            let refused = timing(duration, deadline, retry).election("ns", "l".into(), "me".into());
+            let message = refused.err().map(|err| err.to_string()).unwrap_or_default();
+            assert!(message.contains("two replicas could lead at once"), "{message}");
+        }
+    }
 }

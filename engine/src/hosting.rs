@@ -3,7 +3,7 @@
 //! runtime in step with the store. `weir up` hosts every built-in module; `weir module NAME`
 //! hosts one.
 
-use std::{sync::Arc, time::Duration};
+use std::sync::Arc;
 
 use anyhow::{Context as _, Result};
 use tokio::{net::TcpListener, sync::watch, task::JoinHandle};
@@ -22,7 +22,7 @@ pub enum Leadership {
     /// The only replica: it leads for good (the embedded store, `weir up`).
     Alone,
     /// One of several replicas competing for a Lease in the cluster.
-    Lease(kube::Client, Election),
+    Lease(kube::Client, Box<Election>),
 }
 
 impl std::fmt::Debug for Leadership {
@@ -189,8 +189,3 @@ pub async fn grpc_listener(
     };
     Ok((listener, advertise))
 }
-
-/// How long a lease holder's renewal keeps other replicas away.
-pub const LEASE_DURATION: Duration = Duration::from_secs(15);
-/// How often replicas read and renew the lease.
-pub const LEASE_RETRY: Duration = Duration::from_secs(2);

@@ -5,13 +5,12 @@
 use anyhow::{Context as _, Result};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
-use weir_store::lease::Election;
 
 use crate::{
     api::access::Access,
     cli::EngineArgs,
     guard::Guard,
-    hosting::{self, Leadership},
+    hosting::Leadership,
     scope::Scope,
     server::{self, Engine, EngineParts},
 };
@@ -32,13 +31,7 @@ pub async fn run(opened: super::Opened, args: EngineArgs) -> Result<()> {
         .identity
         .filter(|i| !i.is_empty())
         .unwrap_or_else(|| format!("engine-{}", std::process::id()));
-    let election = Election {
-        namespace: args.namespace.clone(),
-        lease: "weir-engine".to_owned(),
-        identity,
-        duration: hosting::LEASE_DURATION,
-        retry: hosting::LEASE_RETRY,
-    };
+    let election = args.leader.election(&args.namespace, "weir-engine".to_owned(), identity)?;
     tracing::info!(
         store = opened.place,
         flows = scope.flows.as_deref().unwrap_or("every namespace"),
@@ -53,7 +46,7 @@ pub async fn run(opened: super::Opened, args: EngineArgs) -> Result<()> {
             access: Access::tokens(config),
             guard: Guard::Cluster,
             editor: args.ui_dir.unwrap_or_else(crate::editor_files::default_dir),
-            leadership: Leadership::Lease(client, election),
+            leadership: Leadership::Lease(client, Box::new(election)),
             modules: None,
         },
         &stop,

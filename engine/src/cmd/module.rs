@@ -7,7 +7,6 @@ use std::sync::Arc;
 use anyhow::{Context as _, Result, bail};
 use tokio_util::sync::CancellationToken;
 use weir_sdk::Module;
-use weir_store::lease::Election;
 
 use crate::{
     accounts::FlowAccounts,
@@ -72,16 +71,9 @@ pub async fn run(opened: super::Opened, builtins: Vec<Module>, args: ModuleArgs)
                 .identity
                 .filter(|i| !i.is_empty())
                 .unwrap_or_else(|| format!("{}-{}", module.name(), std::process::id()));
-            Leadership::Lease(
-                client,
-                Election {
-                    namespace: args.namespace.clone(),
-                    lease: format!("weir-module-{}", module.name()),
-                    identity,
-                    duration: hosting::LEASE_DURATION,
-                    retry: hosting::LEASE_RETRY,
-                },
-            )
+            let lease = format!("weir-module-{}", module.name());
+            let election = args.leader.election(&args.namespace, lease, identity)?;
+            Leadership::Lease(client, Box::new(election))
         }
         None => Leadership::Alone,
     };

@@ -96,6 +96,7 @@ async fn one_candidate_leads_and_the_other_takes_over_when_it_stops() -> Result<
         lease: "weir-module-test".to_owned(),
         identity: identity.to_owned(),
         duration: std::time::Duration::from_secs(30),
+        renew_deadline: std::time::Duration::from_secs(20),
         retry: std::time::Duration::from_millis(100),
     };
     let patience = std::time::Duration::from_secs(20);
@@ -147,10 +148,12 @@ async fn one_candidate_leads_and_the_other_takes_over_when_it_stops() -> Result<
     Ok(())
 }
 
-/// A holder that died without giving the lease up loses it once its renewal is older than the
-/// lease duration; one that still renews keeps it.
+/// A holder that died without giving the lease up loses it once its record has not changed for
+/// the lease duration, measured on the candidate's own clock, whatever time the record says
+/// (even an hour ahead); one that still renews keeps it, even when its clock is an hour behind.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_expired_lease_is_taken_over_and_a_fresh_one_is_not() -> Result<()> {
+async fn an_expired_lease_is_taken_over_and_a_live_one_is_not_whatever_the_clocks_say() -> Result<()>
+{
     use k8s_openapi::{
         api::coordination::v1::{Lease, LeaseSpec},
         apimachinery::pkg::apis::meta::v1::MicroTime,
@@ -167,23 +170,42 @@ async fn an_expired_lease_is_taken_over_and_a_fresh_one_is_not() -> Result<()> {
         metadata: kube::api::ObjectMeta { name: Some(name.to_owned()), ..Default::default() },
         spec: Some(LeaseSpec {
             holder_identity: Some("ghost".to_owned()),
-            lease_duration_seconds: Some(15),
+            lease_duration_seconds: Some(2),
             renew_time: Some(MicroTime(renewed)),
             lease_transitions: Some(4),
             ..LeaseSpec::default()
         }),
     };
     let now = Timestamp::now();
+    // A dead holder whose clock ran an hour ahead: its renewal looks fresh for an hour.
     leases
-        .create(&Default::default(), &held("expired", now - SignedDuration::from_secs(60)))
+        .create(&Default::default(), &held("expired", now + SignedDuration::from_secs(3600)))
         .await?;
-    leases.create(&Default::default(), &held("fresh", now)).await?;
+    // A live holder whose clock runs an hour behind: its renewals look an hour old.
+    let behind = || Timestamp::now() - SignedDuration::from_secs(3600);
+    leases.create(&Default::default(), &held("fresh", behind())).await?;
+    let renewing = {
+        let leases = leases.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+                let mut lease = leases.get("fresh").await?;
+                if let Some(spec) = lease.spec.as_mut() {
+                    spec.renew_time = Some(MicroTime(behind()));
+                }
+                leases.replace("fresh", &Default::default(), &lease).await?;
+            }
+            #[allow(unreachable_code)]
+            anyhow::Ok(())
+        })
+    };
     let compete = |lease: &str| {
         let election = Election {
             namespace: namespace.clone(),
             lease: lease.to_owned(),
             identity: "c".to_owned(),
             duration: std::time::Duration::from_secs(15),
+            renew_deadline: std::time::Duration::from_secs(10),
             retry: std::time::Duration::from_millis(100),
         };
         let (leads, watch) = watch::channel(false);
@@ -203,9 +225,10 @@ async fn an_expired_lease_is_taken_over_and_a_fresh_one_is_not() -> Result<()> {
 
     let (fresh, leads, fresh_watch, stop_fresh) = compete("fresh");
     let fresh_task = tokio::spawn(fresh.run(plane.client().await?, leads, stop_fresh.clone()));
-    // Several rounds pass (the retry is 100 ms) well inside the ghost's 15 s.
-    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
-    ensure!(!*fresh_watch.borrow(), "took a lease that is still held");
+    // Many rounds pass (the retry is 100 ms), well past the ghost's 2 s.
+    tokio::time::sleep(std::time::Duration::from_secs(5)).await;
+    ensure!(!*fresh_watch.borrow(), "took a lease that is still renewed");
+    renewing.abort();
     let spec = leases.get("fresh").await?.spec.context("spec")?;
     ensure!(spec.holder_identity.as_deref() == Some("ghost"), "{spec:?}");
     stop_expired.cancel();
@@ -243,5 +266,100 @@ async fn a_watch_of_an_unreachable_cluster_backs_off() -> Result<()> {
     let made = attempts.load(std::sync::atomic::Ordering::Relaxed);
     println!("connections in {window:?} to an apiserver that hangs up: {made}");
     ensure!((1..=30).contains(&made), "{made} connections in {window:?}");
+    Ok(())
+}
+
+/// Copies `from` to `to` until either ends, passing nothing on while `stalled` is set.
+async fn pump(
+    mut from: impl tokio::io::AsyncRead + Unpin,
+    mut to: impl tokio::io::AsyncWrite + Unpin,
+    stalled: Arc<std::sync::atomic::AtomicBool>,
+) {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let mut buffer = vec![0; 16 * 1024];
+    while let Ok(read) = from.read(&mut buffer).await {
+        while read > 0 && stalled.load(std::sync::atomic::Ordering::Relaxed) {
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        if read == 0 || to.write_all(&buffer[..read]).await.is_err() {
+            break;
+        }
+    }
+}
+
+/// A leader whose connection to the apiserver stalls (a proxy of the test's own stops passing
+/// anything on) stops leading within its renew deadline, before another candidate may take the
+/// lease over: never two leaders.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leader_cut_off_stops_leading_before_another_takes_over() -> Result<()> {
+    use std::{
+        sync::atomic::{AtomicBool, Ordering},
+        time::{Duration, Instant},
+    };
+
+    use tokio::sync::watch;
+    use tokio_util::sync::CancellationToken;
+    use weir_store::lease::Election;
+
+    let plane = ControlPlane::shared();
+    let namespace = plane.namespace("stall").await?;
+    let upstream = plane.server().trim_start_matches("https://").to_owned();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let proxy_url = format!("https://{}", listener.local_addr()?);
+    let stalled = Arc::new(AtomicBool::new(false));
+    let proxy = {
+        let stalled = Arc::clone(&stalled);
+        tokio::spawn(async move {
+            while let Ok((client, _)) = listener.accept().await {
+                let Ok(server) = tokio::net::TcpStream::connect(&upstream).await else { continue };
+                let (client_in, client_out) = client.into_split();
+                let (server_in, server_out) = server.into_split();
+                tokio::spawn(pump(client_in, server_out, Arc::clone(&stalled)));
+                tokio::spawn(pump(server_in, client_out, Arc::clone(&stalled)));
+            }
+        })
+    };
+    let mut through_proxy = kube::Config::from_custom_kubeconfig(
+        kube::config::Kubeconfig::read_from(plane.kubeconfig())?,
+        &kube::config::KubeConfigOptions::default(),
+    )
+    .await?;
+    through_proxy.cluster_url = proxy_url.parse()?;
+    let election = |identity: &str| Election {
+        namespace: namespace.clone(),
+        lease: "weir-module-stall".to_owned(),
+        identity: identity.to_owned(),
+        duration: Duration::from_secs(4),
+        renew_deadline: Duration::from_secs(2),
+        retry: Duration::from_millis(300),
+    };
+    let patience = Duration::from_secs(20);
+    let (a_leads, mut a_watch) = watch::channel(false);
+    let (b_leads, mut b_watch) = watch::channel(false);
+    let stop = CancellationToken::new();
+    let a_client = kube::Client::try_from(through_proxy)?;
+    let a = tokio::spawn(election("a").run(a_client, a_leads, stop.clone()));
+    tokio::time::timeout(patience, a_watch.wait_for(|leads| *leads)).await??;
+    let b = tokio::spawn(election("b").run(plane.client().await?, b_leads, stop.clone()));
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    ensure!(!*b_watch.borrow(), "b leads while a renews");
+
+    stalled.store(true, Ordering::Relaxed);
+    let cut = Instant::now();
+    tokio::time::timeout(patience, a_watch.wait_for(|leads| !*leads)).await??;
+    let a_stopped = cut.elapsed();
+    ensure!(!*b_watch.borrow(), "b took over before a stopped leading");
+    tokio::time::timeout(patience, b_watch.wait_for(|leads| *leads)).await??;
+    let b_started = cut.elapsed();
+    ensure!(
+        a_stopped < b_started,
+        "a stopped {a_stopped:?}, b started {b_started:?} after the cut"
+    );
+    println!("after the cut: a stopped leading at {a_stopped:?}, b took over at {b_started:?}");
+    stop.cancel();
+    b.await?;
+    // a's last calls hang on the stalled proxy until their timeouts.
+    tokio::time::timeout(patience, a).await??;
+    proxy.abort();
     Ok(())
 }
