@@ -8,7 +8,11 @@
 //! and `Inspect` come only from the release's own processes, and a message from outside any flow
 //! only from someone who may update the node.
 
-use std::{pin::Pin, sync::Arc, time::UNIX_EPOCH};
+use std::{
+    pin::Pin,
+    sync::Arc,
+    time::{Duration, UNIX_EPOCH},
+};
 
 use futures::Stream;
 use serde_json::Value;
@@ -32,8 +36,14 @@ use crate::{
 /// The metadata entry that carries the W3C trace context of a delivery.
 pub const TRACEPARENT: &str = "traceparent";
 
+/// How long deliveries under way may go on once the server stops taking calls; then they are
+/// cancelled (a Kubernetes pod has 30 s between SIGTERM and SIGKILL by default).
+pub const DRAIN: Duration = Duration::from_secs(10);
+
 /// Serves `runtime`'s nodes on `listener` until `stop` is cancelled, to the callers `gate`
-/// admits (to anyone who reaches the listener without one: `weir up`, on loopback).
+/// admits (to anyone who reaches the listener without one: `weir up`, on loopback). Once
+/// stopped it takes no new call and lets the deliveries under way finish for up to [`DRAIN`],
+/// then cancels them (their callers hear `UNAVAILABLE`, which they retry).
 pub async fn serve(
     runtime: Runtime,
     listener: TcpListener,
@@ -42,15 +52,27 @@ pub async fn serve(
 ) -> Result<(), tonic::transport::Error> {
     let (health, health_service) = tonic_health::server::health_reporter();
     health.set_serving::<ModuleServer<Deliveries>>().await;
-    tonic::transport::Server::builder()
+    let drained = CancellationToken::new();
+    let draining = {
+        let (stop, drained) = (stop.clone(), drained.clone());
+        tokio::spawn(async move {
+            stop.cancelled().await;
+            tokio::time::sleep(DRAIN).await;
+            drained.cancel();
+        })
+    };
+    let deliveries = Deliveries { runtime, gate, stop: stop.clone(), drained };
+    let server = tonic::transport::Server::builder()
         .add_service(health_service)
-        .add_service(ModuleServer::new(Deliveries { runtime, gate, stop: stop.clone() }))
+        .add_service(ModuleServer::new(deliveries))
         // Without TCP_NODELAY an answer's last frame can wait for the caller's delayed ACK.
         .serve_with_incoming_shutdown(
             TcpIncoming::from(listener).with_nodelay(Some(true)),
-            stop.cancelled_owned(),
-        )
-        .await
+            stop.clone().cancelled_owned(),
+        );
+    let served = server.await;
+    draining.abort();
+    served
 }
 
 struct Deliveries {
@@ -58,6 +80,8 @@ struct Deliveries {
     gate: Option<Arc<dyn Gate>>,
     /// Ends the inspect streams, which would otherwise hold a graceful shutdown open for good.
     stop: CancellationToken,
+    /// Cancelled [`DRAIN`] after `stop`: deliveries still under way are cancelled then.
+    drained: CancellationToken,
 }
 
 type EventStream = Pin<Box<dyn Stream<Item = Result<NodeEvent, Status>> + Send>>;
@@ -133,7 +157,17 @@ impl Module for Deliveries {
             cancel: CancellationToken::new(),
             trace,
         };
-        let outcome = match self.runtime.receive(&target, &request.port, message, run).await {
+        let received = self.runtime.receive(&target, &request.port, message, run);
+        let received = tokio::select! {
+            received = received => received,
+            // Dropping the delivery cancels its run; the sender's edge may try another replica.
+            () = self.drained.cancelled() => {
+                return Err(Status::unavailable(format!(
+                    "the module stopped before the delivery to {target} finished"
+                )));
+            }
+        };
+        let outcome = match received {
             Ok(answer) => Outcome::AnswerJson(
                 serde_json::to_vec(&answer).map_err(|err| Status::internal(err.to_string()))?,
             ),

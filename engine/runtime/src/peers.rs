@@ -21,6 +21,10 @@ use crate::{NodeKey, metrics::Histogram, trust::Bearer};
 /// How long connecting to a peer may take before the delivery counts as failed (transiently).
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// How often an HTTP/2 ping checks a peer connection, and how long its answer may take.
+const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(10);
+const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(5);
+
 #[derive(Default)]
 pub(crate) struct Peers {
     routes: RwLock<HashMap<NodeKey, String>>,
@@ -129,6 +133,11 @@ impl Peers {
                 NodeError::invalid(format!("module endpoint {endpoint:?} is not a URL: {err}"))
             })?
             .connect_timeout(CONNECT_TIMEOUT)
+            // A peer that died without closing the connection is found out in seconds, not
+            // at the edge's timeout (up to hours).
+            .http2_keep_alive_interval(KEEPALIVE_INTERVAL)
+            .keep_alive_timeout(KEEPALIVE_TIMEOUT)
+            .keep_alive_while_idle(true)
             .connect_lazy();
         let client = ModuleClient::new(channel);
         clients.insert(endpoint.to_owned(), client.clone());

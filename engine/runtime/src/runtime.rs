@@ -384,7 +384,10 @@ impl Runtime {
                 "node {target}: the run went {HOP_LIMIT} hops deep; the flow loops without end"
             )));
         }
-        let instance = self.instance(target)?;
+        // During a rollout the node may still be starting here, or run on another replica by
+        // now: the sender's edge tries again.
+        let instance =
+            self.instance(target).map_err(|missing| NodeError::transient(missing.message()))?;
         fit(&instance, port, &message)?;
         self.handle_at_depth(&instance, port, message, run).await
     }

@@ -69,12 +69,23 @@ async fn another_module_delivers_over_grpc() {
     let status = client.deliver(call).await.expect_err("a call past its deadline");
     assert_eq!(failure_of_status(&status, "test").kind(), ErrorKind::Cancelled, "{status:?}");
 
+    // Stopping lets a delivery under way run for the drain, then cancels it: a call that would
+    // never end does not hold the process.
+    let mut stuck = client.clone();
+    let under_way = tokio::spawn(async move { stuck.deliver(request("stuck", &json!({}))).await });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let stopping = std::time::Instant::now();
     stop.cancel();
-    tokio::time::timeout(support::PATIENCE, server)
+    tokio::time::timeout(weir_runtime::grpc::DRAIN + support::PATIENCE, server)
         .await
         .expect("the server stopped")
         .expect("no panic")
         .expect("served");
+    let drained = stopping.elapsed();
+    assert!(drained >= weir_runtime::grpc::DRAIN, "stopped after {drained:?}, before the drain");
+    let cut = tokio::time::timeout(support::PATIENCE, under_way).await.expect("the caller hears");
+    let status = cut.expect("no panic").expect_err("the delivery under way was cancelled");
+    assert_eq!(status.code(), tonic::Code::Unavailable, "{status:?}");
 }
 
 /// Two runtimes, as two module processes would be: an edge from one reaches a node of the
