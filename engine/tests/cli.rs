@@ -676,3 +676,51 @@ fn solutions_list_and_install_with_settings_and_refuse_bad_ones() -> Result<()> 
     ensure!(exported.contains("interval: 5m") && exported.contains("127.0.0.1:5000"), "{exported}");
     Ok(())
 }
+
+/// What a module process asks of an apiserver that is down: `weir module common` against a
+/// listener of the test's own on loopback that takes each connection and hangs up, for 30 s;
+/// connections counted (docs/benchmarks.md). A measurement, not a check.
+#[test]
+#[ignore = "a measurement: run with --ignored --nocapture a_module_while_the_apiserver_is_down"]
+fn a_module_while_the_apiserver_is_down() -> Result<()> {
+    use std::sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    };
+    let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+    let address = listener.local_addr()?;
+    let attempts = Arc::new(AtomicU64::new(0));
+    let counting = Arc::clone(&attempts);
+    std::thread::spawn(move || {
+        for connection in listener.incoming() {
+            counting.fetch_add(1, Ordering::Relaxed);
+            drop(connection);
+        }
+    });
+    let dir = tempfile::tempdir()?;
+    let kubeconfig = dir.path().join("kubeconfig");
+    fs::write(
+        &kubeconfig,
+        format!(
+            "apiVersion: v1\nkind: Config\ncurrent-context: down\nclusters: [{{name: down, cluster: {{server: 'https://{address}', insecure-skip-tls-verify: true}}}}]\nusers: [{{name: someone, user: {{token: not-checked}}}}]\ncontexts: [{{name: down, context: {{cluster: down, user: someone}}}}]\n"
+        ),
+    )?;
+    let mut module = Command::new(env!("CARGO_BIN_EXE_weir"))
+        .arg("--kubeconfig")
+        .arg(&kubeconfig)
+        .args(["module", "common", "--peers", "weir", "--listen", "127.0.0.1:0"])
+        .args(["--grpc-listen", "127.0.0.1:0", "--namespace", "weir"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()?;
+    let window = std::time::Duration::from_secs(30);
+    std::thread::sleep(window);
+    let made = attempts.load(Ordering::Relaxed);
+    module.kill()?;
+    module.wait()?;
+    println!(
+        "weir module common, apiserver down for {window:?}: {made} connections ({:.2} a second)",
+        made as f64 / window.as_secs_f64()
+    );
+    Ok(())
+}
