@@ -1,7 +1,9 @@
 //! The flow controller: keeps each Flow's status (node counts, and `Ready` and `Degraded`
 //! conditions that name the node and edge at fault) in step with its nodes and the installed
-//! module catalogues, and deletes a flow's nodes when the flow is deleted (the embedded store
-//! has no garbage collector).
+//! module catalogues; gives each node an owner reference to its flow (so Kubernetes' garbage
+//! collector deletes a flow's nodes with it, engine running or not); and deletes a flow's
+//! nodes when the flow is deleted, and at start those whose owning flow is gone (the embedded
+//! store has no garbage collector).
 //!
 //! It works from what its watches bring, never from lists: each change marks the flows it
 //! touches (a node's flow, the flow itself; every flow for a catalogue, since any flow may use
@@ -15,6 +17,7 @@ use std::{
 };
 
 use futures::{StreamExt, stream::BoxStream};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use serde_json::json;
 use tokio::sync::{Notify, watch};
 use tokio_util::sync::CancellationToken;
@@ -32,19 +35,26 @@ const SETTLE: Duration = Duration::from_millis(200);
 /// A resource by namespace and name.
 type Key = (String, String);
 
-/// Flows to check, each flow's nodes, and the catalogues to check them against.
-type Checking = (Vec<DynamicObject>, BTreeMap<Key, Vec<FlowNode>>, Vec<Module>);
+/// Flows to check, each flow's nodes, the catalogues to check them against, and the nodes'
+/// ownership to mend.
+type Checking = (Vec<DynamicObject>, BTreeMap<Key, Vec<FlowNode>>, Vec<Module>, Ownership);
 
 /// What the watches brought, and which flows need checking.
 #[derive(Default)]
 struct Seen {
     flows: BTreeMap<Key, DynamicObject>,
     nodes: BTreeMap<Key, FlowNode>,
+    /// The nodes as stored, for writing their metadata back unchanged but for the owner.
+    stored_nodes: BTreeMap<Key, DynamicObject>,
     modules: BTreeMap<Key, Module>,
     /// Flows to check again.
     dirty: BTreeSet<Key>,
     /// Every flow is to be checked again (a catalogue changed, a watch listed again).
     all_dirty: bool,
+    /// Whether the flows and the nodes have each been listed once: until both have, no node
+    /// can be told an orphan.
+    flows_listed: bool,
+    nodes_listed: bool,
 }
 
 impl Seen {
@@ -54,6 +64,7 @@ impl Seen {
             (Kind::Flow, WatchEvent::Synced(flows)) => {
                 self.flows = flows.into_iter().filter_map(|f| Some((key_of(&f)?, f))).collect();
                 self.all_dirty = true;
+                self.flows_listed = true;
             }
             (Kind::Flow, WatchEvent::Applied(flow)) => {
                 if let Some(key) = key_of(&flow) {
@@ -67,13 +78,19 @@ impl Seen {
                 }
             }
             (Kind::FlowNode, WatchEvent::Synced(nodes)) => {
+                self.stored_nodes =
+                    nodes.iter().filter_map(|n| Some((key_of(n)?, n.clone()))).collect();
                 self.nodes = typed::<FlowNode>(nodes)
                     .into_iter()
                     .filter_map(|n| Some((node_key(&n)?, n)))
                     .collect();
                 self.all_dirty = true;
+                self.nodes_listed = true;
             }
             (Kind::FlowNode, WatchEvent::Applied(node)) => {
+                if let Some(key) = key_of(&node) {
+                    self.stored_nodes.insert(key, node.clone());
+                }
                 let Some(node) = typed::<FlowNode>(vec![node]).pop() else { return };
                 let Some(key) = node_key(&node) else { return };
                 self.dirty.insert(flow_of(&node));
@@ -84,6 +101,7 @@ impl Seen {
             }
             (Kind::FlowNode, WatchEvent::Deleted(node)) => {
                 let Some(key) = key_of(&node) else { return };
+                self.stored_nodes.remove(&key);
                 if let Some(before) = self.nodes.remove(&key) {
                     self.dirty.insert(flow_of(&before));
                 }
@@ -119,6 +137,11 @@ impl Seen {
     fn take_dirty(&mut self) -> Checking {
         let dirty = std::mem::take(&mut self.dirty);
         let all = std::mem::take(&mut self.all_dirty);
+        let ownership = if self.flows_listed && self.nodes_listed {
+            self.ownership(|flow| all || dirty.contains(flow))
+        } else {
+            Ownership::default()
+        };
         let flows: Vec<DynamicObject> = self
             .flows
             .iter()
@@ -133,8 +156,45 @@ impl Seen {
                 nodes.entry(flow).or_default().push(node.clone());
             }
         }
-        (flows, nodes, self.modules.values().cloned().collect())
+        (flows, nodes, self.modules.values().cloned().collect(), ownership)
     }
+
+    /// The nodes of the flows `wanted` says that their flow does not own yet, and the nodes
+    /// whose owning flow is gone (a flow deleted while no controller ran; a node not yet owned
+    /// is never one, as `kubectl apply -f dir/` may create nodes before their flow).
+    fn ownership(&self, wanted: impl Fn(&Key) -> bool) -> Ownership {
+        let mut found = Ownership::default();
+        let present: BTreeSet<&str> =
+            self.flows.values().filter_map(|flow| flow.metadata.uid.as_deref()).collect();
+        for (key, node) in &self.nodes {
+            let owners = node.metadata.owner_references.as_deref().unwrap_or_default();
+            let flow_owners: Vec<_> = owners.iter().filter(|o| o.kind == "Flow").collect();
+            let flow_key = flow_of(node);
+            let flow_uid = self.flows.get(&flow_key).and_then(|flow| flow.metadata.uid.clone());
+            match flow_uid {
+                Some(uid) if wanted(&flow_key) && !flow_owners.iter().any(|o| o.uid == uid) => {
+                    if let Some(stored) = self.stored_nodes.get(key) {
+                        found.unowned.push((stored.clone(), flow_key.1.clone(), uid));
+                    }
+                }
+                None if !flow_owners.is_empty()
+                    && flow_owners.iter().all(|o| !present.contains(o.uid.as_str())) =>
+                {
+                    found.orphans.push(key.clone());
+                }
+                _ => {}
+            }
+        }
+        found
+    }
+}
+
+/// Nodes to give an owner reference to their flow (the node, its flow's name and uid), and
+/// nodes whose owning flow is gone.
+#[derive(Debug, Default)]
+struct Ownership {
+    unowned: Vec<(DynamicObject, String, String)>,
+    orphans: Vec<Key>,
 }
 
 fn key_of(object: &DynamicObject) -> Option<Key> {
@@ -250,8 +310,10 @@ async fn delete_nodes_of(store: &dyn Store, flow: &DynamicObject) {
 /// status changed.
 async fn write_statuses(
     store: &dyn Store,
-    (flows, nodes, modules): Checking,
+    (flows, nodes, modules, ownership): Checking,
 ) -> Result<(), StoreError> {
+    // Apart from the statuses: a refused owner must not keep the flows unchecked.
+    mend_ownership(store, ownership).await;
     for object in flows {
         let Some(flow) = typed::<Flow>(vec![object.clone()]).pop() else { continue };
         let Some(key) = key_of(&object) else { continue };
@@ -271,6 +333,40 @@ async fn write_statuses(
         }
     }
     Ok(())
+}
+
+/// Gives each node an owner reference to its flow, so that in a cluster deleting the flow
+/// deletes its nodes even while no engine runs (Kubernetes' garbage collector does), and
+/// deletes the nodes whose owning flow is gone.
+async fn mend_ownership(store: &dyn Store, ownership: Ownership) {
+    for (object, flow, uid) in ownership.unowned {
+        let mut object = object;
+        let name = object.metadata.name.clone().unwrap_or_default();
+        let owner = OwnerReference {
+            api_version: weir_model::API_VERSION.to_owned(),
+            kind: "Flow".to_owned(),
+            name: flow,
+            uid,
+            controller: Some(true),
+            block_owner_deletion: None,
+        };
+        let owners = object.metadata.owner_references.get_or_insert_with(Vec::new);
+        owners.retain(|o| o.kind != "Flow");
+        owners.push(owner);
+        match store.update(object).await {
+            // Changed or gone meanwhile: the watch brings it back.
+            Ok(_) | Err(StoreError::Conflict { .. } | StoreError::NotFound(_)) => {}
+            Err(err) => tracing::warn!(error = %err, node = name, "cannot give a node its owner"),
+        }
+    }
+    for (namespace, name) in ownership.orphans {
+        match store.delete(Kind::FlowNode, &namespace, &name).await {
+            Ok(()) | Err(StoreError::NotFound(_)) => {
+                tracing::info!(node = name, "deleted: the flow that owned it is gone");
+            }
+            Err(err) => tracing::warn!(error = %err, node = name, "cannot delete an orphan node"),
+        }
+    }
 }
 
 fn status_of(flow: &Flow, nodes: &[FlowNode], modules: &[Module]) -> FlowStatus {
@@ -355,7 +451,7 @@ mod tests {
     }
 
     fn checked(seen: &mut Seen) -> Vec<String> {
-        let (flows, nodes, _) = seen.take_dirty();
+        let (flows, nodes, _, _) = seen.take_dirty();
         flows
             .iter()
             .filter_map(key_of)
@@ -364,6 +460,63 @@ mod tests {
                 format!("{} ({members} nodes)", key.1)
             })
             .collect()
+    }
+
+    /// Nodes get an owner reference to their flow; a node whose owning flow was deleted while
+    /// no controller ran goes when one starts, and a node whose flow does not exist yet stays.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn nodes_are_owned_by_their_flow_and_orphans_go_when_the_controller_starts()
+    -> Result<(), Box<dyn std::error::Error>> {
+        let dir = tempfile::tempdir()?;
+        let store: Arc<dyn Store> =
+            Arc::new(weir_store::embedded::EmbeddedStore::open(dir.path())?);
+        let flow = store.create(object("Flow", "f", json!({}))).await?;
+        let uid = flow.metadata.uid.clone().ok_or("no uid")?;
+        for (name, flow) in [("a", "f"), ("b", "f"), ("early", "later")] {
+            store.create(node(name, flow)).await?;
+        }
+        let scope = Scope { home: "ns".into(), flows: None };
+        let owners = |store: Arc<dyn Store>, name: &'static str| async move {
+            let node = store.get(Kind::FlowNode, "ns", name).await?;
+            Ok::<_, StoreError>(node.metadata.owner_references.unwrap_or_default())
+        };
+        let start = || {
+            let stop = CancellationToken::new();
+            let task = tokio::spawn(run(
+                Arc::clone(&store),
+                scope.clone(),
+                watch::channel(true).1,
+                stop.clone(),
+            ));
+            (stop, task)
+        };
+        let (stop, task) = start();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let owned = owners(Arc::clone(&store), "a").await?;
+            if owned.iter().any(|o| o.kind == "Flow" && o.name == "f" && o.uid == uid) {
+                break;
+            }
+            assert!(tokio::time::Instant::now() < deadline, "a was never given its owner");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        stop.cancel();
+        task.await?;
+        assert!(owners(Arc::clone(&store), "early").await?.is_empty(), "no flow, no owner");
+
+        // The flow is deleted while no controller runs: its nodes stay, until one starts.
+        store.delete(Kind::Flow, "ns", "f").await?;
+        let (stop, task) = start();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while store.get(Kind::FlowNode, "ns", "b").await.is_ok() {
+            assert!(tokio::time::Instant::now() < deadline, "the orphan b was never deleted");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert!(store.get(Kind::FlowNode, "ns", "a").await.is_err(), "a is an orphan too");
+        store.get(Kind::FlowNode, "ns", "early").await?;
+        stop.cancel();
+        task.await?;
+        Ok(())
     }
 
     #[test]

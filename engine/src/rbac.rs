@@ -41,16 +41,17 @@ fn lease() -> PolicyRule {
     rule(COORDINATION, "leases", &["get", "create", "update"])
 }
 
-/// `weir engine`: the flow controller reads flows, nodes and catalogues, writes flow status and
-/// deletes the nodes of deleted flows; the editor's event feed follows flows and nodes. What a
-/// user does in the editor is done with the user's own token, so it needs nothing here.
+/// `weir engine`: the flow controller reads flows, nodes and catalogues, writes flow status,
+/// gives nodes an owner reference to their flow and deletes the nodes of deleted flows; the
+/// editor's event feed follows flows and nodes. What a user does in the editor is done with
+/// the user's own token, so it needs nothing here.
 pub fn engine() -> Rules {
     Rules {
         home: vec![lease(), rule(WEIR, "modules", &["list", "watch"])],
         flows: vec![
             rule(WEIR, "flows", &["list", "watch"]),
             rule(WEIR, "flows/status", &["update"]),
-            rule(WEIR, "flownodes", &["list", "watch", "delete"]),
+            rule(WEIR, "flownodes", &["list", "watch", "update", "delete"]),
         ],
     }
 }
