@@ -254,7 +254,7 @@ impl Runtime {
     }
 
     /// Says whether the runtime is hosting (its host does).
-    pub fn set_hosting(&self, hosting: bool) {
+    pub(crate) fn set_hosting(&self, hosting: bool) {
         self.shared.hosting.store(hosting, Ordering::Relaxed);
     }
 

@@ -49,8 +49,16 @@ async fn change_settings(store: &dyn Store, name: &str, field: &str, value: Valu
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_host_follows_flow_nodes_in_the_store() {
+/// The test module's runtime hosted on an embedded store of its own until `stop`.
+struct Hosted {
+    _dir: tempfile::TempDir,
+    store: Arc<dyn Store>,
+    runtime: weir_runtime::Runtime,
+    stop: CancellationToken,
+    running: tokio::task::JoinHandle<Result<(), weir_store::StoreError>>,
+}
+
+fn hosted() -> Hosted {
     let dir = tempfile::tempdir().expect("temporary directory");
     let store: Arc<dyn Store> = Arc::new(EmbeddedStore::open(dir.path()).expect("store"));
     let runtime = runtime();
@@ -60,6 +68,12 @@ async fn the_host_follows_flow_nodes_in_the_store() {
         let stop = stop.clone();
         async move { host.run(stop).await }
     });
+    Hosted { _dir: dir, store, runtime, stop, running }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_host_follows_flow_nodes_in_the_store() {
+    let Hosted { _dir, store, runtime, stop, running } = hosted();
 
     store
         .create(object(&node("a", "relay", json!({ "tag": "a" }), to("b"))))
@@ -237,15 +251,7 @@ async fn hosts_route_edges_to_the_module_that_runs_the_target() {
 /// again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_suspended_flow_starts_no_run_until_it_is_resumed() {
-    let dir = tempfile::tempdir().expect("temporary directory");
-    let store: Arc<dyn Store> = Arc::new(EmbeddedStore::open(dir.path()).expect("store"));
-    let runtime = runtime();
-    let host = Host::new(runtime.clone(), Arc::clone(&store), "default");
-    let stop = CancellationToken::new();
-    let running = tokio::spawn({
-        let stop = stop.clone();
-        async move { host.run(stop).await }
-    });
+    let Hosted { _dir, store, runtime, stop, running } = hosted();
     let flow: DynamicObject = serde_json::from_value(json!({
         "apiVersion": "weir.dev/v1alpha1", "kind": "Flow",
         "metadata": { "name": "f", "namespace": "test" }, "spec": {},
