@@ -138,7 +138,7 @@ impl Seen {
         let dirty = std::mem::take(&mut self.dirty);
         let all = std::mem::take(&mut self.all_dirty);
         let ownership = if self.flows_listed && self.nodes_listed {
-            self.ownership(|flow| all || dirty.contains(flow))
+            self.ownership(all, |flow| all || dirty.contains(flow))
         } else {
             Ownership::default()
         };
@@ -159,13 +159,18 @@ impl Seen {
         (flows, nodes, self.modules.values().cloned().collect(), ownership)
     }
 
-    /// The nodes of the flows `wanted` says that their flow does not own yet, and the nodes
-    /// whose owning flow is gone (a flow deleted while no controller ran; a node not yet owned
-    /// is never one, as `kubectl apply -f dir/` may create nodes before their flow).
-    fn ownership(&self, wanted: impl Fn(&Key) -> bool) -> Ownership {
+    /// The nodes of the flows `wanted` says that their flow does not own yet, and, after a
+    /// full listing (`listed`: at start, or when a watch listed again), the nodes whose owning
+    /// flow is gone: a flow deleted while no controller ran (a deletion seen takes its nodes at
+    /// once). A node not yet owned is never one, as `kubectl apply -f dir/` may create nodes
+    /// before their flow.
+    fn ownership(&self, listed: bool, wanted: impl Fn(&Key) -> bool) -> Ownership {
         let mut found = Ownership::default();
-        let present: BTreeSet<&str> =
-            self.flows.values().filter_map(|flow| flow.metadata.uid.as_deref()).collect();
+        let present: BTreeSet<&str> = if listed {
+            self.flows.values().filter_map(|flow| flow.metadata.uid.as_deref()).collect()
+        } else {
+            BTreeSet::new()
+        };
         for (key, node) in &self.nodes {
             let owners = node.metadata.owner_references.as_deref().unwrap_or_default();
             let flow_owners: Vec<_> = owners.iter().filter(|o| o.kind == "Flow").collect();
@@ -177,7 +182,8 @@ impl Seen {
                         found.unowned.push((stored.clone(), flow_key.1.clone(), uid));
                     }
                 }
-                None if !flow_owners.is_empty()
+                None if listed
+                    && !flow_owners.is_empty()
                     && flow_owners.iter().all(|o| !present.contains(o.uid.as_str())) =>
                 {
                     found.orphans.push(key.clone());

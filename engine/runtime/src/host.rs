@@ -236,12 +236,14 @@ impl Host {
             match event {
                 WatchEvent::Synced(objects) => {
                     let flows: Vec<Flow> = objects.iter().filter_map(flow_of).collect();
+                    let present: std::collections::HashSet<(&str, &str)> = flows
+                        .iter()
+                        .filter_map(|f| {
+                            Some((f.metadata.namespace.as_deref()?, f.metadata.name.as_deref()?))
+                        })
+                        .collect();
                     for (namespace, name) in self.runtime.followed_flows() {
-                        let present = flows.iter().any(|f| {
-                            f.metadata.namespace.as_deref() == Some(&namespace)
-                                && f.metadata.name.as_deref() == Some(&name)
-                        });
-                        if !present {
+                        if !present.contains(&(namespace.as_str(), name.as_str())) {
                             self.runtime.forget_flow(&namespace, &name);
                         }
                     }

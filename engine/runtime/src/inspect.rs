@@ -25,17 +25,18 @@ pub const MAX_LINE_BYTES: usize = 4 * 1024;
 /// An event's message as JSON, or `{"truncated": true, "bytes": N}` when it is larger than
 /// [`MAX_MESSAGE_BYTES`], so watchers keep and send bounded events.
 pub fn message_json(message: &Value) -> Vec<u8> {
-    match oversized(message) {
-        Some(shown) => serde_json::to_vec(&shown),
-        None => serde_json::to_vec(message),
+    let json = serde_json::to_vec(message).unwrap_or_default();
+    if json.len() <= MAX_MESSAGE_BYTES {
+        return json;
     }
-    .unwrap_or_default()
+    serde_json::to_vec(&truncated(json.len())).unwrap_or_default()
 }
 
 /// `message` as an event holds it: itself, or its size only when larger than
 /// [`MAX_MESSAGE_BYTES`], so the events waiting for a slow watcher stay small.
 pub(crate) fn kept(message: Value) -> Value {
-    oversized(&message).unwrap_or(message)
+    let size = weir_sdk::json_size(&message);
+    if size > MAX_MESSAGE_BYTES { truncated(size) } else { message }
 }
 
 /// `line` as an event holds it: cut to [`MAX_LINE_BYTES`] on a character boundary, ending in
@@ -44,30 +45,12 @@ pub fn kept_line(line: &str) -> String {
     if line.len() <= MAX_LINE_BYTES {
         return line.to_owned();
     }
-    let mut cut = MAX_LINE_BYTES - '…'.len_utf8();
-    while !line.is_char_boundary(cut) {
-        cut -= 1;
-    }
-    format!("{}…", &line[..cut])
+    format!("{}…", &line[..line.floor_char_boundary(MAX_LINE_BYTES - '…'.len_utf8())])
 }
 
-/// `{"truncated": true, "bytes": N}` when `message` is larger than [`MAX_MESSAGE_BYTES`] as
-/// JSON; its size is counted without writing it anywhere.
-fn oversized(message: &Value) -> Option<Value> {
-    struct Counter(usize);
-    impl std::io::Write for Counter {
-        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-            self.0 += bytes.len();
-            Ok(bytes.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
-    let mut counter = Counter(0);
-    serde_json::to_writer(&mut counter, message).ok()?;
-    (counter.0 > MAX_MESSAGE_BYTES)
-        .then(|| serde_json::json!({ "truncated": true, "bytes": counter.0 }))
+/// What an event shows of a message too large to keep.
+fn truncated(bytes: usize) -> Value {
+    serde_json::json!({ "truncated": true, "bytes": bytes })
 }
 
 /// One thing that happened at a node.

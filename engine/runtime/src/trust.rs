@@ -52,7 +52,12 @@ pub trait Accounts: std::fmt::Debug + Send + Sync + 'static {
 
 /// The bearer token of a request's metadata, if any.
 pub fn bearer_of(metadata: &MetadataMap) -> Option<&str> {
-    let value = metadata.get("authorization")?.to_str().ok()?;
+    bearer_token(metadata.get("authorization")?.to_str().ok()?)
+}
+
+/// The token of an `authorization` value `Bearer TOKEN` (the scheme is case-insensitive, RFC
+/// 9110); `None` for another scheme or an empty token.
+pub fn bearer_token(value: &str) -> Option<&str> {
     let (scheme, token) = value.split_once(' ')?;
     let token = token.trim();
     (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)

@@ -317,10 +317,7 @@ pub fn token_of(headers: &HeaderMap) -> Option<String> {
     let bearer = headers
         .get(header::AUTHORIZATION)
         .and_then(|value| value.to_str().ok())
-        // The scheme is case-insensitive (RFC 9110).
-        .and_then(|value| value.split_once(' '))
-        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-        .map(|(_, token)| token.trim());
+        .and_then(weir_runtime::trust::bearer_token);
     let cookie = || {
         headers
             .get_all(header::COOKIE)

@@ -18,7 +18,7 @@ use super::{
     extract::{Body, Params},
     transfer,
 };
-use crate::cmd::{rbac as solution_rbac, solution};
+use crate::cmd::solution;
 
 /// Every solution, with what its settings are for.
 pub async fn list(State(_): State<Api>) -> Result<Json<Value>, ApiError> {
@@ -78,28 +78,17 @@ pub async fn install(
     let sets: Vec<(String, String)> = install.settings.into_iter().collect();
     let manifests = solution::manifests_of(&found, &sets)
         .map_err(|err| ApiError::bad_request(format!("{err:#}")))?;
-    let flows: Vec<String> = manifests
-        .iter()
-        .filter(|m| m.value["kind"] == "Flow")
-        .filter_map(|m| m.value["metadata"]["name"].as_str().map(str::to_owned))
-        .collect();
+    let flows = solution::flows_in(&manifests);
     let namespace = params.namespace_if_given()?;
     let installed = transfer::apply_all(&*caller.store, manifests, namespace.as_deref()).await?;
     // In a cluster each flow's account is made as the caller, who must hold its rules.
     if let Some(client) = &caller.client {
         let namespace = params.namespace()?;
-        for flow in flows {
-            let rules = solution_rbac::flow_rules(&*caller.store, &[], &namespace, &flow)
-                .await
-                .map_err(|err| ApiError::internal(format!("{err:#}")))?;
-            solution_rbac::apply_rules(client, &rules, &mut std::io::sink()).await.map_err(
-                |err| {
-                    ApiError::forbidden(format!(
-                        "flow {flow} is installed, but not its account: {err:#}"
-                    ))
-                },
-            )?;
-        }
+        let mut said = std::io::sink();
+        let store = &*caller.store;
+        solution::create_accounts(store, &[], client, &namespace, &flows, &mut said)
+            .await
+            .map_err(|err| ApiError::forbidden(format!("{err:#}")))?;
     }
     Ok(installed)
 }

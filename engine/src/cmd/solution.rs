@@ -75,11 +75,7 @@ pub async fn run(
             let sets = set.iter().map(|text| parse_set(text)).collect::<Result<Vec<_>, _>>()?;
             let solution = find(dir, &name)?;
             let manifests = manifests_of(&solution, &sets)?;
-            let flows: Vec<String> = manifests
-                .iter()
-                .filter(|m| m.value["kind"] == "Flow")
-                .filter_map(|m| m.value["metadata"]["name"].as_str().map(str::to_owned))
-                .collect();
+            let flows = flows_in(&manifests);
             let total = manifests.len();
             let planned = match apply::plan(store, manifests, namespace.as_deref(), "--namespace")
                 .await?
@@ -102,15 +98,37 @@ pub async fn run(
             .await?;
             let Some(client) = &opened.client else { return Ok(()) };
             let namespace = namespace.as_deref().unwrap_or(weir_store::DEFAULT_NAMESPACE);
-            for flow in flows {
-                let rules = super::rbac::flow_rules(store, builtins, namespace, &flow).await?;
-                super::rbac::apply_rules(client, &rules, out)
-                    .await
-                    .with_context(|| format!("flow {flow} is installed, but not its account"))?;
-            }
-            Ok(())
+            create_accounts(store, builtins, client, namespace, &flows, out).await
         }
     }
+}
+
+/// The names of the flows among `manifests`.
+pub fn flows_in(manifests: &[Manifest]) -> Vec<String> {
+    manifests
+        .iter()
+        .filter(|m| m.value["kind"] == "Flow")
+        .filter_map(|m| m.value["metadata"]["name"].as_str().map(str::to_owned))
+        .collect()
+}
+
+/// Creates the account each of `flows` (installed in `namespace`) acts as, with the rules its
+/// nodes need, as `client`'s user (as `weir rbac --apply` does).
+pub async fn create_accounts(
+    store: &dyn weir_store::Store,
+    builtins: &[Module],
+    client: &kube::Client,
+    namespace: &str,
+    flows: &[String],
+    out: &mut impl Write,
+) -> Result<()> {
+    for flow in flows {
+        let rules = super::rbac::flow_rules(store, builtins, namespace, flow).await?;
+        super::rbac::apply_rules(client, &rules, out)
+            .await
+            .with_context(|| format!("flow {flow} is installed, but not its account"))?;
+    }
+    Ok(())
 }
 
 /// Prints each solution with its settings.

@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 use tokio::task::JoinHandle;
 use weir_sdk::{
     Component, Context, Description, Expression, HumanDuration, JsonSchema, NodeError, Port, Value,
-    json,
+    json, json_size,
 };
 
 /// Settings of a collect node.
@@ -105,24 +105,6 @@ impl std::fmt::Debug for Held {
 }
 
 type Groups = Arc<Mutex<Held>>;
-
-/// The size of `value` as JSON, counted without writing it anywhere.
-fn json_size(value: &Value) -> usize {
-    struct Counter(usize);
-    impl std::io::Write for Counter {
-        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-            self.0 += bytes.len();
-            Ok(bytes.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
-    let mut counter = Counter(0);
-    // Writing a `Value` to a writer that never fails cannot fail.
-    let _ = serde_json::to_writer(&mut counter, value);
-    counter.0
-}
 
 /// A node of the collect component.
 #[derive(Debug)]

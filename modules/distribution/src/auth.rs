@@ -118,9 +118,17 @@ pub const LONGEST_KEEP: Duration = Duration::from_secs(24 * 3600);
 const MOST_TOKENS: usize = 1024;
 
 /// Tokens by scope, each until it is about to expire.
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub struct TokenCache {
     tokens: Mutex<HashMap<String, (String, Instant)>>,
+}
+
+// The tokens are credentials: a client or node printed with `{:?}` shows how many, never them.
+impl std::fmt::Debug for TokenCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let kept = self.tokens.lock().unwrap_or_else(PoisonError::into_inner).len();
+        f.debug_struct("TokenCache").field("tokens", &kept).finish()
+    }
 }
 
 impl TokenCache {
@@ -156,6 +164,13 @@ impl TokenCache {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn kept_tokens_are_never_printed() {
+        let cache = TokenCache::default();
+        cache.put("repository:a:pull", "s3cret-token".to_owned(), Duration::from_secs(60));
+        assert_eq!(format!("{cache:?}"), "TokenCache { tokens: 1 }");
+    }
 
     #[test]
     fn challenges_are_read_with_quoted_commas() {

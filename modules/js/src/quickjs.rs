@@ -160,11 +160,7 @@ fn install_console(ctx: &Ctx<'_>, logs: &Arc<Mutex<Vec<String>>>) -> rquickjs::R
                 parts.0.into_iter().map(|part| shown(&part.ctx().clone(), &part)).collect();
             let mut line = words.join(" ");
             if line.len() > MAX_LOG_LINE {
-                let mut cut = MAX_LOG_LINE;
-                while !line.is_char_boundary(cut) {
-                    cut -= 1;
-                }
-                line.truncate(cut);
+                line.truncate(line.floor_char_boundary(MAX_LOG_LINE));
                 line.push('…');
             }
             let mut logs = logs.lock().unwrap_or_else(PoisonError::into_inner);

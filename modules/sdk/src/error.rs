@@ -74,10 +74,8 @@ fn bounded(mut message: String) -> String {
     }
     let total = message.len();
     // Room for the marker and the count, so the whole stays within the bound.
-    let mut cut = MAX_MESSAGE_BYTES - CUT_MARKER.len() - " bytes)".len() - 20;
-    while !message.is_char_boundary(cut) {
-        cut -= 1;
-    }
+    let cut =
+        message.floor_char_boundary(MAX_MESSAGE_BYTES - CUT_MARKER.len() - " bytes)".len() - 20);
     message.truncate(cut);
     message.push_str(&format!("{CUT_MARKER}{} bytes)", total - cut));
     message

@@ -25,7 +25,7 @@ pub use module::Module;
 pub use port::{ERROR_PORT, Failure, Port, read_message};
 pub use schemars::JsonSchema;
 pub use serde_json::{Value, json};
-pub use state::NodeState;
+pub use state::{NodeState, json_size};
 pub use trace::TraceContext;
 pub use weir_model::{
     Direction, HumanDuration,

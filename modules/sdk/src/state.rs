@@ -15,6 +15,25 @@ use crate::NodeError;
 /// 1.5 MiB with everything else in it.
 pub const MAX_STATE_BYTES: usize = 256 * 1024;
 
+/// The size of `value` as JSON, counted without writing it anywhere: for bounds on what is
+/// kept (state, held messages, events).
+pub fn json_size(value: &Value) -> usize {
+    struct Counter(usize);
+    impl std::io::Write for Counter {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0 += bytes.len();
+            Ok(bytes.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut counter = Counter(0);
+    // Writing a `Value` to a writer that never fails cannot fail.
+    let _ = serde_json::to_writer(&mut counter, value);
+    counter.0
+}
+
 /// One node's state; the runtime owns it, the node reads and replaces it through its context.
 #[derive(Debug, Default)]
 pub struct NodeState {
@@ -36,7 +55,7 @@ impl NodeState {
 
     /// Replaces the state; refuses state larger than [`MAX_STATE_BYTES`].
     pub fn set(&self, value: Value) -> Result<(), NodeError> {
-        let size = serde_json::to_vec(&value).map_or(usize::MAX, |bytes| bytes.len());
+        let size = json_size(&value);
         if size > MAX_STATE_BYTES {
             return Err(NodeError::invalid(format!(
                 "node state of {size} bytes is over the limit of {MAX_STATE_BYTES}"
