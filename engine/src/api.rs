@@ -18,6 +18,7 @@ mod modules;
 mod ports;
 mod rename;
 mod save;
+mod secret_settings;
 mod send;
 mod session;
 mod settings;

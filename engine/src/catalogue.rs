@@ -4,7 +4,12 @@
 //! keeps the stored value when it comes back (see `weir_model::redact`).
 
 use serde_json::Value;
-use weir_model::{FieldError, Kind, Module, module::ComponentDescriptor, redact};
+use weir_model::{
+    FieldError, Kind, Module,
+    module::ComponentDescriptor,
+    redact,
+    secret_ref::{self, field_path},
+};
 use weir_store::{Selector, Store, StoreError};
 
 /// The catalogues of the installed modules, one per module name.
@@ -84,6 +89,21 @@ impl Catalogue {
         }
     }
 
+    /// The secret settings of a FlowNode document given as values (not by reference): their
+    /// JSON pointers in `spec.settings`.
+    pub fn secret_values(&self, node: &Value) -> Vec<String> {
+        let Some(schema) = self.settings_schema(node) else { return Vec::new() };
+        let Some(settings) = node.pointer("/spec/settings") else { return Vec::new() };
+        redact::secret_pointers(schema, settings)
+            .into_iter()
+            .filter(|pointer| {
+                settings
+                    .pointer(pointer)
+                    .is_some_and(|value| !secret_ref::holds_reference(value) && !value.is_null())
+            })
+            .collect()
+    }
+
     /// Whether a FlowNode document's settings hold [`redact::KEPT`] anywhere, so that
     /// [`Catalogue::restore`] may have something to do.
     pub fn holds_placeholder(node: &Value) -> bool {
@@ -115,19 +135,4 @@ impl Catalogue {
             }),
         }
     }
-}
-
-/// A JSON pointer (`/auth/tokens/0`) as a field path (`.auth.tokens[0]`), as errors name fields.
-pub fn field_path(pointer: &str) -> String {
-    let mut path = String::new();
-    for segment in pointer.split('/').skip(1) {
-        let segment = segment.replace("~1", "/").replace("~0", "~");
-        if !segment.is_empty() && segment.bytes().all(|b| b.is_ascii_digit()) {
-            path.push_str(&format!("[{segment}]"));
-        } else {
-            path.push('.');
-            path.push_str(&segment);
-        }
-    }
-    path
 }

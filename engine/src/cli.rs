@@ -235,6 +235,10 @@ pub struct ModuleArgs {
     /// only callers that may deliver along edges and watch nodes (the chart names them)
     #[arg(long, env = "WEIR_PEERS", value_name = "NAME,...", value_delimiter = ',')]
     pub peers: Vec<String>,
+    /// How often the Secrets that nodes' secret settings refer to are read again; a node is
+    /// built again when one changed
+    #[arg(long, default_value = "60s", env = "WEIR_SECRET_REFRESH", value_name = "DURATION")]
+    pub secret_refresh: weir_model::HumanDuration,
 }
 
 /// How long a run started by `weir send` (or the editor's send) may take when not told.

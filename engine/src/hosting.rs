@@ -10,7 +10,7 @@ use tokio::{net::TcpListener, sync::watch, task::JoinHandle};
 use tokio_util::sync::CancellationToken;
 use weir_runtime::{
     Host, Runtime,
-    trust::{Accounts, Bearer, Gate},
+    trust::{Accounts, Bearer, Gate, SecretValues},
 };
 use weir_sdk::Module;
 use weir_store::{Store, lease::Election};
@@ -53,6 +53,10 @@ pub struct Hosting {
     pub bearer: Option<Bearer>,
     /// Whom the nodes act as, in a cluster: their flows' ServiceAccounts.
     pub accounts: Option<Arc<dyn Accounts>>,
+    /// Where the Secrets that secret settings refer to are read.
+    pub secrets: Arc<dyn SecretValues>,
+    /// How often they are read again, so that nodes follow a changed Secret.
+    pub secret_refresh: std::time::Duration,
 }
 
 /// Modules being hosted; [`Hosted::stopped`] waits for them after `stop` is cancelled.
@@ -96,6 +100,7 @@ impl Hosting {
         if let Some(accounts) = self.accounts {
             runtime.act_as(accounts);
         }
+        runtime.read_secrets_with(self.secrets);
         let failure = Arc::new(Failure::default());
         tasks.push(tokio::spawn({
             let (runtime, gate, stop) = (runtime.clone(), self.gate, stop.clone());
@@ -111,7 +116,8 @@ impl Hosting {
         }));
         let host = Host::new(runtime.clone(), store, &self.scope.home)
             .watching(self.scope.flows)
-            .with_endpoint(self.advertise);
+            .with_endpoint(self.advertise)
+            .refreshing_secrets_every(self.secret_refresh);
         tasks.push(tokio::spawn({
             let (stop, failure) = (stop.clone(), Arc::clone(&failure));
             async move {

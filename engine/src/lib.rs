@@ -17,6 +17,7 @@ pub mod rbac;
 pub mod reference;
 pub mod review;
 pub mod scope;
+pub mod secrets;
 pub mod server;
 
 use std::process::ExitCode;

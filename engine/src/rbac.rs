@@ -32,6 +32,7 @@ fn rule(group: &str, resource: &str, verbs: &[&str]) -> PolicyRule {
         api_groups: vec![group.to_owned()],
         resources: vec![resource.to_owned()],
         verbs: verbs.iter().map(|v| (*v).to_owned()).collect(),
+        resource_names: Vec::new(),
     }
 }
 
@@ -79,10 +80,16 @@ pub fn module(module: &Module) -> Result<Rules, ModuleError> {
     })
 }
 
-/// Whether `module`'s components act on the cluster (declare permissions), so its nodes act
-/// as their flows' accounts.
+/// Whether `module`'s nodes act on the cluster (their components declare permissions, or have
+/// secret settings, which may be read from Secrets), so they act as their flows' accounts.
 pub fn acts(module: &Module) -> Result<bool, ModuleError> {
-    Ok(!declared(module)?.is_empty())
+    let catalogue = module
+        .catalogue()
+        .map_err(|source| ModuleError { module: module.name().to_owned(), source })?;
+    Ok(catalogue.components.iter().any(|component| {
+        !component.permissions.is_empty()
+            || component.settings_schema.as_ref().is_some_and(weir_model::redact::has_secrets)
+    }))
 }
 
 /// What the default flow account (`weir-flow`, which the chart creates) may do: everything the
@@ -123,14 +130,18 @@ impl Rules {
     }
 }
 
-/// One rule per API group and resource, with the verbs of every rule for it, in a stable
-/// order: groups and resources sorted, verbs in the order first declared.
+/// One rule per API group, resource and set of names, with the verbs of every rule for it, in
+/// a stable order: groups, resources and names sorted, verbs in the order first declared.
 pub fn merged(rules: Vec<PolicyRule>) -> Vec<PolicyRule> {
-    let mut by_resource: BTreeMap<(String, String), Vec<String>> = BTreeMap::new();
+    let mut by_resource: BTreeMap<(String, String, Vec<String>), Vec<String>> = BTreeMap::new();
     for rule in rules {
+        let mut names = rule.resource_names.clone();
+        names.sort();
+        names.dedup();
         for group in &rule.api_groups {
             for resource in &rule.resources {
-                let verbs = by_resource.entry((group.clone(), resource.clone())).or_default();
+                let key = (group.clone(), resource.clone(), names.clone());
+                let verbs = by_resource.entry(key).or_default();
                 for verb in &rule.verbs {
                     if !verbs.contains(verb) {
                         verbs.push(verb.clone());
@@ -141,10 +152,11 @@ pub fn merged(rules: Vec<PolicyRule>) -> Vec<PolicyRule> {
     }
     by_resource
         .into_iter()
-        .map(|((group, resource), verbs)| PolicyRule {
+        .map(|((group, resource, resource_names), verbs)| PolicyRule {
             api_groups: vec![group],
             resources: vec![resource],
             verbs,
+            resource_names,
         })
         .collect()
 }
@@ -195,6 +207,17 @@ impl FlowRules {
                 module: module.to_owned(),
                 component: component.to_owned(),
             })?;
+            let secrets: Vec<String> = weir_model::secret_ref::named(&serde_json::Value::Object(
+                node.spec.settings.clone(),
+            ))
+            .into_iter()
+            .map(|r| r.name)
+            .collect();
+            if !secrets.is_empty() {
+                let mut get = rule("", "secrets", &["get"]);
+                get.resource_names = secrets;
+                wanted.entry(Some(namespace.clone())).or_default().push(get);
+            }
             if rules.is_empty() {
                 continue;
             }
@@ -232,7 +255,13 @@ impl FlowRules {
         for (place, rules) in &self.by_namespace {
             let rules: Vec<serde_json::Value> = rules
                 .iter()
-                .map(|r| json!({ "apiGroups": r.api_groups, "resources": r.resources, "verbs": r.verbs }))
+                .map(|r| {
+                    let mut rule = json!({ "apiGroups": r.api_groups, "resources": r.resources, "verbs": r.verbs });
+                    if !r.resource_names.is_empty() {
+                        rule["resourceNames"] = json!(r.resource_names);
+                    }
+                    rule
+                })
                 .collect();
             let (role, binding, metadata) = match place {
                 Some(place) => (
@@ -287,6 +316,11 @@ mod tests {
             node("there", "lister", json!({ "namespace": "web" }))?,
             node("anywhere", "patcher", json!({}))?,
             node("tick", "ticker", json!({ "namespace": "ignored" }))?,
+            node(
+                "hook",
+                "ticker",
+                json!({ "token": { "secretKeyRef": { "name": "hook-creds", "key": "token" } } }),
+            )?,
         ];
         let permissions = |_: &str, component: &str| match component {
             "lister" => Some(vec![rule("apps", "deployments", &["list"])]),
@@ -313,6 +347,14 @@ mod tests {
             ]
         );
         assert_eq!(manifests[1]["metadata"]["name"], "ops-weir-flow-f");
+        assert_eq!(
+            manifests[3]["rules"],
+            json!([
+                { "apiGroups": [""], "resources": ["secrets"], "verbs": ["get"], "resourceNames": ["hook-creds"] },
+                { "apiGroups": ["apps"], "resources": ["deployments"], "verbs": ["list"] }
+            ]),
+            "a node reading a Secret by reference may get that Secret only, in the flow's namespace"
+        );
         assert_eq!(
             manifests[2]["subjects"][0],
             json!({ "kind": "ServiceAccount", "name": "f-runner", "namespace": "ops" })

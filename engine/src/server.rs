@@ -179,6 +179,8 @@ impl Engine {
                 bearer: None,
                 // Nodes act with the user's own kubeconfig: the user is the identity.
                 accounts: None,
+                secrets: Arc::new(crate::secrets::KubeSecrets::new(None)),
+                secret_refresh: weir_runtime::host::SECRET_REFRESH,
             };
             hosting.start(Arc::clone(&store), stop)
         });

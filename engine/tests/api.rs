@@ -645,6 +645,31 @@ async fn secret_settings_never_reach_the_editor_and_the_placeholder_keeps_them()
         stored_settings(&server).await?["password"] == "s3cret",
         "the new secret was not stored"
     );
+
+    // A reference stands for text in a secret field, is concealed like a value and kept by
+    // the placeholder; anywhere else, or malformed, it is refused naming the field.
+    let reference = json!({ "secretKeyRef": { "name": "creds", "key": "password" } });
+    let mut by_reference = login("", "ops");
+    by_reference["nodes"][0]["spec"]["settings"]["password"] = reference.clone();
+    let saved = server.ok(Method::PUT, "/flows/vault", Some(by_reference), StatusCode::OK).await?;
+    ensure!(saved["nodes"][0]["spec"]["settings"]["password"] == KEPT, "{saved}");
+    server.ok(Method::PUT, "/flows/vault", Some(login(KEPT, "dev")), StatusCode::OK).await?;
+    ensure!(stored_settings(&server).await?["password"] == reference, "the reference was lost");
+    for (field, value, expected) in [
+        ("user", reference.clone(), "secretKeyRef is taken only in a field marked secret"),
+        ("password", json!({ "secretKeyRef": { "name": "creds" } }), "a reference is"),
+    ] {
+        let mut bad = login("x", "ops");
+        bad["nodes"][0]["spec"]["settings"][field] = value;
+        let (status, answer) = server.call(Method::PUT, "/flows/vault", Some(bad)).await?;
+        let problems = errors(&answer);
+        ensure!(
+            status == StatusCode::UNPROCESSABLE_ENTITY
+                && problems[0].1 == format!("spec.settings.{field}")
+                && answer.to_string().contains(expected),
+            "{status} {answer}"
+        );
+    }
     server.stop().await
 }
 

@@ -863,6 +863,78 @@ async fn editor_acts_as_each_user(
     let (status, text) =
         call(Method::POST, "/session", None, Some(json!({ "token": "x y" }))).await?;
     ensure!(status == 400 && text.contains("field token"), "{status} {text}");
+
+    // A secret setting saved from the editor goes into a Secret named after its node, written
+    // as the caller; the node keeps only a reference, so whoever reads flows reads no secret.
+    let safe = r#"{"apiVersion": "weir.dev/v1alpha1", "kind": "Module",
+        "metadata": {"name": "safe"},
+        "spec": {"version": "0.0.0", "components": [{"name": "vault", "label": "Vault",
+            "settingsSchema": {"type": "object", "properties": {
+                "password": {"type": "string", "x-weir-secret": true}}},
+            "ports": [{"name": "in", "direction": "in", "schema": {}}]}]}}"#;
+    kubectl_apply(plane, namespace, safe)?;
+    let vaulted = |password: &str| {
+        json!({
+            "flow": { "apiVersion": "weir.dev/v1alpha1", "kind": "Flow",
+                "metadata": { "name": "vaulted", "namespace": namespace }, "spec": {} },
+            "nodes": [{ "apiVersion": "weir.dev/v1alpha1", "kind": "FlowNode",
+                "metadata": { "name": "vault", "namespace": namespace },
+                "spec": { "flow": "vaulted", "module": "safe", "component": "vault",
+                    "settings": { "password": password } } }],
+        })
+    };
+    // alice's weir role covers flows, not Secrets: refused, and nothing saved.
+    let (status, text) =
+        call(Method::PUT, "/flows/vaulted", Some(alice), Some(vaulted("hunter2"))).await?;
+    ensure!(
+        status == 403
+            && text.contains(&format!(
+                "cannot write Secret {namespace}/weir-node-vault for the secret settings of node vault"
+            )),
+        "{status} {text}"
+    );
+    ensure!(get(client, namespace, Kind::Flow, "vaulted").await.is_err(), "saved in part");
+    // What the built-in `edit` role gives (aggregated there by a controller this control
+    // plane does not run).
+    let writer = json!({ "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
+        "metadata": { "name": "secret-writer", "namespace": namespace },
+        "rules": [{ "apiGroups": [""], "resources": ["secrets"],
+            "verbs": ["get", "create", "patch", "update"] }] });
+    let binding = json!({ "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+        "metadata": { "name": "alice-secrets", "namespace": namespace },
+        "roleRef": { "apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "secret-writer" },
+        "subjects": [{ "kind": "ServiceAccount", "name": "alice", "namespace": namespace }] });
+    apply(client, namespace, &[writer, binding], false).await?;
+    // The apiserver's RBAC follows the new binding a moment later.
+    let text = eventually("alice saving with the right to write Secrets", PATIENCE, || async {
+        let (status, text) =
+            call(Method::PUT, "/flows/vaulted", Some(alice), Some(vaulted("hunter2"))).await?;
+        ensure!(status == 200 || status == 403, "{status} {text}");
+        Ok((status == 200).then_some(text))
+    })
+    .await?;
+    ensure!(!text.contains("hunter2") && text.contains("<secret>"), "{text}");
+    let reference = json!({ "secretKeyRef": { "name": "weir-node-vault", "key": "password" } });
+    let stored = get(client, namespace, Kind::FlowNode, "vault").await?;
+    ensure!(stored["spec"]["settings"]["password"] == reference, "{stored}");
+    let secrets: Api<k8s_openapi::api::core::v1::Secret> =
+        Api::namespaced(client.clone(), namespace);
+    let secret = secrets.get("weir-node-vault").await?;
+    let value = secret.data.as_ref().and_then(|d| d.get("password")).map(|b| b.0.clone());
+    ensure!(value.as_deref() == Some(&b"hunter2"[..]), "{:?}", secret.data);
+    let owner = secret.metadata.owner_references.unwrap_or_default();
+    ensure!(
+        owner.len() == 1 && owner[0].kind == "FlowNode" && owner[0].name == "vault",
+        "{owner:?}"
+    );
+    // Saved again as the editor shows it, the reference stays; bob reads no secret.
+    let (status, text) =
+        call(Method::PUT, "/flows/vaulted", Some(alice), Some(vaulted("<secret>"))).await?;
+    ensure!(status == 200, "{status} {text}");
+    let stored = get(client, namespace, Kind::FlowNode, "vault").await?;
+    ensure!(stored["spec"]["settings"]["password"] == reference, "{stored}");
+    let (status, text) = call(Method::GET, "/flows/vaulted", Some(bob), None).await?;
+    ensure!(status == 200 && !text.contains("hunter2"), "{status} {text}");
     Ok(())
 }
 

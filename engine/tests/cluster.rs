@@ -1,6 +1,7 @@
 //! The user-facing path on a real cluster: kubectl applies Weir manifests and prints their
-//! columns, the apiserver rejects every broken manifest that `weir validate` rejects, and the
-//! `weir` verbs work against the cluster with `--kubeconfig` or `--context`.
+//! columns, the apiserver rejects every broken manifest that `weir validate` rejects, the
+//! `weir` verbs work against the cluster with `--kubeconfig` or `--context`, and secret
+//! settings given by reference are read as the flow's ServiceAccount.
 
 use std::{
     fs,
@@ -194,5 +195,154 @@ async fn an_unreachable_cluster_is_a_clear_error() -> Result<()> {
         !output.status.success() && stderr.contains("cannot reach the Kubernetes cluster"),
         "{stderr}"
     );
+    Ok(())
+}
+
+/// Settings with one secret: what a node is built with shows in what it answers.
+#[derive(Debug, Default, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
+#[serde(default)]
+struct VaultSettings {
+    /// The secret.
+    #[schemars(extend("x-weir-secret" = true))]
+    password: String,
+    /// Not a secret.
+    label: String,
+}
+
+/// Answers with the password it was built with, so the test sees what the runtime read.
+#[derive(Debug)]
+struct Vault(String);
+
+impl weir_sdk::Component for Vault {
+    const NAME: &'static str = "vault";
+    type Settings = VaultSettings;
+    fn describe() -> weir_sdk::Description {
+        weir_sdk::Description { label: "Vault", ..weir_sdk::Description::default() }
+    }
+    fn ports(_: &VaultSettings) -> Vec<weir_sdk::Port> {
+        vec![weir_sdk::Port::input::<serde_json::Value>("in")]
+    }
+    fn build(settings: VaultSettings) -> Result<Self, weir_sdk::NodeError> {
+        Ok(Self(settings.password))
+    }
+    async fn handle(
+        &self,
+        _: &weir_sdk::Context,
+        _: &str,
+        _: serde_json::Value,
+    ) -> Result<serde_json::Value, weir_sdk::NodeError> {
+        Ok(serde_json::json!({ "password": self.0 }))
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn secret_settings_are_read_by_reference_as_the_flows_account() -> Result<()> {
+    use std::sync::Arc;
+
+    use k8s_openapi::api::core::v1::Secret;
+    use serde_json::json;
+    use weir_runtime::{NodeKey, Runtime};
+
+    let plane = ControlPlane::shared();
+    let client = plane.client().await?;
+    let namespace = plane.namespace("secret-refs").await?;
+    let secret = |value: &str| json!({ "metadata": { "name": "creds" }, "stringData": { "password": value } });
+    weir_testenv::create::<Secret>(&client, &namespace, secret("first")).await?;
+    weir_testenv::create::<Secret>(
+        &client,
+        &namespace,
+        json!({ "metadata": { "name": "elsewhere" }, "stringData": { "password": "no" } }),
+    )
+    .await?;
+    let flow: weir_model::Flow = serde_json::from_value(json!({
+        "apiVersion": "weir.dev/v1alpha1", "kind": "Flow",
+        "metadata": { "name": "vaulted", "namespace": namespace },
+        "spec": { "serviceAccountName": "vault-reader" },
+    }))?;
+    let node = |name: &str, settings: serde_json::Value| {
+        serde_json::from_value::<weir_model::FlowNode>(json!({
+            "apiVersion": "weir.dev/v1alpha1", "kind": "FlowNode",
+            "metadata": { "name": name, "namespace": namespace, "generation": 1 },
+            "spec": { "flow": "vaulted", "module": "safe", "component": "vault", "settings": settings },
+        }))
+    };
+    let reference = |name: &str, key: &str| json!({ "secretKeyRef": { "name": name, "key": key } });
+    let good = node("good", json!({ "password": reference("creds", "password") }))?;
+    let absent = node("absent", json!({ "password": reference("gone", "password") }))?;
+    let keyless = node("keyless", json!({ "password": reference("creds", "nope") }))?;
+    let denied = node("denied", json!({ "password": reference("elsewhere", "password") }))?;
+    let misplaced = node("misplaced", json!({ "label": reference("creds", "password") }))?;
+
+    // The flow's account gets exactly the Secrets its nodes name, as `weir rbac` derives them.
+    let rules =
+        weir_engine::rbac::FlowRules::derive(&flow, &[good.clone(), absent.clone()], |_, _| {
+            Some(Vec::new())
+        })?;
+    let manifests = json!({ "apiVersion": "v1", "kind": "List", "items": rules.manifests() });
+    let mut kubectl = plane
+        .kubectl()
+        .args(["apply", "-f", "-"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()?;
+    std::io::Write::write_all(
+        kubectl.stdin.as_mut().ok_or_else(|| anyhow::anyhow!("no stdin"))?,
+        manifests.to_string().as_bytes(),
+    )?;
+    succeeded(kubectl.wait_with_output()?, "kubectl apply of the flow's rules")?;
+
+    let module = weir_sdk::Module::new("safe", "0.0.0-test").component::<Vault>();
+    let runtime = Runtime::new(vec![module]);
+    runtime.act_as(Arc::new(weir_engine::accounts::FlowAccounts::new(client.clone())));
+    let kubeconfig = kube::config::Kubeconfig::read_from(plane.kubeconfig())?;
+    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default()).await?;
+    runtime.read_secrets_with(Arc::new(weir_engine::secrets::KubeSecrets::new(Some(config))));
+    runtime.follow_flow(&flow);
+
+    let key = |name: &str| NodeKey { namespace: namespace.clone(), name: name.to_owned() };
+    runtime.apply(&good).await?;
+    let answer = runtime.send(&key("good"), "in", json!({})).await?;
+    ensure!(answer == json!({ "password": "first" }), "{answer}");
+
+    // A changed Secret builds the node again; an unchanged one leaves it be.
+    let secrets: kube::Api<Secret> = kube::Api::namespaced(client.clone(), &namespace);
+    secrets
+        .patch(
+            "creds",
+            &kube::api::PatchParams::default(),
+            &kube::api::Patch::Merge(secret("second")),
+        )
+        .await?;
+    ensure!(runtime.refresh(&good).await?, "the changed Secret was not noticed");
+    let answer = runtime.send(&key("good"), "in", json!({})).await?;
+    ensure!(answer == json!({ "password": "second" }), "{answer}");
+    ensure!(!runtime.refresh(&good).await?, "built again though nothing changed");
+
+    let account = format!("ServiceAccount {namespace}/vault-reader");
+    let cases = [
+        (&absent, format!("spec.settings.password: Secret {namespace}/gone does not exist")),
+        (
+            &keyless,
+            format!(
+                "spec.settings.password: Secret {namespace}/creds has no key nope (it has password)"
+            ),
+        ),
+        (
+            &denied,
+            format!(
+                "spec.settings.password: {account} may not get Secret {namespace}/elsewhere: grant it"
+            ),
+        ),
+        (
+            &misplaced,
+            "spec.settings.label: secretKeyRef is taken only in a field marked secret".to_owned(),
+        ),
+    ];
+    for (node, expected) in cases {
+        let error = runtime.apply(node).await.err().map(|e| e.to_string()).unwrap_or_default();
+        ensure!(error.starts_with(&expected), "{error}\nexpected: {expected}");
+        ensure!(!error.contains("first") && !error.contains("second"), "{error}");
+    }
     Ok(())
 }

@@ -17,6 +17,7 @@ pub mod module;
 pub mod names;
 pub mod redact;
 mod schema;
+pub mod secret_ref;
 
 pub use condition::{Condition, ConditionStatus};
 pub use duration::HumanDuration;

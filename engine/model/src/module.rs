@@ -82,6 +82,9 @@ pub struct PolicyRule {
     pub resources: Vec<String>,
     /// The verbs.
     pub verbs: Vec<String>,
+    /// The objects the rule is limited to, by name; empty for every object.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub resource_names: Vec<String>,
 }
 
 /// A port in a component's catalogue entry.

@@ -54,6 +54,17 @@ pub fn restore(schema: &Value, settings: &mut Value, stored: &Value) -> Vec<Stri
     missing
 }
 
+/// The JSON pointers (such as `/auth/password`) of the parts of `value` that `schema` marks
+/// secret.
+pub fn secret_pointers(schema: &Value, value: &Value) -> Vec<String> {
+    let mut pointers = Vec::new();
+    let mut walked = value.clone();
+    walk(schema, schema, &mut walked, &mut String::new(), 0, &mut |pointer, _| {
+        pointers.push(pointer.to_owned());
+    });
+    pointers
+}
+
 /// Whether `schema` marks anything secret, so callers can skip [`redact`] for ports without
 /// secrets.
 pub fn has_secrets(schema: &Value) -> bool {

@@ -1,6 +1,8 @@
 //! Keeps a runtime in step with the store: publishes the hosted modules' catalogues as
 //! `Module` resources, builds and stops nodes as their FlowNodes come, change and go, and
-//! writes each node's status at most once per [`STATUS_INTERVAL`].
+//! writes each node's status at most once per [`STATUS_INTERVAL`]. Nodes whose settings refer
+//! to Secrets are built again when those Secrets change (looked at every
+//! [`SECRET_REFRESH`]), or once they can be read when they could not.
 
 use std::{
     collections::HashMap,
@@ -22,6 +24,9 @@ use crate::{NodeKey, Runtime};
 /// How often node status is written, at most.
 pub const STATUS_INTERVAL: Duration = Duration::from_secs(1);
 
+/// How often the Secrets that nodes' settings refer to are read again, by default.
+pub const SECRET_REFRESH: Duration = Duration::from_secs(60);
+
 /// How long the host waits before publishing the catalogues again after the store refused
 /// them; doubled after each refusal in a row, up to [`PUBLISH_RETRY_MAX`], with jitter.
 const PUBLISH_RETRY: Duration = Duration::from_secs(1);
@@ -35,6 +40,7 @@ pub struct Host {
     namespace: String,
     watched: Option<String>,
     endpoint: Option<String>,
+    secret_refresh: Duration,
     nodes: Arc<Mutex<HashMap<NodeKey, Tracked>>>,
     remote: Arc<Mutex<Remote>>,
 }
@@ -52,6 +58,8 @@ struct Tracked {
     generation: Option<i64>,
     built: Result<(), String>,
     written: Option<FlowNodeStatus>,
+    /// The node, when its settings refer to Secrets, to build it again when they change.
+    refers: Option<Arc<FlowNode>>,
 }
 
 impl Host {
@@ -65,6 +73,7 @@ impl Host {
             namespace: namespace.to_owned(),
             watched: None,
             endpoint: None,
+            secret_refresh: SECRET_REFRESH,
             nodes: Arc::default(),
             remote: Arc::default(),
         }
@@ -75,6 +84,14 @@ impl Host {
     #[must_use]
     pub fn with_endpoint(mut self, endpoint: String) -> Self {
         self.endpoint = Some(endpoint);
+        self
+    }
+
+    /// Reads the Secrets nodes' settings refer to again every `every` (instead of
+    /// [`SECRET_REFRESH`]).
+    #[must_use]
+    pub fn refreshing_secrets_every(mut self, every: Duration) -> Self {
+        self.secret_refresh = every;
         self
     }
 
@@ -124,6 +141,18 @@ impl Host {
                 }
             }
         });
+        let secrets = tokio::spawn({
+            let host = self.clone();
+            let stop = stop.clone();
+            async move {
+                loop {
+                    tokio::select! {
+                        () = tokio::time::sleep(host.secret_refresh) => host.refresh_secrets().await,
+                        () = stop.cancelled() => break,
+                    }
+                }
+            }
+        });
         let mut events = weir_store::follow(
             Arc::clone(&self.store),
             Kind::FlowNode,
@@ -139,6 +168,7 @@ impl Host {
         }
         self.runtime.set_hosting(false);
         let _ = status.await;
+        let _ = secrets.await;
         let _ = endpoints.await;
         let _ = flows.await;
         // The last counters and kept state are flushed while the nodes still run: written
@@ -210,9 +240,46 @@ impl Host {
             Ok(()) => tracing::info!(node = %key, ?generation, "node built"),
             Err(err) => tracing::warn!(node = %key, error = %err, "node did not build"),
         }
+        let refers =
+            weir_model::secret_ref::holds_reference(&Value::Object(node.spec.settings.clone()))
+                .then(|| Arc::new(node));
         let mut nodes = self.nodes.lock().unwrap_or_else(PoisonError::into_inner);
         let written = nodes.get(&key).and_then(|t| t.written.clone());
-        nodes.insert(key, Tracked { generation, built, written });
+        nodes.insert(key, Tracked { generation, built, written, refers });
+    }
+
+    /// Builds again the nodes whose Secrets changed, or could not be read before.
+    async fn refresh_secrets(&self) {
+        let referring: Vec<(NodeKey, Arc<FlowNode>)> = {
+            let nodes = self.nodes.lock().unwrap_or_else(PoisonError::into_inner);
+            nodes
+                .iter()
+                .filter_map(|(key, t)| Some((key.clone(), Arc::clone(t.refers.as_ref()?))))
+                .collect()
+        };
+        for (key, node) in referring {
+            let refreshed = self.runtime.refresh(&node).await;
+            let mut nodes = self.nodes.lock().unwrap_or_else(PoisonError::into_inner);
+            // The node changed or went meanwhile: the watch built what is current.
+            let Some(tracked) = nodes
+                .get_mut(&key)
+                .filter(|t| t.refers.as_ref().is_some_and(|r| Arc::ptr_eq(r, &node)))
+            else {
+                continue;
+            };
+            match refreshed {
+                Ok(false) => {}
+                Ok(true) => {
+                    tracing::info!(node = %key, "node built again: a Secret it refers to changed");
+                    tracked.built = Ok(());
+                }
+                // A running node keeps running; one that did not build says why now.
+                Err(err) if tracked.built.is_err() => tracked.built = Err(err.to_string()),
+                Err(err) => {
+                    tracing::warn!(node = %key, error = %err, "cannot read a Secret the node refers to");
+                }
+            }
+        }
     }
 
     async fn forget(&self, key: &NodeKey) {

@@ -22,6 +22,9 @@ use crate::edge::Edge;
 pub(crate) struct Instance {
     pub(crate) identity: Arc<NodeIdentity>,
     pub(crate) generation: Option<i64>,
+    /// A digest of the settings it was built from, Secrets read, so that a changed Secret
+    /// is noticed without keeping its value here.
+    pub(crate) settings_digest: u64,
     pub(crate) node: Box<dyn Node>,
     pub(crate) edges: Vec<Edge>,
     pub(crate) inputs: HashMap<String, jsonschema::Validator>,
@@ -51,6 +54,7 @@ impl Instance {
     pub(crate) fn new(
         identity: NodeIdentity,
         generation: Option<i64>,
+        settings_digest: u64,
         node: Box<dyn Node>,
         edges: Vec<Edge>,
         inputs: HashMap<String, jsonschema::Validator>,
@@ -66,6 +70,7 @@ impl Instance {
         Self {
             identity: Arc::new(identity),
             generation,
+            settings_digest,
             node,
             edges,
             inputs,

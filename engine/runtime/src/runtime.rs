@@ -26,7 +26,10 @@ use serde_json::Value;
 use tokio::sync::{broadcast, watch};
 use tokio_util::task::AbortOnDropHandle;
 use tracing::Instrument as _;
-use weir_model::{Direction, FlowNode};
+use weir_model::{
+    Direction, FlowNode, FlowNodeSpec,
+    secret_ref::{self, Referred, field_path},
+};
 use weir_sdk::{
     AccountToken, Context, Emitter, Module, NodeError, NodeIdentity, NodeState, Run, TraceContext,
 };
@@ -37,9 +40,25 @@ use crate::{
     inspect::{self, BACKLOG, Event, What},
     instance::{Failed, Instance},
     peers::Peers,
-    trust::{Accounts, Bearer},
+    trust::{Accounts, Bearer, SecretValues},
     wiring::{Unwired, Wiring},
 };
+
+/// The key of the node a FlowNode describes.
+fn key_of(flow_node: &FlowNode) -> Result<NodeKey, BuildError> {
+    Ok(NodeKey {
+        namespace: flow_node.metadata.namespace.clone().unwrap_or_else(|| "default".to_owned()),
+        name: flow_node.metadata.name.clone().ok_or(BuildError::Unnamed)?,
+    })
+}
+
+/// A digest of a node's settings, to tell whether they changed without keeping them.
+fn digest(settings: &Value) -> u64 {
+    use std::hash::{Hash as _, Hasher as _};
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    settings.to_string().hash(&mut hasher);
+    hasher.finish()
+}
 
 /// How deep a run's call tree may go before it counts as a loop.
 pub const HOP_LIMIT: u32 = 256;
@@ -87,6 +106,14 @@ pub enum BuildError {
     /// The settings do not fit the component.
     #[error("{0}")]
     Settings(NodeError),
+    /// A secret setting given by reference cannot be read.
+    #[error("{field}: {error}")]
+    Secret {
+        /// The setting, such as `spec.settings.auth.password`.
+        field: String,
+        /// Why it cannot be read.
+        error: NodeError,
+    },
     /// An edge's mapping does not compile.
     #[error("spec.edges[{edge}] ({label}): {problems}")]
     Mapping {
@@ -134,12 +161,32 @@ struct Shared {
     wiring: Wiring,
     /// Where the tokens of the accounts flows act as come from, in a cluster.
     accounts: OnceLock<Arc<dyn Accounts>>,
+    /// Where secret settings given by reference are read.
+    secrets: OnceLock<Arc<dyn SecretValues>>,
     /// Whether a host has published the modules and applied the store's nodes.
     hosting: AtomicBool,
     /// The flows of the nodes: suspended or not, and the account each acts as.
     flows: Flows,
     /// What happens at the nodes, for whoever watches.
     events: broadcast::Sender<Arc<Event>>,
+}
+
+impl Shared {
+    /// A token of the account flow `flow` of `namespace` acts as; `None` where nodes act with
+    /// the user's own credentials.
+    async fn account_token(
+        &self,
+        namespace: &str,
+        flow: &str,
+    ) -> Result<Option<AccountToken>, NodeError> {
+        let Some(accounts) = self.accounts.get().cloned() else { return Ok(None) };
+        let account = self.flows.account(namespace, flow).ok_or_else(|| {
+            NodeError::transient(format!(
+                "flow {namespace}/{flow} is not known to this module yet, so neither is its account"
+            ))
+        })?;
+        accounts.token(namespace, flow, &account).await.map(Some)
+    }
 }
 
 /// Routes emits for the runtime it belongs to.
@@ -179,14 +226,7 @@ impl Emitter for Router {
         Box::pin(async move {
             let shared =
                 self.0.upgrade().ok_or_else(|| NodeError::cancelled("the runtime has stopped"))?;
-            let Some(accounts) = shared.accounts.get().cloned() else { return Ok(None) };
-            let account = shared.flows.account(&from.namespace, &from.flow).ok_or_else(|| {
-                NodeError::transient(format!(
-                    "flow {}/{} is not known to this module yet, so neither is its account",
-                    from.namespace, from.flow
-                ))
-            })?;
-            accounts.token(&from.namespace, &from.flow, &account).await.map(Some)
+            shared.account_token(&from.namespace, &from.flow).await
         })
     }
 
@@ -217,6 +257,7 @@ impl Runtime {
             peers: Peers::default(),
             wiring: Wiring::default(),
             accounts: OnceLock::new(),
+            secrets: OnceLock::new(),
             hosting: AtomicBool::new(false),
             flows: Flows::default(),
             events: broadcast::channel(BACKLOG).0,
@@ -245,6 +286,12 @@ impl Runtime {
     /// cluster). The first one given stays.
     pub fn act_as(&self, accounts: Arc<dyn Accounts>) {
         let _ = self.shared.accounts.set(accounts);
+    }
+
+    /// Reads secret settings given by reference from `source`. The first one given stays;
+    /// without one, a node whose settings hold a reference does not build.
+    pub fn read_secrets_with(&self, source: Arc<dyn SecretValues>) {
+        let _ = self.shared.secrets.set(source);
     }
 
     /// Whether the runtime is hosting: its host published the modules and applied the nodes
@@ -319,11 +366,81 @@ impl Runtime {
     /// Builds (or rebuilds, after a change) the node a FlowNode describes. Start and change
     /// take this one path: build the new instance first, then stop the old one and put the new
     /// one in its place. A node that fails to build is stopped and left out.
+    /// Secret settings given by reference are read first, as the node's flow's account.
     pub async fn apply(&self, flow_node: &FlowNode) -> Result<(), BuildError> {
-        let key = NodeKey {
-            namespace: flow_node.metadata.namespace.clone().unwrap_or_else(|| "default".to_owned()),
-            name: flow_node.metadata.name.clone().ok_or(BuildError::Unnamed)?,
-        };
+        let key = key_of(flow_node)?;
+        match self.settings_of(&key, &flow_node.spec).await {
+            Ok(settings) => self.put(key, flow_node, &settings).await,
+            Err(err) => {
+                self.remove(&key).await;
+                Err(err)
+            }
+        }
+    }
+
+    /// Builds a node whose settings refer to Secrets again when they now hold other values
+    /// (or it did not build before); says whether it did. A node whose Secrets cannot be read
+    /// just now keeps running as it was.
+    pub async fn refresh(&self, flow_node: &FlowNode) -> Result<bool, BuildError> {
+        let key = key_of(flow_node)?;
+        let settings = self.settings_of(&key, &flow_node.spec).await?;
+        let built = self
+            .shared
+            .nodes
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&key)
+            .map(|i| i.settings_digest);
+        if built == Some(digest(&settings)) {
+            return Ok(false);
+        }
+        self.put(key, flow_node, &settings).await.map(|()| true)
+    }
+
+    /// The node's settings with the values of the Secrets they refer to in place.
+    async fn settings_of(&self, key: &NodeKey, spec: &FlowNodeSpec) -> Result<Value, BuildError> {
+        let mut settings = Value::Object(spec.settings.clone());
+        if !secret_ref::holds_reference(&settings) {
+            return Ok(settings);
+        }
+        let schema = self
+            .registration(spec)?
+            .descriptor()
+            .map_err(BuildError::Settings)?
+            .settings_schema
+            .unwrap_or_default();
+        let references = secret_ref::references(&schema, &settings).map_err(|error| {
+            BuildError::Secret { field: error.path, error: NodeError::invalid(error.message) }
+        })?;
+        for Referred { pointer, reference } in references {
+            let failed = |error| BuildError::Secret {
+                field: format!("spec.settings{}", field_path(&pointer)),
+                error,
+            };
+            let source = self.shared.secrets.get().ok_or_else(|| {
+                failed(NodeError::invalid(
+                    "this process reads no Secrets: give the value itself".to_owned(),
+                ))
+            })?;
+            let account = self
+                .shared
+                .account_token(&key.namespace, spec.flow.as_str())
+                .await
+                .map_err(failed)?;
+            let value =
+                source.read(&key.namespace, account.as_ref(), &reference).await.map_err(failed)?;
+            secret_ref::fill(&mut settings, &pointer, value);
+        }
+        Ok(settings)
+    }
+
+    /// Builds the node from `settings` and puts it in place of the one running, if any.
+    async fn put(
+        &self,
+        key: NodeKey,
+        flow_node: &FlowNode,
+        settings: &Value,
+    ) -> Result<(), BuildError> {
         let kept =
             self.shared.nodes.read().unwrap_or_else(PoisonError::into_inner).get(&key).map_or_else(
                 || {
@@ -333,7 +450,7 @@ impl Runtime {
                 },
                 |previous| Arc::clone(&previous.state),
             );
-        let built = self.build(&key, flow_node, kept);
+        let built = self.build(&key, flow_node, settings, kept);
         let previous = {
             let mut nodes = self.shared.nodes.write().unwrap_or_else(PoisonError::into_inner);
             match &built {
@@ -495,15 +612,12 @@ impl Runtime {
             .map(|i| i.generation)
     }
 
-    fn build(
+    /// The registration of the component a node names.
+    fn registration(
         &self,
-        key: &NodeKey,
-        flow_node: &FlowNode,
-        state: Arc<NodeState>,
-    ) -> Result<Arc<Instance>, BuildError> {
-        let spec = &flow_node.spec;
-        let registration = self
-            .shared
+        spec: &FlowNodeSpec,
+    ) -> Result<&weir_sdk::module::Registration, BuildError> {
+        self.shared
             .modules
             .iter()
             .find(|m| m.name() == spec.module.as_str())
@@ -511,10 +625,18 @@ impl Runtime {
             .ok_or_else(|| BuildError::UnknownComponent {
                 module: spec.module.to_string(),
                 component: spec.component.to_string(),
-            })?;
-        let node = registration
-            .build(&Value::Object(spec.settings.clone()))
-            .map_err(BuildError::Settings)?;
+            })
+    }
+
+    fn build(
+        &self,
+        key: &NodeKey,
+        flow_node: &FlowNode,
+        settings: &Value,
+        state: Arc<NodeState>,
+    ) -> Result<Arc<Instance>, BuildError> {
+        let spec = &flow_node.spec;
+        let node = self.registration(spec)?.build(settings).map_err(BuildError::Settings)?;
         let edges = spec
             .edges
             .iter()
@@ -534,17 +656,19 @@ impl Runtime {
             node: key.name.clone(),
         };
         let generation = flow_node.metadata.generation;
-        Ok(Arc::new(Instance::new(identity, generation, node, edges, inputs, state)))
+        Ok(Arc::new(Instance::new(
+            identity,
+            generation,
+            digest(settings),
+            node,
+            edges,
+            inputs,
+            state,
+        )))
     }
 
     fn start_trigger(&self, instance: &Arc<Instance>, flow_node: &FlowNode) {
-        let is_trigger = self
-            .shared
-            .modules
-            .iter()
-            .find(|m| m.name() == flow_node.spec.module.as_str())
-            .and_then(|m| m.find(flow_node.spec.component.as_str()))
-            .is_some_and(|r| r.is_trigger());
+        let is_trigger = self.registration(&flow_node.spec).is_ok_and(|r| r.is_trigger());
         if !is_trigger {
             return;
         }

@@ -2,7 +2,8 @@
 //! `Inspect` carries the caller's Kubernetes bearer token, and a [`Gate`] (the engine's is
 //! backed by the apiserver) says who it belongs to and what they may do; a module's own calls
 //! present its [`Bearer`]. Nodes act as their flow's ServiceAccount, whose tokens [`Accounts`]
-//! gives.
+//! gives, and their secret settings given by reference are read as that account
+//! ([`SecretValues`]).
 
 use std::{
     path::PathBuf,
@@ -12,6 +13,7 @@ use std::{
 
 use futures::future::BoxFuture;
 use tonic::{Status, metadata::MetadataMap};
+use weir_model::secret_ref::SecretKeyRef;
 use weir_sdk::{AccountToken, NodeError};
 
 use crate::NodeKey;
@@ -48,6 +50,20 @@ pub trait Accounts: std::fmt::Debug + Send + Sync + 'static {
         flow: &'a str,
         account: &'a str,
     ) -> BoxFuture<'a, Result<AccountToken, NodeError>>;
+}
+
+/// Where the values of secret settings given by reference (`weir_model::secret_ref`) come from.
+pub trait SecretValues: std::fmt::Debug + Send + Sync + 'static {
+    /// The text under `reference.key` of Secret `reference.name` in `namespace`, read as
+    /// `account` (the flow's, in a cluster; `None` where nodes act with the user's own
+    /// credentials); an invalid failure naming the Secret when it cannot be had as things
+    /// stand, a transient one when the cluster does not answer.
+    fn read<'a>(
+        &'a self,
+        namespace: &'a str,
+        account: Option<&'a AccountToken>,
+        reference: &'a SecretKeyRef,
+    ) -> BoxFuture<'a, Result<String, NodeError>>;
 }
 
 /// The bearer token of a request's metadata, if any.

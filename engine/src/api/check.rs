@@ -10,7 +10,7 @@ use std::collections::{HashMap, HashSet};
 use serde_json::Value;
 use weir_model::{
     FieldError, FlowNode, FlowNodeStatus, Kind, Resource, check::check_flow,
-    flow_node::ResolvedPort, manifest,
+    flow_node::ResolvedPort, manifest, secret_ref,
 };
 use weir_store::{DynamicObject, Selector, Store};
 
@@ -29,6 +29,8 @@ pub struct Checked {
     pub flow: DynamicObject,
     /// Its nodes, likewise, with their secret settings filled in.
     pub nodes: Vec<DynamicObject>,
+    /// The catalogues they were checked against, which tell their secret settings.
+    pub catalogue: Catalogue,
 }
 
 /// Checks `submitted` for saving in `namespace`, as flow `name` when the path names it (else
@@ -70,6 +72,7 @@ pub async fn check(
     Ok(Checked {
         flow: authored(flow_doc, namespace)?,
         nodes: nodes.into_iter().map(|n| authored(n.doc, namespace)).collect::<Result<_, _>>()?,
+        catalogue,
     })
 }
 
@@ -100,6 +103,8 @@ struct Node<'a> {
     twin: Option<&'a DynamicObject>,
     /// Whether its settings fit its component's settings schema (or nothing says otherwise).
     settings_fit: bool,
+    /// Its settings as checked: secret settings given by reference stand in as text.
+    settings: Value,
 }
 
 fn check_flow_document(document: &Value, target: &Target<'_>, problems: &mut Problems) {
@@ -138,7 +143,7 @@ fn check_node<'a>(
         Ok(node) => node,
         Err(error) => {
             problems.add(&label, error);
-            return Ok(Node { doc, typed: None, twin, settings_fit: false });
+            return Ok(Node { doc, typed: None, twin, settings_fit: false, settings: Value::Null });
         }
     };
     let name = node.metadata.name.clone().unwrap_or_default();
@@ -163,13 +168,19 @@ fn check_node<'a>(
     let schema = catalogue
         .component(node.spec.module.as_str(), node.spec.component.as_str())
         .and_then(|c| c.settings_schema.as_ref());
-    let settings = Value::Object(node.spec.settings.clone());
-    let misfit = schema.and_then(|schema| settings::misfit(schema, &settings));
+    let mut settings = Value::Object(node.spec.settings.clone());
+    let misfit = schema.and_then(|schema| {
+        if let Err(error) = secret_ref::references(schema, &settings) {
+            return Some((error.path, error.message));
+        }
+        settings = secret_ref::stand_in(schema, &settings);
+        settings::misfit(schema, &settings)
+    });
     let settings_fit = misfit.is_none();
     if let Some((path, message)) = misfit {
         problems.add(&label, field(&path, message));
     }
-    Ok(Node { doc, typed: Some(node), twin, settings_fit })
+    Ok(Node { doc, typed: Some(node), twin, settings_fit, settings })
 }
 
 /// Checks the flow's edges (and components) against the catalogues.
@@ -183,7 +194,7 @@ async fn check_edges(
     for node in submitted {
         let Some(mut typed) = node.typed.clone() else { continue };
         let label = format!("FlowNode/{}", typed.metadata.name.as_deref().unwrap_or_default());
-        let ports = match known_ports(api, &typed, node.twin, node.settings_fit).await {
+        let ports = match known_ports(api, &typed, node).await {
             Ok(ports) => ports,
             Err(message) => {
                 problems.add(&label, field("spec.settings", message));
@@ -209,11 +220,10 @@ async fn check_edges(
 async fn known_ports(
     api: &Api,
     node: &FlowNode,
-    twin: Option<&DynamicObject>,
-    settings_fit: bool,
+    submitted: &Node<'_>,
 ) -> Result<Option<Vec<ResolvedPort>>, String> {
     let stored: Option<FlowNode> =
-        twin.and_then(|t| serde_json::to_value(t).and_then(serde_json::from_value).ok());
+        submitted.twin.and_then(|t| serde_json::to_value(t).and_then(serde_json::from_value).ok());
     if let Some(stored) = stored
         && (&stored.spec.module, &stored.spec.component, &stored.spec.settings)
             == (&node.spec.module, &node.spec.component, &node.spec.settings)
@@ -221,15 +231,14 @@ async fn known_ports(
     {
         return Ok(Some(status.ports));
     }
-    if !settings_fit {
+    if !submitted.settings_fit {
         return Ok(None);
     }
-    let settings = Value::Object(node.spec.settings.clone());
     let resolved = ports::resolve(
         api.runtime.as_ref(),
         node.spec.module.as_str(),
         node.spec.component.as_str(),
-        &settings,
+        &submitted.settings,
     )
     .await;
     match resolved {

@@ -1,6 +1,7 @@
 //! `PUT /api/flows/{flow}` saves a whole flow: the Flow and every node given are created or
 //! updated (a node whose spec did not change is not written, so its generation and status
-//! stay), and the flow's other nodes are deleted. `POST /api/validate` runs the same checks and
+//! stay), and the flow's other nodes are deleted. In a cluster, secret settings given as values
+//! go into a Secret of the node's and the node keeps references (`secret_settings`). `POST /api/validate` runs the same checks and
 //! saves nothing.
 
 use std::collections::HashSet;
@@ -11,7 +12,7 @@ use axum::{
 };
 use serde_json::{Value, json};
 use weir_model::Kind;
-use weir_store::{Store, StoreError};
+use weir_store::StoreError;
 
 use super::{
     Api,
@@ -20,6 +21,7 @@ use super::{
     document::{self, FlowDocument, Submitted},
     error::ApiError,
     extract::{Body, Params, name},
+    secret_settings,
 };
 use crate::cmd::apply::apply_one;
 
@@ -35,7 +37,7 @@ pub async fn put(
     let namespace = params.namespace()?;
     let submitted: Submitted = body.json()?;
     let checked = check(&api, &*caller.store, &namespace, Some(&flow), submitted).await?;
-    save(&*caller.store, &namespace, &flow, checked).await?;
+    save(&caller, &namespace, &flow, checked).await?;
     Ok(Json(document::read(&*caller.store, &namespace, &flow).await?))
 }
 
@@ -56,16 +58,33 @@ pub async fn validate(
 }
 
 async fn save(
-    store: &dyn Store,
+    caller: &Caller,
     namespace: &str,
     flow: &str,
     checked: Checked,
 ) -> Result<(), ApiError> {
-    let Checked { flow: flow_object, nodes } = checked;
+    let store = &*caller.store;
+    let Checked { flow: flow_object, mut nodes, catalogue } = checked;
     let given: HashSet<String> = nodes.iter().filter_map(|n| n.metadata.name.clone()).collect();
+    // Secrets first: a caller who may not write them has changed nothing.
+    let mut kept_apart = Vec::new();
+    if let Some(client) = &caller.client {
+        for node in &mut nodes {
+            if let Some(secret) =
+                secret_settings::keep_apart(client, &catalogue, namespace, node).await?
+            {
+                kept_apart.push((node.metadata.name.clone().unwrap_or_default(), secret));
+            }
+        }
+    }
     apply_one(store, flow_object).await?;
     for node in nodes {
         apply_one(store, node).await?;
+    }
+    if let Some(client) = &caller.client {
+        for (node, secret) in &kept_apart {
+            secret_settings::own(client, store, namespace, node, secret).await?;
+        }
     }
     for node in crate::cmd::nodes_of(store, namespace, flow).await? {
         let Some(node_name) = node.metadata.name.filter(|n| !given.contains(n)) else { continue };

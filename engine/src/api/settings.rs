@@ -3,7 +3,7 @@
 
 use serde_json::Value;
 
-use crate::catalogue::field_path;
+use weir_model::secret_ref::field_path;
 
 /// The first way `settings` do not fit `schema`: the field (such as `spec.settings.interval`)
 /// and what is wrong, naming the value's type but never the value (it may be a secret).

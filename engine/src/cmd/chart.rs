@@ -241,7 +241,9 @@ fn readme(chart: &Value, parts: &Parts, values: &[Documented]) -> String {
          pods. The chart creates `weir-flow` in the release namespace, granted every\n\
          component's rules (*flow account* below) there and in `rbac.namespaces`, or in every\n\
          namespace with `rbac.scope: cluster`; a flow that needs less runs as an account of its\n\
-         own (`weir rbac FLOW` prints its rules).\n\n\
+         own (`weir rbac FLOW` prints its rules). Secret settings saved from the editor go into\n\
+         a Secret named `weir-node-NODE`, written as the editor's user (who needs to write\n\
+         Secrets there), and the node keeps only a reference that its flow's account reads.\n\n\
          | process | where | API group | resource | verbs |\n|---|---|---|---|---|\n",
     );
     let places = parts.all().flat_map(|(name, rules)| {

@@ -14,6 +14,7 @@ use crate::{
     gate::ClusterGate,
     hosting::{self, Hosting, Leadership},
     scope::Scope,
+    secrets::KubeSecrets,
     server,
 };
 
@@ -92,6 +93,8 @@ pub async fn run(opened: super::Opened, builtins: Vec<Module>, args: ModuleArgs)
         gate,
         bearer,
         accounts,
+        secrets: Arc::new(KubeSecrets::new(opened.config.clone())),
+        secret_refresh: args.secret_refresh.get(),
     };
     let hosted = hosting.start(Arc::clone(&opened.store), &stop);
     let failure = hosted.failure();

@@ -85,6 +85,7 @@ fn describe<C: Component>() -> Result<ComponentDescriptor, NodeError> {
                 api_groups: vec![p.api_group.to_owned()],
                 resources: vec![p.resource.to_owned()],
                 verbs: p.verbs.iter().map(|v| (*v).to_owned()).collect(),
+                resource_names: Vec::new(),
             })
             .collect(),
     })
