@@ -45,6 +45,8 @@ pub struct Hosting {
     pub grpc: TcpListener,
     /// The URL other modules reach the gRPC server at, published in the `Module` resources.
     pub advertise: String,
+    /// This replica's name among its modules' replicas (its pod's name).
+    pub replica: String,
     /// How this replica decides whether it runs the triggers.
     pub leadership: Leadership,
     /// Who the gRPC server answers: everyone who reaches it when `None` (`weir up`).
@@ -87,10 +89,15 @@ impl Leadership {
 }
 
 impl Hosting {
-    /// Starts serving until `stop` is cancelled.
+    /// Starts serving until `stop` is cancelled, then stops in the order that loses no
+    /// delivery: this replica leaves its modules' replicas (senders turn to the others), the
+    /// gRPC server stops taking calls and drains those under way (bounded), and only then do
+    /// the nodes stop and the lease go.
     pub fn start(self, store: Arc<dyn Store>, stop: &CancellationToken) -> Hosted {
         let mut tasks = Vec::new();
-        let (leads, election) = self.leadership.start(stop);
+        // Ends the gRPC server once this replica has left; ends the nodes once it drained.
+        let (closing, serving) = (CancellationToken::new(), CancellationToken::new());
+        let (leads, election) = self.leadership.start(&serving);
         tasks.extend(election);
         let runtime = Runtime::with_leadership(self.modules, leads);
         if let Some(bearer) = self.bearer {
@@ -102,35 +109,52 @@ impl Hosting {
         }
         runtime.read_secrets_with(self.secrets);
         let failure = Arc::new(Failure::default());
-        tasks.push(tokio::spawn({
-            let (runtime, gate, stop) = (runtime.clone(), self.gate, stop.clone());
+        let grpc = tokio::spawn({
+            let (runtime, gate, closing) = (runtime.clone(), self.gate, closing.clone());
             let failure = Arc::clone(&failure);
             async move {
-                let served = weir_runtime::grpc::serve(runtime, self.grpc, gate, stop.clone());
+                let served = weir_runtime::grpc::serve(runtime, self.grpc, gate, closing.clone());
                 match served.await {
                     Err(err) => failure.fail(format!("the gRPC server failed: {err}")),
-                    Ok(()) if !stop.is_cancelled() => failure.fail("the gRPC server stopped"),
+                    Ok(()) if !closing.is_cancelled() => failure.fail("the gRPC server stopped"),
+                    Ok(()) => {}
+                }
+            }
+        });
+        let host = Host::new(runtime.clone(), store, &self.scope.home)
+            .watching(self.scope.flows)
+            .with_endpoint(&self.replica, self.advertise)
+            .refreshing_secrets_every(self.secret_refresh);
+        tasks.push(tokio::spawn({
+            let (host, serving, failure) = (host.clone(), serving.clone(), Arc::clone(&failure));
+            async move {
+                match host.run(serving.clone()).await {
+                    Err(err) => failure.fail(format!("cannot host the modules: {err}")),
+                    Ok(()) if !serving.is_cancelled() => failure.fail("hosting the modules ended"),
                     Ok(()) => {}
                 }
             }
         }));
-        let host = Host::new(runtime.clone(), store, &self.scope.home)
-            .watching(self.scope.flows)
-            .with_endpoint(self.advertise)
-            .refreshing_secrets_every(self.secret_refresh);
         tasks.push(tokio::spawn({
-            let (stop, failure) = (stop.clone(), Arc::clone(&failure));
+            let stop = stop.clone();
             async move {
-                match host.run(stop.clone()).await {
-                    Err(err) => failure.fail(format!("cannot host the modules: {err}")),
-                    Ok(()) if !stop.is_cancelled() => failure.fail("hosting the modules ended"),
-                    Ok(()) => {}
+                stop.cancelled().await;
+                if tokio::time::timeout(LEAVE_TIMEOUT, host.leave()).await.is_err() {
+                    tracing::warn!(
+                        "could not leave the modules' replicas in time; stopping anyway"
+                    );
                 }
+                closing.cancel();
+                let _ = grpc.await;
+                serving.cancel();
             }
         }));
         Hosted { runtime, tasks, failure }
     }
 }
+
+/// How long leaving the modules' replicas may take when stopping (the store may be gone).
+const LEAVE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Why hosting stopped before it was asked to: a process whose modules no longer run must not
 /// go on looking alive, so it exits with this.

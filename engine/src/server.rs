@@ -173,6 +173,7 @@ impl Engine {
                 scope: scope.clone(),
                 grpc,
                 advertise,
+                replica: "up".to_owned(),
                 leadership: Leadership::Alone,
                 // `weir up` serves gRPC on loopback to the user's own processes.
                 gate: None,

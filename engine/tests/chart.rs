@@ -496,7 +496,10 @@ async fn the_chart_identities_run_a_flow_and_the_editor_acts_as_each_user() -> R
     ensure!(!kept.contains("forbidden"), "{kept}");
     for module in MODULES {
         let published = get(&client, &namespace, Kind::Module, module).await?;
-        ensure!(published["spec"]["endpoint"].is_string(), "{module}: {published}");
+        ensure!(
+            published["status"]["replicas"][0]["endpoint"].is_string(),
+            "{module}: {published}"
+        );
     }
     for process in &processes {
         ensure!(!process.log().contains("forbidden"), "{}", process.log());
@@ -597,7 +600,10 @@ async fn modules_answer_only_the_release_along_real_edges(
     use weir_proto::{DeliverRequest, InspectRequest, module_client::ModuleClient};
 
     let published = get(client, namespace, Kind::Module, "kubernetes").await?;
-    let endpoint = published["spec"]["endpoint"].as_str().context("no endpoint")?.to_owned();
+    let endpoint = published["status"]["replicas"][0]["endpoint"]
+        .as_str()
+        .context("no replica listed")?
+        .to_owned();
     let mut module = ModuleClient::connect(endpoint).await?;
     let mallory = json!({ "apiVersion": "v1", "kind": "ServiceAccount",
         "metadata": { "name": "mallory", "namespace": namespace } });

@@ -606,17 +606,25 @@ fn send_and_module_refuse_what_they_cannot_do_and_say_why() -> Result<()> {
         let stderr = weir.fails(args)?;
         ensure!(stderr.ends_with(expected), "weir {args:?}: {stderr}");
     }
-    // A module that published an endpoint and went away.
+    // A module whose one replica listed itself and went away.
     let module = r"
 apiVersion: weir.dev/v1alpha1
 kind: Module
 metadata: { name: common }
-spec: { version: '1', endpoint: 'http://127.0.0.1:9', components: [] }
+spec: { version: '1', components: [] }
 ";
     let mut apply =
         weir.command(&["apply", "-f", "-"]).stdin(Stdio::piped()).stdout(Stdio::null()).spawn()?;
     apply.stdin.take().context("stdin")?.write_all(module.as_bytes())?;
     ensure!(apply.wait()?.success(), "applying the Module");
+    // Its status is the replicas' own: written into the stored object, as a replica would.
+    let stored = weir.data.path().join("default/modules/common.yaml");
+    let mut object: serde_json::Value =
+        serde_yaml_ng::from_str(&std::fs::read_to_string(&stored)?)?;
+    object["status"] = serde_json::json!({ "replicas": [
+        { "name": "gone", "endpoint": "http://127.0.0.1:9", "heartbeat": "2026-12-06T10:00:00Z" }
+    ] });
+    std::fs::write(&stored, serde_yaml_ng::to_string(&object)?)?;
     let stderr = weir.fails(&["send", "greet:in", "{}"])?;
     ensure!(
         stderr.starts_with("error: module common of node greet does not answer at http://127.0.0.1:9: is it running?"),

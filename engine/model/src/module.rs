@@ -24,7 +24,6 @@ use crate::{
     category = "weir",
     validation = crate::names::metadata_name_rule(),
     printcolumn = r#"{"name":"Version","type":"string","jsonPath":".spec.version"}"#,
-    printcolumn = r#"{"name":"Endpoint","type":"string","jsonPath":".spec.endpoint"}"#,
     printcolumn = r#"{"name":"Ready","type":"integer","jsonPath":".status.readyReplicas"}"#,
     printcolumn = r#"{"name":"Leader","type":"string","jsonPath":".status.leader"}"#,
     printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
@@ -33,9 +32,6 @@ use crate::{
 pub struct ModuleSpec {
     /// The module's version.
     pub version: String,
-    /// The gRPC address other modules deliver messages to, such as `http://10.0.0.7:7421`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub endpoint: Option<String>,
     /// The components the module offers.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub components: Vec<ComponentDescriptor>,
@@ -130,4 +126,24 @@ pub struct ModuleStatus {
     /// The replica that runs the triggers.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub leader: Option<String>,
+    /// The replicas that serve deliveries, each listed by itself once its nodes are built.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub replicas: Vec<ModuleReplica>,
+}
+
+/// A replica of a module that serves deliveries, as it lists itself: it renews its entry
+/// every few seconds and takes it out when it stops; an entry left unrenewed is dropped by the
+/// next replica that writes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ModuleReplica {
+    /// The replica's name (its pod's).
+    pub name: String,
+    /// The gRPC address it serves deliveries at, such as `http://10.0.0.7:7421`.
+    pub endpoint: String,
+    /// Whether it leads, and so runs the triggers and takes the messages sent to them.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub leads: bool,
+    /// When it last renewed its entry (RFC 3339).
+    pub heartbeat: String,
 }

@@ -19,7 +19,13 @@ use weir_model::{
 };
 use weir_store::{DynamicObject, Store, StoreError, WatchEvent};
 
-use crate::{NodeKey, Runtime};
+use crate::{
+    NodeKey, Runtime,
+    replicas::{self, HEARTBEAT, Replicas},
+};
+
+/// How often a replica looks whether it hosts its nodes yet, to list itself as soon as it does.
+const HOSTING_POLL: Duration = Duration::from_millis(100);
 
 /// How often node status is written, at most.
 pub const STATUS_INTERVAL: Duration = Duration::from_secs(1);
@@ -40,16 +46,23 @@ pub struct Host {
     namespace: String,
     watched: Option<String>,
     endpoint: Option<String>,
+    /// This replica's name, as it lists itself among the module's replicas.
+    replica: String,
     secret_refresh: Duration,
     nodes: Arc<Mutex<HashMap<NodeKey, Tracked>>>,
     remote: Arc<Mutex<Remote>>,
+    /// Cancelled when this replica takes itself out of the modules' replicas.
+    leaving: CancellationToken,
+    /// Held while this replica writes its entry, so that leaving waits for a write under way.
+    listing: Arc<tokio::sync::Mutex<()>>,
 }
 
-/// Where the nodes of other modules run: each such node's module, and each module's endpoint.
+/// Where the nodes of other modules run: each such node's module and component, and each
+/// module's replicas.
 #[derive(Debug, Default)]
 struct Remote {
-    modules: HashMap<NodeKey, String>,
-    endpoints: HashMap<String, String>,
+    modules: HashMap<NodeKey, (String, String)>,
+    serving: HashMap<String, Replicas>,
 }
 
 /// What the host knows of a node it tried to build.
@@ -73,16 +86,21 @@ impl Host {
             namespace: namespace.to_owned(),
             watched: None,
             endpoint: None,
+            replica: format!("replica-{}", std::process::id()),
             secret_refresh: SECRET_REFRESH,
             nodes: Arc::default(),
             remote: Arc::default(),
+            leaving: CancellationToken::new(),
+            listing: Arc::default(),
         }
     }
 
-    /// Publishes `endpoint` (this process's gRPC address, such as `http://10.0.0.7:7421`) in
-    /// the hosted modules' catalogues, so other modules deliver to it.
+    /// Lists this replica, called `replica` (its pod's name), with `endpoint` (its gRPC
+    /// address, such as `http://10.0.0.7:7421`) among the hosted modules' replicas once its
+    /// nodes are built, so other modules deliver to it (see [`crate::replicas`]).
     #[must_use]
-    pub fn with_endpoint(mut self, endpoint: String) -> Self {
+    pub fn with_endpoint(mut self, replica: &str, endpoint: String) -> Self {
+        self.replica = replica.to_owned();
         self.endpoint = Some(endpoint);
         self
     }
@@ -141,6 +159,11 @@ impl Host {
                 }
             }
         });
+        let listing = tokio::spawn({
+            let host = self.clone();
+            let stop = stop.clone();
+            async move { host.list_until(stop).await }
+        });
         let secrets = tokio::spawn({
             let host = self.clone();
             let stop = stop.clone();
@@ -168,6 +191,7 @@ impl Host {
         }
         self.runtime.set_hosting(false);
         let _ = status.await;
+        let _ = listing.await;
         let _ = secrets.await;
         let _ = endpoints.await;
         let _ = flows.await;
@@ -219,10 +243,12 @@ impl Host {
         self.runtime.wire(key.clone(), &node);
         if !self.runtime.hosts(node.spec.module.as_str()) {
             let mut remote = self.remote.lock().unwrap_or_else(PoisonError::into_inner);
-            if let Some(endpoint) = remote.endpoints.get(node.spec.module.as_str()) {
-                self.runtime.route(key.clone(), endpoint.clone());
+            let (module, component) =
+                (node.spec.module.to_string(), node.spec.component.to_string());
+            if let Some(replicas) = remote.serving.get(&module) {
+                self.runtime.route(key.clone(), &component, replicas.clone());
             }
-            remote.modules.insert(key, node.spec.module.to_string());
+            remote.modules.insert(key, (module, component));
             return;
         }
         let generation = node.metadata.generation;
@@ -343,10 +369,10 @@ impl Host {
         );
         while let Some(event) = events.next().await {
             let mut remote = self.remote.lock().unwrap_or_else(PoisonError::into_inner);
-            follow_endpoints(&mut remote.endpoints, &event);
-            for (node, module) in &remote.modules {
-                match remote.endpoints.get(module) {
-                    Some(endpoint) => self.runtime.route(node.clone(), endpoint.clone()),
+            replicas::follow(&mut remote.serving, &event);
+            for (node, (module, component)) in &remote.modules {
+                match remote.serving.get(module) {
+                    Some(replicas) => self.runtime.route(node.clone(), component, replicas.clone()),
                     None => self.runtime.unroute(node),
                 }
             }
@@ -436,57 +462,88 @@ impl Host {
                 "apiVersion": weir_model::API_VERSION,
                 "kind": "Module",
                 "metadata": { "name": module.name(), "namespace": self.namespace },
-                "spec": weir_model::ModuleSpec { endpoint: self.endpoint.clone(), ..catalogue },
+                "spec": catalogue,
             }))
             .map_err(|err| StoreError::Invalid {
                 object: format!("Module {}", module.name()),
                 reason: weir_model::FieldError { path: String::new(), message: err.to_string() },
             })?;
-            let written = match self.store.get(Kind::Module, &self.namespace, module.name()).await {
+            // The status (the replicas serving) is the replicas' own, written apart.
+            match self.store.get(Kind::Module, &self.namespace, module.name()).await {
                 Ok(current) => {
                     let mut update = object;
                     update.metadata.resource_version = current.metadata.resource_version;
-                    self.store.update(update).await?
+                    self.store.update(update).await?;
                 }
-                Err(StoreError::NotFound(_)) => self.store.create(object).await?,
+                Err(StoreError::NotFound(_)) => {
+                    self.store.create(object).await?;
+                }
                 Err(err) => return Err(err),
-            };
-            let mut status = written;
-            if let Some(fields) = status.data.as_object_mut() {
-                fields.insert("status".to_owned(), json!({ "readyReplicas": 1 }));
             }
-            self.store.update_status(status).await?;
         }
         Ok(())
     }
-}
 
-/// Keeps `endpoints` (each module's gRPC endpoint, by module name) in step with a watch of the
-/// `Module` resources: a `Synced` replaces them, a change or a deletion updates one.
-pub fn follow_endpoints(endpoints: &mut HashMap<String, String>, event: &WatchEvent) {
-    match event {
-        WatchEvent::Synced(modules) => {
-            *endpoints = modules.iter().filter_map(endpoint_of).collect();
+    /// Lists this replica among its modules' replicas once it hosts their nodes, renews the
+    /// entry every [`HEARTBEAT`] and whenever it starts or stops leading, until `stop` or until
+    /// it leaves ([`Host::leave`]).
+    async fn list_until(&self, stop: CancellationToken) {
+        let Some(endpoint) = self.endpoint.clone() else { return };
+        let mut leader = self.runtime.leadership();
+        while !self.runtime.hosting() {
+            tokio::select! {
+                () = tokio::time::sleep(HOSTING_POLL) => {}
+                () = stop.cancelled() => return,
+                () = self.leaving.cancelled() => return,
+            }
         }
-        WatchEvent::Applied(module) => {
-            let Some(name) = module.metadata.name.clone() else { return };
-            match endpoint_of(module) {
-                Some((_, endpoint)) => endpoints.insert(name, endpoint),
-                None => endpoints.remove(&name),
-            };
-        }
-        WatchEvent::Deleted(module) => {
-            if let Some(name) = &module.metadata.name {
-                endpoints.remove(name);
+        // A lone process leads for good: its leadership never changes.
+        let mut follows_leadership = true;
+        loop {
+            {
+                let _listing = self.listing.lock().await;
+                if self.leaving.is_cancelled() {
+                    return;
+                }
+                let me = replicas::entry(&self.replica, &endpoint, self.runtime.leads());
+                for module in self.runtime.modules() {
+                    let listed = replicas::list(
+                        &*self.store,
+                        &self.namespace,
+                        module.name(),
+                        &self.replica,
+                        Some(&me),
+                    );
+                    if let Err(err) = listed.await {
+                        tracing::warn!(module = module.name(), error = %err, "cannot list this replica among the module's replicas");
+                    }
+                }
+            }
+            tokio::select! {
+                () = tokio::time::sleep(HEARTBEAT) => {}
+                changed = leader.changed(), if follows_leadership => follows_leadership = changed.is_ok(),
+                () = stop.cancelled() => return,
+                () = self.leaving.cancelled() => return,
             }
         }
     }
-}
 
-/// A module's name and gRPC endpoint, when it publishes one.
-fn endpoint_of(module: &DynamicObject) -> Option<(String, String)> {
-    let endpoint = module.data.pointer("/spec/endpoint")?.as_str()?;
-    Some((module.metadata.name.clone()?, endpoint.to_owned()))
+    /// Takes this replica out of its modules' replicas, so that senders turn to the others
+    /// before it stops taking calls; it lists itself no more.
+    pub async fn leave(&self) {
+        self.leaving.cancel();
+        let _listing = self.listing.lock().await;
+        if self.endpoint.is_none() {
+            return;
+        }
+        for module in self.runtime.modules() {
+            let left =
+                replicas::list(&*self.store, &self.namespace, module.name(), &self.replica, None);
+            if let Err(err) = left.await {
+                tracing::warn!(module = module.name(), error = %err, "cannot take this replica out of the module's replicas");
+            }
+        }
+    }
 }
 
 /// A stored flow, with its namespace filled in; `None` (and a warning) when it does not parse.

@@ -12,6 +12,7 @@ pub mod inspect;
 mod instance;
 pub mod metrics;
 mod peers;
+pub mod replicas;
 mod runtime;
 pub mod scenario;
 pub mod trust;

@@ -4,7 +4,7 @@ use std::{
     collections::HashMap,
     sync::{
         Mutex, OnceLock, PoisonError, RwLock,
-        atomic::{AtomicU64, Ordering},
+        atomic::{AtomicU64, AtomicUsize, Ordering},
     },
     time::{Duration, Instant},
 };
@@ -16,7 +16,7 @@ use weir_proto::{
 };
 use weir_sdk::{NodeError, Run};
 
-use crate::{NodeKey, metrics::Histogram, trust::Bearer};
+use crate::{NodeKey, metrics::Histogram, replicas::Replicas, trust::Bearer};
 
 /// How long connecting to a peer may take before the delivery counts as failed (transiently).
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -25,9 +25,18 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(10);
 const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// Where a node of another module is reached.
+struct Route {
+    /// The node's component, which says whether only the leader takes its messages.
+    component: String,
+    replicas: Replicas,
+}
+
 #[derive(Default)]
 pub(crate) struct Peers {
-    routes: RwLock<HashMap<NodeKey, String>>,
+    routes: RwLock<HashMap<NodeKey, Route>>,
+    /// Whose turn it is among the replicas, so deliveries spread over them.
+    turn: AtomicUsize,
     clients: Mutex<HashMap<String, ModuleClient<Channel>>>,
     answered: AtomicU64,
     failed: AtomicU64,
@@ -37,8 +46,9 @@ pub(crate) struct Peers {
 }
 
 impl Peers {
-    pub(crate) fn route(&self, node: NodeKey, endpoint: String) {
-        self.routes.write().unwrap_or_else(PoisonError::into_inner).insert(node, endpoint);
+    pub(crate) fn route(&self, node: NodeKey, component: &str, replicas: Replicas) {
+        let route = Route { component: component.to_owned(), replicas };
+        self.routes.write().unwrap_or_else(PoisonError::into_inner).insert(node, route);
     }
 
     pub(crate) fn unroute(&self, node: &NodeKey) {
@@ -49,8 +59,18 @@ impl Peers {
         let _ = self.bearer.set(bearer);
     }
 
-    pub(crate) fn endpoint(&self, node: &NodeKey) -> Option<String> {
-        self.routes.read().unwrap_or_else(PoisonError::into_inner).get(node).cloned()
+    /// Whether `node` runs in another module this process knows the replicas of.
+    pub(crate) fn routes(&self, node: &NodeKey) -> bool {
+        self.routes.read().unwrap_or_else(PoisonError::into_inner).contains_key(node)
+    }
+
+    /// The replica to send `node`'s next message to, passing over `avoid` (where the last
+    /// attempt failed) when there is another.
+    pub(crate) fn pick(&self, node: &NodeKey, avoid: Option<&str>) -> Option<String> {
+        let routes = self.routes.read().unwrap_or_else(PoisonError::into_inner);
+        let route = routes.get(node)?;
+        let turn = self.turn.fetch_add(1, Ordering::Relaxed);
+        route.replicas.pick(&route.component, turn, avoid).map(str::to_owned)
     }
 
     pub(crate) fn outcomes(&self) -> (u64, u64) {

@@ -40,6 +40,7 @@ use crate::{
     inspect::{self, BACKLOG, Event, What},
     instance::{Failed, Instance},
     peers::Peers,
+    replicas::Replicas,
     trust::{Accounts, Bearer, SecretValues},
     wiring::{Unwired, Wiring},
 };
@@ -265,10 +266,10 @@ impl Runtime {
         Self { shared }
     }
 
-    /// Sends deliveries for `node`, which runs in another module process, to that module's
-    /// gRPC `endpoint` (such as `http://10.0.0.7:7421`).
-    pub fn route(&self, node: NodeKey, endpoint: String) {
-        self.shared.peers.route(node, endpoint);
+    /// Sends deliveries for `node`, a node of `component` that runs in another module, to
+    /// that module's `replicas`.
+    pub fn route(&self, node: NodeKey, component: &str, replicas: Replicas) {
+        self.shared.peers.route(node, component, replicas);
     }
 
     /// Forgets where a node of another module runs.
@@ -505,6 +506,7 @@ impl Runtime {
         // now: the sender's edge tries again.
         let instance =
             self.instance(target).map_err(|missing| NodeError::transient(missing.message()))?;
+        self.runs_here(&instance)?;
         fit(&instance, port, &message)?;
         self.handle_at_depth(&instance, port, message, run).await
     }
@@ -520,8 +522,23 @@ impl Runtime {
         self.may_start_run(target)?;
         let run = Run { trigger: Arc::new(message.clone()), ..Run::default() };
         let instance = self.instance(target)?;
+        self.runs_here(&instance)?;
         fit(&instance, port, &message)?;
         self.handle(&instance, port, message, run).await
+    }
+
+    /// Refuses, as transient, a message for a trigger's node on a replica that does not lead:
+    /// the leader runs the trigger, so its control messages must go there (the sender tries
+    /// again once it knows the leader).
+    fn runs_here(&self, instance: &Instance) -> Result<(), NodeError> {
+        if instance.is_trigger && !self.leads() {
+            return Err(NodeError::transient(format!(
+                "node {}/{} is a trigger, which only the module's leader runs; this replica does \
+                 not lead",
+                instance.identity.namespace, instance.identity.node
+            )));
+        }
+        Ok(())
     }
 
     /// The message counters of a running node.
@@ -559,6 +576,11 @@ impl Runtime {
     /// Whether this replica leads, and so runs the triggers.
     pub fn leads(&self) -> bool {
         *self.shared.leader.borrow()
+    }
+
+    /// Whether this replica leads, as it changes.
+    pub fn leadership(&self) -> watch::Receiver<bool> {
+        self.shared.leader.clone()
     }
 
     /// How many deliveries to other modules were answered and how many failed.
@@ -636,7 +658,8 @@ impl Runtime {
         state: Arc<NodeState>,
     ) -> Result<Arc<Instance>, BuildError> {
         let spec = &flow_node.spec;
-        let node = self.registration(spec)?.build(settings).map_err(BuildError::Settings)?;
+        let registration = self.registration(spec)?;
+        let node = registration.build(settings).map_err(BuildError::Settings)?;
         let edges = spec
             .edges
             .iter()
@@ -656,15 +679,10 @@ impl Runtime {
             node: key.name.clone(),
         };
         let generation = flow_node.metadata.generation;
-        Ok(Arc::new(Instance::new(
-            identity,
-            generation,
-            digest(settings),
-            node,
-            edges,
-            inputs,
-            state,
-        )))
+        let mut instance =
+            Instance::new(identity, generation, digest(settings), node, edges, inputs, state);
+        instance.is_trigger = registration.is_trigger();
+        Ok(Arc::new(instance))
     }
 
     fn start_trigger(&self, instance: &Arc<Instance>, flow_node: &FlowNode) {
@@ -849,8 +867,8 @@ impl Runtime {
                 Ok(local) => return Ok(Target::Local(local)),
                 Err(missing) => missing,
             };
-            if let Some(endpoint) = self.shared.peers.endpoint(&edge.target) {
-                return Ok(Target::Remote(endpoint));
+            if self.shared.peers.routes(&edge.target) {
+                return Ok(Target::Remote);
             }
             if Instant::now() >= deadline || run.cancel.is_cancelled() {
                 return Err(NodeError::transient(missing.message()).context(format!("edge {edge}")));
@@ -883,6 +901,8 @@ impl Runtime {
         }
         let mut mapped = Some(mapped);
         let mut attempt = 1;
+        // The replica whose call just failed, for the next attempt to pass over.
+        let mut failed_at: Option<String> = None;
         loop {
             // Keep a copy only while another attempt may need it.
             let message = if attempt < edge.attempts { mapped.clone() } else { mapped.take() };
@@ -897,11 +917,17 @@ impl Runtime {
                 Target::Local(local) => {
                     Box::pin(self.handle_at_depth(local, &edge.target_port, message, child))
                 }
-                Target::Remote(endpoint) => Box::pin(async move {
+                Target::Remote => Box::pin(async {
                     let peers = &self.shared.peers;
-                    peers
+                    let endpoint =
+                        peers.pick(&edge.target, failed_at.as_deref()).ok_or_else(|| {
+                            NodeError::transient(format!(
+                                "edge {edge}: no replica of the target's module serves now"
+                            ))
+                        })?;
+                    let delivered = peers
                         .deliver(
-                            endpoint,
+                            &endpoint,
                             (&edge.source.name, &edge.port),
                             &edge.target,
                             &edge.target_port,
@@ -909,7 +935,11 @@ impl Runtime {
                             &child,
                             edge.timeout,
                         )
-                        .await
+                        .await;
+                    if delivered.is_err() {
+                        failed_at = Some(endpoint);
+                    }
+                    delivered
                 }),
             };
             // Dropping the delivery on a timeout or a cancelled run cancels everything under it.
@@ -1040,7 +1070,7 @@ async fn may_run(
 /// Where a delivery goes: a node of this process, or the endpoint of the module running it.
 enum Target {
     Local(Arc<Instance>),
-    Remote(String),
+    Remote,
 }
 
 /// Checks a message against the schema of a node's input port.

@@ -127,8 +127,9 @@ async fn an_edge_reaches_a_node_in_another_module() {
     for node in [&far, &shaky, &near, &to_shaky] {
         right.wire(key(node.metadata.name.as_deref().unwrap_or_default()), node);
     }
-    left.route(key("far"), endpoint.clone());
-    left.route(key("shaky"), endpoint.clone());
+    let replicas = weir_runtime::replicas::Replicas::single(&endpoint);
+    left.route(key("far"), "sink", replicas.clone());
+    left.route(key("shaky"), "flaky", replicas);
 
     let answer =
         left.send(&key("near"), "in", json!({ "path": [] })).await.expect("remote delivery");

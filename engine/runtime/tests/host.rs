@@ -54,26 +54,44 @@ struct Hosted {
     _dir: tempfile::TempDir,
     store: Arc<dyn Store>,
     runtime: weir_runtime::Runtime,
+    host: Host,
     stop: CancellationToken,
     running: tokio::task::JoinHandle<Result<(), weir_store::StoreError>>,
+}
+
+/// The test module's status once it lists `count` replicas.
+async fn eventually_listed(store: &dyn Store, count: u32) -> Value {
+    tokio::time::timeout(PATIENCE, async {
+        loop {
+            let module =
+                store.get(Kind::Module, "default", "test").await.expect("module published");
+            if module.data["status"]["readyReplicas"] == count {
+                return module.data["status"].clone();
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("the replicas listed")
 }
 
 fn hosted() -> Hosted {
     let dir = tempfile::tempdir().expect("temporary directory");
     let store: Arc<dyn Store> = Arc::new(EmbeddedStore::open(dir.path()).expect("store"));
     let runtime = runtime();
-    let host = Host::new(runtime.clone(), Arc::clone(&store), "default");
+    let host = Host::new(runtime.clone(), Arc::clone(&store), "default")
+        .with_endpoint("test-0", "http://127.0.0.1:7421".to_owned());
     let stop = CancellationToken::new();
     let running = tokio::spawn({
-        let stop = stop.clone();
+        let (host, stop) = (host.clone(), stop.clone());
         async move { host.run(stop).await }
     });
-    Hosted { _dir: dir, store, runtime, stop, running }
+    Hosted { _dir: dir, store, runtime, host, stop, running }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_host_follows_flow_nodes_in_the_store() {
-    let Hosted { _dir, store, runtime, stop, running } = hosted();
+    let Hosted { _dir, store, runtime, host, stop, running } = hosted();
 
     store
         .create(object(&node("a", "relay", json!({ "tag": "a" }), to("b"))))
@@ -125,7 +143,18 @@ async fn the_host_follows_flow_nodes_in_the_store() {
         .filter_map(|c| c["name"].as_str())
         .collect();
     assert_eq!(components, ["relay", "sink", "flaky", "stuck", "trigger", "tally"]);
-    assert_eq!(catalogue.data["status"]["readyReplicas"], 1);
+    // The replica listed itself once it hosted the nodes, as the leader of a lone process;
+    // leaving, it takes itself out.
+    let listed = eventually_listed(&*store, 1).await;
+    assert_eq!(listed["replicas"][0]["name"], "test-0");
+    assert_eq!(listed["replicas"][0]["endpoint"], "http://127.0.0.1:7421");
+    assert_eq!(
+        (&listed["leader"], &listed["conditions"][0]["reason"]),
+        (&json!("test-0"), &json!("Serving"))
+    );
+    host.leave().await;
+    let listed = eventually_listed(&*store, 0).await;
+    assert_eq!(listed["conditions"][0]["reason"], "NoReplicas");
 
     stop.cancel();
     tokio::time::timeout(PATIENCE, running)
@@ -178,8 +207,8 @@ async fn kept_state_and_the_last_error_outlive_the_process() {
     assert!(status["lastError"]["time"].as_str().is_some_and(|t| t.ends_with('Z')), "{status}");
 }
 
-/// Two hosts on one store, as two module processes would be: each publishes its endpoint, and
-/// an edge from a node of one reaches a node of the other over gRPC.
+/// Two hosts on one store, as two module processes would be: the right one lists itself among
+/// its module's replicas, and an edge from a node of the left one reaches it over gRPC.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hosts_route_edges_to_the_module_that_runs_the_target() {
     use support::{Relay, Sink, node_in};
@@ -196,7 +225,7 @@ async fn hosts_route_edges_to_the_module_that_runs_the_target() {
     let server =
         tokio::spawn(weir_runtime::grpc::serve(right.clone(), listener, None, stop.clone()));
     let right_host =
-        Host::new(right.clone(), Arc::clone(&store), "default").with_endpoint(endpoint);
+        Host::new(right.clone(), Arc::clone(&store), "default").with_endpoint("right-0", endpoint);
     let left = Runtime::new(vec![Module::new("left", "0.0.0").component::<Relay>()]);
     let left_host = Host::new(left.clone(), Arc::clone(&store), "default");
     let hosts = [left_host, right_host].map(|host| {
@@ -251,7 +280,7 @@ async fn hosts_route_edges_to_the_module_that_runs_the_target() {
 /// again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_suspended_flow_starts_no_run_until_it_is_resumed() {
-    let Hosted { _dir, store, runtime, stop, running } = hosted();
+    let Hosted { _dir, store, runtime, stop, running, .. } = hosted();
     let flow: DynamicObject = serde_json::from_value(json!({
         "apiVersion": "weir.dev/v1alpha1", "kind": "Flow",
         "metadata": { "name": "f", "namespace": "test" }, "spec": {},

@@ -259,8 +259,12 @@ async fn triggers_run_only_while_this_replica_leads() {
     rt.apply(&node("tick", "trigger", json!({ "runs": [1], "name": "led" }), to("collect")))
         .await
         .unwrap();
-    // A follower still handles deliveries.
+    // A follower still handles deliveries, but not the messages for a trigger's node: the
+    // leader runs it, so they are refused as worth trying again (at the leader).
     rt.send(&key("collect"), "in", json!("direct")).await.unwrap();
+    let refused = rt.send(&key("tick"), "in", json!({})).await.unwrap_err();
+    assert_eq!(refused.kind(), ErrorKind::Transient, "{refused}");
+    assert!(refused.message().contains("only the module's leader runs"), "{refused}");
     tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     assert_eq!(rt.counters(&key("tick")).unwrap().messages_out, 0, "a follower ran its trigger");
 

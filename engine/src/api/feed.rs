@@ -21,6 +21,7 @@ use weir_runtime::{
     Runtime,
     grpc::Inspected,
     inspect::{self, What},
+    replicas::Replicas,
     trust::Bearer,
 };
 use weir_store::{DynamicObject, Store, WatchEvent};
@@ -198,29 +199,31 @@ impl Feed {
         stop: CancellationToken,
     ) {
         let watching_as = Arc::new(watching_as);
-        let mut endpoints: HashMap<String, String> = HashMap::new();
-        let mut watching: HashMap<String, (String, CancellationToken)> = HashMap::new();
+        let mut serving: HashMap<String, Replicas> = HashMap::new();
+        // One stream per replica, by endpoint: each replica handles its share of deliveries.
+        let mut watching: HashMap<String, CancellationToken> = HashMap::new();
         while let Some(event) = modules.next().await {
-            weir_runtime::host::follow_endpoints(&mut endpoints, &event);
-            watching.retain(|module, (at, watcher)| {
-                let keep = endpoints.get(module) == Some(at);
+            weir_runtime::replicas::follow(&mut serving, &event);
+            let live: HashSet<&String> = serving.values().flat_map(Replicas::endpoints).collect();
+            watching.retain(|at, watcher| {
+                let keep = live.contains(at);
                 if !keep {
                     watcher.cancel();
                 }
                 keep
             });
-            for (module, at) in &endpoints {
-                if watching.contains_key(module) {
+            for at in live {
+                if watching.contains_key(at) {
                     continue;
                 }
                 let watcher = stop.child_token();
                 let inspect =
                     self.clone().inspect(at.clone(), Arc::clone(&watching_as), watcher.clone());
                 tokio::spawn(inspect);
-                watching.insert(module.clone(), (at.clone(), watcher));
+                watching.insert(at.clone(), watcher);
             }
         }
-        for (_, watcher) in watching.values() {
+        for watcher in watching.values() {
             watcher.cancel();
         }
     }

@@ -66,14 +66,14 @@ pub async fn run(opened: super::Opened, builtins: Vec<Module>, args: ModuleArgs)
         }
         _ => None,
     };
+    let identity = args
+        .identity
+        .filter(|i| !i.is_empty())
+        .unwrap_or_else(|| format!("{}-{}", module.name(), std::process::id()));
     let leadership = match opened.client {
         Some(client) => {
-            let identity = args
-                .identity
-                .filter(|i| !i.is_empty())
-                .unwrap_or_else(|| format!("{}-{}", module.name(), std::process::id()));
             let lease = format!("weir-module-{}", module.name());
-            let election = args.leader.election(&args.namespace, lease, identity)?;
+            let election = args.leader.election(&args.namespace, lease, identity.clone())?;
             Leadership::Lease(client, Box::new(election))
         }
         None => Leadership::Alone,
@@ -89,6 +89,7 @@ pub async fn run(opened: super::Opened, builtins: Vec<Module>, args: ModuleArgs)
         scope: scope.clone(),
         grpc,
         advertise,
+        replica: identity,
         leadership,
         gate,
         bearer,

@@ -143,8 +143,15 @@ pub async fn deliver(
         }
         source => SendError::Store { what: format!("node {namespace}/{node}"), source },
     })?;
-    let module = flow_node.data.pointer("/spec/module").and_then(Value::as_str).unwrap_or_default();
-    let endpoint = endpoint_of(store, namespace, node, module).await?;
+    let spec = |field: &str| {
+        flow_node
+            .data
+            .pointer(&format!("/spec/{field}"))
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+    };
+    let module = spec("module");
+    let endpoint = endpoint_of(store, namespace, node, (module, spec("component"))).await?;
     let trace = TraceContext::default();
     let json = serde_json::to_vec(message).unwrap_or_default();
     let mut request = tonic::Request::new(DeliverRequest {
@@ -196,7 +203,7 @@ async fn endpoint_of(
     store: &dyn Store,
     namespace: &str,
     node: &str,
-    module: &str,
+    (module, component): (&str, &str),
 ) -> Result<String, SendError> {
     let catalogue = Catalogue::read(store, namespace).await.map_err(|source| SendError::Store {
         what: format!("the Module resources to find module {module}"),
@@ -205,9 +212,13 @@ async fn endpoint_of(
     let Some(resource) = catalogue.module(module) else {
         return Err(SendError::NotRunning { node: node.to_owned(), module: module.to_owned() });
     };
-    resource
-        .spec
-        .endpoint
-        .clone()
+    let replicas = weir_runtime::replicas::Replicas::of(resource);
+    // Any replica will do (but the leader, for a trigger's node): the clock spreads senders.
+    let turn = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |since| since.subsec_nanos() as usize);
+    replicas
+        .pick(component, turn, None)
+        .map(str::to_owned)
         .ok_or_else(|| SendError::NoEndpoint { module: module.to_owned() })
 }

@@ -139,7 +139,6 @@ impl Module {
     pub fn catalogue(&self) -> Result<ModuleSpec, NodeError> {
         Ok(ModuleSpec {
             version: self.version.to_owned(),
-            endpoint: None,
             components: self
                 .components
                 .iter()
