@@ -6,8 +6,13 @@
 //! After a failure it waits before trying again, longer after each failure in a row (kube's
 //! default backoff: 800 ms doubling to 30 s, with jitter, reset once a watch works), so an
 //! apiserver that is down is not called in a tight loop.
+//!
+//! Lists and watches read each object apart ([`Stored`]): one that does not decode (written
+//! past Weir's checks, say, with settings nested deeper than a JSON reader follows) is logged
+//! and skipped, and the others are read as ever; one bad object never stops every flow of its
+//! kind.
 
-use std::path::Path;
+use std::{borrow::Cow, path::Path};
 
 use async_trait::async_trait;
 use futures::StreamExt;
@@ -15,7 +20,7 @@ use kube::{
     Api, Client, Config,
     api::{ApiResource, DeleteParams, ListParams, PostParams},
     config::{AuthInfo, KubeConfigOptions, Kubeconfig},
-    core::{DynamicObject, GroupVersionKind, Status},
+    core::{DynamicObject, DynamicResourceScope, GroupVersionKind, ObjectMeta, Resource, Status},
     runtime::{WatchStreamExt as _, watcher},
 };
 use weir_model::{FieldError, Kind};
@@ -92,6 +97,14 @@ impl KubeStore {
     }
 
     fn api(&self, kind: Kind, namespace: Option<&str>) -> Api<DynamicObject> {
+        self.api_of(kind, namespace)
+    }
+
+    /// The API of `kind`, read as `K` (an object, or a [`Stored`] one for lists and watches).
+    fn api_of<K>(&self, kind: Kind, namespace: Option<&str>) -> Api<K>
+    where
+        K: Resource<DynamicType = ApiResource, Scope = DynamicResourceScope>,
+    {
         let resource = api_resource(kind);
         match namespace {
             Some(namespace) => Api::namespaced_with(self.client.clone(), namespace, &resource),
@@ -126,7 +139,7 @@ impl Store for KubeStore {
         namespace: Option<&str>,
         selector: &Selector,
     ) -> Result<Vec<DynamicObject>, StoreError> {
-        let api = self.api(kind, namespace);
+        let api = self.api_of::<Stored>(kind, namespace);
         let mut params = ListParams::default().limit(PAGE_SIZE);
         if !selector.is_everything() {
             params = params.labels(&selector.to_string());
@@ -136,7 +149,7 @@ impl Store for KubeStore {
         loop {
             let page =
                 api.list(&params).await.map_err(|err| api_error(err, "list", &scope, None))?;
-            objects.extend(page.items);
+            objects.extend(page.items.into_iter().filter_map(|stored| stored.readable(kind)));
             match page.metadata.continue_ {
                 Some(token) if !token.is_empty() => params = params.continue_token(&token),
                 _ => break,
@@ -191,7 +204,8 @@ impl Store for KubeStore {
             config = config.labels(&selector.to_string());
         }
         let scope = ObjectRef::new(kind, namespace.unwrap_or("*"), "*");
-        let events = watcher::watcher(self.api(kind, namespace), config).default_backoff();
+        let events =
+            watcher::watcher(self.api_of::<Stored>(kind, namespace), config).default_backoff();
         let mut listing: Option<Vec<DynamicObject>> = None;
         events
             .filter_map(move |event| {
@@ -200,15 +214,25 @@ impl Store for KubeStore {
                         listing = Some(Vec::new());
                         None
                     }
-                    Ok(watcher::Event::InitApply(object)) => {
-                        listing.get_or_insert_with(Vec::new).push(object);
+                    Ok(watcher::Event::InitApply(stored)) => {
+                        let listed = listing.get_or_insert_with(Vec::new);
+                        listed.extend(stored.readable(kind));
                         None
                     }
                     Ok(watcher::Event::InitDone) => {
                         Some(Ok(WatchEvent::Synced(listing.take().unwrap_or_default())))
                     }
-                    Ok(watcher::Event::Apply(object)) => Some(Ok(WatchEvent::Applied(object))),
-                    Ok(watcher::Event::Delete(object)) => Some(Ok(WatchEvent::Deleted(object))),
+                    Ok(watcher::Event::Apply(stored)) => {
+                        stored.readable(kind).map(|object| Ok(WatchEvent::Applied(object)))
+                    }
+                    // Whoever ran it stops it, readable or not: its name is enough.
+                    Ok(watcher::Event::Delete(stored)) => {
+                        let Stored { metadata, object } = stored;
+                        Some(Ok(WatchEvent::Deleted(object.unwrap_or_else(|_| DynamicObject {
+                            metadata,
+                            ..DynamicObject::new("", &api_resource(kind))
+                        }))))
+                    }
                     // The watcher retries by itself; a consumer learns it missed nothing from
                     // the Synced that follows.
                     Err(watcher::Error::InitialListFailed(kube::Error::Api(status))) => {
@@ -225,6 +249,100 @@ impl Store for KubeStore {
                 std::future::ready(mapped)
             })
             .boxed()
+    }
+}
+
+/// An object as a list or watch sent it, read on its own: one that does not decode keeps its
+/// metadata (read apart, which any depth allows) and why, so it can be named and skipped.
+#[derive(Debug, Clone)]
+struct Stored {
+    metadata: ObjectMeta,
+    object: Result<DynamicObject, String>,
+}
+
+impl Stored {
+    /// The object, or `None` (and a warning naming it) when it does not decode.
+    fn readable(self, kind: Kind) -> Option<DynamicObject> {
+        match self.object {
+            Ok(object) => Some(object),
+            Err(reason) => {
+                let namespace = self.metadata.namespace.as_deref().unwrap_or_default();
+                let name = self.metadata.name.as_deref().unwrap_or_default();
+                tracing::warn!(
+                    "skipping {kind} {namespace}/{name}, which cannot be read: {reason}"
+                );
+                None
+            }
+        }
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Stored {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        /// Only what names the object; the rest (managed fields too, which mirror the object's
+        /// depth) is skipped, which follows any depth without recursion.
+        #[derive(serde::Deserialize)]
+        struct Named {
+            #[serde(default)]
+            metadata: Identity,
+        }
+        #[derive(Default, serde::Deserialize)]
+        #[serde(rename_all = "camelCase")]
+        struct Identity {
+            name: Option<String>,
+            namespace: Option<String>,
+            resource_version: Option<String>,
+            uid: Option<String>,
+        }
+        let raw = Box::<serde_json::value::RawValue>::deserialize(deserializer)?;
+        Ok(match serde_json::from_str::<DynamicObject>(raw.get()) {
+            Ok(object) => Self { metadata: object.metadata.clone(), object: Ok(object) },
+            Err(err) => Self {
+                metadata: serde_json::from_str::<Named>(raw.get())
+                    .map(|Named { metadata }| ObjectMeta {
+                        name: metadata.name,
+                        namespace: metadata.namespace,
+                        resource_version: metadata.resource_version,
+                        uid: metadata.uid,
+                        ..ObjectMeta::default()
+                    })
+                    .unwrap_or_default(),
+                object: Err(err.to_string()),
+            },
+        })
+    }
+}
+
+impl Resource for Stored {
+    type DynamicType = ApiResource;
+    type Scope = DynamicResourceScope;
+
+    fn group(resource: &ApiResource) -> Cow<'_, str> {
+        resource.group.as_str().into()
+    }
+
+    fn version(resource: &ApiResource) -> Cow<'_, str> {
+        resource.version.as_str().into()
+    }
+
+    fn kind(resource: &ApiResource) -> Cow<'_, str> {
+        resource.kind.as_str().into()
+    }
+
+    fn api_version(resource: &ApiResource) -> Cow<'_, str> {
+        resource.api_version.as_str().into()
+    }
+
+    fn plural(resource: &ApiResource) -> Cow<'_, str> {
+        resource.plural.as_str().into()
+    }
+
+    fn meta(&self) -> &ObjectMeta {
+        &self.metadata
+    }
+
+    fn meta_mut(&mut self) -> &mut ObjectMeta {
+        &mut self.metadata
     }
 }
 

@@ -363,3 +363,73 @@ async fn a_leader_cut_off_stops_leading_before_another_takes_over() -> Result<()
     proxy.abort();
     Ok(())
 }
+
+/// One FlowNode whose settings nest deeper than a JSON reader follows (written with kubectl,
+/// past Weir's own checks) is skipped, naming it, and every other one is listed and watched as
+/// ever; its deletion is still heard.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_object_too_deep_to_read_is_skipped_and_the_others_are_read() -> Result<()> {
+    use futures::StreamExt as _;
+    use serde_json::json;
+    use weir_store::{DynamicObject, WatchEvent};
+
+    let plane = ControlPlane::shared();
+    let namespace = plane.namespace("poison").await?;
+    let store = KubeStore::new(plane.client().await?);
+    let node = |name: &str, settings: serde_json::Value| {
+        json!({
+            "apiVersion": "weir.dev/v1alpha1", "kind": "FlowNode",
+            "metadata": { "name": name, "namespace": namespace },
+            "spec": { "flow": "f", "module": "common", "component": "debug", "settings": settings },
+        })
+    };
+    store.create(serde_json::from_value::<DynamicObject>(node("fine", json!({})))?).await?;
+    let mut deep = json!("bottom");
+    for _ in 0..300 {
+        deep = json!({ "a": deep });
+    }
+    let dir = tempfile::tempdir()?;
+    let file = dir.path().join("deep.json");
+    std::fs::write(&file, node("deep", json!({ "nested": deep })).to_string())?;
+    let applied = plane.kubectl().args(["create", "-f"]).arg(&file).output()?;
+    ensure!(applied.status.success(), "{}", String::from_utf8_lossy(&applied.stderr));
+
+    let names = |objects: &[DynamicObject]| -> Vec<String> {
+        objects.iter().filter_map(|o| o.metadata.name.clone()).collect()
+    };
+    let listed = store.list(Kind::FlowNode, Some(&namespace), &Selector::everything()).await?;
+    ensure!(names(&listed) == ["fine"], "{:?}", names(&listed));
+
+    let mut events = store.watch(Kind::FlowNode, Some(&namespace), &Selector::everything());
+    let mut next = async || {
+        tokio::time::timeout(std::time::Duration::from_secs(20), events.next())
+            .await?
+            .context("the watch ended")?
+            .map_err(anyhow::Error::from)
+    };
+    match next().await? {
+        WatchEvent::Synced(objects) => {
+            ensure!(names(&objects) == ["fine"], "{:?}", names(&objects));
+        }
+        other => anyhow::bail!("first {other:?}"),
+    }
+    store.create(serde_json::from_value::<DynamicObject>(node("later", json!({})))?).await?;
+    match next().await? {
+        WatchEvent::Applied(object) => {
+            ensure!(object.metadata.name.as_deref() == Some("later"), "{object:?}");
+        }
+        other => anyhow::bail!("then {other:?}"),
+    }
+    let deleted = plane
+        .kubectl()
+        .args(["delete", "flownodes.weir.dev", "deep", "-n", &namespace])
+        .output()?;
+    ensure!(deleted.status.success(), "{}", String::from_utf8_lossy(&deleted.stderr));
+    match next().await? {
+        WatchEvent::Deleted(object) => {
+            ensure!(object.metadata.name.as_deref() == Some("deep"), "{object:?}");
+        }
+        other => anyhow::bail!("then {other:?}"),
+    }
+    Ok(())
+}
