@@ -241,9 +241,6 @@ pub struct ModuleArgs {
     pub secret_refresh: weir_model::HumanDuration,
 }
 
-/// How long a run started by `weir send` (or the editor's send) may take when not told.
-pub const SEND_TIMEOUT: &str = "60s";
-
 /// `weir send`.
 #[derive(Debug, Args)]
 pub struct SendArgs {
@@ -257,7 +254,7 @@ pub struct SendArgs {
     #[arg(short, long, default_value = weir_store::DEFAULT_NAMESPACE)]
     pub namespace: String,
     /// How long the whole run may take
-    #[arg(long, default_value = SEND_TIMEOUT, value_name = "DURATION")]
+    #[arg(long, default_value = crate::ops::send::DEFAULT_TIMEOUT, value_name = "DURATION")]
     pub timeout: weir_model::HumanDuration,
 }
 

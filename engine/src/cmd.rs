@@ -43,7 +43,7 @@ pub async fn run(cli: Cli, builtins: Vec<Module>) -> Result<ExitCode> {
             export::run(&*open_store(choice).await?.store, args, &mut out).await?;
         }
         Command::Solution(args) => {
-            let dir = args.solutions_dir.unwrap_or_else(solution::default_dir);
+            let dir = args.solutions_dir.unwrap_or_else(crate::ops::solution::default_dir);
             if matches!(args.command, SolutionCommand::List) {
                 solution::run(None, &builtins, &dir, args.command, &mut out).await?;
             } else {
@@ -147,18 +147,4 @@ fn all_or_error(failures: Vec<anyhow::Error>) -> Result<()> {
             anyhow::bail!("{n} failures:\n  {}", lines.join("\n  "))
         }
     }
-}
-
-/// Lists a flow's nodes, sorted by name.
-pub async fn nodes_of(
-    store: &dyn Store,
-    namespace: &str,
-    flow: &str,
-) -> Result<Vec<weir_store::DynamicObject>> {
-    let nodes =
-        store.list(Kind::FlowNode, Some(namespace), &weir_store::Selector::everything()).await?;
-    Ok(nodes
-        .into_iter()
-        .filter(|n| n.data.pointer("/spec/flow").and_then(|f| f.as_str()) == Some(flow))
-        .collect())
 }

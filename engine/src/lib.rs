@@ -12,6 +12,7 @@ pub mod gate;
 pub mod guard;
 pub mod hosting;
 pub mod manifests;
+pub mod ops;
 pub mod printer;
 pub mod rbac;
 pub mod reference;

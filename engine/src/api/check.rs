@@ -302,7 +302,7 @@ fn authored(document: Value, namespace: &str) -> Result<DynamicObject, ApiError>
         ApiError::internal(format!("cannot prepare a checked document: {err}"))
     };
     let object: DynamicObject = serde_json::from_value(document).map_err(|e| unreadable(&e))?;
-    let clean = crate::cmd::export::clean(&object, false).map_err(|e| unreadable(&e))?;
+    let clean = crate::ops::export::clean(&object, false).map_err(|e| unreadable(&e))?;
     let mut object: DynamicObject = serde_json::from_value(clean).map_err(|e| unreadable(&e))?;
     object.metadata.namespace = Some(namespace.to_owned());
     Ok(object)

@@ -61,7 +61,7 @@ pub async fn read(
     let object = existing_flow(store, namespace, flow).await?;
     let catalogue = Catalogue::read(store, namespace).await?;
     let mut nodes = Vec::new();
-    for node in crate::cmd::nodes_of(store, namespace, flow).await? {
+    for node in crate::ops::nodes_of(store, namespace, flow).await? {
         nodes.push(shown(&catalogue, node)?);
     }
     Ok(FlowDocument { flow: to_json(object)?, nodes })

@@ -11,6 +11,8 @@ use serde_json::json;
 use weir_sdk::{ErrorKind, NodeError};
 use weir_store::StoreError;
 
+use crate::ops::OpError;
+
 /// An error answer.
 #[derive(Debug)]
 pub enum ApiError {
@@ -189,16 +191,46 @@ impl From<StoreError> for ApiError {
     }
 }
 
-/// The engine's shared code reports with `anyhow`: a store error anywhere in the chain decides
-/// the status, and the whole chain is the message.
-impl From<anyhow::Error> for ApiError {
-    fn from(err: anyhow::Error) -> Self {
-        let (status, kind) = err
-            .chain()
-            .find_map(|e| e.downcast_ref::<StoreError>())
-            .map_or((StatusCode::INTERNAL_SERVER_ERROR, "internal"), status_of);
-        Self::failed(status, kind, format!("{err:#}"))
+/// An operation's failure: a store error behind it decides the status, a solution that is not
+/// there is 404, settings that do not fit it are 400; the message is the whole chain.
+impl From<OpError> for ApiError {
+    fn from(err: OpError) -> Self {
+        use crate::ops::solution::SolutionProblem;
+        let err = match err {
+            OpError::Store(source) => return source.into(),
+            err => err,
+        };
+        let (status, kind) = match &err {
+            OpError::Solution(SolutionProblem::Unknown { .. }) => {
+                (StatusCode::NOT_FOUND, "not_found")
+            }
+            OpError::Solution(
+                SolutionProblem::NoSuchSetting(_) | SolutionProblem::Settings { .. },
+            ) => (StatusCode::BAD_REQUEST, "bad_request"),
+            err => {
+                err.store_error().map_or((StatusCode::INTERNAL_SERVER_ERROR, "internal"), status_of)
+            }
+        };
+        Self::failed(status, kind, chain(&err))
     }
+}
+
+impl From<crate::ops::solution::SolutionProblem> for ApiError {
+    fn from(err: crate::ops::solution::SolutionProblem) -> Self {
+        OpError::from(err).into()
+    }
+}
+
+/// An error with its causes, as one line: `what failed: why: why that`.
+pub fn chain(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = err.to_string();
+    let mut cause = err.source();
+    while let Some(source) = cause {
+        text.push_str(": ");
+        text.push_str(&source.to_string());
+        cause = source.source();
+    }
+    text
 }
 
 fn status_of(err: &StoreError) -> (StatusCode, &'static str) {

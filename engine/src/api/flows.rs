@@ -33,7 +33,7 @@ pub async fn delete(
 ) -> Result<StatusCode, ApiError> {
     let flow = name("flow", "the path", &flow)?;
     let namespace = params.namespace()?;
-    crate::cmd::delete::delete(&*caller.store, Kind::Flow, &namespace, &flow, |_, _| Ok(()))
+    crate::ops::delete::delete(&*caller.store, Kind::Flow, &namespace, &flow, |_, _| {})
         .await
         .map_err(|err| match ApiError::from(err) {
             ApiError::Failed { status: StatusCode::NOT_FOUND, .. } => {

@@ -138,7 +138,7 @@ pub async fn list_for_flow(
     let namespace = params.namespace()?;
     let limit = params.limit(DEFAULT_LIMIT, PER_NODE)?;
     super::document::existing_flow(&*caller.store, &namespace, &flow).await?;
-    let nodes = crate::cmd::nodes_of(&*caller.store, &namespace, &flow).await?;
+    let nodes = crate::ops::nodes_of(&*caller.store, &namespace, &flow).await?;
     let recorder = api.feed.recorder();
     let events: Vec<Arc<str>> = nodes
         .iter()

@@ -6,7 +6,7 @@ use serde_json::Value;
 use weir_model::Kind;
 use weir_store::{DynamicObject, ObjectRef, Store, StoreError};
 
-use crate::cmd::apply::CONFLICT_RETRIES;
+use crate::ops::apply::CONFLICT_RETRIES;
 
 /// Applies `change` to the object's fields (`spec`, `status`, …) and writes it, unless
 /// `change` says it changed nothing; returns the object as stored.

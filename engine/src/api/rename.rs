@@ -44,7 +44,7 @@ pub async fn post(
         return Err(exists());
     }
     let mut copy: DynamicObject =
-        serde_json::from_value(crate::cmd::export::clean(&old, false)?)
+        serde_json::from_value(crate::ops::export::clean(&old, false)?)
             .map_err(|err| ApiError::internal(format!("cannot copy flow {flow}: {err}")))?;
     copy.metadata.name = Some(new.to_owned());
     copy.metadata.namespace = Some(namespace.clone());
@@ -52,7 +52,7 @@ pub async fn post(
         StoreError::AlreadyExists(_) => exists(),
         err => err.into(),
     })?;
-    for node in crate::cmd::nodes_of(store, &namespace, &flow).await? {
+    for node in crate::ops::nodes_of(store, &namespace, &flow).await? {
         let node_name = node.metadata.name.unwrap_or_default();
         modify(store, Kind::FlowNode, &namespace, &node_name, |data| {
             let Some(spec) = data.get_mut("spec").and_then(Value::as_object_mut) else {

@@ -23,7 +23,7 @@ use super::{
     extract::{Body, Params, name},
     secret_settings,
 };
-use crate::cmd::apply::apply_one;
+use crate::ops::apply::apply_one;
 
 /// Saves a flow document; answers with the document as saved.
 pub async fn put(
@@ -86,7 +86,7 @@ async fn save(
             secret_settings::own(client, store, namespace, node, secret).await?;
         }
     }
-    for node in crate::cmd::nodes_of(store, namespace, flow).await? {
+    for node in crate::ops::nodes_of(store, namespace, flow).await? {
         let Some(node_name) = node.metadata.name.filter(|n| !given.contains(n)) else { continue };
         match store.delete(Kind::FlowNode, namespace, &node_name).await {
             Ok(()) | Err(StoreError::NotFound(_)) => {}

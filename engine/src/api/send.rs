@@ -12,7 +12,7 @@ use super::{
     error::ApiError,
     extract::{Body, Params},
 };
-use crate::cmd::send::{SendError, deliver};
+use crate::ops::send::{SendError, deliver};
 
 /// What `POST /api/send` takes.
 #[derive(Debug, Deserialize)]
@@ -35,7 +35,7 @@ pub async fn post(caller: Caller, params: Params, body: Body) -> Result<Json<Val
     let namespace = params.namespace()?;
     let timeout = match request.timeout {
         Some(timeout) => timeout,
-        None => crate::cli::SEND_TIMEOUT
+        None => crate::ops::send::DEFAULT_TIMEOUT
             .parse::<HumanDuration>()
             .map_err(|err| ApiError::internal(format!("the default send timeout: {err}")))?,
     };

@@ -18,7 +18,7 @@ use super::{
     extract::{Body, Params},
     transfer,
 };
-use crate::cmd::solution;
+use crate::ops::solution;
 
 /// Every solution, with what its settings are for.
 pub async fn list(State(_): State<Api>) -> Result<Json<Value>, ApiError> {
@@ -73,22 +73,19 @@ pub async fn install(
         serde_json::from_slice(&body.0)
             .map_err(|err| ApiError::bad_request(format!("the body is not an install: {err}")))?
     };
-    let found = solution::find(&solution::default_dir(), &name)
-        .map_err(|err| ApiError::not_found(format!("{err:#}")))?;
+    let found = solution::find(&solution::default_dir(), &name)?;
     let sets: Vec<(String, String)> = install.settings.into_iter().collect();
-    let manifests = solution::manifests_of(&found, &sets)
-        .map_err(|err| ApiError::bad_request(format!("{err:#}")))?;
+    let manifests = solution::manifests_of(&found, &sets)?;
     let flows = solution::flows_in(&manifests);
     let namespace = params.namespace_if_given()?;
     let installed = transfer::apply_all(&*caller.store, manifests, namespace.as_deref()).await?;
     // In a cluster each flow's account is made as the caller, who must hold its rules.
     if let Some(client) = &caller.client {
         let namespace = params.namespace()?;
-        let mut said = std::io::sink();
         let store = &*caller.store;
-        solution::create_accounts(store, &[], client, &namespace, &flows, &mut said)
+        solution::create_accounts(store, &[], client, &namespace, &flows, |_| {})
             .await
-            .map_err(|err| ApiError::forbidden(format!("{err:#}")))?;
+            .map_err(|err| ApiError::forbidden(super::error::chain(&err)))?;
     }
     Ok(installed)
 }

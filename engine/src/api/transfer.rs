@@ -16,8 +16,8 @@ use super::{
 };
 use crate::{
     catalogue::Catalogue,
-    cmd::{apply, export},
     manifests::{self, Invalid},
+    ops::{apply, export},
 };
 
 /// What import errors name as the file.
@@ -50,7 +50,7 @@ pub async fn import(caller: Caller, params: Params, body: Body) -> Result<Json<V
                 document: Some(syntax.document),
                 ..Problem::new(None, "", format!("not valid YAML: {}", syntax.message))
             }),
-            None => ApiError::from(err),
+            None => ApiError::bad_request(format!("{err:#}")),
         }
     })?;
     if read.is_empty() {
@@ -77,7 +77,7 @@ pub async fn apply_all(
             Resource::Module(_) => None,
         })
         .collect();
-    apply::apply(store, planned, |_, _, _| Ok(())).await?;
+    apply::apply(store, planned, |_, _, _| {}).await?;
     Ok(Json(json!({ "flows": flows })))
 }
 

@@ -1,61 +1,20 @@
 //! `weir solution list` and `weir solution install NAME --set key=value`: the ready-made flows
-//! under `solutions/` (see `solutions/README.md`), installed through the same checks and writes
-//! as `weir apply`. The editor's gallery installs through [`manifests_of`] too.
+//! under `solutions/`, installed through `crate::ops::solution`.
 
-use std::{
-    io::Write,
-    path::{Path, PathBuf},
-};
+use std::{io::Write, path::Path};
 
-use anyhow::{Context as _, Result, bail};
-use weir_model::manifest::Position;
+use anyhow::{Result, bail};
 use weir_sdk::Module;
-use weir_solutions::{Solution, SolutionError, parse_set};
+use weir_solutions::parse_set;
 
-use super::apply;
-use crate::{cli::SolutionCommand, manifests::Manifest, printer::resource_name};
-
-/// Where the solutions are when nothing says: `$WEIR_SOLUTIONS_DIR`, else the `solutions/` of
-/// the source tree this binary was built from.
-pub fn default_dir() -> PathBuf {
-    std::env::var_os("WEIR_SOLUTIONS_DIR")
-        .map_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../solutions"), PathBuf::from)
-}
-
-/// Every solution in `dir`.
-pub fn all(dir: &Path) -> Result<Vec<Solution>> {
-    Solution::all(dir).with_context(|| format!("cannot read the solutions in {}", dir.display()))
-}
-
-/// The solution called `name` in `dir`.
-pub fn find(dir: &Path, name: &str) -> Result<Solution> {
-    let solutions = all(dir)?;
-    let known: Vec<String> = solutions.iter().map(|s| s.spec.name.clone()).collect();
-    solutions
-        .into_iter()
-        .find(|s| s.spec.name == name)
-        .with_context(|| format!("there is no solution {name} (solutions: {})", known.join(", ")))
-}
-
-/// The solution's manifests with `sets` (`(name, value as text)`) applied, ready for
-/// [`apply::plan`].
-pub fn manifests_of(solution: &Solution, sets: &[(String, String)]) -> Result<Vec<Manifest>> {
-    let source = format!("solution {}", solution.spec.name);
-    let documents = solution.render(sets).map_err(|err| match err {
-        // It names the solution already.
-        SolutionError::UnknownSetting { .. } => anyhow::Error::new(err),
-        err => anyhow::Error::new(err).context(source.clone()),
-    })?;
-    Ok(documents
-        .into_iter()
-        .enumerate()
-        .map(|(index, value)| Manifest {
-            source: source.clone(),
-            position: Position { document: index + 1, item: None },
-            value,
-        })
-        .collect())
-}
+use crate::{
+    cli::SolutionCommand,
+    ops::{
+        apply,
+        solution::{all, create_accounts, find, flows_in, manifests_of},
+    },
+    printer::resource_name,
+};
 
 /// Runs `weir solution`; in a cluster, an install also creates the account each of the
 /// solution's flows acts as, with the rules its nodes need (as `weir rbac --apply` does, as
@@ -92,43 +51,25 @@ pub async fn run(
                     );
                 }
             };
+            let mut said = Vec::new();
             apply::apply(store, planned, |kind, resource, outcome| {
-                Ok(writeln!(out, "{}/{resource} {outcome}", resource_name(kind))?)
+                said.push(format!("{}/{resource} {outcome}", resource_name(kind)));
             })
             .await?;
-            let Some(client) = &opened.client else { return Ok(()) };
+            let Some(client) = &opened.client else {
+                return said.iter().try_for_each(|line| Ok(writeln!(out, "{line}")?));
+            };
             let namespace = namespace.as_deref().unwrap_or(weir_store::DEFAULT_NAMESPACE);
-            create_accounts(store, builtins, client, namespace, &flows, out).await
+            let created = create_accounts(store, builtins, client, namespace, &flows, |what| {
+                said.push(format!("{what} applied"));
+            })
+            .await;
+            for line in &said {
+                writeln!(out, "{line}")?;
+            }
+            Ok(created?)
         }
     }
-}
-
-/// The names of the flows among `manifests`.
-pub fn flows_in(manifests: &[Manifest]) -> Vec<String> {
-    manifests
-        .iter()
-        .filter(|m| m.value["kind"] == "Flow")
-        .filter_map(|m| m.value["metadata"]["name"].as_str().map(str::to_owned))
-        .collect()
-}
-
-/// Creates the account each of `flows` (installed in `namespace`) acts as, with the rules its
-/// nodes need, as `client`'s user (as `weir rbac --apply` does).
-pub async fn create_accounts(
-    store: &dyn weir_store::Store,
-    builtins: &[Module],
-    client: &kube::Client,
-    namespace: &str,
-    flows: &[String],
-    out: &mut impl Write,
-) -> Result<()> {
-    for flow in flows {
-        let rules = super::rbac::flow_rules(store, builtins, namespace, flow).await?;
-        super::rbac::apply_rules(client, &rules, out)
-            .await
-            .with_context(|| format!("flow {flow} is installed, but not its account"))?;
-    }
-    Ok(())
 }
 
 /// Prints each solution with its settings.

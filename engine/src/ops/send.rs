@@ -1,0 +1,180 @@
+//! Sending a message to a node's input port from outside any flow, starting a run: through a
+//! replica of the node's module (the leader, for a trigger's node), as `weir send` and the
+//! editor's send do, answering with what the flow answered.
+
+use std::time::Duration;
+
+use serde_json::Value;
+use weir_model::Kind;
+use weir_proto::{DeliverRequest, deliver_response::Outcome, module_client::ModuleClient};
+use weir_sdk::{NodeError, TraceContext};
+use weir_store::{Store, StoreError};
+
+use crate::catalogue::Catalogue;
+
+/// How long a run started from outside any flow may take when not told.
+pub const DEFAULT_TIMEOUT: &str = "60s";
+
+/// Why a message sent from outside any flow got no answer.
+#[derive(Debug, thiserror::Error)]
+pub enum SendError {
+    /// The node does not exist.
+    #[error("node {namespace}/{node} does not exist")]
+    NoNode {
+        /// The node's namespace.
+        namespace: String,
+        /// The node.
+        node: String,
+    },
+    /// The store could not be read.
+    #[error("cannot read {what}")]
+    Store {
+        /// What was being read.
+        what: String,
+        /// Why not.
+        #[source]
+        source: StoreError,
+    },
+    /// No process publishes the node's module.
+    #[error("node {node} belongs to module {module}, which is not running (no Module resource)")]
+    NotRunning {
+        /// The node.
+        node: String,
+        /// Its module.
+        module: String,
+    },
+    /// The module publishes no address to deliver to.
+    #[error("module {module} publishes no endpoint")]
+    NoEndpoint {
+        /// The module.
+        module: String,
+    },
+    /// The module's endpoint does not answer.
+    #[error("module {module} of node {node} does not answer at {endpoint}: is it running?")]
+    Unreachable {
+        /// The module.
+        module: String,
+        /// The node.
+        node: String,
+        /// Where it was asked.
+        endpoint: String,
+        /// What the connection said.
+        #[source]
+        source: tonic::transport::Error,
+    },
+    /// The node, or the flow downstream of it, failed.
+    #[error("{node}:{port} failed ({}): {}", error.kind().as_str(), error.message())]
+    Failed {
+        /// The node.
+        node: String,
+        /// The port the message was sent to.
+        port: String,
+        /// The failure, with its kind.
+        error: NodeError,
+    },
+    /// The module answered with something that is not an answer.
+    #[error("module {module} answered with {what}")]
+    BadAnswer {
+        /// The module.
+        module: String,
+        /// What was wrong with the answer.
+        what: &'static str,
+    },
+}
+
+/// Delivers `message` to `node`'s input `port` (`target`) through the gRPC endpoint of the
+/// node's module, starting a run that may take `timeout`, and returns what the flow answered;
+/// `bearer` is the sender's token, which a module in a cluster requires.
+pub async fn deliver(
+    store: &dyn Store,
+    namespace: &str,
+    (node, port): (&str, &str),
+    message: &Value,
+    timeout: Duration,
+    bearer: Option<&str>,
+) -> Result<Value, SendError> {
+    let flow_node = store.get(Kind::FlowNode, namespace, node).await.map_err(|err| match err {
+        StoreError::NotFound(_) => {
+            SendError::NoNode { namespace: namespace.to_owned(), node: node.to_owned() }
+        }
+        source => SendError::Store { what: format!("node {namespace}/{node}"), source },
+    })?;
+    let spec = |field: &str| {
+        flow_node
+            .data
+            .pointer(&format!("/spec/{field}"))
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+    };
+    let module = spec("module");
+    let endpoint = endpoint_of(store, namespace, node, (module, spec("component"))).await?;
+    let trace = TraceContext::default();
+    let json = serde_json::to_vec(message).unwrap_or_default();
+    let mut request = tonic::Request::new(DeliverRequest {
+        namespace: namespace.to_owned(),
+        node: node.to_owned(),
+        port: port.to_owned(),
+        message_json: json.clone(),
+        trigger_json: json,
+        hops: 0,
+        ..DeliverRequest::default()
+    });
+    request.set_timeout(timeout);
+    if let Some(value) = bearer.and_then(|token| format!("Bearer {token}").parse().ok()) {
+        request.metadata_mut().insert("authorization", value);
+    }
+    if let Ok(traceparent) = trace.traceparent().parse() {
+        request.metadata_mut().insert(weir_runtime::grpc::TRACEPARENT, traceparent);
+    }
+    let mut client =
+        ModuleClient::connect(endpoint.clone()).await.map_err(|source| SendError::Unreachable {
+            module: module.to_owned(),
+            node: node.to_owned(),
+            endpoint: endpoint.clone(),
+            source,
+        })?;
+    let failed = |error: NodeError| SendError::Failed {
+        node: node.to_owned(),
+        port: port.to_owned(),
+        error,
+    };
+    let response = client
+        .deliver(request)
+        .await
+        .map_err(|status| failed(weir_proto::failure_of_status(&status, module)))?;
+    match response.into_inner().outcome {
+        Some(Outcome::AnswerJson(answer)) => serde_json::from_slice(&answer)
+            .map_err(|_| SendError::BadAnswer { module: module.to_owned(), what: "bad JSON" }),
+        Some(Outcome::Failure(failure)) => Err(failed(NodeError::from(failure))),
+        None => Err(SendError::BadAnswer {
+            module: module.to_owned(),
+            what: "neither an answer nor a failure",
+        }),
+    }
+}
+
+/// Where the module running `node` serves gRPC, from its `Module` resource (see
+/// [`Catalogue::read`] for which one when several namespaces publish it).
+async fn endpoint_of(
+    store: &dyn Store,
+    namespace: &str,
+    node: &str,
+    (module, component): (&str, &str),
+) -> Result<String, SendError> {
+    let catalogue = Catalogue::read(store, namespace).await.map_err(|source| SendError::Store {
+        what: format!("the Module resources to find module {module}"),
+        source,
+    })?;
+    let Some(resource) = catalogue.module(module) else {
+        return Err(SendError::NotRunning { node: node.to_owned(), module: module.to_owned() });
+    };
+    let replicas = weir_runtime::replicas::Replicas::of(resource);
+    // Any replica will do (but the leader, for a trigger's node): the clock spreads senders.
+    let turn = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |since| since.subsec_nanos() as usize);
+    replicas
+        .pick(component, turn, None)
+        .map(str::to_owned)
+        .ok_or_else(|| SendError::NoEndpoint { module: module.to_owned() })
+}
