@@ -4,6 +4,7 @@
 //! it, and the target handles it, with the edge's timeout and retries for transient failures.
 //! A run is a call tree: an emit returns what the downstream chain returned.
 
+pub mod client;
 mod edge;
 mod flows;
 pub mod grpc;

@@ -11,12 +11,16 @@ use std::{
 
 use serde_json::Value;
 use tonic::transport::{Channel, Endpoint};
-use weir_proto::{
-    DeliverRequest, deliver_response::Outcome, failure_of_status, module_client::ModuleClient,
-};
+use weir_proto::module_client::ModuleClient;
 use weir_sdk::{NodeError, Run};
 
-use crate::{NodeKey, metrics::Histogram, replicas::Replicas, trust::Bearer};
+use crate::{
+    NodeKey,
+    client::{self, Delivery, Undelivered},
+    metrics::Histogram,
+    replicas::Replicas,
+    trust::Bearer,
+};
 
 /// How long connecting to a peer may take before the delivery counts as failed (transiently).
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -97,43 +101,23 @@ impl Peers {
         let started = Instant::now();
         let result = async {
             let mut client = self.client(endpoint)?;
-            let encode = |value: &Value| {
-                serde_json::to_vec(value).map_err(|err| NodeError::internal(err.to_string()))
-            };
-            let mut request = tonic::Request::new(DeliverRequest {
-                namespace: target.namespace.clone(),
-                node: target.name.clone(),
-                port: port.to_owned(),
-                message_json: encode(message)?,
-                trigger_json: encode(&run.trigger)?,
+            let delivery = Delivery {
+                target,
+                port,
+                message,
+                trigger: &run.trigger,
                 hops: run.hops,
-                source_node: source.0.to_owned(),
-                source_port: source.1.to_owned(),
-            });
-            request.set_timeout(timeout);
-            if let Some(header) = self.bearer.get().and_then(Bearer::header) {
-                request.metadata_mut().insert("authorization", header);
-            }
-            if let Ok(traceparent) = run.trace.traceparent().parse() {
-                request.metadata_mut().insert(crate::grpc::TRACEPARENT, traceparent);
-            }
-            let response = client
-                .deliver(request)
-                .await
-                .map_err(|status| failure_of_status(&status, endpoint))?;
-            match response.into_inner().outcome {
-                Some(Outcome::AnswerJson(answer)) => {
-                    serde_json::from_slice(&answer).map_err(|err| {
-                        NodeError::internal(format!(
-                            "module {endpoint} answered with bad JSON: {err}"
-                        ))
-                    })
+                source: Some(source),
+                trace: run.trace,
+                timeout,
+                authorization: self.bearer.get().and_then(Bearer::header),
+            };
+            client::deliver(&mut client, endpoint, delivery).await.map_err(|err| match err {
+                Undelivered::Failed(error) => error,
+                Undelivered::BadAnswer(what) => {
+                    NodeError::internal(format!("module {endpoint} answered with {what}"))
                 }
-                Some(Outcome::Failure(failure)) => Err(failure.into()),
-                None => Err(NodeError::internal(format!(
-                    "module {endpoint} answered with neither an answer nor a failure"
-                ))),
-            }
+            })
         }
         .await;
         self.latency.observe(started.elapsed());

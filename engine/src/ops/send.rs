@@ -6,7 +6,11 @@ use std::time::Duration;
 
 use serde_json::Value;
 use weir_model::Kind;
-use weir_proto::{DeliverRequest, deliver_response::Outcome, module_client::ModuleClient};
+use weir_proto::module_client::ModuleClient;
+use weir_runtime::{
+    NodeKey,
+    client::{self, Delivery, Undelivered},
+};
 use weir_sdk::{NodeError, TraceContext};
 use weir_store::{Store, StoreError};
 
@@ -108,24 +112,6 @@ pub async fn deliver(
     };
     let module = spec("module");
     let endpoint = endpoint_of(store, namespace, node, (module, spec("component"))).await?;
-    let trace = TraceContext::default();
-    let json = serde_json::to_vec(message).unwrap_or_default();
-    let mut request = tonic::Request::new(DeliverRequest {
-        namespace: namespace.to_owned(),
-        node: node.to_owned(),
-        port: port.to_owned(),
-        message_json: json.clone(),
-        trigger_json: json,
-        hops: 0,
-        ..DeliverRequest::default()
-    });
-    request.set_timeout(timeout);
-    if let Some(value) = bearer.and_then(|token| format!("Bearer {token}").parse().ok()) {
-        request.metadata_mut().insert("authorization", value);
-    }
-    if let Ok(traceparent) = trace.traceparent().parse() {
-        request.metadata_mut().insert(weir_runtime::grpc::TRACEPARENT, traceparent);
-    }
     let mut client =
         ModuleClient::connect(endpoint.clone()).await.map_err(|source| SendError::Unreachable {
             module: module.to_owned(),
@@ -133,24 +119,25 @@ pub async fn deliver(
             endpoint: endpoint.clone(),
             source,
         })?;
-    let failed = |error: NodeError| SendError::Failed {
-        node: node.to_owned(),
-        port: port.to_owned(),
-        error,
+    let target = NodeKey { namespace: namespace.to_owned(), name: node.to_owned() };
+    let delivery = Delivery {
+        target: &target,
+        port,
+        message,
+        // A run started from outside any flow has this message as its trigger.
+        trigger: message,
+        hops: 0,
+        source: None,
+        trace: TraceContext::default(),
+        timeout,
+        authorization: bearer.and_then(|token| format!("Bearer {token}").parse().ok()),
     };
-    let response = client
-        .deliver(request)
-        .await
-        .map_err(|status| failed(weir_proto::failure_of_status(&status, module)))?;
-    match response.into_inner().outcome {
-        Some(Outcome::AnswerJson(answer)) => serde_json::from_slice(&answer)
-            .map_err(|_| SendError::BadAnswer { module: module.to_owned(), what: "bad JSON" }),
-        Some(Outcome::Failure(failure)) => Err(failed(NodeError::from(failure))),
-        None => Err(SendError::BadAnswer {
-            module: module.to_owned(),
-            what: "neither an answer nor a failure",
-        }),
-    }
+    client::deliver(&mut client, module, delivery).await.map_err(|err| match err {
+        Undelivered::Failed(error) => {
+            SendError::Failed { node: node.to_owned(), port: port.to_owned(), error }
+        }
+        Undelivered::BadAnswer(what) => SendError::BadAnswer { module: module.to_owned(), what },
+    })
 }
 
 /// Where the module running `node` serves gRPC, from its `Module` resource (see

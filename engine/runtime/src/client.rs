@@ -1,0 +1,91 @@
+//! The one client of `weir.v1.Module/Deliver`: a delivery along an edge to another module
+//! (`peers`) and a message from outside any flow (`weir send`, the editor's send) build the
+//! same request and read the same outcome.
+
+use std::time::Duration;
+
+use serde_json::Value;
+use tonic::{
+    metadata::{Ascii, MetadataValue},
+    transport::Channel,
+};
+use weir_proto::{
+    DeliverRequest, deliver_response::Outcome, failure_of_status, module_client::ModuleClient,
+};
+use weir_sdk::{NodeError, TraceContext};
+
+use crate::NodeKey;
+
+/// One message for a node in a module process.
+#[derive(Debug)]
+pub struct Delivery<'a> {
+    /// The node.
+    pub target: &'a NodeKey,
+    /// Its input port.
+    pub port: &'a str,
+    /// The message.
+    pub message: &'a Value,
+    /// The run's first message (`$trigger` in mappings).
+    pub trigger: &'a Value,
+    /// How many hops the run has gone.
+    pub hops: u32,
+    /// The edge's source node and port; none from outside any flow.
+    pub source: Option<(&'a str, &'a str)>,
+    /// The run's trace, carried in `traceparent`.
+    pub trace: TraceContext,
+    /// The call's deadline.
+    pub timeout: Duration,
+    /// `Bearer TOKEN`, where the module answers only authenticated callers.
+    pub authorization: Option<MetadataValue<Ascii>>,
+}
+
+/// Why a delivery got no answer.
+#[derive(Debug)]
+pub enum Undelivered {
+    /// The node, the flow downstream or the call failed, with the failure's kind.
+    Failed(NodeError),
+    /// The module answered with something that is not an answer.
+    BadAnswer(&'static str),
+}
+
+/// Delivers through `client` to the module `who` names (its endpoint or name, for messages),
+/// and reads the outcome: the answer, or the failure with its kind.
+pub async fn deliver(
+    client: &mut ModuleClient<Channel>,
+    who: &str,
+    delivery: Delivery<'_>,
+) -> Result<Value, Undelivered> {
+    let encode = |value: &Value| {
+        serde_json::to_vec(value)
+            .map_err(|err| Undelivered::Failed(NodeError::internal(err.to_string())))
+    };
+    let (source_node, source_port) = delivery.source.unwrap_or_default();
+    let mut request = tonic::Request::new(DeliverRequest {
+        namespace: delivery.target.namespace.clone(),
+        node: delivery.target.name.clone(),
+        port: delivery.port.to_owned(),
+        message_json: encode(delivery.message)?,
+        trigger_json: encode(delivery.trigger)?,
+        hops: delivery.hops,
+        source_node: source_node.to_owned(),
+        source_port: source_port.to_owned(),
+    });
+    request.set_timeout(delivery.timeout);
+    if let Some(authorization) = delivery.authorization {
+        request.metadata_mut().insert("authorization", authorization);
+    }
+    if let Ok(traceparent) = delivery.trace.traceparent().parse() {
+        request.metadata_mut().insert(crate::grpc::TRACEPARENT, traceparent);
+    }
+    let response = client
+        .deliver(request)
+        .await
+        .map_err(|status| Undelivered::Failed(failure_of_status(&status, who)))?;
+    match response.into_inner().outcome {
+        Some(Outcome::AnswerJson(answer)) => {
+            serde_json::from_slice(&answer).map_err(|_| Undelivered::BadAnswer("bad JSON"))
+        }
+        Some(Outcome::Failure(failure)) => Err(Undelivered::Failed(failure.into())),
+        None => Err(Undelivered::BadAnswer("neither an answer nor a failure")),
+    }
+}
