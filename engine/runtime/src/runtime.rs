@@ -65,8 +65,6 @@ fn digest(settings: &Value) -> u64 {
 pub const HOP_LIMIT: u32 = 256;
 /// How long a delivery waits for its target node to start (see `Runtime::target`).
 const TARGET_GRACE: Duration = Duration::from_secs(2);
-/// How often it looks meanwhile.
-const TARGET_POLL: Duration = Duration::from_millis(20);
 
 /// Every this many hops a delivery continues on a task of its own: a call tree is nested
 /// futures, and polling hundreds of them in one go would overflow a thread's stack.
@@ -170,6 +168,9 @@ struct Shared {
     flows: Flows,
     /// What happens at the nodes, for whoever watches.
     events: broadcast::Sender<Arc<Event>>,
+    /// Woken when a node starts here or a route to another module's node appears, for the
+    /// deliveries waiting for their target.
+    arrivals: tokio::sync::Notify,
 }
 
 impl Shared {
@@ -262,6 +263,7 @@ impl Runtime {
             hosting: AtomicBool::new(false),
             flows: Flows::default(),
             events: broadcast::channel(BACKLOG).0,
+            arrivals: tokio::sync::Notify::new(),
         });
         Self { shared }
     }
@@ -270,6 +272,7 @@ impl Runtime {
     /// that module's `replicas`.
     pub fn route(&self, node: NodeKey, component: &str, replicas: Replicas) {
         self.shared.peers.route(node, component, replicas);
+        self.shared.arrivals.notify_waiters();
     }
 
     /// Forgets where a node of another module runs.
@@ -455,7 +458,10 @@ impl Runtime {
         let previous = {
             let mut nodes = self.shared.nodes.write().unwrap_or_else(PoisonError::into_inner);
             match &built {
-                Ok(instance) => nodes.insert(key.clone(), Arc::clone(instance)),
+                Ok(instance) => {
+                    self.shared.arrivals.notify_waiters();
+                    nodes.insert(key.clone(), Arc::clone(instance))
+                }
                 Err(_) => nodes.remove(&key),
             }
         };
@@ -861,8 +867,12 @@ impl Runtime {
     /// a trigger's first run can come before its targets; after that the failure is transient,
     /// since a node starting or a module restarting comes back.
     async fn target(&self, edge: &Edge, run: &Run) -> Result<Target, NodeError> {
-        let deadline = Instant::now() + TARGET_GRACE;
+        let deadline = tokio::time::Instant::now() + TARGET_GRACE;
         loop {
+            // Listening before looking, so an arrival between the two is not missed.
+            let arrival = self.shared.arrivals.notified();
+            let mut arrival = std::pin::pin!(arrival);
+            arrival.as_mut().enable();
             let missing = match self.instance(&edge.target) {
                 Ok(local) => return Ok(Target::Local(local)),
                 Err(missing) => missing,
@@ -870,12 +880,14 @@ impl Runtime {
             if self.shared.peers.routes(&edge.target) {
                 return Ok(Target::Remote);
             }
-            if Instant::now() >= deadline || run.cancel.is_cancelled() {
-                return Err(NodeError::transient(missing.message()).context(format!("edge {edge}")));
-            }
             tokio::select! {
-                () = tokio::time::sleep(TARGET_POLL) => {}
-                () = run.cancel.cancelled() => {}
+                () = arrival => {}
+                () = tokio::time::sleep_until(deadline) => {
+                    return Err(NodeError::transient(missing.message()).context(format!("edge {edge}")));
+                }
+                () = run.cancel.cancelled() => {
+                    return Err(NodeError::transient(missing.message()).context(format!("edge {edge}")));
+                }
             }
         }
     }
