@@ -922,6 +922,11 @@ kind: Secret
 metadata: {{name: plain}}
 stringData: {{token: abc}}
 ---
+apiVersion: v1
+kind: Pod
+metadata: {{name: idle}}
+spec: {{containers: [{{name: main, image: busybox}}]}}
+---
 apiVersion: weir.dev/v1alpha1
 kind: Flow
 metadata: {{name: cluster}}
@@ -941,6 +946,11 @@ apiVersion: weir.dev/v1alpha1
 kind: FlowNode
 metadata: {{name: secret}}
 spec: {{flow: cluster, module: kubernetes, component: secret_get, settings: {{}}}}
+---
+apiVersion: weir.dev/v1alpha1
+kind: FlowNode
+metadata: {{name: logs}}
+spec: {{flow: cluster, module: kubernetes, component: pod_logs, settings: {{namespace: {namespace}}}}}
 "#
     )
 }
@@ -960,6 +970,7 @@ fn kubernetes_trigger(namespace: &str, resource: &str, verb: &str) -> Result<(St
         ("secrets", "get") => {
             ("secret:in".into(), json!({ "namespace": namespace, "name": "plain" }))
         }
+        ("pods/log", "get") => ("logs:in".into(), json!({ "name": "idle" })),
         _ => bail!("no kubernetes node uses {verb} {resource}"),
     })
 }

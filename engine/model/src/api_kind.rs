@@ -38,19 +38,24 @@ impl ApiKind {
         let bad = |field, problem: &str| KindError { field, problem: problem.to_owned() };
         let (group, version) = api_version.rsplit_once('/').unwrap_or(("", api_version));
         if version.is_empty() || !is_name(version) || (!group.is_empty() && !is_group(group)) {
-            return Err(bad("apiVersion", "must be a version such as v1, or group/version such as apps/v1"));
+            return Err(bad(
+                "apiVersion",
+                "must be a version such as v1, or group/version such as apps/v1",
+            ));
         }
         if kind.is_empty() || !kind.chars().all(|c| c.is_ascii_alphanumeric()) {
             return Err(bad("kind", "must be a kind such as Pod or Deployment"));
         }
         if !kind.starts_with(|c: char| c.is_ascii_uppercase()) {
-            return Err(bad("kind", "must start with a capital letter, as kinds do (Pod, not pod)"));
+            return Err(bad(
+                "kind",
+                "must start with a capital letter, as kinds do (Pod, not pod)",
+            ));
         }
         if !resource.is_empty() && !is_name(resource) {
             return Err(bad("resource", "must be a lowercase plural such as deployments"));
         }
-        let resource =
-            if resource.is_empty() { plural_of(kind) } else { resource.to_owned() };
+        let resource = if resource.is_empty() { plural_of(kind) } else { resource.to_owned() };
         Ok(Self {
             group: group.to_owned(),
             version: version.to_owned(),
@@ -171,7 +176,8 @@ mod tests {
         );
         assert_eq!(
             refused(json!({ "apiVersion": "v1", "kind": "pod" })),
-            Err("settings.kind: must start with a capital letter, as kinds do (Pod, not pod)".to_owned())
+            Err("settings.kind: must start with a capital letter, as kinds do (Pod, not pod)"
+                .to_owned())
         );
         assert_eq!(
             refused(json!({ "apiVersion": "v1" })),
@@ -182,8 +188,9 @@ mod tests {
             Err("settings.resource: must be a string".to_owned())
         );
         let settings = json!({ "apiVersion": "apps/v1", "kind": "Deployment" });
-        let rule = ApiKind::from_settings(settings.as_object().unwrap_or(&Map::new()))
-            .map(|k| k.rule(&KindRule { subresource: "scale".to_owned(), verbs: vec!["get".to_owned()] }));
+        let rule = ApiKind::from_settings(settings.as_object().unwrap_or(&Map::new())).map(|k| {
+            k.rule(&KindRule { subresource: "scale".to_owned(), verbs: vec!["get".to_owned()] })
+        });
         assert_eq!(
             rule,
             Ok(PolicyRule {
