@@ -1,4 +1,5 @@
-//! The kubernetes module: the cluster as a flow sees it. `resource_get`, `resource_list`,
+//! The kubernetes module: the cluster as a flow sees it. `resource_watch` starts runs as
+//! objects change; `resource_get`, `resource_list`,
 //! `resource_apply`, `resource_patch`, `resource_delete` and `scale` work on any kind the
 //! apiserver serves, custom resources included, named in their settings (see [`dynamic`]);
 //! `pod_logs` reads what containers wrote. `deployment_list` reads Deployments with their
@@ -17,6 +18,7 @@ pub mod resource_delete;
 pub mod resource_get;
 pub mod resource_list;
 pub mod resource_patch;
+pub mod resource_watch;
 pub mod scale;
 pub mod secret_get;
 
@@ -35,4 +37,5 @@ pub fn module() -> Module {
         .component::<resource_delete::ResourceDelete>()
         .component::<scale::Scale>()
         .component::<pod_logs::PodLogs>()
+        .component::<resource_watch::ResourceWatch>()
 }

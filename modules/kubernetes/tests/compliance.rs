@@ -24,7 +24,8 @@ async fn every_component_follows_the_node_rules_and_declares_its_rules() {
             "resource_patch",
             "resource_delete",
             "scale",
-            "pod_logs"
+            "pod_logs",
+            "resource_watch"
         ]
     );
 }
