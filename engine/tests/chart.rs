@@ -1284,7 +1284,7 @@ fn resident(process: &Process) -> Result<String> {
 
 /// `weir rbac FLOW` derives the account a flow acts as and the rules its nodes need, where they
 /// act: a Role where a node's namespace is set, a ClusterRole where its namespace comes with
-/// its messages. Applying them is done as the person running it, so the apiserver refuses to
+/// its messages; a node working on the kind its settings name gets its rule on that kind. Applying them is done as the person running it, so the apiserver refuses to
 /// let someone grant what they do not hold.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn weir_rbac_derives_a_flows_rules_and_applies_them_as_the_caller() -> Result<()> {
@@ -1311,6 +1311,16 @@ apiVersion: weir.dev/v1alpha1
 kind: FlowNode
 metadata: {{name: tick}}
 spec: {{flow: census, module: common, component: ticker, settings: {{interval: 1h}}}}
+---
+apiVersion: weir.dev/v1alpha1
+kind: FlowNode
+metadata: {{name: scaler}}
+spec: {{flow: census, module: kubernetes, component: scale, settings: {{apiVersion: apps/v1, kind: Deployment, namespace: {namespace}}}}}
+---
+apiVersion: weir.dev/v1alpha1
+kind: FlowNode
+metadata: {{name: watch}}
+spec: {{flow: census, module: kubernetes, component: resource_watch, settings: {{apiVersion: v1, kind: ConfigMap}}}}
 "#
     );
     kubectl_apply(plane, &namespace, &flow)?;
@@ -1330,7 +1340,10 @@ spec: {{flow: census, module: common, component: ticker, settings: {{interval: 1
         (
             "ClusterRole".to_owned(),
             cluster_role.clone(),
-            json!([{ "apiGroups": [""], "resources": ["secrets"], "verbs": ["get"] }]),
+            json!([
+                { "apiGroups": [""], "resources": ["configmaps"], "verbs": ["list", "watch"] },
+                { "apiGroups": [""], "resources": ["secrets"], "verbs": ["get"] },
+            ]),
         ),
         ("ClusterRoleBinding".to_owned(), cluster_role, Value::Null),
         (
@@ -1339,6 +1352,7 @@ spec: {{flow: census, module: common, component: ticker, settings: {{interval: 1
             json!([
                 { "apiGroups": [""], "resources": ["serviceaccounts"], "verbs": ["get"] },
                 { "apiGroups": ["apps"], "resources": ["deployments"], "verbs": ["list"] },
+                { "apiGroups": ["apps"], "resources": ["deployments/scale"], "verbs": ["get", "patch"] },
             ]),
         ),
         ("RoleBinding".to_owned(), "weir-flow-census".to_owned(), Value::Null),

@@ -339,22 +339,21 @@ impl ResourceWatch {
         }
         let doing = self.target.doing("list", "", &self.settings.namespace);
         let again = watch.expired || watch.resumed_at.is_some();
-        let mut listed = Vec::new();
-        let paged = pages(api, params, None, session, &doing, |object| {
-            listed.push(object);
-            Ok(())
-        })
-        .await?;
         let mut gone: HashMap<Key, u64> = std::mem::take(&mut watch.known);
-        for object in &listed {
-            let key = key_of(object);
+        // Only the objects that start runs are held; the rest leave a digest, so a list of
+        // thousands is never in memory whole.
+        let mut changed = Vec::new();
+        let resumed_at = watch.resumed_at;
+        let known_now = &mut watch.known;
+        let paged = pages(api, params, None, session, &doing, |object| {
+            let key = key_of(&object);
             let known = gone.remove(&key);
             let seen_before = known.is_none()
-                && watch.resumed_at.is_some_and(|at| {
+                && resumed_at.is_some_and(|at| {
                     number(object.metadata.resource_version.as_deref().unwrap_or_default())
                         .is_some_and(|version| version <= at)
                 });
-            let digest = digest(&self.state_of(object)?);
+            let digest = digest(&self.state_of(&object)?);
             // A listed state the node saw is never an event again, whatever `dedupe` says.
             let fire = match known {
                 Some(seen) if seen == digest => None,
@@ -364,11 +363,16 @@ impl ResourceWatch {
                 None => None,
             };
             match fire {
-                Some(kind) => self.changed_with(cx, watch, kind, object, known, None).await?,
+                Some(kind) => changed.push((kind, object, known)),
                 None => {
-                    watch.known.insert(key, digest);
+                    known_now.insert(key, digest);
                 }
             }
+            Ok(())
+        })
+        .await?;
+        for (kind, object, known) in changed {
+            self.changed_with(cx, watch, kind, &object, known, None).await?;
         }
         for (namespace, name) in gone.into_keys() {
             let identity = json!({
