@@ -4,9 +4,11 @@
 //! more than its account may and the audit log names the flow's account, not Weir. Where nodes
 //! act with the user's own credentials (`weir up`), the client is made on the first message
 //! from the `kubeconfig` and `context` settings, or without them from `$KUBECONFIG` or
-//! `~/.kube/config`, as `kubectl` finds it. API errors become node errors of the right kind:
-//! a conflict, throttling or a server error is transient; a denial names the verb and resource
-//! that RBAC refused.
+//! `~/.kube/config`, as `kubectl` finds it. API errors become node errors of the right kind in
+//! one place ([`api_error`]), once a component has taken what its call expects (a delete's
+//! missing object, a watch's expired version, an apply's field conflict): a conflict,
+//! throttling or a server error is transient; a denial names the verb, resource and namespace
+//! that RBAC refused and the account it refused them to.
 
 use std::{
     path::PathBuf,
