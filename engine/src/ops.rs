@@ -55,9 +55,9 @@ pub enum OpError {
     /// A module's catalogue cannot be made.
     #[error("module catalogue: {0}")]
     Catalogue(#[from] weir_sdk::NodeError),
-    /// A flow names a component no module offers.
+    /// A flow's rules cannot be derived (a component no module offers, a kind not named).
     #[error(transparent)]
-    UnknownComponent(#[from] crate::rbac::UnknownComponent),
+    Derive(#[from] crate::rbac::DeriveError),
     /// A solution cannot be found, read or rendered.
     #[error(transparent)]
     Solution(#[from] solution::SolutionProblem),

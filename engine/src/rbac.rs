@@ -12,7 +12,7 @@
 
 use std::collections::BTreeMap;
 
-use weir_model::module::PolicyRule;
+use weir_model::{ComponentDescriptor, api_kind::KindError, module::PolicyRule};
 use weir_sdk::Module;
 
 /// What one process needs, by place.
@@ -83,17 +83,12 @@ pub fn module(module: &Module) -> Result<Rules, ModuleError> {
 /// Whether `module`'s nodes act on the cluster (their components declare permissions, or have
 /// secret settings, which may be read from Secrets), so they act as their flows' accounts.
 pub fn acts(module: &Module) -> Result<bool, ModuleError> {
-    let catalogue = module
-        .catalogue()
-        .map_err(|source| ModuleError { module: module.name().to_owned(), source })?;
-    Ok(catalogue.components.iter().any(|component| {
-        !component.permissions.is_empty()
-            || component.settings_schema.as_ref().is_some_and(weir_model::redact::has_secrets)
-    }))
+    Ok(catalogue(module)?.components.iter().any(ComponentDescriptor::acts))
 }
 
 /// What the default flow account (`weir-flow`, which the chart creates) may do: everything the
-/// components of `modules` declare, merged.
+/// components of `modules` declare, merged. Rules on a kind a node's settings name are not
+/// among them: a flow with such nodes gets them from `weir rbac`.
 pub fn flow_account(modules: &[Module]) -> Result<Vec<PolicyRule>, ModuleError> {
     let mut all = Vec::new();
     for module in modules {
@@ -103,13 +98,11 @@ pub fn flow_account(modules: &[Module]) -> Result<Vec<PolicyRule>, ModuleError> 
 }
 
 fn declared(module: &Module) -> Result<Vec<PolicyRule>, ModuleError> {
-    Ok(module
-        .catalogue()
-        .map_err(|source| ModuleError { module: module.name().to_owned(), source })?
-        .components
-        .into_iter()
-        .flat_map(|component| component.permissions)
-        .collect())
+    Ok(catalogue(module)?.components.into_iter().flat_map(|c| c.permissions).collect())
+}
+
+fn catalogue(module: &Module) -> Result<weir_model::ModuleSpec, ModuleError> {
+    module.catalogue().map_err(|source| ModuleError { module: module.name().to_owned(), source })
 }
 
 /// A module whose catalogue, and so whose declared permissions, cannot be read.
@@ -178,35 +171,51 @@ pub struct FlowRules {
     pub by_namespace: BTreeMap<Option<String>, Vec<PolicyRule>>,
 }
 
-/// A node whose component's permissions are unknown.
+/// A node whose rules cannot be told.
 #[derive(Debug, thiserror::Error)]
-#[error("node {node}: no installed module {module} offers component {component}")]
-pub struct UnknownComponent {
-    /// The node.
-    pub node: String,
-    /// Its module.
-    pub module: String,
-    /// Its component.
-    pub component: String,
+pub enum DeriveError {
+    /// Its component is offered by no installed module.
+    #[error("node {node}: no installed module {module} offers component {component}")]
+    UnknownComponent {
+        /// The node.
+        node: String,
+        /// Its module.
+        module: String,
+        /// Its component.
+        component: String,
+    },
+    /// Its settings name no kind, where its component acts on the kind they name.
+    #[error("node {node}: {source}")]
+    Kind {
+        /// The node.
+        node: String,
+        /// What is wrong with its settings.
+        #[source]
+        source: KindError,
+    },
 }
 
 impl FlowRules {
-    /// The rules `flow`'s account needs for `nodes`; `permissions` tells a component's declared
-    /// rules (`None` for one nobody offers).
+    /// The rules `flow`'s account needs for `nodes`; `offered` finds a component's catalogue
+    /// entry (`None` for one nobody offers), whose rules follow from each node's settings.
     pub fn derive(
         flow: &weir_model::Flow,
         nodes: &[weir_model::FlowNode],
-        permissions: impl Fn(&str, &str) -> Option<Vec<PolicyRule>>,
-    ) -> Result<Self, UnknownComponent> {
+        offered: impl Fn(&str, &str) -> Option<ComponentDescriptor>,
+    ) -> Result<Self, DeriveError> {
         let namespace = flow.metadata.namespace.clone().unwrap_or_default();
         let mut wanted: BTreeMap<Option<String>, Vec<PolicyRule>> = BTreeMap::new();
         for node in nodes {
             let (module, component) = (node.spec.module.as_str(), node.spec.component.as_str());
-            let rules = permissions(module, component).ok_or_else(|| UnknownComponent {
-                node: node.metadata.name.clone().unwrap_or_default(),
-                module: module.to_owned(),
-                component: component.to_owned(),
-            })?;
+            let name = || node.metadata.name.clone().unwrap_or_default();
+            let rules = offered(module, component)
+                .ok_or_else(|| DeriveError::UnknownComponent {
+                    node: name(),
+                    module: module.to_owned(),
+                    component: component.to_owned(),
+                })?
+                .rules_for(&node.spec.settings)
+                .map_err(|source| DeriveError::Kind { node: name(), source })?;
             let secrets: Vec<String> = weir_model::secret_ref::named(&serde_json::Value::Object(
                 node.spec.settings.clone(),
             ))
@@ -321,17 +330,41 @@ mod tests {
                 "ticker",
                 json!({ "token": { "secretKeyRef": { "name": "hook-creds", "key": "token" } } }),
             )?,
+            node(
+                "scaler",
+                "scale",
+                json!({ "namespace": "web", "apiVersion": "example.com/v1", "kind": "Gateway" }),
+            )?,
         ];
-        let permissions = |_: &str, component: &str| match component {
-            "lister" => Some(vec![rule("apps", "deployments", &["list"])]),
-            "patcher" => Some(vec![rule("apps", "deployments", &["get", "patch"])]),
-            "ticker" => Some(Vec::new()),
-            _ => None,
+        let offered = |_: &str, component: &str| {
+            let (permissions, kind_permissions) = match component {
+                "lister" => (vec![rule("apps", "deployments", &["list"])], vec![]),
+                "patcher" => (vec![rule("apps", "deployments", &["get", "patch"])], vec![]),
+                "ticker" => (Vec::new(), Vec::new()),
+                "scale" => (
+                    Vec::new(),
+                    vec![weir_model::KindRule {
+                        subresource: "scale".to_owned(),
+                        verbs: vec!["get".to_owned(), "patch".to_owned()],
+                    }],
+                ),
+                _ => return None,
+            };
+            serde_json::from_value::<ComponentDescriptor>(json!({ "name": component }))
+                .ok()
+                .map(|d| ComponentDescriptor { permissions, kind_permissions, ..d })
         };
-        let rules = FlowRules::derive(&flow, &nodes, permissions)?;
+        let rules = FlowRules::derive(&flow, &nodes, offered)?;
         assert_eq!(rules.account, "f-runner");
         let places: Vec<Option<&str>> = rules.by_namespace.keys().map(Option::as_deref).collect();
         assert_eq!(places, [None, Some("ops"), Some("web")]);
+        assert_eq!(
+            rules.by_namespace[&Some("web".to_owned())],
+            [
+                rule("apps", "deployments", &["list"]),
+                rule("example.com", "gateways/scale", &["get", "patch"])
+            ]
+        );
         let manifests = rules.manifests();
         let kinds: Vec<&str> = manifests.iter().filter_map(|m| m["kind"].as_str()).collect();
         assert_eq!(
@@ -364,8 +397,14 @@ mod tests {
             json!({ "name": "weir-flow-f", "namespace": "web", "labels": { "flow.weir.dev/name": "f" } })
         );
         let unknown = [node("x", "nonesuch", json!({}))?];
-        let err = FlowRules::derive(&flow, &unknown, permissions).err().map(|e| e.to_string());
+        let err = FlowRules::derive(&flow, &unknown, offered).err().map(|e| e.to_string());
         assert_eq!(err.as_deref(), Some("node x: no installed module k offers component nonesuch"));
+        let kindless = [node("y", "scale", json!({ "apiVersion": "v1" }))?];
+        let err = FlowRules::derive(&flow, &kindless, offered).err().map(|e| e.to_string());
+        assert_eq!(
+            err.as_deref(),
+            Some("node y: settings.kind: must be a kind such as Pod or Deployment")
+        );
         Ok(())
     }
 

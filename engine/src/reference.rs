@@ -36,16 +36,21 @@ fn render_component(page: &mut String, module: &str, component: &ComponentDescri
     if component.trigger {
         page.push_str("A trigger: it starts runs on its own, on the module's leader only.\n\n");
     }
-    if !component.permissions.is_empty() {
-        let rules: Vec<String> = component
-            .permissions
-            .iter()
-            .map(|rule| {
-                let group = rule.api_groups.join(",");
-                let group = if group.is_empty() { "core".to_owned() } else { group };
-                format!("{} {} ({group})", rule.verbs.join(", "), rule.resources.join(", "))
-            })
-            .collect();
+    if component.acts() {
+        let fixed = component.permissions.iter().map(|rule| {
+            let group = rule.api_groups.join(",");
+            let group = if group.is_empty() { "core".to_owned() } else { group };
+            format!("{} {} ({group})", rule.verbs.join(", "), rule.resources.join(", "))
+        });
+        let on_kind = component.kind_permissions.iter().map(|rule| {
+            let on = if rule.subresource.is_empty() {
+                "the kind its settings name".to_owned()
+            } else {
+                format!("the {} subresource of the kind its settings name", rule.subresource)
+            };
+            format!("{} {on}", rule.verbs.join(", "))
+        });
+        let rules: Vec<String> = fixed.chain(on_kind).collect();
         let _ = writeln!(page, "Kubernetes permissions: {}.\n", rules.join("; "));
     }
     if !component.tags.is_empty() {

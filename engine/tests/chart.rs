@@ -1000,6 +1000,11 @@ kind: Secret
 metadata: {{name: plain}}
 stringData: {{token: abc}}
 ---
+apiVersion: v1
+kind: Pod
+metadata: {{name: idle}}
+spec: {{containers: [{{name: main, image: busybox}}]}}
+---
 apiVersion: weir.dev/v1alpha1
 kind: Flow
 metadata: {{name: cluster}}
@@ -1019,6 +1024,11 @@ apiVersion: weir.dev/v1alpha1
 kind: FlowNode
 metadata: {{name: secret}}
 spec: {{flow: cluster, module: kubernetes, component: secret_get, settings: {{}}}}
+---
+apiVersion: weir.dev/v1alpha1
+kind: FlowNode
+metadata: {{name: logs}}
+spec: {{flow: cluster, module: kubernetes, component: pod_logs, settings: {{namespace: {namespace}}}}}
 "#
     )
 }
@@ -1038,6 +1048,7 @@ fn kubernetes_trigger(namespace: &str, resource: &str, verb: &str) -> Result<(St
         ("secrets", "get") => {
             ("secret:in".into(), json!({ "namespace": namespace, "name": "plain" }))
         }
+        ("pods/log", "get") => ("logs:in".into(), json!({ "name": "idle" })),
         _ => bail!("no kubernetes node uses {verb} {resource}"),
     })
 }
@@ -1351,7 +1362,7 @@ fn resident(process: &Process) -> Result<String> {
 
 /// `weir rbac FLOW` derives the account a flow acts as and the rules its nodes need, where they
 /// act: a Role where a node's namespace is set, a ClusterRole where its namespace comes with
-/// its messages. Applying them is done as the person running it, so the apiserver refuses to
+/// its messages; a node working on the kind its settings name gets its rule on that kind. Applying them is done as the person running it, so the apiserver refuses to
 /// let someone grant what they do not hold.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn weir_rbac_derives_a_flows_rules_and_applies_them_as_the_caller() -> Result<()> {
@@ -1378,6 +1389,16 @@ apiVersion: weir.dev/v1alpha1
 kind: FlowNode
 metadata: {{name: tick}}
 spec: {{flow: census, module: common, component: ticker, settings: {{interval: 1h}}}}
+---
+apiVersion: weir.dev/v1alpha1
+kind: FlowNode
+metadata: {{name: scaler}}
+spec: {{flow: census, module: kubernetes, component: scale, settings: {{apiVersion: apps/v1, kind: Deployment, namespace: {namespace}}}}}
+---
+apiVersion: weir.dev/v1alpha1
+kind: FlowNode
+metadata: {{name: watch}}
+spec: {{flow: census, module: kubernetes, component: resource_watch, settings: {{apiVersion: v1, kind: ConfigMap}}}}
 "#
     );
     kubectl_apply(plane, &namespace, &flow)?;
@@ -1397,7 +1418,10 @@ spec: {{flow: census, module: common, component: ticker, settings: {{interval: 1
         (
             "ClusterRole".to_owned(),
             cluster_role.clone(),
-            json!([{ "apiGroups": [""], "resources": ["secrets"], "verbs": ["get"] }]),
+            json!([
+                { "apiGroups": [""], "resources": ["configmaps"], "verbs": ["list", "watch"] },
+                { "apiGroups": [""], "resources": ["secrets"], "verbs": ["get"] },
+            ]),
         ),
         ("ClusterRoleBinding".to_owned(), cluster_role, Value::Null),
         (
@@ -1406,6 +1430,7 @@ spec: {{flow: census, module: common, component: ticker, settings: {{interval: 1
             json!([
                 { "apiGroups": [""], "resources": ["serviceaccounts"], "verbs": ["get"] },
                 { "apiGroups": ["apps"], "resources": ["deployments"], "verbs": ["list"] },
+                { "apiGroups": ["apps"], "resources": ["deployments/scale"], "verbs": ["get", "patch"] },
             ]),
         ),
         ("RoleBinding".to_owned(), "weir-flow-census".to_owned(), Value::Null),

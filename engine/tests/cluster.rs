@@ -274,9 +274,10 @@ async fn secret_settings_are_read_by_reference_as_the_flows_account() -> Result<
     let misplaced = node("misplaced", json!({ "label": reference("creds", "password") }))?;
 
     // The flow's account gets exactly the Secrets its nodes name, as `weir rbac` derives them.
+    let vault = weir_sdk::Module::new("safe", "0.0.0-test").component::<Vault>().catalogue()?;
     let rules =
         weir_engine::rbac::FlowRules::derive(&flow, &[good.clone(), absent.clone()], |_, _| {
-            Some(Vec::new())
+            vault.components.first().cloned()
         })?;
     let manifests = json!({ "apiVersion": "v1", "kind": "List", "items": rules.manifests() });
     let mut kubectl = plane

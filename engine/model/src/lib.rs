@@ -4,6 +4,7 @@
 //! This crate does no I/O, so the engine, the module SDK and the editor (compiled to wasm32) all
 //! use the same types and the same checks.
 
+pub mod api_kind;
 pub mod check;
 pub mod condition;
 pub mod crd;
@@ -28,6 +29,6 @@ pub use flow_node::{
 pub use kind::{API_VERSION, GROUP, Kind, VERSION};
 pub use manifest::{Document, FieldError, Resource};
 pub use module::{
-    ComponentDescriptor, Direction, Module, ModuleSpec, ModuleStatus, PortDescriptor,
+    ComponentDescriptor, Direction, KindRule, Module, ModuleSpec, ModuleStatus, PortDescriptor,
 };
 pub use names::{AccountName, ComponentName, FlowName, ModuleName, NodeName, PortName};

@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::{
+    api_kind::{ApiKind, KindError},
     condition::Condition,
     names::{ComponentName, PortName},
 };
@@ -66,6 +67,46 @@ pub struct ComponentDescriptor {
     /// The Kubernetes RBAC rules its nodes need.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub permissions: Vec<PolicyRule>,
+    /// The rules its nodes need on the kind their settings name (`apiVersion`, `kind`,
+    /// `resource`), on top of `permissions`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub kind_permissions: Vec<KindRule>,
+}
+
+impl ComponentDescriptor {
+    /// Whether its nodes act on the cluster: they make Kubernetes calls, or have secret
+    /// settings, which may be read from Secrets.
+    pub fn acts(&self) -> bool {
+        !self.permissions.is_empty()
+            || !self.kind_permissions.is_empty()
+            || self.settings_schema.as_ref().is_some_and(crate::redact::has_secrets)
+    }
+
+    /// The rules a node of this component with `settings` needs: the fixed ones, and those on
+    /// the kind its settings name.
+    pub fn rules_for(
+        &self,
+        settings: &serde_json::Map<String, Value>,
+    ) -> Result<Vec<PolicyRule>, KindError> {
+        let mut rules = self.permissions.clone();
+        if !self.kind_permissions.is_empty() {
+            let kind = ApiKind::from_settings(settings)?;
+            rules.extend(self.kind_permissions.iter().map(|rule| kind.rule(rule)));
+        }
+        Ok(rules)
+    }
+}
+
+/// A rule on the kind a node's settings name: these verbs on it, or on one of its
+/// subresources.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct KindRule {
+    /// A subresource such as `scale`; empty for the resource itself.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub subresource: String,
+    /// The verbs.
+    pub verbs: Vec<String>,
 }
 
 /// A Kubernetes RBAC rule, as a Role or ClusterRole lists it.

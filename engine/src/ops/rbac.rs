@@ -7,7 +7,7 @@ use kube::{
     core::GroupVersionKind,
     discovery::ApiResource,
 };
-use weir_model::{Flow, FlowNode, Kind, module::PolicyRule};
+use weir_model::{Flow, FlowNode, Kind};
 use weir_sdk::Module;
 use weir_store::{Store, StoreError};
 
@@ -44,15 +44,15 @@ pub async fn flow_rules(
         .map(|m| Ok((m.name().to_owned(), m.catalogue()?)))
         .collect::<Result<_, weir_sdk::NodeError>>()?;
     // The binary's own modules first: they need no running module to answer.
-    let permissions = |module: &str, component: &str| -> Option<Vec<PolicyRule>> {
-        let offered = builtin
+    let offered = |module: &str, component: &str| {
+        builtin
             .iter()
             .find(|(name, _)| name == module)
             .and_then(|(_, spec)| spec.components.iter().find(|c| c.name.as_str() == component))
-            .or_else(|| catalogue.component(module, component))?;
-        Some(offered.permissions.clone())
+            .or_else(|| catalogue.component(module, component))
+            .cloned()
     };
-    Ok(FlowRules::derive(&parsed, &nodes, permissions)?)
+    Ok(FlowRules::derive(&parsed, &nodes, offered)?)
 }
 
 /// Applies a flow's account and rules with `client`, whose user must hold the rules (the

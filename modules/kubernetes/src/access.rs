@@ -4,9 +4,11 @@
 //! more than its account may and the audit log names the flow's account, not Weir. Where nodes
 //! act with the user's own credentials (`weir up`), the client is made on the first message
 //! from the `kubeconfig` and `context` settings, or without them from `$KUBECONFIG` or
-//! `~/.kube/config`, as `kubectl` finds it. API errors become node errors of the right kind:
-//! a conflict, throttling or a server error is transient; a denial names the verb and resource
-//! that RBAC refused.
+//! `~/.kube/config`, as `kubectl` finds it. API errors become node errors of the right kind in
+//! one place ([`api_error`]), once a component has taken what its call expects (a delete's
+//! missing object, a watch's expired version, an apply's field conflict): a conflict,
+//! throttling or a server error is transient; a denial names the verb, resource and namespace
+//! that RBAC refused and the account it refused them to.
 
 use std::{
     path::PathBuf,
@@ -65,9 +67,10 @@ impl Connection {
 
     /// The client to make the node's calls with: as its flow's account in a cluster, else
     /// with the user's own credentials.
-    pub async fn client(&self, cx: &Context) -> Result<Client, NodeError> {
+    pub async fn session(&self, cx: &Context) -> Result<Session, NodeError> {
         let Some(account) = cx.account_token().await? else {
-            return self.own.get_or_try_init(|| connect(&self.cluster)).await.cloned();
+            let client = self.own.get_or_try_init(|| connect(&self.cluster)).await.cloned()?;
+            return Ok(Session { client, account: "the kubeconfig's user".to_owned() });
         };
         // The value is never quoted: a path names a file of the module's host.
         for (field, value) in
@@ -81,11 +84,12 @@ impl Connection {
                 )));
             }
         }
+        let named = format!("ServiceAccount {}", account.account);
         if let Some((token, client)) =
             self.account.lock().unwrap_or_else(PoisonError::into_inner).as_ref()
             && *token == account.token
         {
-            return Ok(client.clone());
+            return Ok(Session { client: client.clone(), account: named });
         }
         let base = self
             .base
@@ -105,7 +109,30 @@ impl Connection {
         })?;
         *self.account.lock().unwrap_or_else(PoisonError::into_inner) =
             Some((account.token, client.clone()));
-        Ok(client)
+        Ok(Session { client, account: named })
+    }
+}
+
+/// A client and whom it acts as, for the node's calls of one message.
+#[derive(Clone)]
+pub struct Session {
+    /// The client.
+    pub client: Client,
+    /// Whom the apiserver sees: `ServiceAccount ops/weir-flow`, or the kubeconfig's user.
+    pub account: String,
+}
+
+impl std::fmt::Debug for Session {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Session").field("account", &self.account).finish_non_exhaustive()
+    }
+}
+
+impl Session {
+    /// A failure of the call `doing` (such as `list deployments.apps in namespace web`) as a
+    /// node error (see [`api_error`]).
+    pub fn error(&self, doing: &str, error: kube::Error) -> NodeError {
+        api_error(doing, &self.account, error)
     }
 }
 
@@ -143,14 +170,17 @@ async fn connect(cluster: &Cluster) -> Result<Client, NodeError> {
 }
 
 /// A Kubernetes API failure as a node error: `doing` says what was attempted, such as
-/// `list deployments.apps in namespace web`.
-pub fn api_error(doing: &str, error: kube::Error) -> NodeError {
+/// `list deployments.apps in namespace web`, and `account` as whom. A conflict (someone
+/// changed the object since it was read), throttling, a server error or a broken connection
+/// is transient, so an edge's retry may succeed; a denial names what RBAC refused and the
+/// account it refused it to, which needs the rule, not a retry.
+pub fn api_error(doing: &str, account: &str, error: kube::Error) -> NodeError {
     match error {
         kube::Error::Api(status) => {
             let message = format!("cannot {doing}: {} ({})", status.message, status.reason);
             match status.code {
                 403 => NodeError::invalid(format!(
-                    "kubernetes denied it: cannot {doing}: {}",
+                    "kubernetes denied it: cannot {doing} as {account}: {}",
                     status.message
                 )),
                 404 => NodeError::invalid(format!("cannot {doing}: not found")),
@@ -200,7 +230,8 @@ mod tests {
         ]
         .into_iter()
         .map(|(code, reason)| {
-            api_error("patch deployments.apps web in namespace shop", status(code, reason)).kind()
+            api_error("patch deployments.apps web in namespace shop", "me", status(code, reason))
+                .kind()
         })
         .collect();
         assert_eq!(
@@ -214,11 +245,24 @@ mod tests {
                 ErrorKind::Invalid
             ]
         );
-        let conflict =
-            api_error("patch deployments.apps web in namespace shop", status(409, "Conflict"));
+        let conflict = api_error(
+            "patch deployments.apps web in namespace shop",
+            "ServiceAccount shop/weir-flow",
+            status(409, "Conflict"),
+        );
         assert_eq!(
             conflict.message(),
             "cannot patch deployments.apps web in namespace shop: the server said Conflict (Conflict)"
+        );
+        let denial = api_error(
+            "patch deployments.apps web in namespace shop",
+            "ServiceAccount shop/weir-flow",
+            status(403, "Forbidden"),
+        );
+        assert_eq!(
+            denial.message(),
+            "kubernetes denied it: cannot patch deployments.apps web in namespace shop as \
+             ServiceAccount shop/weir-flow: the server said Forbidden"
         );
     }
 }

@@ -9,7 +9,10 @@ use kube::{Api, api::ListParams};
 use serde::{Deserialize, Serialize};
 use weir_sdk::{Component, Context, Description, JsonSchema, NodeError, Permission, Port, Value};
 
-use crate::access::{Cluster, Connection, api_error, scope};
+use crate::{
+    access::{Cluster, Connection, Session, scope},
+    dynamic::pages,
+};
 
 /// Settings of a deployment list.
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
@@ -140,12 +143,12 @@ impl Component for DeploymentList {
 
 impl DeploymentList {
     async fn list(&self, cx: &Context) -> Result<Listed, NodeError> {
-        let client = self.connection.client(cx).await?;
+        let session = self.connection.session(cx).await?;
         let namespace = &self.settings.namespace;
         let deployments: Api<Deployment> = if namespace.is_empty() {
-            Api::all(client.clone())
+            Api::all(session.client.clone())
         } else {
-            Api::namespaced(client.clone(), namespace)
+            Api::namespaced(session.client.clone(), namespace)
         };
         let doing = format!("list deployments.apps {}", scope(namespace));
         let mut params = ListParams::default().limit(self.settings.page_size);
@@ -157,27 +160,21 @@ impl DeploymentList {
         }
         let mut found = Vec::new();
         let mut accounts: HashMap<(String, String), Vec<String>> = HashMap::new();
-        loop {
-            let page = deployments.list(&params).await.map_err(|err| api_error(&doing, err))?;
-            for deployment in page.items {
-                let info = describe(deployment);
-                if self.settings.skip_scaled_to_zero && info.replicas == 0 {
-                    continue;
-                }
+        pages(&deployments, params, None, &session, &doing, |deployment| {
+            let info = describe(deployment);
+            if !(self.settings.skip_scaled_to_zero && info.replicas == 0) {
                 found.push(info);
             }
-            match page.metadata.continue_.filter(|token| !token.is_empty()) {
-                Some(token) => params = params.continue_token(&token),
-                None => break,
-            }
-        }
+            Ok(())
+        })
+        .await?;
         for info in &mut found {
             if !info.pull_secrets.is_empty() {
                 continue;
             }
             let key = (info.namespace.clone(), info.service_account.clone());
             if !accounts.contains_key(&key) {
-                let secrets = account_pull_secrets(&client, &key.0, &key.1).await?;
+                let secrets = account_pull_secrets(&session, &key.0, &key.1).await?;
                 accounts.insert(key.clone(), secrets);
             }
             info.pull_secrets = accounts.get(&key).cloned().unwrap_or_default();
@@ -190,13 +187,13 @@ impl DeploymentList {
 /// The pull secrets a ServiceAccount adds to pods that name none; none when it does not exist
 /// (the pods would not start, and the mirror should not fail for it).
 async fn account_pull_secrets(
-    client: &kube::Client,
+    session: &Session,
     namespace: &str,
     name: &str,
 ) -> Result<Vec<String>, NodeError> {
-    let accounts: Api<ServiceAccount> = Api::namespaced(client.clone(), namespace);
+    let accounts: Api<ServiceAccount> = Api::namespaced(session.client.clone(), namespace);
     let doing = format!("get serviceaccounts {name} in namespace {namespace}");
-    let account = accounts.get_opt(name).await.map_err(|err| api_error(&doing, err))?;
+    let account = accounts.get_opt(name).await.map_err(|err| session.error(&doing, err))?;
     Ok(account
         .and_then(|a| a.image_pull_secrets)
         .unwrap_or_default()

@@ -23,7 +23,7 @@ use weir_sdk::{
     Component, Context, Description, JsonSchema, NodeError, Permission, Port, Value, read_message,
 };
 
-use crate::access::{Cluster, Connection, api_error};
+use crate::access::{Cluster, Connection};
 
 /// Settings of a deployment patch.
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
@@ -152,11 +152,11 @@ impl Component for DeploymentPatch {
 
 impl DeploymentPatch {
     async fn patch(&self, cx: &Context, change: Change) -> Result<Patched, NodeError> {
-        let client = self.connection.client(cx).await?;
+        let session = self.connection.session(cx).await?;
         let (namespace, name) = (&change.namespace, &change.name);
-        let deployments: Api<Deployment> = Api::namespaced(client, namespace);
+        let deployments: Api<Deployment> = Api::namespaced(session.client.clone(), namespace);
         let doing = format!("get deployments.apps {name} in namespace {namespace}");
-        let current = deployments.get(name).await.map_err(|err| api_error(&doing, err))?;
+        let current = deployments.get(name).await.map_err(|err| session.error(&doing, err))?;
         let pod = current.spec.as_ref().and_then(|s| s.template.spec.as_ref());
         let names = |init: bool| -> Vec<String> {
             let containers = if init {
@@ -251,7 +251,7 @@ impl DeploymentPatch {
         let patched = deployments
             .patch(name, &params, &Patch::Strategic(patch))
             .await
-            .map_err(|err| api_error(&doing, err))?;
+            .map_err(|err| session.error(&doing, err))?;
         Ok(Patched {
             namespace: namespace.clone(),
             name: name.clone(),

@@ -1,11 +1,25 @@
-//! The kubernetes module: the cluster as a flow sees it. `deployment_list` reads Deployments
-//! with their images and pull secrets, `deployment_patch` changes their images, `secret_get`
-//! reads registry credentials. Each component declares the RBAC rules it needs, and each node
-//! reaches its cluster through the in-cluster ServiceAccount or a kubeconfig (see [`access`]).
+//! The kubernetes module: the cluster as a flow sees it. `resource_watch` starts runs as
+//! objects change; `resource_get`, `resource_list`,
+//! `resource_apply`, `resource_patch`, `resource_delete` and `scale` work on any kind the
+//! apiserver serves, custom resources included, named in their settings (see [`dynamic`]);
+//! `pod_logs` reads what containers wrote. `deployment_list` reads Deployments with their
+//! images and pull secrets, `deployment_patch` changes their images, `secret_get` reads
+//! registry credentials. Each component declares the RBAC rules it needs (those on a kind
+//! follow from the node's settings, so `weir rbac` gives a flow exactly them), and each node
+//! acts as its flow's ServiceAccount or with a kubeconfig (see [`access`]).
 
 pub mod access;
 pub mod deployment_list;
 pub mod deployment_patch;
+pub mod dynamic;
+pub mod pod_logs;
+pub mod resource_apply;
+pub mod resource_delete;
+pub mod resource_get;
+pub mod resource_list;
+pub mod resource_patch;
+pub mod resource_watch;
+pub mod scale;
 pub mod secret_get;
 
 use weir_sdk::Module;
@@ -16,4 +30,12 @@ pub fn module() -> Module {
         .component::<deployment_list::DeploymentList>()
         .component::<deployment_patch::DeploymentPatch>()
         .component::<secret_get::SecretGet>()
+        .component::<resource_get::ResourceGet>()
+        .component::<resource_list::ResourceList>()
+        .component::<resource_apply::ResourceApply>()
+        .component::<resource_patch::ResourcePatch>()
+        .component::<resource_delete::ResourceDelete>()
+        .component::<scale::Scale>()
+        .component::<pod_logs::PodLogs>()
+        .component::<resource_watch::ResourceWatch>()
 }

@@ -17,7 +17,7 @@ use weir_sdk::{
     read_message,
 };
 
-use crate::access::{Cluster, Connection, api_error};
+use crate::access::{Cluster, Connection};
 
 /// Settings of a secret get.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
@@ -186,10 +186,10 @@ impl SecretGet {
         namespace: &str,
         name: &str,
     ) -> Result<Option<Secret>, NodeError> {
-        let client = self.connection.client(cx).await?;
-        let secrets: Api<Secret> = Api::namespaced(client, namespace);
+        let session = self.connection.session(cx).await?;
+        let secrets: Api<Secret> = Api::namespaced(session.client.clone(), namespace);
         let doing = format!("get secrets {name} in namespace {namespace}");
-        secrets.get_opt(name).await.map_err(|err| api_error(&doing, err))
+        secrets.get_opt(name).await.map_err(|err| session.error(&doing, err))
     }
 }
 

@@ -43,6 +43,17 @@ pub struct Permission {
     pub verbs: &'static [&'static str],
 }
 
+/// A rule a component needs on the kind its nodes' settings name (`apiVersion`, `kind`, and
+/// `resource` for an irregular plural; see [`crate::ApiKind`]): these verbs on it, or on one of
+/// its subresources. `weir rbac` turns it into a rule per node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KindPermission {
+    /// A subresource such as `scale`; empty for the resource itself.
+    pub subresource: &'static str,
+    /// The verbs, such as `get` or `patch`.
+    pub verbs: &'static [&'static str],
+}
+
 /// A node type. Implement it in one file per component; register it in the module's table of
 /// contents with [`Module::component`](crate::Module::component).
 pub trait Component: Sized + Send + Sync + 'static {
@@ -55,6 +66,12 @@ pub trait Component: Sized + Send + Sync + 'static {
 
     /// The palette entry.
     fn describe() -> Description;
+
+    /// The rules its nodes need on the kind their settings name, beyond
+    /// [`Description::permissions`]; none for a component whose settings name no kind.
+    fn kind_permissions() -> &'static [KindPermission] {
+        &[]
+    }
 
     /// The ports for these settings.
     fn ports(settings: &Self::Settings) -> Vec<Port>;

@@ -18,7 +18,7 @@ pub mod state;
 pub mod testing;
 pub mod trace;
 
-pub use component::{Component, Description, Node, Permission};
+pub use component::{Component, Description, KindPermission, Node, Permission};
 pub use context::{AccountToken, Context, Emitter, NodeIdentity, Run};
 pub use error::{ErrorKind, NodeError};
 pub use module::Module;
@@ -29,6 +29,7 @@ pub use state::{NodeState, json_size};
 pub use trace::TraceContext;
 pub use weir_model::{
     Direction, HumanDuration,
+    api_kind::{ApiKind, KindError},
     mapping::{Expression, MappingError},
     names::PortName,
     redact::{REDACTED, redact, redact_by_name},

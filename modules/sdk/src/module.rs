@@ -88,6 +88,13 @@ fn describe<C: Component>() -> Result<ComponentDescriptor, NodeError> {
                 resource_names: Vec::new(),
             })
             .collect(),
+        kind_permissions: C::kind_permissions()
+            .iter()
+            .map(|p| weir_model::KindRule {
+                subresource: p.subresource.to_owned(),
+                verbs: p.verbs.iter().map(|v| (*v).to_owned()).collect(),
+            })
+            .collect(),
     })
 }
 
