@@ -27,7 +27,7 @@ use weir_testenv::{ControlPlane, Process, eventually};
 
 /// The release name; the chart's objects are called `weir-engine`, `weir-common`, ….
 const RELEASE: &str = "weir";
-const MODULES: [&str; 4] = ["common", "kubernetes", "js", "distribution"];
+const MODULES: [&str; 5] = ["common", "kubernetes", "js", "distribution", "http"];
 const PATIENCE: Duration = Duration::from_secs(30);
 
 fn chart_dir() -> PathBuf {

@@ -34,7 +34,7 @@ The modules, in a fixed order. Each has a Deployment, a Service, a ServiceAccoun
 enabled.
 */}}
 {{- define "weir.moduleNames" -}}
-common kubernetes js distribution
+common kubernetes js distribution http
 {{- end }}
 
 {{/*

@@ -797,7 +797,8 @@ impl Runtime {
             };
             match result {
                 Err(err) if err.is_retryable() && attempt < edge.attempts => {
-                    let wait = edge.backoff(attempt);
+                    // A server that said how long to wait (`Retry-After`) is waited for.
+                    let wait = edge.backoff(attempt).max(err.retry_after().unwrap_or_default());
                     tracing::debug!(%edge, attempt, ?wait, error = %err, "retrying a transient failure");
                     tokio::select! {
                         () = tokio::time::sleep(wait) => {}
