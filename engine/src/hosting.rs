@@ -41,10 +41,8 @@ pub struct Hosting {
     pub modules: Vec<Module>,
     /// Where the `Module` resources are published, and whose nodes run here.
     pub scope: Scope,
-    /// Where the gRPC server listens.
-    pub grpc: TcpListener,
-    /// The URL other modules reach the gRPC server at, published in the `Module` resources.
-    pub advertise: String,
+    /// Where the process is reached.
+    pub listeners: Listeners,
     /// How this replica decides whether it runs the triggers.
     pub leadership: Leadership,
     /// Who the gRPC server answers: everyone who reaches it when `None` (`weir up`).
@@ -53,6 +51,51 @@ pub struct Hosting {
     pub bearer: Option<Bearer>,
     /// Whom the nodes act as, in a cluster: their flows' ServiceAccounts.
     pub accounts: Option<Arc<dyn Accounts>>,
+}
+
+/// Where a hosting process is reached.
+#[derive(Debug)]
+pub struct Listeners {
+    /// Where the gRPC server listens.
+    pub grpc: TcpListener,
+    /// The URL other modules reach the gRPC server at, published in the `Module` resources.
+    pub advertise: String,
+    /// Where the module with a listener of its own (the http module's webhooks) serves, when
+    /// one is hosted.
+    pub webhooks: Option<TcpListener>,
+}
+
+impl Listeners {
+    /// Binds the listeners of `modules`: gRPC on `grpc` (see [`grpc_listener`]), and
+    /// `webhooks` when a module among them has a listener of its own.
+    pub async fn bind(
+        modules: &[Module],
+        grpc: std::net::SocketAddr,
+        advertise: Option<String>,
+        webhooks: std::net::SocketAddr,
+    ) -> Result<Self> {
+        let (grpc, advertise) = grpc_listener(grpc, advertise).await?;
+        let serving: Vec<&str> =
+            modules.iter().filter(|m| m.serve().is_some()).map(Module::name).collect();
+        let webhooks = match serving.as_slice() {
+            [] => None,
+            [_] => Some(TcpListener::bind(webhooks).await.with_context(|| {
+                format!("cannot listen for webhooks on {webhooks} (--webhook-listen)")
+            })?),
+            several => anyhow::bail!(
+                "modules {} each want the webhook listener; host them apart",
+                several.join(" and ")
+            ),
+        };
+        Ok(Self { grpc, advertise, webhooks })
+    }
+
+    /// Where webhooks are served, such as `http://127.0.0.1:7423/hooks/`, when a module
+    /// serves them.
+    pub fn webhooks_url(&self) -> Option<String> {
+        let address = self.webhooks.as_ref()?.local_addr().ok()?;
+        Some(format!("http://{address}/hooks/"))
+    }
 }
 
 /// Modules being hosted; [`Hosted::stopped`] waits for them after `stop` is cancelled.
@@ -88,6 +131,7 @@ impl Hosting {
         let mut tasks = Vec::new();
         let (leads, election) = self.leadership.start(stop);
         tasks.extend(election);
+        let serve = self.modules.iter().find_map(Module::serve);
         let runtime = Runtime::with_leadership(self.modules, leads);
         if let Some(bearer) = self.bearer {
             runtime.present(bearer);
@@ -97,11 +141,22 @@ impl Hosting {
             runtime.act_as(accounts);
         }
         let failure = Arc::new(Failure::default());
+        let Listeners { grpc, advertise, webhooks } = self.listeners;
+        if let (Some(serve), Some(listener)) = (serve, webhooks) {
+            let (stop, failure) = (stop.clone(), Arc::clone(&failure));
+            tasks.push(tokio::spawn(async move {
+                match serve(listener, stop.clone()).await {
+                    Err(err) => failure.fail(format!("the webhook listener failed: {err}")),
+                    Ok(()) if !stop.is_cancelled() => failure.fail("the webhook listener stopped"),
+                    Ok(()) => {}
+                }
+            }));
+        }
         tasks.push(tokio::spawn({
             let (runtime, gate, stop) = (runtime.clone(), self.gate, stop.clone());
             let failure = Arc::clone(&failure);
             async move {
-                let served = weir_runtime::grpc::serve(runtime, self.grpc, gate, stop.clone());
+                let served = weir_runtime::grpc::serve(runtime, grpc, gate, stop.clone());
                 match served.await {
                     Err(err) => failure.fail(format!("the gRPC server failed: {err}")),
                     Ok(()) if !stop.is_cancelled() => failure.fail("the gRPC server stopped"),
@@ -111,7 +166,7 @@ impl Hosting {
         }));
         let host = Host::new(runtime.clone(), store, &self.scope.home)
             .watching(self.scope.flows)
-            .with_endpoint(self.advertise);
+            .with_endpoint(advertise);
         tasks.push(tokio::spawn({
             let (stop, failure) = (stop.clone(), Arc::clone(&failure));
             async move {

@@ -538,25 +538,31 @@ impl Runtime {
     }
 
     fn start_trigger(&self, instance: &Arc<Instance>, flow_node: &FlowNode) {
-        let is_trigger = self
+        let registration = self
             .shared
             .modules
             .iter()
             .find(|m| m.name() == flow_node.spec.module.as_str())
-            .and_then(|m| m.find(flow_node.spec.component.as_str()))
-            .is_some_and(|r| r.is_trigger());
-        if !is_trigger {
+            .and_then(|m| m.find(flow_node.spec.component.as_str()));
+        let Some(registration) = registration.filter(|r| r.is_trigger()) else {
             return;
-        }
+        };
+        // A trigger that serves what reaches this replica runs here whoever leads: a closed
+        // channel that says "leading" for good.
+        let leader = if registration.runs_on_every_replica() {
+            watch::channel(true).1
+        } else {
+            self.shared.leader.clone()
+        };
         let (runtime, running) = (self.clone(), Arc::clone(instance));
-        let task = tokio::spawn(async move { runtime.lead(&running).await });
+        let task = tokio::spawn(async move { runtime.lead(&running, leader).await });
         *instance.trigger.lock().unwrap_or_else(PoisonError::into_inner) = Some(task);
     }
 
-    /// Runs a trigger's loop while this replica leads and its flow is not suspended: starts it
-    /// when both hold, cancels it when either stops holding, until the node stops.
-    async fn lead(&self, instance: &Arc<Instance>) {
-        let mut leader = self.shared.leader.clone();
+    /// Runs a trigger's loop while `leader` says it may (this replica leads, or the trigger
+    /// runs on every replica) and its flow is not suspended: starts it when both hold, cancels
+    /// it when either stops holding, until the node stops.
+    async fn lead(&self, instance: &Arc<Instance>, mut leader: watch::Receiver<bool>) {
         let identity = &instance.identity;
         let mut suspended = self.shared.flows.watch_suspended(&identity.namespace, &identity.flow);
         let mut panics = 0;

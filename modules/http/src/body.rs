@@ -68,7 +68,7 @@ pub fn parse(content_type: Option<&str>, bytes: &[u8]) -> Result<(Value, Encodin
 }
 
 /// A form's fields as an object; a field given more than once becomes a list of its values.
-fn form_object(pairs: Vec<(String, String)>) -> Map<String, Value> {
+pub(crate) fn form_object(pairs: Vec<(String, String)>) -> Map<String, Value> {
     let mut object = Map::new();
     for (key, value) in pairs {
         match object.get_mut(&key) {

@@ -107,7 +107,7 @@ pub enum HttpMethod {
 }
 
 impl HttpMethod {
-    fn method(self) -> Method {
+    pub(crate) fn method(self) -> Method {
         match self {
             Self::Get => Method::GET,
             Self::Head => Method::HEAD,
