@@ -27,6 +27,9 @@ pub fn render(modules: &[Module]) -> Result<String> {
                 .is_some_and(weir_sdk::module::Registration::runs_on_every_replica);
             render_component(&mut page, module.name(), component, everywhere);
         }
+        if let Some(guide) = module.guide_text() {
+            let _ = write!(page, "\n{}\n", guide.trim());
+        }
     }
     Ok(page)
 }

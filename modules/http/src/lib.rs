@@ -19,4 +19,5 @@ pub fn module() -> Module {
         .component::<respond::Respond>()
         .component::<request::Request>()
         .listener(hooks::serve)
+        .guide(include_str!("../GUIDE.md"))
 }

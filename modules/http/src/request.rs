@@ -36,6 +36,11 @@ pub struct RequestSettings {
     pub method: HttpMethod,
     /// The URL (`http` or `https`), unless the message gives one.
     pub url: String,
+    /// The URL when it is itself a credential, such as a Slack or Teams incoming webhook's
+    /// (secret; may be given by Secret reference): used when neither the message nor `url`
+    /// gives one, and never shown, as errors and answers name only its scheme and host.
+    #[schemars(extend("x-weir-secret" = true))]
+    pub secret_url: String,
     /// Headers sent with every request; the message's `headers` add to them and win.
     pub headers: BTreeMap<String, String>,
     /// Query parameters added to every request's URL, after the message's own.
@@ -70,6 +75,7 @@ impl Default for RequestSettings {
         Self {
             method: HttpMethod::Get,
             url: String::new(),
+            secret_url: String::new(),
             headers: BTreeMap::new(),
             query: BTreeMap::new(),
             body_type: BodyType::Json,
@@ -311,8 +317,12 @@ impl Component for Request {
                 ),
             ));
         }
-        if !settings.url.is_empty() {
-            parse_url("settings.url", &settings.url)?;
+        for (field, url) in
+            [("settings.url", &settings.url), ("settings.secretUrl", &settings.secret_url)]
+        {
+            if !url.is_empty() {
+                parse_url(field, url)?;
+            }
         }
         let allowed = settings
             .allow_addresses
@@ -325,7 +335,10 @@ impl Component for Request {
             .collect::<Result<Vec<_>, _>>()?;
         let guard = Guard::new(allowed);
         let headers = header_map("settings.headers", &settings.headers)?;
-        let (credentials, secrets) = credentials(&settings.auth)?;
+        let (credentials, mut secrets) = credentials(&settings.auth)?;
+        if !settings.secret_url.is_empty() {
+            secrets.0.push(settings.secret_url.clone());
+        }
 
         let mut client = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
@@ -375,6 +388,8 @@ impl Component for Request {
 struct Planned {
     method: Method,
     url: Url,
+    /// Whether the URL is a credential (`secretUrl`), shown by its origin only.
+    secret: bool,
     headers: HeaderMap,
     body: Option<(Bytes, &'static str)>,
 }
@@ -382,11 +397,13 @@ struct Planned {
 impl Request {
     /// Sends `outgoing`, following redirects, and reads the answer.
     async fn send(&self, port: &str, outgoing: Outgoing) -> Result<Answer, NodeError> {
-        let Planned { mut method, mut url, headers, mut body } = self.plan(port, outgoing)?;
+        let Planned { mut method, mut url, secret, headers, mut body } =
+            self.plan(port, outgoing)?;
+        let show = |url: &Url| if secret { origin_of(url) } else { shown(url) };
         let origin = url.origin();
         let mut redirects = 0;
         loop {
-            let doing = format!("{method} {}", shown(&url));
+            let doing = format!("{method} {}", show(&url));
             self.guard
                 .check_url(&url)
                 .map_err(|err| NodeError::invalid(format!("{doing}: {err}")))?;
@@ -430,21 +447,26 @@ impl Request {
             if !status.is_success() {
                 return Err(self.refusal(&doing, response).await);
             }
-            return self.answer(&doing, response).await;
+            let url = show(response.url());
+            return self.answer(&doing, url, response).await;
         }
     }
 
     /// The request the settings and the message make.
     fn plan(&self, port: &str, outgoing: Outgoing) -> Result<Planned, NodeError> {
         let method = outgoing.method.unwrap_or(self.settings.method).method();
+        let secret = outgoing.url.is_none() && self.settings.url.is_empty();
         let mut url = match &outgoing.url {
             Some(url) => parse_url(&format!("{port}.url"), url)?,
-            None if self.settings.url.is_empty() => {
+            None if !self.settings.url.is_empty() => parse_url("settings.url", &self.settings.url)?,
+            None if !self.settings.secret_url.is_empty() => {
+                parse_url("settings.secretUrl", &self.settings.secret_url)?
+            }
+            None => {
                 return Err(NodeError::invalid(format!(
-                    "{port}.url: no URL; give one in the message or in settings.url"
+                    "{port}.url: no URL; give one in the message, settings.url or settings.secretUrl"
                 )));
             }
-            None => parse_url("settings.url", &self.settings.url)?,
         };
         let query = outgoing.query.iter().chain(&self.settings.query);
         let mut added = query.peekable();
@@ -457,7 +479,7 @@ impl Request {
             .body
             .map(|body| encode_body(port, self.settings.body_type, &body))
             .transpose()?;
-        Ok(Planned { method, url, headers, body })
+        Ok(Planned { method, url, secret, headers, body })
     }
 
     /// A request that got no answer: refused by the address guard (invalid), or a
@@ -502,7 +524,12 @@ impl Request {
     }
 
     /// A successful answer, its body read up to the limit and parsed by content type.
-    async fn answer(&self, doing: &str, mut response: Response) -> Result<Answer, NodeError> {
+    async fn answer(
+        &self,
+        doing: &str,
+        url: String,
+        mut response: Response,
+    ) -> Result<Answer, NodeError> {
         let limit = self.settings.max_response_bytes;
         let too_large = || {
             NodeError::invalid(format!(
@@ -513,7 +540,6 @@ impl Request {
             return Err(too_large());
         }
         let status = response.status().as_u16();
-        let url = shown(response.url());
         let mut headers = BTreeMap::<String, String>::new();
         for (name, value) in response.headers() {
             let value = String::from_utf8_lossy(value.as_bytes());
@@ -570,6 +596,11 @@ fn next_url(doing: &str, url: &Url, location: &HeaderValue) -> Result<Url, NodeE
         )));
     }
     Ok(next)
+}
+
+/// A URL that is a credential as errors and answers show it: its origin only.
+fn origin_of(url: &Url) -> String {
+    format!("{}/…", url.origin().ascii_serialization())
 }
 
 /// A URL as errors and answers show it: without credentials or query, which may hold secrets.

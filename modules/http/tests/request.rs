@@ -368,6 +368,23 @@ async fn secrets_never_appear_in_errors() {
     assert!(message.starts_with(&format!("GET http://{server}/refuse: answered 401")), "{message}");
 }
 
+#[tokio::test]
+async fn a_url_that_is_a_credential_is_shown_by_its_origin_only() {
+    let (server, _) = serve().await;
+    // A Slack incoming webhook's URL is its credential.
+    let hook = "services/T0001/B0002/XXXXsecretXXXX";
+    let node =
+        request(json!({ "secretUrl": format!("http://{server}/echo/{hook}"), "method": "POST" }));
+    node.answer_with(|_, answer| Ok(answer.clone()));
+    let answer = node.send("in", json!({ "body": { "text": "deployed" } })).await.unwrap();
+    assert_eq!(answer["body"]["path"], format!("/echo/{hook}"));
+    assert_eq!(answer["url"], format!("http://{server}/…"));
+    let missing =
+        request(json!({ "secretUrl": format!("http://{server}/{hook}"), "method": "POST" }));
+    let err = missing.send("in", json!({ "body": {} })).await.unwrap_err();
+    assert_eq!(err.message(), format!("POST http://{server}/…: answered 404 Not Found"));
+}
+
 #[test]
 fn bad_settings_are_refused_naming_the_field() {
     let refused = |settings: Value| Harness::build::<Request>(&settings).unwrap_err().to_string();
@@ -406,7 +423,10 @@ fn bad_settings_are_refused_naming_the_field() {
 async fn a_message_without_a_url_or_with_a_bad_one_is_invalid() {
     let node = request(json!({}));
     let err = node.send("in", json!({})).await.unwrap_err();
-    assert_eq!(err.message(), "in.url: no URL; give one in the message or in settings.url");
+    assert_eq!(
+        err.message(),
+        "in.url: no URL; give one in the message, settings.url or settings.secretUrl"
+    );
     let err = node.send("in", json!({ "url": "not a url" })).await.unwrap_err();
     assert!(err.message().starts_with("in.url: not a URL"), "{err}");
     let err = node

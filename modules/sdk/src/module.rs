@@ -113,6 +113,7 @@ pub struct Module {
     version: &'static str,
     components: Vec<Registration>,
     listener: Option<Serve>,
+    guide: Option<&'static str>,
 }
 
 /// Serves a module's own listener until the token is cancelled; an error ends the process.
@@ -124,7 +125,20 @@ pub type Serve = fn(
 impl Module {
     /// An empty module.
     pub fn new(name: &'static str, version: &'static str) -> Self {
-        Self { name, version, components: Vec::new(), listener: None }
+        Self { name, version, components: Vec::new(), listener: None, guide: None }
+    }
+
+    /// Gives the module a guide: Markdown the node reference (`docs/nodes.md`) shows after its
+    /// components, for examples that span them.
+    #[must_use]
+    pub fn guide(mut self, markdown: &'static str) -> Self {
+        self.guide = Some(markdown);
+        self
+    }
+
+    /// The module's guide, if it has one.
+    pub fn guide_text(&self) -> Option<&'static str> {
+        self.guide
     }
 
     /// Gives the module a listener of its own, for requests from outside any flow (the http
