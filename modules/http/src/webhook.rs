@@ -209,7 +209,7 @@ impl Component for Webhook {
     }
 
     async fn handle(&self, _: &Context, port: &str, _: Value) -> Result<Value, NodeError> {
-        Err(NodeError::invalid(format!("webhook has no input port {port:?}; it has none")))
+        Err(NodeError::invalid(format!("webhook has no input {port}: requests start its runs")))
     }
 
     async fn run(&self, cx: &Context) -> Result<(), NodeError> {
@@ -438,21 +438,14 @@ fn kept_headers(headers: &HeaderMap) -> BTreeMap<String, String> {
 /// The response a run's answer makes: `{status, headers?, body?}` sets them, null is 204,
 /// anything else is the JSON body of a 200.
 fn response(answered: Value) -> Result<Response, NodeError> {
-    let shaped = match &answered {
-        Value::Object(fields) => {
-            fields.get("status").is_some_and(Value::is_u64)
-                && fields.keys().all(|k| matches!(k.as_str(), "status" | "headers" | "body"))
-        }
-        _ => false,
+    let shaped = |fields: &Map<String, Value>| {
+        fields.get("status").is_some_and(Value::is_u64)
+            && fields.keys().all(|k| matches!(k.as_str(), "status" | "headers" | "body"))
     };
-    if answered.is_null() {
-        return Ok(StatusCode::NO_CONTENT.into_response());
-    }
-    if !shaped {
-        return Ok(answer(StatusCode::OK, answered));
-    }
-    let Value::Object(mut fields) = answered else {
-        return Ok(StatusCode::NO_CONTENT.into_response());
+    let mut fields = match answered {
+        Value::Null => return Ok(StatusCode::NO_CONTENT.into_response()),
+        Value::Object(fields) if shaped(&fields) => fields,
+        other => return Ok(answer(StatusCode::OK, other)),
     };
     let bad = |why: String| NodeError::invalid(format!("the run's answer {why}"));
     let code = fields.get("status").and_then(Value::as_u64).unwrap_or(200);
