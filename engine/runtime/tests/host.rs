@@ -124,7 +124,7 @@ async fn the_host_follows_flow_nodes_in_the_store() {
         .iter()
         .filter_map(|c| c["name"].as_str())
         .collect();
-    assert_eq!(components, ["relay", "sink", "flaky", "stuck", "trigger", "tally"]);
+    assert_eq!(components, ["relay", "sink", "flaky", "stuck", "trigger", "serving", "tally"]);
     assert_eq!(catalogue.data["status"]["readyReplicas"], 1);
 
     stop.cancel();
