@@ -643,7 +643,7 @@ fn send_and_module_refuse_what_they_cannot_do_and_say_why() -> Result<()> {
         ),
         (
             &["module", "nonesuch"],
-            "error: there is no built-in module \"nonesuch\" (built in: common, distribution, js, kubernetes)\n",
+            "error: there is no built-in module \"nonesuch\" (built in: common, distribution, http, js, kubernetes)\n",
         ),
     ];
     for (args, expected) in cases {
