@@ -368,6 +368,41 @@ async fn secrets_never_appear_in_errors() {
     assert!(message.starts_with(&format!("GET http://{server}/refuse: answered 401")), "{message}");
 }
 
+/// What the debug panel and the node's status see of a failing request: no token, no password,
+/// no secret URL, even from a server that quotes them back.
+#[tokio::test]
+async fn secrets_never_reach_the_debug_panel_or_the_status() {
+    let (server, _) = serve().await;
+    let runtime = Runtime::new(vec![weir_common::module(), weir_http::module()]);
+    let mut events = runtime.inspect();
+    let edge = json!([{ "port": "out", "to": { "node": "call", "port": "in" }, "retry": { "attempts": 1 } }]);
+    runtime
+        .apply(&flow_node("start", "common", "delay", json!({ "duration": "1ms" }), edge))
+        .await
+        .unwrap();
+    let hook = "services/T1/B2/hooksecretpart";
+    let settings = json!({
+        "secretUrl": format!("http://{server}/refuse/{hook}"),
+        "auth": { "type": "basic", "username": "ada", "password": "pw-very-secret" },
+    });
+    runtime.apply(&flow_node("call", "http", "request", settings, json!([]))).await.unwrap();
+    let start = NodeKey { namespace: "test".to_owned(), name: "start".to_owned() };
+    let err = runtime.send(&start, "in", json!({})).await.unwrap_err();
+    let call = NodeKey { namespace: "test".to_owned(), name: "call".to_owned() };
+    let (_, status, _) = runtime.last_error(&call).expect("the failure is the node's last error");
+    let mut seen = vec![err.to_string(), status];
+    while let Ok(event) = events.try_recv() {
+        seen.push(format!("{event:?}"));
+    }
+    assert!(seen.len() > 3, "{seen:?}");
+    for text in &seen {
+        for secret in ["pw-very-secret", "YWRhOnB3LXZlcnktc2VjcmV0", "hooksecretpart"] {
+            assert!(!text.contains(secret), "{secret} in {text}");
+        }
+    }
+    assert!(seen[0].contains("answered 404") || seen[0].contains("answered 401"), "{}", seen[0]);
+}
+
 #[tokio::test]
 async fn a_url_that_is_a_credential_is_shown_by_its_origin_only() {
     let (server, _) = serve().await;
