@@ -102,3 +102,30 @@ fn not_found() -> Response {
     (StatusCode::NOT_FOUND, axum::Json(serde_json::json!({ "error": "no such webhook" })))
         .into_response()
 }
+
+#[cfg(test)]
+mod tests {
+    use weir_sdk::{Component as _, testing::Harness};
+
+    use super::*;
+    use crate::webhook::Webhook;
+
+    fn routed(key: &Key) -> Option<Arc<Core>> {
+        ROUTES.read().unwrap_or_else(PoisonError::into_inner).get(key).map(|r| Arc::clone(&r.core))
+    }
+
+    #[test]
+    fn a_rebuilt_node_keeps_its_route_when_the_old_instance_stops() {
+        let cx = Harness::build::<Webhook>(&serde_json::Value::Null).unwrap().context().clone();
+        let key = ("test".to_owned(), "test".to_owned(), "webhook".to_owned());
+        let older = Webhook::build(crate::webhook::WebhookSettings::default()).unwrap();
+        let newer = Webhook::build(crate::webhook::WebhookSettings::default()).unwrap();
+        let first = register(&older.core, &cx);
+        let second = register(&newer.core, &cx);
+        drop(first);
+        let kept = routed(&key).expect("the newer route stays");
+        assert!(Arc::ptr_eq(&kept, &newer.core));
+        drop(second);
+        assert!(routed(&key).is_none(), "gone once the node stops");
+    }
+}

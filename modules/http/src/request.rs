@@ -783,3 +783,57 @@ fn chain(error: &reqwest::Error) -> String {
     }
     text
 }
+
+#[cfg(test)]
+mod tests {
+    use weir_sdk::json;
+
+    use super::*;
+
+    #[test]
+    fn retry_after_reads_seconds_and_dates() {
+        let after = |value: &str| {
+            let mut headers = HeaderMap::new();
+            headers.insert(header::RETRY_AFTER, HeaderValue::from_str(value).unwrap());
+            retry_after(&headers)
+        };
+        assert_eq!(after("120"), Some(Duration::from_secs(120)));
+        assert_eq!(after("Wed, 21 Oct 2015 07:28:00 GMT"), Some(Duration::ZERO), "a past date");
+        let soon = (chrono::Utc::now() + chrono::Duration::seconds(90)).to_rfc2822();
+        assert!(after(&soon).is_some_and(|wait| wait > Duration::from_secs(80)), "{soon}");
+        assert_eq!(after("soon"), None);
+        assert_eq!(retry_after(&HeaderMap::new()), None);
+    }
+
+    #[test]
+    fn form_bodies_take_scalars_and_lists_of_them() {
+        let (bytes, content_type) =
+            encode_body("in", BodyType::Form, &json!({ "a": "x y", "b": [1, true], "c": null }))
+                .unwrap();
+        assert_eq!(
+            (&bytes[..], content_type),
+            (&b"a=x+y&b=1&b=true"[..], "application/x-www-form-urlencoded")
+        );
+        let err =
+            encode_body("in", BodyType::Form, &json!({ "a": { "secret": "s" } })).unwrap_err();
+        assert_eq!(
+            err.message(),
+            "in.body.a: a form field is a string, number or boolean, not an object"
+        );
+        let err = encode_body("in", BodyType::Form, &json!([1])).unwrap_err();
+        assert_eq!(err.message(), "in.body: a form body is an object of fields, not an array");
+    }
+
+    #[test]
+    fn urls_are_shown_without_what_may_be_secret() {
+        let url: Url = "https://hooks.example.com:8443/services/T1/B2/x?token=t#f".parse().unwrap();
+        assert_eq!(shown(&url), "https://hooks.example.com:8443/services/T1/B2/x");
+        assert_eq!(origin_of(&url), "https://hooks.example.com:8443/…");
+        let mut headers = HeaderMap::new();
+        headers.insert(header::AUTHORIZATION, HeaderValue::from_static("Bearer t"));
+        headers.insert(header::COOKIE, HeaderValue::from_static("s=1"));
+        headers.insert("x-team", HeaderValue::from_static("a"));
+        let kept = without_credentials(&headers);
+        assert_eq!(kept.keys().map(HeaderName::as_str).collect::<Vec<_>>(), ["x-team"]);
+    }
+}

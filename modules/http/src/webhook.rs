@@ -121,7 +121,7 @@ const CREDENTIAL_HEADERS: [HeaderName; 3] =
 /// A node of the webhook component.
 #[derive(Debug)]
 pub struct Webhook {
-    core: Arc<Core>,
+    pub(crate) core: Arc<Core>,
 }
 
 /// What answers a webhook's requests, shared with the listener while the node runs.
