@@ -8,6 +8,7 @@
 use std::{
     collections::HashMap,
     sync::{Arc, LazyLock, PoisonError, RwLock},
+    time::Duration,
 };
 
 use axum::{
@@ -19,8 +20,12 @@ use axum::{
     routing::any,
 };
 use futures::{FutureExt as _, future::BoxFuture};
+use hyper_util::{
+    rt::{TokioIo, TokioTimer},
+    service::TowerToHyperService,
+};
 use tokio::net::TcpListener;
-use tokio_util::sync::CancellationToken;
+use tokio_util::{sync::CancellationToken, task::TaskTracker};
 use weir_sdk::Context;
 
 use crate::webhook::Core;
@@ -63,8 +68,13 @@ impl Drop for Registration {
     }
 }
 
+/// How long a caller may take to send a request's headers before its connection is closed,
+/// so callers that open connections and stall cannot hold them (the body has the node's
+/// `readTimeout`).
+const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// Serves the webhook listener until `stop` is cancelled: what the http module gives
-/// [`weir_sdk::Module::listener`].
+/// [`weir_sdk::Module::listener`]. Connections under way finish their requests first.
 pub fn serve(
     listener: TcpListener,
     stop: CancellationToken,
@@ -72,11 +82,40 @@ pub fn serve(
     let app =
         Router::new().route("/hooks/{*path}", any(dispatch)).fallback(|| async { not_found() });
     async move {
-        // TCP_NODELAY: an answer's last segment must not wait for the caller's delayed ACK.
-        let listener = axum::serve::ListenerExt::tap_io(listener, |stream| {
+        let connections = TaskTracker::new();
+        loop {
+            let stream = tokio::select! {
+                accepted = listener.accept() => match accepted {
+                    Ok((stream, _)) => stream,
+                    // Out of file descriptors and the like: wait instead of spinning.
+                    Err(err) => {
+                        tracing::warn!(error = %err, "the webhook listener cannot accept a connection");
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                        continue;
+                    }
+                },
+                () = stop.cancelled() => break,
+            };
+            // TCP_NODELAY: an answer's last segment must not wait for the caller's delayed ACK.
             let _ = stream.set_nodelay(true);
-        });
-        axum::serve(listener, app).with_graceful_shutdown(stop.cancelled_owned()).await
+            let (service, stop) = (TowerToHyperService::new(app.clone()), stop.clone());
+            connections.spawn(async move {
+                let mut http = hyper::server::conn::http1::Builder::new();
+                http.timer(TokioTimer::new()).header_read_timeout(HEADER_READ_TIMEOUT);
+                let connection = http.serve_connection(TokioIo::new(stream), service);
+                tokio::pin!(connection);
+                tokio::select! {
+                    _ = connection.as_mut() => {}
+                    () = stop.cancelled() => {
+                        connection.as_mut().graceful_shutdown();
+                        let _ = connection.await;
+                    }
+                }
+            });
+        }
+        connections.close();
+        connections.wait().await;
+        Ok(())
     }
     .boxed()
 }

@@ -274,6 +274,20 @@ async fn a_slow_body_is_cut_off() {
 }
 
 #[tokio::test]
+async fn a_caller_that_stalls_in_its_headers_is_cut_off() {
+    let served = served().await;
+    let address = served.base.trim_start_matches("http://").split('/').next().unwrap().to_owned();
+    let mut stream = TcpStream::connect(&address).await.unwrap();
+    stream.write_all(b"POST /hooks/test/f/any HTTP/1.1\r\nhost: x\r\n").await.unwrap();
+    let started = std::time::Instant::now();
+    let mut answer = Vec::new();
+    let closed =
+        tokio::time::timeout(Duration::from_secs(20), stream.read_to_end(&mut answer)).await;
+    assert!(closed.is_ok(), "the connection is still held after 20 s");
+    assert!(started.elapsed() >= Duration::from_secs(9), "{:?}", started.elapsed());
+}
+
+#[tokio::test]
 async fn a_failed_run_is_answered_with_a_correlation_id_and_no_internals() {
     let served = served().await;
     let edges = json!([{ "port": "out", "to": { "node": "call", "port": "in" }, "mapping": { "body": "{{ .body }}" }, "retry": { "attempts": 1 } }]);
