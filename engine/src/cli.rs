@@ -128,6 +128,10 @@ pub struct UpArgs {
     /// (port 0: any free port; the Module resources say which)
     #[arg(long, default_value = "127.0.0.1:0", env = "WEIR_GRPC_LISTEN")]
     pub grpc_listen: SocketAddr,
+    /// Address the http module serves webhooks on (`/hooks/NAMESPACE/FLOW/NODE`); loopback
+    /// unless you mean others to reach your flows
+    #[arg(long, default_value = "127.0.0.1:7423", env = "WEIR_WEBHOOK_LISTEN")]
+    pub webhook_listen: SocketAddr,
     /// The editor's files, as `scripts/ui.sh` builds them [default: the ui/dist of the source
     /// tree this binary was built from]
     #[arg(long, env = "WEIR_UI_DIR", value_name = "DIR")]
@@ -218,6 +222,10 @@ pub struct ModuleArgs {
     /// Address to serve gRPC on (deliveries from other modules, inspect, health)
     #[arg(long, default_value = "0.0.0.0:7421", env = "WEIR_GRPC_LISTEN")]
     pub grpc_listen: SocketAddr,
+    /// Address a module with webhooks (http) serves them on (`/hooks/NAMESPACE/FLOW/NODE`);
+    /// other modules bind nothing there
+    #[arg(long, default_value = "0.0.0.0:7423", env = "WEIR_WEBHOOK_LISTEN")]
+    pub webhook_listen: SocketAddr,
     /// URL other modules reach this one at [default: http://$POD_IP:<port>, else the
     /// listening address]
     #[arg(long, env = "WEIR_ADVERTISE", value_name = "URL")]

@@ -41,10 +41,8 @@ pub struct Hosting {
     pub modules: Vec<Module>,
     /// Where the `Module` resources are published, and whose nodes run here.
     pub scope: Scope,
-    /// Where the gRPC server listens.
-    pub grpc: TcpListener,
-    /// The URL other modules reach the gRPC server at, published in the `Module` resources.
-    pub advertise: String,
+    /// Where the process is reached.
+    pub listeners: Listeners,
     /// This replica's name among its modules' replicas (its pod's name).
     pub replica: String,
     /// How this replica decides whether it runs the triggers.
@@ -59,6 +57,51 @@ pub struct Hosting {
     pub secrets: Arc<dyn SecretValues>,
     /// How often they are read again, so that nodes follow a changed Secret.
     pub secret_refresh: std::time::Duration,
+}
+
+/// Where a hosting process is reached.
+#[derive(Debug)]
+pub struct Listeners {
+    /// Where the gRPC server listens.
+    pub grpc: TcpListener,
+    /// The URL other modules reach the gRPC server at, published in the `Module` resources.
+    pub advertise: String,
+    /// Where the module with a listener of its own (the http module's webhooks) serves, when
+    /// one is hosted.
+    pub webhooks: Option<TcpListener>,
+}
+
+impl Listeners {
+    /// Binds the listeners of `modules`: gRPC on `grpc` (see [`grpc_listener`]), and
+    /// `webhooks` when a module among them has a listener of its own.
+    pub async fn bind(
+        modules: &[Module],
+        grpc: std::net::SocketAddr,
+        advertise: Option<String>,
+        webhooks: std::net::SocketAddr,
+    ) -> Result<Self> {
+        let (grpc, advertise) = grpc_listener(grpc, advertise).await?;
+        let serving: Vec<&str> =
+            modules.iter().filter(|m| m.serve().is_some()).map(Module::name).collect();
+        let webhooks = match serving.as_slice() {
+            [] => None,
+            [_] => Some(TcpListener::bind(webhooks).await.with_context(|| {
+                format!("cannot listen for webhooks on {webhooks} (--webhook-listen)")
+            })?),
+            several => anyhow::bail!(
+                "modules {} each want the webhook listener; host them apart",
+                several.join(" and ")
+            ),
+        };
+        Ok(Self { grpc, advertise, webhooks })
+    }
+
+    /// Where webhooks are served, such as `http://127.0.0.1:7423/hooks/`, when a module
+    /// serves them.
+    pub fn webhooks_url(&self) -> Option<String> {
+        let address = self.webhooks.as_ref()?.local_addr().ok()?;
+        Some(format!("http://{address}/hooks/"))
+    }
 }
 
 /// Modules being hosted; [`Hosted::stopped`] waits for them after `stop` is cancelled.
@@ -99,6 +142,7 @@ impl Hosting {
         let (closing, serving) = (CancellationToken::new(), CancellationToken::new());
         let (leads, election) = self.leadership.start(&serving);
         tasks.extend(election);
+        let serve = self.modules.iter().find_map(Module::serve);
         let runtime = Runtime::with_leadership(self.modules, leads);
         if let Some(bearer) = self.bearer {
             runtime.present(bearer);
@@ -109,11 +153,29 @@ impl Hosting {
         }
         runtime.read_secrets_with(self.secrets);
         let failure = Arc::new(Failure::default());
+        let Listeners { grpc, advertise, webhooks } = self.listeners;
+        // The webhook listener stops taking requests with the gRPC server, once this replica
+        // has left, and the nodes stop after both drained.
+        let webhooks = match (serve, webhooks) {
+            (Some(serve), Some(listener)) => {
+                let (closing, failure) = (closing.clone(), Arc::clone(&failure));
+                Some(tokio::spawn(async move {
+                    match serve(listener, closing.clone()).await {
+                        Err(err) => failure.fail(format!("the webhook listener failed: {err}")),
+                        Ok(()) if !closing.is_cancelled() => {
+                            failure.fail("the webhook listener stopped");
+                        }
+                        Ok(()) => {}
+                    }
+                }))
+            }
+            _ => None,
+        };
         let grpc = tokio::spawn({
             let (runtime, gate, closing) = (runtime.clone(), self.gate, closing.clone());
             let failure = Arc::clone(&failure);
             async move {
-                let served = weir_runtime::grpc::serve(runtime, self.grpc, gate, closing.clone());
+                let served = weir_runtime::grpc::serve(runtime, grpc, gate, closing.clone());
                 match served.await {
                     Err(err) => failure.fail(format!("the gRPC server failed: {err}")),
                     Ok(()) if !closing.is_cancelled() => failure.fail("the gRPC server stopped"),
@@ -123,7 +185,7 @@ impl Hosting {
         });
         let host = Host::new(runtime.clone(), store, &self.scope.home)
             .watching(self.scope.flows)
-            .with_endpoint(&self.replica, self.advertise)
+            .with_endpoint(&self.replica, advertise)
             .refreshing_secrets_every(self.secret_refresh);
         tasks.push(tokio::spawn({
             let (host, serving, failure) = (host.clone(), serving.clone(), Arc::clone(&failure));
@@ -146,6 +208,9 @@ impl Hosting {
                 }
                 closing.cancel();
                 let _ = grpc.await;
+                if let Some(webhooks) = webhooks {
+                    let _ = webhooks.await;
+                }
                 serving.cancel();
             }
         }));

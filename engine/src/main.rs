@@ -22,6 +22,7 @@ fn main() -> ExitCode {
     runtime.block_on(weir_engine::main(vec![
         weir_common::module(),
         weir_distribution::module(),
+        weir_http::module(),
         weir_js::module(),
         weir_kubernetes::module(),
     ]))

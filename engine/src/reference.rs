@@ -22,18 +22,31 @@ pub fn render(modules: &[Module]) -> Result<String> {
             .with_context(|| format!("module {} has no catalogue", module.name()))?;
         let _ = write!(page, "\n## Module `{}`\n", module.name());
         for component in &catalogue.components {
-            render_component(&mut page, module.name(), component);
+            let everywhere = module
+                .find(component.name.as_str())
+                .is_some_and(weir_sdk::module::Registration::runs_on_every_replica);
+            render_component(&mut page, module.name(), component, everywhere);
+        }
+        if let Some(guide) = module.guide_text() {
+            let _ = write!(page, "\n{}\n", guide.trim());
         }
     }
     Ok(page)
 }
 
-fn render_component(page: &mut String, module: &str, component: &ComponentDescriptor) {
+fn render_component(
+    page: &mut String,
+    module: &str,
+    component: &ComponentDescriptor,
+    every_replica: bool,
+) {
     let _ = write!(page, "\n### `{module}/{}`: {}\n\n", component.name.as_str(), component.label);
     if !component.description.is_empty() {
         let _ = writeln!(page, "{}\n", component.description);
     }
-    if component.trigger {
+    if component.trigger && every_replica {
+        page.push_str("A trigger: it starts runs on every replica of its module.\n\n");
+    } else if component.trigger {
         page.push_str("A trigger: it starts runs on its own, on the module's leader only.\n\n");
     }
     if component.acts() {

@@ -23,7 +23,7 @@ use crate::{
     cli::UpArgs,
     cmd::Opened,
     guard::{self, Guard},
-    hosting::{self, Hosted, Hosting, Leadership},
+    hosting::{self, Hosted, Hosting, Leadership, Listeners},
     scope::Scope,
 };
 
@@ -43,20 +43,22 @@ pub async fn up(opened: Opened, builtins: Vec<Module>, args: UpArgs) -> Result<(
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
     let address = listener.local_addr().context("cannot read the listening address")?;
-    let grpc = hosting::grpc_listener(args.grpc_listen, None).await?;
+    let listeners =
+        hosting::Listeners::bind(&builtins, args.grpc_listen, None, args.webhook_listen).await?;
     let Opened { store, place, .. } = opened;
     let modules: Vec<&str> = builtins.iter().map(Module::name).collect();
     tracing::info!(
         data = place,
         modules = modules.join(","),
-        grpc = grpc.1,
+        grpc = listeners.advertise,
+        webhooks = listeners.webhooks_url().unwrap_or_default(),
         token = token.is_some(),
         "weir is up on http://{address}"
     );
     let stop = CancellationToken::new();
     let editor = args.ui_dir.unwrap_or_else(crate::editor_files::default_dir);
     let local = Local { address, token, editor };
-    let engine = Engine::start(store, builtins, grpc, local, &stop);
+    let engine = Engine::start(store, builtins, listeners, local, &stop);
     serve(listener, engine, stop).await
 }
 
@@ -115,21 +117,21 @@ pub struct EngineParts {
     pub editor: PathBuf,
     /// Whether this replica runs the flow controller.
     pub leadership: Leadership,
-    /// The modules to host in this process, with the gRPC listener and the URL others reach
-    /// it at; none in a cluster, where modules run apart.
-    pub modules: Option<(Vec<Module>, (TcpListener, String))>,
+    /// The modules to host in this process, with where they are reached; none in a cluster,
+    /// where modules run apart.
+    pub modules: Option<(Vec<Module>, Listeners)>,
     /// What the engine presents to the modules whose messages it watches, in a cluster.
     pub bearer: Option<Bearer>,
 }
 
 impl Engine {
     /// Starts the whole engine of `weir up` on `store`: every flow of every namespace, the
-    /// API open to whoever reaches it as `local` says, `modules` hosted with the gRPC server on
-    /// `grpc` (a listener and the URL others reach it at), until `stop` is cancelled.
+    /// API open to whoever reaches it as `local` says, `modules` hosted and reached at
+    /// `listeners`, until `stop` is cancelled.
     pub fn start(
         store: Arc<dyn Store>,
         modules: Vec<Module>,
-        grpc: (TcpListener, String),
+        listeners: Listeners,
         local: Local,
         stop: &CancellationToken,
     ) -> Self {
@@ -142,7 +144,7 @@ impl Engine {
                 guard: Guard::Local(address),
                 editor,
                 leadership: Leadership::Alone,
-                modules: Some((modules, grpc)),
+                modules: Some((modules, listeners)),
                 bearer: None,
             },
             stop,
@@ -167,12 +169,11 @@ impl Engine {
             leads,
             stop.clone(),
         )));
-        let hosted = modules.map(|(modules, (grpc, advertise))| {
+        let hosted = modules.map(|(modules, listeners)| {
             let hosting = Hosting {
                 modules,
                 scope: scope.clone(),
-                grpc,
-                advertise,
+                listeners,
                 replica: "up".to_owned(),
                 leadership: Leadership::Alone,
                 // `weir up` serves gRPC on loopback to the user's own processes.

@@ -46,7 +46,9 @@ impl Server {
         let data = tempfile::tempdir()?;
         let store: Arc<dyn Store> = Arc::new(EmbeddedStore::open(data.path())?);
         let stop = CancellationToken::new();
-        let grpc = hosting::grpc_listener("127.0.0.1:0".parse()?, None).await?;
+        let modules = vec![weir_common::module()];
+        let any = "127.0.0.1:0".parse()?;
+        let listeners = hosting::Listeners::bind(&modules, any, None, any).await?;
         let listener = TcpListener::bind("127.0.0.1:0").await?;
         let address = listener.local_addr()?;
         let local = Local {
@@ -54,8 +56,7 @@ impl Server {
             token: token.map(SharedToken::new).transpose().map_err(anyhow::Error::msg)?,
             editor: data.path().join("editor"),
         };
-        let engine =
-            Engine::start(Arc::clone(&store), vec![weir_common::module()], grpc, local, &stop);
+        let engine = Engine::start(Arc::clone(&store), modules, listeners, local, &stop);
         let api = format!("http://{address}/api");
         let http = tokio::spawn({
             let (app, stop) = (engine.app.clone(), stop.clone());

@@ -27,7 +27,7 @@ use weir_testenv::{ControlPlane, Process, eventually};
 
 /// The release name; the chart's objects are called `weir-engine`, `weir-common`, ….
 const RELEASE: &str = "weir";
-const MODULES: [&str; 4] = ["common", "kubernetes", "js", "distribution"];
+const MODULES: [&str; 5] = ["common", "kubernetes", "js", "distribution", "http"];
 const PATIENCE: Duration = Duration::from_secs(30);
 
 fn chart_dir() -> PathBuf {
@@ -198,6 +198,10 @@ fn bad_values_are_refused_naming_the_value() -> Result<()> {
     let cases = [
         (vec!["--set", "rbac.scope=bogus"], "rbac.scope must be \"namespace\" or \"cluster\""),
         (vec!["--set", "mirror.enabled=true"], "mirror.registry is empty"),
+        (
+            vec!["--set", "modules.http.webhooks.ingress.enabled=true"],
+            "modules.http.webhooks.ingress.enabled is true but its hosts are empty",
+        ),
     ];
     for (args, expected) in cases {
         let err = render("weir", &args).err().map(|e| format!("{e:#}")).unwrap_or_default();
@@ -248,7 +252,29 @@ fn each_process_is_granted_exactly_its_declared_rules() -> Result<()> {
                 );
             }
         }
-        ensure!(of_kind(&objects, "Deployment").count() == 5, "engine and four modules");
+        ensure!(of_kind(&objects, "Deployment").count() == 6, "engine and five modules");
+        // Webhooks have a Service of their own, to the http module's webhook port only, open
+        // to all (they check their callers themselves).
+        let webhooks = of_kind(&objects, "Service")
+            .find(|s| name(s) == format!("{RELEASE}-webhooks"))
+            .context("the webhooks' Service")?;
+        ensure!(
+            webhooks["spec"]["selector"]["app.kubernetes.io/component"] == "module-http"
+                && webhooks["spec"]["ports"].as_array().map(Vec::len) == Some(1)
+                && webhooks["spec"]["ports"][0]["targetPort"] == "webhooks",
+            "{webhooks}"
+        );
+        let serving: Vec<&str> = of_kind(&objects, "Deployment")
+            .filter(|d| {
+                d["spec"]["template"]["spec"]["containers"][0]["ports"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .any(|p| p["name"] == "webhooks" && p["containerPort"] == 7423)
+            })
+            .map(name)
+            .collect();
+        ensure!(serving == [format!("{RELEASE}-http")], "{serving:?}");
         // A module's gRPC port runs nodes for whoever reaches it: only the release's pods may.
         let policy = of_kind(&objects, "NetworkPolicy").next().context("a NetworkPolicy")?;
         let grpc = policy["spec"]["ingress"]
@@ -257,6 +283,11 @@ fn each_process_is_granted_exactly_its_declared_rules() -> Result<()> {
             .flatten()
             .find(|rule| rule["ports"][0]["port"] == "grpc")
             .context("a rule for the gRPC port")?;
+        let open = policy["spec"]["ingress"].as_array().into_iter().flatten().any(|rule| {
+            rule["from"].is_null()
+                && rule["ports"].as_array().into_iter().flatten().any(|p| p["port"] == "webhooks")
+        });
+        ensure!(open, "the webhook port is open to all: {policy}");
         let release = json!({ "podSelector": { "matchLabels": {
             "app.kubernetes.io/name": "weir", "app.kubernetes.io/instance": RELEASE } } });
         let sources = grpc["from"].as_array().context("gRPC sources")?;
@@ -343,7 +374,8 @@ async fn start(plane: &ControlPlane, namespace: &str, component: &str) -> Result
         weir(&kubeconfig, &[&["engine"][..], &common[..]].concat())
     } else {
         let peers = peers();
-        let grpc = ["--grpc-listen", "127.0.0.1:0", "--peers", &peers];
+        let grpc =
+            ["--grpc-listen", "127.0.0.1:0", "--webhook-listen", "127.0.0.1:0", "--peers", &peers];
         weir(&kubeconfig, &[&["module", component][..], &common[..], &grpc[..]].concat())
     };
     plane.spawn(&format!("{namespace}-{component}"), &mut command)

@@ -412,6 +412,43 @@ fn up_serves_health_and_follows_the_store() -> Result<()> {
     up.stop()
 }
 
+/// `weir up` serves the http module's webhooks on a listener of their own: a request with the
+/// token runs the flow and gets its answer; one without gets 401, and the API port knows no
+/// webhooks.
+#[test]
+fn up_serves_webhooks_on_their_own_listener() -> Result<()> {
+    let weir = Weir::new();
+    let up = Up::start(&weir)?;
+    weir.ok(&["apply", "-f", "tests/manifests/valid/echo-hook.yaml"])?;
+    let post = |token: &str| {
+        let body = r#"{"name":"ada"}"#;
+        let mut stream = TcpStream::connect(&up.webhooks)?;
+        write!(
+            stream,
+            "POST /hooks/default/echo/hook HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\n\
+             Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        )?;
+        let mut response = String::new();
+        stream.read_to_string(&mut response)?;
+        Ok::<_, anyhow::Error>(response)
+    };
+    let answered = eventually(|| {
+        let response = post("echo-hook-token")?;
+        Ok(Some(response).filter(|r| !r.starts_with("HTTP/1.1 404")))
+    })?;
+    ensure!(
+        answered.starts_with("HTTP/1.1 201")
+            && answered.ends_with(r#"{"you":"ada","via":"POST /hooks/default/echo/hook"}"#),
+        "{answered}"
+    );
+    let refused = post("guess")?;
+    ensure!(refused.starts_with("HTTP/1.1 401"), "{refused}");
+    let api = http_get(&up.address, "/hooks/default/echo/hook")?;
+    ensure!(!api.starts_with("HTTP/1.1 2"), "{api}");
+    up.stop()
+}
+
 /// `weir up` on an address other machines reach needs a token, and a token file must hold one.
 #[test]
 fn up_refuses_to_listen_beyond_loopback_without_a_token() -> Result<()> {
@@ -509,21 +546,28 @@ fn eventually<T>(probe: impl Fn() -> Result<Option<T>>) -> Result<T> {
 struct Up {
     child: Running,
     address: String,
+    /// Where the http module serves webhooks.
+    webhooks: String,
     log: std::sync::Arc<std::sync::Mutex<String>>,
 }
 
 impl Up {
     fn start(weir: &Weir) -> Result<Self> {
         let mut child = Running(
-            weir.command(&["up", "--listen", "127.0.0.1:0"]).stderr(Stdio::piped()).spawn()?,
+            weir.command(&["up", "--listen", "127.0.0.1:0", "--webhook-listen", "127.0.0.1:0"])
+                .stderr(Stdio::piped())
+                .spawn()?,
         );
         let mut reader = BufReader::new(child.0.stderr.take().context("stderr")?);
         let mut line = String::new();
-        let address = loop {
+        let (address, webhooks) = loop {
             line.clear();
             ensure!(reader.read_line(&mut line)? > 0, "weir up exited before it listened");
             if let Some(rest) = line.split("weir is up on http://").nth(1) {
-                break rest.split_whitespace().next().context("address")?.to_owned();
+                let address = rest.split_whitespace().next().context("address")?.to_owned();
+                let webhooks = line.split("webhooks=\"http://").nth(1).context("webhooks")?;
+                let webhooks = webhooks.split('/').next().context("webhooks")?.to_owned();
+                break (address, webhooks);
             }
         };
         // Keep reading, so the child never blocks on a full pipe.
@@ -536,7 +580,7 @@ impl Up {
                 line.clear();
             }
         });
-        Ok(Self { child, address, log })
+        Ok(Self { child, address, webhooks, log })
     }
 
     fn wait_for_log(&self, needle: &str) -> Result<()> {
@@ -599,7 +643,7 @@ fn send_and_module_refuse_what_they_cannot_do_and_say_why() -> Result<()> {
         ),
         (
             &["module", "nonesuch"],
-            "error: there is no built-in module \"nonesuch\" (built in: common, distribution, js, kubernetes)\n",
+            "error: there is no built-in module \"nonesuch\" (built in: common, distribution, http, js, kubernetes)\n",
         ),
     ];
     for (args, expected) in cases {

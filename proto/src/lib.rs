@@ -21,6 +21,9 @@ impl From<&NodeError> for Failure {
             kind: kind.into(),
             message: error.message().to_owned(),
             retries_spent: error.retries_spent(),
+            retry_after_ms: error
+                .retry_after()
+                .map(|wait| u64::try_from(wait.as_millis()).unwrap_or(u64::MAX)),
         }
     }
 }
@@ -34,7 +37,10 @@ impl From<Failure> for NodeError {
             Ok(ErrorKind::Cancelled) => Kind::Cancelled,
             Ok(ErrorKind::Internal | ErrorKind::Unspecified) | Err(_) => Kind::Internal,
         };
-        let error = NodeError::new(kind, failure.message);
+        let mut error = NodeError::new(kind, failure.message);
+        if let Some(wait) = failure.retry_after_ms {
+            error = error.with_retry_after(std::time::Duration::from_millis(wait));
+        }
         if failure.retries_spent { error.with_retries_spent() } else { error }
     }
 }

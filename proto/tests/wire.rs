@@ -114,7 +114,7 @@ async fn the_callers_deadline_reaches_the_server() {
 #[test]
 fn an_unknown_kind_from_a_newer_peer_is_never_retried() {
     let error =
-        NodeError::from(Failure { kind: 42, message: "new".to_owned(), retries_spent: false });
+        NodeError::from(Failure { kind: 42, message: "new".to_owned(), ..Failure::default() });
     assert_eq!(error.kind(), ErrorKind::Internal);
 }
 
@@ -126,4 +126,14 @@ fn a_failure_whose_retries_are_spent_stays_so_across_the_wire() {
     assert!(!back.is_retryable(), "no edge in the calling module retries it again");
     let fresh = NodeError::from(Failure::from(&NodeError::transient("503")));
     assert!(fresh.is_retryable());
+}
+
+#[test]
+fn a_retry_after_crosses_the_wire() {
+    let throttled = NodeError::transient("slack answered 429")
+        .with_retry_after(Duration::from_secs(3))
+        .with_retries_spent();
+    assert_eq!(NodeError::from(Failure::from(&throttled)), throttled);
+    let plain = NodeError::from(Failure::from(&NodeError::transient("503")));
+    assert_eq!(plain.retry_after(), None);
 }

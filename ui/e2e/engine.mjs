@@ -18,7 +18,7 @@ export async function startEngine(extra = []) {
   const dataDir = await mkdtemp(join(tmpdir(), 'weir-e2e-'));
   const bin = process.env.WEIR_BIN ?? join(targetDir, 'debug', 'weir');
   const child = spawn('setpriv', ['--pdeathsig', 'KILL', '--', bin, 'up', '--data-dir', dataDir,
-    '--listen', '127.0.0.1:0', '--ui-dir', join(root, 'ui', 'dist'), ...extra], {
+    '--listen', '127.0.0.1:0', '--webhook-listen', '127.0.0.1:0', '--ui-dir', join(root, 'ui', 'dist'), ...extra], {
     stdio: ['ignore', 'pipe', 'pipe'],
     env: { ...process.env, RUST_LOG: 'info', NO_COLOR: '1' },
   });

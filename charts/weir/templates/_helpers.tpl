@@ -34,7 +34,7 @@ The modules, in a fixed order. Each has a Deployment, a Service, a ServiceAccoun
 enabled.
 */}}
 {{- define "weir.moduleNames" -}}
-common kubernetes js distribution
+common kubernetes js distribution http
 {{- end }}
 
 {{/*
@@ -271,6 +271,10 @@ spec:
               value: "0.0.0.0:7421"
             - name: WEIR_LISTEN
               value: "0.0.0.0:7422"
+            {{- if eq $c "http" }}
+            - name: WEIR_WEBHOOK_LISTEN
+              value: "0.0.0.0:7423"
+            {{- end }}
             {{- end }}
           ports:
             {{- if $engine }}
@@ -284,6 +288,11 @@ spec:
             - name: http
               containerPort: 7422
               protocol: TCP
+            {{- if eq $c "http" }}
+            - name: webhooks
+              containerPort: 7423
+              protocol: TCP
+            {{- end }}
             {{- end }}
           livenessProbe:
             httpGet:

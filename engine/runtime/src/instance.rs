@@ -32,8 +32,9 @@ pub(crate) struct Instance {
     /// Cancelled when the node stops: ends its trigger loop and what it is handling.
     pub(crate) lifetime: CancellationToken,
     pub(crate) trigger: Mutex<Option<JoinHandle<()>>>,
-    /// Whether its component is a trigger, which only the leader runs.
-    pub(crate) is_trigger: bool,
+    /// Whether its component is a trigger that only the leader runs, so its messages (a
+    /// ticker's control) must go there.
+    pub(crate) leader_only: bool,
     /// Shared with the instance this one replaced, so a rebuild keeps what the node kept.
     pub(crate) state: Arc<NodeState>,
     /// The schemas of the ports that carry secret fields, to hide them from watchers.
@@ -79,7 +80,7 @@ impl Instance {
             outputs,
             lifetime: CancellationToken::new(),
             trigger: Mutex::new(None),
-            is_trigger: false,
+            leader_only: false,
             state,
             secret_ports,
             last_error: Mutex::new(None),

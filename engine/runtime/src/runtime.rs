@@ -537,7 +537,7 @@ impl Runtime {
     /// the leader runs the trigger, so its control messages must go there (the sender tries
     /// again once it knows the leader).
     fn runs_here(&self, instance: &Instance) -> Result<(), NodeError> {
-        if instance.is_trigger && !self.leads() {
+        if instance.leader_only && !self.leads() {
             return Err(NodeError::transient(format!(
                 "node {}/{} is a trigger, which only the module's leader runs; this replica does \
                  not lead",
@@ -687,24 +687,31 @@ impl Runtime {
         let generation = flow_node.metadata.generation;
         let mut instance =
             Instance::new(identity, generation, digest(settings), node, edges, inputs, state);
-        instance.is_trigger = registration.is_trigger();
+        instance.leader_only = registration.is_trigger() && !registration.runs_on_every_replica();
         Ok(Arc::new(instance))
     }
 
     fn start_trigger(&self, instance: &Arc<Instance>, flow_node: &FlowNode) {
-        let is_trigger = self.registration(&flow_node.spec).is_ok_and(|r| r.is_trigger());
-        if !is_trigger {
+        let Some(registration) = self.registration(&flow_node.spec).ok().filter(|r| r.is_trigger())
+        else {
             return;
-        }
+        };
+        // A trigger that serves what reaches this replica runs here whoever leads: a closed
+        // channel that says "leading" for good.
+        let leader = if registration.runs_on_every_replica() {
+            watch::channel(true).1
+        } else {
+            self.shared.leader.clone()
+        };
         let (runtime, running) = (self.clone(), Arc::clone(instance));
-        let task = tokio::spawn(async move { runtime.lead(&running).await });
+        let task = tokio::spawn(async move { runtime.lead(&running, leader).await });
         *instance.trigger.lock().unwrap_or_else(PoisonError::into_inner) = Some(task);
     }
 
-    /// Runs a trigger's loop while this replica leads and its flow is not suspended: starts it
-    /// when both hold, cancels it when either stops holding, until the node stops.
-    async fn lead(&self, instance: &Arc<Instance>) {
-        let mut leader = self.shared.leader.clone();
+    /// Runs a trigger's loop while `leader` says it may (this replica leads, or the trigger
+    /// runs on every replica) and its flow is not suspended: starts it when both hold, cancels
+    /// it when either stops holding, until the node stops.
+    async fn lead(&self, instance: &Arc<Instance>, mut leader: watch::Receiver<bool>) {
         let identity = &instance.identity;
         let mut suspended = self.shared.flows.watch_suspended(&identity.namespace, &identity.flow);
         let mut panics = 0;
@@ -963,7 +970,8 @@ impl Runtime {
             };
             match result {
                 Err(err) if err.is_retryable() && attempt < edge.attempts => {
-                    let wait = edge.backoff(attempt);
+                    // A server that said how long to wait (`Retry-After`) is waited for.
+                    let wait = edge.backoff(attempt).max(err.retry_after().unwrap_or_default());
                     tracing::debug!(%edge, attempt, ?wait, error = %err, "retrying a transient failure");
                     tokio::select! {
                         () = tokio::time::sleep(wait) => {}

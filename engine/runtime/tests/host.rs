@@ -142,7 +142,7 @@ async fn the_host_follows_flow_nodes_in_the_store() {
         .iter()
         .filter_map(|c| c["name"].as_str())
         .collect();
-    assert_eq!(components, ["relay", "sink", "flaky", "stuck", "trigger", "tally"]);
+    assert_eq!(components, ["relay", "sink", "flaky", "stuck", "trigger", "serving", "tally"]);
     // The replica listed itself once it hosted the nodes, as the leader of a lone process;
     // leaving, it takes itself out.
     let listed = eventually_listed(&*store, 1).await;

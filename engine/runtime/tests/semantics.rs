@@ -279,6 +279,19 @@ async fn triggers_run_only_while_this_replica_leads() {
 }
 
 #[tokio::test]
+async fn a_trigger_that_serves_every_replica_runs_on_a_follower_too() {
+    let (_lead, leader) = tokio::sync::watch::channel(false);
+    let rt = Runtime::with_leadership(vec![module()], leader);
+    rt.apply(&node("collect", "sink", json!({}), json!([]))).await.unwrap();
+    rt.apply(&node("hook", "serving", json!({ "runs": [1], "name": "served" }), to("collect")))
+        .await
+        .unwrap();
+    eventually(|| rt.counters(&key("hook")).unwrap().messages_out == 1).await;
+    rt.shutdown().await;
+    assert!(STOPPED.lock().unwrap().contains(&"served".to_owned()), "stopped with the node");
+}
+
+#[tokio::test]
 async fn a_delivery_waits_a_moment_for_a_target_that_is_still_starting() {
     let rt = runtime();
     rt.apply(&node("first", "relay", json!({ "tag": "first" }), to("late"))).await.unwrap();

@@ -25,7 +25,13 @@ pub async fn run(opened: super::Opened, builtins: Vec<Module>, args: ModuleArgs)
     let Some(module) = builtins.into_iter().find(|m| m.name() == args.name) else {
         bail!("there is no built-in module {:?} (built in: {known})", args.name);
     };
-    let (grpc, advertise) = hosting::grpc_listener(args.grpc_listen, args.advertise).await?;
+    let listeners = hosting::Listeners::bind(
+        std::slice::from_ref(&module),
+        args.grpc_listen,
+        args.advertise,
+        args.webhook_listen,
+    )
+    .await?;
     let http = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
@@ -81,14 +87,15 @@ pub async fn run(opened: super::Opened, builtins: Vec<Module>, args: ModuleArgs)
     tracing::info!(
         module = module.name(),
         store = opened.place,
-        "module {} serves gRPC at {advertise}, HTTP on http://{http_address}",
-        module.name()
+        webhooks = listeners.webhooks_url().unwrap_or_default(),
+        "module {} serves gRPC at {}, HTTP on http://{http_address}",
+        module.name(),
+        listeners.advertise,
     );
     let hosting = Hosting {
         modules: vec![module],
         scope: scope.clone(),
-        grpc,
-        advertise,
+        listeners,
         replica: identity,
         leadership,
         gate,

@@ -26,7 +26,8 @@ pub struct Description {
     pub description: &'static str,
     /// Words to find it by.
     pub tags: &'static [&'static str],
-    /// Whether it starts runs on its own (its `run` is called, on the module's leader only).
+    /// Whether it starts runs on its own (its `run` is called, on the module's leader only
+    /// unless [`Component::EVERY_REPLICA`]).
     pub trigger: bool,
     /// The Kubernetes RBAC rules its nodes need; the chart grants the module their union.
     pub permissions: &'static [Permission],
@@ -63,6 +64,11 @@ pub trait Component: Sized + Send + Sync + 'static {
     /// The settings; their doc comments become the editor's help text, and their `Default`
     /// is what a new node starts with.
     type Settings: Serialize + DeserializeOwned + JsonSchema + Default + Send + Sync + 'static;
+
+    /// For triggers: whether `run` runs on every replica of the module rather than on its
+    /// leader only, as a trigger that answers requests from outside does (each replica
+    /// serves what reaches it).
+    const EVERY_REPLICA: bool = false;
 
     /// The palette entry.
     fn describe() -> Description;

@@ -50,6 +50,10 @@ pub struct NodeError {
     /// on instead of running the whole subtree again (retries would multiply down a chain).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     retries_spent: bool,
+    /// For a transient failure: the least wait before trying again that the far side asked
+    /// for (an HTTP `Retry-After`), in milliseconds; the edge waits at least this long.
+    #[serde(default, rename = "retryAfterMs", skip_serializing_if = "Option::is_none")]
+    retry_after_ms: Option<u64>,
 }
 
 /// A [`NodeError`] as it arrives, before its message is bounded.
@@ -59,11 +63,13 @@ struct Unbounded {
     message: String,
     #[serde(default)]
     retries_spent: bool,
+    #[serde(default, rename = "retryAfterMs")]
+    retry_after_ms: Option<u64>,
 }
 
 impl From<Unbounded> for NodeError {
-    fn from(Unbounded { kind, message, retries_spent }: Unbounded) -> Self {
-        Self { kind, message: bounded(message), retries_spent }
+    fn from(Unbounded { kind, message, retries_spent, retry_after_ms }: Unbounded) -> Self {
+        Self { kind, message: bounded(message), retries_spent, retry_after_ms }
     }
 }
 
@@ -84,7 +90,7 @@ fn bounded(mut message: String) -> String {
 impl NodeError {
     /// A failure of the given kind; a message longer than [`MAX_MESSAGE_BYTES`] is cut.
     pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
-        Self { kind, message: bounded(message.into()), retries_spent: false }
+        Self { kind, message: bounded(message.into()), retries_spent: false, retry_after_ms: None }
     }
 
     /// Bad input or settings; never retried.
@@ -135,6 +141,19 @@ impl NodeError {
         self
     }
 
+    /// The same failure, asking the edge that retries it to wait at least `wait` first (what
+    /// a server's `Retry-After` said, capped by the node).
+    #[must_use]
+    pub fn with_retry_after(mut self, wait: std::time::Duration) -> Self {
+        self.retry_after_ms = Some(u64::try_from(wait.as_millis()).unwrap_or(u64::MAX));
+        self
+    }
+
+    /// The least wait before trying again that the failure asks for, if any.
+    pub fn retry_after(&self) -> Option<std::time::Duration> {
+        self.retry_after_ms.map(std::time::Duration::from_millis)
+    }
+
     /// The same failure with `context` in front of its message, such as the node it came from.
     #[must_use]
     pub fn context(self, context: impl std::fmt::Display) -> Self {
@@ -163,6 +182,17 @@ mod tests {
         let wire = serde_json::to_string(&spent).unwrap();
         assert_eq!(serde_json::from_str::<NodeError>(&wire).unwrap(), spent);
         assert!(!serde_json::to_string(&NodeError::transient("x")).unwrap().contains("retries"));
+    }
+
+    #[test]
+    fn a_retry_after_survives_context_and_the_wire() {
+        let wait = std::time::Duration::from_millis(2_500);
+        let error = NodeError::transient("429").with_retry_after(wait).context("node hook");
+        assert_eq!(error.retry_after(), Some(wait));
+        let wire = serde_json::to_string(&error).unwrap();
+        assert!(wire.contains(r#""retryAfterMs":2500"#), "{wire}");
+        assert_eq!(serde_json::from_str::<NodeError>(&wire).unwrap(), error);
+        assert_eq!(NodeError::transient("x").retry_after(), None);
     }
 
     #[test]

@@ -17,6 +17,7 @@ type BuildFn = fn(&Value) -> Result<Box<dyn Node>, NodeError>;
 pub struct Registration {
     name: &'static str,
     trigger: bool,
+    every_replica: bool,
     describe: fn() -> Result<ComponentDescriptor, NodeError>,
     build: BuildFn,
     compliance: ComplianceFn,
@@ -31,6 +32,7 @@ impl Registration {
         Self {
             name: C::NAME,
             trigger: C::describe().trigger,
+            every_replica: C::EVERY_REPLICA,
             describe: describe::<C>,
             build: build_node::<C>,
             compliance: || Box::pin(crate::testing::check_compliance::<C>()),
@@ -45,6 +47,12 @@ impl Registration {
     /// Whether the component is a trigger (its nodes' `run` loops start runs).
     pub fn is_trigger(&self) -> bool {
         self.trigger
+    }
+
+    /// Whether its triggers run on every replica, not only the leader
+    /// ([`Component::EVERY_REPLICA`]).
+    pub fn runs_on_every_replica(&self) -> bool {
+        self.every_replica
     }
 
     /// The component's catalogue entry, with the ports of its default settings.
@@ -112,12 +120,47 @@ pub struct Module {
     name: &'static str,
     version: &'static str,
     components: Vec<Registration>,
+    listener: Option<Serve>,
+    guide: Option<&'static str>,
 }
+
+/// Serves a module's own listener until the token is cancelled; an error ends the process.
+pub type Serve = fn(
+    tokio::net::TcpListener,
+    tokio_util::sync::CancellationToken,
+) -> futures::future::BoxFuture<'static, std::io::Result<()>>;
 
 impl Module {
     /// An empty module.
     pub fn new(name: &'static str, version: &'static str) -> Self {
-        Self { name, version, components: Vec::new() }
+        Self { name, version, components: Vec::new(), listener: None, guide: None }
+    }
+
+    /// Gives the module a guide: Markdown the node reference (`docs/nodes.md`) shows after its
+    /// components, for examples that span them.
+    #[must_use]
+    pub fn guide(mut self, markdown: &'static str) -> Self {
+        self.guide = Some(markdown);
+        self
+    }
+
+    /// The module's guide, if it has one.
+    pub fn guide_text(&self) -> Option<&'static str> {
+        self.guide
+    }
+
+    /// Gives the module a listener of its own, for requests from outside any flow (the http
+    /// module's webhooks): the process hosting it binds the webhook address
+    /// (`--webhook-listen`) and hands it to `serve`, on every replica.
+    #[must_use]
+    pub fn listener(mut self, serve: Serve) -> Self {
+        self.listener = Some(serve);
+        self
+    }
+
+    /// What serves the module's own listener, if it has one.
+    pub fn serve(&self) -> Option<Serve> {
+        self.listener
     }
 
     /// Registers component `C`.

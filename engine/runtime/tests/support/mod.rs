@@ -268,6 +268,33 @@ impl Component for Trigger {
     }
 }
 
+/// A [`Trigger`] that runs on every replica, leader or not, as a webhook does.
+pub struct Serving(Trigger);
+
+impl Component for Serving {
+    const NAME: &'static str = "serving";
+    const EVERY_REPLICA: bool = true;
+    type Settings = TriggerSettings;
+    fn describe() -> Description {
+        Description { label: "Serving", trigger: true, ..Description::default() }
+    }
+    fn ports(settings: &TriggerSettings) -> Vec<Port> {
+        Trigger::ports(settings)
+    }
+    fn build(settings: TriggerSettings) -> Result<Self, NodeError> {
+        Trigger::build(settings).map(Self)
+    }
+    async fn handle(&self, cx: &Context, port: &str, message: Value) -> Result<Value, NodeError> {
+        self.0.handle(cx, port, message).await
+    }
+    async fn run(&self, cx: &Context) -> Result<(), NodeError> {
+        self.0.run(cx).await
+    }
+    async fn destroy(&self) {
+        self.0.destroy().await;
+    }
+}
+
 /// How long a test waits for something that should happen at once, before failing rather
 /// than hanging.
 pub const PATIENCE: Duration = Duration::from_secs(10);
@@ -290,6 +317,7 @@ pub fn module() -> Module {
         .component::<Flaky>()
         .component::<Stuck>()
         .component::<Trigger>()
+        .component::<Serving>()
         .component::<Tally>()
 }
 

@@ -1,0 +1,13 @@
+//! Every component of the http module follows the node rules (docs/specs/node.md).
+
+#[tokio::test]
+async fn every_component_follows_the_node_rules() {
+    let module = weir_http::module();
+    for component in module.components() {
+        if let Err(problem) = component.check_compliance().await {
+            panic!("{problem}");
+        }
+    }
+    let names: Vec<&str> = module.components().iter().map(|c| c.name()).collect();
+    assert_eq!(names, ["webhook", "respond", "request"]);
+}
