@@ -153,6 +153,24 @@ impl Mapping {
             evaluate_template(&self.root, "", &input, &trigger, budget)
         })
     }
+
+    /// [`Mapping::evaluate`], but giving up after `time` with `None` instead of spending the
+    /// whole time budget: a caller on an async worker evaluates briefly in place and moves the
+    /// rare slow mapping to a thread where taking its time blocks nobody.
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn evaluate_briefly(
+        &self,
+        input: &Value,
+        trigger: &Value,
+        time: std::time::Duration,
+    ) -> Option<Result<Value, MappingError>> {
+        budget::within_time(time, |budget| {
+            let input = to_val(input);
+            let trigger = to_val(trigger);
+            let evaluated = evaluate_template(&self.root, "", &input, &trigger, budget);
+            (!budget.ran_out_of_time()).then_some(evaluated)
+        })
+    }
 }
 
 impl Mapping {
@@ -861,6 +879,24 @@ mod tests {
             assert_eq!(err.path, "x");
             assert!(budget_ran_out(&err.message), "{source}: {err}");
         }
+    }
+
+    #[test]
+    fn a_brief_evaluation_gives_up_when_its_time_is_up_and_a_full_one_finishes() {
+        let compiled = |source: &str| {
+            Mapping::compile(&json!({ "n": format!("{{{{ {source} }}}}") })).unwrap_or_else(|e| {
+                panic!("{source}: {e:?}");
+            })
+        };
+        // With no time at all, the first look at the clock ends it; a few steps never look.
+        let slow = compiled("[range(0; 5000)] | length");
+        assert_eq!(slow.evaluate_briefly(&json!({}), &json!({}), std::time::Duration::ZERO), None);
+        assert_eq!(slow.evaluate(&json!({}), &json!({})), Ok(json!({ "n": 5000 })));
+        let quick = compiled(".a");
+        assert_eq!(
+            quick.evaluate_briefly(&json!({ "a": 1 }), &json!({}), std::time::Duration::ZERO),
+            Some(Ok(json!({ "n": 1 })))
+        );
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! An edge as the runtime uses it: compiled mapping, resolved retry policy and timeout.
 
-use std::{fmt, time::Duration};
+use std::{fmt, sync::Arc, time::Duration};
 
 use weir_model::{Edge as EdgeSpec, mapping::Mapping};
 
@@ -18,7 +18,8 @@ pub(crate) struct Edge {
     pub(crate) port: String,
     pub(crate) target: NodeKey,
     pub(crate) target_port: String,
-    pub(crate) mapping: Option<Mapping>,
+    /// Shared, so that a slow evaluation can move to a blocking thread.
+    pub(crate) mapping: Option<Arc<Mapping>>,
     pub(crate) attempts: u32,
     pub(crate) initial_backoff: Duration,
     pub(crate) max_backoff: Duration,
@@ -38,7 +39,7 @@ impl Edge {
             .mapping
             .as_ref()
             .map(|document| {
-                Mapping::compile(document).map_err(|errors| BuildError::Mapping {
+                Mapping::compile(document).map(Arc::new).map_err(|errors| BuildError::Mapping {
                     edge: index,
                     label: label.clone(),
                     problems: errors.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "),

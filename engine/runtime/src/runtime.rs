@@ -61,6 +61,32 @@ fn digest(settings: &Value) -> u64 {
     hasher.finish()
 }
 
+/// How long a mapping may evaluate on an async worker; one that takes longer is evaluated
+/// again on a blocking thread, with its whole time budget, so it holds up no other delivery.
+const INLINE_MAPPING_TIME: Duration = Duration::from_millis(5);
+
+/// Evaluates an edge's mapping: in place when it is quick, as nearly all are, else on a
+/// blocking thread.
+async fn map(
+    mapping: &Arc<weir_model::mapping::Mapping>,
+    message: &Value,
+    trigger: &Arc<Value>,
+) -> Result<Value, weir_model::mapping::MappingError> {
+    if let Some(evaluated) = mapping.evaluate_briefly(message, trigger, INLINE_MAPPING_TIME) {
+        return evaluated;
+    }
+    let (mapping, message, trigger) = (Arc::clone(mapping), message.clone(), Arc::clone(trigger));
+    tokio::task::spawn_blocking(move || mapping.evaluate(&message, &trigger)).await.unwrap_or_else(
+        |err| {
+            Err(weir_model::mapping::MappingError {
+                path: String::new(),
+                expression: None,
+                message: format!("the evaluation failed: {err}"),
+            })
+        },
+    )
+}
+
 /// How deep a run's call tree may go before it counts as a loop.
 pub const HOP_LIMIT: u32 = 256;
 /// How long a delivery waits for its target node to start (see `Runtime::target`).
@@ -907,8 +933,8 @@ impl Runtime {
             )));
         }
         let mapped = match &edge.mapping {
-            Some(mapping) => mapping
-                .evaluate(message, &run.trigger)
+            Some(mapping) => map(mapping, message, &run.trigger)
+                .await
                 .map_err(|err| NodeError::invalid(format!("edge {edge}: mapping {err}")))?,
             None => message.clone(),
         };

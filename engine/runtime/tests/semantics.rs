@@ -58,6 +58,24 @@ async fn mappings_shape_messages_and_read_the_trigger() {
     assert_eq!(answer["got"], json!({ "name": "Ada L", "from": "cli", "fixed": 1 }));
 }
 
+/// A mapping slower than its share of an async worker finishes on a blocking thread, with the
+/// same answer; a runaway one still fails naming the edge.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_mapping_finishes_off_the_async_workers_and_a_runaway_one_still_fails() {
+    let rt = runtime();
+    let mapped = |source: &str| json!([{ "port": "out", "to": { "node": "sink", "port": "in" }, "mapping": { "n": format!("{{{{ {source} }}}}") } }]);
+    rt.apply(&node("slow", "relay", json!({}), mapped("[range(0; 150000)] | length")))
+        .await
+        .unwrap();
+    rt.apply(&node("endless", "relay", json!({}), mapped("[repeat(1)] | length"))).await.unwrap();
+    rt.apply(&node("sink", "sink", json!({}), json!([]))).await.unwrap();
+    let answer = rt.send(&key("slow"), "in", json!({})).await.unwrap();
+    assert_eq!(answer["got"], json!({ "n": 150_000 }));
+    let err = rt.send(&key("endless"), "in", json!({})).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Invalid);
+    assert!(err.message().starts_with("edge endless.out → sink.in: mapping n:"), "{err}");
+}
+
 #[tokio::test]
 async fn a_message_that_does_not_fit_the_target_port_is_refused_naming_edge_and_field() {
     let rt = runtime();

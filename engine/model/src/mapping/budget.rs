@@ -21,9 +21,9 @@
 //! [.])` over an array of millions), is not bounded yet: jaq offers no hook where values are
 //! built.
 
-use std::cell::Cell;
 #[cfg(not(target_arch = "wasm32"))]
-use std::time::{Duration, Instant};
+use std::time::Instant;
+use std::{cell::Cell, time::Duration};
 
 use jaq_core::{
     Bind, DataT, Error, Lut, Native, RunPtr,
@@ -50,6 +50,10 @@ pub const MAX_STEPS: u32 = 200_000;
 /// How long one evaluation may run.
 #[cfg(not(target_arch = "wasm32"))]
 pub const MAX_TIME: Duration = Duration::from_secs(1);
+
+/// How many steps pass between two looks at the clock: reading it costs more than a step.
+#[cfg(not(target_arch = "wasm32"))]
+const TIME_CHECK_STEPS: u32 = 256;
 
 /// How much stack the library's recursion may take, measured at each step. The browser's wasm
 /// stack is small; elsewhere evaluation has [`EVALUATION_STACK`].
@@ -99,7 +103,7 @@ enum Exceeded {
     Stack,
     Steps,
     #[cfg(not(target_arch = "wasm32"))]
-    Time,
+    Time(Duration),
 }
 
 impl Exceeded {
@@ -110,7 +114,7 @@ impl Exceeded {
             }
             Self::Steps => format!("took more than {MAX_STEPS} steps"),
             #[cfg(not(target_arch = "wasm32"))]
-            Self::Time => format!("ran longer than {} ms", MAX_TIME.as_millis()),
+            Self::Time(limit) => format!("ran longer than {} ms", limit.as_millis()),
         }
     }
 }
@@ -124,18 +128,29 @@ pub struct Budget {
     steps_left: Cell<u32>,
     #[cfg(not(target_arch = "wasm32"))]
     deadline: Instant,
+    #[cfg(not(target_arch = "wasm32"))]
+    time: Duration,
     exceeded: Cell<Option<Exceeded>>,
 }
 
 impl Budget {
-    fn new() -> Self {
+    #[cfg_attr(target_arch = "wasm32", allow(unused_variables))]
+    fn new(time: Duration) -> Self {
         Self {
             base: stack_position(),
             steps_left: Cell::new(MAX_STEPS),
             #[cfg(not(target_arch = "wasm32"))]
-            deadline: Instant::now() + MAX_TIME,
+            deadline: Instant::now() + time,
+            #[cfg(not(target_arch = "wasm32"))]
+            time,
             exceeded: Cell::new(None),
         }
+    }
+
+    /// Whether the evaluation ran out of time (rather than of steps or stack).
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn ran_out_of_time(&self) -> bool {
+        matches!(self.exceeded.get(), Some(Exceeded::Time(_)))
     }
 
     fn step(&self) -> Result<(), Exceeded> {
@@ -163,7 +178,8 @@ impl Budget {
     /// Reads the clock every thousand steps or so, which costs less than the steps.
     #[cfg(not(target_arch = "wasm32"))]
     fn out_of_time(&self, left: u32) -> Option<Exceeded> {
-        (left.is_multiple_of(1024) && Instant::now() > self.deadline).then_some(Exceeded::Time)
+        (left.is_multiple_of(TIME_CHECK_STEPS) && Instant::now() > self.deadline)
+            .then_some(Exceeded::Time(self.time))
     }
 
     /// The browser has no clock for wasm; the step budget bounds the time there.
@@ -187,7 +203,17 @@ fn stack_position() -> usize {
 
 /// Runs `work` with a fresh budget where [`EVALUATION_STACK`] is left.
 pub fn within_budget<R>(work: impl FnOnce(&Budget) -> R) -> R {
-    on_big_stack(|| work(&Budget::new()))
+    #[cfg(not(target_arch = "wasm32"))]
+    let time = MAX_TIME;
+    #[cfg(target_arch = "wasm32")]
+    let time = Duration::ZERO;
+    on_big_stack(|| work(&Budget::new(time)))
+}
+
+/// Runs `work` with a fresh budget whose time is `time` instead of [`MAX_TIME`].
+#[cfg(not(target_arch = "wasm32"))]
+pub fn within_time<R>(time: Duration, work: impl FnOnce(&Budget) -> R) -> R {
+    on_big_stack(|| work(&Budget::new(time.min(MAX_TIME))))
 }
 
 /// Runs `work` where [`EVALUATION_STACK`] is left: in place when the caller's stack has that
