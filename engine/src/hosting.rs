@@ -140,6 +140,8 @@ impl Hosting {
         let mut tasks = Vec::new();
         // Ends the gRPC server once this replica has left; ends the nodes once it drained.
         let (closing, serving) = (CancellationToken::new(), CancellationToken::new());
+        // Other replicas' senders hear that this one left a moment after it did.
+        let replicated = matches!(self.leadership, Leadership::Lease(..));
         let (leads, election) = self.leadership.start(&serving);
         tasks.extend(election);
         let serve = self.modules.iter().find_map(Module::serve);
@@ -206,6 +208,9 @@ impl Hosting {
                         "could not leave the modules' replicas in time; stopping anyway"
                     );
                 }
+                if replicated {
+                    tokio::time::sleep(LEAVE_GRACE).await;
+                }
                 closing.cancel();
                 let _ = grpc.await;
                 if let Some(webhooks) = webhooks {
@@ -217,6 +222,10 @@ impl Hosting {
         Hosted { runtime, tasks, failure }
     }
 }
+
+/// How long a replica that left goes on taking calls, so that senders who had not heard yet
+/// reach it rather than a closing connection.
+const LEAVE_GRACE: std::time::Duration = std::time::Duration::from_millis(500);
 
 /// How long leaving the modules' replicas may take when stopping (the store may be gone).
 const LEAVE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);

@@ -45,6 +45,20 @@ impl From<Failure> for NodeError {
     }
 }
 
+/// Whether hyper dropped the request before sending it (its connection was closing): the
+/// source chain holds a hyper error that says it was cancelled. A deadline that passed is not
+/// this (its source is tonic's `TimeoutExpired`).
+fn dropped_unsent(status: &tonic::Status) -> bool {
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(status);
+    while let Some(error) = cause {
+        if error.downcast_ref::<hyper::Error>().is_some_and(hyper::Error::is_canceled) {
+            return true;
+        }
+        cause = error.source();
+    }
+    false
+}
+
 /// The failure a gRPC status stands for, when the call itself failed (the peer is gone, the
 /// deadline passed) rather than the node.
 pub fn failure_of_status(status: &tonic::Status, peer: &str) -> NodeError {
@@ -70,6 +84,13 @@ pub fn failure_of_status(status: &tonic::Status, peer: &str) -> NodeError {
         return NodeError::transient(format!("module {peer}: the connection broke ({cause})"));
     }
     match status.code() {
+        // Cancelled by the transport below (hyper dropped the request as its connection
+        // closed, as when the peer stops taking calls): the peer never took it, so another
+        // attempt (at another replica) is safe.
+        Code::Cancelled if dropped_unsent(status) => NodeError::transient(format!(
+            "module {peer}: the request was dropped before the module took it ({})",
+            status.message()
+        )),
         Code::DeadlineExceeded | Code::Cancelled => NodeError::cancelled(message),
         Code::Unavailable | Code::ResourceExhausted | Code::Aborted => {
             NodeError::transient(message)
