@@ -623,6 +623,8 @@ state = "{state}"
                 "type": "host-local",
                 "subnet": "10.244.0.0/24",
                 "gateway": NODE_IP,
+                // Through the node, pods reach Service addresses (the apiserver's 10.0.0.1).
+                "routes": [{ "dst": "0.0.0.0/0" }],
                 "dataDir": path("cni/ipam"),
             },
         }, { "type": "loopback" }],

@@ -1,0 +1,135 @@
+//! The chart served on a real node: `weir image` pushes the image (this build's binary) to a
+//! registry the node pulls from, `helm install` installs `charts/weir`, the engine and the four
+//! module Deployments become Available (so their readiness probes answer), and a flow across
+//! three modules runs pod to pod over gRPC as the chart's identities.
+
+use std::{
+    path::Path,
+    process::Command,
+    time::{Duration, Instant},
+};
+
+use anyhow::{Result, ensure};
+use k8s_openapi::api::apps::v1::Deployment;
+use kube::{
+    Api,
+    api::{DynamicObject, ListParams},
+};
+use weir_testenv::{Cluster, eventually};
+use weir_testregistry::start_registry;
+
+mod flows;
+
+const NAMESPACE: &str = "weir";
+/// The engine and the four modules.
+const DEPLOYMENTS: usize = 5;
+/// A 115 MB debug binary pulled five times on loopback, five processes starting on two busy
+/// cores.
+const PATIENCE: Duration = Duration::from_secs(180);
+
+fn succeeded(command: &mut Command, what: &str) -> Result<()> {
+    let output = command.output()?;
+    ensure!(
+        output.status.success(),
+        "{what}: {}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_chart_runs_on_a_node_and_a_flow_crosses_its_module_pods() -> Result<()> {
+    let cluster = Cluster::shared();
+    let registry = start_registry().await?;
+    cluster.expose_registry(&registry.host)?;
+    let ui = tempfile::tempdir()?;
+    std::fs::write(ui.path().join("index.html"), "<html>weir</html>")?;
+    let solutions = Path::new(env!("CARGO_MANIFEST_DIR")).join("../solutions");
+    let repository = format!("{}/weir", registry.host);
+    let started = Instant::now();
+    succeeded(
+        Command::new(env!("CARGO_BIN_EXE_weir"))
+            .args(["image", "--plain-http", "--push", &format!("{repository}:served")])
+            .arg("--ui")
+            .arg(ui.path())
+            .arg("--solutions")
+            .arg(&solutions),
+        "weir image",
+    )?;
+    eprintln!("image assembled and pushed in {:.1?}", started.elapsed());
+
+    let chart = Path::new(env!("CARGO_MANIFEST_DIR")).join("../charts/weir");
+    let started = Instant::now();
+    succeeded(
+        weir_testenv::helm()?
+            .arg("--kubeconfig")
+            .arg(cluster.kubeconfig())
+            .args(["install", "weir"])
+            .arg(&chart)
+            .args(["-n", NAMESPACE, "--create-namespace"])
+            .args(["--set", &format!("image.repository={repository}")])
+            .args(["--set", "image.tag=served", "--set", "image.pullPolicy=IfNotPresent"]),
+        "helm install",
+    )?;
+    let client = cluster.client().await?;
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), NAMESPACE);
+    let describe = || {
+        let output = cluster
+            .kubectl()
+            .args(["-n", NAMESPACE, "get", "pods,deployments", "-o", "wide"])
+            .output();
+        output.map(|o| String::from_utf8_lossy(&o.stdout).into_owned()).unwrap_or_default()
+    };
+    eventually("the engine and the four modules Available", PATIENCE, || async {
+        let listed = deployments.list(&ListParams::default()).await?;
+        let available = listed
+            .items
+            .iter()
+            .filter(|d| {
+                d.status.as_ref().and_then(|s| s.conditions.as_ref()).is_some_and(|conditions| {
+                    conditions.iter().any(|c| c.type_ == "Available" && c.status == "True")
+                })
+            })
+            .count();
+        Ok((listed.items.len() == DEPLOYMENTS && available == DEPLOYMENTS).then_some(()))
+    })
+    .await
+    .map_err(|err| err.context(describe()))?;
+    eprintln!("helm install to all Deployments Available in {:.1?}", started.elapsed());
+
+    let started = Instant::now();
+    let manifest = ui.path().join("census.yaml");
+    std::fs::write(&manifest, flows::listing_flow(NAMESPACE))?;
+    succeeded(
+        cluster.kubectl().args(["apply", "-n", NAMESPACE, "-f"]).arg(&manifest),
+        "kubectl apply",
+    )?;
+    let resource = kube::api::ApiResource::erase::<weir_model::FlowNode>(&());
+    let nodes: Api<DynamicObject> = Api::namespaced_with(client.clone(), NAMESPACE, &resource);
+    let kept = eventually("the Deployments' names reaching the debug node", PATIENCE, || async {
+        let kept = nodes.get("log").await?.data["status"]["state"].to_string();
+        Ok(kept.contains("weir-engine").then_some(kept))
+    })
+    .await
+    .map_err(|err| err.context(describe()))?;
+    for module in ["common", "kubernetes", "js", "distribution"] {
+        ensure!(kept.contains(&format!("weir-{module}")), "{module} missing from {kept}");
+    }
+    eprintln!("flow applied to names at the debug node in {:.1?}", started.elapsed());
+
+    // The deliveries went pod to pod: each module lists its replica at its pod's address, and
+    // names its leader (kubectl's LEADER column).
+    let resource = kube::api::ApiResource::erase::<weir_model::Module>(&());
+    let modules: Api<DynamicObject> = Api::namespaced_with(client, NAMESPACE, &resource);
+    for module in ["common", "kubernetes", "js", "distribution"] {
+        let status = modules.get(module).await?.data["status"].clone();
+        let endpoint = status["replicas"][0]["endpoint"].as_str().unwrap_or_default();
+        ensure!(
+            endpoint.starts_with("http://10.244.0."),
+            "{module} serves at {endpoint:?}: {status}"
+        );
+        ensure!(status["leader"].is_string(), "{module} names no leader: {status}");
+    }
+    Ok(())
+}
