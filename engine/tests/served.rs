@@ -1,7 +1,8 @@
 //! The chart served on a real node: `weir image` pushes the image (this build's binary) to a
 //! registry the node pulls from, `helm install` installs `charts/weir`, the engine and the four
-//! module Deployments become Available (so their readiness probes answer), and a flow across
-//! three modules runs pod to pod over gRPC as the chart's identities.
+//! module Deployments become Available (so their readiness probes answer), a flow across
+//! three modules runs pod to pod over gRPC as the chart's identities, and goes on when the
+//! middle module's pod is deleted mid-stream and replaced.
 
 use std::{
     path::Path,
@@ -131,5 +132,58 @@ async fn the_chart_runs_on_a_node_and_a_flow_crosses_its_module_pods() -> Result
         );
         ensure!(status["leader"].is_string(), "{module} names no leader: {status}");
     }
+
+    // The script's pod, in the middle of the flow, deleted mid-stream: its Deployment replaces
+    // it and messages cross the new pod.
+    let count = || async {
+        let state = nodes.get("log").await?.data["status"]["state"].clone();
+        state["count"].as_u64().ok_or_else(|| anyhow::anyhow!("no count in {state}"))
+    };
+    let pods: Api<k8s_openapi::api::core::v1::Pod> =
+        Api::namespaced(cluster.client().await?, NAMESPACE);
+    let js = ListParams::default().labels("app.kubernetes.io/component=module-js");
+    let old: Vec<String> =
+        pods.list(&js).await?.items.into_iter().filter_map(|p| p.metadata.name).collect();
+    let before = count().await?;
+    let started = Instant::now();
+    succeeded(
+        cluster.kubectl().args([
+            "delete",
+            "pod",
+            "-n",
+            NAMESPACE,
+            "-l",
+            "app.kubernetes.io/component=module-js",
+            "--wait=false",
+        ]),
+        "kubectl delete pod",
+    )?;
+    eventually("the script pod replaced, the old one gone", PATIENCE, || async {
+        let listed = pods.list(&js).await?.items;
+        let names: Vec<&str> = listed.iter().filter_map(|p| p.metadata.name.as_deref()).collect();
+        let ready = listed.iter().any(|p| {
+            p.status
+                .as_ref()
+                .and_then(|s| s.conditions.as_ref())
+                .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+        });
+        Ok((ready && !names.iter().any(|n| old.iter().any(|o| o == n))).then_some(()))
+    })
+    .await
+    .map_err(|err| err.context(describe()))?;
+    let at_replacement = count().await?;
+    ensure!(
+        at_replacement >= before,
+        "the debug node's count went back: {before} -> {at_replacement}"
+    );
+    eventually("messages crossing the replacement", PATIENCE, || async {
+        Ok((count().await? > at_replacement + 2).then_some(()))
+    })
+    .await
+    .map_err(|err| err.context(describe()))?;
+    eprintln!(
+        "script pod deleted to the flow going on through its replacement in {:.1?}",
+        started.elapsed()
+    );
     Ok(())
 }

@@ -98,3 +98,9 @@ async fn a_pod_pulls_from_a_registry_and_its_cached_image_outlives_the_registry(
     eprintln!("pod of a never-pulled image, registry down: {reason}");
     Ok(())
 }
+
+#[test]
+fn a_registry_off_loopback_is_refused_by_name() {
+    let err = Cluster::shared().expose_registry("registry.example:5000").expect_err("not loopback");
+    assert!(err.to_string().contains("registry.example:5000"), "{err}");
+}
