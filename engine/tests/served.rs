@@ -2,7 +2,8 @@
 //! registry the node pulls from, `helm install` installs `charts/weir`, the engine and the four
 //! module Deployments become Available (so their readiness probes answer), a flow across
 //! three modules runs pod to pod over gRPC as the chart's identities, and goes on when the
-//! middle module's pod is deleted mid-stream and replaced.
+//! middle module's pod is deleted mid-stream and replaced; through `kubectl port-forward` the
+//! editor signs a user in and shows the palette.
 
 use std::{
     path::Path,
@@ -185,5 +186,89 @@ async fn the_chart_runs_on_a_node_and_a_flow_crosses_its_module_pods() -> Result
         "script pod deleted to the flow going on through its replacement in {:.1?}",
         started.elapsed()
     );
+    editor_through_port_forward(cluster).await
+}
+
+/// `kubectl port-forward` kills on drop.
+struct Forward(std::process::Child);
+
+impl Drop for Forward {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// The editor through `kubectl port-forward` to the engine's Service: it serves the editor,
+/// signs in a user bound to the chart's `weir-edit` ClusterRole, and shows the palette (the
+/// four modules' catalogues).
+async fn editor_through_port_forward(cluster: &Cluster) -> Result<()> {
+    succeeded(
+        cluster.kubectl().args(["-n", NAMESPACE, "create", "serviceaccount", "alice"]),
+        "create alice",
+    )?;
+    succeeded(
+        cluster.kubectl().args([
+            "create",
+            "clusterrolebinding",
+            "alice-edits",
+            "--clusterrole=weir-edit",
+            &format!("--serviceaccount={NAMESPACE}:alice"),
+        ]),
+        "bind alice",
+    )?;
+    let token = cluster.kubectl().args(["-n", NAMESPACE, "create", "token", "alice"]).output()?;
+    ensure!(token.status.success(), "create token: {}", String::from_utf8_lossy(&token.stderr));
+    let token = String::from_utf8(token.stdout)?.trim().to_owned();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+    let _forward = Forward(
+        cluster
+            .kubectl()
+            .args(["-n", NAMESPACE, "port-forward", "svc/weir-engine", &format!("{port}:80")])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()?,
+    );
+    let base = format!("http://127.0.0.1:{port}");
+    let http = reqwest::Client::new();
+    let page = eventually("the editor through the port-forward", PATIENCE, || async {
+        Ok(Some(http.get(&base).send().await?.error_for_status()?.text().await?))
+    })
+    .await?;
+    ensure!(page.contains("<html>weir</html>"), "not the editor: {page}");
+    let session = http
+        .post(format!("{base}/api/session"))
+        .header(reqwest::header::CONTENT_TYPE, "application/json")
+        .header("X-Weir-Request", "1")
+        .body(serde_json::json!({ "token": token }).to_string())
+        .send()
+        .await?;
+    ensure!(session.status().is_success(), "sign-in: {}", session.text().await?);
+    let cookie = session
+        .headers()
+        .get(reqwest::header::SET_COOKIE)
+        .and_then(|c| c.to_str().ok())
+        .and_then(|c| c.split(';').next())
+        .map(str::to_owned)
+        .ok_or_else(|| anyhow::anyhow!("the sign-in set no cookie"))?;
+    let who: serde_json::Value = serde_json::from_str(&session.text().await?)?;
+    ensure!(
+        who["user"] == format!("system:serviceaccount:{NAMESPACE}:alice"),
+        "signed in as {who}"
+    );
+    let palette = http
+        .get(format!("{base}/api/modules"))
+        .header(reqwest::header::COOKIE, &cookie)
+        .send()
+        .await?;
+    let palette: serde_json::Value =
+        serde_json::from_str(&palette.error_for_status()?.text().await?)?;
+    let names: Vec<&str> = palette
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|m| m["metadata"]["name"].as_str())
+        .collect();
+    ensure!(names == ["common", "distribution", "js", "kubernetes"], "palette: {names:?}");
     Ok(())
 }
