@@ -74,6 +74,9 @@ pub enum Command {
     Reference(ReferenceArgs),
     /// Write the generated parts of the Helm chart: CRDs, RBAC rules and the values README
     Chart(ChartArgs),
+    /// Assemble the image (binary, editor, solutions) without a container engine, as the
+    /// Dockerfile's runtime stage describes it, and push it
+    Image(ImageArgs),
 }
 
 /// Where resources are kept.
@@ -420,6 +423,26 @@ pub struct ChartArgs {
     /// Write nothing; fail, naming them, when generated files differ from what is there
     #[arg(long)]
     pub check: bool,
+}
+
+/// `weir image`.
+#[derive(Debug, Args)]
+pub struct ImageArgs {
+    /// Where to push it, such as 127.0.0.1:5000/weir:dev
+    #[arg(long, value_name = "REFERENCE")]
+    pub push: String,
+    /// Speak plain HTTP to the registry (a registry on loopback)
+    #[arg(long)]
+    pub plain_http: bool,
+    /// The weir binary to put in (this one when not given)
+    #[arg(long, value_name = "FILE")]
+    pub binary: Option<PathBuf>,
+    /// The built editor (scripts/ui.sh)
+    #[arg(long, value_name = "DIR", default_value = "ui/dist")]
+    pub ui: PathBuf,
+    /// The solutions gallery: each folder with a solution.toml goes in
+    #[arg(long, value_name = "DIR", default_value = "solutions")]
+    pub solutions: PathBuf,
 }
 
 /// `weir reference`.

@@ -16,6 +16,7 @@ pub mod delete;
 pub mod engine;
 pub mod export;
 pub mod get;
+pub mod image;
 pub mod module;
 pub mod rbac;
 pub mod send;
@@ -30,6 +31,7 @@ pub async fn run(cli: Cli, builtins: Vec<Module>) -> Result<ExitCode> {
         Command::Up(args) => crate::server::up(open_store(choice).await?, builtins, args).await?,
         Command::Engine(args) => engine::run(open_store(choice).await?, args).await?,
         Command::Chart(args) => chart::run(&builtins, &args, &mut out)?,
+        Command::Image(args) => image::run(args, &mut out).await?,
         Command::Module(args) => module::run(open_store(choice).await?, builtins, args).await?,
         Command::Send(args) => send::run(&open_store(choice).await?, args, &mut out).await?,
         Command::Apply(args) => {

@@ -25,6 +25,9 @@ use serde_json::{Value, json};
 use weir_model::Kind;
 use weir_testenv::{ControlPlane, Process, eventually};
 
+mod flows;
+use flows::listing_flow;
+
 /// The release name; the chart's objects are called `weir-engine`, `weir-common`, ….
 const RELEASE: &str = "weir";
 const MODULES: [&str; 5] = ["common", "kubernetes", "js", "distribution", "http"];
@@ -419,54 +422,6 @@ fn kubectl_apply(plane: &ControlPlane, namespace: &str, yaml: &str) -> Result<()
     let output = plane.kubectl().args(["apply", "-n", namespace, "-f"]).arg(&file).output()?;
     ensure!(output.status.success(), "kubectl apply: {}", String::from_utf8_lossy(&output.stderr));
     Ok(())
-}
-
-/// A flow across three modules: a ticker lists the namespace's Deployments, a script keeps
-/// their names, and a debug node keeps what arrives.
-fn listing_flow(namespace: &str) -> String {
-    format!(
-        r#"apiVersion: weir.dev/v1alpha1
-kind: Flow
-metadata: {{name: census}}
-spec: {{description: Counts the Deployments}}
----
-apiVersion: weir.dev/v1alpha1
-kind: FlowNode
-metadata: {{name: tick}}
-spec:
-  flow: census
-  module: common
-  component: ticker
-  settings: {{interval: 1s, firstTick: immediately}}
-  edges: [{{port: out, to: {{node: list, port: in}}, mapping: {{}}}}]
----
-apiVersion: weir.dev/v1alpha1
-kind: FlowNode
-metadata: {{name: list}}
-spec:
-  flow: census
-  module: kubernetes
-  component: deployment_list
-  settings: {{namespace: {namespace}}}
-  edges: [{{port: out, to: {{node: names, port: in}}, mapping: "{{{{ . }}}}"}}]
----
-apiVersion: weir.dev/v1alpha1
-kind: FlowNode
-metadata: {{name: names}}
-spec:
-  flow: census
-  module: js
-  component: js_eval
-  settings:
-    script: "export default (input) => ({{ names: input.deployments.map((d) => d.name) }})"
-  edges: [{{port: response, to: {{node: log, port: in}}, mapping: "{{{{ . }}}}"}}]
----
-apiVersion: weir.dev/v1alpha1
-kind: FlowNode
-metadata: {{name: log}}
-spec: {{flow: census, module: common, component: debug, settings: {{keep: 5}}}}
-"#
-    )
 }
 
 async fn get(client: &Client, namespace: &str, kind: Kind, name: &str) -> Result<Value> {

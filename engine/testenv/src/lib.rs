@@ -10,6 +10,10 @@
 // Where the control plane runs is told on stderr, which the test harness shows with a failure.
 #![allow(clippy::print_stderr)]
 
+mod cluster;
+
+pub use cluster::{Cluster, busybox_image};
+
 use std::{
     fs,
     net::{Ipv4Addr, TcpListener},
@@ -130,7 +134,7 @@ impl ControlPlane {
     async fn start() -> Result<Self> {
         let started = Instant::now();
         let bin = build_binaries()?;
-        let run_dir = new_run_dir()?;
+        let run_dir = new_run_dir("weir-control-plane")?;
         eprintln!("control plane: logs and files in {}", run_dir.display());
         let pki = Pki::generate()?;
         pki.write(&run_dir)?;
@@ -138,19 +142,7 @@ impl ControlPlane {
         let etcd = spawn(
             &run_dir,
             "etcd",
-            Command::new(bin.join("etcd")).args([
-                "--name=weir-test",
-                &format!("--data-dir={}", run_dir.join("etcd").display()),
-                &format!("--listen-client-urls=http://127.0.0.1:{etcd_client}"),
-                &format!("--advertise-client-urls=http://127.0.0.1:{etcd_client}"),
-                &format!("--listen-peer-urls=http://127.0.0.1:{etcd_peer}"),
-                &format!("--initial-advertise-peer-urls=http://127.0.0.1:{etcd_peer}"),
-                &format!("--initial-cluster=weir-test=http://127.0.0.1:{etcd_peer}"),
-                "--unsafe-no-fsync",
-                "--heartbeat-interval=10",
-                "--election-timeout=100",
-                "--log-level=warn",
-            ]),
+            Command::new(bin.join("etcd")).args(etcd_args(&run_dir, etcd_client, etcd_peer)),
         )?;
         let kubeconfig = run_dir.join("admin.kubeconfig");
         write_kubeconfig(
@@ -209,16 +201,9 @@ impl ControlPlane {
     pub fn identity(&self, user: &str, groups: &[&str]) -> Result<PathBuf> {
         let dir = self.run_dir.join("identities").join(user);
         fs::create_dir_all(&dir)?;
-        let key = KeyPair::generate()?;
-        let mut params = CertificateParams::new(Vec::<String>::new())?;
-        params.distinguished_name.push(DnType::CommonName, user);
-        for group in groups {
-            params.distinguished_name.push(DnType::OrganizationName, *group);
-        }
-        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
-        let cert = params.signed_by(&key, &self.ca)?;
-        fs::write(dir.join("client.crt"), cert.pem())?;
-        fs::write(dir.join("client.key"), key.serialize_pem())?;
+        let (cert, key) = issue(&self.ca, user, groups, &[], ExtendedKeyUsagePurpose::ClientAuth)?;
+        fs::write(dir.join("client.crt"), cert)?;
+        fs::write(dir.join("client.key"), key)?;
         let path = dir.join("kubeconfig");
         write_kubeconfig(
             &path,
@@ -417,9 +402,9 @@ fn installed(script: &str) -> Result<PathBuf> {
     Ok(PathBuf::from(bin))
 }
 
-/// A run directory of its own; old runs beyond the last few are removed.
-fn new_run_dir() -> Result<PathBuf> {
-    let base = std::env::temp_dir().join("weir-control-plane");
+/// A run directory of its own under `$TMPDIR/<kind>`; old runs beyond the last few are removed.
+fn new_run_dir(kind: &str) -> Result<PathBuf> {
+    let base = std::env::temp_dir().join(kind);
     fs::create_dir_all(&base)?;
     let mut runs: Vec<(std::time::SystemTime, PathBuf)> = fs::read_dir(&base)?
         .flatten()
@@ -447,30 +432,55 @@ fn free_ports<const N: usize>() -> Result<[u16; N]> {
 
 fn spawn_apiserver(bin: &Path, run_dir: &Path, etcd_client: u16, port: u16) -> Result<Child> {
     fs::write(run_dir.join("etcd.port"), etcd_client.to_string())?;
-    let file = |name: &str| run_dir.join(name).display().to_string();
     spawn(
         run_dir,
         "kube-apiserver",
-        Command::new(bin.join("kube-apiserver")).args([
-            format!("--etcd-servers=http://127.0.0.1:{etcd_client}"),
-            "--bind-address=127.0.0.1".to_owned(),
-            "--advertise-address=127.0.0.1".to_owned(),
-            format!("--secure-port={port}"),
-            format!("--cert-dir={}", file("apiserver")),
-            format!("--tls-cert-file={}", file("apiserver.crt")),
-            format!("--tls-private-key-file={}", file("apiserver.key")),
-            format!("--client-ca-file={}", file("ca.crt")),
-            format!("--service-account-issuer=https://127.0.0.1:{port}"),
-            format!("--service-account-key-file={}", file("sa.pub")),
-            format!("--service-account-signing-key-file={}", file("sa.key")),
-            "--service-cluster-ip-range=10.0.0.0/24".to_owned(),
-            "--authorization-mode=RBAC".to_owned(),
-            "--disable-admission-plugins=ServiceAccount".to_owned(),
-            "--allow-privileged=true".to_owned(),
-            "--endpoint-reconciler-type=none".to_owned(),
-            "--profiling=false".to_owned(),
-        ]),
+        Command::new(bin.join("kube-apiserver"))
+            .args(apiserver_args(run_dir, etcd_client, port))
+            .args([
+                "--bind-address=127.0.0.1",
+                "--advertise-address=127.0.0.1",
+                "--authorization-mode=RBAC",
+                "--disable-admission-plugins=ServiceAccount",
+                "--endpoint-reconciler-type=none",
+            ]),
     )
+}
+
+fn etcd_args(run_dir: &Path, client: u16, peer: u16) -> Vec<String> {
+    vec![
+        "--name=weir-test".to_owned(),
+        format!("--data-dir={}", run_dir.join("etcd").display()),
+        format!("--listen-client-urls=http://127.0.0.1:{client}"),
+        format!("--advertise-client-urls=http://127.0.0.1:{client}"),
+        format!("--listen-peer-urls=http://127.0.0.1:{peer}"),
+        format!("--initial-advertise-peer-urls=http://127.0.0.1:{peer}"),
+        format!("--initial-cluster=weir-test=http://127.0.0.1:{peer}"),
+        "--unsafe-no-fsync".to_owned(),
+        "--heartbeat-interval=10".to_owned(),
+        "--election-timeout=100".to_owned(),
+        "--log-level=warn".to_owned(),
+    ]
+}
+
+/// The flags a control plane's apiserver and a cluster's share; each adds where it listens,
+/// how it authorizes and which admission plugins it runs.
+fn apiserver_args(run_dir: &Path, etcd_client: u16, port: u16) -> Vec<String> {
+    let file = |name: &str| run_dir.join(name).display().to_string();
+    vec![
+        format!("--etcd-servers=http://127.0.0.1:{etcd_client}"),
+        format!("--secure-port={port}"),
+        format!("--cert-dir={}", file("apiserver")),
+        format!("--tls-cert-file={}", file("apiserver.crt")),
+        format!("--tls-private-key-file={}", file("apiserver.key")),
+        format!("--client-ca-file={}", file("ca.crt")),
+        format!("--service-account-issuer=https://127.0.0.1:{port}"),
+        format!("--service-account-key-file={}", file("sa.pub")),
+        format!("--service-account-signing-key-file={}", file("sa.key")),
+        "--service-cluster-ip-range=10.0.0.0/24".to_owned(),
+        "--allow-privileged=true".to_owned(),
+        "--profiling=false".to_owned(),
+    ]
 }
 
 /// Starts a process whose output goes to `<name>.log` in the run directory and which the kernel
@@ -531,37 +541,28 @@ struct Pki {
 
 impl Pki {
     fn generate() -> Result<Self> {
-        let mut ca_params = CertificateParams::new(Vec::<String>::new())?;
-        ca_params.distinguished_name.push(DnType::CommonName, "weir-test-ca");
-        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        ca_params.key_usages = vec![
-            KeyUsagePurpose::KeyCertSign,
-            KeyUsagePurpose::CrlSign,
-            KeyUsagePurpose::DigitalSignature,
-        ];
-        let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate()?)?;
-
-        let serving_key = KeyPair::generate()?;
-        let mut serving =
-            CertificateParams::new(vec!["127.0.0.1".to_owned(), "localhost".to_owned()])?;
-        serving.distinguished_name.push(DnType::CommonName, "kube-apiserver");
-        serving.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
-        let serving_cert = serving.signed_by(&serving_key, &ca)?;
-
-        let admin_key = KeyPair::generate()?;
-        let mut admin = CertificateParams::new(Vec::<String>::new())?;
-        admin.distinguished_name.push(DnType::CommonName, "weir-admin");
-        admin.distinguished_name.push(DnType::OrganizationName, "system:masters");
-        admin.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
-        let admin_cert = admin.signed_by(&admin_key, &ca)?;
-
+        let ca = certificate_authority()?;
+        let serving = issue(
+            &ca,
+            "kube-apiserver",
+            &[],
+            &["127.0.0.1", "localhost"],
+            ExtendedKeyUsagePurpose::ServerAuth,
+        )?;
+        let admin = issue(
+            &ca,
+            "weir-admin",
+            &["system:masters"],
+            &[],
+            ExtendedKeyUsagePurpose::ClientAuth,
+        )?;
         let service_accounts = KeyPair::generate()?;
         let files = vec![
             ("ca.crt", ca.pem()),
-            ("apiserver.crt", serving_cert.pem()),
-            ("apiserver.key", serving_key.serialize_pem()),
-            ("admin.crt", admin_cert.pem()),
-            ("admin.key", admin_key.serialize_pem()),
+            ("apiserver.crt", serving.0),
+            ("apiserver.key", serving.1),
+            ("admin.crt", admin.0),
+            ("admin.key", admin.1),
             ("sa.key", service_accounts.serialize_pem()),
             ("sa.pub", service_accounts.public_key_pem()),
         ];
@@ -574,6 +575,38 @@ impl Pki {
         }
         Ok(())
     }
+}
+
+fn certificate_authority() -> Result<CertifiedIssuer<'static, KeyPair>> {
+    let mut params = CertificateParams::new(Vec::<String>::new())?;
+    params.distinguished_name.push(DnType::CommonName, "weir-test-ca");
+    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    params.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::CrlSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
+    Ok(CertifiedIssuer::self_signed(params, KeyPair::generate()?)?)
+}
+
+/// A certificate for `common_name` in `groups` (organisations, as Kubernetes reads them),
+/// naming `addresses` (IPs or DNS names), signed by `ca`: its PEM and its key's.
+fn issue(
+    ca: &CertifiedIssuer<'static, KeyPair>,
+    common_name: &str,
+    groups: &[&str],
+    addresses: &[&str],
+    usage: ExtendedKeyUsagePurpose,
+) -> Result<(String, String)> {
+    let key = KeyPair::generate()?;
+    let addresses: Vec<String> = addresses.iter().map(|a| (*a).to_owned()).collect();
+    let mut params = CertificateParams::new(addresses)?;
+    params.distinguished_name.push(DnType::CommonName, common_name);
+    for group in groups {
+        params.distinguished_name.push(DnType::OrganizationName, *group);
+    }
+    params.extended_key_usages = vec![usage];
+    Ok((params.signed_by(&key, ca)?.pem(), key.serialize_pem()))
 }
 
 /// A kubeconfig user that signs in with a client certificate.

@@ -4,6 +4,7 @@
 pub mod auth;
 pub mod client;
 pub mod copy;
+pub mod image;
 pub mod platform;
 pub mod reference;
 pub mod registry_copy;
