@@ -1,6 +1,6 @@
 //! The chart served on a real node: `weir image` pushes the image (this build's binary) to a
-//! registry the node pulls from, `helm install` installs `charts/weir`, the engine and the four
-//! module Deployments become Available (so their readiness probes answer), a flow across
+//! registry the node pulls from, `helm install` installs `charts/weir`, the engine and the module
+//! Deployments become Available (so their readiness probes answer), a flow across
 //! three modules runs pod to pod over gRPC as the chart's identities, and goes on when the
 //! middle module's pod is deleted mid-stream and replaced; through `kubectl port-forward` the
 //! editor signs a user in and shows the palette.
@@ -23,8 +23,8 @@ use weir_testregistry::start_registry;
 mod flows;
 
 const NAMESPACE: &str = "weir";
-/// The engine and the four modules.
-const DEPLOYMENTS: usize = 5;
+/// The chart's modules, each a Deployment beside the engine's.
+const MODULES: [&str; 5] = ["common", "distribution", "http", "js", "kubernetes"];
 /// A 115 MB debug binary pulled five times on loopback, five processes starting on two busy
 /// cores.
 const PATIENCE: Duration = Duration::from_secs(180);
@@ -83,7 +83,7 @@ async fn the_chart_runs_on_a_node_and_a_flow_crosses_its_module_pods() -> Result
             .output();
         output.map(|o| String::from_utf8_lossy(&o.stdout).into_owned()).unwrap_or_default()
     };
-    eventually("the engine and the four modules Available", PATIENCE, || async {
+    eventually("the engine and the modules Available", PATIENCE, || async {
         let listed = deployments.list(&ListParams::default()).await?;
         let available = listed
             .items
@@ -94,7 +94,8 @@ async fn the_chart_runs_on_a_node_and_a_flow_crosses_its_module_pods() -> Result
                 })
             })
             .count();
-        Ok((listed.items.len() == DEPLOYMENTS && available == DEPLOYMENTS).then_some(()))
+        let deployments = MODULES.len() + 1;
+        Ok((listed.items.len() == deployments && available == deployments).then_some(()))
     })
     .await
     .map_err(|err| err.context(describe()))?;
@@ -115,7 +116,7 @@ async fn the_chart_runs_on_a_node_and_a_flow_crosses_its_module_pods() -> Result
     })
     .await
     .map_err(|err| err.context(describe()))?;
-    for module in ["common", "kubernetes", "js", "distribution"] {
+    for module in MODULES {
         ensure!(kept.contains(&format!("weir-{module}")), "{module} missing from {kept}");
     }
     eprintln!("flow applied to names at the debug node in {:.1?}", started.elapsed());
@@ -124,7 +125,7 @@ async fn the_chart_runs_on_a_node_and_a_flow_crosses_its_module_pods() -> Result
     // names its leader (kubectl's LEADER column).
     let resource = kube::api::ApiResource::erase::<weir_model::Module>(&());
     let modules: Api<DynamicObject> = Api::namespaced_with(client, NAMESPACE, &resource);
-    for module in ["common", "kubernetes", "js", "distribution"] {
+    for module in MODULES {
         let status = modules.get(module).await?.data["status"].clone();
         let endpoint = status["replicas"][0]["endpoint"].as_str().unwrap_or_default();
         ensure!(
@@ -201,7 +202,7 @@ impl Drop for Forward {
 
 /// The editor through `kubectl port-forward` to the engine's Service: it serves the editor,
 /// signs in a user bound to the chart's `weir-edit` ClusterRole, and shows the palette (the
-/// four modules' catalogues).
+/// modules' catalogues).
 async fn editor_through_port_forward(cluster: &Cluster) -> Result<()> {
     succeeded(
         cluster.kubectl().args(["-n", NAMESPACE, "create", "serviceaccount", "alice"]),
@@ -269,6 +270,6 @@ async fn editor_through_port_forward(cluster: &Cluster) -> Result<()> {
         .flatten()
         .filter_map(|m| m["metadata"]["name"].as_str())
         .collect();
-    ensure!(names == ["common", "distribution", "js", "kubernetes"], "palette: {names:?}");
+    ensure!(names == MODULES, "palette: {names:?}");
     Ok(())
 }
