@@ -205,6 +205,10 @@ fn bad_values_are_refused_naming_the_value() -> Result<()> {
             vec!["--set", "modules.http.webhooks.ingress.enabled=true"],
             "modules.http.webhooks.ingress.enabled is true but its hosts are empty",
         ),
+        // values.schema.json: a value of the wrong type, and a misspelt key, by name.
+        (vec!["--set", "engine.replicas=many"], "/engine/replicas"),
+        (vec!["--set", "engin.replicas=2"], "engin"),
+        (vec!["--set", "mirror.enabled=perhaps"], "/mirror/enabled"),
     ];
     for (args, expected) in cases {
         let err = render("weir", &args).err().map(|e| format!("{e:#}")).unwrap_or_default();
