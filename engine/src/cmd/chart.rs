@@ -106,7 +106,9 @@ fn values_schema(values: &Value, documented: &[Documented]) -> Value {
         let mut schema = match value {
             Value::Null => serde_json::json!({}),
             Value::Bool(_) => serde_json::json!({ "type": "boolean" }),
-            Value::Number(n) if n.is_i64() || n.is_u64() => serde_json::json!({ "type": "integer" }),
+            Value::Number(n) if n.is_i64() || n.is_u64() => {
+                serde_json::json!({ "type": "integer" })
+            }
             Value::Number(_) => serde_json::json!({ "type": "number" }),
             // `--set image.tag=1.2` reads as a number; it is still meant as text.
             Value::String(_) => serde_json::json!({ "type": ["string", "number"] }),
@@ -115,7 +117,8 @@ fn values_schema(values: &Value, documented: &[Documented]) -> Value {
                 let properties: serde_json::Map<String, Value> = fields
                     .iter()
                     .map(|(name, field)| {
-                        let path = if path.is_empty() { name.clone() } else { format!("{path}.{name}") };
+                        let path =
+                            if path.is_empty() { name.clone() } else { format!("{path}.{name}") };
                         (name.clone(), schema_of(name, &path, field, documented))
                     })
                     .collect();
