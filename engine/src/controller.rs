@@ -379,13 +379,21 @@ fn status_of(flow: &Flow, nodes: &[FlowNode], modules: &[Module]) -> FlowStatus 
     let problems = check_flow(nodes, modules);
     let ready_nodes = nodes.iter().filter(|n| is_ready(n)).count();
     let generation = flow.metadata.generation;
-    let condition = |type_: &str, holds: bool, reason: &str, message: String| Condition {
-        type_: type_.to_owned(),
-        status: if holds { ConditionStatus::True } else { ConditionStatus::False },
-        reason: reason.to_owned(),
-        message,
-        last_transition_time: None,
-        observed_generation: generation,
+    let previous = flow.status.as_ref().map(|s| s.conditions.as_slice()).unwrap_or_default();
+    let now = {
+        let now = k8s_openapi::jiff::Timestamp::now();
+        k8s_openapi::jiff::Timestamp::from_second(now.as_second()).unwrap_or(now).to_string()
+    };
+    let condition = |type_: &str, holds: bool, reason: &str, message: String| {
+        Condition {
+            type_: type_.to_owned(),
+            status: if holds { ConditionStatus::True } else { ConditionStatus::False },
+            reason: reason.to_owned(),
+            message,
+            last_transition_time: None,
+            observed_generation: generation,
+        }
+        .since(previous, &now)
     };
     let problem_list = problems.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ");
     let (ready, reason, message) = match (problems.is_empty(), ready_nodes == nodes.len()) {

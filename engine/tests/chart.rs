@@ -485,6 +485,26 @@ async fn the_chart_identities_run_a_flow_and_the_editor_acts_as_each_user() -> R
     .await
     .with_context(|| processes.iter().map(Process::log).collect::<Vec<_>>().join("\n"))?;
     ensure!(!kept.contains("forbidden"), "{kept}");
+    // Conditions as Kubernetes tools expect them (KEP-1623): `kubectl wait` takes them, and
+    // each says when it last changed and of which generation it speaks.
+    for (kind, name) in [("flows.weir.dev", "census"), ("flownodes.weir.dev", "names")] {
+        let waited = plane
+            .kubectl()
+            .args(["wait", "--for=condition=Ready", "--timeout=30s", "-n", &namespace])
+            .arg(format!("{kind}/{name}"))
+            .output()?;
+        ensure!(waited.status.success(), "{}", String::from_utf8_lossy(&waited.stderr));
+    }
+    for (kind, name) in [(Kind::Flow, "census"), (Kind::FlowNode, "names")] {
+        let object = get(&client, &namespace, kind, name).await?;
+        let ready = &object["status"]["conditions"][0];
+        ensure!(
+            ready["lastTransitionTime"].is_string()
+                && ready["observedGeneration"] == object["metadata"]["generation"]
+                && ready["reason"].is_string(),
+            "{kind} {name}: {ready}"
+        );
+    }
     for module in MODULES {
         let published = get(&client, &namespace, Kind::Module, module).await?;
         ensure!(

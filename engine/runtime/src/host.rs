@@ -416,16 +416,20 @@ impl Host {
             Ok(()) => (ConditionStatus::True, "Built", String::new()),
             Err(err) => (ConditionStatus::False, "BuildFailed", err.clone()),
         };
+        let previous =
+            tracked.written.as_ref().map(|w| w.conditions.as_slice()).unwrap_or_default();
+        let ready = Condition {
+            type_: "Ready".to_owned(),
+            status,
+            reason: reason.to_owned(),
+            message,
+            last_transition_time: None,
+            observed_generation: tracked.generation,
+        }
+        .since(previous, &now());
         FlowNodeStatus {
             observed_generation: tracked.generation,
-            conditions: vec![Condition {
-                type_: "Ready".to_owned(),
-                status,
-                reason: reason.to_owned(),
-                message,
-                last_transition_time: None,
-                observed_generation: tracked.generation,
-            }],
+            conditions: vec![ready],
             ports: self.runtime.ports(key).unwrap_or_default(),
             counters: self.runtime.counters(key),
             last_error: self.runtime.last_error(key).map(|(kind, message, at)| LastError {
@@ -544,6 +548,12 @@ impl Host {
             }
         }
     }
+}
+
+/// The time now as conditions write it (RFC 3339, whole seconds).
+fn now() -> String {
+    let now = Timestamp::now();
+    Timestamp::from_second(now.as_second()).unwrap_or(now).to_string()
 }
 
 /// A stored flow, with its namespace filled in; `None` (and a warning) when it does not parse.
