@@ -500,7 +500,8 @@ async fn the_chart_identities_run_a_flow_and_the_editor_acts_as_each_user() -> R
         let ready = &object["status"]["conditions"][0];
         ensure!(
             ready["lastTransitionTime"].is_string()
-                && ready["observedGeneration"] == object["metadata"]["generation"]
+                && ready["observedGeneration"].is_i64()
+                && ready["observedGeneration"] == object["status"]["observedGeneration"]
                 && ready["reason"].is_string(),
             "{kind} {name}: {ready}"
         );
