@@ -3,6 +3,11 @@
 //! so a flow reads only the Secrets its account may get; in `weir up` with the user's own
 //! kubeconfig, as `kubectl` finds it.
 
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex, PoisonError},
+};
+
 use futures::future::BoxFuture;
 use k8s_openapi::api::core::v1::Secret;
 use kube::config::AuthInfo;
@@ -18,6 +23,10 @@ pub struct KubeSecrets {
     cluster: Option<kube::Config>,
     /// The user's client, made on first use.
     own: OnceCell<kube::Client>,
+    /// A client per flow account, with the token it was made with, so that reading the
+    /// Secrets again every refresh does not open a connection per read; a new token (tokens
+    /// are renewed) makes a new client.
+    accounts: Mutex<HashMap<String, (Arc<str>, kube::Client)>>,
 }
 
 impl std::fmt::Debug for KubeSecrets {
@@ -30,7 +39,7 @@ impl std::fmt::Debug for KubeSecrets {
 impl KubeSecrets {
     /// Secrets read in `cluster` as flows' accounts, or with the user's kubeconfig for `None`.
     pub fn new(cluster: Option<kube::Config>) -> Self {
-        Self { cluster, own: OnceCell::new() }
+        Self { cluster, own: OnceCell::new(), accounts: Mutex::default() }
     }
 
     async fn client(&self, account: Option<&AccountToken>) -> Result<kube::Client, NodeError> {
@@ -52,11 +61,20 @@ impl KubeSecrets {
         let account = account.ok_or_else(|| {
             NodeError::invalid("this module's nodes do not act as their flows' accounts")
         })?;
+        let mut accounts = self.accounts.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some((token, client)) = accounts.get(&account.account)
+            && *token == account.token
+        {
+            return Ok(client.clone());
+        }
         let mut config = cluster.clone();
         config.auth_info =
             AuthInfo { token: Some(account.token.to_string().into()), ..AuthInfo::default() };
-        kube::Client::try_from(config)
-            .map_err(|err| NodeError::transient(format!("cannot make a Kubernetes client: {err}")))
+        let client = kube::Client::try_from(config).map_err(|err| {
+            NodeError::transient(format!("cannot make a Kubernetes client: {err}"))
+        })?;
+        accounts.insert(account.account.clone(), (Arc::clone(&account.token), client.clone()));
+        Ok(client)
     }
 }
 

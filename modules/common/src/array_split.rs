@@ -122,11 +122,10 @@ impl Component for ArraySplit {
     }
 
     fn ports(settings: &ArraySplitSettings) -> Vec<Port> {
-        let mut ports = vec![Port::input::<Items>("in"), Port::output::<Item>("out")];
-        if settings.error_port {
-            ports.push(Port::error());
-        }
-        ports
+        Port::with_error(
+            vec![Port::input::<Items>("in"), Port::output::<Item>("out")],
+            settings.error_port,
+        )
     }
 
     fn build(settings: ArraySplitSettings) -> Result<Self, NodeError> {

@@ -210,11 +210,10 @@ impl Component for RegistryCopy {
     }
 
     fn ports(settings: &RegistryCopySettings) -> Vec<Port> {
-        let mut ports = vec![Port::input::<CopyRequest>("in"), Port::output::<Copied>("out")];
-        if settings.error_port {
-            ports.push(Port::error());
-        }
-        ports
+        Port::with_error(
+            vec![Port::input::<CopyRequest>("in"), Port::output::<Copied>("out")],
+            settings.error_port,
+        )
     }
 
     fn build(_: RegistryCopySettings) -> Result<Self, NodeError> {

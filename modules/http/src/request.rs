@@ -286,11 +286,10 @@ impl Component for Request {
     }
 
     fn ports(settings: &RequestSettings) -> Vec<Port> {
-        let mut ports = vec![Port::input::<Outgoing>("in"), Port::output::<Answer>("out")];
-        if settings.error_port {
-            ports.push(Port::error());
-        }
-        ports
+        Port::with_error(
+            vec![Port::input::<Outgoing>("in"), Port::output::<Answer>("out")],
+            settings.error_port,
+        )
     }
 
     fn build(settings: RequestSettings) -> Result<Self, NodeError> {

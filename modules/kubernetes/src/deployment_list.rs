@@ -115,11 +115,10 @@ impl Component for DeploymentList {
     }
 
     fn ports(settings: &DeploymentListSettings) -> Vec<Port> {
-        let mut ports = vec![Port::input::<Value>("in"), Port::output::<Listed>("out")];
-        if settings.error_port {
-            ports.push(Port::error());
-        }
-        ports
+        Port::with_error(
+            vec![Port::input::<Value>("in"), Port::output::<Listed>("out")],
+            settings.error_port,
+        )
     }
 
     fn build(settings: DeploymentListSettings) -> Result<Self, NodeError> {

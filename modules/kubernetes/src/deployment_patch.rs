@@ -126,17 +126,14 @@ impl Component for DeploymentPatch {
     }
 
     fn ports(settings: &DeploymentPatchSettings) -> Vec<Port> {
-        let mut ports = vec![Port::input::<Change>("in"), Port::output::<Patched>("out")];
-        if settings.error_port {
-            ports.push(Port::error());
-        }
-        ports
+        Port::with_error(
+            vec![Port::input::<Change>("in"), Port::output::<Patched>("out")],
+            settings.error_port,
+        )
     }
 
     fn build(settings: DeploymentPatchSettings) -> Result<Self, NodeError> {
-        if settings.field_manager.trim().is_empty() {
-            return Err(NodeError::invalid("settings.fieldManager: must not be empty"));
-        }
+        crate::dynamic::check_field_manager(&settings.field_manager)?;
         let connection = Connection::new(settings.cluster.clone());
         Ok(Self { settings, connection })
     }

@@ -59,6 +59,14 @@ pub fn check_max_bytes(max_bytes: u32) -> Result<(), NodeError> {
     Ok(())
 }
 
+/// Checks a `fieldManager` setting: the name the apiserver records for what a node writes.
+pub fn check_field_manager(field_manager: &str) -> Result<(), NodeError> {
+    if field_manager.trim().is_empty() {
+        return Err(NodeError::invalid("settings.fieldManager: must not be empty"));
+    }
+    Ok(())
+}
+
 /// A node's kind, resolved against the apiserver on first use and kept.
 #[derive(Debug)]
 pub struct Target {

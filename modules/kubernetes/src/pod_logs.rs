@@ -110,11 +110,10 @@ impl Component for PodLogs {
     }
 
     fn ports(settings: &PodLogsSettings) -> Vec<Port> {
-        let mut ports = vec![Port::input::<Wanted>("in"), Port::output::<Logs>("out")];
-        if settings.error_port {
-            ports.push(Port::error());
-        }
-        ports
+        Port::with_error(
+            vec![Port::input::<Wanted>("in"), Port::output::<Logs>("out")],
+            settings.error_port,
+        )
     }
 
     fn build(settings: PodLogsSettings) -> Result<Self, NodeError> {

@@ -81,18 +81,15 @@ impl Component for ResourceApply {
     }
 
     fn ports(settings: &ResourceApplySettings) -> Vec<Port> {
-        let mut ports = vec![Port::input::<Value>("in"), Port::output::<Changed>("out")];
-        if settings.error_port {
-            ports.push(Port::error());
-        }
-        ports
+        Port::with_error(
+            vec![Port::input::<Value>("in"), Port::output::<Changed>("out")],
+            settings.error_port,
+        )
     }
 
     fn build(settings: ResourceApplySettings) -> Result<Self, NodeError> {
         let target = Target::new(&settings.kind)?;
-        if settings.field_manager.trim().is_empty() {
-            return Err(NodeError::invalid("settings.fieldManager: must not be empty"));
-        }
+        crate::dynamic::check_field_manager(&settings.field_manager)?;
         let connection = Connection::new(settings.cluster.clone());
         Ok(Self { settings, target, connection })
     }

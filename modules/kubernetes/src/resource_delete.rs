@@ -124,11 +124,10 @@ impl Component for ResourceDelete {
     }
 
     fn ports(settings: &ResourceDeleteSettings) -> Vec<Port> {
-        let mut ports = vec![Port::input::<Doomed>("in"), Port::output::<Deleted>("out")];
-        if settings.error_port {
-            ports.push(Port::error());
-        }
-        ports
+        Port::with_error(
+            vec![Port::input::<Doomed>("in"), Port::output::<Deleted>("out")],
+            settings.error_port,
+        )
     }
 
     fn build(settings: ResourceDeleteSettings) -> Result<Self, NodeError> {

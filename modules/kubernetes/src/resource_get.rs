@@ -89,11 +89,10 @@ impl Component for ResourceGet {
     }
 
     fn ports(settings: &ResourceGetSettings) -> Vec<Port> {
-        let mut ports = vec![Port::input::<Wanted>("in"), Port::output::<Value>("out")];
-        if settings.error_port {
-            ports.push(Port::error());
-        }
-        ports
+        Port::with_error(
+            vec![Port::input::<Wanted>("in"), Port::output::<Value>("out")],
+            settings.error_port,
+        )
     }
 
     fn build(settings: ResourceGetSettings) -> Result<Self, NodeError> {

@@ -117,11 +117,10 @@ impl Component for ResourceList {
     }
 
     fn ports(settings: &ResourceListSettings) -> Vec<Port> {
-        let mut ports = vec![Port::input::<Wanted>("in"), Port::output::<Listed>("out")];
-        if settings.error_port {
-            ports.push(Port::error());
-        }
-        ports
+        Port::with_error(
+            vec![Port::input::<Wanted>("in"), Port::output::<Listed>("out")],
+            settings.error_port,
+        )
     }
 
     fn build(settings: ResourceListSettings) -> Result<Self, NodeError> {

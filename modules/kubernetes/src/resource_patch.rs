@@ -111,18 +111,15 @@ impl Component for ResourcePatch {
     }
 
     fn ports(settings: &ResourcePatchSettings) -> Vec<Port> {
-        let mut ports = vec![Port::input::<Change>("in"), Port::output::<Changed>("out")];
-        if settings.error_port {
-            ports.push(Port::error());
-        }
-        ports
+        Port::with_error(
+            vec![Port::input::<Change>("in"), Port::output::<Changed>("out")],
+            settings.error_port,
+        )
     }
 
     fn build(settings: ResourcePatchSettings) -> Result<Self, NodeError> {
         let target = Target::new(&settings.kind)?;
-        if settings.field_manager.trim().is_empty() {
-            return Err(NodeError::invalid("settings.fieldManager: must not be empty"));
-        }
+        crate::dynamic::check_field_manager(&settings.field_manager)?;
         let connection = Connection::new(settings.cluster.clone());
         Ok(Self { settings, target, connection })
     }

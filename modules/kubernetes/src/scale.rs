@@ -108,18 +108,15 @@ impl Component for Scale {
     }
 
     fn ports(settings: &ScaleSettings) -> Vec<Port> {
-        let mut ports = vec![Port::input::<Wanted>("in"), Port::output::<Scaled>("out")];
-        if settings.error_port {
-            ports.push(Port::error());
-        }
-        ports
+        Port::with_error(
+            vec![Port::input::<Wanted>("in"), Port::output::<Scaled>("out")],
+            settings.error_port,
+        )
     }
 
     fn build(settings: ScaleSettings) -> Result<Self, NodeError> {
         let target = Target::new(&settings.kind)?;
-        if settings.field_manager.trim().is_empty() {
-            return Err(NodeError::invalid("settings.fieldManager: must not be empty"));
-        }
+        crate::dynamic::check_field_manager(&settings.field_manager)?;
         let connection = Connection::new(settings.cluster.clone());
         Ok(Self { settings, target, connection })
     }

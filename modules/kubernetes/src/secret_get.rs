@@ -108,11 +108,10 @@ impl Component for SecretGet {
     }
 
     fn ports(settings: &SecretGetSettings) -> Vec<Port> {
-        let mut ports = vec![Port::input::<Wanted>("in"), Port::output::<SecretContents>("out")];
-        if settings.error_port {
-            ports.push(Port::error());
-        }
-        ports
+        Port::with_error(
+            vec![Port::input::<Wanted>("in"), Port::output::<SecretContents>("out")],
+            settings.error_port,
+        )
     }
 
     fn build(settings: SecretGetSettings) -> Result<Self, NodeError> {

@@ -36,6 +36,15 @@ impl Port {
         Self::output::<Failure>(ERROR_PORT).with_label("Error")
     }
 
+    /// `ports`, with the `error` output ([`Port::error`]) after them when the node's settings
+    /// turn it on.
+    pub fn with_error(mut ports: Vec<Port>, error_port: bool) -> Vec<Port> {
+        if error_port {
+            ports.push(Self::error());
+        }
+        ports
+    }
+
     /// A port whose schema is only known at run time (from settings).
     pub fn with_schema(name: &str, direction: Direction, schema: Value) -> Self {
         Self::new(name, direction, schema)

@@ -57,11 +57,10 @@ impl Component for Greeter {
     }
 
     fn ports(settings: &GreeterSettings) -> Vec<Port> {
-        let mut ports = vec![Port::input::<Person>("in"), Port::output::<Greeting>("out")];
-        if settings.error_port {
-            ports.push(Port::error());
-        }
-        ports
+        Port::with_error(
+            vec![Port::input::<Person>("in"), Port::output::<Greeting>("out")],
+            settings.error_port,
+        )
     }
 
     fn build(settings: GreeterSettings) -> Result<Self, NodeError> {
