@@ -53,7 +53,7 @@ pub enum OpError {
     #[error(transparent)]
     Module(#[from] crate::rbac::ModuleError),
     /// A module's catalogue cannot be made.
-    #[error("module catalogue: {0}")]
+    #[error("a module catalogue cannot be made")]
     Catalogue(#[from] weir_sdk::NodeError),
     /// A flow's rules cannot be derived (a component no module offers, a kind not named).
     #[error(transparent)]
