@@ -12,7 +12,6 @@
 use std::{
     collections::BTreeMap,
     path::{Path, PathBuf},
-    process::Command,
     time::{Duration, Instant},
 };
 
@@ -25,8 +24,10 @@ use k8s_openapi::api::{
 use kube::{Api, Client, api::ListParams};
 use serde_json::{Value, json};
 use weir_distribution::{auth::Credentials, client::Registry};
-use weir_solutions::Solution;
-use weir_testenv::{ControlPlane, Process};
+use weir_testenv::{
+    ControlPlane,
+    solution::{Weir, http_address, node_status, succeeded, wait_ready},
+};
 use weir_testregistry::{
     LocalRegistry, push_image, push_index, random_bytes, start_registry_with_password,
     start_registry_with_tokens, start_token_service,
@@ -52,23 +53,6 @@ fn solutions_dir() -> PathBuf {
 /// The ServiceAccount the module processes and `weir send` sign in as: modules in a cluster
 /// answer only bearer tokens, and deliveries along edges only from their peers.
 const ACCOUNT: &str = "weir";
-
-fn weir(kubeconfig: &Path, args: &[&str]) -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_weir"));
-    command.arg("--kubeconfig").arg(kubeconfig).args(args).env_remove("WEIR_LOG");
-    command
-}
-
-fn succeeded(command: &mut Command, what: &str) -> Result<String> {
-    let output = command.output().with_context(|| format!("cannot run {what}"))?;
-    ensure!(
-        output.status.success(),
-        "{what} failed: {}{}",
-        String::from_utf8_lossy(&output.stderr),
-        String::from_utf8_lossy(&output.stdout)
-    );
-    Ok(String::from_utf8(output.stdout)?)
-}
 
 /// A Deployment named `name` with these containers (`(name, image)`) and more pod `spec`.
 fn deployment(name: &str, replicas: i32, containers: &[(&str, &str)], mut pod: Value) -> Value {
@@ -96,119 +80,9 @@ fn login_secret(name: &str, registry: &str) -> Value {
     })
 }
 
-/// The four module processes, hosting the nodes of `namespace`, signed in as `admin`; the
-/// kubernetes nodes act as their flow's account.
-fn start_modules(plane: &ControlPlane, admin: &Path, namespace: &str) -> Result<Vec<Process>> {
-    MODULES
-        .iter()
-        .map(|name| {
-            let mut command = weir(
-                admin,
-                &[
-                    "module",
-                    name,
-                    "--namespace",
-                    namespace,
-                    "--grpc-listen",
-                    "127.0.0.1:0",
-                    "--listen",
-                    "127.0.0.1:0",
-                    "--identity",
-                    &format!("{name}-0"),
-                    "--peers",
-                    ACCOUNT,
-                ],
-            );
-            // Nodes find the cluster (its address and CA) as a pod's would find its own.
-            command.env("WEIR_LOG", "info").env("KUBECONFIG", admin);
-            plane.spawn(&format!("{namespace}-{name}"), &mut command)
-        })
-        .collect()
-}
-
-/// The HTTP address (metrics) a module process logged.
-fn http_address(process: &Process) -> Option<String> {
-    let log = process.log();
-    let rest = log.split(", HTTP on http://").nth(1)?;
-    Some(rest.split_whitespace().next()?.to_owned())
-}
-
-/// Writes solution `name` with `sets` applied, as a user edits the manifests, applies the
-/// folder with kubectl and the flow's account with `weir rbac --apply`, as a user does.
-fn install(
-    plane: &ControlPlane,
-    namespace: &str,
-    name: &str,
-    sets: &[(&str, String)],
-) -> Result<()> {
-    let solution = Solution::load(&solutions_dir().join(name))?;
-    let sets: Vec<(String, String)> =
-        sets.iter().map(|(key, value)| ((*key).to_owned(), value.clone())).collect();
-    let documents = solution.render(&sets)?;
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("{namespace}-{name}"));
-    std::fs::create_dir_all(&dir)?;
-    let yaml: Vec<String> =
-        documents.iter().map(serde_yaml_ng::to_string).collect::<Result<_, _>>()?;
-    std::fs::write(dir.join("flow.yaml"), yaml.join("---\n"))?;
-    let applied = succeeded(
-        plane.kubectl().args(["apply", "-n", namespace, "-f"]).arg(&dir),
-        &format!("kubectl apply {name}"),
-    )?;
-    ensure!(applied.lines().count() == documents.len(), "{applied}");
-    // Its nodes act as the flow's own account, with exactly the rules they declare.
-    succeeded(
-        &mut weir(plane.kubeconfig(), &["rbac", name, "-n", namespace, "--apply"]),
-        &format!("weir rbac {name} --apply"),
-    )?;
-    Ok(())
-}
-
-/// Waits until every node of `flow` reports itself ready.
-async fn wait_ready(client: &Client, namespace: &str, flow: &str) -> Result<()> {
-    let nodes: Api<kube::api::DynamicObject> = Api::namespaced_with(
-        client.clone(),
-        namespace,
-        &kube::api::ApiResource::erase::<weir_model::FlowNode>(&()),
-    );
-    weir_testenv::eventually(&format!("the nodes of {flow} being ready"), PATIENCE, || async {
-        let list = nodes.list(&ListParams::default()).await?;
-        let mine: Vec<&kube::api::DynamicObject> =
-            list.items.iter().filter(|n| n.data["spec"]["flow"] == flow).collect();
-        let ready = mine.iter().all(|n| {
-            n.data["status"]["conditions"].as_array().is_some_and(|conditions| {
-                conditions.iter().any(|c| c["type"] == "Ready" && c["status"] == "True")
-            })
-        });
-        Ok((!mine.is_empty() && ready).then_some(()))
-    })
-    .await
-}
-
-/// A FlowNode's status.
-async fn node_status(client: &Client, namespace: &str, node: &str) -> Result<Value> {
-    let nodes: Api<kube::api::DynamicObject> = Api::namespaced_with(
-        client.clone(),
-        namespace,
-        &kube::api::ApiResource::erase::<weir_model::FlowNode>(&()),
-    );
-    Ok(nodes.get(node).await?.data["status"].clone())
-}
-
-/// Sends `message` to `target` (`NODE:PORT`) with `weir send` and gives back the run's answer.
-fn send(admin: &Path, namespace: &str, target: &str, message: &Value) -> Result<Value> {
-    let answer = succeeded(
-        &mut weir(
-            admin,
-            &["send", "-n", namespace, "--timeout", TICK_TIMEOUT, target, &message.to_string()],
-        ),
-        &format!("weir send {target}"),
-    )?;
-    Ok(serde_json::from_str(&answer)?)
-}
-
 /// Fires one tick of the mirror and gives back its answer: the summary of the images' split.
-fn tick(admin: &Path, namespace: &str) -> Result<Value> {
-    send(admin, namespace, "mirror-tick:control", &json!({ "action": "tick" }))
+fn tick(weir: &Weir, namespace: &str) -> Result<Value> {
+    weir.send(namespace, "mirror-tick:control", &json!({ "action": "tick" }), TICK_TIMEOUT)
 }
 
 /// The registries and images of the test: what each reference is, and its digest.
@@ -397,12 +271,13 @@ async fn the_image_mirror_copies_patches_reports_rechecks_rides_out_an_outage_an
     }
     let before_shop = workloads(&client, &shop).await?;
 
-    let admin = plane.admin_account(&flows, ACCOUNT).await?.0;
-    let modules = start_modules(plane, &admin, &flows)?;
-    install(
+    let weir =
+        Weir::new(env!("CARGO_BIN_EXE_weir"), &plane.admin_account(&flows, ACCOUNT).await?.0);
+    let modules = weir.start_modules(plane, &flows, &MODULES, ACCOUNT)?;
+    weir.install(
         plane,
         &flows,
-        "image-mirror",
+        &solutions_dir().join("image-mirror"),
         &[
             ("mirror", mirror.clone()),
             ("mirrorSecret", format!("{flows}/mirror-login")),
@@ -413,12 +288,12 @@ async fn the_image_mirror_copies_patches_reports_rechecks_rides_out_an_outage_an
             ("firstTick", "afterInterval".to_owned()),
         ],
     )?;
-    wait_ready(&client, &flows, "image-mirror").await?;
+    wait_ready(&client, &flows, "image-mirror", PATIENCE).await?;
 
     // The first tick: five images planned (idle is scaled to zero, cached served already),
     // four copied, the missing one reported.
     let mirror_before = registries.mirror.requests_by_method();
-    let first = tick(&admin, &flows)?;
+    let first = tick(&weir, &flows)?;
     let uploads = writes_between(&mirror_before, &registries.mirror.requests_by_method());
     ensure!(
         uploads > 0,
@@ -560,7 +435,7 @@ async fn the_image_mirror_copies_patches_reports_rechecks_rides_out_an_outage_an
     // The second tick finds nothing new: existence checks only, no upload, no patch.
     let mirror_before = registries.mirror.requests_by_method();
     let remote_before = registries.remote.as_ref().context("remote")?.requests().len();
-    let second = tick(&admin, &flows)?;
+    let second = tick(&weir, &flows)?;
     ensure!(second["total"] == 5 && second["succeeded"] == 4, "{second:#}");
     let patches: u64 = second["answers"]
         .as_array()
@@ -588,7 +463,7 @@ async fn the_image_mirror_copies_patches_reports_rechecks_rides_out_an_outage_an
     // With the remote registry stopped, the run reports the outage and changes nothing.
     registries.remote = None;
     let mirror_before = registries.mirror.requests_by_method();
-    let outage = tick(&admin, &flows)?;
+    let outage = tick(&weir, &flows)?;
     ensure!(outage["total"] == 5 && outage["succeeded"] == 0, "{outage:#}");
     for failure in outage["failed"].as_array().context("failed")? {
         ensure!(failure["kind"] == "transient", "{failure}");
@@ -597,10 +472,15 @@ async fn the_image_mirror_copies_patches_reports_rechecks_rides_out_an_outage_an
     ensure!(workloads(&client, &shop).await? == after_first, "a Deployment changed in the outage");
 
     // The revert: the mirror stopped, the companion flow puts every original back.
-    send(&admin, &flows, "mirror-tick:control", &json!({ "action": "stop" }))?;
-    install(plane, &flows, "image-mirror-revert", &[("mirror", mirror.clone())])?;
-    wait_ready(&client, &flows, "image-mirror-revert").await?;
-    let reverted = send(&admin, &flows, "mirror-revert-start:in", &json!({}))?;
+    weir.send(&flows, "mirror-tick:control", &json!({ "action": "stop" }), TICK_TIMEOUT)?;
+    weir.install(
+        plane,
+        &flows,
+        &solutions_dir().join("image-mirror-revert"),
+        &[("mirror", mirror.clone())],
+    )?;
+    wait_ready(&client, &flows, "image-mirror-revert", PATIENCE).await?;
+    let reverted = weir.send(&flows, "mirror-revert-start:in", &json!({}), TICK_TIMEOUT)?;
     ensure!(reverted["total"] == 4 && reverted["succeeded"] == 4, "{reverted:#}");
     let after_revert = workloads(&client, &shop).await?;
     for (name, (images, annotations, _)) in &after_revert {
@@ -699,12 +579,13 @@ async fn a_tick_over_500_deployments_sharing_50_images_already_mirrored() -> Res
         let object = deployment(&format!("app-{index}"), 2, &[("app", &image)], json!({}));
         weir_testenv::create::<Deployment>(&client, &apps[index % NAMESPACES], object).await?;
     }
-    let admin = plane.admin_account(&flows, ACCOUNT).await?.0;
-    let _modules = start_modules(plane, &admin, &flows)?;
-    install(
+    let weir =
+        Weir::new(env!("CARGO_BIN_EXE_weir"), &plane.admin_account(&flows, ACCOUNT).await?.0);
+    let _modules = weir.start_modules(plane, &flows, &MODULES, ACCOUNT)?;
+    weir.install(
         plane,
         &flows,
-        "image-mirror",
+        &solutions_dir().join("image-mirror"),
         &[
             ("mirror", mirror.host.clone()),
             ("mirrorSecret", format!("{flows}/mirror-login")),
@@ -715,9 +596,9 @@ async fn a_tick_over_500_deployments_sharing_50_images_already_mirrored() -> Res
             ("firstTick", "afterInterval".to_owned()),
         ],
     )?;
-    wait_ready(&client, &flows, "image-mirror").await?;
+    wait_ready(&client, &flows, "image-mirror", PATIENCE).await?;
     let started = Instant::now();
-    let first = tick(&admin, &flows)?;
+    let first = tick(&weir, &flows)?;
     let first_took = started.elapsed();
     ensure!(first["succeeded"] == IMAGES, "{first:#}");
 
@@ -728,7 +609,7 @@ async fn a_tick_over_500_deployments_sharing_50_images_already_mirrored() -> Res
     );
     let tokens_before = tokens.issued.load(std::sync::atomic::Ordering::Relaxed);
     let started = Instant::now();
-    let second = tick(&admin, &flows)?;
+    let second = tick(&weir, &flows)?;
     let took = started.elapsed();
     let api = delta(&api_before, &apiserver_requests(&client).await?);
     let to_u64 = |counts: BTreeMap<String, usize>| -> BTreeMap<String, u64> {
@@ -741,7 +622,7 @@ async fn a_tick_over_500_deployments_sharing_50_images_already_mirrored() -> Res
 
     // What `weir send` itself costs: a control message that changes nothing.
     let started = Instant::now();
-    send(&admin, &flows, "mirror-tick:control", &json!({ "action": "start" }))?;
+    weir.send(&flows, "mirror-tick:control", &json!({ "action": "start" }), TICK_TIMEOUT)?;
     let send_took = started.elapsed();
 
     println!("first tick (50 copies, 500 patches): {first_took:.2?}");

@@ -11,6 +11,7 @@
 #![allow(clippy::print_stderr)]
 
 mod cluster;
+pub mod solution;
 
 pub use cluster::{Cluster, busybox_image};
 
