@@ -64,6 +64,9 @@ impl Weir {
                     &format!("{name}-0"),
                     "--peers",
                     peers,
+                    // Only a module with webhooks (http) binds it.
+                    "--webhook-listen",
+                    "127.0.0.1:0",
                 ]);
                 command.env("WEIR_LOG", "info").env("KUBECONFIG", &self.kubeconfig);
                 plane.spawn(&format!("{namespace}-{name}"), &mut command)
@@ -146,6 +149,15 @@ pub fn http_address(process: &Process) -> Option<String> {
     let log = process.log();
     let rest = log.split(", HTTP on http://").nth(1)?;
     Some(rest.split_whitespace().next()?.to_owned())
+}
+
+/// Where a module process serves webhooks (`http://127.0.0.1:PORT/hooks/`), as its log told
+/// it; only the http module has them.
+pub fn webhooks_url(process: &Process) -> Option<String> {
+    let log = process.log();
+    let rest = log.split("webhooks=").nth(1)?.trim_start_matches('"');
+    let url = rest.split(|c: char| c == '"' || c.is_whitespace()).next()?;
+    (!url.is_empty()).then(|| url.to_owned())
 }
 
 fn flow_nodes(client: &Client, namespace: &str) -> Api<DynamicObject> {
