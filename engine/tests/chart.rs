@@ -541,7 +541,7 @@ spec: {{serviceAccountName: nobody}}
 apiVersion: weir.dev/v1alpha1
 kind: FlowNode
 metadata: {{name: stranger-list}}
-spec: {{flow: stranger, module: kubernetes, component: deployment_list, settings: {{namespace: {namespace}}}}}
+spec: {{flow: stranger, module: kubernetes, component: workload_list, settings: {{namespace: {namespace}}}}}
 ---
 apiVersion: weir.dev/v1alpha1
 kind: Flow
@@ -551,7 +551,7 @@ spec: {{}}
 apiVersion: weir.dev/v1alpha1
 kind: FlowNode
 metadata: {{name: abroad-list}}
-spec: {{flow: traveller, module: kubernetes, component: deployment_list, settings: {{namespace: {abroad}}}}}
+spec: {{flow: traveller, module: kubernetes, component: workload_list, settings: {{namespace: {abroad}}}}}
 "#
     );
     kubectl_apply(plane, namespace, &flows)?;
@@ -837,7 +837,7 @@ async fn editor_acts_as_each_user(
         call(Method::PUT, "/flows/census/layout", Some(bob), Some(layout.clone())).await?;
     ensure!(status == 403 && text.contains("may not update flows.weir.dev"), "{status} {text}");
     let message = json!({ "node": "names", "port": "in",
-        "message": { "deployments": [{ "name": "from-bob" }] } });
+        "message": { "workloads": [{ "kind": "Deployment", "name": "from-bob" }] } });
     let (status, text) = call(Method::POST, "/send", Some(bob), Some(message)).await?;
     ensure!(status == 403 && text.contains("may not update flownodes"), "{status} {text}");
 
@@ -846,7 +846,7 @@ async fn editor_acts_as_each_user(
         call(Method::PUT, "/flows/census/layout", Some(alice), Some(layout)).await?;
     ensure!(status == 200, "{status} {text}");
     let message = json!({ "node": "names", "port": "in",
-        "message": { "deployments": [{ "name": "from-alice" }] } });
+        "message": { "workloads": [{ "kind": "Deployment", "name": "from-alice" }] } });
     let (status, text) = call(Method::POST, "/send", Some(alice), Some(message)).await?;
     ensure!(status == 200, "{status} {text}");
     eventually("alice's message reaching the debug node", PATIENCE, || async {
@@ -1007,6 +1007,60 @@ spec:
     metadata: {{labels: {{app: web}}}}
     spec: {{containers: [{{name: web, image: "nginx:1.27"}}]}}
 ---
+apiVersion: apps/v1
+kind: StatefulSet
+metadata: {{name: web}}
+spec:
+  serviceName: web
+  selector: {{matchLabels: {{app: web}}}}
+  template:
+    metadata: {{labels: {{app: web}}}}
+    spec: {{containers: [{{name: web, image: "nginx:1.27"}}]}}
+---
+apiVersion: apps/v1
+kind: DaemonSet
+metadata: {{name: web}}
+spec:
+  selector: {{matchLabels: {{app: web}}}}
+  template:
+    metadata: {{labels: {{app: web}}}}
+    spec: {{containers: [{{name: web, image: "nginx:1.27"}}]}}
+---
+apiVersion: apps/v1
+kind: ReplicaSet
+metadata: {{name: web}}
+spec:
+  selector: {{matchLabels: {{app: web}}}}
+  template:
+    metadata: {{labels: {{app: web}}}}
+    spec: {{containers: [{{name: web, image: "nginx:1.27"}}]}}
+---
+apiVersion: v1
+kind: ReplicationController
+metadata: {{name: web}}
+spec:
+  selector: {{app: web}}
+  template:
+    metadata: {{labels: {{app: web}}}}
+    spec: {{containers: [{{name: web, image: "nginx:1.27"}}]}}
+---
+apiVersion: batch/v1
+kind: CronJob
+metadata: {{name: web}}
+spec:
+  schedule: "0 3 * * *"
+  jobTemplate:
+    spec:
+      template:
+        spec: {{restartPolicy: Never, containers: [{{name: web, image: "nginx:1.27"}}]}}
+---
+apiVersion: batch/v1
+kind: Job
+metadata: {{name: web}}
+spec:
+  template:
+    spec: {{restartPolicy: Never, containers: [{{name: web, image: "nginx:1.27"}}]}}
+---
 apiVersion: v1
 kind: Secret
 metadata: {{name: plain}}
@@ -1025,12 +1079,12 @@ spec: {{}}
 apiVersion: weir.dev/v1alpha1
 kind: FlowNode
 metadata: {{name: list}}
-spec: {{flow: cluster, module: kubernetes, component: deployment_list, settings: {{namespace: {namespace}}}}}
+spec: {{flow: cluster, module: kubernetes, component: workload_list, settings: {{namespace: {namespace}}}}}
 ---
 apiVersion: weir.dev/v1alpha1
 kind: FlowNode
 metadata: {{name: patch}}
-spec: {{flow: cluster, module: kubernetes, component: deployment_patch, settings: {{}}}}
+spec: {{flow: cluster, module: kubernetes, component: workload_patch, settings: {{}}}}
 ---
 apiVersion: weir.dev/v1alpha1
 kind: FlowNode
@@ -1047,15 +1101,31 @@ spec: {{flow: cluster, module: kubernetes, component: pod_logs, settings: {{name
 
 /// The `weir send` that makes a kubernetes node use `verb` on `resource`.
 fn kubernetes_trigger(namespace: &str, resource: &str, verb: &str) -> Result<(String, Value)> {
+    let kind = match resource {
+        "deployments" => "Deployment",
+        "statefulsets" => "StatefulSet",
+        "daemonsets" => "DaemonSet",
+        "replicasets" => "ReplicaSet",
+        "replicationcontrollers" => "ReplicationController",
+        "cronjobs" => "CronJob",
+        "jobs" => "Job",
+        "pods" => "Pod",
+        _ => "",
+    };
     Ok(match (resource, verb) {
-        // A Deployment whose pods name no pull secret has its ServiceAccount's read; any node
+        // A workload whose pods name no pull secret has its ServiceAccount's read; any node
         // asks for its flow account's token.
-        ("deployments", "list") | ("serviceaccounts", "get") | ("serviceaccounts/token", _) => {
+        (_, "list") | ("serviceaccounts", "get") | ("serviceaccounts/token", _)
+            if !kind.is_empty() || resource.starts_with("serviceaccounts") =>
+        {
             ("list:in".into(), json!({}))
         }
-        ("deployments", _) => (
+        (_, "get") if !kind.is_empty() => {
+            ("list:in".into(), json!({ "kind": kind, "namespace": namespace, "name": "web" }))
+        }
+        (_, "patch") if !kind.is_empty() => (
             "patch:in".into(),
-            json!({ "namespace": namespace, "name": "web", "images": { "web": "nginx:1.28" } }),
+            json!({ "kind": kind, "namespace": namespace, "name": "web", "images": { "web": "nginx:1.28" } }),
         ),
         ("secrets", "get") => {
             ("secret:in".into(), json!({ "namespace": namespace, "name": "plain" }))
@@ -1390,7 +1460,7 @@ spec: {{serviceAccountName: census-runner}}
 apiVersion: weir.dev/v1alpha1
 kind: FlowNode
 metadata: {{name: list}}
-spec: {{flow: census, module: kubernetes, component: deployment_list, settings: {{namespace: {namespace}}}}}
+spec: {{flow: census, module: kubernetes, component: workload_list, settings: {{namespace: {namespace}}}}}
 ---
 apiVersion: weir.dev/v1alpha1
 kind: FlowNode
@@ -1440,9 +1510,16 @@ spec: {{flow: census, module: kubernetes, component: resource_watch, settings: {
             "Role".to_owned(),
             "weir-flow-census".to_owned(),
             json!([
+                { "apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list"] },
+                { "apiGroups": [""], "resources": ["replicationcontrollers"], "verbs": ["get", "list"] },
                 { "apiGroups": [""], "resources": ["serviceaccounts"], "verbs": ["get"] },
-                { "apiGroups": ["apps"], "resources": ["deployments"], "verbs": ["list"] },
+                { "apiGroups": ["apps"], "resources": ["daemonsets"], "verbs": ["get", "list"] },
+                { "apiGroups": ["apps"], "resources": ["deployments"], "verbs": ["get", "list"] },
                 { "apiGroups": ["apps"], "resources": ["deployments/scale"], "verbs": ["get", "patch"] },
+                { "apiGroups": ["apps"], "resources": ["replicasets"], "verbs": ["get", "list"] },
+                { "apiGroups": ["apps"], "resources": ["statefulsets"], "verbs": ["get", "list"] },
+                { "apiGroups": ["batch"], "resources": ["cronjobs"], "verbs": ["get", "list"] },
+                { "apiGroups": ["batch"], "resources": ["jobs"], "verbs": ["get", "list"] },
             ]),
         ),
         ("RoleBinding".to_owned(), "weir-flow-census".to_owned(), Value::Null),

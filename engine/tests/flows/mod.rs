@@ -26,7 +26,7 @@ metadata: {{name: list}}
 spec:
   flow: census
   module: kubernetes
-  component: deployment_list
+  component: workload_list
   settings: {{namespace: {namespace}}}
   edges: [{{port: out, to: {{node: names, port: in}}, mapping: "{{{{ . }}}}"}}]
 ---
@@ -38,7 +38,7 @@ spec:
   module: js
   component: js_eval
   settings:
-    script: "export default (input) => ({{ names: input.deployments.map((d) => d.name) }})"
+    script: "export default (input) => ({{ names: input.workloads.filter((w) => w.kind === \"Deployment\").map((w) => w.name) }})"
   edges: [{{port: response, to: {{node: log, port: in}}, mapping: "{{{{ . }}}}"}}]
 ---
 apiVersion: weir.dev/v1alpha1

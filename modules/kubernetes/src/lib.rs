@@ -2,15 +2,13 @@
 //! objects change; `resource_get`, `resource_list`,
 //! `resource_apply`, `resource_patch`, `resource_delete` and `scale` work on any kind the
 //! apiserver serves, custom resources included, named in their settings (see [`dynamic`]);
-//! `pod_logs` reads what containers wrote. `deployment_list` reads Deployments with their
-//! images and pull secrets, `deployment_patch` changes their images, `secret_get` reads
-//! registry credentials. Each component declares the RBAC rules it needs (those on a kind
+//! `pod_logs` reads what containers wrote. `workload_list` reads the workloads of every kind
+//! with their images and pull secrets, `workload_patch` changes their images, `secret_get`
+//! reads registry credentials. Each component declares the RBAC rules it needs (those on a kind
 //! follow from the node's settings, so `weir rbac` gives a flow exactly them), and each node
 //! acts as its flow's ServiceAccount or with a kubeconfig (see [`access`]).
 
 pub mod access;
-pub mod deployment_list;
-pub mod deployment_patch;
 pub mod dynamic;
 pub mod pod_logs;
 pub mod resource_apply;
@@ -21,14 +19,16 @@ pub mod resource_patch;
 pub mod resource_watch;
 pub mod scale;
 pub mod secret_get;
+pub mod workload_list;
+pub mod workload_patch;
 
 use weir_sdk::Module;
 
 /// The kubernetes module, its components one per line.
 pub fn module() -> Module {
     Module::new("kubernetes", env!("CARGO_PKG_VERSION"))
-        .component::<deployment_list::DeploymentList>()
-        .component::<deployment_patch::DeploymentPatch>()
+        .component::<workload_list::WorkloadList>()
+        .component::<workload_patch::WorkloadPatch>()
         .component::<secret_get::SecretGet>()
         .component::<resource_get::ResourceGet>()
         .component::<resource_list::ResourceList>()

@@ -2,15 +2,15 @@
 //! messages, each named by field.
 
 use weir_kubernetes::{
-    deployment_list::DeploymentList, deployment_patch::DeploymentPatch, secret_get::SecretGet,
+    secret_get::SecretGet, workload_list::WorkloadList, workload_patch::WorkloadPatch,
 };
 use weir_sdk::{ErrorKind, json, testing::Harness};
 
 #[test]
 fn bad_settings_fail_the_build_naming_the_field() {
-    let err = Harness::build::<DeploymentList>(&json!({ "pageSize": 5 })).unwrap_err();
+    let err = Harness::build::<WorkloadList>(&json!({ "pageSize": 5 })).unwrap_err();
     assert_eq!(err.message(), "settings.pageSize: 5 is not between 10 and 5000");
-    let err = Harness::build::<DeploymentPatch>(&json!({ "fieldManager": " " })).unwrap_err();
+    let err = Harness::build::<WorkloadPatch>(&json!({ "fieldManager": " " })).unwrap_err();
     assert_eq!(err.message(), "settings.fieldManager: must not be empty");
     let err = Harness::build::<SecretGet>(&json!({ "kubeconfg": "/x" })).unwrap_err();
     assert_eq!(err.message(), "settings: unknown field `kubeconfg`");
@@ -18,7 +18,7 @@ fn bad_settings_fail_the_build_naming_the_field() {
 
 #[tokio::test]
 async fn bad_messages_are_refused_naming_the_field() {
-    let patch = Harness::build::<DeploymentPatch>(&json!({})).unwrap();
+    let patch = Harness::build::<WorkloadPatch>(&json!({})).unwrap();
     let err = patch.send("in", json!({ "namespace": "web", "images": {} })).await.unwrap_err();
     assert_eq!((err.kind(), err.message()), (ErrorKind::Invalid, "in: missing field `name`"));
     let err = patch
@@ -33,9 +33,8 @@ async fn bad_messages_are_refused_naming_the_field() {
 
 #[tokio::test]
 async fn a_kubeconfig_that_cannot_be_read_is_named() {
-    let list =
-        Harness::build::<DeploymentList>(&json!({ "kubeconfig": "/nonexistent/kubeconfig" }))
-            .unwrap();
+    let list = Harness::build::<WorkloadList>(&json!({ "kubeconfig": "/nonexistent/kubeconfig" }))
+        .unwrap();
     let err = list.send("in", json!({})).await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Invalid);
     assert!(

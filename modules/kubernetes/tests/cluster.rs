@@ -17,7 +17,7 @@ use kube::{
 };
 use serde_json::{Value, json};
 use weir_kubernetes::{
-    deployment_list::DeploymentList, deployment_patch::DeploymentPatch, secret_get::SecretGet,
+    secret_get::SecretGet, workload_list::WorkloadList, workload_patch::WorkloadPatch,
 };
 use weir_sdk::{Component, ErrorKind, Permission, testing::Harness};
 use weir_testenv::ControlPlane;
@@ -96,15 +96,15 @@ async fn lists_images_and_the_pull_secrets_pods_would_use() -> Result<()> {
     let namespace = plane.namespace("list").await?;
     workloads(&client, &namespace).await?;
     let settings = json!({ "namespace": namespace, "kubeconfig": kubeconfig(plane.kubeconfig()) });
-    let listed = run::<DeploymentList>(settings.clone(), json!({})).await?;
-    let names: Vec<&str> = listed["deployments"]
+    let listed = run::<WorkloadList>(settings.clone(), json!({})).await?;
+    let names: Vec<&str> = listed["workloads"]
         .as_array()
         .context("a list")?
         .iter()
         .filter_map(|d| d["name"].as_str())
         .collect();
     ensure!(names == ["api", "idle", "web"], "{listed}");
-    let web = &listed["deployments"][2];
+    let web = &listed["workloads"][2];
     ensure!(
         web["containers"]
             == json!([{ "name": "main", "image": "nginx:1.27" }, { "name": "sidecar", "image": "envoyproxy/envoy:v1.31" }]),
@@ -115,7 +115,7 @@ async fn lists_images_and_the_pull_secrets_pods_would_use() -> Result<()> {
         "{web}"
     );
     ensure!(web["pullSecrets"] == json!(["hub-from-pod"]) && web["replicas"] == 2, "{web}");
-    let api = &listed["deployments"][0];
+    let api = &listed["workloads"][0];
     ensure!(
         api["pullSecrets"] == json!(["hub-from-account"]) && api["serviceAccount"] == "builder",
         "{api}"
@@ -124,12 +124,199 @@ async fn lists_images_and_the_pull_secrets_pods_would_use() -> Result<()> {
     let mut skipping = settings;
     skipping["skipScaledToZero"] = json!(true);
     skipping["labelSelector"] = json!("app in (idle,web)");
-    let listed = run::<DeploymentList>(skipping, json!({})).await?;
+    let listed = run::<WorkloadList>(skipping, json!({})).await?;
     ensure!(
-        listed["deployments"].as_array().map(Vec::len) == Some(1)
-            && listed["deployments"][0]["name"] == "web",
+        listed["workloads"].as_array().map(Vec::len) == Some(1)
+            && listed["workloads"][0]["name"] == "web",
         "{listed}"
     );
+    Ok(())
+}
+
+/// One workload of each other kind, with containers, init containers and pull secrets where
+/// each kind keeps them: a StatefulSet, a DaemonSet, a CronJob (suspended), a ReplicaSet owned
+/// by Deployment web, a ReplicationController, a Job and a Pod.
+async fn other_kinds(client: &Client, namespace: &str) -> Result<()> {
+    // Jobs' pods end; the others' restart.
+    let template = |name: &str, image: &str| {
+        let restart = if ["nightly", "once"].contains(&name) { "Never" } else { "Always" };
+        json!({
+            "metadata": { "labels": { "app": name } },
+            "spec": { "containers": [{ "name": "main", "image": image }], "restartPolicy": restart },
+        })
+    };
+    let objects = [
+        (
+            "apps/v1",
+            "StatefulSet",
+            json!({ "metadata": { "name": "db" }, "spec": { "replicas": 3, "serviceName": "db", "selector": { "matchLabels": { "app": "db" } }, "template": template("db", "postgres:16") } }),
+        ),
+        (
+            "apps/v1",
+            "DaemonSet",
+            json!({ "metadata": { "name": "agent" }, "spec": { "selector": { "matchLabels": { "app": "agent" } }, "template": template("agent", "quay.io/acme/agent:1") } }),
+        ),
+        (
+            "batch/v1",
+            "CronJob",
+            json!({ "metadata": { "name": "nightly" }, "spec": { "schedule": "0 3 * * *", "suspend": true, "jobTemplate": { "spec": { "template": template("nightly", "busybox:1.36") } } } }),
+        ),
+        (
+            "apps/v1",
+            "ReplicaSet",
+            json!({ "metadata": { "name": "web-7f", "ownerReferences": [{ "apiVersion": "apps/v1", "kind": "Deployment", "name": "web", "uid": "0e6a0a6c-0000-4000-8000-000000000001", "controller": true }] }, "spec": { "replicas": 2, "selector": { "matchLabels": { "app": "web" } }, "template": template("web", "nginx:1.27") } }),
+        ),
+        (
+            "v1",
+            "ReplicationController",
+            json!({ "metadata": { "name": "legacy" }, "spec": { "replicas": 1, "selector": { "app": "legacy" }, "template": template("legacy", "httpd:2") } }),
+        ),
+        (
+            "batch/v1",
+            "Job",
+            json!({ "metadata": { "name": "once" }, "spec": { "template": template("once", "busybox:1.36") } }),
+        ),
+        (
+            "v1",
+            "Pod",
+            json!({ "metadata": { "name": "loose" }, "spec": { "containers": [{ "name": "main", "image": "alpine:3" }] } }),
+        ),
+    ];
+    for (api_version, kind, mut object) in objects {
+        object["apiVersion"] = json!(api_version);
+        object["kind"] = json!(kind);
+        let (group, version) = api_version.split_once('/').unwrap_or(("", api_version));
+        let gvk = kube::api::GroupVersionKind::gvk(group, version, kind);
+        let resource = kube::api::ApiResource::from_gvk(&gvk);
+        let api: Api<kube::api::DynamicObject> =
+            Api::namespaced_with(client.clone(), namespace, &resource);
+        api.create(&PostParams::default(), &serde_json::from_value(object)?).await?;
+    }
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lists_every_workload_kind_reads_one_by_name_and_patches_each_template() -> Result<()> {
+    let plane = ControlPlane::shared();
+    let client = plane.client().await?;
+    let namespace = plane.namespace("kinds").await?;
+    workloads(&client, &namespace).await?;
+    other_kinds(&client, &namespace).await?;
+    let settings = json!({ "namespace": namespace, "kubeconfig": kubeconfig(plane.kubeconfig()) });
+    let listed = run::<WorkloadList>(settings.clone(), json!({})).await?;
+    let seen: Vec<String> = listed["workloads"]
+        .as_array()
+        .context("a list")?
+        .iter()
+        .map(|w| {
+            format!(
+                "{}/{} {}",
+                w["kind"].as_str().unwrap_or("?"),
+                w["name"].as_str().unwrap_or("?"),
+                w["controller"].as_str().unwrap_or("-")
+            )
+        })
+        .collect();
+    ensure!(
+        seen == [
+            "Deployment/api -",
+            "Deployment/idle -",
+            "Deployment/web -",
+            "StatefulSet/db -",
+            "DaemonSet/agent -",
+            "ReplicaSet/web-7f Deployment/web",
+            "ReplicationController/legacy -",
+            "CronJob/nightly -",
+            "Job/once -",
+            "Pod/loose -",
+        ],
+        "{seen:?}"
+    );
+    let cronjob = listed["workloads"]
+        .as_array()
+        .and_then(|all| all.iter().find(|w| w["kind"] == "CronJob"))
+        .context("the CronJob")?;
+    ensure!(
+        cronjob["containers"] == json!([{ "name": "main", "image": "busybox:1.36" }])
+            && cronjob["suspended"] == true
+            && cronjob["replicas"].is_null(),
+        "{cronjob}"
+    );
+
+    // Idle ones (scaled to zero, suspended) left out; one read by name, as a watch asks.
+    let mut skipping = settings.clone();
+    skipping["skipScaledToZero"] = json!(true);
+    let listed = run::<WorkloadList>(skipping.clone(), json!({})).await?;
+    ensure!(
+        listed["workloads"]
+            .as_array()
+            .is_some_and(|all| all.iter().all(|w| w["name"] != "idle" && w["name"] != "nightly")),
+        "{listed}"
+    );
+    let one = run::<WorkloadList>(
+        settings.clone(),
+        json!({ "kind": "StatefulSet", "namespace": namespace, "name": "db" }),
+    )
+    .await?;
+    ensure!(
+        one["workloads"].as_array().map(Vec::len) == Some(1)
+            && one["workloads"][0]["replicas"] == 3,
+        "{one}"
+    );
+    let gone = run::<WorkloadList>(
+        settings.clone(),
+        json!({ "kind": "StatefulSet", "namespace": namespace, "name": "gone" }),
+    )
+    .await?;
+    ensure!(gone["workloads"] == json!([]), "{gone}");
+    let err = run::<WorkloadList>(
+        settings.clone(),
+        json!({ "kind": "Rollout", "namespace": namespace, "name": "x" }),
+    )
+    .await
+    .expect_err("an unknown kind");
+    ensure!(
+        err.message().starts_with("in.kind: \"Rollout\" is not one of Deployment, StatefulSet"),
+        "{err}"
+    );
+    let err = run::<WorkloadList>(settings.clone(), json!({ "kind": "Pod" }))
+        .await
+        .expect_err("half a name");
+    ensure!(
+        err.message() == "in: a workload is named by kind, namespace and name together",
+        "{err}"
+    );
+
+    // Each kind's pod template is where the patch goes.
+    let patch = json!({ "kubeconfig": kubeconfig(plane.kubeconfig()) });
+    for (kind, name, image) in [
+        ("StatefulSet", "db", "mirror.local/postgres:16"),
+        ("CronJob", "nightly", "mirror.local/busybox:1.36"),
+        ("DaemonSet", "agent", "mirror.local/agent:1"),
+    ] {
+        let patched = run::<WorkloadPatch>(patch.clone(), json!({ "kind": kind, "namespace": namespace, "name": name, "images": { "main": image }, "expected": { "main": "" } })).await;
+        let err = patched.expect_err("an expectation that does not hold");
+        ensure!(
+            err.message().starts_with(&format!("{kind} {namespace}/{name} moved since the plan")),
+            "{err}"
+        );
+        let patched = run::<WorkloadPatch>(patch.clone(), json!({ "kind": kind, "namespace": namespace, "name": name, "images": { "main": image } })).await?;
+        ensure!(patched["kind"] == kind && patched["changed"] == json!(["main"]), "{patched}");
+        let one = run::<WorkloadList>(
+            settings.clone(),
+            json!({ "kind": kind, "namespace": namespace, "name": name }),
+        )
+        .await?;
+        ensure!(one["workloads"][0]["containers"][0]["image"] == image, "{one}");
+    }
+    for kind in ["Job", "Pod"] {
+        let err = run::<WorkloadPatch>(patch.clone(), json!({ "kind": kind, "namespace": namespace, "name": "once", "images": { "main": "x" } })).await.expect_err("an immutable template");
+        ensure!(
+            err.kind() == ErrorKind::Invalid
+                && err.message().contains("cannot change once created"),
+            "{err}"
+        );
+    }
     Ok(())
 }
 
@@ -147,8 +334,8 @@ async fn reads_two_thousand_deployments_a_page_at_a_time() -> Result<()> {
     });
     create_all(&client, &namespace, many.collect()).await?;
     let settings = json!({ "namespace": namespace, "pageSize": 150, "kubeconfig": kubeconfig(plane.kubeconfig()) });
-    let listed = run::<DeploymentList>(settings, json!({})).await?;
-    let deployments = listed["deployments"].as_array().context("a list")?;
+    let listed = run::<WorkloadList>(settings, json!({})).await?;
+    let deployments = listed["workloads"].as_array().context("a list")?;
     ensure!(deployments.len() == 2000, "{} deployments", deployments.len());
     let mut names: Vec<&str> = deployments.iter().filter_map(|d| d["name"].as_str()).collect();
     names.dedup();
@@ -175,7 +362,7 @@ async fn patches_images_by_container_name_without_clobbering_other_changes() -> 
     });
     let mut dry = settings.clone();
     dry["dryRun"] = json!(true);
-    let patched = run::<DeploymentPatch>(dry, change.clone()).await?;
+    let patched = run::<WorkloadPatch>(dry, change.clone()).await?;
     ensure!(patched["dryRun"] == true, "{patched}");
     let unchanged = deployments.get("web").await?;
     let pod = unchanged.spec.and_then(|s| s.template.spec).context("a pod")?;
@@ -184,7 +371,7 @@ async fn patches_images_by_container_name_without_clobbering_other_changes() -> 
         "a dry run changes nothing"
     );
 
-    let patched = run::<DeploymentPatch>(settings.clone(), change).await?;
+    let patched = run::<WorkloadPatch>(settings.clone(), change).await?;
     ensure!(patched["changed"] == json!(["migrate", "sidecar"]), "{patched}");
     let web = deployments.get("web").await?;
     let annotations = web.metadata.annotations.clone().unwrap_or_default();
@@ -214,7 +401,7 @@ async fn patches_images_by_container_name_without_clobbering_other_changes() -> 
         "images": { "sidecar": "envoyproxy/envoy:v1.31" },
         "annotations": { "weir.dev/original-sidecar": null },
     });
-    run::<DeploymentPatch>(settings.clone(), revert).await?;
+    run::<WorkloadPatch>(settings.clone(), revert).await?;
     let web = deployments.get("web").await?;
     ensure!(
         !web.metadata.annotations.unwrap_or_default().contains_key("weir.dev/original-sidecar"),
@@ -223,7 +410,7 @@ async fn patches_images_by_container_name_without_clobbering_other_changes() -> 
     let pod = web.spec.and_then(|s| s.template.spec).context("a pod")?;
     ensure!(pod.containers[1].image.as_deref() == Some("envoyproxy/envoy:v1.31"), "reverted");
 
-    let err = run::<DeploymentPatch>(
+    let err = run::<WorkloadPatch>(
         settings,
         json!({ "namespace": namespace, "name": "web", "images": { "nginx": "x" } }),
     )
@@ -233,7 +420,7 @@ async fn patches_images_by_container_name_without_clobbering_other_changes() -> 
     ensure!(
         err.message()
             == format!(
-                "deployment {namespace}/web has no container nginx (containers: main, sidecar; init containers: migrate)"
+                "Deployment {namespace}/web has no container nginx (containers: main, sidecar; init containers: migrate)"
             ),
         "{err}"
     );
@@ -285,14 +472,14 @@ async fn a_deployment_moved_since_the_plan_is_left_alone_and_reported() -> Resul
             format!("its generation is {}, not {planned_generation}", planned_generation + 1),
         ),
     ] {
-        let err = run::<DeploymentPatch>(settings.clone(), change(expectations))
+        let err = run::<WorkloadPatch>(settings.clone(), change(expectations))
             .await
             .expect_err("the Deployment moved");
         ensure!(err.kind() == ErrorKind::Invalid, "not worth a retry: {err}");
         ensure!(
             err.message()
                 == format!(
-                    "deployment {namespace}/web moved since the plan and is left alone: {moved}"
+                    "Deployment {namespace}/web moved since the plan and is left alone: {moved}"
                 ),
             "{err}"
         );
@@ -311,7 +498,7 @@ async fn a_deployment_moved_since_the_plan_is_left_alone_and_reported() -> Resul
         "images": { "sidecar": "registry.local:5000/envoyproxy/envoy:v1.31" },
         "expected": { "sidecar": "envoyproxy/envoy:v1.31" },
     });
-    let patched = run::<DeploymentPatch>(settings.clone(), sidecar).await?;
+    let patched = run::<WorkloadPatch>(settings.clone(), sidecar).await?;
     ensure!(patched["changed"] == json!(["sidecar"]), "{patched}");
     let pod = deployments.get("web").await?.spec.and_then(|s| s.template.spec).context("a pod")?;
     ensure!(
@@ -319,7 +506,7 @@ async fn a_deployment_moved_since_the_plan_is_left_alone_and_reported() -> Resul
             == (Some("nginx:1.28"), Some("registry.local:5000/envoyproxy/envoy:v1.31")),
         "{pod:?}"
     );
-    let err = run::<DeploymentPatch>(
+    let err = run::<WorkloadPatch>(
         settings,
         json!({ "namespace": namespace, "name": "web", "images": {}, "expected": { "nginx": "nginx:1.27" } }),
     )
@@ -493,8 +680,8 @@ async fn each_component_needs_exactly_the_rules_it_declares() -> Result<()> {
     let patch_message = json!({ "namespace": namespace, "name": "api", "images": { "api": "registry.local:5000/acme/api:2" } });
     let secret_message = json!({ "namespace": namespace, "name": "plain" });
     let cases: [(&str, &[Permission], Value); 3] = [
-        ("deployment_list", DeploymentList::describe().permissions, list_message),
-        ("deployment_patch", DeploymentPatch::describe().permissions, patch_message),
+        ("workload_list", WorkloadList::describe().permissions, list_message),
+        ("workload_patch", WorkloadPatch::describe().permissions, patch_message),
         ("secret_get", SecretGet::describe().permissions, secret_message),
     ];
     for (component, permissions, message) in cases {
@@ -502,14 +689,14 @@ async fn each_component_needs_exactly_the_rules_it_declares() -> Result<()> {
         let user = format!("weir-{}", component.replace('_', "-"));
         grant(&client, &namespace, &user, permissions).await?;
         let settings = json!({ "namespace": namespace, "kubeconfig": kubeconfig(&plane.identity(&user, &[])?) });
-        let settings = if component == "deployment_list" {
+        let settings = if component == "workload_list" {
             settings
         } else {
             json!({ "kubeconfig": settings["kubeconfig"] })
         };
         let outcome = match component {
-            "deployment_list" => run::<DeploymentList>(settings.clone(), message.clone()).await,
-            "deployment_patch" => run::<DeploymentPatch>(settings.clone(), message.clone()).await,
+            "workload_list" => run::<WorkloadList>(settings.clone(), message.clone()).await,
+            "workload_patch" => run::<WorkloadPatch>(settings.clone(), message.clone()).await,
             _ => run::<SecretGet>(settings.clone(), message.clone()).await,
         };
         ensure!(outcome.is_ok(), "{component} with its declared rules: {outcome:?}");
@@ -533,8 +720,8 @@ async fn each_component_needs_exactly_the_rules_it_declares() -> Result<()> {
         let mut settings = settings;
         settings["kubeconfig"] = json!(kubeconfig(&plane.identity(&lesser, &[])?));
         let err = match component {
-            "deployment_list" => run::<DeploymentList>(settings, message).await,
-            "deployment_patch" => run::<DeploymentPatch>(settings, message).await,
+            "workload_list" => run::<WorkloadList>(settings, message).await,
+            "workload_patch" => run::<WorkloadPatch>(settings, message).await,
             _ => run::<SecretGet>(settings, message).await,
         }
         .expect_err("a missing permission");

@@ -15,8 +15,8 @@ async fn every_component_follows_the_node_rules_and_declares_its_rules() {
     assert_eq!(
         names,
         [
-            "deployment_list",
-            "deployment_patch",
+            "workload_list",
+            "workload_patch",
             "secret_get",
             "resource_get",
             "resource_list",

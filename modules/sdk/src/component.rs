@@ -58,7 +58,7 @@ pub struct KindPermission {
 /// A node type. Implement it in one file per component; register it in the module's table of
 /// contents with [`Module::component`](crate::Module::component).
 pub trait Component: Sized + Send + Sync + 'static {
-    /// The name in its module: lowercase snake_case, such as `deployment_list`.
+    /// The name in its module: lowercase snake_case, such as `workload_list`.
     const NAME: &'static str;
 
     /// The settings; their doc comments become the editor's help text, and their `Default`

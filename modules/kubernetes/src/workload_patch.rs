@@ -1,10 +1,12 @@
-//! `deployment_patch`: sets container images of a Deployment by container name (init
-//! containers included) and sets or removes annotations, with a strategic merge patch that
-//! touches only those fields, so changes others make at the same time survive. Names are
-//! checked first: an unknown container is a permanent error listing the ones there are.
+//! `workload_patch`: sets container images of a workload (a Deployment, StatefulSet,
+//! DaemonSet, ReplicaSet, ReplicationController or CronJob) by container name (init containers
+//! included) and sets or removes annotations, with a strategic merge patch that touches only
+//! those fields, so changes others make at the same time survive. Names are checked first: an
+//! unknown container is a permanent error listing the ones there are. Jobs and Pods are
+//! refused: their pod templates cannot change once created.
 //!
-//! A change may say what it expects the Deployment to be (the image each container holds, its
-//! resourceVersion or generation), as a plan made earlier saw it: a Deployment that moved since
+//! A change may say what it expects the workload to be (the image each container holds, its
+//! resourceVersion or generation), as a plan made earlier saw it: a workload that moved since
 //! is left alone and the change fails as invalid, naming what moved, so a slow plan never
 //! undoes a deploy made while it ran. The patch then carries the resourceVersion the
 //! expectations were checked at, so a change landing between the check and the patch is a
@@ -12,10 +14,10 @@
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::PodSpec;
 use kube::{
     Api,
-    api::{Patch, PatchParams},
+    api::{DynamicObject, Patch, PatchParams},
 };
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -23,17 +25,20 @@ use weir_sdk::{
     Component, Context, Description, JsonSchema, NodeError, Permission, Port, Value, read_message,
 };
 
-use crate::access::{Cluster, Connection};
+use crate::{
+    access::{Cluster, Connection},
+    workload_list::WorkloadKind,
+};
 
-/// Settings of a deployment patch.
+/// Settings of a workload patch.
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields, default)]
-pub struct DeploymentPatchSettings {
+pub struct WorkloadPatchSettings {
     /// Check the patch with the API server without saving it.
     pub dry_run: bool,
     /// The field manager the change is recorded under.
     pub field_manager: String,
-    /// Send failures (a denial, an unknown Deployment) to the `error` output as data instead
+    /// Send failures (a denial, an unknown workload) to the `error` output as data instead
     /// of failing the caller.
     pub error_port: bool,
     /// Which cluster.
@@ -41,7 +46,7 @@ pub struct DeploymentPatchSettings {
     pub cluster: Cluster,
 }
 
-impl Default for DeploymentPatchSettings {
+impl Default for WorkloadPatchSettings {
     fn default() -> Self {
         Self {
             dry_run: false,
@@ -56,9 +61,12 @@ impl Default for DeploymentPatchSettings {
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Change {
-    /// The Deployment's namespace.
+    /// The workload's kind, such as `StatefulSet`; a Deployment when not given.
+    #[serde(default = "deployment")]
+    pub kind: WorkloadKind,
+    /// The workload's namespace.
     pub namespace: String,
-    /// The Deployment's name.
+    /// The workload's name.
     pub name: String,
     /// New images by container name (containers and init containers).
     #[serde(default)]
@@ -67,15 +75,19 @@ pub struct Change {
     #[serde(default)]
     pub annotations: BTreeMap<String, Option<String>>,
     /// The image each named container (or init container) is expected to hold now; if one
-    /// holds another, the Deployment moved and is left alone.
+    /// holds another, the workload moved and is left alone.
     #[serde(default)]
     pub expected: BTreeMap<String, String>,
-    /// The resourceVersion the Deployment is expected to be at; if it moved, it is left alone.
+    /// The resourceVersion the workload is expected to be at; if it moved, it is left alone.
     #[serde(default)]
     pub resource_version: Option<String>,
-    /// The generation the Deployment is expected to be at; if it moved, it is left alone.
+    /// The generation the workload is expected to be at; if it moved, it is left alone.
     #[serde(default)]
     pub generation: Option<i64>,
+}
+
+fn deployment() -> WorkloadKind {
+    WorkloadKind::Deployment
 }
 
 impl Change {
@@ -88,51 +100,64 @@ impl Change {
 #[derive(Debug, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Patched {
-    /// The Deployment's namespace.
+    /// The workload's kind.
+    pub kind: WorkloadKind,
+    /// The workload's namespace.
     pub namespace: String,
-    /// The Deployment's name.
+    /// The workload's name.
     pub name: String,
     /// The containers whose image changed.
     pub changed: Vec<String>,
     /// Whether the patch was only checked, not saved.
     pub dry_run: bool,
-    /// The Deployment's generation after the patch.
+    /// The workload's generation after the patch.
     pub generation: Option<i64>,
 }
 
-/// A node of the deployment patch component.
+/// A node of the workload patch component.
 #[derive(Debug)]
-pub struct DeploymentPatch {
-    settings: DeploymentPatchSettings,
+pub struct WorkloadPatch {
+    settings: WorkloadPatchSettings,
     connection: Connection,
 }
 
-impl Component for DeploymentPatch {
-    const NAME: &'static str = "deployment_patch";
-    type Settings = DeploymentPatchSettings;
+impl Component for WorkloadPatch {
+    const NAME: &'static str = "workload_patch";
+    type Settings = WorkloadPatchSettings;
 
     fn describe() -> Description {
         Description {
-            label: "Deployment patch",
-            description: "Sets container images of a Deployment by container name and sets or removes annotations, without clobbering concurrent changes; a Deployment that moved from what the change expects is left alone.",
-            tags: &["kubernetes", "deployments", "images", "patch"],
+            label: "Workload patch",
+            description: "Sets container images of a Deployment, StatefulSet, DaemonSet, ReplicaSet, ReplicationController or CronJob by container name and sets or removes annotations, without clobbering concurrent changes; a workload that moved from what the change expects is left alone.",
+            tags: &["kubernetes", "workloads", "images", "patch"],
             trigger: false,
-            permissions: &[Permission {
-                api_group: "apps",
-                resource: "deployments",
-                verbs: &["get", "patch"],
-            }],
+            permissions: &[
+                Permission {
+                    api_group: "apps",
+                    resource: "statefulsets",
+                    verbs: &["get", "patch"],
+                },
+                Permission { api_group: "apps", resource: "daemonsets", verbs: &["get", "patch"] },
+                Permission { api_group: "apps", resource: "replicasets", verbs: &["get", "patch"] },
+                Permission {
+                    api_group: "",
+                    resource: "replicationcontrollers",
+                    verbs: &["get", "patch"],
+                },
+                Permission { api_group: "batch", resource: "cronjobs", verbs: &["get", "patch"] },
+                Permission { api_group: "apps", resource: "deployments", verbs: &["get", "patch"] },
+            ],
         }
     }
 
-    fn ports(settings: &DeploymentPatchSettings) -> Vec<Port> {
+    fn ports(settings: &WorkloadPatchSettings) -> Vec<Port> {
         Port::with_error(
             vec![Port::input::<Change>("in"), Port::output::<Patched>("out")],
             settings.error_port,
         )
     }
 
-    fn build(settings: DeploymentPatchSettings) -> Result<Self, NodeError> {
+    fn build(settings: WorkloadPatchSettings) -> Result<Self, NodeError> {
         crate::dynamic::check_field_manager(&settings.field_manager)?;
         let connection = Connection::new(settings.cluster.clone());
         Ok(Self { settings, connection })
@@ -141,20 +166,49 @@ impl Component for DeploymentPatch {
     async fn handle(&self, cx: &Context, port: &str, message: Value) -> Result<Value, NodeError> {
         let change: Change = read_message(port, message.clone())?;
         match self.patch(cx, change).await {
-            Ok(patched) => cx.emit("out", patched).await,
+            Ok(patched) => {
+                // Where nothing follows, the caller (a split's summary, a `weir send`) learns
+                // what was patched.
+                let done = serde_json::to_value(&patched).map_err(|err| {
+                    NodeError::internal(format!("cannot encode what was patched: {err}"))
+                })?;
+                let answer = cx.emit("out", &done).await?;
+                Ok(if answer.is_null() { done } else { answer })
+            }
             Err(err) => cx.fail(err, message).await,
         }
     }
 }
 
-impl DeploymentPatch {
+impl WorkloadPatch {
     async fn patch(&self, cx: &Context, change: Change) -> Result<Patched, NodeError> {
+        let kind = change.kind;
+        let what = format!("{} {}/{}", kind.name(), change.namespace, change.name);
+        if !kind.patchable() {
+            return Err(NodeError::invalid(format!(
+                "{what}: the pod template of a {} cannot change once created",
+                kind.name()
+            )));
+        }
         let session = self.connection.session(cx).await?;
         let (namespace, name) = (&change.namespace, &change.name);
-        let deployments: Api<Deployment> = Api::namespaced(session.client.clone(), namespace);
-        let doing = format!("get deployments.apps {name} in namespace {namespace}");
-        let current = deployments.get(name).await.map_err(|err| session.error(&doing, err))?;
-        let pod = current.spec.as_ref().and_then(|s| s.template.spec.as_ref());
+        let workloads: Api<DynamicObject> =
+            Api::namespaced_with(session.client.clone(), namespace, &kind.api_resource());
+        let (group, plural) = kind.resource();
+        let resource =
+            if group.is_empty() { plural.to_owned() } else { format!("{plural}.{group}") };
+        let doing = format!("get {resource} {name} in namespace {namespace}");
+        let current = workloads.get(name).await.map_err(|err| session.error(&doing, err))?;
+        let pod: Option<PodSpec> = kind
+            .pod_spec_path()
+            .iter()
+            .try_fold(&current.data, |at, key| at.get(key))
+            .map(|spec| serde_json::from_value(spec.clone()))
+            .transpose()
+            .map_err(|err| {
+                NodeError::invalid(format!("{what}: its pod spec does not read: {err}"))
+            })?;
+        let pod = pod.as_ref();
         let names = |init: bool| -> Vec<String> {
             let containers = if init {
                 pod.and_then(|p| p.init_containers.as_ref()).cloned().unwrap_or_default()
@@ -166,7 +220,7 @@ impl DeploymentPatch {
         let (containers, init_containers) = (names(false), names(true));
         let unknown = |container: &str| {
             NodeError::invalid(format!(
-                "deployment {namespace}/{name} has no container {container} (containers: {}; init containers: {})",
+                "{what} has no container {container} (containers: {}; init containers: {})",
                 list(&containers),
                 list(&init_containers)
             ))
@@ -216,7 +270,7 @@ impl DeploymentPatch {
         }
         if !moved.is_empty() {
             return Err(NodeError::invalid(format!(
-                "deployment {namespace}/{name} moved since the plan and is left alone: {}",
+                "{what} moved since the plan and is left alone: {}",
                 moved.join("; ")
             )));
         }
@@ -233,23 +287,29 @@ impl DeploymentPatch {
         }
         if change.has_expectations() {
             // What was checked is what gets patched: the apiserver refuses the patch (409) if
-            // the Deployment changed since it was read.
+            // the workload changed since it was read.
             patch["metadata"]["resourceVersion"] = json!(version);
         }
         if !pod_spec.is_empty() {
-            patch["spec"] = json!({ "template": { "spec": pod_spec } });
+            let mut at = kind
+                .pod_spec_path()
+                .iter()
+                .rev()
+                .fold(Value::Object(pod_spec), |inner, key| json!({ *key: inner }));
+            patch["spec"] = at["spec"].take();
         }
         let params = PatchParams {
             dry_run: self.settings.dry_run,
             field_manager: Some(self.settings.field_manager.clone()),
             ..PatchParams::default()
         };
-        let doing = format!("patch deployments.apps {name} in namespace {namespace}");
-        let patched = deployments
+        let doing = format!("patch {resource} {name} in namespace {namespace}");
+        let patched = workloads
             .patch(name, &params, &Patch::Strategic(patch))
             .await
             .map_err(|err| session.error(&doing, err))?;
         Ok(Patched {
+            kind,
             namespace: namespace.clone(),
             name: name.clone(),
             changed: change.images.keys().cloned().collect(),
