@@ -90,7 +90,7 @@ fn settings_land_where_solution_toml_says_and_bad_ones_are_refused() -> Result<(
     let node = |name: &str| {
         documents.iter().find(|d| d["metadata"]["name"] == name).cloned().unwrap_or_default()
     };
-    let plan_settings = &node("mirror-list")["spec"]["edges"][0]["mapping"]["settings"];
+    let plan_settings = &node("mirror-plan")["spec"]["settings"];
     ensure!(plan_settings["mirror"] == "registry.example.com:5000", "{plan_settings}");
     ensure!(plan_settings["platforms"] == json!(["linux/amd64", "linux/arm64"]), "{plan_settings}");
     ensure!(plan_settings["excludeNamespaces"] == json!([]), "{plan_settings}");
@@ -164,19 +164,19 @@ fn tempdir() -> Result<PathBuf> {
 }
 
 /// A plan item as the copy and the patches see it: the copy request gets the logins of each
-/// group, and the copy's pinned target reaches each Deployment with a container not on it yet.
+/// group, and the copy's pinned target reaches each workload with a container not on it yet.
 #[test]
-fn a_plan_item_reaches_the_copy_past_the_secret_read_and_the_copy_reaches_each_deployment()
+fn a_plan_item_reaches_the_copy_past_the_secret_read_and_the_copy_reaches_each_workload()
 -> Result<()> {
     let documents = load("image-mirror")?.documents()?;
     let pinned = "mirror:5000/mirror/docker.io/library/nginx:1.27@sha256:aa";
     let item = json!({
         "source": "docker.io/library/nginx:1.27",
         "copy": { "source": "docker.io/library/nginx:1.27", "target": "mirror:5000/mirror/docker.io/library/nginx:1.27", "platforms": [] },
-        "deployments": [
-            { "namespace": "shop", "name": "web", "current": { "web": "nginx:1.27", "log": pinned },
+        "workloads": [
+            { "kind": "Deployment", "namespace": "shop", "name": "web", "current": { "web": "nginx:1.27", "log": pinned },
               "annotations": { "original.mirror.weir.dev/web": "nginx:1.27", "original.mirror.weir.dev/log": "nginx:1.27" } },
-            { "namespace": "shop", "name": "done", "current": { "done": pinned },
+            { "kind": "StatefulSet", "namespace": "shop", "name": "done", "current": { "done": pinned },
               "annotations": { "original.mirror.weir.dev/done": "nginx:1.27" } },
         ],
     });
@@ -206,19 +206,19 @@ fn a_plan_item_reaches_the_copy_past_the_secret_read_and_the_copy_reaches_each_d
     ensure!(
         patches
             == json!({ "items": [{
-                "namespace": "shop", "name": "web",
+                "kind": "Deployment", "namespace": "shop", "name": "web",
                 "annotations": { "original.mirror.weir.dev/web": "nginx:1.27", "original.mirror.weir.dev/log": "nginx:1.27" },
                 "images": { "web": pinned, "log": pinned },
                 "expected": { "web": "nginx:1.27", "log": pinned },
             }] }),
-        "only the Deployment not on the copy yet: {patches}"
+        "only the workload not on the copy yet: {patches}"
     );
     let failure =
         json!({ "error": { "kind": "invalid", "message": "manifest unknown" }, "input": trigger });
     let shown = mapping(&documents, "mirror-split", "error")?.evaluate(&failure, &json!({}))?;
     ensure!(
         shown
-            == json!({ "image": "docker.io/library/nginx:1.27", "deployments": ["shop/web", "shop/done"], "error": "manifest unknown" }),
+            == json!({ "image": "docker.io/library/nginx:1.27", "workloads": ["Deployment shop/web", "StatefulSet shop/done"], "error": "manifest unknown" }),
         "{shown}"
     );
     Ok(())

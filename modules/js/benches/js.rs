@@ -1,5 +1,5 @@
-//! What a js_eval node costs per message: the image-mirror plan script (the `mirror-plan` node
-//! of `solutions/image-mirror/flow.yaml`) over 1,000 Deployments, and a trivial transform. Run
+//! What a js_eval node costs per message: the image mirror's former plan script
+//! (`bench/js/mirror-plan.js`) over 1,000 Deployments, and a trivial transform. Run
 //! with `cargo bench -p weir-js --bench js`; `bench/js/node-vm.js` runs the same script in
 //! Node's `vm` (what a Node-RED function node uses) on the same input, both of which this bench
 //! writes to the temporary directory.
@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use weir_js::js_eval::JsEval;
 use weir_sdk::{Value, json, testing::Harness};
 
-/// Deployments as deployment_list gives them: five images in turn, a sidecar that is mirrored
+/// Deployments as the image mirror once listed them: five images in turn, a sidecar that is mirrored
 /// already in every third, an init container in every fourth, a pull secret in every fifth.
 fn deployments(count: usize) -> Value {
     let images = [
@@ -43,18 +43,10 @@ fn deployments(count: usize) -> Value {
     })
 }
 
-/// The plan script, as the solution's manifest holds it.
+/// The plan script.
 fn plan_script() -> String {
-    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../../solutions/image-mirror");
-    let documents = weir_solutions::Solution::load(std::path::Path::new(dir))
-        .and_then(|solution| solution.documents())
-        .expect("the image-mirror solution");
-    documents
-        .iter()
-        .find(|d| d["metadata"]["name"] == "mirror-plan")
-        .and_then(|d| d["spec"]["settings"]["script"].as_str())
-        .expect("the mirror-plan node's script")
-        .to_owned()
+    std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../bench/js/mirror-plan.js"))
+        .expect("bench/js/mirror-plan.js")
 }
 
 async fn measure(node: &Harness, input: &Value, warmup: usize, rounds: usize) -> Vec<Duration> {
