@@ -5,8 +5,15 @@
 //! both sides of a copy. Every value is marked secret in the output's schema, so the runtime
 //! hides it from the editor, the inspect stream and debug nodes, and no error message quotes
 //! it.
+//!
+//! Within one run a Secret is read once, however many messages of the run ask for it (a tick
+//! of the image mirror reads its mirror's login once, not once per image); a new run reads it
+//! again, so a rotated Secret is seen by the next run.
 
-use std::collections::BTreeMap;
+use std::{
+    collections::{BTreeMap, HashMap, VecDeque},
+    sync::{Arc, Mutex, PoisonError},
+};
 
 use k8s_openapi::api::core::v1::Secret;
 use kube::Api;
@@ -91,6 +98,44 @@ pub struct SecretContents {
 #[derive(Debug)]
 pub struct SecretGet {
     connection: Connection,
+    reads: ReadsOfRuns,
+}
+
+/// How many runs' reads are remembered: runs in flight at once, with room to spare. An older
+/// run that asks again reads again.
+const RUNS_REMEMBERED: usize = 8;
+
+/// The Secrets each recent run read, by run (its trace id), so the messages of a run share one
+/// read of each Secret; concurrent messages wait for the first one's read.
+#[derive(Debug, Default)]
+struct ReadsOfRuns {
+    runs: Mutex<VecDeque<(u128, ReadsOfRun)>>,
+}
+
+type ReadsOfRun = HashMap<(String, String), Arc<tokio::sync::OnceCell<Option<Secret>>>>;
+
+impl ReadsOfRuns {
+    /// The read of `namespace/name` in run `run`, done or to do.
+    fn of(
+        &self,
+        run: u128,
+        namespace: &str,
+        name: &str,
+    ) -> Arc<tokio::sync::OnceCell<Option<Secret>>> {
+        let mut runs = self.runs.lock().unwrap_or_else(PoisonError::into_inner);
+        let at = match runs.iter().position(|(id, _)| *id == run) {
+            Some(at) => at,
+            None => {
+                if runs.len() == RUNS_REMEMBERED {
+                    runs.pop_front();
+                }
+                runs.push_back((run, HashMap::new()));
+                runs.len() - 1
+            }
+        };
+        let key = (namespace.to_owned(), name.to_owned());
+        Arc::clone(runs[at].1.entry(key).or_default())
+    }
 }
 
 impl Component for SecretGet {
@@ -115,7 +160,7 @@ impl Component for SecretGet {
     }
 
     fn build(settings: SecretGetSettings) -> Result<Self, NodeError> {
-        Ok(Self { connection: Connection::new(settings.cluster) })
+        Ok(Self { connection: Connection::new(settings.cluster), reads: ReadsOfRuns::default() })
     }
 
     async fn handle(&self, cx: &Context, port: &str, message: Value) -> Result<Value, NodeError> {
@@ -178,17 +223,23 @@ impl SecretGet {
         Ok(contents)
     }
 
-    /// The Secret, or none when it does not exist.
+    /// The Secret, or none when it does not exist; read once per run.
     async fn get(
         &self,
         cx: &Context,
         namespace: &str,
         name: &str,
     ) -> Result<Option<Secret>, NodeError> {
-        let session = self.connection.session(cx).await?;
-        let secrets: Api<Secret> = Api::namespaced(session.client.clone(), namespace);
-        let doing = format!("get secrets {name} in namespace {namespace}");
-        secrets.get_opt(name).await.map_err(|err| session.error(&doing, err))
+        let read = self.reads.of(cx.run().trace.trace_id, namespace, name);
+        let secret = read
+            .get_or_try_init(|| async {
+                let session = self.connection.session(cx).await?;
+                let secrets: Api<Secret> = Api::namespaced(session.client.clone(), namespace);
+                let doing = format!("get secrets {name} in namespace {namespace}");
+                secrets.get_opt(name).await.map_err(|err| session.error(&doing, err))
+            })
+            .await?;
+        Ok(secret.clone())
     }
 }
 
@@ -245,5 +296,19 @@ mod tests {
         assert_eq!(sample["registries"][0]["username"], "ci");
         assert_eq!(sample["data"]["token"], weir_sdk::REDACTED);
         assert_eq!(sample["logins"]["target"][0]["password"], weir_sdk::REDACTED);
+    }
+
+    #[test]
+    fn a_run_shares_its_reads_and_a_later_run_reads_again() {
+        let reads = ReadsOfRuns::default();
+        let first = reads.of(1, "ops", "mirror-login");
+        assert!(Arc::ptr_eq(&first, &reads.of(1, "ops", "mirror-login")));
+        assert!(!Arc::ptr_eq(&first, &reads.of(1, "shop", "mirror-login")));
+        assert!(!Arc::ptr_eq(&first, &reads.of(2, "ops", "mirror-login")));
+        // Runs past the remembered ones push the oldest out: it would read again.
+        for run in 3..=u128::try_from(RUNS_REMEMBERED).unwrap() + 1 {
+            reads.of(run, "ops", "mirror-login");
+        }
+        assert!(!Arc::ptr_eq(&first, &reads.of(1, "ops", "mirror-login")));
     }
 }
