@@ -9,12 +9,12 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 #[command(name = "weir", version, about, max_term_width = 100)]
 pub struct Cli {
     /// Where the embedded store keeps its manifests [default: $XDG_DATA_HOME/weir or
-    /// ~/.local/share/weir]
+    /// ~/.local/share/weir]; not with --kubeconfig or --context, which choose a cluster instead
     #[arg(long, global = true, env = "WEIR_DATA_DIR", value_name = "DIR", conflicts_with_all = ["kubeconfig", "context"])]
     pub data_dir: Option<PathBuf>,
 
     /// Keep resources in the Kubernetes cluster this kubeconfig names instead of the embedded
-    /// store
+    /// store; not with --data-dir
     #[arg(long, global = true, value_name = "FILE")]
     pub kubeconfig: Option<PathBuf>,
 

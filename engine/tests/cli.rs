@@ -776,3 +776,19 @@ fn a_module_while_the_apiserver_is_down() -> Result<()> {
     );
     Ok(())
 }
+
+/// The store is the embedded one or a cluster: the help says the options choosing them exclude
+/// each other, as the error does when both are given.
+#[test]
+fn the_store_options_say_they_exclude_each_other() -> Result<()> {
+    let weir = Weir::new();
+    let help = weir.ok(&["up", "--help"])?.split_whitespace().collect::<Vec<_>>().join(" ");
+    ensure!(help.contains("~/.local/share/weir]; not with --kubeconfig or --context"), "{help}");
+    ensure!(help.contains("instead of the embedded store; not with --data-dir"), "{help}");
+    let refused = weir.fails(&["--kubeconfig", "/nonexistent", "export", "hello"])?;
+    ensure!(
+        refused.contains("'--data-dir <DIR>' cannot be used with '--kubeconfig <FILE>'"),
+        "{refused}"
+    );
+    Ok(())
+}
