@@ -530,6 +530,21 @@ async fn the_image_mirror_copies_patches_reports_rechecks_rides_out_an_outage_an
         "weir_node_errors_total{{namespace=\"{flows}\",flow=\"image-mirror\",node=\"mirror-copy\"}} 1"
     );
     ensure!(metrics.contains(&line), "{metrics}");
+    // What the last tick covered, by state: the flow's own gauges.
+    for (family, labels, value) in [
+        ("weir_mirror_images", "state=\"mirrored\"", 4),
+        ("weir_mirror_images", "state=\"failed\"", 1),
+        ("weir_mirror_workloads", "kind=\"Deployment\",state=\"covered\"", 5),
+        ("weir_mirror_workloads", "kind=\"Deployment\",state=\"failed\"", 1),
+        ("weir_mirror_workloads", "kind=\"StatefulSet\",state=\"covered\"", 1),
+        ("weir_mirror_workloads", "kind=\"CronJob\",state=\"covered\"", 1),
+        ("weir_mirror_workloads", "kind=\"Pod\",state=\"skipped\"", 1),
+    ] {
+        let line = format!(
+            "{family}{{namespace=\"{flows}\",flow=\"image-mirror\",node=\"mirror-plan\",{labels}}} {value}"
+        );
+        ensure!(metrics.contains(&line), "no {line} in {metrics}");
+    }
     let statuses = succeeded(
         plane.kubectl().args(["get", "flownodes", "-n", &flows, "-o", "json"]),
         "kubectl get",

@@ -88,7 +88,39 @@ pub fn render(runtime: &Runtime) -> String {
          downstream work included.\n# TYPE weir_remote_delivery_seconds histogram\n",
     );
     runtime.remote_latency().render("weir_remote_delivery_seconds", &mut out);
+    render_node_gauges(runtime, &mut out);
     out
+}
+
+/// The gauges nodes reported, one family at a time (a family's lines must not be split), each
+/// series labelled with its node.
+fn render_node_gauges(runtime: &Runtime, out: &mut String) {
+    let mut families: std::collections::BTreeMap<&str, (&str, Vec<String>)> =
+        std::collections::BTreeMap::new();
+    let nodes = runtime.node_gauges();
+    for (identity, gauges) in &nodes {
+        for (gauge, series) in gauges {
+            let lines = &mut families.entry(gauge.name).or_insert((gauge.help, Vec::new())).1;
+            for (labels, value) in series {
+                let mut text = format!(
+                    "namespace=\"{}\",flow=\"{}\",node=\"{}\"",
+                    escape(&identity.namespace),
+                    escape(&identity.flow),
+                    escape(&identity.node)
+                );
+                for (name, label) in labels {
+                    let _ = write!(text, ",{name}=\"{}\"", escape(label));
+                }
+                lines.push(format!("{}{{{text}}} {value}", gauge.name));
+            }
+        }
+    }
+    for (name, (help, lines)) in families {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge");
+        for line in lines {
+            let _ = writeln!(out, "{line}");
+        }
+    }
 }
 
 /// Escapes a label value: backslash, double quote and newline.

@@ -605,6 +605,18 @@ impl Runtime {
         all
     }
 
+    /// The gauges each node reported, by node.
+    pub(crate) fn node_gauges(&self) -> Vec<(Arc<NodeIdentity>, Vec<weir_sdk::Family>)> {
+        let nodes = self.shared.nodes.read().unwrap_or_else(PoisonError::into_inner);
+        let mut all: Vec<_> = nodes
+            .values()
+            .map(|i| (Arc::clone(&i.identity), i.state.gauges().snapshot()))
+            .filter(|(_, gauges)| !gauges.is_empty())
+            .collect();
+        all.sort_by(|a, b| (&a.0.namespace, &a.0.node).cmp(&(&b.0.namespace, &b.0.node)));
+        all
+    }
+
     /// Whether this replica leads, and so runs the triggers.
     pub fn leads(&self) -> bool {
         *self.shared.leader.borrow()

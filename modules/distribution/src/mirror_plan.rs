@@ -20,7 +20,10 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 use serde_json::json;
-use weir_sdk::{Component, Context, Description, JsonSchema, NodeError, Port, Value, read_message};
+use weir_sdk::{
+    Component, Context, Description, Gauge, JsonSchema, NodeError, Port, Series, Value,
+    read_message,
+};
 
 use crate::reference::Reference;
 
@@ -37,6 +40,29 @@ const MAX_NAME: usize = 255;
 /// The kinds whose pod template a patch changes; the controllers of everything else.
 const PATCHABLE: [&str; 6] =
     ["Deployment", "StatefulSet", "DaemonSet", "ReplicaSet", "ReplicationController", "CronJob"];
+
+/// The images of the last tick, by state: `mirrored` (in the mirror, verified) or `failed`.
+pub const IMAGES: Gauge = Gauge {
+    name: "weir_mirror_images",
+    help: "Images the image mirror's last tick planned, by state (mirrored, failed).",
+};
+/// The workloads of the last tick, by kind and state: `covered` (on the mirror), `failed`
+/// (an image of theirs could not be mirrored) or `skipped` (with a reason in the answer).
+pub const WORKLOADS: Gauge = Gauge {
+    name: "weir_mirror_workloads",
+    help: "Workloads the image mirror's last tick saw, by kind and state (covered, failed, skipped).",
+};
+/// The kinds the workload gauge always reports, so a dashboard sees zeros, not gaps.
+const KINDS: [&str; 8] = [
+    "Deployment",
+    "StatefulSet",
+    "DaemonSet",
+    "ReplicaSet",
+    "ReplicationController",
+    "CronJob",
+    "Job",
+    "Pod",
+];
 
 /// Settings of a mirror plan.
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
@@ -81,6 +107,10 @@ impl Default for MirrorPlanSettings {
 pub struct Workloads {
     /// The workloads.
     pub workloads: Vec<Workload>,
+    /// Whether they are every workload (a tick's list) rather than one a watch named; only
+    /// then do the gauges change.
+    #[serde(default)]
+    pub complete: bool,
 }
 
 /// What the plan reads of a workload.
@@ -254,10 +284,16 @@ impl Component for MirrorPlan {
     }
 
     async fn handle(&self, cx: &Context, port: &str, message: Value) -> Result<Value, NodeError> {
-        let Workloads { workloads } = read_message(port, message)?;
+        let Workloads { workloads, complete } = read_message(port, message)?;
         let (plan, skipped) = self.plan(&workloads);
         let answer = cx.emit("out", &plan).await?;
-        Ok(report(&plan, &skipped, &answer))
+        let report = report(&plan, &skipped, &answer);
+        if complete {
+            let (images, workloads) = tally(&plan, &report);
+            cx.set_gauge(IMAGES, images)?;
+            cx.set_gauge(WORKLOADS, workloads)?;
+        }
+        Ok(report)
     }
 }
 
@@ -495,6 +531,61 @@ fn report(plan: &Plan, skipped: &[Skipped], answer: &Value) -> Value {
         "failed": failed,
         "skipped": skipped,
     })
+}
+
+/// The gauges' series for a tick's plan and report.
+fn tally(plan: &Plan, report: &Value) -> (Vec<Series>, Vec<Series>) {
+    let failed_images: BTreeSet<&str> = report["failed"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        // A failed patch names its image too, but that image is in the mirror.
+        .filter(|f| f.get("workloads").is_some())
+        .filter_map(|f| f["image"].as_str())
+        .collect();
+    let images = [
+        (
+            "mirrored",
+            plan.items.iter().filter(|i| !failed_images.contains(i.source.as_str())).count(),
+        ),
+        ("failed", failed_images.len()),
+    ];
+    let mut states: BTreeMap<String, &str> = BTreeMap::new();
+    for item in &plan.items {
+        let failed = failed_images.contains(item.source.as_str());
+        for workload in &item.workloads {
+            let named = format!("{} {}/{}", workload.kind, workload.namespace, workload.name);
+            let state = states.entry(named).or_insert("covered");
+            if failed {
+                *state = "failed";
+            }
+        }
+    }
+    for skipped in report["skipped"].as_array().into_iter().flatten() {
+        let Some(workload) = skipped["workload"].as_str() else { continue };
+        // A container left alone is one already on the mirror: covered, unless an image of
+        // the workload failed.
+        let state = if skipped.get("container").is_some() { "covered" } else { "skipped" };
+        states.entry(workload.to_owned()).or_insert(state);
+    }
+    let mut counts: BTreeMap<(&str, &str), usize> = BTreeMap::new();
+    for (workload, state) in &states {
+        let kind = workload.split(' ').next().unwrap_or_default();
+        *counts.entry((kind, state)).or_default() += 1;
+    }
+    let mut workloads = Vec::new();
+    for kind in KINDS {
+        for state in ["covered", "failed", "skipped"] {
+            let count = counts.get(&(kind, state)).copied().unwrap_or_default();
+            workloads
+                .push((vec![("kind", kind.to_owned()), ("state", state.to_owned())], count as f64));
+        }
+    }
+    let images = images
+        .into_iter()
+        .map(|(state, count)| (vec![("state", state.to_owned())], count as f64))
+        .collect();
+    (images, workloads)
 }
 
 /// Finds in an image's answer what its patches answered: the workloads patched, and the
@@ -739,6 +830,25 @@ mod tests {
             report["failed"][0],
             json!({ "image": "docker.io/library/busybox:1", "workloads": ["CronJob shop/nightly"], "kind": "invalid", "error": "manifest unknown" })
         );
+        let (images, workloads) = tally(&planned, &report);
+        assert_eq!(
+            images,
+            [
+                (vec![("state", "mirrored".to_owned())], 1.0),
+                (vec![("state", "failed".to_owned())], 1.0)
+            ]
+        );
+        let count = |kind: &str, state: &str| {
+            workloads
+                .iter()
+                .find(|(labels, _)| labels[0].1 == kind && labels[1].1 == state)
+                .map(|s| s.1)
+        };
+        assert_eq!(count("CronJob", "failed"), Some(1.0));
+        assert_eq!(count("Deployment", "covered"), Some(1.0));
+        assert_eq!(count("StatefulSet", "covered"), Some(1.0));
+        assert_eq!(count("Pod", "skipped"), Some(0.0));
+        assert_eq!(workloads.len(), KINDS.len() * 3);
         assert_eq!(
             report["failed"][1]["error"],
             "StatefulSet shop/db moved since the plan and is left alone"

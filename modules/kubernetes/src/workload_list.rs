@@ -172,6 +172,9 @@ pub struct Request {
 pub struct Listed {
     /// The workloads, by kind, namespace and name.
     pub workloads: Vec<Workload>,
+    /// Whether these are every workload the settings select (a list), rather than the one a
+    /// message named.
+    pub complete: bool,
 }
 
 /// One workload.
@@ -335,7 +338,7 @@ impl WorkloadList {
         }
         add_account_pull_secrets(&session, &mut found).await?;
         found.sort_by(|a, b| (a.kind, &a.namespace, &a.name).cmp(&(b.kind, &b.namespace, &b.name)));
-        Ok(Listed { workloads: found })
+        Ok(Listed { workloads: found, complete: true })
     }
 
     async fn read_one(
@@ -361,7 +364,7 @@ impl WorkloadList {
             }
         }
         add_account_pull_secrets(&session, &mut found).await?;
-        Ok(Listed { workloads: found })
+        Ok(Listed { workloads: found, complete: false })
     }
 }
 

@@ -232,6 +232,7 @@ async fn lists_every_workload_kind_reads_one_by_name_and_patches_each_template()
         ],
         "{seen:?}"
     );
+    ensure!(listed["complete"] == true, "a list is complete");
     let cronjob = listed["workloads"]
         .as_array()
         .and_then(|all| all.iter().find(|w| w["kind"] == "CronJob"))
@@ -260,7 +261,8 @@ async fn lists_every_workload_kind_reads_one_by_name_and_patches_each_template()
     .await?;
     ensure!(
         one["workloads"].as_array().map(Vec::len) == Some(1)
-            && one["workloads"][0]["replicas"] == 3,
+            && one["workloads"][0]["replicas"] == 3
+            && one["complete"] == false,
         "{one}"
     );
     let gone = run::<WorkloadList>(

@@ -184,6 +184,16 @@ impl Context {
         self.state.set(value)
     }
 
+    /// Replaces every series of the gauge family `gauge` the node reports on `/metrics` (see
+    /// [`crate::gauge`]); the runtime adds the node's namespace, flow and name as labels.
+    pub fn set_gauge(
+        &self,
+        gauge: crate::Gauge,
+        series: Vec<crate::Series>,
+    ) -> Result<(), NodeError> {
+        self.state.gauges().replace(gauge, series)
+    }
+
     /// Emits `message` on the output `port` and returns what the downstream chain returned, or
     /// its error. Emitting on a port the node did not declare is an internal error.
     pub async fn emit(&self, port: &str, message: impl Serialize) -> Result<Value, NodeError> {

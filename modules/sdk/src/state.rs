@@ -9,7 +9,7 @@ use std::sync::{
 
 use serde_json::Value;
 
-use crate::NodeError;
+use crate::{NodeError, gauge::Gauges};
 
 /// The most a node may keep, encoded as JSON: state lives in the FlowNode, which etcd caps at
 /// 1.5 MiB with everything else in it.
@@ -40,12 +40,19 @@ pub struct NodeState {
     value: Mutex<Value>,
     /// Grows with every change, so the runtime writes only what changed.
     version: AtomicU64,
+    /// What the node reports on `/metrics`; not saved, a restarted node reports anew.
+    gauges: Gauges,
 }
 
 impl NodeState {
     /// State that starts as `value` (what the FlowNode's status kept, or null).
     pub fn new(value: Value) -> Self {
-        Self { value: Mutex::new(value), version: AtomicU64::new(0) }
+        Self { value: Mutex::new(value), version: AtomicU64::new(0), gauges: Gauges::default() }
+    }
+
+    /// The gauges the node reported.
+    pub fn gauges(&self) -> &Gauges {
+        &self.gauges
     }
 
     /// The current state.

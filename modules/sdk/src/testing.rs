@@ -124,6 +124,11 @@ impl Harness {
         self.node.handle(&self.context, port, message).await
     }
 
+    /// The gauges the node reported.
+    pub fn gauges(&self) -> Vec<crate::Family> {
+        self.state.gauges().snapshot()
+    }
+
     /// Runs the node's trigger loop until [`Harness::cancel`] or until it returns.
     pub async fn run(&self) -> Result<(), NodeError> {
         self.node.run(&self.context).await
