@@ -403,19 +403,44 @@ fn status_of(flow: &Flow, nodes: &[FlowNode], modules: &[Module]) -> FlowStatus 
         }
         (true, true) => (true, "AllNodesReady", String::new()),
     };
+    let (degraded, degraded_reason, degraded_message) = degraded(problem_list, nodes);
     FlowStatus {
         observed_generation: generation,
         conditions: vec![
             condition("Ready", ready, reason, message),
-            condition(
-                "Degraded",
-                !problems.is_empty(),
-                if problems.is_empty() { "NoProblems" } else { "FlowInvalid" },
-                problem_list,
-            ),
+            condition("Degraded", degraded, degraded_reason, degraded_message),
         ],
         nodes: u32::try_from(nodes.len()).unwrap_or(u32::MAX),
         ready_nodes: u32::try_from(ready_nodes).unwrap_or(u32::MAX),
+    }
+}
+
+/// The flow's `Degraded` condition: what is wrong with the flow itself (`problems`, the
+/// check's findings, joined), else what its nodes say they cannot do (their own `Degraded`).
+fn degraded(problems: String, nodes: &[FlowNode]) -> (bool, &'static str, String) {
+    if !problems.is_empty() {
+        return (true, "FlowInvalid", problems);
+    }
+    let reported: Vec<String> = nodes
+        .iter()
+        .filter_map(|node| {
+            let condition = node
+                .status
+                .as_ref()?
+                .conditions
+                .iter()
+                .find(|c| c.type_ == "Degraded" && c.status == ConditionStatus::True)?;
+            Some(format!(
+                "node {}: {}",
+                node.metadata.name.as_deref().unwrap_or_default(),
+                condition.message
+            ))
+        })
+        .collect();
+    if reported.is_empty() {
+        (false, "NoProblems", String::new())
+    } else {
+        (true, "NodesDegraded", reported.join("; "))
     }
 }
 
@@ -531,6 +556,40 @@ mod tests {
         stop.cancel();
         task.await?;
         Ok(())
+    }
+
+    #[test]
+    fn a_flow_is_degraded_by_its_problems_first_then_by_what_its_nodes_say() {
+        let reporting = |name: &str, status: &str, message: &str| -> FlowNode {
+            serde_json::from_value(json!({
+                "apiVersion": weir_model::API_VERSION, "kind": "FlowNode",
+                "metadata": { "name": name, "namespace": "ns" },
+                "spec": { "flow": "f", "module": "distribution", "component": "mirror_plan" },
+                "status": { "conditions": [
+                    { "type": "Ready", "status": "True", "reason": "Built", "message": "" },
+                    { "type": "Degraded", "status": status, "reason": "NodeReported", "message": message },
+                ] },
+            }))
+            .unwrap_or_else(|err| panic!("{err}"))
+        };
+        let nodes = [
+            reporting("plan", "True", "1 of 5 images cannot be mirrored: a (gone)"),
+            reporting("copy", "False", ""),
+            reporting("other", "True", "b"),
+        ];
+        assert_eq!(
+            degraded(String::new(), &nodes),
+            (
+                true,
+                "NodesDegraded",
+                "node plan: 1 of 5 images cannot be mirrored: a (gone); node other: b".to_owned()
+            )
+        );
+        assert_eq!(
+            degraded("edge x: no such node".to_owned(), &nodes),
+            (true, "FlowInvalid", "edge x: no such node".to_owned())
+        );
+        assert_eq!(degraded(String::new(), &nodes[1..2]), (false, "NoProblems", String::new()));
     }
 
     #[test]

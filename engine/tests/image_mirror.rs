@@ -509,6 +509,20 @@ async fn the_image_mirror_copies_patches_reports_rechecks_rides_out_an_outage_an
             && seen["workloads"] == json!([format!("Deployment {shop}/broken")]),
         "{seen}"
     );
+    // The plan node says what it cannot mirror, in its Degraded condition, which the flow's
+    // repeats where a controller runs.
+    let degraded = weir_testenv::eventually("the plan node degraded", PATIENCE, || async {
+        let status = node_status(&client, &flows, "mirror-plan").await?;
+        let conditions = status["conditions"].as_array().cloned().unwrap_or_default();
+        Ok(conditions.into_iter().find(|c| c["type"] == "Degraded" && c["status"] == "True"))
+    })
+    .await?;
+    let expected = format!("1 of 5 images cannot be mirrored: {remote}/acme/missing:1 (");
+    ensure!(
+        degraded["reason"] == "NodeReported"
+            && degraded["message"].as_str().is_some_and(|m| m.starts_with(&expected)),
+        "{degraded}"
+    );
     let copy =
         weir_testenv::eventually("the copy node's error in its status", PATIENCE, || async {
             let status = node_status(&client, &flows, "mirror-copy").await?;
@@ -832,5 +846,100 @@ async fn a_tick_over_500_deployments_sharing_50_images_already_mirrored() -> Res
         ) == 0,
         "the mirror was written to"
     );
+    Ok(())
+}
+
+/// How soon a workload applied to the cluster is mirrored and patched, with no tick: 20
+/// Deployments whose image the mirror has already, then 20 whose image it has not, applied one
+/// at a time, each timed from its create to the patched image the watch's run leaves.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a measurement: run with --ignored --nocapture, record the numbers in docs/benchmarks.md"]
+// Printing the numbers is what a measurement is for.
+#[allow(clippy::print_stdout)]
+async fn new_workloads_are_mirrored_within_seconds_of_being_applied() -> Result<()> {
+    const WORKLOADS: usize = 20;
+    let plane = ControlPlane::shared();
+    let client = plane.client().await?;
+    let flows = plane.namespace("watched").await?;
+    let apps = plane.namespace("apps").await?;
+    let tokens = start_token_service().await?;
+    let remote = start_registry_with_tokens(&tokens).await?;
+    let mirror = start_registry_with_password().await?;
+    let source = Registry::new(&remote.host, true)?.with_credentials(tester());
+    for image in 0..=WORKLOADS {
+        let repository = format!("fleet/app-{image}");
+        let manifest =
+            push_image(&source, &repository, &[random_bytes(4_096)], false, "amd64").await?;
+        source.put_manifest(&repository, "1", &manifest).await?;
+    }
+    weir_testenv::create::<Secret>(&client, &flows, login_secret("mirror-login", &mirror.host))
+        .await?;
+    let weir =
+        Weir::new(env!("CARGO_BIN_EXE_weir"), &plane.admin_account(&flows, ACCOUNT).await?.0);
+    let _modules = weir.start_modules(plane, &flows, &MODULES, ACCOUNT)?;
+    weir.install(
+        plane,
+        &flows,
+        &solutions_dir().join("image-mirror"),
+        &[
+            ("mirror", mirror.host.clone()),
+            ("mirrorSecret", format!("{flows}/mirror-login")),
+            ("mirrorPlainHttp", "true".to_owned()),
+            ("plainHttpSources", remote.host.clone()),
+            ("namespaces", apps.clone()),
+            ("interval", "24h".to_owned()),
+            ("firstTick", "afterInterval".to_owned()),
+        ],
+    )?;
+    wait_ready(&client, &flows, "image-mirror", PATIENCE).await?;
+    // One workload first, so app-0 is in the mirror and the watches are running.
+    let warm = |name: &str, image: usize| {
+        deployment(name, 1, &[("app", &format!("{}/fleet/app-{image}:1", remote.host))], json!({}))
+    };
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), &apps);
+    let patched = |name: String| {
+        let deployments = deployments.clone();
+        let mirror = mirror.host.clone();
+        async move {
+            weir_testenv::eventually(&format!("{name} patched"), PATIENCE, || async {
+                let found = deployments.get(&name).await?;
+                let image = found
+                    .spec
+                    .and_then(|s| s.template.spec)
+                    .and_then(|p| p.containers.into_iter().next())
+                    .and_then(|c| c.image)
+                    .unwrap_or_default();
+                Ok(image.starts_with(&mirror).then_some(()))
+            })
+            .await
+        }
+    };
+    // A workload created while a watch makes its first list counts as there before it (the
+    // tick covers those): let the watches settle first.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    weir_testenv::create::<Deployment>(&client, &apps, warm("first", 0)).await?;
+    patched("first".to_owned()).await?;
+    let mut rounds = Vec::new();
+    for (what, image) in [("already mirrored", None), ("not mirrored yet", Some(()))] {
+        let mut took = Vec::new();
+        for index in 0..WORKLOADS {
+            let name = format!("{}-{index}", if image.is_some() { "new" } else { "known" });
+            let started = Instant::now();
+            let number = if image.is_some() { index + 1 } else { 0 };
+            weir_testenv::create::<Deployment>(&client, &apps, warm(&name, number)).await?;
+            patched(name).await?;
+            took.push(started.elapsed());
+        }
+        took.sort();
+        rounds.push((what, took));
+    }
+    for (what, took) in rounds {
+        println!(
+            "apply to patched, image {what}: p50 {:.2?}, p90 {:.2?}, max {:.2?} over {WORKLOADS}",
+            took[took.len() / 2],
+            took[took.len() * 9 / 10],
+            took[took.len() - 1]
+        );
+    }
     Ok(())
 }

@@ -427,9 +427,19 @@ impl Host {
             observed_generation: tracked.generation,
         }
         .since(previous, &now());
+        let problem = self.runtime.degraded(key);
+        let degraded = Condition {
+            type_: "Degraded".to_owned(),
+            status: if problem.is_some() { ConditionStatus::True } else { ConditionStatus::False },
+            reason: if problem.is_some() { "NodeReported" } else { "AsExpected" }.to_owned(),
+            message: problem.unwrap_or_default(),
+            last_transition_time: None,
+            observed_generation: tracked.generation,
+        }
+        .since(previous, &now());
         FlowNodeStatus {
             observed_generation: tracked.generation,
-            conditions: vec![ready],
+            conditions: vec![ready, degraded],
             ports: self.runtime.ports(key).unwrap_or_default(),
             counters: self.runtime.counters(key),
             last_error: self.runtime.last_error(key).map(|(kind, message, at)| LastError {

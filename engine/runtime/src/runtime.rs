@@ -596,6 +596,12 @@ impl Runtime {
         Some(nodes.get(key)?.state.get())
     }
 
+    /// What a running node says it cannot do now.
+    pub fn degraded(&self, key: &NodeKey) -> Option<String> {
+        let nodes = self.shared.nodes.read().unwrap_or_else(PoisonError::into_inner);
+        nodes.get(key)?.state.degraded()
+    }
+
     /// Every running node with its counters.
     pub fn node_counters(&self) -> Vec<(Arc<NodeIdentity>, weir_model::Counters)> {
         let nodes = self.shared.nodes.read().unwrap_or_else(PoisonError::into_inner);

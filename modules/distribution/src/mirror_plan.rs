@@ -292,6 +292,7 @@ impl Component for MirrorPlan {
             let (images, workloads) = tally(&plan, &report);
             cx.set_gauge(IMAGES, images)?;
             cx.set_gauge(WORKLOADS, workloads)?;
+            cx.set_degraded(unmirrored(&plan, &report));
         }
         Ok(report)
     }
@@ -532,6 +533,39 @@ fn report(plan: &Plan, skipped: &[Skipped], answer: &Value) -> Value {
         "skipped": skipped,
     })
 }
+
+/// What a tick could not mirror, for the node's and the flow's `Degraded` condition: how many
+/// images of how many, and the first few with why.
+fn unmirrored(plan: &Plan, report: &Value) -> Option<String> {
+    let failed: Vec<String> = report["failed"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|f| f.get("workloads").is_some())
+        .map(|f| {
+            format!(
+                "{} ({})",
+                f["image"].as_str().unwrap_or("?"),
+                f["error"].as_str().unwrap_or("?")
+            )
+        })
+        .collect();
+    if failed.is_empty() {
+        return None;
+    }
+    let shown: Vec<&str> = failed.iter().take(SHOWN_FAILURES).map(String::as_str).collect();
+    let more = failed.len().saturating_sub(SHOWN_FAILURES);
+    Some(format!(
+        "{} of {} images cannot be mirrored: {}{}",
+        failed.len(),
+        plan.items.len(),
+        shown.join("; "),
+        if more > 0 { format!("; and {more} more") } else { String::new() }
+    ))
+}
+
+/// How many failed images the condition names.
+const SHOWN_FAILURES: usize = 3;
 
 /// The gauges' series for a tick's plan and report.
 fn tally(plan: &Plan, report: &Value) -> (Vec<Series>, Vec<Series>) {
@@ -829,6 +863,12 @@ mod tests {
         assert_eq!(
             report["failed"][0],
             json!({ "image": "docker.io/library/busybox:1", "workloads": ["CronJob shop/nightly"], "kind": "invalid", "error": "manifest unknown" })
+        );
+        assert_eq!(
+            unmirrored(&planned, &report).as_deref(),
+            Some(
+                "1 of 2 images cannot be mirrored: docker.io/library/busybox:1 (manifest unknown)"
+            )
         );
         let (images, workloads) = tally(&planned, &report);
         assert_eq!(

@@ -194,6 +194,13 @@ impl Context {
         self.state.gauges().replace(gauge, series)
     }
 
+    /// Says what the node cannot do now, such as images it cannot mirror (`None` once all is
+    /// well): the FlowNode's `Degraded` condition, and its Flow's, carry the message until the
+    /// node says otherwise or is rebuilt.
+    pub fn set_degraded(&self, problem: Option<String>) {
+        self.state.set_degraded(problem);
+    }
+
     /// Emits `message` on the output `port` and returns what the downstream chain returned, or
     /// its error. Emitting on a port the node did not declare is an internal error.
     pub async fn emit(&self, port: &str, message: impl Serialize) -> Result<Value, NodeError> {

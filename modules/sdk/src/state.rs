@@ -42,17 +42,43 @@ pub struct NodeState {
     version: AtomicU64,
     /// What the node reports on `/metrics`; not saved, a restarted node reports anew.
     gauges: Gauges,
+    /// What the node says it cannot do now, shown as its `Degraded` condition and its flow's.
+    degraded: Mutex<Option<String>>,
 }
+
+/// The longest `Degraded` message a node may give; longer ones are cut at a character
+/// boundary with `…`, as a condition is read on one line.
+pub const MAX_DEGRADED_CHARS: usize = 1024;
 
 impl NodeState {
     /// State that starts as `value` (what the FlowNode's status kept, or null).
     pub fn new(value: Value) -> Self {
-        Self { value: Mutex::new(value), version: AtomicU64::new(0), gauges: Gauges::default() }
+        Self {
+            value: Mutex::new(value),
+            version: AtomicU64::new(0),
+            gauges: Gauges::default(),
+            degraded: Mutex::new(None),
+        }
     }
 
     /// The gauges the node reported.
     pub fn gauges(&self) -> &Gauges {
         &self.gauges
+    }
+
+    /// What the node said it cannot do now, if anything.
+    pub fn degraded(&self) -> Option<String> {
+        self.degraded.lock().unwrap_or_else(PoisonError::into_inner).clone()
+    }
+
+    /// Says what the node cannot do now (`None`: all is well), cut to
+    /// [`MAX_DEGRADED_CHARS`].
+    pub fn set_degraded(&self, problem: Option<String>) {
+        let problem = problem.map(|text| match text.char_indices().nth(MAX_DEGRADED_CHARS) {
+            Some((at, _)) => format!("{}…", &text[..at]),
+            None => text,
+        });
+        *self.degraded.lock().unwrap_or_else(PoisonError::into_inner) = problem;
     }
 
     /// The current state.

@@ -124,6 +124,11 @@ impl Harness {
         self.node.handle(&self.context, port, message).await
     }
 
+    /// What the node said it cannot do now.
+    pub fn degraded(&self) -> Option<String> {
+        self.state.degraded()
+    }
+
     /// The gauges the node reported.
     pub fn gauges(&self) -> Vec<crate::Family> {
         self.state.gauges().snapshot()
