@@ -217,8 +217,6 @@ pub struct Registry {
     sent: Arc<std::sync::atomic::AtomicU64>,
     /// Held while fetching a token, so requests refused at once share one fetch.
     fetching: Arc<tokio::sync::Mutex<()>>,
-    /// A repository each blob is known to be in, for cross-repository mounts.
-    known: Arc<std::sync::Mutex<std::collections::HashMap<String, String>>>,
     /// The pull budget the registry last reported (Docker Hub's `ratelimit-*` headers).
     rate_limit: Arc<std::sync::Mutex<Option<RateLimit>>>,
     /// The size of the chunks blobs are uploaded in; 0 while monolithic uploads are taken.
@@ -292,7 +290,6 @@ impl Registry {
             tokens: Arc::default(),
             sent: Arc::default(),
             fetching: Arc::default(),
-            known: Arc::default(),
             rate_limit: Arc::default(),
             chosen: Arc::default(),
             chunk_size: Arc::default(),
@@ -517,21 +514,6 @@ impl Registry {
         *self.rate_limit.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(budget);
     }
 
-    /// Notes that the registry holds `digest` in `repository`.
-    pub fn remember(&self, digest: &str, repository: &str) {
-        let mut known = self.known.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        if known.len() >= MEMORY_ENTRIES {
-            known.clear();
-        }
-        known.insert(digest.to_owned(), repository.to_owned());
-    }
-
-    /// Another repository of this registry known to hold `digest`.
-    pub fn known_elsewhere(&self, digest: &str, repository: &str) -> Option<String> {
-        let known = self.known.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        known.get(digest).filter(|r| r.as_str() != repository).cloned()
-    }
-
     /// Asks the registry to link a blob it holds in `from` into `repository` without moving
     /// its bytes; false when it would not (it then opened an upload session, which is closed).
     pub async fn mount_blob(
@@ -610,16 +592,10 @@ impl Registry {
         } else {
             self.put_chunks(&session, repository, digest, chunk, verified, &doing).await
         };
-        match uploaded {
-            Ok(bytes) => {
-                self.remember(digest, repository);
-                Ok(bytes)
-            }
-            Err(err) => {
-                self.abandon(&session, repository).await;
-                Err(err)
-            }
+        if uploaded.is_err() {
+            self.abandon(&session, repository).await;
         }
+        uploaded
     }
 
     /// Sends the whole blob in the PUT that closes the session.

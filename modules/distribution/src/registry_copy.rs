@@ -15,7 +15,7 @@ use weir_sdk::{
 use crate::{
     auth::Credentials,
     client::{Options, Registry, RegistryError},
-    copy::{Side, copy_platforms},
+    copy::{Copier, Side},
     platform::{Platform, Platforms},
     reference::Reference,
 };
@@ -171,13 +171,15 @@ pub struct PullsLeft {
 }
 
 /// A node of the registry copy component. It keeps one client per registry and credentials,
-/// so connections, tokens and what each registry is known to hold last across messages (a
-/// layer shared by many images is mounted, not uploaded again). At most [`MOST_CLIENTS`] are
-/// kept, each until it has been idle for [`CLIENT_IDLE`]: messages may name any number of
-/// registries and credentials.
+/// so connections and tokens last across messages, and one [`Copier`] that its copies share:
+/// what each registry is known to hold lasts across messages (a layer shared by many images
+/// is mounted, not uploaded again), and a blob one copy is moving is waited for by the
+/// others, not pulled again. At most [`MOST_CLIENTS`] clients are kept, each until it has been
+/// idle for [`CLIENT_IDLE`]: messages may name any number of registries and credentials.
 #[derive(Debug, Default)]
 pub struct RegistryCopy {
     clients: std::sync::Mutex<std::collections::HashMap<ClientKey, Kept>>,
+    copier: Copier,
 }
 
 /// How many registry clients a node keeps.
@@ -308,15 +310,17 @@ impl RegistryCopy {
             options(request.target_plain_http, request.target_insecure, request.target_ca),
             login("targetCredentials", request.target_credentials, &target)?,
         )?;
-        let report = copy_platforms(
-            Side { registry: &from, repository: source.repository() },
-            source.manifest_reference(),
-            Side { registry: &to, repository: target.repository() },
-            tag,
-            &platforms,
-        )
-        .await
-        .map_err(|err| failure(&err))?;
+        let report = self
+            .copier
+            .copy_platforms(
+                Side { registry: &from, repository: source.repository() },
+                source.manifest_reference(),
+                Side { registry: &to, repository: target.repository() },
+                tag,
+                &platforms,
+            )
+            .await
+            .map_err(|err| failure(&err))?;
         Ok(Copied {
             target: target.pinned(&report.digest).to_string(),
             digest: report.digest,

@@ -17,7 +17,7 @@ use axum::{
 use futures::StreamExt as _;
 use weir_distribution::{
     client::Registry,
-    copy::{Side, copy},
+    copy::{Copier, Side},
 };
 use weir_testregistry::{push_image, random_bytes, start_registry};
 
@@ -210,6 +210,7 @@ async fn start_proxy_with(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn throttling_server_errors_and_a_cut_stream_are_ridden_out() -> Result<()> {
+    let copier = Copier::default();
     let (source_registry, target_registry) = (start_registry().await?, start_registry().await?);
     let source = Registry::new(&source_registry.host, true)?;
     let image = push_image(
@@ -234,13 +235,14 @@ async fn throttling_server_errors_and_a_cut_stream_are_ridden_out() -> Result<()
     let (proxied, proxy) = start_proxy(&source_registry.host, faults).await?;
     let through_proxy = Registry::new(&proxied, true)?;
     let target = Registry::new(&target_registry.host, true)?;
-    let report = copy(
-        Side { registry: &through_proxy, repository: "acme/app" },
-        "1.0",
-        Side { registry: &target, repository: "mirror/acme/app" },
-        "1.0",
-    )
-    .await?;
+    let report = copier
+        .copy(
+            Side { registry: &through_proxy, repository: "acme/app" },
+            "1.0",
+            Side { registry: &target, repository: "mirror/acme/app" },
+            "1.0",
+        )
+        .await?;
     let fired = proxy.fired.lock().unwrap_or_else(PoisonError::into_inner).clone();
     ensure!(fired.len() == 3, "every fault fired: {fired:?}");
     ensure!(report.digest == image.digest && report.blobs_uploaded == 3, "{report:?}");
@@ -251,13 +253,14 @@ async fn throttling_server_errors_and_a_cut_stream_are_ridden_out() -> Result<()
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_registry_that_keeps_throttling_ends_in_a_transient_error() -> Result<()> {
+    let copier = Copier::default();
     let registry = start_registry().await?;
     let faults =
         vec![Fault { method: "HEAD", path: "/manifests/", times: 100, kind: FaultKind::Throttle }];
     let (proxied, proxy) = start_proxy(&registry.host, faults).await?;
     let client = Registry::new(&proxied, true)?;
     let side = Side { registry: &client, repository: "acme/app" };
-    let err = copy(side, "1.0", side, "1.0").await.expect_err("throttled for good");
+    let err = copier.copy(side, "1.0", side, "1.0").await.expect_err("throttled for good");
     ensure!(err.is_transient(), "{err}");
     ensure!(err.to_string().contains("429 Too Many Requests"), "{err}");
     let fired = proxy.fired.lock().unwrap_or_else(PoisonError::into_inner).len();
@@ -267,6 +270,7 @@ async fn a_registry_that_keeps_throttling_ends_in_a_transient_error() -> Result<
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failed_upload_cancels_its_session_and_the_blob_is_sent_again() -> Result<()> {
+    let copier = Copier::default();
     let (source_registry, target_registry) = (start_registry().await?, start_registry().await?);
     let source = Registry::new(&source_registry.host, true)?;
     let image = push_image(&source, "acme/app", &[random_bytes(200_000)], false, "amd64").await?;
@@ -279,13 +283,14 @@ async fn a_failed_upload_cancels_its_session_and_the_blob_is_sent_again() -> Res
     }];
     let (proxied, proxy) = start_proxy(&target_registry.host, faults).await?;
     let target = Registry::new(&proxied, true)?;
-    let report = copy(
-        Side { registry: &source, repository: "acme/app" },
-        "1.0",
-        Side { registry: &target, repository: "mirror/acme/app" },
-        "1.0",
-    )
-    .await?;
+    let report = copier
+        .copy(
+            Side { registry: &source, repository: "acme/app" },
+            "1.0",
+            Side { registry: &target, repository: "mirror/acme/app" },
+            "1.0",
+        )
+        .await?;
     ensure!(report.digest == image.digest && report.blobs_uploaded == 2, "{report:?}");
     let seen = proxy.seen.lock().unwrap_or_else(PoisonError::into_inner).clone();
     let cancelled =
@@ -329,6 +334,7 @@ async fn a_black_holed_registry_fails_instead_of_hanging() -> Result<()> {
 async fn credentials_never_follow_a_redirect_to_another_host() -> Result<()> {
     use weir_distribution::auth::Credentials;
 
+    let copier = Copier::default();
     let registry = weir_testregistry::start_registry_with_password().await?;
     let tester = Credentials { username: "tester".to_owned(), password: "s3cret".to_owned() };
     let direct = Registry::new(&registry.host, true)?.with_credentials(Some(tester.clone()));
@@ -350,13 +356,14 @@ async fn credentials_never_follow_a_redirect_to_another_host() -> Result<()> {
     let through_front = Registry::new(&front, true)?.with_credentials(Some(tester));
     let target_registry = start_registry().await?;
     let target = Registry::new(&target_registry.host, true)?;
-    let report = copy(
-        Side { registry: &through_front, repository: "acme/app" },
-        "1.0",
-        Side { registry: &target, repository: "mirror/acme/app" },
-        "1.0",
-    )
-    .await?;
+    let report = copier
+        .copy(
+            Side { registry: &through_front, repository: "acme/app" },
+            "1.0",
+            Side { registry: &target, repository: "mirror/acme/app" },
+            "1.0",
+        )
+        .await?;
     ensure!(report.digest == image.digest && report.blobs_uploaded == 2, "{report:?}");
     let seen = storage_proxy.seen.lock().unwrap_or_else(PoisonError::into_inner).clone();
     ensure!(seen.len() == 2, "both blobs came from the storage host: {seen:?}");
@@ -405,6 +412,7 @@ async fn the_node_reports_what_is_left_of_the_source_pull_budget() -> Result<()>
 async fn tokens_that_expire_mid_copy_are_fetched_again() -> Result<()> {
     use std::sync::atomic::Ordering;
 
+    let copier = Copier::default();
     use weir_distribution::auth::Credentials;
     use weir_testregistry::{
         TokenLifetime, push_index, start_registry_with_tokens, start_token_service_with,
@@ -437,13 +445,14 @@ async fn tokens_that_expire_mid_copy_are_fetched_again() -> Result<()> {
     let tester = Credentials { username: "tester".to_owned(), password: "s3cret".to_owned() };
     let source = Registry::new(&slow_source, true)?;
     let target = Registry::new(&target_front, true)?.with_credentials(Some(tester.clone()));
-    let report = copy(
-        Side { registry: &source, repository: "acme/app" },
-        "1.0",
-        Side { registry: &target, repository: "mirror/acme/app" },
-        "1.0",
-    )
-    .await?;
+    let report = copier
+        .copy(
+            Side { registry: &source, repository: "acme/app" },
+            "1.0",
+            Side { registry: &target, repository: "mirror/acme/app" },
+            "1.0",
+        )
+        .await?;
     ensure!(report.digest == index.digest && report.manifests_written == 3, "{report:?}");
     let fired = (
         source_proxy.fired.lock().unwrap_or_else(PoisonError::into_inner).len(),
@@ -472,6 +481,7 @@ async fn tokens_that_expire_mid_copy_are_fetched_again() -> Result<()> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_registry_refusing_large_bodies_gets_the_blobs_in_chunks() -> Result<()> {
+    let copier = Copier::default();
     let (source_registry, target_registry) = (start_registry().await?, start_registry().await?);
     let source = Registry::new(&source_registry.host, true)?;
     let image = push_image(
@@ -495,13 +505,14 @@ async fn a_registry_refusing_large_bodies_gets_the_blobs_in_chunks() -> Result<(
         .to_vec();
     let (proxied, proxy) = start_proxy(&target_registry.host, faults).await?;
     let target = Registry::new(&proxied, true)?;
-    let report = copy(
-        Side { registry: &source, repository: "acme/app" },
-        "1.0",
-        Side { registry: &target, repository: "mirror/acme/app" },
-        "1.0",
-    )
-    .await?;
+    let report = copier
+        .copy(
+            Side { registry: &source, repository: "acme/app" },
+            "1.0",
+            Side { registry: &target, repository: "mirror/acme/app" },
+            "1.0",
+        )
+        .await?;
     ensure!(report.digest == image.digest && report.blobs_uploaded == 4, "{report:?}");
     ensure!(report.bytes_moved >= 451_000, "every byte counted: {report:?}");
     let copied =
@@ -736,6 +747,7 @@ async fn a_token_said_to_last_forever_is_taken_without_overflow() -> Result<()> 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn digests_from_a_registry_are_checked_before_they_go_into_a_url() -> Result<()> {
+    let copier = Copier::default();
     let host = start_hostile().await?.address;
     let client = Registry::new(&host, true)?;
     let err = bounded(client.manifest_digest("misnamed", "1.0")).await?.expect_err("a path");
@@ -750,7 +762,7 @@ async fn digests_from_a_registry_are_checked_before_they_go_into_a_url() -> Resu
     );
     let target_registry = start_registry().await?;
     let target = Registry::new(&target_registry.host, true)?;
-    let err = bounded(copy(
+    let err = bounded(copier.copy(
         Side { registry: &client, repository: "evil" },
         "1.0",
         Side { registry: &target, repository: "mirror/evil" },
