@@ -119,6 +119,23 @@ pub enum RegistryError {
         /// The most bytes read.
         limit: usize,
     },
+    /// The registry's pull budget is under the floor set for it: the pulls left stay with
+    /// those that need them, until the window has passed or an answer reports more.
+    #[error(
+        "{registry} has {remaining} pulls left of {limit} in its {window_seconds} s window; copying from it stops below {floor} so running clusters keep theirs"
+    )]
+    OverBudget {
+        /// The registry's host.
+        registry: String,
+        /// Pulls left in the window, as last reported.
+        remaining: u64,
+        /// Pulls allowed per window.
+        limit: u64,
+        /// The window, in seconds.
+        window_seconds: u64,
+        /// The fewest pulls left that copying goes on with.
+        floor: u64,
+    },
     /// What arrived is not what was asked for.
     #[error("{doing}: {problem}")]
     Content {
@@ -154,9 +171,10 @@ impl RegistryError {
             Self::Status { status, .. } => {
                 *status == StatusCode::TOO_MANY_REQUESTS || status.is_server_error()
             }
-            Self::Transport { .. } | Self::TokenExpired { .. } | Self::TooLargeForOnePut { .. } => {
-                true
-            }
+            Self::Transport { .. }
+            | Self::TokenExpired { .. }
+            | Self::TooLargeForOnePut { .. }
+            | Self::OverBudget { .. } => true,
             Self::Denied { .. }
             | Self::NoPlatform { .. }
             | Self::TooLarge { .. }
@@ -218,7 +236,7 @@ pub struct Registry {
     /// Held while fetching a token, so requests refused at once share one fetch.
     fetching: Arc<tokio::sync::Mutex<()>>,
     /// The pull budget the registry last reported (Docker Hub's `ratelimit-*` headers).
-    rate_limit: Arc<std::sync::Mutex<Option<RateLimit>>>,
+    rate_limit: Arc<std::sync::Mutex<Option<Reported>>>,
     /// The size of the chunks blobs are uploaded in; 0 while monolithic uploads are taken.
     chunk_size: Arc<std::sync::atomic::AtomicUsize>,
     /// What images were cut down to, by source digest and choice of platforms.
@@ -235,6 +253,15 @@ pub struct RateLimit {
     pub remaining: u64,
     /// The window, in seconds.
     pub window_seconds: u64,
+}
+
+/// A pull budget and when the registry reported it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Reported {
+    /// The budget.
+    pub budget: RateLimit,
+    /// When its answer arrived.
+    pub at: tokio::time::Instant,
 }
 
 impl RateLimit {
@@ -502,7 +529,7 @@ impl Registry {
     }
 
     /// The pull budget the registry last reported, if it reports one.
-    pub fn rate_limit(&self) -> Option<RateLimit> {
+    pub fn rate_limit(&self) -> Option<Reported> {
         *self.rate_limit.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
@@ -511,7 +538,8 @@ impl Registry {
         if budget.remaining.saturating_mul(10) < budget.limit {
             tracing::warn!(registry = %self.host, remaining = budget.remaining, limit = budget.limit, "the registry's pull budget is nearly spent");
         }
-        *self.rate_limit.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(budget);
+        let reported = Reported { budget, at: tokio::time::Instant::now() };
+        *self.rate_limit.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(reported);
     }
 
     /// Asks the registry to link a blob it holds in `from` into `repository` without moving

@@ -21,7 +21,7 @@ use futures::{StreamExt as _, TryStreamExt as _, stream};
 use serde::Deserialize;
 
 use crate::{
-    client::{Manifest, Registry, RegistryError, sha256},
+    client::{Manifest, Registry, RegistryError, Reported, sha256},
     platform::{Described, Platforms},
     reference::check_digest,
 };
@@ -44,6 +44,11 @@ pub struct Copier {
     moving: Mutex<HashMap<(String, String), tokio::sync::watch::Receiver<()>>>,
     /// A repository of a registry known to hold a blob, for cross-repository mounts.
     known: Mutex<HashMap<(String, String), String>>,
+    /// The newest pull budget each source registry reported, by host.
+    budgets: Mutex<HashMap<String, Reported>>,
+    /// The fewest pulls a source registry must have left for a copy to pull from it; 0 for no
+    /// floor.
+    min_pulls_left: u64,
 }
 
 /// A blob this copy moves: while it is held, other copies of the same blob to the same registry
@@ -121,6 +126,13 @@ struct Walk {
 }
 
 impl Copier {
+    /// A copier that stops pulling from a registry whose reported budget is under
+    /// `min_pulls_left` (0: never). An unchanged image is still checked, as that costs HEADs
+    /// only, which Docker Hub does not count.
+    pub fn with_min_pulls_left(min_pulls_left: u64) -> Self {
+        Self { min_pulls_left, ..Self::default() }
+    }
+
     /// Copies `reference` (a tag or digest) of `source` to `target`, tagged `tag` there, with
     /// every platform.
     pub async fn copy(
@@ -160,7 +172,7 @@ impl Copier {
             }
             on_target = Some(found);
         }
-        let top = source.registry.manifest(source.repository, reference).await?;
+        let top = self.pull(source, reference).await?;
         let selected = select(source, &top, platforms).await?;
         let chosen =
             Chosen { digest: selected.top.digest.clone(), platforms: selected.platforms.clone() };
@@ -179,7 +191,7 @@ impl Copier {
             ..CopyReport::default()
         };
         for child in &selected.children {
-            let manifest = source.registry.manifest(source.repository, &child.digest).await?;
+            let manifest = self.pull(source, &child.digest).await?;
             self.copy_manifest(source, target, &manifest, &child.digest, &mut report).await?;
         }
         self.copy_manifest(source, target, &selected.top, tag, &mut report).await?;
@@ -280,6 +292,41 @@ impl Copier {
                 Err(err) => return Err(err),
             }
         }
+    }
+
+    /// A manifest of `source` by GET, which Docker Hub counts as a pull: refused up front
+    /// while the registry's budget is under the floor.
+    async fn pull(&self, source: Side<'_>, reference: &str) -> Result<Manifest, RegistryError> {
+        self.check_budget(source.registry)?;
+        source.registry.manifest(source.repository, reference).await
+    }
+
+    /// Notes the budget `registry` last reported, when newer than the one known, and refuses
+    /// when the newest known is under the floor and its window has not passed.
+    fn check_budget(&self, registry: &Registry) -> Result<(), RegistryError> {
+        let host = registry.host();
+        let mut budgets = self.budgets.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(reported) = registry.rate_limit()
+            && budgets.get(host).is_none_or(|known| known.at < reported.at)
+        {
+            if budgets.len() >= MEMORY_ENTRIES {
+                budgets.clear();
+            }
+            budgets.insert(host.to_owned(), reported);
+        }
+        let Some(Reported { budget, at }) = budgets.get(host).copied() else { return Ok(()) };
+        let window = std::time::Duration::from_secs(budget.window_seconds);
+        let window_passed = budget.window_seconds > 0 && at.elapsed() >= window;
+        if self.min_pulls_left == 0 || budget.remaining >= self.min_pulls_left || window_passed {
+            return Ok(());
+        }
+        Err(RegistryError::OverBudget {
+            registry: host.to_owned(),
+            remaining: budget.remaining,
+            limit: budget.limit,
+            window_seconds: budget.window_seconds,
+            floor: self.min_pulls_left,
+        })
     }
 
     /// Takes the moving of `digest` to the registry at `host`, unless another copy has it.

@@ -14,19 +14,37 @@ use weir_sdk::{
 
 use crate::{
     auth::Credentials,
-    client::{Options, Registry, RegistryError},
+    client::{Options, Registry, RegistryError, Reported},
     copy::{Copier, Side},
     platform::{Platform, Platforms},
     reference::Reference,
 };
 
 /// Settings of a registry copy.
-#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields, default)]
 pub struct RegistryCopySettings {
     /// Send failures to the `error` output as data instead of failing the caller.
     pub error_port: bool,
+    /// The fewest pulls a source registry must have left (as Docker Hub reports them) for a
+    /// copy to pull from it; 0 turns the floor off. Under it, copies that would pull from that
+    /// registry fail at once (transient, naming the registry, the pulls left and the window)
+    /// until the window has passed or an answer reports more, so the last pulls stay with the
+    /// clusters that need them. An image the mirror already has unchanged is still checked and
+    /// answered, as that costs HEAD requests only, which Docker Hub does not count. The budget
+    /// is shared by all copies of the node.
+    pub min_pulls_left: u64,
 }
+
+impl Default for RegistryCopySettings {
+    fn default() -> Self {
+        Self { error_port: false, min_pulls_left: DEFAULT_MIN_PULLS_LEFT }
+    }
+}
+
+/// The default floor of a source's pull budget: a few pulls for the nodes of a cluster that
+/// restart while the mirror waits.
+pub const DEFAULT_MIN_PULLS_LEFT: u64 = 10;
 
 /// What to copy.
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -218,8 +236,11 @@ impl Component for RegistryCopy {
         )
     }
 
-    fn build(_: RegistryCopySettings) -> Result<Self, NodeError> {
-        Ok(Self::default())
+    fn build(settings: RegistryCopySettings) -> Result<Self, NodeError> {
+        Ok(Self {
+            clients: std::sync::Mutex::default(),
+            copier: Copier::with_min_pulls_left(settings.min_pulls_left),
+        })
     }
 
     async fn handle(&self, cx: &Context, port: &str, message: Value) -> Result<Value, NodeError> {
@@ -332,7 +353,7 @@ impl RegistryCopy {
             blobs_mounted: report.blobs_mounted,
             blobs_uploaded: report.blobs_uploaded,
             manifests_written: report.manifests_written,
-            source_pulls_left: from.rate_limit().map(|budget| PullsLeft {
+            source_pulls_left: from.rate_limit().map(|Reported { budget, .. }| PullsLeft {
                 remaining: budget.remaining,
                 limit: budget.limit,
                 window_seconds: budget.window_seconds,

@@ -41,8 +41,9 @@ enum FaultKind {
     CutAfter(usize),
     /// Answer `307` to the same path on another proxy (blob storage on another host).
     Redirect(String),
-    /// Forward, adding Docker Hub's pull budget headers with this many pulls left of 100.
-    Budget(u64),
+    /// Forward, adding Docker Hub's pull budget headers: this many pulls left of 100, in a
+    /// window of this many seconds.
+    Budget(u64, u64),
     /// 401, as for a token the registry no longer takes.
     Unauthorized,
     /// 413 for a body over this many bytes (read whole first), as from a proxy with a body
@@ -161,10 +162,10 @@ async fn forward(State(proxy): State<Proxy>, request: Request) -> Response {
     for (name, value) in upstream.headers() {
         response = response.header(name.as_str(), value.as_bytes());
     }
-    if let Some(FaultKind::Budget(left)) = &fault {
+    if let Some(FaultKind::Budget(left, window)) = &fault {
         response = response
-            .header("ratelimit-limit", "100;w=21600")
-            .header("ratelimit-remaining", format!("{left};w=21600"));
+            .header("ratelimit-limit", format!("100;w={window}"))
+            .header("ratelimit-remaining", format!("{left};w={window}"));
     }
     let stream = upstream.bytes_stream();
     let body = match fault {
@@ -375,36 +376,83 @@ async fn credentials_never_follow_a_redirect_to_another_host() -> Result<()> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_node_reports_what_is_left_of_the_source_pull_budget() -> Result<()> {
+async fn copies_stop_pulling_from_a_registry_under_its_budget_floor() -> Result<()> {
     use weir_distribution::registry_copy::RegistryCopy;
-    use weir_sdk::{json, testing::Harness};
+    use weir_sdk::{ErrorKind, json, testing::Harness};
 
     let (source_registry, target_registry) = (start_registry().await?, start_registry().await?);
     let source = Registry::new(&source_registry.host, true)?;
-    let image =
-        push_image(&source, "library/nginx", &[random_bytes(10_000)], true, "amd64").await?;
-    source.put_manifest("library/nginx", "1.27", &image).await?;
-    let faults =
-        vec![Fault { method: "HEAD", path: "/manifests/", times: 10, kind: FaultKind::Budget(7) }];
-    let (hub, _) = start_proxy(&source_registry.host, faults).await?;
-    let node = Harness::build::<RegistryCopy>(&json!({}))?;
-    node.answer_with(|_, copied| Ok(copied.clone()));
-    let copied = node
-        .send(
-            "in",
-            json!({
-                "source": format!("{hub}/library/nginx:1.27"),
-                "target": format!("{}/mirror/nginx:1.27", target_registry.host),
-                "sourcePlainHttp": true,
-                "targetPlainHttp": true,
-            }),
-        )
-        .await?;
+    for tag in ["1.27", "1.28", "1.29"] {
+        let image =
+            push_image(&source, "library/nginx", &[random_bytes(10_000)], true, "amd64").await?;
+        source.put_manifest("library/nginx", tag, &image).await?;
+    }
+    let head = |times, kind| Fault { method: "HEAD", path: "/manifests/", times, kind };
+    let faults = vec![
+        head(3, FaultKind::Budget(7, 21600)),
+        head(1, FaultKind::Budget(50, 21600)),
+        head(1, FaultKind::Budget(3, 1)),
+    ];
+    let (hub, proxy) = start_proxy(&source_registry.host, faults).await?;
+    let request = |tag: &str| {
+        json!({
+            "source": format!("{hub}/library/nginx:{tag}"),
+            "target": format!("{}/mirror/nginx:{tag}", target_registry.host),
+            "sourcePlainHttp": true,
+            "targetPlainHttp": true,
+        })
+    };
+    let pulls = || {
+        let seen = proxy.seen.lock().unwrap_or_else(PoisonError::into_inner);
+        seen.iter().filter(|r| r.starts_with("GET ") && r.contains("/manifests/")).count()
+    };
+    let careful = Harness::build::<RegistryCopy>(&json!({}))?;
+    careful.answer_with(|_, copied| Ok(copied.clone()));
+    let unbounded = Harness::build::<RegistryCopy>(&json!({ "minPullsLeft": 0 }))?;
+    unbounded.answer_with(|_, copied| Ok(copied.clone()));
+
+    // The free HEAD reports 7 left: the default floor of 10 stops the copy before its GET.
+    let err = careful.send("in", request("1.27")).await.expect_err("under the floor");
+    ensure!(err.kind() == ErrorKind::Transient, "{err}");
+    ensure!(
+        err.message()
+            == format!(
+                "{hub} has 7 pulls left of 100 in its 21600 s window; copying from it stops below 10 so running clusters keep theirs"
+            ),
+        "{err}"
+    );
+    ensure!(pulls() == 0, "no pull was spent");
+
+    // Without a floor the copy goes on, and reports what is left.
+    let copied = unbounded.send("in", request("1.27")).await?;
     ensure!(
         copied["sourcePullsLeft"]
             == json!({ "remaining": 7, "limit": 100, "windowSeconds": 21600 }),
         "{copied}"
     );
+    ensure!(pulls() == 1, "one manifest GET");
+
+    // An image the mirror has unchanged is still checked and answered: HEADs only.
+    let again = careful.send("in", request("1.27")).await?;
+    ensure!(again["changed"] == false, "{again}");
+    ensure!(pulls() == 1, "no pull for an unchanged image");
+
+    // An answer reporting more lets copies pull again.
+    let copied = careful.send("in", request("1.28")).await?;
+    ensure!(copied["changed"] == true, "{copied}");
+
+    // A budget under the floor holds for its window even when later answers say nothing,
+    // then lapses.
+    let err = careful.send("in", request("1.29")).await.expect_err("3 left");
+    ensure!(
+        err.message().starts_with(&format!("{hub} has 3 pulls left of 100 in its 1 s")),
+        "{err}"
+    );
+    let err = careful.send("in", request("1.29")).await.expect_err("the window holds");
+    ensure!(err.message().contains("has 3 pulls left"), "{err}");
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    let copied = careful.send("in", request("1.29")).await?;
+    ensure!(copied["changed"] == true, "{copied}");
     Ok(())
 }
 
