@@ -78,6 +78,16 @@ pub enum RegistryError {
         #[source]
         source: reqwest::Error,
     },
+    /// The registry stayed silent past the timeout, at every attempt.
+    #[error("{doing}: the registry did not answer within {}, {attempts} times", shown(*.waited))]
+    Silent {
+        /// What was being done.
+        doing: String,
+        /// How long each attempt waited.
+        waited: Duration,
+        /// How many attempts there were.
+        attempts: u32,
+    },
     /// The registry refused the credentials (or their absence).
     #[error("{doing}: the registry refused access ({reason})")]
     Denied {
@@ -136,6 +146,14 @@ pub enum RegistryError {
         /// The fewest pulls left that copying goes on with.
         floor: u64,
     },
+    /// The registry does not hold a manifest of an image it was just given or found holding.
+    #[error("{image}: the registry does not have its {missing}")]
+    Unconfirmed {
+        /// The image, as `host/repository:tag@digest`.
+        image: String,
+        /// What it lacks, such as `manifest sha256:… (linux/arm64)`.
+        missing: String,
+    },
     /// What arrived is not what was asked for.
     #[error("{doing}: {problem}")]
     Content {
@@ -160,6 +178,15 @@ fn chain(error: &reqwest::Error) -> String {
     text
 }
 
+/// A timeout as people write it: `60 s`, `300 ms`.
+fn shown(duration: Duration) -> String {
+    if duration.subsec_millis() == 0 {
+        format!("{} s", duration.as_secs())
+    } else {
+        format!("{} ms", duration.as_millis())
+    }
+}
+
 fn detail(body: &str) -> String {
     if body.is_empty() { String::new() } else { format!(": {body}") }
 }
@@ -172,9 +199,11 @@ impl RegistryError {
                 *status == StatusCode::TOO_MANY_REQUESTS || status.is_server_error()
             }
             Self::Transport { .. }
+            | Self::Silent { .. }
             | Self::TokenExpired { .. }
             | Self::TooLargeForOnePut { .. }
-            | Self::OverBudget { .. } => true,
+            | Self::OverBudget { .. }
+            | Self::Unconfirmed { .. } => true,
             Self::Denied { .. }
             | Self::NoPlatform { .. }
             | Self::TooLarge { .. }
@@ -221,10 +250,22 @@ pub struct Manifest {
     pub digest: String,
 }
 
+/// What a HEAD of a manifest tells.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Head {
+    /// The digest the registry gives (`Docker-Content-Digest`).
+    pub digest: String,
+    /// The media type it gives (`Content-Type`), if any.
+    pub media_type: Option<String>,
+}
+
 /// One registry, reached at `http(s)://host`.
 #[derive(Debug, Clone)]
 pub struct Registry {
     http: reqwest::Client,
+    /// How long connecting, and an answer's silences, may take.
+    connect_timeout: Duration,
+    read_timeout: Duration,
     base: String,
     host: String,
     credentials: Option<Credentials>,
@@ -310,6 +351,8 @@ impl Registry {
         let scheme = if options.plain_http { "http" } else { "https" };
         Ok(Self {
             http,
+            connect_timeout: options.connect_timeout,
+            read_timeout: options.read_timeout,
             base: format!("{scheme}://{host}"),
             host: host.to_owned(),
             credentials: None,
@@ -346,6 +389,15 @@ impl Registry {
         repository: &str,
         reference: &str,
     ) -> Result<Option<String>, RegistryError> {
+        Ok(self.manifest_head(repository, reference).await?.map(|head| head.digest))
+    }
+
+    /// A manifest's digest and media type, if the registry has it (HEAD).
+    pub async fn manifest_head(
+        &self,
+        repository: &str,
+        reference: &str,
+    ) -> Result<Option<Head>, RegistryError> {
         let doing = format!("HEAD manifest {repository}:{reference} on {}", self.host);
         let response = self
             .send(
@@ -369,7 +421,8 @@ impl Registry {
             doing,
             problem: format!("its Docker-Content-Digest: {problem}"),
         })?;
-        Ok(Some(digest.to_owned()))
+        let media_type = content_type(&response);
+        Ok(Some(Head { digest: digest.to_owned(), media_type }))
     }
 
     /// A manifest's exact bytes; its digest is computed, and checked when `reference` is one.
@@ -389,11 +442,7 @@ impl Registry {
             )
             .await?;
         self.note_rate_limit(&response);
-        let header_type = response
-            .headers()
-            .get(header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .map(|v| v.split(';').next().unwrap_or(v).trim().to_owned());
+        let header_type = content_type(&response);
         let bytes = read_at_most(response, MANIFEST_LIMIT, "manifest", &doing).await?;
         let digest = sha256(&bytes);
         if reference.starts_with("sha256:") && reference != digest {
@@ -796,6 +845,15 @@ impl Registry {
                     tracing::debug!(doing, error = %source, attempt, "retrying");
                     backoff(attempt)
                 }
+                Err(source) if source.is_timeout() => {
+                    let waited =
+                        if source.is_connect() { self.connect_timeout } else { self.read_timeout };
+                    return Err(RegistryError::Silent {
+                        doing: doing.to_owned(),
+                        waited,
+                        attempts: attempt,
+                    });
+                }
                 Err(source) => {
                     return Err(RegistryError::Transport { doing: doing.to_owned(), source });
                 }
@@ -925,6 +983,12 @@ fn body_failure(error: &reqwest::Error) -> Option<RegistryError> {
         cause = error.source();
     }
     None
+}
+
+/// A response's media type, without parameters.
+fn content_type(response: &reqwest::Response) -> Option<String> {
+    let value = response.headers().get(header::CONTENT_TYPE)?.to_str().ok()?;
+    Some(value.split(';').next().unwrap_or(value).trim().to_owned())
 }
 
 /// An upload session's URL with the `digest` that closes it.

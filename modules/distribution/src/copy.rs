@@ -21,12 +21,12 @@ use futures::{StreamExt as _, TryStreamExt as _, stream};
 use serde::Deserialize;
 
 use crate::{
-    client::{Manifest, Registry, RegistryError, Reported, sha256},
+    client::{Head, Manifest, Registry, RegistryError, Reported, sha256},
     platform::{Described, Platforms},
     reference::check_digest,
 };
 
-/// How many blobs move at once.
+/// How many blobs move, or manifests are confirmed, at once.
 const PARALLEL_BLOBS: usize = 4;
 /// How many times one blob's stream is started, in all.
 const BLOB_ATTEMPTS: u32 = 3;
@@ -93,6 +93,9 @@ pub struct CopyReport {
     pub bytes_moved: u64,
     /// Manifests written (an index and its children count each).
     pub manifests_written: usize,
+    /// Manifests the target confirmed holding, by digest, after the copy or on finding the
+    /// image unchanged: the image's, and each platform's of an index.
+    pub manifests_verified: usize,
 }
 
 /// One side of a copy: a registry and a repository in it.
@@ -163,14 +166,27 @@ impl Copier {
             Platforms::All => Some(Chosen { digest: digest.clone(), platforms: None }),
             Platforms::Only(_) => source.registry.chosen(digest, &choice),
         });
-        // The target's digest under `tag`, once asked.
-        let mut on_target = None;
+        // The target's digest under `tag`, once asked, and whether the image under it lacks a
+        // platform's manifest (then it is copied again, whole).
+        let (mut on_target, mut incomplete) = (None, false);
         if let (Some(source_digest), Some(known)) = (&source_digest, known) {
-            let found = target.registry.manifest_digest(target.repository, tag).await?;
-            if found.as_ref() == Some(&known.digest) {
-                return Ok(unchanged(source_digest, known));
+            let found = target.registry.manifest_head(target.repository, tag).await?;
+            if let Some(head) = found.as_ref().filter(|head| head.digest == known.digest) {
+                match self.confirm_unchanged(target, tag, head).await {
+                    Ok(verified) => {
+                        return Ok(CopyReport {
+                            manifests_verified: verified,
+                            ..unchanged(source_digest, known)
+                        });
+                    }
+                    Err(err @ RegistryError::Unconfirmed { .. }) => {
+                        tracing::info!(error = %err, "copying the image again");
+                        incomplete = true;
+                    }
+                    Err(err) => return Err(err),
+                }
             }
-            on_target = Some(found);
+            on_target = Some(found.map(|head| head.digest));
         }
         let top = self.pull(source, reference).await?;
         let selected = select(source, &top, platforms).await?;
@@ -181,8 +197,20 @@ impl Copier {
             Some(found) => found,
             None => target.registry.manifest_digest(target.repository, tag).await?,
         };
-        if on_target.as_ref() == Some(&selected.top.digest) {
-            return Ok(unchanged(&top.digest, chosen));
+        let image = pinned(target, tag, &selected.top.digest);
+        if !incomplete && on_target.as_ref() == Some(&selected.top.digest) {
+            match self.confirm_children(target, &image, &selected.children).await {
+                Ok(children) => {
+                    return Ok(CopyReport {
+                        manifests_verified: 1 + children,
+                        ..unchanged(&top.digest, chosen)
+                    });
+                }
+                Err(err @ RegistryError::Unconfirmed { .. }) => {
+                    tracing::info!(error = %err, "copying the image again");
+                }
+                Err(err) => return Err(err),
+            }
         }
         let mut report = CopyReport {
             digest: selected.top.digest.clone(),
@@ -196,7 +224,67 @@ impl Copier {
         }
         self.copy_manifest(source, target, &selected.top, tag, &mut report).await?;
         report.changed = report.manifests_written > 0 || report.blobs_uploaded > 0;
+        // What the answer pins must be there now: the image by digest, then each platform's.
+        let top_digest = target.registry.manifest_digest(target.repository, &report.digest).await?;
+        if top_digest.as_ref() != Some(&report.digest) {
+            return Err(RegistryError::Unconfirmed { image, missing: "manifest".to_owned() });
+        }
+        report.manifests_verified =
+            1 + self.confirm_children(target, &image, &selected.children).await?;
         Ok(report)
+    }
+
+    /// Confirms an image the target holds under `tag` as `head` says: a single manifest is
+    /// confirmed by that HEAD; an index is read from the target by digest, and each of its
+    /// platforms' manifests confirmed. Returns how many manifests were confirmed.
+    async fn confirm_unchanged(
+        &self,
+        target: Side<'_>,
+        tag: &str,
+        head: &Head,
+    ) -> Result<usize, RegistryError> {
+        let is_index =
+            head.media_type.as_deref().is_some_and(|media_type| INDEX_TYPES.contains(&media_type));
+        if !is_index {
+            return Ok(1);
+        }
+        let index = target.registry.manifest(target.repository, &head.digest).await?;
+        let walk = parse(target, &index)?;
+        let image = pinned(target, tag, &head.digest);
+        Ok(1 + self.confirm_children(target, &image, &walk.manifests).await?)
+    }
+
+    /// HEADs each of `children`, an index's entries, in the target by digest, a few at once;
+    /// the error names `image` and a child missing. Returns how many were confirmed.
+    async fn confirm_children(
+        &self,
+        target: Side<'_>,
+        image: &str,
+        children: &[Descriptor],
+    ) -> Result<usize, RegistryError> {
+        // Owned: futures borrowing `children` would not be Send for every lifetime.
+        let named: Vec<(String, String)> = children
+            .iter()
+            .map(|child| {
+                let platform = child.platform.as_ref().map(|p| format!(" ({})", p.platform()));
+                (child.digest.clone(), platform.unwrap_or_default())
+            })
+            .collect();
+        stream::iter(named)
+            .map(|(digest, platform)| async move {
+                let found = target.registry.manifest_digest(target.repository, &digest).await?;
+                if found.as_ref() == Some(&digest) {
+                    return Ok(());
+                }
+                Err(RegistryError::Unconfirmed {
+                    image: image.to_owned(),
+                    missing: format!("manifest {digest}{platform}"),
+                })
+            })
+            .buffered(PARALLEL_BLOBS)
+            .try_collect::<Vec<()>>()
+            .await?;
+        Ok(children.len())
     }
 
     /// Copies one manifest's blobs, then the manifest, stored under `reference`.
@@ -367,6 +455,17 @@ pub struct Chosen {
     pub digest: String,
     /// The platforms it serves, when some were chosen.
     pub platforms: Option<Vec<String>>,
+}
+
+/// The media types of indexes, whose entries are manifests of their own.
+const INDEX_TYPES: [&str; 2] = [
+    "application/vnd.oci.image.index.v1+json",
+    "application/vnd.docker.distribution.manifest.list.v2+json",
+];
+
+/// `host/repository:tag@digest` on the target, as errors name an image.
+fn pinned(target: Side<'_>, tag: &str, digest: &str) -> String {
+    format!("{}/{}:{tag}@{digest}", target.registry.host(), target.repository)
 }
 
 fn unchanged(source_digest: &str, known: Chosen) -> CopyReport {

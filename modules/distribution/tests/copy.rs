@@ -343,13 +343,15 @@ async fn a_platform_subset_is_a_new_index_reported_with_its_own_digest() -> Resu
         "the platform not chosen stays behind"
     );
 
-    // Again: a HEAD on each side, as the cut-down digest is remembered.
+    // Again: a HEAD on each side, as the cut-down digest is remembered, then the index read
+    // from the target and a HEAD for each of its two platforms, to confirm it.
     let before = source.requests() + target.requests();
     let again = copier
         .copy_platforms(from, "3.0", to, "3.0", &only(&["linux/arm64", "linux/amd64"])?)
         .await?;
     ensure!(!again.changed && again.digest == report.digest, "{again:?}");
-    ensure!(source.requests() + target.requests() - before == 2, "two requests");
+    ensure!(again.manifests_verified == 3, "{again:?}");
+    ensure!(source.requests() + target.requests() - before == 5, "five requests");
 
     // Choosing every platform the index serves keeps it whole, under its own digest.
     let whole = copier
@@ -546,5 +548,89 @@ async fn concurrent_copies_to_one_mirror_pull_a_shared_layer_once() -> Result<()
             ensure!(sha256(&bytes) == digest, "mirror/{name} holds {digest}");
         }
     }
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_answer_pins_what_the_mirror_just_confirmed() -> Result<()> {
+    use weir_distribution::registry_copy::RegistryCopy;
+    use weir_sdk::testing::Harness;
+
+    let (source_registry, target_registry) = (start_registry().await?, start_registry().await?);
+    let source = Registry::new(&source_registry.host, true)?;
+    let repository = "acme/multi";
+    let amd = push_image(&source, repository, &[random_bytes(20_000)], false, "amd64").await?;
+    let arm = push_image(&source, repository, &[random_bytes(20_000)], false, "arm64").await?;
+    let index =
+        push_index(&source, repository, "2.0", &[(&amd, "amd64"), (&arm, "arm64")], false).await?;
+    let single = push_image(&source, "acme/app", &[random_bytes(20_000)], false, "amd64").await?;
+    source.put_manifest("acme/app", "1.0", &single).await?;
+    let node = Harness::build::<RegistryCopy>(&json!({}))?;
+    node.answer_with(|_, copied| Ok(copied.clone()));
+    let request = |from: &str, to: &str| {
+        json!({
+            "source": format!("{}/{from}", source_registry.host),
+            "target": format!("{}/{to}", target_registry.host),
+            "sourcePlainHttp": true,
+            "targetPlainHttp": true,
+        })
+    };
+    // The mirror's own log, from `from` on: what was asked after the last write.
+    let after_last_write = |from: usize| {
+        let requests = target_registry.requests();
+        let last_put = requests.iter().rposition(|(method, _)| method == "PUT").unwrap_or(0);
+        requests[from.max(last_put + 1)..].to_vec()
+    };
+    let heads_of = |requests: &[(String, String)], digest: &str| {
+        requests
+            .iter()
+            .filter(|(m, uri)| m == "HEAD" && uri.ends_with(&format!("/manifests/{digest}")))
+            .count()
+    };
+
+    // A new index: after the writes, the index and each platform's manifest by digest.
+    let copied = node.send("in", request("acme/multi:2.0", "mirror/multi:2.0")).await?;
+    ensure!(copied["verified"] == true && copied["changed"] == true, "{copied}");
+    let asked = after_last_write(0);
+    for digest in [&index.digest, &amd.digest, &arm.digest] {
+        ensure!(heads_of(&asked, digest) == 1, "{digest} confirmed after the writes: {asked:?}");
+    }
+
+    // Unchanged: the index read from the mirror by digest, each platform's manifest confirmed.
+    let before = target_registry.requests().len();
+    let again = node.send("in", request("acme/multi:2.0", "mirror/multi:2.0")).await?;
+    ensure!(again["verified"] == true && again["changed"] == false, "{again}");
+    let asked = target_registry.requests()[before..].to_vec();
+    ensure!(
+        asked.iter().any(|(m, uri)| m == "GET" && uri.ends_with(&index.digest))
+            && heads_of(&asked, &amd.digest) == 1
+            && heads_of(&asked, &arm.digest) == 1,
+        "{asked:?}"
+    );
+    // An unchanged single image stays at a HEAD on each side: the mirror's answer to the HEAD
+    // of the tag is its confirmation of the digest.
+    node.send("in", request("acme/app:1.0", "mirror/app:1.0")).await?;
+    let before = (source_registry.requests().len(), target_registry.requests().len());
+    let again = node.send("in", request("acme/app:1.0", "mirror/app:1.0")).await?;
+    ensure!(again["verified"] == true && again["changed"] == false, "{again}");
+    let asked =
+        (source_registry.requests().len() - before.0, target_registry.requests().len() - before.1);
+    ensure!(asked == (1, 1), "a HEAD on each side: {asked:?}");
+
+    // A platform's manifest gone from the mirror (deleted, or collected as untagged) is found
+    // missing and copied again before the answer.
+    let deleted = reqwest::Client::new()
+        .delete(format!("http://{}/v2/mirror/multi/manifests/{}", target_registry.host, arm.digest))
+        .send()
+        .await?;
+    ensure!(deleted.status().is_success(), "{}", deleted.status());
+    let target = Registry::new(&target_registry.host, true)?;
+    ensure!(target.manifest_digest("mirror/multi", &arm.digest).await?.is_none(), "deleted");
+    let repaired = node.send("in", request("acme/multi:2.0", "mirror/multi:2.0")).await?;
+    ensure!(repaired["verified"] == true && repaired["changed"] == true, "{repaired}");
+    ensure!(
+        target.manifest("mirror/multi", &arm.digest).await?.bytes == arm.bytes,
+        "the platform is back, byte-exact"
+    );
     Ok(())
 }

@@ -19,7 +19,7 @@ use weir_distribution::{
     client::Registry,
     copy::{Copier, Side},
 };
-use weir_testregistry::{push_image, random_bytes, start_registry};
+use weir_testregistry::{push_image, push_index, random_bytes, start_registry};
 
 /// A fault to inject into the requests whose path holds `path` and whose method is `method`,
 /// the next `times` times.
@@ -44,6 +44,8 @@ enum FaultKind {
     /// Forward, adding Docker Hub's pull budget headers: this many pulls left of 100, in a
     /// window of this many seconds.
     Budget(u64, u64),
+    /// 404, as for a manifest the registry lost.
+    NotFound,
     /// 401, as for a token the registry no longer takes.
     Unauthorized,
     /// 413 for a body over this many bytes (read whole first), as from a proxy with a body
@@ -128,6 +130,12 @@ async fn forward(State(proxy): State<Proxy>, request: Request) -> Response {
             return Response::builder()
                 .status(StatusCode::UNAUTHORIZED)
                 .body(Body::from("{\"errors\":[{\"code\":\"UNAUTHORIZED\"}]}"))
+                .unwrap_or_default();
+        }
+        Some(FaultKind::NotFound) => {
+            return Response::builder()
+                .status(StatusCode::NOT_FOUND)
+                .body(Body::empty())
                 .unwrap_or_default();
         }
         Some(FaultKind::Unavailable) => {
@@ -326,7 +334,13 @@ async fn a_black_holed_registry_fails_instead_of_hanging() -> Result<()> {
     .await;
     let err = outcome.map_err(|_| anyhow::anyhow!("the request hung"))?.expect_err("no answer");
     ensure!(err.is_transient(), "{err}");
-    ensure!(err.to_string().contains("timed out"), "{err}");
+    ensure!(
+        err.to_string()
+            == format!(
+                "HEAD manifest acme/app:1.0 on {address}: the registry did not answer within 300 ms, 4 times"
+            ),
+        "{err}"
+    );
     ensure!(client.requests() == 4, "it tried four times: {}", client.requests());
     Ok(())
 }
@@ -825,5 +839,94 @@ async fn digests_from_a_registry_are_checked_before_they_go_into_a_url() -> Resu
         "{shown}"
     );
     ensure!(target.requests() == 0, "nothing reached the target: {}", target.requests());
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_copy_the_mirror_cannot_confirm_fails_naming_what_is_missing() -> Result<()> {
+    use weir_distribution::registry_copy::RegistryCopy;
+    use weir_sdk::{ErrorKind, json, testing::Harness};
+
+    let (source_registry, mirror_registry) = (start_registry().await?, start_registry().await?);
+    let source = Registry::new(&source_registry.host, true)?;
+    let amd = push_image(&source, "acme/multi", &[random_bytes(20_000)], false, "amd64").await?;
+    let arm = push_image(&source, "acme/multi", &[random_bytes(20_000)], false, "arm64").await?;
+    let index =
+        push_index(&source, "acme/multi", "2.0", &[(&amd, "amd64"), (&arm, "arm64")], false)
+            .await?;
+    // The mirror takes the arm64 manifest, then answers that it does not have it.
+    let lost: &'static str = Box::leak(format!("/manifests/{}", arm.digest).into_boxed_str());
+    let faults = vec![Fault { method: "HEAD", path: lost, times: 100, kind: FaultKind::NotFound }];
+    let (mirror, _) = start_proxy(&mirror_registry.host, faults).await?;
+    let node = Harness::build::<RegistryCopy>(&json!({}))?;
+    let request = json!({
+        "source": format!("{}/acme/multi:2.0", source_registry.host),
+        "target": format!("{mirror}/mirror/multi:2.0"),
+        "sourcePlainHttp": true,
+        "targetPlainHttp": true,
+    });
+    let expected = format!(
+        "{mirror}/mirror/multi:2.0@{}: the registry does not have its manifest {} (linux/arm64)",
+        index.digest, arm.digest
+    );
+    let err = node.send("in", request.clone()).await.expect_err("unconfirmed");
+    ensure!(err.kind() == ErrorKind::Transient && err.message() == expected, "{err}");
+    // Found under its tag later, it is copied again and still not confirmed.
+    let err = node.send("in", request).await.expect_err("still unconfirmed");
+    ensure!(err.message() == expected, "{err}");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_black_holed_mirror_fails_the_copy_saying_it_did_not_answer() -> Result<()> {
+    use weir_distribution::registry_copy::RegistryCopy;
+    use weir_sdk::{ErrorKind, json, testing::Harness};
+
+    let source_registry = start_registry().await?;
+    let source = Registry::new(&source_registry.host, true)?;
+    let image = push_image(&source, "acme/app", &[random_bytes(10_000)], false, "amd64").await?;
+    source.put_manifest("acme/app", "1.0", &image).await?;
+    // Takes connections and never answers; it stops by itself after a minute.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let mirror = listener.local_addr()?.to_string();
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        let accepting = async {
+            while let Ok((socket, _)) = listener.accept().await {
+                held.push(socket);
+            }
+        };
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(60), accepting).await;
+    });
+    let node = Harness::build::<RegistryCopy>(&json!({ "answerTimeout": "500ms" }))?;
+    let copying = node.send(
+        "in",
+        json!({
+            "source": format!("{}/acme/app:1.0", source_registry.host),
+            "target": format!("{mirror}/mirror/app:1.0"),
+            "sourcePlainHttp": true,
+            "targetPlainHttp": true,
+        }),
+    );
+    let err = tokio::time::timeout(std::time::Duration::from_secs(30), copying)
+        .await
+        .map_err(|_| anyhow::anyhow!("the copy hung on the black hole"))?
+        .expect_err("no answer");
+    ensure!(err.kind() == ErrorKind::Transient, "{err}");
+    ensure!(
+        err.message()
+            == format!(
+                "HEAD manifest mirror/app:1.0 on {mirror}: the registry did not answer within 500 ms, 4 times"
+            ),
+        "{err}"
+    );
+
+    for (timeout, why) in
+        [("0s", "0s is not between 1ms and 1h"), ("2h", "2h is not between 1ms and 1h")]
+    {
+        let err = Harness::build::<RegistryCopy>(&json!({ "answerTimeout": timeout }))
+            .expect_err("out of range");
+        ensure!(err.message() == format!("settings.answerTimeout: {why}"), "{err}");
+    }
     Ok(())
 }
