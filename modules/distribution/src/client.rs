@@ -15,7 +15,6 @@ use sha2::{Digest as _, Sha256};
 
 use crate::{
     auth::{Challenge, Credentials, TokenAnswer, TokenCache, parse_challenge},
-    copy::Chosen,
     reference::check_digest,
 };
 
@@ -39,9 +38,6 @@ const FIRST_BACKOFF: Duration = Duration::from_millis(250);
 const FIRST_CHUNK: usize = 4 << 20;
 /// The smallest chunk: a registry refusing these takes no uploads at all.
 const SMALLEST_CHUNK: usize = 64 << 10;
-/// How many facts a client keeps about what a registry holds before it starts over, so a
-/// long-running node's memory stays bounded; forgetting costs a request, never correctness.
-const MEMORY_ENTRIES: usize = 100_000;
 /// The most bytes [`Registry::blob_bytes`] reads.
 const SMALL_BLOB_LIMIT: usize = 4 << 20;
 /// The largest manifest or index read: distribution's own limit for what it accepts.
@@ -280,8 +276,6 @@ pub struct Registry {
     rate_limit: Arc<std::sync::Mutex<Option<Reported>>>,
     /// The size of the chunks blobs are uploaded in; 0 while monolithic uploads are taken.
     chunk_size: Arc<std::sync::atomic::AtomicUsize>,
-    /// What images were cut down to, by source digest and choice of platforms.
-    chosen: Arc<std::sync::Mutex<std::collections::HashMap<(String, String), Chosen>>>,
 }
 
 /// A registry's pull budget, as Docker Hub reports it on manifest requests
@@ -361,7 +355,6 @@ impl Registry {
             sent: Arc::default(),
             fetching: Arc::default(),
             rate_limit: Arc::default(),
-            chosen: Arc::default(),
             chunk_size: Arc::default(),
         })
     }
@@ -559,22 +552,6 @@ impl Registry {
             });
         }
         Ok(bytes)
-    }
-
-    /// What the image of `source_digest` was cut down to for `choice` of platforms, when this
-    /// client did that before.
-    pub fn chosen(&self, source_digest: &str, choice: &str) -> Option<Chosen> {
-        let chosen = self.chosen.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        chosen.get(&(source_digest.to_owned(), choice.to_owned())).cloned()
-    }
-
-    /// Notes what the image of `source_digest` was cut down to for `choice` of platforms.
-    pub fn remember_chosen(&self, source_digest: &str, choice: &str, outcome: Chosen) {
-        let mut chosen = self.chosen.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        if chosen.len() >= MEMORY_ENTRIES {
-            chosen.clear();
-        }
-        chosen.insert((source_digest.to_owned(), choice.to_owned()), outcome);
     }
 
     /// The pull budget the registry last reported, if it reports one.

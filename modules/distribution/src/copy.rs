@@ -30,8 +30,9 @@ use crate::{
 const PARALLEL_BLOBS: usize = 4;
 /// How many times one blob's stream is started, in all.
 const BLOB_ATTEMPTS: u32 = 3;
-/// How many blob locations a copier keeps before it starts over, so a long-running node's
-/// memory stays bounded; forgetting costs a request, never correctness.
+/// How many facts of each kind (blob locations, cut-down digests, budgets) a copier keeps
+/// before it starts over, so a long-running node's memory stays bounded; forgetting costs a
+/// request, never correctness.
 const MEMORY_ENTRIES: usize = 100_000;
 
 /// What the concurrent copies of one `registry_copy` node share, so that together they pull
@@ -44,6 +45,9 @@ pub struct Copier {
     moving: Mutex<HashMap<(String, String), tokio::sync::watch::Receiver<()>>>,
     /// A repository of a registry known to hold a blob, for cross-repository mounts.
     known: Mutex<HashMap<(String, String), String>>,
+    /// What images were cut down to, by source digest and choice of platforms, so an unchanged
+    /// subset is recognised without reading the source's index (a pull).
+    chosen: Mutex<HashMap<(String, String), Chosen>>,
     /// The newest pull budget each source registry reported, by host.
     budgets: Mutex<HashMap<String, Reported>>,
     /// The fewest pulls a source registry must have left for a copy to pull from it; 0 for no
@@ -150,7 +154,7 @@ impl Copier {
 
     /// Copies `reference` (a tag or digest) of `source` to `target`, tagged `tag` there, with the
     /// `platforms` chosen. An unchanged image costs a HEAD on each side; when platforms are chosen,
-    /// that holds from the second copy of the same source digest in this process on, as the
+    /// that holds from the second copy of the same source digest by this copier on, as the
     /// digest of the cut-down index is known only once the source index was read.
     pub async fn copy_platforms(
         &self,
@@ -164,7 +168,7 @@ impl Copier {
         let source_digest = source.registry.manifest_digest(source.repository, reference).await?;
         let known = source_digest.as_ref().and_then(|digest| match platforms {
             Platforms::All => Some(Chosen { digest: digest.clone(), platforms: None }),
-            Platforms::Only(_) => source.registry.chosen(digest, &choice),
+            Platforms::Only(_) => self.chosen(digest, &choice),
         });
         // The target's digest under `tag`, once asked, and whether the image under it lacks a
         // platform's manifest (then it is copied again, whole).
@@ -192,7 +196,7 @@ impl Copier {
         let selected = select(source, &top, platforms).await?;
         let chosen =
             Chosen { digest: selected.top.digest.clone(), platforms: selected.platforms.clone() };
-        source.registry.remember_chosen(&top.digest, &choice, chosen.clone());
+        self.remember_chosen(&top.digest, &choice, chosen.clone());
         let on_target = match on_target {
             Some(found) => found,
             None => target.registry.manifest_digest(target.repository, tag).await?,
@@ -382,6 +386,22 @@ impl Copier {
         }
     }
 
+    /// What the image of `source_digest` was cut down to for `choice` of platforms, when this
+    /// copier did that before.
+    fn chosen(&self, source_digest: &str, choice: &str) -> Option<Chosen> {
+        let chosen = self.chosen.lock().unwrap_or_else(PoisonError::into_inner);
+        chosen.get(&(source_digest.to_owned(), choice.to_owned())).cloned()
+    }
+
+    /// Notes what the image of `source_digest` was cut down to for `choice` of platforms.
+    fn remember_chosen(&self, source_digest: &str, choice: &str, outcome: Chosen) {
+        let mut chosen = self.chosen.lock().unwrap_or_else(PoisonError::into_inner);
+        if chosen.len() >= MEMORY_ENTRIES {
+            chosen.clear();
+        }
+        chosen.insert((source_digest.to_owned(), choice.to_owned()), outcome);
+    }
+
     /// A manifest of `source` by GET, which Docker Hub counts as a pull: refused up front
     /// while the registry's budget is under the floor.
     async fn pull(&self, source: Side<'_>, reference: &str) -> Result<Manifest, RegistryError> {
@@ -450,11 +470,11 @@ impl Copier {
 
 /// The target's top manifest for a source digest and a choice of platforms.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Chosen {
+struct Chosen {
     /// Its digest.
-    pub digest: String,
+    digest: String,
     /// The platforms it serves, when some were chosen.
-    pub platforms: Option<Vec<String>>,
+    platforms: Option<Vec<String>>,
 }
 
 /// The media types of indexes, whose entries are manifests of their own.
