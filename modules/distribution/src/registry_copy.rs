@@ -7,9 +7,9 @@
 //! images are permanent.
 
 use serde::{Deserialize, Serialize};
+use weir_docker_config::{self as docker_config, RegistryLogin};
 use weir_sdk::{
     Component, Context, Description, ErrorKind, HumanDuration, JsonSchema, NodeError, Port, Value,
-    docker_config::{self, RegistryLogin},
     read_message,
 };
 
