@@ -359,8 +359,14 @@ impl Copier {
             }
             match self.claim(registry.host(), digest) {
                 Claim::Mine(moving) => break moving,
-                // Done or given up, either way: look again.
-                Claim::Theirs(mut done) => while done.changed().await.is_ok() {},
+                Claim::Theirs(mut done) => {
+                    while done.changed().await.is_ok() {}
+                    // Done or given up: the other copy may have been to this very repository.
+                    if registry.has_blob(repository, digest).await? {
+                        self.remember(registry.host(), digest, repository);
+                        return Ok(Moved::Skipped);
+                    }
+                }
             }
         };
         let mut attempt = 1;
