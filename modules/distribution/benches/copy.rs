@@ -13,7 +13,7 @@ use futures::stream;
 use sha2::{Digest as _, Sha256};
 use weir_distribution::{
     client::{Manifest, Registry, sha256},
-    copy::{Side, copy},
+    copy::{Copier, Side},
 };
 
 const LAYERS: usize = 8;
@@ -126,6 +126,7 @@ fn mib_per_second(bytes: u64, took: Duration) -> f64 {
 #[allow(clippy::print_stdout)]
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
+    let copier = Copier::default();
     let source_registry = weir_testregistry::start_registry().await.expect("a source registry");
     let skopeo_target =
         weir_testregistry::start_registry().await.expect("a target registry for skopeo");
@@ -173,7 +174,7 @@ async fn main() {
         let to = Side { registry: &target, repository: "bench/big" };
         reset_peak_rss();
         let (started, cpu_before) = (Instant::now(), cpu_seconds());
-        let report = copy(from, "1", to, "1").await.expect("the copy");
+        let report = copier.copy(from, "1", to, "1").await.expect("the copy");
         let (took, cpu) = (started.elapsed(), cpu_seconds() - cpu_before);
         assert_eq!(report.digest, image.digest);
         let rate = mib_per_second(report.bytes_moved, took);
@@ -195,7 +196,7 @@ async fn main() {
     let answered = || source_registry.requests_answered() + weir_target.requests_answered();
     let (requests_before, answered_before) = (source.requests() + target.requests(), answered());
     let started = Instant::now();
-    let again = copy(from, "1", to, "1").await.expect("the copy again");
+    let again = copier.copy(from, "1", to, "1").await.expect("the copy again");
     assert!(!again.changed);
     println!(
         "weir copy again, unchanged: {:.1?}, {} requests sent, {} answered by the registries",

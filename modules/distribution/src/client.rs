@@ -15,7 +15,6 @@ use sha2::{Digest as _, Sha256};
 
 use crate::{
     auth::{Challenge, Credentials, TokenAnswer, TokenCache, parse_challenge},
-    copy::Chosen,
     reference::check_digest,
 };
 
@@ -39,9 +38,6 @@ const FIRST_BACKOFF: Duration = Duration::from_millis(250);
 const FIRST_CHUNK: usize = 4 << 20;
 /// The smallest chunk: a registry refusing these takes no uploads at all.
 const SMALLEST_CHUNK: usize = 64 << 10;
-/// How many facts a client keeps about what a registry holds before it starts over, so a
-/// long-running node's memory stays bounded; forgetting costs a request, never correctness.
-const MEMORY_ENTRIES: usize = 100_000;
 /// The most bytes [`Registry::blob_bytes`] reads.
 const SMALL_BLOB_LIMIT: usize = 4 << 20;
 /// The largest manifest or index read: distribution's own limit for what it accepts.
@@ -77,6 +73,16 @@ pub enum RegistryError {
         /// Why.
         #[source]
         source: reqwest::Error,
+    },
+    /// The registry stayed silent past the timeout, at every attempt.
+    #[error("{doing}: the registry did not answer within {}, {attempts} times", shown(*.waited))]
+    Silent {
+        /// What was being done.
+        doing: String,
+        /// How long each attempt waited.
+        waited: Duration,
+        /// How many attempts there were.
+        attempts: u32,
     },
     /// The registry refused the credentials (or their absence).
     #[error("{doing}: the registry refused access ({reason})")]
@@ -119,6 +125,31 @@ pub enum RegistryError {
         /// The most bytes read.
         limit: usize,
     },
+    /// The registry's pull budget is under the floor set for it: the pulls left stay with
+    /// those that need them, until the window has passed or an answer reports more.
+    #[error(
+        "{registry} has {remaining} pulls left of {limit} in its {window_seconds} s window; copying from it stops below {floor} so running clusters keep theirs"
+    )]
+    OverBudget {
+        /// The registry's host.
+        registry: String,
+        /// Pulls left in the window, as last reported.
+        remaining: u64,
+        /// Pulls allowed per window.
+        limit: u64,
+        /// The window, in seconds.
+        window_seconds: u64,
+        /// The fewest pulls left that copying goes on with.
+        floor: u64,
+    },
+    /// The registry does not hold a manifest of an image it was just given or found holding.
+    #[error("{image}: the registry does not have its {missing}")]
+    Unconfirmed {
+        /// The image, as `host/repository:tag@digest`.
+        image: String,
+        /// What it lacks, such as `manifest sha256:… (linux/arm64)`.
+        missing: String,
+    },
     /// What arrived is not what was asked for.
     #[error("{doing}: {problem}")]
     Content {
@@ -143,6 +174,15 @@ fn chain(error: &reqwest::Error) -> String {
     text
 }
 
+/// A timeout as people write it: `60 s`, `300 ms`.
+fn shown(duration: Duration) -> String {
+    if duration.subsec_millis() == 0 {
+        format!("{} s", duration.as_secs())
+    } else {
+        format!("{} ms", duration.as_millis())
+    }
+}
+
 fn detail(body: &str) -> String {
     if body.is_empty() { String::new() } else { format!(": {body}") }
 }
@@ -154,9 +194,12 @@ impl RegistryError {
             Self::Status { status, .. } => {
                 *status == StatusCode::TOO_MANY_REQUESTS || status.is_server_error()
             }
-            Self::Transport { .. } | Self::TokenExpired { .. } | Self::TooLargeForOnePut { .. } => {
-                true
-            }
+            Self::Transport { .. }
+            | Self::Silent { .. }
+            | Self::TokenExpired { .. }
+            | Self::TooLargeForOnePut { .. }
+            | Self::OverBudget { .. }
+            | Self::Unconfirmed { .. } => true,
             Self::Denied { .. }
             | Self::NoPlatform { .. }
             | Self::TooLarge { .. }
@@ -203,10 +246,22 @@ pub struct Manifest {
     pub digest: String,
 }
 
+/// What a HEAD of a manifest tells.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Head {
+    /// The digest the registry gives (`Docker-Content-Digest`).
+    pub digest: String,
+    /// The media type it gives (`Content-Type`), if any.
+    pub media_type: Option<String>,
+}
+
 /// One registry, reached at `http(s)://host`.
 #[derive(Debug, Clone)]
 pub struct Registry {
     http: reqwest::Client,
+    /// How long connecting, and an answer's silences, may take.
+    connect_timeout: Duration,
+    read_timeout: Duration,
     base: String,
     host: String,
     credentials: Option<Credentials>,
@@ -217,14 +272,10 @@ pub struct Registry {
     sent: Arc<std::sync::atomic::AtomicU64>,
     /// Held while fetching a token, so requests refused at once share one fetch.
     fetching: Arc<tokio::sync::Mutex<()>>,
-    /// A repository each blob is known to be in, for cross-repository mounts.
-    known: Arc<std::sync::Mutex<std::collections::HashMap<String, String>>>,
     /// The pull budget the registry last reported (Docker Hub's `ratelimit-*` headers).
-    rate_limit: Arc<std::sync::Mutex<Option<RateLimit>>>,
+    rate_limit: Arc<std::sync::Mutex<Option<Reported>>>,
     /// The size of the chunks blobs are uploaded in; 0 while monolithic uploads are taken.
     chunk_size: Arc<std::sync::atomic::AtomicUsize>,
-    /// What images were cut down to, by source digest and choice of platforms.
-    chosen: Arc<std::sync::Mutex<std::collections::HashMap<(String, String), Chosen>>>,
 }
 
 /// A registry's pull budget, as Docker Hub reports it on manifest requests
@@ -237,6 +288,15 @@ pub struct RateLimit {
     pub remaining: u64,
     /// The window, in seconds.
     pub window_seconds: u64,
+}
+
+/// A pull budget and when the registry reported it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Reported {
+    /// The budget.
+    pub budget: RateLimit,
+    /// When its answer arrived.
+    pub at: tokio::time::Instant,
 }
 
 impl RateLimit {
@@ -285,6 +345,8 @@ impl Registry {
         let scheme = if options.plain_http { "http" } else { "https" };
         Ok(Self {
             http,
+            connect_timeout: options.connect_timeout,
+            read_timeout: options.read_timeout,
             base: format!("{scheme}://{host}"),
             host: host.to_owned(),
             credentials: None,
@@ -292,9 +354,7 @@ impl Registry {
             tokens: Arc::default(),
             sent: Arc::default(),
             fetching: Arc::default(),
-            known: Arc::default(),
             rate_limit: Arc::default(),
-            chosen: Arc::default(),
             chunk_size: Arc::default(),
         })
     }
@@ -322,6 +382,15 @@ impl Registry {
         repository: &str,
         reference: &str,
     ) -> Result<Option<String>, RegistryError> {
+        Ok(self.manifest_head(repository, reference).await?.map(|head| head.digest))
+    }
+
+    /// A manifest's digest and media type, if the registry has it (HEAD).
+    pub async fn manifest_head(
+        &self,
+        repository: &str,
+        reference: &str,
+    ) -> Result<Option<Head>, RegistryError> {
         let doing = format!("HEAD manifest {repository}:{reference} on {}", self.host);
         let response = self
             .send(
@@ -345,7 +414,8 @@ impl Registry {
             doing,
             problem: format!("its Docker-Content-Digest: {problem}"),
         })?;
-        Ok(Some(digest.to_owned()))
+        let media_type = content_type(&response);
+        Ok(Some(Head { digest: digest.to_owned(), media_type }))
     }
 
     /// A manifest's exact bytes; its digest is computed, and checked when `reference` is one.
@@ -365,11 +435,7 @@ impl Registry {
             )
             .await?;
         self.note_rate_limit(&response);
-        let header_type = response
-            .headers()
-            .get(header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .map(|v| v.split(';').next().unwrap_or(v).trim().to_owned());
+        let header_type = content_type(&response);
         let bytes = read_at_most(response, MANIFEST_LIMIT, "manifest", &doing).await?;
         let digest = sha256(&bytes);
         if reference.starts_with("sha256:") && reference != digest {
@@ -488,24 +554,8 @@ impl Registry {
         Ok(bytes)
     }
 
-    /// What the image of `source_digest` was cut down to for `choice` of platforms, when this
-    /// client did that before.
-    pub fn chosen(&self, source_digest: &str, choice: &str) -> Option<Chosen> {
-        let chosen = self.chosen.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        chosen.get(&(source_digest.to_owned(), choice.to_owned())).cloned()
-    }
-
-    /// Notes what the image of `source_digest` was cut down to for `choice` of platforms.
-    pub fn remember_chosen(&self, source_digest: &str, choice: &str, outcome: Chosen) {
-        let mut chosen = self.chosen.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        if chosen.len() >= MEMORY_ENTRIES {
-            chosen.clear();
-        }
-        chosen.insert((source_digest.to_owned(), choice.to_owned()), outcome);
-    }
-
     /// The pull budget the registry last reported, if it reports one.
-    pub fn rate_limit(&self) -> Option<RateLimit> {
+    pub fn rate_limit(&self) -> Option<Reported> {
         *self.rate_limit.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
@@ -514,22 +564,8 @@ impl Registry {
         if budget.remaining.saturating_mul(10) < budget.limit {
             tracing::warn!(registry = %self.host, remaining = budget.remaining, limit = budget.limit, "the registry's pull budget is nearly spent");
         }
-        *self.rate_limit.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(budget);
-    }
-
-    /// Notes that the registry holds `digest` in `repository`.
-    pub fn remember(&self, digest: &str, repository: &str) {
-        let mut known = self.known.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        if known.len() >= MEMORY_ENTRIES {
-            known.clear();
-        }
-        known.insert(digest.to_owned(), repository.to_owned());
-    }
-
-    /// Another repository of this registry known to hold `digest`.
-    pub fn known_elsewhere(&self, digest: &str, repository: &str) -> Option<String> {
-        let known = self.known.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        known.get(digest).filter(|r| r.as_str() != repository).cloned()
+        let reported = Reported { budget, at: tokio::time::Instant::now() };
+        *self.rate_limit.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(reported);
     }
 
     /// Asks the registry to link a blob it holds in `from` into `repository` without moving
@@ -610,16 +646,10 @@ impl Registry {
         } else {
             self.put_chunks(&session, repository, digest, chunk, verified, &doing).await
         };
-        match uploaded {
-            Ok(bytes) => {
-                self.remember(digest, repository);
-                Ok(bytes)
-            }
-            Err(err) => {
-                self.abandon(&session, repository).await;
-                Err(err)
-            }
+        if uploaded.is_err() {
+            self.abandon(&session, repository).await;
         }
+        uploaded
     }
 
     /// Sends the whole blob in the PUT that closes the session.
@@ -792,6 +822,15 @@ impl Registry {
                     tracing::debug!(doing, error = %source, attempt, "retrying");
                     backoff(attempt)
                 }
+                Err(source) if source.is_timeout() => {
+                    let waited =
+                        if source.is_connect() { self.connect_timeout } else { self.read_timeout };
+                    return Err(RegistryError::Silent {
+                        doing: doing.to_owned(),
+                        waited,
+                        attempts: attempt,
+                    });
+                }
                 Err(source) => {
                     return Err(RegistryError::Transport { doing: doing.to_owned(), source });
                 }
@@ -921,6 +960,12 @@ fn body_failure(error: &reqwest::Error) -> Option<RegistryError> {
         cause = error.source();
     }
     None
+}
+
+/// A response's media type, without parameters.
+fn content_type(response: &reqwest::Response) -> Option<String> {
+    let value = response.headers().get(header::CONTENT_TYPE)?.to_str().ok()?;
+    Some(value.split(';').next().unwrap_or(value).trim().to_owned())
 }
 
 /// An upload session's URL with the `digest` that closes it.

@@ -1,32 +1,64 @@
 //! `registry_copy`: copies an image from one registry to another, byte-exact, and answers with
-//! the target pinned by digest. Blobs the target has are skipped; an image it already has under
-//! the same digest costs two requests. Throttling, server errors and lost connections are
-//! retried inside the copy and, once those attempts are spent, reported as transient so the
-//! edge's retry policy can try again later; refused credentials and missing images are
-//! permanent.
+//! the target pinned by a digest the target has just confirmed holding. Blobs the target has
+//! are skipped; an image it already has under the same digest costs two requests (an index,
+//! one more and a HEAD per platform, to confirm it). Throttling, server errors and lost
+//! connections are retried inside the copy and, once those attempts are spent, reported as
+//! transient so the edge's retry policy can try again later; refused credentials and missing
+//! images are permanent.
 
 use serde::{Deserialize, Serialize};
+use weir_docker_config::{self as docker_config, RegistryLogin};
 use weir_sdk::{
-    Component, Context, Description, ErrorKind, JsonSchema, NodeError, Port, Value,
-    docker_config::{self, RegistryLogin},
+    Component, Context, Description, ErrorKind, HumanDuration, JsonSchema, NodeError, Port, Value,
     read_message,
 };
 
 use crate::{
     auth::Credentials,
-    client::{Options, Registry, RegistryError},
-    copy::{Side, copy_platforms},
+    client::{Options, Registry, RegistryError, Reported},
+    copy::{Copier, Side},
     platform::{Platform, Platforms},
     reference::Reference,
 };
 
 /// Settings of a registry copy.
-#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields, default)]
 pub struct RegistryCopySettings {
     /// Send failures to the `error` output as data instead of failing the caller.
     pub error_port: bool,
+    /// The fewest pulls a source registry must have left (as Docker Hub reports them) for a
+    /// copy to pull from it; 0 turns the floor off. Under it, copies that would pull from that
+    /// registry fail at once (transient, naming the registry, the pulls left and the window)
+    /// until the window has passed or an answer reports more, so the last pulls stay with the
+    /// clusters that need them. An image the mirror already has unchanged is still checked and
+    /// answered, as that costs HEAD requests only, which Docker Hub does not count. The budget
+    /// is shared by all copies of the node.
+    pub min_pulls_left: u64,
+    /// How long a registry may stay silent, before answering or in the middle of an answer,
+    /// before the request counts as lost, such as `30s`; between 1ms and 1h. A lost request
+    /// is sent 4 times in all, so a registry that takes connections and never answers (a
+    /// black hole) fails the copy after about 4 times this, with an error naming it and
+    /// saying it did not answer.
+    pub answer_timeout: HumanDuration,
 }
+
+impl Default for RegistryCopySettings {
+    fn default() -> Self {
+        Self {
+            error_port: false,
+            min_pulls_left: DEFAULT_MIN_PULLS_LEFT,
+            answer_timeout: HumanDuration::from_secs(60),
+        }
+    }
+}
+
+/// The longest `answerTimeout`.
+const MAX_ANSWER_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(3600);
+
+/// The default floor of a source's pull budget: a few pulls for the nodes of a cluster that
+/// restart while the mirror waits.
+pub const DEFAULT_MIN_PULLS_LEFT: u64 = 10;
 
 /// What to copy.
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -153,6 +185,13 @@ pub struct Copied {
     pub blobs_uploaded: usize,
     /// Manifests written (an index and each of its platforms).
     pub manifests_written: usize,
+    /// True in every answer: just before answering, the target registry confirmed holding the
+    /// image by the digest `target` pins and, for an index, each platform's manifest (a HEAD
+    /// each; an unchanged index is read from the target for its list). A copy the target
+    /// cannot confirm fails instead, naming the image and what is missing, so a flow may point
+    /// workloads at `target` as it is. An unchanged image lacking a platform's manifest is
+    /// copied again first.
+    pub verified: bool,
     /// The source registry's pull budget after the copy, when it reports one (Docker Hub).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub source_pulls_left: Option<PullsLeft>,
@@ -171,13 +210,17 @@ pub struct PullsLeft {
 }
 
 /// A node of the registry copy component. It keeps one client per registry and credentials,
-/// so connections, tokens and what each registry is known to hold last across messages (a
-/// layer shared by many images is mounted, not uploaded again). At most [`MOST_CLIENTS`] are
-/// kept, each until it has been idle for [`CLIENT_IDLE`]: messages may name any number of
-/// registries and credentials.
-#[derive(Debug, Default)]
+/// so connections and tokens last across messages, and one [`Copier`] that its copies share:
+/// what each registry is known to hold lasts across messages (a layer shared by many images
+/// is mounted, not uploaded again), and a blob one copy is moving is waited for by the
+/// others, not pulled again. At most [`MOST_CLIENTS`] clients are kept, each until it has been
+/// idle for [`CLIENT_IDLE`]: messages may name any number of registries and credentials.
+#[derive(Debug)]
 pub struct RegistryCopy {
     clients: std::sync::Mutex<std::collections::HashMap<ClientKey, Kept>>,
+    copier: Copier,
+    /// How long a registry may stay silent.
+    answer_timeout: std::time::Duration,
 }
 
 /// How many registry clients a node keeps.
@@ -216,8 +259,19 @@ impl Component for RegistryCopy {
         )
     }
 
-    fn build(_: RegistryCopySettings) -> Result<Self, NodeError> {
-        Ok(Self::default())
+    fn build(settings: RegistryCopySettings) -> Result<Self, NodeError> {
+        let answer_timeout = settings.answer_timeout.get();
+        if answer_timeout.is_zero() || answer_timeout > MAX_ANSWER_TIMEOUT {
+            return Err(NodeError::invalid(format!(
+                "settings.answerTimeout: {} is not between 1ms and 1h",
+                settings.answer_timeout
+            )));
+        }
+        Ok(Self {
+            clients: std::sync::Mutex::default(),
+            copier: Copier::with_min_pulls_left(settings.min_pulls_left),
+            answer_timeout,
+        })
     }
 
     async fn handle(&self, cx: &Context, port: &str, message: Value) -> Result<Value, NodeError> {
@@ -296,6 +350,7 @@ impl RegistryCopy {
             plain_http,
             insecure,
             ca_pem,
+            read_timeout: self.answer_timeout,
             ..Options::default()
         };
         let from = self.client(
@@ -308,15 +363,17 @@ impl RegistryCopy {
             options(request.target_plain_http, request.target_insecure, request.target_ca),
             login("targetCredentials", request.target_credentials, &target)?,
         )?;
-        let report = copy_platforms(
-            Side { registry: &from, repository: source.repository() },
-            source.manifest_reference(),
-            Side { registry: &to, repository: target.repository() },
-            tag,
-            &platforms,
-        )
-        .await
-        .map_err(|err| failure(&err))?;
+        let report = self
+            .copier
+            .copy_platforms(
+                Side { registry: &from, repository: source.repository() },
+                source.manifest_reference(),
+                Side { registry: &to, repository: target.repository() },
+                tag,
+                &platforms,
+            )
+            .await
+            .map_err(|err| failure(&err))?;
         Ok(Copied {
             target: target.pinned(&report.digest).to_string(),
             digest: report.digest,
@@ -328,7 +385,8 @@ impl RegistryCopy {
             blobs_mounted: report.blobs_mounted,
             blobs_uploaded: report.blobs_uploaded,
             manifests_written: report.manifests_written,
-            source_pulls_left: from.rate_limit().map(|budget| PullsLeft {
+            verified: report.manifests_verified > 0,
+            source_pulls_left: from.rate_limit().map(|Reported { budget, .. }| PullsLeft {
                 remaining: budget.remaining,
                 limit: budget.limit,
                 window_seconds: budget.window_seconds,
@@ -356,7 +414,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn clients_are_bounded_and_dropped_when_idle() {
-        let node = RegistryCopy::default();
+        let node = RegistryCopy::build(RegistryCopySettings::default()).unwrap();
         let plain = || Options { plain_http: true, ..Options::default() };
         node.client("first:5000", plain(), None).unwrap();
         for registry in 1..MOST_CLIENTS {

@@ -7,7 +7,7 @@ use anyhow::{Result, ensure};
 use serde_json::json;
 use weir_distribution::{
     client::{Manifest, Registry},
-    copy::{Side, copy},
+    copy::{Copier, Side},
 };
 use weir_testregistry::{
     push_image, push_index, random_bytes, start_registry, start_registry_with_password,
@@ -15,6 +15,7 @@ use weir_testregistry::{
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn images_and_indexes_arrive_byte_exact_and_copying_again_changes_nothing() -> Result<()> {
+    let copier = Copier::default();
     let (source_registry, target_registry) = (start_registry().await?, start_registry().await?);
     let source = Registry::new(&source_registry.host, true)?;
     let target = Registry::new(&target_registry.host, true)?;
@@ -27,7 +28,7 @@ async fn images_and_indexes_arrive_byte_exact_and_copying_again_changes_nothing(
     source.put_manifest("acme/app", "1.0", &single).await?;
     let from = Side { registry: &source, repository: "acme/app" };
     let to = Side { registry: &target, repository: "mirror/acme/app" };
-    let report = copy(from, "1.0", to, "1.0").await?;
+    let report = copier.copy(from, "1.0", to, "1.0").await?;
     ensure!(report.digest == single.digest && report.changed, "{report:?}");
     ensure!(
         (report.blobs_uploaded, report.blobs_skipped, report.manifests_written) == (3, 0, 1),
@@ -37,7 +38,7 @@ async fn images_and_indexes_arrive_byte_exact_and_copying_again_changes_nothing(
     let copied = target.manifest("mirror/acme/app", "1.0").await?;
     ensure!(copied.bytes == single.bytes && copied.digest == single.digest, "byte-exact");
 
-    let again = copy(from, "1.0", to, "1.0").await?;
+    let again = copier.copy(from, "1.0", to, "1.0").await?;
     ensure!(
         !again.changed && again.manifests_written == 0 && again.digest == single.digest,
         "{again:?}"
@@ -63,7 +64,7 @@ async fn images_and_indexes_arrive_byte_exact_and_copying_again_changes_nothing(
                 .await?;
 
         let to = Side { registry: &target, repository };
-        let report = copy(Side { registry: &source, repository }, "2.0", to, "2.0").await?;
+        let report = copier.copy(Side { registry: &source, repository }, "2.0", to, "2.0").await?;
         ensure!(
             report.digest == index.digest && report.manifests_written == 3,
             "{repository}: {report:?}"
@@ -89,9 +90,9 @@ async fn images_and_indexes_arrive_byte_exact_and_copying_again_changes_nothing(
             .await?;
     source.put_manifest("acme/app", "0.9", &other).await?;
     let before = target.requests();
-    let report =
-        copy(from, "0.9", Side { registry: &target, repository: "mirror/elsewhere" }, "0.9")
-            .await?;
+    let report = copier
+        .copy(from, "0.9", Side { registry: &target, repository: "mirror/elsewhere" }, "0.9")
+        .await?;
     ensure!(report.blobs_mounted == 2 && report.blobs_uploaded == 1, "{report:?}");
     ensure!(target.requests() > before, "the target was asked");
     ensure!(
@@ -105,18 +106,21 @@ async fn images_and_indexes_arrive_byte_exact_and_copying_again_changes_nothing(
         push_image(&source, "acme/app", &[shared.clone(), random_bytes(50_000)], false, "amd64")
             .await?;
     source.put_manifest("acme/app", "1.1", &next).await?;
-    let report =
-        copy(from, "1.1", Side { registry: &target, repository: "mirror/acme/app" }, "1.1").await?;
+    let report = copier
+        .copy(from, "1.1", Side { registry: &target, repository: "mirror/acme/app" }, "1.1")
+        .await?;
     ensure!(report.blobs_skipped == 2 && report.blobs_uploaded == 1, "{report:?}");
     Ok(())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_missing_image_is_a_permanent_error_naming_it() -> Result<()> {
+    let copier = Copier::default();
     let registry = start_registry().await?;
     let client = Registry::new(&registry.host, true)?;
     let side = Side { registry: &client, repository: "acme/none" };
-    let err = copy(side, "1.0", Side { registry: &client, repository: "mirror/none" }, "1.0")
+    let err = copier
+        .copy(side, "1.0", Side { registry: &client, repository: "mirror/none" }, "1.0")
         .await
         .expect_err("nothing to copy");
     ensure!(!err.is_transient(), "{err}");
@@ -191,6 +195,7 @@ async fn bearer_tokens_are_fetched_per_scope_kept_and_refused_without_rights() -
 
     use weir_distribution::{auth::Credentials, client::RegistryError};
 
+    let copier = Copier::default();
     let tokens = weir_testregistry::start_token_service().await?;
     let (source_registry, target_registry) =
         (start_registry().await?, weir_testregistry::start_registry_with_tokens(&tokens).await?);
@@ -209,7 +214,7 @@ async fn bearer_tokens_are_fetched_per_scope_kept_and_refused_without_rights() -
     let target = Registry::new(&target_registry.host, true)?.with_credentials(Some(tester));
     let from = Side { registry: &source, repository: "acme/app" };
     let to = Side { registry: &target, repository: "mirror/acme/app" };
-    let report = copy(from, "1.0", to, "1.0").await?;
+    let report = copier.copy(from, "1.0", to, "1.0").await?;
     ensure!(report.digest == image.digest && report.blobs_uploaded == 3, "{report:?}");
     let issued = tokens.issued.load(Ordering::Relaxed);
     ensure!(issued == 2, "one token for pull, one for pull and push, each kept: {issued}");
@@ -218,8 +223,9 @@ async fn bearer_tokens_are_fetched_per_scope_kept_and_refused_without_rights() -
 
     // Into another repository the blobs are mounted, which needs a token that may also pull
     // from the repository they come from.
-    let report =
-        copy(from, "1.0", Side { registry: &target, repository: "mirror/again" }, "1.0").await?;
+    let report = copier
+        .copy(from, "1.0", Side { registry: &target, repository: "mirror/again" }, "1.0")
+        .await?;
     ensure!(report.blobs_mounted == 3 && report.blobs_uploaded == 0, "{report:?}");
 
     // Anonymous callers get pull rights only: reading works, writing is refused for good.
@@ -228,7 +234,8 @@ async fn bearer_tokens_are_fetched_per_scope_kept_and_refused_without_rights() -
         anonymous.manifest_digest("mirror/acme/app", "1.0").await? == Some(image.digest.clone()),
         "anonymous pull"
     );
-    let err = copy(from, "1.0", Side { registry: &anonymous, repository: "mirror/other" }, "1.0")
+    let err = copier
+        .copy(from, "1.0", Side { registry: &anonymous, repository: "mirror/other" }, "1.0")
         .await
         .expect_err("an anonymous push");
     ensure!(matches!(err, RegistryError::Denied { .. }) && !err.is_transient(), "{err}");
@@ -284,12 +291,13 @@ async fn tls_registries_are_trusted_through_their_ca_or_when_told_to_accept_any(
 async fn a_platform_subset_is_a_new_index_reported_with_its_own_digest() -> Result<()> {
     use weir_distribution::{
         client::RegistryError,
-        copy::copy_platforms,
+        copy::Copier,
         platform::{Platform, Platforms},
         registry_copy::RegistryCopy,
     };
     use weir_sdk::testing::Harness;
 
+    let copier = Copier::default();
     let (source_registry, target_registry) = (start_registry().await?, start_registry().await?);
     let source = Registry::new(&source_registry.host, true)?;
     let target = Registry::new(&target_registry.host, true)?;
@@ -311,8 +319,9 @@ async fn a_platform_subset_is_a_new_index_reported_with_its_own_digest() -> Resu
     };
     let from = Side { registry: &source, repository };
     let to = Side { registry: &target, repository: "mirror/acme/multi" };
-    let report =
-        copy_platforms(from, "3.0", to, "3.0", &only(&["linux/arm64", "linux/amd64"])?).await?;
+    let report = copier
+        .copy_platforms(from, "3.0", to, "3.0", &only(&["linux/arm64", "linux/amd64"])?)
+        .await?;
     ensure!(report.source_digest == index.digest && report.digest != index.digest, "{report:?}");
     ensure!(
         report.platforms == Some(vec!["linux/amd64".to_owned(), "linux/arm64".to_owned()]),
@@ -334,26 +343,31 @@ async fn a_platform_subset_is_a_new_index_reported_with_its_own_digest() -> Resu
         "the platform not chosen stays behind"
     );
 
-    // Again: a HEAD on each side, as the cut-down digest is remembered.
+    // Again: a HEAD on each side, as the cut-down digest is remembered, then the index read
+    // from the target and a HEAD for each of its two platforms, to confirm it.
     let before = source.requests() + target.requests();
-    let again =
-        copy_platforms(from, "3.0", to, "3.0", &only(&["linux/arm64", "linux/amd64"])?).await?;
+    let again = copier
+        .copy_platforms(from, "3.0", to, "3.0", &only(&["linux/arm64", "linux/amd64"])?)
+        .await?;
     ensure!(!again.changed && again.digest == report.digest, "{again:?}");
-    ensure!(source.requests() + target.requests() - before == 2, "two requests");
+    ensure!(again.manifests_verified == 3, "{again:?}");
+    ensure!(source.requests() + target.requests() - before == 5, "five requests");
 
     // Choosing every platform the index serves keeps it whole, under its own digest.
-    let whole = copy_platforms(
-        from,
-        "3.0",
-        Side { registry: &target, repository: "mirror/whole" },
-        "3.0",
-        &only(&["linux/amd64", "linux/arm64", "linux/s390x"])?,
-    )
-    .await?;
+    let whole = copier
+        .copy_platforms(
+            from,
+            "3.0",
+            Side { registry: &target, repository: "mirror/whole" },
+            "3.0",
+            &only(&["linux/amd64", "linux/arm64", "linux/s390x"])?,
+        )
+        .await?;
     ensure!(whole.digest == index.digest, "{whole:?}");
 
     // A platform the image does not serve is a permanent error naming what it serves.
-    let err = copy_platforms(from, "3.0", to, "3.0", &only(&["linux/riscv64"])?)
+    let err = copier
+        .copy_platforms(from, "3.0", to, "3.0", &only(&["linux/riscv64"])?)
         .await
         .expect_err("no such platform");
     ensure!(matches!(err, RegistryError::NoPlatform { .. }) && !err.is_transient(), "{err}");
@@ -366,11 +380,13 @@ async fn a_platform_subset_is_a_new_index_reported_with_its_own_digest() -> Resu
 
     // A single image is checked against its config.
     source.put_manifest(repository, "amd64-only", &children[0]).await?;
-    let single =
-        copy_platforms(from, "amd64-only", to, "amd64-only", &only(&["linux/amd64"])?).await?;
+    let single = copier
+        .copy_platforms(from, "amd64-only", to, "amd64-only", &only(&["linux/amd64"])?)
+        .await?;
     ensure!(single.digest == children[0].digest, "{single:?}");
     ensure!(single.platforms == Some(vec!["linux/amd64".to_owned()]), "{single:?}");
-    let err = copy_platforms(from, "amd64-only", to, "amd64-only", &only(&["linux/arm64"])?)
+    let err = copier
+        .copy_platforms(from, "amd64-only", to, "amd64-only", &only(&["linux/arm64"])?)
         .await
         .expect_err("an amd64 image");
     ensure!(err.to_string().ends_with("(it serves linux/amd64)"), "{err}");
@@ -472,5 +488,151 @@ async fn the_node_picks_credentials_from_a_pull_secret_as_the_kubelet_would() ->
         let err = node.send("in", request("mirror/bad", credentials)).await.expect_err(expected);
         ensure!(err.message() == expected, "{err}");
     }
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_copies_to_one_mirror_pull_a_shared_layer_once() -> Result<()> {
+    use weir_distribution::{client::sha256, registry_copy::RegistryCopy};
+    use weir_sdk::testing::Harness;
+
+    let (source_registry, target_registry) = (start_registry().await?, start_registry().await?);
+    let source = Registry::new(&source_registry.host, true)?;
+    let shared = random_bytes(2_000_000);
+    let mut images = Vec::new();
+    for name in ["a", "b", "c"] {
+        let repository = format!("acme/{name}");
+        let layers = [shared.clone(), random_bytes(50_000)];
+        let image = push_image(&source, &repository, &layers, false, "amd64").await?;
+        source.put_manifest(&repository, "1.0", &image).await?;
+        images.push((name, image));
+    }
+    let node = Harness::build::<RegistryCopy>(&json!({}))?;
+    node.answer_with(|_, copied| Ok(copied.clone()));
+    let pulled_before = source_registry.requests().len();
+    // Image a twice: into the same repository, its second copy waits and then finds the blobs.
+    let copies = images.iter().chain(images.first()).map(|(name, _)| {
+        node.send(
+            "in",
+            json!({
+                "source": format!("{}/acme/{name}:1.0", source_registry.host),
+                "target": format!("{}/mirror/{name}:1.0", target_registry.host),
+                "sourcePlainHttp": true,
+                "targetPlainHttp": true,
+            }),
+        )
+    });
+    let answers = futures::future::try_join_all(copies).await?;
+
+    // The source's own log: every blob GET of this tick, by digest.
+    let shared_digest = sha256(&shared);
+    let blob_gets: Vec<String> = source_registry.requests()[pulled_before..]
+        .iter()
+        .filter(|(method, uri)| method == "GET" && uri.contains("/blobs/"))
+        .map(|(_, uri)| uri.clone())
+        .collect();
+    let shared_gets = blob_gets.iter().filter(|uri| uri.contains(&shared_digest)).count();
+    ensure!(shared_gets == 1, "the shared layer was pulled {shared_gets} times: {blob_gets:?}");
+    // The config is shared too (the same platform); each image's own layer is pulled once.
+    ensure!(blob_gets.len() == 2 + 3, "{blob_gets:?}");
+    // Whichever copy moved a blob, the mirror received each one once; the others mounted it.
+    let uploaded: u64 = answers.iter().filter_map(|a| a["blobsUploaded"].as_u64()).sum();
+    ensure!(uploaded == 2 + 3, "{answers:?}");
+
+    let target = Registry::new(&target_registry.host, true)?;
+    for (name, image) in &images {
+        let copied = target.manifest(&format!("mirror/{name}"), "1.0").await?;
+        ensure!(copied.bytes == image.bytes, "mirror/{name} is byte-exact");
+        let layers: serde_json::Value = serde_json::from_slice(&image.bytes)?;
+        for layer in layers["layers"].as_array().into_iter().flatten() {
+            let digest = layer["digest"].as_str().unwrap_or_default();
+            let bytes = target.blob_bytes(&format!("mirror/{name}"), digest).await?;
+            ensure!(sha256(&bytes) == digest, "mirror/{name} holds {digest}");
+        }
+    }
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_answer_pins_what_the_mirror_just_confirmed() -> Result<()> {
+    use weir_distribution::registry_copy::RegistryCopy;
+    use weir_sdk::testing::Harness;
+
+    let (source_registry, target_registry) = (start_registry().await?, start_registry().await?);
+    let source = Registry::new(&source_registry.host, true)?;
+    let repository = "acme/multi";
+    let amd = push_image(&source, repository, &[random_bytes(20_000)], false, "amd64").await?;
+    let arm = push_image(&source, repository, &[random_bytes(20_000)], false, "arm64").await?;
+    let index =
+        push_index(&source, repository, "2.0", &[(&amd, "amd64"), (&arm, "arm64")], false).await?;
+    let single = push_image(&source, "acme/app", &[random_bytes(20_000)], false, "amd64").await?;
+    source.put_manifest("acme/app", "1.0", &single).await?;
+    let node = Harness::build::<RegistryCopy>(&json!({}))?;
+    node.answer_with(|_, copied| Ok(copied.clone()));
+    let request = |from: &str, to: &str| {
+        json!({
+            "source": format!("{}/{from}", source_registry.host),
+            "target": format!("{}/{to}", target_registry.host),
+            "sourcePlainHttp": true,
+            "targetPlainHttp": true,
+        })
+    };
+    // The mirror's own log, from `from` on: what was asked after the last write.
+    let after_last_write = |from: usize| {
+        let requests = target_registry.requests();
+        let last_put = requests.iter().rposition(|(method, _)| method == "PUT").unwrap_or(0);
+        requests[from.max(last_put + 1)..].to_vec()
+    };
+    let heads_of = |requests: &[(String, String)], digest: &str| {
+        requests
+            .iter()
+            .filter(|(m, uri)| m == "HEAD" && uri.ends_with(&format!("/manifests/{digest}")))
+            .count()
+    };
+
+    // A new index: after the writes, the index and each platform's manifest by digest.
+    let copied = node.send("in", request("acme/multi:2.0", "mirror/multi:2.0")).await?;
+    ensure!(copied["verified"] == true && copied["changed"] == true, "{copied}");
+    let asked = after_last_write(0);
+    for digest in [&index.digest, &amd.digest, &arm.digest] {
+        ensure!(heads_of(&asked, digest) == 1, "{digest} confirmed after the writes: {asked:?}");
+    }
+
+    // Unchanged: the index read from the mirror by digest, each platform's manifest confirmed.
+    let before = target_registry.requests().len();
+    let again = node.send("in", request("acme/multi:2.0", "mirror/multi:2.0")).await?;
+    ensure!(again["verified"] == true && again["changed"] == false, "{again}");
+    let asked = target_registry.requests()[before..].to_vec();
+    ensure!(
+        asked.iter().any(|(m, uri)| m == "GET" && uri.ends_with(&index.digest))
+            && heads_of(&asked, &amd.digest) == 1
+            && heads_of(&asked, &arm.digest) == 1,
+        "{asked:?}"
+    );
+    // An unchanged single image stays at a HEAD on each side: the mirror's answer to the HEAD
+    // of the tag is its confirmation of the digest.
+    node.send("in", request("acme/app:1.0", "mirror/app:1.0")).await?;
+    let before = (source_registry.requests().len(), target_registry.requests().len());
+    let again = node.send("in", request("acme/app:1.0", "mirror/app:1.0")).await?;
+    ensure!(again["verified"] == true && again["changed"] == false, "{again}");
+    let asked =
+        (source_registry.requests().len() - before.0, target_registry.requests().len() - before.1);
+    ensure!(asked == (1, 1), "a HEAD on each side: {asked:?}");
+
+    // A platform's manifest gone from the mirror (deleted, or collected as untagged) is found
+    // missing and copied again before the answer.
+    let deleted = reqwest::Client::new()
+        .delete(format!("http://{}/v2/mirror/multi/manifests/{}", target_registry.host, arm.digest))
+        .send()
+        .await?;
+    ensure!(deleted.status().is_success(), "{}", deleted.status());
+    let target = Registry::new(&target_registry.host, true)?;
+    ensure!(target.manifest_digest("mirror/multi", &arm.digest).await?.is_none(), "deleted");
+    let repaired = node.send("in", request("acme/multi:2.0", "mirror/multi:2.0")).await?;
+    ensure!(repaired["verified"] == true && repaired["changed"] == true, "{repaired}");
+    ensure!(
+        target.manifest("mirror/multi", &arm.digest).await?.bytes == arm.bytes,
+        "the platform is back, byte-exact"
+    );
     Ok(())
 }

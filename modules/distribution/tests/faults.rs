@@ -17,9 +17,9 @@ use axum::{
 use futures::StreamExt as _;
 use weir_distribution::{
     client::Registry,
-    copy::{Side, copy},
+    copy::{Copier, Side},
 };
-use weir_testregistry::{push_image, random_bytes, start_registry};
+use weir_testregistry::{push_image, push_index, random_bytes, start_registry};
 
 /// A fault to inject into the requests whose path holds `path` and whose method is `method`,
 /// the next `times` times.
@@ -41,8 +41,11 @@ enum FaultKind {
     CutAfter(usize),
     /// Answer `307` to the same path on another proxy (blob storage on another host).
     Redirect(String),
-    /// Forward, adding Docker Hub's pull budget headers with this many pulls left of 100.
-    Budget(u64),
+    /// Forward, adding Docker Hub's pull budget headers: this many pulls left of 100, in a
+    /// window of this many seconds.
+    Budget(u64, u64),
+    /// 404, as for a manifest the registry lost.
+    NotFound,
     /// 401, as for a token the registry no longer takes.
     Unauthorized,
     /// 413 for a body over this many bytes (read whole first), as from a proxy with a body
@@ -129,6 +132,12 @@ async fn forward(State(proxy): State<Proxy>, request: Request) -> Response {
                 .body(Body::from("{\"errors\":[{\"code\":\"UNAUTHORIZED\"}]}"))
                 .unwrap_or_default();
         }
+        Some(FaultKind::NotFound) => {
+            return Response::builder()
+                .status(StatusCode::NOT_FOUND)
+                .body(Body::empty())
+                .unwrap_or_default();
+        }
         Some(FaultKind::Unavailable) => {
             return Response::builder()
                 .status(StatusCode::SERVICE_UNAVAILABLE)
@@ -161,10 +170,10 @@ async fn forward(State(proxy): State<Proxy>, request: Request) -> Response {
     for (name, value) in upstream.headers() {
         response = response.header(name.as_str(), value.as_bytes());
     }
-    if let Some(FaultKind::Budget(left)) = &fault {
+    if let Some(FaultKind::Budget(left, window)) = &fault {
         response = response
-            .header("ratelimit-limit", "100;w=21600")
-            .header("ratelimit-remaining", format!("{left};w=21600"));
+            .header("ratelimit-limit", format!("100;w={window}"))
+            .header("ratelimit-remaining", format!("{left};w={window}"));
     }
     let stream = upstream.bytes_stream();
     let body = match fault {
@@ -210,6 +219,7 @@ async fn start_proxy_with(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn throttling_server_errors_and_a_cut_stream_are_ridden_out() -> Result<()> {
+    let copier = Copier::default();
     let (source_registry, target_registry) = (start_registry().await?, start_registry().await?);
     let source = Registry::new(&source_registry.host, true)?;
     let image = push_image(
@@ -234,13 +244,14 @@ async fn throttling_server_errors_and_a_cut_stream_are_ridden_out() -> Result<()
     let (proxied, proxy) = start_proxy(&source_registry.host, faults).await?;
     let through_proxy = Registry::new(&proxied, true)?;
     let target = Registry::new(&target_registry.host, true)?;
-    let report = copy(
-        Side { registry: &through_proxy, repository: "acme/app" },
-        "1.0",
-        Side { registry: &target, repository: "mirror/acme/app" },
-        "1.0",
-    )
-    .await?;
+    let report = copier
+        .copy(
+            Side { registry: &through_proxy, repository: "acme/app" },
+            "1.0",
+            Side { registry: &target, repository: "mirror/acme/app" },
+            "1.0",
+        )
+        .await?;
     let fired = proxy.fired.lock().unwrap_or_else(PoisonError::into_inner).clone();
     ensure!(fired.len() == 3, "every fault fired: {fired:?}");
     ensure!(report.digest == image.digest && report.blobs_uploaded == 3, "{report:?}");
@@ -251,13 +262,14 @@ async fn throttling_server_errors_and_a_cut_stream_are_ridden_out() -> Result<()
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_registry_that_keeps_throttling_ends_in_a_transient_error() -> Result<()> {
+    let copier = Copier::default();
     let registry = start_registry().await?;
     let faults =
         vec![Fault { method: "HEAD", path: "/manifests/", times: 100, kind: FaultKind::Throttle }];
     let (proxied, proxy) = start_proxy(&registry.host, faults).await?;
     let client = Registry::new(&proxied, true)?;
     let side = Side { registry: &client, repository: "acme/app" };
-    let err = copy(side, "1.0", side, "1.0").await.expect_err("throttled for good");
+    let err = copier.copy(side, "1.0", side, "1.0").await.expect_err("throttled for good");
     ensure!(err.is_transient(), "{err}");
     ensure!(err.to_string().contains("429 Too Many Requests"), "{err}");
     let fired = proxy.fired.lock().unwrap_or_else(PoisonError::into_inner).len();
@@ -267,6 +279,7 @@ async fn a_registry_that_keeps_throttling_ends_in_a_transient_error() -> Result<
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failed_upload_cancels_its_session_and_the_blob_is_sent_again() -> Result<()> {
+    let copier = Copier::default();
     let (source_registry, target_registry) = (start_registry().await?, start_registry().await?);
     let source = Registry::new(&source_registry.host, true)?;
     let image = push_image(&source, "acme/app", &[random_bytes(200_000)], false, "amd64").await?;
@@ -279,13 +292,14 @@ async fn a_failed_upload_cancels_its_session_and_the_blob_is_sent_again() -> Res
     }];
     let (proxied, proxy) = start_proxy(&target_registry.host, faults).await?;
     let target = Registry::new(&proxied, true)?;
-    let report = copy(
-        Side { registry: &source, repository: "acme/app" },
-        "1.0",
-        Side { registry: &target, repository: "mirror/acme/app" },
-        "1.0",
-    )
-    .await?;
+    let report = copier
+        .copy(
+            Side { registry: &source, repository: "acme/app" },
+            "1.0",
+            Side { registry: &target, repository: "mirror/acme/app" },
+            "1.0",
+        )
+        .await?;
     ensure!(report.digest == image.digest && report.blobs_uploaded == 2, "{report:?}");
     let seen = proxy.seen.lock().unwrap_or_else(PoisonError::into_inner).clone();
     let cancelled =
@@ -320,7 +334,13 @@ async fn a_black_holed_registry_fails_instead_of_hanging() -> Result<()> {
     .await;
     let err = outcome.map_err(|_| anyhow::anyhow!("the request hung"))?.expect_err("no answer");
     ensure!(err.is_transient(), "{err}");
-    ensure!(err.to_string().contains("timed out"), "{err}");
+    ensure!(
+        err.to_string()
+            == format!(
+                "HEAD manifest acme/app:1.0 on {address}: the registry did not answer within 300 ms, 4 times"
+            ),
+        "{err}"
+    );
     ensure!(client.requests() == 4, "it tried four times: {}", client.requests());
     Ok(())
 }
@@ -329,6 +349,7 @@ async fn a_black_holed_registry_fails_instead_of_hanging() -> Result<()> {
 async fn credentials_never_follow_a_redirect_to_another_host() -> Result<()> {
     use weir_distribution::auth::Credentials;
 
+    let copier = Copier::default();
     let registry = weir_testregistry::start_registry_with_password().await?;
     let tester = Credentials { username: "tester".to_owned(), password: "s3cret".to_owned() };
     let direct = Registry::new(&registry.host, true)?.with_credentials(Some(tester.clone()));
@@ -350,13 +371,14 @@ async fn credentials_never_follow_a_redirect_to_another_host() -> Result<()> {
     let through_front = Registry::new(&front, true)?.with_credentials(Some(tester));
     let target_registry = start_registry().await?;
     let target = Registry::new(&target_registry.host, true)?;
-    let report = copy(
-        Side { registry: &through_front, repository: "acme/app" },
-        "1.0",
-        Side { registry: &target, repository: "mirror/acme/app" },
-        "1.0",
-    )
-    .await?;
+    let report = copier
+        .copy(
+            Side { registry: &through_front, repository: "acme/app" },
+            "1.0",
+            Side { registry: &target, repository: "mirror/acme/app" },
+            "1.0",
+        )
+        .await?;
     ensure!(report.digest == image.digest && report.blobs_uploaded == 2, "{report:?}");
     let seen = storage_proxy.seen.lock().unwrap_or_else(PoisonError::into_inner).clone();
     ensure!(seen.len() == 2, "both blobs came from the storage host: {seen:?}");
@@ -368,36 +390,83 @@ async fn credentials_never_follow_a_redirect_to_another_host() -> Result<()> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_node_reports_what_is_left_of_the_source_pull_budget() -> Result<()> {
+async fn copies_stop_pulling_from_a_registry_under_its_budget_floor() -> Result<()> {
     use weir_distribution::registry_copy::RegistryCopy;
-    use weir_sdk::{json, testing::Harness};
+    use weir_sdk::{ErrorKind, json, testing::Harness};
 
     let (source_registry, target_registry) = (start_registry().await?, start_registry().await?);
     let source = Registry::new(&source_registry.host, true)?;
-    let image =
-        push_image(&source, "library/nginx", &[random_bytes(10_000)], true, "amd64").await?;
-    source.put_manifest("library/nginx", "1.27", &image).await?;
-    let faults =
-        vec![Fault { method: "HEAD", path: "/manifests/", times: 10, kind: FaultKind::Budget(7) }];
-    let (hub, _) = start_proxy(&source_registry.host, faults).await?;
-    let node = Harness::build::<RegistryCopy>(&json!({}))?;
-    node.answer_with(|_, copied| Ok(copied.clone()));
-    let copied = node
-        .send(
-            "in",
-            json!({
-                "source": format!("{hub}/library/nginx:1.27"),
-                "target": format!("{}/mirror/nginx:1.27", target_registry.host),
-                "sourcePlainHttp": true,
-                "targetPlainHttp": true,
-            }),
-        )
-        .await?;
+    for tag in ["1.27", "1.28", "1.29"] {
+        let image =
+            push_image(&source, "library/nginx", &[random_bytes(10_000)], true, "amd64").await?;
+        source.put_manifest("library/nginx", tag, &image).await?;
+    }
+    let head = |times, kind| Fault { method: "HEAD", path: "/manifests/", times, kind };
+    let faults = vec![
+        head(3, FaultKind::Budget(7, 21600)),
+        head(1, FaultKind::Budget(50, 21600)),
+        head(1, FaultKind::Budget(3, 1)),
+    ];
+    let (hub, proxy) = start_proxy(&source_registry.host, faults).await?;
+    let request = |tag: &str| {
+        json!({
+            "source": format!("{hub}/library/nginx:{tag}"),
+            "target": format!("{}/mirror/nginx:{tag}", target_registry.host),
+            "sourcePlainHttp": true,
+            "targetPlainHttp": true,
+        })
+    };
+    let pulls = || {
+        let seen = proxy.seen.lock().unwrap_or_else(PoisonError::into_inner);
+        seen.iter().filter(|r| r.starts_with("GET ") && r.contains("/manifests/")).count()
+    };
+    let careful = Harness::build::<RegistryCopy>(&json!({}))?;
+    careful.answer_with(|_, copied| Ok(copied.clone()));
+    let unbounded = Harness::build::<RegistryCopy>(&json!({ "minPullsLeft": 0 }))?;
+    unbounded.answer_with(|_, copied| Ok(copied.clone()));
+
+    // The free HEAD reports 7 left: the default floor of 10 stops the copy before its GET.
+    let err = careful.send("in", request("1.27")).await.expect_err("under the floor");
+    ensure!(err.kind() == ErrorKind::Transient, "{err}");
+    ensure!(
+        err.message()
+            == format!(
+                "{hub} has 7 pulls left of 100 in its 21600 s window; copying from it stops below 10 so running clusters keep theirs"
+            ),
+        "{err}"
+    );
+    ensure!(pulls() == 0, "no pull was spent");
+
+    // Without a floor the copy goes on, and reports what is left.
+    let copied = unbounded.send("in", request("1.27")).await?;
     ensure!(
         copied["sourcePullsLeft"]
             == json!({ "remaining": 7, "limit": 100, "windowSeconds": 21600 }),
         "{copied}"
     );
+    ensure!(pulls() == 1, "one manifest GET");
+
+    // An image the mirror has unchanged is still checked and answered: HEADs only.
+    let again = careful.send("in", request("1.27")).await?;
+    ensure!(again["changed"] == false, "{again}");
+    ensure!(pulls() == 1, "no pull for an unchanged image");
+
+    // An answer reporting more lets copies pull again.
+    let copied = careful.send("in", request("1.28")).await?;
+    ensure!(copied["changed"] == true, "{copied}");
+
+    // A budget under the floor holds for its window even when later answers say nothing,
+    // then lapses.
+    let err = careful.send("in", request("1.29")).await.expect_err("3 left");
+    ensure!(
+        err.message().starts_with(&format!("{hub} has 3 pulls left of 100 in its 1 s")),
+        "{err}"
+    );
+    let err = careful.send("in", request("1.29")).await.expect_err("the window holds");
+    ensure!(err.message().contains("has 3 pulls left"), "{err}");
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    let copied = careful.send("in", request("1.29")).await?;
+    ensure!(copied["changed"] == true, "{copied}");
     Ok(())
 }
 
@@ -405,6 +474,7 @@ async fn the_node_reports_what_is_left_of_the_source_pull_budget() -> Result<()>
 async fn tokens_that_expire_mid_copy_are_fetched_again() -> Result<()> {
     use std::sync::atomic::Ordering;
 
+    let copier = Copier::default();
     use weir_distribution::auth::Credentials;
     use weir_testregistry::{
         TokenLifetime, push_index, start_registry_with_tokens, start_token_service_with,
@@ -437,13 +507,14 @@ async fn tokens_that_expire_mid_copy_are_fetched_again() -> Result<()> {
     let tester = Credentials { username: "tester".to_owned(), password: "s3cret".to_owned() };
     let source = Registry::new(&slow_source, true)?;
     let target = Registry::new(&target_front, true)?.with_credentials(Some(tester.clone()));
-    let report = copy(
-        Side { registry: &source, repository: "acme/app" },
-        "1.0",
-        Side { registry: &target, repository: "mirror/acme/app" },
-        "1.0",
-    )
-    .await?;
+    let report = copier
+        .copy(
+            Side { registry: &source, repository: "acme/app" },
+            "1.0",
+            Side { registry: &target, repository: "mirror/acme/app" },
+            "1.0",
+        )
+        .await?;
     ensure!(report.digest == index.digest && report.manifests_written == 3, "{report:?}");
     let fired = (
         source_proxy.fired.lock().unwrap_or_else(PoisonError::into_inner).len(),
@@ -472,6 +543,7 @@ async fn tokens_that_expire_mid_copy_are_fetched_again() -> Result<()> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_registry_refusing_large_bodies_gets_the_blobs_in_chunks() -> Result<()> {
+    let copier = Copier::default();
     let (source_registry, target_registry) = (start_registry().await?, start_registry().await?);
     let source = Registry::new(&source_registry.host, true)?;
     let image = push_image(
@@ -495,13 +567,14 @@ async fn a_registry_refusing_large_bodies_gets_the_blobs_in_chunks() -> Result<(
         .to_vec();
     let (proxied, proxy) = start_proxy(&target_registry.host, faults).await?;
     let target = Registry::new(&proxied, true)?;
-    let report = copy(
-        Side { registry: &source, repository: "acme/app" },
-        "1.0",
-        Side { registry: &target, repository: "mirror/acme/app" },
-        "1.0",
-    )
-    .await?;
+    let report = copier
+        .copy(
+            Side { registry: &source, repository: "acme/app" },
+            "1.0",
+            Side { registry: &target, repository: "mirror/acme/app" },
+            "1.0",
+        )
+        .await?;
     ensure!(report.digest == image.digest && report.blobs_uploaded == 4, "{report:?}");
     ensure!(report.bytes_moved >= 451_000, "every byte counted: {report:?}");
     let copied =
@@ -736,6 +809,7 @@ async fn a_token_said_to_last_forever_is_taken_without_overflow() -> Result<()> 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn digests_from_a_registry_are_checked_before_they_go_into_a_url() -> Result<()> {
+    let copier = Copier::default();
     let host = start_hostile().await?.address;
     let client = Registry::new(&host, true)?;
     let err = bounded(client.manifest_digest("misnamed", "1.0")).await?.expect_err("a path");
@@ -750,7 +824,7 @@ async fn digests_from_a_registry_are_checked_before_they_go_into_a_url() -> Resu
     );
     let target_registry = start_registry().await?;
     let target = Registry::new(&target_registry.host, true)?;
-    let err = bounded(copy(
+    let err = bounded(copier.copy(
         Side { registry: &client, repository: "evil" },
         "1.0",
         Side { registry: &target, repository: "mirror/evil" },
@@ -765,5 +839,94 @@ async fn digests_from_a_registry_are_checked_before_they_go_into_a_url() -> Resu
         "{shown}"
     );
     ensure!(target.requests() == 0, "nothing reached the target: {}", target.requests());
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_copy_the_mirror_cannot_confirm_fails_naming_what_is_missing() -> Result<()> {
+    use weir_distribution::registry_copy::RegistryCopy;
+    use weir_sdk::{ErrorKind, json, testing::Harness};
+
+    let (source_registry, mirror_registry) = (start_registry().await?, start_registry().await?);
+    let source = Registry::new(&source_registry.host, true)?;
+    let amd = push_image(&source, "acme/multi", &[random_bytes(20_000)], false, "amd64").await?;
+    let arm = push_image(&source, "acme/multi", &[random_bytes(20_000)], false, "arm64").await?;
+    let index =
+        push_index(&source, "acme/multi", "2.0", &[(&amd, "amd64"), (&arm, "arm64")], false)
+            .await?;
+    // The mirror takes the arm64 manifest, then answers that it does not have it.
+    let lost: &'static str = Box::leak(format!("/manifests/{}", arm.digest).into_boxed_str());
+    let faults = vec![Fault { method: "HEAD", path: lost, times: 100, kind: FaultKind::NotFound }];
+    let (mirror, _) = start_proxy(&mirror_registry.host, faults).await?;
+    let node = Harness::build::<RegistryCopy>(&json!({}))?;
+    let request = json!({
+        "source": format!("{}/acme/multi:2.0", source_registry.host),
+        "target": format!("{mirror}/mirror/multi:2.0"),
+        "sourcePlainHttp": true,
+        "targetPlainHttp": true,
+    });
+    let expected = format!(
+        "{mirror}/mirror/multi:2.0@{}: the registry does not have its manifest {} (linux/arm64)",
+        index.digest, arm.digest
+    );
+    let err = node.send("in", request.clone()).await.expect_err("unconfirmed");
+    ensure!(err.kind() == ErrorKind::Transient && err.message() == expected, "{err}");
+    // Found under its tag later, it is copied again and still not confirmed.
+    let err = node.send("in", request).await.expect_err("still unconfirmed");
+    ensure!(err.message() == expected, "{err}");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_black_holed_mirror_fails_the_copy_saying_it_did_not_answer() -> Result<()> {
+    use weir_distribution::registry_copy::RegistryCopy;
+    use weir_sdk::{ErrorKind, json, testing::Harness};
+
+    let source_registry = start_registry().await?;
+    let source = Registry::new(&source_registry.host, true)?;
+    let image = push_image(&source, "acme/app", &[random_bytes(10_000)], false, "amd64").await?;
+    source.put_manifest("acme/app", "1.0", &image).await?;
+    // Takes connections and never answers; it stops by itself after a minute.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let mirror = listener.local_addr()?.to_string();
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        let accepting = async {
+            while let Ok((socket, _)) = listener.accept().await {
+                held.push(socket);
+            }
+        };
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(60), accepting).await;
+    });
+    let node = Harness::build::<RegistryCopy>(&json!({ "answerTimeout": "500ms" }))?;
+    let copying = node.send(
+        "in",
+        json!({
+            "source": format!("{}/acme/app:1.0", source_registry.host),
+            "target": format!("{mirror}/mirror/app:1.0"),
+            "sourcePlainHttp": true,
+            "targetPlainHttp": true,
+        }),
+    );
+    let err = tokio::time::timeout(std::time::Duration::from_secs(30), copying)
+        .await
+        .map_err(|_| anyhow::anyhow!("the copy hung on the black hole"))?
+        .expect_err("no answer");
+    ensure!(err.kind() == ErrorKind::Transient, "{err}");
+    ensure!(
+        err.message()
+            == format!(
+                "HEAD manifest mirror/app:1.0 on {mirror}: the registry did not answer within 500 ms, 4 times"
+            ),
+        "{err}"
+    );
+
+    for (timeout, why) in
+        [("0s", "0s is not between 1ms and 1h"), ("2h", "2h is not between 1ms and 1h")]
+    {
+        let err = Harness::build::<RegistryCopy>(&json!({ "answerTimeout": timeout }))
+            .expect_err("out of range");
+        ensure!(err.message() == format!("settings.answerTimeout: {why}"), "{err}");
+    }
     Ok(())
 }

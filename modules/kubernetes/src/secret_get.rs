@@ -18,10 +18,9 @@ use std::{
 use k8s_openapi::api::core::v1::Secret;
 use kube::Api;
 use serde::{Deserialize, Serialize};
+use weir_docker_config::{self as docker_config, RegistryLogin};
 use weir_sdk::{
-    Component, Context, Description, JsonSchema, NodeError, Permission, Port, Value,
-    docker_config::{self, RegistryLogin},
-    read_message,
+    Component, Context, Description, JsonSchema, NodeError, Permission, Port, Value, read_message,
 };
 
 use crate::access::{Cluster, Connection};

@@ -5,17 +5,17 @@
 //! checks them, and an async `handle` whose [`Context::emit`] returns what the downstream
 //! chain returned. Triggers add a `run` loop. Failures are typed ([`NodeError`]) so the runtime
 //! retries only what is transient. A [`Module`] lists its components one per line, and
-//! [`testing`] builds nodes from settings JSON for tests. [`docker_config`] reads registry
-//! credentials the way the kubelet does, for the modules that pull or push images.
+//! `testing` (the `testing` feature, for dev-dependencies) builds nodes from settings JSON for
+//! tests.
 
 pub mod component;
 pub mod context;
-pub mod docker_config;
 pub mod error;
 pub mod gauge;
 pub mod module;
 pub mod port;
 pub mod state;
+#[cfg(feature = "testing")]
 pub mod testing;
 pub mod trace;
 

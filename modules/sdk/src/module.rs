@@ -20,10 +20,12 @@ pub struct Registration {
     every_replica: bool,
     describe: fn() -> Result<ComponentDescriptor, NodeError>,
     build: BuildFn,
+    #[cfg(feature = "testing")]
     compliance: ComplianceFn,
 }
 
 /// Checks one component against the node rules.
+#[cfg(feature = "testing")]
 type ComplianceFn =
     fn() -> futures::future::BoxFuture<'static, Result<(), crate::testing::Noncompliance>>;
 
@@ -35,6 +37,7 @@ impl Registration {
             every_replica: C::EVERY_REPLICA,
             describe: describe::<C>,
             build: build_node::<C>,
+            #[cfg(feature = "testing")]
             compliance: || Box::pin(crate::testing::check_compliance::<C>()),
         }
     }
@@ -61,6 +64,7 @@ impl Registration {
     }
 
     /// Checks the component against the node rules (see [`crate::testing::check_compliance`]).
+    #[cfg(feature = "testing")]
     pub async fn check_compliance(&self) -> Result<(), crate::testing::Noncompliance> {
         (self.compliance)().await
     }

@@ -318,13 +318,13 @@ mod tests {
 
     #[test]
     fn the_schema_marks_the_password_secret() {
-        let schema = crate::port::schema_of::<RegistryLogin>();
+        let schema = weir_sdk::port::schema_of::<RegistryLogin>();
         let mut sample =
             serde_json::json!({ "registry": "ghcr.io", "username": "ci", "password": "s3cret" });
-        crate::redact(&schema, &mut sample);
+        weir_sdk::redact(&schema, &mut sample);
         assert_eq!(
             sample,
-            serde_json::json!({ "registry": "ghcr.io", "username": "ci", "password": crate::REDACTED })
+            serde_json::json!({ "registry": "ghcr.io", "username": "ci", "password": weir_sdk::REDACTED })
         );
     }
 
