@@ -610,6 +610,48 @@ async fn the_image_mirror_copies_patches_reports_rechecks_rides_out_an_outage_an
     ensure!(writes_between(&mirror_before, &registries.mirror.requests_by_method()) == 0);
     ensure!(workloads(&client, &shop).await? == after_first, "a Deployment changed in the outage");
 
+    // With the mirror down, a tick stops before it lists anything, says so, and the check
+    // node's Degraded condition says since when.
+    registries.mirror.stop();
+    // Node status is written at most once a second: let the outage tick's counts land.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let before = node_status(&client, &flows, "mirror-list").await?;
+    let output = weir
+        .command(&[
+            "send",
+            "-n",
+            &flows,
+            "--timeout",
+            TICK_TIMEOUT,
+            "mirror-tick:control",
+            r#"{"action":"tick"}"#,
+        ])
+        .output()?;
+    let said = String::from_utf8_lossy(&output.stderr);
+    ensure!(
+        !output.status.success()
+            && said.contains(&format!("registry {mirror} has not answered for "))
+            && said.contains("nothing that relies on it runs"),
+        "{said}"
+    );
+    let down = weir_testenv::eventually("the check node degraded", PATIENCE, || async {
+        let status = node_status(&client, &flows, "mirror-check").await?;
+        let conditions = status["conditions"].as_array().cloned().unwrap_or_default();
+        Ok(conditions.into_iter().find(|c| c["type"] == "Degraded" && c["status"] == "True"))
+    })
+    .await?;
+    ensure!(
+        down["message"]
+            .as_str()
+            .is_some_and(|m| m.starts_with(&format!("registry {mirror} has not answered"))),
+        "{down}"
+    );
+    let after = node_status(&client, &flows, "mirror-list").await?;
+    ensure!(
+        after["counters"]["messagesIn"] == before["counters"]["messagesIn"],
+        "nothing was listed: {before} {after}"
+    );
+
     // The revert: the mirror suspended (ticks and watches), the companion flow puts every
     // original back.
     succeeded(

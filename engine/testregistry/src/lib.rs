@@ -23,10 +23,17 @@ pub struct LocalRegistry {
     dir: tempfile::TempDir,
 }
 
-impl Drop for LocalRegistry {
-    fn drop(&mut self) {
+impl LocalRegistry {
+    /// Stops it now, as an outage would; its port then refuses connections.
+    pub fn stop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+impl Drop for LocalRegistry {
+    fn drop(&mut self) {
+        self.stop();
     }
 }
 

@@ -376,6 +376,22 @@ impl Registry {
         &self.host
     }
 
+    /// Whether the registry answers its API (`GET /v2/`) within `patience`, asked once and
+    /// without signing in: any status is an answer (401 asks for a sign-in), and a registry
+    /// that takes the connection and never answers is [`RegistryError::Silent`].
+    pub async fn ping(&self, patience: Duration) -> Result<StatusCode, RegistryError> {
+        let doing = format!("GET /v2/ on {}", self.host);
+        self.sent.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let request = self.http.get(format!("{}/v2/", self.base)).timeout(patience);
+        match request.send().await {
+            Ok(response) => Ok(response.status()),
+            Err(source) if source.is_timeout() => {
+                Err(RegistryError::Silent { doing, waited: patience, attempts: 1 })
+            }
+            Err(source) => Err(RegistryError::Transport { doing, source }),
+        }
+    }
+
     /// The digest of a manifest, if the registry has it (HEAD).
     pub async fn manifest_digest(
         &self,

@@ -9,6 +9,7 @@ pub mod image;
 pub mod mirror_plan;
 pub mod platform;
 pub mod reference;
+pub mod registry_check;
 pub mod registry_copy;
 
 use weir_sdk::Module;
@@ -18,4 +19,5 @@ pub fn module() -> Module {
     Module::new("distribution", env!("CARGO_PKG_VERSION"))
         .component::<mirror_plan::MirrorPlan>()
         .component::<registry_copy::RegistryCopy>()
+        .component::<registry_check::RegistryCheck>()
 }

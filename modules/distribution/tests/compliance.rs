@@ -9,5 +9,5 @@ async fn every_component_follows_the_node_rules() {
         }
     }
     let names: Vec<&str> = module.components().iter().map(|c| c.name()).collect();
-    assert_eq!(names, ["mirror_plan", "registry_copy"]);
+    assert_eq!(names, ["mirror_plan", "registry_copy", "registry_check"]);
 }

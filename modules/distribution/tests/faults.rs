@@ -930,3 +930,72 @@ async fn a_black_holed_mirror_fails_the_copy_saying_it_did_not_answer() -> Resul
     }
     Ok(())
 }
+
+/// A registry check lets the run through while the registry answers (a sign-in request is an
+/// answer), and stops it at once, saying since when and why, when the registry refuses
+/// connections or takes them and never answers; it is well again once the registry answers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_registry_check_stops_runs_while_the_registry_is_down_or_silent() -> Result<()> {
+    use weir_distribution::registry_check::RegistryCheck;
+    use weir_sdk::{ErrorKind, json, testing::Harness};
+
+    let up = start_registry().await?;
+    let node = Harness::build::<RegistryCheck>(
+        &json!({ "registry": up.host, "plainHttp": true, "timeout": "500ms" }),
+    )?;
+    node.answer_with(|_, message| Ok(json!({ "passed": message })));
+    let answer = node.send("in", json!({ "tick": 1 })).await?;
+    ensure!(answer == json!({ "passed": { "tick": 1 } }), "{answer}");
+    ensure!(node.degraded().is_none());
+
+    // Refused: nothing listens there any more.
+    let closed = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+        listener.local_addr()?.to_string()
+    };
+    let node = Harness::build::<RegistryCheck>(
+        &json!({ "registry": closed, "plainHttp": true, "timeout": "500ms" }),
+    )?;
+    let err = node.send("in", json!({})).await.expect_err("refused");
+    ensure!(err.kind() == ErrorKind::Transient, "{err}");
+    ensure!(
+        err.message().starts_with(&format!(
+            "registry {closed} has not answered for 0 s: GET /v2/ on {closed}: "
+        )) && err.message().ends_with("; nothing that relies on it runs"),
+        "{err}"
+    );
+    ensure!(node.emitted().is_empty(), "nothing went on");
+    ensure!(
+        node.degraded()
+            .is_some_and(|d| d.starts_with(&format!("registry {closed} has not answered")))
+    );
+
+    // Silent: takes connections, never answers; it stops by itself after a minute.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let silent = listener.local_addr()?.to_string();
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        let accepting = async {
+            while let Ok((socket, _)) = listener.accept().await {
+                held.push(socket);
+            }
+        };
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(60), accepting).await;
+    });
+    let node = Harness::build::<RegistryCheck>(
+        &json!({ "registry": silent, "plainHttp": true, "timeout": "500ms" }),
+    )?;
+    let started = std::time::Instant::now();
+    let err = node.send("in", json!({})).await.expect_err("silent");
+    ensure!(
+        err.message()
+            == format!(
+                "registry {silent} has not answered for 0 s: GET /v2/ on {silent}: the registry did not answer within 500 ms, 1 times; nothing that relies on it runs"
+            ),
+        "{err}"
+    );
+    ensure!(started.elapsed() < std::time::Duration::from_secs(10), "bounded by the timeout");
+    // Since when is kept: a later failure counts from the first.
+    ensure!(node.kept_state()["silentSince"].is_u64(), "{}", node.kept_state());
+    Ok(())
+}
