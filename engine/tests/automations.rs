@@ -10,11 +10,18 @@
 use std::{
     collections::BTreeMap,
     path::{Path, PathBuf},
+    sync::{
+        Arc, Mutex, PoisonError,
+        atomic::{AtomicUsize, Ordering},
+    },
     time::{Duration, Instant},
 };
 
 use anyhow::{Context as _, Result, ensure};
-use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
+use k8s_openapi::api::{
+    apps::v1::{Deployment, StatefulSet},
+    core::v1::ConfigMap,
+};
 use kube::{
     Api, Client,
     api::{ListParams, Patch, PatchParams},
@@ -100,6 +107,25 @@ async fn wait_built(client: &Client, namespace: &str, node: &str) -> Result<()> 
         Ok(ready.then_some(()))
     })
     .await
+}
+
+/// The rules `weir rbac` printed: each with where it holds (`ClusterRole`, or `Role NAMESPACE`).
+fn granted_rules(printed: &str) -> Result<Vec<(String, Value)>> {
+    let mut granted = Vec::new();
+    for document in serde_yaml_ng::Deserializer::from_str(printed) {
+        let document = Value::deserialize(document)?;
+        let place = match document["kind"].as_str() {
+            Some("ClusterRole") => "ClusterRole".to_owned(),
+            Some("Role") => {
+                format!("Role {}", document["metadata"]["namespace"].as_str().unwrap_or_default())
+            }
+            _ => continue,
+        };
+        for rule in document["rules"].as_array().into_iter().flatten() {
+            granted.push((place.clone(), rule.clone()));
+        }
+    }
+    Ok(granted)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -295,6 +321,165 @@ async fn the_cost_saver_scales_down_keeps_counts_across_a_restart_respects_hands
     Ok(())
 }
 
+// ---------------------------------------------------------------------------------------------
+// configmap-sync
+
+/// An HTTP server of the test's own on loopback, answering every request with the status and
+/// body it is told to, and counting the requests.
+#[derive(Clone)]
+struct Playing {
+    answer: Arc<Mutex<(u16, Value)>>,
+    requests: Arc<AtomicUsize>,
+    url: String,
+}
+
+impl Playing {
+    async fn start(status: u16, body: Value) -> Result<Self> {
+        let answer = Arc::new(Mutex::new((status, body)));
+        let requests = Arc::new(AtomicUsize::new(0));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let url = format!("http://{}/config.json", listener.local_addr()?);
+        let (shared, counted) = (Arc::clone(&answer), Arc::clone(&requests));
+        let app = axum::Router::new().fallback(move || {
+            let (shared, counted) = (Arc::clone(&shared), Arc::clone(&counted));
+            async move {
+                counted.fetch_add(1, Ordering::SeqCst);
+                let (status, body) = shared.lock().unwrap_or_else(PoisonError::into_inner).clone();
+                let status = axum::http::StatusCode::from_u16(status).unwrap_or_default();
+                (status, axum::Json(body))
+            }
+        });
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        Ok(Self { answer, requests, url })
+    }
+
+    fn answer(&self, status: u16, body: Value) {
+        *self.answer.lock().unwrap_or_else(PoisonError::into_inner) = (status, body);
+    }
+}
+
+/// The ConfigMap `name` of `namespace`: its data and resourceVersion.
+async fn config_map(
+    client: &Client,
+    namespace: &str,
+    name: &str,
+) -> Result<(BTreeMap<String, String>, String)> {
+    let found = Api::<ConfigMap>::namespaced(client.clone(), namespace).get(name).await?;
+    Ok((found.data.unwrap_or_default(), found.metadata.resource_version.unwrap_or_default()))
+}
+
+fn data(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+    pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn configmap_sync_applies_changes_only_removes_dropped_keys_and_rides_out_a_source_outage()
+-> Result<()> {
+    let plane = ControlPlane::shared();
+    let client = plane.client().await?;
+    let apps = plane.namespace("apps").await?;
+    let source = Playing::start(
+        200,
+        json!({ "greeting": "hello", "replicas": 3, "features": { "dark": true } }),
+    )
+    .await?;
+    let sync = Installed::new(
+        plane,
+        "configmap-sync",
+        &["common", "http", "js", "kubernetes"],
+        &[
+            ("url", source.url.clone()),
+            ("namespace", apps.clone()),
+            ("configMap", "app-config".to_owned()),
+            ("interval", "24h".to_owned()),
+        ],
+    )
+    .await?;
+    let tick = || sync.send("sync-tick:control", json!({ "action": "tick" }));
+
+    // The account may write ConfigMaps in the one namespace, and nothing else.
+    let rules = succeeded(
+        &mut sync.weir.command(&["rbac", "configmap-sync", "-n", &sync.flows]),
+        "weir rbac",
+    )?;
+    let granted = granted_rules(&rules)?;
+    ensure!(
+        granted
+            == [(
+                format!("Role {apps}"),
+                json!({ "apiGroups": [""], "resources": ["configmaps"], "verbs": ["patch", "create"] })
+            )],
+        "{rules}"
+    );
+
+    // A tick creates it, each field a key. (The ticker's own first tick came as the node
+    // started, before `weir rbac --apply` created the flow's account, and failed saying so.)
+    let first = eventually("the first sync", PATIENCE, || async {
+        sync.weir.send(&sync.flows, "sync-tick:control", &json!({ "action": "tick" }), "1m")?;
+        Ok(Some(config_map(&client, &apps, "app-config").await?))
+    })
+    .await?;
+    ensure!(
+        first.0
+            == data(&[("features", "{\"dark\":true}"), ("greeting", "hello"), ("replicas", "3")]),
+        "{first:?}"
+    );
+
+    // Nothing changed at the source: the apply writes nothing.
+    let polled = source.requests.load(Ordering::SeqCst);
+    tick().await?;
+    ensure!(source.requests.load(Ordering::SeqCst) > polled, "the source was asked again");
+    ensure!(config_map(&client, &apps, "app-config").await? == first, "no write");
+
+    // A key added by hand is not the sync's and stays; a key the source drops goes.
+    Api::<ConfigMap>::namespaced(client.clone(), &apps)
+        .patch(
+            "app-config",
+            &PatchParams::default(),
+            &Patch::Merge(json!({ "data": { "note": "by hand" } })),
+        )
+        .await?;
+    source.answer(200, json!({ "greeting": "bye", "replicas": 3 }));
+    tick().await?;
+    let changed = config_map(&client, &apps, "app-config").await?;
+    ensure!(
+        changed.0 == data(&[("greeting", "bye"), ("note", "by hand"), ("replicas", "3")]),
+        "{changed:?}"
+    );
+
+    // The source goes down: the tick fails saying so, and the ConfigMap stays as it was.
+    source.answer(503, json!({ "error": "maintenance" }));
+    let down = sync.weir.send(&sync.flows, "sync-tick:control", &json!({ "action": "tick" }), "1m");
+    let why = format!("{:#}", down.expect_err("a source that is down fails the tick"));
+    ensure!(why.contains("answered 503"), "{why}");
+    ensure!(config_map(&client, &apps, "app-config").await? == changed, "kept as it was");
+
+    // A document that is not an object, or has a key a ConfigMap cannot hold, changes nothing.
+    for (body, expected) in [
+        (json!(["a", "b"]), "is not a JSON object but an array"),
+        (json!({ "bad key": "x" }), "\"bad key\" cannot be a ConfigMap key"),
+    ] {
+        source.answer(200, body);
+        let refused =
+            sync.weir.send(&sync.flows, "sync-tick:control", &json!({ "action": "tick" }), "1m");
+        let why = format!("{:#}", refused.expect_err("refused"));
+        ensure!(why.contains(expected), "{why}");
+    }
+    ensure!(config_map(&client, &apps, "app-config").await? == changed, "kept as it was");
+
+    // Back up: the next tick carries on.
+    source.answer(200, json!({ "greeting": "back" }));
+    tick().await?;
+    ensure!(
+        config_map(&client, &apps, "app-config").await?.0
+            == data(&[("greeting", "back"), ("note", "by hand")])
+    );
+
+    let refused = sync.refused(plane, "configmap-sync", &[("interval", "soon".to_owned())]);
+    ensure!(refused.contains("setting interval: \"soon\" is not a duration"), "{refused}");
+    Ok(())
+}
+
 /// How long the cost saver takes to scale 200 Deployments and 50 StatefulSets down and up
 /// (each moment fired by `weir send`, which returns when the run has patched everything).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -337,5 +522,51 @@ async fn measure_the_cost_saver_over_250_workloads() -> Result<()> {
         ensure!(patched(&up)?.len() == 250, "{up:#}");
         println!("round {round}: 250 workloads down in {down_took:.2?}, up in {up_took:.2?}");
     }
+    Ok(())
+}
+
+/// Seconds from a change at the source to the ConfigMap, polling every second: 20 changes,
+/// each waited for by reading the ConfigMap every 10 ms.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a measurement: cargo test -p weir-engine --test automations -- --ignored --nocapture"]
+async fn measure_configmap_sync_from_a_source_change_to_the_config_map() -> Result<()> {
+    let plane = ControlPlane::shared();
+    let client = plane.client().await?;
+    let apps = plane.namespace("apps").await?;
+    let source = Playing::start(200, json!({ "round": "0" })).await?;
+    let _sync = Installed::new(
+        plane,
+        "configmap-sync",
+        &["common", "http", "js", "kubernetes"],
+        &[
+            ("url", source.url.clone()),
+            ("namespace", apps.clone()),
+            ("configMap", "app-config".to_owned()),
+            ("interval", "1s".to_owned()),
+        ],
+    )
+    .await?;
+    let mut took = Vec::new();
+    for round in 1..=20 {
+        let expected = round.to_string();
+        let changed = Instant::now();
+        source.answer(200, json!({ "round": expected }));
+        loop {
+            let data = config_map(&client, &apps, "app-config").await.map(|(d, _)| d).ok();
+            if data.is_some_and(|d| d.get("round") == Some(&expected)) {
+                break;
+            }
+            ensure!(changed.elapsed() < PATIENCE, "round {round} never arrived");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        took.push(changed.elapsed());
+        // Changes land at random points of the interval.
+        tokio::time::sleep(Duration::from_millis(137 * (round % 7))).await;
+    }
+    took.sort();
+    println!(
+        "configmap-sync, interval 1s, 20 changes: min {:.0?}, p50 {:.0?}, p95 {:.0?}, max {:.0?}",
+        took[0], took[9], took[18], took[19]
+    );
     Ok(())
 }
