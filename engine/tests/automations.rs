@@ -20,7 +20,7 @@ use std::{
 use anyhow::{Context as _, Result, ensure};
 use k8s_openapi::api::{
     apps::v1::{Deployment, StatefulSet},
-    core::v1::ConfigMap,
+    core::v1::{ConfigMap, Secret},
 };
 use kube::{
     Api, Client,
@@ -57,14 +57,32 @@ impl Installed {
         modules: &[&str],
         sets: &[(&str, String)],
     ) -> Result<Self> {
-        let client = plane.client().await?;
+        let mut installed = Self::prepare(plane, solution).await?;
+        installed.start(plane, solution, modules, sets).await?;
+        Ok(installed)
+    }
+
+    /// A fresh namespace for `solution`, where the test may set the scene (Secrets) before
+    /// [`Installed::start`].
+    async fn prepare(plane: &ControlPlane, solution: &str) -> Result<Self> {
         let flows = plane.namespace(solution).await?;
         let weir =
             Weir::new(env!("CARGO_BIN_EXE_weir"), &plane.admin_account(&flows, ACCOUNT).await?.0);
-        let started = weir.start_modules(plane, &flows, modules, ACCOUNT)?;
-        weir.install(plane, &flows, &solutions_dir().join(solution), sets)?;
-        wait_ready(&client, &flows, solution, PATIENCE).await?;
-        Ok(Self { weir, flows, modules: started })
+        Ok(Self { weir, flows, modules: Vec::new() })
+    }
+
+    /// Installs `solution` with `sets`, then starts `modules`, so the nodes build with their
+    /// account and its rules in place, and waits until they are ready.
+    async fn start(
+        &mut self,
+        plane: &ControlPlane,
+        solution: &str,
+        modules: &[&str],
+        sets: &[(&str, String)],
+    ) -> Result<()> {
+        self.weir.install(plane, &self.flows, &solutions_dir().join(solution), sets)?;
+        self.modules = self.weir.start_modules(plane, &self.flows, modules, ACCOUNT)?;
+        wait_ready(&plane.client().await?, &self.flows, solution, PATIENCE).await
     }
 
     /// Sends `message` to `target` (`NODE:PORT`) until a replica takes it: right after the
@@ -325,37 +343,56 @@ async fn the_cost_saver_scales_down_keeps_counts_across_a_restart_respects_hands
 // configmap-sync
 
 /// An HTTP server of the test's own on loopback, answering every request with the status and
-/// body it is told to, and counting the requests.
+/// body it is told to, after the delay it is told to, and keeping the JSON bodies it received.
 #[derive(Clone)]
 struct Playing {
-    answer: Arc<Mutex<(u16, Value)>>,
+    answer: Arc<Mutex<(u16, Value, Duration)>>,
+    received: Arc<Mutex<Vec<Value>>>,
     requests: Arc<AtomicUsize>,
     url: String,
 }
 
 impl Playing {
     async fn start(status: u16, body: Value) -> Result<Self> {
-        let answer = Arc::new(Mutex::new((status, body)));
+        let answer = Arc::new(Mutex::new((status, body, Duration::ZERO)));
+        let received = Arc::new(Mutex::new(Vec::new()));
         let requests = Arc::new(AtomicUsize::new(0));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let url = format!("http://{}/config.json", listener.local_addr()?);
-        let (shared, counted) = (Arc::clone(&answer), Arc::clone(&requests));
-        let app = axum::Router::new().fallback(move || {
-            let (shared, counted) = (Arc::clone(&shared), Arc::clone(&counted));
+        let playing = Self { answer, received, requests, url };
+        let serving = playing.clone();
+        let app = axum::Router::new().fallback(move |body: axum::body::Bytes| {
+            let serving = serving.clone();
             async move {
-                counted.fetch_add(1, Ordering::SeqCst);
-                let (status, body) = shared.lock().unwrap_or_else(PoisonError::into_inner).clone();
+                serving.requests.fetch_add(1, Ordering::SeqCst);
+                if let Ok(json) = serde_json::from_slice::<Value>(&body) {
+                    lock(&serving.received).push(json);
+                }
+                let (status, body, delay) = lock(&serving.answer).clone();
+                tokio::time::sleep(delay).await;
                 let status = axum::http::StatusCode::from_u16(status).unwrap_or_default();
                 (status, axum::Json(body))
             }
         });
         tokio::spawn(async move { axum::serve(listener, app).await });
-        Ok(Self { answer, requests, url })
+        Ok(playing)
     }
 
     fn answer(&self, status: u16, body: Value) {
-        *self.answer.lock().unwrap_or_else(PoisonError::into_inner) = (status, body);
+        self.answer_after(status, body, Duration::ZERO);
     }
+
+    fn answer_after(&self, status: u16, body: Value, delay: Duration) {
+        *lock(&self.answer) = (status, body, delay);
+    }
+
+    fn received(&self) -> Vec<Value> {
+        lock(&self.received).clone()
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 /// The ConfigMap `name` of `namespace`: its data and resourceVersion.
@@ -412,8 +449,8 @@ async fn configmap_sync_applies_changes_only_removes_dropped_keys_and_rides_out_
         "{rules}"
     );
 
-    // A tick creates it, each field a key. (The ticker's own first tick came as the node
-    // started, before `weir rbac --apply` created the flow's account, and failed saying so.)
+    // A tick creates it, each field a key. (The ticker's own first tick, as the node starts,
+    // may come before the http module serves, and fail saying so.)
     let first = eventually("the first sync", PATIENCE, || async {
         sync.weir.send(&sync.flows, "sync-tick:control", &json!({ "action": "tick" }), "1m")?;
         Ok(Some(config_map(&client, &apps, "app-config").await?))
@@ -477,6 +514,176 @@ async fn configmap_sync_applies_changes_only_removes_dropped_keys_and_rides_out_
 
     let refused = sync.refused(plane, "configmap-sync", &[("interval", "soon".to_owned())]);
     ensure!(refused.contains("setting interval: \"soon\" is not a duration"), "{refused}");
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+// webhook-relay
+
+const RELAY_SECRET: &str = "relay-signing-secret";
+
+/// A GitHub-like sender: POSTs `body` to the relay with GitHub's headers, signed with
+/// `secret`, and gives back the status and body it got.
+async fn deliver(
+    http: &reqwest::Client,
+    url: &str,
+    body: &Value,
+    secret: &str,
+) -> Result<(u16, Value)> {
+    let bytes = serde_json::to_vec(body)?;
+    let signature = weir_http::signature::sign_hex(
+        weir_http::signature::Algorithm::Sha256,
+        secret.as_bytes(),
+        &bytes,
+    );
+    let answer = http
+        .post(url)
+        .header("content-type", "application/json")
+        .header("x-github-event", "push")
+        .header("x-github-delivery", "d-1")
+        .header("x-hub-signature-256", format!("sha256={signature}"))
+        .body(bytes)
+        .send()
+        .await?;
+    let status = answer.status().as_u16();
+    let text = answer.text().await?;
+    Ok((status, serde_json::from_str(&text).unwrap_or(Value::String(text))))
+}
+
+/// The relay's URL: the http module's webhooks listener, and the node's route.
+fn relay_url(installed: &Installed) -> Result<String> {
+    let http = installed.modules.last().context("the http module")?;
+    let base = weir_testenv::solution::webhooks_url(http).context("the webhooks URL")?;
+    Ok(format!("{base}{}/webhook-relay/relay-hook", installed.flows))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_webhook_relay_checks_signatures_reshapes_forwards_and_answers_with_the_services_status()
+-> Result<()> {
+    let plane = ControlPlane::shared();
+    let client = plane.client().await?;
+    let service = Playing::start(202, json!({ "accepted": true })).await?;
+    let mut relay = Installed::prepare(plane, "webhook-relay").await?;
+    weir_testenv::create::<Secret>(
+        &client,
+        &relay.flows,
+        json!({ "metadata": { "name": "github-hook" }, "stringData": { "secret": RELAY_SECRET } }),
+    )
+    .await?;
+    relay
+        .start(
+            plane,
+            "webhook-relay",
+            &["http"],
+            &[("target", service.url.clone()), ("secretName", "github-hook".to_owned())],
+        )
+        .await?;
+
+    // The account may read the one Secret, and nothing else.
+    let rules = succeeded(
+        &mut relay.weir.command(&["rbac", "webhook-relay", "-n", &relay.flows]),
+        "weir rbac",
+    )?;
+    ensure!(
+        granted_rules(&rules)?
+            == [(
+                format!("Role {}", relay.flows),
+                json!({ "apiGroups": [""], "resources": ["secrets"], "resourceNames": ["github-hook"], "verbs": ["get"] })
+            )],
+        "{rules}"
+    );
+
+    let url = relay_url(&relay)?;
+    let http = reqwest::Client::new();
+    let push = json!({ "ref": "refs/heads/main", "repository": { "full_name": "acme/shop" } });
+
+    // Signed: forwarded reshaped, and the sender gets the service's status and body.
+    let (status, body) = deliver(&http, &url, &push, RELAY_SECRET).await?;
+    ensure!((status, &body) == (202, &json!({ "accepted": true })), "{status} {body}");
+    ensure!(
+        service.received() == [json!({ "event": "push", "delivery": "d-1", "payload": push })],
+        "{:?}",
+        service.received()
+    );
+
+    // The service's refusal reaches the sender as it is.
+    service.answer(503, json!({ "error": "maintenance" }));
+    let (status, body) = deliver(&http, &url, &push, RELAY_SECRET).await?;
+    ensure!((status, &body) == (503, &json!({ "error": "maintenance" })), "{status} {body}");
+    ensure!(service.received().len() == 2, "once: a status is an answer, not a failure to retry");
+
+    // A wrong signature is refused, and nothing is forwarded.
+    let (status, _) = deliver(&http, &url, &push, "not-the-secret").await?;
+    ensure!(status == 401, "{status}");
+    let unsigned = http.post(&url).body(push.to_string()).send().await?.status().as_u16();
+    ensure!(unsigned == 401, "{unsigned}");
+    ensure!(service.received().len() == 2, "nothing more was forwarded");
+
+    // A service that cannot be reached: the sender gets 503 and the run's correlation id.
+    let closed = tokio::net::TcpListener::bind("127.0.0.1:0").await?.local_addr()?;
+    relay.weir.install(
+        plane,
+        &relay.flows,
+        &solutions_dir().join("webhook-relay"),
+        &[("target", format!("http://{closed}/events")), ("secretName", "github-hook".to_owned())],
+    )?;
+    wait_built(&client, &relay.flows, "relay-forward").await?;
+    let (status, body) = deliver(&http, &url, &push, RELAY_SECRET).await?;
+    ensure!(status == 503 && body["id"].is_string(), "{status} {body}");
+
+    let refused = relay.refused(plane, "webhook-relay", &[("signature", "md5".to_owned())]);
+    ensure!(
+        refused.contains("setting signature: \"md5\" is not one of github, slack, hmac, bearer"),
+        "{refused}"
+    );
+    Ok(())
+}
+
+/// What the relay adds to a call of the service: 200 sequential deliveries through the relay
+/// and 200 straight to the service, each the same signed body, after 20 of each to warm up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a measurement: cargo test -p weir-engine --test automations -- --ignored --nocapture"]
+async fn measure_the_webhook_relays_added_latency() -> Result<()> {
+    let plane = ControlPlane::shared();
+    let client = plane.client().await?;
+    let service = Playing::start(200, json!({ "ok": true })).await?;
+    let mut relay = Installed::prepare(plane, "webhook-relay").await?;
+    weir_testenv::create::<Secret>(
+        &client,
+        &relay.flows,
+        json!({ "metadata": { "name": "webhook-relay" }, "stringData": { "secret": RELAY_SECRET } }),
+    )
+    .await?;
+    relay.start(plane, "webhook-relay", &["http"], &[("target", service.url.clone())]).await?;
+    let url = relay_url(&relay)?;
+    let http = reqwest::Client::new();
+    let push = json!({ "ref": "refs/heads/main", "repository": { "full_name": "acme/shop" }, "commits": [{ "id": "abc", "message": "fix" }] });
+    let timed = |times: &mut Vec<Duration>, started: Instant| times.push(started.elapsed());
+    let (mut relayed, mut direct) = (Vec::new(), Vec::new());
+    for round in 0..220 {
+        let started = Instant::now();
+        let (status, _) = deliver(&http, &url, &push, RELAY_SECRET).await?;
+        ensure!(status == 200, "{status}");
+        if round >= 20 {
+            timed(&mut relayed, started);
+        }
+        let started = Instant::now();
+        let (status, _) = deliver(&http, &service.url, &push, RELAY_SECRET).await?;
+        ensure!(status == 200, "{status}");
+        if round >= 20 {
+            timed(&mut direct, started);
+        }
+    }
+    relayed.sort();
+    direct.sort();
+    let at = |times: &[Duration], q: f64| times[((times.len() as f64 - 1.0) * q) as usize];
+    println!(
+        "webhook-relay, 200 deliveries: relayed p50 {:.2?} p99 {:.2?}; direct p50 {:.2?} p99 {:.2?}",
+        at(&relayed, 0.5),
+        at(&relayed, 0.99),
+        at(&direct, 0.5),
+        at(&direct, 0.99)
+    );
     Ok(())
 }
 

@@ -35,7 +35,14 @@ fn every_solution_reads_and_its_manifests_pass_the_apiservers_checks() -> Result
     let solutions = Solution::all(&root())?;
     let names: Vec<&str> = solutions.iter().map(|s| s.spec.name.as_str()).collect();
     ensure!(
-        names == ["cluster-cost-saver", "configmap-sync", "image-mirror", "image-mirror-revert"],
+        names
+            == [
+                "cluster-cost-saver",
+                "configmap-sync",
+                "image-mirror",
+                "image-mirror-revert",
+                "webhook-relay",
+            ],
         "{names:?}"
     );
     for solution in &solutions {

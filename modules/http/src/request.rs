@@ -66,6 +66,10 @@ pub struct RequestSettings {
     /// Blocks of link-local or metadata addresses requests may reach after all, as CIDRs
     /// such as `169.254.170.2/32`; none by default.
     pub allow_addresses: Vec<String>,
+    /// Emit an answer of any status on `out`, for the flow to read its `status` (a relay
+    /// passing a service's answer on), instead of failing on those other than 2xx and
+    /// retrying 429 and 5xx.
+    pub accept_any_status: bool,
     /// Send failures to the `error` output as data instead of failing the caller.
     pub error_port: bool,
 }
@@ -87,6 +91,7 @@ impl Default for RequestSettings {
             max_response_bytes: 10 << 20,
             max_retry_after: HumanDuration::from_secs(60),
             allow_addresses: Vec::new(),
+            accept_any_status: false,
             error_port: false,
         }
     }
@@ -443,7 +448,7 @@ impl Request {
                 }
                 continue;
             }
-            if !status.is_success() {
+            if !status.is_success() && !self.settings.accept_any_status {
                 return Err(self.refusal(&doing, response).await);
             }
             let url = show(response.url());
