@@ -41,6 +41,7 @@ fn every_solution_reads_and_its_manifests_pass_the_apiservers_checks() -> Result
                 "configmap-sync",
                 "image-mirror",
                 "image-mirror-revert",
+                "status-page",
                 "webhook-relay",
             ],
         "{names:?}"

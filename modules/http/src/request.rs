@@ -232,6 +232,9 @@ pub struct Answer {
     pub body_encoding: Encoding,
     /// The URL that answered (after redirects), without its query.
     pub url: String,
+    /// How long the request took, from sending it to the answer's last byte, redirects
+    /// included, in milliseconds.
+    pub elapsed_ms: u64,
 }
 
 /// The longest a request may take.
@@ -406,6 +409,7 @@ impl Request {
         let show = |url: &Url| if secret { origin_of(url) } else { shown(url) };
         let origin = url.origin();
         let mut redirects = 0;
+        let started = std::time::Instant::now();
         loop {
             let doing = format!("{method} {}", show(&url));
             self.guard
@@ -452,7 +456,7 @@ impl Request {
                 return Err(self.refusal(&doing, response).await);
             }
             let url = show(response.url());
-            return self.answer(&doing, url, response).await;
+            return self.answer(&doing, url, response, started).await;
         }
     }
 
@@ -527,12 +531,14 @@ impl Request {
         }
     }
 
-    /// A successful answer, its body read up to the limit and parsed by content type.
+    /// An answer, its body read up to the limit and parsed by content type; `started` is
+    /// when the request was first sent.
     async fn answer(
         &self,
         doing: &str,
         url: String,
         mut response: Response,
+        started: std::time::Instant,
     ) -> Result<Answer, NodeError> {
         let limit = self.settings.max_response_bytes;
         let too_large = || {
@@ -565,7 +571,8 @@ impl Request {
         }
         let (body, body_encoding) = body::parse(content_type.as_deref(), &read)
             .map_err(|err| NodeError::invalid(format!("{doing}: {err}")))?;
-        Ok(Answer { status, headers, body, body_encoding, url })
+        let elapsed_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+        Ok(Answer { status, headers, body, body_encoding, url, elapsed_ms })
     }
 }
 

@@ -239,6 +239,7 @@ async fn a_flaky_service_fails_transiently_then_answers_and_other_4xx_are_invali
         node.answer_with(|_, answer| Ok(answer.clone()));
         let answer = node.send("in", json!({})).await.unwrap();
         assert_eq!(answer["status"], status, "{answer}");
+        assert!(answer["elapsedMs"].is_u64(), "{answer}");
     }
 }
 
