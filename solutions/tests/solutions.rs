@@ -34,7 +34,18 @@ fn mapping(documents: &[Value], node: &str, port: &str) -> Result<Mapping> {
 fn every_solution_reads_and_its_manifests_pass_the_apiservers_checks() -> Result<()> {
     let solutions = Solution::all(&root())?;
     let names: Vec<&str> = solutions.iter().map(|s| s.spec.name.as_str()).collect();
-    ensure!(names == ["image-mirror", "image-mirror-revert"], "{names:?}");
+    ensure!(
+        names
+            == [
+                "cluster-cost-saver",
+                "configmap-sync",
+                "image-mirror",
+                "image-mirror-revert",
+                "status-page",
+                "webhook-relay",
+            ],
+        "{names:?}"
+    );
     for solution in &solutions {
         let documents = solution.documents()?;
         ensure!(

@@ -2,13 +2,15 @@
 //! expressions (`*/15 * * * *`, day of week 0–7 with Sunday as 0 or 7) and 6 fields with
 //! seconds first are read. Its kept state shows the last and next run in the node's status.
 //! Runs missed while the module was down, or while no replica led, are skipped or caught up.
+//! Its `control` input fires a run now, as the schedule would (`weir send NODE:control
+//! '{"action":"fire"}'`), for a first try or a test of what a schedule starts.
 
 use std::str::FromStr as _;
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use chrono_tz::Tz;
 use serde::{Deserialize, Serialize};
-use weir_sdk::{Component, Context, Description, JsonSchema, NodeError, Port, Value};
+use weir_sdk::{Component, Context, Description, JsonSchema, NodeError, Port, Value, read_message};
 
 /// Settings of a cron node.
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
@@ -51,6 +53,22 @@ pub struct Fired {
     pub late: bool,
 }
 
+/// What the `control` input takes.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Control {
+    /// `fire` starts a run now, as if the schedule named this moment.
+    pub action: Action,
+}
+
+/// A control action.
+#[derive(Debug, Clone, Copy, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Action {
+    /// Start a run now and answer with its answer; the schedule goes on as before.
+    Fire,
+}
+
 /// What a cron node keeps: shown in its status.
 #[derive(Debug, Default, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -89,7 +107,7 @@ impl Component for Cron {
     }
 
     fn ports(_: &CronSettings) -> Vec<Port> {
-        vec![Port::output::<Fired>("out")]
+        vec![Port::output::<Fired>("out"), Port::input::<Control>("control").with_label("Control")]
     }
 
     fn build(settings: CronSettings) -> Result<Self, NodeError> {
@@ -104,8 +122,14 @@ impl Component for Cron {
         Ok(Self { schedule, zone, missed: settings.missed })
     }
 
-    async fn handle(&self, _: &Context, port: &str, _: Value) -> Result<Value, NodeError> {
-        Err(NodeError::invalid(format!("cron has no input {port}: it runs on its schedule")))
+    async fn handle(&self, cx: &Context, port: &str, message: Value) -> Result<Value, NodeError> {
+        let Control { action: Action::Fire } = read_message(port, message)?;
+        // Not a scheduled time, so it is not the last run catching up starts from.
+        let now = Utc::now().with_timezone(&self.zone);
+        let fired = Fired { scheduled: rfc3339(&now), time: crate::now_rfc3339(), late: false };
+        let message = serde_json::to_value(&fired)
+            .map_err(|err| NodeError::internal(format!("cannot encode the run's start: {err}")))?;
+        cx.start_run(message.clone()).emit("out", message).await
     }
 
     async fn run(&self, cx: &Context) -> Result<(), NodeError> {
@@ -316,8 +340,25 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn it_takes_no_messages() {
-        let node = Harness::build::<Cron>(&json!({})).unwrap();
+    async fn control_fires_a_run_now_and_answers_with_its_answer() {
+        let node = Harness::build::<Cron>(
+            &json!({ "schedule": "0 0 1 1 *", "timeZone": "Europe/Berlin" }),
+        )
+        .unwrap();
+        node.answer_with(|_, _| Ok(json!({ "scaled": 3 })));
+        let answer = node.send("control", json!({ "action": "fire" })).await.unwrap();
+        assert_eq!(answer, json!({ "scaled": 3 }));
+        let fired = &node.emitted()[0].message;
+        assert_eq!(fired["late"], false);
+        assert!(
+            fired["scheduled"]
+                .as_str()
+                .is_some_and(|t| t.ends_with("+01:00") || t.ends_with("+02:00")),
+            "{fired}"
+        );
+        assert!(node.kept_state().get("lastRun").is_none(), "a fire is not a scheduled run");
+        let err = node.send("control", json!({ "action": "stop" })).await.unwrap_err();
+        assert_eq!(err.message(), "control.action: expected `fire`");
         let err = node.send("in", json!({})).await.unwrap_err();
         assert_eq!(err.kind(), weir_sdk::ErrorKind::Invalid);
     }

@@ -1,12 +1,13 @@
 //! The common module: the components a flow author reaches for first. Triggers (`ticker`,
 //! `cron`, `signal`) start runs; `router`, `array_split`, `collect` and `delay` shape them;
-//! `debug` shows what arrives.
+//! `debug` shows what arrives; `history` keeps the latest items of each series.
 
 mod array_split;
 mod collect;
 mod cron;
 mod debug;
 mod delay;
+mod history;
 mod router;
 mod signal;
 mod ticker;
@@ -24,6 +25,7 @@ pub fn module() -> Module {
         .component::<collect::Collect>()
         .component::<delay::Delay>()
         .component::<debug::Debug>()
+        .component::<history::History>()
 }
 
 /// Now, as RFC 3339 in UTC with whole seconds, as messages carry times.

@@ -66,6 +66,10 @@ pub struct RequestSettings {
     /// Blocks of link-local or metadata addresses requests may reach after all, as CIDRs
     /// such as `169.254.170.2/32`; none by default.
     pub allow_addresses: Vec<String>,
+    /// Emit an answer of any status on `out`, for the flow to read its `status` (a relay
+    /// passing a service's answer on), instead of failing on those other than 2xx and
+    /// retrying 429 and 5xx.
+    pub accept_any_status: bool,
     /// Send failures to the `error` output as data instead of failing the caller.
     pub error_port: bool,
 }
@@ -87,6 +91,7 @@ impl Default for RequestSettings {
             max_response_bytes: 10 << 20,
             max_retry_after: HumanDuration::from_secs(60),
             allow_addresses: Vec::new(),
+            accept_any_status: false,
             error_port: false,
         }
     }
@@ -227,6 +232,9 @@ pub struct Answer {
     pub body_encoding: Encoding,
     /// The URL that answered (after redirects), without its query.
     pub url: String,
+    /// How long the request took, from sending it to the answer's last byte, redirects
+    /// included, in milliseconds.
+    pub elapsed_ms: u64,
 }
 
 /// The longest a request may take.
@@ -401,6 +409,7 @@ impl Request {
         let show = |url: &Url| if secret { origin_of(url) } else { shown(url) };
         let origin = url.origin();
         let mut redirects = 0;
+        let started = std::time::Instant::now();
         loop {
             let doing = format!("{method} {}", show(&url));
             self.guard
@@ -443,11 +452,11 @@ impl Request {
                 }
                 continue;
             }
-            if !status.is_success() {
+            if !status.is_success() && !self.settings.accept_any_status {
                 return Err(self.refusal(&doing, response).await);
             }
             let url = show(response.url());
-            return self.answer(&doing, url, response).await;
+            return self.answer(&doing, url, response, started).await;
         }
     }
 
@@ -522,12 +531,14 @@ impl Request {
         }
     }
 
-    /// A successful answer, its body read up to the limit and parsed by content type.
+    /// An answer, its body read up to the limit and parsed by content type; `started` is
+    /// when the request was first sent.
     async fn answer(
         &self,
         doing: &str,
         url: String,
         mut response: Response,
+        started: std::time::Instant,
     ) -> Result<Answer, NodeError> {
         let limit = self.settings.max_response_bytes;
         let too_large = || {
@@ -560,7 +571,8 @@ impl Request {
         }
         let (body, body_encoding) = body::parse(content_type.as_deref(), &read)
             .map_err(|err| NodeError::invalid(format!("{doing}: {err}")))?;
-        Ok(Answer { status, headers, body, body_encoding, url })
+        let elapsed_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+        Ok(Answer { status, headers, body, body_encoding, url, elapsed_ms })
     }
 }
 

@@ -230,6 +230,17 @@ async fn a_flaky_service_fails_transiently_then_answers_and_other_4xx_are_invali
     let err = missing.send("in", json!({})).await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Invalid);
     assert_eq!(err.message(), format!("GET http://{server}/nowhere: answered 404 Not Found"));
+
+    // Accepting any status, both come out as answers, at once, for the flow to pass on.
+    let (server, _) = serve().await;
+    for (path, status) in [("flaky", 503), ("nowhere", 404)] {
+        let node =
+            request(json!({ "url": format!("http://{server}/{path}"), "acceptAnyStatus": true }));
+        node.answer_with(|_, answer| Ok(answer.clone()));
+        let answer = node.send("in", json!({})).await.unwrap();
+        assert_eq!(answer["status"], status, "{answer}");
+        assert!(answer["elapsedMs"].is_u64(), "{answer}");
+    }
 }
 
 #[tokio::test]
