@@ -32,8 +32,8 @@ use weir_testenv::{
     solution::{Weir, http_address, node_status, succeeded, wait_ready},
 };
 use weir_testregistry::{
-    LocalRegistry, push_image, push_index, random_bytes, start_registry_with_password,
-    start_registry_with_tokens, start_token_service,
+    LocalRegistry, push_image, push_index, random_bytes, start_registry,
+    start_registry_with_password, start_registry_with_tokens, start_token_service,
 };
 
 /// How long something that should happen soon may take before the test fails.
@@ -183,12 +183,12 @@ fn kind_api(client: &Client, namespace: &str, api_version: &str, kind: &str) -> 
     Api::namespaced_with(client.clone(), namespace, &resource)
 }
 
+/// Workloads by name: images by container, annotations, resourceVersion.
+type Workloads = BTreeMap<String, (BTreeMap<String, String>, BTreeMap<String, String>, String)>;
+
 /// Every workload of the test's kinds in `namespace` by name: its images by container, its
 /// annotations and its resourceVersion.
-async fn workloads(
-    client: &Client,
-    namespace: &str,
-) -> Result<BTreeMap<String, (BTreeMap<String, String>, BTreeMap<String, String>, String)>> {
+async fn workloads(client: &Client, namespace: &str) -> Result<Workloads> {
     let mut found = BTreeMap::new();
     for (api_version, kind, pod_path) in KINDS {
         let api = kind_api(client, namespace, api_version, kind);
@@ -983,5 +983,76 @@ async fn new_workloads_are_mirrored_within_seconds_of_being_applied() -> Result<
             took[took.len() - 1]
         );
     }
+    Ok(())
+}
+
+/// With `revertWhenMirrorDown`, a check that finds the mirror silent for longer than
+/// `mirrorDownFor` points the workloads back at their originals, once, through the plan's
+/// revert and the same patch; the run itself still fails, naming the mirror.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_mirror_down_longer_than_allowed_points_the_workloads_back() -> Result<()> {
+    let plane = ControlPlane::shared();
+    let client = plane.client().await?;
+    let flows = plane.namespace("down").await?;
+    let apps = plane.namespace("downapps").await?;
+    let remote = start_registry().await?;
+    let mut mirror = start_registry().await?;
+    let source = Registry::new(&remote.host, true)?;
+    let manifest = push_image(&source, "acme/app", &[random_bytes(4_096)], false, "amd64").await?;
+    source.put_manifest("acme/app", "1", &manifest).await?;
+    let original = format!("{}/acme/app:1", remote.host);
+    weir_testenv::create::<Deployment>(
+        &client,
+        &apps,
+        deployment("app", 1, &[("app", &original)], json!({})),
+    )
+    .await?;
+    let weir =
+        Weir::new(env!("CARGO_BIN_EXE_weir"), &plane.admin_account(&flows, ACCOUNT).await?.0);
+    let _modules = weir.start_modules(plane, &flows, &MODULES, ACCOUNT)?;
+    weir.install(
+        plane,
+        &flows,
+        &solutions_dir().join("image-mirror"),
+        &[
+            ("mirror", mirror.host.clone()),
+            ("mirrorPlainHttp", "true".to_owned()),
+            ("plainHttpSources", remote.host.clone()),
+            ("namespaces", apps.clone()),
+            ("interval", "24h".to_owned()),
+            ("firstTick", "afterInterval".to_owned()),
+            ("revertWhenMirrorDown", "true".to_owned()),
+            ("mirrorDownFor", "0s".to_owned()),
+        ],
+    )?;
+    wait_ready(&client, &flows, "image-mirror", PATIENCE).await?;
+    let first = tick(&weir, &flows)?;
+    ensure!(first["patched"] == json!([format!("Deployment {apps}/app")]), "{first:#}");
+    let image = |found: &Workloads| found["app"].0["app"].clone();
+    ensure!(image(&workloads(&client, &apps).await?).starts_with(&mirror.host), "on the mirror");
+
+    mirror.stop();
+    let output = weir
+        .command(&[
+            "send",
+            "-n",
+            &flows,
+            "--timeout",
+            TICK_TIMEOUT,
+            "mirror-tick:control",
+            r#"{"action":"tick"}"#,
+        ])
+        .output()?;
+    ensure!(!output.status.success(), "the tick ran on a silent mirror");
+    let back = weir_testenv::eventually("the workload pointed back", PATIENCE, || async {
+        let found = workloads(&client, &apps).await?;
+        Ok((image(&found) == original).then_some(found))
+    })
+    .await?;
+    ensure!(
+        !back["app"].1.keys().any(|k| k.starts_with(ANNOTATION)),
+        "the mirror's annotations go: {:?}",
+        back["app"].1
+    );
     Ok(())
 }

@@ -15,6 +15,11 @@
 //!
 //! It answers with a report naming every workload: patched (as the patches answered),
 //! skipped with the reason, and failed with the error.
+//!
+//! Its `revert` input plans the way back: for each workload it pointed at the mirror, one patch
+//! that gives each container still on the mirror its recorded original and removes the
+//! annotations, expecting the images it saw, so a workload moved since is left alone. The
+//! image-mirror-revert solution and the mirror's own revert after a long outage use it.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -154,9 +159,12 @@ pub struct Container {
 
 /// The plan: one item per source image.
 #[derive(Debug, Default, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
 pub struct Plan {
     /// The images to copy, by source reference.
     pub items: Vec<Item>,
+    /// How many workloads are in namespaces the mirror leaves out.
+    pub other_namespaces: usize,
 }
 
 /// One source image: its copy and the workloads to point at it, or why it cannot be copied.
@@ -203,6 +211,30 @@ pub struct Use {
     pub annotations: BTreeMap<String, String>,
 }
 
+/// The way back: one patch per workload the mirror changed.
+#[derive(Debug, Default, Serialize, JsonSchema)]
+pub struct Reverts {
+    /// The patches, as `workload_patch` takes them.
+    pub items: Vec<Revert>,
+}
+
+/// One workload's way back.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct Revert {
+    /// The workload's kind.
+    pub kind: String,
+    /// Its namespace.
+    pub namespace: String,
+    /// Its name.
+    pub name: String,
+    /// The original image of each container still on the mirror.
+    pub images: BTreeMap<String, String>,
+    /// The mirror's copy each of those containers holds now; one holding another is left.
+    pub expected: BTreeMap<String, String>,
+    /// The mirror's annotations, each set to null (removed).
+    pub annotations: BTreeMap<String, Option<String>>,
+}
+
 /// A workload (or one of its containers) the plan leaves alone, and why.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, JsonSchema)]
 pub struct Skipped {
@@ -240,7 +272,12 @@ impl Component for MirrorPlan {
     }
 
     fn ports(_: &MirrorPlanSettings) -> Vec<Port> {
-        vec![Port::input::<Workloads>("in"), Port::output::<Plan>("out")]
+        vec![
+            Port::input::<Workloads>("in"),
+            Port::input::<Workloads>("revert"),
+            Port::output::<Plan>("out"),
+            Port::output::<Reverts>("reverts"),
+        ]
     }
 
     fn build(settings: MirrorPlanSettings) -> Result<Self, NodeError> {
@@ -285,6 +322,9 @@ impl Component for MirrorPlan {
 
     async fn handle(&self, cx: &Context, port: &str, message: Value) -> Result<Value, NodeError> {
         let Workloads { workloads, complete } = read_message(port, message)?;
+        if port == "revert" {
+            return cx.emit("reverts", self.revert(&workloads)).await;
+        }
         let (plan, skipped) = self.plan(&workloads);
         let answer = cx.emit("out", &plan).await?;
         let report = report(&plan, &skipped, &answer);
@@ -303,6 +343,7 @@ impl MirrorPlan {
     pub fn plan(&self, workloads: &[Workload]) -> (Plan, Vec<Skipped>) {
         let mut items: BTreeMap<String, Item> = BTreeMap::new();
         let mut skipped = Vec::new();
+        let mut other_namespaces = 0;
         let only: BTreeSet<&str> = self.settings.namespaces.iter().map(String::as_str).collect();
         let excluded: BTreeSet<&str> =
             self.settings.exclude_namespaces.iter().map(String::as_str).collect();
@@ -313,7 +354,9 @@ impl MirrorPlan {
             if (!only.is_empty() && !only.contains(workload.namespace.as_str()))
                 || excluded.contains(workload.namespace.as_str())
             {
-                skipped.push(skip("its namespace is not mirrored".to_owned()));
+                // Out of scope rather than skipped: counted, not named (kube-system alone would
+                // fill the answer).
+                other_namespaces += 1;
                 continue;
             }
             if workload.annotations.get(SKIP_ANNOTATION).map(String::as_str) == Some("true") {
@@ -360,7 +403,7 @@ impl MirrorPlan {
                 });
             }
         }
-        (Plan { items }, skipped)
+        (Plan { items, other_namespaces }, skipped)
     }
 
     fn add_container(
@@ -457,6 +500,55 @@ impl MirrorPlan {
         }
     }
 
+    /// The patches that undo what the mirror did to `workloads`: those of the mirrored
+    /// namespaces that carry its annotations; what a controller owns follows its controller.
+    pub fn revert(&self, workloads: &[Workload]) -> Reverts {
+        let only: BTreeSet<&str> = self.settings.namespaces.iter().map(String::as_str).collect();
+        let on_mirror = format!("{}/", self.mirror);
+        let mut items = Vec::new();
+        for workload in workloads {
+            if (!only.is_empty() && !only.contains(workload.namespace.as_str()))
+                || !PATCHABLE.contains(&workload.kind.as_str())
+                || workload.controller.is_some()
+            {
+                continue;
+            }
+            let recorded: Vec<(&String, &String)> = workload
+                .annotations
+                .iter()
+                .filter(|(key, _)| key.starts_with(ORIGINAL_ANNOTATION))
+                .collect();
+            if recorded.is_empty() {
+                continue;
+            }
+            let mut revert = Revert {
+                kind: workload.kind.clone(),
+                namespace: workload.namespace.clone(),
+                name: workload.name.clone(),
+                images: BTreeMap::new(),
+                expected: BTreeMap::new(),
+                annotations: BTreeMap::new(),
+            };
+            for (key, original) in recorded {
+                let container = &key[ORIGINAL_ANNOTATION.len()..];
+                let holds = workload
+                    .containers
+                    .iter()
+                    .chain(&workload.init_containers)
+                    .find(|c| c.name == container);
+                if let Some(holds) = holds
+                    && holds.image.to_lowercase().starts_with(&on_mirror)
+                {
+                    revert.images.insert(container.to_owned(), original.clone());
+                    revert.expected.insert(container.to_owned(), holds.image.clone());
+                }
+                revert.annotations.insert(key.clone(), None);
+            }
+            items.push(revert);
+        }
+        Reverts { items }
+    }
+
     /// Where `source` goes in the mirror.
     fn target(&self, source: &Reference) -> Result<String, String> {
         let flat: String = source
@@ -531,6 +623,7 @@ fn report(plan: &Plan, skipped: &[Skipped], answer: &Value) -> Value {
         "patched": patched,
         "failed": failed,
         "skipped": skipped,
+        "otherNamespaces": plan.other_namespaces,
     })
 }
 
@@ -816,6 +909,70 @@ mod tests {
             "nginx:1.27"
         );
         assert_eq!(planned.items[0].workloads[0].current["main"], pinned);
+        let elsewhere = planner(json!({ "mirror": "mirror.local:5000", "namespaces": ["ops"] }));
+        let (planned, skipped) =
+            elsewhere.plan(&[workload("Deployment", "web", &[("main", "nginx")], json!({}))]);
+        assert!(planned.items.is_empty() && skipped.is_empty());
+        assert_eq!(planned.other_namespaces, 1, "counted, not named");
+    }
+
+    #[test]
+    fn a_revert_puts_back_what_the_mirror_recorded_and_removes_its_annotations() {
+        let plan = planner(json!({ "mirror": "Mirror.local:5000" }));
+        let sha = "sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+        let pinned = format!("mirror.local:5000/mirror/docker.io/library/nginx:1.27@{sha}");
+        let migrate = format!("mirror.local:5000/mirror/ghcr.io/acme/migrate:3@{sha}");
+        let mut web = workload(
+            "Deployment",
+            "web",
+            &[("web", &pinned), ("edited", "nginx:1.28")],
+            json!({
+                "original.mirror.weir.dev/web": "nginx:1.27",
+                "original.mirror.weir.dev/edited": "nginx:1.27",
+                "original.mirror.weir.dev/migrate": "ghcr.io/acme/migrate:3",
+                "original.mirror.weir.dev/gone": "redis:7",
+                "team": "shop",
+            }),
+        );
+        web.init_containers = vec![Container { name: "migrate".into(), image: migrate.clone() }];
+        let untouched = workload("Deployment", "api", &[("api", "nginx:1.27")], json!({}));
+        let db = || {
+            workload(
+                "StatefulSet",
+                "db",
+                &[("db", &pinned)],
+                json!({ "original.mirror.weir.dev/db": "nginx:1.27" }),
+            )
+        };
+        // What a controller owns follows its controller, and a Pod was never patched.
+        let mut owned = db();
+        owned.kind = "ReplicaSet".into();
+        owned.controller = Some("Deployment/web".into());
+        let mut pod = db();
+        pod.kind = "Pod".into();
+        let reverts =
+            serde_json::to_value(plan.revert(&[web, untouched, db(), owned, pod])).unwrap();
+        assert_eq!(
+            reverts,
+            json!({ "items": [{
+                "kind": "Deployment", "namespace": "shop", "name": "web",
+                "images": { "web": "nginx:1.27", "migrate": "ghcr.io/acme/migrate:3" },
+                "expected": { "web": pinned, "migrate": migrate },
+                "annotations": {
+                    "original.mirror.weir.dev/edited": null,
+                    "original.mirror.weir.dev/gone": null,
+                    "original.mirror.weir.dev/migrate": null,
+                    "original.mirror.weir.dev/web": null,
+                },
+            }, {
+                "kind": "StatefulSet", "namespace": "shop", "name": "db",
+                "images": { "db": "nginx:1.27" },
+                "expected": { "db": pinned },
+                "annotations": { "original.mirror.weir.dev/db": null },
+            }] })
+        );
+        let elsewhere = planner(json!({ "mirror": "mirror.local:5000", "namespaces": ["ops"] }));
+        assert!(elsewhere.revert(&[db()]).items.is_empty(), "only the namespaces asked for");
     }
 
     #[test]

@@ -3,7 +3,9 @@
 //! run at once when the registry is down or black-holed (takes connections, never answers),
 //! instead of each copy waiting out its own timeouts, and says so: the run fails, transient,
 //! naming the registry, and the node's `Degraded` condition (and so its flow's) says since when
-//! it has not answered, until it answers again.
+//! it has not answered, until it answers again. With `announceDown`, a check that finds it
+//! silent for longer than `downAfter` also sends `{registry, silentSince, silentSeconds}` on
+//! `down`, once per outage, for a flow to act on (the image mirror reverts its workloads).
 
 use std::time::SystemTime;
 
@@ -24,6 +26,11 @@ pub struct RegistryCheckSettings {
     pub plain_http: bool,
     /// How long it may take to answer, such as `10s`; between 100ms and 5m.
     pub timeout: HumanDuration,
+    /// Send on `down`, once per outage, when a check finds the registry silent for longer
+    /// than `downAfter`.
+    pub announce_down: bool,
+    /// How long an outage lasts before it is announced on `down`, such as `30m`.
+    pub down_after: HumanDuration,
 }
 
 impl Default for RegistryCheckSettings {
@@ -32,6 +39,8 @@ impl Default for RegistryCheckSettings {
             registry: "registry.local:5000".to_owned(),
             plain_http: false,
             timeout: HumanDuration::from_secs(10),
+            announce_down: false,
+            down_after: HumanDuration::from_secs(30 * 60),
         }
     }
 }
@@ -42,6 +51,20 @@ impl Default for RegistryCheckSettings {
 struct Kept {
     /// Seconds since the Unix epoch of the first check it failed, while it fails.
     silent_since: Option<u64>,
+    /// Whether this outage was announced on `down`.
+    announced: bool,
+}
+
+/// What `down` carries.
+#[derive(Debug, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Down {
+    /// The registry.
+    pub registry: String,
+    /// Seconds since the Unix epoch of the first check it failed.
+    pub silent_since: u64,
+    /// How long it has been silent, in seconds.
+    pub silent_seconds: u64,
 }
 
 /// A node of the registry check component.
@@ -49,6 +72,7 @@ struct Kept {
 pub struct RegistryCheck {
     registry: Registry,
     timeout: std::time::Duration,
+    announce_after: Option<u64>,
 }
 
 impl Component for RegistryCheck {
@@ -66,7 +90,7 @@ impl Component for RegistryCheck {
     }
 
     fn ports(_: &RegistryCheckSettings) -> Vec<Port> {
-        vec![Port::input::<Value>("in"), Port::output::<Value>("out")]
+        vec![Port::input::<Value>("in"), Port::output::<Value>("out"), Port::output::<Down>("down")]
     }
 
     fn build(settings: RegistryCheckSettings) -> Result<Self, NodeError> {
@@ -95,7 +119,8 @@ impl Component for RegistryCheck {
         };
         let registry = Registry::with_options(&settings.registry, &options)
             .map_err(|err| NodeError::invalid(format!("settings.registry: {err}")))?;
-        Ok(Self { registry, timeout })
+        let announce_after = settings.announce_down.then(|| settings.down_after.get().as_secs());
+        Ok(Self { registry, timeout, announce_after })
     }
 
     async fn handle(&self, cx: &Context, _: &str, message: Value) -> Result<Value, NodeError> {
@@ -103,6 +128,7 @@ impl Component for RegistryCheck {
         match self.registry.ping(self.timeout).await {
             Ok(_) => {
                 if kept.silent_since.take().is_some() {
+                    kept.announced = false;
                     cx.save_state(&kept)?;
                     cx.set_degraded(None);
                 }
@@ -120,6 +146,22 @@ impl Component for RegistryCheck {
                     now.saturating_sub(since)
                 );
                 cx.set_degraded(Some(problem.clone()));
+                let silent_seconds = now.saturating_sub(since);
+                if let Some(after) = self.announce_after
+                    && silent_seconds >= after
+                    && !kept.announced
+                {
+                    kept.announced = true;
+                    cx.save_state(&kept)?;
+                    let down =
+                        Down { registry: host.to_owned(), silent_since: since, silent_seconds };
+                    // What acting on it met is the node's to report; the next check tries again.
+                    if let Err(failed) = cx.emit("down", down).await {
+                        kept.announced = false;
+                        cx.save_state(&kept)?;
+                        cx.report(&failed);
+                    }
+                }
                 Err(NodeError::transient(format!("{problem}; nothing that relies on it runs")))
             }
         }

@@ -997,5 +997,22 @@ async fn a_registry_check_stops_runs_while_the_registry_is_down_or_silent() -> R
     ensure!(started.elapsed() < std::time::Duration::from_secs(10), "bounded by the timeout");
     // Since when is kept: a later failure counts from the first.
     ensure!(node.kept_state()["silentSince"].is_u64(), "{}", node.kept_state());
+    ensure!(node.emitted().is_empty(), "not announced unless asked");
+
+    // Announced on `down` once per outage, when asked, after downAfter.
+    let node = Harness::build::<RegistryCheck>(&json!({
+        "registry": closed, "plainHttp": true, "timeout": "500ms",
+        "announceDown": true, "downAfter": "0s",
+    }))?;
+    for _ in 0..2 {
+        node.send("in", json!({})).await.expect_err("refused");
+    }
+    let announced = node.emitted();
+    ensure!(
+        announced.len() == 1
+            && announced[0].port == "down"
+            && announced[0].message["registry"] == closed.as_str(),
+        "{announced:?}"
+    );
     Ok(())
 }
