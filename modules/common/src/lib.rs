@@ -1,11 +1,12 @@
 //! The common module: the components a flow author reaches for first. Triggers (`ticker`,
-//! `cron`, `signal`) start runs; `router`, `array_split`, `collect` and `delay` shape them;
-//! `debug` shows what arrives.
+//! `cron`, `signal`) start runs; `router`, `array_split`, `collect`, `delay` and `dedupe` shape
+//! them; `debug` shows what arrives.
 
 mod array_split;
 mod collect;
 mod cron;
 mod debug;
+mod dedupe;
 mod delay;
 mod router;
 mod signal;
@@ -23,6 +24,7 @@ pub fn module() -> Module {
         .component::<array_split::ArraySplit>()
         .component::<collect::Collect>()
         .component::<delay::Delay>()
+        .component::<dedupe::Dedupe>()
         .component::<debug::Debug>()
 }
 
