@@ -34,7 +34,7 @@ fn mapping(documents: &[Value], node: &str, port: &str) -> Result<Mapping> {
 fn every_solution_reads_and_its_manifests_pass_the_apiservers_checks() -> Result<()> {
     let solutions = Solution::all(&root())?;
     let names: Vec<&str> = solutions.iter().map(|s| s.spec.name.as_str()).collect();
-    ensure!(names == ["image-mirror", "image-mirror-revert"], "{names:?}");
+    ensure!(names == ["image-mirror", "image-mirror-revert", "pod-failure-alerts"], "{names:?}");
     for solution in &solutions {
         let documents = solution.documents()?;
         ensure!(
@@ -130,6 +130,44 @@ fn settings_land_where_solution_toml_says_and_bad_ones_are_refused() -> Result<(
             == "setting firstTick: \"later\" is not one of immediately, afterInterval"
     );
     ensure!(matches!(parse_set("mirror"), Err(SolutionError::BadValue { .. })));
+    Ok(())
+}
+
+#[test]
+fn pod_failure_alerts_settings_land_and_bad_ones_are_refused_by_name() -> Result<()> {
+    let alerts = load("pod-failure-alerts")?;
+    let render = |sets: &[&str]| -> Result<Vec<Value>, SolutionError> {
+        let sets: Vec<(String, String)> =
+            sets.iter().map(|t| parse_set(t)).collect::<Result<_, _>>()?;
+        alerts.render(&sets)
+    };
+    let documents = render(&[
+        "format=teams",
+        "webhookSecret=teams-hook",
+        "namespace=shop",
+        "recoveredAfter=10m",
+        "logLines=50",
+    ])?;
+    let node = |name: &str| {
+        documents.iter().find(|d| d["metadata"]["name"] == name).cloned().unwrap_or_default()
+    };
+    ensure!(node("podalert-watch")["spec"]["edges"][0]["mapping"]["format"] == "teams");
+    ensure!(node("podalert-watch")["spec"]["settings"]["namespace"] == "shop");
+    ensure!(
+        node("podalert-post")["spec"]["settings"]["secretUrl"]
+            == json!({ "secretKeyRef": { "name": "teams-hook", "key": "url" } })
+    );
+    ensure!(node("podalert-once")["spec"]["settings"]["resetAfter"] == "10m");
+    ensure!(node("podalert-logs")["spec"]["settings"]["tailLines"] == 50);
+    let refused = |sets: &[&str]| render(sets).map(|_| ()).expect_err("refused").to_string();
+    ensure!(
+        refused(&["format=discord"])
+            == "setting format: \"discord\" is not one of slack, teams, json",
+        "{}",
+        refused(&["format=discord"])
+    );
+    ensure!(refused(&["recoveredAfter=soon"]).starts_with("setting recoveredAfter: \"soon\""));
+    ensure!(refused(&["logLines=all"]) == "setting logLines: \"all\" is not a whole number");
     Ok(())
 }
 
