@@ -34,7 +34,16 @@ fn mapping(documents: &[Value], node: &str, port: &str) -> Result<Mapping> {
 fn every_solution_reads_and_its_manifests_pass_the_apiservers_checks() -> Result<()> {
     let solutions = Solution::all(&root())?;
     let names: Vec<&str> = solutions.iter().map(|s| s.spec.name.as_str()).collect();
-    ensure!(names == ["image-mirror", "image-mirror-revert", "pod-failure-alerts"], "{names:?}");
+    ensure!(
+        names
+            == [
+                "cronjob-failure-alerts",
+                "image-mirror",
+                "image-mirror-revert",
+                "pod-failure-alerts"
+            ],
+        "{names:?}"
+    );
     for solution in &solutions {
         let documents = solution.documents()?;
         ensure!(
@@ -168,6 +177,32 @@ fn pod_failure_alerts_settings_land_and_bad_ones_are_refused_by_name() -> Result
     );
     ensure!(refused(&["recoveredAfter=soon"]).starts_with("setting recoveredAfter: \"soon\""));
     ensure!(refused(&["logLines=all"]) == "setting logLines: \"all\" is not a whole number");
+    Ok(())
+}
+
+#[test]
+fn cronjob_failure_alerts_settings_land_and_bad_ones_are_refused_by_name() -> Result<()> {
+    let alerts = load("cronjob-failure-alerts")?;
+    let render = |sets: &[&str]| -> Result<Vec<Value>, SolutionError> {
+        let sets: Vec<(String, String)> =
+            sets.iter().map(|t| parse_set(t)).collect::<Result<_, _>>()?;
+        alerts.render(&sets)
+    };
+    let documents = render(&["format=json", "namespace=batch"])?;
+    let node = |name: &str| {
+        documents.iter().find(|d| d["metadata"]["name"] == name).cloned().unwrap_or_default()
+    };
+    let edges = &node("cronalert-logs")["spec"]["edges"];
+    ensure!(edges[0]["mapping"]["format"] == "json" && edges[1]["mapping"]["format"] == "json");
+    for name in ["cronalert-jobs", "cronalert-pods", "cronalert-logs"] {
+        ensure!(node(name)["spec"]["settings"]["namespace"] == "batch", "{name}");
+    }
+    let refused = |sets: &[&str]| render(sets).map(|_| ()).expect_err("refused").to_string();
+    ensure!(
+        refused(&["format=discord"])
+            == "setting format: \"discord\" is not one of slack, teams, json"
+    );
+    ensure!(refused(&["logLines=-"]) == "setting logLines: \"-\" is not a whole number");
     Ok(())
 }
 
