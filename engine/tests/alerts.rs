@@ -28,7 +28,10 @@ use axum::{
     routing::post,
 };
 use futures::StreamExt;
-use k8s_openapi::api::core::v1::{Pod, Secret};
+use k8s_openapi::api::{
+    batch::v1::{CronJob, Job},
+    core::v1::{Pod, Secret},
+};
 use kube::{
     Api,
     api::{WatchEvent, WatchParams},
@@ -37,7 +40,7 @@ use serde_json::{Value, json};
 use weir_distribution::client::Registry;
 use weir_testenv::{
     Cluster, busybox_image, eventually,
-    solution::{Weir, wait_ready},
+    solution::{Weir, succeeded, wait_ready},
 };
 use weir_testregistry::{LocalRegistry, start_registry};
 
@@ -234,49 +237,17 @@ async fn pod_alerts(setup: &Setup) -> Result<()> {
     )?;
     wait_ready(&setup.client, &setup.flows, "pod-failure-alerts", PATIENCE).await?;
 
-    // Runs 1 and 2 crash (the kubelet restarts at once the first time, then backs off 10 s:
-    // CrashLoopBackOff); run 3 crashes at once: still the same crash loop; run 4 runs well
-    // for 12 s (longer than recoveredAfter) and crashes: a new failure.
-    setup
-        .pod(
-            "crasher",
-            &setup.image,
-            &runs(&[
-                "echo 'fatal: run 1 failed'; exit 1",
-                "echo 'fatal: run 2 failed'; exit 1",
-                "exit 1",
-                "sleep 12; echo 'fatal: run 4 failed'; exit 3",
-                "exec sleep 3600",
-            ]),
-        )
-        .await?;
+    // The pull failure first: its alert also shows the watch is live before the crash loop
+    // starts, since a Ready node may still be connecting its watch.
     let missing = setup.image.replace(":1", ":missing");
     setup.pod("unpullable", &missing, "exit 0").await?;
-    let crasher = format!("`{}/crasher`", setup.apps);
     let unpullable = format!("`{}/unpullable`", setup.apps);
-
     let created = Instant::now();
-    let first = eventually("the crash loop's first alert", PATIENCE, || async {
-        Ok(chat.posts_about(&crasher).first().cloned())
-    })
-    .await?;
-    for post in chat.posts() {
-        eprintln!("{:.1?} after the pods: {}", post.at.duration_since(created), post.body);
-    }
-    let text = first.body["text"].as_str().context("a Slack text")?;
-    for needle in [
-        "*CrashLoopBackOff*",
-        "container `main`",
-        "restarts: ",
-        "last exit 1",
-        "fatal: run 2 failed",
-    ] {
-        ensure!(text.contains(needle), "{needle:?} is not in the alert: {text}");
-    }
     let pull = eventually("the unpullable image's alert", PATIENCE, || async {
         Ok(chat.posts_about(&unpullable).first().cloned())
     })
     .await?;
+    eprintln!("pull failure alert {:.1?} after the pod", pull.at.duration_since(created));
     let text = pull.body["text"].as_str().context("a Slack text")?;
     ensure!(
         text.contains("*ErrImagePull*") || text.contains("*ImagePullBackOff*"),
@@ -286,6 +257,39 @@ async fn pod_alerts(setup: &Setup) -> Result<()> {
         text.contains("busybox:missing: not found") && !text.contains("logs"),
         "the kubelet's message, and no logs for a container that never ran: {text}"
     );
+
+    // Runs 1 and 2 crash at once, run 3 runs well for 12 s (longer than recoveredAfter) and
+    // crashes: a new failure. The kubelet backs off 10 s after run 1 (or restarts it at once
+    // and backs off after run 2), then 20 s, so run 2's crash comes while the first alert's
+    // failure goes on, and is none of its own.
+    setup
+        .pod(
+            "crasher",
+            &setup.image,
+            &runs(&[
+                "echo 'fatal: run 1 failed'; exit 1",
+                "echo 'fatal: run 2 failed'; exit 1",
+                "sleep 12; echo 'fatal: run 3 failed'; exit 3",
+                "exec sleep 3600",
+            ]),
+        )
+        .await?;
+    let crasher = format!("`{}/crasher`", setup.apps);
+    let created = Instant::now();
+    let first = eventually("the crash loop's first alert", PATIENCE, || async {
+        Ok(chat.posts_about(&crasher).first().cloned())
+    })
+    .await?;
+    eprintln!("crash loop alert {:.1?} after the pod", first.at.duration_since(created));
+    let text = first.body["text"].as_str().context("a Slack text")?;
+    for needle in ["*CrashLoopBackOff*", "container `main`", "restarts: ", "last exit 1 (Error)"] {
+        ensure!(text.contains(needle), "{needle:?} is not in the alert: {text}");
+    }
+    ensure!(
+        text.contains("```\nrun 1 starting\nfatal: run 1 failed\n```")
+            || text.contains("```\nrun 2 starting\nfatal: run 2 failed\n```"),
+        "the failed run's log lines: {text}"
+    );
     ensure!(chat.refused() == 1, "the chat refused one post and the flow waited and sent it again");
 
     let second = eventually("the alert after the recovery", PATIENCE, || async {
@@ -293,15 +297,15 @@ async fn pod_alerts(setup: &Setup) -> Result<()> {
     })
     .await?;
     let text = second.body["text"].as_str().context("a Slack text")?;
-    ensure!(text.contains("fatal: run 4 failed") && text.contains("last exit 3"), "{text}");
-    // The back-off after run 4 is 40 s; until then nothing more may come, and the pull
+    ensure!(text.contains("fatal: run 3 failed") && text.contains("last exit 3"), "{text}");
+    // The back-off after run 3 is 40 s; until then nothing more may come, and the pull
     // failure, retried by the kubelet all along, stays one message.
     tokio::time::sleep(Duration::from_secs(5)).await;
     let about_crasher = chat.posts_about(&crasher).len();
     let about_pull = chat.posts_about(&unpullable).len();
     ensure!(
         (about_crasher, about_pull) == (2, 1),
-        "two alerts for the crash loop (run 3's quick crash was no recovery) and one for the pull, not {about_crasher} and {about_pull}: {:#?}",
+        "two alerts for the crash loop (a quick crash after the first is no recovery) and one for the pull, not {about_crasher} and {about_pull}: {:#?}",
         chat.posts()
     );
     Ok(())
@@ -375,6 +379,120 @@ async fn pod_failure_alerts_latency() -> Result<()> {
         at(0.5),
         at(0.99),
         latencies[latencies.len() - 1]
+    );
+    Ok(())
+}
+
+/// A Job template of busybox running `script` once (no retry).
+fn job_template(image: &str, script: &str) -> Value {
+    json!({
+        "spec": {
+            "backoffLimit": 0,
+            "template": { "spec": {
+                "restartPolicy": "Never",
+                "terminationGracePeriodSeconds": 0,
+                "containers": [{
+                    "name": "main", "image": image, "imagePullPolicy": "IfNotPresent",
+                    "command": ["/bin/sh", "-c", script],
+                }],
+            } },
+        },
+    })
+}
+
+/// Waits until Job `name` has finished, with condition `condition` (`Complete` or `Failed`).
+async fn finished(jobs: &Api<Job>, name: &str, condition: &str) -> Result<()> {
+    eventually(&format!("Job {name} {condition}"), PATIENCE, || async {
+        let job = jobs.get(name).await?;
+        let conditions = job.status.and_then(|s| s.conditions).unwrap_or_default();
+        Ok(conditions.iter().any(|c| c.type_ == condition && c.status == "True").then_some(()))
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cronjob_failure_alerts_post_a_failed_job_of_a_cronjob_with_its_last_log_lines_once()
+-> Result<()> {
+    let setup = setup("cronalerts").await?;
+    let outcome = cronjob_alerts(&setup).await;
+    if outcome.is_err() {
+        setup.show_nodes();
+    }
+    outcome
+}
+
+async fn cronjob_alerts(setup: &Setup) -> Result<()> {
+    let chat = Chat::start(0).await?;
+    setup.chat_secret(&chat).await?;
+    setup.weir.install(
+        setup.cluster,
+        &setup.flows,
+        &solutions_dir().join("cronjob-failure-alerts"),
+        &[("namespace", setup.apps.clone())],
+    )?;
+    wait_ready(&setup.client, &setup.flows, "cronjob-failure-alerts", PATIENCE).await?;
+
+    // Suspended CronJobs, run now the way a person does: `kubectl create job --from`, which
+    // makes the CronJob the Job's owner, as its schedule would.
+    let cronjob = |name: &str, script: &str| {
+        json!({
+            "metadata": { "name": name },
+            "spec": {
+                "schedule": "0 0 1 1 *",
+                "suspend": true,
+                "jobTemplate": job_template(&setup.image, script),
+            },
+        })
+    };
+    weir_testenv::create::<CronJob>(
+        &setup.client,
+        &setup.apps,
+        cronjob("nightly", "echo 'report: connecting'; echo 'fatal: db unreachable'; exit 1"),
+    )
+    .await?;
+    weir_testenv::create::<CronJob>(&setup.client, &setup.apps, cronjob("hourly", "echo fine"))
+        .await?;
+    for (job, from) in [("nightly-manual", "nightly"), ("hourly-manual", "hourly")] {
+        succeeded(
+            setup.cluster.kubectl().args([
+                "create",
+                "job",
+                job,
+                &format!("--from=cronjob/{from}"),
+                "-n",
+                &setup.apps,
+            ]),
+            &format!("kubectl create job {job}"),
+        )?;
+    }
+    // A failing Job no CronJob owns is not this solution's business.
+    let mut standalone = job_template(&setup.image, "echo 'lone failure'; exit 2");
+    standalone["metadata"] = json!({ "name": "standalone" });
+    weir_testenv::create::<Job>(&setup.client, &setup.apps, standalone).await?;
+
+    let post = eventually("the failed Job's alert", PATIENCE, || async {
+        Ok(chat.posts_about("nightly-manual").first().cloned())
+    })
+    .await?;
+    let text = post.body["text"].as_str().context("a Slack text")?;
+    for needle in [
+        format!(
+            "Job `{}/nightly-manual` of CronJob `nightly` failed: *BackoffLimitExceeded*",
+            setup.apps
+        ),
+        "Last lines of pod `nightly-manual-".to_owned(),
+        "report: connecting\nfatal: db unreachable".to_owned(),
+    ] {
+        ensure!(text.contains(&needle), "{needle:?} is not in the alert: {text}");
+    }
+    let jobs: Api<Job> = Api::namespaced(setup.client.clone(), &setup.apps);
+    finished(&jobs, "hourly-manual", "Complete").await?;
+    finished(&jobs, "standalone", "Failed").await?;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let posts = chat.posts();
+    ensure!(
+        posts.len() == 1,
+        "one alert: not the Job that succeeded, not the Job no CronJob owns: {posts:#?}"
     );
     Ok(())
 }
