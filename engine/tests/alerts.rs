@@ -29,6 +29,7 @@ use axum::{
 };
 use futures::StreamExt;
 use k8s_openapi::api::{
+    apps::v1::Deployment,
     batch::v1::{CronJob, Job},
     core::v1::{Pod, Secret},
 };
@@ -150,7 +151,9 @@ async fn setup(prefix: &str) -> Result<Setup> {
 }
 
 impl Setup {
-    /// Shows the flow nodes' statuses (errors, counters, kept state), for a failure.
+    /// Shows the flow nodes' statuses (errors, counters, kept state), for a failure: the test
+    /// harness shows stderr with it.
+    #[allow(clippy::print_stderr)]
     fn show_nodes(&self) {
         let output =
             self.cluster.kubectl().args(["get", "fn", "-n", &self.flows, "-o", "json"]).output();
@@ -242,12 +245,10 @@ async fn pod_alerts(setup: &Setup) -> Result<()> {
     let missing = setup.image.replace(":1", ":missing");
     setup.pod("unpullable", &missing, "exit 0").await?;
     let unpullable = format!("`{}/unpullable`", setup.apps);
-    let created = Instant::now();
     let pull = eventually("the unpullable image's alert", PATIENCE, || async {
         Ok(chat.posts_about(&unpullable).first().cloned())
     })
     .await?;
-    eprintln!("pull failure alert {:.1?} after the pod", pull.at.duration_since(created));
     let text = pull.body["text"].as_str().context("a Slack text")?;
     ensure!(
         text.contains("*ErrImagePull*") || text.contains("*ImagePullBackOff*"),
@@ -275,12 +276,10 @@ async fn pod_alerts(setup: &Setup) -> Result<()> {
         )
         .await?;
     let crasher = format!("`{}/crasher`", setup.apps);
-    let created = Instant::now();
     let first = eventually("the crash loop's first alert", PATIENCE, || async {
         Ok(chat.posts_about(&crasher).first().cloned())
     })
     .await?;
-    eprintln!("crash loop alert {:.1?} after the pod", first.at.duration_since(created));
     let text = first.body["text"].as_str().context("a Slack text")?;
     for needle in ["*CrashLoopBackOff*", "container `main`", "restarts: ", "last exit 1 (Error)"] {
         ensure!(text.contains(needle), "{needle:?} is not in the alert: {text}");
@@ -315,6 +314,7 @@ async fn pod_alerts(setup: &Setup) -> Result<()> {
 /// test sees it) to the chat's post, over 24 pods crashing at once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "a measurement: run with --ignored --nocapture"]
+#[allow(clippy::print_stdout)]
 async fn pod_failure_alerts_latency() -> Result<()> {
     const PODS: usize = 24;
     let setup = setup("podlatency").await?;
@@ -494,5 +494,195 @@ async fn cronjob_alerts(setup: &Setup) -> Result<()> {
         posts.len() == 1,
         "one alert: not the Job that succeeded, not the Job no CronJob owns: {posts:#?}"
     );
+    Ok(())
+}
+
+/// HMAC-SHA256 of `data` with `key` (RFC 2104), as GitHub signs its webhooks.
+fn hmac_sha256(key: &[u8], data: &[u8]) -> Vec<u8> {
+    use sha2::{Digest, Sha256};
+    const BLOCK: usize = 64;
+    let mut block = [0u8; BLOCK];
+    if key.len() > BLOCK {
+        block[..32].copy_from_slice(&Sha256::digest(key));
+    } else {
+        block[..key.len()].copy_from_slice(key);
+    }
+    let pad = |byte: u8| block.iter().map(|b| b ^ byte).collect::<Vec<u8>>();
+    let inner = Sha256::new().chain_update(pad(0x36)).chain_update(data).finalize();
+    Sha256::new().chain_update(pad(0x5c)).chain_update(inner).finalize().to_vec()
+}
+
+/// GitHub's `X-Hub-Signature-256` of `body` with `secret`.
+fn github_signature(secret: &str, body: &[u8]) -> String {
+    let digest = hmac_sha256(secret.as_bytes(), body);
+    format!("sha256={}", digest.iter().map(|b| format!("{b:02x}")).collect::<String>())
+}
+
+#[test]
+fn the_test_signs_as_github_does() {
+    // RFC 4231, test case 2.
+    let mac = hmac_sha256(b"Jefe", b"what do ya want for nothing?");
+    let hex: String = mac.iter().map(|b| format!("{b:02x}")).collect();
+    assert_eq!(hex, "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843");
+}
+
+/// The images the Deployment `name`'s running, ready pods run.
+async fn running_images(pods: &Api<Pod>, name: &str) -> Result<Vec<String>> {
+    let list = pods.list(&kube::api::ListParams::default().labels(&format!("app={name}"))).await?;
+    Ok(list
+        .items
+        .into_iter()
+        .filter(|pod| {
+            let status = pod.status.clone().unwrap_or_default();
+            pod.metadata.deletion_timestamp.is_none()
+                && status.phase.as_deref() == Some("Running")
+                && status.container_statuses.unwrap_or_default().iter().all(|c| c.ready)
+        })
+        .flat_map(|pod| pod.spec.map(|s| s.containers).unwrap_or_default())
+        .filter_map(|c| c.image)
+        .collect())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deploy_webhook_rolls_out_a_signed_github_package_refuses_a_bad_signature_and_posts_a_failed_rollout()
+-> Result<()> {
+    let setup = setup("deploys").await?;
+    let outcome = deploys(&setup).await;
+    if outcome.is_err() {
+        setup.show_nodes();
+    }
+    outcome
+}
+
+async fn deploys(setup: &Setup) -> Result<()> {
+    const GITHUB_SECRET: &str = "gh-s3cret";
+    const TOKEN: &str = "t0ken";
+    let repository = setup.image.trim_end_matches(":1").to_owned();
+    let next = format!("{repository}:2");
+    busybox_image(&["/bin/sh"])?
+        .push(&Registry::new(repository.split('/').next().context("host")?, true)?, "busybox", "2")
+        .await?;
+    let chat = Chat::start(0).await?;
+    setup.chat_secret(&chat).await?;
+    weir_testenv::create::<Secret>(
+        &setup.client,
+        &setup.flows,
+        json!({ "metadata": { "name": "deploy-webhook" },
+                "stringData": { "github-secret": GITHUB_SECRET, "token": TOKEN } }),
+    )
+    .await?;
+    let labels = json!({ "app": "web" });
+    weir_testenv::create::<Deployment>(
+        &setup.client,
+        &setup.apps,
+        json!({
+            "metadata": { "name": "web" },
+            "spec": {
+                "replicas": 1,
+                "progressDeadlineSeconds": 10,
+                "selector": { "matchLabels": labels },
+                "template": { "metadata": { "labels": labels }, "spec": {
+                    "terminationGracePeriodSeconds": 0,
+                    "containers": [{ "name": "web", "image": setup.image,
+                        "imagePullPolicy": "IfNotPresent", "command": ["/bin/sh", "-c", "exec sleep 3600"] }],
+                } },
+            },
+        }),
+    )
+    .await?;
+    let pods: Api<Pod> = Api::namespaced(setup.client.clone(), &setup.apps);
+    eventually("web running its first image", PATIENCE, || async {
+        Ok((running_images(&pods, "web").await? == [setup.image.clone()]).then_some(()))
+    })
+    .await?;
+    setup.weir.install(
+        setup.cluster,
+        &setup.flows,
+        &solutions_dir().join("deploy-webhook"),
+        &[
+            ("targets", format!("{repository}={}/web/web", setup.apps)),
+            ("timeoutSeconds", "60".to_owned()),
+        ],
+    )?;
+    wait_ready(&setup.client, &setup.flows, "deploy-webhook", PATIENCE).await?;
+    let hooks = setup
+        ._modules
+        .iter()
+        .find_map(weir_testenv::solution::webhooks_url)
+        .context("the http module's webhooks")?;
+    let hook = |node: &str| format!("{hooks}{}/deploy-webhook/{node}", setup.flows);
+    let http = reqwest::Client::new();
+    let package = serde_json::to_vec(&json!({
+        "action": "published",
+        "registry_package": { "name": "busybox", "package_version": { "package_url": next } },
+        "repository": { "full_name": "acme/web" },
+    }))?;
+    let deliver = |signature: String| {
+        http.post(hook("deploy-github"))
+            .header("content-type", "application/json")
+            .header("x-github-event", "registry_package")
+            .header("x-hub-signature-256", signature)
+            .body(package.clone())
+            .send()
+    };
+
+    // A wrong signature is refused and changes nothing.
+    let refused = deliver(github_signature("not-the-secret", &package)).await?;
+    ensure!(refused.status() == 401, "a wrong signature: {}", refused.status());
+    let unsigned = http
+        .post(hook("deploy-call"))
+        .header("content-type", "application/json")
+        .body(json!({ "image": next }).to_string())
+        .send()
+        .await?;
+    ensure!(unsigned.status() == 401, "a call without the token: {}", unsigned.status());
+    let deployments: Api<Deployment> = Api::namespaced(setup.client.clone(), &setup.apps);
+    let image_of = |d: Deployment| {
+        d.spec.and_then(|s| s.template.spec).and_then(|p| p.containers.into_iter().next()?.image)
+    };
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    ensure!(image_of(deployments.get("web").await?) == Some(setup.image.clone()));
+    ensure!(chat.posts().is_empty(), "{:#?}", chat.posts());
+
+    // Signed: the image changes, the new pod runs on the node, and the chat is told.
+    let accepted = deliver(github_signature(GITHUB_SECRET, &package)).await?;
+    ensure!(accepted.status() == 202, "a signed delivery: {}", accepted.status());
+    let done =
+        eventually("the rollout's post", PATIENCE, || async { Ok(chat.posts().first().cloned()) })
+            .await?;
+    let text = done.body["text"].as_str().context("a Slack text")?;
+    ensure!(
+        text.starts_with(&format!(":rocket: Deployment `{}/web` now runs `{next}`", setup.apps))
+            && text.contains("1 of 1 replicas run it")
+            && text.contains("_triggered by package"),
+        "{text}"
+    );
+    ensure!(running_images(&pods, "web").await? == [next.clone()], "the new pod runs");
+
+    // An image that cannot be pulled: the rollout passes its progress deadline, and the chat
+    // is told; the old pod goes on running.
+    let missing = format!("{repository}:missing");
+    let call = http
+        .post(hook("deploy-call"))
+        .bearer_auth(TOKEN)
+        .header("content-type", "application/json")
+        .body(json!({ "image": missing }).to_string())
+        .send()
+        .await?;
+    ensure!(call.status() == 202, "a call with the token: {}", call.status());
+    let failed = eventually("the failed rollout's post", PATIENCE, || async {
+        Ok(chat.posts().get(1).cloned())
+    })
+    .await?;
+    let text = failed.body["text"].as_str().context("a Slack text")?;
+    ensure!(
+        text.starts_with(&format!(
+            ":x: Deployment `{}/web` did not roll out `{missing}`",
+            setup.apps
+        )) && text.contains("has timed out progressing")
+            && text.contains("_triggered by a call_"),
+        "{text}"
+    );
+    ensure!(running_images(&pods, "web").await? == [next], "the old pod goes on");
     Ok(())
 }

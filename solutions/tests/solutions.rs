@@ -38,6 +38,7 @@ fn every_solution_reads_and_its_manifests_pass_the_apiservers_checks() -> Result
         names
             == [
                 "cronjob-failure-alerts",
+                "deploy-webhook",
                 "image-mirror",
                 "image-mirror-revert",
                 "pod-failure-alerts"
@@ -203,6 +204,47 @@ fn cronjob_failure_alerts_settings_land_and_bad_ones_are_refused_by_name() -> Re
             == "setting format: \"discord\" is not one of slack, teams, json"
     );
     ensure!(refused(&["logLines=-"]) == "setting logLines: \"-\" is not a whole number");
+    Ok(())
+}
+
+#[test]
+fn deploy_webhook_settings_land_and_bad_ones_are_refused_by_name() -> Result<()> {
+    let deploy = load("deploy-webhook")?;
+    let render = |sets: &[&str]| -> Result<Vec<Value>, SolutionError> {
+        let sets: Vec<(String, String)> =
+            sets.iter().map(|t| parse_set(t)).collect::<Result<_, _>>()?;
+        deploy.render(&sets)
+    };
+    let documents = render(&[
+        "targets=ghcr.io/acme/web=shop/web/web, ghcr.io/acme/api=shop/api/api",
+        "secret=hooks",
+        "timeoutSeconds=120",
+    ])?;
+    let node = |name: &str| {
+        documents.iter().find(|d| d["metadata"]["name"] == name).cloned().unwrap_or_default()
+    };
+    for hook in ["deploy-github", "deploy-call"] {
+        let settings = &node(hook)["spec"]["edges"][0]["mapping"]["settings"];
+        ensure!(
+            settings["targets"]
+                == json!(["ghcr.io/acme/web=shop/web/web", "ghcr.io/acme/api=shop/api/api"])
+                && settings["timeoutSeconds"] == 120,
+            "{hook}: {settings}"
+        );
+        ensure!(
+            node(hook)["spec"]["settings"]["auth"]["secret"]["secretKeyRef"]["name"] == "hooks"
+        );
+    }
+    let refused = |sets: &[&str]| render(sets).map(|_| ()).expect_err("refused").to_string();
+    ensure!(refused(&["format=json"]).starts_with("setting targets is required: "));
+    ensure!(
+        refused(&["targets=a=b/c/d", "timeoutSeconds=soon"])
+            == "setting timeoutSeconds: \"soon\" is not a whole number"
+    );
+    ensure!(
+        refused(&["targets=a=b/c/d", "format=discord"])
+            == "setting format: \"discord\" is not one of slack, teams, json"
+    );
     Ok(())
 }
 
