@@ -30,7 +30,7 @@ use weir_sdk::{
 #[serde(rename_all = "camelCase", deny_unknown_fields, default)]
 pub struct DedupeSettings {
     /// A jq expression giving what a message is about, such as
-    /// `.namespace + "/" + .pod + "/" + .container`.
+    /// `.namespace + "/" + .pod + "/" + .container`; the whole message when unset.
     pub key: String,
     /// A jq expression giving its state, such as `.reason`; null means all is well and starts
     /// the key's recovery. The whole message when unset.
@@ -87,7 +87,7 @@ struct Kept {
 /// A node of the dedupe component.
 #[derive(Debug)]
 pub struct Dedupe {
-    key: Expression,
+    key: Option<Expression>,
     value: Option<Expression>,
     time: Option<Expression>,
     reset_after_ms: i64,
@@ -115,11 +115,6 @@ impl Component for Dedupe {
     }
 
     fn build(settings: DedupeSettings) -> Result<Self, NodeError> {
-        if settings.key.trim().is_empty() {
-            return Err(NodeError::invalid(
-                "settings.key: a jq expression giving what a message is about is needed",
-            ));
-        }
         if settings.max_keys == 0 || settings.max_keys > MAX_KEYS {
             return Err(NodeError::invalid(format!(
                 "settings.maxKeys: {} is not between 1 and {MAX_KEYS}",
@@ -133,7 +128,7 @@ impl Component for Dedupe {
             (!source.trim().is_empty()).then(|| compile(source, place)).transpose()
         };
         Ok(Self {
-            key: compile(&settings.key, "settings.key")?,
+            key: optional(&settings.key, "settings.key")?,
             value: optional(&settings.value, "settings.value")?,
             time: optional(&settings.time, "settings.time")?,
             reset_after_ms: i64::try_from(settings.reset_after.get().as_millis())
@@ -144,13 +139,16 @@ impl Component for Dedupe {
     }
 
     async fn handle(&self, cx: &Context, _: &str, message: Value) -> Result<Value, NodeError> {
-        let key = match self.key.evaluate(&message, cx.trigger(), "settings.key") {
-            Ok(Value::String(text)) => text,
-            Ok(Value::Null) => {
-                return Err(NodeError::invalid("in: settings.key gives null for this message"));
-            }
-            Ok(other) => other.to_string(),
-            Err(err) => return Err(NodeError::invalid(err.to_string())),
+        let key = match &self.key {
+            Some(key) => match key.evaluate(&message, cx.trigger(), "settings.key") {
+                Ok(Value::String(text)) => text,
+                Ok(Value::Null) => {
+                    return Err(NodeError::invalid("in: settings.key gives null for this message"));
+                }
+                Ok(other) => other.to_string(),
+                Err(err) => return Err(NodeError::invalid(err.to_string())),
+            },
+            None => message.to_string(),
         };
         let value = match &self.value {
             Some(value) => value
@@ -361,6 +359,15 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn by_default_each_distinct_message_goes_through_once() {
+        let node = Harness::build::<Dedupe>(&json!({})).unwrap();
+        for message in [json!({ "a": 1 }), json!({ "a": 1 }), json!({ "a": 2 })] {
+            node.send("in", message).await.unwrap();
+        }
+        assert_eq!(passed(&node), [json!({ "a": 1 }), json!({ "a": 2 })]);
+    }
+
+    #[tokio::test]
     async fn what_is_kept_outlives_a_restart() {
         let first =
             Harness::build::<Dedupe>(&json!({ "key": ".pod", "value": ".reason" })).unwrap();
@@ -400,8 +407,6 @@ mod tests {
 
     #[tokio::test]
     async fn bad_settings_and_keys_are_refused_by_name() {
-        let err = Harness::build::<Dedupe>(&json!({})).unwrap_err();
-        assert!(err.message().starts_with("settings.key: "), "{}", err.message());
         let err = Harness::build::<Dedupe>(&json!({ "key": ".a", "maxKeys": 5000 })).unwrap_err();
         assert_eq!(err.message(), "settings.maxKeys: 5000 is not between 1 and 2000");
         let err = Harness::build::<Dedupe>(&json!({ "key": ".a | " })).unwrap_err();

@@ -13,6 +13,16 @@ async fn every_component_follows_the_node_rules() {
     let names: Vec<&str> = module.components().iter().map(|c| c.name()).collect();
     assert_eq!(
         names,
-        ["ticker", "cron", "signal", "router", "array_split", "collect", "delay", "debug"]
+        [
+            "ticker",
+            "cron",
+            "signal",
+            "router",
+            "array_split",
+            "collect",
+            "delay",
+            "dedupe",
+            "debug"
+        ]
     );
 }
