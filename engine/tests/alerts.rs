@@ -275,6 +275,23 @@ async fn pod_alerts(setup: &Setup) -> Result<()> {
             ]),
         )
         .await?;
+    // A container over its memory limit, killed by the kernel: OOMKilled, once.
+    weir_testenv::create::<Pod>(
+        &setup.client,
+        &setup.apps,
+        json!({
+            "metadata": { "name": "hungry" },
+            "spec": {
+                "terminationGracePeriodSeconds": 0,
+                "containers": [{
+                    "name": "main", "image": setup.image, "imagePullPolicy": "IfNotPresent",
+                    "command": ["/bin/sh", "-c", "echo 'loading everything'; a=x; while true; do a=$a$a; done"],
+                    "resources": { "limits": { "memory": "16Mi" } },
+                }],
+            },
+        }),
+    )
+    .await?;
     let crasher = format!("`{}/crasher`", setup.apps);
     let first = eventually("the crash loop's first alert", PATIENCE, || async {
         Ok(chat.posts_about(&crasher).first().cloned())
@@ -297,14 +314,20 @@ async fn pod_alerts(setup: &Setup) -> Result<()> {
     .await?;
     let text = second.body["text"].as_str().context("a Slack text")?;
     ensure!(text.contains("fatal: run 3 failed") && text.contains("last exit 3"), "{text}");
+    let hungry = format!("`{}/hungry`", setup.apps);
+    let oom = eventually("the OOM kill's alert", PATIENCE, || async {
+        Ok(chat.posts_about(&hungry).first().cloned())
+    })
+    .await?;
+    let text = oom.body["text"].as_str().context("a Slack text")?;
+    ensure!(text.contains("*OOMKilled*") && text.contains("loading everything"), "{text}");
     // The back-off after run 3 is 40 s; until then nothing more may come, and the pull
     // failure, retried by the kubelet all along, stays one message.
     tokio::time::sleep(Duration::from_secs(5)).await;
-    let about_crasher = chat.posts_about(&crasher).len();
-    let about_pull = chat.posts_about(&unpullable).len();
+    let counts = [&crasher, &unpullable, &hungry].map(|pod| chat.posts_about(pod).len());
     ensure!(
-        (about_crasher, about_pull) == (2, 1),
-        "two alerts for the crash loop (a quick crash after the first is no recovery) and one for the pull, not {about_crasher} and {about_pull}: {:#?}",
+        counts == [2, 1, 1],
+        "two alerts for the crash loop (a quick crash after the first is no recovery), one for the pull and one for the OOM kill however often it restarts, not {counts:?}: {:#?}",
         chat.posts()
     );
     Ok(())
