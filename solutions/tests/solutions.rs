@@ -39,8 +39,11 @@ fn every_solution_reads_and_its_manifests_pass_the_apiservers_checks() -> Result
             == [
                 "cluster-cost-saver",
                 "configmap-sync",
+                "cronjob-failure-alerts",
+                "deploy-webhook",
                 "image-mirror",
                 "image-mirror-revert",
+                "pod-failure-alerts",
                 "status-page",
                 "webhook-relay",
             ],
@@ -141,6 +144,111 @@ fn settings_land_where_solution_toml_says_and_bad_ones_are_refused() -> Result<(
             == "setting firstTick: \"later\" is not one of immediately, afterInterval"
     );
     ensure!(matches!(parse_set("mirror"), Err(SolutionError::BadValue { .. })));
+    Ok(())
+}
+
+#[test]
+fn pod_failure_alerts_settings_land_and_bad_ones_are_refused_by_name() -> Result<()> {
+    let alerts = load("pod-failure-alerts")?;
+    let render = |sets: &[&str]| -> Result<Vec<Value>, SolutionError> {
+        let sets: Vec<(String, String)> =
+            sets.iter().map(|t| parse_set(t)).collect::<Result<_, _>>()?;
+        alerts.render(&sets)
+    };
+    let documents = render(&[
+        "format=teams",
+        "webhookSecret=teams-hook",
+        "namespace=shop",
+        "recoveredAfter=10m",
+        "logLines=50",
+    ])?;
+    let node = |name: &str| {
+        documents.iter().find(|d| d["metadata"]["name"] == name).cloned().unwrap_or_default()
+    };
+    ensure!(node("podalert-watch")["spec"]["edges"][0]["mapping"]["format"] == "teams");
+    ensure!(node("podalert-watch")["spec"]["settings"]["namespace"] == "shop");
+    ensure!(
+        node("podalert-post")["spec"]["settings"]["secretUrl"]
+            == json!({ "secretKeyRef": { "name": "teams-hook", "key": "url" } })
+    );
+    ensure!(node("podalert-once")["spec"]["settings"]["resetAfter"] == "10m");
+    ensure!(node("podalert-logs")["spec"]["settings"]["tailLines"] == 50);
+    let refused = |sets: &[&str]| render(sets).map(|_| ()).expect_err("refused").to_string();
+    ensure!(
+        refused(&["format=discord"])
+            == "setting format: \"discord\" is not one of slack, teams, json",
+        "{}",
+        refused(&["format=discord"])
+    );
+    ensure!(refused(&["recoveredAfter=soon"]).starts_with("setting recoveredAfter: \"soon\""));
+    ensure!(refused(&["logLines=all"]) == "setting logLines: \"all\" is not a whole number");
+    Ok(())
+}
+
+#[test]
+fn cronjob_failure_alerts_settings_land_and_bad_ones_are_refused_by_name() -> Result<()> {
+    let alerts = load("cronjob-failure-alerts")?;
+    let render = |sets: &[&str]| -> Result<Vec<Value>, SolutionError> {
+        let sets: Vec<(String, String)> =
+            sets.iter().map(|t| parse_set(t)).collect::<Result<_, _>>()?;
+        alerts.render(&sets)
+    };
+    let documents = render(&["format=json", "namespace=batch"])?;
+    let node = |name: &str| {
+        documents.iter().find(|d| d["metadata"]["name"] == name).cloned().unwrap_or_default()
+    };
+    let edges = &node("cronalert-logs")["spec"]["edges"];
+    ensure!(edges[0]["mapping"]["format"] == "json" && edges[1]["mapping"]["format"] == "json");
+    for name in ["cronalert-jobs", "cronalert-pods", "cronalert-logs"] {
+        ensure!(node(name)["spec"]["settings"]["namespace"] == "batch", "{name}");
+    }
+    let refused = |sets: &[&str]| render(sets).map(|_| ()).expect_err("refused").to_string();
+    ensure!(
+        refused(&["format=discord"])
+            == "setting format: \"discord\" is not one of slack, teams, json"
+    );
+    ensure!(refused(&["logLines=-"]) == "setting logLines: \"-\" is not a whole number");
+    Ok(())
+}
+
+#[test]
+fn deploy_webhook_settings_land_and_bad_ones_are_refused_by_name() -> Result<()> {
+    let deploy = load("deploy-webhook")?;
+    let render = |sets: &[&str]| -> Result<Vec<Value>, SolutionError> {
+        let sets: Vec<(String, String)> =
+            sets.iter().map(|t| parse_set(t)).collect::<Result<_, _>>()?;
+        deploy.render(&sets)
+    };
+    let documents = render(&[
+        "targets=ghcr.io/acme/web=shop/web/web, ghcr.io/acme/api=shop/api/api",
+        "secret=hooks",
+        "timeoutSeconds=120",
+    ])?;
+    let node = |name: &str| {
+        documents.iter().find(|d| d["metadata"]["name"] == name).cloned().unwrap_or_default()
+    };
+    for hook in ["deploy-github", "deploy-call"] {
+        let settings = &node(hook)["spec"]["edges"][0]["mapping"]["settings"];
+        ensure!(
+            settings["targets"]
+                == json!(["ghcr.io/acme/web=shop/web/web", "ghcr.io/acme/api=shop/api/api"])
+                && settings["timeoutSeconds"] == 120,
+            "{hook}: {settings}"
+        );
+        ensure!(
+            node(hook)["spec"]["settings"]["auth"]["secret"]["secretKeyRef"]["name"] == "hooks"
+        );
+    }
+    let refused = |sets: &[&str]| render(sets).map(|_| ()).expect_err("refused").to_string();
+    ensure!(refused(&["format=json"]).starts_with("setting targets is required: "));
+    ensure!(
+        refused(&["targets=a=b/c/d", "timeoutSeconds=soon"])
+            == "setting timeoutSeconds: \"soon\" is not a whole number"
+    );
+    ensure!(
+        refused(&["targets=a=b/c/d", "format=discord"])
+            == "setting format: \"discord\" is not one of slack, teams, json"
+    );
     Ok(())
 }
 

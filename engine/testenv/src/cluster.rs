@@ -1,7 +1,7 @@
 //! A whole single-node Kubernetes for tests that run pods: etcd, kube-apiserver,
 //! kube-controller-manager, kube-scheduler, containerd (with a private root) and runc, a kubelet
 //! and kube-proxy, all inside network, PID and mount namespaces the cluster creates, every path
-//! under its own run directory. The recipe, and every error it answers, is
+//! under its own run directory, with Weir's CRDs installed. The recipe, and every error it answers, is
 //! ../shared/reference/real-cluster.md's.
 //!
 //! The namespaces' first process is a shell that waits for the test binary to go away (the
@@ -19,7 +19,10 @@ use std::{
     fs,
     path::{Path, PathBuf},
     process::{Child, ChildStdin, Command, Stdio},
-    sync::{Mutex, OnceLock, PoisonError},
+    sync::{
+        Mutex, OnceLock, PoisonError,
+        atomic::{AtomicU32, Ordering},
+    },
     time::{Duration, Instant},
 };
 
@@ -30,8 +33,9 @@ use rcgen::ExtendedKeyUsagePurpose;
 use weir_distribution::image::{Image, Layer};
 
 use crate::{
-    apiserver_args, certificate_authority, certificate_user, client_for, etcd_args, free_ports,
-    installed, issue, new_run_dir, spawn, write_kubeconfig,
+    Process, apiserver_args, certificate_authority, certificate_user, client_for,
+    create_admin_account, create_namespace, etcd_args, free_ports, install_crds, installed, issue,
+    new_run_dir, spawn, token_kubeconfig, write_kubeconfig,
 };
 
 /// The node's name and address (the bridge's own address inside the namespace).
@@ -65,6 +69,10 @@ pub struct Cluster {
     control_plane: PathBuf,
     run_dir: PathBuf,
     kubeconfig: PathBuf,
+    /// The loopback port the apiserver is forwarded to.
+    apiserver_forward: u16,
+    /// How many namespaces [`Cluster::namespace`] made.
+    namespaces_made: AtomicU32,
     /// The host PID of the namespaces' first process, which `nsenter` joins.
     namespaces: u32,
     /// The write end of the pipe whose closing ends the cluster; never written.
@@ -111,6 +119,8 @@ impl Cluster {
             control_plane,
             kubeconfig: run_dir.join("admin.kubeconfig"),
             run_dir,
+            apiserver_forward,
+            namespaces_made: AtomicU32::new(0),
             namespaces,
             _lifeline: lifeline,
             _creator: creator,
@@ -133,6 +143,7 @@ impl Cluster {
             })
             .await?;
         let apiserver_ready = started.elapsed();
+        install_crds(&client).await?;
         cluster.start_node(&node)?;
         let nodes: Api<Node> = Api::all(client.clone());
         cluster
@@ -359,6 +370,35 @@ impl Cluster {
         let mut command = Command::new(self.control_plane.join("kubectl"));
         command.arg("--kubeconfig").arg(&self.kubeconfig);
         command
+    }
+
+    /// Where the cluster's files and logs are.
+    pub fn run_dir(&self) -> &Path {
+        &self.run_dir
+    }
+
+    /// Starts a process of a test on the host (a module, say), as
+    /// [`crate::ControlPlane::spawn`] does: its log in the run directory, killed on drop.
+    pub fn spawn(&self, name: &str, command: &mut Command) -> Result<Process> {
+        let log = self.run_dir.join(format!("{name}.log"));
+        Ok(Process { child: spawn(&self.run_dir, name, command)?, log })
+    }
+
+    /// Creates a namespace no other test uses, named after `prefix`, once pods may be made
+    /// there (its `default` ServiceAccount exists).
+    pub async fn namespace(&self, prefix: &str) -> Result<String> {
+        let n = self.namespaces_made.fetch_add(1, Ordering::SeqCst);
+        let name = create_namespace(&self.client().await?, &format!("{prefix}-{n}")).await?;
+        self.wait_for_default_account(&name).await?;
+        Ok(name)
+    }
+
+    /// A kubeconfig and its token for ServiceAccount `name` of `namespace`, created here and
+    /// bound to `cluster-admin`, as [`crate::ControlPlane::admin_account`] gives.
+    pub async fn admin_account(&self, namespace: &str, name: &str) -> Result<(PathBuf, String)> {
+        let client = self.client().await?;
+        create_admin_account(&client, namespace, name).await?;
+        token_kubeconfig(&client, &self.run_dir, self.apiserver_forward, namespace, name).await
     }
 
     /// Makes a registry of the test on host loopback (`127.0.0.1:PORT`, plain HTTP) reachable

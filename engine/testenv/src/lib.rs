@@ -164,7 +164,7 @@ impl ControlPlane {
         };
         plane.wait_ready().await?;
         let ready = started.elapsed();
-        plane.install_crds().await?;
+        install_crds(&plane.client().await?).await?;
         eprintln!(
             "control plane: apiserver ready on https://127.0.0.1:{apiserver_port} {ready:.1?} after start, CRDs established after {:.1?}",
             started.elapsed()
@@ -219,26 +219,8 @@ impl ControlPlane {
     /// TokenRequest API, as a pod of that account would; also the token, for a test that
     /// sends it itself. The account must exist.
     pub async fn service_account(&self, namespace: &str, name: &str) -> Result<(PathBuf, String)> {
-        let accounts: Api<ServiceAccount> = Api::namespaced(self.client().await?, namespace);
-        let request = TokenRequest {
-            spec: TokenRequestSpec {
-                audiences: Vec::new(),
-                expiration_seconds: Some(3600),
-                ..TokenRequestSpec::default()
-            },
-            ..TokenRequest::default()
-        };
-        let answer = accounts
-            .create_token_request(name, &PostParams::default(), &request)
-            .await
-            .with_context(|| format!("cannot get a token for ServiceAccount {namespace}/{name}"))?;
-        let token = answer.status.context("the TokenRequest has no status")?.token;
-        let dir = self.run_dir.join("identities").join(format!("{namespace}-{name}"));
-        fs::create_dir_all(&dir)?;
-        let path = dir.join("kubeconfig");
-        let user = serde_json::json!({ "token": token });
-        write_kubeconfig(&path, self.apiserver_port, &self.ca_file(), &user)?;
-        Ok((path, token))
+        let client = self.client().await?;
+        token_kubeconfig(&client, &self.run_dir, self.apiserver_port, namespace, name).await
     }
 
     /// A kubeconfig and its token for ServiceAccount `name` of `namespace`, created here and
@@ -246,24 +228,8 @@ impl ControlPlane {
     /// does), which modules check, where the admin's client certificate cannot be passed on.
     pub async fn admin_account(&self, namespace: &str, name: &str) -> Result<(PathBuf, String)> {
         let client = self.client().await?;
-        let account: ServiceAccount = serde_json::from_value(serde_json::json!({
-            "metadata": { "name": name, "namespace": namespace },
-        }))?;
-        Api::<ServiceAccount>::namespaced(client.clone(), namespace)
-            .create(&PostParams::default(), &account)
-            .await
-            .with_context(|| format!("cannot create ServiceAccount {namespace}/{name}"))?;
-        let binding: ClusterRoleBinding = serde_json::from_value(serde_json::json!({
-            "metadata": { "name": format!("{namespace}-{name}") },
-            "roleRef": { "apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole",
-                "name": "cluster-admin" },
-            "subjects": [{ "kind": "ServiceAccount", "name": name, "namespace": namespace }],
-        }))?;
-        Api::<ClusterRoleBinding>::all(client)
-            .create(&PostParams::default(), &binding)
-            .await
-            .with_context(|| format!("cannot make {namespace}/{name} a cluster admin"))?;
-        self.service_account(namespace, name).await
+        create_admin_account(&client, namespace, name).await?;
+        token_kubeconfig(&client, &self.run_dir, self.apiserver_port, namespace, name).await
     }
 
     /// The CA certificate the apiserver's serving certificate is signed by (PEM).
@@ -279,13 +245,7 @@ impl ControlPlane {
     /// Creates a namespace no other test uses, named after `prefix`.
     pub async fn namespace(&self, prefix: &str) -> Result<String> {
         let n = self.namespaces.fetch_add(1, Ordering::SeqCst);
-        let name = format!("{prefix}-{n}");
-        let namespace: Namespace =
-            serde_json::from_value(serde_json::json!({ "metadata": { "name": name } }))?;
-        Api::<Namespace>::all(self.client().await?)
-            .create(&PostParams::default(), &namespace)
-            .await?;
-        Ok(name)
+        create_namespace(&self.client().await?, &format!("{prefix}-{n}")).await
     }
 
     /// Kills kube-apiserver and starts it again on the same port and etcd, as a crash and a
@@ -331,37 +291,99 @@ impl ControlPlane {
             self.run_dir.display()
         )
     }
+}
 
-    async fn install_crds(&self) -> Result<()> {
-        let crds = Api::<CustomResourceDefinition>::all(self.client().await?);
-        let params = PatchParams::apply("weir-testenv").force();
-        for kind in weir_model::Kind::ALL {
-            let crd = kind.crd();
-            let name = crd.metadata.name.clone().context("CRD without a name")?;
-            crds.patch(&name, &params, &Patch::Apply(&crd))
-                .await
-                .with_context(|| format!("cannot apply CRD {name}"))?;
-        }
-        let deadline = Instant::now() + READY_PATIENCE;
-        for kind in weir_model::Kind::ALL {
-            let name = kind.crd().metadata.name.unwrap_or_default();
-            loop {
-                let crd = crds.get(&name).await?;
-                let established = crd
-                    .status
-                    .and_then(|s| s.conditions)
-                    .unwrap_or_default()
-                    .iter()
-                    .any(|c| c.type_ == "Established" && c.status == "True");
-                if established {
-                    break;
-                }
-                ensure!(Instant::now() < deadline, "CRD {name} was not established in time");
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-        }
-        Ok(())
+/// Applies Weir's CRDs and waits until the apiserver serves them.
+async fn install_crds(client: &Client) -> Result<()> {
+    let crds = Api::<CustomResourceDefinition>::all(client.clone());
+    let params = PatchParams::apply("weir-testenv").force();
+    for kind in weir_model::Kind::ALL {
+        let crd = kind.crd();
+        let name = crd.metadata.name.clone().context("CRD without a name")?;
+        crds.patch(&name, &params, &Patch::Apply(&crd))
+            .await
+            .with_context(|| format!("cannot apply CRD {name}"))?;
     }
+    let deadline = Instant::now() + READY_PATIENCE;
+    for kind in weir_model::Kind::ALL {
+        let name = kind.crd().metadata.name.unwrap_or_default();
+        loop {
+            let crd = crds.get(&name).await?;
+            let established = crd
+                .status
+                .and_then(|s| s.conditions)
+                .unwrap_or_default()
+                .iter()
+                .any(|c| c.type_ == "Established" && c.status == "True");
+            if established {
+                break;
+            }
+            ensure!(Instant::now() < deadline, "CRD {name} was not established in time");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    Ok(())
+}
+
+/// Creates namespace `name`.
+async fn create_namespace(client: &Client, name: &str) -> Result<String> {
+    let namespace: Namespace =
+        serde_json::from_value(serde_json::json!({ "metadata": { "name": name } }))?;
+    Api::<Namespace>::all(client.clone()).create(&PostParams::default(), &namespace).await?;
+    Ok(name.to_owned())
+}
+
+/// A kubeconfig in `run_dir` for ServiceAccount `name` of `namespace` on the apiserver at
+/// loopback `port`, signing in with a token from the TokenRequest API; also the token.
+async fn token_kubeconfig(
+    client: &Client,
+    run_dir: &Path,
+    port: u16,
+    namespace: &str,
+    name: &str,
+) -> Result<(PathBuf, String)> {
+    let accounts: Api<ServiceAccount> = Api::namespaced(client.clone(), namespace);
+    let request = TokenRequest {
+        spec: TokenRequestSpec {
+            audiences: Vec::new(),
+            expiration_seconds: Some(3600),
+            ..TokenRequestSpec::default()
+        },
+        ..TokenRequest::default()
+    };
+    let answer = accounts
+        .create_token_request(name, &PostParams::default(), &request)
+        .await
+        .with_context(|| format!("cannot get a token for ServiceAccount {namespace}/{name}"))?;
+    let token = answer.status.context("the TokenRequest has no status")?.token;
+    let dir = run_dir.join("identities").join(format!("{namespace}-{name}"));
+    fs::create_dir_all(&dir)?;
+    let path = dir.join("kubeconfig");
+    let user = serde_json::json!({ "token": token });
+    write_kubeconfig(&path, port, &run_dir.join("ca.crt"), &user)?;
+    Ok((path, token))
+}
+
+/// Creates ServiceAccount `name` of `namespace` and binds it to `cluster-admin`.
+async fn create_admin_account(client: &Client, namespace: &str, name: &str) -> Result<()> {
+    let account: ServiceAccount = serde_json::from_value(serde_json::json!({
+        "metadata": { "name": name, "namespace": namespace },
+    }))?;
+    Api::<ServiceAccount>::namespaced(client.clone(), namespace)
+        .create(&PostParams::default(), &account)
+        .await
+        .with_context(|| format!("cannot create ServiceAccount {namespace}/{name}"))?;
+    let binding: ClusterRoleBinding = serde_json::from_value(serde_json::json!({
+        "metadata": { "name": format!("{namespace}-{name}") },
+        "roleRef": { "apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole",
+            "name": "cluster-admin" },
+        "subjects": [{ "kind": "ServiceAccount", "name": name, "namespace": namespace }],
+    }))?;
+    Api::<ClusterRoleBinding>::all(client.clone())
+        .create(&PostParams::default(), &binding)
+        .await
+        .with_context(|| format!("cannot make {namespace}/{name} a cluster admin"))?;
+    Ok(())
 }
 
 /// A client for a kubeconfig file.

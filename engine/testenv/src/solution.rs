@@ -16,7 +16,51 @@ use kube::{
 };
 use serde_json::Value;
 
-use crate::{ControlPlane, Process, eventually};
+use crate::{Cluster, ControlPlane, Process, eventually};
+
+/// What a solution is installed on: the control plane alone, or the cluster with a node where
+/// pods run. Module processes run on the host either way and reach the apiserver through the
+/// admin kubeconfig's loopback address.
+pub trait Apiserver {
+    /// Starts a process of the test, its log in the run directory, killed on drop.
+    fn spawn(&self, name: &str, command: &mut Command) -> Result<Process>;
+    /// `kubectl` with the admin kubeconfig.
+    fn kubectl(&self) -> Command;
+    /// The admin kubeconfig.
+    fn kubeconfig(&self) -> &Path;
+    /// Where files and logs of the run go.
+    fn run_dir(&self) -> &Path;
+}
+
+impl Apiserver for ControlPlane {
+    fn spawn(&self, name: &str, command: &mut Command) -> Result<Process> {
+        ControlPlane::spawn(self, name, command)
+    }
+    fn kubectl(&self) -> Command {
+        ControlPlane::kubectl(self)
+    }
+    fn kubeconfig(&self) -> &Path {
+        ControlPlane::kubeconfig(self)
+    }
+    fn run_dir(&self) -> &Path {
+        &self.run_dir
+    }
+}
+
+impl Apiserver for Cluster {
+    fn spawn(&self, name: &str, command: &mut Command) -> Result<Process> {
+        Cluster::spawn(self, name, command)
+    }
+    fn kubectl(&self) -> Command {
+        Cluster::kubectl(self)
+    }
+    fn kubeconfig(&self) -> &Path {
+        Cluster::kubeconfig(self)
+    }
+    fn run_dir(&self) -> &Path {
+        Cluster::run_dir(self)
+    }
+}
 
 /// The `weir` binary of the test, run with one kubeconfig.
 #[derive(Debug, Clone)]
@@ -43,7 +87,7 @@ impl Weir {
     /// a pod's would find its own, and act as their flow's account.
     pub fn start_modules(
         &self,
-        plane: &ControlPlane,
+        plane: &impl Apiserver,
         namespace: &str,
         modules: &[&str],
         peers: &str,
@@ -79,7 +123,7 @@ impl Weir {
     /// `weir rbac --apply`, both as the control plane's admin.
     pub fn install(
         &self,
-        plane: &ControlPlane,
+        plane: &impl Apiserver,
         namespace: &str,
         folder: &Path,
         sets: &[(&str, String)],
@@ -89,7 +133,7 @@ impl Weir {
         let sets: Vec<(String, String)> =
             sets.iter().map(|(key, value)| ((*key).to_owned(), value.clone())).collect();
         let documents = solution.render(&sets)?;
-        let dir = plane.run_dir.join(format!("{namespace}-{name}"));
+        let dir = plane.run_dir().join(format!("{namespace}-{name}"));
         std::fs::create_dir_all(&dir)?;
         let yaml: Vec<String> =
             documents.iter().map(serde_yaml_ng::to_string).collect::<Result<_, _>>()?;

@@ -1,11 +1,12 @@
 //! The common module: the components a flow author reaches for first. Triggers (`ticker`,
-//! `cron`, `signal`) start runs; `router`, `array_split`, `collect` and `delay` shape them;
-//! `debug` shows what arrives; `history` keeps the latest items of each series.
+//! `cron`, `signal`) start runs; `router`, `array_split`, `collect`, `delay` and `dedupe` shape
+//! them; `debug` shows what arrives; `history` keeps the latest items of each series.
 
 mod array_split;
 mod collect;
 mod cron;
 mod debug;
+mod dedupe;
 mod delay;
 mod history;
 mod router;
@@ -24,6 +25,7 @@ pub fn module() -> Module {
         .component::<array_split::ArraySplit>()
         .component::<collect::Collect>()
         .component::<delay::Delay>()
+        .component::<dedupe::Dedupe>()
         .component::<debug::Debug>()
         .component::<history::History>()
 }

@@ -21,6 +21,7 @@ async fn every_component_follows_the_node_rules() {
             "array_split",
             "collect",
             "delay",
+            "dedupe",
             "debug",
             "history"
         ]
