@@ -5,6 +5,9 @@
 //! repositories, and the mirror, with a password), and the solutions installed with
 //! `kubectl apply -f`. Ticks are fired with `weir send`, so every step is deterministic.
 //!
+//! One test runs on the test's single-node cluster: pods of every kind start from the mirror
+//! with the source registry stopped.
+//!
 //! The last test measures a tick over 500 Deployments sharing 50 images that are mirrored
 //! already; it is ignored by default (`cargo test -p weir-engine --test image_mirror --
 //! --ignored --nocapture`), and its numbers are recorded in docs/benchmarks.md.
@@ -19,7 +22,7 @@ use anyhow::{Context as _, Result, ensure};
 use bytes::Bytes;
 use k8s_openapi::api::{
     apps::v1::Deployment,
-    core::v1::{PodSpec, Secret, ServiceAccount},
+    core::v1::{Pod, PodSpec, Secret, ServiceAccount},
 };
 use kube::{
     Api, Client,
@@ -28,7 +31,7 @@ use kube::{
 use serde_json::{Value, json};
 use weir_distribution::{auth::Credentials, client::Registry};
 use weir_testenv::{
-    ControlPlane,
+    Cluster, ControlPlane, busybox_image, eventually,
     solution::{Weir, http_address, node_status, succeeded, wait_ready},
 };
 use weir_testregistry::{
@@ -1054,5 +1057,161 @@ async fn a_mirror_down_longer_than_allowed_points_the_workloads_back() -> Result
         "the mirror's annotations go: {:?}",
         back["app"].1
     );
+    Ok(())
+}
+
+/// The promise itself, on the test's single-node cluster: workloads of every patchable kind run
+/// pods pulled from a "remote" registry; the mirror copies their images and patches them; the
+/// remote is then stopped, and every kind's new pod (a rollout, a replacement, a Job from the
+/// CronJob) starts from the mirror, pulling (`imagePullPolicy: Always`) with the source gone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pods_of_every_kind_start_from_the_mirror_with_the_source_registry_stopped() -> Result<()> {
+    let cluster = Cluster::shared();
+    let client = cluster.client().await?;
+    let mut remote = start_registry().await?;
+    let mirror = start_registry().await?;
+    for registry in [&remote, &mirror] {
+        cluster.expose_registry(&registry.host)?;
+    }
+    let source = Registry::new(&remote.host, true)?;
+    busybox_image(&["/bin/sh", "-c", "sleep 3600"])?.push(&source, "acme/app", "1").await?;
+    busybox_image(&["/bin/sh", "-c", "echo done"])?.push(&source, "acme/task", "1").await?;
+    let (app, task) =
+        (format!("{}/acme/app:1", remote.host), format!("{}/acme/task:1", remote.host));
+    let flows = cluster.namespace("nodemirror").await?;
+    let apps = cluster.namespace("nodeapps").await?;
+    let pod = |name: &str, image: &str, restart: &str| {
+        json!({ "metadata": { "labels": { "app": name } }, "spec": {
+            "terminationGracePeriodSeconds": 0, "restartPolicy": restart,
+            "containers": [{ "name": "main", "image": image, "imagePullPolicy": "Always" }] } })
+    };
+    let selector = |name: &str| json!({ "matchLabels": { "app": name } });
+    let workloads = [
+        (
+            "apps/v1",
+            "Deployment",
+            json!({ "metadata": { "name": "web" }, "spec": { "replicas": 1, "selector": selector("web"), "template": pod("web", &app, "Always") } }),
+        ),
+        (
+            "apps/v1",
+            "StatefulSet",
+            json!({ "metadata": { "name": "db" }, "spec": { "replicas": 1, "serviceName": "db", "selector": selector("db"), "template": pod("db", &app, "Always") } }),
+        ),
+        (
+            "apps/v1",
+            "DaemonSet",
+            json!({ "metadata": { "name": "agent" }, "spec": { "selector": selector("agent"), "template": pod("agent", &app, "Always") } }),
+        ),
+        (
+            "apps/v1",
+            "ReplicaSet",
+            json!({ "metadata": { "name": "plain" }, "spec": { "replicas": 1, "selector": selector("plain"), "template": pod("plain", &app, "Always") } }),
+        ),
+        (
+            "v1",
+            "ReplicationController",
+            json!({ "metadata": { "name": "legacy" }, "spec": { "replicas": 1, "selector": { "app": "legacy" }, "template": pod("legacy", &app, "Always") } }),
+        ),
+        (
+            "batch/v1",
+            "CronJob",
+            json!({ "metadata": { "name": "nightly" }, "spec": { "schedule": "0 3 * * *", "jobTemplate": { "spec": { "template": pod("nightly", &task, "Never") } } } }),
+        ),
+    ];
+    for (api_version, kind, object) in workloads {
+        let mut object = object;
+        object["apiVersion"] = json!(api_version);
+        object["kind"] = json!(kind);
+        kind_api(&client, &apps, api_version, kind)
+            .create(&PostParams::default(), &serde_json::from_value(object)?)
+            .await?;
+    }
+    let pods: Api<Pod> = Api::namespaced(client.clone(), &apps);
+    // The pods of each app running the image `image`, ready (or, for a Job's, done).
+    let running = |app: &'static str, prefix: String| {
+        let pods = pods.clone();
+        async move {
+            eventually(&format!("{app} running from {prefix}"), PATIENCE, || async {
+                let list = pods.list(&ListParams::default().labels(&format!("app={app}"))).await?;
+                Ok(list.items.into_iter().find(|pod| {
+                    let status = pod.status.clone().unwrap_or_default();
+                    let image = pod
+                        .spec
+                        .as_ref()
+                        .and_then(|s| s.containers.first())
+                        .and_then(|c| c.image.clone())
+                        .unwrap_or_default();
+                    pod.metadata.deletion_timestamp.is_none()
+                        && image.starts_with(&prefix)
+                        && matches!(status.phase.as_deref(), Some("Running" | "Succeeded"))
+                }))
+            })
+            .await
+        }
+    };
+    for name in ["web", "db", "agent", "plain", "legacy"] {
+        running(name, remote.host.clone()).await?;
+    }
+
+    let weir =
+        Weir::new(env!("CARGO_BIN_EXE_weir"), &cluster.admin_account(&flows, ACCOUNT).await?.0);
+    let _modules = weir.start_modules(cluster, &flows, &MODULES, ACCOUNT)?;
+    weir.install(
+        cluster,
+        &flows,
+        &solutions_dir().join("image-mirror"),
+        &[
+            ("mirror", mirror.host.clone()),
+            ("mirrorPlainHttp", "true".to_owned()),
+            ("plainHttpSources", remote.host.clone()),
+            ("namespaces", apps.clone()),
+            ("interval", "24h".to_owned()),
+            ("firstTick", "afterInterval".to_owned()),
+        ],
+    )?;
+    wait_ready(&client, &flows, "image-mirror", PATIENCE).await?;
+    let first = tick(&weir, &flows)?;
+    let patched: Vec<&str> =
+        first["patched"].as_array().context("patched")?.iter().filter_map(Value::as_str).collect();
+    ensure!(
+        patched.len() == 6,
+        "every kind patched, the controlled ReplicaSet left to its Deployment: {first:#}"
+    );
+
+    // The source goes away: every pod from now on must come from the mirror.
+    remote.stop();
+    let seen = mirror.requests().len();
+    // A ReplicaSet's and a ReplicationController's template change reaches only new pods, and a
+    // CronJob's its next Job: make them.
+    for app in ["plain", "legacy"] {
+        pods.delete_collection(
+            &Default::default(),
+            &ListParams::default().labels(&format!("app={app}")),
+        )
+        .await?;
+    }
+    succeeded(
+        cluster.kubectl().args(["create", "job", "-n", &apps, "now", "--from=cronjob/nightly"]),
+        "kubectl create job",
+    )?;
+    for name in ["web", "db", "agent", "plain", "legacy", "nightly"] {
+        let pod = running(name, mirror.host.clone()).await?;
+        let pulled = pod
+            .status
+            .and_then(|s| s.container_statuses)
+            .and_then(|c| c.into_iter().next())
+            .map(|c| c.image_id)
+            .unwrap_or_default();
+        ensure!(pulled.contains("@sha256:"), "{name}: pulled {pulled}");
+    }
+    // containerd resolves each pull on the mirror (a HEAD, then a GET when it lacks the
+    // manifest); the layers it has already by digest.
+    let resolved = mirror.requests()[seen..]
+        .iter()
+        .filter(|(method, uri)| {
+            (method == "HEAD" || method == "GET") && uri.contains("/manifests/")
+        })
+        .count();
+    ensure!(resolved >= 6, "each new pod's image resolved on the mirror: {resolved} requests");
     Ok(())
 }
