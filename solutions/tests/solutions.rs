@@ -42,6 +42,7 @@ fn every_solution_reads_and_its_manifests_pass_the_apiservers_checks() -> Result
                 "image-mirror",
                 "image-mirror-revert",
                 "status-page",
+                "tls-expiry-watcher",
                 "webhook-relay",
             ],
         "{names:?}"
