@@ -25,6 +25,9 @@ use weir_testenv::{
 
 /// How long something that should happen soon may take before the test fails.
 const PATIENCE: Duration = Duration::from_secs(60);
+/// How long a solution's nodes may take to be ready: a node reading a Secret may build before
+/// its account has its rules, and comes up at its next Secret refresh, within a minute.
+const READY_PATIENCE: Duration = Duration::from_secs(90);
 /// The ServiceAccount the module processes and `weir send` sign in as.
 const ACCOUNT: &str = "weir";
 
@@ -55,7 +58,7 @@ impl Installed {
         scene(&flows).await?;
         weir.install(plane, &flows, &solutions_dir().join(solution), sets)?;
         let modules = weir.start_modules(plane, &flows, modules, ACCOUNT)?;
-        wait_ready(&plane.client().await?, &flows, solution, PATIENCE).await?;
+        wait_ready(&plane.client().await?, &flows, solution, READY_PATIENCE).await?;
         Ok(Self { weir, flows, _modules: modules })
     }
 
@@ -274,8 +277,9 @@ async fn the_tls_watcher_posts_soon_expiring_and_unreadable_certificates_once_a_
     Ok(())
 }
 
-/// One run over 500 TLS Secrets of one namespace (each expiring within the window, so each is
-/// posted): from the fire to the run's answer, after a first run to warm up.
+/// Runs over 500 TLS Secrets of one namespace, each expiring within the window: from the fire
+/// to the run's answer, for the day's first run (which posts them all) and five later ones
+/// (which post nothing new).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "a measurement: cargo test -p weir-engine --test gallery -- --ignored --nocapture"]
 async fn measure_a_tls_watcher_run_over_500_secrets() -> Result<()> {
@@ -303,7 +307,9 @@ async fn measure_a_tls_watcher_run_over_500_secrets() -> Result<()> {
         },
     )
     .await?;
+    let started = Instant::now();
     watcher.send("tls-daily:control", json!({ "action": "fire" })).await?;
+    let first = started.elapsed().as_secs_f64();
     let mut seconds = Vec::new();
     for _ in 0..5 {
         let started = Instant::now();
@@ -314,8 +320,9 @@ async fn measure_a_tls_watcher_run_over_500_secrets() -> Result<()> {
     let posted = lines_naming(&chat.received(), &certs).len();
     ensure!(posted == SECRETS, "{posted} posted");
     println!(
-        "a run over {SECRETS} TLS Secrets (and what else the cluster holds): median {:.2} s, \
-         runs {seconds:.2?} (weir send included)",
+        "a run over {SECRETS} TLS Secrets (and what else the cluster holds), weir send included: \
+         the day's first, posting all {SECRETS}, {first:.2} s; later ones, posting nothing new, \
+         median {:.2} s of {seconds:.2?}",
         seconds[seconds.len() / 2]
     );
     Ok(())
