@@ -1095,6 +1095,11 @@ apiVersion: weir.dev/v1alpha1
 kind: FlowNode
 metadata: {{name: logs}}
 spec: {{flow: cluster, module: kubernetes, component: pod_logs, settings: {{namespace: {namespace}}}}}
+---
+apiVersion: weir.dev/v1alpha1
+kind: FlowNode
+metadata: {{name: certs}}
+spec: {{flow: cluster, module: kubernetes, component: tls_certificates, settings: {{namespace: {namespace}}}}}
 "#
     )
 }
@@ -1131,6 +1136,7 @@ fn kubernetes_trigger(namespace: &str, resource: &str, verb: &str) -> Result<(St
             ("secret:in".into(), json!({ "namespace": namespace, "name": "plain" }))
         }
         ("pods/log", "get") => ("logs:in".into(), json!({ "name": "idle" })),
+        ("secrets" | "ingresses", "list") => ("certs:in".into(), json!({})),
         _ => bail!("no kubernetes node uses {verb} {resource}"),
     })
 }

@@ -45,6 +45,7 @@ fn every_solution_reads_and_its_manifests_pass_the_apiservers_checks() -> Result
                 "image-mirror-revert",
                 "pod-failure-alerts",
                 "status-page",
+                "tls-expiry-watcher",
                 "webhook-relay",
             ],
         "{names:?}"

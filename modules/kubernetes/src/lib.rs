@@ -4,7 +4,7 @@
 //! apiserver serves, custom resources included, named in their settings (see [`dynamic`]);
 //! `pod_logs` reads what containers wrote. `workload_list` reads the workloads of every kind
 //! with their images and pull secrets, `workload_patch` changes their images, `secret_get`
-//! reads registry credentials. Each component declares the RBAC rules it needs (those on a kind
+//! reads registry credentials, `tls_certificates` the facts of TLS certificates (never their keys). Each component declares the RBAC rules it needs (those on a kind
 //! follow from the node's settings, so `weir rbac` gives a flow exactly them), and each node
 //! acts as its flow's ServiceAccount or with a kubeconfig (see [`access`]).
 
@@ -19,6 +19,7 @@ pub mod resource_patch;
 pub mod resource_watch;
 pub mod scale;
 pub mod secret_get;
+pub mod tls_certificates;
 pub mod workload_list;
 pub mod workload_patch;
 
@@ -30,6 +31,7 @@ pub fn module() -> Module {
         .component::<workload_list::WorkloadList>()
         .component::<workload_patch::WorkloadPatch>()
         .component::<secret_get::SecretGet>()
+        .component::<tls_certificates::TlsCertificates>()
         .component::<resource_get::ResourceGet>()
         .component::<resource_list::ResourceList>()
         .component::<resource_apply::ResourceApply>()

@@ -17,7 +17,8 @@ use kube::{
 };
 use serde_json::{Value, json};
 use weir_kubernetes::{
-    secret_get::SecretGet, workload_list::WorkloadList, workload_patch::WorkloadPatch,
+    secret_get::SecretGet, tls_certificates::TlsCertificates, workload_list::WorkloadList,
+    workload_patch::WorkloadPatch,
 };
 use weir_sdk::{Component, ErrorKind, Permission, testing::Harness};
 use weir_testenv::ControlPlane;
@@ -681,17 +682,18 @@ async fn each_component_needs_exactly_the_rules_it_declares() -> Result<()> {
     let list_message = json!({});
     let patch_message = json!({ "namespace": namespace, "name": "api", "images": { "api": "registry.local:5000/acme/api:2" } });
     let secret_message = json!({ "namespace": namespace, "name": "plain" });
-    let cases: [(&str, &[Permission], Value); 3] = [
+    let cases: [(&str, &[Permission], Value); 4] = [
         ("workload_list", WorkloadList::describe().permissions, list_message),
         ("workload_patch", WorkloadPatch::describe().permissions, patch_message),
         ("secret_get", SecretGet::describe().permissions, secret_message),
+        ("tls_certificates", TlsCertificates::describe().permissions, json!({})),
     ];
     for (component, permissions, message) in cases {
         // With exactly the declared rules, the component works.
         let user = format!("weir-{}", component.replace('_', "-"));
         grant(&client, &namespace, &user, permissions).await?;
         let settings = json!({ "namespace": namespace, "kubeconfig": kubeconfig(&plane.identity(&user, &[])?) });
-        let settings = if component == "workload_list" {
+        let settings = if matches!(component, "workload_list" | "tls_certificates") {
             settings
         } else {
             json!({ "kubeconfig": settings["kubeconfig"] })
@@ -699,6 +701,7 @@ async fn each_component_needs_exactly_the_rules_it_declares() -> Result<()> {
         let outcome = match component {
             "workload_list" => run::<WorkloadList>(settings.clone(), message.clone()).await,
             "workload_patch" => run::<WorkloadPatch>(settings.clone(), message.clone()).await,
+            "tls_certificates" => run::<TlsCertificates>(settings.clone(), message.clone()).await,
             _ => run::<SecretGet>(settings.clone(), message.clone()).await,
         };
         ensure!(outcome.is_ok(), "{component} with its declared rules: {outcome:?}");
@@ -724,6 +727,7 @@ async fn each_component_needs_exactly_the_rules_it_declares() -> Result<()> {
         let err = match component {
             "workload_list" => run::<WorkloadList>(settings, message).await,
             "workload_patch" => run::<WorkloadPatch>(settings, message).await,
+            "tls_certificates" => run::<TlsCertificates>(settings, message).await,
             _ => run::<SecretGet>(settings, message).await,
         }
         .expect_err("a missing permission");

@@ -18,6 +18,7 @@ async fn every_component_follows_the_node_rules_and_declares_its_rules() {
             "workload_list",
             "workload_patch",
             "secret_get",
+            "tls_certificates",
             "resource_get",
             "resource_list",
             "resource_apply",
