@@ -26,8 +26,8 @@ use weir_testenv::{
 /// How long something that should happen soon may take before the test fails.
 const PATIENCE: Duration = Duration::from_secs(60);
 /// How long a solution's nodes may take to be ready: a node reading a Secret may build before
-/// its account has its rules, and comes up at its next Secret refresh, within a minute.
-const READY_PATIENCE: Duration = Duration::from_secs(90);
+/// its account has its rules, and its host tries it again within seconds.
+const READY_PATIENCE: Duration = Duration::from_secs(60);
 /// The ServiceAccount the module processes and `weir send` sign in as.
 const ACCOUNT: &str = "weir";
 

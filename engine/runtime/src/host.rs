@@ -2,7 +2,9 @@
 //! `Module` resources, builds and stops nodes as their FlowNodes come, change and go, and
 //! writes each node's status at most once per [`STATUS_INTERVAL`]. Nodes whose settings refer
 //! to Secrets are built again when those Secrets change (looked at every
-//! [`SECRET_REFRESH`]), or once they can be read when they could not.
+//! [`SECRET_REFRESH`]), or once they can be read when they could not: those are tried again
+//! sooner, from [`UNREADABLE_RETRY`] doubling up to the refresh, since the usual cause is an
+//! account whose rules are applied just after its flow (`kubectl apply` then `weir rbac`).
 
 use std::{
     collections::HashMap,
@@ -32,6 +34,43 @@ pub const STATUS_INTERVAL: Duration = Duration::from_secs(1);
 
 /// How often the Secrets that nodes' settings refer to are read again, by default.
 pub const SECRET_REFRESH: Duration = Duration::from_secs(60);
+
+/// How soon a node that could not read its Secrets tries again, at first.
+pub const UNREADABLE_RETRY: Duration = Duration::from_secs(1);
+
+/// When the Secrets are looked at next: the whole refresh when it is due, else the nodes that
+/// could not read theirs, on a delay that doubles while they keep failing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct SecretSchedule {
+    /// Until the whole refresh.
+    until_refresh: Duration,
+    /// The delay of the next retry of unreadable nodes.
+    retry: Duration,
+}
+
+impl SecretSchedule {
+    fn new(refresh: Duration) -> Self {
+        Self { until_refresh: refresh, retry: UNREADABLE_RETRY.min(refresh) }
+    }
+
+    /// How long to sleep, and whether the look after it is the whole refresh.
+    fn next(&self, unreadable: bool) -> (Duration, bool) {
+        if unreadable && self.retry < self.until_refresh {
+            (self.retry, false)
+        } else {
+            (self.until_refresh, true)
+        }
+    }
+
+    /// The schedule after sleeping `slept` for a look that was the whole refresh or not.
+    fn after(self, slept: Duration, whole: bool, refresh: Duration) -> Self {
+        if whole {
+            Self::new(refresh)
+        } else {
+            Self { until_refresh: self.until_refresh - slept, retry: (self.retry * 2).min(refresh) }
+        }
+    }
+}
 
 /// How long the host waits before publishing the catalogues again after the store refused
 /// them; doubled after each refusal in a row, up to [`PUBLISH_RETRY_MAX`], with jitter.
@@ -168,11 +207,14 @@ impl Host {
             let host = self.clone();
             let stop = stop.clone();
             async move {
+                let mut schedule = SecretSchedule::new(host.secret_refresh);
                 loop {
+                    let (wait, whole) = schedule.next(host.has_unreadable_secrets());
                     tokio::select! {
-                        () = tokio::time::sleep(host.secret_refresh) => host.refresh_secrets().await,
+                        () = tokio::time::sleep(wait) => host.refresh_secrets(whole).await,
                         () = stop.cancelled() => break,
                     }
+                    schedule = schedule.after(wait, whole, host.secret_refresh);
                 }
             }
         });
@@ -274,12 +316,20 @@ impl Host {
         nodes.insert(key, Tracked { generation, built, written, refers });
     }
 
-    /// Builds again the nodes whose Secrets changed, or could not be read before.
-    async fn refresh_secrets(&self) {
+    /// Whether a node that refers to Secrets did not build.
+    fn has_unreadable_secrets(&self) -> bool {
+        let nodes = self.nodes.lock().unwrap_or_else(PoisonError::into_inner);
+        nodes.values().any(|t| t.refers.is_some() && t.built.is_err())
+    }
+
+    /// Builds again the nodes whose Secrets changed, or could not be read before: every node
+    /// that refers to Secrets when `whole`, else only those that did not build.
+    async fn refresh_secrets(&self, whole: bool) {
         let referring: Vec<(NodeKey, Arc<FlowNode>)> = {
             let nodes = self.nodes.lock().unwrap_or_else(PoisonError::into_inner);
             nodes
                 .iter()
+                .filter(|(_, t)| whole || t.built.is_err())
                 .filter_map(|(key, t)| Some((key.clone(), Arc::clone(t.refers.as_ref()?))))
                 .collect()
         };
@@ -589,4 +639,31 @@ fn key_of(object: &DynamicObject) -> Option<NodeKey> {
             .unwrap_or_else(|| weir_store::DEFAULT_NAMESPACE.to_owned()),
         name: object.metadata.name.clone()?,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unreadable_secrets_are_tried_again_sooner_and_the_refresh_stays_on_time() {
+        let refresh = Duration::from_secs(60);
+        let mut schedule = SecretSchedule::new(refresh);
+        assert_eq!(schedule.next(false), (refresh, true), "nothing to retry: the refresh");
+        let mut waits = Vec::new();
+        loop {
+            let (wait, whole) = schedule.next(true);
+            waits.push(wait.as_secs());
+            schedule = schedule.after(wait, whole, refresh);
+            if whole {
+                break;
+            }
+        }
+        // 1 + 2 + 4 + 8 + 16 = 31 s of retries, then the whole refresh 29 s later, on time.
+        assert_eq!(waits, [1, 2, 4, 8, 16, 29]);
+        assert_eq!(schedule, SecretSchedule::new(refresh), "the refresh starts over");
+        // A short refresh leaves nothing between.
+        let short = SecretSchedule::new(Duration::from_millis(500));
+        assert_eq!(short.next(true), (Duration::from_millis(500), true));
+    }
 }
