@@ -32,7 +32,7 @@ use serde_json::{Value, json};
 use weir_distribution::{auth::Credentials, client::Registry};
 use weir_testenv::{
     Cluster, ControlPlane, busybox_image, eventually,
-    solution::{Weir, http_address, node_status, succeeded, wait_ready},
+    solution::{Apiserver, Weir, http_address, node_status, succeeded, wait_ready},
 };
 use weir_testregistry::{
     LocalRegistry, push_image, push_index, random_bytes, start_registry,
@@ -89,6 +89,30 @@ fn login_secret(name: &str, registry: &str) -> Value {
 /// Fires one tick of the mirror and gives back its answer: the summary of the images' split.
 fn tick(weir: &Weir, namespace: &str) -> Result<Value> {
     weir.send(namespace, "mirror-tick:control", &json!({ "action": "tick" }), TICK_TIMEOUT)
+}
+
+/// Installs the image mirror in `flows` as a user would, for the workloads of `namespaces`,
+/// copying from `remote` to `mirror` over plain HTTP, with `more` settings; ticks come only from
+/// `weir send` (the first would come after a day). Waits until its nodes are ready.
+async fn install_mirror(
+    weir: &Weir,
+    apiserver: &impl Apiserver,
+    flows: &str,
+    (mirror, remote, namespaces): (&str, &str, &str),
+    more: &[(&str, String)],
+) -> Result<()> {
+    let mut sets = vec![
+        ("mirror", mirror.to_owned()),
+        ("mirrorPlainHttp", "true".to_owned()),
+        ("plainHttpSources", remote.to_owned()),
+        ("namespaces", namespaces.to_owned()),
+        ("interval", "24h".to_owned()),
+        ("firstTick", "afterInterval".to_owned()),
+    ];
+    sets.extend(more.iter().cloned());
+    weir.install(apiserver, flows, &solutions_dir().join("image-mirror"), &sets)?;
+    let client = weir_testenv::client_for(apiserver.kubeconfig()).await?;
+    wait_ready(&client, flows, "image-mirror", PATIENCE).await
 }
 
 /// The registries and images of the test: what each reference is, and its digest.
@@ -332,21 +356,14 @@ async fn the_image_mirror_copies_patches_reports_rechecks_rides_out_an_outage_an
     let weir =
         Weir::new(env!("CARGO_BIN_EXE_weir"), &plane.admin_account(&flows, ACCOUNT).await?.0);
     let modules = weir.start_modules(plane, &flows, &MODULES, ACCOUNT)?;
-    weir.install(
+    install_mirror(
+        &weir,
         plane,
         &flows,
-        &solutions_dir().join("image-mirror"),
-        &[
-            ("mirror", mirror.clone()),
-            ("mirrorSecret", format!("{flows}/mirror-login")),
-            ("mirrorPlainHttp", "true".to_owned()),
-            ("plainHttpSources", remote.clone()),
-            ("namespaces", format!("{shop},{ops}")),
-            ("interval", "24h".to_owned()),
-            ("firstTick", "afterInterval".to_owned()),
-        ],
-    )?;
-    wait_ready(&client, &flows, "image-mirror", PATIENCE).await?;
+        (&mirror, &remote, &format!("{shop},{ops}")),
+        &[("mirrorSecret", format!("{flows}/mirror-login"))],
+    )
+    .await?;
 
     // The first tick: five images planned (idle is scaled to zero, cached served already),
     // four copied, the missing one reported.
@@ -816,21 +833,14 @@ async fn a_tick_over_500_deployments_sharing_50_images_already_mirrored() -> Res
     let weir =
         Weir::new(env!("CARGO_BIN_EXE_weir"), &plane.admin_account(&flows, ACCOUNT).await?.0);
     let _modules = weir.start_modules(plane, &flows, &MODULES, ACCOUNT)?;
-    weir.install(
+    install_mirror(
+        &weir,
         plane,
         &flows,
-        &solutions_dir().join("image-mirror"),
-        &[
-            ("mirror", mirror.host.clone()),
-            ("mirrorSecret", format!("{flows}/mirror-login")),
-            ("mirrorPlainHttp", "true".to_owned()),
-            ("plainHttpSources", remote.host.clone()),
-            ("namespaces", apps.join(",")),
-            ("interval", "24h".to_owned()),
-            ("firstTick", "afterInterval".to_owned()),
-        ],
-    )?;
-    wait_ready(&client, &flows, "image-mirror", PATIENCE).await?;
+        (&mirror.host, &remote.host, &apps.join(",")),
+        &[("mirrorSecret", format!("{flows}/mirror-login"))],
+    )
+    .await?;
     let started = Instant::now();
     let first = tick(&weir, &flows)?;
     let first_took = started.elapsed();
@@ -922,21 +932,14 @@ async fn new_workloads_are_mirrored_within_seconds_of_being_applied() -> Result<
     let weir =
         Weir::new(env!("CARGO_BIN_EXE_weir"), &plane.admin_account(&flows, ACCOUNT).await?.0);
     let _modules = weir.start_modules(plane, &flows, &MODULES, ACCOUNT)?;
-    weir.install(
+    install_mirror(
+        &weir,
         plane,
         &flows,
-        &solutions_dir().join("image-mirror"),
-        &[
-            ("mirror", mirror.host.clone()),
-            ("mirrorSecret", format!("{flows}/mirror-login")),
-            ("mirrorPlainHttp", "true".to_owned()),
-            ("plainHttpSources", remote.host.clone()),
-            ("namespaces", apps.clone()),
-            ("interval", "24h".to_owned()),
-            ("firstTick", "afterInterval".to_owned()),
-        ],
-    )?;
-    wait_ready(&client, &flows, "image-mirror", PATIENCE).await?;
+        (&mirror.host, &remote.host, &apps),
+        &[("mirrorSecret", format!("{flows}/mirror-login"))],
+    )
+    .await?;
     // One workload first, so app-0 is in the mirror and the watches are running.
     let warm = |name: &str, image: usize| {
         deployment(name, 1, &[("app", &format!("{}/fleet/app-{image}:1", remote.host))], json!({}))
@@ -1013,22 +1016,14 @@ async fn a_mirror_down_longer_than_allowed_points_the_workloads_back() -> Result
     let weir =
         Weir::new(env!("CARGO_BIN_EXE_weir"), &plane.admin_account(&flows, ACCOUNT).await?.0);
     let _modules = weir.start_modules(plane, &flows, &MODULES, ACCOUNT)?;
-    weir.install(
+    install_mirror(
+        &weir,
         plane,
         &flows,
-        &solutions_dir().join("image-mirror"),
-        &[
-            ("mirror", mirror.host.clone()),
-            ("mirrorPlainHttp", "true".to_owned()),
-            ("plainHttpSources", remote.host.clone()),
-            ("namespaces", apps.clone()),
-            ("interval", "24h".to_owned()),
-            ("firstTick", "afterInterval".to_owned()),
-            ("revertWhenMirrorDown", "true".to_owned()),
-            ("mirrorDownFor", "0s".to_owned()),
-        ],
-    )?;
-    wait_ready(&client, &flows, "image-mirror", PATIENCE).await?;
+        (&mirror.host, &remote.host, &apps),
+        &[("revertWhenMirrorDown", "true".to_owned()), ("mirrorDownFor", "0s".to_owned())],
+    )
+    .await?;
     let first = tick(&weir, &flows)?;
     ensure!(first["patched"] == json!([format!("Deployment {apps}/app")]), "{first:#}");
     let image = |found: &Workloads| found["app"].0["app"].clone();
@@ -1156,20 +1151,14 @@ async fn pods_of_every_kind_start_from_the_mirror_with_the_source_registry_stopp
     let weir =
         Weir::new(env!("CARGO_BIN_EXE_weir"), &cluster.admin_account(&flows, ACCOUNT).await?.0);
     let _modules = weir.start_modules(cluster, &flows, &MODULES, ACCOUNT)?;
-    weir.install(
+    install_mirror(
+        &weir,
         cluster,
         &flows,
-        &solutions_dir().join("image-mirror"),
-        &[
-            ("mirror", mirror.host.clone()),
-            ("mirrorPlainHttp", "true".to_owned()),
-            ("plainHttpSources", remote.host.clone()),
-            ("namespaces", apps.clone()),
-            ("interval", "24h".to_owned()),
-            ("firstTick", "afterInterval".to_owned()),
-        ],
-    )?;
-    wait_ready(&client, &flows, "image-mirror", PATIENCE).await?;
+        (&mirror.host, &remote.host, &apps),
+        &[],
+    )
+    .await?;
     let first = tick(&weir, &flows)?;
     let patched: Vec<&str> =
         first["patched"].as_array().context("patched")?.iter().filter_map(Value::as_str).collect();
