@@ -37,6 +37,7 @@ fn every_solution_reads_and_its_manifests_pass_the_apiservers_checks() -> Result
     ensure!(
         names
             == [
+                "chatops",
                 "cluster-cost-saver",
                 "configmap-sync",
                 "cronjob-failure-alerts",
