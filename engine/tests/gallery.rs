@@ -573,8 +573,23 @@ async fn chatops_restarts_scales_and_reads_logs_for_allowed_users_in_granted_nam
         ))),
         "{post}"
     );
-    let post = ops.run("delete everything").await?;
-    ensure!(post["text"].as_str().is_some_and(|text| text.contains("usage: ")), "{post}");
+    let usage = "usage: `restart NAMESPACE/DEPLOYMENT`, `scale NAMESPACE/DEPLOYMENT REPLICAS` or `logs NAMESPACE/POD [LINES]`";
+    for (text, why) in [
+        ("delete everything".to_owned(), usage.to_owned()),
+        (format!("restart {shop}/web now"), usage.to_owned()),
+        ("restart Shop/Web".to_owned(), format!("`Shop/Web` is not NAMESPACE/NAME; {usage}")),
+        (
+            format!("scale {shop}/web 11"),
+            format!("REPLICAS must be a whole number from 0 to 10; {usage}"),
+        ),
+        (
+            format!("logs {shop}/lonely 0"),
+            format!("LINES must be a whole number from 1 to 100; {usage}"),
+        ),
+    ] {
+        let post = ops.run(&text).await?;
+        ensure!(post["text"] == format!(":no_entry: `/weir {text}`: {why}"), "{post}");
+    }
     ensure!(replicas(&deployments(&shop).get("web").await?) == Some(3), "the signature's 401");
 
     // logs of a pod with no node: the apiserver answers an empty log (not an error), and the
