@@ -13,9 +13,14 @@ use std::{
     time::{Duration, Instant},
 };
 
-use anyhow::{Result, ensure};
+use anyhow::{Context as _, Result, ensure};
 use chrono::Datelike;
-use k8s_openapi::api::{core::v1::Secret, networking::v1::Ingress};
+use k8s_openapi::api::{
+    apps::v1::Deployment,
+    core::v1::{Pod, Secret},
+    networking::v1::Ingress,
+};
+use kube::Api;
 use serde::Deserialize as _;
 use serde_json::{Value, json};
 use weir_testenv::{
@@ -39,7 +44,7 @@ fn solutions_dir() -> PathBuf {
 struct Installed {
     weir: Weir,
     flows: String,
-    _modules: Vec<Process>,
+    modules: Vec<Process>,
 }
 
 impl Installed {
@@ -59,7 +64,7 @@ impl Installed {
         weir.install(plane, &flows, &solutions_dir().join(solution), sets)?;
         let modules = weir.start_modules(plane, &flows, modules, ACCOUNT)?;
         wait_ready(&plane.client().await?, &flows, solution, READY_PATIENCE).await?;
-        Ok(Self { weir, flows, _modules: modules })
+        Ok(Self { weir, flows, modules })
     }
 
     /// Sends `message` to `target` (`NODE:PORT`) until a replica takes it.
@@ -324,6 +329,351 @@ async fn measure_a_tls_watcher_run_over_500_secrets() -> Result<()> {
          the day's first, posting all {SECRETS}, {first:.2} s; later ones, posting nothing new, \
          median {:.2} s of {seconds:.2?}",
         seconds[seconds.len() / 2]
+    );
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+// chatops
+
+const SLACK_SECRET: &str = "slack-signing-secret";
+const ALLOWED: &str = "U0ALLOWED";
+
+/// ChatOps installed with its signing secret, for `ALLOWED` in `namespaces`; Slack's side is
+/// `chat`, where the answers to every command are posted.
+struct ChatOps {
+    installed: Installed,
+    url: String,
+    chat: Chat,
+    http: reqwest::Client,
+}
+
+impl ChatOps {
+    async fn new(plane: &ControlPlane, namespaces: &[&str]) -> Result<Self> {
+        let client = plane.client().await?;
+        let installed = Installed::new(
+            plane,
+            "chatops",
+            &["common", "http", "js", "kubernetes"],
+            &[("allowedUsers", ALLOWED.to_owned()), ("namespaces", namespaces.join(","))],
+            async |flows| {
+                let secret = json!({
+                    "metadata": { "name": "chatops" },
+                    "stringData": { "signing-secret": SLACK_SECRET },
+                });
+                weir_testenv::create::<Secret>(&client, flows, secret).await?;
+                Ok(())
+            },
+        )
+        .await?;
+        let base = installed
+            .modules
+            .iter()
+            .find_map(weir_testenv::solution::webhooks_url)
+            .context("the http module's webhooks URL")?;
+        let url = format!("{base}{}/chatops/chatops-command", installed.flows);
+        Ok(Self { installed, url, chat: Chat::start().await?, http: reqwest::Client::new() })
+    }
+
+    /// Slack's side of a slash command `/weir TEXT` by `user`: the form Slack posts, signed with
+    /// `secret` as Slack signs; gives back the status and body of the acknowledgement.
+    async fn command(&self, user: &str, text: &str, secret: &str) -> Result<(u16, Value)> {
+        let form = serde_urlencoded::to_string([
+            ("team_id", "T0"),
+            ("user_id", user),
+            ("command", "/weir"),
+            ("text", text),
+            ("response_url", &self.chat.url),
+        ])?;
+        let at = chrono::Utc::now().timestamp();
+        let signed = format!("v0:{at}:{form}");
+        let signature = weir_http::signature::sign_hex(
+            weir_http::signature::Algorithm::Sha256,
+            secret.as_bytes(),
+            signed.as_bytes(),
+        );
+        let answer = self
+            .http
+            .post(&self.url)
+            .header("content-type", "application/x-www-form-urlencoded")
+            .header("x-slack-request-timestamp", at.to_string())
+            .header("x-slack-signature", format!("v0={signature}"))
+            .body(form)
+            .send()
+            .await?;
+        let status = answer.status().as_u16();
+        let text = answer.text().await?;
+        Ok((status, serde_json::from_str(&text).unwrap_or(Value::String(text))))
+    }
+
+    /// The `n`th answer posted to the response URL (counting from 0), once it came.
+    async fn posted(&self, n: usize) -> Result<Value> {
+        eventually(&format!("answer {n} on the response URL"), PATIENCE, || async {
+            Ok(self.chat.received().get(n).cloned())
+        })
+        .await
+    }
+
+    /// Runs `text` as the allowed user, checks Slack's acknowledgement and gives back what
+    /// was posted for it.
+    async fn run(&self, text: &str) -> Result<Value> {
+        let before = self.chat.received().len();
+        let (status, body) = self.command(ALLOWED, text, SLACK_SECRET).await?;
+        ensure!(
+            (status, &body)
+                == (200, &json!({ "response_type": "ephemeral", "text": "Working on it…" })),
+            "{status} {body}"
+        );
+        self.posted(before).await
+    }
+}
+
+/// The Deployment `name` of `namespace`: one replica, its pods never scheduled (the test's
+/// cluster has no node).
+fn deployment(name: &str) -> Value {
+    json!({
+        "metadata": { "name": name },
+        "spec": {
+            "replicas": 1,
+            "selector": { "matchLabels": { "app": name } },
+            "template": {
+                "metadata": { "labels": { "app": name } },
+                "spec": { "containers": [{ "name": "app", "image": "registry.local:5000/app:1" }] },
+            },
+        },
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chatops_restarts_scales_and_reads_logs_for_allowed_users_in_granted_namespaces()
+-> Result<()> {
+    let plane = ControlPlane::shared();
+    let client = plane.client().await?;
+    let shop = plane.namespace("shop").await?;
+    let other = plane.namespace("other").await?;
+    for namespace in [&shop, &other] {
+        weir_testenv::create::<Deployment>(&client, namespace, deployment("web")).await?;
+    }
+    let lonely = json!({
+        "metadata": { "name": "lonely" },
+        "spec": { "containers": [{ "name": "app", "image": "registry.local:5000/app:1" }] },
+    });
+    weir_testenv::create::<Pod>(&client, &shop, lonely).await?;
+    let ops = ChatOps::new(plane, &[&shop, &other]).await?;
+    let flows = &ops.installed.flows;
+
+    // Exactly the rules its nodes need: the Deployments and pod logs of any namespace (the
+    // command names it), and its own Secret.
+    let mut rules = ops.installed.rules("chatops")?;
+    rules.sort_by_key(|(place, rule)| format!("{place} {rule}"));
+    ensure!(
+        rules
+            == [
+                (
+                    "ClusterRole".to_owned(),
+                    json!({ "apiGroups": [""], "resources": ["pods/log"], "verbs": ["get"] })
+                ),
+                (
+                    "ClusterRole".to_owned(),
+                    json!({ "apiGroups": ["apps"], "resources": ["deployments"], "verbs": ["patch"] })
+                ),
+                (
+                    "ClusterRole".to_owned(),
+                    json!({ "apiGroups": ["apps"], "resources": ["deployments/scale"], "verbs": ["get", "patch"] })
+                ),
+                (
+                    format!("Role {flows}"),
+                    json!({ "apiGroups": [""], "resources": ["secrets"], "resourceNames": ["chatops"], "verbs": ["get"] })
+                ),
+            ],
+        "{rules:?}"
+    );
+    // Narrowed as the README says: the ClusterRole bound in the shop namespace only.
+    let role = format!("{flows}-weir-flow-chatops");
+    succeeded(
+        plane.kubectl().args(["delete", "clusterrolebinding", &role]),
+        "kubectl delete clusterrolebinding",
+    )?;
+    succeeded(
+        plane.kubectl().args([
+            "create",
+            "rolebinding",
+            "chatops",
+            "-n",
+            &shop,
+            &format!("--clusterrole={role}"),
+            &format!("--serviceaccount={flows}:chatops"),
+        ]),
+        "kubectl create rolebinding",
+    )?;
+    let deployments = |namespace: &str| Api::<Deployment>::namespaced(client.clone(), namespace);
+    let restarted_at = |deployment: &Deployment| {
+        deployment
+            .spec
+            .as_ref()
+            .and_then(|spec| spec.template.metadata.as_ref())
+            .and_then(|metadata| metadata.annotations.as_ref())
+            .and_then(|annotations| annotations.get("kubectl.kubernetes.io/restartedAt").cloned())
+    };
+    let replicas = |deployment: &Deployment| deployment.spec.as_ref().and_then(|s| s.replicas);
+
+    // restart: the annotation kubectl sets, now; the channel is told who did it.
+    let before = chrono::Utc::now() - chrono::Duration::seconds(1);
+    let post = ops.run(&format!("restart {shop}/web")).await?;
+    ensure!(
+        post == json!({ "response_type": "in_channel", "text": format!(
+            ":arrows_counterclockwise: <@{ALLOWED}> restarted Deployment `{shop}/web`: its pods are replaced one by one"
+        ) }),
+        "{post}"
+    );
+    let web = deployments(&shop).get("web").await?;
+    let at = restarted_at(&web).context("no restartedAt annotation")?;
+    let at = chrono::DateTime::parse_from_rfc3339(&at)?;
+    ensure!(at >= before && at <= chrono::Utc::now(), "{at}");
+
+    // scale: the replicas, and the count before.
+    let post = ops.run(&format!("scale {shop}/web 3")).await?;
+    ensure!(
+        post["text"]
+            == format!(
+                ":straight_ruler: <@{ALLOWED}> scaled Deployment `{shop}/web` from 1 to 3 replicas"
+            ),
+        "{post}"
+    );
+    ensure!(replicas(&deployments(&shop).get("web").await?) == Some(3));
+
+    // Someone not listed: refused, told so, and nothing changes.
+    let posts = ops.chat.received().len();
+    let (status, _) =
+        ops.command("U0INTRUDER", &format!("scale {shop}/web 0"), SLACK_SECRET).await?;
+    ensure!(status == 200, "{status}");
+    let post = ops.posted(posts).await?;
+    ensure!(
+        post == json!({ "response_type": "ephemeral", "text": format!(
+            ":no_entry: `/weir scale {shop}/web 0`: <@U0INTRUDER> may not run commands here: only the users in the chatops solution's allowedUsers setting may"
+        ) }),
+        "{post}"
+    );
+    let web = deployments(&shop).get("web").await?;
+    ensure!(
+        replicas(&web) == Some(3)
+            && restarted_at(&web) == Some(at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
+    );
+
+    // A wrong signature: 401 and nothing runs (the next answer posted is the next command's).
+    let (status, body) =
+        ops.command(ALLOWED, &format!("scale {shop}/web 0"), "not-the-secret").await?;
+    ensure!(status == 401, "{status} {body}");
+
+    // A command outside `namespaces`, and nonsense: refused with the usage.
+    let post = ops.run("scale kube-system/coredns 0").await?;
+    ensure!(
+        post["text"].as_str().is_some_and(|text| text.contains(&format!(
+            "namespace kube-system is not one chatops may touch ({shop}, {other})"
+        ))),
+        "{post}"
+    );
+    let usage = "usage: `restart NAMESPACE/DEPLOYMENT`, `scale NAMESPACE/DEPLOYMENT REPLICAS` or `logs NAMESPACE/POD [LINES]`";
+    for (text, why) in [
+        ("delete everything".to_owned(), usage.to_owned()),
+        (format!("restart {shop}/web now"), usage.to_owned()),
+        ("restart Shop/Web".to_owned(), format!("`Shop/Web` is not NAMESPACE/NAME; {usage}")),
+        (
+            format!("scale {shop}/web 11"),
+            format!("REPLICAS must be a whole number from 0 to 10; {usage}"),
+        ),
+        (
+            format!("logs {shop}/lonely 0"),
+            format!("LINES must be a whole number from 1 to 100; {usage}"),
+        ),
+    ] {
+        let post = ops.run(&text).await?;
+        ensure!(post["text"] == format!(":no_entry: `/weir {text}`: {why}"), "{post}");
+    }
+    ensure!(replicas(&deployments(&shop).get("web").await?) == Some(3), "the signature's 401");
+
+    // logs of a pod with no node: the apiserver answers an empty log (not an error), and the
+    // user is told; of a pod that is not there, the apiserver's error is posted back.
+    let post = ops.run(&format!("logs {shop}/lonely 5")).await?;
+    ensure!(
+        post == json!({ "response_type": "ephemeral", "text": format!(
+            "Nothing in the log of pod `{shop}/lonely` yet: has it started on a node?"
+        ) }),
+        "{post}"
+    );
+    let post = ops.run(&format!("logs {shop}/ghost")).await?;
+    ensure!(
+        post["text"].as_str().is_some_and(|text| text
+            .starts_with(&format!(":x: `/weir logs {shop}/ghost` failed: "))
+            && text
+                .ends_with(&format!("cannot get pods/log ghost in namespace {shop}: not found"))),
+        "{post}"
+    );
+
+    // A namespace the account is not bound in: the apiserver refuses, and says so in Slack.
+    let post = eventually("the apiserver's refusal", PATIENCE, || async {
+        let post = ops.run(&format!("restart {other}/web")).await?;
+        let text = post["text"].as_str().unwrap_or_default().to_owned();
+        Ok(text.contains("forbidden").then_some(text))
+    })
+    .await?;
+    ensure!(
+        post.starts_with(&format!(":x: `/weir restart {other}/web` failed: "))
+            && post.contains(&format!("system:serviceaccount:{flows}:chatops"))
+            && post.contains(&format!("namespace \"{other}\"")),
+        "{post}"
+    );
+    ensure!(restarted_at(&deployments(&other).get("web").await?).is_none());
+
+    // Bad settings are refused at install, naming the setting.
+    let refused = ops.installed.refused(plane, "chatops", &[]);
+    ensure!(refused.contains("allowedUsers"), "{refused}");
+    let refused = ops.installed.refused(
+        plane,
+        "chatops",
+        &[("allowedUsers", ALLOWED.to_owned()), ("maxReplicas", "many".to_owned())],
+    );
+    ensure!(refused.contains("maxReplicas"), "{refused}");
+    Ok(())
+}
+
+/// Slack's acknowledgement of 50 signed `scale` commands, one after another (after 5 to warm
+/// up): from sending the command to its 200, and to the outcome posted on the response URL.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a measurement: cargo test -p weir-engine --test gallery -- --ignored --nocapture"]
+async fn measure_the_chatops_acknowledgement() -> Result<()> {
+    const COMMANDS: usize = 50;
+    let plane = ControlPlane::shared();
+    let client = plane.client().await?;
+    let shop = plane.namespace("shop").await?;
+    weir_testenv::create::<Deployment>(&client, &shop, deployment("web")).await?;
+    let ops = ChatOps::new(plane, &[&shop]).await?;
+    let (mut acknowledged, mut posted) = (Vec::new(), Vec::new());
+    for round in 0..COMMANDS + 5 {
+        let posts = ops.chat.received().len();
+        let started = Instant::now();
+        let (status, _) =
+            ops.command(ALLOWED, &format!("scale {shop}/web {}", round % 3), SLACK_SECRET).await?;
+        let acknowledgement = started.elapsed();
+        ensure!(status == 200, "{status}");
+        let post = ops.posted(posts).await?;
+        let outcome = started.elapsed();
+        ensure!(post["text"].as_str().is_some_and(|text| text.contains("scaled")), "{post}");
+        if round >= 5 {
+            acknowledged.push(acknowledgement);
+            posted.push(outcome);
+        }
+    }
+    acknowledged.sort();
+    posted.sort();
+    let at = |times: &[Duration], q: f64| times[((times.len() as f64 - 1.0) * q) as usize];
+    println!(
+        "chatops, {COMMANDS} signed scale commands: acknowledged p50 {:.2?} p99 {:.2?}; \
+         outcome posted p50 {:.2?} p99 {:.2?}",
+        at(&acknowledged, 0.5),
+        at(&acknowledged, 0.99),
+        at(&posted, 0.5),
+        at(&posted, 0.99)
     );
     Ok(())
 }

@@ -37,6 +37,7 @@ fn every_solution_reads_and_its_manifests_pass_the_apiservers_checks() -> Result
     ensure!(
         names
             == [
+                "chatops",
                 "cluster-cost-saver",
                 "configmap-sync",
                 "cronjob-failure-alerts",
@@ -249,6 +250,39 @@ fn deploy_webhook_settings_land_and_bad_ones_are_refused_by_name() -> Result<()>
     ensure!(
         refused(&["targets=a=b/c/d", "format=discord"])
             == "setting format: \"discord\" is not one of slack, teams, json"
+    );
+    Ok(())
+}
+
+#[test]
+fn chatops_settings_land_and_bad_ones_are_refused_by_name() -> Result<()> {
+    let chatops = load("chatops")?;
+    let render = |sets: &[&str]| -> Result<Vec<Value>, SolutionError> {
+        let sets: Vec<(String, String)> =
+            sets.iter().map(|t| parse_set(t)).collect::<Result<_, _>>()?;
+        chatops.render(&sets)
+    };
+    let documents = render(&[
+        "allowedUsers=U024BE7LH, U0G9QF9C6",
+        "namespaces=",
+        "maxReplicas=4",
+        "secretName=slack",
+    ])?;
+    let command = documents
+        .iter()
+        .find(|d| d["metadata"]["name"] == "chatops-command")
+        .context("chatops-command")?;
+    ensure!(
+        command["spec"]["edges"][0]["mapping"]["settings"]
+            == json!({ "allowedUsers": ["U024BE7LH", "U0G9QF9C6"], "namespaces": [], "maxReplicas": 4 }),
+        "{command}"
+    );
+    ensure!(command["spec"]["settings"]["auth"]["secret"]["secretKeyRef"]["name"] == "slack");
+    let refused = |sets: &[&str]| render(sets).map(|_| ()).expect_err("refused").to_string();
+    ensure!(refused(&["namespaces=shop"]).starts_with("setting allowedUsers is required: "));
+    ensure!(
+        refused(&["allowedUsers=U1", "maxReplicas=many"])
+            == "setting maxReplicas: \"many\" is not a whole number"
     );
     Ok(())
 }

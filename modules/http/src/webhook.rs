@@ -12,7 +12,9 @@
 //! sets them, null is 204, anything else is a JSON 200. A failed run is answered with a status
 //! for its kind and only the run's trace id as the correlation id; the failure itself goes to
 //! the node's status and the log under that id. With `respond: immediately` the request is
-//! answered 202 with the id at once and the run goes on.
+//! answered at once and the run goes on: 202 with the id unless `immediateStatus` and
+//! `immediateBody` say otherwise (Slack's slash commands want a 200 whose body the user sees
+//! within 3 seconds).
 
 use std::{collections::BTreeMap, sync::Arc, time::Duration};
 
@@ -50,9 +52,14 @@ pub struct WebhookSettings {
     pub auth: HookAuth,
     /// The largest body taken, in bytes (413 beyond); at most 64 MiB.
     pub max_body_bytes: u64,
-    /// `afterRun`: answer with what the run answered; `immediately`: answer 202 at once and run
-    /// on.
+    /// `afterRun`: answer with what the run answered; `immediately`: answer at once (see
+    /// `immediateStatus` and `immediateBody`) and run on.
     pub respond: Respond,
+    /// The status of the answer `respond: immediately` gives, between 200 and 299.
+    pub immediate_status: u16,
+    /// The body of the answer `respond: immediately` gives: a string is sent as text, anything
+    /// else as JSON; null is `{"id": …}` with the run's correlation id.
+    pub immediate_body: Value,
     /// How many requests this node handles at once on each replica (429 beyond).
     pub concurrency: u32,
     /// How long a run may take before the caller gets 504 (and the run is cancelled).
@@ -70,6 +77,8 @@ impl Default for WebhookSettings {
             auth: HookAuth::default(),
             max_body_bytes: 1 << 20,
             respond: Respond::AfterRun,
+            immediate_status: 202,
+            immediate_body: Value::Null,
             concurrency: 32,
             timeout: HumanDuration::from_secs(30),
             read_timeout: HumanDuration::from_secs(10),
@@ -83,7 +92,7 @@ impl Default for WebhookSettings {
 pub enum Respond {
     /// Once the run answered, with its answer.
     AfterRun,
-    /// At once, 202 with the run's id; the run goes on.
+    /// At once, with `immediateStatus` and `immediateBody`; the run goes on.
     Immediately,
 }
 
@@ -132,6 +141,8 @@ pub struct Core {
     checker: Checker,
     max_body_bytes: u64,
     respond: Respond,
+    immediate_status: StatusCode,
+    immediate_body: Value,
     places: Arc<Semaphore>,
     /// The runs of `respond: immediately`, which outlive their request but not the node.
     background: TaskTracker,
@@ -192,6 +203,15 @@ impl Component for Webhook {
                 return Err(invalid(field, format!("{duration} is not between 1ms and 1h")));
             }
         }
+        let immediate_status = StatusCode::from_u16(settings.immediate_status)
+            .ok()
+            .filter(StatusCode::is_success)
+            .ok_or_else(|| {
+                invalid(
+                    "immediateStatus",
+                    format!("{} is not between 200 and 299", settings.immediate_status),
+                )
+            })?;
         let pattern = parse_pattern(&settings.path).map_err(|why| invalid("path", why))?;
         let checker = Checker::new(&settings.auth).map_err(NodeError::invalid)?;
         let core = Core {
@@ -200,6 +220,8 @@ impl Component for Webhook {
             checker,
             max_body_bytes: settings.max_body_bytes,
             respond: settings.respond,
+            immediate_status,
+            immediate_body: settings.immediate_body,
             places: Arc::new(Semaphore::new(settings.concurrency as usize)),
             background: TaskTracker::new(),
             timeout: settings.timeout.get(),
@@ -375,7 +397,8 @@ impl Core {
         };
         let run = run.with_trigger(trigger.clone());
         if self.respond == Respond::Immediately {
-            let (cx, timeout, accepted) = (cx.clone(), self.timeout, json!({ "id": id }));
+            let accepted = self.accepted(&id);
+            let (cx, timeout) = (cx.clone(), self.timeout);
             self.background.spawn(async move {
                 let _place = place;
                 let ran = tokio::time::timeout(timeout, run.emit("out", trigger)).await;
@@ -387,7 +410,7 @@ impl Core {
                 tracing::warn!(node = %cx.node(), id, error = %failure, "a webhook's run failed");
                 cx.report(&failure);
             });
-            return answer(StatusCode::ACCEPTED, accepted);
+            return accepted;
         }
         let ran = tokio::time::timeout(self.timeout, run.emit("out", trigger)).await;
         drop(place);
@@ -399,6 +422,20 @@ impl Core {
                 &id,
                 &NodeError::cancelled(format!("the run took longer than {:?}", self.timeout)),
             ),
+        }
+    }
+
+    /// The answer of `respond: immediately` to the request whose run is `id`.
+    fn accepted(&self, id: &str) -> Response {
+        match &self.immediate_body {
+            Value::Null => answer(self.immediate_status, json!({ "id": id })),
+            Value::String(text) => (
+                self.immediate_status,
+                [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+                text.clone(),
+            )
+                .into_response(),
+            body => answer(self.immediate_status, body.clone()),
         }
     }
 
@@ -549,5 +586,13 @@ mod tests {
             "settings.auth.secret: this type of auth needs a secret"
         );
         assert!(refused(json!({ "path": "{}" })).starts_with("settings.path: "));
+        assert_eq!(
+            refused(json!({ "immediateStatus": 404 })),
+            "settings.immediateStatus: 404 is not between 200 and 299"
+        );
+        assert_eq!(
+            refused(json!({ "immediateStatus": 42 })),
+            "settings.immediateStatus: 42 is not between 200 and 299"
+        );
     }
 }

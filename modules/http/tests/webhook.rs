@@ -353,3 +353,34 @@ async fn immediately_answers_202_and_the_limit_answers_429() {
     assert_eq!(second.status(), 429);
     assert_eq!(second.headers()["retry-after"], "1");
 }
+
+#[tokio::test]
+async fn immediately_answers_with_the_status_and_body_it_is_given() {
+    let served = served().await;
+    let wait = json!([{ "port": "out", "to": { "node": "wait", "port": "in" } }]);
+    served
+        .runtime
+        .apply(&flow_node("wait", "common", "delay", json!({ "duration": "400ms" }), json!([])))
+        .await
+        .unwrap();
+    let ephemeral = json!({ "response_type": "ephemeral", "text": "Working on it…" });
+    for (name, body) in [("slack", ephemeral.clone()), ("text", json!("on it"))] {
+        let settings =
+            json!({ "respond": "immediately", "immediateStatus": 200, "immediateBody": body });
+        served
+            .runtime
+            .apply(&flow_node(name, "http", "webhook", settings, wait.clone()))
+            .await
+            .unwrap();
+        served.ready(name).await;
+    }
+
+    let started = std::time::Instant::now();
+    let response = served.client.post(served.url("slack")).send().await.unwrap();
+    assert_eq!(response.headers()["content-type"], "application/json");
+    assert_eq!(json_of(response).await, (200, ephemeral));
+    assert!(started.elapsed() < Duration::from_millis(400), "answered before the run ended");
+    let response = served.client.post(served.url("text")).send().await.unwrap();
+    assert_eq!(response.headers()["content-type"], "text/plain; charset=utf-8");
+    assert_eq!(json_of(response).await, (200, json!("on it")));
+}
