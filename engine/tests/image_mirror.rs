@@ -1151,14 +1151,7 @@ async fn pods_of_every_kind_start_from_the_mirror_with_the_source_registry_stopp
     let weir =
         Weir::new(env!("CARGO_BIN_EXE_weir"), &cluster.admin_account(&flows, ACCOUNT).await?.0);
     let _modules = weir.start_modules(cluster, &flows, &MODULES, ACCOUNT)?;
-    install_mirror(
-        &weir,
-        cluster,
-        &flows,
-        (&mirror.host, &remote.host, &apps),
-        &[],
-    )
-    .await?;
+    install_mirror(&weir, cluster, &flows, (&mirror.host, &remote.host, &apps), &[]).await?;
     let first = tick(&weir, &flows)?;
     let patched: Vec<&str> =
         first["patched"].as_array().context("patched")?.iter().filter_map(Value::as_str).collect();

@@ -21,7 +21,7 @@
 //! annotations, expecting the images it saw, so a workload moved since is left alone. The
 //! image-mirror-revert solution and the mirror's own revert after a long outage use it.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -247,6 +247,41 @@ pub struct Skipped {
     pub reason: String,
 }
 
+/// What one image reference comes to, worked out once per plan however many containers name
+/// it (a cluster has far fewer images than containers).
+#[derive(Debug, Clone)]
+struct Planned {
+    /// The reference normalised, as the copy's source.
+    source: String,
+    /// Its registry.
+    registry: String,
+    /// Whether it is on the mirror already.
+    on_mirror: bool,
+    /// Where it goes in the mirror, or why it cannot.
+    target: Result<String, String>,
+}
+
+/// The references read so far in a plan.
+#[derive(Debug, Default)]
+struct Plans(HashMap<String, Result<Planned, String>>);
+
+impl Plans {
+    fn of(&mut self, plan: &MirrorPlan, text: &str) -> Result<Planned, String> {
+        if let Some(known) = self.0.get(text) {
+            return known.clone();
+        }
+        let planned =
+            text.parse::<Reference>().map_err(|err| err.problem).map(|reference| Planned {
+                source: reference.to_string(),
+                registry: reference.registry().to_owned(),
+                on_mirror: reference.registry() == plan.mirror,
+                target: plan.target(&reference),
+            });
+        self.0.insert(text.to_owned(), planned.clone());
+        planned
+    }
+}
+
 /// A node of the mirror plan component.
 #[derive(Debug)]
 pub struct MirrorPlan {
@@ -343,6 +378,7 @@ impl MirrorPlan {
     pub fn plan(&self, workloads: &[Workload]) -> (Plan, Vec<Skipped>) {
         let mut items: BTreeMap<String, Item> = BTreeMap::new();
         let mut skipped = Vec::new();
+        let mut plans = Plans::default();
         let mut other_namespaces = 0;
         let only: BTreeSet<&str> = self.settings.namespaces.iter().map(String::as_str).collect();
         let excluded: BTreeSet<&str> =
@@ -390,7 +426,7 @@ impl MirrorPlan {
                 continue;
             }
             for container in workload.containers.iter().chain(&workload.init_containers) {
-                self.add_container(workload, container, &mut items, &mut skipped);
+                self.add_container(workload, container, &mut plans, &mut items, &mut skipped);
             }
         }
         let mut items: Vec<Item> = items.into_values().collect();
@@ -410,69 +446,72 @@ impl MirrorPlan {
         &self,
         workload: &Workload,
         container: &Container,
+        plans: &mut Plans,
         items: &mut BTreeMap<String, Item>,
         skipped: &mut Vec<Skipped>,
     ) {
         let annotation = format!("{ORIGINAL_ANNOTATION}{}", container.name);
-        let named = format!("{} {}/{}", workload.kind, workload.namespace, workload.name);
-        let mut original = container.image.clone();
-        let parsed = container.image.parse::<Reference>();
-        let mut source = parsed.map_err(|err| err.problem);
-        if let Ok(reference) = &source
-            && reference.registry() == self.mirror
-        {
+        let mut original = &container.image;
+        let mut planned = plans.of(self, &container.image);
+        if planned.as_ref().is_ok_and(|p| p.on_mirror) {
             // Ours when the annotation names where it came from and the image is still the
             // copy of it.
-            let from = workload.annotations.get(&annotation);
-            let ours = from.and_then(|text| text.parse::<Reference>().ok()).filter(|from| {
-                self.target(from).is_ok_and(|copy| container.image.starts_with(&format!("{copy}@")))
-            });
-            let Some(from) = ours else {
+            let from =
+                workload.annotations.get(&annotation).map(|text| (text, plans.of(self, text)));
+            let Some((text, Ok(from))) = from.filter(|(_, from)| {
+                from.as_ref().is_ok_and(|from| {
+                    from.target.as_ref().is_ok_and(|copy| {
+                        container
+                            .image
+                            .strip_prefix(copy.as_str())
+                            .is_some_and(|rest| rest.starts_with('@'))
+                    })
+                })
+            }) else {
                 skipped.push(Skipped {
-                    workload: named,
+                    workload: format!("{} {}/{}", workload.kind, workload.namespace, workload.name),
                     container: Some(container.name.clone()),
                     reason: "served by the mirror already".to_owned(),
                 });
                 return;
             };
-            original = workload.annotations[&annotation].clone();
-            source = Ok(from);
+            original = text;
+            planned = Ok(from);
         }
-        let planned = source.and_then(|source| Ok((self.target(&source)?, source)));
-        let (key, item) = match planned {
-            Ok((target, source)) => (
-                source.to_string(),
-                Item {
-                    source: source.to_string(),
-                    copy: Some(json!({
-                        "source": source.to_string(),
-                        "target": target,
-                        "sourcePlainHttp": self.plain_http.contains(source.registry()),
-                        "targetPlainHttp": self.settings.mirror_plain_http,
-                        "platforms": self.settings.platforms,
-                    })),
-                    problem: None,
-                    secrets: Vec::new(),
-                    workloads: Vec::new(),
-                },
-            ),
-            Err(problem) => (
-                format!("unusable {}", container.image),
-                Item {
-                    source: container.image.clone(),
-                    copy: None,
-                    problem: Some(format!("{:?}: {problem}", container.image)),
-                    secrets: Vec::new(),
-                    workloads: Vec::new(),
-                },
-            ),
+        let usable = planned.and_then(|p| p.target.map(|target| (p.source, p.registry, target)));
+        let key = match &usable {
+            Ok((source, _, _)) => source.clone(),
+            Err(_) => format!("unusable {}", container.image),
         };
-        let item = items.entry(key).or_insert(item);
-        let position = item.workloads.iter().position(|u| {
+        let item = items.entry(key).or_insert_with(|| match usable {
+            Ok((source, registry, target)) => Item {
+                copy: Some(json!({
+                    "source": source,
+                    "target": target,
+                    "sourcePlainHttp": self.plain_http.contains(&registry),
+                    "targetPlainHttp": self.settings.mirror_plain_http,
+                    "platforms": self.settings.platforms,
+                })),
+                source,
+                problem: None,
+                secrets: Vec::new(),
+                workloads: Vec::new(),
+            },
+            Err(problem) => Item {
+                source: container.image.clone(),
+                copy: None,
+                problem: Some(format!("{:?}: {problem}", container.image)),
+                secrets: Vec::new(),
+                workloads: Vec::new(),
+            },
+        });
+        // A workload's containers are added one after another, so if it uses this image
+        // already it is the item's last use: no search through the item's uses.
+        let last = item.workloads.last().is_some_and(|u| {
             (u.kind.as_str(), u.namespace.as_str(), u.name.as_str())
                 == (workload.kind.as_str(), workload.namespace.as_str(), workload.name.as_str())
         });
-        let at = position.unwrap_or_else(|| {
+        if !last {
             item.workloads.push(Use {
                 kind: workload.kind.clone(),
                 namespace: workload.namespace.clone(),
@@ -480,10 +519,10 @@ impl MirrorPlan {
                 current: BTreeMap::new(),
                 annotations: BTreeMap::new(),
             });
-            item.workloads.len() - 1
-        });
+        }
+        let at = item.workloads.len() - 1;
         item.workloads[at].current.insert(container.name.clone(), container.image.clone());
-        item.workloads[at].annotations.insert(annotation, original);
+        item.workloads[at].annotations.insert(annotation, original.clone());
         if item.copy.is_none() {
             return;
         }
