@@ -67,7 +67,19 @@ impl SecretSchedule {
         if whole {
             Self::new(refresh)
         } else {
-            Self { until_refresh: self.until_refresh - slept, retry: (self.retry * 2).min(refresh) }
+            Self {
+                until_refresh: self.until_refresh.saturating_sub(slept),
+                retry: (self.retry * 2).min(refresh),
+            }
+        }
+    }
+
+    /// The schedule after a node failed `slept` into a wait: retries start over from the
+    /// first, the whole refresh keeps its time.
+    fn interrupted(self, slept: Duration, refresh: Duration) -> Self {
+        Self {
+            until_refresh: self.until_refresh.saturating_sub(slept),
+            retry: UNREADABLE_RETRY.min(refresh),
         }
     }
 }
@@ -94,6 +106,9 @@ pub struct Host {
     leaving: CancellationToken,
     /// Held while this replica writes its entry, so that leaving waits for a write under way.
     listing: Arc<tokio::sync::Mutex<()>>,
+    /// Told when a node that refers to Secrets did not build, so the retries start at once
+    /// rather than after a wait chosen when all was well.
+    unreadable: Arc<tokio::sync::Notify>,
 }
 
 /// Where the nodes of other modules run: each such node's module and component, and each
@@ -131,6 +146,7 @@ impl Host {
             remote: Arc::default(),
             leaving: CancellationToken::new(),
             listing: Arc::default(),
+            unreadable: Arc::default(),
         }
     }
 
@@ -210,11 +226,17 @@ impl Host {
                 let mut schedule = SecretSchedule::new(host.secret_refresh);
                 loop {
                     let (wait, whole) = schedule.next(host.has_unreadable_secrets());
+                    let started = tokio::time::Instant::now();
                     tokio::select! {
-                        () = tokio::time::sleep(wait) => host.refresh_secrets(whole).await,
+                        () = tokio::time::sleep(wait) => {
+                            host.refresh_secrets(whole).await;
+                            schedule = schedule.after(wait, whole, host.secret_refresh);
+                        }
+                        () = host.unreadable.notified() => {
+                            schedule = schedule.interrupted(started.elapsed(), host.secret_refresh);
+                        }
                         () = stop.cancelled() => break,
                     }
-                    schedule = schedule.after(wait, whole, host.secret_refresh);
                 }
             }
         });
@@ -311,6 +333,9 @@ impl Host {
         let refers =
             weir_model::secret_ref::holds_reference(&Value::Object(node.spec.settings.clone()))
                 .then(|| Arc::new(node));
+        if refers.is_some() && built.is_err() {
+            self.unreadable.notify_one();
+        }
         let mut nodes = self.nodes.lock().unwrap_or_else(PoisonError::into_inner);
         let written = nodes.get(&key).and_then(|t| t.written.clone());
         nodes.insert(key, Tracked { generation, built, written, refers });
@@ -662,6 +687,10 @@ mod tests {
         // 1 + 2 + 4 + 8 + 16 = 31 s of retries, then the whole refresh 29 s later, on time.
         assert_eq!(waits, [1, 2, 4, 8, 16, 29]);
         assert_eq!(schedule, SecretSchedule::new(refresh), "the refresh starts over");
+        // A node failing 10 s into a wait starts the retries over; the refresh keeps its time.
+        let waiting = SecretSchedule::new(refresh).interrupted(Duration::from_secs(10), refresh);
+        assert_eq!(waiting.next(true), (UNREADABLE_RETRY, false));
+        assert_eq!(waiting.next(false), (Duration::from_secs(50), true));
         // A short refresh leaves nothing between.
         let short = SecretSchedule::new(Duration::from_millis(500));
         assert_eq!(short.next(true), (Duration::from_millis(500), true));
