@@ -15,10 +15,12 @@
 use std::{
     collections::BTreeMap,
     path::{Path, PathBuf},
+    sync::Arc,
     time::{Duration, Instant},
 };
 
 use anyhow::{Context as _, Result, ensure};
+use axum::response::IntoResponse as _;
 use bytes::Bytes;
 use k8s_openapi::api::{
     apps::v1::Deployment,
@@ -1195,5 +1197,112 @@ async fn pods_of_every_kind_start_from_the_mirror_with_the_source_registry_stopp
         })
         .count();
     ensure!(resolved >= 6, "each new pod's image resolved on the mirror: {resolved} requests");
+    Ok(())
+}
+
+/// A registry in front of another that holds the first GET of a manifest of `repository` until
+/// told to let it go, so a test can act between a tick's plan and its patch.
+#[derive(Clone)]
+struct Holding {
+    upstream: String,
+    repository: &'static str,
+    held: Arc<tokio::sync::Notify>,
+    release: Arc<tokio::sync::Notify>,
+    holding: Arc<std::sync::atomic::AtomicBool>,
+}
+
+async fn hold_or_forward(
+    axum::extract::State(holding): axum::extract::State<Holding>,
+    request: axum::extract::Request,
+) -> axum::response::Response {
+    let path = request.uri().path_and_query().map(ToString::to_string).unwrap_or_default();
+    let (method, headers) = (request.method().clone(), request.headers().clone());
+    if method == axum::http::Method::GET
+        && path.contains(&format!("/{}/manifests/", holding.repository))
+        && holding.holding.swap(false, std::sync::atomic::Ordering::SeqCst)
+    {
+        holding.held.notify_one();
+        holding.release.notified().await;
+    }
+    let mut forward =
+        reqwest::Client::new().request(method, format!("http://{}{path}", holding.upstream));
+    for name in [axum::http::header::ACCEPT, axum::http::header::AUTHORIZATION] {
+        if let Some(value) = headers.get(&name) {
+            forward = forward.header(name, value);
+        }
+    }
+    let Ok(answer) = forward.send().await else {
+        return axum::http::StatusCode::BAD_GATEWAY.into_response();
+    };
+    let mut response = axum::response::Response::builder().status(answer.status().as_u16());
+    for (name, value) in answer.headers() {
+        response = response.header(name.as_str(), value.as_bytes());
+    }
+    let body = answer.bytes().await.unwrap_or_default();
+    response.body(axum::body::Body::from(body)).unwrap_or_default()
+}
+
+/// A workload someone moves to another image while the tick copies its image is left alone,
+/// not rolled back to the copy of the old one, and the tick's answer says so, naming it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_workload_moved_while_its_image_is_copied_is_left_alone_and_named() -> Result<()> {
+    let plane = ControlPlane::shared();
+    let client = plane.client().await?;
+    let flows = plane.namespace("moved").await?;
+    let apps = plane.namespace("movedapps").await?;
+    let upstream = start_registry().await?;
+    let mirror = start_registry().await?;
+    let source = Registry::new(&upstream.host, true)?;
+    for repository in ["acme/slow", "acme/next"] {
+        let image = push_image(&source, repository, &[random_bytes(4_096)], false, "amd64").await?;
+        source.put_manifest(repository, "1", &image).await?;
+    }
+    let holding = Holding {
+        upstream: upstream.host.clone(),
+        repository: "acme/slow",
+        held: Arc::default(),
+        release: Arc::default(),
+        holding: Arc::new(std::sync::atomic::AtomicBool::new(true)),
+    };
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let remote = listener.local_addr()?.to_string();
+    let app = axum::Router::new().fallback(hold_or_forward).with_state(holding.clone());
+    let server = tokio::spawn(async move { axum::serve(listener, app).await });
+    let original = format!("{remote}/acme/slow:1");
+    weir_testenv::create::<Deployment>(
+        &client,
+        &apps,
+        deployment("app", 1, &[("app", &original)], json!({})),
+    )
+    .await?;
+    let weir =
+        Weir::new(env!("CARGO_BIN_EXE_weir"), &plane.admin_account(&flows, ACCOUNT).await?.0);
+    let _modules = weir.start_modules(plane, &flows, &MODULES, ACCOUNT)?;
+    install_mirror(&weir, plane, &flows, (&mirror.host, &remote, &apps), &[]).await?;
+
+    let ticking = tokio::task::spawn_blocking({
+        let (weir, flows) = (weir.clone(), flows.clone());
+        move || tick(&weir, &flows)
+    });
+    tokio::time::timeout(PATIENCE, holding.held.notified()).await?;
+    // A deploy lands while the copy waits for the source.
+    let moved = format!("{remote}/acme/next:1");
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), &apps);
+    let change = json!({ "spec": { "template": { "spec": { "containers": [{ "name": "app", "image": moved }] } } } });
+    deployments
+        .patch("app", &kube::api::PatchParams::default(), &kube::api::Patch::Strategic(change))
+        .await?;
+    holding.release.notify_one();
+    let answer = ticking.await??;
+    server.abort();
+    ensure!(answer["patched"] == json!([]), "nothing patched: {answer:#}");
+    let failed = answer["failed"].as_array().context("failed")?;
+    ensure!(
+        failed.iter().any(|f| f["error"].as_str().is_some_and(|e| e.starts_with(&format!("Deployment {apps}/app moved since the plan and is left alone: container app holds {moved}")))),
+        "{answer:#}"
+    );
+    let found = workloads(&client, &apps).await?;
+    ensure!(found["app"].0["app"] == moved, "the deploy stands: {:?}", found["app"]);
+    ensure!(!found["app"].1.keys().any(|k| k.starts_with(ANNOTATION)), "no annotation written");
     Ok(())
 }
