@@ -30,9 +30,6 @@ use weir_testenv::{
 
 /// How long something that should happen soon may take before the test fails.
 const PATIENCE: Duration = Duration::from_secs(60);
-/// How long a solution's nodes may take to be ready: a node reading a Secret may build before
-/// its account has its rules, and its host tries it again within seconds.
-const READY_PATIENCE: Duration = Duration::from_secs(60);
 /// The ServiceAccount the module processes and `weir send` sign in as.
 const ACCOUNT: &str = "weir";
 
@@ -63,7 +60,7 @@ impl Installed {
         scene(&flows).await?;
         weir.install(plane, &flows, &solutions_dir().join(solution), sets)?;
         let modules = weir.start_modules(plane, &flows, modules, ACCOUNT)?;
-        wait_ready(&plane.client().await?, &flows, solution, READY_PATIENCE).await?;
+        wait_ready(&plane.client().await?, &flows, solution, PATIENCE).await?;
         Ok(Self { weir, flows, modules })
     }
 

@@ -782,13 +782,11 @@ fn collect_patches(
 
 /// A registry host as settings name it, lowercase; a scheme or path is a mistake worth saying.
 fn registry_host(text: &str, field: &str) -> Result<String, NodeError> {
-    let probe = format!("{text}/probe");
-    match probe.parse::<Reference>() {
-        Ok(reference) if reference.registry().eq_ignore_ascii_case(text) => Ok(text.to_lowercase()),
-        _ => Err(NodeError::invalid(format!(
+    crate::reference::registry_host(text).ok_or_else(|| {
+        NodeError::invalid(format!(
             "{field}: {text:?} is not a registry host[:port] (no scheme, no path)"
-        ))),
-    }
+        ))
+    })
 }
 
 /// `[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*`, checked through the reference parser's own grammar.

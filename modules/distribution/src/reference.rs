@@ -141,6 +141,13 @@ impl FromStr for Reference {
     }
 }
 
+/// `text` as a registry host the way references name one (`host[:port]`, `[::1]:5000`),
+/// lowercase; `None` for anything else, such as a scheme or a path.
+pub fn registry_host(text: &str) -> Option<String> {
+    let reference: Reference = format!("{text}/probe").parse().ok()?;
+    reference.registry().eq_ignore_ascii_case(text).then(|| text.to_lowercase())
+}
+
 /// Splits off the registry: the first component is one when it is `localhost`, holds a `.` or
 /// a `:`, or has an uppercase letter (repositories cannot).
 fn split_registry(name: &str) -> (Option<&str>, &str) {
@@ -287,6 +294,21 @@ mod tests {
     use super::*;
 
     const D: &str = "sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+
+    #[test]
+    fn registry_hosts_are_what_references_name_as_one() {
+        for (text, host) in [
+            ("Registry.Local:5000", Some("registry.local:5000")),
+            ("[::1]:5000", Some("[::1]:5000")),
+            ("localhost", Some("localhost")),
+            ("https://registry.local", None),
+            ("registry.local/path", None),
+            ("nginx", None),
+            ("", None),
+        ] {
+            assert_eq!(registry_host(text).as_deref(), host, "{text:?}");
+        }
+    }
 
     /// A reference that parses: text, registry, repository, tag, digest.
     type Good = (String, &'static str, &'static str, Option<&'static str>, Option<String>);

@@ -103,10 +103,7 @@ impl Component for RegistryCheck {
                 settings.timeout
             )));
         }
-        let probe = format!("{}/probe", settings.registry);
-        if probe.parse::<crate::reference::Reference>().map(|r| r.registry().to_owned())
-            != Ok(settings.registry.to_lowercase())
-        {
+        if crate::reference::registry_host(&settings.registry).is_none() {
             return Err(NodeError::invalid(format!(
                 "settings.registry: {:?} is not a registry host[:port] (no scheme, no path)",
                 settings.registry
