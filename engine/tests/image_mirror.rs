@@ -5,8 +5,10 @@
 //! repositories, and the mirror, with a password), and the solutions installed with
 //! `kubectl apply -f`. Ticks are fired with `weir send`, so every step is deterministic.
 //!
-//! One test runs on the test's single-node cluster: pods of every kind start from the mirror
-//! with the source registry stopped.
+//! Two tests run on the test's single-node cluster, one after the other: pods of every kind
+//! start from the mirror with the source registry stopped and the node's images forgotten (and
+//! from the source again after the revert); and the mirror's faults with pods on the node (a
+//! black hole, a mirror the node cannot reach, a kubelet restart during a tick).
 //!
 //! The last test measures a tick over 500 Deployments sharing 50 images that are mirrored
 //! already; it is ignored by default (`cargo test -p weir-engine --test image_mirror --
@@ -57,6 +59,10 @@ fn tester() -> Option<Credentials> {
 fn solutions_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../solutions")
 }
+
+/// Taken by each test on the node for its whole length: one stops the kubelet for a while,
+/// which must not fall in another's timings.
+static ON_THE_NODE: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 /// The ServiceAccount the module processes and `weir send` sign in as: modules in a cluster
 /// answer only bearer tokens, and deliveries along edges only from their peers.
@@ -358,6 +364,7 @@ async fn the_image_mirror_copies_patches_reports_rechecks_rides_out_an_outage_an
     let weir =
         Weir::new(env!("CARGO_BIN_EXE_weir"), &plane.admin_account(&flows, ACCOUNT).await?.0);
     let modules = weir.start_modules(plane, &flows, &MODULES, ACCOUNT)?;
+    let _engine = weir.start_engine(plane, &flows)?;
     install_mirror(
         &weir,
         plane,
@@ -545,6 +552,20 @@ async fn the_image_mirror_copies_patches_reports_rechecks_rides_out_an_outage_an
             && degraded["message"].as_str().is_some_and(|m| m.starts_with(&expected)),
         "{degraded}"
     );
+    let flows_api: Api<weir_model::Flow> = Api::namespaced(client.clone(), &flows);
+    let flow_degraded = weir_testenv::eventually("the flow degraded", PATIENCE, || async {
+        let flow = flows_api.get("image-mirror").await?;
+        let conditions = flow.status.map(|s| s.conditions).unwrap_or_default();
+        Ok(conditions
+            .into_iter()
+            .find(|c| c.type_ == "Degraded" && c.status == weir_model::ConditionStatus::True))
+    })
+    .await?;
+    ensure!(
+        flow_degraded.reason == "NodesDegraded"
+            && flow_degraded.message.starts_with(&format!("node mirror-plan: {expected}")),
+        "{flow_degraded:?}"
+    );
     let copy =
         weir_testenv::eventually("the copy node's error in its status", PATIENCE, || async {
             let status = node_status(&client, &flows, "mirror-copy").await?;
@@ -694,7 +715,7 @@ async fn the_image_mirror_copies_patches_reports_rechecks_rides_out_an_outage_an
         plane,
         &flows,
         &solutions_dir().join("image-mirror-revert"),
-        &[("mirror", mirror.clone())],
+        &[("mirror", mirror.clone()), ("namespaces", format!("{shop},{ops}"))],
     )?;
     wait_ready(&client, &flows, "image-mirror-revert", PATIENCE).await?;
     let reverted = weir.send(&flows, "mirror-revert-start:in", &json!({}), TICK_TIMEOUT)?;
@@ -1063,6 +1084,7 @@ async fn a_mirror_down_longer_than_allowed_points_the_workloads_back() -> Result
 /// CronJob) starts from the mirror, pulling (`imagePullPolicy: Always`) with the source gone.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pods_of_every_kind_start_from_the_mirror_with_the_source_registry_stopped() -> Result<()> {
+    let _node = ON_THE_NODE.lock().await;
     let cluster = Cluster::shared();
     let client = cluster.client().await?;
     let mut remote = start_registry().await?;
@@ -1115,7 +1137,7 @@ async fn pods_of_every_kind_start_from_the_mirror_with_the_source_registry_stopp
             json!({ "metadata": { "name": "nightly" }, "spec": { "schedule": "0 3 * * *", "jobTemplate": { "spec": { "template": pod("nightly", &task, "Never") } } } }),
         ),
     ];
-    for (api_version, kind, object) in workloads {
+    for (api_version, kind, object) in workloads.clone() {
         let mut object = object;
         object["apiVersion"] = json!(api_version);
         object["kind"] = json!(kind);
@@ -1146,15 +1168,32 @@ async fn pods_of_every_kind_start_from_the_mirror_with_the_source_registry_stopp
             .await
         }
     };
+    // The same Deployment in a namespace the mirror leaves alone: the control.
+    let control = cluster.namespace("nodecontrol").await?;
+    let control_pods: Api<Pod> = Api::namespaced(client.clone(), &control);
+    let mut web = workloads[0].2.clone();
+    web["apiVersion"] = json!("apps/v1");
+    web["kind"] = json!("Deployment");
+    kind_api(&client, &control, "apps/v1", "Deployment")
+        .create(&PostParams::default(), &serde_json::from_value(web)?)
+        .await?;
     for name in ["web", "db", "agent", "plain", "legacy"] {
         running(name, remote.host.clone()).await?;
     }
+    pod_where(&control_pods, "web", "the control serving from the source", serving).await?;
 
+    let phase = Instant::now();
     let weir =
         Weir::new(env!("CARGO_BIN_EXE_weir"), &cluster.admin_account(&flows, ACCOUNT).await?.0);
     let _modules = weir.start_modules(cluster, &flows, &MODULES, ACCOUNT)?;
     install_mirror(&weir, cluster, &flows, (&mirror.host, &remote.host, &apps), &[]).await?;
+    eprintln!("phase: the mirror installed and ready in {:.1?}", phase.elapsed());
+    let phase = Instant::now();
     let first = tick(&weir, &flows)?;
+    eprintln!(
+        "phase: the first tick (2 images copied, 6 workloads patched) took {:.1?}",
+        phase.elapsed()
+    );
     let patched: Vec<&str> =
         first["patched"].as_array().context("patched")?.iter().filter_map(Value::as_str).collect();
     ensure!(
@@ -1162,18 +1201,18 @@ async fn pods_of_every_kind_start_from_the_mirror_with_the_source_registry_stopp
         "every kind patched, the controlled ReplicaSet left to its Deployment: {first:#}"
     );
 
-    // The source goes away: every pod from now on must come from the mirror.
+    // The source goes away, the node forgets every image and every pod is deleted: each pod
+    // from now on must come from the mirror, byte by byte.
+    let phase = Instant::now();
     remote.stop();
     let seen = mirror.requests().len();
-    // A ReplicaSet's and a ReplicationController's template change reaches only new pods, and a
-    // CronJob's its next Job: make them.
-    for app in ["plain", "legacy"] {
-        pods.delete_collection(
-            &Default::default(),
-            &ListParams::default().labels(&format!("app={app}")),
-        )
-        .await?;
+    let mut forgotten = cluster.forget_images(&remote.host)?;
+    forgotten.extend(cluster.forget_images(&mirror.host)?);
+    ensure!(!forgotten.is_empty(), "the node had pulled the images");
+    for pods in [&pods, &control_pods] {
+        pods.delete_collection(&Default::default(), &ListParams::default()).await?;
     }
+    // A CronJob's template change reaches its next Job: make one.
     succeeded(
         cluster.kubectl().args(["create", "job", "-n", &apps, "now", "--from=cronjob/nightly"]),
         "kubectl create job",
@@ -1188,6 +1227,20 @@ async fn pods_of_every_kind_start_from_the_mirror_with_the_source_registry_stopp
             .unwrap_or_default();
         ensure!(pulled.contains("@sha256:"), "{name}: pulled {pulled}");
     }
+    eprintln!(
+        "phase: with the source stopped and the node's images forgotten, every kind served from \
+         the mirror {:.1?} after its pods were deleted",
+        phase.elapsed()
+    );
+    // Without the mirror, the same Deployment cannot start.
+    let stuck = pod_where(&control_pods, "web", "the control failing to pull", |pod| {
+        waiting(pod).is_some_and(|(reason, message)| {
+            matches!(reason.as_str(), "ErrImagePull" | "ImagePullBackOff")
+                && message.contains(&remote.host)
+        })
+    })
+    .await?;
+    eprintln!("the control waits: {:?}", waiting(&stuck));
     // containerd resolves each pull on the mirror (a HEAD, then a GET when it lacks the
     // manifest); the layers it has already by digest.
     let resolved = mirror.requests()[seen..]
@@ -1197,6 +1250,61 @@ async fn pods_of_every_kind_start_from_the_mirror_with_the_source_registry_stopp
         })
         .count();
     ensure!(resolved >= 6, "each new pod's image resolved on the mirror: {resolved} requests");
+    let fetched: Vec<&str> = ["acme/app", "acme/task"]
+        .into_iter()
+        .filter(|repository| {
+            mirror.requests()[seen..].iter().any(|(method, uri)| {
+                method == "GET" && uri.contains(&format!("/{repository}/blobs/"))
+            })
+        })
+        .collect();
+    ensure!(fetched.len() == 2, "the forgotten images' blobs came from the mirror: {fetched:?}");
+
+    // The source is back and the revert puts every original back: new pods start from the
+    // source again.
+    let phase = Instant::now();
+    remote.restart().await?;
+    succeeded(
+        cluster.kubectl().args([
+            "patch",
+            "flow",
+            "image-mirror",
+            "-n",
+            &flows,
+            "--type",
+            "merge",
+            "-p",
+            r#"{"spec":{"suspend":true}}"#,
+        ]),
+        "kubectl patch flow",
+    )?;
+    weir.install(
+        cluster,
+        &flows,
+        &solutions_dir().join("image-mirror-revert"),
+        &[("mirror", mirror.host.clone()), ("namespaces", apps.clone())],
+    )?;
+    wait_ready(&client, &flows, "image-mirror-revert", PATIENCE).await?;
+    let reverted = weir.send(&flows, "mirror-revert-start:in", &json!({}), TICK_TIMEOUT)?;
+    ensure!(reverted["total"] == 6 && reverted["succeeded"] == 6, "{reverted:#}");
+    for app in ["plain", "legacy"] {
+        pods.delete_collection(
+            &Default::default(),
+            &ListParams::default().labels(&format!("app={app}")),
+        )
+        .await?;
+    }
+    succeeded(
+        cluster.kubectl().args(["create", "job", "-n", &apps, "again", "--from=cronjob/nightly"]),
+        "kubectl create job",
+    )?;
+    for name in ["web", "db", "agent", "plain", "legacy", "nightly"] {
+        running(name, remote.host.clone()).await?;
+    }
+    eprintln!(
+        "phase: reverted, every kind served from the source again {:.1?} after it came back",
+        phase.elapsed()
+    );
     Ok(())
 }
 
@@ -1224,8 +1332,18 @@ async fn hold_or_forward(
         holding.held.notify_one();
         holding.release.notified().await;
     }
-    let mut forward =
-        reqwest::Client::new().request(method, format!("http://{}{path}", holding.upstream));
+    forward(&holding.upstream, method, &path, &headers).await
+}
+
+/// A registry's request passed on to `upstream` (its accept and authorization headers along),
+/// and the answer passed back.
+async fn forward(
+    upstream: &str,
+    method: axum::http::Method,
+    path: &str,
+    headers: &axum::http::HeaderMap,
+) -> axum::response::Response {
+    let mut forward = reqwest::Client::new().request(method, format!("http://{upstream}{path}"));
     for name in [axum::http::header::ACCEPT, axum::http::header::AUTHORIZATION] {
         if let Some(value) = headers.get(&name) {
             forward = forward.header(name, value);
@@ -1240,6 +1358,139 @@ async fn hold_or_forward(
     }
     let body = answer.bytes().await.unwrap_or_default();
     response.body(axum::body::Body::from(body)).unwrap_or_default()
+}
+
+/// A registry in front of another that counts pulls as Docker Hub does (a GET of a manifest)
+/// and answers 429 once `limit` are spent, until the test resets the count.
+#[derive(Clone)]
+struct Limited {
+    upstream: String,
+    limit: usize,
+    pulls: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+async fn limit_or_forward(
+    axum::extract::State(limited): axum::extract::State<Limited>,
+    request: axum::extract::Request,
+) -> axum::response::Response {
+    use std::sync::atomic::Ordering::SeqCst;
+    let path = request.uri().path_and_query().map(ToString::to_string).unwrap_or_default();
+    let (method, headers) = (request.method().clone(), request.headers().clone());
+    if method == axum::http::Method::GET && path.contains("/manifests/") {
+        let pulls = limited.pulls.fetch_add(1, SeqCst) + 1;
+        if pulls > limited.limit {
+            return (
+                axum::http::StatusCode::TOO_MANY_REQUESTS,
+                [
+                    ("ratelimit-limit", format!("{};w=21600", limited.limit)),
+                    ("ratelimit-remaining", "0;w=21600".to_owned()),
+                ],
+                "toomanyrequests: you have reached your pull rate limit",
+            )
+                .into_response();
+        }
+        let mut answer = forward(&limited.upstream, method, &path, &headers).await;
+        let remaining = format!("{};w=21600", limited.limit - pulls);
+        if let Ok(value) = axum::http::HeaderValue::from_str(&remaining) {
+            answer.headers_mut().insert("ratelimit-remaining", value);
+        }
+        return answer;
+    }
+    forward(&limited.upstream, method, &path, &headers).await
+}
+
+/// A source at its pull limit fails no copy for good: the images it refuses are reported as
+/// transient, the others proceed and are patched, and the next tick, with pulls to spend again,
+/// copies the rest.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_source_at_its_pull_limit_fails_no_copy_for_good() -> Result<()> {
+    use std::sync::atomic::Ordering::SeqCst;
+    let plane = ControlPlane::shared();
+    let client = plane.client().await?;
+    let flows = plane.namespace("limited").await?;
+    let apps = plane.namespace("limitedapps").await?;
+    let upstream = start_registry().await?;
+    let mirror = start_registry().await?;
+    let source = Registry::new(&upstream.host, true)?;
+    let repositories = ["acme/one", "acme/two", "acme/three"];
+    for repository in repositories {
+        let image = push_image(&source, repository, &[random_bytes(4_096)], false, "amd64").await?;
+        source.put_manifest(repository, "1", &image).await?;
+    }
+    let limited = Limited { upstream: upstream.host.clone(), limit: 2, pulls: Arc::default() };
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let remote = listener.local_addr()?.to_string();
+    let app = axum::Router::new().fallback(limit_or_forward).with_state(limited.clone());
+    let server = tokio::spawn(async move { axum::serve(listener, app).await });
+    for repository in repositories {
+        let name = repository.trim_start_matches("acme/");
+        weir_testenv::create::<Deployment>(
+            &client,
+            &apps,
+            deployment(name, 1, &[(name, &format!("{remote}/{repository}:1"))], json!({})),
+        )
+        .await?;
+    }
+    let weir =
+        Weir::new(env!("CARGO_BIN_EXE_weir"), &plane.admin_account(&flows, ACCOUNT).await?.0);
+    let _modules = weir.start_modules(plane, &flows, &MODULES, ACCOUNT)?;
+    install_mirror(&weir, plane, &flows, (&mirror.host, &remote, &apps), &[]).await?;
+    // No pulls held back (the copy node's budget): the limit itself is what this test meets.
+    succeeded(
+        plane.kubectl().args([
+            "patch",
+            "flownode",
+            "mirror-copy",
+            "-n",
+            &flows,
+            "--type",
+            "merge",
+            "-p",
+            r#"{"spec":{"settings":{"minPullsLeft":0}}}"#,
+        ]),
+        "kubectl patch flownode",
+    )?;
+    let nodes: Api<weir_model::FlowNode> = Api::namespaced(client.clone(), &flows);
+    eventually("the copy node rebuilt with its new settings", PATIENCE, || async {
+        let node = nodes.get("mirror-copy").await?;
+        let status = node.status.unwrap_or_default();
+        let ready = status
+            .conditions
+            .iter()
+            .any(|c| c.type_ == "Ready" && c.status == weir_model::ConditionStatus::True);
+        Ok((ready && status.observed_generation == node.metadata.generation).then_some(()))
+    })
+    .await?;
+
+    let first = tick(&weir, &flows)?;
+    let patched = first["patched"].as_array().map_or(0, Vec::len);
+    let failed = first["failed"].as_array().context("failed")?;
+    ensure!(patched == 2 && failed.len() == 1, "two copied and patched, one refused: {first:#}");
+    ensure!(
+        failed[0]["kind"] == "transient"
+            && failed[0]["error"]
+                .as_str()
+                .is_some_and(|e| e.contains("429") || e.contains("rate limit")),
+        "{first:#}"
+    );
+    let refused = failed[0]["image"].as_str().context("image")?.to_owned();
+
+    // The window resets: the next tick copies what was refused, and pulls nothing else again.
+    limited.pulls.store(0, SeqCst);
+    let second = tick(&weir, &flows)?;
+    server.abort();
+    ensure!(second["failed"] == json!([]), "{second:#}");
+    let workloads = workloads(&client, &apps).await?;
+    for repository in repositories {
+        let name = repository.trim_start_matches("acme/");
+        ensure!(workloads[name].0[name].starts_with(&mirror.host), "{name}: {:?}", workloads[name]);
+    }
+    ensure!(
+        limited.pulls.load(SeqCst) == 1,
+        "the second tick pulled only {refused}: {} pulls",
+        limited.pulls.load(SeqCst)
+    );
+    Ok(())
 }
 
 /// A workload someone moves to another image while the tick copies its image is left alone,
@@ -1304,5 +1555,244 @@ async fn a_workload_moved_while_its_image_is_copied_is_left_alone_and_named() ->
     let found = workloads(&client, &apps).await?;
     ensure!(found["app"].0["app"] == moved, "the deploy stands: {:?}", found["app"]);
     ensure!(!found["app"].1.keys().any(|k| k.starts_with(ANNOTATION)), "no annotation written");
+    Ok(())
+}
+
+/// A TCP front for a registry that a test turns into a black hole (connections taken, never
+/// answered) and back.
+#[derive(Clone)]
+struct Switch {
+    black_hole: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Switch {
+    /// Listens on a free loopback port in front of `upstream`; gives back its `host:port`.
+    async fn start(upstream: String) -> Result<(Self, String)> {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let host = listener.local_addr()?.to_string();
+        let switch = Self { black_hole: Arc::default() };
+        let black_hole = switch.black_hole.clone();
+        tokio::spawn(async move {
+            while let Ok((mut inbound, _)) = listener.accept().await {
+                let (black_hole, upstream) = (black_hole.clone(), upstream.clone());
+                tokio::spawn(async move {
+                    if black_hole.load(std::sync::atomic::Ordering::SeqCst) {
+                        // Held open and never read, until the test's runtime ends.
+                        std::future::pending::<()>().await;
+                    }
+                    if let Ok(mut outbound) = tokio::net::TcpStream::connect(&upstream).await {
+                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                    }
+                });
+            }
+        });
+        Ok((switch, host))
+    }
+
+    fn black_hole(&self, on: bool) {
+        self.black_hole.store(on, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+/// The first pod labelled `app=APP` (not being deleted) that `test` accepts, within
+/// [`PATIENCE`].
+async fn pod_where(
+    pods: &Api<Pod>,
+    app: &str,
+    what: &str,
+    test: impl Fn(&Pod) -> bool,
+) -> Result<Pod> {
+    eventually(&format!("{app}: {what}"), PATIENCE, || async {
+        let list = pods.list(&ListParams::default().labels(&format!("app={app}"))).await?;
+        Ok(list
+            .items
+            .into_iter()
+            .find(|pod| pod.metadata.deletion_timestamp.is_none() && test(pod)))
+    })
+    .await
+}
+
+/// The image of a pod's first container.
+fn image_of(pod: &Pod) -> String {
+    pod.spec
+        .as_ref()
+        .and_then(|s| s.containers.first())
+        .and_then(|c| c.image.clone())
+        .unwrap_or_default()
+}
+
+/// Whether a pod is running with its containers ready.
+fn serving(pod: &Pod) -> bool {
+    let status = pod.status.clone().unwrap_or_default();
+    status.phase.as_deref() == Some("Running")
+        && status.container_statuses.unwrap_or_default().iter().all(|c| c.ready)
+}
+
+/// Why a pod's first container waits (`ErrImagePull`, say), and what it says.
+fn waiting(pod: &Pod) -> Option<(String, String)> {
+    let status = pod.status.as_ref()?.container_statuses.as_ref()?.first()?.state.as_ref()?;
+    let waiting = status.waiting.as_ref()?;
+    Some((waiting.reason.clone().unwrap_or_default(), waiting.message.clone().unwrap_or_default()))
+}
+
+/// The mirror's faults, with pods on the node. While the mirror black-holes connections no tick
+/// patches anything and the pods run on from the source. A mirror that Weir reaches but the
+/// node's containerd cannot: the workload is patched (its copy verified), its new pod reports
+/// the pull failure naming the mirror, and the old pod serves on until the node can reach the
+/// mirror. A kubelet stopped during a tick and started after it: the tick completes, running
+/// containers are not restarted, and the new pods start from the mirror.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_mirror_on_the_node_rides_out_a_black_hole_an_unreachable_mirror_and_a_kubelet_restart()
+-> Result<()> {
+    let _node = ON_THE_NODE.lock().await;
+    let cluster = Cluster::shared();
+    let client = cluster.client().await?;
+    let remote = start_registry().await?;
+    let mirror = start_registry().await?;
+    let (switch, front) = Switch::start(mirror.host.clone()).await?;
+    cluster.expose_registry(&remote.host)?;
+    let source = Registry::new(&remote.host, true)?;
+    busybox_image(&["/bin/sh", "-c", "sleep 3600"])?.push(&source, "acme/app", "1").await?;
+    let original = format!("{}/acme/app:1", remote.host);
+    let flows = cluster.namespace("faultmirror").await?;
+    let apps = cluster.namespace("faultapps").await?;
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), &apps);
+    let pods: Api<Pod> = Api::namespaced(client.clone(), &apps);
+    let pod_spec = json!({ "terminationGracePeriodSeconds": 0,
+        "containers": [{ "name": "app", "image": original, "imagePullPolicy": "Always" }] });
+    for name in ["web", "late"] {
+        let mut object = deployment(name, 1, &[], pod_spec.clone());
+        object["spec"]["template"]["spec"] = pod_spec.clone();
+        weir_testenv::create::<Deployment>(&client, &apps, object).await?;
+    }
+    let first_web = pod_where(&pods, "web", "serving from the source", serving).await?;
+    pod_where(&pods, "late", "serving from the source", serving).await?;
+
+    let weir =
+        Weir::new(env!("CARGO_BIN_EXE_weir"), &cluster.admin_account(&flows, ACCOUNT).await?.0);
+    let _modules = weir.start_modules(cluster, &flows, &MODULES, ACCOUNT)?;
+    install_mirror(&weir, cluster, &flows, (&front, &remote.host, &apps), &[]).await?;
+    let before = workloads(&client, &apps).await?;
+
+    // A black hole: the tick stops at the check, names the mirror, patches nothing.
+    let phase = Instant::now();
+    switch.black_hole(true);
+    let output = weir
+        .command(&[
+            "send",
+            "-n",
+            &flows,
+            "--timeout",
+            TICK_TIMEOUT,
+            "mirror-tick:control",
+            r#"{"action":"tick"}"#,
+        ])
+        .output()?;
+    let said = String::from_utf8_lossy(&output.stderr);
+    ensure!(
+        !output.status.success() && said.contains(&format!("registry {front} has not answered")),
+        "{said}"
+    );
+    let images = |found: Workloads| -> Vec<_> {
+        found
+            .into_iter()
+            .map(|(name, (images, annotations, _))| (name, images, annotations))
+            .collect()
+    };
+    ensure!(
+        images(workloads(&client, &apps).await?) == images(before),
+        "a workload changed in the black hole"
+    );
+    let web = pod_where(&pods, "web", "serving on", serving).await?;
+    ensure!(
+        web.metadata.uid == first_web.metadata.uid && image_of(&web) == original,
+        "web's pod went on from the source: {:?}",
+        web.metadata
+    );
+    eprintln!("black-holed mirror: the tick refused in {:.1?}", phase.elapsed());
+
+    // Weir reaches the mirror, the node does not: patched onto a verified copy, the new pod
+    // names the mirror it cannot pull from, the old one serves on.
+    let phase = Instant::now();
+    switch.black_hole(false);
+    let answer = tick(&weir, &flows)?;
+    ensure!(
+        answer["patched"]
+            == json!([format!("Deployment {apps}/late"), format!("Deployment {apps}/web")]),
+        "{answer:#}"
+    );
+    let stuck = pod_where(&pods, "web", "failing to pull from the mirror", |pod| {
+        image_of(pod).starts_with(&front)
+            && waiting(pod).is_some_and(|(reason, message)| {
+                matches!(reason.as_str(), "ErrImagePull" | "ImagePullBackOff")
+                    && message.contains(&front)
+            })
+    })
+    .await?;
+    eprintln!(
+        "unreachable mirror: the new pod reported {:?} {:.1?} after the tick began",
+        waiting(&stuck),
+        phase.elapsed()
+    );
+    let web = pod_where(&pods, "web", "the old pod serving on", serving).await?;
+    ensure!(
+        web.metadata.uid == first_web.metadata.uid,
+        "the old pod still serves: {:?}",
+        web.metadata
+    );
+    let available = deployments.get("web").await?.status.and_then(|s| s.available_replicas);
+    ensure!(available == Some(1), "web stays available: {available:?}");
+
+    // The node reaches the mirror: the stuck pods' next try pulls from it.
+    let phase = Instant::now();
+    cluster.expose_registry(&front)?;
+    for pod in pods.list(&ListParams::default()).await? {
+        if image_of(&pod).starts_with(&front) && !serving(&pod) {
+            pods.delete(pod.metadata.name.as_deref().context("name")?, &Default::default()).await?;
+        }
+    }
+    let web = pod_where(&pods, "web", "serving from the mirror", |pod| {
+        image_of(pod).starts_with(&front) && serving(pod)
+    })
+    .await?;
+    pod_where(&pods, "late", "serving from the mirror", |pod| {
+        image_of(pod).starts_with(&front) && serving(pod)
+    })
+    .await?;
+    eprintln!("mirror reachable: both served from it {:.1?} later", phase.elapsed());
+
+    // The kubelet stops, a Deployment is applied and a tick runs, the kubelet starts again:
+    // the tick completed, the containers ran on, the new Deployment's pod starts from the
+    // mirror.
+    let phase = Instant::now();
+    cluster.stop_kubelet()?;
+    let mut third = deployment("third", 1, &[], pod_spec.clone());
+    third["spec"]["template"]["spec"] = pod_spec.clone();
+    weir_testenv::create::<Deployment>(&client, &apps, third).await?;
+    let answer = tick(&weir, &flows)?;
+    ensure!(answer["failed"] == json!([]), "{answer:#}");
+    eventually("third patched onto the mirror", PATIENCE, || async {
+        Ok(workloads(&client, &apps).await?["third"].0["app"].starts_with(&front).then_some(()))
+    })
+    .await?;
+    cluster.start_kubelet()?;
+    pod_where(&pods, "third", "serving from the mirror after the kubelet's restart", |pod| {
+        image_of(pod).starts_with(&front) && serving(pod)
+    })
+    .await?;
+    let web_after =
+        pod_where(&pods, "web", "serving on after the kubelet's restart", serving).await?;
+    let restarts = web_after
+        .status
+        .and_then(|s| s.container_statuses)
+        .and_then(|c| c.first().map(|c| c.restart_count));
+    ensure!(
+        web_after.metadata.uid == web.metadata.uid && restarts == Some(0),
+        "web's pod ran on through the kubelet's restart: {restarts:?}"
+    );
+    eprintln!(
+        "kubelet restart during a tick: the new Deployment served from the mirror {:.1?} after the kubelet stopped",
+        phase.elapsed()
+    );
     Ok(())
 }

@@ -67,6 +67,8 @@ const PACKAGES: &str = "containerd runc containernetworking-plugins iptables soc
 #[derive(Debug)]
 pub struct Cluster {
     control_plane: PathBuf,
+    /// Where `scripts/node.sh` put the kubelet and the controllers.
+    node: PathBuf,
     run_dir: PathBuf,
     kubeconfig: PathBuf,
     /// The loopback port the apiserver is forwarded to.
@@ -117,6 +119,7 @@ impl Cluster {
         let [apiserver_forward] = free_ports()?;
         let cluster = Self {
             control_plane,
+            node,
             kubeconfig: run_dir.join("admin.kubeconfig"),
             run_dir,
             apiserver_forward,
@@ -144,7 +147,7 @@ impl Cluster {
             .await?;
         let apiserver_ready = started.elapsed();
         install_crds(&client).await?;
-        cluster.start_node(&node)?;
+        cluster.start_node()?;
         let nodes: Api<Node> = Api::all(client.clone());
         cluster
             .wait("the node becoming Ready", || async {
@@ -223,7 +226,8 @@ impl Cluster {
     }
 
     /// The controllers, containerd, the kubelet and kube-proxy.
-    fn start_node(&self, node: &Path) -> Result<()> {
+    fn start_node(&self) -> Result<()> {
+        let node = &self.node;
         let run = |name: &str| self.file(name).display().to_string();
         let kubeconfigs = |name: &str| {
             [
@@ -258,19 +262,7 @@ impl Cluster {
             &[format!("--config={}", run("containerd/config.toml"))],
         )?;
         self.import_pause_image()?;
-        self.start_inside(
-            "kubelet",
-            &node.join("kubelet"),
-            &[
-                format!("--config={}", run("kubelet/config.json")),
-                format!("--kubeconfig={}", run("kubelet.kubeconfig")),
-                format!("--root-dir={}", run("kubelet/root")),
-                format!("--cert-dir={}", run("kubelet/certs")),
-                format!("--hostname-override={NODE}"),
-                format!("--node-ip={NODE_IP}"),
-                "--v=1".to_owned(),
-            ],
-        )?;
+        self.start_kubelet()?;
         self.start_inside(
             "kube-proxy",
             &node.join("kube-proxy"),
@@ -446,6 +438,95 @@ impl Cluster {
             Ok(accounts.get_opt("default").await?.map(|_| ()))
         })
         .await
+    }
+
+    /// Starts the kubelet (again, after [`Cluster::stop_kubelet`]) with the node's state as
+    /// it left it.
+    pub fn start_kubelet(&self) -> Result<()> {
+        let run = |name: &str| self.file(name).display().to_string();
+        self.start_inside(
+            "kubelet",
+            &self.node.join("kubelet"),
+            &[
+                format!("--config={}", run("kubelet/config.json")),
+                format!("--kubeconfig={}", run("kubelet.kubeconfig")),
+                format!("--root-dir={}", run("kubelet/root")),
+                format!("--cert-dir={}", run("kubelet/certs")),
+                format!("--hostname-override={NODE}"),
+                format!("--node-ip={NODE_IP}"),
+                "--v=1".to_owned(),
+            ],
+        )
+    }
+
+    /// Stops the kubelet as a crash or an upgrade of the node agent would: its pods'
+    /// containers go on running under containerd.
+    pub fn stop_kubelet(&self) -> Result<()> {
+        let mut entered = {
+            let mut processes = self.processes.lock().unwrap_or_else(PoisonError::into_inner);
+            let at = processes
+                .iter()
+                .position(|(name, _)| name == "kubelet")
+                .context("the kubelet is not running")?;
+            processes.remove(at).1
+        };
+        // `nsenter` forked the kubelet into the namespaces and waits for it: signal the kubelet.
+        let pid = entered.id();
+        let children = fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))?;
+        for child in children.split_whitespace() {
+            let status = Command::new("kill").args(["-TERM", child]).status()?;
+            ensure!(status.success(), "kill -TERM {child} (the kubelet) failed");
+        }
+        entered.wait()?;
+        Ok(())
+    }
+
+    /// Removes from the node's containerd every image whose name starts with `prefix`, and the
+    /// content only they held, so that the next pull of any of them fetches it all again; gives
+    /// back the names removed.
+    pub fn forget_images(&self, prefix: &str) -> Result<Vec<String>> {
+        let ctr = |args: &[&str]| -> Result<String> {
+            let output = Command::new("ctr")
+                .arg("--address")
+                .arg(self.file("containerd/containerd.sock"))
+                .args(["-n", "k8s.io"])
+                .args(args)
+                .output()?;
+            ensure!(
+                output.status.success(),
+                "ctr {}: {}",
+                args.join(" "),
+                String::from_utf8_lossy(&output.stderr).trim()
+            );
+            Ok(String::from_utf8(output.stdout)?)
+        };
+        // `REF TYPE DIGEST …`: the CRI names an image by its reference, its repository digest
+        // and its ID (`sha256:…`, not under `prefix`), all three pointing at one manifest.
+        let listed = ctr(&["images", "ls"])?;
+        let images: Vec<(&str, &str)> = listed
+            .lines()
+            .skip(1)
+            .filter_map(|line| {
+                let mut columns = line.split_whitespace();
+                Some((columns.next()?, columns.nth(1)?))
+            })
+            .collect();
+        let digests: Vec<&str> = images
+            .iter()
+            .filter(|(name, _)| name.starts_with(prefix))
+            .map(|(_, digest)| *digest)
+            .collect();
+        let names: Vec<String> = images
+            .iter()
+            .filter(|(_, digest)| digests.contains(digest))
+            .map(|(name, _)| (*name).to_owned())
+            .collect();
+        if !names.is_empty() {
+            let mut args = vec!["images", "rm", "--sync"];
+            args.extend(names.iter().map(String::as_str));
+            ctr(&args)?;
+        }
+        Ok(names)
     }
 }
 

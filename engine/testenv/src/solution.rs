@@ -118,6 +118,22 @@ impl Weir {
             .collect()
     }
 
+    /// The engine (`weir engine`) for the flows of `namespace`, as the chart runs it: its
+    /// controller writes each Flow's status (`Ready`, `Degraded`) from its nodes'.
+    pub fn start_engine(&self, plane: &impl Apiserver, namespace: &str) -> Result<Process> {
+        let mut command = self.command(&[
+            "engine",
+            "--namespace",
+            namespace,
+            "--listen",
+            "127.0.0.1:0",
+            "--identity",
+            "engine-0",
+        ]);
+        command.env("WEIR_LOG", "info");
+        plane.spawn(&format!("{namespace}-engine"), &mut command)
+    }
+
     /// Renders the solution folder `folder` with `sets` applied, as a user edits the manifests,
     /// applies it with kubectl, and gives the flow's account its rules with
     /// `weir rbac --apply`, both as the control plane's admin.

@@ -79,33 +79,55 @@ pub async fn start_registry_with(files: &[(&str, Vec<u8>)], extra: &str) -> Resu
             dir.path().join("data").display()
         ),
     )?;
-    // Loopback only, never the package's own config; dies with the test binary.
-    let child = Command::new("setpriv")
+    let child = serve(dir.path())?;
+    let mut registry = LocalRegistry { child, host, dir };
+    registry.until_listening().await?;
+    Ok(registry)
+}
+
+/// docker-registry serving the config in `dir`: loopback only, never the package's own config;
+/// it dies with the test binary.
+fn serve(dir: &std::path::Path) -> Result<Child> {
+    let log =
+        std::fs::OpenOptions::new().create(true).append(true).open(dir.join("registry.log"))?;
+    Command::new("setpriv")
         .args(["--pdeathsig", "KILL", "--", "docker-registry", "serve"])
-        .arg(&config)
+        .arg(dir.join("config.yml"))
         .stdin(Stdio::null())
         .stdout(Stdio::null())
-        .stderr(std::fs::File::create(dir.path().join("registry.log"))?)
+        .stderr(log)
         .spawn()
-        .context("cannot start docker-registry (scripts/test installs it)")?;
-    let mut registry = LocalRegistry { child, host, dir };
-    let started = Instant::now();
-    loop {
-        if let Ok(Some(status)) = registry.child.try_wait() {
-            bail!("docker-registry exited with {status}:\n{}", registry.log());
+        .context("cannot start docker-registry (scripts/test installs it)")
+}
+
+impl LocalRegistry {
+    /// Starts it again after [`LocalRegistry::stop`], on the same address with the same
+    /// images, as a registry back from an outage.
+    pub async fn restart(&mut self) -> Result<()> {
+        self.stop();
+        self.child = serve(self.dir.path())?;
+        self.until_listening().await
+    }
+
+    async fn until_listening(&mut self) -> Result<()> {
+        let started = Instant::now();
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                bail!("docker-registry exited with {status}:\n{}", self.log());
+            }
+            // Up once it accepts connections (it may speak TLS, or want a password).
+            if tokio::net::TcpStream::connect(&self.host).await.is_ok() {
+                return Ok(());
+            }
+            if started.elapsed() > Duration::from_secs(20) {
+                bail!(
+                    "docker-registry on {} did not listen within 20 s:\n{}",
+                    self.host,
+                    self.log()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        // Up once it accepts connections (it may speak TLS, or want a password).
-        if tokio::net::TcpStream::connect(&registry.host).await.is_ok() {
-            return Ok(registry);
-        }
-        if started.elapsed() > Duration::from_secs(20) {
-            bail!(
-                "docker-registry on {} did not listen within 20 s:\n{}",
-                registry.host,
-                registry.log()
-            );
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 
