@@ -1086,33 +1086,72 @@ async fn a_mirror_down_longer_than_allowed_points_the_workloads_back() -> Result
 }
 
 /// The promise itself, on the test's single-node cluster: workloads of every patchable kind run
-/// pods pulled from a "remote" registry; the mirror copies their images and patches them; the
-/// remote is then stopped, and every kind's new pod (a rollout, a replacement, a Job from the
-/// CronJob) starts from the mirror, pulling (`imagePullPolicy: Always`) with the source gone.
+/// pods pulled from "remote" registries (one private, with a pull secret; an init container; a
+/// multi-platform index; one scaled to zero); the mirror copies their images and patches them;
+/// the remotes are then stopped, the node forgets every image and every pod is deleted, and every
+/// kind's new pod (a replacement, a Job from the CronJob) starts from the mirror, while the same
+/// Deployment in a namespace the mirror leaves alone cannot pull. With the remotes back, the
+/// revert points every workload at its source again and the pods start from there.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pods_of_every_kind_start_from_the_mirror_with_the_source_registry_stopped() -> Result<()> {
     let _node = ON_THE_NODE.lock().await;
     let cluster = Cluster::shared();
     let client = cluster.client().await?;
     let mut remote = start_registry().await?;
+    // A second source wants a password: its image is private.
+    let mut private = start_registry_with_password().await?;
     let mirror = start_registry().await?;
-    for registry in [&remote, &mirror] {
+    for registry in [&remote, &private, &mirror] {
         cluster.expose_registry(&registry.host)?;
     }
     let source = Registry::new(&remote.host, true)?;
-    busybox_image(&["/bin/sh", "-c", "sleep 3600"])?.push(&source, "acme/app", "1").await?;
+    let sleeper = busybox_image(&["/bin/sh", "-c", "sleep 3600"])?;
+    sleeper.push(&source, "acme/app", "1").await?;
     busybox_image(&["/bin/sh", "-c", "echo done"])?.push(&source, "acme/task", "1").await?;
+    sleeper
+        .push(&Registry::new(&private.host, true)?.with_credentials(tester()), "private/app", "1")
+        .await?;
+    // A multi-platform index: the node runs its amd64 child; the arm64 one is copied too.
+    sleeper.push(&source, "acme/multi", "amd64").await?;
+    let amd64 = source.manifest("acme/multi", "amd64").await?;
+    let arm64 = push_image(&source, "acme/multi", &[random_bytes(1_000)], false, "arm64").await?;
+    push_index(&source, "acme/multi", "1", &[(&amd64, "amd64"), (&arm64, "arm64")], false).await?;
     let (app, task) =
         (format!("{}/acme/app:1", remote.host), format!("{}/acme/task:1", remote.host));
+    let (secret_app, multi) =
+        (format!("{}/private/app:1", private.host), format!("{}/acme/multi:1", remote.host));
     let flows = cluster.namespace("nodemirror").await?;
     let apps = cluster.namespace("nodeapps").await?;
+    weir_testenv::create::<Secret>(&client, &apps, login_secret("private-login", &private.host))
+        .await?;
     let pod = |name: &str, image: &str, restart: &str| {
         json!({ "metadata": { "labels": { "app": name } }, "spec": {
             "terminationGracePeriodSeconds": 0, "restartPolicy": restart,
             "containers": [{ "name": "main", "image": image, "imagePullPolicy": "Always" }] } })
     };
     let selector = |name: &str| json!({ "matchLabels": { "app": name } });
+    // A private image with its pull secret and an init container; an index; a Deployment
+    // scaled to zero (nothing to copy or patch).
+    let mut guarded = pod("secret", &secret_app, "Always");
+    guarded["spec"]["imagePullSecrets"] = json!([{ "name": "private-login" }]);
+    guarded["spec"]["initContainers"] =
+        json!([{ "name": "init", "image": task, "imagePullPolicy": "Always" }]);
     let workloads = [
+        (
+            "apps/v1",
+            "Deployment",
+            json!({ "metadata": { "name": "secret" }, "spec": { "replicas": 1, "selector": selector("secret"), "template": guarded } }),
+        ),
+        (
+            "apps/v1",
+            "Deployment",
+            json!({ "metadata": { "name": "multi" }, "spec": { "replicas": 1, "selector": selector("multi"), "template": pod("multi", &multi, "Always") } }),
+        ),
+        (
+            "apps/v1",
+            "Deployment",
+            json!({ "metadata": { "name": "idle" }, "spec": { "replicas": 0, "selector": selector("idle"), "template": pod("idle", &format!("{}/acme/idle:1", remote.host), "Always") } }),
+        ),
         (
             "apps/v1",
             "Deployment",
@@ -1178,42 +1217,65 @@ async fn pods_of_every_kind_start_from_the_mirror_with_the_source_registry_stopp
     // The same Deployment in a namespace the mirror leaves alone: the control.
     let control = cluster.namespace("nodecontrol").await?;
     let control_pods: Api<Pod> = Api::namespaced(client.clone(), &control);
-    let mut web = workloads[0].2.clone();
+    let mut web = workloads
+        .iter()
+        .find(|(_, _, object)| object["metadata"]["name"] == "web")
+        .context("web")?
+        .2
+        .clone();
     web["apiVersion"] = json!("apps/v1");
     web["kind"] = json!("Deployment");
     kind_api(&client, &control, "apps/v1", "Deployment")
         .create(&PostParams::default(), &serde_json::from_value(web)?)
         .await?;
-    for name in ["web", "db", "agent", "plain", "legacy"] {
+    for name in ["web", "db", "agent", "plain", "legacy", "multi"] {
         running(name, remote.host.clone()).await?;
     }
+    running("secret", private.host.clone()).await?;
     pod_where(&control_pods, "web", "the control serving from the source", serving).await?;
 
     let phase = Instant::now();
     let weir =
         Weir::new(env!("CARGO_BIN_EXE_weir"), &cluster.admin_account(&flows, ACCOUNT).await?.0);
     let _modules = weir.start_modules(cluster, &flows, &MODULES, ACCOUNT)?;
-    install_mirror(&weir, cluster, &flows, (&mirror.host, &remote.host, &apps), &[]).await?;
+    let sources = format!("{},{}", remote.host, private.host);
+    install_mirror(&weir, cluster, &flows, (&mirror.host, &sources, &apps), &[]).await?;
     eprintln!("phase: the mirror installed and ready in {:.1?}", phase.elapsed());
     let phase = Instant::now();
     let first = tick(&weir, &flows)?;
     eprintln!(
-        "phase: the first tick (2 images copied, 6 workloads patched) took {:.1?}",
+        "phase: the first tick (4 images copied, 8 workloads patched) took {:.1?}",
         phase.elapsed()
     );
     let patched: Vec<&str> =
         first["patched"].as_array().context("patched")?.iter().filter_map(Value::as_str).collect();
+    let expected: Vec<String> = [
+        "CronJob nightly",
+        "DaemonSet agent",
+        "Deployment multi",
+        "Deployment secret",
+        "Deployment web",
+        "ReplicaSet plain",
+        "ReplicationController legacy",
+        "StatefulSet db",
+    ]
+    .iter()
+    .map(|workload| workload.replacen(' ', &format!(" {apps}/"), 1))
+    .collect();
     ensure!(
-        patched.len() == 6,
-        "every kind patched, the controlled ReplicaSet left to its Deployment: {first:#}"
+        patched == expected,
+        "every kind patched, the controlled ReplicaSets left to their Deployments, the idle one \
+         left alone: {first:#}"
     );
 
     // The source goes away, the node forgets every image and every pod is deleted: each pod
     // from now on must come from the mirror, byte by byte.
     let phase = Instant::now();
     remote.stop();
+    private.stop();
     let seen = mirror.requests().len();
     let mut forgotten = cluster.forget_images(&remote.host)?;
+    forgotten.extend(cluster.forget_images(&private.host)?);
     forgotten.extend(cluster.forget_images(&mirror.host)?);
     ensure!(!forgotten.is_empty(), "the node had pulled the images");
     for pods in [&pods, &control_pods] {
@@ -1224,7 +1286,7 @@ async fn pods_of_every_kind_start_from_the_mirror_with_the_source_registry_stopp
         cluster.kubectl().args(["create", "job", "-n", &apps, "now", "--from=cronjob/nightly"]),
         "kubectl create job",
     )?;
-    for name in ["web", "db", "agent", "plain", "legacy", "nightly"] {
+    for name in ["web", "db", "agent", "plain", "legacy", "nightly", "secret", "multi"] {
         let pod = running(name, mirror.host.clone()).await?;
         let pulled = pod
             .status
@@ -1256,7 +1318,7 @@ async fn pods_of_every_kind_start_from_the_mirror_with_the_source_registry_stopp
             (method == "HEAD" || method == "GET") && uri.contains("/manifests/")
         })
         .count();
-    ensure!(resolved >= 6, "each new pod's image resolved on the mirror: {resolved} requests");
+    ensure!(resolved >= 8, "each new pod's image resolved on the mirror: {resolved} requests");
     let fetched: Vec<&str> = ["acme/app", "acme/task"]
         .into_iter()
         .filter(|repository| {
@@ -1271,6 +1333,7 @@ async fn pods_of_every_kind_start_from_the_mirror_with_the_source_registry_stopp
     // source again.
     let phase = Instant::now();
     remote.restart().await?;
+    private.restart().await?;
     succeeded(
         cluster.kubectl().args([
             "patch",
@@ -1293,7 +1356,7 @@ async fn pods_of_every_kind_start_from_the_mirror_with_the_source_registry_stopp
     )?;
     wait_ready(&client, &flows, "image-mirror-revert", PATIENCE).await?;
     let reverted = weir.send(&flows, "mirror-revert-start:in", &json!({}), TICK_TIMEOUT)?;
-    ensure!(reverted["total"] == 6 && reverted["succeeded"] == 6, "{reverted:#}");
+    ensure!(reverted["total"] == 8 && reverted["succeeded"] == 8, "{reverted:#}");
     for app in ["plain", "legacy"] {
         pods.delete_collection(
             &Default::default(),
@@ -1305,9 +1368,10 @@ async fn pods_of_every_kind_start_from_the_mirror_with_the_source_registry_stopp
         cluster.kubectl().args(["create", "job", "-n", &apps, "again", "--from=cronjob/nightly"]),
         "kubectl create job",
     )?;
-    for name in ["web", "db", "agent", "plain", "legacy", "nightly"] {
+    for name in ["web", "db", "agent", "plain", "legacy", "nightly", "multi"] {
         running(name, remote.host.clone()).await?;
     }
+    running("secret", private.host.clone()).await?;
     eprintln!(
         "phase: reverted, every kind served from the source again {:.1?} after it came back",
         phase.elapsed()
