@@ -1,7 +1,8 @@
 //! `weir chart --out charts/weir`: the generated parts of the Helm chart. The CRDs (the same
 //! as `weir crds`), the RBAC rules of every process (`crate::rbac`, read by the chart's
-//! templates from `files/rules.yaml`), and the README, whose values table comes from the
-//! `# --` comments of `values.yaml`. `--check` compares instead of writing, and fails naming
+//! templates from `files/rules.yaml`), the README, whose values table comes from the
+//! `# --` comments of `values.yaml`, and the Artifact Hub annotations of `Chart.yaml` that
+//! follow from the code (CRDs, examples, image). `--check` compares instead of writing, and fails naming
 //! every stale file, so a test keeps the committed chart in step.
 
 use std::{
@@ -71,14 +72,74 @@ pub fn generate(builtins: &[Module], dir: &Path) -> Result<Vec<(PathBuf, String)
         .with_context(|| format!("cannot read {}", chart_path.display()))?;
     let chart: Value = serde_yaml_ng::from_str(&chart)
         .with_context(|| format!("{} is not YAML", chart_path.display()))?;
+    let values_parsed: Value = serde_yaml_ng::from_str(&values)
+        .with_context(|| format!("{} is not YAML", values_path.display()))?;
+    let chart = with_artifact_hub_annotations(chart, &values_parsed)?;
+    files.push((chart_path, serde_yaml_ng::to_string(&chart)?));
     let documented = documented_values(&values)
         .with_context(|| format!("cannot document {}", values_path.display()))?;
     files.push((dir.join("README.md"), readme(&chart, &parts, &documented)));
-    let parsed: Value = serde_yaml_ng::from_str(&values)
-        .with_context(|| format!("{} is not YAML", values_path.display()))?;
-    let schema = values_schema(&parsed, &documented);
+    let schema = values_schema(&values_parsed, &documented);
     files.push((dir.join("values.schema.json"), format!("{schema:#}\n")));
     Ok(files)
+}
+
+/// `Chart.yaml` with the annotations Artifact Hub reads that follow from the code: the CRDs
+/// (`artifacthub.io/crds`), an example of each (`artifacthub.io/crdsExamples`) and the image
+/// (`artifacthub.io/images`). Everything else, `artifacthub.io/changes` among it, stays as
+/// written.
+fn with_artifact_hub_annotations(mut chart: Value, values: &Value) -> Result<Value> {
+    let crds: Vec<Value> = Kind::ALL
+        .into_iter()
+        .map(|kind| {
+            let definition = kind.crd();
+            let version = definition.spec.versions.first();
+            let description = version
+                .and_then(|v| v.schema.as_ref()?.open_api_v3_schema.as_ref()?.description.clone())
+                .unwrap_or_default();
+            serde_json::json!({
+                "kind": kind.name(),
+                "version": version.map(|v| v.name.clone()).unwrap_or_default(),
+                "name": definition.metadata.name.unwrap_or_default(),
+                "displayName": kind.name(),
+                "description": description,
+            })
+        })
+        .collect();
+    let examples = serde_json::json!([
+        { "apiVersion": weir_model::API_VERSION, "kind": "Flow",
+          "metadata": { "name": "hello" },
+          "spec": { "description": "Says hello every minute." } },
+        { "apiVersion": weir_model::API_VERSION, "kind": "FlowNode",
+          "metadata": { "name": "tick" },
+          "spec": { "flow": "hello", "module": "common", "component": "ticker",
+                    "settings": { "interval": "1m" },
+                    "edges": [{ "port": "out", "to": { "node": "greet", "port": "in" } }] } },
+        { "apiVersion": weir_model::API_VERSION, "kind": "FlowNode",
+          "metadata": { "name": "greet" },
+          "spec": { "flow": "hello", "module": "common", "component": "debug" } },
+    ]);
+    let repository = values
+        .pointer("/image/repository")
+        .and_then(Value::as_str)
+        .context("values.yaml has no image.repository")?;
+    let tag =
+        chart.get("appVersion").and_then(Value::as_str).context("Chart.yaml has no appVersion")?;
+    let images = serde_json::json!([{ "name": "weir", "image": format!("{repository}:{tag}") }]);
+    let annotations = chart
+        .as_object_mut()
+        .context("Chart.yaml is not a mapping")?
+        .entry("annotations")
+        .or_insert_with(|| Value::Object(serde_json::Map::new()));
+    let annotations = annotations.as_object_mut().context("Chart.yaml's annotations")?;
+    for (key, value) in [
+        ("artifacthub.io/crds", crds.into()),
+        ("artifacthub.io/crdsExamples", examples),
+        ("artifacthub.io/images", images),
+    ] {
+        annotations.insert(key.to_owned(), Value::String(serde_yaml_ng::to_string(&value)?));
+    }
+    Ok(chart)
 }
 
 /// Keys whose objects go to Kubernetes as they are (pod and container fields, maps of labels
@@ -372,9 +433,40 @@ fn type_of(value: &Value) -> &'static str {
 
 #[cfg(test)]
 mod tests {
+    use anyhow::ensure;
     use serde_json::json;
 
     use super::*;
+
+    #[test]
+    fn the_examples_artifact_hub_shows_are_valid_resources() -> Result<()> {
+        let chart = with_artifact_hub_annotations(
+            json!({ "appVersion": "1.2.3" }),
+            &json!({ "image": { "repository": "example.org/weir" } }),
+        )?;
+        let annotations = &chart["annotations"];
+        let examples: Vec<Value> = serde_yaml_ng::from_str(
+            annotations["artifacthub.io/crdsExamples"].as_str().context("examples")?,
+        )?;
+        ensure!(examples.len() == 3, "{examples:?}");
+        for example in &examples {
+            weir_model::manifest::validate(example).map_err(|err| anyhow::anyhow!("{err}"))?;
+        }
+        let crds: Vec<Value> =
+            serde_yaml_ng::from_str(annotations["artifacthub.io/crds"].as_str().context("crds")?)?;
+        ensure!(
+            crds.iter().map(|c| c["name"].as_str().unwrap_or_default()).collect::<Vec<_>>()
+                == ["flows.weir.dev", "flownodes.weir.dev", "modules.weir.dev"]
+                && crds.iter().all(|c| c["description"].as_str().is_some_and(|d| !d.is_empty())),
+            "{crds:?}"
+        );
+        ensure!(
+            annotations["artifacthub.io/images"]
+                == "- name: weir\n  image: example.org/weir:1.2.3\n",
+            "{annotations}"
+        );
+        Ok(())
+    }
 
     #[test]
     fn descriptions_belong_to_the_key_below_them_and_cover_undescribed_children() -> Result<()> {
