@@ -283,31 +283,17 @@ async fn pod_failure_alerts_latency() -> Result<()> {
     wait_ready(&setup.client, &setup.flows, "pod-failure-alerts", PATIENCE).await?;
 
     let pods: Api<Pod> = Api::namespaced(setup.client.clone(), &setup.apps);
-    let seen: Arc<Mutex<BTreeMap<String, Instant>>> = Arc::default();
-    let mut events = pods.watch(&WatchParams::default(), "0").await?.boxed();
-    let watcher = {
-        let seen = Arc::clone(&seen);
-        tokio::spawn(async move {
-            while let Some(Ok(event)) = events.next().await {
-                let (WatchEvent::Added(pod) | WatchEvent::Modified(pod)) = event else { continue };
-                let failing = pod.status.and_then(|s| s.container_statuses).is_some_and(|all| {
-                    all.iter().any(|c| {
-                        c.state
-                            .as_ref()
-                            .and_then(|s| s.waiting.as_ref())
-                            .is_some_and(|w| w.reason.as_deref() == Some("CrashLoopBackOff"))
-                    })
-                });
-                if failing {
-                    let name = pod.metadata.name.unwrap_or_default();
-                    seen.lock()
-                        .unwrap_or_else(PoisonError::into_inner)
-                        .entry(name)
-                        .or_insert_with(Instant::now);
-                }
-            }
+    let watch = FirstSeen::start(&pods, |pod: &Pod| {
+        pod.status.as_ref().and_then(|s| s.container_statuses.as_ref()).is_some_and(|all| {
+            all.iter().any(|c| {
+                c.state
+                    .as_ref()
+                    .and_then(|s| s.waiting.as_ref())
+                    .is_some_and(|w| w.reason.as_deref() == Some("CrashLoopBackOff"))
+            })
         })
-    };
+    })
+    .await?;
     for index in 0..PODS {
         setup.pod(&format!("crash-{index:02}"), &setup.image, "echo bye; exit 1").await?;
     }
@@ -315,16 +301,7 @@ async fn pod_failure_alerts_latency() -> Result<()> {
         Ok((chat.posts().len() >= PODS).then_some(()))
     })
     .await?;
-    watcher.abort();
-    let seen = seen.lock().unwrap_or_else(PoisonError::into_inner).clone();
-    let mut latencies: Vec<f64> = chat
-        .posts()
-        .iter()
-        .filter_map(|post| {
-            let pod = post.body["pod"].as_str()?;
-            Some(post.at.saturating_duration_since(*seen.get(pod)?).as_secs_f64())
-        })
-        .collect();
+    let mut latencies = watch.latencies(&chat, "pod");
     ensure!(latencies.len() == PODS, "every alert matched a failure the watch saw: {latencies:?}");
     let (p50, p99, max) = quantiles(&mut latencies);
     println!(
@@ -447,6 +424,54 @@ async fn cronjob_alerts(setup: &Setup) -> Result<()> {
     Ok(())
 }
 
+/// When a watch of the test first saw each object that has failed, by name.
+struct FirstSeen {
+    seen: Arc<Mutex<BTreeMap<String, Instant>>>,
+    watcher: tokio::task::JoinHandle<()>,
+}
+
+impl FirstSeen {
+    /// Watches `api` from now, noting each object the first time `failed` holds for it.
+    async fn start<K>(api: &Api<K>, failed: fn(&K) -> bool) -> Result<Self>
+    where
+        K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug + Send + 'static,
+    {
+        let seen: Arc<Mutex<BTreeMap<String, Instant>>> = Arc::default();
+        let mut events = api.watch(&WatchParams::default(), "0").await?.boxed();
+        let noting = Arc::clone(&seen);
+        let watcher = tokio::spawn(async move {
+            while let Some(Ok(event)) = events.next().await {
+                let (WatchEvent::Added(object) | WatchEvent::Modified(object)) = event else {
+                    continue;
+                };
+                if failed(&object) {
+                    let name = object.meta().name.clone().unwrap_or_default();
+                    noting
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .entry(name)
+                        .or_insert_with(Instant::now);
+                }
+            }
+        });
+        Ok(Self { seen, watcher })
+    }
+
+    /// Stops the watch; the seconds from each failure to the chat's post naming the object in
+    /// its `field`, for the posts that match a failure seen.
+    fn latencies(self, chat: &Receiver, field: &str) -> Vec<f64> {
+        self.watcher.abort();
+        let seen = self.seen.lock().unwrap_or_else(PoisonError::into_inner).clone();
+        chat.posts()
+            .iter()
+            .filter_map(|post| {
+                let name = post.body[field].as_str()?;
+                Some(post.at.saturating_duration_since(*seen.get(name)?).as_secs_f64())
+            })
+            .collect()
+    }
+}
+
 /// p50, p99 and max of `latencies`, in seconds, sorted in place.
 fn quantiles(latencies: &mut [f64]) -> (f64, f64, f64) {
     latencies.sort_by(f64::total_cmp);
@@ -482,26 +507,13 @@ async fn cronjob_failure_alerts_latency() -> Result<()> {
     weir_testenv::create::<CronJob>(&setup.client, &setup.apps, cronjob).await?;
 
     let jobs: Api<Job> = Api::namespaced(setup.client.clone(), &setup.apps);
-    let seen: Arc<Mutex<BTreeMap<String, Instant>>> = Arc::default();
-    let mut events = jobs.watch(&WatchParams::default(), "0").await?.boxed();
-    let watcher = {
-        let seen = Arc::clone(&seen);
-        tokio::spawn(async move {
-            while let Some(Ok(event)) = events.next().await {
-                let (WatchEvent::Added(job) | WatchEvent::Modified(job)) = event else { continue };
-                let failed = job.status.and_then(|s| s.conditions).is_some_and(|all| {
-                    all.iter().any(|c| c.type_ == "Failed" && c.status == "True")
-                });
-                if failed {
-                    let name = job.metadata.name.unwrap_or_default();
-                    seen.lock()
-                        .unwrap_or_else(PoisonError::into_inner)
-                        .entry(name)
-                        .or_insert_with(Instant::now);
-                }
-            }
-        })
-    };
+    let watch = FirstSeen::start(&jobs, |job: &Job| {
+        job.status
+            .as_ref()
+            .and_then(|s| s.conditions.as_ref())
+            .is_some_and(|all| all.iter().any(|c| c.type_ == "Failed" && c.status == "True"))
+    })
+    .await?;
     for index in 0..JOBS {
         let job = format!("nightly-{index:02}");
         succeeded(
@@ -520,16 +532,7 @@ async fn cronjob_failure_alerts_latency() -> Result<()> {
         Ok((chat.posts().len() >= JOBS).then_some(()))
     })
     .await?;
-    watcher.abort();
-    let seen = seen.lock().unwrap_or_else(PoisonError::into_inner).clone();
-    let mut latencies: Vec<f64> = chat
-        .posts()
-        .iter()
-        .filter_map(|post| {
-            let job = post.body["job"].as_str()?;
-            Some(post.at.saturating_duration_since(*seen.get(job)?).as_secs_f64())
-        })
-        .collect();
+    let mut latencies = watch.latencies(&chat, "job");
     ensure!(latencies.len() == JOBS, "every alert matched a failure the watch saw: {latencies:?}");
     let (p50, p99, max) = quantiles(&mut latencies);
     println!(
