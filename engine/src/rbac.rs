@@ -87,8 +87,9 @@ pub fn acts(module: &Module) -> Result<bool, ModuleError> {
 }
 
 /// What the default flow account (`weir-flow`, which the chart creates) may do: everything the
-/// components of `modules` declare, merged. Rules on a kind a node's settings name are not
-/// among them: a flow with such nodes gets them from `weir rbac`.
+/// components of `modules` declare (for a component limited to the kinds its `kinds` setting
+/// names, every kind's), merged. Rules on a kind a node's settings name are not among them: a
+/// flow with such nodes gets them from `weir rbac`.
 pub fn flow_account(modules: &[Module]) -> Result<Vec<PolicyRule>, ModuleError> {
     let mut all = Vec::new();
     for module in modules {
@@ -98,7 +99,12 @@ pub fn flow_account(modules: &[Module]) -> Result<Vec<PolicyRule>, ModuleError> 
 }
 
 fn declared(module: &Module) -> Result<Vec<PolicyRule>, ModuleError> {
-    Ok(catalogue(module)?.components.into_iter().flat_map(|c| c.permissions).collect())
+    Ok(catalogue(module)?
+        .components
+        .iter()
+        .flat_map(ComponentDescriptor::all_declared)
+        .cloned()
+        .collect())
 }
 
 fn catalogue(module: &Module) -> Result<weir_model::ModuleSpec, ModuleError> {

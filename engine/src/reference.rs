@@ -50,11 +50,12 @@ fn render_component(
         page.push_str("A trigger: it starts runs on its own, on the module's leader only.\n\n");
     }
     if component.acts() {
-        let fixed = component.permissions.iter().map(|rule| {
+        let show = |rule: &weir_model::module::PolicyRule| {
             let group = rule.api_groups.join(",");
             let group = if group.is_empty() { "core".to_owned() } else { group };
             format!("{} {} ({group})", rule.verbs.join(", "), rule.resources.join(", "))
-        });
+        };
+        let fixed = component.permissions.iter().map(show);
         let on_kind = component.kind_permissions.iter().map(|rule| {
             let on = if rule.subresource.is_empty() {
                 "the kind its settings name".to_owned()
@@ -63,7 +64,11 @@ fn render_component(
             };
             format!("{} {on}", rule.verbs.join(", "))
         });
-        let rules: Vec<String> = fixed.chain(on_kind).collect();
+        let by_kind = component.permissions_by_kind.iter().map(|(kind, rules)| {
+            let rules: Vec<String> = rules.iter().map(show).collect();
+            format!("{} if its `kinds` setting names {kind} or is empty", rules.join(", "))
+        });
+        let rules: Vec<String> = fixed.chain(on_kind).chain(by_kind).collect();
         let _ = writeln!(page, "Kubernetes permissions: {}.\n", rules.join("; "));
     }
     if !component.tags.is_empty() {

@@ -5,28 +5,18 @@
 //! derives), and a chat webhook receiver of the test's own on loopback that records what is
 //! posted and can answer 429 with Retry-After.
 //!
-//! The last test measures the seconds from a pod's failure appearing in its status to the chat
-//! post; it is ignored by default (`cargo test -p weir-engine --test alerts -- --ignored
-//! --nocapture`), and its numbers are recorded in docs/benchmarks.md.
+//! The last tests measure the seconds from a pod's failure appearing in its status, a Job's
+//! failure, or a deploy call to the chat post; they are ignored by default (`cargo test -p
+//! weir-engine --test alerts -- --ignored --nocapture`), and their numbers are recorded in
+//! docs/benchmarks.md.
 
 use std::{
     collections::BTreeMap,
-    path::{Path, PathBuf},
-    sync::{
-        Arc, Mutex, PoisonError,
-        atomic::{AtomicUsize, Ordering},
-    },
+    sync::{Arc, Mutex, PoisonError},
     time::{Duration, Instant},
 };
 
 use anyhow::{Context as _, Result, ensure};
-use axum::{
-    Router,
-    extract::State,
-    http::StatusCode,
-    response::{IntoResponse, Response},
-    routing::post,
-};
 use futures::StreamExt;
 use k8s_openapi::api::{
     apps::v1::Deployment,
@@ -41,7 +31,7 @@ use serde_json::{Value, json};
 use weir_distribution::client::Registry;
 use weir_testenv::{
     Cluster, busybox_image, eventually,
-    solution::{Weir, succeeded, wait_ready},
+    solution::{Receiver, Weir, solutions_dir, succeeded, wait_ready},
 };
 use weir_testregistry::{LocalRegistry, start_registry};
 
@@ -51,73 +41,14 @@ const PATIENCE: Duration = Duration::from_secs(90);
 /// The modules the alert solutions use, each in a process of its own.
 const MODULES: [&str; 4] = ["common", "kubernetes", "js", "http"];
 /// The ServiceAccount the module processes sign in as.
-const ACCOUNT: &str = "weir";
+const ACCOUNT: &str = weir_testenv::solution::ACCOUNT;
 
-fn solutions_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../solutions")
-}
-
-/// One post the chat received: when, and its JSON body.
-#[derive(Debug, Clone)]
-struct Post {
-    at: Instant,
-    body: Value,
-}
-
-#[derive(Debug, Default)]
-struct ChatState {
-    posts: Mutex<Vec<Post>>,
-    /// How many posts to answer 429 (with `Retry-After: 1`) before taking them.
-    refuse: AtomicUsize,
-    refused: AtomicUsize,
-}
-
-/// A chat's incoming webhook on loopback, as Slack's: takes JSON posts and answers `ok`.
-struct Chat {
-    url: String,
-    state: Arc<ChatState>,
-}
-
-impl Chat {
-    /// Starts it; the first `refuse` posts are answered 429, as a chat over its rate limit.
-    async fn start(refuse: usize) -> Result<Self> {
-        let state =
-            Arc::new(ChatState { refuse: AtomicUsize::new(refuse), ..ChatState::default() });
-        let app = Router::new().route("/hook", post(take)).with_state(Arc::clone(&state));
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-        let url = format!("http://{}/hook", listener.local_addr()?);
-        tokio::spawn(async move { axum::serve(listener, app).await });
-        Ok(Self { url, state })
-    }
-
-    fn posts(&self) -> Vec<Post> {
-        self.state.posts.lock().unwrap_or_else(PoisonError::into_inner).clone()
-    }
-
-    /// The posts whose text mentions `needle`.
-    fn posts_about(&self, needle: &str) -> Vec<Post> {
-        self.posts().into_iter().filter(|p| p.body.to_string().contains(needle)).collect()
-    }
-
-    fn refused(&self) -> usize {
-        self.state.refused.load(Ordering::SeqCst)
-    }
-}
-
-async fn take(State(state): State<Arc<ChatState>>, body: axum::body::Bytes) -> Response {
-    let left = state.refuse.load(Ordering::SeqCst);
-    if left > 0 {
-        state.refuse.store(left - 1, Ordering::SeqCst);
-        state.refused.fetch_add(1, Ordering::SeqCst);
-        return (StatusCode::TOO_MANY_REQUESTS, [("retry-after", "1")], "rate_limited")
-            .into_response();
-    }
-    let Ok(body) = serde_json::from_slice::<Value>(&body) else {
-        return (StatusCode::BAD_REQUEST, "invalid_payload").into_response();
-    };
-    let post = Post { at: Instant::now(), body };
-    state.posts.lock().unwrap_or_else(PoisonError::into_inner).push(post);
-    "ok".into_response()
+/// A chat's incoming webhook of the test's own on loopback, as Slack's; the first `refuse`
+/// posts are answered 429 with Retry-After, as from a chat over its rate limit.
+async fn chat(refuse: usize) -> Result<Receiver> {
+    let chat = Receiver::start("/hook").await?;
+    chat.refuse(refuse);
+    Ok(chat)
 }
 
 /// What each test of this file starts from: the shared cluster, a registry with busybox the
@@ -170,7 +101,7 @@ impl Setup {
     }
 
     /// Puts the chat's URL in the Secret `chat-webhook` of the flows' namespace.
-    async fn chat_secret(&self, chat: &Chat) -> Result<()> {
+    async fn chat_secret(&self, chat: &Receiver) -> Result<()> {
         weir_testenv::create::<Secret>(
             &self.client,
             &self.flows,
@@ -230,7 +161,7 @@ async fn pod_failure_alerts_post_once_per_problem_with_logs_ride_out_a_429_and_a
 
 async fn pod_alerts(setup: &Setup) -> Result<()> {
     // The first post is refused with 429 and Retry-After: the alert must still arrive, once.
-    let chat = Chat::start(1).await?;
+    let chat = chat(1).await?;
     setup.chat_secret(&chat).await?;
     setup.weir.install(
         setup.cluster,
@@ -341,7 +272,7 @@ async fn pod_alerts(setup: &Setup) -> Result<()> {
 async fn pod_failure_alerts_latency() -> Result<()> {
     const PODS: usize = 24;
     let setup = setup("podlatency").await?;
-    let chat = Chat::start(0).await?;
+    let chat = chat(0).await?;
     setup.chat_secret(&chat).await?;
     setup.weir.install(
         setup.cluster,
@@ -352,31 +283,17 @@ async fn pod_failure_alerts_latency() -> Result<()> {
     wait_ready(&setup.client, &setup.flows, "pod-failure-alerts", PATIENCE).await?;
 
     let pods: Api<Pod> = Api::namespaced(setup.client.clone(), &setup.apps);
-    let seen: Arc<Mutex<BTreeMap<String, Instant>>> = Arc::default();
-    let mut events = pods.watch(&WatchParams::default(), "0").await?.boxed();
-    let watcher = {
-        let seen = Arc::clone(&seen);
-        tokio::spawn(async move {
-            while let Some(Ok(event)) = events.next().await {
-                let (WatchEvent::Added(pod) | WatchEvent::Modified(pod)) = event else { continue };
-                let failing = pod.status.and_then(|s| s.container_statuses).is_some_and(|all| {
-                    all.iter().any(|c| {
-                        c.state
-                            .as_ref()
-                            .and_then(|s| s.waiting.as_ref())
-                            .is_some_and(|w| w.reason.as_deref() == Some("CrashLoopBackOff"))
-                    })
-                });
-                if failing {
-                    let name = pod.metadata.name.unwrap_or_default();
-                    seen.lock()
-                        .unwrap_or_else(PoisonError::into_inner)
-                        .entry(name)
-                        .or_insert_with(Instant::now);
-                }
-            }
+    let watch = FirstSeen::start(&pods, |pod: &Pod| {
+        pod.status.as_ref().and_then(|s| s.container_statuses.as_ref()).is_some_and(|all| {
+            all.iter().any(|c| {
+                c.state
+                    .as_ref()
+                    .and_then(|s| s.waiting.as_ref())
+                    .is_some_and(|w| w.reason.as_deref() == Some("CrashLoopBackOff"))
+            })
         })
-    };
+    })
+    .await?;
     for index in 0..PODS {
         setup.pod(&format!("crash-{index:02}"), &setup.image, "echo bye; exit 1").await?;
     }
@@ -384,24 +301,11 @@ async fn pod_failure_alerts_latency() -> Result<()> {
         Ok((chat.posts().len() >= PODS).then_some(()))
     })
     .await?;
-    watcher.abort();
-    let seen = seen.lock().unwrap_or_else(PoisonError::into_inner).clone();
-    let mut latencies: Vec<f64> = chat
-        .posts()
-        .iter()
-        .filter_map(|post| {
-            let pod = post.body["pod"].as_str()?;
-            Some(post.at.saturating_duration_since(*seen.get(pod)?).as_secs_f64())
-        })
-        .collect();
+    let mut latencies = watch.latencies(&chat, "pod");
     ensure!(latencies.len() == PODS, "every alert matched a failure the watch saw: {latencies:?}");
-    latencies.sort_by(f64::total_cmp);
-    let at = |q: f64| latencies[((latencies.len() as f64 * q).ceil() as usize).saturating_sub(1)];
+    let (p50, p99, max) = quantiles(&mut latencies);
     println!(
-        "pod-failure-alerts: {PODS} CrashLoopBackOff events, failure in status to chat post: p50 {:.3} s, p99 {:.3} s, max {:.3} s",
-        at(0.5),
-        at(0.99),
-        latencies[latencies.len() - 1]
+        "pod-failure-alerts: {PODS} CrashLoopBackOff events, failure in status to chat post: p50 {p50:.3} s, p99 {p99:.3} s, max {max:.3} s"
     );
     Ok(())
 }
@@ -445,7 +349,7 @@ async fn cronjob_failure_alerts_post_a_failed_job_of_a_cronjob_with_its_last_log
 }
 
 async fn cronjob_alerts(setup: &Setup) -> Result<()> {
-    let chat = Chat::start(0).await?;
+    let chat = chat(0).await?;
     setup.chat_secret(&chat).await?;
     setup.weir.install(
         setup.cluster,
@@ -520,6 +424,210 @@ async fn cronjob_alerts(setup: &Setup) -> Result<()> {
     Ok(())
 }
 
+/// When a watch of the test first saw each object that has failed, by name.
+struct FirstSeen {
+    seen: Arc<Mutex<BTreeMap<String, Instant>>>,
+    watcher: tokio::task::JoinHandle<()>,
+}
+
+impl FirstSeen {
+    /// Watches `api` from now, noting each object the first time `failed` holds for it.
+    async fn start<K>(api: &Api<K>, failed: fn(&K) -> bool) -> Result<Self>
+    where
+        K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug + Send + 'static,
+    {
+        let seen: Arc<Mutex<BTreeMap<String, Instant>>> = Arc::default();
+        let mut events = api.watch(&WatchParams::default(), "0").await?.boxed();
+        let noting = Arc::clone(&seen);
+        let watcher = tokio::spawn(async move {
+            while let Some(Ok(event)) = events.next().await {
+                let (WatchEvent::Added(object) | WatchEvent::Modified(object)) = event else {
+                    continue;
+                };
+                if failed(&object) {
+                    let name = object.meta().name.clone().unwrap_or_default();
+                    noting
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .entry(name)
+                        .or_insert_with(Instant::now);
+                }
+            }
+        });
+        Ok(Self { seen, watcher })
+    }
+
+    /// Stops the watch; the seconds from each failure to the chat's post naming the object in
+    /// its `field`, for the posts that match a failure seen.
+    fn latencies(self, chat: &Receiver, field: &str) -> Vec<f64> {
+        self.watcher.abort();
+        let seen = self.seen.lock().unwrap_or_else(PoisonError::into_inner).clone();
+        chat.posts()
+            .iter()
+            .filter_map(|post| {
+                let name = post.body[field].as_str()?;
+                Some(post.at.saturating_duration_since(*seen.get(name)?).as_secs_f64())
+            })
+            .collect()
+    }
+}
+
+/// p50, p99 and max of `latencies`, in seconds, sorted in place.
+fn quantiles(latencies: &mut [f64]) -> (f64, f64, f64) {
+    latencies.sort_by(f64::total_cmp);
+    let at = |q: f64| latencies[((latencies.len() as f64 * q).ceil() as usize).saturating_sub(1)];
+    (at(0.5), at(0.99), latencies[latencies.len() - 1])
+}
+
+/// The seconds from a Job of a CronJob failing (its `Failed` condition, as a watch of the
+/// test sees it) to the chat's post, over 24 Jobs failing at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a measurement: run with --ignored --nocapture"]
+#[allow(clippy::print_stdout)]
+async fn cronjob_failure_alerts_latency() -> Result<()> {
+    const JOBS: usize = 24;
+    let setup = setup("cronlatency").await?;
+    let chat = chat(0).await?;
+    setup.chat_secret(&chat).await?;
+    setup.weir.install(
+        setup.cluster,
+        &setup.flows,
+        &solutions_dir().join("cronjob-failure-alerts"),
+        &[("namespace", setup.apps.clone()), ("format", "json".to_owned())],
+    )?;
+    wait_ready(&setup.client, &setup.flows, "cronjob-failure-alerts", PATIENCE).await?;
+    let cronjob = json!({
+        "metadata": { "name": "nightly" },
+        "spec": {
+            "schedule": "0 0 1 1 *",
+            "suspend": true,
+            "jobTemplate": job_template(&setup.image, "echo 'fatal: db unreachable'; exit 1"),
+        },
+    });
+    weir_testenv::create::<CronJob>(&setup.client, &setup.apps, cronjob).await?;
+
+    let jobs: Api<Job> = Api::namespaced(setup.client.clone(), &setup.apps);
+    let watch = FirstSeen::start(&jobs, |job: &Job| {
+        job.status
+            .as_ref()
+            .and_then(|s| s.conditions.as_ref())
+            .is_some_and(|all| all.iter().any(|c| c.type_ == "Failed" && c.status == "True"))
+    })
+    .await?;
+    for index in 0..JOBS {
+        let job = format!("nightly-{index:02}");
+        succeeded(
+            setup.cluster.kubectl().args([
+                "create",
+                "job",
+                &job,
+                "--from=cronjob/nightly",
+                "-n",
+                &setup.apps,
+            ]),
+            &format!("kubectl create job {job}"),
+        )?;
+    }
+    eventually("every Job's alert", 2 * PATIENCE, || async {
+        Ok((chat.posts().len() >= JOBS).then_some(()))
+    })
+    .await?;
+    let mut latencies = watch.latencies(&chat, "job");
+    ensure!(latencies.len() == JOBS, "every alert matched a failure the watch saw: {latencies:?}");
+    let (p50, p99, max) = quantiles(&mut latencies);
+    println!(
+        "cronjob-failure-alerts: {JOBS} failed Jobs of a CronJob, Failed condition to chat post: p50 {p50:.3} s, p99 {p99:.3} s, max {max:.3} s"
+    );
+    Ok(())
+}
+
+/// The seconds from the deploy call to the chat's post that the rollout is complete, over 20
+/// deploys one after another of a Deployment of one replica, alternating two images.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a measurement: run with --ignored --nocapture"]
+#[allow(clippy::print_stdout)]
+async fn deploy_webhook_latency() -> Result<()> {
+    const DEPLOYS: usize = 20;
+    const TOKEN: &str = "t0ken";
+    let setup = setup("deploylatency").await?;
+    let repository = setup.image.trim_end_matches(":1").to_owned();
+    let host = repository.split('/').next().context("host")?;
+    busybox_image(&["/bin/sh"])?.push(&Registry::new(host, true)?, "busybox", "2").await?;
+    let chat = chat(0).await?;
+    setup.chat_secret(&chat).await?;
+    weir_testenv::create::<Secret>(
+        &setup.client,
+        &setup.flows,
+        json!({ "metadata": { "name": "deploy-webhook" },
+                "stringData": { "github-secret": "unused", "token": TOKEN } }),
+    )
+    .await?;
+    let labels = json!({ "app": "web" });
+    weir_testenv::create::<Deployment>(
+        &setup.client,
+        &setup.apps,
+        json!({
+            "metadata": { "name": "web" },
+            "spec": {
+                "replicas": 1,
+                "selector": { "matchLabels": labels },
+                "template": { "metadata": { "labels": labels }, "spec": {
+                    "terminationGracePeriodSeconds": 0,
+                    "containers": [{ "name": "web", "image": setup.image,
+                        "imagePullPolicy": "IfNotPresent", "command": ["/bin/sh", "-c", "exec sleep 3600"] }],
+                } },
+            },
+        }),
+    )
+    .await?;
+    setup.weir.install(
+        setup.cluster,
+        &setup.flows,
+        &solutions_dir().join("deploy-webhook"),
+        &[
+            ("targets", format!("{repository}={}/web/web", setup.apps)),
+            ("format", "json".to_owned()),
+        ],
+    )?;
+    wait_ready(&setup.client, &setup.flows, "deploy-webhook", PATIENCE).await?;
+    let hooks = setup
+        ._modules
+        .iter()
+        .find_map(weir_testenv::solution::webhooks_url)
+        .context("the http module's webhooks")?;
+    let call = format!("{hooks}{}/deploy-webhook/deploy-call", setup.flows);
+    let http = reqwest::Client::new();
+    let mut latencies = Vec::new();
+    for round in 0..DEPLOYS {
+        let image = format!("{repository}:{}", 2 - round % 2);
+        let posts = chat.posts().len();
+        let started = Instant::now();
+        let answer = http
+            .post(&call)
+            .bearer_auth(TOKEN)
+            .header("content-type", "application/json")
+            .body(json!({ "image": image }).to_string())
+            .send()
+            .await?;
+        ensure!(answer.status() == 202, "deploy {round}: {}", answer.status());
+        let post = eventually(&format!("deploy {round}'s post"), PATIENCE, || async {
+            Ok(chat.posts().get(posts).cloned())
+        })
+        .await?;
+        ensure!(
+            post.body["event"] == "deployed" && post.body["image"] == image.as_str(),
+            "{}",
+            post.body
+        );
+        latencies.push(post.at.saturating_duration_since(started).as_secs_f64());
+    }
+    let (p50, p99, max) = quantiles(&mut latencies);
+    println!(
+        "deploy-webhook: {DEPLOYS} deploys, call to the rollout-complete post: p50 {p50:.3} s, p99 {p99:.3} s, max {max:.3} s"
+    );
+    Ok(())
+}
+
 /// HMAC-SHA256 of `data` with `key` (RFC 2104), as GitHub signs its webhooks.
 fn hmac_sha256(key: &[u8], data: &[u8]) -> Vec<u8> {
     use sha2::{Digest, Sha256};
@@ -582,10 +690,12 @@ async fn deploys(setup: &Setup) -> Result<()> {
     const TOKEN: &str = "t0ken";
     let repository = setup.image.trim_end_matches(":1").to_owned();
     let next = format!("{repository}:2");
-    busybox_image(&["/bin/sh"])?
-        .push(&Registry::new(repository.split('/').next().context("host")?, true)?, "busybox", "2")
-        .await?;
-    let chat = Chat::start(0).await?;
+    let host = repository.split('/').next().context("host")?;
+    for (name, tag) in [("busybox", "2"), ("sidecar", "1")] {
+        busybox_image(&["/bin/sh"])?.push(&Registry::new(host, true)?, name, tag).await?;
+    }
+    let sidecar = format!("{host}/sidecar:1");
+    let chat = chat(0).await?;
     setup.chat_secret(&chat).await?;
     weir_testenv::create::<Secret>(
         &setup.client,
@@ -594,25 +704,48 @@ async fn deploys(setup: &Setup) -> Result<()> {
                 "stringData": { "github-secret": GITHUB_SECRET, "token": TOKEN } }),
     )
     .await?;
-    let labels = json!({ "app": "web" });
-    weir_testenv::create::<Deployment>(
-        &setup.client,
-        &setup.apps,
+    // web is named by the targets setting; api by its label (the repository's name, busybox),
+    // and only its container of that repository changes; cron carries the label of another
+    // repository and is left alone.
+    let deployment = |name: &str, label: Option<&str>, containers: Value| {
+        let app = json!({ "app": name });
+        let mut labels = app.clone();
+        if let Some(label) = label {
+            labels["deploy.weir.dev/repository"] = json!(label);
+        }
         json!({
-            "metadata": { "name": "web" },
+            "metadata": { "name": name, "labels": labels },
             "spec": {
                 "replicas": 1,
                 "progressDeadlineSeconds": 10,
-                "selector": { "matchLabels": labels },
-                "template": { "metadata": { "labels": labels }, "spec": {
+                "selector": { "matchLabels": app },
+                "template": { "metadata": { "labels": app }, "spec": {
                     "terminationGracePeriodSeconds": 0,
-                    "containers": [{ "name": "web", "image": setup.image,
-                        "imagePullPolicy": "IfNotPresent", "command": ["/bin/sh", "-c", "exec sleep 3600"] }],
+                    "containers": containers,
                 } },
             },
-        }),
-    )
-    .await?;
+        })
+    };
+    let container = |name: &str, image: &str| {
+        json!({ "name": name, "image": image, "imagePullPolicy": "IfNotPresent",
+                "command": ["/bin/sh", "-c", "exec sleep 3600"] })
+    };
+    for (name, label, containers) in [
+        ("web", None, json!([container("web", &setup.image)])),
+        (
+            "api",
+            Some("busybox"),
+            json!([container("api", &setup.image), container("side", &sidecar)]),
+        ),
+        ("cron", Some("cron"), json!([container("cron", &setup.image)])),
+    ] {
+        weir_testenv::create::<Deployment>(
+            &setup.client,
+            &setup.apps,
+            deployment(name, label, containers),
+        )
+        .await?;
+    }
     let pods: Api<Pod> = Api::namespaced(setup.client.clone(), &setup.apps);
     eventually("web running its first image", PATIENCE, || async {
         Ok((running_images(&pods, "web").await? == [setup.image.clone()]).then_some(()))
@@ -660,9 +793,13 @@ async fn deploys(setup: &Setup) -> Result<()> {
         .await?;
     ensure!(unsigned.status() == 401, "a call without the token: {}", unsigned.status());
     let deployments: Api<Deployment> = Api::namespaced(setup.client.clone(), &setup.apps);
-    let image_of = |d: Deployment| {
-        d.spec.and_then(|s| s.template.spec).and_then(|p| p.containers.into_iter().next()?.image)
+    let images_of = |d: Deployment| -> Vec<String> {
+        d.spec
+            .and_then(|s| s.template.spec)
+            .map(|p| p.containers.into_iter().filter_map(|c| c.image).collect())
+            .unwrap_or_default()
     };
+    let image_of = |d: Deployment| images_of(d).into_iter().next();
     tokio::time::sleep(Duration::from_secs(2)).await;
     ensure!(image_of(deployments.get("web").await?) == Some(setup.image.clone()));
     ensure!(chat.posts().is_empty(), "{:#?}", chat.posts());
@@ -670,17 +807,30 @@ async fn deploys(setup: &Setup) -> Result<()> {
     // Signed: the image changes, the new pod runs on the node, and the chat is told.
     let accepted = deliver(github_signature(GITHUB_SECRET, &package)).await?;
     ensure!(accepted.status() == 202, "a signed delivery: {}", accepted.status());
-    let done =
-        eventually("the rollout's post", PATIENCE, || async { Ok(chat.posts().first().cloned()) })
-            .await?;
-    let text = done.body["text"].as_str().context("a Slack text")?;
-    ensure!(
-        text.starts_with(&format!(":rocket: Deployment `{}/web` now runs `{next}`", setup.apps))
-            && text.contains("1 of 1 replicas run it")
-            && text.contains("_triggered by package"),
-        "{text}"
-    );
+    for name in ["web", "api"] {
+        let about = format!("`{}/{name}`", setup.apps);
+        let done = eventually(&format!("{name}'s rollout post"), PATIENCE, || async {
+            Ok(chat.posts_about(&about).first().cloned())
+        })
+        .await?;
+        let text = done.body["text"].as_str().context("a Slack text")?;
+        ensure!(
+            text.starts_with(&format!(":rocket: Deployment {about} now runs `{next}`"))
+                && text.contains("1 of 1 replicas run it")
+                && text.contains("_triggered by package"),
+            "{text}"
+        );
+    }
     ensure!(running_images(&pods, "web").await? == [next.clone()], "the new pod runs");
+    ensure!(
+        images_of(deployments.get("api").await?) == [next.clone(), sidecar.clone()],
+        "the labelled Deployment's container of the repository changed, its other one did not"
+    );
+    ensure!(
+        images_of(deployments.get("cron").await?) == [setup.image.clone()],
+        "a label naming another repository changes nothing"
+    );
+    ensure!(chat.posts().len() == 2, "{:#?}", chat.posts());
 
     // An image that cannot be pulled: the rollout passes its progress deadline, and the chat
     // is told; the old pod goes on running.
@@ -693,8 +843,9 @@ async fn deploys(setup: &Setup) -> Result<()> {
         .send()
         .await?;
     ensure!(call.status() == 202, "a call with the token: {}", call.status());
+    let web = format!("`{}/web`", setup.apps);
     let failed = eventually("the failed rollout's post", PATIENCE, || async {
-        Ok(chat.posts().get(1).cloned())
+        Ok(chat.posts_about(&web).get(1).cloned())
     })
     .await?;
     let text = failed.body["text"].as_str().context("a Slack text")?;

@@ -904,6 +904,11 @@ async fn the_gallery_lists_solutions_and_installs_one_with_its_settings() -> Res
         .filter_map(|s| s["name"].as_str())
         .collect();
     ensure!(required == ["mirror"], "{mirror}");
+    let concurrency = mirror["settings"]
+        .as_array()
+        .and_then(|all| all.iter().find(|s| s["name"] == "concurrency"))
+        .context("concurrency")?;
+    ensure!(concurrency["minimum"] == 1 && concurrency["maximum"] == 256, "{concurrency}");
 
     // A required setting left out, an unknown one, a bad value, an unknown solution: nothing
     // is installed, and the answer says which.
@@ -920,6 +925,12 @@ async fn the_gallery_lists_solutions_and_installs_one_with_its_settings() -> Res
             json!({ "settings": { "mirror": "m:5000", "concurrency": "many" } }),
             StatusCode::BAD_REQUEST,
             "setting concurrency",
+        ),
+        (
+            "image-mirror",
+            json!({ "settings": { "mirror": "m:5000", "concurrency": "0" } }),
+            StatusCode::BAD_REQUEST,
+            "setting concurrency: 0 is below the minimum, 1",
         ),
         (
             "nothing-like-it",

@@ -9,11 +9,6 @@
 
 use std::{
     collections::BTreeMap,
-    path::{Path, PathBuf},
-    sync::{
-        Arc, Mutex, PoisonError,
-        atomic::{AtomicUsize, Ordering},
-    },
     time::{Duration, Instant},
 };
 
@@ -30,78 +25,11 @@ use serde::Deserialize as _;
 use serde_json::{Value, json};
 use weir_testenv::{
     ControlPlane, Process, eventually,
-    solution::{Weir, succeeded, wait_ready},
+    solution::{ACCOUNT, Installed, PATIENCE, Receiver, granted_rules, solutions_dir, succeeded},
 };
 
-/// How long something that should happen soon may take before the test fails.
-const PATIENCE: Duration = Duration::from_secs(60);
-/// The ServiceAccount the module processes and `weir send` sign in as.
-const ACCOUNT: &str = "weir";
-
-fn solutions_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../solutions")
-}
-
-/// The test's `weir`, its module processes and the namespace they run flows in.
-struct Installed {
-    weir: Weir,
-    flows: String,
-    modules: Vec<Process>,
-}
-
-impl Installed {
-    /// Installs `solution` with `sets` in a fresh namespace and starts `modules` for it.
-    async fn new(
-        plane: &ControlPlane,
-        solution: &str,
-        modules: &[&str],
-        sets: &[(&str, String)],
-    ) -> Result<Self> {
-        let mut installed = Self::prepare(plane, solution).await?;
-        installed.start(plane, solution, modules, sets).await?;
-        Ok(installed)
-    }
-
-    /// A fresh namespace for `solution`, where the test may set the scene (Secrets) before
-    /// [`Installed::start`].
-    async fn prepare(plane: &ControlPlane, solution: &str) -> Result<Self> {
-        let flows = plane.namespace(solution).await?;
-        let weir =
-            Weir::new(env!("CARGO_BIN_EXE_weir"), &plane.admin_account(&flows, ACCOUNT).await?.0);
-        Ok(Self { weir, flows, modules: Vec::new() })
-    }
-
-    /// Installs `solution` with `sets`, then starts `modules`, so the nodes build with their
-    /// account and its rules in place, and waits until they are ready.
-    async fn start(
-        &mut self,
-        plane: &ControlPlane,
-        solution: &str,
-        modules: &[&str],
-        sets: &[(&str, String)],
-    ) -> Result<()> {
-        self.weir.install(plane, &self.flows, &solutions_dir().join(solution), sets)?;
-        self.modules = self.weir.start_modules(plane, &self.flows, modules, ACCOUNT)?;
-        wait_ready(&plane.client().await?, &self.flows, solution, PATIENCE).await
-    }
-
-    /// Sends `message` to `target` (`NODE:PORT`) until a replica takes it: right after the
-    /// module processes start again, the old ones may still be listed for a while.
-    async fn send(&self, target: &str, message: Value) -> Result<Value> {
-        eventually(&format!("weir send {target}"), PATIENCE, || async {
-            Ok(Some(self.weir.send(&self.flows, target, &message, "2m")?))
-        })
-        .await
-    }
-
-    /// Whether installing `solution` again with `sets` is refused, and why.
-    fn refused(&self, plane: &ControlPlane, solution: &str, sets: &[(&str, String)]) -> String {
-        match self.weir.install(plane, &self.flows, &solutions_dir().join(solution), sets) {
-            Ok(()) => String::new(),
-            Err(err) => format!("{err:#}"),
-        }
-    }
-}
+/// The test's `weir`.
+const WEIR: &str = env!("CARGO_BIN_EXE_weir");
 
 /// Waits until `node` runs the spec it has now (its status observed its generation and it is
 /// ready), after a change to its settings.
@@ -125,25 +53,6 @@ async fn wait_built(client: &Client, namespace: &str, node: &str) -> Result<()> 
         Ok(ready.then_some(()))
     })
     .await
-}
-
-/// The rules `weir rbac` printed: each with where it holds (`ClusterRole`, or `Role NAMESPACE`).
-fn granted_rules(printed: &str) -> Result<Vec<(String, Value)>> {
-    let mut granted = Vec::new();
-    for document in serde_yaml_ng::Deserializer::from_str(printed) {
-        let document = Value::deserialize(document)?;
-        let place = match document["kind"].as_str() {
-            Some("ClusterRole") => "ClusterRole".to_owned(),
-            Some("Role") => {
-                format!("Role {}", document["metadata"]["namespace"].as_str().unwrap_or_default())
-            }
-            _ => continue,
-        };
-        for rule in document["rules"].as_array().into_iter().flatten() {
-            granted.push((place.clone(), rule.clone()));
-        }
-    }
-    Ok(granted)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -244,9 +153,14 @@ async fn the_cost_saver_scales_down_keeps_counts_across_a_restart_respects_hands
             ("dryRun", dry_run.to_string()),
         ]
     };
-    let mut saver =
-        Installed::new(plane, "cluster-cost-saver", &["common", "kubernetes", "js"], &sets(false))
-            .await?;
+    let mut saver = Installed::new(
+        plane,
+        WEIR,
+        "cluster-cost-saver",
+        &["common", "kubernetes", "js"],
+        &sets(false),
+    )
+    .await?;
 
     // The account may list and patch Deployments and StatefulSets, and nothing else.
     let rules = succeeded(
@@ -342,57 +256,11 @@ async fn the_cost_saver_scales_down_keeps_counts_across_a_restart_respects_hands
 // ---------------------------------------------------------------------------------------------
 // configmap-sync
 
-/// An HTTP server of the test's own on loopback, answering every request with the status and
-/// body it is told to, after the delay it is told to, and keeping the JSON bodies it received.
-#[derive(Clone)]
-struct Playing {
-    answer: Arc<Mutex<(u16, Value, Duration)>>,
-    received: Arc<Mutex<Vec<Value>>>,
-    requests: Arc<AtomicUsize>,
-    url: String,
-}
-
-impl Playing {
-    async fn start(status: u16, body: Value) -> Result<Self> {
-        let answer = Arc::new(Mutex::new((status, body, Duration::ZERO)));
-        let received = Arc::new(Mutex::new(Vec::new()));
-        let requests = Arc::new(AtomicUsize::new(0));
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-        let url = format!("http://{}/config.json", listener.local_addr()?);
-        let playing = Self { answer, received, requests, url };
-        let serving = playing.clone();
-        let app = axum::Router::new().fallback(move |body: axum::body::Bytes| {
-            let serving = serving.clone();
-            async move {
-                serving.requests.fetch_add(1, Ordering::SeqCst);
-                if let Ok(json) = serde_json::from_slice::<Value>(&body) {
-                    lock(&serving.received).push(json);
-                }
-                let (status, body, delay) = lock(&serving.answer).clone();
-                tokio::time::sleep(delay).await;
-                let status = axum::http::StatusCode::from_u16(status).unwrap_or_default();
-                (status, axum::Json(body))
-            }
-        });
-        tokio::spawn(async move { axum::serve(listener, app).await });
-        Ok(playing)
-    }
-
-    fn answer(&self, status: u16, body: Value) {
-        self.answer_after(status, body, Duration::ZERO);
-    }
-
-    fn answer_after(&self, status: u16, body: Value, delay: Duration) {
-        *lock(&self.answer) = (status, body, delay);
-    }
-
-    fn received(&self) -> Vec<Value> {
-        lock(&self.received).clone()
-    }
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+/// A service of the test's own on loopback answering every request with `status` and `body`.
+async fn playing(status: u16, body: Value) -> Result<Receiver> {
+    let service = Receiver::start("/config.json").await?;
+    service.answer(status, body);
+    Ok(service)
 }
 
 /// The ConfigMap `name` of `namespace`: its data and resourceVersion.
@@ -415,13 +283,12 @@ async fn configmap_sync_applies_changes_only_removes_dropped_keys_and_rides_out_
     let plane = ControlPlane::shared();
     let client = plane.client().await?;
     let apps = plane.namespace("apps").await?;
-    let source = Playing::start(
-        200,
-        json!({ "greeting": "hello", "replicas": 3, "features": { "dark": true } }),
-    )
-    .await?;
+    let source =
+        playing(200, json!({ "greeting": "hello", "replicas": 3, "features": { "dark": true } }))
+            .await?;
     let sync = Installed::new(
         plane,
+        WEIR,
         "configmap-sync",
         &["common", "http", "js", "kubernetes"],
         &[
@@ -463,9 +330,9 @@ async fn configmap_sync_applies_changes_only_removes_dropped_keys_and_rides_out_
     );
 
     // Nothing changed at the source: the apply writes nothing.
-    let polled = source.requests.load(Ordering::SeqCst);
+    let polled = source.requests();
     tick().await?;
-    ensure!(source.requests.load(Ordering::SeqCst) > polled, "the source was asked again");
+    ensure!(source.requests() > polled, "the source was asked again");
     ensure!(config_map(&client, &apps, "app-config").await? == first, "no write");
 
     // A key added by hand is not the sync's and stays; a key the source drops goes.
@@ -576,8 +443,8 @@ async fn the_webhook_relay_checks_signatures_reshapes_forwards_and_answers_with_
 -> Result<()> {
     let plane = ControlPlane::shared();
     let client = plane.client().await?;
-    let service = Playing::start(202, json!({ "accepted": true })).await?;
-    let mut relay = Installed::prepare(plane, "webhook-relay").await?;
+    let service = playing(202, json!({ "accepted": true })).await?;
+    let mut relay = Installed::prepare(plane, WEIR, "webhook-relay").await?;
     weir_testenv::create::<Secret>(
         &client,
         &relay.flows,
@@ -660,8 +527,8 @@ async fn the_webhook_relay_checks_signatures_reshapes_forwards_and_answers_with_
 async fn measure_the_webhook_relays_added_latency() -> Result<()> {
     let plane = ControlPlane::shared();
     let client = plane.client().await?;
-    let service = Playing::start(200, json!({ "ok": true })).await?;
-    let mut relay = Installed::prepare(plane, "webhook-relay").await?;
+    let service = playing(200, json!({ "ok": true })).await?;
+    let mut relay = Installed::prepare(plane, WEIR, "webhook-relay").await?;
     weir_testenv::create::<Secret>(
         &client,
         &relay.flows,
@@ -720,9 +587,9 @@ async fn the_status_page_probes_keeps_history_across_a_restart_and_serves_html_a
 -> Result<()> {
     let plane = ControlPlane::shared();
     let client = plane.client().await?;
-    let up = Playing::start(200, json!({ "ok": true })).await?;
-    let down = Playing::start(503, json!({ "error": "maintenance" })).await?;
-    let slow = Playing::start(200, json!({ "ok": true })).await?;
+    let up = playing(200, json!({ "ok": true })).await?;
+    let down = playing(503, json!({ "error": "maintenance" })).await?;
+    let slow = playing(200, json!({ "ok": true })).await?;
     slow.answer_after(200, json!({ "ok": true }), Duration::from_millis(1500));
     let refused = format!(
         "http://{}/health",
@@ -730,7 +597,7 @@ async fn the_status_page_probes_keeps_history_across_a_restart_and_serves_html_a
     );
     let endpoints = [up.url.clone(), down.url.clone(), slow.url.clone(), refused.clone()];
     const MODULES: [&str; 3] = ["common", "js", "http"];
-    let mut status = Installed::prepare(plane, "status-page").await?;
+    let mut status = Installed::prepare(plane, WEIR, "status-page").await?;
     status
         .start(
             plane,
@@ -868,9 +735,9 @@ async fn the_status_page_probes_keeps_history_across_a_restart_and_serves_html_a
 #[ignore = "a measurement: cargo test -p weir-engine --test automations -- --ignored --nocapture"]
 async fn measure_a_status_page_round_of_50_endpoints() -> Result<()> {
     let plane = ControlPlane::shared();
-    let service = Playing::start(200, json!({ "ok": true })).await?;
+    let service = playing(200, json!({ "ok": true })).await?;
     let endpoints: Vec<String> = (0..50).map(|n| format!("{}?n={n}", service.url)).collect();
-    let mut status = Installed::prepare(plane, "status-page").await?;
+    let mut status = Installed::prepare(plane, WEIR, "status-page").await?;
     status
         .start(
             plane,
@@ -922,6 +789,7 @@ async fn measure_the_cost_saver_over_250_workloads() -> Result<()> {
     }
     let saver = Installed::new(
         plane,
+        WEIR,
         "cluster-cost-saver",
         &["common", "kubernetes", "js"],
         &[("namespaces", staging.clone())],
@@ -949,9 +817,10 @@ async fn measure_configmap_sync_from_a_source_change_to_the_config_map() -> Resu
     let plane = ControlPlane::shared();
     let client = plane.client().await?;
     let apps = plane.namespace("apps").await?;
-    let source = Playing::start(200, json!({ "round": "0" })).await?;
+    let source = playing(200, json!({ "round": "0" })).await?;
     let _sync = Installed::new(
         plane,
+        WEIR,
         "configmap-sync",
         &["common", "http", "js", "kubernetes"],
         &[

@@ -684,7 +684,8 @@ fn solutions_list_and_install_with_settings_and_refuse_bad_ones() -> Result<()> 
     ensure!(
         listed.contains("image-mirror: Image mirror")
             && listed.contains("image-mirror-revert:")
-            && listed.contains("--set mirror=…  (string, required"),
+            && listed.contains("--set mirror=…  (string, required")
+            && listed.contains("--set concurrency=…  (integer 1 to 256, default 4)"),
         "{listed}"
     );
 
@@ -702,6 +703,19 @@ fn solutions_list_and_install_with_settings_and_refuse_bad_ones() -> Result<()> 
     ensure!(
         stderr.contains("solution image-mirror has no setting x (settings: mirror,"),
         "{stderr}"
+    );
+    let stderr = weir.fails(&[
+        "solution",
+        "install",
+        "chatops",
+        "--set",
+        "allowedUsers=U1",
+        "--set",
+        "maxReplicas=-1",
+    ])?;
+    ensure!(
+        stderr.contains("setting maxReplicas: -1 is below the minimum, 1"),
+        "a value out of bounds names the setting and the bound: {stderr}"
     );
     let stderr = weir.fails(&["solution", "install", "image-mirror", "--set", "mirror"])?;
     ensure!(stderr.contains("mirror"), "a --set without a value names it: {stderr}");
@@ -726,6 +740,31 @@ fn solutions_list_and_install_with_settings_and_refuse_bad_ones() -> Result<()> 
     );
     let exported = weir.ok(&["export", "image-mirror"])?;
     ensure!(exported.contains("interval: 5m") && exported.contains("127.0.0.1:5000"), "{exported}");
+    Ok(())
+}
+
+/// deploy-webhook patches Deployments only (its workload_patch node's `kinds`), so `weir rbac`
+/// grants it get, list and patch on Deployments and nothing on any other workload kind.
+#[test]
+fn the_deploy_webhooks_account_may_touch_deployments_only() -> Result<()> {
+    let weir = Weir::new();
+    weir.ok(&["solution", "install", "deploy-webhook"])?;
+    let printed = weir.ok(&["rbac", "deploy-webhook"])?;
+    let documents: Vec<serde_json::Value> = serde_yaml_ng::Deserializer::from_str(&printed)
+        .map(serde::Deserialize::deserialize)
+        .collect::<Result<_, _>>()?;
+    let cluster_rules: Vec<&serde_json::Value> = documents
+        .iter()
+        .filter(|d| d["kind"] == "ClusterRole")
+        .flat_map(|d| d["rules"].as_array().into_iter().flatten())
+        .collect();
+    ensure!(
+        cluster_rules
+            == [
+                &serde_json::json!({ "apiGroups": ["apps"], "resources": ["deployments"], "verbs": ["list", "get", "patch"] })
+            ],
+        "{printed}"
+    );
     Ok(())
 }
 

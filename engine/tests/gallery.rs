@@ -7,135 +7,41 @@
 //! The measurements are ignored by default (`cargo test -p weir-engine --test gallery --
 //! --ignored --nocapture`); their numbers are recorded in docs/benchmarks.md.
 
-use std::{
-    path::{Path, PathBuf},
-    sync::{Arc, Mutex, PoisonError},
-    time::{Duration, Instant},
-};
+use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result, ensure};
 use chrono::Datelike;
 use k8s_openapi::api::{
     apps::v1::Deployment,
+    batch::v1::CronJob,
     core::v1::{Pod, Secret},
     networking::v1::Ingress,
 };
 use kube::Api;
-use serde::Deserialize as _;
 use serde_json::{Value, json};
 use weir_testenv::{
-    ControlPlane, Process, eventually,
-    solution::{Weir, succeeded, wait_ready},
+    ControlPlane, eventually,
+    solution::{Installed, PATIENCE, Receiver, Weir, succeeded},
 };
 
-/// How long something that should happen soon may take before the test fails.
-const PATIENCE: Duration = Duration::from_secs(60);
-/// The ServiceAccount the module processes and `weir send` sign in as.
-const ACCOUNT: &str = "weir";
-
-fn solutions_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../solutions")
+/// `solution` installed in a fresh namespace with `sets`, `modules` started for it, after
+/// `scene` set the namespace up (Secrets).
+async fn installed(
+    plane: &ControlPlane,
+    solution: &str,
+    modules: &[&str],
+    sets: &[(&str, String)],
+    scene: impl AsyncFnOnce(&str) -> Result<()>,
+) -> Result<Installed> {
+    let mut installed = Installed::prepare(plane, env!("CARGO_BIN_EXE_weir"), solution).await?;
+    scene(&installed.flows).await?;
+    installed.start(plane, solution, modules, sets).await?;
+    Ok(installed)
 }
 
-/// The test's `weir`, its module processes and the namespace they run flows in.
-struct Installed {
-    weir: Weir,
-    flows: String,
-    modules: Vec<Process>,
-}
-
-impl Installed {
-    /// A fresh namespace for `solution`, where the test sets the scene (Secrets), then the
-    /// solution installed there with `sets` and `modules` started for it, ready.
-    async fn new(
-        plane: &ControlPlane,
-        solution: &str,
-        modules: &[&str],
-        sets: &[(&str, String)],
-        scene: impl AsyncFnOnce(&str) -> Result<()>,
-    ) -> Result<Self> {
-        let flows = plane.namespace(solution).await?;
-        let weir =
-            Weir::new(env!("CARGO_BIN_EXE_weir"), &plane.admin_account(&flows, ACCOUNT).await?.0);
-        scene(&flows).await?;
-        weir.install(plane, &flows, &solutions_dir().join(solution), sets)?;
-        let modules = weir.start_modules(plane, &flows, modules, ACCOUNT)?;
-        wait_ready(&plane.client().await?, &flows, solution, PATIENCE).await?;
-        Ok(Self { weir, flows, modules })
-    }
-
-    /// Sends `message` to `target` (`NODE:PORT`) until a replica takes it.
-    async fn send(&self, target: &str, message: Value) -> Result<Value> {
-        eventually(&format!("weir send {target}"), PATIENCE, || async {
-            Ok(Some(self.weir.send(&self.flows, target, &message, "2m")?))
-        })
-        .await
-    }
-
-    /// Why installing `solution` again with `sets` is refused; empty when it is not.
-    fn refused(&self, plane: &ControlPlane, solution: &str, sets: &[(&str, String)]) -> String {
-        match self.weir.install(plane, &self.flows, &solutions_dir().join(solution), sets) {
-            Ok(()) => String::new(),
-            Err(err) => format!("{err:#}"),
-        }
-    }
-
-    /// The rules `weir rbac` derives for `solution`: each with where it holds (`ClusterRole`,
-    /// or `Role NAMESPACE`).
-    fn rules(&self, solution: &str) -> Result<Vec<(String, Value)>> {
-        let printed =
-            succeeded(&mut self.weir.command(&["rbac", solution, "-n", &self.flows]), "weir rbac")?;
-        let mut granted = Vec::new();
-        for document in serde_yaml_ng::Deserializer::from_str(&printed) {
-            let document = Value::deserialize(document)?;
-            let place = match document["kind"].as_str() {
-                Some("ClusterRole") => "ClusterRole".to_owned(),
-                Some("Role") => format!(
-                    "Role {}",
-                    document["metadata"]["namespace"].as_str().unwrap_or_default()
-                ),
-                _ => continue,
-            };
-            for rule in document["rules"].as_array().into_iter().flatten() {
-                granted.push((place.clone(), rule.clone()));
-            }
-        }
-        Ok(granted)
-    }
-}
-
-/// A chat webhook of the test's own on loopback: answers every POST with 200 and keeps the
-/// JSON bodies.
-#[derive(Clone)]
-struct Chat {
-    received: Arc<Mutex<Vec<Value>>>,
-    url: String,
-}
-
-impl Chat {
-    async fn start() -> Result<Self> {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-        let chat = Self {
-            received: Arc::default(),
-            url: format!("http://{}/services/T0/B0/x", listener.local_addr()?),
-        };
-        let keeping = Arc::clone(&chat.received);
-        let app = axum::Router::new().fallback(move |body: axum::body::Bytes| {
-            let keeping = Arc::clone(&keeping);
-            async move {
-                if let Ok(json) = serde_json::from_slice::<Value>(&body) {
-                    keeping.lock().unwrap_or_else(PoisonError::into_inner).push(json);
-                }
-                "ok"
-            }
-        });
-        tokio::spawn(async move { axum::serve(listener, app).await });
-        Ok(chat)
-    }
-
-    fn received(&self) -> Vec<Value> {
-        self.received.lock().unwrap_or_else(PoisonError::into_inner).clone()
-    }
+/// A chat webhook of the test's own on loopback, as Slack's.
+async fn chat() -> Result<Receiver> {
+    Receiver::start("/services/T0/B0/x").await
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -179,7 +85,7 @@ async fn the_tls_watcher_posts_soon_expiring_and_unreadable_certificates_once_a_
 {
     let plane = ControlPlane::shared();
     let client = plane.client().await?;
-    let chat = Chat::start().await?;
+    let chat = chat().await?;
     let certs = plane.namespace("certs").await?;
     let (_, key) = certificate("unused.example.com", 1)?;
     for (name, days) in [("soon", 3), ("later", 20), ("far", 400)] {
@@ -203,7 +109,7 @@ async fn the_tls_watcher_posts_soon_expiring_and_unreadable_certificates_once_a_
     weir_testenv::create::<Ingress>(&client, &certs, ingress).await?;
 
     let url = chat.url.clone();
-    let watcher = Installed::new(
+    let watcher = installed(
         plane,
         "tls-expiry-watcher",
         &["common", "http", "js", "kubernetes"],
@@ -219,8 +125,7 @@ async fn the_tls_watcher_posts_soon_expiring_and_unreadable_certificates_once_a_
 
     // Exactly the rules its nodes need: read Secrets and list Ingresses, cluster-wide, and
     // read its own webhook Secret.
-    let mut rules = watcher.rules("tls-expiry-watcher")?;
-    rules.sort_by_key(|(place, rule)| format!("{place} {rule}"));
+    let rules = watcher.rules("tls-expiry-watcher")?;
     ensure!(
         rules
             == [
@@ -288,7 +193,7 @@ async fn measure_a_tls_watcher_run_over_500_secrets() -> Result<()> {
     const SECRETS: usize = 500;
     let plane = ControlPlane::shared();
     let client = plane.client().await?;
-    let chat = Chat::start().await?;
+    let chat = chat().await?;
     let certs = plane.namespace("many-certs").await?;
     let (crt, key) = certificate("many.example.com", 5)?;
     for n in 0..SECRETS {
@@ -296,7 +201,7 @@ async fn measure_a_tls_watcher_run_over_500_secrets() -> Result<()> {
         weir_testenv::create::<Secret>(&client, &certs, secret).await?;
     }
     let url = chat.url.clone();
-    let watcher = Installed::new(
+    let watcher = installed(
         plane,
         "tls-expiry-watcher",
         &["common", "http", "js", "kubernetes"],
@@ -331,6 +236,120 @@ async fn measure_a_tls_watcher_run_over_500_secrets() -> Result<()> {
 }
 
 // ---------------------------------------------------------------------------------------------
+// cronjob-failure-alerts: missed schedules. The test's control plane has no controller-manager,
+// so no CronJob here ever makes a Job: one due every minute has missed its schedule about a
+// minute after it was made. (Its failed Jobs are tested on the node, in alerts.rs.)
+
+/// A CronJob due every minute, suspended or not.
+fn every_minute(name: &str, suspend: bool) -> Value {
+    json!({
+        "metadata": { "name": name },
+        "spec": {
+            "schedule": "* * * * *",
+            "suspend": suspend,
+            "jobTemplate": { "spec": { "template": { "spec": {
+                "restartPolicy": "Never",
+                "containers": [{ "name": "main", "image": "registry.local:5000/app:1" }],
+            } } } },
+        },
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cronjob_failure_alerts_post_a_missed_schedule_once_and_none_for_a_suspended_cronjob()
+-> Result<()> {
+    let plane = ControlPlane::shared();
+    let client = plane.client().await?;
+    let chat = chat().await?;
+    let batch = plane.namespace("batch").await?;
+    for (name, suspend) in [("stalled", false), ("paused", true)] {
+        weir_testenv::create::<CronJob>(&client, &batch, every_minute(name, suspend)).await?;
+    }
+    let url = chat.url.clone();
+    let alerts = installed(
+        plane,
+        "cronjob-failure-alerts",
+        &["common", "http", "js", "kubernetes"],
+        &[
+            ("namespace", batch.clone()),
+            ("format", "json".to_owned()),
+            ("missedAfter", "5s".to_owned()),
+            ("checkEvery", "2s".to_owned()),
+        ],
+        async |flows| {
+            let secret =
+                json!({ "metadata": { "name": "chat-webhook" }, "stringData": { "url": url } });
+            weir_testenv::create::<Secret>(&client, flows, secret).await?;
+            Ok(())
+        },
+    )
+    .await?;
+
+    // Exactly the rules its nodes need, in the namespace it watches, and its webhook Secret.
+    let rules = alerts.rules("cronjob-failure-alerts")?;
+    let role = format!("Role {batch}");
+    ensure!(
+        rules
+            == [
+                (
+                    role.clone(),
+                    json!({ "apiGroups": [""], "resources": ["pods"], "verbs": ["list"] })
+                ),
+                (
+                    role.clone(),
+                    json!({ "apiGroups": [""], "resources": ["pods/log"], "verbs": ["get"] })
+                ),
+                (
+                    role.clone(),
+                    json!({ "apiGroups": ["batch"], "resources": ["cronjobs"], "verbs": ["list"] })
+                ),
+                (
+                    role.clone(),
+                    json!({ "apiGroups": ["batch"], "resources": ["jobs"], "verbs": ["list", "watch"] })
+                ),
+                (
+                    format!("Role {}", alerts.flows),
+                    json!({ "apiGroups": [""], "resources": ["secrets"], "resourceNames": ["chat-webhook"], "verbs": ["get"] })
+                ),
+            ],
+        "{rules:?}"
+    );
+
+    let missed = || -> Vec<Value> {
+        chat.received()
+            .into_iter()
+            .filter(|post| post["event"] == "cronJobMissedSchedule")
+            .collect()
+    };
+    let post = eventually("the missed schedule's post", 3 * PATIENCE, || async {
+        Ok(missed().first().cloned())
+    })
+    .await?;
+    let stalled: CronJob = Api::namespaced(client.clone(), &batch).get("stalled").await?;
+    let created = stalled.metadata.creation_timestamp.context("created")?.0.as_second();
+    let at = post["missedAt"].as_str().context("missedAt")?;
+    let at = chrono::DateTime::parse_from_rfc3339(at)?;
+    ensure!(
+        post["namespace"] == batch.as_str()
+            && post["cronJob"] == "stalled"
+            && post["schedule"] == "* * * * *"
+            && post["timeZone"] == "UTC"
+            && post["lastRun"].is_null(),
+        "{post}"
+    );
+    ensure!(
+        at.timestamp() % 60 == 0 && at.timestamp() > created && at.timestamp() - created <= 60,
+        "the first minute after it was made: {at}, made {created}"
+    );
+    // Three more checks: the stall is still the one posted, and the suspended CronJob, due as
+    // often, is not posted at all.
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    let posts = missed();
+    ensure!(posts.len() == 1 && posts[0] == post, "{posts:#?}");
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
 // chatops
 
 const SLACK_SECRET: &str = "slack-signing-secret";
@@ -341,14 +360,14 @@ const ALLOWED: &str = "U0ALLOWED";
 struct ChatOps {
     installed: Installed,
     url: String,
-    chat: Chat,
+    chat: Receiver,
     http: reqwest::Client,
 }
 
 impl ChatOps {
     async fn new(plane: &ControlPlane, namespaces: &[&str]) -> Result<Self> {
         let client = plane.client().await?;
-        let installed = Installed::new(
+        let installed = installed(
             plane,
             "chatops",
             &["common", "http", "js", "kubernetes"],
@@ -369,7 +388,7 @@ impl ChatOps {
             .find_map(weir_testenv::solution::webhooks_url)
             .context("the http module's webhooks URL")?;
         let url = format!("{base}{}/chatops/chatops-command", installed.flows);
-        Ok(Self { installed, url, chat: Chat::start().await?, http: reqwest::Client::new() })
+        Ok(Self { installed, url, chat: chat().await?, http: reqwest::Client::new() })
     }
 
     /// Slack's side of a slash command `/weir TEXT` by `user`: the form Slack posts, signed with
@@ -456,13 +475,20 @@ async fn chatops_restarts_scales_and_reads_logs_for_allowed_users_in_granted_nam
         "spec": { "containers": [{ "name": "app", "image": "registry.local:5000/app:1" }] },
     });
     weir_testenv::create::<Pod>(&client, &shop, lonely).await?;
+    let pair = json!({
+        "metadata": { "name": "pair" },
+        "spec": { "containers": [
+            { "name": "app", "image": "registry.local:5000/app:1" },
+            { "name": "proxy", "image": "registry.local:5000/proxy:1" },
+        ] },
+    });
+    weir_testenv::create::<Pod>(&client, &shop, pair).await?;
     let ops = ChatOps::new(plane, &[&shop, &other]).await?;
     let flows = &ops.installed.flows;
 
     // Exactly the rules its nodes need: the Deployments and pod logs of any namespace (the
     // command names it), and its own Secret.
-    let mut rules = ops.installed.rules("chatops")?;
-    rules.sort_by_key(|(place, rule)| format!("{place} {rule}"));
+    let rules = ops.installed.rules("chatops")?;
     ensure!(
         rules
             == [
@@ -570,7 +596,7 @@ async fn chatops_restarts_scales_and_reads_logs_for_allowed_users_in_granted_nam
         ))),
         "{post}"
     );
-    let usage = "usage: `restart NAMESPACE/DEPLOYMENT`, `scale NAMESPACE/DEPLOYMENT REPLICAS` or `logs NAMESPACE/POD [LINES]`";
+    let usage = "usage: `restart NAMESPACE/DEPLOYMENT`, `scale NAMESPACE/DEPLOYMENT REPLICAS` or `logs NAMESPACE/POD [CONTAINER] [LINES]`";
     for (text, why) in [
         ("delete everything".to_owned(), usage.to_owned()),
         (format!("restart {shop}/web now"), usage.to_owned()),
@@ -583,6 +609,12 @@ async fn chatops_restarts_scales_and_reads_logs_for_allowed_users_in_granted_nam
             format!("logs {shop}/lonely 0"),
             format!("LINES must be a whole number from 1 to 100; {usage}"),
         ),
+        (
+            format!("logs {shop}/pair proxy many"),
+            format!("LINES must be a whole number from 1 to 100; {usage}"),
+        ),
+        (format!("logs {shop}/pair Proxy"), format!("`Proxy` is not a container name; {usage}")),
+        (format!("logs {shop}/pair proxy 5 more"), usage.to_owned()),
     ] {
         let post = ops.run(&text).await?;
         ensure!(post["text"] == format!(":no_entry: `/weir {text}`: {why}"), "{post}");
@@ -596,6 +628,35 @@ async fn chatops_restarts_scales_and_reads_logs_for_allowed_users_in_granted_nam
         post == json!({ "response_type": "ephemeral", "text": format!(
             "Nothing in the log of pod `{shop}/lonely` yet: has it started on a node?"
         ) }),
+        "{post}"
+    );
+    // A container named, with and without LINES: the apiserver reads that one (the pod has no
+    // node, so its log is empty); none named of a pod with two, or one it does not have: the
+    // apiserver's error, naming them.
+    for text in [format!("logs {shop}/pair proxy 5"), format!("logs {shop}/pair proxy")] {
+        let post = ops.run(&text).await?;
+        ensure!(
+            post["text"]
+                == format!(
+                    "Nothing in the log of pod `{shop}/pair` (container proxy) yet: has it started on a node?"
+                ),
+            "{text}: {post}"
+        );
+    }
+    let post = ops.run(&format!("logs {shop}/pair")).await?;
+    ensure!(
+        post["text"].as_str().is_some_and(|text| text
+            .starts_with(&format!(":x: `/weir logs {shop}/pair` failed: "))
+            && text.contains(
+                "a container name must be specified for pod pair, choose one of: [app proxy]"
+            )),
+        "{post}"
+    );
+    let post = ops.run(&format!("logs {shop}/pair db 5")).await?;
+    ensure!(
+        post["text"].as_str().is_some_and(|text| text
+            .starts_with(&format!(":x: `/weir logs {shop}/pair db 5` failed: "))
+            && text.contains("container db is not valid for pod pair")),
         "{post}"
     );
     let post = ops.run(&format!("logs {shop}/ghost")).await?;
@@ -672,5 +733,115 @@ async fn measure_the_chatops_acknowledgement() -> Result<()> {
         at(&posted, 0.5),
         at(&posted, 0.99)
     );
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+// Every solution in `weir up` against a kubeconfig
+
+/// Each solution in the folder, installed by `weir solution install` on a `weir up` that keeps
+/// its resources in the test's apiserver (the engine's own install path: the same checks and
+/// writes as `weir apply`, and the accounts with their rules), becomes Ready: every node of it
+/// built by the modules `weir up` hosts, and every edge fitting.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_solution_installs_in_weir_up_against_a_kubeconfig_and_its_flow_becomes_ready()
+-> Result<()> {
+    let plane = ControlPlane::shared();
+    let client = plane.client().await?;
+    let flows = plane.namespace("up").await?;
+    let kubeconfig = plane.admin_account(&flows, weir_testenv::solution::ACCOUNT).await?.0;
+    let weir = Weir::new(env!("CARGO_BIN_EXE_weir"), &kubeconfig);
+    // What the solutions talk to and the Secrets they read.
+    let chat = chat().await?;
+    for (name, data) in [
+        ("chat-webhook", json!({ "url": chat.url })),
+        ("chatops", json!({ "signing-secret": "s3cret" })),
+        ("deploy-webhook", json!({ "github-secret": "s3cret", "token": "t0ken" })),
+        ("tls-expiry-watcher", json!({ "webhookUrl": chat.url })),
+        ("webhook-relay", json!({ "secret": "s3cret" })),
+    ] {
+        let secret = json!({ "metadata": { "name": name }, "stringData": data });
+        weir_testenv::create::<Secret>(&client, &flows, secret).await?;
+    }
+    let mut up = weir.command(&[
+        "up",
+        "--listen",
+        "127.0.0.1:0",
+        "--grpc-listen",
+        "127.0.0.1:0",
+        "--webhook-listen",
+        "127.0.0.1:0",
+    ]);
+    // Nodes in `weir up` act with the user's kubeconfig as kubectl finds it ($KUBECONFIG),
+    // not the one --kubeconfig names for the store: the same one here, as for a user.
+    up.env("WEIR_LOG", "info").env("KUBECONFIG", &kubeconfig);
+    let _up = plane.spawn(&format!("{flows}-up"), &mut up)?;
+
+    // The settings each must be given, pointing at the test's own endpoint where it is a URL.
+    let required = |solution: &str| -> Vec<String> {
+        let sets: Vec<(&str, &str)> = match solution {
+            "chatops" => vec![("allowedUsers", "U1")],
+            "cluster-cost-saver" => vec![("namespaces", &flows)],
+            "configmap-sync" => vec![("url", &chat.url)],
+            "status-page" => vec![("endpoints", &chat.url)],
+            "webhook-relay" => vec![("target", &chat.url)],
+            "image-mirror" | "image-mirror-revert" => vec![("mirror", "127.0.0.1:5000")],
+            _ => Vec::new(),
+        };
+        sets.iter().map(|(name, value)| format!("{name}={value}")).collect()
+    };
+    let solutions = weir_solutions::Solution::all(&weir_testenv::solution::solutions_dir())?;
+    ensure!(solutions.len() >= 11, "every solution of the folder");
+    for solution in &solutions {
+        let name = solution.spec.name.as_str();
+        let sets = required(name);
+        let mut args = vec!["solution", "install", name, "-n", &flows];
+        for set in &sets {
+            args.extend(["--set", set]);
+        }
+        succeeded(&mut weir.command(&args), &format!("weir solution install {name}"))?;
+    }
+    let flows_api: Api<kube::api::DynamicObject> = Api::namespaced_with(
+        client.clone(),
+        &flows,
+        &kube::api::ApiResource::erase::<weir_model::Flow>(&()),
+    );
+    for solution in &solutions {
+        let name = solution.spec.name.as_str();
+        let ready = eventually(&format!("flow {name} Ready"), 2 * PATIENCE, || async {
+            let flow = flows_api.get(name).await?;
+            let ready = flow.data["status"]["conditions"].as_array().is_some_and(|conditions| {
+                conditions.iter().any(|c| c["type"] == "Ready" && c["status"] == "True")
+            });
+            Ok(ready.then_some(()))
+        })
+        .await;
+        if let Err(err) = ready {
+            let nodes: Api<kube::api::DynamicObject> = Api::namespaced_with(
+                client.clone(),
+                &flows,
+                &kube::api::ApiResource::erase::<weir_model::FlowNode>(&()),
+            );
+            let unready: Vec<String> = nodes
+                .list(&kube::api::ListParams::default())
+                .await?
+                .items
+                .iter()
+                .filter(|n| n.data["spec"]["flow"] == name)
+                .filter_map(|n| {
+                    let conditions = n.data["status"]["conditions"].as_array()?;
+                    let ready = conditions.iter().find(|c| c["type"] == "Ready")?;
+                    (ready["status"] != "True").then(|| {
+                        format!(
+                            "{}: {}",
+                            n.metadata.name.clone().unwrap_or_default(),
+                            ready["message"]
+                        )
+                    })
+                })
+                .collect();
+            return Err(err.context(format!("nodes not ready: {unready:?}")));
+        }
+    }
     Ok(())
 }

@@ -16,7 +16,6 @@
 
 use std::{
     collections::BTreeMap,
-    path::{Path, PathBuf},
     sync::Arc,
     time::{Duration, Instant},
 };
@@ -36,7 +35,7 @@ use serde_json::{Value, json};
 use weir_distribution::{auth::Credentials, client::Registry};
 use weir_testenv::{
     Cluster, ControlPlane, busybox_image, eventually,
-    solution::{Apiserver, Weir, http_address, node_status, succeeded, wait_ready},
+    solution::{Apiserver, Weir, http_address, node_status, solutions_dir, succeeded, wait_ready},
 };
 use weir_testregistry::{
     LocalRegistry, push_image, push_index, random_bytes, start_registry,
@@ -54,10 +53,6 @@ const ANNOTATION: &str = "original.mirror.weir.dev/";
 
 fn tester() -> Option<Credentials> {
     Some(Credentials { username: "tester".to_owned(), password: "s3cret".to_owned() })
-}
-
-fn solutions_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../solutions")
 }
 
 /// Taken by each test on the node for its whole length: one stops the kubelet for a while,

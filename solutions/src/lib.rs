@@ -112,6 +112,12 @@ pub struct Setting {
     /// The values it may take, for a string that is one of a few.
     #[serde(default, rename = "enum")]
     pub values: Vec<String>,
+    /// The least value an integer may take.
+    #[serde(default)]
+    pub minimum: Option<i64>,
+    /// The greatest value an integer may take.
+    #[serde(default)]
+    pub maximum: Option<i64>,
     /// Where it goes in the manifests.
     pub targets: Vec<Target>,
 }
@@ -246,6 +252,7 @@ impl Solution {
         }
         let mut documents = self.documents()?;
         for setting in &self.spec.settings {
+            setting.check_bounds().map_err(invalid)?;
             if setting.targets.is_empty() {
                 return Err(invalid(format!(
                     "setting {} goes nowhere: give it targets",
@@ -304,7 +311,52 @@ impl Setting {
         if !self.values.is_empty() && !self.values.iter().any(|v| *v == text) {
             return Err(bad(format!("{text:?} is not one of {}", self.values.join(", "))));
         }
+        if let Some(number) = value.as_i64() {
+            self.within_bounds(number).map_err(bad)?;
+        }
         Ok(value)
+    }
+
+    /// Whether `number` lies within the setting's `minimum` and `maximum`; if not, why.
+    fn within_bounds(&self, number: i64) -> Result<(), String> {
+        if let Some(min) = self.minimum
+            && number < min
+        {
+            return Err(format!("{number} is below the minimum, {min}"));
+        }
+        if let Some(max) = self.maximum
+            && number > max
+        {
+            return Err(format!("{number} is above the maximum, {max}"));
+        }
+        Ok(())
+    }
+
+    /// The bounds fit the setting: only an integer has them, the least is not above the
+    /// greatest, and the default lies within them.
+    fn check_bounds(&self) -> Result<(), String> {
+        if self.minimum.is_none() && self.maximum.is_none() {
+            return Ok(());
+        }
+        let name = &self.name;
+        if self.kind != SettingType::Integer {
+            return Err(format!(
+                "setting {name}: only an integer setting has a minimum or maximum"
+            ));
+        }
+        if let (Some(min), Some(max)) = (self.minimum, self.maximum)
+            && min > max
+        {
+            return Err(format!("setting {name}: minimum {min} is more than maximum {max}"));
+        }
+        match self.default.as_i64() {
+            Some(default) => self
+                .within_bounds(default)
+                .map_err(|why| format!("setting {name}: the default {why}")),
+            None => {
+                Err(format!("setting {name}: the default {} is not a whole number", self.default))
+            }
+        }
     }
 }
 

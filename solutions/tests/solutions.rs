@@ -184,6 +184,7 @@ fn pod_failure_alerts_settings_land_and_bad_ones_are_refused_by_name() -> Result
     );
     ensure!(refused(&["recoveredAfter=soon"]).starts_with("setting recoveredAfter: \"soon\""));
     ensure!(refused(&["logLines=all"]) == "setting logLines: \"all\" is not a whole number");
+    ensure!(refused(&["logLines=5000"]) == "setting logLines: 5000 is above the maximum, 1000");
     Ok(())
 }
 
@@ -210,6 +211,7 @@ fn cronjob_failure_alerts_settings_land_and_bad_ones_are_refused_by_name() -> Re
             == "setting format: \"discord\" is not one of slack, teams, json"
     );
     ensure!(refused(&["logLines=-"]) == "setting logLines: \"-\" is not a whole number");
+    ensure!(refused(&["logLines=-5"]) == "setting logLines: -5 is below the minimum, 0");
     Ok(())
 }
 
@@ -242,10 +244,20 @@ fn deploy_webhook_settings_land_and_bad_ones_are_refused_by_name() -> Result<()>
         );
     }
     let refused = |sets: &[&str]| render(sets).map(|_| ()).expect_err("refused").to_string();
-    ensure!(refused(&["format=json"]).starts_with("setting targets is required: "));
+    // Without targets, only labelled Deployments are updated.
+    let unmapped = render(&["format=json"])?;
+    let github = unmapped
+        .iter()
+        .find(|d| d["metadata"]["name"] == "deploy-github")
+        .context("deploy-github")?;
+    ensure!(github["spec"]["edges"][0]["mapping"]["settings"]["targets"] == json!([]));
     ensure!(
         refused(&["targets=a=b/c/d", "timeoutSeconds=soon"])
             == "setting timeoutSeconds: \"soon\" is not a whole number"
+    );
+    ensure!(
+        refused(&["targets=a=b/c/d", "timeoutSeconds=9"])
+            == "setting timeoutSeconds: 9 is below the minimum, 10"
     );
     ensure!(
         refused(&["targets=a=b/c/d", "format=discord"])
@@ -284,12 +296,21 @@ fn chatops_settings_land_and_bad_ones_are_refused_by_name() -> Result<()> {
         refused(&["allowedUsers=U1", "maxReplicas=many"])
             == "setting maxReplicas: \"many\" is not a whole number"
     );
+    ensure!(
+        refused(&["allowedUsers=U1", "maxReplicas=-1"])
+            == "setting maxReplicas: -1 is below the minimum, 1"
+    );
+    ensure!(
+        refused(&["allowedUsers=U1", "maxReplicas=1001"])
+            == "setting maxReplicas: 1001 is above the maximum, 1000"
+    );
+    render(&["allowedUsers=U1", "maxReplicas=1000"])?;
     Ok(())
 }
 
 #[test]
 fn a_solution_whose_settings_miss_the_manifests_does_not_load() -> Result<()> {
-    let dir = tempdir()?;
+    let dir = tempdir("targets")?;
     std::fs::copy(root().join("image-mirror-revert/flow.yaml"), dir.join("flow.yaml"))?;
     let name = dir.file_name().and_then(|n| n.to_str()).unwrap_or_default().to_owned();
     let spec = std::fs::read_to_string(root().join("image-mirror-revert/solution.toml"))?
@@ -308,10 +329,42 @@ fn a_solution_whose_settings_miss_the_manifests_does_not_load() -> Result<()> {
     Ok(())
 }
 
-/// A fresh directory under the target directory, named like a solution.
-fn tempdir() -> Result<PathBuf> {
-    let dir =
-        Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("solution-{}", std::process::id()));
+#[test]
+fn bounds_that_do_not_fit_their_setting_do_not_load() -> Result<()> {
+    let dir = tempdir("bounds")?;
+    std::fs::copy(root().join("chatops/flow.yaml"), dir.join("flow.yaml"))?;
+    let name = dir.file_name().and_then(|n| n.to_str()).unwrap_or_default().to_owned();
+    let spec = std::fs::read_to_string(root().join("chatops/solution.toml"))?
+        .replace("name = \"chatops\"", &format!("name = \"{name}\""));
+    let bounds = "minimum = 1\nmaximum = 1000\n";
+    ensure!(spec.contains(bounds), "chatops' maxReplicas has bounds");
+    let load = |bounds_now: &str| -> Result<String> {
+        std::fs::write(dir.join("solution.toml"), spec.replace(bounds, bounds_now))?;
+        Ok(Solution::load(&dir).expect_err("bounds that do not fit").to_string())
+    };
+    let err = load("minimum = 11\n")?;
+    ensure!(err.ends_with("setting maxReplicas: the default 10 is below the minimum, 11"), "{err}");
+    let err = load("minimum = 5\nmaximum = 4\n")?;
+    ensure!(err.ends_with("setting maxReplicas: minimum 5 is more than maximum 4"), "{err}");
+    let listed = spec.replace(
+        "type = \"list\"\ndefault = [\"default\"]",
+        "type = \"list\"\nminimum = 1\ndefault = [\"default\"]",
+    );
+    std::fs::write(dir.join("solution.toml"), listed)?;
+    let err = Solution::load(&dir).expect_err("bounds on a list").to_string();
+    ensure!(
+        err.ends_with("setting namespaces: only an integer setting has a minimum or maximum"),
+        "{err}"
+    );
+    std::fs::remove_dir_all(&dir)?;
+    Ok(())
+}
+
+/// A fresh directory under the target directory, named like a solution; `test` keeps the
+/// tests running at once apart.
+fn tempdir(test: &str) -> Result<PathBuf> {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("solution-{test}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir)?;
     Ok(dir)

@@ -1,5 +1,7 @@
 //! The `Module` resource: a module process's catalogue of components and where to reach it.
 
+use std::collections::BTreeMap;
+
 use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -71,6 +73,11 @@ pub struct ComponentDescriptor {
     /// `resource`), on top of `permissions`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub kind_permissions: Vec<KindRule>,
+    /// The rules its nodes need for each kind their `kinds` setting may name, on top of
+    /// `permissions`: a node needs those of the kinds it names, or of every kind here when it
+    /// names none.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub permissions_by_kind: BTreeMap<String, Vec<PolicyRule>>,
 }
 
 impl ComponentDescriptor {
@@ -79,11 +86,12 @@ impl ComponentDescriptor {
     pub fn acts(&self) -> bool {
         !self.permissions.is_empty()
             || !self.kind_permissions.is_empty()
+            || !self.permissions_by_kind.is_empty()
             || self.settings_schema.as_ref().is_some_and(crate::redact::has_secrets)
     }
 
-    /// The rules a node of this component with `settings` needs: the fixed ones, and those on
-    /// the kind its settings name.
+    /// The rules a node of this component with `settings` needs: the fixed ones, those on
+    /// the kind its settings name, and those of the kinds its `kinds` setting names.
     pub fn rules_for(
         &self,
         settings: &serde_json::Map<String, Value>,
@@ -93,7 +101,42 @@ impl ComponentDescriptor {
             let kind = ApiKind::from_settings(settings)?;
             rules.extend(self.kind_permissions.iter().map(|rule| kind.rule(rule)));
         }
+        if !self.permissions_by_kind.is_empty() {
+            let named = kinds_named(settings)?;
+            if named.is_empty() {
+                rules.extend(self.permissions_by_kind.values().flatten().cloned());
+            }
+            for kind in named {
+                let rules_of = self.permissions_by_kind.get(kind).ok_or_else(|| KindError {
+                    field: "kinds",
+                    problem: format!(
+                        "{kind} is not one of {}",
+                        self.permissions_by_kind.keys().cloned().collect::<Vec<_>>().join(", ")
+                    ),
+                })?;
+                rules.extend(rules_of.iter().cloned());
+            }
+        }
         Ok(rules)
+    }
+
+    /// Every rule its nodes may need, whatever their settings name: the fixed ones and those
+    /// of every kind it may be limited to (not those on a kind a node's settings name, which
+    /// no list can hold).
+    pub fn all_declared(&self) -> impl Iterator<Item = &PolicyRule> {
+        self.permissions.iter().chain(self.permissions_by_kind.values().flatten())
+    }
+}
+
+/// The kinds a node's `kinds` setting names; none when it has none.
+fn kinds_named(settings: &serde_json::Map<String, Value>) -> Result<Vec<&str>, KindError> {
+    let not_a_list = || KindError { field: "kinds", problem: "must be a list of kinds".to_owned() };
+    match settings.get("kinds") {
+        None | Some(Value::Null) => Ok(Vec::new()),
+        Some(Value::Array(kinds)) => {
+            kinds.iter().map(|kind| kind.as_str().ok_or_else(not_a_list)).collect()
+        }
+        Some(_) => Err(not_a_list()),
     }
 }
 
@@ -187,4 +230,50 @@ pub struct ModuleReplica {
     pub leads: bool,
     /// When it last renewed its entry (RFC 3339).
     pub heartbeat: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn a_node_needs_the_rules_of_the_kinds_it_names_or_of_all() {
+        let rule = |resource: &str| PolicyRule {
+            api_groups: vec!["apps".to_owned()],
+            resources: vec![resource.to_owned()],
+            verbs: vec!["get".to_owned(), "patch".to_owned()],
+            resource_names: Vec::new(),
+        };
+        let descriptor = ComponentDescriptor {
+            permissions_by_kind: BTreeMap::from([
+                ("Deployment".to_owned(), vec![rule("deployments")]),
+                ("StatefulSet".to_owned(), vec![rule("statefulsets")]),
+            ]),
+            ..serde_json::from_value(json!({ "name": "patcher" })).expect("a descriptor")
+        };
+        let rules_for = |settings: Value| {
+            descriptor
+                .rules_for(settings.as_object().expect("settings"))
+                .map_err(|err| err.to_string())
+        };
+        assert_eq!(rules_for(json!({ "kinds": ["Deployment"] })), Ok(vec![rule("deployments")]));
+        assert_eq!(
+            rules_for(json!({})),
+            Ok(vec![rule("deployments"), rule("statefulsets")]),
+            "no kinds named: every kind's"
+        );
+        assert_eq!(rules_for(json!({ "kinds": [] })), rules_for(json!({})));
+        assert_eq!(
+            rules_for(json!({ "kinds": ["Pod"] })),
+            Err("settings.kinds: Pod is not one of Deployment, StatefulSet".to_owned())
+        );
+        assert_eq!(
+            rules_for(json!({ "kinds": "Deployment" })),
+            Err("settings.kinds: must be a list of kinds".to_owned())
+        );
+        assert!(descriptor.acts());
+        assert_eq!(descriptor.all_declared().count(), 2);
+    }
 }

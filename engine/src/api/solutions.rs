@@ -38,6 +38,8 @@ pub async fn list(State(_): State<Api>) -> Result<Json<Value>, ApiError> {
                         "default": setting.default,
                         "required": setting.required,
                         "enum": setting.values,
+                        "minimum": setting.minimum,
+                        "maximum": setting.maximum,
                     })
                 })
                 .collect();

@@ -80,9 +80,15 @@ fn list(dir: &Path, out: &mut impl Write) -> Result<()> {
         writeln!(out, "  {}", spec.description)?;
         for setting in &spec.settings {
             let required = if setting.required { ", required" } else { "" };
+            let bounds = match (setting.minimum, setting.maximum) {
+                (Some(min), Some(max)) => format!(" {min} to {max}"),
+                (Some(min), None) => format!(" from {min}"),
+                (None, Some(max)) => format!(" up to {max}"),
+                (None, None) => String::new(),
+            };
             writeln!(
                 out,
-                "  --set {}=…  ({}{required}, default {}) {}",
+                "  --set {}=…  ({}{bounds}{required}, default {}) {}",
                 setting.name,
                 format!("{:?}", setting.kind).to_lowercase(),
                 setting.default,

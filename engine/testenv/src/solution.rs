@@ -6,7 +6,11 @@
 use std::{
     path::{Path, PathBuf},
     process::Command,
-    time::Duration,
+    sync::{
+        Arc, Mutex, MutexGuard, PoisonError,
+        atomic::{AtomicUsize, Ordering},
+    },
+    time::{Duration, Instant},
 };
 
 use anyhow::{Context as _, Result, ensure};
@@ -253,4 +257,235 @@ pub async fn wait_ready(
 /// A FlowNode's status.
 pub async fn node_status(client: &Client, namespace: &str, node: &str) -> Result<Value> {
     Ok(flow_nodes(client, namespace).get(node).await?.data["status"].clone())
+}
+
+/// The `solutions/` folder of the source tree.
+pub fn solutions_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../solutions")
+}
+
+/// How long a step of an installed solution that should come soon (a node ready, a message
+/// taken) may take before the test fails.
+pub const PATIENCE: Duration = Duration::from_secs(60);
+/// The ServiceAccount the module processes and `weir send` sign in as.
+pub const ACCOUNT: &str = "weir";
+
+/// A solution installed on the control plane for a test: the test's `weir`, its module
+/// processes and the namespace they run flows in, signed in as the admin account
+/// [`ACCOUNT`] of it.
+#[derive(Debug)]
+pub struct Installed {
+    /// The test's `weir`, signed in as the account.
+    pub weir: Weir,
+    /// The namespace of the flows.
+    pub flows: String,
+    /// The module processes, killed on drop.
+    pub modules: Vec<Process>,
+}
+
+impl Installed {
+    /// A fresh namespace for `solution`, where the test may set the scene (Secrets) before
+    /// [`Installed::start`]; `binary` is the test's `env!("CARGO_BIN_EXE_weir")`.
+    pub async fn prepare(plane: &ControlPlane, binary: &str, solution: &str) -> Result<Self> {
+        let flows = plane.namespace(solution).await?;
+        let weir = Weir::new(binary, &plane.admin_account(&flows, ACCOUNT).await?.0);
+        Ok(Self { weir, flows, modules: Vec::new() })
+    }
+
+    /// [`Installed::prepare`], then [`Installed::start`].
+    pub async fn new(
+        plane: &ControlPlane,
+        binary: &str,
+        solution: &str,
+        modules: &[&str],
+        sets: &[(&str, String)],
+    ) -> Result<Self> {
+        let mut installed = Self::prepare(plane, binary, solution).await?;
+        installed.start(plane, solution, modules, sets).await?;
+        Ok(installed)
+    }
+
+    /// Installs `solution` with `sets`, then starts `modules`, so the nodes build with their
+    /// account and its rules in place, and waits until they are ready.
+    pub async fn start(
+        &mut self,
+        plane: &ControlPlane,
+        solution: &str,
+        modules: &[&str],
+        sets: &[(&str, String)],
+    ) -> Result<()> {
+        self.weir.install(plane, &self.flows, &solutions_dir().join(solution), sets)?;
+        self.modules = self.weir.start_modules(plane, &self.flows, modules, ACCOUNT)?;
+        wait_ready(&plane.client().await?, &self.flows, solution, PATIENCE).await
+    }
+
+    /// Sends `message` to `target` (`NODE:PORT`) until a replica takes it: right after the
+    /// module processes start, the old ones may still be listed for a while.
+    pub async fn send(&self, target: &str, message: Value) -> Result<Value> {
+        eventually(&format!("weir send {target}"), PATIENCE, || async {
+            Ok(Some(self.weir.send(&self.flows, target, &message, "2m")?))
+        })
+        .await
+    }
+
+    /// Why installing `solution` again with `sets` is refused; empty when it is not.
+    pub fn refused(&self, plane: &ControlPlane, solution: &str, sets: &[(&str, String)]) -> String {
+        match self.weir.install(plane, &self.flows, &solutions_dir().join(solution), sets) {
+            Ok(()) => String::new(),
+            Err(err) => format!("{err:#}"),
+        }
+    }
+
+    /// The rules `weir rbac` derives for `solution`: each with where it holds (`ClusterRole`,
+    /// or `Role NAMESPACE`), sorted.
+    pub fn rules(&self, solution: &str) -> Result<Vec<(String, Value)>> {
+        let printed =
+            succeeded(&mut self.weir.command(&["rbac", solution, "-n", &self.flows]), "weir rbac")?;
+        granted_rules(&printed)
+    }
+}
+
+/// The rules `weir rbac` printed: each with where it holds (`ClusterRole`, or `Role
+/// NAMESPACE`), sorted.
+pub fn granted_rules(printed: &str) -> Result<Vec<(String, Value)>> {
+    use serde::Deserialize as _;
+    let mut granted = Vec::new();
+    for document in serde_yaml_ng::Deserializer::from_str(printed) {
+        let document = Value::deserialize(document)?;
+        let place = match document["kind"].as_str() {
+            Some("ClusterRole") => "ClusterRole".to_owned(),
+            Some("Role") => {
+                format!("Role {}", document["metadata"]["namespace"].as_str().unwrap_or_default())
+            }
+            _ => continue,
+        };
+        for rule in document["rules"].as_array().into_iter().flatten() {
+            granted.push((place.clone(), rule.clone()));
+        }
+    }
+    granted.sort_by_key(|(place, rule)| format!("{place} {rule}"));
+    Ok(granted)
+}
+
+/// A request a [`Receiver`] kept: when it came, and its JSON body.
+#[derive(Debug, Clone)]
+pub struct Received {
+    /// When it came.
+    pub at: Instant,
+    /// Its body.
+    pub body: Value,
+}
+
+/// An HTTP endpoint of the test's own on loopback, standing in for a chat's incoming webhook or
+/// a service a solution talks to. It keeps each request's JSON body with when it came, and
+/// answers with the status and body it is told to (at first 200 and the text `ok`, as Slack
+/// does; a JSON string is sent as text, anything else as JSON), after the delay it is told to;
+/// the requests it is told to refuse get 429 with `Retry-After: 1`, as from a chat over its
+/// rate limit, and are not kept.
+#[derive(Debug, Clone)]
+pub struct Receiver {
+    /// Its URL: `http://127.0.0.1:PORT` and the path it was started with.
+    pub url: String,
+    state: Arc<ReceiverState>,
+}
+
+#[derive(Debug)]
+struct ReceiverState {
+    received: Mutex<Vec<Received>>,
+    answer: Mutex<(u16, Value, Duration)>,
+    refuse: AtomicUsize,
+    refused: AtomicUsize,
+    requests: AtomicUsize,
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl Receiver {
+    /// Starts one whose URL ends in `path`, such as `/hook`.
+    pub async fn start(path: &str) -> Result<Self> {
+        let state = Arc::new(ReceiverState {
+            received: Mutex::default(),
+            answer: Mutex::new((200, Value::String("ok".to_owned()), Duration::ZERO)),
+            refuse: AtomicUsize::new(0),
+            refused: AtomicUsize::new(0),
+            requests: AtomicUsize::new(0),
+        });
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let url = format!("http://{}{path}", listener.local_addr()?);
+        let serving = Arc::clone(&state);
+        let app = axum::Router::new().fallback(move |body: axum::body::Bytes| {
+            let state = Arc::clone(&serving);
+            async move { state.take(&body).await }
+        });
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        Ok(Self { url, state })
+    }
+
+    /// From now on, answers `status` with `body`.
+    pub fn answer(&self, status: u16, body: Value) {
+        self.answer_after(status, body, Duration::ZERO);
+    }
+
+    /// From now on, answers `status` with `body` after `delay`.
+    pub fn answer_after(&self, status: u16, body: Value, delay: Duration) {
+        *lock(&self.state.answer) = (status, body, delay);
+    }
+
+    /// Answers the next `requests` with 429 and `Retry-After: 1`.
+    pub fn refuse(&self, requests: usize) {
+        self.state.refuse.store(requests, Ordering::SeqCst);
+    }
+
+    /// The JSON bodies kept, in the order they came.
+    pub fn received(&self) -> Vec<Value> {
+        self.posts().into_iter().map(|post| post.body).collect()
+    }
+
+    /// The requests kept, with when they came.
+    pub fn posts(&self) -> Vec<Received> {
+        lock(&self.state.received).clone()
+    }
+
+    /// The requests kept whose body mentions `needle`.
+    pub fn posts_about(&self, needle: &str) -> Vec<Received> {
+        self.posts().into_iter().filter(|p| p.body.to_string().contains(needle)).collect()
+    }
+
+    /// How many requests were refused with 429.
+    pub fn refused(&self) -> usize {
+        self.state.refused.load(Ordering::SeqCst)
+    }
+
+    /// How many requests came, refused or not.
+    pub fn requests(&self) -> usize {
+        self.state.requests.load(Ordering::SeqCst)
+    }
+}
+
+impl ReceiverState {
+    async fn take(&self, body: &[u8]) -> axum::response::Response {
+        use axum::{http::StatusCode, response::IntoResponse as _};
+        self.requests.fetch_add(1, Ordering::SeqCst);
+        let refusing = self
+            .refuse
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |left| left.checked_sub(1))
+            .is_ok();
+        if refusing {
+            self.refused.fetch_add(1, Ordering::SeqCst);
+            return (StatusCode::TOO_MANY_REQUESTS, [("retry-after", "1")], "rate_limited")
+                .into_response();
+        }
+        if let Ok(body) = serde_json::from_slice::<Value>(body) {
+            lock(&self.received).push(Received { at: Instant::now(), body });
+        }
+        let (status, answer, delay) = lock(&self.answer).clone();
+        tokio::time::sleep(delay).await;
+        let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        match answer {
+            Value::String(text) => (status, text).into_response(),
+            json => (status, axum::Json(json)).into_response(),
+        }
+    }
 }

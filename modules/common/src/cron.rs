@@ -113,12 +113,8 @@ impl Component for Cron {
     fn build(settings: CronSettings) -> Result<Self, NodeError> {
         let schedule = parse_schedule(&settings.schedule)
             .map_err(|err| NodeError::invalid(format!("settings.schedule: {err}")))?;
-        let zone = Tz::from_str(&settings.time_zone).map_err(|_| {
-            NodeError::invalid(format!(
-                "settings.timeZone: {:?} is not an IANA time zone such as Europe/Berlin or UTC",
-                settings.time_zone
-            ))
-        })?;
+        let zone = parse_zone(&settings.time_zone)
+            .map_err(|err| NodeError::invalid(format!("settings.timeZone: {err}")))?;
         Ok(Self { schedule, zone, missed: settings.missed })
     }
 
@@ -189,10 +185,16 @@ fn rfc3339(time: &DateTime<Tz>) -> String {
     time.to_rfc3339_opts(SecondsFormat::Secs, true)
 }
 
+/// Reads an IANA time zone's name.
+pub(crate) fn parse_zone(name: &str) -> Result<Tz, String> {
+    Tz::from_str(name)
+        .map_err(|_| format!("{name:?} is not an IANA time zone such as Europe/Berlin or UTC"))
+}
+
 /// Reads a standard cron expression: 5 fields get a `0` seconds field in front, and the
 /// day-of-week numbers (0–7, Sunday 0 or 7) become names, since the cron crate counts Sunday
 /// as 1.
-fn parse_schedule(expression: &str) -> Result<cron::Schedule, String> {
+pub(crate) fn parse_schedule(expression: &str) -> Result<cron::Schedule, String> {
     let expression = expression.trim();
     if expression.starts_with('@') {
         return cron::Schedule::from_str(expression).map_err(|err| err.to_string());

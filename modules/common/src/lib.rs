@@ -1,10 +1,12 @@
 //! The common module: the components a flow author reaches for first. Triggers (`ticker`,
-//! `cron`, `signal`) start runs; `router`, `array_split`, `collect`, `delay` and `dedupe` shape
+//! `cron`, `signal`) start runs; `cron_check` tells when a schedule kept elsewhere was missed;
+//! `router`, `array_split`, `collect`, `delay` and `dedupe` shape
 //! them; `debug` shows what arrives; `history` keeps the latest items of each series.
 
 mod array_split;
 mod collect;
 mod cron;
+mod cron_check;
 mod debug;
 mod dedupe;
 mod delay;
@@ -20,6 +22,7 @@ pub fn module() -> Module {
     Module::new("common", env!("CARGO_PKG_VERSION"))
         .component::<ticker::Ticker>()
         .component::<cron::Cron>()
+        .component::<cron_check::CronCheck>()
         .component::<signal::Signal>()
         .component::<router::Router>()
         .component::<array_split::ArraySplit>()

@@ -3,7 +3,8 @@
 //! included) and sets or removes annotations, with a strategic merge patch that touches only
 //! those fields, so changes others make at the same time survive. Names are checked first: an
 //! unknown container is a permanent error listing the ones there are. Jobs and Pods are
-//! refused: their pod templates cannot change once created.
+//! refused: their pod templates cannot change once created. A `kinds` setting limits it to
+//! some kinds, and `weir rbac` grants it only theirs.
 //!
 //! A change may say what it expects the workload to be (the image each container holds, its
 //! resourceVersion or generation), as a plan made earlier saw it: a workload that moved since
@@ -34,6 +35,9 @@ use crate::{
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields, default)]
 pub struct WorkloadPatchSettings {
+    /// The kinds it may patch (`weir rbac` grants only these); empty for every kind it can.
+    /// A change of another kind is refused.
+    pub kinds: Vec<WorkloadKind>,
     /// Check the patch with the API server without saving it.
     pub dry_run: bool,
     /// The field manager the change is recorded under.
@@ -49,6 +53,7 @@ pub struct WorkloadPatchSettings {
 impl Default for WorkloadPatchSettings {
     fn default() -> Self {
         Self {
+            kinds: Vec::new(),
             dry_run: false,
             field_manager: "weir".to_owned(),
             error_port: false,
@@ -131,23 +136,19 @@ impl Component for WorkloadPatch {
             description: "Sets container images of a Deployment, StatefulSet, DaemonSet, ReplicaSet, ReplicationController or CronJob by container name and sets or removes annotations, without clobbering concurrent changes; a workload that moved from what the change expects is left alone.",
             tags: &["kubernetes", "workloads", "images", "patch"],
             trigger: false,
-            permissions: &[
-                Permission {
-                    api_group: "apps",
-                    resource: "statefulsets",
-                    verbs: &["get", "patch"],
-                },
-                Permission { api_group: "apps", resource: "daemonsets", verbs: &["get", "patch"] },
-                Permission { api_group: "apps", resource: "replicasets", verbs: &["get", "patch"] },
-                Permission {
-                    api_group: "",
-                    resource: "replicationcontrollers",
-                    verbs: &["get", "patch"],
-                },
-                Permission { api_group: "batch", resource: "cronjobs", verbs: &["get", "patch"] },
-                Permission { api_group: "apps", resource: "deployments", verbs: &["get", "patch"] },
-            ],
+            permissions: &[],
         }
+    }
+
+    fn permissions_by_kind() -> Vec<(&'static str, Permission)> {
+        WorkloadKind::ALL
+            .into_iter()
+            .filter(|kind| kind.patchable())
+            .map(|kind| {
+                let (api_group, resource) = kind.resource();
+                (kind.name(), Permission { api_group, resource, verbs: &["get", "patch"] })
+            })
+            .collect()
     }
 
     fn ports(settings: &WorkloadPatchSettings) -> Vec<Port> {
@@ -158,6 +159,12 @@ impl Component for WorkloadPatch {
     }
 
     fn build(settings: WorkloadPatchSettings) -> Result<Self, NodeError> {
+        if let Some(kind) = settings.kinds.iter().find(|kind| !kind.patchable()) {
+            return Err(NodeError::invalid(format!(
+                "settings.kinds: a {} cannot be patched, its pod template cannot change once created",
+                kind.name()
+            )));
+        }
         crate::dynamic::check_field_manager(&settings.field_manager)?;
         let connection = Connection::new(settings.cluster.clone());
         Ok(Self { settings, connection })
@@ -188,6 +195,14 @@ impl WorkloadPatch {
             return Err(NodeError::invalid(format!(
                 "{what}: the pod template of a {} cannot change once created",
                 kind.name()
+            )));
+        }
+        let kinds = &self.settings.kinds;
+        if !kinds.is_empty() && !kinds.contains(&kind) {
+            let names: Vec<&str> = kinds.iter().map(|kind| kind.name()).collect();
+            return Err(NodeError::invalid(format!(
+                "{what}: this node patches only {} (settings.kinds)",
+                names.join(", ")
             )));
         }
         let session = self.connection.session(cx).await?;

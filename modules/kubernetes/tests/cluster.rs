@@ -320,6 +320,28 @@ async fn lists_every_workload_kind_reads_one_by_name_and_patches_each_template()
             "{err}"
         );
     }
+
+    // A node limited to some kinds refuses the others before it asks the apiserver, and one
+    // limited to a kind it can never patch does not start.
+    let only =
+        json!({ "kubeconfig": kubeconfig(plane.kubeconfig()), "kinds": ["Deployment", "CronJob"] });
+    let err = run::<WorkloadPatch>(only.clone(), json!({ "kind": "StatefulSet", "namespace": namespace, "name": "db", "images": { "main": "x" } }))
+        .await
+        .expect_err("a kind the node does not patch");
+    ensure!(
+        err.kind() == ErrorKind::Invalid
+            && err.message()
+                == format!(
+                    "StatefulSet {namespace}/db: this node patches only Deployment, CronJob (settings.kinds)"
+                ),
+        "{err}"
+    );
+    let patched = run::<WorkloadPatch>(only, json!({ "kind": "CronJob", "namespace": namespace, "name": "nightly", "images": { "main": "mirror.local/busybox:1.37" } })).await?;
+    ensure!(patched["changed"] == json!(["main"]), "{patched}");
+    let err = run::<WorkloadPatch>(json!({ "kinds": ["Job"] }), json!({}))
+        .await
+        .expect_err("a kind never patched");
+    ensure!(err.message().contains("settings.kinds: a Job cannot be patched"), "{err}");
     Ok(())
 }
 
@@ -682,9 +704,14 @@ async fn each_component_needs_exactly_the_rules_it_declares() -> Result<()> {
     let list_message = json!({});
     let patch_message = json!({ "namespace": namespace, "name": "api", "images": { "api": "registry.local:5000/acme/api:2" } });
     let secret_message = json!({ "namespace": namespace, "name": "plain" });
+    // A patch limited to Deployments needs their rules only.
+    let deployments: Vec<Permission> = WorkloadPatch::permissions_by_kind()
+        .into_iter()
+        .filter_map(|(kind, permission)| (kind == "Deployment").then_some(permission))
+        .collect();
     let cases: [(&str, &[Permission], Value); 4] = [
         ("workload_list", WorkloadList::describe().permissions, list_message),
-        ("workload_patch", WorkloadPatch::describe().permissions, patch_message),
+        ("workload_patch", &deployments, patch_message),
         ("secret_get", SecretGet::describe().permissions, secret_message),
         ("tls_certificates", TlsCertificates::describe().permissions, json!({})),
     ];
@@ -695,6 +722,8 @@ async fn each_component_needs_exactly_the_rules_it_declares() -> Result<()> {
         let settings = json!({ "namespace": namespace, "kubeconfig": kubeconfig(&plane.identity(&user, &[])?) });
         let settings = if matches!(component, "workload_list" | "tls_certificates") {
             settings
+        } else if component == "workload_patch" {
+            json!({ "kubeconfig": settings["kubeconfig"], "kinds": ["Deployment"] })
         } else {
             json!({ "kubeconfig": settings["kubeconfig"] })
         };

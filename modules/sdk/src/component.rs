@@ -79,6 +79,14 @@ pub trait Component: Sized + Send + Sync + 'static {
         &[]
     }
 
+    /// The rules its nodes need for each kind their `kinds` setting may name, by kind name
+    /// (such as `Deployment`), beyond [`Description::permissions`]: a node needs those of the
+    /// kinds it names, or of every kind here when it names none. None for a component without
+    /// a `kinds` setting.
+    fn permissions_by_kind() -> Vec<(&'static str, Permission)> {
+        Vec::new()
+    }
+
     /// The ports for these settings.
     fn ports(settings: &Self::Settings) -> Vec<Port>;
 

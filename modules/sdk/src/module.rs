@@ -90,16 +90,7 @@ fn describe<C: Component>() -> Result<ComponentDescriptor, NodeError> {
         trigger: description.trigger,
         settings_schema: Some(schema_of::<C::Settings>()),
         ports,
-        permissions: description
-            .permissions
-            .iter()
-            .map(|p| weir_model::module::PolicyRule {
-                api_groups: vec![p.api_group.to_owned()],
-                resources: vec![p.resource.to_owned()],
-                verbs: p.verbs.iter().map(|v| (*v).to_owned()).collect(),
-                resource_names: Vec::new(),
-            })
-            .collect(),
+        permissions: description.permissions.iter().map(policy_rule).collect(),
         kind_permissions: C::kind_permissions()
             .iter()
             .map(|p| weir_model::KindRule {
@@ -107,7 +98,26 @@ fn describe<C: Component>() -> Result<ComponentDescriptor, NodeError> {
                 verbs: p.verbs.iter().map(|v| (*v).to_owned()).collect(),
             })
             .collect(),
+        permissions_by_kind: C::permissions_by_kind().iter().fold(
+            std::collections::BTreeMap::new(),
+            |mut by_kind, (kind, permission)| {
+                by_kind
+                    .entry((*kind).to_owned())
+                    .or_insert_with(Vec::new)
+                    .push(policy_rule(permission));
+                by_kind
+            },
+        ),
     })
+}
+
+fn policy_rule(permission: &crate::Permission) -> weir_model::module::PolicyRule {
+    weir_model::module::PolicyRule {
+        api_groups: vec![permission.api_group.to_owned()],
+        resources: vec![permission.resource.to_owned()],
+        verbs: permission.verbs.iter().map(|v| (*v).to_owned()).collect(),
+        resource_names: Vec::new(),
+    }
 }
 
 /// A module's components, registered one per line in its table of contents:
