@@ -86,7 +86,8 @@ async fn measure() {
     let sender = |endpoint: String| {
         let left = Runtime::new(vec![Module::new("left", "0.0.0").component::<Relay>()]);
         left.present(Bearer::Token(token.clone()));
-        left.route(key("far"), "sink", weir_runtime::replicas::Replicas::single(&endpoint));
+        left.serve("right", weir_runtime::replicas::Replicas::single(&endpoint));
+        left.route(key("far"), "right", "sink");
         left
     };
     let (to_open, to_gated) = (sender(open), sender(gated));

@@ -60,7 +60,8 @@ async fn serve_sink(endpoint: std::sync::mpsc::Sender<String>, stop: Cancellatio
 async fn measure(endpoint: String) {
     let left = Runtime::new(vec![Module::new("left", "0.0.0").component::<Relay>()]);
     left.apply(&near()).await.expect("near");
-    left.route(key("far"), "sink", weir_runtime::replicas::Replicas::single(&endpoint));
+    left.serve("right", weir_runtime::replicas::Replicas::single(&endpoint));
+    left.route(key("far"), "right", "sink");
 
     let message = json!({ "image": "docker.io/library/nginx:1.27", "namespace": "web" });
     let mut latencies = Vec::with_capacity(ROUNDS);

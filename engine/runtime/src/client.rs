@@ -14,7 +14,10 @@ use weir_proto::{
 };
 use weir_sdk::{NodeError, TraceContext};
 
-use crate::NodeKey;
+use crate::key::NodeKey;
+
+/// The metadata entry that carries the W3C trace context of a delivery.
+pub const TRACEPARENT: &str = "traceparent";
 
 /// One message for a node in a module process.
 #[derive(Debug)]
@@ -75,7 +78,7 @@ pub async fn deliver(
         request.metadata_mut().insert("authorization", authorization);
     }
     if let Ok(traceparent) = delivery.trace.traceparent().parse() {
-        request.metadata_mut().insert(crate::grpc::TRACEPARENT, traceparent);
+        request.metadata_mut().insert(TRACEPARENT, traceparent);
     }
     let response = client
         .deliver(request)

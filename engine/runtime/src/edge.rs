@@ -4,12 +4,22 @@ use std::{fmt, sync::Arc, time::Duration};
 
 use weir_model::{Edge as EdgeSpec, mapping::Mapping};
 
-use crate::runtime::{BuildError, DEFAULT_EDGE_TIMEOUT, NodeKey};
+use crate::key::NodeKey;
+
+/// How long a delivery may take, downstream work included, when its edge names no timeout.
+pub const DEFAULT_EDGE_TIMEOUT: Duration = Duration::from_secs(600);
 
 /// Attempts when an edge names no retry policy: transient failures are retried twice.
 const DEFAULT_ATTEMPTS: u32 = 3;
 const DEFAULT_INITIAL_BACKOFF: Duration = Duration::from_millis(200);
 const DEFAULT_MAX_BACKOFF: Duration = Duration::from_secs(30);
+
+/// An edge whose mapping does not compile: its label and every problem, with its place in the
+/// mapping.
+pub(crate) struct Unmapped {
+    pub(crate) label: String,
+    pub(crate) problems: String,
+}
 
 /// A wire from an output port to a target node's input port, ready to deliver along.
 pub(crate) struct Edge {
@@ -29,18 +39,13 @@ pub(crate) struct Edge {
 
 impl Edge {
     /// Compiles an edge of node `source`; a mapping that does not compile fails the build.
-    pub(crate) fn compile(
-        source: &NodeKey,
-        index: usize,
-        spec: &EdgeSpec,
-    ) -> Result<Self, BuildError> {
+    pub(crate) fn compile(source: &NodeKey, spec: &EdgeSpec) -> Result<Self, Unmapped> {
         let label = format!("{}.{} → {}.{}", source.name, spec.port, spec.to.node, spec.to.port);
         let mapping = spec
             .mapping
             .as_ref()
             .map(|document| {
-                Mapping::compile(document).map(Arc::new).map_err(|errors| BuildError::Mapping {
-                    edge: index,
+                Mapping::compile(document).map(Arc::new).map_err(|errors| Unmapped {
                     label: label.clone(),
                     problems: errors.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "),
                 })

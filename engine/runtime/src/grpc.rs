@@ -28,13 +28,12 @@ use weir_proto::{
 use weir_sdk::{NodeError, Run, TraceContext};
 
 use crate::{
-    NodeKey, Runtime,
+    client::TRACEPARENT,
     inspect::{Event, What},
+    key::NodeKey,
+    runtime::Runtime,
     trust::{Caller, Gate, bearer_of},
 };
-
-/// The metadata entry that carries the W3C trace context of a delivery.
-pub const TRACEPARENT: &str = "traceparent";
 
 /// How long deliveries under way may go on once the server stops taking calls; then they are
 /// cancelled (a Kubernetes pod has 30 s between SIGTERM and SIGKILL by default).

@@ -22,8 +22,9 @@ use weir_model::{
 use weir_store::{DynamicObject, Store, StoreError, WatchEvent};
 
 use crate::{
-    NodeKey, Runtime,
-    replicas::{self, HEARTBEAT, Replicas},
+    key::NodeKey,
+    replicas::{self, HEARTBEAT},
+    runtime::Runtime,
 };
 
 /// How often a replica looks whether it hosts its nodes yet, to list itself as soon as it does.
@@ -101,7 +102,6 @@ pub struct Host {
     replica: String,
     secret_refresh: Duration,
     nodes: Arc<Mutex<HashMap<NodeKey, Tracked>>>,
-    remote: Arc<Mutex<Remote>>,
     /// Cancelled when this replica takes itself out of the modules' replicas.
     leaving: CancellationToken,
     /// Held while this replica writes its entry, so that leaving waits for a write under way.
@@ -109,14 +109,6 @@ pub struct Host {
     /// Told when a node that refers to Secrets did not build, so the retries start at once
     /// rather than after a wait chosen when all was well.
     unreadable: Arc<tokio::sync::Notify>,
-}
-
-/// Where the nodes of other modules run: each such node's module and component, and each
-/// module's replicas.
-#[derive(Debug, Default)]
-struct Remote {
-    modules: HashMap<NodeKey, (String, String)>,
-    serving: HashMap<String, Replicas>,
 }
 
 /// What the host knows of a node it tried to build.
@@ -143,7 +135,6 @@ impl Host {
             replica: format!("replica-{}", std::process::id()),
             secret_refresh: SECRET_REFRESH,
             nodes: Arc::default(),
-            remote: Arc::default(),
             leaving: CancellationToken::new(),
             listing: Arc::default(),
             unreadable: Arc::default(),
@@ -306,13 +297,7 @@ impl Host {
         };
         self.runtime.wire(key.clone(), &node);
         if !self.runtime.hosts(node.spec.module.as_str()) {
-            let mut remote = self.remote.lock().unwrap_or_else(PoisonError::into_inner);
-            let (module, component) =
-                (node.spec.module.to_string(), node.spec.component.to_string());
-            if let Some(replicas) = remote.serving.get(&module) {
-                self.runtime.route(key.clone(), &component, replicas.clone());
-            }
-            remote.modules.insert(key, (module, component));
+            self.runtime.route(key, node.spec.module.as_str(), node.spec.component.as_str());
             return;
         }
         let generation = node.metadata.generation;
@@ -386,9 +371,7 @@ impl Host {
     async fn forget(&self, key: &NodeKey) {
         self.runtime.unwire(key);
         self.nodes.lock().unwrap_or_else(PoisonError::into_inner).remove(key);
-        if self.remote.lock().unwrap_or_else(PoisonError::into_inner).modules.remove(key).is_some()
-        {
-            self.runtime.unroute(key);
+        if self.runtime.unroute(key) {
             return;
         }
         self.runtime.remove(key).await;
@@ -443,14 +426,7 @@ impl Host {
             stop,
         );
         while let Some(event) = events.next().await {
-            let mut remote = self.remote.lock().unwrap_or_else(PoisonError::into_inner);
-            replicas::follow(&mut remote.serving, &event);
-            for (node, (module, component)) in &remote.modules {
-                match remote.serving.get(module) {
-                    Some(replicas) => self.runtime.route(node.clone(), component, replicas.clone()),
-                    None => self.runtime.unroute(node),
-                }
-            }
+            self.runtime.follow_modules(&event);
         }
     }
 

@@ -1,6 +1,6 @@
-//! One running node: the built component, its compiled edges, the validators of its inputs, its
-//! counters, last error and kept state, and its lifetime (a cancellation token and, for
-//! triggers, the run task).
+//! One running node: the built component, its emitter (which holds its compiled edges), the
+//! validators of its inputs, its counters, last error and kept state, and its lifetime (a
+//! cancellation token and, for triggers, the run task).
 
 use std::{
     collections::HashMap,
@@ -15,9 +15,7 @@ use serde_json::Value;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use weir_model::Counters;
-use weir_sdk::{ErrorKind, Node, NodeError, NodeIdentity, NodeState};
-
-use crate::edge::Edge;
+use weir_sdk::{Context, Emitter, ErrorKind, Node, NodeError, NodeIdentity, NodeState, Run};
 
 pub(crate) struct Instance {
     pub(crate) identity: Arc<NodeIdentity>,
@@ -26,8 +24,10 @@ pub(crate) struct Instance {
     /// is noticed without keeping its value here.
     pub(crate) settings_digest: u64,
     pub(crate) node: Box<dyn Node>,
-    pub(crate) edges: Vec<Edge>,
-    pub(crate) inputs: HashMap<String, jsonschema::Validator>,
+    /// What the node's context emits through: the runtime's delivery along this node's edges.
+    pub(crate) emitter: Arc<dyn Emitter>,
+    /// The validators of its input ports, by port; a node has few, so a list is quickest.
+    inputs: Vec<(String, jsonschema::Validator)>,
     pub(crate) outputs: Arc<[String]>,
     /// Cancelled when the node stops: ends its trigger loop and what it is handling.
     pub(crate) lifetime: CancellationToken,
@@ -59,8 +59,8 @@ impl Instance {
         generation: Option<i64>,
         settings_digest: u64,
         node: Box<dyn Node>,
-        edges: Vec<Edge>,
-        inputs: HashMap<String, jsonschema::Validator>,
+        emitter: Arc<dyn Emitter>,
+        inputs: Vec<(String, jsonschema::Validator)>,
         state: Arc<NodeState>,
     ) -> Self {
         let outputs = node.outputs();
@@ -75,7 +75,7 @@ impl Instance {
             generation,
             settings_digest,
             node,
-            edges,
+            emitter,
             inputs,
             outputs,
             lifetime: CancellationToken::new(),
@@ -88,6 +88,22 @@ impl Instance {
             messages_out: AtomicU64::new(0),
             errors: AtomicU64::new(0),
         }
+    }
+
+    /// The validator of the input port `port`.
+    pub(crate) fn input(&self, port: &str) -> Option<&jsonschema::Validator> {
+        self.inputs.iter().find(|(name, _)| name == port).map(|(_, validator)| validator)
+    }
+
+    /// The node's view of the runtime in `run`.
+    pub(crate) fn context(&self, run: Run) -> Context {
+        Context::new(
+            Arc::clone(&self.identity),
+            Arc::clone(&self.outputs),
+            Arc::clone(&self.emitter),
+            Arc::clone(&self.state),
+            run,
+        )
     }
 
     pub(crate) fn count_in(&self) {
@@ -125,7 +141,7 @@ impl Instance {
     pub(crate) fn conceal_failed_input(&self, failure: &mut Value) {
         let Some(input) = failure.get_mut("input") else { return };
         for (port, schema) in &self.secret_ports {
-            if self.inputs.contains_key(port) {
+            if self.input(port).is_some() {
                 weir_model::redact::redact(schema, input);
             }
         }

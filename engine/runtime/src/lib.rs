@@ -5,21 +5,29 @@
 //! A run is a call tree: an emit returns what the downstream chain returned.
 
 pub mod client;
+mod delivery;
 mod edge;
 mod flows;
 pub mod grpc;
+mod histogram;
 pub mod host;
 pub mod inspect;
 mod instance;
+mod key;
 pub mod metrics;
 mod peers;
 pub mod replicas;
+mod routing;
 mod runtime;
 pub mod scenario;
+mod shared;
 pub mod trust;
 mod wiring;
 
+pub use delivery::{HOP_LIMIT, misfit};
+pub use edge::DEFAULT_EDGE_TIMEOUT;
 pub use host::Host;
-pub use runtime::{BuildError, DEFAULT_EDGE_TIMEOUT, HOP_LIMIT, NodeKey, Runtime, misfit};
+pub use key::NodeKey;
+pub use runtime::{BuildError, Runtime};
 pub use weir_model::Counters;
 pub use wiring::Unwired;

@@ -1,10 +1,11 @@
-//! Nodes that run in other module processes, and the gRPC clients that reach them.
+//! The gRPC clients that reach other module processes, with the outcomes and latency of the
+//! deliveries sent through them (where each node runs is the routing table's to say).
 
 use std::{
     collections::HashMap,
     sync::{
-        Mutex, OnceLock, PoisonError, RwLock,
-        atomic::{AtomicU64, AtomicUsize, Ordering},
+        Mutex, OnceLock, PoisonError,
+        atomic::{AtomicU64, Ordering},
     },
     time::{Duration, Instant},
 };
@@ -15,10 +16,9 @@ use weir_proto::module_client::ModuleClient;
 use weir_sdk::{NodeError, Run};
 
 use crate::{
-    NodeKey,
     client::{self, Delivery, Undelivered},
-    metrics::Histogram,
-    replicas::Replicas,
+    histogram::Histogram,
+    key::NodeKey,
     trust::Bearer,
 };
 
@@ -29,18 +29,8 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(10);
 const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// Where a node of another module is reached.
-struct Route {
-    /// The node's component, which says whether only the leader takes its messages.
-    component: String,
-    replicas: Replicas,
-}
-
 #[derive(Default)]
 pub(crate) struct Peers {
-    routes: RwLock<HashMap<NodeKey, Route>>,
-    /// Whose turn it is among the replicas, so deliveries spread over them.
-    turn: AtomicUsize,
     clients: Mutex<HashMap<String, ModuleClient<Channel>>>,
     answered: AtomicU64,
     failed: AtomicU64,
@@ -50,31 +40,8 @@ pub(crate) struct Peers {
 }
 
 impl Peers {
-    pub(crate) fn route(&self, node: NodeKey, component: &str, replicas: Replicas) {
-        let route = Route { component: component.to_owned(), replicas };
-        self.routes.write().unwrap_or_else(PoisonError::into_inner).insert(node, route);
-    }
-
-    pub(crate) fn unroute(&self, node: &NodeKey) {
-        self.routes.write().unwrap_or_else(PoisonError::into_inner).remove(node);
-    }
-
     pub(crate) fn present(&self, bearer: Bearer) {
         let _ = self.bearer.set(bearer);
-    }
-
-    /// Whether `node` runs in another module this process knows the replicas of.
-    pub(crate) fn routes(&self, node: &NodeKey) -> bool {
-        self.routes.read().unwrap_or_else(PoisonError::into_inner).contains_key(node)
-    }
-
-    /// The replica to send `node`'s next message to, passing over `avoid` (where the last
-    /// attempt failed) when there is another.
-    pub(crate) fn pick(&self, node: &NodeKey, avoid: Option<&str>) -> Option<String> {
-        let routes = self.routes.read().unwrap_or_else(PoisonError::into_inner);
-        let route = routes.get(node)?;
-        let turn = self.turn.fetch_add(1, Ordering::Relaxed);
-        route.replicas.pick(&route.component, turn, avoid).map(str::to_owned)
     }
 
     pub(crate) fn outcomes(&self) -> (u64, u64) {

@@ -1,46 +1,37 @@
-//! The runtime: builds and stops node instances and carries messages between them.
-//!
-//! Expected flow of a delivery along an edge:
-//! 1. the hop count grows by one; past [`HOP_LIMIT`] the run is refused (a loop);
-//! 2. the edge's mapping, if any, shapes the message (`$trigger` is the run's first message);
-//! 3. the result is checked against the target port's schema;
-//! 4. the target handles it within the edge's timeout, in a child of the run's cancellation;
-//! 5. a transient failure is retried with exponential backoff and jitter, up to the edge's
-//!    attempts; any other failure returns at once. Once an edge has spent its retries on a
-//!    failure, the edges above pass it on instead of retrying it again.
+//! The runtime: builds and stops node instances, runs triggers while they may run, and takes
+//! in messages from outside a flow and from other modules (delivery along edges is
+//! `delivery.rs`'s).
 
 use std::{
-    collections::HashMap,
     sync::{
-        Arc, OnceLock, PoisonError, RwLock, Weak,
+        Arc, OnceLock, PoisonError, Weak,
         atomic::{AtomicBool, Ordering},
     },
-    time::{Duration, Instant, SystemTime},
+    time::{Duration, SystemTime},
 };
 
-use futures::{
-    FutureExt as _,
-    future::{BoxFuture, join_all},
-};
+use futures::{FutureExt as _, future::join_all};
 use serde_json::Value;
 use tokio::sync::{broadcast, watch};
-use tokio_util::task::AbortOnDropHandle;
-use tracing::Instrument as _;
 use weir_model::{
     Direction, FlowNode, FlowNodeSpec,
     secret_ref::{self, Referred, field_path},
 };
-use weir_sdk::{
-    AccountToken, Context, Emitter, Module, NodeError, NodeIdentity, NodeState, Run, TraceContext,
-};
+use weir_sdk::{Module, NodeError, NodeIdentity, NodeState, Run};
+use weir_store::WatchEvent;
 
 use crate::{
+    delivery::{Outlet, admit, panic_message},
     edge::Edge,
     flows::Flows,
-    inspect::{self, BACKLOG, Event, What},
+    histogram::Histogram,
+    inspect::{BACKLOG, Event},
     instance::{Failed, Instance},
+    key::NodeKey,
     peers::Peers,
     replicas::Replicas,
+    routing::Routing,
+    shared::Shared,
     trust::{Accounts, Bearer, SecretValues},
     wiring::{Unwired, Wiring},
 };
@@ -59,59 +50,6 @@ fn digest(settings: &Value) -> u64 {
     let mut hasher = std::collections::hash_map::DefaultHasher::new();
     settings.to_string().hash(&mut hasher);
     hasher.finish()
-}
-
-/// How long a mapping may evaluate on an async worker; one that takes longer is evaluated
-/// again on a blocking thread, with its whole time budget, so it holds up no other delivery.
-const INLINE_MAPPING_TIME: Duration = Duration::from_millis(5);
-
-/// Evaluates an edge's mapping: in place when it is quick, as nearly all are, else on a
-/// blocking thread.
-async fn map(
-    mapping: &Arc<weir_model::mapping::Mapping>,
-    message: &Value,
-    trigger: &Arc<Value>,
-) -> Result<Value, weir_model::mapping::MappingError> {
-    if let Some(evaluated) = mapping.evaluate_briefly(message, trigger, INLINE_MAPPING_TIME) {
-        return evaluated;
-    }
-    let (mapping, message, trigger) = (Arc::clone(mapping), message.clone(), Arc::clone(trigger));
-    tokio::task::spawn_blocking(move || mapping.evaluate(&message, &trigger)).await.unwrap_or_else(
-        |err| {
-            Err(weir_model::mapping::MappingError {
-                path: String::new(),
-                expression: None,
-                message: format!("the evaluation failed: {err}"),
-            })
-        },
-    )
-}
-
-/// How deep a run's call tree may go before it counts as a loop.
-pub const HOP_LIMIT: u32 = 256;
-/// How long a delivery waits for its target node to start (see `Runtime::target`).
-const TARGET_GRACE: Duration = Duration::from_secs(2);
-
-/// Every this many hops a delivery continues on a task of its own: a call tree is nested
-/// futures, and polling hundreds of them in one go would overflow a thread's stack.
-const HOPS_PER_TASK: u32 = 32;
-
-/// How long a delivery may take, downstream work included, when its edge names no timeout.
-pub const DEFAULT_EDGE_TIMEOUT: Duration = Duration::from_secs(600);
-
-/// Names a node: its namespace and name.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct NodeKey {
-    /// The FlowNode's namespace.
-    pub namespace: String,
-    /// The FlowNode's name.
-    pub name: String,
-}
-
-impl std::fmt::Display for NodeKey {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}/{}", self.namespace, self.name)
-    }
 }
 
 /// Why a node could not be built; shown in the node's status.
@@ -172,101 +110,6 @@ impl std::fmt::Debug for Runtime {
     }
 }
 
-struct Shared {
-    modules: Vec<Module>,
-    nodes: RwLock<HashMap<NodeKey, Arc<Instance>>>,
-    /// What every node's context emits through, made once: it holds the runtime weakly, so
-    /// nodes do not keep their runtime alive.
-    emitter: Arc<dyn Emitter>,
-    /// Whether this replica leads, and so runs the triggers.
-    leader: watch::Receiver<bool>,
-    /// Nodes of other modules, reached over gRPC.
-    peers: Peers,
-    /// The edges the store holds, which deliveries from other modules must follow.
-    wiring: Wiring,
-    /// Where the tokens of the accounts flows act as come from, in a cluster.
-    accounts: OnceLock<Arc<dyn Accounts>>,
-    /// Where secret settings given by reference are read.
-    secrets: OnceLock<Arc<dyn SecretValues>>,
-    /// Whether a host has published the modules and applied the store's nodes.
-    hosting: AtomicBool,
-    /// The flows of the nodes: suspended or not, and the account each acts as.
-    flows: Flows,
-    /// What happens at the nodes, for whoever watches.
-    events: broadcast::Sender<Arc<Event>>,
-    /// Woken when a node starts here or a route to another module's node appears, for the
-    /// deliveries waiting for their target.
-    arrivals: tokio::sync::Notify,
-}
-
-impl Shared {
-    /// A token of the account flow `flow` of `namespace` acts as; `None` where nodes act with
-    /// the user's own credentials.
-    async fn account_token(
-        &self,
-        namespace: &str,
-        flow: &str,
-    ) -> Result<Option<AccountToken>, NodeError> {
-        let Some(accounts) = self.accounts.get().cloned() else { return Ok(None) };
-        let account = self.flows.account(namespace, flow).ok_or_else(|| {
-            NodeError::transient(format!(
-                "flow {namespace}/{flow} is not known to this module yet, so neither is its account"
-            ))
-        })?;
-        accounts.token(namespace, flow, &account).await.map(Some)
-    }
-}
-
-/// Routes emits for the runtime it belongs to.
-struct Router(Weak<Shared>);
-
-impl Emitter for Router {
-    fn emit<'a>(
-        &'a self,
-        from: &'a NodeIdentity,
-        port: &'a str,
-        message: Value,
-        run: &'a Run,
-    ) -> BoxFuture<'a, Result<Value, NodeError>> {
-        Box::pin(async move {
-            let shared =
-                self.0.upgrade().ok_or_else(|| NodeError::cancelled("the runtime has stopped"))?;
-            Runtime { shared }.emit(from, port, message, run).await
-        })
-    }
-
-    fn log(&self, from: &NodeIdentity, run: &Run, line: &str) {
-        tracing::debug!(node = %from, trace_id = %run.trace.trace_hex(), "{line}");
-        let Some(shared) = self.0.upgrade() else { return };
-        let runtime = Runtime { shared };
-        let key = NodeKey { namespace: from.namespace.clone(), name: from.node.clone() };
-        if runtime.watched()
-            && let Ok(instance) = runtime.instance(&key)
-        {
-            runtime.publish(&instance, "", run.trace, What::Logged(inspect::kept_line(line)));
-        }
-    }
-
-    fn account_token<'a>(
-        &'a self,
-        from: &'a NodeIdentity,
-    ) -> BoxFuture<'a, Result<Option<AccountToken>, NodeError>> {
-        Box::pin(async move {
-            let shared =
-                self.0.upgrade().ok_or_else(|| NodeError::cancelled("the runtime has stopped"))?;
-            shared.account_token(&from.namespace, &from.flow).await
-        })
-    }
-
-    fn report(&self, from: &NodeIdentity, error: &NodeError) {
-        let Some(shared) = self.0.upgrade() else { return };
-        let key = NodeKey { namespace: from.namespace.clone(), name: from.node.clone() };
-        if let Ok(instance) = (Runtime { shared }).instance(&key) {
-            instance.count_error(error);
-        }
-    }
-}
-
 impl Runtime {
     /// A runtime for these modules, with no nodes yet.
     pub fn new(modules: Vec<Module>) -> Self {
@@ -277,10 +120,9 @@ impl Runtime {
     /// A runtime whose triggers run only while `leader` says this replica leads (see
     /// `weir_store::lease`); every replica handles deliveries.
     pub fn with_leadership(modules: Vec<Module>, leader: watch::Receiver<bool>) -> Self {
-        let shared = Arc::new_cyclic(|weak| Shared {
+        let shared = Arc::new(Shared {
             modules,
-            nodes: RwLock::new(HashMap::new()),
-            emitter: Arc::new(Router(Weak::clone(weak))),
+            routing: Routing::default(),
             leader,
             peers: Peers::default(),
             wiring: Wiring::default(),
@@ -289,21 +131,30 @@ impl Runtime {
             hosting: AtomicBool::new(false),
             flows: Flows::default(),
             events: broadcast::channel(BACKLOG).0,
-            arrivals: tokio::sync::Notify::new(),
         });
         Self { shared }
     }
 
-    /// Sends deliveries for `node`, a node of `component` that runs in another module, to
-    /// that module's `replicas`.
-    pub fn route(&self, node: NodeKey, component: &str, replicas: Replicas) {
-        self.shared.peers.route(node, component, replicas);
-        self.shared.arrivals.notify_waiters();
+    /// Sends deliveries for `node`, a node of `component` in another module, `module`, to
+    /// where that module serves.
+    pub fn route(&self, node: NodeKey, module: &str, component: &str) {
+        self.shared.routing.route(node, module, component);
     }
 
-    /// Forgets where a node of another module runs.
-    pub fn unroute(&self, node: &NodeKey) {
-        self.shared.peers.unroute(node);
+    /// Forgets a node of another module; says whether it was one.
+    pub fn unroute(&self, node: &NodeKey) -> bool {
+        self.shared.routing.unroute(node)
+    }
+
+    /// Takes in a change of the `Module` resources: where each module serves.
+    pub fn follow_modules(&self, event: &WatchEvent) {
+        self.shared.routing.follow_modules(event);
+    }
+
+    /// Says that `module` serves at `replicas`: a route given by hand rather than read from a
+    /// `Module` resource (benchmarks and tests that serve a runtime themselves).
+    pub fn serve(&self, module: &str, replicas: Replicas) {
+        self.shared.routing.serve(module, replicas);
     }
 
     /// Presents `bearer` on every call to another module (in a cluster, where modules answer
@@ -414,13 +265,7 @@ impl Runtime {
     pub async fn refresh(&self, flow_node: &FlowNode) -> Result<bool, BuildError> {
         let key = key_of(flow_node)?;
         let settings = self.settings_of(&key, &flow_node.spec).await?;
-        let built = self
-            .shared
-            .nodes
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .get(&key)
-            .map(|i| i.settings_digest);
+        let built = self.shared.routing.local(&key).map(|i| i.settings_digest);
         if built == Some(digest(&settings)) {
             return Ok(false);
         }
@@ -471,25 +316,18 @@ impl Runtime {
         flow_node: &FlowNode,
         settings: &Value,
     ) -> Result<(), BuildError> {
-        let kept =
-            self.shared.nodes.read().unwrap_or_else(PoisonError::into_inner).get(&key).map_or_else(
-                || {
-                    Arc::new(NodeState::new(
-                        flow_node.status.as_ref().and_then(|s| s.state.clone()).unwrap_or_default(),
-                    ))
-                },
-                |previous| Arc::clone(&previous.state),
-            );
+        let kept = self.shared.routing.local(&key).map_or_else(
+            || {
+                Arc::new(NodeState::new(
+                    flow_node.status.as_ref().and_then(|s| s.state.clone()).unwrap_or_default(),
+                ))
+            },
+            |previous| Arc::clone(&previous.state),
+        );
         let built = self.build(&key, flow_node, settings, kept);
-        let previous = {
-            let mut nodes = self.shared.nodes.write().unwrap_or_else(PoisonError::into_inner);
-            match &built {
-                Ok(instance) => {
-                    self.shared.arrivals.notify_waiters();
-                    nodes.insert(key.clone(), Arc::clone(instance))
-                }
-                Err(_) => nodes.remove(&key),
-            }
+        let previous = match &built {
+            Ok(instance) => self.shared.routing.put(key, Arc::clone(instance)),
+            Err(_) => self.shared.routing.take(&key),
         };
         if let Some(previous) = previous {
             previous.stop().await;
@@ -501,27 +339,19 @@ impl Runtime {
 
     /// Stops a node and forgets it.
     pub async fn remove(&self, key: &NodeKey) {
-        let removed = self.shared.nodes.write().unwrap_or_else(PoisonError::into_inner).remove(key);
-        if let Some(instance) = removed {
+        if let Some(instance) = self.shared.routing.take(key) {
             instance.stop().await;
         }
     }
 
     /// Stops every node.
     pub async fn shutdown(&self) {
-        let all: Vec<Arc<Instance>> = self
-            .shared
-            .nodes
-            .write()
-            .unwrap_or_else(PoisonError::into_inner)
-            .drain()
-            .map(|(_, i)| i)
-            .collect();
+        let all = self.shared.routing.take_all();
         join_all(all.iter().map(|instance| instance.stop())).await;
     }
 
     /// Delivers a message that another module sent along an edge: the sender mapped it and
-    /// retries it; this side checks it against the port's schema and the hop limit.
+    /// retries it; this side admits it (the port's schema and the hop limit).
     pub async fn receive(
         &self,
         target: &NodeKey,
@@ -529,18 +359,13 @@ impl Runtime {
         message: Value,
         run: Run,
     ) -> Result<Value, NodeError> {
-        if run.hops > HOP_LIMIT {
-            return Err(NodeError::invalid(format!(
-                "node {target}: the run went {HOP_LIMIT} hops deep; the flow loops without end"
-            )));
-        }
         // During a rollout the node may still be starting here, or run on another replica by
         // now: the sender's edge tries again.
         let instance =
             self.instance(target).map_err(|missing| NodeError::transient(missing.message()))?;
         self.runs_here(&instance)?;
-        fit(&instance, port, &message)?;
-        self.handle_at_depth(&instance, port, message, run).await
+        admit(&instance, port, &message, run.hops)?;
+        self.shared.handle_at_depth(&instance, port, message, run).await
     }
 
     /// Delivers a message to a node's input port from outside any flow (`weir send`, the
@@ -555,8 +380,8 @@ impl Runtime {
         let run = Run { trigger: Arc::new(message.clone()), ..Run::default() };
         let instance = self.instance(target)?;
         self.runs_here(&instance)?;
-        fit(&instance, port, &message)?;
-        self.handle(&instance, port, message, run).await
+        admit(&instance, port, &message, run.hops)?;
+        self.shared.handle(&instance, port, message, run).await
     }
 
     /// Refuses, as transient, a message for a trigger's node on a replica that does not lead:
@@ -575,47 +400,39 @@ impl Runtime {
 
     /// The message counters of a running node.
     pub fn counters(&self, key: &NodeKey) -> Option<weir_model::Counters> {
-        self.shared
-            .nodes
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .get(key)
-            .map(|i| i.counters())
+        self.shared.routing.local(key).map(|i| i.counters())
     }
 
     /// A running node's most recent failure: its kind, message and time.
     pub fn last_error(&self, key: &NodeKey) -> Option<(weir_sdk::ErrorKind, String, SystemTime)> {
-        let nodes = self.shared.nodes.read().unwrap_or_else(PoisonError::into_inner);
-        let Failed { kind, message, at } = nodes.get(key)?.last_error()?;
+        let Failed { kind, message, at } = self.shared.routing.local(key)?.last_error()?;
         Some((kind, message, at))
     }
 
     /// What a running node keeps as its state (null when nothing).
     pub fn state(&self, key: &NodeKey) -> Option<Value> {
-        let nodes = self.shared.nodes.read().unwrap_or_else(PoisonError::into_inner);
-        Some(nodes.get(key)?.state.get())
+        Some(self.shared.routing.local(key)?.state.get())
     }
 
     /// What a running node says it cannot do now.
     pub fn degraded(&self, key: &NodeKey) -> Option<String> {
-        let nodes = self.shared.nodes.read().unwrap_or_else(PoisonError::into_inner);
-        nodes.get(key)?.state.degraded()
+        self.shared.routing.local(key)?.state.degraded()
     }
 
     /// Every running node with its counters.
     pub fn node_counters(&self) -> Vec<(Arc<NodeIdentity>, weir_model::Counters)> {
-        let nodes = self.shared.nodes.read().unwrap_or_else(PoisonError::into_inner);
+        let nodes = self.shared.routing.locals();
         let mut all: Vec<_> =
-            nodes.values().map(|i| (Arc::clone(&i.identity), i.counters())).collect();
+            nodes.iter().map(|i| (Arc::clone(&i.identity), i.counters())).collect();
         all.sort_by(|a, b| (&a.0.namespace, &a.0.node).cmp(&(&b.0.namespace, &b.0.node)));
         all
     }
 
     /// The gauges each node reported, by node.
     pub(crate) fn node_gauges(&self) -> Vec<(Arc<NodeIdentity>, Vec<weir_sdk::Family>)> {
-        let nodes = self.shared.nodes.read().unwrap_or_else(PoisonError::into_inner);
+        let nodes = self.shared.routing.locals();
         let mut all: Vec<_> = nodes
-            .values()
+            .iter()
             .map(|i| (Arc::clone(&i.identity), i.state.gauges().snapshot()))
             .filter(|(_, gauges)| !gauges.is_empty())
             .collect();
@@ -638,7 +455,7 @@ impl Runtime {
         self.shared.peers.outcomes()
     }
 
-    pub(crate) fn remote_latency(&self) -> &crate::metrics::Histogram {
+    pub(crate) fn remote_latency(&self) -> &Histogram {
         self.shared.peers.latency()
     }
 
@@ -650,8 +467,7 @@ impl Runtime {
 
     /// A running node's ports, as its settings resolved them.
     pub fn ports(&self, key: &NodeKey) -> Option<Vec<weir_model::flow_node::ResolvedPort>> {
-        let nodes = self.shared.nodes.read().unwrap_or_else(PoisonError::into_inner);
-        let instance = nodes.get(key)?;
+        let instance = self.shared.routing.local(key)?;
         Some(
             instance
                 .node
@@ -676,12 +492,7 @@ impl Runtime {
 
     /// The generation of the spec a node was built from, when it runs.
     pub fn generation(&self, key: &NodeKey) -> Option<Option<i64>> {
-        self.shared
-            .nodes
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .get(key)
-            .map(|i| i.generation)
+        self.shared.routing.local(key).map(|i| i.generation)
     }
 
     /// The registration of the component a node names.
@@ -714,14 +525,20 @@ impl Runtime {
             .edges
             .iter()
             .enumerate()
-            .map(|(i, e)| Edge::compile(key, i, e))
+            .map(|(index, edge)| {
+                Edge::compile(key, edge).map_err(|unmapped| BuildError::Mapping {
+                    edge: index,
+                    label: unmapped.label,
+                    problems: unmapped.problems,
+                })
+            })
             .collect::<Result<_, _>>()?;
-        let mut inputs = HashMap::new();
+        let mut inputs = Vec::new();
         for port in node.ports().iter().filter(|p| p.direction() == Direction::In) {
             let validator = jsonschema::validator_for(port.schema()).map_err(|err| {
                 BuildError::PortSchema { port: port.name().to_owned(), problem: err.to_string() }
             })?;
-            inputs.insert(port.name().to_owned(), validator);
+            inputs.push((port.name().to_owned(), validator));
         }
         let identity = NodeIdentity {
             namespace: key.namespace.clone(),
@@ -729,10 +546,23 @@ impl Runtime {
             node: key.name.clone(),
         };
         let generation = flow_node.metadata.generation;
-        let mut instance =
-            Instance::new(identity, generation, digest(settings), node, edges, inputs, state);
-        instance.leader_only = registration.is_trigger() && !registration.runs_on_every_replica();
-        Ok(Arc::new(instance))
+        let leader_only = registration.is_trigger() && !registration.runs_on_every_replica();
+        // The node emits through an outlet that holds its edges and finds the node again
+        // without a lookup.
+        Ok(Arc::new_cyclic(|me| {
+            let outlet = Outlet::new(Arc::downgrade(&self.shared), Weak::clone(me), edges);
+            let mut instance = Instance::new(
+                identity,
+                generation,
+                digest(settings),
+                node,
+                Arc::new(outlet),
+                inputs,
+                state,
+            );
+            instance.leader_only = leader_only;
+            instance
+        }))
     }
 
     fn start_trigger(&self, instance: &Arc<Instance>, flow_node: &FlowNode) {
@@ -766,7 +596,7 @@ impl Runtime {
                 () = instance.lifetime.cancelled() => return,
             }
             let term = instance.lifetime.child_token();
-            let context = self.context(instance, Run { cancel: term.clone(), ..Run::default() });
+            let context = instance.context(Run { cancel: term.clone(), ..Run::default() });
             // A panic in the trigger or anywhere down its runs' chains ends here, not the task.
             let run = std::panic::AssertUnwindSafe(instance.node.run(&context)).catch_unwind();
             tokio::pin!(run);
@@ -813,268 +643,7 @@ impl Runtime {
     }
 
     fn instance(&self, key: &NodeKey) -> Result<Arc<Instance>, NodeError> {
-        self.shared
-            .nodes
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .get(key)
-            .cloned()
-            .ok_or_else(|| NodeError::invalid(format!("node {key} is not running")))
-    }
-
-    fn context(&self, instance: &Instance, run: Run) -> Context {
-        Context::new(
-            Arc::clone(&instance.identity),
-            Arc::clone(&instance.outputs),
-            Arc::clone(&self.shared.emitter),
-            Arc::clone(&instance.state),
-            run,
-        )
-    }
-
-    /// Whether anyone watches the events; when nobody does, none are made.
-    fn watched(&self) -> bool {
-        self.shared.events.receiver_count() > 0
-    }
-
-    fn publish(&self, instance: &Instance, port: &str, trace: TraceContext, what: What) {
-        let event = Event {
-            at: SystemTime::now(),
-            node: Arc::clone(&instance.identity),
-            port: port.to_owned(),
-            trace,
-            what,
-        };
-        // No watcher left since `watched` was asked: nobody misses the event.
-        let _ = self.shared.events.send(Arc::new(event));
-    }
-
-    /// Has a node handle one message, counting it.
-    async fn handle(
-        &self,
-        instance: &Arc<Instance>,
-        port: &str,
-        message: Value,
-        run: Run,
-    ) -> Result<Value, NodeError> {
-        instance.count_in();
-        let started = self.watched().then(|| {
-            let shown = inspect::kept(instance.redacted(port, &message));
-            self.publish(instance, port, run.trace, What::Received(shown));
-            Instant::now()
-        });
-        let trace = run.trace;
-        let span = tracing::debug_span!(
-            "handle",
-            node = %instance.identity,
-            port,
-            trace_id = %trace.trace_hex(),
-        );
-        let context = self.context(instance, run);
-        // A panic in the node fails this delivery, not the task that carries the run.
-        let handled = std::panic::AssertUnwindSafe(instance.node.handle(&context, port, message));
-        let result = handled.catch_unwind().instrument(span).await.unwrap_or_else(|panic| {
-            Err(NodeError::internal(format!(
-                "node {} panicked: {}",
-                instance.identity,
-                panic_message(&*panic)
-            )))
-        });
-        if let Err(err) = &result {
-            instance.count_error(err);
-        }
-        if let Some(started) = started {
-            let elapsed = started.elapsed();
-            let what = match &result {
-                Ok(_) => What::Answered { elapsed },
-                Err(err) => What::Failed { kind: err.kind(), message: err.to_string(), elapsed },
-            };
-            self.publish(instance, port, trace, what);
-        }
-        result
-    }
-
-    /// [`Runtime::handle`], moved to a task of its own every [`HOPS_PER_TASK`] hops; the task is
-    /// aborted if the delivery is dropped (a timeout, a cancelled caller).
-    async fn handle_at_depth(
-        &self,
-        target: &Arc<Instance>,
-        port: &str,
-        message: Value,
-        run: Run,
-    ) -> Result<Value, NodeError> {
-        if !run.hops.is_multiple_of(HOPS_PER_TASK) {
-            return self.handle(target, port, message, run).await;
-        }
-        let (runtime, target, port) = (self.clone(), Arc::clone(target), port.to_owned());
-        let task = AbortOnDropHandle::new(tokio::spawn(async move {
-            runtime.handle(&target, &port, message, run).await
-        }));
-        task.await.unwrap_or_else(|err| Err(NodeError::internal(format!("a node panicked: {err}"))))
-    }
-
-    /// Where an edge's target node runs: here, or in a peer module. A node that runs nowhere
-    /// yet is waited for a moment, as the nodes of a flow applied at once start one by one and
-    /// a trigger's first run can come before its targets; after that the failure is transient,
-    /// since a node starting or a module restarting comes back.
-    async fn target(&self, edge: &Edge, run: &Run) -> Result<Target, NodeError> {
-        let deadline = tokio::time::Instant::now() + TARGET_GRACE;
-        loop {
-            // Listening before looking, so an arrival between the two is not missed.
-            let arrival = self.shared.arrivals.notified();
-            let mut arrival = std::pin::pin!(arrival);
-            arrival.as_mut().enable();
-            let missing = match self.instance(&edge.target) {
-                Ok(local) => return Ok(Target::Local(local)),
-                Err(missing) => missing,
-            };
-            if self.shared.peers.routes(&edge.target) {
-                return Ok(Target::Remote);
-            }
-            tokio::select! {
-                () = arrival => {}
-                () = tokio::time::sleep_until(deadline) => {
-                    return Err(NodeError::transient(missing.message()).context(format!("edge {edge}")));
-                }
-                () = run.cancel.cancelled() => {
-                    return Err(NodeError::transient(missing.message()).context(format!("edge {edge}")));
-                }
-            }
-        }
-    }
-
-    async fn deliver(&self, edge: &Edge, message: &Value, run: &Run) -> Result<Value, NodeError> {
-        let hops = run.hops + 1;
-        if hops > HOP_LIMIT {
-            return Err(NodeError::invalid(format!(
-                "edge {edge}: the run went {HOP_LIMIT} hops deep; the flow loops without end"
-            )));
-        }
-        let mapped = match &edge.mapping {
-            Some(mapping) => map(mapping, message, &run.trigger)
-                .await
-                .map_err(|err| NodeError::invalid(format!("edge {edge}: mapping {err}")))?,
-            None => message.clone(),
-        };
-        let target = self.target(edge, run).await?;
-        if let Target::Local(local) = &target {
-            // The receiving module checks a remote delivery against its port's schema.
-            fit(local, &edge.target_port, &mapped)
-                .map_err(|err| err.context(format!("edge {edge}")))?;
-        }
-        let mut mapped = Some(mapped);
-        let mut attempt = 1;
-        // The replica whose call just failed, for the next attempt to pass over.
-        let mut failed_at: Option<String> = None;
-        loop {
-            // Keep a copy only while another attempt may need it.
-            let message = if attempt < edge.attempts { mapped.clone() } else { mapped.take() };
-            let child = Run {
-                trigger: Arc::clone(&run.trigger),
-                hops,
-                cancel: run.cancel.clone(),
-                trace: run.trace.child(),
-            };
-            let message = message.unwrap_or_default();
-            let handled: BoxFuture<'_, Result<Value, NodeError>> = match &target {
-                Target::Local(local) => {
-                    Box::pin(self.handle_at_depth(local, &edge.target_port, message, child))
-                }
-                Target::Remote => Box::pin(async {
-                    let peers = &self.shared.peers;
-                    let endpoint =
-                        peers.pick(&edge.target, failed_at.as_deref()).ok_or_else(|| {
-                            NodeError::transient(format!(
-                                "edge {edge}: no replica of the target's module serves now"
-                            ))
-                        })?;
-                    let delivered = peers
-                        .deliver(
-                            &endpoint,
-                            (&edge.source.name, &edge.port),
-                            &edge.target,
-                            &edge.target_port,
-                            &message,
-                            &child,
-                            edge.timeout,
-                        )
-                        .await;
-                    if delivered.is_err() {
-                        failed_at = Some(endpoint);
-                    }
-                    delivered
-                }),
-            };
-            // Dropping the delivery on a timeout or a cancelled run cancels everything under it.
-            let result = tokio::select! {
-                outcome = tokio::time::timeout(edge.timeout, handled) => outcome.unwrap_or_else(|_| {
-                    Err(NodeError::cancelled(format!("edge {edge}: no answer within {:?}", edge.timeout)))
-                }),
-                () = run.cancel.cancelled() => return Err(NodeError::cancelled(format!("edge {edge}: the run was cancelled"))),
-            };
-            match result {
-                Err(err) if err.is_retryable() && attempt < edge.attempts => {
-                    // A server that said how long to wait (`Retry-After`) is waited for.
-                    let wait = edge.backoff(attempt).max(err.retry_after().unwrap_or_default());
-                    tracing::debug!(%edge, attempt, ?wait, error = %err, "retrying a transient failure");
-                    tokio::select! {
-                        () = tokio::time::sleep(wait) => {}
-                        () = run.cancel.cancelled() => return Err(NodeError::cancelled(format!("edge {edge}: the run was cancelled"))),
-                    }
-                    attempt += 1;
-                }
-                // This edge owns the retries of what failed below it: the edges above pass
-                // the failure on rather than running this subtree again.
-                Err(err) if err.is_retryable() && edge.attempts > 1 => {
-                    return Err(err.with_retries_spent());
-                }
-                other => return other,
-            }
-        }
-    }
-}
-
-impl Runtime {
-    async fn emit(
-        &self,
-        from: &NodeIdentity,
-        port: &str,
-        message: Value,
-        run: &Run,
-    ) -> Result<Value, NodeError> {
-        let key = NodeKey { namespace: from.namespace.clone(), name: from.node.clone() };
-        let source = self.instance(&key)?;
-        source.count_out();
-        let mut message = message;
-        if port == weir_sdk::ERROR_PORT {
-            source.conceal_failed_input(&mut message);
-        }
-        if self.watched() {
-            let shown = inspect::kept(source.redacted(port, &message));
-            self.publish(&source, port, run.trace, What::Emitted(shown));
-        }
-        let mut edges = source.edges.iter().filter(|e| e.port == port);
-        let (first, second) = (edges.next(), edges.next());
-        let (Some(first), Some(second)) = (first, second) else {
-            // No edge: the message goes nowhere. One edge: its answer is the answer.
-            return match first {
-                Some(edge) => self.deliver(edge, &message, run).await,
-                None => Ok(Value::Null),
-            };
-        };
-        // Every edge gets the message; the caller gets the first edge's answer, or the first
-        // failure in edge order once all have finished.
-        let all = [first, second].into_iter().chain(edges);
-        let results = join_all(all.map(|edge| self.deliver(edge, &message, run))).await;
-        let mut answer = Value::Null;
-        for (index, result) in results.into_iter().enumerate() {
-            match result {
-                Ok(value) if index == 0 => answer = value,
-                Ok(_) => {}
-                Err(err) => return Err(err),
-            }
-        }
-        Ok(answer)
+        self.shared.instance(key)
     }
 }
 
@@ -1086,15 +655,6 @@ const TRIGGER_RESTART_MAX: Duration = Duration::from_secs(60);
 /// A trigger's panic as an internal failure.
 fn panicked(panic: &(dyn std::any::Any + Send)) -> NodeError {
     NodeError::internal(format!("the trigger panicked: {}", panic_message(panic)))
-}
-
-/// What a panic said, when it said something.
-fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
-    panic
-        .downcast_ref::<&str>()
-        .map(|s| (*s).to_owned())
-        .or_else(|| panic.downcast_ref::<String>().cloned())
-        .unwrap_or_else(|| "no message".to_owned())
 }
 
 /// Waits until a trigger may run (`want`) or may not (`!want`): it may while this replica leads
@@ -1129,38 +689,4 @@ async fn may_run(
             }
         }
     }
-}
-
-/// Where a delivery goes: a node of this process, or the endpoint of the module running it.
-enum Target {
-    Local(Arc<Instance>),
-    Remote,
-}
-
-/// Checks a message against the schema of a node's input port.
-fn fit(target: &Instance, port: &str, message: &Value) -> Result<(), NodeError> {
-    let Some((field, problem)) = target.inputs.get(port).and_then(|v| misfit(v, message)) else {
-        return Ok(());
-    };
-    let field = if field.is_empty() { "the message".to_owned() } else { format!("field {field}") };
-    Err(NodeError::invalid(format!(
-        "the message does not fit {}.{port}: {field}: {problem}",
-        target.identity.node
-    )))
-}
-
-/// The first way `value` does not fit the schema of `validator`: the JSON pointer of the field
-/// (empty for the value itself) and what is wrong. The value may be a secret and the message
-/// goes to status and logs, so it names the value's type, never the value.
-pub fn misfit(validator: &jsonschema::Validator, value: &Value) -> Option<(String, String)> {
-    let problem = validator.iter_errors(value).next()?;
-    let shown = match problem.instance().as_ref() {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
-    };
-    Some((problem.instance_path().to_string(), problem.masked_with(shown).to_string()))
 }

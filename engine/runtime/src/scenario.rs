@@ -40,7 +40,11 @@ use tokio::sync::broadcast;
 use weir_model::{FlowNode, HumanDuration, manifest};
 use weir_sdk::{ErrorKind, Module};
 
-use crate::{NodeKey, Runtime, inspect::Event, inspect::What};
+use crate::{
+    inspect::{Event, What},
+    key::NodeKey,
+    runtime::Runtime,
+};
 
 /// The namespace scenario nodes live in.
 const NAMESPACE: &str = "scenario";

@@ -16,7 +16,7 @@ use tonic::{Status, metadata::MetadataMap};
 use weir_model::secret_ref::SecretKeyRef;
 use weir_sdk::{AccountToken, NodeError};
 
-use crate::NodeKey;
+use crate::key::NodeKey;
 
 /// Who called, as the cluster knows them.
 #[derive(Debug, Clone, PartialEq, Eq)]

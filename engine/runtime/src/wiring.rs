@@ -12,7 +12,7 @@ use std::{
 use tokio::sync::Notify;
 use weir_model::FlowNode;
 
-use crate::NodeKey;
+use crate::key::NodeKey;
 
 /// How long a delivery along an edge this process has not heard of yet waits for it: the
 /// sender and the receiver learn of a saved flow from their own watches, a moment apart.

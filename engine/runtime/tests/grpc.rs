@@ -127,9 +127,9 @@ async fn an_edge_reaches_a_node_in_another_module() {
     for node in [&far, &shaky, &near, &to_shaky] {
         right.wire(key(node.metadata.name.as_deref().unwrap_or_default()), node);
     }
-    let replicas = weir_runtime::replicas::Replicas::single(&endpoint);
-    left.route(key("far"), "sink", replicas.clone());
-    left.route(key("shaky"), "flaky", replicas);
+    left.serve("right", weir_runtime::replicas::Replicas::single(&endpoint));
+    left.route(key("far"), "right", "sink");
+    left.route(key("shaky"), "right", "flaky");
 
     let answer =
         left.send(&key("near"), "in", json!({ "path": [] })).await.expect("remote delivery");
