@@ -34,6 +34,7 @@ use axum::{
     routing::{get, post, put},
 };
 use tokio_util::sync::CancellationToken;
+use weir_api::FailureKind;
 use weir_runtime::{Runtime, trust::Bearer};
 use weir_store::Store;
 
@@ -107,7 +108,7 @@ pub fn router(
         .method_not_allowed_fallback(|| async {
             ApiError::Failed {
                 status: axum::http::StatusCode::METHOD_NOT_ALLOWED,
-                kind: "bad_request",
+                kind: FailureKind::BadRequest,
                 message: "this route does not take that method".to_owned(),
             }
         })

@@ -8,9 +8,9 @@ use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use tokio::{net::TcpListener, task::JoinHandle};
 use tokio_util::sync::{CancellationToken, DropGuard};
+use weir_api::REQUEST_HEADER;
 use weir_engine::{
     api::access::SharedToken,
-    guard::REQUEST_HEADER,
     hosting,
     server::{Engine, Local},
 };

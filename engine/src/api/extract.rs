@@ -9,6 +9,7 @@ use axum::{
     http::{StatusCode, request::Parts},
 };
 use serde::de::DeserializeOwned;
+use weir_api::FailureKind;
 use weir_model::names::NameRule;
 
 use super::{Api, MAX_BODY_BYTES, error::ApiError};
@@ -86,7 +87,7 @@ impl<S: Send + Sync> FromRequest<S> for Body {
             if err.status() == StatusCode::PAYLOAD_TOO_LARGE {
                 ApiError::Failed {
                     status: err.status(),
-                    kind: "too_large",
+                    kind: FailureKind::TooLarge,
                     message: format!(
                         "the body is larger than {} MiB, the most the API reads",
                         MAX_BODY_BYTES >> 20

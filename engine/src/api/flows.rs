@@ -5,13 +5,13 @@ use weir_model::Kind;
 
 use super::{
     access::Caller,
-    document::{self, FlowDocument, Listed},
+    document::{self, FlowDocument, FlowSummary},
     error::ApiError,
     extract::{Params, name},
 };
 
 /// Every flow with its number of nodes, sorted by name.
-pub async fn list(caller: Caller, params: Params) -> Result<Json<Vec<Listed>>, ApiError> {
+pub async fn list(caller: Caller, params: Params) -> Result<Json<Vec<FlowSummary>>, ApiError> {
     Ok(Json(document::list(&*caller.store, &params.namespace()?).await?))
 }
 

@@ -10,7 +10,7 @@ use axum::{
     Json,
     extract::{Path, State},
 };
-use serde_json::{Value, json};
+use weir_api::Validation;
 use weir_model::Kind;
 use weir_store::StoreError;
 
@@ -18,7 +18,7 @@ use super::{
     Api,
     access::Caller,
     check::{Checked, check},
-    document::{self, FlowDocument, Submitted},
+    document::{self, FlowDocument},
     error::ApiError,
     extract::{Body, Params, name},
     secret_settings,
@@ -35,7 +35,7 @@ pub async fn put(
 ) -> Result<Json<FlowDocument>, ApiError> {
     let flow = name("flow", "the path", &flow)?;
     let namespace = params.namespace()?;
-    let submitted: Submitted = body.json()?;
+    let submitted: FlowDocument = body.json()?;
     let checked = check(&api, &*caller.store, &namespace, Some(&flow), submitted).await?;
     save(&caller, &namespace, &flow, checked).await?;
     Ok(Json(document::read(&*caller.store, &namespace, &flow).await?))
@@ -47,14 +47,14 @@ pub async fn validate(
     caller: Caller,
     params: Params,
     body: Body,
-) -> Result<Json<Value>, ApiError> {
-    let submitted: Submitted = body.json()?;
+) -> Result<Json<Validation>, ApiError> {
+    let submitted: FlowDocument = body.json()?;
     let problems = match check(&api, &*caller.store, &params.namespace()?, None, submitted).await {
         Ok(_) => Vec::new(),
         Err(ApiError::Invalid(problems)) => problems,
         Err(err) => return Err(err),
     };
-    Ok(Json(json!({ "errors": problems })))
+    Ok(Json(Validation { errors: problems }))
 }
 
 async fn save(
