@@ -30,7 +30,7 @@ use weir_api::Session;
 use weir_model::Kind;
 use weir_store::{Store, StoreError, kubernetes::KubeStore};
 
-use super::{Api, error::ApiError};
+use super::error::ApiError;
 
 /// The session cookie: the caller's token, readable by the engine only (`HttpOnly`).
 pub const SESSION_COOKIE: &str = "weir_session";
@@ -194,14 +194,26 @@ async fn who_is(client: kube::Client) -> Result<Session, ApiError> {
     Ok(Session { user: user.username, groups, ..Session::default() })
 }
 
+/// What [`authenticate`] knows: who may do what, and with which store and namespace the
+/// engine acts itself.
+#[derive(Debug, Clone)]
+pub struct Authenticator {
+    /// Who may do what.
+    pub access: Access,
+    /// The engine's own store: the module catalogues, and everything when access is open.
+    pub store: Arc<dyn Store>,
+    /// The engine's home namespace, where the module catalogues are.
+    pub home: String,
+}
+
 /// Lets a request through only once its caller is known (see the module's documentation), and
 /// hands the handlers the [`Caller`].
 pub(super) async fn authenticate(
-    State(api): State<Api>,
+    State(authenticator): State<Authenticator>,
     mut request: Request,
     next: Next,
 ) -> Response {
-    match Caller::identify(request.headers(), &api).await {
+    match Caller::identify(request.headers(), &authenticator).await {
         Ok(caller) => {
             request.extensions_mut().insert(caller);
             next.run(request).await
@@ -243,10 +255,10 @@ impl std::fmt::Debug for Caller {
     }
 }
 
-impl FromRequestParts<Api> for Caller {
+impl<S: Send + Sync> FromRequestParts<S> for Caller {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, _: &Api) -> Result<Self, ApiError> {
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
         parts
             .extensions
             .get::<Self>()
@@ -257,7 +269,7 @@ impl FromRequestParts<Api> for Caller {
 
 impl Caller {
     /// The caller whose credentials `headers` carry, once they are accepted.
-    async fn identify(headers: &HeaderMap, api: &Api) -> Result<Self, ApiError> {
+    async fn identify(headers: &HeaderMap, api: &Authenticator) -> Result<Self, ApiError> {
         match &api.access {
             Access::Open => {
                 Ok(Self { store: Arc::clone(&api.store), client: None, who: None, token: None })
@@ -277,7 +289,7 @@ impl Caller {
                 let store = CallerStore {
                     caller: KubeStore::clone(&caller),
                     engine: Arc::clone(&api.store),
-                    home: api.scope.home.clone(),
+                    home: api.home.clone(),
                 };
                 let store = Arc::new(store);
                 Ok(Self { store, client: Some(client), who: Some(who), token: Some(token) })

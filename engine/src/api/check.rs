@@ -15,7 +15,7 @@ use weir_model::{
 };
 use weir_store::{DynamicObject, Selector, Store};
 
-use super::{Api, document::FlowDocument, error::ApiError, ports, settings};
+use super::{document::FlowDocument, error::ApiError, ports, settings, state::Api};
 use crate::catalogue::Catalogue;
 
 /// A flow document that passed every check: the objects to write.

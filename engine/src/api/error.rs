@@ -10,7 +10,7 @@ use weir_api::{ErrorBody, Failure, FailureKind, Problem};
 use weir_sdk::{ErrorKind, NodeError};
 use weir_store::StoreError;
 
-use crate::ops::OpError;
+use crate::ops::error::{OpError, SolutionProblem};
 
 /// An error answer.
 #[derive(Debug)]
@@ -160,7 +160,6 @@ impl From<StoreError> for ApiError {
 /// there is 404, settings that do not fit it are 400; the message is the whole chain.
 impl From<OpError> for ApiError {
     fn from(err: OpError) -> Self {
-        use crate::ops::solution::SolutionProblem;
         let err = match err {
             OpError::Store(source) => return source.into(),
             err => err,
@@ -180,8 +179,8 @@ impl From<OpError> for ApiError {
     }
 }
 
-impl From<crate::ops::solution::SolutionProblem> for ApiError {
-    fn from(err: crate::ops::solution::SolutionProblem) -> Self {
+impl From<SolutionProblem> for ApiError {
+    fn from(err: SolutionProblem) -> Self {
         OpError::from(err).into()
     }
 }

@@ -12,7 +12,10 @@ use serde::de::DeserializeOwned;
 use weir_api::FailureKind;
 use weir_model::names::NameRule;
 
-use super::{Api, MAX_BODY_BYTES, error::ApiError};
+use super::{error::ApiError, state::Api};
+
+/// The largest request body the API reads: a flow of many nodes, or a file of many flows.
+pub const MAX_BODY_BYTES: usize = 8 * 1024 * 1024;
 
 /// The query parameters of a request.
 #[derive(Debug)]

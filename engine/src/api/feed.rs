@@ -28,7 +28,7 @@ use weir_runtime::{
 };
 use weir_store::{DynamicObject, Store, WatchEvent};
 
-use super::messages::Recorder;
+use super::recorder::Recorder;
 use crate::scope::Scope;
 
 /// How many events an event stream may fall behind before it misses some.

@@ -12,7 +12,7 @@ use weir_model::PortDescriptor;
 use weir_runtime::Runtime;
 use weir_sdk::{NodeError, Port};
 
-use super::{Api, error::ApiError, extract::Body};
+use super::{error::ApiError, extract::Body, state::Api};
 
 /// The ports a node of `module`'s `component` would have with `settings`, when the module runs
 /// in this process; a node is built to learn them (settings checks included) and let go.

@@ -15,13 +15,13 @@ use weir_model::Kind;
 use weir_store::StoreError;
 
 use super::{
-    Api,
     access::Caller,
     check::{Checked, check},
     document::{self, FlowDocument},
     error::ApiError,
     extract::{Body, Params, name},
     secret_settings,
+    state::Api,
 };
 use crate::ops::apply::apply_one;
 

@@ -11,7 +11,7 @@ use super::{
     error::ApiError,
     extract::{Body, Params},
 };
-use crate::ops::send::{SendError, deliver};
+use crate::ops::{error::SendError, send::deliver};
 
 /// Sends the message; answers `{"answer": …}`.
 pub async fn post(caller: Caller, params: Params, body: Body) -> Result<Json<Answer>, ApiError> {

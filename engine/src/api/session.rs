@@ -13,10 +13,10 @@ use axum::{
 use weir_api::{Session, SignIn};
 
 use super::{
-    Api,
     access::{self, Caller, SESSION_COOKIE},
     error::ApiError,
     extract::Body,
+    state::Api,
 };
 
 /// Who the caller is: `{"user", "groups"}`, or `{"open": true}` when the API has no users;

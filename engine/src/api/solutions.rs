@@ -9,10 +9,10 @@ use axum::{
 use weir_api::{Applied, Install, SolutionSetting, SolutionSummary};
 
 use super::{
-    Api,
     access::Caller,
     error::ApiError,
     extract::{Body, Params},
+    state::Api,
     transfer,
 };
 use crate::ops::solution;
