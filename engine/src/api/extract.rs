@@ -5,7 +5,7 @@ use std::collections::HashMap;
 
 use axum::{
     body::Bytes,
-    extract::{FromRequest, FromRequestParts, Query, Request},
+    extract::{FromRequest, FromRequestParts, Path, Query, Request},
     http::{StatusCode, request::Parts},
 };
 use serde::de::DeserializeOwned;
@@ -64,6 +64,29 @@ impl Params {
                 "query parameter limit: {text:?} is not a number from 1 to {max}"
             ))),
         }
+    }
+}
+
+/// The flow a route's path names (`/flows/{flow}…`), its name checked, in the namespace the
+/// request is for.
+#[derive(Debug)]
+pub struct FlowAt {
+    /// The flow's name.
+    pub flow: String,
+    /// `?namespace=`, or the engine's home.
+    pub namespace: String,
+}
+
+impl FromRequestParts<Api> for FlowAt {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, api: &Api) -> Result<Self, ApiError> {
+        let Path(flow) = Path::<String>::from_request_parts(parts, api)
+            .await
+            .map_err(|err| ApiError::bad_request(format!("the path: {}", err.body_text())))?;
+        let flow = name("flow", "the path", &flow)?;
+        let namespace = Params::from_request_parts(parts, api).await?.namespace()?;
+        Ok(Self { flow, namespace })
     }
 }
 

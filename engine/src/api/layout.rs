@@ -1,7 +1,7 @@
 //! `PUT /api/flows/{flow}/layout`: moves nodes on the canvas by writing only the Flow's
 //! `spec.layout`, so the nodes (and their generations) are never touched.
 
-use axum::{Json, extract::Path};
+use axum::Json;
 use serde_json::{Map, Value};
 use weir_api::{Layout, Problem};
 use weir_model::{Kind, Position};
@@ -11,7 +11,7 @@ use super::{
     access::Caller,
     document::to_json,
     error::ApiError,
-    extract::{Body, Params, name},
+    extract::{Body, FlowAt},
     modify::modify,
 };
 
@@ -21,12 +21,9 @@ const MAX_LAYOUT_ENTRIES: usize = 512;
 /// Writes the flow's layout; answers with the Flow.
 pub async fn put(
     caller: Caller,
-    Path(flow): Path<String>,
-    params: Params,
+    FlowAt { flow, namespace }: FlowAt,
     body: Body,
 ) -> Result<Json<Value>, ApiError> {
-    let flow = name("flow", "the path", &flow)?;
-    let namespace = params.namespace()?;
     let request: Layout = body.json()?;
     if request.layout.len() > MAX_LAYOUT_ENTRIES {
         return Err(ApiError::invalid(Problem::new(

@@ -15,7 +15,7 @@ use weir_store::StoreError;
 use super::{
     access::Caller,
     error::ApiError,
-    extract::{Params, name},
+    extract::{FlowAt, Params, name},
     recorder::PER_NODE,
     state::Api,
 };
@@ -51,11 +51,9 @@ pub async fn list(
 pub async fn list_for_flow(
     State(api): State<Api>,
     caller: Caller,
-    Path(flow): Path<String>,
+    FlowAt { flow, namespace }: FlowAt,
     params: Params,
 ) -> Result<impl IntoResponse, ApiError> {
-    let flow = name("flow", "the path", &flow)?;
-    let namespace = params.namespace()?;
     let limit = params.limit(DEFAULT_LIMIT, PER_NODE)?;
     super::document::existing_flow(&*caller.store, &namespace, &flow).await?;
     let nodes = crate::ops::nodes_of(&*caller.store, &namespace, &flow).await?;

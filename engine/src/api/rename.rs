@@ -2,7 +2,7 @@
 //! moved to it (node names stay), then the old Flow deleted. Moving a node changes its spec, so
 //! it is rebuilt.
 
-use axum::{Json, extract::Path};
+use axum::Json;
 use serde_json::Value;
 use weir_api::{Problem, Rename};
 use weir_model::{FlowName, Kind};
@@ -12,19 +12,16 @@ use super::{
     access::Caller,
     document::{self, FlowDocument},
     error::ApiError,
-    extract::{Body, Params, name},
+    extract::{Body, FlowAt},
     modify::modify,
 };
 
 /// Renames a flow; answers with the document under its new name.
 pub async fn post(
     caller: Caller,
-    Path(flow): Path<String>,
-    params: Params,
+    FlowAt { flow, namespace }: FlowAt,
     body: Body,
 ) -> Result<Json<FlowDocument>, ApiError> {
-    let flow = name("flow", "the path", &flow)?;
-    let namespace = params.namespace()?;
     let request: Rename = body.json()?;
     let new = FlowName::new(request.name)
         .map_err(|err| ApiError::invalid(Problem::new(None, "name", err.to_string())))?;

@@ -6,10 +6,7 @@
 
 use std::collections::HashSet;
 
-use axum::{
-    Json,
-    extract::{Path, State},
-};
+use axum::{Json, extract::State};
 use weir_api::Validation;
 use weir_model::Kind;
 use weir_store::StoreError;
@@ -19,7 +16,7 @@ use super::{
     check::{Checked, check},
     document::{self, FlowDocument},
     error::ApiError,
-    extract::{Body, Params, name},
+    extract::{Body, FlowAt, Params},
     secret_settings,
     state::Api,
 };
@@ -29,12 +26,9 @@ use crate::ops::apply::apply_one;
 pub async fn put(
     State(api): State<Api>,
     caller: Caller,
-    Path(flow): Path<String>,
-    params: Params,
+    FlowAt { flow, namespace }: FlowAt,
     body: Body,
 ) -> Result<Json<FlowDocument>, ApiError> {
-    let flow = name("flow", "the path", &flow)?;
-    let namespace = params.namespace()?;
     let submitted: FlowDocument = body.json()?;
     let checked = check(&api, &*caller.store, &namespace, Some(&flow), submitted).await?;
     save(&caller, &namespace, &flow, checked).await?;

@@ -4,7 +4,7 @@
 
 use std::collections::BTreeSet;
 
-use axum::{Json, extract::Path, http::header, response::IntoResponse};
+use axum::{Json, http::header, response::IntoResponse};
 use serde_json::Value;
 use weir_api::{Applied, Problem};
 use weir_model::{Resource, manifest::SyntaxError};
@@ -13,7 +13,7 @@ use weir_store::Store;
 use super::{
     access::Caller,
     error::ApiError,
-    extract::{Body, Params, name},
+    extract::{Body, FlowAt, Params},
 };
 use crate::{
     catalogue::Catalogue,
@@ -27,11 +27,8 @@ const SOURCE: &str = "the body";
 /// The flow and its nodes as YAML manifests, secret settings concealed.
 pub async fn export(
     caller: Caller,
-    Path(flow): Path<String>,
-    params: Params,
+    FlowAt { flow, namespace }: FlowAt,
 ) -> Result<impl IntoResponse, ApiError> {
-    let flow = name("flow", "the path", &flow)?;
-    let namespace = params.namespace()?;
     let store = &*caller.store;
     let object = super::document::existing_flow(store, &namespace, &flow).await?;
     let catalogue = Catalogue::read(store, &namespace).await?;
