@@ -16,6 +16,7 @@ mod messages;
 mod modify;
 mod modules;
 mod ports;
+mod recorder;
 mod rename;
 mod save;
 mod secret_settings;
@@ -23,6 +24,7 @@ mod send;
 mod session;
 mod settings;
 mod solutions;
+mod state;
 mod transfer;
 
 use std::sync::Arc;
@@ -34,32 +36,14 @@ use axum::{
     routing::{get, post, put},
 };
 use tokio_util::sync::CancellationToken;
+use weir_api::FailureKind;
 use weir_runtime::{Runtime, trust::Bearer};
 use weir_store::Store;
 
 use crate::scope::Scope;
-use access::Access;
+use access::{Access, Authenticator};
 use error::ApiError;
-
-/// The largest request body the API reads: a flow of many nodes, or a file of many flows.
-const MAX_BODY_BYTES: usize = 8 * 1024 * 1024;
-
-/// What the handlers answer from.
-#[derive(Clone)]
-struct Api {
-    /// The engine's own store: the module catalogues, and everything when access is open.
-    store: Arc<dyn Store>,
-    /// Who may do what.
-    access: Access,
-    /// Where flows and modules live; requests that name no namespace are for `scope.home`.
-    scope: Scope,
-    /// The modules running in this process, when any.
-    runtime: Option<Runtime>,
-    /// Changes and messages as they happen, for the event stream and the last messages.
-    feed: feed::Feed,
-    /// Ends the event streams when the server shuts down.
-    stop: CancellationToken,
-}
+use state::Api;
 
 /// How the API is served: who may use it, and over which namespaces.
 #[derive(Debug, Clone)]
@@ -83,7 +67,8 @@ pub fn router(
 ) -> Router {
     let Serving { access, scope, bearer } = serving;
     let feed = feed::Feed::start(Arc::clone(&store), runtime.as_ref(), &scope, bearer, stop);
-    let api = Api { store, access, scope, runtime, feed, stop: stop.clone() };
+    let authenticator = Authenticator { access: access.clone(), store, home: scope.home.clone() };
+    let api = Api { access, scope, runtime, feed, stop: stop.clone() };
     // Signing in and out are the only routes for callers the API does not know yet.
     let signing = Router::new().route("/session", post(session::post).delete(session::delete));
     Router::new()
@@ -107,12 +92,12 @@ pub fn router(
         .method_not_allowed_fallback(|| async {
             ApiError::Failed {
                 status: axum::http::StatusCode::METHOD_NOT_ALLOWED,
-                kind: "bad_request",
+                kind: FailureKind::BadRequest,
                 message: "this route does not take that method".to_owned(),
             }
         })
-        .layer(middleware::from_fn_with_state(api.clone(), access::authenticate))
+        .layer(middleware::from_fn_with_state(authenticator, access::authenticate))
         .merge(signing)
-        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(DefaultBodyLimit::max(extract::MAX_BODY_BYTES))
         .with_state(api)
 }

@@ -19,12 +19,9 @@ use axum::{
     middleware::Next,
     response::{IntoResponse, Response},
 };
+use weir_api::{FailureKind, REQUEST_HEADER};
 
 use crate::api::error::ApiError;
-
-/// The header every request that changes something must carry (any value): the editor sends
-/// it, and a page of another origin cannot without the engine's consent.
-pub const REQUEST_HEADER: &str = "x-weir-request";
 
 /// Which requests an HTTP endpoint answers.
 #[derive(Debug, Clone, Copy)]
@@ -67,7 +64,7 @@ fn refusal(
         if !is_local_host(listen, &host) {
             return Some(ApiError::Failed {
                 status: StatusCode::MISDIRECTED_REQUEST,
-                kind: "misdirected",
+                kind: FailureKind::Misdirected,
                 message: format!(
                     "Host {host:?} is not this weir up: it answers only requests for \
                      localhost:{port} or a loopback address at port {port}{also}, so that a web \
@@ -113,7 +110,7 @@ fn refusal(
     if has_body && !content_type.is_some_and(is_json_or_yaml) {
         return Some(ApiError::Failed {
             status: StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            kind: "bad_request",
+            kind: FailureKind::BadRequest,
             message: format!(
                 "the body of a {method} must say it is JSON or YAML (Content-Type \
                  application/json or application/yaml), not {}",
@@ -125,7 +122,7 @@ fn refusal(
 }
 
 fn forbidden(message: String) -> ApiError {
-    ApiError::Failed { status: StatusCode::FORBIDDEN, kind: "forbidden", message }
+    ApiError::Failed { status: StatusCode::FORBIDDEN, kind: FailureKind::Forbidden, message }
 }
 
 /// Whether `method` may change something: those a page may not send to another origin unasked.

@@ -1,7 +1,7 @@
 //! Hosting modules in this process: a runtime with their components, the gRPC server other
-//! modules deliver to, leader election for the triggers, and the [`Host`] that keeps the
-//! runtime in step with the store. `weir up` hosts every built-in module; `weir module NAME`
-//! hosts one.
+//! modules deliver to, the webhook listener, and the [`Host`] that keeps the runtime in step
+//! with the store. `weir up` hosts every built-in module; `weir module NAME` hosts one
+//! (`crate::process` puts either together).
 
 use std::sync::Arc;
 
@@ -25,6 +25,15 @@ pub enum Leadership {
     Lease(kube::Client, Box<Election>),
 }
 
+/// Whether this replica leads, as it changes.
+#[derive(Debug, Clone)]
+pub struct Leading {
+    /// True while it leads.
+    pub leads: watch::Receiver<bool>,
+    /// Whether other replicas compete, so that they hear of this one leaving a moment late.
+    pub replicated: bool,
+}
+
 impl std::fmt::Debug for Leadership {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
@@ -39,14 +48,10 @@ impl std::fmt::Debug for Leadership {
 pub struct Hosting {
     /// The modules whose nodes this process runs.
     pub modules: Vec<Module>,
-    /// Where the `Module` resources are published, and whose nodes run here.
-    pub scope: Scope,
     /// Where the process is reached.
     pub listeners: Listeners,
     /// This replica's name among its modules' replicas (its pod's name).
     pub replica: String,
-    /// How this replica decides whether it runs the triggers.
-    pub leadership: Leadership,
     /// Who the gRPC server answers: everyone who reaches it when `None` (`weir up`).
     pub gate: Option<Arc<dyn Gate>>,
     /// What this process presents when it calls other modules, in a cluster.
@@ -114,36 +119,39 @@ pub struct Hosted {
 }
 
 impl Leadership {
-    /// Starts taking part until `stop` is cancelled: whether this replica leads, as it
-    /// changes, and the election's task when there is one.
-    pub fn start(
-        self,
-        stop: &CancellationToken,
-    ) -> (watch::Receiver<bool>, Option<JoinHandle<()>>) {
+    /// Starts taking part until `stop` is cancelled: whether this replica leads, and the
+    /// election's task when there is one.
+    pub fn start(self, stop: &CancellationToken) -> (Leading, Option<JoinHandle<()>>) {
         match self {
             // With the sender gone the value stays: leading for good.
-            Self::Alone => (watch::channel(true).1, None),
+            Self::Alone => (Leading { leads: watch::channel(true).1, replicated: false }, None),
             Self::Lease(client, election) => {
                 let (leader, leads) = watch::channel(false);
-                (leads, Some(tokio::spawn(election.run(client, leader, stop.clone()))))
+                let task = tokio::spawn(election.run(client, leader, stop.clone()));
+                (Leading { leads, replicated: true }, Some(task))
             }
         }
     }
 }
 
 impl Hosting {
-    /// Starts serving until `stop` is cancelled, then stops in the order that loses no
-    /// delivery: this replica leaves its modules' replicas (senders turn to the others), the
-    /// gRPC server stops taking calls and drains those under way (bounded), and only then do
-    /// the nodes stop and the lease go.
-    pub fn start(self, store: Arc<dyn Store>, stop: &CancellationToken) -> Hosted {
+    /// Starts serving the nodes of `scope` (publishing the `Module` resources in its home)
+    /// until `stop` is cancelled, the triggers running while `leading` says so, then stops in
+    /// the order that loses no delivery: this replica leaves its modules' replicas (senders
+    /// turn to the others), the gRPC server stops taking calls and drains those under way
+    /// (bounded), and only then do the nodes stop ([`Hosted::stopped`]; the lease goes after).
+    pub fn start(
+        self,
+        store: Arc<dyn Store>,
+        scope: Scope,
+        leading: Leading,
+        stop: &CancellationToken,
+    ) -> Hosted {
         let mut tasks = Vec::new();
         // Ends the gRPC server once this replica has left; ends the nodes once it drained.
         let (closing, serving) = (CancellationToken::new(), CancellationToken::new());
         // Other replicas' senders hear that this one left a moment after it did.
-        let replicated = matches!(self.leadership, Leadership::Lease(..));
-        let (leads, election) = self.leadership.start(&serving);
-        tasks.extend(election);
+        let Leading { leads, replicated } = leading;
         let serve = self.modules.iter().find_map(Module::serve);
         let runtime = Runtime::with_leadership(self.modules, leads);
         if let Some(bearer) = self.bearer {
@@ -185,8 +193,8 @@ impl Hosting {
                 }
             }
         });
-        let host = Host::new(runtime.clone(), store, &self.scope.home)
-            .watching(self.scope.flows)
+        let host = Host::new(runtime.clone(), store, &scope.home)
+            .watching(scope.flows)
             .with_endpoint(&self.replica, advertise)
             .refreshing_secrets_every(self.secret_refresh);
         tasks.push(tokio::spawn({
@@ -263,8 +271,7 @@ impl Hosted {
         Arc::clone(&self.failure)
     }
 
-    /// Waits for every part to finish (they do once `stop` is cancelled): nodes stopped, the
-    /// lease given up.
+    /// Waits for every part to finish (they do once `stop` is cancelled): the nodes stopped.
     pub async fn stopped(self) {
         for task in self.tasks {
             let _ = task.await;

@@ -14,12 +14,13 @@ pub mod hosting;
 pub mod manifests;
 pub mod ops;
 pub mod printer;
+pub mod probes;
+pub mod process;
 pub mod rbac;
 pub mod reference;
 pub mod review;
 pub mod scope;
 pub mod secrets;
-pub mod server;
 
 use std::process::ExitCode;
 

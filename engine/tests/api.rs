@@ -8,11 +8,12 @@ use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use tokio::{net::TcpListener, task::JoinHandle};
 use tokio_util::sync::{CancellationToken, DropGuard};
+use weir_api::REQUEST_HEADER;
 use weir_engine::{
     api::access::SharedToken,
-    guard::REQUEST_HEADER,
-    hosting,
-    server::{Engine, Local},
+    guard::Guard,
+    hosting::Listeners,
+    process::{Editor, Parts, Process, Users},
 };
 use weir_model::{API_VERSION, Kind, redact::KEPT};
 use weir_store::{DynamicObject, Store, embedded::EmbeddedStore};
@@ -28,7 +29,7 @@ struct Server {
     api: String,
     client: reqwest::Client,
     store: Arc<dyn Store>,
-    engine: Option<Engine>,
+    engine: Option<Process>,
     http: JoinHandle<()>,
     stop: CancellationToken,
     // Cancels `stop` however the test ends.
@@ -48,15 +49,17 @@ impl Server {
         let stop = CancellationToken::new();
         let modules = vec![weir_common::module()];
         let any = "127.0.0.1:0".parse()?;
-        let listeners = hosting::Listeners::bind(&modules, any, None, any).await?;
+        let listeners = Listeners::bind(&modules, any, None, any).await?;
         let listener = TcpListener::bind("127.0.0.1:0").await?;
         let address = listener.local_addr()?;
-        let local = Local {
-            address,
-            token: token.map(SharedToken::new).transpose().map_err(anyhow::Error::msg)?,
-            editor: data.path().join("editor"),
+        let users = match token {
+            Some(token) => Users::TokenHolder(SharedToken::new(token).map_err(anyhow::Error::msg)?),
+            None => Users::Anyone,
         };
-        let engine = Engine::start(Arc::clone(&store), modules, listeners, local, &stop);
+        let files = data.path().join("editor");
+        let editor = Editor { users, guard: Guard::Local(address), files, bearer: None };
+        let parts = Parts::up(Arc::clone(&store), modules, listeners, editor);
+        let engine = Process::start(parts, &stop);
         let api = format!("http://{address}/api");
         let http = tokio::spawn({
             let (app, stop) = (engine.app.clone(), stop.clone());

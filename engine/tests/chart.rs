@@ -741,7 +741,7 @@ async fn editor_acts_as_each_user(
     }
     let [alice, bob, carol] = [&users[0], &users[1], &users[2]];
     let mut headers = reqwest::header::HeaderMap::new();
-    headers.insert(weir_engine::guard::REQUEST_HEADER, "1".parse()?);
+    headers.insert(weir_api::REQUEST_HEADER, "1".parse()?);
     let http = reqwest::Client::builder().default_headers(headers).build()?;
     let url = |path: &str| format!("http://{address}/api{path}");
     let call = |method: reqwest::Method, path: &str, token: Option<&str>, body: Option<Value>| {

@@ -1,10 +1,15 @@
 //! The engine's editor API (docs/api.md), as the editor calls it: each function is one request,
-//! and every failure becomes an [`ApiError`] whose text says what went wrong where.
+//! and every failure becomes an [`ApiError`] whose text says what went wrong where. The bodies
+//! are `weir_api`'s types, which the engine answers with.
 
 use gloo_net::http::{Request, RequestBuilder, Response};
-use serde::{Deserialize, Serialize, de::DeserializeOwned};
+use serde::{Serialize, de::DeserializeOwned};
 use serde_json::Value;
-use weir_model::{Flow, FlowNodeStatus, Module};
+use weir_api::{
+    Answer, Applied, ErrorBody, FlowDocument, FlowSummary, Install, MessageSeen, Problem,
+    REQUEST_HEADER, Rename, SendRequest, SignIn, SolutionSummary,
+};
+use weir_model::{FlowNode, Module, NodeName, PortName};
 
 use crate::document::Document;
 
@@ -31,83 +36,6 @@ impl std::fmt::Display for ApiError {
         }
         Ok(())
     }
-}
-
-/// One problem with a flow or manifest, as the engine reports it.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
-pub struct Problem {
-    /// The resource, such as `FlowNode/tick`, or a document of an import.
-    #[serde(default)]
-    pub resource: Option<String>,
-    /// The field, such as `spec.edges[0].to.port`.
-    #[serde(default)]
-    pub field: Option<String>,
-    /// What is wrong.
-    pub message: String,
-}
-
-impl std::fmt::Display for Problem {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let place: Vec<&str> =
-            [self.resource.as_deref(), self.field.as_deref()].into_iter().flatten().collect();
-        if place.is_empty() {
-            f.write_str(&self.message)
-        } else {
-            write!(f, "{}: {}", place.join(" "), self.message)
-        }
-    }
-}
-
-#[derive(Deserialize)]
-struct ErrorBody {
-    #[serde(default)]
-    error: Option<ErrorDetail>,
-    #[serde(default)]
-    errors: Vec<Problem>,
-}
-
-#[derive(Deserialize)]
-struct ErrorDetail {
-    message: String,
-}
-
-/// A flow in the flow list.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-pub struct FlowSummary {
-    /// The Flow.
-    pub flow: Flow,
-    /// How many nodes it has.
-    pub nodes: usize,
-}
-
-/// A node's status as the event stream reports it.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-pub struct NodeEvent {
-    /// The node.
-    pub node: String,
-    /// Its status.
-    pub status: FlowNodeStatus,
-}
-
-/// A message seen on a node's port.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-pub struct Seen {
-    /// The node.
-    pub node: String,
-    /// The port.
-    pub port: String,
-    /// `in` or `out`.
-    #[serde(default)]
-    pub direction: String,
-    /// `received`, `emitted`, `answered`, `failed` or `logged`.
-    #[serde(default)]
-    pub what: String,
-    /// The message, secrets already hidden by the engine.
-    #[serde(default)]
-    pub payload: Value,
-    /// When, RFC 3339.
-    #[serde(default)]
-    pub time: String,
 }
 
 async fn call<T: DeserializeOwned>(
@@ -139,8 +67,8 @@ async fn send(
     let text = response.text().await.unwrap_or_default();
     let body: Option<ErrorBody> = serde_json::from_str(&text).ok();
     Err(match body {
-        Some(ErrorBody { error: Some(detail), errors }) => {
-            ApiError { message: format!("{doing}: {}", detail.message), problems: errors }
+        Some(ErrorBody { error: Some(failure), errors }) => {
+            ApiError { message: format!("{doing}: {}", failure.message), problems: errors }
         }
         Some(ErrorBody { error: None, errors }) if !errors.is_empty() => {
             ApiError { message: format!("{doing}: refused"), problems: errors }
@@ -152,11 +80,6 @@ async fn send(
 fn json(builder: RequestBuilder, body: &impl Serialize) -> Result<Request, gloo_net::Error> {
     builder.json(body)
 }
-
-/// The header the engine wants on every request that changes something (docs/api.md): a page
-/// of another site cannot send it, so such a page cannot drive the engine through the browser.
-/// Sent on every request, so no route is ever without it.
-const REQUEST_HEADER: &str = "x-weir-request";
 
 fn http_get(url: &str) -> RequestBuilder {
     Request::get(url).header(REQUEST_HEADER, "1")
@@ -226,21 +149,21 @@ pub async fn flows() -> Result<Vec<FlowSummary>, ApiError> {
 
 /// A flow with its nodes.
 pub async fn flow(name: &str) -> Result<Document, ApiError> {
-    call(
-        http_get(&in_namespace(&format!("/api/flows/{name}"))).build(),
-        &format!("open flow {name}"),
-    )
-    .await
+    let request = http_get(&in_namespace(&format!("/api/flows/{name}"))).build();
+    call(request, &format!("open flow {name}")).await.map(document)
 }
 
 /// Saves a whole flow; answers it as saved.
 pub async fn save(document: &Document) -> Result<Document, ApiError> {
     let name = document.name();
-    call(
-        json(http_put(&in_namespace(&format!("/api/flows/{name}"))), document),
-        &format!("save flow {name}"),
-    )
-    .await
+    let nodes: Vec<&FlowNode> = document.nodes.iter().collect();
+    let body = FlowDocument { flow: &document.flow, nodes };
+    let request = json(http_put(&in_namespace(&format!("/api/flows/{name}"))), &body);
+    call(request, &format!("save flow {name}")).await.map(self::document)
+}
+
+fn document(FlowDocument { flow, nodes }: FlowDocument) -> Document {
+    Document { flow, nodes }
 }
 
 /// Deletes a flow and its nodes.
@@ -255,12 +178,9 @@ pub async fn delete(name: &str) -> Result<(), ApiError> {
 
 /// Renames a flow.
 pub async fn rename(name: &str, to: &str) -> Result<Document, ApiError> {
-    let body = serde_json::json!({ "name": to });
-    call(
-        json(http_post(&in_namespace(&format!("/api/flows/{name}/rename"))), &body),
-        &format!("rename flow {name}"),
-    )
-    .await
+    let body = Rename { name: to.to_owned() };
+    let request = json(http_post(&in_namespace(&format!("/api/flows/{name}/rename"))), &body);
+    call(request, &format!("rename flow {name}")).await.map(document)
 }
 
 /// The flow's manifests, as `kubectl apply` takes them.
@@ -276,75 +196,30 @@ pub async fn export(name: &str) -> Result<String, ApiError> {
     })
 }
 
-#[derive(Deserialize)]
-struct Imported {
-    flows: Vec<String>,
-}
-
 /// Applies manifests (YAML); answers the flows they hold.
 pub async fn import(yaml: String) -> Result<Vec<String>, ApiError> {
     let request = http_post(&in_namespace("/api/import"))
         .header("content-type", "application/yaml")
         .body(yaml);
-    let imported: Imported = call(request, "import").await?;
+    let imported: Applied = call(request, "import").await?;
     Ok(imported.flows)
-}
-
-#[derive(Deserialize)]
-struct Answer {
-    #[serde(default)]
-    answer: Value,
 }
 
 /// Sends `message` to a node's input port; answers what the run returned.
 pub async fn send_message(node: &str, port: &str, message: Value) -> Result<Value, ApiError> {
-    let body = serde_json::json!({ "node": node, "port": port, "message": message });
-    let answer: Answer =
-        call(json(http_post(&in_namespace("/api/send")), &body), &format!("send to {node}:{port}"))
-            .await?;
+    let doing = format!("send to {node}:{port}");
+    let named = |err: weir_model::names::InvalidName| ApiError::from(format!("{doing}: {err}"));
+    let node = NodeName::new(node).map_err(named)?;
+    let port = PortName::new(port).map_err(named)?;
+    let body = SendRequest { node, port, message, timeout: None };
+    let answer: Answer = call(json(http_post(&in_namespace("/api/send")), &body), &doing).await?;
     Ok(answer.answer)
 }
 
 /// The last messages seen on each node of a flow.
-pub async fn messages(flow: &str) -> Result<Vec<Seen>, ApiError> {
+pub async fn messages(flow: &str) -> Result<Vec<MessageSeen>, ApiError> {
     let url = in_namespace(&format!("/api/flows/{flow}/messages?limit=50"));
     call(http_get(&url).build(), &format!("messages of flow {flow}")).await
-}
-
-/// A solution of the gallery.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-pub struct SolutionSummary {
-    /// The name to install it by.
-    pub name: String,
-    /// Its title.
-    pub title: String,
-    /// What it does.
-    pub description: String,
-    /// What an install may change.
-    #[serde(default)]
-    pub settings: Vec<SolutionSetting>,
-}
-
-/// One setting of a solution.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-pub struct SolutionSetting {
-    /// Its name.
-    pub name: String,
-    /// What it means.
-    #[serde(default)]
-    pub description: String,
-    /// `string`, `boolean`, `integer`, `duration` or `list`.
-    #[serde(rename = "type")]
-    pub kind: String,
-    /// The value the manifests hold.
-    #[serde(default)]
-    pub default: Value,
-    /// Whether an install must give it.
-    #[serde(default)]
-    pub required: bool,
-    /// The values it may take, when it is one of a few.
-    #[serde(default, rename = "enum")]
-    pub values: Vec<String>,
 }
 
 /// The solutions the engine offers.
@@ -357,9 +232,9 @@ pub async fn install(
     name: &str,
     settings: &std::collections::BTreeMap<String, String>,
 ) -> Result<Vec<String>, ApiError> {
-    let body = serde_json::json!({ "settings": settings });
+    let body = Install { settings: settings.clone() };
     let request = json(http_post(&in_namespace(&format!("/api/solutions/{name}/install"))), &body);
-    let installed: Imported = call(request, &format!("install {name}")).await?;
+    let installed: Applied = call(request, &format!("install {name}")).await?;
     Ok(installed.flows)
 }
 
@@ -374,23 +249,12 @@ pub enum Session {
     SignedOut,
 }
 
-#[derive(Deserialize)]
-struct Who {
-    #[serde(default)]
-    open: bool,
-    #[serde(default)]
-    user: Option<String>,
-    /// The engine's own namespace, where requests naming none go.
-    #[serde(default)]
-    namespace: String,
-}
-
-impl From<Who> for Session {
-    fn from(who: Who) -> Self {
+impl From<weir_api::Session> for Session {
+    fn from(who: weir_api::Session) -> Self {
         match who {
-            Who { open: true, .. } => Self::Open,
-            Who { user: Some(user), .. } => Self::User(user),
-            Who { user: None, .. } => Self::SignedOut,
+            weir_api::Session { open: true, .. } => Self::Open,
+            weir_api::Session { user: Some(user), .. } => Self::User(user),
+            weir_api::Session { user: None, .. } => Self::SignedOut,
         }
     }
 }
@@ -413,7 +277,7 @@ pub async fn session() -> Result<(Session, String), ApiError> {
             format!("ask who is signed in: the engine answered {}", response.status()).into()
         );
     }
-    let who: Who = response
+    let who: weir_api::Session = response
         .json()
         .await
         .map_err(|err| ApiError::from(format!("ask who is signed in: {err}")))?;
@@ -423,8 +287,8 @@ pub async fn session() -> Result<(Session, String), ApiError> {
 
 /// Signs in with a Kubernetes bearer token; the engine keeps it in a cookie the page cannot read.
 pub async fn sign_in(token: &str) -> Result<(Session, String), ApiError> {
-    let body = serde_json::json!({ "token": token });
-    let who: Who = call(json(http_post("/api/session"), &body), "sign in").await?;
+    let body = SignIn { token: token.to_owned() };
+    let who: weir_api::Session = call(json(http_post("/api/session"), &body), "sign in").await?;
     let home = who.namespace.clone();
     Ok((who.into(), home))
 }

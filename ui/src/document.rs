@@ -11,8 +11,8 @@ use weir_model::{
     HumanDuration, ModuleName, NodeName, PortName, Position, RetryPolicy,
 };
 
-/// A flow with its nodes, as the engine's API sends and saves it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// A flow with its nodes, as the editor edits it (`weir_api::FlowDocument` on the wire).
+#[derive(Debug, Clone, PartialEq)]
 pub struct Document {
     /// The Flow resource, with the layout.
     pub flow: Flow,

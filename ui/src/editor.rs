@@ -5,12 +5,13 @@
 use std::collections::{HashMap, VecDeque};
 
 use leptos::{prelude::*, task::spawn_local};
+use weir_api::{FlowSummary, MessageSeen};
 use weir_model::{
     ComponentDescriptor, Direction, FlowNode, FlowNodeStatus, Module, PortDescriptor,
 };
 
 use crate::{
-    api::{self, ApiError, FlowSummary, Seen},
+    api::{self, ApiError},
     document::{Clipboard, Document, History, Selection},
     geometry::View,
 };
@@ -49,7 +50,7 @@ pub struct Editor {
     /// Each node's status, as last reported.
     pub statuses: RwSignal<HashMap<String, FlowNodeStatus>>,
     /// Messages seen on the open flow's nodes, oldest first.
-    pub seen: RwSignal<VecDeque<Seen>>,
+    pub seen: RwSignal<VecDeque<MessageSeen>>,
     /// The latest note for the user.
     pub notice: RwSignal<Option<Notice>>,
     /// What was copied.
@@ -297,7 +298,7 @@ impl Editor {
     }
 
     /// Notes a message seen on a node.
-    pub fn saw(&self, message: Seen) {
+    pub fn saw(&self, message: MessageSeen) {
         self.seen.update(|seen| {
             seen.push_back(message);
             while seen.len() > SEEN_KEPT {

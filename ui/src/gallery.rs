@@ -6,11 +6,9 @@ use std::collections::BTreeMap;
 
 use leptos::{ev, prelude::*, task::spawn_local};
 use serde_json::Value;
+use weir_api::{SolutionSetting, SolutionSummary};
 
-use crate::{
-    api::{self, SolutionSetting, SolutionSummary},
-    editor::Editor,
-};
+use crate::{api, editor::Editor};
 
 /// The gallery.
 #[component]

@@ -6,10 +6,9 @@ use leptos::{prelude::*, task::spawn_local};
 use wasm_bindgen::{JsCast as _, closure::Closure};
 use web_sys::{EventSource, MessageEvent};
 
-use crate::{
-    api::{self, NodeEvent, Seen},
-    editor::Editor,
-};
+use weir_api::{MessageSeen, NodeEvent};
+
+use crate::{api, editor::Editor};
 
 /// An open event stream and the listeners it calls.
 struct Stream {
@@ -59,7 +58,7 @@ fn open(editor: Editor, flow: &str) -> Result<Stream, String> {
         }
     });
     let on_message = Closure::<dyn FnMut(MessageEvent)>::new(move |event: MessageEvent| {
-        if let Some(seen) = read::<Seen>(&event) {
+        if let Some(seen) = read::<MessageSeen>(&event) {
             editor.saw(seen);
         }
     });

@@ -25,12 +25,12 @@ use axum::{
     middleware::Next,
     response::{IntoResponse, Response},
 };
-use serde_json::{Value, json};
 use sha2::{Digest as _, Sha256};
+use weir_api::Session;
 use weir_model::Kind;
 use weir_store::{Store, StoreError, kubernetes::KubeStore};
 
-use super::{Api, error::ApiError};
+use super::error::ApiError;
 
 /// The session cookie: the caller's token, readable by the engine only (`HttpOnly`).
 pub const SESSION_COOKIE: &str = "weir_session";
@@ -131,7 +131,7 @@ struct Kept {
     /// When the cluster last accepted the token.
     accepted: Instant,
     store: Arc<KubeStore>,
-    who: Value,
+    who: Session,
 }
 
 impl std::fmt::Debug for Clients {
@@ -143,7 +143,10 @@ impl std::fmt::Debug for Clients {
 impl Clients {
     /// The store that acts as whoever `token` belongs to, and who that is, once the cluster
     /// accepted the token (asked again after [`ACCEPTED_FOR`]); 401 when it does not.
-    pub(super) async fn accepted(&self, token: &str) -> Result<(Arc<KubeStore>, Value), ApiError> {
+    pub(super) async fn accepted(
+        &self,
+        token: &str,
+    ) -> Result<(Arc<KubeStore>, Session), ApiError> {
         let key: [u8; 32] = Sha256::digest(token.as_bytes()).into();
         let known = {
             let mut kept = self.kept.lock().unwrap_or_else(PoisonError::into_inner);
@@ -166,7 +169,7 @@ impl Clients {
 
     /// Keeps a caller's client, making room by dropping idle ones, then the least recently
     /// used.
-    fn keep(&self, key: [u8; 32], store: Arc<KubeStore>, who: Value) {
+    fn keep(&self, key: [u8; 32], store: Arc<KubeStore>, who: Session) {
         let now = Instant::now();
         let mut kept = self.kept.lock().unwrap_or_else(PoisonError::into_inner);
         kept.retain(|_, kept| now.duration_since(kept.used) < CLIENT_IDLE);
@@ -180,24 +183,37 @@ impl Clients {
     }
 }
 
-/// Asks the apiserver who a client's credentials belong to: `{"user", "groups"}`; 401 when it
-/// does not accept them.
-async fn who_is(client: kube::Client) -> Result<Value, ApiError> {
+/// Asks the apiserver who a client's credentials belong to (user and groups); 401 when it does
+/// not accept them.
+async fn who_is(client: kube::Client) -> Result<Session, ApiError> {
     let user = crate::review::user_of(client).await.map_err(|err| match err {
         kube::Error::Api(status) if status.code == 401 => ApiError::token_refused(),
         err => ApiError::from(StoreError::Unavailable(Box::new(err))),
     })?;
-    Ok(json!({ "user": user.username, "groups": user.groups.unwrap_or_default() }))
+    let groups = Some(user.groups.unwrap_or_default());
+    Ok(Session { user: user.username, groups, ..Session::default() })
+}
+
+/// What [`authenticate`] knows: who may do what, and with which store and namespace the
+/// engine acts itself.
+#[derive(Debug, Clone)]
+pub struct Authenticator {
+    /// Who may do what.
+    pub access: Access,
+    /// The engine's own store: the module catalogues, and everything when access is open.
+    pub store: Arc<dyn Store>,
+    /// The engine's home namespace, where the module catalogues are.
+    pub home: String,
 }
 
 /// Lets a request through only once its caller is known (see the module's documentation), and
 /// hands the handlers the [`Caller`].
 pub(super) async fn authenticate(
-    State(api): State<Api>,
+    State(authenticator): State<Authenticator>,
     mut request: Request,
     next: Next,
 ) -> Response {
-    match Caller::identify(request.headers(), &api).await {
+    match Caller::identify(request.headers(), &authenticator).await {
         Ok(caller) => {
             request.extensions_mut().insert(caller);
             next.run(request).await
@@ -207,7 +223,7 @@ pub(super) async fn authenticate(
 }
 
 /// Signs in with `token`: who it belongs to, or 401.
-pub(super) async fn sign_in(access: &Access, token: &str) -> Result<Value, ApiError> {
+pub(super) async fn sign_in(access: &Access, token: &str) -> Result<Session, ApiError> {
     match access {
         Access::Open => Err(ApiError::bad_request("this engine has no users to sign in as")),
         Access::Token(own) if own.accepts(token) => Ok(holder()),
@@ -216,8 +232,8 @@ pub(super) async fn sign_in(access: &Access, token: &str) -> Result<Value, ApiEr
     }
 }
 
-fn holder() -> Value {
-    json!({ "user": TOKEN_HOLDER, "groups": [] })
+fn holder() -> Session {
+    Session { user: Some(TOKEN_HOLDER.to_owned()), groups: Some(Vec::new()), ..Session::default() }
 }
 
 /// The caller of a request: the store that acts for them, and their client in a cluster.
@@ -227,8 +243,8 @@ pub struct Caller {
     pub store: Arc<dyn Store>,
     /// The caller's own client, in a cluster.
     pub client: Option<kube::Client>,
-    /// Who the caller is (`{"user", "groups"}`); none where the API has no users.
-    pub who: Option<Value>,
+    /// Who the caller is (user and groups); none where the API has no users.
+    pub who: Option<Session>,
     /// The caller's bearer token, in a cluster, for the modules the caller sends to.
     pub token: Option<String>,
 }
@@ -239,10 +255,10 @@ impl std::fmt::Debug for Caller {
     }
 }
 
-impl FromRequestParts<Api> for Caller {
+impl<S: Send + Sync> FromRequestParts<S> for Caller {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, _: &Api) -> Result<Self, ApiError> {
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
         parts
             .extensions
             .get::<Self>()
@@ -253,7 +269,7 @@ impl FromRequestParts<Api> for Caller {
 
 impl Caller {
     /// The caller whose credentials `headers` carry, once they are accepted.
-    async fn identify(headers: &HeaderMap, api: &Api) -> Result<Self, ApiError> {
+    async fn identify(headers: &HeaderMap, api: &Authenticator) -> Result<Self, ApiError> {
         match &api.access {
             Access::Open => {
                 Ok(Self { store: Arc::clone(&api.store), client: None, who: None, token: None })
@@ -273,7 +289,7 @@ impl Caller {
                 let store = CallerStore {
                     caller: KubeStore::clone(&caller),
                     engine: Arc::clone(&api.store),
-                    home: api.scope.home.clone(),
+                    home: api.home.clone(),
                 };
                 let store = Arc::new(store);
                 Ok(Self { store, client: Some(client), who: Some(who), token: Some(token) })
@@ -351,9 +367,9 @@ mod tests {
         let clients = Clients { base: kube::Config::new(url), kept: Mutex::default() };
         let key = |token: &str| -> [u8; 32] { Sha256::digest(token.as_bytes()).into() };
         let store = || KubeStore::with_token(&clients.base, "t").map(Arc::new);
-        clients.keep(key("token-a"), store()?, Value::Null);
+        clients.keep(key("token-a"), store()?, Session::default());
         for n in 0..MAX_CLIENTS {
-            clients.keep(key(&format!("token-{n}")), store()?, Value::Null);
+            clients.keep(key(&format!("token-{n}")), store()?, Session::default());
         }
         let kept = clients.kept.lock().unwrap_or_else(PoisonError::into_inner);
         assert_eq!(kept.len(), MAX_CLIENTS);

@@ -8,18 +8,14 @@
 use std::collections::{HashMap, HashSet};
 
 use serde_json::Value;
+use weir_api::Problem;
 use weir_model::{
     FieldError, FlowNode, FlowNodeStatus, Kind, Resource, check::check_flow,
     flow_node::ResolvedPort, manifest, secret_ref,
 };
 use weir_store::{DynamicObject, Selector, Store};
 
-use super::{
-    Api,
-    document::Submitted,
-    error::{ApiError, Problem},
-    ports, settings,
-};
+use super::{document::FlowDocument, error::ApiError, ports, settings, state::Api};
 use crate::catalogue::Catalogue;
 
 /// A flow document that passed every check: the objects to write.
@@ -40,7 +36,7 @@ pub async fn check(
     store: &dyn Store,
     namespace: &str,
     name: Option<&str>,
-    submitted: Submitted,
+    submitted: FlowDocument,
 ) -> Result<Checked, ApiError> {
     let catalogue = Catalogue::read(store, namespace).await?;
     let stored: HashMap<String, DynamicObject> = store
@@ -49,7 +45,7 @@ pub async fn check(
         .into_iter()
         .filter_map(|node| Some((node.metadata.name.clone()?, node)))
         .collect();
-    let Submitted { flow: mut flow_doc, nodes: node_docs } = submitted;
+    let FlowDocument { flow: mut flow_doc, nodes: node_docs } = submitted;
     let own_name = flow_doc.pointer("/metadata/name").and_then(Value::as_str);
     let target = Target { flow: name.or(own_name).unwrap_or_default().to_owned(), namespace };
     let mut problems = Problems::default();

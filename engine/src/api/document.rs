@@ -1,7 +1,7 @@
 //! The document the editor edits: a flow with its nodes, read from the store with secret
-//! settings concealed, and as the editor sends it back.
+//! settings concealed. The engine passes the stored JSON on as it is (`weir_api`'s types take
+//! the resources as parameters).
 
-use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use weir_model::Kind;
 use weir_store::{DynamicObject, Selector, Store, StoreError};
@@ -9,34 +9,13 @@ use weir_store::{DynamicObject, Selector, Store, StoreError};
 use super::error::ApiError;
 use crate::catalogue::Catalogue;
 
-/// A flow and its nodes (sorted by name, with their status).
-#[derive(Debug, Serialize)]
-pub struct FlowDocument {
-    /// The `Flow`.
-    pub flow: Value,
-    /// Its `FlowNode`s, secret settings concealed.
-    pub nodes: Vec<Value>,
-}
-
-/// A flow and its nodes as submitted to be saved or checked: each a JSON document, checked by
-/// the manifest rules before it is read as a resource.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Submitted {
-    /// The `Flow`.
-    pub flow: Value,
-    /// Every node of the flow.
-    pub nodes: Vec<Value>,
-}
+/// A flow and its nodes (sorted by name, with their status), each as its JSON: as answered,
+/// and as submitted to be saved or checked (each document checked by the manifest rules before
+/// it is read as a resource).
+pub type FlowDocument = weir_api::FlowDocument<Value, Value>;
 
 /// One entry of the flow list.
-#[derive(Debug, Serialize)]
-pub struct Listed {
-    /// The `Flow`.
-    pub flow: Value,
-    /// How many nodes name it.
-    pub nodes: usize,
-}
+pub type FlowSummary = weir_api::FlowSummary<Value>;
 
 /// The stored Flow called `flow`; 404 when there is none.
 pub async fn existing_flow(
@@ -68,7 +47,7 @@ pub async fn read(
 }
 
 /// Every flow of a namespace with its number of nodes, sorted by name.
-pub async fn list(store: &dyn Store, namespace: &str) -> Result<Vec<Listed>, ApiError> {
+pub async fn list(store: &dyn Store, namespace: &str) -> Result<Vec<FlowSummary>, ApiError> {
     let everything = Selector::everything();
     let flows = store.list(Kind::Flow, Some(namespace), &everything).await?;
     let nodes = store.list(Kind::FlowNode, Some(namespace), &everything).await?;
@@ -80,7 +59,7 @@ pub async fn list(store: &dyn Store, namespace: &str) -> Result<Vec<Listed>, Api
                 .iter()
                 .filter(|n| n.data.pointer("/spec/flow").and_then(Value::as_str) == name)
                 .count();
-            Ok(Listed { flow: to_json(flow)?, nodes: count })
+            Ok(FlowSummary { flow: to_json(flow)?, nodes: count })
         })
         .collect()
 }

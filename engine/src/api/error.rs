@@ -6,12 +6,11 @@ use axum::{
     http::{StatusCode, header},
     response::{IntoResponse, Response},
 };
-use serde::Serialize;
-use serde_json::json;
+use weir_api::{ErrorBody, Failure, FailureKind, Problem};
 use weir_sdk::{ErrorKind, NodeError};
 use weir_store::StoreError;
 
-use crate::ops::OpError;
+use crate::ops::error::{OpError, SolutionProblem};
 
 /// An error answer.
 #[derive(Debug)]
@@ -21,7 +20,7 @@ pub enum ApiError {
         /// The HTTP status.
         status: StatusCode,
         /// What kind of failure, for the editor to branch on (see `docs/api.md`).
-        kind: &'static str,
+        kind: FailureKind,
         /// What went wrong and where, lowercase.
         message: String,
     },
@@ -29,54 +28,21 @@ pub enum ApiError {
     Invalid(Vec<Problem>),
 }
 
-/// One problem of a submitted document.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Problem {
-    /// The document's number in an imported file, from 1.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub document: Option<usize>,
-    /// The item's index when that document is a `kind: List`.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub item: Option<usize>,
-    /// The resource, as `Kind/name` (such as `FlowNode/tick`), or where it stands in the body
-    /// (such as `nodes[2]`) when it has no name to tell it by.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub resource: Option<String>,
-    /// The field at fault, such as `spec.edges[0].to.port`.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub field: Option<String>,
-    /// What is wrong.
-    pub message: String,
-}
-
-impl Problem {
-    /// A problem of `resource`, at `field` when one is named (an empty path names none).
-    pub fn new(resource: Option<String>, field: &str, message: impl Into<String>) -> Self {
-        Self {
-            document: None,
-            item: None,
-            resource,
-            field: (!field.is_empty()).then(|| field.to_owned()),
-            message: message.into(),
-        }
-    }
-}
-
 impl ApiError {
-    fn failed(status: StatusCode, kind: &'static str, message: impl Into<String>) -> Self {
+    fn failed(status: StatusCode, kind: FailureKind, message: impl Into<String>) -> Self {
         Self::Failed { status, kind, message: message.into() }
     }
 
     /// 400: the request cannot be read.
     pub fn bad_request(message: impl Into<String>) -> Self {
-        Self::failed(StatusCode::BAD_REQUEST, "bad_request", message)
+        Self::failed(StatusCode::BAD_REQUEST, FailureKind::BadRequest, message)
     }
 
     /// 401: the request carries no credentials the cluster takes.
     pub fn unauthenticated() -> Self {
         Self::failed(
             StatusCode::UNAUTHORIZED,
-            "unauthenticated",
+            FailureKind::Unauthenticated,
             "sign in: send a Kubernetes bearer token (Authorization: Bearer TOKEN, or POST /api/session)",
         )
     }
@@ -85,21 +51,21 @@ impl ApiError {
     pub fn token_refused() -> Self {
         Self::failed(
             StatusCode::UNAUTHORIZED,
-            "unauthenticated",
+            FailureKind::Unauthenticated,
             "the cluster does not accept this token: it may have expired, or be for another cluster",
         )
     }
 
     /// 403: the cluster refused what the caller asked for, in its own words.
     pub fn forbidden(message: impl Into<String>) -> Self {
-        Self::failed(StatusCode::FORBIDDEN, "forbidden", message)
+        Self::failed(StatusCode::FORBIDDEN, FailureKind::Forbidden, message)
     }
 
     /// 401: `weir up --token-file` wants its token and the request carries none.
     pub fn shared_token_missing() -> Self {
         Self::failed(
             StatusCode::UNAUTHORIZED,
-            "unauthenticated",
+            FailureKind::Unauthenticated,
             "sign in: send the token of weir up's --token-file (Authorization: Bearer TOKEN, or POST /api/session)",
         )
     }
@@ -108,29 +74,29 @@ impl ApiError {
     pub fn shared_token_refused() -> Self {
         Self::failed(
             StatusCode::UNAUTHORIZED,
-            "unauthenticated",
+            FailureKind::Unauthenticated,
             "this is not the token of weir up's --token-file",
         )
     }
 
     /// 404: what the request names does not exist.
     pub fn not_found(message: impl Into<String>) -> Self {
-        Self::failed(StatusCode::NOT_FOUND, "not_found", message)
+        Self::failed(StatusCode::NOT_FOUND, FailureKind::NotFound, message)
     }
 
     /// 409: the request collides with what exists.
     pub fn conflict(message: impl Into<String>) -> Self {
-        Self::failed(StatusCode::CONFLICT, "conflict", message)
+        Self::failed(StatusCode::CONFLICT, FailureKind::Conflict, message)
     }
 
     /// 502: a module cannot be reached, or answered with something that is not an answer.
     pub fn unreachable(message: impl Into<String>) -> Self {
-        Self::failed(StatusCode::BAD_GATEWAY, "unreachable", message)
+        Self::failed(StatusCode::BAD_GATEWAY, FailureKind::Unreachable, message)
     }
 
     /// 500: a fault of the engine.
     pub fn internal(message: impl Into<String>) -> Self {
-        Self::failed(StatusCode::INTERNAL_SERVER_ERROR, "internal", message)
+        Self::failed(StatusCode::INTERNAL_SERVER_ERROR, FailureKind::Internal, message)
     }
 
     /// One problem as a 422 list.
@@ -140,13 +106,13 @@ impl ApiError {
 
     /// A node's failure, with the status its kind calls for.
     pub fn node(error: &NodeError, message: String) -> Self {
-        let status = match error.kind() {
-            ErrorKind::Invalid => StatusCode::UNPROCESSABLE_ENTITY,
-            ErrorKind::Transient => StatusCode::SERVICE_UNAVAILABLE,
-            ErrorKind::Cancelled => StatusCode::GATEWAY_TIMEOUT,
-            ErrorKind::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+        let (status, kind) = match error.kind() {
+            ErrorKind::Invalid => (StatusCode::UNPROCESSABLE_ENTITY, FailureKind::Invalid),
+            ErrorKind::Transient => (StatusCode::SERVICE_UNAVAILABLE, FailureKind::Transient),
+            ErrorKind::Cancelled => (StatusCode::GATEWAY_TIMEOUT, FailureKind::Cancelled),
+            ErrorKind::Internal => (StatusCode::INTERNAL_SERVER_ERROR, FailureKind::Internal),
         };
-        Self::failed(status, error.kind().as_str(), message)
+        Self::failed(status, kind, message)
     }
 }
 
@@ -155,11 +121,10 @@ impl IntoResponse for ApiError {
         match self {
             Self::Failed { status, kind, message } => {
                 if status.is_server_error() {
-                    tracing::warn!(status = status.as_u16(), kind, "api: {message}");
+                    tracing::warn!(status = status.as_u16(), ?kind, "api: {message}");
                 }
-                let mut response =
-                    (status, Json(json!({ "error": { "kind": kind, "message": message } })))
-                        .into_response();
+                let body = ErrorBody { error: Some(Failure { kind, message }), errors: Vec::new() };
+                let mut response = (status, Json(body)).into_response();
                 if status == StatusCode::PAYLOAD_TOO_LARGE {
                     // The rest of the body stays unread, so the server closes the connection:
                     // said here, a client does not send its next request on it.
@@ -170,8 +135,8 @@ impl IntoResponse for ApiError {
                 response
             }
             Self::Invalid(problems) => {
-                (StatusCode::UNPROCESSABLE_ENTITY, Json(json!({ "errors": problems })))
-                    .into_response()
+                let body = ErrorBody { error: None, errors: problems };
+                (StatusCode::UNPROCESSABLE_ENTITY, Json(body)).into_response()
             }
         }
     }
@@ -195,28 +160,27 @@ impl From<StoreError> for ApiError {
 /// there is 404, settings that do not fit it are 400; the message is the whole chain.
 impl From<OpError> for ApiError {
     fn from(err: OpError) -> Self {
-        use crate::ops::solution::SolutionProblem;
         let err = match err {
             OpError::Store(source) => return source.into(),
             err => err,
         };
         let (status, kind) = match &err {
             OpError::Solution(SolutionProblem::Unknown { .. }) => {
-                (StatusCode::NOT_FOUND, "not_found")
+                (StatusCode::NOT_FOUND, FailureKind::NotFound)
             }
             OpError::Solution(
                 SolutionProblem::NoSuchSetting(_) | SolutionProblem::Settings { .. },
-            ) => (StatusCode::BAD_REQUEST, "bad_request"),
-            err => {
-                err.store_error().map_or((StatusCode::INTERNAL_SERVER_ERROR, "internal"), status_of)
-            }
+            ) => (StatusCode::BAD_REQUEST, FailureKind::BadRequest),
+            err => err
+                .store_error()
+                .map_or((StatusCode::INTERNAL_SERVER_ERROR, FailureKind::Internal), status_of),
         };
         Self::failed(status, kind, chain(&err))
     }
 }
 
-impl From<crate::ops::solution::SolutionProblem> for ApiError {
-    fn from(err: crate::ops::solution::SolutionProblem) -> Self {
+impl From<SolutionProblem> for ApiError {
+    fn from(err: SolutionProblem) -> Self {
         OpError::from(err).into()
     }
 }
@@ -233,19 +197,19 @@ pub fn chain(err: &(dyn std::error::Error + 'static)) -> String {
     text
 }
 
-fn status_of(err: &StoreError) -> (StatusCode, &'static str) {
+fn status_of(err: &StoreError) -> (StatusCode, FailureKind) {
     match err {
-        StoreError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
+        StoreError::NotFound(_) => (StatusCode::NOT_FOUND, FailureKind::NotFound),
         StoreError::AlreadyExists(_) | StoreError::Conflict { .. } => {
-            (StatusCode::CONFLICT, "conflict")
+            (StatusCode::CONFLICT, FailureKind::Conflict)
         }
-        StoreError::Invalid { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "invalid"),
-        StoreError::Forbidden { .. } => (StatusCode::FORBIDDEN, "forbidden"),
-        StoreError::Unauthenticated => (StatusCode::UNAUTHORIZED, "unauthenticated"),
-        StoreError::TooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "too_large"),
-        StoreError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
+        StoreError::Invalid { .. } => (StatusCode::UNPROCESSABLE_ENTITY, FailureKind::Invalid),
+        StoreError::Forbidden { .. } => (StatusCode::FORBIDDEN, FailureKind::Forbidden),
+        StoreError::Unauthenticated => (StatusCode::UNAUTHORIZED, FailureKind::Unauthenticated),
+        StoreError::TooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, FailureKind::TooLarge),
+        StoreError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, FailureKind::Unavailable),
         StoreError::Corrupt { .. } | StoreError::Io { .. } => {
-            (StatusCode::INTERNAL_SERVER_ERROR, "internal")
+            (StatusCode::INTERNAL_SERVER_ERROR, FailureKind::Internal)
         }
     }
 }

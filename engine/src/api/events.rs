@@ -15,11 +15,11 @@ use weir_model::Kind;
 use weir_store::Selector;
 
 use super::{
-    Api,
     access::Caller,
     error::ApiError,
     extract::Params,
     feed::{Happening, node_event},
+    state::Api,
 };
 
 /// How often an idle stream sends a keep-alive comment.

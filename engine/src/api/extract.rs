@@ -5,13 +5,17 @@ use std::collections::HashMap;
 
 use axum::{
     body::Bytes,
-    extract::{FromRequest, FromRequestParts, Query, Request},
+    extract::{FromRequest, FromRequestParts, Path, Query, Request},
     http::{StatusCode, request::Parts},
 };
 use serde::de::DeserializeOwned;
+use weir_api::FailureKind;
 use weir_model::names::NameRule;
 
-use super::{Api, MAX_BODY_BYTES, error::ApiError};
+use super::{error::ApiError, state::Api};
+
+/// The largest request body the API reads: a flow of many nodes, or a file of many flows.
+pub const MAX_BODY_BYTES: usize = 8 * 1024 * 1024;
 
 /// The query parameters of a request.
 #[derive(Debug)]
@@ -63,6 +67,29 @@ impl Params {
     }
 }
 
+/// The flow a route's path names (`/flows/{flow}…`), its name checked, in the namespace the
+/// request is for.
+#[derive(Debug)]
+pub struct FlowAt {
+    /// The flow's name.
+    pub flow: String,
+    /// `?namespace=`, or the engine's home.
+    pub namespace: String,
+}
+
+impl FromRequestParts<Api> for FlowAt {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, api: &Api) -> Result<Self, ApiError> {
+        let Path(flow) = Path::<String>::from_request_parts(parts, api)
+            .await
+            .map_err(|err| ApiError::bad_request(format!("the path: {}", err.body_text())))?;
+        let flow = name("flow", "the path", &flow)?;
+        let namespace = Params::from_request_parts(parts, api).await?.namespace()?;
+        Ok(Self { flow, namespace })
+    }
+}
+
 /// Checks a resource name from the path or the query: `what` says which (`flow`, `node`).
 pub fn name(what: &str, place: &str, value: &str) -> Result<String, ApiError> {
     if NameRule::DnsLabel.accepts(value) {
@@ -86,7 +113,7 @@ impl<S: Send + Sync> FromRequest<S> for Body {
             if err.status() == StatusCode::PAYLOAD_TOO_LARGE {
                 ApiError::Failed {
                     status: err.status(),
-                    kind: "too_large",
+                    kind: FailureKind::TooLarge,
                     message: format!(
                         "the body is larger than {} MiB, the most the API reads",
                         MAX_BODY_BYTES >> 20

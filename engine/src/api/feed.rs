@@ -12,9 +12,11 @@ use std::{
 
 use futures::{StreamExt, stream::BoxStream};
 use k8s_openapi::jiff::Timestamp;
-use serde_json::{Value, json};
+use serde::Serialize;
+use serde_json::{Value, value::RawValue};
 use tokio::sync::broadcast::{self, error::RecvError};
 use tokio_util::sync::CancellationToken;
+use weir_api::{FlowEvent, MessageSeen, Missed, NodeEvent, event};
 use weir_model::{Kind, redact::redact_by_name};
 use weir_proto::{InspectRequest, module_client::ModuleClient};
 use weir_runtime::{
@@ -26,7 +28,7 @@ use weir_runtime::{
 };
 use weir_store::{DynamicObject, Store, WatchEvent};
 
-use super::messages::Recorder;
+use super::recorder::Recorder;
 use crate::scope::Scope;
 
 /// How many events an event stream may fall behind before it misses some.
@@ -57,8 +59,8 @@ impl Happening {
 
     /// `missed`: `count` events were dropped before they reached a stream.
     pub fn missed(count: u64) -> Self {
-        let data = json!({ "missed": count }).to_string().into();
-        Self { kind: "missed", namespace: None, flow: String::new(), data }
+        let data = to_data(&Missed { missed: count });
+        Self { kind: event::MISSED, namespace: None, flow: String::new(), data }
     }
 }
 
@@ -267,11 +269,11 @@ impl Feed {
 
     /// A message seen at a node: kept for the node, and sent to the event streams.
     fn seen(&self, event: &inspect::Event) {
-        let data: Arc<str> = message_json(event).into();
+        let data = message_json(event);
         let node = &event.node;
         self.recorder.record(&node.namespace, &node.node, Arc::clone(&data));
         self.send(Happening {
-            kind: "message",
+            kind: event::MESSAGE,
             namespace: Some(node.namespace.clone()),
             flow: node.flow.clone(),
             data,
@@ -284,17 +286,19 @@ pub fn node_event(object: &DynamicObject) -> Happening {
     let (namespace, name) = key(object);
     let flow = object.data.pointer("/spec/flow").and_then(Value::as_str).unwrap_or_default();
     let status = object.data.get("status").unwrap_or(&Value::Null);
-    Happening {
-        kind: "node",
-        namespace: Some(namespace),
-        flow: flow.to_owned(),
-        data: json!({ "node": name, "flow": flow, "status": status }).to_string().into(),
-    }
+    let data = to_data(&NodeEvent { node: name, flow: flow.to_owned(), status });
+    Happening { kind: event::NODE, namespace: Some(namespace), flow: flow.to_owned(), data }
 }
 
 fn flow_event((namespace, flow): (String, String), change: &str) -> Happening {
-    let data = json!({ "flow": flow, "change": change }).to_string().into();
-    Happening { kind: "flow", namespace: Some(namespace), flow, data }
+    let data = to_data(&FlowEvent { flow: flow.clone(), change: change.to_owned() });
+    Happening { kind: event::FLOW, namespace: Some(namespace), flow, data }
+}
+
+/// An event's JSON.
+fn to_data(event: &impl Serialize) -> Arc<str> {
+    // Types of strings, numbers and JSON values always serialize.
+    serde_json::to_string(event).unwrap_or_default().into()
 }
 
 /// A watch event as the objects now present or changed, and the keys of those gone (a
@@ -323,7 +327,7 @@ fn key(object: &DynamicObject) -> (String, String) {
 /// mark secret; fields named like secrets are hidden too, as the debug node hides them, for
 /// ports without a schema. Messages and lines are bounded the way the runtime's inspect stream
 /// bounds them.
-fn message_json(event: &inspect::Event) -> String {
+fn message_json(event: &inspect::Event) -> Arc<str> {
     let shown = |message: &Value| {
         let mut message = message.clone();
         redact_by_name(&mut message);
@@ -334,7 +338,7 @@ fn message_json(event: &inspect::Event) -> String {
         What::Emitted(message) => ("emitted", "out", shown(message)),
         What::Answered { .. } => ("answered", "in", b"null".to_vec()),
         What::Failed { kind, message, .. } => {
-            let failure = json!({ "kind": kind.as_str(), "message": message });
+            let failure = serde_json::json!({ "kind": kind.as_str(), "message": message });
             ("failed", "in", failure.to_string().into_bytes())
         }
         // Lines from a peer's stream are bounded here as the runtime bounds its own.
@@ -342,26 +346,27 @@ fn message_json(event: &inspect::Event) -> String {
             ("logged", "in", Value::from(inspect::kept_line(line)).to_string().into_bytes())
         }
     };
-    let mut head = json!({
-        "node": event.node.node,
-        "flow": event.node.flow,
-        "port": event.port,
-        "direction": direction,
-        "what": what,
-        "time": Timestamp::try_from(event.at).map(|t| t.to_string()).unwrap_or_default(),
-        "traceId": event.trace.trace_hex().to_string(),
-    });
-    if let What::Answered { elapsed } | What::Failed { elapsed, .. } = &event.what {
+    let elapsed_ms = match &event.what {
         // Microseconds are as fine as anyone reads them.
-        head["elapsedMs"] = json!((elapsed.as_secs_f64() * 1e6).round() / 1e3);
-    }
-    // The payload is already JSON text: put it in as it is rather than parse it back.
-    let mut text = head.to_string();
-    text.pop();
-    text.push_str(",\"payload\":");
-    text.push_str(std::str::from_utf8(&payload).ok().filter(|p| !p.is_empty()).unwrap_or("null"));
-    text.push('}');
-    text
+        What::Answered { elapsed } | What::Failed { elapsed, .. } => {
+            Some((elapsed.as_secs_f64() * 1e6).round() / 1e3)
+        }
+        _ => None,
+    };
+    // The payload is JSON text already: it goes in as it is rather than parsed back.
+    let payload = String::from_utf8(payload).ok().and_then(|p| RawValue::from_string(p).ok());
+    let null = || RawValue::from_string("null".to_owned()).unwrap_or_else(|_| unreachable!());
+    to_data(&MessageSeen {
+        node: event.node.node.clone(),
+        flow: event.node.flow.clone(),
+        port: event.port.clone(),
+        direction: direction.to_owned(),
+        what: what.to_owned(),
+        time: Timestamp::try_from(event.at).map(|t| t.to_string()).unwrap_or_default(),
+        trace_id: event.trace.trace_hex().to_string(),
+        elapsed_ms,
+        payload: payload.unwrap_or_else(null),
+    })
 }
 
 #[cfg(test)]

@@ -1,43 +1,30 @@
 //! `PUT /api/flows/{flow}/layout`: moves nodes on the canvas by writing only the Flow's
 //! `spec.layout`, so the nodes (and their generations) are never touched.
 
-use std::collections::BTreeMap;
-
-use axum::{Json, extract::Path};
-use serde::Deserialize;
+use axum::Json;
 use serde_json::{Map, Value};
-use weir_model::{Kind, NodeName, Position};
+use weir_api::{Layout, Problem};
+use weir_model::{Kind, Position};
 use weir_store::StoreError;
 
 use super::{
     access::Caller,
     document::to_json,
-    error::{ApiError, Problem},
-    extract::{Body, Params, name},
+    error::ApiError,
+    extract::{Body, FlowAt},
     modify::modify,
 };
 
 /// The most nodes a layout places, as the CRD schema allows.
 const MAX_LAYOUT_ENTRIES: usize = 512;
 
-/// What `PUT …/layout` takes.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct LayoutRequest {
-    /// Where each node sits.
-    layout: BTreeMap<NodeName, Position>,
-}
-
 /// Writes the flow's layout; answers with the Flow.
 pub async fn put(
     caller: Caller,
-    Path(flow): Path<String>,
-    params: Params,
+    FlowAt { flow, namespace }: FlowAt,
     body: Body,
 ) -> Result<Json<Value>, ApiError> {
-    let flow = name("flow", "the path", &flow)?;
-    let namespace = params.namespace()?;
-    let request: LayoutRequest = body.json()?;
+    let request: Layout = body.json()?;
     if request.layout.len() > MAX_LAYOUT_ENTRIES {
         return Err(ApiError::invalid(Problem::new(
             Some(format!("Flow/{flow}")),

@@ -6,17 +6,13 @@ use axum::{
     Json,
     extract::{Path, State},
 };
-use serde::Deserialize;
-use serde_json::{Map, Value};
+use serde_json::Value;
+use weir_api::{PortsRequest, Problem};
 use weir_model::PortDescriptor;
 use weir_runtime::Runtime;
 use weir_sdk::{NodeError, Port};
 
-use super::{
-    Api,
-    error::{ApiError, Problem},
-    extract::Body,
-};
+use super::{error::ApiError, extract::Body, state::Api};
 
 /// The ports a node of `module`'s `component` would have with `settings`, when the module runs
 /// in this process; a node is built to learn them (settings checks included) and let go.
@@ -34,15 +30,6 @@ pub async fn resolve(
     let ports = node.ports().iter().map(Port::descriptor).collect();
     node.destroy().await;
     Some(ports)
-}
-
-/// What `POST …/ports` takes.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct PortsRequest {
-    /// The node's settings; none means the component's defaults.
-    #[serde(default)]
-    settings: Map<String, Value>,
 }
 
 /// Answers with the ports of a component for the settings given.

@@ -2,38 +2,27 @@
 //! moved to it (node names stay), then the old Flow deleted. Moving a node changes its spec, so
 //! it is rebuilt.
 
-use axum::{Json, extract::Path};
-use serde::Deserialize;
+use axum::Json;
 use serde_json::Value;
+use weir_api::{Problem, Rename};
 use weir_model::{FlowName, Kind};
 use weir_store::{DynamicObject, StoreError};
 
 use super::{
     access::Caller,
     document::{self, FlowDocument},
-    error::{ApiError, Problem},
-    extract::{Body, Params, name},
+    error::ApiError,
+    extract::{Body, FlowAt},
     modify::modify,
 };
-
-/// What `POST …/rename` takes.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RenameRequest {
-    /// The flow's new name.
-    name: String,
-}
 
 /// Renames a flow; answers with the document under its new name.
 pub async fn post(
     caller: Caller,
-    Path(flow): Path<String>,
-    params: Params,
+    FlowAt { flow, namespace }: FlowAt,
     body: Body,
 ) -> Result<Json<FlowDocument>, ApiError> {
-    let flow = name("flow", "the path", &flow)?;
-    let namespace = params.namespace()?;
-    let request: RenameRequest = body.json()?;
+    let request: Rename = body.json()?;
     let new = FlowName::new(request.name)
         .map_err(|err| ApiError::invalid(Problem::new(None, "name", err.to_string())))?;
     let new = new.as_str();

@@ -6,22 +6,19 @@
 
 use std::collections::HashSet;
 
-use axum::{
-    Json,
-    extract::{Path, State},
-};
-use serde_json::{Value, json};
+use axum::{Json, extract::State};
+use weir_api::Validation;
 use weir_model::Kind;
 use weir_store::StoreError;
 
 use super::{
-    Api,
     access::Caller,
     check::{Checked, check},
-    document::{self, FlowDocument, Submitted},
+    document::{self, FlowDocument},
     error::ApiError,
-    extract::{Body, Params, name},
+    extract::{Body, FlowAt, Params},
     secret_settings,
+    state::Api,
 };
 use crate::ops::apply::apply_one;
 
@@ -29,13 +26,10 @@ use crate::ops::apply::apply_one;
 pub async fn put(
     State(api): State<Api>,
     caller: Caller,
-    Path(flow): Path<String>,
-    params: Params,
+    FlowAt { flow, namespace }: FlowAt,
     body: Body,
 ) -> Result<Json<FlowDocument>, ApiError> {
-    let flow = name("flow", "the path", &flow)?;
-    let namespace = params.namespace()?;
-    let submitted: Submitted = body.json()?;
+    let submitted: FlowDocument = body.json()?;
     let checked = check(&api, &*caller.store, &namespace, Some(&flow), submitted).await?;
     save(&caller, &namespace, &flow, checked).await?;
     Ok(Json(document::read(&*caller.store, &namespace, &flow).await?))
@@ -47,14 +41,14 @@ pub async fn validate(
     caller: Caller,
     params: Params,
     body: Body,
-) -> Result<Json<Value>, ApiError> {
-    let submitted: Submitted = body.json()?;
+) -> Result<Json<Validation>, ApiError> {
+    let submitted: FlowDocument = body.json()?;
     let problems = match check(&api, &*caller.store, &params.namespace()?, None, submitted).await {
         Ok(_) => Vec::new(),
         Err(ApiError::Invalid(problems)) => problems,
         Err(err) => return Err(err),
     };
-    Ok(Json(json!({ "errors": problems })))
+    Ok(Json(Validation { errors: problems }))
 }
 
 async fn save(

@@ -14,13 +14,14 @@ use k8s_openapi::{
 };
 use kube::api::{Patch, PatchParams, PostParams};
 use serde_json::Value;
+use weir_api::Problem;
 use weir_model::{
     API_VERSION, Kind,
     secret_ref::{SecretKeyRef, field_path},
 };
 use weir_store::{DynamicObject, Store};
 
-use super::error::{ApiError, Problem};
+use super::error::ApiError;
 use crate::catalogue::Catalogue;
 
 /// The Secret that holds a node's secret settings.

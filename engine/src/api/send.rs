@@ -3,34 +3,18 @@
 //! answered.
 
 use axum::Json;
-use serde::Deserialize;
-use serde_json::{Value, json};
-use weir_model::{HumanDuration, NodeName, PortName};
+use weir_api::{Answer, SendRequest};
+use weir_model::HumanDuration;
 
 use super::{
     access::Caller,
     error::ApiError,
     extract::{Body, Params},
 };
-use crate::ops::send::{SendError, deliver};
-
-/// What `POST /api/send` takes.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct SendRequest {
-    /// The node.
-    node: NodeName,
-    /// Its input port.
-    port: PortName,
-    /// The message.
-    message: Value,
-    /// How long the whole run may take, such as `30s`; `weir send`'s default when not given.
-    #[serde(default)]
-    timeout: Option<HumanDuration>,
-}
+use crate::ops::{error::SendError, send::deliver};
 
 /// Sends the message; answers `{"answer": …}`.
-pub async fn post(caller: Caller, params: Params, body: Body) -> Result<Json<Value>, ApiError> {
+pub async fn post(caller: Caller, params: Params, body: Body) -> Result<Json<Answer>, ApiError> {
     let request: SendRequest = body.json()?;
     let namespace = params.namespace()?;
     let timeout = match request.timeout {
@@ -60,5 +44,5 @@ pub async fn post(caller: Caller, params: Params, body: Body) -> Result<Json<Val
                 ApiError::node(&error, message)
             }
         })?;
-    Ok(Json(json!({ "answer": answer })))
+    Ok(Json(Answer { answer }))
 }

@@ -10,30 +10,20 @@ use axum::{
     http::{HeaderMap, HeaderValue, StatusCode, header},
     response::{IntoResponse, Response},
 };
-use serde::Deserialize;
-use serde_json::{Value, json};
+use weir_api::{Session, SignIn};
 
 use super::{
-    Api,
     access::{self, Caller, SESSION_COOKIE},
     error::ApiError,
     extract::Body,
+    state::Api,
 };
-
-/// What `POST /api/session` takes.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct SignIn {
-    /// A bearer token the cluster takes, such as `kubectl create token NAME` prints.
-    token: String,
-}
 
 /// Who the caller is: `{"user", "groups"}`, or `{"open": true}` when the API has no users;
 /// with `namespace`, the engine's own, where requests that name none go.
-pub async fn get(State(api): State<Api>, caller: Caller) -> Json<Value> {
-    let mut answer = caller.who.unwrap_or_else(|| json!({ "open": true }));
-    answer["namespace"] = json!(api.scope.home);
-    Json(answer)
+pub async fn get(State(api): State<Api>, caller: Caller) -> Json<Session> {
+    let who = caller.who.unwrap_or(Session { open: true, ..Session::default() });
+    Json(Session { namespace: api.scope.home, ..who })
 }
 
 /// Signs in with a token: answers who it belongs to and sets the session cookie.
@@ -44,9 +34,8 @@ pub async fn post(State(api): State<Api>, headers: HeaderMap, body: Body) -> Res
         if token.is_empty() || !token.bytes().all(|b| b.is_ascii_graphic()) {
             return Err(ApiError::bad_request("field token: not a bearer token"));
         }
-        let mut who = access::sign_in(&api.access, token).await?;
-        who["namespace"] = json!(api.scope.home);
-        Ok((who, token.to_owned()))
+        let who = access::sign_in(&api.access, token).await?;
+        Ok((Session { namespace: api.scope.home, ..who }, token.to_owned()))
     };
     match signed_in.await {
         Ok((who, token)) => {

@@ -2,64 +2,51 @@
 //! and `POST /api/solutions/{name}/install` installs one with settings given as text, as
 //! `weir solution install NAME --set key=value` does.
 
-use std::collections::BTreeMap;
-
 use axum::{
     Json,
     extract::{Path, State},
 };
-use serde::Deserialize;
-use serde_json::{Value, json};
+use weir_api::{Applied, Install, SolutionSetting, SolutionSummary};
 
 use super::{
-    Api,
     access::Caller,
     error::ApiError,
     extract::{Body, Params},
+    state::Api,
     transfer,
 };
 use crate::ops::solution;
 
 /// Every solution, with what its settings are for.
-pub async fn list(State(_): State<Api>) -> Result<Json<Value>, ApiError> {
+pub async fn list(State(_): State<Api>) -> Result<Json<Vec<SolutionSummary>>, ApiError> {
     let solutions = solution::all(&solution::default_dir())?;
-    let listed: Vec<Value> = solutions
-        .iter()
+    let listed = solutions
+        .into_iter()
         .map(|solution| {
-            let spec = &solution.spec;
-            let settings: Vec<Value> = spec
+            let spec = solution.spec;
+            let settings = spec
                 .settings
-                .iter()
-                .map(|setting| {
-                    json!({
-                        "name": setting.name,
-                        "description": setting.description,
-                        "type": format!("{:?}", setting.kind).to_lowercase(),
-                        "default": setting.default,
-                        "required": setting.required,
-                        "enum": setting.values,
-                        "minimum": setting.minimum,
-                        "maximum": setting.maximum,
-                    })
+                .into_iter()
+                .map(|setting| SolutionSetting {
+                    kind: format!("{:?}", setting.kind).to_lowercase(),
+                    name: setting.name,
+                    description: setting.description,
+                    default: setting.default,
+                    required: setting.required,
+                    values: setting.values,
+                    minimum: setting.minimum,
+                    maximum: setting.maximum,
                 })
                 .collect();
-            json!({
-                "name": spec.name,
-                "title": spec.title,
-                "description": spec.description,
-                "settings": settings,
-            })
+            SolutionSummary {
+                name: spec.name,
+                title: spec.title,
+                description: spec.description,
+                settings,
+            }
         })
         .collect();
-    Ok(Json(Value::Array(listed)))
-}
-
-/// What an install is given: each setting as text, as `--set` takes it.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Install {
-    #[serde(default)]
-    settings: BTreeMap<String, String>,
+    Ok(Json(listed))
 }
 
 /// Installs a solution; answers with its flows.
@@ -68,7 +55,7 @@ pub async fn install(
     Path(name): Path<String>,
     params: Params,
     body: Body,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Applied>, ApiError> {
     let install: Install = if body.0.is_empty() {
         Install::default()
     } else {

@@ -4,15 +4,16 @@
 
 use std::collections::BTreeSet;
 
-use axum::{Json, extract::Path, http::header, response::IntoResponse};
-use serde_json::{Value, json};
+use axum::{Json, http::header, response::IntoResponse};
+use serde_json::Value;
+use weir_api::{Applied, Problem};
 use weir_model::{Resource, manifest::SyntaxError};
 use weir_store::Store;
 
 use super::{
     access::Caller,
-    error::{ApiError, Problem},
-    extract::{Body, Params, name},
+    error::ApiError,
+    extract::{Body, FlowAt, Params},
 };
 use crate::{
     catalogue::Catalogue,
@@ -26,11 +27,8 @@ const SOURCE: &str = "the body";
 /// The flow and its nodes as YAML manifests, secret settings concealed.
 pub async fn export(
     caller: Caller,
-    Path(flow): Path<String>,
-    params: Params,
+    FlowAt { flow, namespace }: FlowAt,
 ) -> Result<impl IntoResponse, ApiError> {
-    let flow = name("flow", "the path", &flow)?;
-    let namespace = params.namespace()?;
     let store = &*caller.store;
     let object = super::document::existing_flow(store, &namespace, &flow).await?;
     let catalogue = Catalogue::read(store, &namespace).await?;
@@ -39,7 +37,7 @@ pub async fn export(
 }
 
 /// Applies a YAML (or JSON) file of one or more documents; answers with the flows it holds.
-pub async fn import(caller: Caller, params: Params, body: Body) -> Result<Json<Value>, ApiError> {
+pub async fn import(caller: Caller, params: Params, body: Body) -> Result<Json<Applied>, ApiError> {
     // Without ?namespace= documents go to their own namespace, as with `weir apply`.
     let namespace = params.namespace_if_given()?;
     let text = std::str::from_utf8(&body.0)
@@ -64,7 +62,7 @@ pub async fn apply_all(
     store: &dyn Store,
     read: Vec<manifests::Manifest>,
     namespace: Option<&str>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Applied>, ApiError> {
     let planned = match apply::plan(store, read, namespace, "?namespace=").await? {
         Ok(planned) => planned,
         Err(invalid) => return Err(ApiError::Invalid(invalid.iter().map(problem).collect())),
@@ -78,7 +76,7 @@ pub async fn apply_all(
         })
         .collect();
     apply::apply(store, planned, |_, _, _| {}).await?;
-    Ok(Json(json!({ "flows": flows })))
+    Ok(Json(Applied { flows: flows.into_iter().collect() }))
 }
 
 /// An invalid document as a problem naming its place, resource and field.

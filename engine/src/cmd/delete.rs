@@ -9,7 +9,7 @@ use crate::{cli::DeleteArgs, ops::delete::delete, printer::resource_name};
 
 /// Runs `weir delete`.
 pub async fn run(store: &dyn Store, args: DeleteArgs, out: &mut impl Write) -> Result<()> {
-    let kind = super::parse_kind(&args.kind)?;
+    let kind = super::names::parse_kind(&args.kind)?;
     let mut failures = Vec::new();
     for name in &args.names {
         let mut deleted = Vec::new();
@@ -24,5 +24,5 @@ pub async fn run(store: &dyn Store, args: DeleteArgs, out: &mut impl Write) -> R
             failures.push(err.into());
         }
     }
-    super::all_or_error(failures)
+    super::names::all_or_error(failures)
 }

@@ -33,5 +33,5 @@ pub async fn run(store: &dyn Store, args: ExportArgs, out: &mut impl Write) -> R
         documents.extend(manifests(store, &catalogue, &flow, args.keep_namespace).await?);
     }
     write!(out, "{}", to_yaml(&documents)?)?;
-    super::all_or_error(failures)
+    super::names::all_or_error(failures)
 }

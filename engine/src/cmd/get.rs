@@ -9,7 +9,7 @@ use crate::{cli::GetArgs, printer};
 
 /// Runs `weir get`.
 pub async fn run(store: &dyn Store, args: GetArgs, out: &mut impl Write) -> Result<()> {
-    let kind = super::parse_kind(&args.kind)?;
+    let kind = super::names::parse_kind(&args.kind)?;
     let selector: Selector = args.selector.as_deref().unwrap_or_default().parse()?;
     let namespace = (!args.all_namespaces).then_some(args.namespace.as_str());
     let mut failures = Vec::new();
@@ -29,5 +29,5 @@ pub async fn run(store: &dyn Store, args: GetArgs, out: &mut impl Write) -> Resu
     if !objects.is_empty() || failures.is_empty() {
         printer::print(out, kind, &objects, args.output, args.all_namespaces)?;
     }
-    super::all_or_error(failures)
+    super::names::all_or_error(failures)
 }

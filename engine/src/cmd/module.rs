@@ -1,6 +1,7 @@
 //! `weir module NAME`: runs one built-in module's nodes, as a module Deployment does in a
-//! cluster: the gRPC server, leader election for its triggers on a Lease (when the store is a
-//! cluster), and the HTTP endpoint for probes and metrics.
+//! cluster: the gRPC server, leader election for its triggers on the Lease
+//! `weir-module-NAME` (when the store is a cluster), and the HTTP endpoint for probes and
+//! metrics.
 
 use std::sync::Arc;
 
@@ -8,34 +9,32 @@ use anyhow::{Context as _, Result, bail};
 use tokio_util::sync::CancellationToken;
 use weir_sdk::Module;
 
+use super::open::Opened;
 use crate::{
     accounts::FlowAccounts,
     cli::ModuleArgs,
     gate::ClusterGate,
-    hosting::{self, Hosting, Leadership},
+    hosting::{Hosting, Listeners},
+    process::{self, Parts, Process},
     scope::Scope,
     secrets::KubeSecrets,
-    server,
 };
 
 /// Runs `weir module` until interrupted.
-pub async fn run(opened: super::Opened, builtins: Vec<Module>, args: ModuleArgs) -> Result<()> {
+pub async fn run(opened: Opened, builtins: Vec<Module>, args: ModuleArgs) -> Result<()> {
     let names: Vec<&str> = builtins.iter().map(Module::name).collect();
     let known = if names.is_empty() { "none".to_owned() } else { names.join(", ") };
     let Some(module) = builtins.into_iter().find(|m| m.name() == args.name) else {
         bail!("there is no built-in module {:?} (built in: {known})", args.name);
     };
-    let listeners = hosting::Listeners::bind(
+    let listeners = Listeners::bind(
         std::slice::from_ref(&module),
         args.grpc_listen,
         args.advertise,
         args.webhook_listen,
     )
     .await?;
-    let http = tokio::net::TcpListener::bind(args.listen)
-        .await
-        .with_context(|| format!("cannot listen on {}", args.listen))?;
-    let http_address = http.local_addr().context("cannot read the listening address")?;
+    let (http, http_address) = process::listen(args.listen).await?;
     // In a cluster the gRPC port answers only authenticated callers.
     let (gate, bearer) = match &opened.config {
         Some(config) => {
@@ -59,8 +58,6 @@ pub async fn run(opened: super::Opened, builtins: Vec<Module>, args: ModuleArgs)
         }
         None => (None, None),
     };
-    let stop = CancellationToken::new();
-    let scope = Scope::new(&args.namespace, args.all_namespaces);
     // In a cluster the nodes of a module that acts on the cluster act as their flows'
     // ServiceAccounts, never as the module's own.
     let acts = crate::rbac::acts(&module)?;
@@ -72,56 +69,37 @@ pub async fn run(opened: super::Opened, builtins: Vec<Module>, args: ModuleArgs)
         }
         _ => None,
     };
-    let identity = args
-        .identity
-        .filter(|i| !i.is_empty())
-        .unwrap_or_else(|| format!("{}-{}", module.name(), std::process::id()));
-    let leadership = match opened.client {
-        Some(client) => {
-            let lease = format!("weir-module-{}", module.name());
-            let election = args.leader.election(&args.namespace, lease, identity.clone())?;
-            Leadership::Lease(client, Box::new(election))
-        }
-        None => Leadership::Alone,
-    };
+    let name = module.name().to_owned();
+    let identity = process::identity(args.identity, &name);
+    let lease = format!("weir-module-{name}");
+    let leadership =
+        process::leadership(opened.client, &args.leader, &args.namespace, lease, &identity)?;
     tracing::info!(
-        module = module.name(),
+        module = name,
         store = opened.place,
         webhooks = listeners.webhooks_url().unwrap_or_default(),
-        "module {} serves gRPC at {}, HTTP on http://{http_address}",
-        module.name(),
+        "module {name} serves gRPC at {}, HTTP on http://{http_address}",
         listeners.advertise,
     );
     let hosting = Hosting {
         modules: vec![module],
-        scope: scope.clone(),
         listeners,
         replica: identity,
-        leadership,
         gate,
         bearer,
         accounts,
-        secrets: Arc::new(KubeSecrets::new(opened.config.clone())),
+        secrets: Arc::new(KubeSecrets::new(opened.config)),
         secret_refresh: args.secret_refresh.get(),
     };
-    let hosted = hosting.start(Arc::clone(&opened.store), &stop);
-    let failure = hosted.failure();
-    let app = server::app(opened.store, Some(hosted.runtime.clone()), scope);
-    let ended = {
-        let failure = Arc::clone(&failure);
-        async move {
-            tokio::select! {
-                () = server::shutdown_requested() => {}
-                () = failure.happened() => {}
-            }
-        }
+    let parts = Parts {
+        store: opened.store,
+        scope: Scope::new(&args.namespace, args.all_namespaces),
+        leadership,
+        editor: None,
+        modules: Some(hosting),
     };
-    axum::serve(http, app).with_graceful_shutdown(ended).await.context("the HTTP server failed")?;
-    stop.cancel();
-    hosted.stopped().await;
-    if let Some(reason) = failure.reason() {
-        bail!("module {} stopped: {reason}", args.name);
-    }
-    tracing::info!("module stopped");
-    Ok(())
+    let stop = CancellationToken::new();
+    process::serve(http, Process::start(parts, &stop), stop)
+        .await
+        .with_context(|| format!("module {name} stopped"))
 }

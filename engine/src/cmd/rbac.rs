@@ -17,7 +17,7 @@ use crate::{
 
 /// Runs `weir rbac`.
 pub async fn run(
-    opened: &super::Opened,
+    opened: &super::open::Opened,
     builtins: &[Module],
     args: RbacArgs,
     out: &mut impl Write,

@@ -10,7 +10,7 @@ use crate::{cli::SendArgs, ops::send::deliver};
 
 /// Runs `weir send`. In a cluster the module checks who sends: the message goes with the
 /// bearer token of the kubeconfig's user, who needs the right to update the node.
-pub async fn run(opened: &super::Opened, args: SendArgs, out: &mut impl Write) -> Result<()> {
+pub async fn run(opened: &super::open::Opened, args: SendArgs, out: &mut impl Write) -> Result<()> {
     let bearer = match &opened.config {
         Some(config) => Some(crate::gate::bearer(config).and_then(|b| b.token()).with_context(|| {
             format!(

@@ -20,7 +20,7 @@ use crate::{
 /// solution's flows acts as, with the rules its nodes need (as `weir rbac --apply` does, as
 /// the person installing).
 pub async fn run(
-    opened: Option<&super::Opened>,
+    opened: Option<&super::open::Opened>,
     builtins: &[Module],
     dir: &Path,
     command: SolutionCommand,

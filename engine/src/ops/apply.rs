@@ -6,7 +6,7 @@
 use weir_model::{FieldError, Kind, Resource};
 use weir_store::{DEFAULT_NAMESPACE, DynamicObject, Store, StoreError};
 
-use super::OpError;
+use super::error::OpError;
 use crate::{
     catalogue::Catalogue,
     manifests::{self, Invalid, Manifest},

@@ -4,7 +4,7 @@
 use weir_model::Kind;
 use weir_store::Store;
 
-use super::OpError;
+use super::error::OpError;
 
 /// Deletes one resource, a flow's nodes first, telling `report` each deleted kind and name.
 pub async fn delete(

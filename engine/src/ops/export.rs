@@ -5,7 +5,7 @@
 use serde_json::{Map, Value};
 use weir_store::{DynamicObject, Store};
 
-use super::OpError;
+use super::error::OpError;
 use crate::catalogue::Catalogue;
 
 /// A flow and its nodes as clean manifests, secret settings concealed by the catalogue.

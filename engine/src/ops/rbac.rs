@@ -11,7 +11,7 @@ use weir_model::{Flow, FlowNode, Kind};
 use weir_sdk::Module;
 use weir_store::{Store, StoreError};
 
-use super::OpError;
+use super::error::OpError;
 use crate::{catalogue::Catalogue, rbac::FlowRules};
 
 /// What flow `flow` of `namespace` needs, from its nodes in `store` and the permissions their

@@ -11,80 +11,14 @@ use weir_runtime::{
     NodeKey,
     client::{self, Delivery, Undelivered},
 };
-use weir_sdk::{NodeError, TraceContext};
+use weir_sdk::TraceContext;
 use weir_store::{Store, StoreError};
 
+use super::error::SendError;
 use crate::catalogue::Catalogue;
 
 /// How long a run started from outside any flow may take when not told.
 pub const DEFAULT_TIMEOUT: &str = "60s";
-
-/// Why a message sent from outside any flow got no answer.
-#[derive(Debug, thiserror::Error)]
-pub enum SendError {
-    /// The node does not exist.
-    #[error("node {namespace}/{node} does not exist")]
-    NoNode {
-        /// The node's namespace.
-        namespace: String,
-        /// The node.
-        node: String,
-    },
-    /// The store could not be read.
-    #[error("cannot read {what}")]
-    Store {
-        /// What was being read.
-        what: String,
-        /// Why not.
-        #[source]
-        source: StoreError,
-    },
-    /// No process publishes the node's module.
-    #[error("node {node} belongs to module {module}, which is not running (no Module resource)")]
-    NotRunning {
-        /// The node.
-        node: String,
-        /// Its module.
-        module: String,
-    },
-    /// The module publishes no address to deliver to.
-    #[error("module {module} publishes no endpoint")]
-    NoEndpoint {
-        /// The module.
-        module: String,
-    },
-    /// The module's endpoint does not answer.
-    #[error("module {module} of node {node} does not answer at {endpoint}: is it running?")]
-    Unreachable {
-        /// The module.
-        module: String,
-        /// The node.
-        node: String,
-        /// Where it was asked.
-        endpoint: String,
-        /// What the connection said.
-        #[source]
-        source: tonic::transport::Error,
-    },
-    /// The node, or the flow downstream of it, failed.
-    #[error("{node}:{port} failed ({}): {}", error.kind().as_str(), error.message())]
-    Failed {
-        /// The node.
-        node: String,
-        /// The port the message was sent to.
-        port: String,
-        /// The failure, with its kind.
-        error: NodeError,
-    },
-    /// The module answered with something that is not an answer.
-    #[error("module {module} answered with {what}")]
-    BadAnswer {
-        /// The module.
-        module: String,
-        /// What was wrong with the answer.
-        what: &'static str,
-    },
-}
 
 /// Delivers `message` to `node`'s input `port` (`target`) through the gRPC endpoint of the
 /// node's module, starting a run that may take `timeout`, and returns what the flow answered;

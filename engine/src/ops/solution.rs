@@ -9,42 +9,8 @@ use weir_model::manifest::Position;
 use weir_sdk::Module;
 use weir_solutions::{Solution, SolutionError};
 
-use super::OpError;
+use super::error::{OpError, SolutionProblem};
 use crate::manifests::Manifest;
-
-/// Why a solution cannot be had.
-#[derive(Debug, thiserror::Error)]
-pub enum SolutionProblem {
-    /// The solutions cannot be read.
-    #[error("cannot read the solutions in {dir}")]
-    Unreadable {
-        /// Where they were looked for.
-        dir: PathBuf,
-        /// Why not.
-        #[source]
-        source: SolutionError,
-    },
-    /// There is no solution by that name.
-    #[error("there is no solution {name} (solutions: {known})")]
-    Unknown {
-        /// The name asked for.
-        name: String,
-        /// The solutions there are, comma-separated.
-        known: String,
-    },
-    /// A setting given that the solution does not have (the error names the solution).
-    #[error(transparent)]
-    NoSuchSetting(SolutionError),
-    /// The settings given do not fit the solution.
-    #[error("solution {solution}")]
-    Settings {
-        /// The solution.
-        solution: String,
-        /// What does not fit.
-        #[source]
-        source: SolutionError,
-    },
-}
 
 /// Where the solutions are when nothing says: `$WEIR_SOLUTIONS_DIR`, else the `solutions/` of
 /// the source tree this binary was built from.
