@@ -4,6 +4,7 @@
 
 pub mod address;
 pub mod body;
+pub mod deliveries;
 pub mod hooks;
 pub mod request;
 pub mod respond;

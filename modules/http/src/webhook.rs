@@ -5,7 +5,9 @@
 //! Unlike timers it runs on every replica, each serving what reaches it. A request is checked
 //! in this order, each failure answered at once: method (405), sub-path (404), the node's
 //! concurrency (429), size (413, before reading when announced), a body that arrives too
-//! slowly (408), the caller (401, see [`crate::signature`]), the body's content type (400).
+//! slowly (408), the caller (401, see [`crate::signature`]), the body's content type (400), a
+//! GitHub delivery id already accepted within `deliveryWindow` (200 without a run, or 409
+//! while its run is under way; see [`crate::deliveries`]).
 //! The run's trigger holds the method, path, sub-path parameters, query, headers (never
 //! `Authorization`, `Proxy-Authorization` or `Cookie`) and the body read by content type. The
 //! run's answer becomes the response: `{status, headers, body}` (what `http/respond` answers)
@@ -16,7 +18,11 @@
 //! `immediateBody` say otherwise (Slack's slash commands want a 200 whose body the user sees
 //! within 3 seconds).
 
-use std::{collections::BTreeMap, sync::Arc, time::Duration};
+use std::{
+    collections::BTreeMap,
+    sync::Arc,
+    time::{Duration, Instant},
+};
 
 use axum::{
     body::Body,
@@ -34,6 +40,7 @@ use weir_sdk::{
 
 use crate::{
     body::{self, Encoding},
+    deliveries::{self, Deliveries, Seen},
     hooks,
     request::HttpMethod,
     signature::{Checker, HookAuth},
@@ -67,6 +74,13 @@ pub struct WebhookSettings {
     /// How long the body may take to arrive (408 beyond), so a slow caller cannot hold a
     /// place for long.
     pub read_timeout: HumanDuration,
+    /// How long a GitHub delivery id (`X-GitHub-Delivery`) is remembered once its run went
+    /// well (no failure, no 5xx answer): the same delivery again within it (GitHub's "Redeliver", or a replay) is answered
+    /// 200 with `duplicate: true` and not run; `0s` runs every delivery. GitHub signs the body
+    /// only, so a replay under a new id is not caught; each replica remembers its own.
+    pub delivery_window: HumanDuration,
+    /// The most delivery ids remembered (the oldest go first beyond it), up to 100000.
+    pub delivery_memory: u32,
 }
 
 impl Default for WebhookSettings {
@@ -82,6 +96,9 @@ impl Default for WebhookSettings {
             concurrency: 32,
             timeout: HumanDuration::from_secs(30),
             read_timeout: HumanDuration::from_secs(10),
+            // GitHub redelivers deliveries of the last three days.
+            delivery_window: HumanDuration::from_secs(3 * 86_400),
+            delivery_memory: 10_000,
         }
     }
 }
@@ -123,6 +140,10 @@ pub struct Incoming {
 const MAX_BODY_BYTES: u64 = 64 << 20;
 /// The most requests a node may be set to handle at once.
 const MAX_CONCURRENCY: u32 = 10_000;
+/// The most delivery ids a node may be set to remember.
+const MAX_DELIVERY_MEMORY: u32 = 100_000;
+/// GitHub's delivery id.
+const DELIVERY_HEADER: &str = "x-github-delivery";
 /// Headers never copied into a trigger: they carry the caller's credentials.
 const CREDENTIAL_HEADERS: [HeaderName; 3] =
     [header::AUTHORIZATION, header::PROXY_AUTHORIZATION, header::COOKIE];
@@ -148,6 +169,8 @@ pub struct Core {
     background: TaskTracker,
     timeout: Duration,
     read_timeout: Duration,
+    /// The GitHub deliveries accepted, unless `deliveryWindow` is 0.
+    deliveries: Option<Arc<Deliveries>>,
 }
 
 /// One segment of a sub-path pattern.
@@ -212,6 +235,15 @@ impl Component for Webhook {
                     format!("{} is not between 200 and 299", settings.immediate_status),
                 )
             })?;
+        if settings.delivery_memory == 0 || settings.delivery_memory > MAX_DELIVERY_MEMORY {
+            return Err(invalid(
+                "deliveryMemory",
+                format!("{} is not between 1 and {MAX_DELIVERY_MEMORY}", settings.delivery_memory),
+            ));
+        }
+        let window = settings.delivery_window.get();
+        let deliveries =
+            (!window.is_zero()).then(|| Deliveries::new(window, settings.delivery_memory as usize));
         let pattern = parse_pattern(&settings.path).map_err(|why| invalid("path", why))?;
         let checker = Checker::new(&settings.auth).map_err(NodeError::invalid)?;
         let core = Core {
@@ -226,6 +258,7 @@ impl Component for Webhook {
             background: TaskTracker::new(),
             timeout: settings.timeout.get(),
             read_timeout: settings.read_timeout.get(),
+            deliveries,
         };
         Ok(Self { core: Arc::new(core) })
     }
@@ -368,6 +401,10 @@ impl Core {
                 return answer(StatusCode::BAD_REQUEST, json!({ "error": err.to_string() }));
             }
         };
+        let delivery = match self.delivery(&parts.headers) {
+            Ok(delivery) => delivery,
+            Err(answered) => return answered,
+        };
         let query = parts.uri.query().map_or_else(Map::new, |query| {
             let pairs: Vec<(String, String)> =
                 serde_urlencoded::from_str(query).unwrap_or_default();
@@ -403,7 +440,12 @@ impl Core {
                 let _place = place;
                 let ran = tokio::time::timeout(timeout, run.emit("out", trigger)).await;
                 let failure = match ran {
-                    Ok(Ok(_)) => return,
+                    Ok(Ok(_)) => {
+                        if let Some(delivery) = delivery {
+                            delivery.keep();
+                        }
+                        return;
+                    }
                     Ok(Err(err)) => err,
                     Err(_) => NodeError::cancelled(format!("the run took longer than {timeout:?}")),
                 };
@@ -415,13 +457,52 @@ impl Core {
         let ran = tokio::time::timeout(self.timeout, run.emit("out", trigger)).await;
         drop(place);
         match ran {
-            Ok(Ok(answered)) => response(answered).unwrap_or_else(|err| self.failed(cx, &id, &err)),
+            Ok(Ok(answered)) => match response(answered) {
+                Ok(answered) => {
+                    // A flow answering 5xx itself failed the delivery: a redelivery runs again.
+                    if let Some(delivery) = delivery
+                        && !answered.status().is_server_error()
+                    {
+                        delivery.keep();
+                    }
+                    answered
+                }
+                Err(err) => self.failed(cx, &id, &err),
+            },
             Ok(Err(err)) => self.failed(cx, &id, &err),
             Err(_) => self.failed(
                 cx,
                 &id,
                 &NodeError::cancelled(format!("the run took longer than {:?}", self.timeout)),
             ),
+        }
+    }
+
+    /// The GitHub delivery a request carries, taken as new (none without the header, or when
+    /// the node remembers none); otherwise the answer it gets: 200 for one accepted before,
+    /// 409 while its run is under way, 400 for an id longer than GitHub's.
+    fn delivery(&self, headers: &HeaderMap) -> Result<Option<deliveries::Accepted>, Response> {
+        let (Some(deliveries), Some(id)) = (&self.deliveries, headers.get(DELIVERY_HEADER)) else {
+            return Ok(None);
+        };
+        let id = id.to_str().ok().filter(|id| id.len() <= deliveries::MAX_ID_BYTES).ok_or_else(|| {
+            answer(
+                StatusCode::BAD_REQUEST,
+                json!({ "error": format!("the {DELIVERY_HEADER} header is not an id of at most {} characters", deliveries::MAX_ID_BYTES) }),
+            )
+        })?;
+        match deliveries.begin(id, Instant::now()) {
+            Seen::New(accepted) => Ok(Some(accepted)),
+            Seen::Done => Err(answer(
+                StatusCode::OK,
+                json!({ "duplicate": true, "delivery": id,
+                    "note": "this delivery was accepted before; it is not run again" }),
+            )),
+            Seen::Running => Err(answer(
+                StatusCode::CONFLICT,
+                json!({ "error": "this delivery is being handled; it is not run twice at once",
+                    "delivery": id }),
+            )),
         }
     }
 
@@ -593,6 +674,10 @@ mod tests {
         assert_eq!(
             refused(json!({ "immediateStatus": 42 })),
             "settings.immediateStatus: 42 is not between 200 and 299"
+        );
+        assert_eq!(
+            refused(json!({ "deliveryMemory": 0 })),
+            "settings.deliveryMemory: 0 is not between 1 and 100000"
         );
     }
 }

@@ -384,3 +384,170 @@ async fn immediately_answers_with_the_status_and_body_it_is_given() {
     assert_eq!(response.headers()["content-type"], "text/plain; charset=utf-8");
     assert_eq!(json_of(response).await, (200, json!("on it")));
 }
+
+/// The service a webhook's flow calls: its first call fails (503), and a call to `/hold` waits
+/// until `release` is notified; it counts every call.
+#[derive(Default)]
+struct Service {
+    calls: std::sync::atomic::AtomicUsize,
+    held: tokio::sync::Notify,
+    release: tokio::sync::Notify,
+}
+
+async fn service() -> (String, std::sync::Arc<Service>) {
+    use axum::{extract::State, http::StatusCode, routing::post};
+    use std::sync::{Arc, atomic::Ordering};
+    let state = Arc::new(Service::default());
+    let call = |State(service): State<Arc<Service>>| async move {
+        let first = service.calls.fetch_add(1, Ordering::SeqCst) == 0;
+        if first { StatusCode::SERVICE_UNAVAILABLE } else { StatusCode::OK }
+    };
+    let hold = |State(service): State<Arc<Service>>| async move {
+        service.calls.fetch_add(1, Ordering::SeqCst);
+        let released = service.release.notified();
+        service.held.notify_one();
+        released.await;
+        StatusCode::OK
+    };
+    let app = axum::Router::new()
+        .route("/call", post(call))
+        .route("/hold", post(hold))
+        .with_state(Arc::clone(&state));
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("a loopback port");
+    let address = listener.local_addr().expect("its address");
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (format!("http://{address}"), state)
+}
+
+#[tokio::test]
+async fn a_github_delivery_accepted_before_is_not_run_again_unless_its_run_failed() {
+    use std::sync::atomic::Ordering;
+    let served = served().await;
+    let (service, calls) = service().await;
+    served
+        .runtime
+        .apply(&flow_node(
+            "forward",
+            "http",
+            "request",
+            json!({ "url": format!("{service}/call"), "method": "POST" }),
+            json!([]),
+        ))
+        .await
+        .unwrap();
+    let edges = json!([{ "port": "out", "to": { "node": "forward", "port": "in" }, "mapping": { "body": "{{ .body }}" }, "retry": { "attempts": 1 } }]);
+    let settings = json!({ "auth": { "type": "github", "secret": SECRET } });
+    served
+        .runtime
+        .apply(&flow_node("deliveries", "http", "webhook", settings, edges))
+        .await
+        .unwrap();
+    served.ready("deliveries").await;
+    // GitHub's way: the body signed with the secret, an id per delivery, the same id again on
+    // a redelivery.
+    let body = br#"{"action":"published","package":{"name":"web"}}"#;
+    let signature = format!("sha256={}", sign_hex(Algorithm::Sha256, SECRET.as_bytes(), body));
+    let deliver = |id: &str| {
+        served
+            .client
+            .post(served.url("deliveries"))
+            .header("content-type", "application/json")
+            .header("x-github-event", "registry_package")
+            .header("x-github-delivery", id)
+            .header("x-hub-signature-256", &signature)
+            .body(&body[..])
+            .send()
+    };
+    let first = "72d3162e-cc78-11e3-81ab-4c9367dc0958";
+    let failed = deliver(first).await.unwrap();
+    assert_eq!(failed.status(), 503, "the service failed the first run");
+    let redelivered = deliver(first).await.unwrap();
+    // The flow ends at the request, so its run answers nothing: 204.
+    assert_eq!(redelivered.status(), 204, "a failed delivery is run again when redelivered");
+    assert_eq!(calls.calls.load(Ordering::SeqCst), 2);
+    let again = json_of(deliver(first).await.unwrap()).await;
+    assert_eq!(
+        again,
+        (
+            200,
+            json!({ "duplicate": true, "delivery": first,
+            "note": "this delivery was accepted before; it is not run again" })
+        )
+    );
+    assert_eq!(calls.calls.load(Ordering::SeqCst), 2, "not run again");
+    let forged = served
+        .client
+        .post(served.url("deliveries"))
+        .header("x-github-delivery", first)
+        .header(
+            "x-hub-signature-256",
+            format!("sha256={}", sign_hex(Algorithm::Sha256, b"not the secret", body)),
+        )
+        .body(&body[..])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(forged.status(), 401, "the signature is checked before the id");
+    assert_eq!(deliver("another-delivery").await.unwrap().status(), 204, "a new id runs");
+    assert_eq!(calls.calls.load(Ordering::SeqCst), 3);
+    let long = "x".repeat(129);
+    assert_eq!(deliver(&long).await.unwrap().status(), 400);
+
+    // A delivery whose run is under way is not run twice at once.
+    let held_edges = json!([{ "port": "out", "to": { "node": "forward-held", "port": "in" }, "mapping": { "body": "{{ .body }}" } }]);
+    served
+        .runtime
+        .apply(&flow_node(
+            "forward-held",
+            "http",
+            "request",
+            json!({ "url": format!("{service}/hold"), "method": "POST" }),
+            json!([]),
+        ))
+        .await
+        .unwrap();
+    let settings = json!({ "auth": { "type": "github", "secret": SECRET } });
+    served
+        .runtime
+        .apply(&flow_node("held", "http", "webhook", settings, held_edges))
+        .await
+        .unwrap();
+    served.ready("held").await;
+    let send_held = || {
+        served
+            .client
+            .post(served.url("held"))
+            .header("content-type", "application/json")
+            .header("x-github-delivery", "held-delivery")
+            .header("x-hub-signature-256", &signature)
+            .body(&body[..])
+            .send()
+    };
+    let held = calls.held.notified();
+    let running = tokio::spawn(send_held());
+    held.await;
+    let (status, answer) = json_of(send_held().await.unwrap()).await;
+    assert_eq!(status, 409, "{answer}");
+    assert_eq!(answer["delivery"], "held-delivery");
+    calls.release.notify_one();
+    assert_eq!(running.await.unwrap().unwrap().status(), 204);
+    assert_eq!(send_held().await.unwrap().status(), 200, "a duplicate once it ran");
+    assert_eq!(calls.calls.load(Ordering::SeqCst), 4, "the held delivery ran once");
+}
+
+#[tokio::test]
+async fn a_delivery_window_of_zero_runs_every_delivery() {
+    let served = served().await;
+    let settings = json!({ "deliveryWindow": "0s" });
+    served.hook("every", settings, json!({ "body": "ran" })).await;
+    for _ in 0..2 {
+        let answered = served
+            .client
+            .post(served.url("every"))
+            .header("x-github-delivery", "same")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(json_of(answered).await, (200, json!("ran")));
+    }
+}
