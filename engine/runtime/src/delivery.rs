@@ -32,7 +32,7 @@ use weir_sdk::{AccountToken, Emitter, NodeError, NodeIdentity, Run};
 
 use crate::{
     edge::Edge,
-    inspect::{self, What},
+    inspect::{self, Observed},
     instance::Instance,
     routing::Target,
     shared::Shared,
@@ -92,7 +92,7 @@ impl Emitter for Outlet {
         if let Ok((shared, node)) = self.parts()
             && shared.watched()
         {
-            shared.publish(&node, "", run.trace, What::Logged(inspect::kept_line(line)));
+            shared.publish(&node, "", run.trace, Observed::Logged(inspect::kept_line(line)));
         }
     }
 
@@ -215,7 +215,7 @@ impl Shared {
         }
         if self.watched() {
             let shown = inspect::kept(source.redacted(port, &message));
-            self.publish(source, port, run.trace, What::Emitted(shown));
+            self.publish(source, port, run.trace, Observed::Emitted(shown));
         }
         let mut on_port = edges.iter().filter(|e| e.port == port);
         let (first, second) = (on_port.next(), on_port.next());
@@ -379,7 +379,7 @@ impl Shared {
         instance.count_in();
         let started = self.watched().then(|| {
             let shown = inspect::kept(instance.redacted(port, &message));
-            self.publish(instance, port, run.trace, What::Received(shown));
+            self.publish(instance, port, run.trace, Observed::Received(shown));
             Instant::now()
         });
         let trace = run.trace;
@@ -405,8 +405,10 @@ impl Shared {
         if let Some(started) = started {
             let elapsed = started.elapsed();
             let what = match &result {
-                Ok(_) => What::Answered { elapsed },
-                Err(err) => What::Failed { kind: err.kind(), message: err.to_string(), elapsed },
+                Ok(_) => Observed::Answered { elapsed },
+                Err(err) => {
+                    Observed::Failed { kind: err.kind(), message: err.to_string(), elapsed }
+                }
             };
             self.publish(instance, port, trace, what);
         }

@@ -29,7 +29,7 @@ use weir_sdk::{NodeError, Run, TraceContext};
 
 use crate::{
     client::TRACEPARENT,
-    inspect::{Event, What},
+    inspect::{Event, Observed},
     key::NodeKey,
     runtime::Runtime,
     trust::{Caller, Gate, bearer_of},
@@ -235,8 +235,8 @@ fn wire_event(event: &Event) -> NodeEvent {
         ..NodeEvent::default()
     };
     match &event.what {
-        What::Received(message) | What::Emitted(message) => {
-            wire.kind = if matches!(event.what, What::Received(_)) {
+        Observed::Received(message) | Observed::Emitted(message) => {
+            wire.kind = if matches!(event.what, Observed::Received(_)) {
                 EventKind::Received
             } else {
                 EventKind::Emitted
@@ -244,15 +244,15 @@ fn wire_event(event: &Event) -> NodeEvent {
             .into();
             wire.message_json = crate::inspect::message_json(message);
         }
-        What::Logged(line) => {
+        Observed::Logged(line) => {
             wire.kind = EventKind::Logged.into();
             wire.line.clone_from(line);
         }
-        What::Answered { elapsed } => {
+        Observed::Answered { elapsed } => {
             wire.kind = EventKind::Answered.into();
             wire.elapsed_nanos = nanos(*elapsed);
         }
-        What::Failed { kind, message, elapsed } => {
+        Observed::Failed { kind, message, elapsed } => {
             wire.kind = EventKind::Failed.into();
             wire.failure = Some(Failure::from(&NodeError::new(*kind, message.clone())));
             wire.elapsed_nanos = nanos(*elapsed);
@@ -278,13 +278,13 @@ pub fn read_event(wire: NodeEvent) -> Option<Inspected> {
     let elapsed = std::time::Duration::from_nanos(wire.elapsed_nanos);
     let message = || serde_json::from_slice(&wire.message_json).unwrap_or(Value::Null);
     let what = match EventKind::try_from(wire.kind).ok()? {
-        EventKind::Received => What::Received(message()),
-        EventKind::Emitted => What::Emitted(message()),
-        EventKind::Answered => What::Answered { elapsed },
-        EventKind::Logged => What::Logged(wire.line.clone()),
+        EventKind::Received => Observed::Received(message()),
+        EventKind::Emitted => Observed::Emitted(message()),
+        EventKind::Answered => Observed::Answered { elapsed },
+        EventKind::Logged => Observed::Logged(wire.line.clone()),
         EventKind::Failed => {
             let error = NodeError::from(wire.failure.clone().unwrap_or_default());
-            What::Failed { kind: error.kind(), message: error.message().to_owned(), elapsed }
+            Observed::Failed { kind: error.kind(), message: error.message().to_owned(), elapsed }
         }
         EventKind::Missed => return Some(Inspected::Missed(wire.missed)),
         EventKind::Unspecified => return None,
@@ -313,7 +313,7 @@ mod tests {
 
     use super::*;
 
-    fn event(what: What) -> Event {
+    fn event(what: Observed) -> Event {
         let node = NodeIdentity { namespace: "ns".into(), flow: "f".into(), node: "n".into() };
         Event {
             at: SystemTime::UNIX_EPOCH + Duration::from_millis(1_700_000_000_123),
@@ -328,11 +328,11 @@ mod tests {
     fn events_read_off_the_wire_are_what_was_put_on_it() {
         let elapsed = Duration::from_micros(1500);
         let cases = [
-            What::Received(json!({ "a": 1 })),
-            What::Emitted(json!([1, 2])),
-            What::Answered { elapsed },
-            What::Logged("hello".into()),
-            What::Failed { kind: ErrorKind::Transient, message: "busy".into(), elapsed },
+            Observed::Received(json!({ "a": 1 })),
+            Observed::Emitted(json!([1, 2])),
+            Observed::Answered { elapsed },
+            Observed::Logged("hello".into()),
+            Observed::Failed { kind: ErrorKind::Transient, message: "busy".into(), elapsed },
         ];
         for what in cases {
             let sent = event(what);

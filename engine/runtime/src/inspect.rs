@@ -65,12 +65,12 @@ pub struct Event {
     /// The run's trace, and the delivery's place in it.
     pub trace: TraceContext,
     /// What happened.
-    pub what: What,
+    pub what: Observed,
 }
 
 /// The kinds of [`Event`].
 #[derive(Debug, Clone)]
-pub enum What {
+pub enum Observed {
     /// A message arrived at an input port (secret fields hidden).
     Received(Value),
     /// The node emitted a message on an output port (secret fields hidden).

@@ -490,9 +490,10 @@ impl Runtime {
         &self.shared.modules
     }
 
-    /// The generation of the spec a node was built from, when it runs.
-    pub fn generation(&self, key: &NodeKey) -> Option<Option<i64>> {
-        self.shared.routing.local(key).map(|i| i.generation)
+    /// The generation of the spec a node was built from: none while it does not run here, or
+    /// when its spec carried none.
+    pub fn built_generation(&self, key: &NodeKey) -> Option<i64> {
+        self.shared.routing.local(key).and_then(|i| i.generation)
     }
 
     /// The registration of the component a node names.

@@ -41,7 +41,7 @@ use weir_model::{FlowNode, HumanDuration, manifest};
 use weir_sdk::{ErrorKind, Module};
 
 use crate::{
-    inspect::{Event, What},
+    inspect::{Event, Observed},
     key::NodeKey,
     runtime::Runtime,
 };
@@ -276,7 +276,7 @@ fn drain(
 }
 
 fn record(event: &Event, into: &mut BTreeMap<String, Vec<Value>>) {
-    if let What::Received(message) = &event.what {
+    if let Observed::Received(message) = &event.what {
         into.entry(event.node.node.clone()).or_default().push(message.clone());
     }
 }

@@ -11,7 +11,7 @@ use weir_sdk::{AccountToken, Module, NodeError, TraceContext};
 
 use crate::{
     flows::Flows,
-    inspect::{Event, What},
+    inspect::{Event, Observed},
     instance::Instance,
     key::NodeKey,
     peers::Peers,
@@ -71,7 +71,13 @@ impl Shared {
         self.events.receiver_count() > 0
     }
 
-    pub(crate) fn publish(&self, instance: &Instance, port: &str, trace: TraceContext, what: What) {
+    pub(crate) fn publish(
+        &self,
+        instance: &Instance,
+        port: &str,
+        trace: TraceContext,
+        what: Observed,
+    ) {
         let event = Event {
             at: SystemTime::now(),
             node: Arc::clone(&instance.identity),

@@ -116,7 +116,7 @@ async fn the_host_follows_flow_nodes_in_the_store() {
     assert_eq!(ports, ["in", "out"]);
 
     change_settings(&*store, "a", "tag", json!("a2")).await;
-    eventually(|| runtime.generation(&key("a")) == Some(Some(2))).await;
+    eventually(|| runtime.built_generation(&key("a")) == Some(2)).await;
     let answer = runtime.send(&key("a"), "in", json!({ "path": [] })).await.expect("delivery");
     assert_eq!(answer["got"], json!({ "path": ["a2"] }));
 

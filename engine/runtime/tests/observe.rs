@@ -6,7 +6,7 @@ mod support;
 use std::collections::HashSet;
 
 use support::{key, node, runtime, to};
-use weir_runtime::inspect::What;
+use weir_runtime::inspect::Observed;
 use weir_sdk::{ErrorKind, json};
 
 #[tokio::test]
@@ -26,11 +26,11 @@ async fn watchers_see_every_step_of_a_run_under_one_trace_with_secrets_hidden() 
         .iter()
         .map(|e| {
             let what = match &e.what {
-                What::Received(_) => "received",
-                What::Emitted(_) => "emitted",
-                What::Answered { .. } => "answered",
-                What::Failed { .. } => "failed",
-                What::Logged(_) => "logged",
+                Observed::Received(_) => "received",
+                Observed::Emitted(_) => "emitted",
+                Observed::Answered { .. } => "answered",
+                Observed::Failed { .. } => "failed",
+                Observed::Logged(_) => "logged",
             };
             format!("{}.{} {what}", e.node.node, e.port)
         })
@@ -47,7 +47,7 @@ async fn watchers_see_every_step_of_a_run_under_one_trace_with_secrets_hidden() 
     );
     let traces: HashSet<u128> = seen.iter().map(|e| e.trace.trace_id).collect();
     assert_eq!(traces.len(), 1, "one run, one trace");
-    let What::Received(at_vault) = &seen[2].what else { unreachable!() };
+    let Observed::Received(at_vault) = &seen[2].what else { unreachable!() };
     assert_eq!(at_vault, &json!({ "user": "ada", "password": "<redacted>" }));
     let text = format!("{seen:?}");
     assert_eq!(text.matches("hunter2").count(), 2, "only at ports that do not mark it secret");
@@ -143,7 +143,7 @@ async fn events_waiting_for_watchers_hold_large_messages_as_their_size() {
     rt.send(&key("src"), "in", large).await.unwrap();
     let mut messages = Vec::new();
     while let Ok(event) = events.try_recv() {
-        if let What::Received(message) | What::Emitted(message) = &event.what {
+        if let Observed::Received(message) | Observed::Emitted(message) = &event.what {
             messages.push(message.clone());
         }
     }

@@ -187,7 +187,7 @@ async fn a_settings_change_rebuilds_the_node_through_the_same_path() {
     let mut changed = node("r", "relay", json!({ "tag": "v2" }), to("s"));
     changed.metadata.generation = Some(2);
     rt.apply(&changed).await.unwrap();
-    assert_eq!(rt.generation(&key("r")), Some(Some(2)));
+    assert_eq!(rt.built_generation(&key("r")), Some(2));
     assert_eq!(
         rt.send(&key("r"), "in", json!({ "path": [] })).await.unwrap()["got"]["path"],
         json!(["v2"])

@@ -18,7 +18,7 @@ use super::{
     access::Caller,
     error::ApiError,
     extract::Params,
-    feed::{Happening, node_event},
+    feed::{FeedEvent, node_event},
     state::Api,
 };
 
@@ -37,7 +37,7 @@ pub async fn stream(
     let live = api.feed.subscribe();
     let nodes =
         caller.store.list(Kind::FlowNode, Some(&namespace), &Selector::everything()).await?;
-    let opening: Vec<Arc<Happening>> = nodes
+    let opening: Vec<Arc<FeedEvent>> = nodes
         .iter()
         .map(node_event)
         .filter(|event| flow.as_deref().is_none_or(|flow| flow == event.flow))
@@ -53,7 +53,7 @@ pub async fn stream(
                     }
                     Ok(_) => {}
                     Err(RecvError::Lagged(missed)) => {
-                        return Some((Arc::new(Happening::missed(missed)), live));
+                        return Some((Arc::new(FeedEvent::missed(missed)), live));
                     }
                     Err(RecvError::Closed) => return None,
                 }

@@ -22,7 +22,7 @@ use weir_proto::{InspectRequest, module_client::ModuleClient};
 use weir_runtime::{
     Runtime,
     grpc::Inspected,
-    inspect::{self, What},
+    inspect::{self, Observed},
     replicas::Replicas,
     trust::Bearer,
 };
@@ -39,7 +39,7 @@ const REINSPECT_DELAY: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// One event for the editor's event stream.
 #[derive(Debug)]
-pub struct Happening {
+pub struct FeedEvent {
     /// The SSE event type: `node`, `message`, `flow` or `missed`.
     pub kind: &'static str,
     /// The namespace it happened in; none for what concerns every stream (`missed`).
@@ -50,7 +50,7 @@ pub struct Happening {
     pub data: Arc<str>,
 }
 
-impl Happening {
+impl FeedEvent {
     /// Whether a stream of `namespace`, for `flow` when it names one, shows this.
     pub fn concerns(&self, namespace: &str, flow: Option<&str>) -> bool {
         let Some(own) = &self.namespace else { return true };
@@ -76,7 +76,7 @@ struct Watching {
 /// The feed's handle: cheap to clone.
 #[derive(Debug, Clone)]
 pub struct Feed {
-    events: broadcast::Sender<Arc<Happening>>,
+    events: broadcast::Sender<Arc<FeedEvent>>,
     recorder: Arc<Recorder>,
 }
 
@@ -118,7 +118,7 @@ impl Feed {
     }
 
     /// Events from now on.
-    pub fn subscribe(&self) -> broadcast::Receiver<Arc<Happening>> {
+    pub fn subscribe(&self) -> broadcast::Receiver<Arc<FeedEvent>> {
         self.events.subscribe()
     }
 
@@ -127,9 +127,9 @@ impl Feed {
         &self.recorder
     }
 
-    fn send(&self, happening: Happening) {
+    fn send(&self, event: FeedEvent) {
         // No stream open: nobody misses it.
-        let _ = self.events.send(Arc::new(happening));
+        let _ = self.events.send(Arc::new(event));
     }
 
     /// A `node` event whenever a node's status changes.
@@ -185,7 +185,7 @@ impl Feed {
             };
             match event {
                 Ok(event) => self.seen(&event),
-                Err(RecvError::Lagged(missed)) => self.send(Happening::missed(missed)),
+                Err(RecvError::Lagged(missed)) => self.send(FeedEvent::missed(missed)),
                 Err(RecvError::Closed) => return,
             }
         }
@@ -246,7 +246,7 @@ impl Feed {
                 while let Some(wire) = events.message().await? {
                     match weir_runtime::grpc::read_event(wire) {
                         Some(Inspected::Event(event)) => self.seen(&event),
-                        Some(Inspected::Missed(missed)) => self.send(Happening::missed(missed)),
+                        Some(Inspected::Missed(missed)) => self.send(FeedEvent::missed(missed)),
                         None => {}
                     }
                 }
@@ -272,7 +272,7 @@ impl Feed {
         let data = message_json(event);
         let node = &event.node;
         self.recorder.record(&node.namespace, &node.node, Arc::clone(&data));
-        self.send(Happening {
+        self.send(FeedEvent {
             kind: event::MESSAGE,
             namespace: Some(node.namespace.clone()),
             flow: node.flow.clone(),
@@ -282,17 +282,17 @@ impl Feed {
 }
 
 /// A node's `node` event: its name, flow and status.
-pub fn node_event(object: &DynamicObject) -> Happening {
+pub fn node_event(object: &DynamicObject) -> FeedEvent {
     let (namespace, name) = key(object);
     let flow = object.data.pointer("/spec/flow").and_then(Value::as_str).unwrap_or_default();
     let status = object.data.get("status").unwrap_or(&Value::Null);
     let data = to_data(&NodeEvent { node: name, flow: flow.to_owned(), status });
-    Happening { kind: event::NODE, namespace: Some(namespace), flow: flow.to_owned(), data }
+    FeedEvent { kind: event::NODE, namespace: Some(namespace), flow: flow.to_owned(), data }
 }
 
-fn flow_event((namespace, flow): (String, String), change: &str) -> Happening {
+fn flow_event((namespace, flow): (String, String), change: &str) -> FeedEvent {
     let data = to_data(&FlowEvent { flow: flow.clone(), change: change.to_owned() });
-    Happening { kind: event::FLOW, namespace: Some(namespace), flow, data }
+    FeedEvent { kind: event::FLOW, namespace: Some(namespace), flow, data }
 }
 
 /// An event's JSON.
@@ -334,21 +334,21 @@ fn message_json(event: &inspect::Event) -> Arc<str> {
         inspect::message_json(&message)
     };
     let (what, direction, payload) = match &event.what {
-        What::Received(message) => ("received", "in", shown(message)),
-        What::Emitted(message) => ("emitted", "out", shown(message)),
-        What::Answered { .. } => ("answered", "in", b"null".to_vec()),
-        What::Failed { kind, message, .. } => {
+        Observed::Received(message) => ("received", "in", shown(message)),
+        Observed::Emitted(message) => ("emitted", "out", shown(message)),
+        Observed::Answered { .. } => ("answered", "in", b"null".to_vec()),
+        Observed::Failed { kind, message, .. } => {
             let failure = serde_json::json!({ "kind": kind.as_str(), "message": message });
             ("failed", "in", failure.to_string().into_bytes())
         }
         // Lines from a peer's stream are bounded here as the runtime bounds its own.
-        What::Logged(line) => {
+        Observed::Logged(line) => {
             ("logged", "in", Value::from(inspect::kept_line(line)).to_string().into_bytes())
         }
     };
     let elapsed_ms = match &event.what {
         // Microseconds are as fine as anyone reads them.
-        What::Answered { elapsed } | What::Failed { elapsed, .. } => {
+        Observed::Answered { elapsed } | Observed::Failed { elapsed, .. } => {
             Some((elapsed.as_secs_f64() * 1e6).round() / 1e3)
         }
         _ => None,
@@ -388,7 +388,7 @@ mod tests {
             }),
             port: String::new(),
             trace: TraceContext::default(),
-            what: What::Logged("x".repeat(10 << 20)),
+            what: Observed::Logged("x".repeat(10 << 20)),
         };
         let shown = message_json(&event);
         let payload = serde_json::from_str::<Value>(&shown).unwrap()["payload"].clone();

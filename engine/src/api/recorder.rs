@@ -15,11 +15,11 @@ pub const MAX_BYTES: usize = 16 * 1024 * 1024;
 /// The kept events, each as its `message` event JSON.
 #[derive(Debug, Default)]
 pub struct Recorder {
-    kept: Mutex<Kept>,
+    kept: Mutex<Recorded>,
 }
 
 #[derive(Debug, Default)]
-struct Kept {
+struct Recorded {
     /// Per node (namespace and name).
     nodes: HashMap<(String, String), Ring>,
     /// Bytes kept in all.

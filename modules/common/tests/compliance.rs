@@ -16,6 +16,7 @@ async fn every_component_follows_the_node_rules() {
         [
             "ticker",
             "cron",
+            "cron_check",
             "signal",
             "router",
             "array_split",

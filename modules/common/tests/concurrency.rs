@@ -2,7 +2,7 @@
 //! as the inspect events of the node downstream show.
 
 use serde_json::json;
-use weir_runtime::{NodeKey, Runtime, inspect::What};
+use weir_runtime::{NodeKey, Runtime, inspect::Observed};
 
 // Owned arguments read better with json! literals at the call sites.
 #[allow(clippy::needless_pass_by_value)]
@@ -44,9 +44,9 @@ async fn at_most_the_bound_is_on_its_way_and_the_bound_is_reached() {
             continue;
         }
         match event.what {
-            What::Received(_) => on_the_way += 1,
-            What::Answered { .. } | What::Failed { .. } => on_the_way -= 1,
-            What::Emitted(_) | What::Logged(_) => {}
+            Observed::Received(_) => on_the_way += 1,
+            Observed::Answered { .. } | Observed::Failed { .. } => on_the_way -= 1,
+            Observed::Emitted(_) | Observed::Logged(_) => {}
         }
         most = most.max(on_the_way);
     }

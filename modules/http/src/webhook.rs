@@ -403,7 +403,7 @@ impl Core {
         };
         let delivery = match self.delivery(&parts.headers) {
             Ok(delivery) => delivery,
-            Err(answered) => return answered,
+            Err(answered) => return *answered,
         };
         let query = parts.uri.query().map_or_else(Map::new, |query| {
             let pairs: Vec<(String, String)> =
@@ -481,28 +481,28 @@ impl Core {
     /// The GitHub delivery a request carries, taken as new (none without the header, or when
     /// the node remembers none); otherwise the answer it gets: 200 for one accepted before,
     /// 409 while its run is under way, 400 for an id longer than GitHub's.
-    fn delivery(&self, headers: &HeaderMap) -> Result<Option<deliveries::Accepted>, Response> {
+    fn delivery(&self, headers: &HeaderMap) -> Result<Option<deliveries::Accepted>, Box<Response>> {
         let (Some(deliveries), Some(id)) = (&self.deliveries, headers.get(DELIVERY_HEADER)) else {
             return Ok(None);
         };
         let id = id.to_str().ok().filter(|id| id.len() <= deliveries::MAX_ID_BYTES).ok_or_else(|| {
-            answer(
+            Box::new(answer(
                 StatusCode::BAD_REQUEST,
                 json!({ "error": format!("the {DELIVERY_HEADER} header is not an id of at most {} characters", deliveries::MAX_ID_BYTES) }),
-            )
+            ))
         })?;
         match deliveries.begin(id, Instant::now()) {
             Seen::New(accepted) => Ok(Some(accepted)),
-            Seen::Done => Err(answer(
+            Seen::Done => Err(Box::new(answer(
                 StatusCode::OK,
                 json!({ "duplicate": true, "delivery": id,
                     "note": "this delivery was accepted before; it is not run again" }),
-            )),
-            Seen::Running => Err(answer(
+            ))),
+            Seen::Running => Err(Box::new(answer(
                 StatusCode::CONFLICT,
                 json!({ "error": "this delivery is being handled; it is not run twice at once",
                     "delivery": id }),
-            )),
+            ))),
         }
     }
 
