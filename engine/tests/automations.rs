@@ -403,12 +403,12 @@ async fn configmap_sync_applies_changes_only_removes_dropped_keys_and_rides_out_
 
 const RELAY_SECRET: &str = "relay-signing-secret";
 
-/// A GitHub-like sender: POSTs `body` to the relay with GitHub's headers, signed with
-/// `secret`, and gives back the status and body it got.
+/// A GitHub-like sender: POSTs `body` to the relay with GitHub's headers (delivery id
+/// `delivery`), signed with `secret`, and gives back the status and body it got.
 async fn deliver(
     http: &reqwest::Client,
     url: &str,
-    body: &Value,
+    (body, delivery): (&Value, &str),
     secret: &str,
 ) -> Result<(u16, Value)> {
     let bytes = serde_json::to_vec(body)?;
@@ -421,7 +421,7 @@ async fn deliver(
         .post(url)
         .header("content-type", "application/json")
         .header("x-github-event", "push")
-        .header("x-github-delivery", "d-1")
+        .header("x-github-delivery", delivery)
         .header("x-hub-signature-256", format!("sha256={signature}"))
         .body(bytes)
         .send()
@@ -479,22 +479,26 @@ async fn the_webhook_relay_checks_signatures_reshapes_forwards_and_answers_with_
     let push = json!({ "ref": "refs/heads/main", "repository": { "full_name": "acme/shop" } });
 
     // Signed: forwarded reshaped, and the sender gets the service's status and body.
-    let (status, body) = deliver(&http, &url, &push, RELAY_SECRET).await?;
+    let (status, body) = deliver(&http, &url, (&push, "d-1"), RELAY_SECRET).await?;
     ensure!((status, &body) == (202, &json!({ "accepted": true })), "{status} {body}");
     ensure!(
         service.received() == [json!({ "event": "push", "delivery": "d-1", "payload": push })],
         "{:?}",
         service.received()
     );
+    // GitHub's redelivery of an accepted delivery is answered, not forwarded again.
+    let (status, body) = deliver(&http, &url, (&push, "d-1"), RELAY_SECRET).await?;
+    ensure!(status == 200 && body["duplicate"] == true, "{status} {body}");
+    ensure!(service.received().len() == 1, "a redelivery is not forwarded");
 
     // The service's refusal reaches the sender as it is.
     service.answer(503, json!({ "error": "maintenance" }));
-    let (status, body) = deliver(&http, &url, &push, RELAY_SECRET).await?;
+    let (status, body) = deliver(&http, &url, (&push, "d-2"), RELAY_SECRET).await?;
     ensure!((status, &body) == (503, &json!({ "error": "maintenance" })), "{status} {body}");
     ensure!(service.received().len() == 2, "once: a status is an answer, not a failure to retry");
 
     // A wrong signature is refused, and nothing is forwarded.
-    let (status, _) = deliver(&http, &url, &push, "not-the-secret").await?;
+    let (status, _) = deliver(&http, &url, (&push, "d-3"), "not-the-secret").await?;
     ensure!(status == 401, "{status}");
     let unsigned = http.post(&url).body(push.to_string()).send().await?.status().as_u16();
     ensure!(unsigned == 401, "{unsigned}");
@@ -509,7 +513,7 @@ async fn the_webhook_relay_checks_signatures_reshapes_forwards_and_answers_with_
         &[("target", format!("http://{closed}/events")), ("secretName", "github-hook".to_owned())],
     )?;
     wait_built(&client, &relay.flows, "relay-forward").await?;
-    let (status, body) = deliver(&http, &url, &push, RELAY_SECRET).await?;
+    let (status, body) = deliver(&http, &url, (&push, "d-4"), RELAY_SECRET).await?;
     ensure!(status == 503 && body["id"].is_string(), "{status} {body}");
 
     let refused = relay.refused(plane, "webhook-relay", &[("signature", "md5".to_owned())]);
@@ -543,13 +547,14 @@ async fn measure_the_webhook_relays_added_latency() -> Result<()> {
     let (mut relayed, mut direct) = (Vec::new(), Vec::new());
     for round in 0..220 {
         let started = Instant::now();
-        let (status, _) = deliver(&http, &url, &push, RELAY_SECRET).await?;
+        let delivery = format!("d-{round}");
+        let (status, _) = deliver(&http, &url, (&push, &delivery), RELAY_SECRET).await?;
         ensure!(status == 200, "{status}");
         if round >= 20 {
             timed(&mut relayed, started);
         }
         let started = Instant::now();
-        let (status, _) = deliver(&http, &service.url, &push, RELAY_SECRET).await?;
+        let (status, _) = deliver(&http, &service.url, (&push, &delivery), RELAY_SECRET).await?;
         ensure!(status == 200, "{status}");
         if round >= 20 {
             timed(&mut direct, started);
