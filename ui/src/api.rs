@@ -42,7 +42,10 @@ async fn call<T: DeserializeOwned>(
     request: Result<Request, gloo_net::Error>,
     doing: &str,
 ) -> Result<T, ApiError> {
-    let response = send(request, doing).await?;
+    read(send(request, doing).await?, doing).await
+}
+
+async fn read<T: DeserializeOwned>(response: Response, doing: &str) -> Result<T, ApiError> {
     response.json::<T>().await.map_err(|err| ApiError {
         message: format!("{doing}: the engine's answer cannot be read: {err}"),
         problems: Vec::new(),
@@ -53,13 +56,22 @@ async fn send(
     request: Result<Request, gloo_net::Error>,
     doing: &str,
 ) -> Result<Response, ApiError> {
-    let fail =
-        |message: String| ApiError { message: format!("{doing}: {message}"), problems: Vec::new() };
+    answered(reach(request, doing).await?, doing).await
+}
+
+/// Sends a request; any answer, failures included.
+async fn reach(
+    request: Result<Request, gloo_net::Error>,
+    doing: &str,
+) -> Result<Response, ApiError> {
+    let fail = |message: String| ApiError::from(format!("{doing}: {message}"));
     let request = request.map_err(|err| fail(err.to_string()))?;
-    let response = request
-        .send()
-        .await
-        .map_err(|err| fail(format!("the engine cannot be reached ({err})")))?;
+    request.send().await.map_err(|err| fail(format!("the engine cannot be reached ({err})")))
+}
+
+/// The answer when it is a success, else the failure it tells.
+async fn answered(response: Response, doing: &str) -> Result<Response, ApiError> {
+    let fail = |message: String| ApiError::from(format!("{doing}: {message}"));
     if response.ok() {
         return Ok(response);
     }
@@ -147,23 +159,49 @@ pub async fn flows() -> Result<Vec<FlowSummary>, ApiError> {
     call(http_get(&in_namespace("/api/flows")).build(), "list flows").await
 }
 
-/// A flow with its nodes.
-pub async fn flow(name: &str) -> Result<Document, ApiError> {
+/// A flow with its nodes, and its version (its `ETag`, which a save is made over).
+pub async fn flow(name: &str) -> Result<(Document, Option<String>), ApiError> {
+    let doing = format!("open flow {name}");
     let request = http_get(&in_namespace(&format!("/api/flows/{name}"))).build();
-    call(request, &format!("open flow {name}")).await.map(document)
+    versioned(send(request, &doing).await?, &doing).await
 }
 
-/// Saves a whole flow; answers it as saved.
-pub async fn save(document: &Document) -> Result<Document, ApiError> {
+/// How a save ended.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Save {
+    /// Saved: the flow as saved, and its new version.
+    Saved(Box<Document>, Option<String>),
+    /// Refused, as someone else changed the flow since the version it was made over.
+    Stale(ApiError),
+}
+
+/// Saves a whole flow, over `version` when given (else over whatever is stored).
+pub async fn save(document: &Document, version: Option<&str>) -> Result<Save, ApiError> {
     let name = document.name();
+    let doing = format!("save flow {name}");
     let nodes: Vec<&FlowNode> = document.nodes.iter().collect();
     let body = FlowDocument { flow: &document.flow, nodes };
-    let request = json(http_put(&in_namespace(&format!("/api/flows/{name}"))), &body);
-    call(request, &format!("save flow {name}")).await.map(self::document)
+    let mut builder = http_put(&in_namespace(&format!("/api/flows/{name}")));
+    if let Some(version) = version {
+        builder = builder.header("if-match", version);
+    }
+    let response = reach(json(builder, &body), &doing).await?;
+    // 412 Precondition Failed: the flow is not at that version any more.
+    if response.status() == 412 {
+        return Ok(Save::Stale(answered(response, &doing).await.err().unwrap_or_default()));
+    }
+    let (saved, version) = versioned(answered(response, &doing).await?, &doing).await?;
+    Ok(Save::Saved(Box::new(saved), version))
 }
 
-fn document(FlowDocument { flow, nodes }: FlowDocument) -> Document {
-    Document { flow, nodes }
+/// A flow document answer, with its version.
+async fn versioned(
+    response: Response,
+    doing: &str,
+) -> Result<(Document, Option<String>), ApiError> {
+    let version = response.headers().get("etag");
+    let FlowDocument { flow, nodes } = read(response, doing).await?;
+    Ok((Document { flow, nodes }, version))
 }
 
 /// Deletes a flow and its nodes.
@@ -176,11 +214,12 @@ pub async fn delete(name: &str) -> Result<(), ApiError> {
     .map(drop)
 }
 
-/// Renames a flow.
-pub async fn rename(name: &str, to: &str) -> Result<Document, ApiError> {
+/// Renames a flow; answers it under its new name, with its version.
+pub async fn rename(name: &str, to: &str) -> Result<(Document, Option<String>), ApiError> {
+    let doing = format!("rename flow {name}");
     let body = Rename { name: to.to_owned() };
     let request = json(http_post(&in_namespace(&format!("/api/flows/{name}/rename"))), &body);
-    call(request, &format!("rename flow {name}")).await.map(document)
+    versioned(send(request, &doing).await?, &doing).await
 }
 
 /// The flow's manifests, as `kubectl apply` takes them.

@@ -1,7 +1,12 @@
 //! The canvas: the open flow's nodes and edges in SVG. Drag a node's title bar to move it (the
 //! whole selection moves), drag from an output port to an input port to wire them, drag the
 //! background to pan, turn the wheel to zoom, click to select (shift adds), and drop a
-//! component from the palette to add a node.
+//! component from the palette to add a node. A flow opens fitted into view.
+//!
+//! From the keyboard: Tab reaches every edge, node and port (focus selects), arrow keys move
+//! the selected nodes (`shortcuts`), Enter on a node opens its settings and on an edge its
+//! mapping, and Enter on a port opens the port picker, which lists the ports it can be wired
+//! to. Each has a role and a label for screen readers.
 
 use std::collections::BTreeSet;
 
@@ -10,8 +15,10 @@ use wasm_bindgen::JsCast as _;
 use weir_model::Position;
 
 use crate::{
+    api::ApiError,
     document::{PortRef, Selection},
-    editor::Editor,
+    editor::{Editor, Wiring},
+    focus,
     geometry::{self, NODE_WIDTH, View},
 };
 
@@ -33,12 +40,69 @@ fn marked(target: Option<web_sys::EventTarget>) -> Option<(String, String, Strin
     Some((get("data-role"), get("data-node"), get("data-port")))
 }
 
+/// Wires `from` (an output port) to `to` (an input port) as one edit, or says why not.
+fn wire(editor: Editor, from: &PortRef, to: &PortRef) -> bool {
+    let mut refused = None;
+    editor.edit(|doc| {
+        if let Err(err) = doc.connect(from, to) {
+            refused = Some(err.to_string());
+        }
+    });
+    if let Some(message) = refused {
+        editor.fail(ApiError::from(message));
+        return false;
+    }
+    true
+}
+
+/// Whether a key press activates what has focus, as Enter and Space do a button.
+fn activates(event: &ev::KeyboardEvent) -> bool {
+    matches!(event.key().as_str(), "Enter" | " ")
+}
+
+/// Runs `select` when keyboard focus (Tab) landed on the event's element; a pointer selects
+/// through the canvas's own handlers, shift-click included.
+fn on_keyboard_focus(event: &ev::FocusEvent, select: impl FnOnce()) {
+    let element = event.current_target().and_then(|t| t.dyn_into::<web_sys::Element>().ok());
+    if element.is_some_and(|e| e.matches(":focus-visible").unwrap_or(false)) {
+        select();
+    }
+}
+
+/// Each node's box (left, top, width, height), to fit the view around.
+fn node_boxes(editor: Editor) -> Vec<(f64, f64, f64, f64)> {
+    editor.port_names.with_untracked(|ports| {
+        editor.doc.with_untracked(|d| {
+            let Some(d) = d else { return Vec::new() };
+            d.node_names()
+                .iter()
+                .map(|name| {
+                    let at = d.position(name);
+                    let (inputs, outputs) =
+                        ports.get(name).map_or((0, 0), |(i, o)| (i.len(), o.len()));
+                    (at.left, at.top, NODE_WIDTH, geometry::node_height(inputs, outputs))
+                })
+                .collect()
+        })
+    })
+}
+
 /// The canvas.
 #[component]
 pub fn Canvas() -> impl IntoView {
     let editor = expect_context::<Editor>();
     let svg = NodeRef::<leptos::svg::Svg>::new();
     let gesture = RwSignal::new(None::<Gesture>);
+    // Fit the flow into view when asked (it opened, or the Fit button), once the canvas has a size.
+    Effect::new(move |_| {
+        if !editor.fit_wanted.get() {
+            return;
+        }
+        let Some(canvas) = svg.get() else { return };
+        let size = canvas.get_bounding_client_rect();
+        editor.view.set(View::fit(&node_boxes(editor), size.width(), size.height()));
+        editor.fit_wanted.set(false);
+    });
     let local = move |x: i32, y: i32| -> (f64, f64) {
         let rect = svg.get_untracked().map(|s| s.get_bounding_client_rect());
         rect.map_or((f64::from(x), f64::from(y)), |r| {
@@ -137,15 +201,7 @@ pub fn Canvas() -> impl IntoView {
             if let Some((role, node, port)) = marked(under)
                 && role == "in-port"
             {
-                let mut refused = None;
-                editor.edit(|doc| {
-                    if let Err(err) = doc.connect(&from, &PortRef { node, port }) {
-                        refused = Some(err.to_string());
-                    }
-                });
-                if let Some(message) = refused {
-                    editor.fail(crate::api::ApiError::from(message));
-                }
+                wire(editor, &from, &PortRef { node, port });
             }
         }
     };
@@ -200,11 +256,21 @@ pub fn Canvas() -> impl IntoView {
         _ => String::new(),
     };
 
+    let flow_name =
+        move || editor.doc.with(|d| d.as_ref().map(|d| d.name().to_owned()).unwrap_or_default());
     view! {
+        <p id="canvas-help" class="sr-only">
+            "Tab moves through the edges, nodes and ports. Arrow keys move the selected nodes \
+             (Shift for larger steps); Enter on a node opens its settings, on an edge its mapping, \
+             on a port a list of the ports it can be wired to; Delete removes what is selected."
+        </p>
         <svg
             class="canvas"
             node_ref=svg
             data-testid="canvas"
+            role="application"
+            aria-label=move || format!("Flow {}", flow_name())
+            aria-describedby="canvas-help"
             on:pointerdown=on_down
             on:pointermove=on_move
             on:pointerup=on_up
@@ -226,6 +292,83 @@ pub fn Canvas() -> impl IntoView {
                 <path class="wiring" d=wire/>
             </g>
         </svg>
+        <PortPicker/>
+    }
+}
+
+/// The port picker: the ports the port being wired (`Editor::wiring`) can join, in a list; a
+/// choice makes the edge. Escape or Cancel closes it, and focus goes back to the port.
+#[component]
+fn PortPicker() -> impl IntoView {
+    let editor = expect_context::<Editor>();
+    move || {
+        let Wiring { port: origin, output } = editor.wiring.get()?;
+        let origin_testid =
+            format!("{}-{}-{}", if output { "out" } else { "in" }, origin.node, origin.port);
+        let back = move || focus::soon(&format!("[data-testid=\"{origin_testid}\"]"));
+        let mut choices: Vec<PortRef> = editor.port_names.with(|names| {
+            names
+                .iter()
+                .filter(|(node, _)| **node != origin.node)
+                .flat_map(|(node, (inputs, outputs))| {
+                    let ports = if output { inputs } else { outputs };
+                    ports.iter().map(|port| PortRef { node: node.clone(), port: port.clone() })
+                })
+                .collect()
+        });
+        choices.sort();
+        let title = if output {
+            format!("Wire {}:{} to the input port of…", origin.node, origin.port)
+        } else {
+            format!("Wire an output port to {}:{}", origin.node, origin.port)
+        };
+        let empty = choices
+            .is_empty()
+            .then(|| view! { <p class="help">"No other node has a port to wire to."</p> });
+        let close = {
+            let back = back.clone();
+            move || {
+                editor.wiring.set(None);
+                back();
+            }
+        };
+        let keys = {
+            let close = close.clone();
+            move |event: ev::KeyboardEvent| {
+                if event.key() == "Escape" {
+                    event.stop_propagation();
+                    close();
+                }
+            }
+        };
+        let options = choices
+            .into_iter()
+            .map(|choice| {
+                let text = format!("{}: {}", choice.node, choice.port);
+                let testid = format!("pick-{}-{}", choice.node, choice.port);
+                let (origin, back) = (origin.clone(), back.clone());
+                let pick = move |_| {
+                    let (from, to) = if output { (&origin, &choice) } else { (&choice, &origin) };
+                    editor.wiring.set(None);
+                    if wire(editor, from, to) {
+                        editor.done(format!(
+                            "wired {}:{} to {}:{}",
+                            from.node, from.port, to.node, to.port
+                        ));
+                    }
+                    back();
+                };
+                view! { <li><button data-testid=testid on:click=pick>{text}</button></li> }
+            })
+            .collect_view();
+        Some(view! {
+            <div class="picker" role="dialog" aria-modal="true" aria-labelledby="picker-title" data-testid="port-picker" on:keydown=keys>
+                <h2 id="picker-title">{title}</h2>
+                {empty}
+                <ul>{options}</ul>
+                <button class="cancel" on:click=move |_| close()>"Cancel"</button>
+            </div>
+        })
     }
 }
 
@@ -245,6 +388,7 @@ fn EdgeLine(
         })
     };
     let (from_at, to_at) = (position(from.clone()), position(to.clone()));
+    let (port_label, to_label) = (port.clone(), format!("{to}:{to_port}"));
     let (source, target) = (from.clone(), to);
     let indices = Memo::new(move |_| {
         (editor.port_index(&source, &port, false), editor.port_index(&target, &to_port, true))
@@ -256,10 +400,30 @@ fn EdgeLine(
             geometry::input_point(to_at.get(), in_index),
         )
     });
+    let label = format!("Edge from {from}:{port_label} to {to_label}");
     let key = (from.clone(), index);
     let selected = move || editor.selection.with(|s| s.edges.contains(&key));
+    let (focused, activated) = (from.clone(), from.clone());
     view! {
-        <g class="edge" class:selected=selected data-role="edge" data-node=from data-port=index.to_string()>
+        <g
+            class="edge"
+            class:selected=selected.clone()
+            data-role="edge"
+            data-node=from
+            data-port=index.to_string()
+            role="button"
+            tabindex="0"
+            aria-label=label
+            aria-pressed=move || selected().to_string()
+            on:focus=move |event| on_keyboard_focus(&event, || editor.selection.set(Selection::edge(&focused, index)))
+            on:keydown=move |event| {
+                if activates(&event) {
+                    event.prevent_default();
+                    editor.selection.set(Selection::edge(&activated, index));
+                    focus::soon("[data-testid=mapping-text]");
+                }
+            }
+        >
             <path class="edge-hit" d=move || path.get()/>
             <path class="edge-line" d=move || path.get()/>
         </g>
@@ -306,6 +470,7 @@ fn NodeBox(name: String) -> impl IntoView {
     let last_error = move || shown.with(|s| s.as_ref().and_then(|(_, e)| e.clone()));
     let selected_name = name.clone();
     let selected = move || editor.selection.with(|s| s.nodes.contains(&selected_name));
+    let selected_class = selected.clone();
     let title = spec.get_untracked().map(|(_, component)| component).unwrap_or_default();
     let label = move || {
         spec.get()
@@ -314,17 +479,48 @@ fn NodeBox(name: String) -> impl IntoView {
     };
     let input_name = name.clone();
     let output_name = name.clone();
+    // The title bar's text names it for screen readers; its title (the tooltip) says more.
+    let header_title = {
+        let name = name.clone();
+        move || {
+            let (module, component) = spec.get().unwrap_or_default();
+            format!("Node {name}: {module}/{component}")
+        }
+    };
+    let (focused, activated) = (name.clone(), name.clone());
     view! {
         <g
             class="node"
-            class:selected=selected
+            class:selected=selected_class
             class:failing=failing
+            role="group"
+            aria-label=format!("Node {name}")
             data-testid=format!("node-{name}")
             transform=move || { let p = position.get(); format!("translate({:.1} {:.1})", p.left, p.top) }
         >
             {move || last_error().map(|error| view! { <title>{error}</title> })}
             <rect class="node-body" width={NODE_WIDTH} height=height rx="6"/>
-            <g data-role="node" data-node=name.clone()>
+            <g
+                data-role="node"
+                data-node=name.clone()
+                class="node-head"
+                role="button"
+                tabindex="0"
+                aria-pressed=move || selected().to_string()
+                on:focus=move |event| on_keyboard_focus(&event, || {
+                    if !editor.selection.with_untracked(|s| s.nodes.contains(&focused)) {
+                        editor.selection.set(Selection::node(&focused));
+                    }
+                })
+                on:keydown=move |event| {
+                    if activates(&event) {
+                        event.prevent_default();
+                        editor.selection.set(Selection::node(&activated));
+                        focus::soon("[data-testid=node-panel] :is(input, select, textarea, button)");
+                    }
+                }
+            >
+                <title>{header_title}</title>
                 <rect class="node-header" width={NODE_WIDTH} height={geometry::HEADER} rx="6"/>
                 <text class="node-title" x="10" y="19">{name.clone()}</text>
                 <text class="node-kind" x={NODE_WIDTH - 8.0} y="19" text-anchor="end">{label}</text>
@@ -337,8 +533,9 @@ fn NodeBox(name: String) -> impl IntoView {
     }
 }
 
-/// One port: a circle on the node's side, and its name.
+/// One port: a circle on the node's side, and its name. Enter opens the port picker.
 fn port_view(node: String, index: usize, port: String, input: bool) -> impl IntoView {
+    let editor = expect_context::<Editor>();
     let (x, y) = if input {
         geometry::input_point(Position::default(), index)
     } else {
@@ -349,8 +546,28 @@ fn port_view(node: String, index: usize, port: String, input: bool) -> impl Into
     let (label_x, anchor) = if input { (x + 12.0, "start") } else { (x - 12.0, "end") };
     let testid = format!("{prefix}-{node}-{port}");
     let label = port.clone();
+    let aria = format!("{node}: {} port {port}", if input { "input" } else { "output" });
+    let wiring =
+        Wiring { port: PortRef { node: node.clone(), port: port.clone() }, output: !input };
     view! {
-        <g class=class data-role=role data-testid=testid data-node=node data-port=port>
+        <g
+            class=class
+            data-role=role
+            data-testid=testid
+            data-node=node
+            data-port=port
+            role="button"
+            tabindex="0"
+            aria-label=aria
+            aria-haspopup="dialog"
+            on:keydown=move |event| {
+                if activates(&event) {
+                    event.prevent_default();
+                    editor.wiring.set(Some(wiring.clone()));
+                    focus::soon("[data-testid=port-picker] button");
+                }
+            }
+        >
             <circle cx=x cy=y r="6"/>
             <text x=label_x y={y + 4.0} text-anchor=anchor>{label}</text>
         </g>

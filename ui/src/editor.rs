@@ -1,6 +1,6 @@
 //! The editor's state, shared by every panel through Leptos context: the catalogues, the flow
-//! list, the open flow with its undo history, the selection, the canvas view, and what the
-//! engine reports live (node status, messages seen).
+//! list, the open flow with its undo history and the version it was read at, the selection,
+//! the canvas view, and what the engine reports live (node status, messages seen).
 
 use std::collections::{HashMap, VecDeque};
 
@@ -11,8 +11,8 @@ use weir_model::{
 };
 
 use crate::{
-    api::{self, ApiError},
-    document::{Clipboard, Document, History, Selection},
+    api::{self, ApiError, Save},
+    document::{Clipboard, Document, History, PortRef, Selection},
     geometry::View,
 };
 
@@ -47,6 +47,16 @@ pub struct Editor {
     pub selection: RwSignal<Selection>,
     /// Pan and zoom.
     pub view: RwSignal<View>,
+    /// Whether the canvas should fit the flow into view (when it opens, or asked to).
+    pub fit_wanted: RwSignal<bool>,
+    /// The open flow's version as last read or saved: a save is made over it, so the engine
+    /// refuses it when someone else changed the flow since.
+    pub version: StoredValue<Option<String>>,
+    /// Why the last save was refused as made over a stale version: the editor then offers to
+    /// reload or to overwrite.
+    pub stale: RwSignal<Option<String>>,
+    /// The port being wired from the keyboard, whose counterpart the port picker offers.
+    pub wiring: RwSignal<Option<Wiring>>,
     /// Each node's status, as last reported.
     pub statuses: RwSignal<HashMap<String, FlowNodeStatus>>,
     /// Messages seen on the open flow's nodes, oldest first.
@@ -64,6 +74,15 @@ pub struct Editor {
 
 /// A node's input and output port names, in order.
 pub type PortNames = (Vec<String>, Vec<String>);
+
+/// An edge begun from the keyboard at one port, waiting for the port at its other end.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Wiring {
+    /// The port it starts at.
+    pub port: PortRef,
+    /// Whether that is an output port (the picker then offers inputs), else an input.
+    pub output: bool,
+}
 
 impl Editor {
     /// A new editor, loading the catalogues and the flow list.
@@ -95,6 +114,10 @@ impl Editor {
             revision: RwSignal::new(0),
             selection: RwSignal::new(Selection::default()),
             view: RwSignal::new(View::default()),
+            fit_wanted: RwSignal::new(false),
+            version: StoredValue::new(None),
+            stale: RwSignal::new(None),
+            wiring: RwSignal::new(None),
             statuses,
             seen: RwSignal::new(VecDeque::new()),
             notice: RwSignal::new(None),
@@ -143,17 +166,26 @@ impl Editor {
                 return;
             }
         }
+        self.load(name);
+    }
+
+    /// Opens a flow from the engine as it is stored, dropping unsaved edits without asking.
+    pub fn load(&self, name: String) {
         let editor = *self;
         spawn_local(async move {
             match api::flow(&name).await {
-                Ok(document) => editor.show(document),
+                Ok((document, version)) => editor.show(document, version),
                 Err(err) => editor.fail(err),
             }
         });
     }
 
-    /// Shows `document` as the open, saved flow.
-    pub fn show(&self, document: Document) {
+    /// Shows `document` as the open, saved flow, read at `version`, fitted into view.
+    pub fn show(&self, document: Document, version: Option<String>) {
+        self.version.set_value(version);
+        self.stale.set(None);
+        self.wiring.set(None);
+        self.fit_wanted.set(true);
         self.history.update_value(History::clear);
         self.selection.set(Selection::default());
         self.statuses.set(
@@ -229,13 +261,26 @@ impl Editor {
         self.doc.with_untracked(|doc| self.saved.with_untracked(|saved| doc != saved))
     }
 
-    /// Saves the open flow.
+    /// Saves the open flow over the version it was read at.
     pub fn save(&self) {
+        self.save_over(self.version.get_value());
+    }
+
+    /// Saves the open flow over whatever is stored, someone else's change included.
+    pub fn overwrite(&self) {
+        self.save_over(None);
+    }
+
+    fn save_over(&self, version: Option<String>) {
         let Some(document) = self.doc.get_untracked() else { return };
         let editor = *self;
         spawn_local(async move {
-            match api::save(&document).await {
-                Ok(saved) => {
+            match api::save(&document, version.as_deref()).await {
+                Ok(Save::Stale(refusal)) => editor.stale.set(Some(refusal.to_string())),
+                Ok(Save::Saved(saved, version)) => {
+                    let saved = *saved;
+                    editor.version.set_value(version);
+                    editor.stale.set(None);
                     editor.saved.set(Some(saved.clone()));
                     // Keep edits made while saving; take the engine's status and metadata.
                     let unchanged = editor.doc.with_untracked(|d| d.as_ref() == Some(&document));

@@ -23,7 +23,9 @@ pub fn Flows() -> impl IntoView {
         let name = new_name.get_untracked().trim().to_owned();
         match Document::new(&name) {
             Ok(document) => {
-                editor.show(document);
+                // A new flow: saved over nothing, so a flow of that name is overwritten as
+                // before (the list shows the names taken).
+                editor.show(document, None);
                 editor.saved.set(None);
                 new_name.set(String::new());
                 editor.save();
@@ -41,8 +43,8 @@ pub fn Flows() -> impl IntoView {
         };
         spawn_local(async move {
             match api::rename(&name, &to).await {
-                Ok(document) => {
-                    editor.show(document);
+                Ok((document, version)) => {
+                    editor.show(document, version);
                     editor.done(format!("renamed {name} to {to}"));
                     rename_to.set(String::new());
                     editor.refresh_flows();
@@ -128,27 +130,31 @@ pub fn Flows() -> impl IntoView {
                         let name = summary.flow.metadata.name.clone().unwrap_or_default();
                         let opened = name.clone();
                         let current = name.clone();
+                        let open = Memo::new(move |_| open_name.get().as_deref() == Some(current.as_str()));
+                        let nodes = summary.nodes;
                         view! {
-                            <li
-                                class:open=move || open_name.get().as_deref() == Some(current.as_str())
-                                data-testid=format!("flow-{name}")
-                                on:click=move |_| editor.open(opened.clone())
-                                title=summary.flow.spec.description
-                            >
-                                <span>{name.clone()}</span>
-                                <span class="count">{summary.nodes}</span>
+                            <li class:open=open data-testid=format!("flow-{name}")>
+                                <button
+                                    class="flow-open"
+                                    aria-current=move || open.get().then_some("true")
+                                    on:click=move |_| editor.open(opened.clone())
+                                    title=summary.flow.spec.description
+                                >
+                                    <span>{name.clone()}</span>
+                                    <span class="count">{nodes}<span class="sr-only">{if nodes == 1 { " node" } else { " nodes" }}</span></span>
+                                </button>
                             </li>
                         }
                     }
                 />
             </ul>
             <div class="row">
-                <input placeholder="new-flow-name" data-testid="new-flow-name" prop:value=move || new_name.get() on:input=move |e| new_name.set(event_target_value(&e))/>
+                <input placeholder="new-flow-name" aria-label="New flow's name" data-testid="new-flow-name" prop:value=move || new_name.get() on:input=move |e| new_name.set(event_target_value(&e))/>
                 <button data-testid="create-flow" on:click=create>"New"</button>
             </div>
             <Show when=move || open_name.get().is_some()>
                 <div class="row">
-                    <input placeholder="rename to" data-testid="rename-to" prop:value=move || rename_to.get() on:input=move |e| rename_to.set(event_target_value(&e))/>
+                    <input placeholder="rename to" aria-label="Rename the open flow to" data-testid="rename-to" prop:value=move || rename_to.get() on:input=move |e| rename_to.set(event_target_value(&e))/>
                     <button data-testid="rename-flow" on:click=rename>"Rename"</button>
                 </div>
                 <div class="row">

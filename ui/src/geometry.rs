@@ -81,7 +81,30 @@ impl View {
     pub fn transform(&self) -> String {
         format!("translate({:.1} {:.1}) scale({:.3})", self.pan_x, self.pan_y, self.zoom)
     }
+
+    /// The view that shows every box of `boxes` (left, top, width, height, in canvas units)
+    /// whole and centred in a canvas of `width` × `height` screen pixels, with a margin; never
+    /// zoomed in past 100%, so a small flow keeps its size.
+    pub fn fit(boxes: &[(f64, f64, f64, f64)], width: f64, height: f64) -> Self {
+        let Some(&(left, top, w, h)) = boxes.first() else { return Self::default() };
+        let (mut x0, mut y0, mut x1, mut y1) = (left, top, left + w, top + h);
+        for &(left, top, w, h) in boxes {
+            (x0, y0) = (x0.min(left), y0.min(top));
+            (x1, y1) = (x1.max(left + w), y1.max(top + h));
+        }
+        let (room_x, room_y) =
+            ((width - 2.0 * FIT_MARGIN).max(1.0), (height - 2.0 * FIT_MARGIN).max(1.0));
+        let zoom = (room_x / (x1 - x0)).min(room_y / (y1 - y0)).clamp(ZOOM.0, 1.0);
+        Self {
+            pan_x: (width - (x1 - x0) * zoom) / 2.0 - x0 * zoom,
+            pan_y: (height - (y1 - y0) * zoom) / 2.0 - y0 * zoom,
+            zoom,
+        }
+    }
 }
+
+/// The room a fitted view leaves around the flow, in screen pixels.
+const FIT_MARGIN: f64 = 24.0;
 
 #[cfg(test)]
 mod tests {
@@ -114,5 +137,21 @@ mod tests {
         let after = zoomed.to_canvas(400.0, 300.0);
         assert!((before.left - after.left).abs() < 1e-9 && (before.top - after.top).abs() < 1e-9);
         assert_eq!(View::default().zoom_at(0.0, 0.0, 100.0).zoom, 3.0, "clamped");
+    }
+
+    #[test]
+    fn a_fitted_view_shows_every_node_whole_and_centred() {
+        // The image mirror's spread: 1830 × 800 canvas units into 810 × 666 pixels.
+        let boxes = [(40.0, 80.0, NODE_WIDTH, 96.0), (1640.0, 720.0, NODE_WIDTH, 160.0)];
+        let view = View::fit(&boxes, 810.0, 666.0);
+        let (top_left, bottom_right) = (view.to_canvas(0.0, 0.0), view.to_canvas(810.0, 666.0));
+        assert!(top_left.left < 40.0 && top_left.top < 80.0, "{top_left:?}");
+        assert!(bottom_right.left > 1830.0 && bottom_right.top > 880.0, "{bottom_right:?}");
+        let width_shown = 1790.0 * view.zoom;
+        assert!((810.0 - 2.0 * FIT_MARGIN - width_shown).abs() < 1e-6, "the wider side fills");
+        // One small node stays at 100%, in the middle.
+        let view = View::fit(&[(100.0, 100.0, 190.0, 80.0)], 800.0, 600.0);
+        assert_eq!(view, View { pan_x: 205.0, pan_y: 160.0, zoom: 1.0 });
+        assert_eq!(View::fit(&[], 800.0, 600.0), View::default(), "nothing to fit");
     }
 }

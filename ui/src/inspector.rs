@@ -82,6 +82,7 @@ fn SendBox(node: String, port: String, schema: Value) -> impl IntoView {
     );
     let answer = RwSignal::new(String::new());
     let label = format!("{node}:{port}");
+    let id = format!("send-{node}-{port}");
     let send = move |_| {
         let (node, port) = (node.clone(), port.clone());
         let message = match serde_json::from_str::<Value>(&text.get_untracked()) {
@@ -104,8 +105,8 @@ fn SendBox(node: String, port: String, schema: Value) -> impl IntoView {
     };
     view! {
         <div class="send">
-            <label>{label.clone()}</label>
-            <textarea class="code" rows="3" spellcheck="false" data-testid=format!("send-{label}") prop:value=move || text.get() on:input=move |e| text.set(event_target_value(&e))/>
+            <label for=id.clone()>{label.clone()}</label>
+            <textarea id=id class="code" rows="3" spellcheck="false" data-testid=format!("send-{label}") prop:value=move || text.get() on:input=move |e| text.set(event_target_value(&e))/>
             <button data-testid=format!("send-button-{label}") on:click=send>"Send"</button>
             <pre class="answer" data-testid=format!("send-answer-{label}")>{move || answer.get()}</pre>
         </div>

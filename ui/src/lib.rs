@@ -11,6 +11,7 @@ pub mod debug_panel;
 pub mod document;
 pub mod editor;
 pub mod flows;
+pub mod focus;
 pub mod gallery;
 pub mod geometry;
 pub mod inspector;
@@ -44,18 +45,19 @@ pub fn App() -> impl IntoView {
     view! {
         <div class="editor">
             <header>
-                <strong class="brand">"Weir"</strong>
+                <h1 class="brand">"Weir"</h1>
                 <Toolbar/>
                 <NoticeBar/>
                 <session::NamespacePicker/>
                 <session::Who/>
             </header>
-            <aside class="left">
+            <aside class="left" aria-label="Flows, solutions and components">
                 <Flows/>
                 <Gallery/>
                 <Palette/>
             </aside>
             <main>
+                <StaleChoice/>
                 <Show
                     when=move || editor.doc.with(Option::is_some)
                     fallback=|| view! { <p class="empty">"Open a flow from the list, or make a new one."</p> }
@@ -63,7 +65,7 @@ pub fn App() -> impl IntoView {
                     <Canvas/>
                 </Show>
             </main>
-            <aside class="right">
+            <aside class="right" aria-label="Selection">
                 <Inspector/>
             </aside>
             <footer>
@@ -110,6 +112,7 @@ fn Toolbar() -> impl IntoView {
             <button data-testid="undo" title="Undo (Ctrl+Z)" disabled=move || !can(true) on:click=move |_| editor.undo()>"Undo"</button>
             <button data-testid="redo" title="Redo (Ctrl+Shift+Z)" disabled=move || !can(false) on:click=move |_| editor.redo()>"Redo"</button>
             <button title="Reset zoom" on:click=move |_| editor.view.set(geometry::View::default())>"100%"</button>
+            <button data-testid="fit" title="Fit the flow into view" disabled=move || editor.doc.with(Option::is_none) on:click=move |_| editor.fit_wanted.set(true)>"Fit"</button>
             <label class="suspend" title="A suspended flow's triggers stop and it starts no new run; runs under way finish. Save to apply.">
                 <input
                     type="checkbox"
@@ -140,15 +143,40 @@ fn NoticeBar() -> impl IntoView {
     let editor = expect_context::<Editor>();
     move || {
         editor.notice.get().map(|notice| {
-            let (class, text) = match notice {
-                Notice::Done(text) => ("notice done", text),
-                Notice::Failed(error) => ("notice failed", error.to_string()),
+            let (class, role, text) = match notice {
+                Notice::Done(text) => ("notice done", "status", text),
+                Notice::Failed(error) => ("notice failed", "alert", error.to_string()),
             };
             view! {
-                <div class=class data-testid="notice" on:click=move |_| editor.notice.set(None)>
+                <div class=class role=role data-testid="notice" title="Click to dismiss" on:click=move |_| editor.notice.set(None)>
                     <pre>{text}</pre>
                 </div>
             }
+        })
+    }
+}
+
+/// The choice offered when a save was refused because someone else changed the flow since it
+/// was opened: reload it as stored (dropping the edits made here) or overwrite their change.
+#[component]
+fn StaleChoice() -> impl IntoView {
+    let editor = expect_context::<Editor>();
+    move || {
+        let refusal = editor.stale.get()?;
+        let name = editor.doc.with_untracked(|d| d.as_ref().map(|d| d.name().to_owned()))?;
+        let reload = move |_| {
+            editor.stale.set(None);
+            editor.load(name.clone());
+        };
+        focus::soon("[data-testid=stale-reload]");
+        Some(view! {
+            <div class="stale" role="alertdialog" aria-labelledby="stale-title" aria-describedby="stale-why" data-testid="stale">
+                <h2 id="stale-title">"Someone else changed this flow since you opened it"</h2>
+                <p id="stale-why">{refusal}". Reload it to see their change (your unsaved edits are dropped), or overwrite their change with yours."</p>
+                <button data-testid="stale-reload" on:click=reload>"Reload"</button>
+                <button data-testid="stale-overwrite" class="danger" on:click=move |_| editor.overwrite()>"Overwrite"</button>
+                <button on:click=move |_| editor.stale.set(None)>"Cancel"</button>
+            </div>
         })
     }
 }

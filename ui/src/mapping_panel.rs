@@ -160,20 +160,20 @@ pub fn MappingPanel(from: String, index: usize) -> impl IntoView {
                       change: fn(&mut Delivery, String)| {
         let set_delivery = set_delivery.clone();
         view! {
-            <label>{label}</label>
-            <input type="text" data-testid=testid placeholder=placeholder prop:value=move || delivery.with(read) on:change=move |event| set_delivery(change, event)/>
+            <label for=testid>{label}</label>
+            <input type="text" id=testid data-testid=testid placeholder=placeholder prop:value=move || delivery.with(read) on:change=move |event| set_delivery(change, event)/>
         }
     };
 
     view! {
         <section class="mapping" data-testid="mapping-panel">
             <h3>{format!("{from}:{source_port} → {target_node}:{target_port}")}</h3>
-            <label>{if from_message { "Source data (the last message on this port)" } else { "Source data (a sample from the port's schema; edit it to try)" }}</label>
-            <textarea class="code" rows="6" spellcheck="false" data-testid="mapping-source" prop:value=move || source_text.get() on:input=move |e| source_text.set(event_target_value(&e))/>
-            <label>"Mapping: a document shaped like the target's input; \"{{ jq }}\" takes data from the source. Empty passes the message on as it is."</label>
-            <textarea class="code" rows="8" spellcheck="false" data-testid="mapping-text" prop:value=move || mapping_text.get() on:input=move |e| mapping_text.set(event_target_value(&e)) on:change=commit/>
+            <label for="mapping-source">{if from_message { "Source data (the last message on this port)" } else { "Source data (a sample from the port's schema; edit it to try)" }}</label>
+            <textarea class="code" rows="6" spellcheck="false" id="mapping-source" data-testid="mapping-source" prop:value=move || source_text.get() on:input=move |e| source_text.set(event_target_value(&e))/>
+            <label for="mapping-text">"Mapping: a document shaped like the target's input; \"{{ jq }}\" takes data from the source. Empty passes the message on as it is."</label>
+            <textarea class="code" rows="8" spellcheck="false" id="mapping-text" data-testid="mapping-text" prop:value=move || mapping_text.get() on:input=move |e| mapping_text.set(event_target_value(&e)) on:change=commit/>
             <button data-testid="mapping-start" on:click=start>"Start from the target's fields"</button>
-            <label>"Preview"</label>
+            <h4>"Preview"</h4>
             <pre class="preview" data-testid="mapping-preview">{move || preview.get().0}</pre>
             <ul class="problems" data-testid="mapping-problems">
                 {move || preview.get().1.into_iter().map(|p| view! { <li>{p}</li> }).collect_view()}

@@ -1,6 +1,6 @@
 //! The palette: every component of every module's catalogue, searchable by name, label, tag and
-//! description, with its help text. Drag one onto the canvas, or double-click it to add it in
-//! view.
+//! description, with its help text. Drag one onto the canvas, or click it (Enter from the
+//! keyboard) to add it in view.
 
 use leptos::{ev, prelude::*};
 use serde_json::{Map, Value};
@@ -66,6 +66,7 @@ pub fn Palette() -> impl IntoView {
             <input
                 type="search"
                 placeholder="Search components"
+                aria-label="Search components"
                 data-testid="palette-search"
                 prop:value=move || search.get()
                 on:input=move |event| search.set(event_target_value(&event))
@@ -90,15 +91,20 @@ pub fn Palette() -> impl IntoView {
                                         let _ = data.set_data("text/plain", &drag_id);
                                     }
                                 }
-                                on:dblclick=move |_| {
-                                    let view = editor.view.get_untracked();
-                                    let at = view.to_canvas(120.0, 120.0);
-                                    add(editor, &add_module, &add_component, at);
-                                }
                             >
-                                <span class="component-label">{label}</span>
-                                <span class="component-module">{id.clone()}</span>
-                                <p class="help">{component.description.clone()}</p>
+                                <button
+                                    class="component-add"
+                                    disabled=move || editor.doc.with(Option::is_none)
+                                    on:click=move |_| {
+                                        let view = editor.view.get_untracked();
+                                        let at = view.to_canvas(120.0, 120.0);
+                                        add(editor, &add_module, &add_component, at);
+                                    }
+                                >
+                                    <span class="component-label">{label}</span>
+                                    <span class="component-module">{id.clone()}</span>
+                                    <span class="help">{component.description.clone()}</span>
+                                </button>
                             </li>
                         }
                     }

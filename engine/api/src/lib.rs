@@ -50,6 +50,8 @@ pub enum FailureKind {
     NotFound,
     /// 409: the request collides with what exists.
     Conflict,
+    /// 412: the flow changed since the version a save was made over (`If-Match`).
+    Stale,
     /// 413: the body or an object is too large.
     TooLarge,
     /// 421: a request for another host (`weir up`).

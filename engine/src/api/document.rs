@@ -1,8 +1,17 @@
 //! The document the editor edits: a flow with its nodes, read from the store with secret
 //! settings concealed. The engine passes the stored JSON on as it is (`weir_api`'s types take
-//! the resources as parameters).
+//! the resources as parameters). Each answer carries the document's version as its `ETag`, so
+//! a save can be made over it (`If-Match`) and refused when someone changed the flow since.
 
+use std::fmt::Write as _;
+
+use axum::{
+    Json,
+    http::{HeaderValue, header},
+    response::{IntoResponse, Response},
+};
 use serde_json::Value;
+use sha2::{Digest as _, Sha256};
 use weir_model::Kind;
 use weir_store::{DynamicObject, Selector, Store, StoreError};
 
@@ -44,6 +53,38 @@ pub async fn read(
         nodes.push(shown(&catalogue, node)?);
     }
     Ok(FlowDocument { flow: to_json(object)?, nodes })
+}
+
+/// The version of a flow document: it changes when the spec of the Flow or of any node changes,
+/// or a node comes or goes, and not when only a status does (those change all the time while
+/// the flow runs, and each change makes a new resourceVersion). So it is made of each object's
+/// uid and generation, the parts of resourceVersion that only authors move.
+pub fn version(document: &FlowDocument) -> String {
+    let mut parts = String::new();
+    for object in std::iter::once(&document.flow).chain(&document.nodes) {
+        let meta = |field: &str| object.pointer(&format!("/metadata/{field}")).cloned();
+        let _ = writeln!(
+            parts,
+            "{} {} {}",
+            meta("name").unwrap_or_default(),
+            meta("uid").unwrap_or_default(),
+            meta("generation").unwrap_or_default()
+        );
+    }
+    let digest = Sha256::digest(parts.as_bytes());
+    // A strong ETag: 64 bits tell versions of one flow apart.
+    let hex: String = digest.iter().take(8).map(|b| format!("{b:02x}")).collect();
+    format!("\"{hex}\"")
+}
+
+/// A flow document as an answer, with its version as the `ETag`.
+pub fn answer(document: FlowDocument) -> Response {
+    let etag = HeaderValue::from_str(&version(&document));
+    let mut response = Json(document).into_response();
+    if let Ok(etag) = etag {
+        response.headers_mut().insert(header::ETAG, etag);
+    }
+    response
 }
 
 /// Every flow of a namespace with its number of nodes, sorted by name.

@@ -89,6 +89,11 @@ impl ApiError {
         Self::failed(StatusCode::CONFLICT, FailureKind::Conflict, message)
     }
 
+    /// 412: what the request was made over (`If-Match`) is not what is stored any more.
+    pub fn stale(message: impl Into<String>) -> Self {
+        Self::failed(StatusCode::PRECONDITION_FAILED, FailureKind::Stale, message)
+    }
+
     /// 502: a module cannot be reached, or answered with something that is not an answer.
     pub fn unreachable(message: impl Into<String>) -> Self {
         Self::failed(StatusCode::BAD_GATEWAY, FailureKind::Unreachable, message)

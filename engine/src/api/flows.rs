@@ -1,11 +1,11 @@
 //! `GET /api/flows`, `GET /api/flows/{flow}` and `DELETE /api/flows/{flow}`.
 
-use axum::{Json, http::StatusCode};
+use axum::{Json, http::StatusCode, response::Response};
 use weir_model::Kind;
 
 use super::{
     access::Caller,
-    document::{self, FlowDocument, FlowSummary},
+    document::{self, FlowSummary},
     error::ApiError,
     extract::{FlowAt, Params},
 };
@@ -15,12 +15,9 @@ pub async fn list(caller: Caller, params: Params) -> Result<Json<Vec<FlowSummary
     Ok(Json(document::list(&*caller.store, &params.namespace()?).await?))
 }
 
-/// One flow with its nodes.
-pub async fn get(
-    caller: Caller,
-    FlowAt { flow, namespace }: FlowAt,
-) -> Result<Json<FlowDocument>, ApiError> {
-    Ok(Json(document::read(&*caller.store, &namespace, &flow).await?))
+/// One flow with its nodes, its version as the `ETag`.
+pub async fn get(caller: Caller, FlowAt { flow, namespace }: FlowAt) -> Result<Response, ApiError> {
+    Ok(document::answer(document::read(&*caller.store, &namespace, &flow).await?))
 }
 
 /// Deletes a flow and its nodes.

@@ -2,7 +2,7 @@
 //! moved to it (node names stay), then the old Flow deleted. Moving a node changes its spec, so
 //! it is rebuilt.
 
-use axum::Json;
+use axum::response::Response;
 use serde_json::Value;
 use weir_api::{Problem, Rename};
 use weir_model::{FlowName, Kind};
@@ -10,7 +10,7 @@ use weir_store::{DynamicObject, StoreError};
 
 use super::{
     access::Caller,
-    document::{self, FlowDocument},
+    document,
     error::ApiError,
     extract::{Body, FlowAt},
     modify::modify,
@@ -21,7 +21,7 @@ pub async fn post(
     caller: Caller,
     FlowAt { flow, namespace }: FlowAt,
     body: Body,
-) -> Result<Json<FlowDocument>, ApiError> {
+) -> Result<Response, ApiError> {
     let request: Rename = body.json()?;
     let new = FlowName::new(request.name)
         .map_err(|err| ApiError::invalid(Problem::new(None, "name", err.to_string())))?;
@@ -56,5 +56,5 @@ pub async fn post(
         Ok(()) | Err(StoreError::NotFound(_)) => {}
         Err(err) => return Err(err.into()),
     }
-    Ok(Json(document::read(store, &namespace, new).await?))
+    Ok(document::answer(document::read(store, &namespace, new).await?))
 }

@@ -1,12 +1,19 @@
 //! `PUT /api/flows/{flow}` saves a whole flow: the Flow and every node given are created or
 //! updated (a node whose spec did not change is not written, so its generation and status
-//! stay), and the flow's other nodes are deleted. In a cluster, secret settings given as values
-//! go into a Secret of the node's and the node keeps references (`secret_settings`). `POST /api/validate` runs the same checks and
-//! saves nothing.
+//! stay), and the flow's other nodes are deleted. A save made over a version (`If-Match`, the
+//! `ETag` the flow was read with) is refused when the flow changed since, so nobody's change
+//! is overwritten unseen. In a cluster, secret settings given as values go into a Secret of the
+//! node's and the node keeps references (`secret_settings`). `POST /api/validate` runs the same
+//! checks and saves nothing.
 
 use std::collections::HashSet;
 
-use axum::{Json, extract::State};
+use axum::{
+    Json,
+    extract::State,
+    http::{HeaderMap, HeaderValue, header},
+    response::Response,
+};
 use weir_api::Validation;
 use weir_model::Kind;
 use weir_store::StoreError;
@@ -22,17 +29,48 @@ use super::{
 };
 use crate::ops::apply::apply_one;
 
-/// Saves a flow document; answers with the document as saved.
+/// Saves a flow document; answers with the document as saved and its new version.
 pub async fn put(
     State(api): State<Api>,
     caller: Caller,
     FlowAt { flow, namespace }: FlowAt,
+    headers: HeaderMap,
     body: Body,
-) -> Result<Json<FlowDocument>, ApiError> {
+) -> Result<Response, ApiError> {
     let submitted: FlowDocument = body.json()?;
     let checked = check(&api, &*caller.store, &namespace, Some(&flow), submitted).await?;
+    if let Some(over) = headers.get(header::IF_MATCH) {
+        unchanged_since(&caller, &namespace, &flow, over).await?;
+    }
     save(&caller, &namespace, &flow, checked).await?;
-    Ok(Json(document::read(&*caller.store, &namespace, &flow).await?))
+    Ok(document::answer(document::read(&*caller.store, &namespace, &flow).await?))
+}
+
+/// Fails with 412 unless the stored flow is at a version `over` names (`*`: any, so long as the
+/// flow exists). Checked just before writing; a save landing in between still wins, as the
+/// objects of a flow cannot be written together.
+async fn unchanged_since(
+    caller: &Caller,
+    namespace: &str,
+    flow: &str,
+    over: &HeaderValue,
+) -> Result<(), ApiError> {
+    let current = match document::read(&*caller.store, namespace, flow).await {
+        Ok(current) => document::version(&current),
+        Err(ApiError::Failed { kind: weir_api::FailureKind::NotFound, .. }) => {
+            return Err(ApiError::stale(format!(
+                "flow {namespace}/{flow} was deleted since this version of it was read"
+            )));
+        }
+        Err(err) => return Err(err),
+    };
+    let given = over.to_str().unwrap_or_default();
+    if given.trim() == "*" || given.split(',').any(|tag| tag.trim() == current) {
+        return Ok(());
+    }
+    Err(ApiError::stale(format!(
+        "flow {namespace}/{flow} was changed by someone else since this version of it was read"
+    )))
 }
 
 /// Checks a flow document: `{"errors": [...]}`, empty when it could be saved.

@@ -15,7 +15,7 @@ use super::{
     state::Api,
     transfer,
 };
-use crate::ops::solution;
+use crate::ops::{error::SolutionProblem, solution};
 
 /// Every solution, with what its settings are for.
 pub async fn list(State(_): State<Api>) -> Result<Json<Vec<SolutionSummary>>, ApiError> {
@@ -64,7 +64,13 @@ pub async fn install(
     };
     let found = solution::find(&solution::default_dir(), &name)?;
     let sets: Vec<(String, String)> = install.settings.into_iter().collect();
-    let manifests = solution::manifests_of(&found, &sets)?;
+    let manifests = solution::manifests_of(&found, &sets).map_err(|err| match err {
+        // The path names the solution: the answer says only what does not fit.
+        SolutionProblem::Settings { source, .. } => {
+            ApiError::bad_request(super::error::chain(&source))
+        }
+        err => err.into(),
+    })?;
     let flows = solution::flows_in(&manifests);
     let namespace = params.namespace_if_given()?;
     let installed = transfer::apply_all(&*caller.store, manifests, namespace.as_deref()).await?;
