@@ -306,6 +306,8 @@ fn NodeBox(name: String) -> impl IntoView {
     let last_error = move || shown.with(|s| s.as_ref().and_then(|(_, e)| e.clone()));
     let selected_name = name.clone();
     let selected = move || editor.selection.with(|s| s.nodes.contains(&selected_name));
+    let path_name = name.clone();
+    let on_path = move || editor.run_path.with(|path| path.contains(&path_name));
     let title = spec.get_untracked().map(|(_, component)| component).unwrap_or_default();
     let label = move || {
         spec.get()
@@ -319,6 +321,7 @@ fn NodeBox(name: String) -> impl IntoView {
             class="node"
             class:selected=selected
             class:failing=failing
+            class:on-path=on_path
             data-testid=format!("node-{name}")
             transform=move || { let p = position.get(); format!("translate({:.1} {:.1})", p.left, p.top) }
         >
