@@ -11,6 +11,7 @@ mod events;
 mod extract;
 mod feed;
 mod flows;
+mod history;
 mod layout;
 mod messages;
 mod modify;
@@ -18,6 +19,7 @@ mod modules;
 mod ports;
 mod recorder;
 mod rename;
+mod runs;
 mod save;
 mod secret_settings;
 mod send;
@@ -45,6 +47,11 @@ use access::{Access, Authenticator};
 use error::ApiError;
 use state::Api;
 
+/// How many runs of each flow the engine keeps when not told.
+pub const RUNS_KEPT: u16 = history::DEFAULT_PER_FLOW;
+/// The most runs of each flow the engine may be told to keep.
+pub const MOST_RUNS_KEPT: i64 = 1000;
+
 /// How the API is served: who may use it, and over which namespaces.
 #[derive(Debug, Clone)]
 pub struct Serving {
@@ -54,6 +61,8 @@ pub struct Serving {
     pub scope: Scope,
     /// What the engine presents to the modules whose messages it watches, in a cluster.
     pub bearer: Option<Arc<Bearer>>,
+    /// How many runs of each flow the engine keeps for `GET /api/flows/{flow}/runs`.
+    pub runs_kept: usize,
 }
 
 /// The API's routes, to nest under `/api`. `runtime` is the in-process runtime whose messages
@@ -65,8 +74,9 @@ pub fn router(
     serving: Serving,
     stop: &CancellationToken,
 ) -> Router {
-    let Serving { access, scope, bearer } = serving;
-    let feed = feed::Feed::start(Arc::clone(&store), runtime.as_ref(), &scope, bearer, stop);
+    let Serving { access, scope, bearer, runs_kept } = serving;
+    let feed =
+        feed::Feed::start(Arc::clone(&store), runtime.as_ref(), &scope, bearer, runs_kept, stop);
     let authenticator = Authenticator { access: access.clone(), store, home: scope.home.clone() };
     let api = Api { access, scope, runtime, feed, stop: stop.clone() };
     // Signing in and out are the only routes for callers the API does not know yet.
@@ -81,6 +91,9 @@ pub fn router(
         .route("/flows/{flow}/rename", post(rename::post))
         .route("/flows/{flow}/export", get(transfer::export))
         .route("/flows/{flow}/messages", get(messages::list_for_flow))
+        .route("/flows/{flow}/runs", get(runs::list))
+        .route("/runs/{run}", get(runs::get))
+        .route("/runs/{run}/replay", post(runs::replay))
         .route("/import", post(transfer::import))
         .route("/solutions", get(solutions::list))
         .route("/solutions/{name}/install", post(solutions::install))

@@ -54,6 +54,11 @@ pub enum Command {
     Module(ModuleArgs),
     /// Deliver a test message to a node's input port and print what the flow answered
     Send(SendArgs),
+    /// Show the last runs of a flow that a running engine keeps, or one run's messages
+    Runs(RunsArgs),
+    /// Send the message a node received in a kept run to it again, and print what the flow
+    /// answered
+    Replay(ReplayArgs),
     /// Create or update resources from manifests
     Apply(ApplyArgs),
     /// Show resources
@@ -139,6 +144,10 @@ pub struct UpArgs {
     /// tree this binary was built from]
     #[arg(long, env = "WEIR_UI_DIR", value_name = "DIR")]
     pub ui_dir: Option<PathBuf>,
+    /// How many runs of each flow to keep in memory, with their messages, for the editor,
+    /// `weir runs` and `weir replay` (0 keeps none)
+    #[arg(long, default_value_t = crate::api::RUNS_KEPT, env = "WEIR_RUNS_KEPT", value_name = "N", value_parser = clap::value_parser!(u16).range(0..=crate::api::MOST_RUNS_KEPT))]
+    pub runs_kept: u16,
 }
 
 /// `weir engine`.
@@ -158,6 +167,10 @@ pub struct EngineArgs {
     /// tree this binary was built from]
     #[arg(long, env = "WEIR_UI_DIR", value_name = "DIR")]
     pub ui_dir: Option<PathBuf>,
+    /// How many runs of each flow to keep in memory, with their messages, for the editor,
+    /// `weir runs` and `weir replay` (0 keeps none)
+    #[arg(long, default_value_t = crate::api::RUNS_KEPT, env = "WEIR_RUNS_KEPT", value_name = "N", value_parser = clap::value_parser!(u16).range(0..=crate::api::MOST_RUNS_KEPT))]
+    pub runs_kept: u16,
     /// Who this replica is in leader election [default: $HOSTNAME, the pod name]
     #[arg(long, env = "HOSTNAME", value_name = "NAME")]
     pub identity: Option<String>,
@@ -267,6 +280,55 @@ pub struct SendArgs {
     /// How long the whole run may take
     #[arg(long, default_value = crate::ops::send::DEFAULT_TIMEOUT, value_name = "DURATION")]
     pub timeout: weir_model::HumanDuration,
+}
+
+/// A running engine, reached over its API (`weir up`'s, or a cluster's `weir engine`).
+#[derive(Debug, Args)]
+pub struct EngineAt {
+    /// The engine's address: `weir up`'s, or a cluster engine's as `kubectl port-forward
+    /// svc/weir-engine 7420` makes it reachable (with --kubeconfig or --context, the request
+    /// carries that user's token)
+    #[arg(long, default_value = "http://127.0.0.1:7420", env = "WEIR_ENGINE", value_name = "URL")]
+    pub engine: String,
+    /// A file holding the token `weir up` was started with (its --token-file)
+    #[arg(long, env = "WEIR_TOKEN_FILE", value_name = "FILE")]
+    pub token_file: Option<PathBuf>,
+}
+
+/// `weir runs`.
+#[derive(Debug, Args)]
+pub struct RunsArgs {
+    /// The flow
+    pub flow: String,
+    /// A run's id (as the list shows it): print its messages instead
+    pub run: Option<String>,
+    /// The flow's namespace
+    #[arg(short, long, default_value = weir_store::DEFAULT_NAMESPACE)]
+    pub namespace: String,
+    /// Print the engine's JSON instead of columns
+    #[arg(long)]
+    pub json: bool,
+    /// The engine
+    #[command(flatten)]
+    pub at: EngineAt,
+}
+
+/// `weir replay`.
+#[derive(Debug, Args)]
+pub struct ReplayArgs {
+    /// The run's id, as `weir runs FLOW` shows it
+    pub run: String,
+    /// The node whose received message is sent again [default: the first node the run reached]
+    pub node: Option<String>,
+    /// The run's namespace
+    #[arg(short, long, default_value = weir_store::DEFAULT_NAMESPACE)]
+    pub namespace: String,
+    /// How long the new run may take
+    #[arg(long, default_value = crate::ops::send::DEFAULT_TIMEOUT, value_name = "DURATION")]
+    pub timeout: weir_model::HumanDuration,
+    /// The engine
+    #[command(flatten)]
+    pub at: EngineAt,
 }
 
 /// Where manifests come from.

@@ -20,6 +20,8 @@ pub mod module;
 pub mod names;
 pub mod open;
 pub mod rbac;
+pub mod remote;
+pub mod runs;
 pub mod send;
 pub mod solution;
 pub mod up;
@@ -36,6 +38,12 @@ pub async fn run(cli: Cli, builtins: Vec<Module>) -> Result<ExitCode> {
         Command::Image(args) => image::run(args, &mut out).await?,
         Command::Module(args) => module::run(open_store(choice).await?, builtins, args).await?,
         Command::Send(args) => send::run(&open_store(choice).await?, args, &mut out).await?,
+        Command::Runs(args) => {
+            runs::list(&remote::Remote::new(&args.at, choice).await?, args, &mut out).await?;
+        }
+        Command::Replay(args) => {
+            runs::replay(&remote::Remote::new(&args.at, choice).await?, args, &mut out).await?;
+        }
         Command::Apply(args) => {
             apply::run(&*open_store(choice).await?.store, args, &mut out).await?;
         }

@@ -98,8 +98,14 @@ fn table(
         }
         rows.push(row);
     }
-    let widths: Vec<usize> = (0..rows[0].len())
-        .map(|i| rows.iter().map(|r| r[i].chars().count()).max().unwrap_or(0))
+    write_columns(out, &rows)
+}
+
+/// Prints rows (the header first) as columns, as `kubectl get` does.
+pub fn write_columns(out: &mut impl Write, rows: &[Vec<String>]) -> Result<()> {
+    let Some(header) = rows.first() else { return Ok(()) };
+    let widths: Vec<usize> = (0..header.len())
+        .map(|i| rows.iter().map(|r| r.get(i).map_or(0, |c| c.chars().count())).max().unwrap_or(0))
         .collect();
     for row in rows {
         let cells: Vec<String> =

@@ -88,6 +88,8 @@ pub struct Editor {
     pub files: PathBuf,
     /// What the engine presents to the modules whose messages it watches, in a cluster.
     pub bearer: Option<Bearer>,
+    /// How many runs of each flow to keep in memory for the editor, `weir runs` and replay.
+    pub runs_kept: usize,
 }
 
 /// Who may use the editor's API.
@@ -188,9 +190,9 @@ impl Process {
                 leading.leads,
                 stop.clone(),
             )));
-            let Editor { users, guard, files, bearer } = editor;
-            let serving =
-                api::Serving { access: users.access(), scope, bearer: bearer.map(Arc::new) };
+            let Editor { users, guard, files, bearer, runs_kept } = editor;
+            let bearer = bearer.map(Arc::new);
+            let serving = api::Serving { access: users.access(), scope, bearer, runs_kept };
             app = app
                 .nest("/api", api::router(store, runtime, serving, stop))
                 .fallback_service(crate::editor_files::routes(files))

@@ -57,7 +57,8 @@ impl Server {
             None => Users::Anyone,
         };
         let files = data.path().join("editor");
-        let editor = Editor { users, guard: Guard::Local(address), files, bearer: None };
+        let runs_kept = usize::from(weir_engine::api::RUNS_KEPT);
+        let editor = Editor { users, guard: Guard::Local(address), files, bearer: None, runs_kept };
         let parts = Parts::up(Arc::clone(&store), modules, listeners, editor);
         let engine = Process::start(parts, &stop);
         let api = format!("http://{address}/api");
@@ -801,6 +802,160 @@ async fn send_delivers_through_the_module_and_reports_failures() -> Result<()> {
         status == StatusCode::BAD_GATEWAY && answer["error"]["kind"] == "unreachable",
         "{status} {answer}"
     );
+    server.stop().await
+}
+
+/// A router that takes messages with `n` over 10 to a debug node, and fails the others.
+fn routed(name: &str) -> Value {
+    let routes = json!({ "routes": [{ "name": "big", "condition": ".n > 10" }], "default": false });
+    json!({
+        "flow": flow(name),
+        "nodes": [
+            node("route", name, "router", routes,
+                json!([{ "port": "big", "to": { "node": "big", "port": "in" } }])),
+            node("big", name, "debug", json!({ "keep": 5 }), json!([])),
+        ],
+    })
+}
+
+/// The runs of flow `paths`, newest first, once there are `count`.
+async fn runs(server: &Server, count: usize) -> Result<Vec<Value>> {
+    weir_testenv::eventually(&format!("{count} runs kept"), DEADLINE, || async {
+        let runs = server.ok(Method::GET, "/flows/paths/runs", None, StatusCode::OK).await?;
+        let runs = runs.as_array().cloned().unwrap_or_default();
+        // A run is listed once its first node answered or failed.
+        let settled = runs.iter().all(|run| run["outcome"] != "running");
+        Ok((runs.len() == count && settled).then_some(runs))
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn runs_are_kept_with_their_path_and_a_captured_message_is_sent_again() -> Result<()> {
+    let server = Server::start().await?;
+    server.ok(Method::PUT, "/flows/paths", Some(routed("paths")), StatusCode::OK).await?;
+    let send = |message: Value| json!({ "node": "route", "port": "in", "message": message });
+    weir_testenv::eventually("route to answer", DEADLINE, || async {
+        let (status, _) =
+            server.call(Method::POST, "/send", Some(send(json!({ "n": 20 })))).await?;
+        Ok((status == StatusCode::OK).then_some(()))
+    })
+    .await?;
+    let (status, _) = server.call(Method::POST, "/send", Some(send(json!({ "n": 1 })))).await?;
+    ensure!(status == StatusCode::UNPROCESSABLE_ENTITY, "no route takes n = 1: {status}");
+    server
+        .ok(
+            Method::POST,
+            "/send",
+            Some(send(json!({ "n": 30, "token": "hunter2" }))),
+            StatusCode::OK,
+        )
+        .await?;
+
+    let listed = runs(&server, 3).await?;
+    let shown: Vec<(&str, Vec<&str>)> = listed
+        .iter()
+        .map(|run| {
+            let nodes =
+                run["nodes"].as_array().map(|n| n.iter().filter_map(Value::as_str).collect());
+            (run["outcome"].as_str().unwrap_or_default(), nodes.unwrap_or_default())
+        })
+        .collect();
+    ensure!(
+        shown
+            == [
+                ("succeeded", vec!["route", "big"]),
+                ("failed", vec!["route"]),
+                ("succeeded", vec!["route", "big"]),
+            ],
+        "newest first, each with the nodes it reached: {listed:?}"
+    );
+    ensure!(listed[1]["failures"] == 1 && listed[0]["failures"] == 0, "{listed:?}");
+    ensure!(!format!("{listed:?}").contains("hunter2"), "{listed:?}");
+
+    // One run whole: what each node received, emitted and answered, in order.
+    let first = listed[2]["run"].as_str().context("a run id")?.to_owned();
+    let record = server.ok(Method::GET, &format!("/runs/{first}"), None, StatusCode::OK).await?;
+    let steps: Vec<(&str, &str)> = record["messages"]
+        .as_array()
+        .context("messages")?
+        .iter()
+        .map(|m| (m["node"].as_str().unwrap_or_default(), m["what"].as_str().unwrap_or_default()))
+        .collect();
+    ensure!(
+        steps
+            == [
+                ("route", "received"),
+                ("route", "emitted"),
+                ("big", "received"),
+                ("big", "answered"),
+                ("route", "answered"),
+            ],
+        "{record}"
+    );
+    ensure!(record["messages"][0]["payload"] == json!({ "n": 20 }), "{record}");
+    ensure!(record["summary"]["run"] == first.as_str(), "{record}");
+
+    // Replay: the first node's message, then big's, each a new run of its own.
+    let replay = format!("/runs/{first}/replay");
+    let answer = server.ok(Method::POST, &replay, None, StatusCode::OK).await?;
+    ensure!(answer["answer"].is_object(), "{answer}");
+    let again = runs(&server, 4).await?;
+    ensure!(
+        again[0]["nodes"] == json!(["route", "big"]) && again[0]["run"] != first.as_str(),
+        "{again:?}"
+    );
+    let record = server
+        .ok(
+            Method::GET,
+            &format!("/runs/{}", again[0]["run"].as_str().unwrap_or_default()),
+            None,
+            StatusCode::OK,
+        )
+        .await?;
+    ensure!(record["messages"][0]["payload"] == json!({ "n": 20 }), "the same message: {record}");
+    server.ok(Method::POST, &replay, Some(json!({ "node": "big" })), StatusCode::OK).await?;
+    let again = runs(&server, 5).await?;
+    ensure!(again[0]["nodes"] == json!(["big"]), "{again:?}");
+
+    // What cannot be sent again is refused, naming why.
+    let hidden = listed[0]["run"].as_str().context("a run id")?;
+    let (status, answer) =
+        server.call(Method::POST, &format!("/runs/{hidden}/replay"), None).await?;
+    ensure!(
+        status == StatusCode::UNPROCESSABLE_ENTITY
+            && answer.to_string().contains("had secret fields")
+            && answer["errors"][0]["resource"] == "FlowNode/route",
+        "{status} {answer}"
+    );
+    let (status, answer) =
+        server.call(Method::POST, &replay, Some(json!({ "node": "nobody" }))).await?;
+    ensure!(
+        status == StatusCode::NOT_FOUND && answer.to_string().contains("node nobody received"),
+        "{status} {answer}"
+    );
+    let (status, answer) =
+        server.call(Method::POST, &replay, Some(json!({ "node": "Not A Name" }))).await?;
+    ensure!(status == StatusCode::BAD_REQUEST, "{status} {answer}");
+    let gone = "0123456789abcdef0123456789abcdef";
+    let (status, answer) = server.call(Method::GET, &format!("/runs/{gone}"), None).await?;
+    ensure!(
+        status == StatusCode::NOT_FOUND && answer.to_string().contains("the last 20 runs"),
+        "{status} {answer}"
+    );
+    let (status, _) =
+        server.call(Method::GET, &format!("/runs/{first}?namespace=other"), None).await?;
+    ensure!(status == StatusCode::NOT_FOUND, "another namespace's runs: {status}");
+    let (status, _) = server.call(Method::GET, "/flows/ghost/runs", None).await?;
+    ensure!(status == StatusCode::NOT_FOUND, "{status}");
+
+    // A deleted flow's runs go with it.
+    server.ok(Method::DELETE, "/flows/paths", None, StatusCode::NO_CONTENT).await?;
+    weir_testenv::eventually("the deleted flow's runs forgotten", DEADLINE, || async {
+        let (status, _) = server.call(Method::GET, &format!("/runs/{first}"), None).await?;
+        Ok((status == StatusCode::NOT_FOUND).then_some(()))
+    })
+    .await?;
     server.stop().await
 }
 

@@ -530,6 +530,49 @@ fn up_runs_flows_checks_them_and_deletes_the_nodes_of_a_deleted_flow() -> Result
     up.stop()
 }
 
+#[test]
+fn runs_lists_what_up_kept_and_replay_sends_a_captured_message_again() -> Result<()> {
+    let weir = Weir::new();
+    let up = Up::start(&weir)?;
+    let engine = format!("http://{}", up.address);
+    weir.ok(&["apply", "-f", HELLO])?;
+    up.wait_for_log("debug")?;
+    weir.ok(&["send", "greet:in", r#"{"greeting":"by hand"}"#])?;
+    let by_hand = eventually(|| {
+        let runs: serde_json::Value =
+            serde_json::from_str(&weir.ok(&["runs", "hello", "--json", "--engine", &engine])?)?;
+        Ok(runs.as_array().into_iter().flatten().find_map(|run| {
+            let sent =
+                run["nodes"] == serde_json::json!(["greet"]) && run["outcome"] == "succeeded";
+            sent.then(|| run["run"].as_str().map(str::to_owned)).flatten()
+        }))
+    })?;
+    let table = weir.ok(&["runs", "hello", "--engine", &engine])?;
+    ensure!(table.starts_with("RUN ") && table.contains(&by_hand), "{table}");
+    ensure!(table.contains("tick → greet"), "the ticker's runs too: {table}");
+    let messages = weir.ok(&["runs", "hello", &by_hand, "--engine", &engine])?;
+    ensure!(messages.contains("received") && messages.contains("by hand"), "{messages}");
+
+    let answer = weir.ok(&["replay", &by_hand, "--engine", &engine])?;
+    ensure!(answer.contains("\"seen\""), "{answer}");
+    // greet kept the message twice: sent by hand, then sent again.
+    eventually(|| {
+        let node: serde_json::Value =
+            serde_json::from_str(&weir.ok(&["get", "fn", "greet", "-o", "json"])?)?;
+        let kept = node["status"]["state"]["messages"].to_string();
+        Ok((kept.matches("by hand").count() == 2).then_some(()))
+    })?;
+
+    let gone = "0123456789abcdef0123456789abcdef";
+    let stderr = weir.fails(&["replay", gone, "--engine", &engine])?;
+    ensure!(stderr.contains("404") && stderr.contains("is not kept"), "{stderr}");
+    let stderr = weir.fails(&["runs", "hello", "--engine", "http://127.0.0.1:9"])?;
+    ensure!(stderr.contains("cannot reach the engine at http://127.0.0.1:9/"), "{stderr}");
+    let stderr = weir.fails(&["runs", "hello", "--engine", "ftp://x"])?;
+    ensure!(stderr.contains("is not an http:// or https:// URL"), "{stderr}");
+    up.stop()
+}
+
 /// Retries `probe` until it gives a value, for at most 20 seconds.
 fn eventually<T>(probe: impl Fn() -> Result<Option<T>>) -> Result<T> {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);

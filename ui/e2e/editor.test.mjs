@@ -142,6 +142,31 @@ test('select all, copy, paste, undo, redo and delete work from the keyboard; a t
   assert.deepEqual(errors, [], 'no console errors');
 });
 
+test('the runs panel lists the flow\'s runs, draws one\'s path on the canvas and replays its message', async () => {
+  await page.getByTestId('runs-refresh').click();
+  const run = page.getByTestId('run').filter({ hasText: 'ticker → debug' }).first();
+  await run.waitFor({ timeout: 10_000 });
+  assert.match(await run.textContent(), /succeeded/);
+  await run.locator('button').click();
+  const onPath = page.locator('g.node.on-path');
+  await onPath.nth(1).waitFor();
+  assert.equal(await onPath.count(), 2, 'the ticker and the debug node');
+  await shot(page, '11-run-path');
+  const received = page.getByTestId('run-messages').locator('li');
+  assert.equal(await received.count(), 1, 'only the debug node received a message');
+  assert.match(await received.first().textContent(), /^debug:in\{".+\}Replay$/);
+  const before = new Date().toISOString();
+  await page.getByTestId('replay-debug').click();
+  await page.getByTestId('notice').filter({ hasText: /sent debug its message of run [0-9a-f]{8} again/ }).waitFor();
+  // The replay is a run of its own, which starts at the debug node.
+  const runs = await (await fetch(`${engine.url}/api/flows/demo/runs`)).json();
+  assert.ok(
+    runs.some((r) => r.started >= before && r.outcome === 'succeeded' && r.nodes.join() === 'debug'),
+    JSON.stringify(runs),
+  );
+  assert.deepEqual(errors, [], 'no console errors');
+});
+
 test('the solutions gallery installs the image mirror with the settings given', async () => {
   await page.getByTestId('solution-image-mirror').click();
   await page.getByTestId('install-form').waitFor();

@@ -7,7 +7,7 @@ use serde::{Serialize, de::DeserializeOwned};
 use serde_json::Value;
 use weir_api::{
     Answer, Applied, ErrorBody, FlowDocument, FlowSummary, Install, MessageSeen, Problem,
-    REQUEST_HEADER, Rename, SendRequest, SignIn, SolutionSummary,
+    REQUEST_HEADER, Rename, Replay, RunRecord, RunSummary, SendRequest, SignIn, SolutionSummary,
 };
 use weir_model::{FlowNode, Module, NodeName, PortName};
 
@@ -259,6 +259,29 @@ pub async fn send_message(node: &str, port: &str, message: Value) -> Result<Valu
 pub async fn messages(flow: &str) -> Result<Vec<MessageSeen>, ApiError> {
     let url = in_namespace(&format!("/api/flows/{flow}/messages?limit=50"));
     call(http_get(&url).build(), &format!("messages of flow {flow}")).await
+}
+
+/// The last runs of a flow the engine keeps, newest first.
+pub async fn runs(flow: &str) -> Result<Vec<RunSummary>, ApiError> {
+    let url = in_namespace(&format!("/api/flows/{flow}/runs"));
+    call(http_get(&url).build(), &format!("runs of flow {flow}")).await
+}
+
+/// One kept run with its messages.
+pub async fn run(id: &str) -> Result<RunRecord, ApiError> {
+    let url = in_namespace(&format!("/api/runs/{id}"));
+    call(http_get(&url).build(), &format!("run {id}")).await
+}
+
+/// Sends the message `node` received in run `id` to it again; answers what the new run
+/// returned.
+pub async fn replay(id: &str, node: &str) -> Result<Value, ApiError> {
+    let doing = format!("send {node} its message of run {id} again");
+    let node = NodeName::new(node).map_err(|err| ApiError::from(format!("{doing}: {err}")))?;
+    let body = Replay { node: Some(node), timeout: None };
+    let url = in_namespace(&format!("/api/runs/{id}/replay"));
+    let answer: Answer = call(json(http_post(&url), &body), &doing).await?;
+    Ok(answer.answer)
 }
 
 /// The solutions the engine offers.

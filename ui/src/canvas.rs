@@ -471,6 +471,8 @@ fn NodeBox(name: String) -> impl IntoView {
     let selected_name = name.clone();
     let selected = move || editor.selection.with(|s| s.nodes.contains(&selected_name));
     let selected_class = selected.clone();
+    let path_name = name.clone();
+    let on_path = move || editor.run_path.with(|path| path.contains(&path_name));
     let title = spec.get_untracked().map(|(_, component)| component).unwrap_or_default();
     let label = move || {
         spec.get()
@@ -493,6 +495,7 @@ fn NodeBox(name: String) -> impl IntoView {
             class="node"
             class:selected=selected_class
             class:failing=failing
+            class:on-path=on_path
             role="group"
             aria-label=format!("Node {name}")
             data-testid=format!("node-{name}")

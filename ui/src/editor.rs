@@ -61,6 +61,8 @@ pub struct Editor {
     pub statuses: RwSignal<HashMap<String, FlowNodeStatus>>,
     /// Messages seen on the open flow's nodes, oldest first.
     pub seen: RwSignal<VecDeque<MessageSeen>>,
+    /// The nodes the run chosen in the runs panel reached, in order: its path on the canvas.
+    pub run_path: RwSignal<Vec<String>>,
     /// The latest note for the user.
     pub notice: RwSignal<Option<Notice>>,
     /// What was copied.
@@ -120,6 +122,7 @@ impl Editor {
             wiring: RwSignal::new(None),
             statuses,
             seen: RwSignal::new(VecDeque::new()),
+            run_path: RwSignal::new(Vec::new()),
             notice: RwSignal::new(None),
             clipboard: StoredValue::new(None),
             port_names,
@@ -196,6 +199,7 @@ impl Editor {
                 .collect(),
         );
         self.seen.set(VecDeque::new());
+        self.run_path.set(Vec::new());
         self.saved.set(Some(document.clone()));
         self.doc.set(Some(document));
         self.revision.update(|r| *r += 1);

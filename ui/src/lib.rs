@@ -18,6 +18,7 @@ pub mod inspector;
 pub mod live;
 pub mod mapping_panel;
 pub mod palette;
+pub mod runs_panel;
 pub mod schema;
 pub mod session;
 pub mod settings_form;
@@ -33,6 +34,7 @@ use crate::{
     gallery::Gallery,
     inspector::Inspector,
     palette::Palette,
+    runs_panel::RunsPanel,
 };
 
 /// The whole editor.
@@ -70,6 +72,7 @@ pub fn App() -> impl IntoView {
             </aside>
             <footer>
                 <DebugPanel/>
+                <RunsPanel/>
             </footer>
         </div>
     }

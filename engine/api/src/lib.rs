@@ -345,6 +345,78 @@ pub struct MessageSeen<P = Value> {
     pub payload: P,
 }
 
+/// `GET /api/flows/{flow}/runs`: one of the last runs of a flow the engine keeps (in memory,
+/// never in the store), newest first.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RunSummary {
+    /// The run's id: its trace id, 32 hex digits.
+    pub run: String,
+    /// Its flow.
+    pub flow: String,
+    /// When its first message was seen, RFC 3339.
+    pub started: String,
+    /// When its latest message was seen, RFC 3339.
+    pub latest: String,
+    /// How the delivery to its first node has ended so far.
+    pub outcome: RunOutcome,
+    /// The nodes it reached, in the order it first reached them.
+    pub nodes: Vec<String>,
+    /// How many deliveries failed on the way, retried or not.
+    pub failures: usize,
+    /// How many messages are kept of it.
+    pub messages: usize,
+    /// How many messages past the bound of a run were not kept.
+    #[serde(default)]
+    pub dropped: usize,
+}
+
+/// How a run has ended so far: how the delivery to the first node it reached ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RunOutcome {
+    /// Its first node has not answered yet.
+    Running,
+    /// Its first node answered.
+    Succeeded,
+    /// Its first node failed.
+    Failed,
+}
+
+impl RunOutcome {
+    /// The outcome as the wire and the command line spell it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Running => "running",
+            Self::Succeeded => "succeeded",
+            Self::Failed => "failed",
+        }
+    }
+}
+
+/// `GET /api/runs/{run}`: a kept run with every message kept of it, oldest first (`M` is
+/// [`MessageSeen`], which the engine passes on as the JSON text it holds).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunRecord<M = MessageSeen> {
+    /// What the list shows of it.
+    pub summary: RunSummary,
+    /// Its messages.
+    pub messages: Vec<M>,
+}
+
+/// What `POST /api/runs/{run}/replay` takes: which captured message to send again.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Replay {
+    /// The node whose received message is sent to it again; the first node the run reached
+    /// when not given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node: Option<NodeName>,
+    /// How long the new run may take, such as `30s`; `weir send`'s default when not given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<HumanDuration>,
+}
+
 #[cfg(test)]
 mod tests {
     use serde_json::{json, value::RawValue};

@@ -28,7 +28,7 @@ use weir_runtime::{
 };
 use weir_store::{DynamicObject, Store, WatchEvent};
 
-use super::recorder::Recorder;
+use super::{history::History, recorder::Recorder};
 use crate::scope::Scope;
 
 /// How many events an event stream may fall behind before it misses some.
@@ -78,19 +78,25 @@ struct Watching {
 pub struct Feed {
     events: broadcast::Sender<Arc<FeedEvent>>,
     recorder: Arc<Recorder>,
+    history: Arc<History>,
 }
 
 impl Feed {
     /// Starts following the flows of `scope` in the store, and `runtime`'s messages when there
-    /// is one, until `stop`.
+    /// is one, until `stop`, keeping the last `runs_kept` runs of each flow.
     pub fn start(
         store: Arc<dyn Store>,
         runtime: Option<&Runtime>,
         scope: &Scope,
         bearer: Option<Arc<Bearer>>,
+        runs_kept: usize,
         stop: &CancellationToken,
     ) -> Self {
-        let feed = Self { events: broadcast::channel(BACKLOG).0, recorder: Arc::default() };
+        let feed = Self {
+            events: broadcast::channel(BACKLOG).0,
+            recorder: Arc::default(),
+            history: Arc::new(History::new(runs_kept)),
+        };
         let nodes = weir_store::follow(
             Arc::clone(&store),
             Kind::FlowNode,
@@ -127,6 +133,11 @@ impl Feed {
         &self.recorder
     }
 
+    /// The runs kept per flow.
+    pub fn history(&self) -> &History {
+        &self.history
+    }
+
     fn send(&self, event: FeedEvent) {
         // No stream open: nobody misses it.
         let _ = self.events.send(Arc::new(event));
@@ -158,6 +169,7 @@ impl Feed {
             let (applied, deleted) = split(event, known.keys());
             for key in deleted {
                 known.remove(&key);
+                self.history.forget(&key.0, &key.1);
                 self.send(flow_event(key, "deleted"));
             }
             for object in applied {
@@ -267,11 +279,12 @@ impl Feed {
         }
     }
 
-    /// A message seen at a node: kept for the node, and sent to the event streams.
+    /// A message seen at a node: kept for the node and its run, and sent to the event streams.
     fn seen(&self, event: &inspect::Event) {
         let data = message_json(event);
         let node = &event.node;
         self.recorder.record(&node.namespace, &node.node, Arc::clone(&data));
+        self.history.record(event, Arc::clone(&data));
         self.send(FeedEvent {
             kind: event::MESSAGE,
             namespace: Some(node.namespace.clone()),

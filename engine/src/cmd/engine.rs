@@ -36,6 +36,7 @@ pub async fn run(opened: Opened, args: EngineArgs) -> Result<()> {
         users: Users::Cluster(Box::new(config)),
         guard: Guard::Cluster,
         files: args.ui_dir.unwrap_or_else(crate::editor_files::default_dir),
+        runs_kept: usize::from(args.runs_kept),
     };
     let parts =
         Parts { store: opened.store, scope, leadership, editor: Some(editor), modules: None };

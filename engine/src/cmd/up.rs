@@ -40,7 +40,8 @@ pub async fn run(opened: Opened, builtins: Vec<Module>, args: UpArgs) -> Result<
     );
     let stop = CancellationToken::new();
     let files = args.ui_dir.unwrap_or_else(crate::editor_files::default_dir);
-    let editor = Editor { users, guard: Guard::Local(address), files, bearer: None };
+    let (guard, runs_kept) = (Guard::Local(address), usize::from(args.runs_kept));
+    let editor = Editor { users, guard, files, bearer: None, runs_kept };
     let parts = Parts::up(store, builtins, listeners, editor);
     process::serve(listener, Process::start(parts, &stop), stop).await
 }
