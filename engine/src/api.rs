@@ -47,11 +47,6 @@ use access::{Access, Authenticator};
 use error::ApiError;
 use state::Api;
 
-/// How many runs of each flow the engine keeps when not told.
-pub const RUNS_KEPT: u16 = history::DEFAULT_PER_FLOW;
-/// The most runs of each flow the engine may be told to keep.
-pub const MOST_RUNS_KEPT: i64 = 1000;
-
 /// How the API is served: who may use it, and over which namespaces.
 #[derive(Debug, Clone)]
 pub struct Serving {

@@ -120,6 +120,12 @@ impl Cli {
     }
 }
 
+/// How many runs of each flow the engine keeps for the editor, `weir runs` and `weir replay`
+/// when not told (`--runs-kept`).
+pub const RUNS_KEPT: u16 = 20;
+/// The most runs of each flow the engine may be told to keep.
+pub const MOST_RUNS_KEPT: i64 = 1000;
+
 /// `weir up`.
 #[derive(Debug, Args)]
 pub struct UpArgs {
@@ -146,7 +152,7 @@ pub struct UpArgs {
     pub ui_dir: Option<PathBuf>,
     /// How many runs of each flow to keep in memory, with their messages, for the editor,
     /// `weir runs` and `weir replay` (0 keeps none)
-    #[arg(long, default_value_t = crate::api::RUNS_KEPT, env = "WEIR_RUNS_KEPT", value_name = "N", value_parser = clap::value_parser!(u16).range(0..=crate::api::MOST_RUNS_KEPT))]
+    #[arg(long, default_value_t = RUNS_KEPT, env = "WEIR_RUNS_KEPT", value_name = "N", value_parser = clap::value_parser!(u16).range(0..=MOST_RUNS_KEPT))]
     pub runs_kept: u16,
 }
 
@@ -169,7 +175,7 @@ pub struct EngineArgs {
     pub ui_dir: Option<PathBuf>,
     /// How many runs of each flow to keep in memory, with their messages, for the editor,
     /// `weir runs` and `weir replay` (0 keeps none)
-    #[arg(long, default_value_t = crate::api::RUNS_KEPT, env = "WEIR_RUNS_KEPT", value_name = "N", value_parser = clap::value_parser!(u16).range(0..=crate::api::MOST_RUNS_KEPT))]
+    #[arg(long, default_value_t = RUNS_KEPT, env = "WEIR_RUNS_KEPT", value_name = "N", value_parser = clap::value_parser!(u16).range(0..=MOST_RUNS_KEPT))]
     pub runs_kept: u16,
     /// Who this replica is in leader election [default: $HOSTNAME, the pod name]
     #[arg(long, env = "HOSTNAME", value_name = "NAME")]

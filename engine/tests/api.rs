@@ -57,7 +57,7 @@ impl Server {
             None => Users::Anyone,
         };
         let files = data.path().join("editor");
-        let runs_kept = usize::from(weir_engine::api::RUNS_KEPT);
+        let runs_kept = usize::from(weir_engine::cli::RUNS_KEPT);
         let editor = Editor { users, guard: Guard::Local(address), files, bearer: None, runs_kept };
         let parts = Parts::up(Arc::clone(&store), modules, listeners, editor);
         let engine = Process::start(parts, &stop);

@@ -536,8 +536,11 @@ fn runs_lists_what_up_kept_and_replay_sends_a_captured_message_again() -> Result
     let up = Up::start(&weir)?;
     let engine = format!("http://{}", up.address);
     weir.ok(&["apply", "-f", HELLO])?;
-    up.wait_for_log("debug")?;
-    weir.ok(&["send", "greet:in", r#"{"greeting":"by hand"}"#])?;
+    // Sent once the module has published where it is reached.
+    eventually(|| {
+        let sent = weir.run(&["send", "greet:in", r#"{"greeting":"by hand"}"#]);
+        Ok(sent.status.success().then_some(()))
+    })?;
     let by_hand = eventually(|| {
         let runs: serde_json::Value =
             serde_json::from_str(&weir.ok(&["runs", "hello", "--json", "--engine", &engine])?)?;

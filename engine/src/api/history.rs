@@ -15,8 +15,6 @@ use k8s_openapi::jiff::Timestamp;
 use weir_api::{RunOutcome, RunSummary};
 use weir_runtime::inspect::{Event, Observed};
 
-/// How many runs of each flow are kept when the engine is not told.
-pub const DEFAULT_PER_FLOW: u16 = 20;
 /// How many messages are kept of one run; a run's later messages are counted, not kept.
 pub const PER_RUN: usize = 200;
 /// How many bytes of messages are kept in all.
@@ -248,7 +246,7 @@ mod tests {
 
     #[test]
     fn a_run_is_its_messages_by_trace_and_ends_as_its_first_delivery() {
-        let history = History::new(usize::from(DEFAULT_PER_FLOW));
+        let history = History::new(20);
         let seen = |event: Event| history.record(&event, "{}".into());
         seen(event("f", "a", 1, Observed::Received(json!(1))));
         seen(event("f", "b", 1, Observed::Received(json!(2))));
