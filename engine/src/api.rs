@@ -13,6 +13,7 @@ mod feed;
 mod flows;
 mod history;
 mod layout;
+mod mcp;
 mod messages;
 mod modify;
 mod modules;
@@ -81,7 +82,7 @@ pub fn router(
     let api = Api { access, scope, runtime, feed, stop: stop.clone() };
     // Signing in and out are the only routes for callers the API does not know yet.
     let signing = Router::new().route("/session", post(session::post).delete(session::delete));
-    Router::new()
+    let routes = Router::new()
         .route("/session", get(session::get))
         .route("/modules", get(modules::list))
         .route("/modules/{module}/components/{component}/ports", post(ports::resolve_for))
@@ -109,8 +110,11 @@ pub fn router(
                 message: "this route does not take that method".to_owned(),
             }
         })
-        .layer(middleware::from_fn_with_state(authenticator, access::authenticate))
+        .layer(middleware::from_fn_with_state(authenticator.clone(), access::authenticate))
         .merge(signing)
         .layer(DefaultBodyLimit::max(extract::MAX_BODY_BYTES))
-        .with_state(api)
+        .with_state(api);
+    // The MCP endpoint's tools call the routes above, as the caller.
+    let mcp = mcp::routes(routes.clone(), authenticator);
+    routes.merge(mcp)
 }
