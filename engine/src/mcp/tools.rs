@@ -266,7 +266,7 @@ struct MessagesArgs {
     /// Every node of this flow; give node or flow.
     #[serde(default)]
     flow: Option<String>,
-    /// How many per node, at most 100 (20 when not given).
+    /// How many per node, at most 50 (20 when not given).
     #[serde(default)]
     limit: Option<u32>,
     /// The namespace; the engine's own when not given.
@@ -388,16 +388,18 @@ async fn list_components(engine: &dyn Engine, args: ComponentsArgs) -> Outcome {
             })
         })
         .collect();
+    let names: Vec<&str> = modules.iter().filter_map(|m| m.metadata.name.as_deref()).collect();
+    if names.is_empty() {
+        return Err("no module has published its catalogue here (yet): is a module running for \
+             this namespace?"
+            .to_owned());
+    }
     if components.is_empty() {
         return Err(format!(
-            "no component fits (module {:?}, component {:?}); the modules are {}",
+            "no component fits module {:?} and component {:?}; the modules are {}",
             args.module.unwrap_or_default(),
             args.component.unwrap_or_default(),
-            modules
-                .iter()
-                .filter_map(|m| m.metadata.name.as_deref())
-                .collect::<Vec<_>>()
-                .join(", ")
+            names.join(", ")
         ));
     }
     Ok(Value::Array(components))
@@ -487,10 +489,17 @@ async fn list_solutions(engine: &dyn Engine, _: NoArgs) -> Outcome {
 
 async fn install_solution(engine: &dyn Engine, args: InstallArgs) -> Outcome {
     let name = checked("name", &args.name)?;
-    let path = with_query(
-        &format!("/solutions/{name}/install"),
-        &[in_namespace(args.namespace.as_deref())?],
-    );
+    // The API installs where the manifests say (`default`) unless told; the tools' default is
+    // the engine's own namespace, as everywhere else.
+    let namespace = match args.namespace {
+        Some(namespace) => namespace,
+        None => {
+            let session = ask(engine, (Method::GET, "/session"), None, "ask the engine").await?;
+            session["namespace"].as_str().unwrap_or_default().to_owned()
+        }
+    };
+    let path =
+        with_query(&format!("/solutions/{name}/install"), &[in_namespace(Some(&namespace))?]);
     let body = json!({ "settings": args.settings });
     ask(engine, (Method::POST, &path), Some(&body), &format!("install solution {name}")).await
 }
