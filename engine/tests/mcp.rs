@@ -292,21 +292,15 @@ async fn an_assistant_builds_the_image_mirror_and_a_flow_of_its_own_through_the_
     let started = std::time::Instant::now();
     let components = loop {
         let listed = stdio.tool("list_components", json!({})).await?;
-        let modules: Vec<&str> = listed
-            .as_ref()
-            .map(|components| {
-                MODULES
-                    .into_iter()
-                    .filter(|m| {
-                        !components.as_array().into_iter().flatten().any(|c| c["module"] == *m)
-                    })
-                    .collect()
-            })
-            .unwrap_or_else(|_| MODULES.to_vec());
+        let all = |components: &Value| {
+            MODULES
+                .iter()
+                .all(|m| components.as_array().into_iter().flatten().any(|c| c["module"] == *m))
+        };
         match listed {
-            Ok(components) if modules.is_empty() => break components,
+            Ok(components) if all(&components) => break components,
             listed => {
-                ensure!(started.elapsed() < PATIENCE, "modules {modules:?} missing: {listed:?}")
+                ensure!(started.elapsed() < PATIENCE, "not every module is listed: {listed:?}");
             }
         }
         tokio::time::sleep(std::time::Duration::from_millis(200)).await;
