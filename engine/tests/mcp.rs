@@ -22,7 +22,7 @@ use serde_json::{Value, json};
 use weir_distribution::client::Registry;
 use weir_testenv::{
     ControlPlane, Process, eventually,
-    solution::{ACCOUNT, Apiserver as _, PATIENCE, Weir, engine_address},
+    solution::{ACCOUNT, Apiserver as _, PATIENCE, Weir, deployment, engine_address},
 };
 use weir_testregistry::{push_image, random_bytes, start_registry};
 
@@ -179,21 +179,6 @@ async fn engine(plane: &ControlPlane, weir: &Weir, namespace: &str) -> Result<(P
         eventually("the engine serving", PATIENCE, || async { Ok(engine_address(&engine)) })
             .await?;
     Ok((engine, address))
-}
-
-/// A Deployment of one container running `image`.
-fn deployment(name: &str, image: &str) -> Value {
-    json!({
-        "metadata": { "name": name },
-        "spec": {
-            "replicas": 1,
-            "selector": { "matchLabels": { "app": name } },
-            "template": {
-                "metadata": { "labels": { "app": name } },
-                "spec": { "containers": [{ "name": "app", "image": image }] },
-            },
-        },
-    })
 }
 
 /// A flow document of `nodes`.

@@ -267,6 +267,22 @@ pub async fn node_status(client: &Client, namespace: &str, node: &str) -> Result
     Ok(flow_nodes(client, namespace).get(node).await?.data["status"].clone())
 }
 
+/// A Deployment `name` of one replica whose one container runs `image`, to create with
+/// [`crate::create`].
+pub fn deployment(name: &str, image: &str) -> Value {
+    serde_json::json!({
+        "metadata": { "name": name },
+        "spec": {
+            "replicas": 1,
+            "selector": { "matchLabels": { "app": name } },
+            "template": {
+                "metadata": { "labels": { "app": name } },
+                "spec": { "containers": [{ "name": "app", "image": image }] },
+            },
+        },
+    })
+}
+
 /// The `solutions/` folder of the source tree.
 pub fn solutions_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../solutions")
