@@ -1,7 +1,8 @@
 //! The editor's JSON-over-HTTP API, which `weir up` serves under `/api` (documented in
 //! `docs/api.md`). Responses carry the model's resources (`Flow`, `FlowNode`, `Module`) as their
 //! Kubernetes-style JSON, every read and write goes through the [`Store`] (so, in a cluster,
-//! through the apiserver and its RBAC), and secret settings never leave the engine.
+//! through the apiserver and its RBAC), and secret settings never leave the engine. `/api/mcp`
+//! (`mcp.rs`) serves the Model Context Protocol, its tools calling these routes as the caller.
 
 pub mod access;
 mod check;
