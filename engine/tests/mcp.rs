@@ -473,6 +473,30 @@ async fn callers_without_credentials_or_rights_are_refused() -> Result<()> {
     let posted = Client::http(&address, Some(&alice)).post(&ping).await?;
     ensure!(posted.status == 400 && posted.body.contains("Mcp-Session-Id"), "{}", posted.body);
     ensure!(http.post(&ping).await?.status == 200, "bob's own session");
+    // An initialize refused starts no session; bob's ends when he says so, and the endpoint
+    // offers no stream of its own.
+    let broken = json!({ "jsonrpc": "2.0", "id": 3, "method": "initialize", "params": {} });
+    let posted = Client::http(&address, Some(&bob)).post(&broken).await?;
+    ensure!(
+        posted.status == 200 && posted.session.is_none() && posted.body.contains("-32602"),
+        "{} {:?} {}",
+        posted.status,
+        posted.session,
+        posted.body
+    );
+    let endpoint = format!("http://{address}/api/mcp");
+    let plain = reqwest::Client::new();
+    let streamed = plain.get(&endpoint).bearer_auth(&bob).send().await?;
+    ensure!(streamed.status().as_u16() == 405, "{:?}", streamed.text().await);
+    let ended = plain
+        .delete(&endpoint)
+        .bearer_auth(&bob)
+        .header("mcp-session-id", session.as_deref().unwrap_or_default())
+        .send()
+        .await?;
+    ensure!(ended.status().as_u16() == 204, "{:?}", ended.text().await);
+    let posted = http.post(&ping).await?;
+    ensure!(posted.status == 404, "an ended session answered: {}", posted.body);
     // alice, who may, applies it through the same tools.
     let mut alice = Client::http(&address, Some(&alice));
     alice.initialize().await?;

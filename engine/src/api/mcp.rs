@@ -99,7 +99,7 @@ impl Sessions {
     fn known(&self, id: &str, caller: [u8; 32]) -> bool {
         let mut kept = self.0.lock().unwrap_or_else(PoisonError::into_inner);
         match kept.get_mut(id) {
-            Some(session) if session.caller == caller => {
+            Some(session) if session.caller == caller && session.used.elapsed() < SESSION_IDLE => {
                 session.used = Instant::now();
                 true
             }
@@ -177,8 +177,13 @@ async fn message(State(mcp): State<Mcp>, headers: HeaderMap, body: extract::Body
     let Some(answer) = server::answer(&engine, incoming).await else {
         return StatusCode::ACCEPTED.into_response();
     };
+    // An initialize that was refused starts nothing.
+    let refused = starts && answer.get("error").is_some();
+    if refused {
+        mcp.sessions.end(&session, caller);
+    }
     let mut response = axum::Json(answer).into_response();
-    if let Ok(value) = HeaderValue::from_str(&session) {
+    if let Some(value) = (!refused).then(|| HeaderValue::from_str(&session).ok()).flatten() {
         response.headers_mut().insert(SESSION_HEADER, value);
     }
     response
