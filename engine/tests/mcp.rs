@@ -14,7 +14,7 @@ use std::{
 use anyhow::{Context as _, Result, bail, ensure};
 use k8s_openapi::api::{
     apps::v1::Deployment,
-    core::v1::ServiceAccount,
+    core::v1::{Secret, ServiceAccount},
     rbac::v1::{Role, RoleBinding},
 };
 use kube::Api;
@@ -24,7 +24,9 @@ use weir_testenv::{
     ControlPlane, Process, eventually,
     solution::{ACCOUNT, Apiserver as _, PATIENCE, Weir, deployment, engine_address},
 };
-use weir_testregistry::{push_image, random_bytes, start_registry};
+use weir_testregistry::{
+    login_secret, push_image, random_bytes, start_registry, start_registry_with_password,
+};
 
 /// The modules the image mirror uses, each in a process of its own.
 const MODULES: [&str; 4] = ["common", "kubernetes", "js", "distribution"];
@@ -232,12 +234,15 @@ async fn an_assistant_builds_the_image_mirror_and_a_flow_of_its_own_through_the_
     let flows = plane.namespace("assisted").await?;
     let apps = plane.namespace("assisted-apps").await?;
     let remote = start_registry().await?;
-    let mirror = start_registry().await?;
+    let mirror = start_registry_with_password().await?;
     let source = Registry::new(&remote.host, true)?;
     let image = push_image(&source, "acme/app", &[random_bytes(4_096)], false, "amd64").await?;
     source.put_manifest("acme/app", "1", &image).await?;
     let original = format!("{}/acme/app:1", remote.host);
     weir_testenv::create::<Deployment>(&client, &apps, deployment("web", &original)).await?;
+    // The mirror's login, which the copies carry and no tool may show.
+    weir_testenv::create::<Secret>(&client, &flows, login_secret("mirror-login", &mirror.host))
+        .await?;
     let weir =
         Weir::new(env!("CARGO_BIN_EXE_weir"), &plane.admin_account(&flows, ACCOUNT).await?.0);
     let _modules = weir.start_modules(plane, &flows, &MODULES, ACCOUNT)?;
@@ -313,6 +318,7 @@ async fn an_assistant_builds_the_image_mirror_and_a_flow_of_its_own_through_the_
         "namespaces": apps,
         "interval": "24h",
         "firstTick": "afterInterval",
+        "mirrorSecret": format!("{flows}/mirror-login"),
     });
     let installed = stdio
         .ok("install_solution", json!({ "name": "image-mirror", "settings": settings }))
@@ -345,6 +351,16 @@ async fn an_assistant_builds_the_image_mirror_and_a_flow_of_its_own_through_the_
     };
     ensure!(seen("mirror-plan", "received") && seen("mirror-plan", "emitted"), "{messages}");
     ensure!(messages.to_string().contains(&original), "{messages}");
+    // The copy received the mirror's login: its password shown redacted, never itself.
+    let copied: Vec<&Value> = messages
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|m| m["node"] == "mirror-copy" && m["what"] == "received")
+        .collect();
+    ensure!(!copied.is_empty(), "{messages}");
+    ensure!(copied.iter().all(|m| m.to_string().contains("<redacted>")), "{copied:?}");
+    ensure!(!messages.to_string().contains("s3cret"), "a password among the messages");
 
     // Over HTTP, a flow of its own, node by node: a wrong edge is named where it is.
     let mut http = Client::http(&address, Some(&alice));
