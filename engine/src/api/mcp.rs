@@ -151,12 +151,14 @@ async fn message(State(mcp): State<Mcp>, headers: HeaderMap, body: extract::Body
             ));
         }
     }
-    let incoming = match rpc::read(&body.0) {
-        Ok(incoming) => incoming,
-        Err((id, error)) => return refused(StatusCode::BAD_REQUEST, &id, &error),
-    };
+    let message = rpc::read(&body.0);
+    if let (false, [Err((id, error))]) = (message.batch, &message.items[..]) {
+        return refused(StatusCode::BAD_REQUEST, id, error);
+    }
     let caller = caller_of(&headers);
-    let starts = matches!(&incoming, Incoming::Request { method, .. } if method == "initialize");
+    // An initialize comes alone, never in a batch.
+    let starts = !message.batch
+        && matches!(&message.items[..], [Ok(Incoming::Request { method, .. })] if method == "initialize");
     let session = if starts {
         mcp.sessions.start(caller)
     } else {
@@ -174,7 +176,7 @@ async fn message(State(mcp): State<Mcp>, headers: HeaderMap, body: extract::Body
         id.to_owned()
     };
     let engine = InProcess { api: mcp.api.clone(), credentials: credentials(&headers) };
-    let Some(answer) = server::answer(&engine, incoming).await else {
+    let Some(answer) = server::answer(&engine, message).await else {
         return StatusCode::ACCEPTED.into_response();
     };
     // An initialize that was refused starts nothing.

@@ -51,10 +51,7 @@ async fn serve(
                 ),
             )),
             Line::Read if line.iter().all(u8::is_ascii_whitespace) => continue,
-            Line::Read => match rpc::read(&line) {
-                Ok(incoming) => server::answer(engine, incoming).await,
-                Err((id, error)) => Some(rpc::error(&id, &error)),
-            },
+            Line::Read => server::answer(engine, rpc::read(&line)).await,
         };
         if let Some(answer) = answer {
             writeln!(output, "{answer}").context("cannot write to standard output")?;

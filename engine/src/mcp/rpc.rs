@@ -66,27 +66,67 @@ pub enum Incoming {
     Response,
 }
 
-/// Reads one message. A failure comes with the id to answer it under, when one could be read
-/// (else `null`, as JSON-RPC says).
-pub fn read(bytes: &[u8]) -> Result<Incoming, (Value, RpcError)> {
-    let refused = |code, message: String| (Value::Null, RpcError::new(code, message));
+/// One item of a message: a request, a notification or a response, or why it is none of them,
+/// with the id to answer that under (`null` when none could be read, as JSON-RPC says).
+pub type Item = Result<Incoming, (Value, RpcError)>;
+
+/// How many items a batch may hold.
+pub const MAX_BATCH: usize = 64;
+
+/// A message read: one item, or a batch of them (which MCP 2025-03-26 has clients send), whose
+/// answers go back together as an array.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Message {
+    /// Its items; one unless a batch.
+    pub items: Vec<Item>,
+    /// Whether it is a batch.
+    pub batch: bool,
+}
+
+impl Message {
+    fn one(item: Item) -> Self {
+        Self { items: vec![item], batch: false }
+    }
+
+    fn refused(code: i64, message: String) -> Self {
+        Self::one(Err((Value::Null, RpcError::new(code, message))))
+    }
+}
+
+/// Reads a message, bounded first in size and nesting.
+pub fn read(bytes: &[u8]) -> Message {
     if bytes.len() > MAX_MESSAGE_BYTES {
-        return Err(refused(
+        return Message::refused(
             code::INVALID_REQUEST,
             format!("the message is larger than {} MiB, the most read", MAX_MESSAGE_BYTES >> 20),
-        ));
+        );
     }
     if nesting(bytes) > MAX_DEPTH {
-        return Err(refused(
+        return Message::refused(
             code::INVALID_REQUEST,
             format!("the message nests deeper than {MAX_DEPTH} levels, the most read"),
-        ));
+        );
     }
-    let value: Value = serde_json::from_slice(bytes)
-        .map_err(|err| refused(code::PARSE_ERROR, format!("the message is not JSON: {err}")))?;
+    match serde_json::from_slice(bytes) {
+        Err(err) => Message::refused(code::PARSE_ERROR, format!("the message is not JSON: {err}")),
+        Ok(Value::Array(items)) if items.is_empty() || items.len() > MAX_BATCH => Message::refused(
+            code::INVALID_REQUEST,
+            format!("a batch holds 1 to {MAX_BATCH} messages, not {}", items.len()),
+        ),
+        Ok(Value::Array(items)) => {
+            Message { items: items.into_iter().map(item).collect(), batch: true }
+        }
+        Ok(value) => Message::one(item(value)),
+    }
+}
+
+/// Reads one item of a message.
+fn item(value: Value) -> Item {
     let Value::Object(mut message) = value else {
-        let what = if value.is_array() { "a batch, which MCP does not use" } else { "no object" };
-        return Err(refused(code::INVALID_REQUEST, format!("the message is {what}")));
+        return Err((
+            Value::Null,
+            RpcError::new(code::INVALID_REQUEST, "the message is no object"),
+        ));
     };
     let id = message.remove("id");
     let answer_id = id.clone().filter(|id| id.is_string() || id.is_number()).unwrap_or_default();
@@ -166,8 +206,11 @@ fn nesting(bytes: &[u8]) -> usize {
 mod tests {
     use super::*;
 
-    fn read_text(text: &str) -> Result<Incoming, (Value, RpcError)> {
-        read(text.as_bytes())
+    /// The one item of a message that is no batch.
+    fn read_text(text: &str) -> Item {
+        let message = read(text.as_bytes());
+        assert!(!message.batch && message.items.len() == 1, "{message:?}");
+        message.items.into_iter().next().unwrap_or_else(|| unreachable!())
     }
 
     #[test]
@@ -188,6 +231,7 @@ mod tests {
         let code_of = |text: &str| read_text(text).err().map(|(id, e)| (id, e.code));
         assert_eq!(code_of("{oops"), Some((Value::Null, code::PARSE_ERROR)));
         assert_eq!(code_of("[]"), Some((Value::Null, code::INVALID_REQUEST)));
+        assert_eq!(code_of("7"), Some((Value::Null, code::INVALID_REQUEST)));
         assert_eq!(
             code_of(r#"{"jsonrpc":"1.0","id":3,"method":"ping"}"#),
             Some((json!(3), code::INVALID_REQUEST))
@@ -218,7 +262,25 @@ mod tests {
         );
         assert!(read_text(&quoted).is_ok());
         let large = vec![b' '; MAX_MESSAGE_BYTES + 1];
-        let refused = read(&large).err().map(|(_, e)| e);
-        assert!(refused.is_some_and(|e| e.message.contains("larger than 8 MiB")));
+        let refused = read(&large).items.into_iter().next().and_then(Result::err);
+        assert!(refused.is_some_and(|(_, e)| e.message.contains("larger than 8 MiB")));
+    }
+
+    #[test]
+    fn a_batch_is_read_item_by_item_and_bounded() {
+        let batch = read(
+            br#"[{"jsonrpc":"2.0","id":1,"method":"ping"}, 7,
+            {"jsonrpc":"2.0","method":"notifications/initialized"}]"#,
+        );
+        assert!(batch.batch);
+        assert_eq!(batch.items.len(), 3);
+        assert!(matches!(batch.items[0], Ok(Incoming::Request { .. })));
+        assert!(
+            matches!(&batch.items[1], Err((Value::Null, e)) if e.code == code::INVALID_REQUEST)
+        );
+        assert!(matches!(batch.items[2], Ok(Incoming::Notification { .. })));
+        let many = format!("[{}]", vec!["{}"; MAX_BATCH + 1].join(","));
+        let refused = read_text(&many).err().map(|(_, e)| e.message);
+        assert!(refused.is_some_and(|m| m.contains("1 to 64 messages, not 65")));
     }
 }

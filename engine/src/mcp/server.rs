@@ -4,7 +4,7 @@
 use serde_json::{Map, Value, json};
 
 use super::{
-    rpc::{self, Incoming, RpcError, code},
+    rpc::{self, Incoming, Message, RpcError, code},
     tools::{self, Engine},
 };
 
@@ -27,14 +27,28 @@ pub fn negotiate(requested: &str) -> &'static str {
     PROTOCOL_VERSIONS.iter().find(|v| **v == requested).copied().unwrap_or(PROTOCOL_VERSIONS[0])
 }
 
-/// The answer to one message: `Some` for a request (its result or its error), `None` for a
-/// notification or a response, which are not answered.
-pub async fn answer(engine: &dyn Engine, incoming: Incoming) -> Option<Value> {
-    let Incoming::Request { id, method, params } = incoming else { return None };
-    Some(match respond(engine, &method, params).await {
-        Ok(result) => rpc::result(&id, &result),
-        Err(error) => rpc::error(&id, &error),
-    })
+/// The answer to a message: each request's result or error, and each item that could not be
+/// read refused, in order, as an array for a batch; `None` when nothing is answered (only
+/// notifications and responses).
+pub async fn answer(engine: &dyn Engine, message: Message) -> Option<Value> {
+    let mut answers = Vec::new();
+    for item in message.items {
+        match item {
+            Ok(Incoming::Request { id, method, params }) => {
+                answers.push(match respond(engine, &method, params).await {
+                    Ok(result) => rpc::result(&id, &result),
+                    Err(error) => rpc::error(&id, &error),
+                });
+            }
+            Ok(Incoming::Notification { .. } | Incoming::Response) => {}
+            Err((id, error)) => answers.push(rpc::error(&id, &error)),
+        }
+    }
+    if message.batch {
+        (!answers.is_empty()).then_some(Value::Array(answers))
+    } else {
+        answers.pop()
+    }
 }
 
 async fn respond(
@@ -100,8 +114,7 @@ mod tests {
     }
 
     async fn ask(engine: &dyn Engine, text: &str) -> Value {
-        let incoming = rpc::read(text.as_bytes()).unwrap_or_else(|(_, err)| panic!("{err:?}"));
-        answer(engine, incoming).await.unwrap_or_default()
+        answer(engine, rpc::read(text.as_bytes())).await.unwrap_or_default()
     }
 
     fn engine(status: u16, body: &str) -> Answers {
@@ -138,8 +151,26 @@ mod tests {
         let message = answered["error"]["message"].as_str().unwrap_or_default();
         assert!(message.contains("read_flow") && message.contains("flow"), "{message}");
         let note = rpc::read(br#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#);
-        let note = note.unwrap_or_else(|(_, err)| panic!("{err:?}"));
         assert_eq!(answer(&engine, note).await, None);
+    }
+
+    #[tokio::test]
+    async fn a_batch_is_answered_in_order_without_its_notifications() {
+        let engine = engine(200, "{}");
+        let batch = r#"[{"jsonrpc":"2.0","id":1,"method":"ping"},
+            {"jsonrpc":"2.0","method":"notifications/initialized"},
+            {"jsonrpc":"2.0","id":2,"method":"nope"}, "x"]"#;
+        let answered = ask(&engine, batch).await;
+        let answers = answered.as_array().cloned().unwrap_or_default();
+        assert_eq!(answers.len(), 3, "{answered}");
+        assert_eq!((&answers[0]["id"], &answers[0]["result"]), (&json!(1), &json!({})));
+        assert_eq!(answers[1]["error"]["code"], code::METHOD_NOT_FOUND);
+        assert_eq!(
+            (&answers[2]["id"], &answers[2]["error"]["code"]),
+            (&Value::Null, &json!(-32600))
+        );
+        let notes = r#"[{"jsonrpc":"2.0","method":"notifications/initialized"}]"#;
+        assert_eq!(answer(&engine, rpc::read(notes.as_bytes())).await, None);
     }
 
     #[tokio::test]
