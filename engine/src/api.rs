@@ -1,7 +1,8 @@
 //! The editor's JSON-over-HTTP API, which `weir up` serves under `/api` (documented in
 //! `docs/api.md`). Responses carry the model's resources (`Flow`, `FlowNode`, `Module`) as their
 //! Kubernetes-style JSON, every read and write goes through the [`Store`] (so, in a cluster,
-//! through the apiserver and its RBAC), and secret settings never leave the engine.
+//! through the apiserver and its RBAC), and secret settings never leave the engine. `/api/mcp`
+//! (`mcp.rs`) serves the Model Context Protocol, its tools calling these routes as the caller.
 
 pub mod access;
 mod check;
@@ -13,6 +14,7 @@ mod feed;
 mod flows;
 mod history;
 mod layout;
+mod mcp;
 mod messages;
 mod modify;
 mod modules;
@@ -76,7 +78,7 @@ pub fn router(
     let api = Api { access, scope, runtime, feed, stop: stop.clone() };
     // Signing in and out are the only routes for callers the API does not know yet.
     let signing = Router::new().route("/session", post(session::post).delete(session::delete));
-    Router::new()
+    let routes = Router::new()
         .route("/session", get(session::get))
         .route("/modules", get(modules::list))
         .route("/modules/{module}/components/{component}/ports", post(ports::resolve_for))
@@ -104,8 +106,11 @@ pub fn router(
                 message: "this route does not take that method".to_owned(),
             }
         })
-        .layer(middleware::from_fn_with_state(authenticator, access::authenticate))
+        .layer(middleware::from_fn_with_state(authenticator.clone(), access::authenticate))
         .merge(signing)
         .layer(DefaultBodyLimit::max(extract::MAX_BODY_BYTES))
-        .with_state(api)
+        .with_state(api);
+    // The MCP endpoint's tools call the routes above, as the caller.
+    let mcp = mcp::routes(routes.clone(), authenticator);
+    routes.merge(mcp)
 }

@@ -59,6 +59,9 @@ pub enum Command {
     /// Send the message a node received in a kept run to it again, and print what the flow
     /// answered
     Replay(ReplayArgs),
+    /// Serve the Model Context Protocol on standard input and output, for an AI assistant to
+    /// build, check, run and debug flows through an engine's API as you
+    Mcp(McpArgs),
     /// Create or update resources from manifests
     Apply(ApplyArgs),
     /// Show resources
@@ -333,6 +336,14 @@ pub struct ReplayArgs {
     #[arg(long, default_value = crate::ops::send::DEFAULT_TIMEOUT, value_name = "DURATION")]
     pub timeout: weir_model::HumanDuration,
     /// The engine
+    #[command(flatten)]
+    pub at: EngineAt,
+}
+
+/// `weir mcp`.
+#[derive(Debug, Args)]
+pub struct McpArgs {
+    /// The engine whose API the tools use, and whose token
     #[command(flatten)]
     pub at: EngineAt,
 }

@@ -16,6 +16,7 @@ pub mod engine;
 pub mod export;
 pub mod get;
 pub mod image;
+pub mod mcp;
 pub mod module;
 pub mod names;
 pub mod open;
@@ -37,6 +38,7 @@ pub async fn run(cli: Cli, builtins: Vec<Module>) -> Result<ExitCode> {
         Command::Chart(args) => chart::run(&builtins, &args, &mut out)?,
         Command::Image(args) => image::run(args, &mut out).await?,
         Command::Module(args) => module::run(open_store(choice).await?, builtins, args).await?,
+        Command::Mcp(args) => mcp::run(choice, args, &mut out).await?,
         Command::Send(args) => send::run(&open_store(choice).await?, args, &mut out).await?,
         Command::Runs(args) => {
             runs::list(&remote::Remote::new(&args.at, choice).await?, args, &mut out).await?;

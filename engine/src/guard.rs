@@ -6,7 +6,8 @@
 //! own address, `localhost` or a loopback address at its port, and refuses an `Origin` that is
 //! not its own. Everywhere, a request a page of another site made (`Sec-Fetch-Site:
 //! cross-site`) is refused, but for following a link to the editor; and a request that changes
-//! something must carry the header [`REQUEST_HEADER`] and, with a body, say it is JSON or YAML.
+//! something must carry the header [`REQUEST_HEADER`] and, with a body, say it is JSON or YAML
+//! (the MCP endpoint, whose clients know no such header, only the latter, body or not).
 //! A page may send neither to another origin without the browser asking the server first (a
 //! CORS preflight), and the engine never says yes.
 
@@ -23,6 +24,9 @@ use weir_api::{FailureKind, REQUEST_HEADER};
 
 use crate::api::error::ApiError;
 
+/// Where the API's MCP endpoint is (`api/mcp.rs`).
+const MCP_PATH: &str = "/api/mcp";
+
 /// Which requests an HTTP endpoint answers.
 #[derive(Debug, Clone, Copy)]
 pub enum Guard {
@@ -37,7 +41,10 @@ pub enum Guard {
 /// Answers the request only if `guard` lets it through.
 pub async fn check(State(guard): State<Guard>, request: Request, next: Next) -> Response {
     let has_body = !request.body().is_end_stream();
-    match refusal(guard, request.method(), request.headers(), request.uri().authority(), has_body) {
+    let mcp = request.uri().path() == MCP_PATH;
+    let (method, headers, authority) =
+        (request.method(), request.headers(), request.uri().authority());
+    match refusal(guard, method, headers, authority, (has_body, mcp)) {
         Some(refused) => refused.into_response(),
         None => next.run(request).await,
     }
@@ -49,7 +56,7 @@ fn refusal(
     method: &Method,
     headers: &HeaderMap,
     authority: Option<&Authority>,
-    has_body: bool,
+    (has_body, mcp): (bool, bool),
 ) -> Option<ApiError> {
     if let Guard::Local(listen) = guard {
         // A request says where it goes in `Host`, or (absolute-form) in its URI.
@@ -100,14 +107,17 @@ fn refusal(
     if !changes(method) {
         return None;
     }
-    if !headers.contains_key(REQUEST_HEADER) {
+    // MCP clients know nothing of Weir's header: a change of the MCP endpoint must say it is
+    // JSON instead (its DELETE has no body, but is no request a page may send unasked either).
+    if !headers.contains_key(REQUEST_HEADER) && !mcp {
         return Some(forbidden(format!(
             "a {method} needs the header X-Weir-Request (any value, such as 1): pages of other \
              sites cannot send it, the editor and scripts can"
         )));
     }
     let content_type = headers.get(header::CONTENT_TYPE).map(|t| t.to_str().unwrap_or("?"));
-    if has_body && !content_type.is_some_and(is_json_or_yaml) {
+    let with_body = has_body || (mcp && *method == Method::POST);
+    if with_body && !content_type.is_some_and(is_json_or_yaml) {
         return Some(ApiError::Failed {
             status: StatusCode::UNSUPPORTED_MEDIA_TYPE,
             kind: FailureKind::BadRequest,

@@ -12,6 +12,7 @@ pub mod gate;
 pub mod guard;
 pub mod hosting;
 pub mod manifests;
+pub mod mcp;
 pub mod ops;
 pub mod printer;
 pub mod probes;

@@ -1257,7 +1257,8 @@ async fn pages_of_other_sites_cannot_drive_weir_up() -> Result<()> {
     let own_origin = format!("http://{address}");
     // What the case is, the request (method, URL, headers), and the status and message due.
     type Case<'a> = (&'a str, Method, &'a str, Vec<(&'a str, &'a str)>, StatusCode, &'a str);
-    let refused: [Case<'_>; 9] = [
+    let mcp = url("/api/mcp");
+    let refused: [Case<'_>; 12] = [
         (
             "a form's text/plain import from another origin",
             Method::POST,
@@ -1338,6 +1339,30 @@ async fn pages_of_other_sites_cannot_drive_weir_up() -> Result<()> {
             StatusCode::FORBIDDEN,
             "a page of another site may not use weir",
         ),
+        (
+            "a form's text/plain MCP message (MCP clients need no X-Weir-Request)",
+            Method::POST,
+            &mcp,
+            vec![("content-type", "text/plain")],
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "must say it is JSON or YAML",
+        ),
+        (
+            "an MCP message from another origin",
+            Method::POST,
+            &mcp,
+            vec![("content-type", "application/json"), ("origin", "http://evil.example")],
+            StatusCode::FORBIDDEN,
+            "Origin \"http://evil.example\" is not this weir up's own",
+        ),
+        (
+            "an MCP message from a page of another site",
+            Method::POST,
+            &mcp,
+            vec![("content-type", "application/json"), ("sec-fetch-site", "cross-site")],
+            StatusCode::FORBIDDEN,
+            "Sec-Fetch-Site: cross-site",
+        ),
     ];
     for (case, method, url, headers, expected, says) in refused {
         let body = (method == Method::POST).then_some(PLANTED);
@@ -1381,6 +1406,12 @@ async fn pages_of_other_sites_cannot_drive_weir_up() -> Result<()> {
     let link = [("sec-fetch-site", "cross-site"), ("sec-fetch-mode", "navigate")];
     let (status, text) = as_browser(Method::GET, &url("/"), &link, None).await?;
     ensure!(status == StatusCode::OK && text.contains("Weir"), "{status} {text}");
+    // An MCP client sends JSON and no Weir header of its own.
+    let initialize = r#"{"jsonrpc": "2.0", "id": 1, "method": "initialize",
+        "params": {"protocolVersion": "2025-06-18", "capabilities": {}}}"#;
+    let json = [("content-type", "application/json")];
+    let (status, text) = as_browser(Method::POST, &mcp, &json, Some(initialize)).await?;
+    ensure!(status == StatusCode::OK && text.contains("\"serverInfo\""), "{status} {text}");
     server.stop().await
 }
 

@@ -23,7 +23,7 @@ use kube::{
 use reqwest::Method;
 use serde_json::{Value, json};
 use weir_model::Kind;
-use weir_testenv::{ControlPlane, Process, eventually};
+use weir_testenv::{ControlPlane, Process, eventually, solution::engine_address};
 
 mod flows;
 use flows::listing_flow;
@@ -436,13 +436,6 @@ async fn get(client: &Client, namespace: &str, kind: Kind, name: &str) -> Result
     };
     let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), namespace, &resource);
     Ok(api.get(name).await?.data)
-}
-
-/// The address the engine logged it serves on.
-fn engine_address(process: &Process) -> Option<String> {
-    let log = process.log();
-    let rest = log.split("the engine serves http://").nth(1)?;
-    Some(rest.split_whitespace().next()?.trim_end_matches('"').to_owned())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

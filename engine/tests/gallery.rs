@@ -444,20 +444,10 @@ impl ChatOps {
     }
 }
 
-/// The Deployment `name` of `namespace`: one replica, its pods never scheduled (the test's
-/// cluster has no node).
+/// The Deployment `name`: one replica, its pods never scheduled (the test's cluster has no
+/// node).
 fn deployment(name: &str) -> Value {
-    json!({
-        "metadata": { "name": name },
-        "spec": {
-            "replicas": 1,
-            "selector": { "matchLabels": { "app": name } },
-            "template": {
-                "metadata": { "labels": { "app": name } },
-                "spec": { "containers": [{ "name": "app", "image": "registry.local:5000/app:1" }] },
-            },
-        },
-    })
+    weir_testenv::solution::deployment(name, "registry.local:5000/app:1")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

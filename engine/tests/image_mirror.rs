@@ -38,7 +38,7 @@ use weir_testenv::{
     solution::{Apiserver, Weir, http_address, node_status, solutions_dir, succeeded, wait_ready},
 };
 use weir_testregistry::{
-    LocalRegistry, push_image, push_index, random_bytes, start_registry,
+    LocalRegistry, login_secret, push_image, push_index, random_bytes, start_registry,
     start_registry_with_password, start_registry_with_tokens, start_token_service,
 };
 
@@ -75,17 +75,6 @@ fn deployment(name: &str, replicas: i32, containers: &[(&str, &str)], mut pod: V
             "selector": { "matchLabels": { "app": name } },
             "template": { "metadata": { "labels": { "app": name } }, "spec": pod },
         }
-    })
-}
-
-/// A dockerconfigjson Secret with `tester`'s login for `registry`.
-fn login_secret(name: &str, registry: &str) -> Value {
-    let config = json!({ "auths": { registry: { "username": "tester", "password": "s3cret" } } })
-        .to_string();
-    json!({
-        "metadata": { "name": name },
-        "type": "kubernetes.io/dockerconfigjson",
-        "stringData": { ".dockerconfigjson": config },
     })
 }
 

@@ -74,9 +74,10 @@ pub async fn install(
     let flows = solution::flows_in(&manifests);
     let namespace = params.namespace_if_given()?;
     let installed = transfer::apply_all(&*caller.store, manifests, namespace.as_deref()).await?;
-    // In a cluster each flow's account is made as the caller, who must hold its rules.
+    // In a cluster each flow's account is made as the caller, who must hold its rules, in the
+    // namespace the flows went to (a solution's manifests name none).
     if let Some(client) = &caller.client {
-        let namespace = params.namespace()?;
+        let namespace = namespace.unwrap_or_else(|| weir_store::DEFAULT_NAMESPACE.to_owned());
         let store = &*caller.store;
         solution::create_accounts(store, &[], client, &namespace, &flows, |_| {})
             .await

@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use anyhow::{Context as _, Result, bail};
-use reqwest::{RequestBuilder, Url};
+use reqwest::{Method, RequestBuilder, StatusCode, Url};
 use serde::{Serialize, de::DeserializeOwned};
 use weir_api::{ErrorBody, REQUEST_HEADER};
 
@@ -13,6 +13,9 @@ use crate::cli::{EngineAt, StoreChoice};
 
 /// How long a request that starts no run may take.
 const READ_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The largest answer read: a large flow, or many messages.
+const MAX_ANSWER_BYTES: usize = 32 << 20;
 
 /// A running engine's API.
 #[derive(Debug)]
@@ -89,19 +92,61 @@ impl Remote {
         url
     }
 
-    async fn answer<T: DeserializeOwned>(&self, request: RequestBuilder) -> Result<T> {
+    /// `method` on the API route `path` (such as `/flows/hello?namespace=shop`; the caller
+    /// checks the names in it) with a JSON `body`, waiting up to `timeout`: the status and the
+    /// body as the engine answered, a refusal included. The MCP tools read answers this way.
+    pub async fn exchange(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&serde_json::Value>,
+        timeout: Duration,
+    ) -> Result<(StatusCode, Vec<u8>)> {
+        let (path, query) = path.split_once('?').unwrap_or((path, ""));
+        let mut url = self.base.clone();
+        if let Ok(mut segments) = url.path_segments_mut() {
+            segments.pop_if_empty().push("api").extend(path.trim_start_matches('/').split('/'));
+        }
+        url.set_query((!query.is_empty()).then_some(query));
+        let mut request = self.http.request(method, url).timeout(timeout);
+        if let Some(body) = body {
+            request = request
+                .header(reqwest::header::CONTENT_TYPE, "application/json")
+                .body(body.to_string());
+        }
+        self.send(request).await
+    }
+
+    /// Sends `request` as the caller: the status and the body, at most [`MAX_ANSWER_BYTES`].
+    async fn send(&self, request: RequestBuilder) -> Result<(StatusCode, Vec<u8>)> {
         let mut request = request.header(REQUEST_HEADER, "1");
         if let Some(token) = &self.token {
             request = request.bearer_auth(token);
         }
-        let response = request.send().await.with_context(|| {
+        let mut response = request.send().await.with_context(|| {
             format!("cannot reach the engine at {} (is `weir up` running? see --engine)", self.base)
         })?;
         let status = response.status();
-        let body = response
-            .bytes()
+        let mut body = Vec::new();
+        while let Some(chunk) = response
+            .chunk()
             .await
-            .with_context(|| format!("the engine at {} broke off its answer", self.base))?;
+            .with_context(|| format!("the engine at {} broke off its answer", self.base))?
+        {
+            if body.len() + chunk.len() > MAX_ANSWER_BYTES {
+                bail!(
+                    "the engine at {} answered more than {} MiB, the most read",
+                    self.base,
+                    MAX_ANSWER_BYTES >> 20
+                );
+            }
+            body.extend_from_slice(&chunk);
+        }
+        Ok((status, body))
+    }
+
+    async fn answer<T: DeserializeOwned>(&self, request: RequestBuilder) -> Result<T> {
+        let (status, body) = self.send(request).await?;
         if status.is_success() {
             return serde_json::from_slice(&body).with_context(|| {
                 format!("the engine at {} answered something this weir does not read", self.base)

@@ -215,6 +215,14 @@ pub fn http_address(process: &Process) -> Option<String> {
     Some(rest.split_whitespace().next()?.to_owned())
 }
 
+/// The address (`127.0.0.1:PORT`) the engine (`weir engine`) serves HTTP on, as its log told
+/// it.
+pub fn engine_address(process: &Process) -> Option<String> {
+    let log = process.log();
+    let rest = log.split("the engine serves http://").nth(1)?;
+    Some(rest.split_whitespace().next()?.trim_end_matches('"').to_owned())
+}
+
 /// Where a module process serves webhooks (`http://127.0.0.1:PORT/hooks/`), as its log told
 /// it; only the http module has them.
 pub fn webhooks_url(process: &Process) -> Option<String> {
@@ -257,6 +265,22 @@ pub async fn wait_ready(
 /// A FlowNode's status.
 pub async fn node_status(client: &Client, namespace: &str, node: &str) -> Result<Value> {
     Ok(flow_nodes(client, namespace).get(node).await?.data["status"].clone())
+}
+
+/// A Deployment `name` of one replica whose one container runs `image`, to create with
+/// [`crate::create`].
+pub fn deployment(name: &str, image: &str) -> Value {
+    serde_json::json!({
+        "metadata": { "name": name },
+        "spec": {
+            "replicas": 1,
+            "selector": { "matchLabels": { "app": name } },
+            "template": {
+                "metadata": { "labels": { "app": name } },
+                "spec": { "containers": [{ "name": "app", "image": image }] },
+            },
+        },
+    })
 }
 
 /// The `solutions/` folder of the source tree.

@@ -61,6 +61,18 @@ pub async fn start_registry_with_password() -> Result<LocalRegistry> {
     .await
 }
 
+/// A `kubernetes.io/dockerconfigjson` Secret `name` (JSON, to create) holding the login
+/// `tester` / `s3cret` for `registry`, as [`start_registry_with_password`]'s takes it.
+pub fn login_secret(name: &str, registry: &str) -> serde_json::Value {
+    let config = json!({ "auths": { registry: { "username": "tester", "password": "s3cret" } } })
+        .to_string();
+    json!({
+        "metadata": { "name": name },
+        "type": "kubernetes.io/dockerconfigjson",
+        "stringData": { ".dockerconfigjson": config },
+    })
+}
+
 /// A registry whose config ends with `extra`, in which `{dir}` names the registry's own
 /// directory, where `files` are written first (so nothing outlives the registry).
 pub async fn start_registry_with(files: &[(&str, Vec<u8>)], extra: &str) -> Result<LocalRegistry> {
