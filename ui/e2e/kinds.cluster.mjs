@@ -19,11 +19,14 @@ try {
   await page.getByTestId('flow-kinds').waitFor();
   const canvas = page.getByTestId('canvas');
   await page.getByTestId('palette-kubernetes/resource_get').dragTo(canvas, { targetPosition: { x: 200, y: 150 } });
-  await page.getByTestId('node-resource_get').waitFor();
+  // Node names are DNS labels: the component's underscore becomes a hyphen.
+  await page.getByTestId('node-resource-get').waitFor();
 
   // The kinds offered are those the user may list, from the cluster's discovery.
   const kind = page.locator('select[data-testid=setting-kind]');
   await kind.waitFor();
+  // Nothing chosen yet, the picker says so rather than showing the first kind as chosen.
+  assert.equal(await kind.locator('option:checked').textContent(), '(choose a kind)');
   const kinds = await kind.locator('option').allTextContents();
   assert.ok(kinds.includes('Deployment (apps/v1)'), kinds.join(', '));
   assert.ok(kinds.includes('ConfigMap (v1)'), kinds.join(', '));
@@ -38,13 +41,13 @@ try {
   await page.getByTestId('save').click();
   await page.getByTestId('save').filter({ hasText: /^Saved$/ }).waitFor();
   const saved = await (await page.request.get(`${url}/api/flows/kinds`)).json();
-  const settings = saved.nodes.find((n) => n.metadata.name === 'resource_get').spec.settings;
+  const settings = saved.nodes.find((n) => n.metadata.name === 'resource-get').spec.settings;
   assert.deepEqual([settings.apiVersion, settings.kind, settings.namespace], ['apps/v1', 'Deployment', namespace]);
 
   // A mapping from the node's output previews with the Deployment's own fields.
   await page.getByTestId('palette-common/debug').dragTo(canvas, { targetPosition: { x: 600, y: 200 } });
   await page.getByTestId('node-debug').waitFor();
-  await drag(page, page.getByTestId('out-resource_get-out').locator('circle'), page.getByTestId('in-debug-in').locator('circle'));
+  await drag(page, page.getByTestId('out-resource-get-out').locator('circle'), page.getByTestId('in-debug-in').locator('circle'));
   await page.locator('.edge .edge-hit').first().click({ force: true });
   await page.getByTestId('mapping-source-label').filter({ hasText: 'every field of the kind' }).waitFor();
   const source = JSON.parse(await page.getByTestId('mapping-source').inputValue());

@@ -90,12 +90,17 @@ pub fn kind_picker(
                 choices.insert(0, current.clone());
             }
             let options = choices.clone();
+            // Without it a select shows its first kind as if it were chosen.
+            let unchosen = kind.is_empty().then(|| {
+                view! { <option value="" selected=true disabled=true>"(choose a kind)"</option> }
+            });
             view! {
                 <select data-testid=testid.clone() title="The kinds you may list in this namespace, as the cluster says" on:change=move |event: ev::Event| {
                     if let Some(chosen) = event_target_value(&event).parse::<usize>().ok().and_then(|i| options.get(i)) {
                         pick.run(chosen.clone());
                     }
                 }>
+                    {unchosen}
                     {choices.iter().enumerate().map(|(i, (v, k))| {
                         let selected = *v == api_version && *k == kind;
                         view! { <option value=i.to_string() selected=selected>{format!("{k} ({v})")}</option> }
