@@ -13,6 +13,7 @@ mod extract;
 mod feed;
 mod flows;
 mod history;
+mod kubernetes;
 mod layout;
 mod mcp;
 mod messages;
@@ -60,6 +61,9 @@ pub struct Serving {
     pub bearer: Option<Arc<Bearer>>,
     /// How many runs of each flow the engine keeps for `GET /api/flows/{flow}/runs`.
     pub runs_kept: usize,
+    /// Where the http module's webhooks are reached from outside, ending in `/hooks/`, when
+    /// known: the editor shows each webhook node's URL under it.
+    pub webhooks: Option<String>,
 }
 
 /// The API's routes, to nest under `/api`. `runtime` is the in-process runtime whose messages
@@ -71,17 +75,28 @@ pub fn router(
     serving: Serving,
     stop: &CancellationToken,
 ) -> Router {
-    let Serving { access, scope, bearer, runs_kept } = serving;
+    let Serving { access, scope, bearer, runs_kept, webhooks } = serving;
     let feed =
         feed::Feed::start(Arc::clone(&store), runtime.as_ref(), &scope, bearer, runs_kept, stop);
     let authenticator = Authenticator { access: access.clone(), store, home: scope.home.clone() };
-    let api = Api { access, scope, runtime, feed, stop: stop.clone() };
+    let api = Api {
+        access,
+        scope,
+        runtime,
+        feed,
+        stop: stop.clone(),
+        webhooks,
+        schemas: Arc::default(),
+        own_cluster: Arc::default(),
+    };
     // Signing in and out are the only routes for callers the API does not know yet.
     let signing = Router::new().route("/session", post(session::post).delete(session::delete));
     let routes = Router::new()
         .route("/session", get(session::get))
         .route("/modules", get(modules::list))
         .route("/modules/{module}/components/{component}/ports", post(ports::resolve_for))
+        .route("/kubernetes/offer", get(kubernetes::offer))
+        .route("/kubernetes/schema", get(kubernetes::schema))
         .route("/flows", get(flows::list))
         .route("/flows/{flow}", get(flows::get).put(save::put).delete(flows::delete))
         .route("/flows/{flow}/layout", put(layout::put))

@@ -180,6 +180,11 @@ pub struct EngineArgs {
     /// `weir runs` and `weir replay` (0 keeps none)
     #[arg(long, default_value_t = RUNS_KEPT, env = "WEIR_RUNS_KEPT", value_name = "N", value_parser = clap::value_parser!(u16).range(0..=MOST_RUNS_KEPT))]
     pub runs_kept: u16,
+    /// Where callers reach the http module's webhooks, such as
+    /// `https://hooks.example.com/hooks/` (its Ingress or Service); the editor shows each
+    /// webhook node's URL under it, and only the path without it
+    #[arg(long, env = "WEIR_WEBHOOKS_URL", value_name = "URL")]
+    pub webhooks_url: Option<String>,
     /// Who this replica is in leader election [default: $HOSTNAME, the pod name]
     #[arg(long, env = "HOSTNAME", value_name = "NAME")]
     pub identity: Option<String>,

@@ -11,6 +11,7 @@ pub mod editor_files;
 pub mod gate;
 pub mod guard;
 pub mod hosting;
+pub mod kinds;
 pub mod manifests;
 pub mod mcp;
 pub mod ops;

@@ -90,6 +90,9 @@ pub struct Editor {
     pub bearer: Option<Bearer>,
     /// How many runs of each flow to keep in memory for the editor, `weir runs` and replay.
     pub runs_kept: usize,
+    /// Where the http module's webhooks are reached from outside, ending in `/hooks/`, when
+    /// known: `weir up`'s webhook listener, `weir engine --webhooks-url`.
+    pub webhooks: Option<String>,
 }
 
 /// Who may use the editor's API.
@@ -190,9 +193,10 @@ impl Process {
                 leading.leads,
                 stop.clone(),
             )));
-            let Editor { users, guard, files, bearer, runs_kept } = editor;
+            let Editor { users, guard, files, bearer, runs_kept, webhooks } = editor;
             let bearer = bearer.map(Arc::new);
-            let serving = api::Serving { access: users.access(), scope, bearer, runs_kept };
+            let serving =
+                api::Serving { access: users.access(), scope, bearer, runs_kept, webhooks };
             app = app
                 .nest("/api", api::router(store, runtime, serving, stop))
                 .fallback_service(crate::editor_files::routes(files))

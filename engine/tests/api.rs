@@ -58,7 +58,15 @@ impl Server {
         };
         let files = data.path().join("editor");
         let runs_kept = usize::from(weir_engine::cli::RUNS_KEPT);
-        let editor = Editor { users, guard: Guard::Local(address), files, bearer: None, runs_kept };
+        let webhooks = listeners.webhooks_url();
+        let editor = Editor {
+            users,
+            guard: Guard::Local(address),
+            files,
+            bearer: None,
+            runs_kept,
+            webhooks,
+        };
         let parts = Parts::up(Arc::clone(&store), modules, listeners, editor);
         let engine = Process::start(parts, &stop);
         let api = format!("http://{address}/api");
@@ -1197,6 +1205,7 @@ async fn the_gallery_lists_solutions_and_installs_one_with_its_settings() -> Res
 }
 
 /// `weir up` has no users: the session says so, and signing in is refused rather than faked.
+/// (This one hosts no http module, so it has no webhook listener to name.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_open_engine_has_no_sessions() -> Result<()> {
     let server = Server::start().await?;

@@ -229,6 +229,59 @@ test('a flow file imports and exports back unchanged', async () => {
   assert.deepEqual(errors, [], 'no console errors');
 });
 
+test('a webhook node shows its URL, copyable, and a request to it shows in the debug panel', async () => {
+  // A page of its own, whatever the tests before left selected, panned or open.
+  const page = await openEditor(browser, engine.url, errors);
+  await page.getByTestId('new-flow-name').fill('hooks');
+  await page.getByTestId('create-flow').click();
+  await page.getByTestId('flow-hooks').waitFor();
+  const canvas = page.getByTestId('canvas');
+  await page.getByTestId('palette-http/respond').dragTo(canvas, { targetPosition: { x: 600, y: 200 } });
+  await page.getByTestId('node-respond').waitFor();
+  await page.getByTestId('palette-http/webhook').dragTo(canvas, { targetPosition: { x: 200, y: 150 } });
+  await page.getByTestId('node-webhook').waitFor();
+  await drag(page, page.getByTestId('out-webhook-out').locator('circle'), page.getByTestId('in-respond-in').locator('circle'));
+  await page.locator('.edge').first().waitFor();
+  // respond takes {status, headers, body}: the edge answers with the request's body.
+  await page.locator('.edge .edge-hit').first().click({ force: true });
+  await page.getByTestId('mapping-text').fill('{ "body": "{{ .body }}" }');
+  await page.getByTestId('mapping-text').press('Tab');
+  await page.getByTestId('check').filter({ hasText: 'no problems' }).waitFor();
+  await page.getByTestId('save').click();
+  await page.getByTestId('save').filter({ hasText: /^Saved$/ }).waitFor();
+
+  // The URL is the webhook listener's (weir up serves it on loopback, apart from the editor).
+  await page.getByTestId('node-webhook').locator('.node-header').click();
+  const url = await page.getByTestId('webhook-url').textContent();
+  const listener = engine.log().match(/webhooks="?(http:\/\/127\.0\.0\.1:\d+)\/hooks\//);
+  assert.ok(listener, `weir up logs where it serves webhooks:\n${engine.log()}`);
+  assert.equal(url, `${listener[1]}/hooks/default/hooks/webhook`);
+  assert.notEqual(new URL(url).port, new URL(engine.url).port, 'webhooks have a listener of their own');
+  await page.context().grantPermissions(['clipboard-read', 'clipboard-write'], { origin: engine.url });
+  await page.getByTestId('copy-webhook-url').click();
+  await page.getByTestId('copy-webhook-url').filter({ hasText: 'Copied' }).waitFor();
+  assert.equal(await page.evaluate(() => navigator.clipboard.readText()), url);
+  await shot(page, '13-webhook-url');
+
+  // A request from outside the editor: its run shows in the debug panel. The node serves once
+  // its trigger started, so until then the listener answers 404.
+  const send = () => fetch(url, { method: 'POST', headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ hello: 'from outside' }) });
+  let answered = await send();
+  for (let tries = 0; answered.status === 404 && tries < 200; tries++) {
+    await new Promise((done) => setTimeout(done, 100));
+    answered = await send();
+  }
+  assert.equal(answered.status, 200, await answered.clone().text());
+  assert.deepEqual(await answered.json(), { hello: 'from outside' });
+  const seen = page.getByTestId('debug-message').filter({ hasText: /webhook:out\s*emitted/ }).filter({ hasText: 'from outside' });
+  await seen.first().waitFor({ timeout: 10_000 });
+  assert.match(await seen.first().textContent(), /"path":"\/hooks\/default\/hooks\/webhook"/);
+  await shot(page, '14-webhook-request');
+  assert.deepEqual(errors, [], 'no console errors');
+  await page.close();
+});
+
 test('a broken flow file is refused with a message naming what is wrong', async () => {
   const dir = await mkdtemp(join(tmpdir(), 'weir-e2e-files-'));
   const file = join(dir, 'broken.yaml');

@@ -54,13 +54,16 @@ export async function startBrowser() {
   });
 }
 
-// A page on the editor that fails the test on any console error.
+// A page on the editor that fails the test on any console error, once the editor has loaded
+// its flow list, gallery and palette: until then they grow (each part is aria-busy), and a
+// palette entry moving down under a drag would be no drag at all.
 export async function openEditor(browser, url, errors) {
   const page = await browser.newPage({ viewport: { width: 1400, height: 900 }, acceptDownloads: true });
   page.on('console', (message) => { if (message.type() === 'error') errors.push(message.text()); });
   page.on('pageerror', (error) => errors.push(String(error)));
   await page.goto(url);
   await page.getByTestId('new-flow-name').waitFor();
+  await page.locator('[aria-busy="true"]').first().waitFor({ state: 'detached' });
   return page;
 }
 

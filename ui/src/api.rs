@@ -6,8 +6,9 @@ use gloo_net::http::{Request, RequestBuilder, Response};
 use serde::{Serialize, de::DeserializeOwned};
 use serde_json::Value;
 use weir_api::{
-    Answer, Applied, ErrorBody, FlowDocument, FlowSummary, Install, MessageSeen, Problem,
-    REQUEST_HEADER, Rename, Replay, RunRecord, RunSummary, SendRequest, SignIn, SolutionSummary,
+    Answer, Applied, ErrorBody, FlowDocument, FlowSummary, Install, KindSchema, KubernetesOffer,
+    MessageSeen, Problem, REQUEST_HEADER, Rename, Replay, RunRecord, RunSummary, SendRequest,
+    SignIn, SolutionSummary,
 };
 use weir_model::{FlowNode, Module, NodeName, PortName};
 
@@ -300,6 +301,18 @@ pub async fn install(
     Ok(installed.flows)
 }
 
+/// The kinds and namespaces the signed-in user may list.
+pub async fn offer() -> Result<KubernetesOffer, ApiError> {
+    call(http_get(&in_namespace("/api/kubernetes/offer")).build(), "ask the cluster for its kinds")
+        .await
+}
+
+/// The schema of `kind` in `api_version`, from the cluster's OpenAPI.
+pub async fn kind_schema(api_version: &str, kind: &str) -> Result<KindSchema, ApiError> {
+    let query = format!("/api/kubernetes/schema?apiVersion={api_version}&kind={kind}");
+    call(http_get(&in_namespace(&query)).build(), &format!("read the schema of {kind}")).await
+}
+
 /// Who the editor works as.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Session {
@@ -309,6 +322,25 @@ pub enum Session {
     User(String),
     /// The engine wants a Kubernetes token first.
     SignedOut,
+}
+
+/// What the engine says of itself when the editor starts: who the editor works as, the
+/// engine's own namespace and where its webhooks are reached.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Started {
+    /// Who the editor works as.
+    pub session: Session,
+    /// The engine's own namespace.
+    pub home: String,
+    /// Where webhooks are reached, such as `http://127.0.0.1:7423/hooks/`, when known.
+    pub webhooks: Option<String>,
+}
+
+impl From<weir_api::Session> for Started {
+    fn from(who: weir_api::Session) -> Self {
+        let (home, webhooks) = (who.namespace.clone(), who.webhooks.clone());
+        Self { session: who.into(), home, webhooks }
+    }
 }
 
 impl From<weir_api::Session> for Session {
@@ -321,8 +353,8 @@ impl From<weir_api::Session> for Session {
     }
 }
 
-/// Who the editor works as, and the engine's own namespace, asking the engine.
-pub async fn session() -> Result<(Session, String), ApiError> {
+/// Who the editor works as, and what else the engine says of itself, asking the engine.
+pub async fn session() -> Result<Started, ApiError> {
     let request = http_get("/api/session").build();
     let response = request
         .map_err(|err| ApiError::from(format!("ask who is signed in: {err}")))?
@@ -332,7 +364,7 @@ pub async fn session() -> Result<(Session, String), ApiError> {
             ApiError::from(format!("ask who is signed in: the engine cannot be reached ({err})"))
         })?;
     if response.status() == 401 {
-        return Ok((Session::SignedOut, String::new()));
+        return Ok(Started { session: Session::SignedOut, home: String::new(), webhooks: None });
     }
     if !response.ok() {
         return Err(
@@ -343,16 +375,14 @@ pub async fn session() -> Result<(Session, String), ApiError> {
         .json()
         .await
         .map_err(|err| ApiError::from(format!("ask who is signed in: {err}")))?;
-    let home = who.namespace.clone();
-    Ok((who.into(), home))
+    Ok(who.into())
 }
 
 /// Signs in with a Kubernetes bearer token; the engine keeps it in a cookie the page cannot read.
-pub async fn sign_in(token: &str) -> Result<(Session, String), ApiError> {
+pub async fn sign_in(token: &str) -> Result<Started, ApiError> {
     let body = SignIn { token: token.to_owned() };
     let who: weir_api::Session = call(json(http_post("/api/session"), &body), "sign in").await?;
-    let home = who.namespace.clone();
-    Ok((who.into(), home))
+    Ok(who.into())
 }
 
 /// Signs out: the engine drops the session cookie.

@@ -28,6 +28,21 @@ pub enum Notice {
     Failed(ApiError),
 }
 
+/// What the editor has loaded since it started.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Loaded {
+    /// The module catalogues (the palette).
+    pub modules: bool,
+    /// The flow list.
+    pub flows: bool,
+}
+
+/// `aria-busy` for a part of the editor until what it shows has `loaded`: assistive technology
+/// waits for it, and so do the browser tests, so that nothing moves under a drag.
+pub fn busy(loaded: bool) -> Option<&'static str> {
+    (!loaded).then_some("true")
+}
+
 /// The shared state; every field is a cheap handle.
 #[derive(Debug, Clone, Copy)]
 pub struct Editor {
@@ -35,6 +50,9 @@ pub struct Editor {
     pub modules: RwSignal<Vec<Module>>,
     /// The flows.
     pub flows: RwSignal<Vec<FlowSummary>>,
+    /// Whether the engine answered for the module catalogues, and for the flows, once: until
+    /// then the palette and the flow list are `aria-busy`, as they may still grow.
+    pub loaded: RwSignal<Loaded>,
     /// The open flow.
     pub doc: RwSignal<Option<Document>>,
     /// The open flow as last saved, to tell unsaved changes.
@@ -110,6 +128,7 @@ impl Editor {
         let editor = Self {
             modules,
             flows: RwSignal::new(Vec::new()),
+            loaded: RwSignal::new(Loaded::default()),
             doc,
             saved: RwSignal::new(None),
             history: StoredValue::new(History::default()),
@@ -133,6 +152,7 @@ impl Editor {
                 Ok(modules) => editor.modules.set(modules),
                 Err(err) => editor.fail(err),
             }
+            editor.loaded.update(|loaded| loaded.modules = true);
         });
         editor.refresh_flows();
         editor
@@ -155,6 +175,9 @@ impl Editor {
             match api::flows().await {
                 Ok(flows) => editor.flows.set(flows),
                 Err(err) => editor.fail(err),
+            }
+            if !editor.loaded.with_untracked(|loaded| loaded.flows) {
+                editor.loaded.update(|loaded| loaded.flows = true);
             }
         });
     }

@@ -120,7 +120,7 @@ pub fn Flows() -> impl IntoView {
     };
 
     view! {
-        <section class="flows">
+        <section class="flows" aria-busy=move || crate::editor::busy(editor.loaded.get().flows)>
             <h2>"Flows"</h2>
             <ul data-testid="flow-list">
                 <For

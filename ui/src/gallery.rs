@@ -18,14 +18,16 @@ pub fn Gallery() -> impl IntoView {
     let editor = expect_context::<Editor>();
     let solutions = RwSignal::new(Vec::<SolutionSummary>::new());
     let chosen = RwSignal::new(None::<String>);
+    let loaded = RwSignal::new(false);
     spawn_local(async move {
         match api::solutions().await {
             Ok(found) => solutions.set(found),
             Err(err) => editor.fail(err),
         }
+        loaded.set(true);
     });
     view! {
-        <section class="gallery">
+        <section class="gallery" aria-busy=move || crate::editor::busy(loaded.get())>
             <h2>"Solutions"</h2>
             <ul>
                 <For

@@ -1,11 +1,17 @@
 //! The side panel for what is selected: a node's component help, settings form, ports (with
-//! "send a test message" on each input) and last error; or an edge's mapping panel.
+//! "send a test message" on each input), last error and, for a webhook, the URL it is called
+//! at; or an edge's mapping panel.
 
 use leptos::{prelude::*, task::spawn_local};
 use serde_json::Value;
 
 use crate::{
-    api, editor::Editor, mapping_panel::MappingPanel, schema, settings_form::SettingsForm,
+    api,
+    editor::Editor,
+    mapping_panel::MappingPanel,
+    schema,
+    session::{self, Webhooks},
+    settings_form::SettingsForm,
 };
 
 /// The panel.
@@ -58,12 +64,15 @@ fn NodePanel(node: String) -> impl IntoView {
     };
     let inputs = editor.ports(&node).0;
     let send_node = node.clone();
+    let hook = (spec.module.as_str() == "http" && spec.component.as_str() == "webhook")
+        .then(|| view! { <WebhookUrl node=node.clone()/> });
     view! {
         <section class="node-panel" data-testid="node-panel">
             <h3>{node.clone()}</h3>
             <p class="kind">{format!("{title} · {}/{}", spec.module, spec.component)}</p>
             <p class="help">{description}</p>
             {last_error}
+            {hook}
             <h4>"Settings"</h4>
             <SettingsForm node=node/>
             <h4>"Send a test message"</h4>
@@ -110,5 +119,45 @@ fn SendBox(node: String, port: String, schema: Value) -> impl IntoView {
             <button data-testid=format!("send-button-{label}") on:click=send>"Send"</button>
             <pre class="answer" data-testid=format!("send-answer-{label}")>{move || answer.get()}</pre>
         </div>
+    }
+}
+
+/// Where a webhook node is called: `/hooks/{namespace}/{flow}/{node}` (and its sub-path
+/// pattern) under the address the engine says webhooks are reached at, with a copy button.
+#[component]
+fn WebhookUrl(node: String) -> impl IntoView {
+    let editor = expect_context::<Editor>();
+    let base = use_context::<Webhooks>().and_then(|Webhooks(base)| base);
+    let namespace = session::working_namespace();
+    let known = base.is_some();
+    let url = Memo::new(move |_| {
+        editor.doc.with(|doc| {
+            let doc = doc.as_ref()?;
+            let path = doc.node(&node)?.spec.settings.get("path").and_then(Value::as_str);
+            let sub = path.map(|p| p.trim_matches('/')).filter(|p| !p.is_empty());
+            let root = base.clone().unwrap_or_else(|| "/hooks/".to_owned());
+            let mut url = format!("{root}{namespace}/{}/{node}", doc.name());
+            if let Some(sub) = sub {
+                url.push('/');
+                url.push_str(sub);
+            }
+            Some(url)
+        })
+    });
+    let copied = RwSignal::new(false);
+    let copy = move |_| {
+        let (Some(text), Some(window)) = (url.get_untracked(), web_sys::window()) else { return };
+        let written = window.navigator().clipboard().write_text(&text);
+        spawn_local(async move {
+            copied.set(wasm_bindgen_futures::JsFuture::from(written).await.is_ok());
+        });
+    };
+    view! {
+        <h4>"URL"</h4>
+        <div class="webhook-url">
+            <code data-testid="webhook-url">{move || url.get().unwrap_or_default()}</code>
+            <button data-testid="copy-webhook-url" on:click=copy>{move || if copied.get() { "Copied" } else { "Copy" }}</button>
+        </div>
+        {(!known).then(|| view! { <p class="help">"The engine was not told where callers reach webhooks (weir engine --webhooks-url, the chart's modules.http.webhooks.url): this is the path on that address."</p> })}
     }
 }

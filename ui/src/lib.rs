@@ -15,6 +15,7 @@ pub mod focus;
 pub mod gallery;
 pub mod geometry;
 pub mod inspector;
+pub mod kubernetes;
 pub mod live;
 pub mod mapping_panel;
 pub mod palette;
@@ -42,6 +43,7 @@ use crate::{
 pub fn App() -> impl IntoView {
     let editor = Editor::start();
     provide_context(editor);
+    provide_context(kubernetes::Cluster::new());
     live::follow(editor);
     shortcuts::listen(editor);
     view! {

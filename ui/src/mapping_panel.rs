@@ -1,5 +1,7 @@
 //! The edge panel: the data leaving the source port (the last message seen there, else a
-//! sample from the port's schema, editable to try other data), the edge's mapping with
+//! sample from the port's schema, or for a port carrying objects of a Kubernetes kind every
+//! field of that kind's schema as the cluster has it; editable to try other data), the edge's
+//! mapping with
 //! `{{ jq }}` fields, and a live preview of the mapped result with what the target port would
 //! refuse. The preview runs in the browser with the engine's own mapping code.
 
@@ -7,7 +9,10 @@ use leptos::{ev, prelude::*};
 use serde_json::{Value, json};
 use weir_model::mapping::Mapping;
 
-use crate::{document::Delivery, editor::Editor, schema};
+use crate::{document::Delivery, editor::Editor, kubernetes, schema};
+
+/// How many levels of a kind's fields the source data shows.
+const KIND_DEPTH: usize = 5;
 
 /// The panel of the edge at `index` of node `from`.
 #[component]
@@ -44,12 +49,36 @@ pub fn MappingPanel(from: String, index: usize) -> impl IntoView {
             .map(|m| m.payload.clone())
     });
     let from_message = last_seen.is_some();
+    let kind = (!from_message && kubernetes::holds_object(&source_schema))
+        .then(|| kind_of(&editor, &from))
+        .flatten();
+    let source_label = RwSignal::new(if from_message {
+        "Source data (the last message on this port)"
+    } else {
+        "Source data (a sample from the port's schema; edit it to try)"
+    });
     let source_text = RwSignal::new(
         serde_json::to_string_pretty(
             &last_seen.unwrap_or_else(|| schema::sample(&source_schema, &source_schema)),
         )
         .unwrap_or_default(),
     );
+    if let Some((api_version, kind)) = kind {
+        // The kind's fields, once the cluster's schema of it comes (unless edited meanwhile).
+        let cluster = expect_context::<kubernetes::Cluster>();
+        let sampled = source_text.get_untracked();
+        let port_schema = source_schema;
+        Effect::new(move |_| {
+            if let Some(Ok(kind_schema)) = cluster.schema(&api_version, &kind)
+                && source_text.get_untracked() == sampled
+            {
+                let whole = kubernetes::with_kind(&port_schema, &kind_schema);
+                let outline = schema::outline(&whole, &whole, KIND_DEPTH);
+                source_text.set(serde_json::to_string_pretty(&outline).unwrap_or_default());
+                source_label.set("Source data (every field of the kind, from the cluster's schema; edit it to try)");
+            }
+        });
+    }
     let mapping_text = RwSignal::new(
         edge.mapping
             .as_ref()
@@ -168,7 +197,7 @@ pub fn MappingPanel(from: String, index: usize) -> impl IntoView {
     view! {
         <section class="mapping" data-testid="mapping-panel">
             <h3>{format!("{from}:{source_port} → {target_node}:{target_port}")}</h3>
-            <label for="mapping-source">{if from_message { "Source data (the last message on this port)" } else { "Source data (a sample from the port's schema; edit it to try)" }}</label>
+            <label for="mapping-source" data-testid="mapping-source-label">{move || source_label.get()}</label>
             <textarea class="code" rows="6" spellcheck="false" id="mapping-source" data-testid="mapping-source" prop:value=move || source_text.get() on:input=move |e| source_text.set(event_target_value(&e))/>
             <label for="mapping-text">"Mapping: a document shaped like the target's input; \"{{ jq }}\" takes data from the source. Empty passes the message on as it is."</label>
             <textarea class="code" rows="8" spellcheck="false" id="mapping-text" data-testid="mapping-text" prop:value=move || mapping_text.get() on:input=move |e| mapping_text.set(event_target_value(&e)) on:change=commit/>
@@ -188,4 +217,18 @@ pub fn MappingPanel(from: String, index: usize) -> impl IntoView {
         </section>
     }
     .into_any()
+}
+
+/// The (apiVersion, kind) node `node`'s settings name, their defaults where unset.
+fn kind_of(editor: &Editor, node: &str) -> Option<(String, String)> {
+    let spec = editor.doc.with_untracked(|d| d.as_ref()?.node(node).map(|n| n.spec.clone()))?;
+    let settings_schema = editor
+        .component(spec.module.as_str(), spec.component.as_str())
+        .and_then(|c| c.settings_schema)
+        .unwrap_or(Value::Null);
+    let text = |key: &str| {
+        let default = || settings_schema.get("properties")?.get(key)?.get("default");
+        spec.settings.get(key).or_else(default).and_then(Value::as_str).map(str::to_owned)
+    };
+    Some((text("apiVersion")?, text("kind")?)).filter(|(v, k)| !v.is_empty() && !k.is_empty())
 }

@@ -1,6 +1,8 @@
 //! The palette: every component of every module's catalogue, searchable by name, label, tag and
-//! description, with its help text. Drag one onto the canvas, or click it (Enter from the
-//! keyboard) to add it in view.
+//! description, with its help text: the entry's tooltip, and shown in the entry while it has
+//! the keyboard's focus (not on hover: an entry that grew as the pointer passed moved the
+//! entries below it, so a press could land on another than the pointer was put on). Drag one
+//! onto the canvas, or click it (Enter from the keyboard) to add it in view.
 
 use leptos::{ev, prelude::*};
 use serde_json::{Map, Value};
@@ -61,7 +63,7 @@ pub fn Palette() -> impl IntoView {
         })
     });
     view! {
-        <section class="palette">
+        <section class="palette" aria-busy=move || crate::editor::busy(editor.loaded.get().modules)>
             <h2>"Components"</h2>
             <input
                 type="search"

@@ -110,6 +110,31 @@ pub fn sample(root: &Value, schema: &Value) -> Value {
     }
 }
 
+/// A value with every field `schema` names, `depth` levels of fields deep (a list with one
+/// item), so that a mapping's source shows each field it may take; scalars as [`sample`].
+pub fn outline(root: &Value, schema: &Value, depth: usize) -> Value {
+    let schema = resolve(root, schema);
+    if choices(schema).is_some() {
+        return sample(root, schema);
+    }
+    match kind(schema) {
+        Some("object") => {
+            let properties = schema.get("properties").and_then(Value::as_object);
+            let fields = properties.filter(|_| depth > 0).into_iter().flatten();
+            Value::Object(
+                fields
+                    .map(|(name, field)| (name.clone(), outline(root, field, depth - 1)))
+                    .collect(),
+            )
+        }
+        Some("array") => match schema.get("items") {
+            Some(items) if depth > 0 => json!([outline(root, items, depth - 1)]),
+            _ => json!([]),
+        },
+        _ => sample(root, schema),
+    }
+}
+
 /// What is wrong with `value` for `schema`, each problem naming its field (`/a/0/b`).
 pub fn problems(root: &Value, schema: &Value, value: &Value) -> Vec<String> {
     let mut found = Vec::new();
@@ -240,6 +265,24 @@ mod tests {
     fn samples_fill_what_is_required_from_examples_and_defaults() {
         let root = schema();
         assert_eq!(sample(&root, &root), json!({ "image": "nginx:1.27", "replicas": 1 }));
+    }
+
+    #[test]
+    fn an_outline_has_every_field_to_a_depth() {
+        let root = json!({ "type": "object", "properties": {
+            "kind": { "type": "string", "enum": ["Deployment"] },
+            "spec": { "type": "object", "properties": {
+                "replicas": { "type": "integer" },
+                "containers": { "type": "array", "items": { "type": "object", "properties": {
+                    "image": { "type": "string" } } } } } } } });
+        assert_eq!(
+            outline(&root, &root, 4),
+            json!({ "kind": "Deployment", "spec": { "replicas": 0, "containers": [{ "image": "" }] } })
+        );
+        assert_eq!(
+            outline(&root, &root, 2),
+            json!({ "kind": "Deployment", "spec": { "replicas": 0, "containers": [] } })
+        );
     }
 
     #[test]

@@ -11,17 +11,31 @@ use weir_model::names::NameRule;
 
 use crate::{
     App,
-    api::{self, Session},
+    api::{self, Session, Started},
 };
 
 /// The engine's own namespace: where the editor works unless the user picks another.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Home(pub String);
 
+/// Where webhooks are reached (ending in `/hooks/`), when the engine knows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Webhooks(pub Option<String>);
+
+/// The namespace the editor works in: the one the user chose, else the engine's own.
+pub fn working_namespace() -> String {
+    let chosen = api::namespace();
+    if chosen.is_empty() {
+        use_context::<Home>().map(|Home(home)| home).unwrap_or_default()
+    } else {
+        chosen
+    }
+}
+
 /// The editor, once the engine knows who is using it.
 #[component]
 pub fn Root() -> impl IntoView {
-    let session = RwSignal::new(None::<Result<(Session, String), String>>);
+    let session = RwSignal::new(None::<Result<Started, String>>);
     spawn_local(async move {
         session.set(Some(api::session().await.map_err(|err| err.to_string())));
     });
@@ -30,10 +44,13 @@ pub fn Root() -> impl IntoView {
         Some(Err(message)) => {
             view! { <p class="notice failed" data-testid="notice">{message}</p> }.into_any()
         }
-        Some(Ok((Session::SignedOut, _))) => view! { <SignIn session/> }.into_any(),
-        Some(Ok((who, home))) => {
+        Some(Ok(Started { session: Session::SignedOut, .. })) => {
+            view! { <SignIn session/> }.into_any()
+        }
+        Some(Ok(Started { session: who, home, webhooks })) => {
             provide_context(who);
             provide_context(Home(home));
+            provide_context(Webhooks(webhooks));
             view! { <App/> }.into_any()
         }
     }
@@ -41,7 +58,7 @@ pub fn Root() -> impl IntoView {
 
 /// The sign-in form.
 #[component]
-fn SignIn(session: RwSignal<Option<Result<(Session, String), String>>>) -> impl IntoView {
+fn SignIn(session: RwSignal<Option<Result<Started, String>>>) -> impl IntoView {
     let token = RwSignal::new(String::new());
     let failure = RwSignal::new(None::<String>);
     let busy = RwSignal::new(false);

@@ -1,13 +1,14 @@
 //! A form for a node's settings, generated from the component's settings schema: text, number
 //! and check boxes, choices for enums, lists with add and remove, nested groups, password
 //! fields for secrets (whose stored value the engine keeps unless a new one is typed), a code
-//! editor for scripts (`x-weir-code`), and a JSON box for anything free-form. Each field's
-//! description is its help text. A change is one undoable edit.
+//! editor for scripts (`x-weir-code`), the cluster's kinds and namespaces for fields marked
+//! `x-weir-picker` (see [`crate::kubernetes`]), and a JSON box for anything free-form. Each
+//! field's description is its help text. A change is one undoable edit.
 
 use leptos::{ev, prelude::*};
 use serde_json::{Map, Value};
 
-use crate::{editor::Editor, schema};
+use crate::{editor::Editor, kubernetes, schema};
 
 /// One step into a settings document.
 #[derive(Debug, Clone, PartialEq)]
@@ -136,21 +137,35 @@ fn object_fields(
             let mut at = path.to_vec();
             at.push(Step::Field(name.clone()));
             let current = get(value, &[Step::Field(name.clone())]).cloned();
-            field(root, property, current, &at, name, required.contains(name), change)
+            let input = Input {
+                value: current,
+                parent: value,
+                parent_schema: schema,
+                required: required.contains(name),
+            };
+            field(root, property, input, &at, name, change)
         })
         .collect_view()
         .into_any()
 }
 
+/// A field's value, the object it is a field of (with its schema), and whether it is required.
+struct Input<'a> {
+    value: Option<Value>,
+    parent: &'a Value,
+    parent_schema: &'a Value,
+    required: bool,
+}
+
 fn field(
     root: &Value,
     schema: &Value,
-    value: Option<Value>,
+    input: Input<'_>,
     path: &[Step],
     name: &str,
-    required: bool,
     change: Change,
 ) -> AnyView {
+    let Input { value, parent, parent_schema, required } = input;
     let resolved = schema::resolve(root, schema);
     // An unset field shows the value the component takes for it.
     let value =
@@ -169,7 +184,21 @@ fn field(
         })
         .collect::<Vec<_>>()
         .join(".");
-    let input = control(root, resolved, value, path, required, change, &id);
+    let picker = schema.get("x-weir-picker").or_else(|| resolved.get("x-weir-picker"));
+    let input = match picker.and_then(Value::as_str) {
+        Some("kubernetes-kind") => kind_picker(parent, parent_schema, path, change),
+        Some("kubernetes-namespace") => {
+            let current = value.as_ref().and_then(Value::as_str).unwrap_or_default().to_owned();
+            let path = path.to_vec();
+            let testid = format!("setting-{}", path_name(&path));
+            let pick = Callback::new(move |chosen: String| {
+                let chosen = (!chosen.is_empty()).then_some(Value::String(chosen));
+                change.run((path.clone(), chosen));
+            });
+            kubernetes::namespace_picker(current, testid, pick)
+        }
+        _ => control(root, resolved, value, path, required, change, &id),
+    };
     view! {
         <div class="field">
             <label for=id>{name.to_owned()}{if required { " *" } else { "" }}</label>
@@ -298,6 +327,27 @@ fn control(
         }
         _ => json_field(&value.unwrap_or(Value::Null), &path, change),
     }
+}
+
+/// The kind picker of the `kind` field at `path`, which sets `apiVersion` beside it in
+/// `parent` in the same edit; unset, they show the defaults `schema` gives them.
+fn kind_picker(parent: &Value, schema: &Value, path: &[Step], change: Change) -> AnyView {
+    let text = |key: &str| {
+        let default = || schema.get("properties")?.get(key)?.get("default");
+        let given = parent.get(key).or_else(default);
+        given.and_then(Value::as_str).unwrap_or_default().to_owned()
+    };
+    let current = (text("apiVersion"), text("kind"));
+    let object_path = path[..path.len().saturating_sub(1)].to_vec();
+    let testid = format!("setting-{}", path_name(path));
+    let parent = parent.clone();
+    let pick = Callback::new(move |(api_version, kind): (String, String)| {
+        let mut next = parent.as_object().cloned().unwrap_or_default();
+        next.insert("apiVersion".to_owned(), Value::String(api_version));
+        next.insert("kind".to_owned(), Value::String(kind));
+        change.run((object_path.clone(), Some(Value::Object(next))));
+    });
+    kubernetes::kind_picker(current, testid, pick)
 }
 
 /// A JSON box for free-form values; text that is not JSON is refused in place.

@@ -264,6 +264,10 @@ spec:
               value: "0.0.0.0:7420"
             - name: WEIR_UI_DIR
               value: /usr/share/weir/ui
+            {{- with $root.Values.modules.http.webhooks.url }}
+            - name: WEIR_WEBHOOKS_URL
+              value: {{ . | quote }}
+            {{- end }}
             {{- else }}
             - name: WEIR_PEERS
               value: {{ include "weir.peers" $root | quote }}

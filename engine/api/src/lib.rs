@@ -66,6 +66,8 @@ pub enum FailureKind {
     Transient,
     /// 503: the store cannot be reached.
     Unavailable,
+    /// 503: the engine has no cluster to ask (`weir up` without a kubeconfig).
+    NoCluster,
     /// 504: a run was cancelled or ran out of time.
     Cancelled,
 }
@@ -115,8 +117,8 @@ impl std::fmt::Display for Problem {
     }
 }
 
-/// `GET /api/session`, and `POST /api/session`'s answer: who the caller is, and the engine's
-/// own namespace, where requests that name none go.
+/// `GET /api/session`, and `POST /api/session`'s answer: who the caller is, the engine's own
+/// namespace, where requests that name none go, and where webhooks are reached.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct Session {
     /// The engine has no users (`weir up`): everyone may do everything.
@@ -131,6 +133,10 @@ pub struct Session {
     /// The engine's own namespace.
     #[serde(default)]
     pub namespace: String,
+    /// Where the http module's webhooks are reached, ending in `/hooks/` (such as
+    /// `http://127.0.0.1:7423/hooks/`), when the engine knows it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub webhooks: Option<String>,
 }
 
 /// What `POST /api/session` takes.
@@ -272,6 +278,44 @@ pub struct Install {
     #[serde(default)]
     pub settings: BTreeMap<String, String>,
 }
+
+/// `GET /api/kubernetes/offer`: what the kind and namespace pickers offer the caller.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct KubernetesOffer {
+    /// The kinds the caller may list in the namespace asked about (in the preferred version of
+    /// each group), sorted by kind.
+    pub kinds: Vec<OfferedKind>,
+    /// The namespaces the caller may pick: every namespace when they may list namespaces, else
+    /// only the one asked about.
+    pub namespaces: Vec<String>,
+    /// Whether the caller may list namespaces.
+    #[serde(default)]
+    pub all_namespaces: bool,
+    /// Whether the apiserver said its rules are incomplete (an authorizer other than RBAC may
+    /// allow more than is offered).
+    #[serde(default)]
+    pub incomplete: bool,
+}
+
+/// A kind the caller may list.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct OfferedKind {
+    /// The kind, such as `Deployment`.
+    pub kind: String,
+    /// Its API version, such as `apps/v1`.
+    pub api_version: String,
+    /// Its resource (plural), such as `deployments`.
+    pub resource: String,
+    /// Whether its objects live in namespaces.
+    #[serde(default)]
+    pub namespaced: bool,
+}
+
+/// `GET /api/kubernetes/schema?apiVersion=&kind=`'s answer: the kind's JSON Schema as the
+/// cluster serves it, cut to a size a browser takes (`docs/api.md`).
+pub type KindSchema = Value;
 
 /// The event types of `GET /api/events` (the SSE `event:` field), each with its data.
 pub mod event {
@@ -468,6 +512,9 @@ mod tests {
         assert_eq!(shown, json!({ "open": true, "namespace": "default" }));
         let user = json!({ "user": "alice", "groups": [], "namespace": "weir" });
         let read: Session = serde_json::from_value(user).unwrap();
-        assert_eq!((read.open, read.user.as_deref()), (false, Some("alice")));
+        assert_eq!((read.open, read.user.as_deref(), read.webhooks), (false, Some("alice"), None));
+        let hooks = Session { webhooks: Some("http://127.0.0.1:7423/hooks/".to_owned()), ..open };
+        let shown = serde_json::to_value(&hooks).unwrap();
+        assert_eq!(shown["webhooks"], "http://127.0.0.1:7423/hooks/");
     }
 }

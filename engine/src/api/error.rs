@@ -10,7 +10,10 @@ use weir_api::{ErrorBody, Failure, FailureKind, Problem};
 use weir_sdk::{ErrorKind, NodeError};
 use weir_store::StoreError;
 
-use crate::ops::error::{OpError, SolutionProblem};
+use crate::{
+    kinds::KindsError,
+    ops::error::{OpError, SolutionProblem},
+};
 
 /// An error answer.
 #[derive(Debug)]
@@ -181,6 +184,24 @@ impl From<OpError> for ApiError {
                 .map_or((StatusCode::INTERNAL_SERVER_ERROR, FailureKind::Internal), status_of),
         };
         Self::failed(status, kind, chain(&err))
+    }
+}
+
+/// What the cluster said of its kinds: 401, 502 when it cannot be reached, 404 for a kind it
+/// does not serve, 400 for a name that is not one, 503 without a cluster.
+impl From<KindsError> for ApiError {
+    fn from(err: KindsError) -> Self {
+        match err {
+            KindsError::Unauthorized => Self::token_refused(),
+            KindsError::Unreachable(_) => Self::unreachable(err.to_string()),
+            KindsError::NoSuchKind { .. } => Self::not_found(err.to_string()),
+            KindsError::BadName(_) => Self::bad_request(err.to_string()),
+            KindsError::NoCluster(_) => Self::failed(
+                StatusCode::SERVICE_UNAVAILABLE,
+                FailureKind::NoCluster,
+                err.to_string(),
+            ),
+        }
     }
 }
 

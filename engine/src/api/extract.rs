@@ -55,6 +55,15 @@ impl Params {
         self.given.get("flow").map(|flow| name("flow", "query parameter flow", flow)).transpose()
     }
 
+    /// `?KEY=`, which the route needs.
+    pub fn required(&self, key: &str) -> Result<&str, ApiError> {
+        self.given
+            .get(key)
+            .map(String::as_str)
+            .filter(|value| !value.is_empty())
+            .ok_or_else(|| ApiError::bad_request(format!("query parameter {key}: it is required")))
+    }
+
     /// `?limit=`: `default` when not given, at most `max`.
     pub fn limit(&self, default: usize, max: usize) -> Result<usize, ApiError> {
         let Some(text) = self.given.get("limit") else { return Ok(default) };

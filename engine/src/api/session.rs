@@ -20,10 +20,11 @@ use super::{
 };
 
 /// Who the caller is: `{"user", "groups"}`, or `{"open": true}` when the API has no users;
-/// with `namespace`, the engine's own, where requests that name none go.
+/// with `namespace`, the engine's own, where requests that name none go, and `webhooks`,
+/// where the http module's webhooks are reached, when the engine knows it.
 pub async fn get(State(api): State<Api>, caller: Caller) -> Json<Session> {
     let who = caller.who.unwrap_or(Session { open: true, ..Session::default() });
-    Json(Session { namespace: api.scope.home, ..who })
+    Json(Session { namespace: api.scope.home, webhooks: api.webhooks, ..who })
 }
 
 /// Signs in with a token: answers who it belongs to and sets the session cookie.

@@ -1,10 +1,15 @@
 //! What the API's handlers answer from.
 
+use std::sync::Arc;
+
 use tokio_util::sync::CancellationToken;
 use weir_runtime::Runtime;
 
 use super::{access::Access, feed::Feed};
-use crate::scope::Scope;
+use crate::{
+    kinds::{OwnCluster, Schemas},
+    scope::Scope,
+};
 
 /// What the handlers answer from.
 #[derive(Clone)]
@@ -19,4 +24,10 @@ pub struct Api {
     pub feed: Feed,
     /// Ends the event streams when the server shuts down.
     pub stop: CancellationToken,
+    /// Where webhooks are reached from outside, such as `http://127.0.0.1:7423/hooks/`.
+    pub webhooks: Option<String>,
+    /// Kinds' schemas read from the cluster, kept for a while.
+    pub schemas: Arc<Schemas>,
+    /// The cluster `weir up`'s nodes act on, for callers without a client of their own.
+    pub own_cluster: Arc<OwnCluster>,
 }

@@ -20,6 +20,11 @@ pub async fn run(opened: Opened, args: EngineArgs) -> Result<()> {
             "weir engine runs against a cluster: run it in a pod, or give --kubeconfig or --context"
         );
     };
+    if let Some(url) = &args.webhooks_url
+        && !(url.starts_with("https://") || url.starts_with("http://"))
+    {
+        anyhow::bail!("--webhooks-url {url:?}: give an http:// or https:// URL");
+    }
     let (listener, address) = process::listen(args.listen).await?;
     let scope = Scope::new(&args.namespace, args.all_namespaces);
     let identity = process::identity(args.identity, "engine");
@@ -37,6 +42,7 @@ pub async fn run(opened: Opened, args: EngineArgs) -> Result<()> {
         guard: Guard::Cluster,
         files: args.ui_dir.unwrap_or_else(crate::editor_files::default_dir),
         runs_kept: usize::from(args.runs_kept),
+        webhooks: args.webhooks_url.map(|url| format!("{}/", url.trim_end_matches('/'))),
     };
     let parts =
         Parts { store: opened.store, scope, leadership, editor: Some(editor), modules: None };

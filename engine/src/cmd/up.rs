@@ -41,7 +41,8 @@ pub async fn run(opened: Opened, builtins: Vec<Module>, args: UpArgs) -> Result<
     let stop = CancellationToken::new();
     let files = args.ui_dir.unwrap_or_else(crate::editor_files::default_dir);
     let (guard, runs_kept) = (Guard::Local(address), usize::from(args.runs_kept));
-    let editor = Editor { users, guard, files, bearer: None, runs_kept };
+    let webhooks = listeners.webhooks_url();
+    let editor = Editor { users, guard, files, bearer: None, runs_kept, webhooks };
     let parts = Parts::up(store, builtins, listeners, editor);
     process::serve(listener, Process::start(parts, &stop), stop).await
 }

@@ -27,6 +27,7 @@ pub struct KindSettings {
     /// `apps/v1` or a custom resource's `example.com/v1`.
     pub api_version: String,
     /// The kind, such as `Pod`, `Deployment` or a custom resource's kind.
+    #[schemars(extend("x-weir-picker" = "kubernetes-kind"))]
     pub kind: String,
     /// Its resource name (plural, lowercase) when not the plural Kubernetes guesses from the
     /// kind (`Ingress`: `ingresses`); empty to guess. The node checks it against the
@@ -48,6 +49,17 @@ pub const DEFAULT_MAX_BYTES: u32 = 1024 * 1024;
 /// The highest `maxBytes` a node may set (8 MiB): etcd keeps no object larger than 1.5 MiB,
 /// so only a list or a log gets near it.
 pub const MAX_BYTES_LIMIT: u32 = 8 * 1024 * 1024;
+
+/// The schema of a port (or field) holding an object of the kind the node's settings name:
+/// the editor puts the kind's own schema in its place (`x-weir-kubernetes-object`), read from
+/// the cluster, so mappings preview with the kind's fields.
+pub fn object_schema() -> Value {
+    serde_json::json!({
+        "type": "object",
+        "description": "An object of the kind the settings name.",
+        "x-weir-kubernetes-object": true,
+    })
+}
 
 /// Checks a `maxBytes` setting.
 pub fn check_max_bytes(max_bytes: u32) -> Result<(), NodeError> {

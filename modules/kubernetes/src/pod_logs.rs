@@ -21,6 +21,7 @@ use crate::{
 pub struct PodLogsSettings {
     /// The namespace of the pods; empty to take it from each message. `weir rbac` grants a
     /// Role there, else a ClusterRole.
+    #[schemars(extend("x-weir-picker" = "kubernetes-namespace"))]
     pub namespace: String,
     /// The container; empty for the message's, or the pod's only one.
     pub container: String,

@@ -24,6 +24,7 @@ pub struct ResourceApplySettings {
     pub kind: KindSettings,
     /// The namespace to apply in; empty to take the object's. `weir rbac` grants a Role there,
     /// else a ClusterRole.
+    #[schemars(extend("x-weir-picker" = "kubernetes-namespace"))]
     pub namespace: String,
     /// The field manager the applied fields are owned by.
     pub field_manager: String,

@@ -36,6 +36,7 @@ pub struct ResourceDeleteSettings {
     pub kind: KindSettings,
     /// The namespace to delete in; empty to take it from each message (or for a
     /// cluster-scoped kind). `weir rbac` grants a Role there, else a ClusterRole.
+    #[schemars(extend("x-weir-picker" = "kubernetes-namespace"))]
     pub namespace: String,
     /// What becomes of the object's dependents.
     pub propagation_policy: Propagation,

@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 use weir_sdk::{
-    Component, Context, Description, JsonSchema, KindPermission, NodeError, Port, Value,
+    Component, Context, Description, Direction, JsonSchema, KindPermission, NodeError, Port, Value,
     read_message,
 };
 
@@ -11,7 +11,7 @@ use crate::{
     access::{Cluster, Connection},
     dynamic::{
         DEFAULT_MAX_BYTES, KindSettings, Target, bounded, check_fields, check_max_bytes,
-        namespace_of, project,
+        namespace_of, object_schema, project,
     },
 };
 
@@ -24,6 +24,7 @@ pub struct ResourceGetSettings {
     pub kind: KindSettings,
     /// The namespace to read in; empty to take it from each message (or for a cluster-scoped
     /// kind). `weir rbac` grants a Role there, else a ClusterRole.
+    #[schemars(extend("x-weir-picker" = "kubernetes-namespace"))]
     pub namespace: String,
     /// Only these fields of the object, as paths such as `/status/phase` (its namespace and
     /// name always come along); empty for the whole object.
@@ -90,7 +91,10 @@ impl Component for ResourceGet {
 
     fn ports(settings: &ResourceGetSettings) -> Vec<Port> {
         Port::with_error(
-            vec![Port::input::<Wanted>("in"), Port::output::<Value>("out")],
+            vec![
+                Port::input::<Wanted>("in"),
+                Port::with_schema("out", Direction::Out, object_schema()),
+            ],
             settings.error_port,
         )
     }

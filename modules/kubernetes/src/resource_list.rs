@@ -27,6 +27,7 @@ pub struct ResourceListSettings {
     pub kind: KindSettings,
     /// The namespace to list; empty for the message's, or every namespace when it names none.
     /// `weir rbac` grants a Role there, else a ClusterRole.
+    #[schemars(extend("x-weir-picker" = "kubernetes-namespace"))]
     pub namespace: String,
     /// Only objects with these labels, such as `app=web,tier!=test`.
     pub label_selector: String,
@@ -83,6 +84,7 @@ pub struct Wanted {
 #[derive(Debug, Serialize, Deserialize, JsonSchema)]
 pub struct Listed {
     /// The objects, or the fields of them asked for, in the apiserver's order.
+    #[schemars(extend("x-weir-kubernetes-object" = true))]
     pub items: Vec<Value>,
     /// Where the list goes on, for a next message, when it stopped at `maxItems`; empty when
     /// it is whole.

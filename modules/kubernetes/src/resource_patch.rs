@@ -38,6 +38,7 @@ pub struct ResourcePatchSettings {
     pub kind: KindSettings,
     /// The namespace to patch in; empty to take it from each message (or for a cluster-scoped
     /// kind). `weir rbac` grants a Role there, else a ClusterRole.
+    #[schemars(extend("x-weir-picker" = "kubernetes-namespace"))]
     pub namespace: String,
     /// How the message's patch is read.
     pub patch_type: PatchType,

@@ -64,6 +64,7 @@ pub struct ResourceWatchSettings {
     pub kind: KindSettings,
     /// The namespace to watch; empty for every namespace. `weir rbac` grants a Role there,
     /// else a ClusterRole.
+    #[schemars(extend("x-weir-picker" = "kubernetes-namespace"))]
     pub namespace: String,
     /// Only objects with these labels, such as `app=web`.
     pub label_selector: String,
@@ -122,6 +123,7 @@ pub struct Event {
     #[serde(rename = "type")]
     pub event: EventType,
     /// The object (the fields asked for), as it is now or was when deleted.
+    #[schemars(extend("x-weir-kubernetes-object" = true))]
     pub object: Value,
     /// When the object was over `maxBytes`: its size, and `object` holds its identity only.
     #[serde(default, skip_serializing_if = "Option::is_none")]

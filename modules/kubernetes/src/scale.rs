@@ -26,6 +26,7 @@ pub struct ScaleSettings {
     pub kind: KindSettings,
     /// The namespace to scale in; empty to take it from each message. `weir rbac` grants a
     /// Role there, else a ClusterRole.
+    #[schemars(extend("x-weir-picker" = "kubernetes-namespace"))]
     pub namespace: String,
     /// The field manager the change is recorded under.
     pub field_manager: String,
