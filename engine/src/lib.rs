@@ -22,6 +22,7 @@ pub mod reference;
 pub mod review;
 pub mod scope;
 pub mod secrets;
+pub mod traces;
 
 use std::process::ExitCode;
 

@@ -30,17 +30,24 @@ impl Histogram {
         self.sum_nanos.fetch_add(nanos, Ordering::Relaxed);
     }
 
-    pub(crate) fn render(&self, name: &str, out: &mut String) {
+    /// Writes the series of `name` with `labels` (`a="x",b="y"`, already escaped; may be
+    /// empty) in the Prometheus text format.
+    pub(crate) fn render(&self, name: &str, labels: &str, out: &mut String) {
+        let (before_le, own) = if labels.is_empty() {
+            (String::new(), String::new())
+        } else {
+            (format!("{labels},"), format!("{{{labels}}}"))
+        };
         let mut cumulative = 0;
         for (bound, count) in BUCKETS.iter().zip(&self.buckets) {
             cumulative += count.load(Ordering::Relaxed);
-            let _ = writeln!(out, "{name}_bucket{{le=\"{bound}\"}} {cumulative}");
+            let _ = writeln!(out, "{name}_bucket{{{before_le}le=\"{bound}\"}} {cumulative}");
         }
         let count = self.count.load(Ordering::Relaxed);
-        let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {count}");
+        let _ = writeln!(out, "{name}_bucket{{{before_le}le=\"+Inf\"}} {count}");
         let sum = Duration::from_nanos(self.sum_nanos.load(Ordering::Relaxed)).as_secs_f64();
-        let _ = writeln!(out, "{name}_sum {sum}");
-        let _ = writeln!(out, "{name}_count {count}");
+        let _ = writeln!(out, "{name}_sum{own} {sum}");
+        let _ = writeln!(out, "{name}_count{own} {count}");
     }
 }
 
@@ -55,12 +62,16 @@ mod tests {
         histogram.observe(Duration::from_millis(3));
         histogram.observe(Duration::from_secs(60));
         let mut out = String::new();
-        histogram.render("h", &mut out);
+        histogram.render("h", "", &mut out);
         assert!(out.contains("h_bucket{le=\"0.0005\"} 1\n"), "{out}");
         assert!(out.contains("h_bucket{le=\"0.005\"} 2\n"), "{out}");
         assert!(out.contains("h_bucket{le=\"10\"} 2\n"), "{out}");
         assert!(out.contains("h_bucket{le=\"+Inf\"} 3\n"), "{out}");
         assert!(out.contains("h_count 3\n"), "{out}");
         assert!(out.contains("h_sum 60.0033\n"), "{out}");
+        let mut labelled = String::new();
+        histogram.render("h", "node=\"a\"", &mut labelled);
+        assert!(labelled.contains("h_bucket{node=\"a\",le=\"+Inf\"} 3\n"), "{labelled}");
+        assert!(labelled.contains("h_count{node=\"a\"} 3\n"), "{labelled}");
     }
 }

@@ -21,6 +21,7 @@ mod routing;
 mod runtime;
 pub mod scenario;
 mod shared;
+pub mod spans;
 pub mod trust;
 mod wiring;
 
