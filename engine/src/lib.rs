@@ -13,6 +13,7 @@ pub mod guard;
 pub mod hosting;
 pub mod manifests;
 pub mod mcp;
+pub mod metrics;
 pub mod ops;
 pub mod printer;
 pub mod probes;

@@ -438,6 +438,22 @@ async fn get(client: &Client, namespace: &str, kind: Kind, name: &str) -> Result
     Ok(api.get(name).await?.data)
 }
 
+/// The HTTP address a module process logged.
+fn module_address(process: &Process) -> Option<String> {
+    let log = process.log();
+    Some(log.split(", HTTP on http://").nth(1)?.split_whitespace().next()?.to_owned())
+}
+
+/// The value of the first series on `/metrics` at `address` whose line starts with `series`.
+async fn scraped(address: &str, series: &str) -> Result<f64> {
+    let metrics = reqwest::get(format!("http://{address}/metrics")).await?.text().await?;
+    metrics
+        .lines()
+        .find(|line| line.starts_with(series))
+        .and_then(|line| line.rsplit(' ').next()?.parse().ok())
+        .with_context(|| format!("no {series} in\n{metrics}"))
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_chart_identities_run_a_flow_and_the_editor_acts_as_each_user() -> Result<()> {
     let plane = ControlPlane::shared();
@@ -510,7 +526,28 @@ async fn the_chart_identities_run_a_flow_and_the_editor_acts_as_each_user() -> R
         ensure!(!process.log().contains("forbidden"), "{}", process.log());
     }
 
+    // What an operator scrapes: the engine counts its reconciles and its client's requests
+    // as controller-runtime and client-go name them, and the module that listed the
+    // Deployments timed the node's deliveries.
     let address = engine_address(&processes[0]).context("the engine logged no address")?;
+    let reconciled = "controller_runtime_reconcile_total{controller=\"flow\",result=\"success\"}";
+    ensure!(scraped(&address, reconciled).await? >= 1.0);
+    let timed = "controller_runtime_reconcile_time_seconds_count{controller=\"flow\"}";
+    ensure!(scraped(&address, timed).await? >= 1.0);
+    ensure!(
+        scraped(&address, "rest_client_requests_total{code=\"200\",method=\"GET\",").await? >= 1.0
+    );
+    ensure!(
+        scraped(&address, "rest_client_request_duration_seconds_count{verb=\"GET\",").await? >= 1.0
+    );
+    let kubernetes =
+        module_address(&processes[2]).context("the kubernetes module logged no address")?;
+    let listed = format!(
+        "weir_node_delivery_seconds_count{{namespace=\"{namespace}\",flow=\"census\",node=\"list\"}}"
+    );
+    ensure!(scraped(&kubernetes, &listed).await? >= 1.0);
+    ensure!(scraped(&kubernetes, "rest_client_requests_total{code=\"200\",").await? >= 1.0);
+
     editor_acts_as_each_user(plane, &client, &namespace, &address).await?;
     modules_answer_only_the_release_along_real_edges(plane, &client, &namespace).await?;
     flows_act_as_their_accounts_and_no_more(plane, &client, &namespace).await
@@ -1591,12 +1628,7 @@ async fn a_module_that_cannot_publish_is_not_ready_and_keeps_trying() -> Result<
     install_identities(&client, &namespace, Some((&role, &no_create))).await?;
     let process = start(plane, &namespace, "common").await?;
     let address = eventually("the module's HTTP address", PATIENCE, || async {
-        let log = process.log();
-        Ok(log
-            .split(", HTTP on http://")
-            .nth(1)
-            .and_then(|rest| rest.split_whitespace().next())
-            .map(str::to_owned))
+        Ok(module_address(&process))
     })
     .await?;
     let http = reqwest::Client::new();

@@ -1,4 +1,5 @@
-//! A latency histogram in the Prometheus text format.
+//! A latency histogram in the Prometheus text format, for every `/metrics` a Weir process
+//! serves.
 
 use std::{
     fmt::Write as _,
@@ -12,7 +13,7 @@ const BUCKETS: [f64; 14] =
 
 /// A latency histogram that many tasks record into without locks.
 #[derive(Debug, Default)]
-pub(crate) struct Histogram {
+pub struct Histogram {
     /// Observations at or below each bound (not cumulative; summed when rendered).
     buckets: [AtomicU64; BUCKETS.len()],
     count: AtomicU64,
@@ -20,7 +21,8 @@ pub(crate) struct Histogram {
 }
 
 impl Histogram {
-    pub(crate) fn observe(&self, elapsed: Duration) {
+    /// Counts one observation.
+    pub fn observe(&self, elapsed: Duration) {
         let seconds = elapsed.as_secs_f64();
         if let Some(bucket) = BUCKETS.iter().position(|bound| seconds <= *bound) {
             self.buckets[bucket].fetch_add(1, Ordering::Relaxed);
@@ -32,7 +34,7 @@ impl Histogram {
 
     /// Writes the series of `name` with `labels` (`a="x",b="y"`, already escaped; may be
     /// empty) in the Prometheus text format.
-    pub(crate) fn render(&self, name: &str, labels: &str, out: &mut String) {
+    pub fn render(&self, name: &str, labels: &str, out: &mut String) {
         let (before_le, own) = if labels.is_empty() {
             (String::new(), String::new())
         } else {

@@ -9,7 +9,7 @@ mod delivery;
 mod edge;
 mod flows;
 pub mod grpc;
-mod histogram;
+pub mod histogram;
 pub mod host;
 pub mod inspect;
 mod instance;

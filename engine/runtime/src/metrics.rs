@@ -88,7 +88,7 @@ fn node_labels(identity: &weir_sdk::NodeIdentity) -> String {
 }
 
 /// Escapes a label value: backslash, double quote and newline.
-fn escape(value: &str) -> String {
+pub fn escape(value: &str) -> String {
     value.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
 }
 
