@@ -317,12 +317,31 @@ async fn every_rendered_object_passes_a_server_side_dry_run() -> Result<()> {
     ensure!(defaults.len() > 10, "{} objects", defaults.len());
     apply(&client, &namespace, &defaults, true).await.context("default values")?;
     let full = render(&namespace, &["-f", &full_values()])?;
-    // No Prometheus operator here, so its ServiceMonitor kind is unknown to the apiserver: the
-    // object is checked by shape instead.
-    let (monitors, rest): (Vec<Value>, Vec<Value>) =
-        full.into_iter().partition(|o| kind(o) == "ServiceMonitor");
+    // No Prometheus operator here, so its ServiceMonitor and PrometheusRule kinds are unknown
+    // to the apiserver: those objects are checked by shape instead.
+    let (operated, rest): (Vec<Value>, Vec<Value>) =
+        full.into_iter().partition(|o| ["ServiceMonitor", "PrometheusRule"].contains(&kind(o)));
+    let monitors: Vec<&Value> = of_kind(&operated, "ServiceMonitor").collect();
     ensure!(monitors.len() == 1, "one ServiceMonitor: {monitors:?}");
     ensure!(monitors[0]["spec"]["endpoints"][0]["port"] == "http", "{}", monitors[0]);
+    let rules: Vec<&Value> = of_kind(&operated, "PrometheusRule").collect();
+    let alerts: Vec<&str> = rules
+        .iter()
+        .flat_map(|r| r["spec"]["groups"][0]["rules"].as_array().into_iter().flatten())
+        .filter_map(|rule| rule["alert"].as_str())
+        .collect();
+    ensure!(alerts == ["WeirFlowFailing", "WeirModuleDown"], "{rules:?}");
+    ensure!(
+        rules[0]["spec"]["groups"][0]["rules"][0]["expr"]
+            .as_str()
+            .is_some_and(|e| e.ends_with(">= 5")),
+        "{rules:?}"
+    );
+    let dashboard = of_kind(&rest, "ConfigMap")
+        .find_map(|c| c["data"]["weir.json"].as_str())
+        .context("the full values render the dashboard's ConfigMap")?;
+    let dashboard: Value = serde_json::from_str(dashboard)?;
+    ensure!(dashboard["panels"].as_array().is_some_and(|p| p.len() > 10), "{dashboard}");
     for wanted in ["Ingress", "Secret", "ClusterRole", "ClusterRoleBinding", "PodDisruptionBudget"]
     {
         ensure!(of_kind(&rest, wanted).next().is_some(), "the full values render a {wanted}");
