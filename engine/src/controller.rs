@@ -13,7 +13,7 @@
 use std::{
     collections::{BTreeMap, BTreeSet},
     sync::{Arc, Mutex, PoisonError},
-    time::Duration,
+    time::{Duration, Instant},
 };
 
 use futures::{StreamExt, stream::BoxStream};
@@ -228,6 +228,7 @@ pub async fn run(
     mut leads: watch::Receiver<bool>,
     stop: CancellationToken,
 ) {
+    crate::metrics::controller_started();
     let changed = Arc::new(Notify::new());
     let seen = Arc::new(Mutex::new(Seen::default()));
     for kind in Kind::ALL {
@@ -323,22 +324,34 @@ async fn write_statuses(
     for object in flows {
         let Some(flow) = typed::<Flow>(vec![object.clone()]).pop() else { continue };
         let Some(key) = key_of(&object) else { continue };
+        let started = Instant::now();
         let members = nodes.get(&key).map(Vec::as_slice).unwrap_or_default();
-        let status = status_of(&flow, members, &modules);
-        if flow.status.as_ref() == Some(&status) {
-            continue;
-        }
-        let mut update = object;
-        if let Some(fields) = update.data.as_object_mut() {
-            fields.insert("status".to_owned(), json!(status));
-        }
-        match store.update_status(update).await {
-            // Changed or gone meanwhile: the watch brings it back.
-            Ok(_) | Err(StoreError::Conflict { .. } | StoreError::NotFound(_)) => {}
-            Err(err) => return Err(err),
-        }
+        let written = write_status(store, object, &flow, status_of(&flow, members, &modules)).await;
+        crate::metrics::reconciled(written.is_ok(), started.elapsed());
+        written?;
     }
     Ok(())
+}
+
+/// Writes `status` as `flow`'s (stored as `object`) unless it has it already.
+async fn write_status(
+    store: &dyn Store,
+    object: DynamicObject,
+    flow: &Flow,
+    status: FlowStatus,
+) -> Result<(), StoreError> {
+    if flow.status.as_ref() == Some(&status) {
+        return Ok(());
+    }
+    let mut update = object;
+    if let Some(fields) = update.data.as_object_mut() {
+        fields.insert("status".to_owned(), json!(status));
+    }
+    match store.update_status(update).await {
+        // Changed or gone meanwhile: the watch brings it back.
+        Ok(_) | Err(StoreError::Conflict { .. } | StoreError::NotFound(_)) => Ok(()),
+        Err(err) => Err(err),
+    }
 }
 
 /// Gives each node an owner reference to its flow, so that in a cluster deleting the flow

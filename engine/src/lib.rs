@@ -14,6 +14,7 @@ pub mod hosting;
 pub mod kinds;
 pub mod manifests;
 pub mod mcp;
+pub mod metrics;
 pub mod ops;
 pub mod printer;
 pub mod probes;
@@ -23,6 +24,7 @@ pub mod reference;
 pub mod review;
 pub mod scope;
 pub mod secrets;
+pub mod traces;
 
 use std::process::ExitCode;
 

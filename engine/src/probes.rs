@@ -40,10 +40,12 @@ async fn ready(State(probed): State<Probed>) -> (StatusCode, String) {
     }
 }
 
-/// The runtime's metrics in the Prometheus text format.
+/// The runtime's metrics and the process's own (the controller's, the Kubernetes client's)
+/// in the Prometheus text format.
 async fn metrics(
     State(probed): State<Probed>,
 ) -> (StatusCode, [(&'static str, &'static str); 1], String) {
-    let body = probed.runtime.as_ref().map(weir_runtime::metrics::render).unwrap_or_default();
+    let mut body = probed.runtime.as_ref().map(weir_runtime::metrics::render).unwrap_or_default();
+    crate::metrics::render(&mut body);
     (StatusCode::OK, [("content-type", "text/plain; version=0.0.4")], body)
 }

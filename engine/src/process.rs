@@ -28,6 +28,7 @@ use crate::{
     guard::{self, Guard},
     hosting::{Failure, Hosted, Hosting, Leadership, Listeners},
     scope::Scope,
+    traces::Traces,
 };
 
 /// What a process runs.
@@ -170,6 +171,8 @@ pub struct Process {
     /// Ends the election, once everything that leads has stopped.
     resign: CancellationToken,
     election: Option<JoinHandle<()>>,
+    /// Where the hosted nodes' deliveries go as spans, when the environment asks for it.
+    traces: Option<Arc<Traces>>,
 }
 
 impl Process {
@@ -181,6 +184,7 @@ impl Process {
         let hosted = modules
             .map(|modules| modules.start(Arc::clone(&store), scope.clone(), leading.clone(), stop));
         let runtime = hosted.as_ref().map(|hosted| hosted.runtime.clone());
+        let traces = hosted.as_ref().and_then(export_traces);
         let mut app = crate::probes::app(Arc::clone(&store), runtime.clone(), scope.clone());
         let mut tasks = Vec::new();
         if let Some(editor) = editor {
@@ -202,7 +206,7 @@ impl Process {
                 .fallback_service(crate::editor_files::routes(files))
                 .layer(middleware::from_fn_with_state(guard, guard::check));
         }
-        Self { app, hosted, tasks, resign, election }
+        Self { app, hosted, tasks, resign, election, traces }
     }
 
     /// Waits for every part to finish once `stop` is cancelled, the lease given up last.
@@ -216,6 +220,33 @@ impl Process {
         self.resign.cancel();
         if let Some(election) = self.election {
             let _ = election.await;
+        }
+        if let Some(traces) = self.traces {
+            // The last spans leave before the process does.
+            let _ = tokio::task::spawn_blocking(move || traces.shutdown()).await;
+        }
+    }
+}
+
+/// Exports the spans of `hosted`'s deliveries where the OpenTelemetry variables name an
+/// endpoint, as `weir-MODULE` for one module's process (`weir` for several) unless
+/// `OTEL_SERVICE_NAME` says otherwise. A bad endpoint is logged, and the process runs on
+/// without traces.
+fn export_traces(hosted: &Hosted) -> Option<Arc<Traces>> {
+    let service = match hosted.runtime.modules() {
+        [module] => format!("weir-{}", module.name()),
+        _ => "weir".to_owned(),
+    };
+    match Traces::from_env(&service) {
+        Ok(traces) => {
+            let traces = Arc::new(traces?);
+            hosted.runtime.export_spans(Arc::clone(&traces) as Arc<dyn weir_runtime::spans::Spans>);
+            tracing::info!(service, "exporting traces over OTLP");
+            Some(traces)
+        }
+        Err(err) => {
+            tracing::error!(error = %err, "traces are not exported");
+            None
         }
     }
 }

@@ -317,12 +317,31 @@ async fn every_rendered_object_passes_a_server_side_dry_run() -> Result<()> {
     ensure!(defaults.len() > 10, "{} objects", defaults.len());
     apply(&client, &namespace, &defaults, true).await.context("default values")?;
     let full = render(&namespace, &["-f", &full_values()])?;
-    // No Prometheus operator here, so its ServiceMonitor kind is unknown to the apiserver: the
-    // object is checked by shape instead.
-    let (monitors, rest): (Vec<Value>, Vec<Value>) =
-        full.into_iter().partition(|o| kind(o) == "ServiceMonitor");
+    // No Prometheus operator here, so its ServiceMonitor and PrometheusRule kinds are unknown
+    // to the apiserver: those objects are checked by shape instead.
+    let (operated, rest): (Vec<Value>, Vec<Value>) =
+        full.into_iter().partition(|o| ["ServiceMonitor", "PrometheusRule"].contains(&kind(o)));
+    let monitors: Vec<&Value> = of_kind(&operated, "ServiceMonitor").collect();
     ensure!(monitors.len() == 1, "one ServiceMonitor: {monitors:?}");
     ensure!(monitors[0]["spec"]["endpoints"][0]["port"] == "http", "{}", monitors[0]);
+    let rules: Vec<&Value> = of_kind(&operated, "PrometheusRule").collect();
+    let alerts: Vec<&str> = rules
+        .iter()
+        .flat_map(|r| r["spec"]["groups"][0]["rules"].as_array().into_iter().flatten())
+        .filter_map(|rule| rule["alert"].as_str())
+        .collect();
+    ensure!(alerts == ["WeirFlowFailing", "WeirModuleDown"], "{rules:?}");
+    ensure!(
+        rules[0]["spec"]["groups"][0]["rules"][0]["expr"]
+            .as_str()
+            .is_some_and(|e| e.ends_with(">= 5")),
+        "{rules:?}"
+    );
+    let dashboard = of_kind(&rest, "ConfigMap")
+        .find_map(|c| c["data"]["weir.json"].as_str())
+        .context("the full values render the dashboard's ConfigMap")?;
+    let dashboard: Value = serde_json::from_str(dashboard)?;
+    ensure!(dashboard["panels"].as_array().is_some_and(|p| p.len() > 10), "{dashboard}");
     for wanted in ["Ingress", "Secret", "ClusterRole", "ClusterRoleBinding", "PodDisruptionBudget"]
     {
         ensure!(of_kind(&rest, wanted).next().is_some(), "the full values render a {wanted}");
@@ -438,6 +457,22 @@ async fn get(client: &Client, namespace: &str, kind: Kind, name: &str) -> Result
     Ok(api.get(name).await?.data)
 }
 
+/// The HTTP address a module process logged.
+fn module_address(process: &Process) -> Option<String> {
+    let log = process.log();
+    Some(log.split(", HTTP on http://").nth(1)?.split_whitespace().next()?.to_owned())
+}
+
+/// The value of the first series on `/metrics` at `address` whose line starts with `series`.
+async fn scraped(address: &str, series: &str) -> Result<f64> {
+    let metrics = reqwest::get(format!("http://{address}/metrics")).await?.text().await?;
+    metrics
+        .lines()
+        .find(|line| line.starts_with(series))
+        .and_then(|line| line.rsplit(' ').next()?.parse().ok())
+        .with_context(|| format!("no {series} in\n{metrics}"))
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_chart_identities_run_a_flow_and_the_editor_acts_as_each_user() -> Result<()> {
     let plane = ControlPlane::shared();
@@ -510,7 +545,28 @@ async fn the_chart_identities_run_a_flow_and_the_editor_acts_as_each_user() -> R
         ensure!(!process.log().contains("forbidden"), "{}", process.log());
     }
 
+    // What an operator scrapes: the engine counts its reconciles and its client's requests
+    // as controller-runtime and client-go name them, and the module that listed the
+    // Deployments timed the node's deliveries.
     let address = engine_address(&processes[0]).context("the engine logged no address")?;
+    let reconciled = "controller_runtime_reconcile_total{controller=\"flow\",result=\"success\"}";
+    ensure!(scraped(&address, reconciled).await? >= 1.0);
+    let timed = "controller_runtime_reconcile_time_seconds_count{controller=\"flow\"}";
+    ensure!(scraped(&address, timed).await? >= 1.0);
+    ensure!(
+        scraped(&address, "rest_client_requests_total{code=\"200\",method=\"GET\",").await? >= 1.0
+    );
+    ensure!(
+        scraped(&address, "rest_client_request_duration_seconds_count{verb=\"GET\",").await? >= 1.0
+    );
+    let kubernetes =
+        module_address(&processes[2]).context("the kubernetes module logged no address")?;
+    let listed = format!(
+        "weir_node_delivery_seconds_count{{namespace=\"{namespace}\",flow=\"census\",node=\"list\"}}"
+    );
+    ensure!(scraped(&kubernetes, &listed).await? >= 1.0);
+    ensure!(scraped(&kubernetes, "rest_client_requests_total{code=\"200\",").await? >= 1.0);
+
     editor_acts_as_each_user(plane, &client, &namespace, &address).await?;
     modules_answer_only_the_release_along_real_edges(plane, &client, &namespace).await?;
     flows_act_as_their_accounts_and_no_more(plane, &client, &namespace).await
@@ -1591,12 +1647,7 @@ async fn a_module_that_cannot_publish_is_not_ready_and_keeps_trying() -> Result<
     install_identities(&client, &namespace, Some((&role, &no_create))).await?;
     let process = start(plane, &namespace, "common").await?;
     let address = eventually("the module's HTTP address", PATIENCE, || async {
-        let log = process.log();
-        Ok(log
-            .split(", HTTP on http://")
-            .nth(1)
-            .and_then(|rest| rest.split_whitespace().next())
-            .map(str::to_owned))
+        Ok(module_address(&process))
     })
     .await?;
     let http = reqwest::Client::new();

@@ -72,6 +72,8 @@ fn request(port: &str) -> DeliverRequest {
         hops: 3,
         source_node: "plan".to_owned(),
         source_port: "out".to_owned(),
+        attempt: 2,
+        parent_span_id: 7,
     }
 }
 

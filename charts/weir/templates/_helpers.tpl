@@ -255,6 +255,16 @@ spec:
             - name: WEIR_LOG
               value: {{ . | quote }}
             {{- end }}
+            {{- if and (not $engine) $root.Values.tracing.endpoint }}
+            - name: OTEL_EXPORTER_OTLP_ENDPOINT
+              value: {{ $root.Values.tracing.endpoint | quote }}
+            - name: OTEL_TRACES_SAMPLER
+              value: {{ $root.Values.tracing.sampler | quote }}
+            {{- with $root.Values.tracing.samplerArg }}
+            - name: OTEL_TRACES_SAMPLER_ARG
+              value: {{ . | quote }}
+            {{- end }}
+            {{- end }}
             {{- if eq (include "weir.scope" $root) "cluster" }}
             - name: WEIR_ALL_NAMESPACES
               value: "true"

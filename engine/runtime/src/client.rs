@@ -34,8 +34,11 @@ pub struct Delivery<'a> {
     pub hops: u32,
     /// The edge's source node and port; none from outside any flow.
     pub source: Option<(&'a str, &'a str)>,
-    /// The run's trace, carried in `traceparent`.
+    /// The delivery's place in its run's trace: its span in `traceparent`, its parent in the
+    /// request.
     pub trace: TraceContext,
+    /// Which attempt of the edge's retry policy this is, from 1.
+    pub attempt: u32,
     /// The call's deadline.
     pub timeout: Duration,
     /// `Bearer TOKEN`, where the module answers only authenticated callers.
@@ -72,6 +75,8 @@ pub async fn deliver(
         hops: delivery.hops,
         source_node: source_node.to_owned(),
         source_port: source_port.to_owned(),
+        attempt: delivery.attempt,
+        parent_span_id: delivery.trace.parent_id,
     });
     request.set_timeout(delivery.timeout);
     if let Some(authorization) = delivery.authorization {

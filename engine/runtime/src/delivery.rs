@@ -36,6 +36,7 @@ use crate::{
     instance::Instance,
     routing::Target,
     shared::Shared,
+    spans::Recording,
 };
 
 /// How deep a run's call tree may go before it counts as a loop.
@@ -307,9 +308,13 @@ impl Shared {
             let message = message.unwrap_or_default();
             let deadline = tokio::time::Instant::now() + edge.timeout;
             let handled = match &target {
-                Target::Local(local) => {
-                    Either::Left(self.handle_at_depth(local, &edge.target_port, message, child))
-                }
+                Target::Local(local) => Either::Left(self.handle_at_depth(
+                    local,
+                    &edge.target_port,
+                    message,
+                    child,
+                    attempt,
+                )),
                 // A call to another module is a large future: boxed, so that it does not
                 // swell every local hop's.
                 Target::Remote => Either::Right(Box::pin(async {
@@ -328,6 +333,7 @@ impl Shared {
                             &edge.target_port,
                             &message,
                             &child,
+                            attempt,
                             edge.timeout,
                         )
                         .await;
@@ -368,20 +374,26 @@ impl Shared {
         }
     }
 
-    /// Has a node handle one message, counting it.
+    /// Has a node handle one message (the `attempt`th of its edge's), counting it, timing it
+    /// and, where traces are exported, recording its span.
     pub(crate) async fn handle(
         &self,
         instance: &Instance,
         port: &str,
         message: Value,
         run: Run,
+        attempt: u32,
     ) -> Result<Value, NodeError> {
         instance.count_in();
-        let started = self.watched().then(|| {
+        let began = Instant::now();
+        let recording = self.spans.get().map(|spans| {
+            Recording::start(Arc::clone(spans), &instance.identity, port, run.trace, attempt)
+        });
+        let watched = self.watched();
+        if watched {
             let shown = inspect::kept(instance.redacted(port, &message));
             self.publish(instance, port, run.trace, Observed::Received(shown));
-            Instant::now()
-        });
+        }
         let trace = run.trace;
         let span = tracing::debug_span!(
             "handle",
@@ -399,11 +411,15 @@ impl Shared {
                 panic_message(&*panic)
             )))
         });
+        let elapsed = began.elapsed();
+        instance.observe(elapsed);
         if let Err(err) = &result {
             instance.count_error(err);
         }
-        if let Some(started) = started {
-            let elapsed = started.elapsed();
+        if let Some(recording) = recording {
+            recording.end(&result);
+        }
+        if watched {
             let what = match &result {
                 Ok(_) => Observed::Answered { elapsed },
                 Err(err) => {
@@ -423,13 +439,14 @@ impl Shared {
         port: &str,
         message: Value,
         run: Run,
+        attempt: u32,
     ) -> Result<Value, NodeError> {
         if !run.hops.is_multiple_of(HOPS_PER_TASK) {
-            return self.handle(target, port, message, run).await;
+            return self.handle(target, port, message, run, attempt).await;
         }
         let (shared, target, port) = (Arc::clone(self), Arc::clone(target), port.to_owned());
         let task = AbortOnDropHandle::new(tokio::spawn(async move {
-            shared.handle(&target, &port, message, run).await
+            shared.handle(&target, &port, message, run, attempt).await
         }));
         task.await.unwrap_or_else(|err| Err(NodeError::internal(format!("a node panicked: {err}"))))
     }

@@ -124,9 +124,13 @@ impl Module for Deliveries {
             .metadata()
             .get(TRACEPARENT)
             .and_then(|header| header.to_str().ok())
-            .and_then(TraceContext::from_traceparent)
-            .unwrap_or_default();
+            .and_then(TraceContext::from_traceparent);
         let request = request.into_inner();
+        // Without a trace of its own, a message starts one.
+        let trace = trace.map_or_else(
+            || TraceContext::default().child(),
+            |trace| TraceContext { parent_id: request.parent_span_id, ..trace },
+        );
         let message = json(&request.message_json, "message_json")?;
         let trigger = if request.trigger_json.is_empty() {
             Value::Null
@@ -156,7 +160,8 @@ impl Module for Deliveries {
             cancel: CancellationToken::new(),
             trace,
         };
-        let received = self.runtime.receive(&target, &request.port, message, run);
+        let attempt = request.attempt.max(1);
+        let received = self.runtime.receive(&target, &request.port, message, run, attempt);
         let received = tokio::select! {
             received = received => received,
             // Dropping the delivery cancels its run; the sender's edge may try another replica.
@@ -291,7 +296,7 @@ pub fn read_event(wire: NodeEvent) -> Option<Inspected> {
     };
     // The wire carries the run's trace, not the delivery's span: any span id will do.
     let trace = match u128::from_str_radix(&wire.trace_id, 16) {
-        Ok(trace_id) if trace_id != 0 => TraceContext { trace_id, span_id: 1 },
+        Ok(trace_id) if trace_id != 0 => TraceContext { trace_id, span_id: 1, parent_id: 0 },
         _ => TraceContext::default(),
     };
     let node =
@@ -319,7 +324,7 @@ mod tests {
             at: SystemTime::UNIX_EPOCH + Duration::from_millis(1_700_000_000_123),
             node: Arc::new(node),
             port: "in".into(),
-            trace: TraceContext { trace_id: 0xabc, span_id: 7 },
+            trace: TraceContext { trace_id: 0xabc, span_id: 7, parent_id: 0 },
             what,
         }
     }

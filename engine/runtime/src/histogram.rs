@@ -1,4 +1,5 @@
-//! A latency histogram in the Prometheus text format.
+//! A latency histogram in the Prometheus text format, for every `/metrics` a Weir process
+//! serves.
 
 use std::{
     fmt::Write as _,
@@ -12,7 +13,7 @@ const BUCKETS: [f64; 14] =
 
 /// A latency histogram that many tasks record into without locks.
 #[derive(Debug, Default)]
-pub(crate) struct Histogram {
+pub struct Histogram {
     /// Observations at or below each bound (not cumulative; summed when rendered).
     buckets: [AtomicU64; BUCKETS.len()],
     count: AtomicU64,
@@ -20,7 +21,8 @@ pub(crate) struct Histogram {
 }
 
 impl Histogram {
-    pub(crate) fn observe(&self, elapsed: Duration) {
+    /// Counts one observation.
+    pub fn observe(&self, elapsed: Duration) {
         let seconds = elapsed.as_secs_f64();
         if let Some(bucket) = BUCKETS.iter().position(|bound| seconds <= *bound) {
             self.buckets[bucket].fetch_add(1, Ordering::Relaxed);
@@ -30,17 +32,24 @@ impl Histogram {
         self.sum_nanos.fetch_add(nanos, Ordering::Relaxed);
     }
 
-    pub(crate) fn render(&self, name: &str, out: &mut String) {
+    /// Writes the series of `name` with `labels` (`a="x",b="y"`, already escaped; may be
+    /// empty) in the Prometheus text format.
+    pub fn render(&self, name: &str, labels: &str, out: &mut String) {
+        let (before_le, own) = if labels.is_empty() {
+            (String::new(), String::new())
+        } else {
+            (format!("{labels},"), format!("{{{labels}}}"))
+        };
         let mut cumulative = 0;
         for (bound, count) in BUCKETS.iter().zip(&self.buckets) {
             cumulative += count.load(Ordering::Relaxed);
-            let _ = writeln!(out, "{name}_bucket{{le=\"{bound}\"}} {cumulative}");
+            let _ = writeln!(out, "{name}_bucket{{{before_le}le=\"{bound}\"}} {cumulative}");
         }
         let count = self.count.load(Ordering::Relaxed);
-        let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {count}");
+        let _ = writeln!(out, "{name}_bucket{{{before_le}le=\"+Inf\"}} {count}");
         let sum = Duration::from_nanos(self.sum_nanos.load(Ordering::Relaxed)).as_secs_f64();
-        let _ = writeln!(out, "{name}_sum {sum}");
-        let _ = writeln!(out, "{name}_count {count}");
+        let _ = writeln!(out, "{name}_sum{own} {sum}");
+        let _ = writeln!(out, "{name}_count{own} {count}");
     }
 }
 
@@ -55,12 +64,16 @@ mod tests {
         histogram.observe(Duration::from_millis(3));
         histogram.observe(Duration::from_secs(60));
         let mut out = String::new();
-        histogram.render("h", &mut out);
+        histogram.render("h", "", &mut out);
         assert!(out.contains("h_bucket{le=\"0.0005\"} 1\n"), "{out}");
         assert!(out.contains("h_bucket{le=\"0.005\"} 2\n"), "{out}");
         assert!(out.contains("h_bucket{le=\"10\"} 2\n"), "{out}");
         assert!(out.contains("h_bucket{le=\"+Inf\"} 3\n"), "{out}");
         assert!(out.contains("h_count 3\n"), "{out}");
         assert!(out.contains("h_sum 60.0033\n"), "{out}");
+        let mut labelled = String::new();
+        histogram.render("h", "node=\"a\"", &mut labelled);
+        assert!(labelled.contains("h_bucket{node=\"a\",le=\"+Inf\"} 3\n"), "{labelled}");
+        assert!(labelled.contains("h_count{node=\"a\"} 3\n"), "{labelled}");
     }
 }

@@ -17,6 +17,8 @@ use tokio_util::sync::CancellationToken;
 use weir_model::Counters;
 use weir_sdk::{Context, Emitter, ErrorKind, Node, NodeError, NodeIdentity, NodeState, Run};
 
+use crate::histogram::Histogram;
+
 pub(crate) struct Instance {
     pub(crate) identity: Arc<NodeIdentity>,
     pub(crate) generation: Option<i64>,
@@ -43,6 +45,8 @@ pub(crate) struct Instance {
     messages_in: AtomicU64,
     messages_out: AtomicU64,
     errors: AtomicU64,
+    /// How long its deliveries took, downstream work included.
+    latency: Histogram,
 }
 
 /// A node's most recent failure.
@@ -87,6 +91,7 @@ impl Instance {
             messages_in: AtomicU64::new(0),
             messages_out: AtomicU64::new(0),
             errors: AtomicU64::new(0),
+            latency: Histogram::default(),
         }
     }
 
@@ -108,6 +113,14 @@ impl Instance {
 
     pub(crate) fn count_in(&self) {
         self.messages_in.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn observe(&self, elapsed: std::time::Duration) {
+        self.latency.observe(elapsed);
+    }
+
+    pub(crate) fn latency(&self) -> &Histogram {
+        &self.latency
     }
 
     pub(crate) fn count_out(&self) {

@@ -9,7 +9,7 @@ mod delivery;
 mod edge;
 mod flows;
 pub mod grpc;
-mod histogram;
+pub mod histogram;
 pub mod host;
 pub mod inspect;
 mod instance;
@@ -21,6 +21,7 @@ mod routing;
 mod runtime;
 pub mod scenario;
 mod shared;
+pub mod spans;
 pub mod trust;
 mod wiring;
 

@@ -18,13 +18,7 @@ pub fn render(runtime: &Runtime) -> String {
         let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
         for (identity, counters) in &nodes {
             let value = [counters.messages_in, counters.messages_out, counters.errors][field];
-            let _ = writeln!(
-                out,
-                "{name}{{namespace=\"{}\",flow=\"{}\",node=\"{}\"}} {value}",
-                escape(&identity.namespace),
-                escape(&identity.flow),
-                escape(&identity.node),
-            );
+            let _ = writeln!(out, "{name}{{{}}} {value}", node_labels(identity));
         }
     }
     out.push_str("# HELP weir_nodes Nodes running in this process.\n# TYPE weir_nodes gauge\n");
@@ -45,7 +39,14 @@ pub fn render(runtime: &Runtime) -> String {
         "# HELP weir_remote_delivery_seconds How long deliveries to other modules took, \
          downstream work included.\n# TYPE weir_remote_delivery_seconds histogram\n",
     );
-    runtime.remote_latency().render("weir_remote_delivery_seconds", &mut out);
+    runtime.remote_latency().render("weir_remote_delivery_seconds", "", &mut out);
+    out.push_str(
+        "# HELP weir_node_delivery_seconds How long a node took to handle a message, \
+         downstream work included.\n# TYPE weir_node_delivery_seconds histogram\n",
+    );
+    for node in runtime.local_nodes() {
+        node.latency().render("weir_node_delivery_seconds", &node_labels(&node.identity), &mut out);
+    }
     render_node_gauges(runtime, &mut out);
     out
 }
@@ -60,12 +61,7 @@ fn render_node_gauges(runtime: &Runtime, out: &mut String) {
         for (gauge, series) in gauges {
             let lines = &mut families.entry(gauge.name).or_insert((gauge.help, Vec::new())).1;
             for (labels, value) in series {
-                let mut text = format!(
-                    "namespace=\"{}\",flow=\"{}\",node=\"{}\"",
-                    escape(&identity.namespace),
-                    escape(&identity.flow),
-                    escape(&identity.node)
-                );
+                let mut text = node_labels(identity);
                 for (name, label) in labels {
                     let _ = write!(text, ",{name}=\"{}\"", escape(label));
                 }
@@ -81,8 +77,18 @@ fn render_node_gauges(runtime: &Runtime, out: &mut String) {
     }
 }
 
+/// The labels that name a node: its namespace, flow and name.
+fn node_labels(identity: &weir_sdk::NodeIdentity) -> String {
+    format!(
+        "namespace=\"{}\",flow=\"{}\",node=\"{}\"",
+        escape(&identity.namespace),
+        escape(&identity.flow),
+        escape(&identity.node)
+    )
+}
+
 /// Escapes a label value: backslash, double quote and newline.
-fn escape(value: &str) -> String {
+pub fn escape(value: &str) -> String {
     value.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
 }
 

@@ -63,6 +63,7 @@ impl Peers {
         port: &str,
         message: &Value,
         run: &Run,
+        attempt: u32,
         timeout: Duration,
     ) -> Result<Value, NodeError> {
         let started = Instant::now();
@@ -76,6 +77,7 @@ impl Peers {
                 hops: run.hops,
                 source: Some(source),
                 trace: run.trace,
+                attempt,
                 timeout,
                 authorization: self.bearer.get().and_then(Bearer::header),
             };

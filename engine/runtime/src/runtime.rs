@@ -32,6 +32,7 @@ use crate::{
     replicas::Replicas,
     routing::Routing,
     shared::Shared,
+    spans::Spans,
     trust::{Accounts, Bearer, SecretValues},
     wiring::{Unwired, Wiring},
 };
@@ -128,6 +129,7 @@ impl Runtime {
             wiring: Wiring::default(),
             accounts: OnceLock::new(),
             secrets: OnceLock::new(),
+            spans: OnceLock::new(),
             hosting: AtomicBool::new(false),
             flows: Flows::default(),
             events: broadcast::channel(BACKLOG).0,
@@ -161,6 +163,12 @@ impl Runtime {
     /// only authenticated callers). The first one given stays.
     pub fn present(&self, bearer: Bearer) {
         self.shared.peers.present(bearer);
+    }
+
+    /// Records a span for every delivery to this runtime's nodes in `spans` (an exporter of
+    /// traces); the first one set stays.
+    pub fn export_spans(&self, spans: Arc<dyn Spans>) {
+        let _ = self.shared.spans.set(spans);
     }
 
     /// Makes nodes act as their flows' ServiceAccounts, with tokens from `accounts` (in a
@@ -358,6 +366,7 @@ impl Runtime {
         port: &str,
         message: Value,
         run: Run,
+        attempt: u32,
     ) -> Result<Value, NodeError> {
         // During a rollout the node may still be starting here, or run on another replica by
         // now: the sender's edge tries again.
@@ -365,7 +374,7 @@ impl Runtime {
             self.instance(target).map_err(|missing| NodeError::transient(missing.message()))?;
         self.runs_here(&instance)?;
         admit(&instance, port, &message, run.hops)?;
-        self.shared.handle_at_depth(&instance, port, message, run).await
+        self.shared.handle_at_depth(&instance, port, message, run, attempt).await
     }
 
     /// Delivers a message to a node's input port from outside any flow (`weir send`, the
@@ -377,11 +386,16 @@ impl Runtime {
         message: Value,
     ) -> Result<Value, NodeError> {
         self.may_start_run(target)?;
-        let run = Run { trigger: Arc::new(message.clone()), ..Run::default() };
+        let run = Run {
+            trigger: Arc::new(message.clone()),
+            // The run's first delivery.
+            trace: weir_sdk::TraceContext::default().child(),
+            ..Run::default()
+        };
         let instance = self.instance(target)?;
         self.runs_here(&instance)?;
         admit(&instance, port, &message, run.hops)?;
-        self.shared.handle(&instance, port, message, run).await
+        self.shared.handle(&instance, port, message, run, 1).await
     }
 
     /// Refuses, as transient, a message for a trigger's node on a replica that does not lead:
@@ -425,6 +439,17 @@ impl Runtime {
         let mut all: Vec<_> =
             nodes.iter().map(|i| (Arc::clone(&i.identity), i.counters())).collect();
         all.sort_by(|a, b| (&a.0.namespace, &a.0.node).cmp(&(&b.0.namespace, &b.0.node)));
+        all
+    }
+
+    /// Every running node, for what `/metrics` shows of it beyond its counters (its delivery
+    /// latency).
+    pub(crate) fn local_nodes(&self) -> Vec<Arc<Instance>> {
+        let mut all = self.shared.routing.locals();
+        all.sort_by(|a, b| {
+            (&a.identity.namespace, &a.identity.node)
+                .cmp(&(&b.identity.namespace, &b.identity.node))
+        });
         all
     }
 

@@ -16,6 +16,7 @@ use crate::{
     key::NodeKey,
     peers::Peers,
     routing::Routing,
+    spans::Spans,
     trust::{Accounts, SecretValues},
     wiring::Wiring,
 };
@@ -34,6 +35,8 @@ pub(crate) struct Shared {
     pub(crate) accounts: OnceLock<Arc<dyn Accounts>>,
     /// Where secret settings given by reference are read.
     pub(crate) secrets: OnceLock<Arc<dyn SecretValues>>,
+    /// Where the span of every delivery goes, when traces are exported.
+    pub(crate) spans: OnceLock<Arc<dyn Spans>>,
     /// Whether a host has published the modules and applied the store's nodes.
     pub(crate) hosting: AtomicBool,
     /// The flows of the nodes: suspended or not, and the account each acts as.

@@ -233,13 +233,13 @@ mod tests {
                 node: node.to_owned(),
             }),
             port: "in".to_owned(),
-            trace: TraceContext { trace_id: run, span_id: 1 },
+            trace: TraceContext { trace_id: run, span_id: 1, parent_id: 0 },
             what,
         }
     }
 
     fn id(run: u128) -> String {
-        TraceContext { trace_id: run, span_id: 1 }.trace_hex().to_string()
+        TraceContext { trace_id: run, span_id: 1, parent_id: 0 }.trace_hex().to_string()
     }
 
     const ELAPSED: Duration = Duration::from_millis(1);

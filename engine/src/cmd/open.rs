@@ -44,8 +44,12 @@ pub async fn open_store(choice: StoreChoice) -> Result<Opened> {
             let config = weir_store::kubernetes::config(kubeconfig.as_deref(), context.as_deref())
                 .await
                 .context("cannot reach the Kubernetes cluster")?;
-            let store = KubeStore::with_config(config.clone())
-                .context("cannot reach the Kubernetes cluster")?;
+            // Counted as client-go counts its requests, for `/metrics`.
+            let client = kube::client::ClientBuilder::try_from(config.clone())
+                .context("cannot reach the Kubernetes cluster")?
+                .with_layer(&crate::metrics::CountRequests::of(&config))
+                .build();
+            let store = KubeStore::new(client);
             let place = match (&kubeconfig, &context) {
                 (Some(file), _) => format!("the cluster of {}", file.display()),
                 (None, Some(context)) => format!("the cluster of context {context}"),

@@ -62,7 +62,9 @@ pub async fn deliver(
         trigger: message,
         hops: 0,
         source: None,
-        trace: TraceContext::default(),
+        // The run's first delivery.
+        trace: TraceContext::default().child(),
+        attempt: 1,
         timeout,
         authorization: bearer.and_then(|token| format!("Bearer {token}").parse().ok()),
     };

@@ -276,6 +276,25 @@ pub struct Registry {
     rate_limit: Arc<std::sync::Mutex<Option<Reported>>>,
     /// The size of the chunks blobs are uploaded in; 0 while monolithic uploads are taken.
     chunk_size: Arc<std::sync::atomic::AtomicUsize>,
+    /// What the registry answered, by status; shared with whoever reports it.
+    answers: Arc<Answers>,
+}
+
+/// How many answers of each status code a registry gave the clients that share this.
+#[derive(Debug, Default)]
+pub struct Answers(std::sync::Mutex<std::collections::BTreeMap<u16, u64>>);
+
+impl Answers {
+    fn count(&self, status: StatusCode) {
+        let mut counts = self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        *counts.entry(status.as_u16()).or_default() += 1;
+    }
+
+    /// Each status code and how many answers had it.
+    pub fn by_status(&self) -> Vec<(u16, u64)> {
+        let counts = self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        counts.iter().map(|(status, count)| (*status, *count)).collect()
+    }
 }
 
 /// A registry's pull budget, as Docker Hub reports it on manifest requests
@@ -356,7 +375,15 @@ impl Registry {
             fetching: Arc::default(),
             rate_limit: Arc::default(),
             chunk_size: Arc::default(),
+            answers: Arc::default(),
         })
+    }
+
+    /// The same registry, counting its answers in `answers` (shared with other clients of it).
+    #[must_use]
+    pub fn with_answers(mut self, answers: Arc<Answers>) -> Self {
+        self.answers = answers;
+        self
     }
 
     /// The same registry, signing in with `credentials` when it asks.
@@ -774,6 +801,9 @@ impl Registry {
         repository: &str,
         doing: &str,
     ) -> Result<reqwest::Response, RegistryError> {
+        if let Ok(response) = &outcome {
+            self.answers.count(response.status());
+        }
         match outcome {
             Ok(response) if response.status() == StatusCode::UNAUTHORIZED => {
                 // The token the session was opened with expired on the way; the next attempt
@@ -808,6 +838,9 @@ impl Registry {
             }
             self.sent.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             let outcome = request.send().await;
+            if let Ok(response) = &outcome {
+                self.answers.count(response.status());
+            }
             let wait = match outcome {
                 Ok(response) if response.status() == StatusCode::UNAUTHORIZED && !signed_in => {
                     self.sign_in(&response, scope, doing, authorization.as_deref()).await?;

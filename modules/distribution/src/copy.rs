@@ -415,6 +415,12 @@ impl Copier {
         source.registry.manifest(source.repository, reference).await
     }
 
+    /// The pulls each source registry that reports a budget said it had left, by host.
+    pub fn pulls_left(&self) -> Vec<(String, u64)> {
+        let budgets = self.budgets.lock().unwrap_or_else(PoisonError::into_inner);
+        budgets.iter().map(|(host, reported)| (host.clone(), reported.budget.remaining)).collect()
+    }
+
     /// Notes the budget `registry` last reported, when newer than the one known, and refuses
     /// when the newest known is under the floor and its window has not passed.
     fn check_budget(&self, registry: &Registry) -> Result<(), RegistryError> {

@@ -6,16 +6,18 @@
 //! transient so the edge's retry policy can try again later; refused credentials and missing
 //! images are permanent.
 
+use std::sync::Arc;
+
 use serde::{Deserialize, Serialize};
 use weir_docker_config::{self as docker_config, RegistryLogin};
 use weir_sdk::{
-    Component, Context, Description, ErrorKind, HumanDuration, JsonSchema, NodeError, Port, Value,
-    read_message,
+    Component, Context, Description, ErrorKind, Gauge, HumanDuration, JsonSchema, NodeError, Port,
+    Series, Value, gauge::MAX_SERIES, read_message,
 };
 
 use crate::{
     auth::Credentials,
-    client::{Options, Registry, RegistryError, Reported},
+    client::{Answers, Options, Registry, RegistryError, Reported},
     copy::{Copier, Side},
     platform::{Platform, Platforms},
     reference::Reference,
@@ -219,6 +221,10 @@ pub struct PullsLeft {
 pub struct RegistryCopy {
     clients: std::sync::Mutex<std::collections::HashMap<ClientKey, Kept>>,
     copier: Copier,
+    /// What each registry answered the node's clients, by host, for `/metrics`.
+    answers: std::sync::Mutex<std::collections::BTreeMap<String, Arc<Answers>>>,
+    /// Bytes uploaded to each registry, by host.
+    moved: std::sync::Mutex<std::collections::BTreeMap<String, u64>>,
     /// How long a registry may stay silent.
     answer_timeout: std::time::Duration,
 }
@@ -270,13 +276,17 @@ impl Component for RegistryCopy {
         Ok(Self {
             clients: std::sync::Mutex::default(),
             copier: Copier::with_min_pulls_left(settings.min_pulls_left),
+            answers: std::sync::Mutex::default(),
+            moved: std::sync::Mutex::default(),
             answer_timeout,
         })
     }
 
     async fn handle(&self, cx: &Context, port: &str, message: Value) -> Result<Value, NodeError> {
         let request: CopyRequest = read_message(port, message.clone())?;
-        match self.run(request).await {
+        let copied = self.run(request).await;
+        self.report(cx)?;
+        match copied {
             Ok(copied) => cx.emit("out", copied).await,
             Err(err) => cx.fail(err, message).await,
         }
@@ -307,9 +317,17 @@ impl RegistryCopy {
                 clients.remove(&least_recent);
             }
         }
+        let answers = Arc::clone(
+            self.answers
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .entry(host.to_owned())
+                .or_default(),
+        );
         let client = Registry::with_options(host, &key.1)
             .map_err(|err| failure(&err))?
-            .with_credentials(credentials);
+            .with_credentials(credentials)
+            .with_answers(answers);
         clients.insert(key, Kept { client: client.clone(), used: now });
         Ok(client)
     }
@@ -374,6 +392,12 @@ impl RegistryCopy {
             )
             .await
             .map_err(|err| failure(&err))?;
+        *self
+            .moved
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .entry(to.host().to_owned())
+            .or_default() += report.bytes_moved;
         Ok(Copied {
             target: target.pinned(&report.digest).to_string(),
             digest: report.digest,
@@ -393,6 +417,71 @@ impl RegistryCopy {
             }),
         })
     }
+}
+
+/// Requests by registry and status code.
+const REQUESTS: Gauge = Gauge {
+    name: "weir_registry_requests",
+    help: "Answers each registry gave the node's copies since the node was built, by status code.",
+};
+/// Throttled requests by registry.
+const THROTTLED: Gauge = Gauge {
+    name: "weir_registry_throttled",
+    help: "Requests each registry refused as too many (429) since the node was built.",
+};
+/// Bytes uploaded by registry.
+const BYTES_MOVED: Gauge = Gauge {
+    name: "weir_registry_bytes_moved",
+    help: "Bytes the node's copies uploaded to each registry since the node was built.",
+};
+/// Pulls left by registry.
+const PULLS_LEFT: Gauge = Gauge {
+    name: "weir_registry_pulls_left",
+    help: "Pulls a source registry said are left in its window (Docker Hub's ratelimit-remaining), as it last said.",
+};
+
+impl RegistryCopy {
+    /// Reports on `/metrics` what the node's copies did to each registry so far.
+    fn report(&self, cx: &Context) -> Result<(), NodeError> {
+        let registry = |host: &str| vec![("registry", host.to_owned())];
+        let (mut requests, mut throttled) = (Vec::new(), Vec::new());
+        for (host, answers) in
+            self.answers.lock().unwrap_or_else(std::sync::PoisonError::into_inner).iter()
+        {
+            let by_status = answers.by_status();
+            let too_many =
+                by_status.iter().find(|(status, _)| *status == 429).map_or(0, |(_, n)| *n);
+            throttled.push((registry(host), count(too_many)));
+            requests.extend(by_status.into_iter().map(|(status, n)| {
+                let mut labels = registry(host);
+                labels.push(("code", status.to_string()));
+                (labels, count(n))
+            }));
+        }
+        let moved: Vec<Series> = self
+            .moved
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .iter()
+            .map(|(host, bytes)| (registry(host), count(*bytes)))
+            .collect();
+        let left: Vec<Series> =
+            self.copier.pulls_left().iter().map(|(host, n)| (registry(host), count(*n))).collect();
+        for (gauge, mut series) in
+            [(REQUESTS, requests), (THROTTLED, throttled), (BYTES_MOVED, moved), (PULLS_LEFT, left)]
+        {
+            // Past the bound, the registries last by name are left out.
+            series.truncate(MAX_SERIES);
+            cx.set_gauge(gauge, series)?;
+        }
+        Ok(())
+    }
+}
+
+/// A count as a gauge's value (exact up to 2^53).
+#[allow(clippy::cast_precision_loss)]
+fn count(n: u64) -> f64 {
+    n as f64
 }
 
 /// A registry failure as a node error: transient when trying later may help.

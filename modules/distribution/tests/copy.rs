@@ -165,6 +165,36 @@ async fn the_node_copies_with_basic_credentials_and_pins_the_target_by_digest() 
     ensure!(copied["changed"] == true && copied["blobsUploaded"] == 2, "{copied}");
     let again = node.send("in", request("s3cret")).await?;
     ensure!(again["changed"] == false && again["digest"] == image.digest.as_str(), "{again}");
+    // What `/metrics` shows of it: the bytes the first copy moved to the mirror, and the
+    // answers each registry gave.
+    let gauges = node.gauges();
+    let series = |name: &str, registry: &str, code: Option<&str>| {
+        gauges
+            .iter()
+            .filter(|(gauge, _)| gauge.name == name)
+            .flat_map(|(_, series)| series)
+            .find(|(labels, _)| {
+                labels.contains(&("registry", registry.to_owned()))
+                    && code.is_none_or(|code| labels.contains(&("code", code.to_owned())))
+            })
+            .map(|(_, value)| *value)
+    };
+    let moved = series("weir_registry_bytes_moved", &target_registry.host, None);
+    ensure!(moved.is_some_and(|bytes| bytes >= 100_000.0), "{gauges:?}");
+    ensure!(
+        series("weir_registry_requests", &source_registry.host, Some("200"))
+            .is_some_and(|n| n >= 1.0),
+        "{gauges:?}"
+    );
+    ensure!(
+        series("weir_registry_requests", &target_registry.host, Some("201"))
+            .is_some_and(|n| n >= 1.0),
+        "{gauges:?}"
+    );
+    ensure!(
+        series("weir_registry_throttled", &target_registry.host, None) == Some(0.0),
+        "{gauges:?}"
+    );
 
     // Wrong credentials are permanent: no retry will make them right.
     let err = node.send("in", request("wrong")).await.expect_err("refused");

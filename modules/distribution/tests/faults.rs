@@ -445,6 +445,13 @@ async fn copies_stop_pulling_from_a_registry_under_its_budget_floor() -> Result<
         "{copied}"
     );
     ensure!(pulls() == 1, "one manifest GET");
+    let left =
+        unbounded.gauges().into_iter().find(|(gauge, _)| gauge.name == "weir_registry_pulls_left");
+    ensure!(
+        left.as_ref()
+            .is_some_and(|(_, series)| series == &[(vec![("registry", hub.clone())], 7.0)]),
+        "{left:?}"
+    );
 
     // An image the mirror has unchanged is still checked and answered: HEADs only.
     let again = careful.send("in", request("1.27")).await?;
