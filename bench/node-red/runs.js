@@ -43,6 +43,8 @@ async function main() {
   const started = new Promise((resolve) => RED.events.once("flows:started", resolve));
   await RED.nodes.setFlows(FLOW, "full");
   await started;
+  // flows:started may be the start of the empty flows RED.start began with: wait for ours.
+  while (!RED.nodes.getNode("sink")) await new Promise((r) => setTimeout(r, 50));
   const entry = RED.nodes.getNode("entry");
   const sink = RED.nodes.getNode("sink");
   let onEnd = null;
