@@ -295,8 +295,8 @@ async fn a_saved_flow_reads_back_lists_and_saves_again_without_needless_writes()
     server.stop().await
 }
 
-/// `PUT /flows/hello` of `document`, made over `version` when given (`If-Match`); the status,
-/// the answer and its `ETag`.
+/// `PUT /flows/hello` of `document`, made over `version` when given (`If-Match`), or as a new
+/// flow for `new` (`If-None-Match: *`); the status, the answer and its `ETag`.
 async fn save_over(
     server: &Server,
     document: &Value,
@@ -307,8 +307,10 @@ async fn save_over(
         .put(format!("{}/flows/hello", server.api))
         .header("content-type", JSON)
         .body(document.to_string());
-    if let Some(version) = version {
-        request = request.header("if-match", version);
+    match version {
+        Some("new") => request = request.header("if-none-match", "*"),
+        Some(version) => request = request.header("if-match", version),
+        None => {}
     }
     let response = request.send().await?;
     let status = response.status();
@@ -364,6 +366,16 @@ async fn a_save_over_a_version_someone_changed_since_is_refused_and_one_without_
     let (status, answer, _) = save_over(&server, &hello("hello", "7m"), Some("*")).await?;
     ensure!(status == StatusCode::PRECONDITION_FAILED, "{status} {answer}");
     ensure!(server.store.get(Kind::Flow, "default", "hello").await.is_err(), "brought back");
+
+    // A new flow saves when its name is free, and is refused when the name was taken since.
+    let (status, answer, _) = save_over(&server, &hello("hello", "8m"), Some("new")).await?;
+    ensure!(status == StatusCode::OK, "{status} {answer}");
+    let (status, answer, _) = save_over(&server, &hello("hello", "9m"), Some("new")).await?;
+    ensure!(status == StatusCode::PRECONDITION_FAILED, "{status} {answer}");
+    let message = answer["error"]["message"].as_str().unwrap_or_default();
+    ensure!(message.starts_with("flow default/hello exists already"), "{message}");
+    let tick = server.stored(Kind::FlowNode, "tick").await?;
+    ensure!(tick.data["spec"]["settings"]["interval"] == "8m", "replaced: {tick:?}");
     server.stop().await
 }
 

@@ -176,16 +176,18 @@ pub enum Save {
     Stale(ApiError),
 }
 
-/// Saves a whole flow, over `version` when given (else over whatever is stored).
-pub async fn save(document: &Document, version: Option<&str>) -> Result<Save, ApiError> {
+/// Saves a whole flow where the engine has what `expected` says.
+pub async fn save(document: &Document, expected: Expected<'_>) -> Result<Save, ApiError> {
     let name = document.name();
     let doing = format!("save flow {name}");
     let nodes: Vec<&FlowNode> = document.nodes.iter().collect();
     let body = FlowDocument { flow: &document.flow, nodes };
     let mut builder = http_put(&in_namespace(&format!("/api/flows/{name}")));
-    if let Some(version) = version {
-        builder = builder.header("if-match", version);
-    }
+    builder = match expected {
+        Expected::At(version) => builder.header("if-match", version),
+        Expected::Absent => builder.header("if-none-match", "*"),
+        Expected::Anything => builder,
+    };
     let response = reach(json(builder, &body), &doing).await?;
     // 412 Precondition Failed: the flow is not at that version any more.
     if response.status() == 412 {
@@ -193,6 +195,17 @@ pub async fn save(document: &Document, version: Option<&str>) -> Result<Save, Ap
     }
     let (saved, version) = versioned(answered(response, &doing).await?, &doing).await?;
     Ok(Save::Saved(Box::new(saved), version))
+}
+
+/// What a save expects to find stored: the engine refuses it (412) otherwise.
+#[derive(Debug, Clone, Copy)]
+pub enum Expected<'a> {
+    /// The flow at the version it was read at.
+    At(&'a str),
+    /// No flow of that name: the flow was made in the editor.
+    Absent,
+    /// Whatever is stored, which the save replaces.
+    Anything,
 }
 
 /// A flow document answer, with its version.

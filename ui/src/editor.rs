@@ -11,7 +11,7 @@ use weir_model::{
 };
 
 use crate::{
-    api::{self, ApiError, Save},
+    api::{self, ApiError, Expected, Save},
     document::{Clipboard, Document, History, PortRef, Selection},
     geometry::View,
 };
@@ -288,21 +288,28 @@ impl Editor {
         self.doc.with_untracked(|doc| self.saved.with_untracked(|saved| doc != saved))
     }
 
-    /// Saves the open flow over the version it was read at.
+    /// Saves the open flow over the version it was read at (a flow made here: where no flow
+    /// of its name is).
     pub fn save(&self) {
-        self.save_over(self.version.get_value());
+        self.save_over(false);
     }
 
     /// Saves the open flow over whatever is stored, someone else's change included.
     pub fn overwrite(&self) {
-        self.save_over(None);
+        self.save_over(true);
     }
 
-    fn save_over(&self, version: Option<String>) {
+    fn save_over(&self, anything: bool) {
         let Some(document) = self.doc.get_untracked() else { return };
+        let version = self.version.get_value();
         let editor = *self;
         spawn_local(async move {
-            match api::save(&document, version.as_deref()).await {
+            let expected = match (anything, version.as_deref()) {
+                (true, _) => Expected::Anything,
+                (false, Some(version)) => Expected::At(version),
+                (false, None) => Expected::Absent,
+            };
+            match api::save(&document, expected).await {
                 Ok(Save::Stale(refusal)) => editor.stale.set(Some(refusal.to_string())),
                 Ok(Save::Saved(saved, version)) => {
                     let saved = *saved;

@@ -1,8 +1,8 @@
 //! `PUT /api/flows/{flow}` saves a whole flow: the Flow and every node given are created or
 //! updated (a node whose spec did not change is not written, so its generation and status
 //! stay), and the flow's other nodes are deleted. A save made over a version (`If-Match`, the
-//! `ETag` the flow was read with) is refused when the flow changed since, so nobody's change
-//! is overwritten unseen. In a cluster, secret settings given as values go into a Secret of the
+//! `ETag` the flow was read with) is refused when the flow changed since, and one made as a new
+//! flow (`If-None-Match: *`) when the flow exists, so nobody's change is overwritten unseen. In a cluster, secret settings given as values go into a Secret of the
 //! node's and the node keeps references (`secret_settings`). `POST /api/validate` runs the same
 //! checks and saves nothing.
 
@@ -42,6 +42,9 @@ pub async fn put(
     if let Some(over) = headers.get(header::IF_MATCH) {
         unchanged_since(&caller, &namespace, &flow, over).await?;
     }
+    if headers.get(header::IF_NONE_MATCH).is_some_and(|tag| tag.as_bytes() == b"*") {
+        not_there(&caller, &namespace, &flow).await?;
+    }
     save(&caller, &namespace, &flow, checked).await?;
     Ok(document::answer(document::read(&*caller.store, &namespace, &flow).await?))
 }
@@ -71,6 +74,18 @@ async fn unchanged_since(
     Err(ApiError::stale(format!(
         "flow {namespace}/{flow} was changed by someone else since this version of it was read"
     )))
+}
+
+/// Fails with 412 when the flow exists (`If-None-Match: *`, what the editor sends for a flow
+/// it made), so a new flow given a taken name does not replace the flow of that name unseen.
+async fn not_there(caller: &Caller, namespace: &str, flow: &str) -> Result<(), ApiError> {
+    match document::existing_flow(&*caller.store, namespace, flow).await {
+        Ok(_) => Err(ApiError::stale(format!(
+            "flow {namespace}/{flow} exists already: open it, or give the new flow another name"
+        ))),
+        Err(ApiError::Failed { kind: weir_api::FailureKind::NotFound, .. }) => Ok(()),
+        Err(err) => Err(err),
+    }
 }
 
 /// Checks a flow document: `{"errors": [...]}`, empty when it could be saved.
