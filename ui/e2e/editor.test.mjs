@@ -75,6 +75,22 @@ test('a ticker and a debug node, dragged in and wired, run and show their messag
   assert.deepEqual(errors, [], 'no console errors');
 });
 
+test('a new flow given a taken name does not replace the flow of that name', async () => {
+  await page.getByTestId('new-flow-name').fill('demo');
+  await page.getByTestId('create-flow').click();
+  const stale = page.getByTestId('stale');
+  await stale.waitFor();
+  assert.match(await stale.textContent(), /A flow of this name exists already.*flow default\/demo exists already/);
+  const refused = errors.findIndex((e) => e.includes('status of 412'));
+  assert.ok(refused >= 0, `the refused save shows as a failed request: ${errors}`);
+  errors.splice(refused, 1);
+  await page.getByTestId('stale-reload').click();
+  await page.getByTestId('node-ticker').waitFor();
+  const stored = await (await fetch(`${engine.url}/api/flows/demo`)).json();
+  assert.equal(stored.nodes.length, 2, 'the stored flow kept its nodes');
+  assert.deepEqual(errors, [], 'no console errors');
+});
+
 test('an edge mapping previews its result and names what cannot work', async () => {
   await page.locator('.edge .edge-hit').first().click({ force: true });
   await page.getByTestId('mapping-panel').waitFor();

@@ -23,8 +23,7 @@ pub fn Flows() -> impl IntoView {
         let name = new_name.get_untracked().trim().to_owned();
         match Document::new(&name) {
             Ok(document) => {
-                // A new flow: saved over nothing, so a flow of that name is overwritten as
-                // before (the list shows the names taken).
+                // A new flow: saved where no flow of its name is, else the stale choice.
                 editor.show(document, None);
                 editor.saved.set(None);
                 new_name.set(String::new());

@@ -162,7 +162,8 @@ fn NoticeBar() -> impl IntoView {
 }
 
 /// The choice offered when a save was refused because someone else changed the flow since it
-/// was opened: reload it as stored (dropping the edits made here) or overwrite their change.
+/// was opened, or a flow made here has a taken name: reload it as stored (dropping the edits
+/// made here) or overwrite it.
 #[component]
 fn StaleChoice() -> impl IntoView {
     let editor = expect_context::<Editor>();
@@ -173,11 +174,25 @@ fn StaleChoice() -> impl IntoView {
             editor.stale.set(None);
             editor.load(name.clone());
         };
+        // A flow made here that was never saved meets a flow of its name, not a change.
+        let made_here = editor.version.with_value(Option::is_none);
+        let (title, choice) = if made_here {
+            (
+                "A flow of this name exists already",
+                ". Reload to open it (the new flow is dropped), or overwrite it with the new one.",
+            )
+        } else {
+            (
+                "Someone else changed this flow since you opened it",
+                ". Reload it to see their change (your unsaved edits are dropped), or overwrite \
+                 their change with yours.",
+            )
+        };
         focus::soon("[data-testid=stale-reload]");
         Some(view! {
             <div class="stale" role="alertdialog" aria-labelledby="stale-title" aria-describedby="stale-why" data-testid="stale">
-                <h2 id="stale-title">"Someone else changed this flow since you opened it"</h2>
-                <p id="stale-why">{refusal}". Reload it to see their change (your unsaved edits are dropped), or overwrite their change with yours."</p>
+                <h2 id="stale-title">{title}</h2>
+                <p id="stale-why">{refusal}{choice}</p>
                 <button data-testid="stale-reload" on:click=reload>"Reload"</button>
                 <button data-testid="stale-overwrite" class="danger" on:click=move |_| editor.overwrite()>"Overwrite"</button>
                 <button on:click=move |_| editor.stale.set(None)>"Cancel"</button>
