@@ -107,12 +107,6 @@ impl History {
         kept.find(namespace, id).map(|run| (run.summary(), run.messages.clone()))
     }
 
-    /// The node a run reached first, when it reached one.
-    pub fn entry(&self, namespace: &str, id: &str) -> Option<String> {
-        let kept = self.kept.lock().unwrap_or_else(PoisonError::into_inner);
-        kept.find(namespace, id).and_then(|run| run.entry.as_ref().map(|(node, _)| node.clone()))
-    }
-
     /// Forgets a deleted flow's runs.
     pub fn forget(&self, namespace: &str, flow: &str) {
         let mut kept = self.kept.lock().unwrap_or_else(PoisonError::into_inner);
@@ -284,7 +278,6 @@ mod tests {
         ));
         let runs = history.runs("default", "f");
         assert_eq!((runs[0].run.clone(), runs[0].outcome), (id(2), RunOutcome::Failed));
-        assert_eq!(history.entry("default", &id(2)).as_deref(), Some("a"));
         assert!(history.run("default", &id(1)).is_some());
         assert!(history.run("other", &id(1)).is_none(), "another namespace's run");
         history.forget("default", "f");

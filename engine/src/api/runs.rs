@@ -60,19 +60,19 @@ pub async fn replay(
     let namespace = params.namespace()?;
     let replay: Replay = if body.0.is_empty() { Replay::default() } else { body.json()? };
     let (_, messages) = kept(&api, &namespace, &run)?;
-    let node = match replay.node {
-        Some(node) => node.to_string(),
-        None => api.feed.history().entry(&namespace, &run).ok_or_else(|| {
-            ApiError::not_found(format!("run {run} has no message received by a node to send"))
-        })?,
-    };
+    // The run's first received message is its first node's: the one to send when none is named.
+    let wanted = replay.node.as_ref().map(ToString::to_string);
     let received = messages
         .iter()
         .filter_map(|message| serde_json::from_str::<MessageSeen>(message).ok())
-        .find(|seen| seen.what == "received" && seen.node == node)
-        .ok_or_else(|| {
-            ApiError::not_found(format!("run {run} kept no message that node {node} received"))
+        .find(|seen| seen.what == "received" && wanted.as_ref().is_none_or(|n| *n == seen.node))
+        .ok_or_else(|| match &wanted {
+            Some(node) => {
+                ApiError::not_found(format!("run {run} kept no message that node {node} received"))
+            }
+            None => ApiError::not_found(format!("run {run} kept no message a node received")),
         })?;
+    let node = received.node.clone();
     if let Some(refusal) = unsendable(&received.payload) {
         let problem = Problem::new(
             Some(format!("FlowNode/{node}")),
