@@ -649,16 +649,22 @@ fn with_token<T>(message: T, token: Option<&str>) -> Result<tonic::Request<T>> {
     Ok(request)
 }
 
-/// The module gRPC ports answer only callers the cluster knows: deliveries along edges and
-/// `Inspect` only from the release's own ServiceAccounts and only along an edge the store
-/// holds, a message from outside any flow only from someone who may update the node.
+/// The module gRPC ports answer only callers the cluster knows: deliveries along edges (by a
+/// call or on the stream of them) and `Inspect` only from the release's own ServiceAccounts and
+/// only along an edge the store holds, a message from outside any flow only from someone who
+/// may update the node.
 async fn modules_answer_only_the_release_along_real_edges(
     plane: &ControlPlane,
     client: &Client,
     namespace: &str,
 ) -> Result<()> {
     use tonic::Code;
-    use weir_proto::{DeliverRequest, InspectRequest, module_client::ModuleClient};
+    use weir_proto::{
+        DeliverRequest, DeliverResponse, EdgeDelivery, InspectRequest,
+        deliver_response::Outcome::AnswerJson,
+        edge_answer::Outcome::{Refusal, Response},
+        module_client::ModuleClient,
+    };
 
     let published = get(client, namespace, Kind::Module, "kubernetes").await?;
     let endpoint = published["status"]["replicas"][0]["endpoint"]
@@ -747,6 +753,49 @@ async fn modules_answer_only_the_release_along_real_edges(
             "{answer:?}"
         );
     }
+    // The stream of deliveries along edges: only the release's processes open one, and each
+    // delivery on it must follow an edge the store holds.
+    let opening = [
+        (None, Code::Unauthenticated, "only callers with a Kubernetes bearer token"),
+        (Some("not-a-token"), Code::Unauthenticated, "the cluster does not accept this token"),
+        (
+            Some(mallory.as_str()),
+            Code::PermissionDenied,
+            "mallory is not a process of this Weir release",
+        ),
+    ];
+    for (token, code, said) in opening {
+        let stream = with_token(futures::stream::iter(Vec::<EdgeDelivery>::new()), token)?;
+        let status = module.deliver_along_edges(stream).await.err().context("a stream opened")?;
+        ensure!(status.code() == code && status.message().contains(said), "{token:?}: {status:?}");
+    }
+    let frames = [along("names", "response"), along("tick", "out")].into_iter().zip(0..).map(
+        |(request, id)| EdgeDelivery {
+            id,
+            request: Some(request),
+            timeout_micros: 10_000_000,
+            ..EdgeDelivery::default()
+        },
+    );
+    let stream = with_token(futures::stream::iter(frames.collect::<Vec<_>>()), Some(&peer))?;
+    let mut answers = module.deliver_along_edges(stream).await?.into_inner();
+    let mut answered = std::collections::BTreeMap::new();
+    while let Some(answer) = answers.message().await? {
+        answered.insert(answer.id, answer.outcome);
+    }
+    ensure!(
+        matches!(answered.get(&0), Some(Some(Refusal(refusal)))
+            if refusal.code == i32::from(Code::PermissionDenied)
+                && refusal.message.contains("has no edge from port response to list:in")),
+        "a delivery along no edge on the stream: {answered:?}"
+    );
+    ensure!(
+        matches!(
+            answered.get(&1),
+            Some(Some(Response(DeliverResponse { outcome: Some(AnswerJson(_)) })))
+        ),
+        "the real edge on the stream: {answered:?}"
+    );
     // `weir send` signs in with the kubeconfig's token, and says why it cannot without one.
     let as_admin =
         weir(plane.kubeconfig(), &["send", "-n", namespace, "list:in", "{}"]).output()?;

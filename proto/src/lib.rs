@@ -59,6 +59,18 @@ fn dropped_unsent(status: &tonic::Status) -> bool {
     false
 }
 
+impl From<&tonic::Status> for Refusal {
+    fn from(status: &tonic::Status) -> Self {
+        Self { code: status.code().into(), message: status.message().to_owned() }
+    }
+}
+
+impl From<Refusal> for tonic::Status {
+    fn from(refusal: Refusal) -> Self {
+        Self::new(tonic::Code::from(refusal.code), refusal.message)
+    }
+}
+
 /// The failure a gRPC status stands for, when the call itself failed (the peer is gone, the
 /// deadline passed) rather than the node.
 pub fn failure_of_status(status: &tonic::Status, peer: &str) -> NodeError {

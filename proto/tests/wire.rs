@@ -45,6 +45,15 @@ impl Module for Fake {
     ) -> Result<Response<Self::InspectStream>, Status> {
         Err(Status::unimplemented("the fake has no nodes to inspect"))
     }
+
+    type DeliverAlongEdgesStream = tokio_stream::Empty<Result<weir_proto::EdgeAnswer, Status>>;
+
+    async fn deliver_along_edges(
+        &self,
+        _: Request<tonic::Streaming<weir_proto::EdgeDelivery>>,
+    ) -> Result<Response<Self::DeliverAlongEdgesStream>, Status> {
+        Err(Status::unimplemented("the fake answers only unary deliveries"))
+    }
 }
 
 async fn serve() -> (String, tokio::sync::oneshot::Sender<()>) {
@@ -138,4 +147,18 @@ fn a_retry_after_crosses_the_wire() {
     assert_eq!(NodeError::from(Failure::from(&throttled)), throttled);
     let plain = NodeError::from(Failure::from(&NodeError::transient("503")));
     assert_eq!(plain.retry_after(), None);
+}
+
+#[test]
+fn a_refusal_on_the_stream_reads_as_the_status_it_stands_for() {
+    for (status, kind) in [
+        (Status::permission_denied("not along an edge"), ErrorKind::Internal),
+        (Status::deadline_exceeded("no answer within 50ms"), ErrorKind::Cancelled),
+        (Status::resource_exhausted("too many under way"), ErrorKind::Transient),
+        (Status::unavailable("the module stopped"), ErrorKind::Transient),
+    ] {
+        let back = Status::from(weir_proto::Refusal::from(&status));
+        assert_eq!((back.code(), back.message()), (status.code(), status.message()));
+        assert_eq!(failure_of_status(&back, "m").kind(), kind, "{status:?}");
+    }
 }

@@ -1,31 +1,58 @@
-//! Latency of one cross-module hop: a relay in one runtime delivers to a sink in another over
-//! gRPC on loopback, one message at a time. Run with `cargo bench -p weir-runtime --bench
-//! grpc_hop`; results are recorded in docs/benchmarks.md. The two sides run on runtimes of their
-//! own, two workers each, as two module processes would.
+//! Latency and throughput of one cross-module hop: a relay in one runtime delivers to a sink in
+//! another over gRPC on loopback, the two sides on runtimes of their own with two workers each,
+//! as two module processes would. In the same run, for scale: a raw TCP round trip (two threads
+//! with blocking sockets, and two Tokio runtimes), a plain tonic unary ping-pong
+//! (`grpc.health.v1.Health/Check`), and Weir's unary `Deliver` (a message from outside any
+//! flow, `weir send`'s way). Run with `cargo bench -p weir-runtime --bench grpc_hop`; results
+//! are recorded in docs/benchmarks.md.
 
 #[path = "../tests/support/mod.rs"]
 mod support;
 
-use std::time::{Duration, Instant};
+use std::{
+    future::Future,
+    io::{Read as _, Write as _},
+    net::{TcpListener, TcpStream},
+    sync::Arc,
+    time::{Duration, Instant},
+};
 
 use support::{Relay, Sink, key, node_in};
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio_util::sync::CancellationToken;
-use weir_runtime::Runtime;
-use weir_sdk::{Module, json};
+use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
+use weir_proto::module_client::ModuleClient;
+use weir_runtime::{
+    Runtime,
+    client::{self, Delivery},
+};
+use weir_sdk::{Module, TraceContext, Value, json};
 
 const WARMUP: usize = 1_000;
 const ROUNDS: usize = 20_000;
+/// Deliveries under way at once in the throughput runs, and how many each run sends.
+const IN_FLIGHT: usize = 64;
+const THROUGHPUT_MESSAGES: usize = 64_000;
+/// The size of a raw TCP ping: about what a small delivery's frame is.
+const PING: usize = 64;
+
+/// Where the serving side listens.
+struct Endpoints {
+    weir: String,
+    tonic: String,
+    tcp: String,
+}
 
 fn main() {
-    // Each side gets a runtime of its own, as two module processes would.
+    let blocking = blocking_tcp();
     let stop = CancellationToken::new();
-    let (endpoint_tx, endpoint_rx) = std::sync::mpsc::channel();
+    let (endpoints_tx, endpoints_rx) = std::sync::mpsc::channel();
     let server = std::thread::spawn({
         let stop = stop.clone();
-        move || runtime().block_on(serve_sink(endpoint_tx, stop))
+        move || runtime().block_on(serve(endpoints_tx, stop))
     });
-    let endpoint = endpoint_rx.recv().expect("the sink side starts");
-    runtime().block_on(measure(endpoint));
+    let endpoints = endpoints_rx.recv().expect("the serving side starts");
+    runtime().block_on(measure(blocking, &endpoints));
     stop.cancel();
     let _ = server.join();
 }
@@ -44,41 +71,222 @@ fn near() -> weir_model::FlowNode {
     node_in("left", "near", "relay", json!({}), edges)
 }
 
-async fn serve_sink(endpoint: std::sync::mpsc::Sender<String>, stop: CancellationToken) {
+/// Serves the sink over Weir's gRPC, a plain tonic health service, and a TCP echo.
+async fn serve(endpoints: std::sync::mpsc::Sender<Endpoints>, stop: CancellationToken) {
     let right = Runtime::new(vec![Module::new("right", "0.0.0").component::<Sink>()]);
     let far = node_in("right", "far", "sink", json!({}), json!([]));
     right.apply(&far).await.expect("far");
     right.wire(key("far"), &far);
     right.wire(key("near"), &near());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind loopback");
-    let _ = endpoint.send(format!("http://{}", listener.local_addr().expect("address")));
-    weir_runtime::grpc::serve(right, listener, None, stop).await.expect("the sink side serves");
+    let address = |listener: &tokio::net::TcpListener| {
+        format!("http://{}", listener.local_addr().expect("address"))
+    };
+    let weir = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind loopback");
+    let tonic = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind loopback");
+    let tcp = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind loopback");
+    let _ = endpoints.send(Endpoints {
+        weir: address(&weir),
+        tonic: address(&tonic),
+        tcp: tcp.local_addr().expect("address").to_string(),
+    });
+    let (_, health) = tonic_health::server::health_reporter();
+    let plain =
+        tonic::transport::Server::builder().add_service(health).serve_with_incoming_shutdown(
+            tonic::transport::server::TcpIncoming::from(tonic).with_nodelay(Some(true)),
+            stop.clone().cancelled_owned(),
+        );
+    tokio::spawn(plain);
+    tokio::spawn(async move {
+        while let Ok((mut socket, _)) = tcp.accept().await {
+            socket.set_nodelay(true).expect("nodelay");
+            tokio::spawn(async move {
+                let mut ping = [0; PING];
+                while socket.read_exact(&mut ping).await.is_ok() {
+                    if socket.write_all(&ping).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    weir_runtime::grpc::serve(right, weir, None, stop).await.expect("the sink side serves");
+}
+
+/// Round trips of a ping between two threads with blocking sockets: the machine's floor.
+fn blocking_tcp() -> Vec<Duration> {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind loopback");
+    let address = listener.local_addr().expect("address");
+    let echo = std::thread::spawn(move || {
+        let (mut socket, _) = listener.accept().expect("accept");
+        socket.set_nodelay(true).expect("nodelay");
+        let mut ping = [0; PING];
+        while socket.read_exact(&mut ping).is_ok() {
+            if socket.write_all(&ping).is_err() {
+                return;
+            }
+        }
+    });
+    let mut socket = TcpStream::connect(address).expect("connect");
+    socket.set_nodelay(true).expect("nodelay");
+    let mut ping = [7; PING];
+    let mut took = Vec::with_capacity(ROUNDS);
+    for round in 0..WARMUP + ROUNDS {
+        let started = Instant::now();
+        socket.write_all(&ping).expect("write");
+        socket.read_exact(&mut ping).expect("read");
+        if round >= WARMUP {
+            took.push(started.elapsed());
+        }
+    }
+    drop(socket);
+    let _ = echo.join();
+    took
+}
+
+/// `ROUNDS` round trips of `call` one at a time, after `WARMUP`, each timed.
+async fn one_at_a_time<F: Future<Output = ()>>(mut call: impl FnMut() -> F) -> Vec<Duration> {
+    let mut took = Vec::with_capacity(ROUNDS);
+    for round in 0..WARMUP + ROUNDS {
+        let started = Instant::now();
+        call().await;
+        if round >= WARMUP {
+            took.push(started.elapsed());
+        }
+    }
+    took
+}
+
+/// Round trips per second of `call` with `IN_FLIGHT` under way at once.
+async fn per_second<F>(call: impl Fn() -> F + Send + Sync + 'static) -> f64
+where
+    F: Future<Output = ()> + Send,
+{
+    let call = Arc::new(call);
+    let started = Instant::now();
+    let workers: Vec<_> = (0..IN_FLIGHT)
+        .map(|_| {
+            let call = Arc::clone(&call);
+            tokio::spawn(async move {
+                for _ in 0..THROUGHPUT_MESSAGES / IN_FLIGHT {
+                    call().await;
+                }
+            })
+        })
+        .collect();
+    for worker in workers {
+        worker.await.expect("no panic");
+    }
+    THROUGHPUT_MESSAGES as f64 / started.elapsed().as_secs_f64()
+}
+
+/// p50, p99 and max in µs.
+fn summary(took: &mut [Duration]) -> (f64, f64, f64) {
+    took.sort();
+    let at = |p: f64| took[((took.len() as f64 - 1.0) * p) as usize].as_secs_f64() * 1e6;
+    (at(0.5), at(0.99), at(1.0))
 }
 
 // Printing the numbers is what a benchmark is for.
 #[allow(clippy::print_stdout)]
-async fn measure(endpoint: String) {
+fn report(what: &str, took: &mut [Duration]) -> f64 {
+    let (p50, p99, max) = summary(took);
+    println!("{what:<44} p50 {p50:>6.0} µs  p99 {p99:>6.0} µs  max {max:>7.0} µs");
+    p50
+}
+
+#[allow(clippy::print_stdout)]
+async fn measure(mut blocking: Vec<Duration>, endpoints: &Endpoints) {
+    println!("one at a time, {ROUNDS} round trips after {WARMUP} to warm up:");
+    let raw = report("raw TCP, two threads, blocking sockets", &mut blocking);
+
+    let socket = tokio::net::TcpStream::connect(&endpoints.tcp).await.expect("connect");
+    socket.set_nodelay(true).expect("nodelay");
+    let socket = Arc::new(tokio::sync::Mutex::new(socket));
+    let mut tokio_tcp = one_at_a_time(|| {
+        let socket = Arc::clone(&socket);
+        async move {
+            let mut ping = [7; PING];
+            let mut socket = socket.lock().await;
+            socket.write_all(&ping).await.expect("write");
+            socket.read_exact(&mut ping).await.expect("read");
+        }
+    })
+    .await;
+    let raw_tokio = report("raw TCP, two Tokio runtimes", &mut tokio_tcp);
+
+    let health = HealthClient::new(
+        tonic::transport::Endpoint::from_shared(endpoints.tonic.clone())
+            .expect("a URL")
+            .connect()
+            .await
+            .expect("connect"),
+    );
+    let check = move || {
+        let mut health = health.clone();
+        async move {
+            health.check(HealthCheckRequest::default()).await.expect("a health check");
+        }
+    };
+    let tonic_unary = report("plain tonic unary (Health/Check)", &mut one_at_a_time(&check).await);
+
+    let module = ModuleClient::connect(endpoints.weir.clone()).await.expect("connect");
+    let message = json!({ "image": "docker.io/library/nginx:1.27", "namespace": "web" });
+    let send = {
+        let message = message.clone();
+        move || {
+            let (mut module, message) = (module.clone(), message.clone());
+            async move { unary_send(&mut module, &message).await }
+        }
+    };
+    let weir_unary =
+        report("Weir unary Deliver (weir send's way)", &mut one_at_a_time(&send).await);
+
     let left = Runtime::new(vec![Module::new("left", "0.0.0").component::<Relay>()]);
     left.apply(&near()).await.expect("near");
-    left.serve("right", weir_runtime::replicas::Replicas::single(&endpoint));
+    left.serve("right", weir_runtime::replicas::Replicas::single(&endpoints.weir));
     left.route(key("far"), "right", "sink");
-
-    let message = json!({ "image": "docker.io/library/nginx:1.27", "namespace": "web" });
-    let mut latencies = Vec::with_capacity(ROUNDS);
-    for round in 0..WARMUP + ROUNDS {
-        let started = Instant::now();
-        left.send(&key("near"), "in", message.clone()).await.expect("delivery");
-        if round >= WARMUP {
-            latencies.push(started.elapsed());
+    let hop = {
+        let (left, message) = (left.clone(), message.clone());
+        move || {
+            let (left, message) = (left.clone(), message.clone());
+            async move {
+                left.send(&key("near"), "in", message).await.expect("delivery");
+            }
         }
-    }
-    latencies.sort();
-    let percentile = |p: f64| latencies[((latencies.len() as f64 - 1.0) * p) as usize];
-    let micros = |d: Duration| d.as_secs_f64() * 1e6;
+    };
+    let weir_hop = report("Weir hop along an edge (stream)", &mut one_at_a_time(&hop).await);
     println!(
-        "cross-module hop over gRPC on loopback: p50 {:.0} µs, p99 {:.0} µs, max {:.0} µs ({ROUNDS} messages)",
-        micros(percentile(0.50)),
-        micros(percentile(0.99)),
-        micros(percentile(1.0)),
+        "Weir hop p50 / raw TCP p50: {:.2} (blocking), {:.2} (Tokio); tonic unary / raw TCP: {:.2}; Weir unary / raw TCP: {:.2}",
+        weir_hop / raw,
+        weir_hop / raw_tokio,
+        tonic_unary / raw,
+        weir_unary / raw,
     );
+
+    println!("{IN_FLIGHT} under way at once, {THROUGHPUT_MESSAGES} round trips:");
+    for (what, rate) in [
+        ("plain tonic unary (Health/Check)", per_second(check).await),
+        ("Weir unary Deliver (weir send's way)", per_second(send).await),
+        ("Weir hop along an edge (stream)", per_second(hop).await),
+    ] {
+        println!("{what:<44} {rate:>8.0} per second");
+    }
+}
+
+/// A message from outside any flow to the sink in one `Deliver` call.
+async fn unary_send(module: &mut ModuleClient<tonic::transport::Channel>, message: &Value) {
+    let target = key("far");
+    let delivery = Delivery {
+        target: &target,
+        port: "in",
+        message,
+        trigger: message,
+        hops: 0,
+        source: None,
+        trace: TraceContext::default().child(),
+        attempt: 1,
+    };
+    client::deliver(module, "right", delivery, Duration::from_secs(5), None)
+        .await
+        .expect("an answer");
 }

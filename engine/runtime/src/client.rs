@@ -1,6 +1,7 @@
-//! The one client of `weir.v1.Module/Deliver`: a delivery along an edge to another module
-//! (`peers`) and a message from outside any flow (`weir send`, the editor's send) build the
-//! same request and read the same outcome.
+//! The one client of a delivery to a module: a delivery along an edge to another module
+//! (`peers`, over its stream, `link`) and a message from outside any flow (`weir send`, the
+//! editor's send, one unary `weir.v1.Module/Deliver` call) build the same request and read the
+//! same outcome.
 
 use std::time::Duration;
 
@@ -10,7 +11,8 @@ use tonic::{
     transport::Channel,
 };
 use weir_proto::{
-    DeliverRequest, deliver_response::Outcome, failure_of_status, module_client::ModuleClient,
+    DeliverRequest, DeliverResponse, deliver_response::Outcome, failure_of_status,
+    module_client::ModuleClient,
 };
 use weir_sdk::{NodeError, TraceContext};
 
@@ -39,10 +41,6 @@ pub struct Delivery<'a> {
     pub trace: TraceContext,
     /// Which attempt of the edge's retry policy this is, from 1.
     pub attempt: u32,
-    /// The call's deadline.
-    pub timeout: Duration,
-    /// `Bearer TOKEN`, where the module answers only authenticated callers.
-    pub authorization: Option<MetadataValue<Ascii>>,
 }
 
 /// Why a delivery got no answer.
@@ -54,32 +52,43 @@ pub enum Undelivered {
     BadAnswer(&'static str),
 }
 
-/// Delivers through `client` to the module `who` names (its endpoint or name, for messages),
-/// and reads the outcome: the answer, or the failure with its kind.
+impl Delivery<'_> {
+    /// The request that carries the delivery, by a call or on a stream.
+    pub(crate) fn request(&self) -> Result<DeliverRequest, Undelivered> {
+        let encode = |value: &Value| {
+            serde_json::to_vec(value)
+                .map_err(|err| Undelivered::Failed(NodeError::internal(err.to_string())))
+        };
+        let (source_node, source_port) = self.source.unwrap_or_default();
+        Ok(DeliverRequest {
+            namespace: self.target.namespace.clone(),
+            node: self.target.name.clone(),
+            port: self.port.to_owned(),
+            message_json: encode(self.message)?,
+            trigger_json: encode(self.trigger)?,
+            hops: self.hops,
+            source_node: source_node.to_owned(),
+            source_port: source_port.to_owned(),
+            attempt: self.attempt,
+            parent_span_id: self.trace.parent_id,
+        })
+    }
+}
+
+/// Delivers through `client` to the module `who` names (its endpoint or name, for messages)
+/// in one call with deadline `timeout`, presenting `authorization` (`Bearer TOKEN`) where the
+/// module answers only authenticated callers, and reads the outcome: the answer, or the
+/// failure with its kind.
 pub async fn deliver(
     client: &mut ModuleClient<Channel>,
     who: &str,
     delivery: Delivery<'_>,
+    timeout: Duration,
+    authorization: Option<MetadataValue<Ascii>>,
 ) -> Result<Value, Undelivered> {
-    let encode = |value: &Value| {
-        serde_json::to_vec(value)
-            .map_err(|err| Undelivered::Failed(NodeError::internal(err.to_string())))
-    };
-    let (source_node, source_port) = delivery.source.unwrap_or_default();
-    let mut request = tonic::Request::new(DeliverRequest {
-        namespace: delivery.target.namespace.clone(),
-        node: delivery.target.name.clone(),
-        port: delivery.port.to_owned(),
-        message_json: encode(delivery.message)?,
-        trigger_json: encode(delivery.trigger)?,
-        hops: delivery.hops,
-        source_node: source_node.to_owned(),
-        source_port: source_port.to_owned(),
-        attempt: delivery.attempt,
-        parent_span_id: delivery.trace.parent_id,
-    });
-    request.set_timeout(delivery.timeout);
-    if let Some(authorization) = delivery.authorization {
+    let mut request = tonic::Request::new(delivery.request()?);
+    request.set_timeout(timeout);
+    if let Some(authorization) = authorization {
         request.metadata_mut().insert("authorization", authorization);
     }
     if let Ok(traceparent) = delivery.trace.traceparent().parse() {
@@ -89,7 +98,12 @@ pub async fn deliver(
         .deliver(request)
         .await
         .map_err(|status| Undelivered::Failed(failure_of_status(&status, who)))?;
-    match response.into_inner().outcome {
+    outcome(response.into_inner())
+}
+
+/// What a module answered a delivery with: the answer, or the failure with its kind.
+pub(crate) fn outcome(response: DeliverResponse) -> Result<Value, Undelivered> {
+    match response.outcome {
         Some(Outcome::AnswerJson(answer)) => {
             serde_json::from_slice(&answer).map_err(|_| Undelivered::BadAnswer("bad JSON"))
         }

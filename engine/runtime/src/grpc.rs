@@ -1,28 +1,38 @@
 //! The gRPC side of a module process: other modules deliver messages along edges to the nodes
-//! this runtime hosts (`weir.v1.Module/Deliver`), the editor watches them
-//! (`weir.v1.Module/Inspect`), and probes ask `grpc.health.v1.Health`. A caller's deadline or
-//! disconnect drops the delivery, which cancels everything under it.
+//! this runtime hosts (on `weir.v1.Module/DeliverAlongEdges` streams), `weir send` and the
+//! editor send messages from outside any flow (`weir.v1.Module/Deliver`), the editor watches the
+//! nodes (`weir.v1.Module/Inspect`), and probes ask `grpc.health.v1.Health`. A delivery's
+//! deadline, its cancellation on the stream, or a caller's disconnect drops the delivery, which
+//! cancels everything under it.
 //!
 //! Who may call: a delivery that names its source must follow an edge the store holds (always);
-//! with a [`Gate`] (in a cluster) every call must carry a bearer token, deliveries along edges
-//! and `Inspect` come only from the release's own processes, and a message from outside any flow
-//! only from someone who may update the node.
+//! with a [`Gate`] (in a cluster) every call and stream must carry a bearer token, streams of
+//! deliveries and `Inspect` come only from the release's own processes (each delivery on a
+//! stream is admitted again with the stream's token), and a message from outside any flow only
+//! from someone who may update the node.
 
 use std::{
+    collections::HashMap,
     pin::Pin,
-    sync::Arc,
+    sync::{Arc, Mutex, MutexGuard, PoisonError},
     time::{Duration, UNIX_EPOCH},
 };
 
 use futures::Stream;
 use serde_json::Value;
-use tokio::{net::TcpListener, sync::broadcast::error::RecvError};
+use tokio::{
+    net::TcpListener,
+    sync::{broadcast::error::RecvError, mpsc},
+    task::AbortHandle,
+};
 use tokio_stream::wrappers::ReceiverStream;
-use tokio_util::sync::CancellationToken;
-use tonic::{Request, Response, Status, transport::server::TcpIncoming};
+use tokio_util::sync::{CancellationToken, DropGuard};
+use tonic::{Request, Response, Status, Streaming, transport::server::TcpIncoming};
 use weir_proto::{
-    DeliverRequest, DeliverResponse, EventKind, Failure, InspectRequest, NodeEvent,
+    DeliverRequest, DeliverResponse, EdgeAnswer, EdgeDelivery, EventKind, Failure, InspectRequest,
+    NodeEvent, Refusal,
     deliver_response::Outcome,
+    edge_answer,
     module_server::{Module, ModuleServer},
 };
 use weir_sdk::{NodeError, Run, TraceContext};
@@ -74,6 +84,23 @@ pub async fn serve(
     served
 }
 
+/// Refuses a caller who is not one of the release's processes.
+fn peer_only(caller: Option<&Caller>, what: &str) -> Result<(), Status> {
+    match caller {
+        Some(caller) if !caller.peer => Err(Status::permission_denied(format!(
+            "{} is not a process of this Weir release, which alone {what}",
+            caller.user
+        ))),
+        _ => Ok(()),
+    }
+}
+
+/// How many deliveries one stream may have under way at once; more are refused
+/// (`RESOURCE_EXHAUSTED`, which the sender's edge retries). Twice what a sender keeps under way
+/// on a link, so that a well-behaved sender is never refused.
+pub const STREAM_IN_FLIGHT: usize = 2 * crate::link::IN_FLIGHT;
+
+#[derive(Clone)]
 struct Deliveries {
     runtime: Runtime,
     gate: Option<Arc<dyn Gate>>,
@@ -92,42 +119,31 @@ impl Deliveries {
         &self,
         metadata: &tonic::metadata::MetadataMap,
     ) -> Result<Option<(Caller, String)>, Status> {
+        self.admit_token(bearer_of(metadata)).await
+    }
+
+    /// [`Self::admit`] for the bearer token given, if any.
+    async fn admit_token(&self, token: Option<&str>) -> Result<Option<(Caller, String)>, Status> {
         let Some(gate) = &self.gate else { return Ok(None) };
-        let token = bearer_of(metadata).ok_or_else(|| {
+        let token = token.ok_or_else(|| {
             Status::unauthenticated(
                 "this module answers only callers with a Kubernetes bearer token",
             )
         })?;
         Ok(Some((gate.caller(token).await?, token.to_owned())))
     }
-}
 
-/// Refuses a caller who is not one of the release's processes.
-fn peer_only(caller: Option<&Caller>, what: &str) -> Result<(), Status> {
-    match caller {
-        Some(caller) if !caller.peer => Err(Status::permission_denied(format!(
-            "{} is not a process of this Weir release, which alone {what}",
-            caller.user
-        ))),
-        _ => Ok(()),
-    }
-}
-
-#[tonic::async_trait]
-impl Module for Deliveries {
-    async fn deliver(
+    /// One delivery, by a call or on a stream, from `caller` (with their token, where there is
+    /// a gate), in the trace `traceparent` names: refused with the status the call fails with,
+    /// or answered.
+    async fn deliver_one(
         &self,
-        request: Request<DeliverRequest>,
-    ) -> Result<Response<DeliverResponse>, Status> {
-        let caller = self.admit(request.metadata()).await?;
-        let trace = request
-            .metadata()
-            .get(TRACEPARENT)
-            .and_then(|header| header.to_str().ok())
-            .and_then(TraceContext::from_traceparent);
-        let request = request.into_inner();
+        caller: Option<&(Caller, String)>,
+        traceparent: Option<&str>,
+        request: DeliverRequest,
+    ) -> Result<DeliverResponse, Status> {
         // Without a trace of its own, a message starts one.
-        let trace = trace.map_or_else(
+        let trace = traceparent.and_then(TraceContext::from_traceparent).map_or_else(
             || TraceContext::default().child(),
             |trace| TraceContext { parent_id: request.parent_span_id, ..trace },
         );
@@ -139,15 +155,15 @@ impl Module for Deliveries {
         };
         let target = NodeKey { namespace: request.namespace, name: request.node };
         if request.source_node.is_empty() {
-            if let (Some(gate), Some((caller, token))) = (&self.gate, &caller) {
+            if let (Some(gate), Some((caller, token))) = (&self.gate, caller) {
                 gate.may_send(caller, token, &target).await?;
             }
             if let Err(refused) = self.runtime.may_start_run(&target) {
                 let failure = Outcome::Failure(Failure::from(&refused));
-                return Ok(Response::new(DeliverResponse { outcome: Some(failure) }));
+                return Ok(DeliverResponse { outcome: Some(failure) });
             }
         } else {
-            peer_only(caller.as_ref().map(|(c, _)| c), "deliver along edges")?;
+            peer_only(caller.map(|(c, _)| c), "deliver along edges")?;
             let source = NodeKey { namespace: target.namespace.clone(), name: request.source_node };
             self.runtime
                 .check_edge(&source, &request.source_port, &target, &request.port)
@@ -177,7 +193,160 @@ impl Module for Deliveries {
             ),
             Err(error) => Outcome::Failure(Failure::from(&error)),
         };
-        Ok(Response::new(DeliverResponse { outcome: Some(outcome) }))
+        Ok(DeliverResponse { outcome: Some(outcome) })
+    }
+
+    /// Takes the deliveries of one stream until it ends or the server stops, each on a task of
+    /// its own that answers on `answers`; a cancellation aborts its delivery's task, and so
+    /// does the answers' stream going (`gone`) before they end. Whoever
+    /// opened the stream presented `token`, which every delivery is admitted with again: the
+    /// gate keeps its answer for a while, and a token it no longer takes stops the stream's
+    /// deliveries as it would stop calls.
+    async fn carry(
+        self,
+        mut inbound: Streaming<EdgeDelivery>,
+        token: Option<String>,
+        answers: mpsc::Sender<Result<EdgeAnswer, Status>>,
+        gone: CancellationToken,
+    ) {
+        let under_way: Arc<Mutex<HashMap<u64, AbortHandle>>> = Arc::default();
+        let this = Arc::new(self);
+        let token: Option<Arc<str>> = token.map(Arc::from);
+        loop {
+            let frame = tokio::select! {
+                frame = inbound.message() => frame,
+                // Deliveries under way finish (or are cut off at the drain); unread ones are
+                // left to the sender, who hears the stream end.
+                () = this.stop.cancelled() => break,
+            };
+            let Ok(Some(frame)) = frame else { break };
+            let id = frame.id;
+            if frame.cancel {
+                if let Some(task) = lock(&under_way).remove(&id) {
+                    task.abort();
+                }
+                continue;
+            }
+            let refused = {
+                let mut tasks = lock(&under_way);
+                if tasks.len() >= STREAM_IN_FLIGHT {
+                    Some(Status::resource_exhausted(format!(
+                        "the module takes at most {STREAM_IN_FLIGHT} deliveries under way on one stream"
+                    )))
+                } else if tasks.contains_key(&id) {
+                    Some(Status::invalid_argument(format!("delivery {id} is already under way")))
+                } else {
+                    let task = tokio::spawn({
+                        let (this, token) = (Arc::clone(&this), token.clone());
+                        let (answers, under_way) = (answers.clone(), Arc::clone(&under_way));
+                        async move {
+                            let outcome = match this.deliver_framed(token.as_deref(), frame).await {
+                                Ok(response) => edge_answer::Outcome::Response(response),
+                                Err(status) => {
+                                    edge_answer::Outcome::Refusal(Refusal::from(&status))
+                                }
+                            };
+                            let _ =
+                                answers.send(Ok(EdgeAnswer { id, outcome: Some(outcome) })).await;
+                            lock(&under_way).remove(&id);
+                        }
+                    });
+                    tasks.insert(id, task.abort_handle());
+                    None
+                }
+            };
+            if let Some(status) = refused {
+                let refusal = edge_answer::Outcome::Refusal(Refusal::from(&status));
+                if answers.send(Ok(EdgeAnswer { id, outcome: Some(refusal) })).await.is_err() {
+                    break;
+                }
+            }
+        }
+        // The stream ends once the deliveries under way have answered; should the sender go
+        // first (its connection broke), nobody waits for them any more.
+        drop(answers);
+        gone.cancelled().await;
+        for (_, task) in lock(&under_way).drain() {
+            task.abort();
+        }
+    }
+
+    /// One delivery of a stream opened with `token`: admitted as a call with that token would
+    /// be, then delivered within its deadline.
+    async fn deliver_framed(
+        &self,
+        token: Option<&str>,
+        frame: EdgeDelivery,
+    ) -> Result<DeliverResponse, Status> {
+        let request = frame.request.unwrap_or_default();
+        if request.source_node.is_empty() {
+            return Err(Status::invalid_argument(
+                "a delivery on the stream must name the edge it follows (source_node)",
+            ));
+        }
+        let caller = self.admit_token(token).await?;
+        let delivered = self.deliver_one(caller.as_ref(), Some(&frame.traceparent), request);
+        if frame.timeout_micros == 0 {
+            return delivered.await;
+        }
+        let timeout = Duration::from_micros(frame.timeout_micros);
+        tokio::time::timeout(timeout, delivered).await.unwrap_or_else(|_| {
+            Err(Status::deadline_exceeded(format!("no answer within {timeout:?}")))
+        })
+    }
+}
+
+/// The answers of one stream; dropped (the stream ended, or its connection broke), it cancels
+/// what it guards.
+struct Answers {
+    out: ReceiverStream<Result<EdgeAnswer, Status>>,
+    _gone: DropGuard,
+}
+
+impl Stream for Answers {
+    type Item = Result<EdgeAnswer, Status>;
+
+    fn poll_next(
+        mut self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Self::Item>> {
+        Pin::new(&mut self.out).poll_next(cx)
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+#[tonic::async_trait]
+impl Module for Deliveries {
+    async fn deliver(
+        &self,
+        request: Request<DeliverRequest>,
+    ) -> Result<Response<DeliverResponse>, Status> {
+        let caller = self.admit(request.metadata()).await?;
+        let traceparent =
+            request.metadata().get(TRACEPARENT).and_then(|header| header.to_str().ok());
+        let traceparent = traceparent.map(str::to_owned);
+        let response =
+            self.deliver_one(caller.as_ref(), traceparent.as_deref(), request.into_inner()).await?;
+        Ok(Response::new(response))
+    }
+
+    type DeliverAlongEdgesStream = Answers;
+
+    async fn deliver_along_edges(
+        &self,
+        request: Request<Streaming<EdgeDelivery>>,
+    ) -> Result<Response<Self::DeliverAlongEdgesStream>, Status> {
+        let caller = self.admit(request.metadata()).await?;
+        peer_only(caller.as_ref().map(|(c, _)| c), "deliver along edges")?;
+        let (answers, out) = mpsc::channel(STREAM_IN_FLIGHT);
+        let token = caller.map(|(_, token)| token);
+        let gone = CancellationToken::new();
+        tokio::spawn(self.clone().carry(request.into_inner(), token, answers, gone.clone()));
+        let out = Answers { out: ReceiverStream::new(out), _gone: gone.drop_guard() };
+        Ok(Response::new(out))
     }
 
     type InspectStream = EventStream;

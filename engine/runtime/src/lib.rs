@@ -14,6 +14,7 @@ pub mod host;
 pub mod inspect;
 mod instance;
 mod key;
+mod link;
 pub mod metrics;
 mod peers;
 pub mod replicas;

@@ -1,10 +1,11 @@
-//! The gRPC clients that reach other module processes, with the outcomes and latency of the
-//! deliveries sent through them (where each node runs is the routing table's to say).
+//! The streams of deliveries that reach other module processes (one [`Link`] per peer and
+//! token), with the outcomes and latency of the deliveries sent on them (where each node runs
+//! is the routing table's to say).
 
 use std::{
     collections::HashMap,
     sync::{
-        Mutex, OnceLock, PoisonError,
+        Arc, Mutex, OnceLock, PoisonError,
         atomic::{AtomicU64, Ordering},
     },
     time::{Duration, Instant},
@@ -19,6 +20,7 @@ use crate::{
     client::{self, Delivery, Undelivered},
     histogram::Histogram,
     key::NodeKey,
+    link::Link,
     trust::Bearer,
 };
 
@@ -31,7 +33,8 @@ const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(5);
 
 #[derive(Default)]
 pub(crate) struct Peers {
-    clients: Mutex<HashMap<String, ModuleClient<Channel>>>,
+    /// Per endpoint, the link deliveries go on now.
+    links: Mutex<HashMap<String, Arc<Link>>>,
     answered: AtomicU64,
     failed: AtomicU64,
     latency: Histogram,
@@ -53,7 +56,7 @@ impl Peers {
     }
 
     /// Delivers to a node in another module along an edge from `source` (node, port);
-    /// `timeout` becomes the call's gRPC deadline.
+    /// `timeout` travels with the delivery, and the receiver drops it then.
     #[allow(clippy::too_many_arguments)]
     pub(crate) async fn deliver(
         &self,
@@ -68,7 +71,7 @@ impl Peers {
     ) -> Result<Value, NodeError> {
         let started = Instant::now();
         let result = async {
-            let mut client = self.client(endpoint)?;
+            let link = self.link(endpoint)?;
             let delivery = Delivery {
                 target,
                 port,
@@ -78,42 +81,55 @@ impl Peers {
                 source: Some(source),
                 trace: run.trace,
                 attempt,
-                timeout,
-                authorization: self.bearer.get().and_then(Bearer::header),
             };
-            client::deliver(&mut client, endpoint, delivery).await.map_err(|err| match err {
-                Undelivered::Failed(error) => error,
-                Undelivered::BadAnswer(what) => {
-                    NodeError::internal(format!("module {endpoint} answered with {what}"))
-                }
-            })
+            let response = link.deliver(delivery.request()?, run.trace.traceparent(), timeout);
+            client::outcome(response.await?)
         }
-        .await;
+        .await
+        .map_err(|err| match err {
+            Undelivered::Failed(error) => error,
+            Undelivered::BadAnswer(what) => {
+                NodeError::internal(format!("module {endpoint} answered with {what}"))
+            }
+        });
         self.latency.observe(started.elapsed());
         let outcome = if result.is_ok() { &self.answered } else { &self.failed };
         outcome.fetch_add(1, Ordering::Relaxed);
         result
     }
 
-    /// A client for `endpoint`, made once and shared; it connects on first use.
-    fn client(&self, endpoint: &str) -> Result<ModuleClient<Channel>, NodeError> {
-        let mut clients = self.clients.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(client) = clients.get(endpoint) {
-            return Ok(client.clone());
-        }
-        let channel = Endpoint::from_shared(endpoint.to_owned())
-            .map_err(|err| {
-                NodeError::invalid(format!("module endpoint {endpoint:?} is not a URL: {err}"))
-            })?
-            .connect_timeout(CONNECT_TIMEOUT)
-            // A peer that died without closing the connection is found out in seconds, not
-            // at the edge's timeout (up to hours).
-            .http2_keep_alive_interval(KEEPALIVE_INTERVAL)
-            .keep_alive_timeout(KEEPALIVE_TIMEOUT)
-            .keep_alive_while_idle(true)
-            .connect_lazy();
-        let client = ModuleClient::new(channel);
-        clients.insert(endpoint.to_owned(), client.clone());
-        Ok(client)
+    /// The link to `endpoint` that presents the token this process presents now: the one
+    /// made before, or a new one where that broke or the token changed (a kubelet rotates it).
+    fn link(&self, endpoint: &str) -> Result<Arc<Link>, Undelivered> {
+        let bearer = self.bearer.get();
+        let token = bearer.and_then(Bearer::token);
+        let mut links = self.links.lock().unwrap_or_else(PoisonError::into_inner);
+        let client = match links.get(endpoint) {
+            Some(link) if link.serves(token.as_deref()) => return Ok(Arc::clone(link)),
+            Some(link) => link.client(),
+            None => ModuleClient::new(channel(endpoint)?),
+        };
+        let authorization = token.as_deref().and_then(Bearer::header_of);
+        let link = Arc::new(Link::open(client, endpoint.to_owned(), token, authorization));
+        links.insert(endpoint.to_owned(), Arc::clone(&link));
+        Ok(link)
     }
+}
+
+/// A channel to `endpoint`, which connects on first use.
+fn channel(endpoint: &str) -> Result<Channel, Undelivered> {
+    let channel = Endpoint::from_shared(endpoint.to_owned())
+        .map_err(|err| {
+            Undelivered::Failed(NodeError::invalid(format!(
+                "module endpoint {endpoint:?} is not a URL: {err}"
+            )))
+        })?
+        .connect_timeout(CONNECT_TIMEOUT)
+        // A peer that died without closing the connection is found out in seconds, not at
+        // the edge's timeout (up to hours).
+        .http2_keep_alive_interval(KEEPALIVE_INTERVAL)
+        .keep_alive_timeout(KEEPALIVE_TIMEOUT)
+        .keep_alive_while_idle(true)
+        .connect_lazy();
+    Ok(channel)
 }

@@ -1,5 +1,5 @@
-//! Who may call a module, and whom its nodes act as. In a cluster every `Deliver` and
-//! `Inspect` carries the caller's Kubernetes bearer token, and a [`Gate`] (the engine's is
+//! Who may call a module, and whom its nodes act as. In a cluster every `Deliver`,
+//! `DeliverAlongEdges` and `Inspect` carries the caller's Kubernetes bearer token, and a [`Gate`] (the engine's is
 //! backed by the apiserver) says who it belongs to and what they may do; a module's own calls
 //! present its [`Bearer`]. Nodes act as their flow's ServiceAccount, whose tokens [`Accounts`]
 //! gives, and their secret settings given by reference are read as that account
@@ -133,8 +133,16 @@ impl Bearer {
 
     /// `Bearer TOKEN`, for the `authorization` metadata entry.
     pub fn header(&self) -> Option<tonic::metadata::MetadataValue<tonic::metadata::Ascii>> {
+        Self::header_of(&self.token()?)
+    }
+
+    /// `Bearer TOKEN` of `token`, for the `authorization` metadata entry; `None` when the
+    /// token cannot be one (not visible ASCII).
+    pub fn header_of(
+        token: &str,
+    ) -> Option<tonic::metadata::MetadataValue<tonic::metadata::Ascii>> {
         let mut value: tonic::metadata::MetadataValue<_> =
-            format!("Bearer {}", self.token()?).parse().ok()?;
+            format!("Bearer {token}").parse().ok()?;
         value.set_sensitive(true);
         Some(value)
     }

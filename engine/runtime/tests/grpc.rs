@@ -1,15 +1,20 @@
 //! Deliveries from another module over gRPC on loopback: the answer of the local chain comes
 //! back, the run's trigger and hop count carry on, failures keep their kind, and a caller's
-//! deadline cancels the delivery.
+//! deadline cancels the delivery, by a call and on the stream of deliveries along edges.
 
 mod support;
 
-use std::time::Duration;
+use std::{sync::Arc, time::Duration};
 
 use support::{node, runtime, to};
 use tokio_util::sync::CancellationToken;
 use weir_proto::{
-    DeliverRequest, deliver_response::Outcome, failure_of_status, module_client::ModuleClient,
+    DeliverRequest, DeliverResponse, EdgeAnswer, EdgeDelivery, deliver_response::Outcome,
+    edge_answer, failure_of_status, module_client::ModuleClient,
+};
+use weir_runtime::{
+    grpc::STREAM_IN_FLIGHT,
+    spans::{DeliverySpan, Outcome as Ended, Spans},
 };
 use weir_sdk::{ErrorKind, NodeError, Value, json};
 
@@ -209,4 +214,227 @@ async fn an_edge_reaches_a_node_in_another_module() {
     .expect_err("delivered to a dead module");
     assert_eq!(err.kind(), ErrorKind::Transient, "{err}");
     assert!(err.message().starts_with(&format!("module {endpoint}")), "{err}");
+}
+
+/// The spans of the deliveries a runtime handled: node and how each ended.
+#[derive(Debug, Default)]
+struct Kept(std::sync::Mutex<Vec<(String, Ended)>>);
+
+impl Spans for Kept {
+    fn record(&self, span: &DeliverySpan) {
+        let kept = (span.node.node.clone(), span.outcome.clone());
+        self.0.lock().expect("not poisoned").push(kept);
+    }
+}
+
+impl Kept {
+    /// How many deliveries to `node` were dropped before they ended.
+    fn dropped(&self, node: &str) -> usize {
+        let kept = self.0.lock().expect("not poisoned");
+        kept.iter().filter(|(at, outcome)| at == node && *outcome == Ended::Dropped).count()
+    }
+}
+
+/// A delivery along `source` (node, port) to `node`'s `in`, as a frame of the stream.
+fn framed(id: u64, node: &str, source: (&str, &str), timeout: Duration) -> EdgeDelivery {
+    let request = DeliverRequest {
+        source_node: source.0.to_owned(),
+        source_port: source.1.to_owned(),
+        ..request(node, &json!({ "path": [] }))
+    };
+    let timeout_micros = u64::try_from(timeout.as_micros()).expect("a short timeout");
+    EdgeDelivery { id, request: Some(request), timeout_micros, ..EdgeDelivery::default() }
+}
+
+/// Waits for the next answer on `answers`, for a test's patience at most.
+async fn next(answers: &mut tonic::Streaming<EdgeAnswer>) -> EdgeAnswer {
+    tokio::time::timeout(support::PATIENCE, answers.message())
+        .await
+        .expect("an answer within patience")
+        .expect("the stream")
+        .expect("an answer")
+}
+
+/// The stream of deliveries along edges: each delivery on it passes the checks a call does (a
+/// claimed edge the store lacks is refused, and so is a delivery naming no edge), its deadline
+/// and its cancellation reach the receiver, which drops it, and the receiver takes only a
+/// bounded number under way.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_delivery_on_a_stream_is_checked_and_cancelled_on_its_own() {
+    let rt = runtime();
+    let kept = Arc::new(Kept::default());
+    rt.export_spans(Arc::clone(&kept) as Arc<dyn Spans>);
+    let edges = json!([
+        { "port": "out", "to": { "node": "far", "port": "in" } },
+        { "port": "out", "to": { "node": "stuck", "port": "in" } },
+    ]);
+    let nodes = [
+        node("near", "relay", json!({}), edges),
+        node("far", "sink", json!({}), json!([])),
+        node("stuck", "stuck", json!({}), json!([])),
+    ];
+    for node in &nodes {
+        rt.apply(node).await.expect("a node");
+        rt.wire(support::key(node.metadata.name.as_deref().unwrap_or_default()), node);
+    }
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind loopback");
+    let address = format!("http://{}", listener.local_addr().expect("address"));
+    let stop = CancellationToken::new();
+    tokio::spawn(weir_runtime::grpc::serve(rt.clone(), listener, None, stop.clone()));
+    let mut client = ModuleClient::connect(address).await.expect("connect");
+    let (frames, outbound) = tokio::sync::mpsc::channel(2 * STREAM_IN_FLIGHT);
+    let mut answers = client
+        .deliver_along_edges(tokio_stream::wrappers::ReceiverStream::new(outbound))
+        .await
+        .expect("a stream")
+        .into_inner();
+    let send = |frame| {
+        let frames = frames.clone();
+        async move { frames.send(frame).await.expect("the stream takes frames") }
+    };
+    let refusal = |answer: EdgeAnswer| match answer.outcome {
+        Some(edge_answer::Outcome::Refusal(refusal)) => tonic::Status::from(refusal),
+        other => panic!("not refused: {other:?}"),
+    };
+
+    send(framed(1, "far", ("near", "out"), support::PATIENCE)).await;
+    let answer = next(&mut answers).await;
+    assert_eq!(answer.id, 1);
+    let Some(edge_answer::Outcome::Response(DeliverResponse {
+        outcome: Some(Outcome::AnswerJson(answer)),
+    })) = answer.outcome
+    else {
+        panic!("no answer: {answer:?}")
+    };
+    let answer: Value = serde_json::from_slice(&answer).expect("json answer");
+    assert_eq!(answer["got"], json!({ "path": [] }));
+
+    for (id, source) in [(2, ("near", "other")), (3, ("ghost", "out"))] {
+        send(framed(id, "far", source, support::PATIENCE)).await;
+        let answer = next(&mut answers).await;
+        assert_eq!(answer.id, id);
+        let status = refusal(answer);
+        assert_eq!(status.code(), tonic::Code::PermissionDenied, "{status:?}");
+        assert!(status.message().starts_with("not along an edge: node test/"), "{status:?}");
+    }
+    send(framed(4, "far", ("", ""), support::PATIENCE)).await;
+    let status = refusal(next(&mut answers).await);
+    assert_eq!(status.code(), tonic::Code::InvalidArgument, "{status:?}");
+    assert_eq!(rt.counters(&support::key("far")).map(|c| c.messages_in), Some(1));
+
+    // Past its deadline, a delivery fails as a call past its deadline does, and the receiver
+    // dropped it.
+    send(framed(5, "stuck", ("near", "out"), Duration::from_millis(50))).await;
+    let status = refusal(next(&mut answers).await);
+    assert_eq!(failure_of_status(&status, "test").kind(), ErrorKind::Cancelled, "{status:?}");
+    support::eventually(|| kept.dropped("stuck") == 1).await;
+
+    // Cancelled by the sender once it is under way: dropped, and never answered.
+    let mut events = rt.inspect();
+    send(framed(6, "stuck", ("near", "out"), Duration::ZERO)).await;
+    while events.recv().await.expect("an event").node.node != "stuck" {}
+    send(EdgeDelivery { id: 6, cancel: true, ..EdgeDelivery::default() }).await;
+    support::eventually(|| kept.dropped("stuck") == 2).await;
+
+    // The receiver takes only so many under way on one stream.
+    let first = 100;
+    for id in first..=first + STREAM_IN_FLIGHT as u64 {
+        send(framed(id, "stuck", ("near", "out"), Duration::ZERO)).await;
+    }
+    let answer = next(&mut answers).await;
+    assert_eq!(answer.id, first + STREAM_IN_FLIGHT as u64, "the one past the bound");
+    let status = refusal(answer);
+    assert_eq!(status.code(), tonic::Code::ResourceExhausted, "{status:?}");
+    assert_eq!(failure_of_status(&status, "test").kind(), ErrorKind::Transient);
+    stop.cancel();
+}
+
+/// A TCP forwarder on loopback to `upstream`; cancelling the token it gives cuts the
+/// connections made so far, as a network failure would.
+async fn forwarder(upstream: String) -> (String, Arc<std::sync::Mutex<CancellationToken>>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind loopback");
+    let address = format!("http://{}", listener.local_addr().expect("address"));
+    let upstream = upstream.trim_start_matches("http://").to_owned();
+    let cuts = Arc::new(std::sync::Mutex::new(CancellationToken::new()));
+    let current = Arc::clone(&cuts);
+    tokio::spawn(async move {
+        while let Ok((mut inbound, _)) = listener.accept().await {
+            let cut = current.lock().expect("not poisoned").clone();
+            let upstream = upstream.clone();
+            tokio::spawn(async move {
+                let Ok(mut outbound) = tokio::net::TcpStream::connect(upstream).await else {
+                    return;
+                };
+                tokio::select! {
+                    _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
+                    () = cut.cancelled() => {}
+                }
+            });
+        }
+    });
+    (address, cuts)
+}
+
+/// Deliveries along edges between two runtimes go on one stream: an edge's timeout drops the
+/// delivery at the receiver too, and a stream whose connection breaks fails the deliveries
+/// under way as transient, as a broken call does, and the next delivery opens a new one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broken_stream_fails_its_deliveries_as_transient_and_opens_again() {
+    use support::{Relay, Sink, Stuck, key, node_in};
+    use weir_runtime::Runtime;
+    use weir_sdk::Module;
+
+    let left = Runtime::new(vec![Module::new("left", "0.0.0").component::<Relay>()]);
+    let right =
+        Runtime::new(vec![Module::new("right", "0.0.0").component::<Sink>().component::<Stuck>()]);
+    let kept = Arc::new(Kept::default());
+    right.export_spans(Arc::clone(&kept) as Arc<dyn Spans>);
+    // One attempt: a retry would only go to the stuck node again.
+    let edge = |target: &str, timeout: &str| json!([{ "port": "out", "to": { "node": target, "port": "in" }, "timeout": timeout, "retry": { "attempts": 1 } }]);
+    let nodes = [
+        node_in("right", "far", "sink", json!({}), json!([])),
+        node_in("right", "stuck", "stuck", json!({}), json!([])),
+        node_in("left", "near", "relay", json!({}), edge("far", "5s")),
+        node_in("left", "impatient", "relay", json!({}), edge("stuck", "100ms")),
+        node_in("left", "patient", "relay", json!({}), edge("stuck", "1h")),
+    ];
+    for node in &nodes {
+        let runtime = if node.spec.module.as_str() == "right" { &right } else { &left };
+        runtime.apply(node).await.expect("a node");
+        right.wire(key(node.metadata.name.as_deref().unwrap_or_default()), node);
+    }
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind loopback");
+    let endpoint = format!("http://{}", listener.local_addr().expect("address"));
+    let stop = CancellationToken::new();
+    tokio::spawn(weir_runtime::grpc::serve(right.clone(), listener, None, stop.clone()));
+    let (through, cuts) = forwarder(endpoint).await;
+    left.serve("right", weir_runtime::replicas::Replicas::single(&through));
+    left.route(key("far"), "right", "sink");
+    left.route(key("stuck"), "right", "stuck");
+
+    left.send(&key("near"), "in", json!({})).await.expect("a delivery");
+    let late = left.send(&key("impatient"), "in", json!({})).await.expect_err("past its timeout");
+    assert_eq!(late.kind(), ErrorKind::Cancelled, "{late}");
+    support::eventually(|| kept.dropped("stuck") == 1).await;
+
+    let mut events = right.inspect();
+    let under_way = tokio::spawn({
+        let left = left.clone();
+        async move { left.send(&key("patient"), "in", json!({})).await }
+    });
+    while events.recv().await.expect("an event").node.node != "stuck" {}
+    cuts.lock().expect("not poisoned").cancel();
+    *cuts.lock().expect("not poisoned") = CancellationToken::new();
+    let broken = tokio::time::timeout(support::PATIENCE, under_way)
+        .await
+        .expect("a broken stream does not hang its deliveries")
+        .expect("no panic")
+        .expect_err("the connection broke under it");
+    assert_eq!(broken.kind(), ErrorKind::Transient, "{broken}");
+    assert!(broken.message().starts_with(&format!("module {through}: ")), "{broken}");
+    // The receiver dropped what nobody waits for any more.
+    support::eventually(|| kept.dropped("stuck") == 2).await;
+    let answer = left.send(&key("near"), "in", json!({ "path": [] })).await.expect("a new stream");
+    assert_eq!(answer["got"], json!({ "path": [""] }));
+    stop.cancel();
 }

@@ -65,14 +65,17 @@ pub async fn deliver(
         // The run's first delivery.
         trace: TraceContext::default().child(),
         attempt: 1,
-        timeout,
-        authorization: bearer.and_then(|token| format!("Bearer {token}").parse().ok()),
     };
-    client::deliver(&mut client, module, delivery).await.map_err(|err| match err {
-        Undelivered::Failed(error) => {
-            SendError::Failed { node: node.to_owned(), port: port.to_owned(), error }
+    let authorization = bearer.and_then(|token| format!("Bearer {token}").parse().ok());
+    client::deliver(&mut client, module, delivery, timeout, authorization).await.map_err(|err| {
+        match err {
+            Undelivered::Failed(error) => {
+                SendError::Failed { node: node.to_owned(), port: port.to_owned(), error }
+            }
+            Undelivered::BadAnswer(what) => {
+                SendError::BadAnswer { module: module.to_owned(), what }
+            }
         }
-        Undelivered::BadAnswer(what) => SendError::BadAnswer { module: module.to_owned(), what },
     })
 }
 

@@ -1,8 +1,8 @@
 //! The trace a run belongs to, in W3C Trace Context terms: one trace id for the whole run and a
 //! span id for each delivery, with the span of the delivery that caused it, so logs, the inspect
 //! stream and the exported spans of every module that a run crosses can be joined up. Across
-//! modules it travels as the `traceparent` gRPC metadata entry (the delivery's own span) and the
-//! request's `parent_span_id`.
+//! modules it travels as a `traceparent` (the delivery's own span: a field of the delivery's
+//! frame on a stream, or a gRPC metadata entry) and the request's `parent_span_id`.
 
 use std::fmt;
 
