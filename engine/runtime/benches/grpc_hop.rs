@@ -52,7 +52,11 @@ fn main() {
         move || runtime().block_on(serve(endpoints_tx, stop))
     });
     let endpoints = endpoints_rx.recv().expect("the serving side starts");
-    runtime().block_on(measure(blocking, &endpoints));
+    // On a worker of the sending side, as a node's emit is: `block_on` would poll it on this
+    // thread, which every answer would have to wake besides the worker that reads it.
+    runtime().block_on(async {
+        tokio::spawn(async move { measure(blocking, &endpoints).await }).await.expect("no panic");
+    });
     stop.cancel();
     let _ = server.join();
 }
@@ -156,12 +160,31 @@ async fn one_at_a_time<F: Future<Output = ()>>(mut call: impl FnMut() -> F) -> V
     took
 }
 
-/// Round trips per second of `call` with `IN_FLIGHT` under way at once.
-async fn per_second<F>(call: impl Fn() -> F + Send + Sync + 'static) -> f64
+/// CPU time this process (both sides) has used so far, from `/proc/self/stat` (in ticks of
+/// 10 ms, `USER_HZ`).
+fn cpu_time() -> Duration {
+    let stat = std::fs::read_to_string("/proc/self/stat").expect("/proc/self/stat");
+    // The fields after the command's closing parenthesis; utime and stime are the 12th and 13th.
+    let fields: Vec<u64> = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| rest)
+        .unwrap_or_default()
+        .split_whitespace()
+        .skip(11)
+        .take(2)
+        .map(|field| field.parse().expect("a number of ticks"))
+        .collect();
+    Duration::from_millis(10 * fields.iter().sum::<u64>())
+}
+
+/// Round trips per second of `call` with `IN_FLIGHT` under way at once, and the CPU time each
+/// took on both sides together.
+async fn per_second<F>(call: impl Fn() -> F + Send + Sync + 'static) -> (f64, Duration)
 where
     F: Future<Output = ()> + Send,
 {
     let call = Arc::new(call);
+    let cpu = cpu_time();
     let started = Instant::now();
     let workers: Vec<_> = (0..IN_FLIGHT)
         .map(|_| {
@@ -176,7 +199,8 @@ where
     for worker in workers {
         worker.await.expect("no panic");
     }
-    THROUGHPUT_MESSAGES as f64 / started.elapsed().as_secs_f64()
+    let rate = THROUGHPUT_MESSAGES as f64 / started.elapsed().as_secs_f64();
+    (rate, (cpu_time() - cpu) / u32::try_from(THROUGHPUT_MESSAGES).expect("a count"))
 }
 
 /// p50, p99 and max in µs.
@@ -269,7 +293,9 @@ async fn measure(mut blocking: Vec<Duration>, endpoints: &Endpoints) {
         ("Weir unary Deliver (weir send's way)", per_second(send).await),
         ("Weir hop along an edge (stream)", per_second(hop).await),
     ] {
-        println!("{what:<44} {rate:>8.0} per second");
+        let (rate, cpu) = rate;
+        let cpu = cpu.as_secs_f64() * 1e6;
+        println!("{what:<44} {rate:>8.0} per second, {cpu:>5.1} µs of CPU each (both sides)");
     }
 }
 
