@@ -26,7 +26,7 @@ use weir_runtime::{
     Runtime,
     client::{self, Delivery},
 };
-use weir_sdk::{Module, TraceContext, Value, json};
+use weir_sdk::{Module, Value, json};
 
 const WARMUP: usize = 1_000;
 const ROUNDS: usize = 20_000;
@@ -302,16 +302,7 @@ async fn measure(mut blocking: Vec<Duration>, endpoints: &Endpoints) {
 /// A message from outside any flow to the sink in one `Deliver` call.
 async fn unary_send(module: &mut ModuleClient<tonic::transport::Channel>, message: &Value) {
     let target = key("far");
-    let delivery = Delivery {
-        target: &target,
-        port: "in",
-        message,
-        trigger: message,
-        hops: 0,
-        source: None,
-        trace: TraceContext::default().child(),
-        attempt: 1,
-    };
+    let delivery = Delivery::starting_run(&target, "in", message);
     client::deliver(module, "right", delivery, Duration::from_secs(5), None)
         .await
         .expect("an answer");

@@ -52,7 +52,22 @@ pub enum Undelivered {
     BadAnswer(&'static str),
 }
 
-impl Delivery<'_> {
+impl<'a> Delivery<'a> {
+    /// A message for `target`'s `port` from outside any flow (`weir send`, the editor): it
+    /// starts a run, as its trigger, and is the run's first delivery.
+    pub fn starting_run(target: &'a NodeKey, port: &'a str, message: &'a Value) -> Self {
+        Self {
+            target,
+            port,
+            message,
+            trigger: message,
+            hops: 0,
+            source: None,
+            trace: TraceContext::default().child(),
+            attempt: 1,
+        }
+    }
+
     /// The request that carries the delivery, by a call or on a stream.
     pub(crate) fn request(&self) -> Result<DeliverRequest, Undelivered> {
         let encode = |value: &Value| {

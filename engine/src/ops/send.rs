@@ -11,7 +11,6 @@ use weir_runtime::{
     NodeKey,
     client::{self, Delivery, Undelivered},
 };
-use weir_sdk::TraceContext;
 use weir_store::{Store, StoreError};
 
 use super::error::SendError;
@@ -54,18 +53,7 @@ pub async fn deliver(
             source,
         })?;
     let target = NodeKey { namespace: namespace.to_owned(), name: node.to_owned() };
-    let delivery = Delivery {
-        target: &target,
-        port,
-        message,
-        // A run started from outside any flow has this message as its trigger.
-        trigger: message,
-        hops: 0,
-        source: None,
-        // The run's first delivery.
-        trace: TraceContext::default().child(),
-        attempt: 1,
-    };
+    let delivery = Delivery::starting_run(&target, port, message);
     let authorization = bearer.and_then(|token| format!("Bearer {token}").parse().ok());
     client::deliver(&mut client, module, delivery, timeout, authorization).await.map_err(|err| {
         match err {
