@@ -405,15 +405,21 @@ async fn issue(
 
 /// A registry that takes Bearer tokens from `tokens`.
 pub async fn start_registry_with_tokens(tokens: &TokenService) -> Result<LocalRegistry> {
-    let config = format!(
+    start_registry_with(&[token_signer(tokens)], &token_auth(tokens)).await
+}
+
+/// The file of the certificate a registry checks `tokens`' signatures with.
+fn token_signer(tokens: &TokenService) -> (&'static str, Vec<u8>) {
+    ("token-signer.crt", tokens.certificate_pem.clone().into_bytes())
+}
+
+/// The config that makes a registry take Bearer tokens from `tokens`, whose certificate is
+/// [`token_signer`].
+fn token_auth(tokens: &TokenService) -> String {
+    format!(
         "auth:\n  token:\n    realm: {}\n    service: test-registry\n    issuer: test-issuer\n    rootcertbundle: {{dir}}/token-signer.crt\n",
         tokens.realm
-    );
-    start_registry_with(
-        &[("token-signer.crt", tokens.certificate_pem.clone().into_bytes())],
-        &config,
     )
-    .await
 }
 
 /// A CA and a certificate for 127.0.0.1 signed by it, as PEM: (CA, certificate, key).
@@ -432,13 +438,29 @@ pub fn tls_files() -> Result<(String, String, String)> {
 
 /// A registry serving TLS with `certificate` and `key`, taking `tester` / `s3cret`.
 pub async fn start_tls_registry(certificate: &str, key: &str) -> Result<LocalRegistry> {
+    let [crt, key] = tls_keys(certificate, key);
     start_registry_with(
-        &[
-            ("htpasswd", htpasswd()?),
-            ("server.crt", certificate.as_bytes().to_vec()),
-            ("server.key", key.as_bytes().to_vec()),
-        ],
-        "  tls: {certificate: {dir}/server.crt, key: {dir}/server.key}\nauth:\n  htpasswd: {realm: test-realm, path: {dir}/htpasswd}\n",
+        &[("htpasswd", htpasswd()?), crt, key],
+        &format!("{TLS}auth:\n  htpasswd: {{realm: test-realm, path: {{dir}}/htpasswd}}\n"),
     )
     .await
+}
+
+/// A registry serving TLS with `certificate` and `key`, taking Bearer tokens from `tokens`.
+pub async fn start_tls_registry_with_tokens(
+    tokens: &TokenService,
+    certificate: &str,
+    key: &str,
+) -> Result<LocalRegistry> {
+    let [crt, key] = tls_keys(certificate, key);
+    start_registry_with(&[token_signer(tokens), crt, key], &format!("{TLS}{}", token_auth(tokens)))
+        .await
+}
+
+/// The config (under `http:`) that makes a registry serve TLS with [`tls_keys`].
+const TLS: &str = "  tls: {certificate: {dir}/server.crt, key: {dir}/server.key}\n";
+
+/// The files of a registry's TLS certificate and key.
+fn tls_keys(certificate: &str, key: &str) -> [(&'static str, Vec<u8>); 2] {
+    [("server.crt", certificate.as_bytes().to_vec()), ("server.key", key.as_bytes().to_vec())]
 }

@@ -1,5 +1,7 @@
-//! Copying a ~1 GiB, 8-layer image between two local registries (Debian's docker-registry),
-//! Weir's copier and skopeo side by side in one run, then copying it again unchanged. Run with
+//! Weir's copier and skopeo side by side in one run, between local registries (Debian's
+//! docker-registry on loopback): a ~1 GiB, 8-layer image over plain HTTP, in three rounds taken
+//! in turns with the destination's upload ceiling, then again unchanged; the same image with
+//! TLS and Bearer tokens on both sides; and 50 small images sharing a base layer. Run with
 //! `cargo bench -p weir-distribution --bench copy`; results are recorded in
 //! docs/benchmarks.md.
 
@@ -9,16 +11,22 @@ use std::{
 };
 
 use bytes::Bytes;
-use futures::stream;
+use futures::{StreamExt as _, TryStreamExt as _, stream};
 use sha2::{Digest as _, Sha256};
 use weir_distribution::{
-    client::{Manifest, Registry, sha256},
-    copy::{Copier, Side},
+    auth::Credentials,
+    client::{Manifest, Options, Registry, sha256},
+    copy::{Copier, CopyReport, Side},
 };
+use weir_testregistry::LocalRegistry;
 
 const LAYERS: usize = 8;
 const LAYER_BYTES: usize = 128 * 1024 * 1024;
 const CHUNK: usize = 1024 * 1024;
+/// How many small images the many-images run copies.
+const SMALL_IMAGES: usize = 50;
+/// How many of them Weir copies at once, as the image mirror sends them.
+const SMALL_AT_ONCE: usize = 4;
 
 /// The chunks of layer `index`: the same pseudo-random bytes every time they are made, so a
 /// layer can be hashed and then uploaded without ever being held whole.
@@ -122,31 +130,102 @@ fn mib_per_second(bytes: u64, took: Duration) -> f64 {
     bytes as f64 / 1024.0 / 1024.0 / took.as_secs_f64()
 }
 
+/// The middle of three or more figures.
+fn median(mut figures: Vec<f64>) -> f64 {
+    figures.sort_by(f64::total_cmp);
+    figures[figures.len() / 2]
+}
+
+/// What one skopeo run took, as `/usr/bin/time` saw it.
+struct Skopeo {
+    took: Duration,
+    cpu: f64,
+    peak_mib: f64,
+}
+
+/// Runs `skopeo` with `args` and waits for it; it must succeed.
+async fn skopeo(args: &[String]) -> Skopeo {
+    let started = Instant::now();
+    let output = Command::new("/usr/bin/time")
+        .args(["-f", "%U %S %M", "skopeo"])
+        .args(args)
+        .output()
+        .expect("skopeo (apt install skopeo)");
+    let took = started.elapsed();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    let figures: Vec<f64> = stderr
+        .lines()
+        .last()
+        .unwrap_or_default()
+        .split_whitespace()
+        .map(|figure| figure.parse().unwrap_or(0.0))
+        .collect();
+    let [user, system, peak_kib] = figures[..] else { panic!("no times from skopeo: {stderr}") };
+    // The registries write their log as they answer; give the last lines a moment.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    Skopeo { took, cpu: user + system, peak_mib: peak_kib / 1024.0 }
+}
+
+/// Each HTTP method and how many requests with it `registries` answered, from their logs.
+fn by_method(registries: &[&LocalRegistry]) -> std::collections::BTreeMap<String, usize> {
+    let mut counts = std::collections::BTreeMap::new();
+    for registry in registries {
+        for (method, count) in registry.requests_by_method() {
+            *counts.entry(method).or_insert(0) += count;
+        }
+    }
+    counts
+}
+
+/// The requests answered between two [`by_method`] counts, as `GET 3, HEAD 5`, with the total.
+fn answered_since(
+    before: &std::collections::BTreeMap<String, usize>,
+    after: &std::collections::BTreeMap<String, usize>,
+) -> String {
+    let mut total = 0;
+    let mut parts = Vec::new();
+    for (method, count) in after {
+        let count = count - before.get(method).copied().unwrap_or(0);
+        if count > 0 {
+            total += count;
+            parts.push(format!("{method} {count}"));
+        }
+    }
+    format!("{total} ({})", parts.join(", "))
+}
+
 // Printing the numbers is what a benchmark is for.
 #[allow(clippy::print_stdout)]
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
-    let copier = Copier::default();
     let source_registry = weir_testregistry::start_registry().await.expect("a source registry");
-    let skopeo_target =
-        weir_testregistry::start_registry().await.expect("a target registry for skopeo");
     let source = Registry::new(&source_registry.host, true).expect("a client");
     let started = Instant::now();
     let image = push_big_image(&source).await;
-    let total = (LAYERS * LAYER_BYTES) as u64;
     println!(
         "pushed a {} MiB image in {:.1?}; peak RSS so far {:.0} MiB",
-        total / 1024 / 1024,
+        LAYERS * LAYER_BYTES / 1024 / 1024,
         started.elapsed(),
         peak_rss_mib()
     );
+    big_image(&source_registry, &source, &image).await;
+    tls_with_tokens(&source, &image).await;
+    many_small_images(&source_registry, &source).await;
+}
 
+/// The 1 GiB image over plain HTTP: Weir in three rounds against the destination's upload
+/// ceiling, then skopeo, then each again unchanged.
+#[allow(clippy::print_stdout)]
+async fn big_image(source_registry: &LocalRegistry, source: &Registry, image: &Manifest) {
+    let copier = Copier::default();
+    let total = (LAYERS * LAYER_BYTES) as u64;
     // The destination's upload ceiling: the same layers pushed from memory, all at once, into
     // a registry of their own. It is taken in turns with Weir's copy, three rounds, each on
     // fresh registries after the disk caught up (`sync`), as the ceiling varies from round to
     // round with the disk's writeback.
     let digests: Vec<String> = (0..LAYERS).map(layer_digest).collect();
-    let mut shares = Vec::new();
+    let (mut shares, mut rates, mut cpus) = (Vec::new(), Vec::new(), Vec::new());
     let mut last = None;
     for round in 1..=3 {
         sync();
@@ -170,7 +249,7 @@ async fn main() {
         let weir_target =
             weir_testregistry::start_registry().await.expect("a target registry for weir");
         let target = Registry::new(&weir_target.host, true).expect("a client");
-        let from = Side { registry: &source, repository: "bench/big" };
+        let from = Side { registry: source, repository: "bench/big" };
         let to = Side { registry: &target, repository: "bench/big" };
         reset_peak_rss();
         let (started, cpu_before) = (Instant::now(), cpu_seconds());
@@ -179,6 +258,8 @@ async fn main() {
         assert_eq!(report.digest, image.digest);
         let rate = mib_per_second(report.bytes_moved, took);
         shares.push(rate / ceiling_rate);
+        rates.push(rate);
+        cpus.push(cpu);
         println!(
             "round {round}: upload ceiling {ceiling_rate:.0} MiB/s; weir copy {took:.2?}, {rate:.0} MiB/s ({:.0} % of the ceiling), {} blobs uploaded, {cpu:.2} s of CPU, peak RSS during the copy {:.0} MiB",
             100.0 * rate / ceiling_rate,
@@ -187,10 +268,14 @@ async fn main() {
         );
         last = Some((weir_target, target));
     }
-    shares.sort_by(f64::total_cmp);
-    println!("weir copy: median share of the upload ceiling {:.0} %", 100.0 * shares[1]);
+    println!(
+        "weir copy, median of the 3 rounds: {:.0} % of the upload ceiling, {:.0} MiB/s, {:.2} s of CPU",
+        100.0 * median(shares),
+        median(rates),
+        median(cpus)
+    );
     let (weir_target, target) = last.expect("three rounds");
-    let from = Side { registry: &source, repository: "bench/big" };
+    let from = Side { registry: source, repository: "bench/big" };
     let to = Side { registry: &target, repository: "bench/big" };
 
     let answered = || source_registry.requests_answered() + weir_target.requests_answered();
@@ -205,30 +290,188 @@ async fn main() {
         answered() - answered_before,
     );
 
+    let skopeo_target =
+        weir_testregistry::start_registry().await.expect("a target registry for skopeo");
     for round in ["skopeo copy", "skopeo copy again, unchanged"] {
         sync();
         let answered = || source_registry.requests_answered() + skopeo_target.requests_answered();
         let answered_before = answered();
-        let started = Instant::now();
-        let output = Command::new("/usr/bin/time")
-            .args(["-f", "%M"])
-            .args(["skopeo", "copy", "--src-tls-verify=false", "--dest-tls-verify=false"])
-            .arg(format!("docker://{}/bench/big:1", source_registry.host))
-            .arg(format!("docker://{}/bench/big:1", skopeo_target.host))
-            .output()
-            .expect("skopeo (apt install skopeo)");
-        let took = started.elapsed();
-        assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
-        let stderr = String::from_utf8_lossy(&output.stderr);
-        let peak_kib: f64 =
-            stderr.lines().last().and_then(|l| l.trim().parse().ok()).unwrap_or(0.0);
-        // The registries write their log as they answer; give the last lines a moment.
-        tokio::time::sleep(Duration::from_millis(200)).await;
+        let run = skopeo(&[
+            "copy".to_owned(),
+            "--src-tls-verify=false".to_owned(),
+            "--dest-tls-verify=false".to_owned(),
+            format!("docker://{}/bench/big:1", source_registry.host),
+            format!("docker://{}/bench/big:1", skopeo_target.host),
+        ])
+        .await;
         println!(
-            "{round}: {took:.2?}, {:.0} MiB/s, peak RSS {:.0} MiB, {} requests answered by the registries",
-            mib_per_second(total, took),
-            peak_kib / 1024.0,
+            "{round}: {:.2?}, {:.0} MiB/s, {:.2} s of CPU, peak RSS {:.0} MiB, {} requests answered by the registries",
+            run.took,
+            mib_per_second(total, run.took),
+            run.cpu,
+            run.peak_mib,
             answered() - answered_before
         );
     }
+}
+
+/// The 1 GiB image between two registries that serve HTTPS with a certificate of a test CA and
+/// take Bearer tokens from a token service of their own (the distribution token flow, with
+/// `tester` / `s3cret`), Weir and then skopeo.
+#[allow(clippy::print_stdout)]
+async fn tls_with_tokens(plain: &Registry, image: &Manifest) {
+    let tokens = weir_testregistry::start_token_service().await.expect("a token service");
+    let (ca, certificate, key) = weir_testregistry::tls_files().expect("a test CA");
+    let start = || weir_testregistry::start_tls_registry_with_tokens(&tokens, &certificate, &key);
+    let tls_source = start().await.expect("a TLS source registry");
+    let weir_target = start().await.expect("a TLS target registry for weir");
+    let skopeo_target = start().await.expect("a TLS target registry for skopeo");
+    let options = Options { ca_pem: Some(ca.clone()), ..Options::default() };
+    let login = Credentials { username: "tester".to_owned(), password: "s3cret".to_owned() };
+    let client = |registry: &LocalRegistry| {
+        Registry::with_options(&registry.host, &options)
+            .expect("a client")
+            .with_credentials(Some(login.clone()))
+    };
+    let (source, target) = (client(&tls_source), client(&weir_target));
+    let copier = Copier::default();
+    copier
+        .copy(
+            Side { registry: plain, repository: "bench/big" },
+            "1",
+            Side { registry: &source, repository: "bench/big" },
+            "1",
+        )
+        .await
+        .expect("the image onto the TLS source");
+
+    sync();
+    let registries = [&tls_source, &weir_target];
+    let (answered_before, issued_before) =
+        (by_method(&registries), tokens.issued.load(std::sync::atomic::Ordering::Relaxed));
+    let requests_before = source.requests() + target.requests();
+    reset_peak_rss();
+    let (started, cpu_before) = (Instant::now(), cpu_seconds());
+    let from = Side { registry: &source, repository: "bench/big" };
+    let report = copier
+        .copy(from, "1", Side { registry: &target, repository: "bench/big" }, "1")
+        .await
+        .expect("the copy over TLS");
+    let (took, cpu) = (started.elapsed(), cpu_seconds() - cpu_before);
+    assert_eq!(report.digest, image.digest);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    println!(
+        "TLS and tokens on both sides: weir copy {took:.2?}, {:.0} MiB/s, {cpu:.2} s of CPU, peak RSS during the copy {:.0} MiB, {} requests sent ({} tokens fetched), {} answered by the registries",
+        mib_per_second(report.bytes_moved, took),
+        peak_rss_mib(),
+        source.requests() + target.requests() - requests_before,
+        tokens.issued.load(std::sync::atomic::Ordering::Relaxed) - issued_before,
+        answered_since(&answered_before, &by_method(&registries)),
+    );
+
+    sync();
+    let certificates = tempfile::tempdir().expect("a directory for the CA");
+    std::fs::write(certificates.path().join("ca.crt"), &ca).expect("the CA written");
+    let certificates = certificates.path().display().to_string();
+    let registries = [&tls_source, &skopeo_target];
+    let (answered_before, issued_before) =
+        (by_method(&registries), tokens.issued.load(std::sync::atomic::Ordering::Relaxed));
+    let run = skopeo(&[
+        "copy".to_owned(),
+        format!("--src-cert-dir={certificates}"),
+        format!("--dest-cert-dir={certificates}"),
+        "--src-creds=tester:s3cret".to_owned(),
+        "--dest-creds=tester:s3cret".to_owned(),
+        format!("docker://{}/bench/big:1", tls_source.host),
+        format!("docker://{}/bench/big:1", skopeo_target.host),
+    ])
+    .await;
+    println!(
+        "TLS and tokens on both sides: skopeo copy {:.2?}, {:.0} MiB/s, {:.2} s of CPU, peak RSS {:.0} MiB, {} tokens fetched, {} requests answered by the registries",
+        run.took,
+        mib_per_second(report.bytes_moved, run.took),
+        run.cpu,
+        run.peak_mib,
+        tokens.issued.load(std::sync::atomic::Ordering::Relaxed) - issued_before,
+        answered_since(&answered_before, &by_method(&registries)),
+    );
+}
+
+/// [`SMALL_IMAGES`] images of three layers, the first one shared by all, each in a repository of
+/// its own: Weir copies them [`SMALL_AT_ONCE`] at a time with one copier, skopeo with one
+/// `skopeo sync`.
+#[allow(clippy::print_stdout)]
+async fn many_small_images(source_registry: &LocalRegistry, source: &Registry) {
+    let base = weir_testregistry::random_bytes(2 << 20);
+    let repositories: Vec<String> =
+        (0..SMALL_IMAGES).map(|index| format!("bench/small-{index:02}")).collect();
+    for repository in &repositories {
+        let layers = [
+            base.clone(),
+            weir_testregistry::random_bytes(256 << 10),
+            weir_testregistry::random_bytes(64 << 10),
+        ];
+        let manifest = weir_testregistry::push_image(source, repository, &layers, false, "amd64")
+            .await
+            .expect("a small image");
+        source.put_manifest(repository, "1", &manifest).await.expect("its tag");
+    }
+
+    sync();
+    let weir_target = weir_testregistry::start_registry().await.expect("a target for weir");
+    let target = Registry::new(&weir_target.host, true).expect("a client");
+    let registries = [source_registry, &weir_target];
+    let answered_before = by_method(&registries);
+    let requests_before = source.requests() + target.requests();
+    let copier = Copier::default();
+    let (started, cpu_before) = (Instant::now(), cpu_seconds());
+    let reports: Vec<CopyReport> = stream::iter(&repositories)
+        .map(|repository| {
+            let from = Side { registry: source, repository };
+            copier.copy(from, "1", Side { registry: &target, repository }, "1")
+        })
+        .buffer_unordered(SMALL_AT_ONCE)
+        .try_collect()
+        .await
+        .expect("the small copies");
+    let (took, cpu) = (started.elapsed(), cpu_seconds() - cpu_before);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let sum = |count: fn(&CopyReport) -> usize| reports.iter().map(count).sum::<usize>();
+    println!(
+        "{SMALL_IMAGES} small images, {SMALL_AT_ONCE} at a time: weir {took:.2?}, {cpu:.2} s of CPU, {} requests sent, {} answered by the registries; {} blobs uploaded, {} mounted, {} MiB moved",
+        source.requests() + target.requests() - requests_before,
+        answered_since(&answered_before, &by_method(&registries)),
+        sum(|report| report.blobs_uploaded),
+        sum(|report| report.blobs_mounted),
+        reports.iter().map(|report| report.bytes_moved).sum::<u64>() / 1024 / 1024,
+    );
+
+    sync();
+    let skopeo_target = weir_testregistry::start_registry().await.expect("a target for skopeo");
+    let listed = tempfile::NamedTempFile::new().expect("a file for skopeo's list");
+    let images: String =
+        repositories.iter().map(|repository| format!("    {repository}: [\"1\"]\n")).collect();
+    let list = format!("{}:\n  tls-verify: false\n  images:\n{images}", source_registry.host);
+    std::fs::write(listed.path(), list).expect("skopeo's list written");
+    let registries = [source_registry, &skopeo_target];
+    let answered_before = by_method(&registries);
+    let run = skopeo(&[
+        "sync".to_owned(),
+        "--src=yaml".to_owned(),
+        "--dest=docker".to_owned(),
+        "--dest-tls-verify=false".to_owned(),
+        listed.path().display().to_string(),
+        format!("{}/bench", skopeo_target.host),
+    ])
+    .await;
+    let answered = answered_since(&answered_before, &by_method(&registries));
+    let copied = Registry::new(&skopeo_target.host, true).expect("a client");
+    for repository in &repositories {
+        let found = copied.manifest_digest(repository, "1").await.expect("a HEAD");
+        assert!(found.is_some(), "skopeo sync did not copy {repository}");
+    }
+    println!(
+        "{SMALL_IMAGES} small images: skopeo sync {:.2?}, {:.2} s of CPU, peak RSS {:.0} MiB, {answered} requests answered by the registries",
+        run.took, run.cpu, run.peak_mib,
+    );
 }

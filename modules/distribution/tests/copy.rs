@@ -318,6 +318,32 @@ async fn tls_registries_are_trusted_through_their_ca_or_when_told_to_accept_any(
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn images_copy_byte_exact_between_registries_with_tls_and_tokens() -> Result<()> {
+    use weir_distribution::{auth::Credentials, client::Options};
+
+    let tokens = weir_testregistry::start_token_service().await?;
+    let (ca, certificate, key) = weir_testregistry::tls_files()?;
+    let start = || weir_testregistry::start_tls_registry_with_tokens(&tokens, &certificate, &key);
+    let (source_registry, target_registry) = (start().await?, start().await?);
+    let options = Options { ca_pem: Some(ca), ..Options::default() };
+    let tester = Credentials { username: "tester".to_owned(), password: "s3cret".to_owned() };
+    let client = |host: &str| -> Result<Registry> {
+        Ok(Registry::with_options(host, &options)?.with_credentials(Some(tester.clone())))
+    };
+    let (source, target) = (client(&source_registry.host)?, client(&target_registry.host)?);
+    let layers = [random_bytes(300_000), random_bytes(100_000)];
+    let image = push_image(&source, "acme/app", &layers, false, "amd64").await?;
+    source.put_manifest("acme/app", "1.0", &image).await?;
+    let from = Side { registry: &source, repository: "acme/app" };
+    let to = Side { registry: &target, repository: "mirror/acme/app" };
+    let report = Copier::default().copy(from, "1.0", to, "1.0").await?;
+    ensure!(report.digest == image.digest && report.blobs_uploaded == 3, "{report:?}");
+    let copied = target.manifest("mirror/acme/app", "1.0").await?;
+    ensure!(copied.bytes == image.bytes, "byte-exact through TLS and tokens");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_platform_subset_is_a_new_index_reported_with_its_own_digest() -> Result<()> {
     use weir_distribution::{
         client::RegistryError,
