@@ -59,6 +59,13 @@ pub struct ScriptError {
     pub logs: Vec<String>,
 }
 
+impl ScriptError {
+    /// A failure with no more than its kind and message: no error name, stack or place.
+    pub fn bare(kind: ScriptFailure, message: String) -> Self {
+        Self { kind, name: None, message, stack: None, line: None, column: None, logs: Vec::new() }
+    }
+}
+
 fn location(line: Option<u32>, column: Option<u32>) -> String {
     match (line, column) {
         (Some(line), Some(column)) => format!("line {line}, column {column}: "),

@@ -58,7 +58,7 @@ struct Loaded {
 
 impl Loaded {
     fn new(source: &str, limits: Limits) -> Result<Self, ScriptError> {
-        let failed = |message: String| bare(ScriptFailure::Load, message);
+        let failed = |message: String| ScriptError::bare(ScriptFailure::Load, message);
         let runtime =
             Runtime::new().map_err(|err| failed(format!("cannot start QuickJS: {err}")))?;
         runtime.set_memory_limit(limits.memory_bytes);
@@ -104,15 +104,19 @@ impl Loaded {
 
 impl Program for Loaded {
     fn call(&mut self, input: &Value, time: Duration) -> Result<Output, ScriptError> {
-        let input = serde_json::to_string(input)
-            .map_err(|err| bare(ScriptFailure::Output, format!("the input is not JSON: {err}")))?;
+        let input = serde_json::to_string(input).map_err(|err| {
+            ScriptError::bare(ScriptFailure::Output, format!("the input is not JSON: {err}"))
+        })?;
         *self.deadline.lock().unwrap_or_else(PoisonError::into_inner) =
             Some(Instant::now() + time.min(self.limits.time));
         let limits = self.limits;
         let result = self.context.with(|ctx| -> Result<Value, ScriptError> {
             let threw = |err| caught(ScriptFailure::Threw, err);
             let function: Function<'_> = ctx.globals().get(ENTRY).map_err(|err| {
-                bare(ScriptFailure::Load, format!("the script's function is gone: {err}"))
+                ScriptError::bare(
+                    ScriptFailure::Load,
+                    format!("the script's function is gone: {err}"),
+                )
             })?;
             let input = ctx.json_parse(input).catch(&ctx).map_err(threw)?;
             let mut output: JsValue<'_> = function.call((input,)).catch(&ctx).map_err(threw)?;
@@ -121,10 +125,11 @@ impl Program for Loaded {
             }
             let text = ctx.json_stringify(output).catch(&ctx).map_err(threw)?;
             let Some(text) = text else { return Ok(Value::Null) };
-            let text =
-                text.to_string().map_err(|err| bare(ScriptFailure::Output, err.to_string()))?;
+            let text = text
+                .to_string()
+                .map_err(|err| ScriptError::bare(ScriptFailure::Output, err.to_string()))?;
             if text.len() > limits.output_bytes {
-                return Err(bare(
+                return Err(ScriptError::bare(
                     ScriptFailure::Output,
                     format!(
                         "the output is {} bytes of JSON, over the limit of {}",
@@ -134,7 +139,7 @@ impl Program for Loaded {
                 ));
             }
             serde_json::from_str(&text).map_err(|err| {
-                bare(ScriptFailure::Output, format!("the output is not JSON: {err}"))
+                ScriptError::bare(ScriptFailure::Output, format!("the output is not JSON: {err}"))
             })
         });
         *self.deadline.lock().unwrap_or_else(PoisonError::into_inner) = None;
@@ -152,7 +157,7 @@ impl Program for Loaded {
 /// Runs the job queue until `promise` settles.
 fn settle<'js>(ctx: &Ctx<'js>, promise: &Promise<'js>) -> Result<JsValue<'js>, ScriptError> {
     match promise.finish::<JsValue<'js>>() {
-        Err(rquickjs::Error::WouldBlock) => Err(bare(
+        Err(rquickjs::Error::WouldBlock) => Err(ScriptError::bare(
             ScriptFailure::Threw,
             "the function returned a promise that never settles (it awaits something no script can resolve)".to_owned(),
         )),
@@ -217,18 +222,6 @@ fn take(logs: &Mutex<Vec<String>>) -> Vec<String> {
     std::mem::take(&mut *logs.lock().unwrap_or_else(PoisonError::into_inner))
 }
 
-fn bare(kind: ScriptFailure, message: String) -> ScriptError {
-    ScriptError {
-        kind,
-        name: None,
-        message,
-        stack: None,
-        line: None,
-        column: None,
-        logs: Vec::new(),
-    }
-}
-
 /// Turns what a script threw into a [`ScriptError`], telling limits apart from the script's
 /// own failures.
 fn caught(kind: ScriptFailure, error: CaughtError<'_>) -> ScriptError {
@@ -257,15 +250,15 @@ fn caught(kind: ScriptFailure, error: CaughtError<'_>) -> ScriptError {
                 Ok(Some(text)) => text.to_string().unwrap_or_default(),
                 _ => shown(&ctx, &value),
             };
-            bare(kind, format!("the script threw {shown}, which is not an Error"))
+            ScriptError::bare(kind, format!("the script threw {shown}, which is not an Error"))
         }
         CaughtError::Error(rquickjs::Error::Exception) => {
-            bare(kind, "the script failed".to_owned())
+            ScriptError::bare(kind, "the script failed".to_owned())
         }
         CaughtError::Error(err) => {
             let message = err.to_string();
             let kind = limit_kind(&message).unwrap_or(kind);
-            bare(kind, limit_message(&message).unwrap_or(message))
+            ScriptError::bare(kind, limit_message(&message).unwrap_or(message))
         }
     }
 }

@@ -89,7 +89,9 @@ impl Script {
             (if spent(&result) { None } else { Some(program) }, result)
         })
         .await
-        .map_err(|err| bare_load(format!("the script's thread failed: {err}")))?;
+        .map_err(|err| {
+            ScriptError::bare(ScriptFailure::Load, format!("the script's thread failed: {err}"))
+        })?;
         state.program = program;
         result
     }
@@ -98,18 +100,6 @@ impl Script {
 /// Whether a call hit a limit, which leaves its runtime in doubt.
 fn spent(result: &Result<Output, ScriptError>) -> bool {
     matches!(result, Err(err) if matches!(err.kind, ScriptFailure::Timeout | ScriptFailure::Memory))
-}
-
-fn bare_load(message: String) -> ScriptError {
-    ScriptError {
-        kind: ScriptFailure::Load,
-        name: None,
-        message,
-        stack: None,
-        line: None,
-        column: None,
-        logs: Vec::new(),
-    }
 }
 
 #[cfg(test)]
@@ -154,9 +144,10 @@ mod tests {
             let mut calls = self.calls.lock().unwrap_or_else(PoisonError::into_inner);
             calls.push((std::thread::current().id(), time));
             if time < self.needs {
-                let mut err = bare_load("ran past its time".to_owned());
-                err.kind = ScriptFailure::Timeout;
-                return Err(err);
+                return Err(ScriptError::bare(
+                    ScriptFailure::Timeout,
+                    "ran past its time".to_owned(),
+                ));
             }
             Ok(Output { value: input.clone(), logs: Vec::new() })
         }
