@@ -29,9 +29,14 @@ use weir_runtime::spans::{DeliverySpan, Outcome, Spans};
 /// The variables that turn exporting on; the first names the traces' own endpoint.
 const ENDPOINTS: [&str; 2] = ["OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "OTEL_EXPORTER_OTLP_ENDPOINT"];
 
-/// Why traces cannot be exported as the variables say.
+/// Whether the variable `name` is set to something.
+fn set(name: &str) -> bool {
+    std::env::var_os(name).is_some_and(|value| !value.is_empty())
+}
+
+/// Why traces cannot be exported to the endpoint given or named by the variables.
 #[derive(Debug, thiserror::Error)]
-#[error("cannot export traces to the OTLP endpoint the environment names: {0}")]
+#[error("cannot export traces to the OTLP endpoint: {0}")]
 pub struct TracesError(#[from] opentelemetry_otlp::ExporterBuildError);
 
 /// Spans on their way to an OTLP receiver.
@@ -46,15 +51,27 @@ impl Traces {
     /// The exporter the environment asks for, named `service` unless `OTEL_SERVICE_NAME` (or
     /// `OTEL_RESOURCE_ATTRIBUTES`) names it; `None` when no endpoint is set.
     pub fn from_env(service: &str) -> Result<Option<Self>, TracesError> {
-        let set = |name: &str| std::env::var_os(name).is_some_and(|value| !value.is_empty());
         if !ENDPOINTS.iter().any(|name| set(name)) {
             return Ok(None);
         }
-        let exporter = opentelemetry_otlp::SpanExporter::builder()
+        Self::exporting(service, None).map(Some)
+    }
+
+    /// The exporter sending to `endpoint`, a receiver's full traces URL (`…/v1/traces`),
+    /// whatever the endpoint variables say; the other variables apply as in
+    /// [`Traces::from_env`]. For a process that runs its own receiver, such as a benchmark.
+    pub fn to_endpoint(service: &str, endpoint: &str) -> Result<Self, TracesError> {
+        Self::exporting(service, Some(endpoint))
+    }
+
+    fn exporting(service: &str, endpoint: Option<&str>) -> Result<Self, TracesError> {
+        let mut exporter = opentelemetry_otlp::SpanExporter::builder()
             .with_http()
-            .with_protocol(opentelemetry_otlp::Protocol::HttpBinary)
-            .build()?;
-        let mut processor = BatchSpanProcessor::builder(exporter).build();
+            .with_protocol(opentelemetry_otlp::Protocol::HttpBinary);
+        if let Some(endpoint) = endpoint {
+            exporter = exporter.with_endpoint(endpoint);
+        }
+        let mut processor = BatchSpanProcessor::builder(exporter.build()?).build();
         let mut resource = Resource::builder();
         if !set("OTEL_SERVICE_NAME") {
             resource = resource.with_service_name(service.to_owned());
@@ -62,7 +79,7 @@ impl Traces {
         processor.set_resource(&resource.build());
         let scope =
             InstrumentationScope::builder("weir").with_version(env!("CARGO_PKG_VERSION")).build();
-        Ok(Some(Self { processor, sampler: Config::default().sampler, scope }))
+        Ok(Self { processor, sampler: Config::default().sampler, scope })
     }
 
     /// Sends what is queued and stops the exporter; blocks until then (at most 5 s).

@@ -19,14 +19,15 @@ pub struct Limits {
 /// A JavaScript engine.
 pub trait Engine: Send + Sync {
     /// Compiles and loads `source`, an ES module whose default export is the function to call.
-    /// The program stays on the thread that loaded it.
     fn load(&self, source: &str, limits: Limits) -> Result<Box<dyn Program>, ScriptError>;
 }
 
-/// A loaded script, ready to be called again and again on the thread that loaded it.
-pub trait Program {
-    /// Calls the script's function with `input`; waits for a returned promise to settle.
-    fn call(&mut self, input: &Value) -> Result<Output, ScriptError>;
+/// A loaded script, ready to be called again and again, one call at a time, on whichever
+/// thread calls it.
+pub trait Program: Send {
+    /// Calls the script's function with `input`; waits for a returned promise to settle. The
+    /// call fails with [`ScriptFailure::Timeout`] after `time` (or the limit, if sooner).
+    fn call(&mut self, input: &Value, time: Duration) -> Result<Output, ScriptError>;
 }
 
 /// What a call gave.
@@ -56,6 +57,13 @@ pub struct ScriptError {
     pub column: Option<u32>,
     /// What the script wrote before it failed.
     pub logs: Vec<String>,
+}
+
+impl ScriptError {
+    /// A failure with no more than its kind and message: no error name, stack or place.
+    pub fn bare(kind: ScriptFailure, message: String) -> Self {
+        Self { kind, name: None, message, stack: None, line: None, column: None, logs: Vec::new() }
+    }
 }
 
 fn location(line: Option<u32>, column: Option<u32>) -> String {

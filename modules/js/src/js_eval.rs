@@ -16,7 +16,7 @@ use crate::{
     engine::{Limits, ScriptError, ScriptFailure},
     quickjs::QuickJs,
     schema::schema_of_example,
-    script_thread::ScriptThread,
+    script::Script,
 };
 
 /// Settings of a js_eval node.
@@ -91,7 +91,7 @@ const MAX_OUTPUT_BYTES: usize = 4 * 1024 * 1024;
 /// A node of the js_eval component.
 #[derive(Debug)]
 pub struct JsEval {
-    script: ScriptThread,
+    script: Script,
 }
 
 impl Component for JsEval {
@@ -142,7 +142,7 @@ impl Component for JsEval {
             memory_bytes: usize::try_from(settings.memory_mib).unwrap_or(32) * 1024 * 1024,
             output_bytes: MAX_OUTPUT_BYTES,
         };
-        let script = ScriptThread::start(Arc::new(QuickJs), settings.script, limits)
+        let script = Script::load(Arc::new(QuickJs), settings.script, limits)
             .map_err(|err| NodeError::invalid(format!("settings.script: {err}")))?;
         Ok(Self { script })
     }

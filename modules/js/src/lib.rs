@@ -5,7 +5,7 @@ pub mod engine;
 pub mod js_eval;
 pub mod quickjs;
 mod schema;
-mod script_thread;
+mod script;
 
 use weir_sdk::Module;
 

@@ -4,15 +4,20 @@
 //! are captured. The built-in prototypes are frozen before the script loads, so a script cannot
 //! change how other code behaves. An interrupt handler enforces the time limit and the runtime
 //! the memory and stack limits.
+//!
+//! With rquickjs's `parallel` feature a runtime and its context may move between threads (each
+//! `Context::with` takes the runtime's lock and re-reads the stack top, so the stack limit
+//! holds on whichever thread calls); a `Persistent` handle may not, so the script's function is
+//! kept in the script's own global object, where every call finds it.
 
 use std::{
     sync::{Arc, Mutex, PoisonError},
-    time::Instant,
+    time::{Duration, Instant},
 };
 
 use rquickjs::{
-    CatchResultExt as _, CaughtError, Context, Ctx, Function, Module, Object, Persistent, Promise,
-    Runtime, Value as JsValue, function::Rest,
+    CatchResultExt as _, CaughtError, Context, Ctx, Function, Module, Object, Promise, Runtime,
+    Value as JsValue, function::Rest,
 };
 use serde_json::Value;
 
@@ -20,6 +25,9 @@ use crate::engine::{Engine, Limits, Output, Program, ScriptError, ScriptFailure}
 
 /// The name scripts are compiled under; stack traces show it.
 const SCRIPT_NAME: &str = "script.js";
+/// The global property the script's function is kept under: read-only and hidden from
+/// enumeration, so the script cannot swap it (and could only swap in its own code if it did).
+const ENTRY: &str = "__weirEntry";
 /// The most stack a script may use.
 const STACK_BYTES: usize = 512 * 1024;
 /// The most console lines one call keeps, and the longest line.
@@ -40,8 +48,7 @@ impl Engine for QuickJs {
 type Deadline = Arc<Mutex<Option<Instant>>>;
 
 struct Loaded {
-    // Dropped in this order: the function before the context and runtime that hold it.
-    function: Persistent<Function<'static>>,
+    // Dropped in this order: the context before the runtime that holds it.
     context: Context,
     _runtime: Runtime,
     deadline: Deadline,
@@ -51,7 +58,7 @@ struct Loaded {
 
 impl Loaded {
     fn new(source: &str, limits: Limits) -> Result<Self, ScriptError> {
-        let failed = |message: String| bare(ScriptFailure::Load, message);
+        let failed = |message: String| ScriptError::bare(ScriptFailure::Load, message);
         let runtime =
             Runtime::new().map_err(|err| failed(format!("cannot start QuickJS: {err}")))?;
         runtime.set_memory_limit(limits.memory_bytes);
@@ -69,7 +76,7 @@ impl Loaded {
         let logs: Arc<Mutex<Vec<String>>> = Arc::default();
         *deadline.lock().unwrap_or_else(PoisonError::into_inner) =
             Some(Instant::now() + limits.time);
-        let loaded = context.with(|ctx| -> Result<Persistent<Function<'static>>, ScriptError> {
+        let loaded = context.with(|ctx| -> Result<(), ScriptError> {
             install_console(&ctx, &logs).map_err(|err| failed(format!("cannot install console: {err}")))?;
             freeze_builtins(&ctx).map_err(|err| failed(format!("cannot freeze the built-ins: {err}")))?;
             let module = Module::declare(ctx.clone(), SCRIPT_NAME, source)
@@ -81,29 +88,36 @@ impl Loaded {
             let function = export.into_function().ok_or_else(|| {
                 failed("the script has no default export function: write `export default function (input) { … }`".to_owned())
             })?;
-            Ok(Persistent::save(&ctx, function))
+            let keep: Function<'_> = ctx
+                .eval(format!("(f) => {{ Object.defineProperty(globalThis, '{ENTRY}', {{ value: f }}); }}"))
+                .map_err(|err| failed(format!("cannot keep the function: {err}")))?;
+            keep.call::<_, ()>((function,)).catch(&ctx).map_err(|err| caught(ScriptFailure::Load, err))
         });
         *deadline.lock().unwrap_or_else(PoisonError::into_inner) = None;
-        let function = loaded.map_err(|mut err| {
+        loaded.map_err(|mut err| {
             err.logs = take(&logs);
             err
         })?;
-        Ok(Self { function, context, _runtime: runtime, deadline, logs, limits })
+        Ok(Self { context, _runtime: runtime, deadline, logs, limits })
     }
 }
 
 impl Program for Loaded {
-    fn call(&mut self, input: &Value) -> Result<Output, ScriptError> {
-        let input = serde_json::to_string(input)
-            .map_err(|err| bare(ScriptFailure::Output, format!("the input is not JSON: {err}")))?;
+    fn call(&mut self, input: &Value, time: Duration) -> Result<Output, ScriptError> {
+        let input = serde_json::to_string(input).map_err(|err| {
+            ScriptError::bare(ScriptFailure::Output, format!("the input is not JSON: {err}"))
+        })?;
         *self.deadline.lock().unwrap_or_else(PoisonError::into_inner) =
-            Some(Instant::now() + self.limits.time);
-        let function = self.function.clone();
+            Some(Instant::now() + time.min(self.limits.time));
         let limits = self.limits;
         let result = self.context.with(|ctx| -> Result<Value, ScriptError> {
             let threw = |err| caught(ScriptFailure::Threw, err);
-            let function =
-                function.restore(&ctx).map_err(|err| bare(ScriptFailure::Load, err.to_string()))?;
+            let function: Function<'_> = ctx.globals().get(ENTRY).map_err(|err| {
+                ScriptError::bare(
+                    ScriptFailure::Load,
+                    format!("the script's function is gone: {err}"),
+                )
+            })?;
             let input = ctx.json_parse(input).catch(&ctx).map_err(threw)?;
             let mut output: JsValue<'_> = function.call((input,)).catch(&ctx).map_err(threw)?;
             if let Some(promise) = output.as_promise().cloned() {
@@ -111,10 +125,11 @@ impl Program for Loaded {
             }
             let text = ctx.json_stringify(output).catch(&ctx).map_err(threw)?;
             let Some(text) = text else { return Ok(Value::Null) };
-            let text =
-                text.to_string().map_err(|err| bare(ScriptFailure::Output, err.to_string()))?;
+            let text = text
+                .to_string()
+                .map_err(|err| ScriptError::bare(ScriptFailure::Output, err.to_string()))?;
             if text.len() > limits.output_bytes {
-                return Err(bare(
+                return Err(ScriptError::bare(
                     ScriptFailure::Output,
                     format!(
                         "the output is {} bytes of JSON, over the limit of {}",
@@ -124,7 +139,7 @@ impl Program for Loaded {
                 ));
             }
             serde_json::from_str(&text).map_err(|err| {
-                bare(ScriptFailure::Output, format!("the output is not JSON: {err}"))
+                ScriptError::bare(ScriptFailure::Output, format!("the output is not JSON: {err}"))
             })
         });
         *self.deadline.lock().unwrap_or_else(PoisonError::into_inner) = None;
@@ -142,7 +157,7 @@ impl Program for Loaded {
 /// Runs the job queue until `promise` settles.
 fn settle<'js>(ctx: &Ctx<'js>, promise: &Promise<'js>) -> Result<JsValue<'js>, ScriptError> {
     match promise.finish::<JsValue<'js>>() {
-        Err(rquickjs::Error::WouldBlock) => Err(bare(
+        Err(rquickjs::Error::WouldBlock) => Err(ScriptError::bare(
             ScriptFailure::Threw,
             "the function returned a promise that never settles (it awaits something no script can resolve)".to_owned(),
         )),
@@ -207,18 +222,6 @@ fn take(logs: &Mutex<Vec<String>>) -> Vec<String> {
     std::mem::take(&mut *logs.lock().unwrap_or_else(PoisonError::into_inner))
 }
 
-fn bare(kind: ScriptFailure, message: String) -> ScriptError {
-    ScriptError {
-        kind,
-        name: None,
-        message,
-        stack: None,
-        line: None,
-        column: None,
-        logs: Vec::new(),
-    }
-}
-
 /// Turns what a script threw into a [`ScriptError`], telling limits apart from the script's
 /// own failures.
 fn caught(kind: ScriptFailure, error: CaughtError<'_>) -> ScriptError {
@@ -247,15 +250,15 @@ fn caught(kind: ScriptFailure, error: CaughtError<'_>) -> ScriptError {
                 Ok(Some(text)) => text.to_string().unwrap_or_default(),
                 _ => shown(&ctx, &value),
             };
-            bare(kind, format!("the script threw {shown}, which is not an Error"))
+            ScriptError::bare(kind, format!("the script threw {shown}, which is not an Error"))
         }
         CaughtError::Error(rquickjs::Error::Exception) => {
-            bare(kind, "the script failed".to_owned())
+            ScriptError::bare(kind, "the script failed".to_owned())
         }
         CaughtError::Error(err) => {
             let message = err.to_string();
             let kind = limit_kind(&message).unwrap_or(kind);
-            bare(kind, limit_message(&message).unwrap_or(message))
+            ScriptError::bare(kind, limit_message(&message).unwrap_or(message))
         }
     }
 }

@@ -126,6 +126,45 @@ async fn hostile_scripts_get_clear_errors_and_the_node_keeps_serving() {
     );
 }
 
+#[tokio::test]
+async fn limits_hold_for_a_script_that_starts_on_the_calling_task() {
+    // Each attack is a fresh node's first message, so it starts where short scripts run: on
+    // the calling task, under the inline budget, before any thread is involved.
+    let attacks = [
+        ("while (true) {}", ErrorKind::Transient, "the script ran past its time limit"),
+        (
+            "return 'x'.repeat(64 * 1024 * 1024);",
+            ErrorKind::Invalid,
+            "the script ran out of memory (over its memory limit)",
+        ),
+        (
+            "const down = (n) => down(n + 1) + 1; return down(0);",
+            ErrorKind::Invalid,
+            "the script overflowed its stack (recursion too deep?)",
+        ),
+    ];
+    for (attack, kind, says) in attacks {
+        let node = node(&format!(
+            "export default (input) => {{\n  if (input.attack) {{ {attack} }}\n  return {{ fine: true }};\n}};\n"
+        ));
+        let err = run(&node, json!({ "attack": true })).await.unwrap_err();
+        assert_eq!(err.kind(), kind, "{attack}: {err}");
+        assert!(err.message().contains(says), "{attack}: {err}");
+        assert_eq!(run(&node, json!({})).await.unwrap(), json!({ "fine": true }), "after {attack}");
+    }
+}
+
+#[tokio::test]
+async fn a_script_longer_than_the_inline_budget_answers_within_its_limit() {
+    // 20 ms of work: far past the inline budget, well within the 200 ms limit. Its first call
+    // is stopped at the budget and called again off the task with the whole limit.
+    let node = node(
+        "let calls = 0;\nexport default (input) => {\n  const start = Date.now();\n  while (Date.now() - start < 20) {}\n  calls += 1;\n  return { n: input.n, calls };\n};\n",
+    );
+    assert_eq!(run(&node, json!({ "n": 1 })).await.unwrap(), json!({ "n": 1, "calls": 1 }));
+    assert_eq!(run(&node, json!({ "n": 2 })).await.unwrap(), json!({ "n": 2, "calls": 2 }));
+}
+
 #[test]
 fn scripts_that_do_not_load_fail_the_build_naming_the_place() {
     let err = Harness::build::<JsEval>(
