@@ -15,7 +15,7 @@
 
 use std::{
     future::Future,
-    pin::{Pin, pin},
+    pin::Pin,
     sync::{Arc, Weak},
     task::Poll,
     time::{Duration, Instant},
@@ -26,7 +26,10 @@ use futures::{
     future::{BoxFuture, Either, join_all},
 };
 use serde_json::Value;
-use tokio_util::task::AbortOnDropHandle;
+use tokio_util::{
+    sync::{CancellationToken, WaitForCancellationFuture},
+    task::AbortOnDropHandle,
+};
 use tracing::Instrument as _;
 use weir_sdk::{AccountToken, Emitter, NodeError, NodeIdentity, Run};
 
@@ -84,7 +87,10 @@ impl Emitter for Outlet {
     ) -> BoxFuture<'a, Result<Value, NodeError>> {
         Box::pin(async move {
             let (shared, source) = self.parts()?;
-            shared.emit(&source, &self.edges, port, message, run).await
+            let delivery = shared.emit(&source, &self.edges, port, message, run);
+            // The source is needed only to count and show the message, not while it travels.
+            drop(source);
+            delivery.await
         })
     }
 
@@ -179,20 +185,56 @@ async fn map(
     )
 }
 
-/// `future`'s output, or `None` once `deadline` passed. The timer is made only when the future
-/// waits: nearly every in-process hop finishes in its first poll and needs none.
-async fn within<F: Future>(deadline: tokio::time::Instant, future: F) -> Option<F::Output> {
-    let mut future = pin!(future);
-    // Boxed: a timer is large, and every hop's future would carry it.
-    let mut timer: Option<Pin<Box<tokio::time::Sleep>>> = None;
-    std::future::poll_fn(|cx| {
-        if let Poll::Ready(output) = future.as_mut().poll(cx) {
-            return Poll::Ready(Some(output));
+/// How a delivery bounded by a deadline and a cancellation ended.
+enum Bounded<T> {
+    Done(T),
+    TimedOut,
+    Cancelled,
+}
+
+/// `delivery`'s outcome, unless `deadline` passes or `cancel` is cancelled first.
+fn bounded<F: Future>(
+    delivery: F,
+    deadline: tokio::time::Instant,
+    cancel: &CancellationToken,
+) -> BoundedDelivery<'_, F> {
+    BoundedDelivery { delivery, deadline, cancel, timer: None, cancelled: None }
+}
+
+pin_project_lite::pin_project! {
+    /// A delivery bounded by its edge's deadline and its run's cancellation. The delivery is
+    /// polled first, and the timer and the cancellation's waiter are made only once it waits:
+    /// nearly every in-process hop finishes in its first poll and needs neither. A struct
+    /// rather than an `async fn` or a `select!`, which would hold the delivery twice or
+    /// both waiters always, and every hop's future holds this one.
+    struct BoundedDelivery<'a, F> {
+        #[pin]
+        delivery: F,
+        deadline: tokio::time::Instant,
+        cancel: &'a CancellationToken,
+        // Boxed: each is large, and most deliveries never make them.
+        timer: Option<Pin<Box<tokio::time::Sleep>>>,
+        cancelled: Option<Pin<Box<WaitForCancellationFuture<'a>>>>,
+    }
+}
+
+impl<F: Future> Future for BoundedDelivery<'_, F> {
+    type Output = Bounded<F::Output>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        if let Poll::Ready(output) = this.delivery.poll(cx) {
+            return Poll::Ready(Bounded::Done(output));
         }
-        let timer = timer.get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
-        timer.as_mut().poll(cx).map(|()| None)
-    })
-    .await
+        let deadline = *this.deadline;
+        let timer = this.timer.get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
+        if timer.as_mut().poll(cx).is_ready() {
+            return Poll::Ready(Bounded::TimedOut);
+        }
+        let cancel = *this.cancel;
+        let cancelled = this.cancelled.get_or_insert_with(|| Box::pin(cancel.cancelled()));
+        cancelled.as_mut().poll(cx).map(|()| Bounded::Cancelled)
+    }
 }
 
 fn cancelled(edge: &Edge) -> NodeError {
@@ -202,14 +244,16 @@ fn cancelled(edge: &Edge) -> NodeError {
 impl Shared {
     /// Delivers what `source` emitted on `port` along its `edges` from that port: the caller
     /// gets the first edge's answer, or the first failure in edge order once all finished.
-    async fn emit(
-        self: &Arc<Self>,
+    /// Not an `async fn`: every hop's future holds this one, and it would keep the message
+    /// twice and the edges it goes through besides.
+    fn emit<'a>(
+        self: &'a Arc<Self>,
         source: &Instance,
-        edges: &[Edge],
+        edges: &'a [Edge],
         port: &str,
         mut message: Value,
-        run: &Run,
-    ) -> Result<Value, NodeError> {
+        run: &'a Run,
+    ) -> impl Future<Output = Result<Value, NodeError>> + use<'a> {
         source.count_out();
         if port == weir_sdk::ERROR_PORT {
             source.conceal_failed_input(&mut message);
@@ -220,15 +264,28 @@ impl Shared {
         }
         let mut on_port = edges.iter().filter(|e| e.port == port);
         let (first, second) = (on_port.next(), on_port.next());
-        let (Some(first), Some(second)) = (first, second) else {
-            // No edge: the message goes nowhere. One edge: its answer is the answer.
-            return match first {
-                Some(edge) => self.deliver(edge, message, run).await,
-                None => Ok(Value::Null),
-            };
-        };
-        let all = [first, second].into_iter().chain(on_port);
-        let results = join_all(all.map(|edge| self.deliver(edge, message.clone(), run))).await;
+        match (first, second) {
+            // One edge: its answer is the answer.
+            (Some(edge), None) => Either::Left(Either::Left(self.deliver(edge, message, run))),
+            // No edge: the message goes nowhere.
+            (None, _) => Either::Left(Either::Right(std::future::ready(Ok(Value::Null)))),
+            (Some(first), Some(second)) => {
+                let all: Vec<&Edge> = [first, second].into_iter().chain(on_port).collect();
+                Either::Right(Box::pin(self.fan_out(all, message, run)))
+            }
+        }
+    }
+
+    /// Delivers `message` along each of `edges` at once: the first edge's answer, or the first
+    /// failure in edge order once all finished.
+    async fn fan_out(
+        self: &Arc<Self>,
+        edges: Vec<&Edge>,
+        message: Value,
+        run: &Run,
+    ) -> Result<Value, NodeError> {
+        let results =
+            join_all(edges.into_iter().map(|edge| self.deliver(edge, message.clone(), run))).await;
         let mut answer = Value::Null;
         for (index, result) in results.into_iter().enumerate() {
             match result {
@@ -272,183 +329,238 @@ impl Shared {
         }
     }
 
-    /// Delivers `message` along `edge`, retrying transient failures as the edge says.
-    async fn deliver(
-        self: &Arc<Self>,
-        edge: &Edge,
-        message: Value,
-        run: &Run,
-    ) -> Result<Value, NodeError> {
-        let mapped = match &edge.mapping {
-            Some(mapping) => map(mapping, &message, &run.trigger)
-                .await
-                .map_err(|err| NodeError::invalid(format!("edge {edge}: mapping {err}")))?,
-            None => message,
-        };
-        let target = self.target(edge, run).await?;
-        let hops = run.hops + 1;
-        if let Target::Local(local) = &target {
-            // The receiving module admits a message for a node of its own.
-            admit(local, &edge.target_port, &mapped, hops)
-                .map_err(|err| err.context(format!("edge {edge}")))?;
-        }
-        let mut mapped = Some(mapped);
-        let mut attempt = 1;
-        // The replica whose call just failed, for the next attempt to pass over.
-        let mut failed_at: Option<String> = None;
-        loop {
-            // Keep a copy only while another attempt may need it.
-            let message = if attempt < edge.attempts { mapped.clone() } else { mapped.take() };
-            let child = Run {
-                trigger: Arc::clone(&run.trigger),
-                hops,
-                cancel: run.cancel.clone(),
-                trace: run.trace.child(),
-            };
-            let message = message.unwrap_or_default();
-            let deadline = tokio::time::Instant::now() + edge.timeout;
-            let handled = match &target {
-                Target::Local(local) => Either::Left(self.handle_at_depth(
-                    local,
-                    &edge.target_port,
-                    message,
-                    child,
-                    attempt,
-                )),
-                // A call to another module is a large future: boxed, so that it does not
-                // swell every local hop's.
-                Target::Remote => Either::Right(Box::pin(async {
-                    let endpoint =
-                        self.routing.pick(&edge.target, failed_at.as_deref()).ok_or_else(|| {
-                            NodeError::transient(format!(
-                                "edge {edge}: no replica of the target's module serves now"
-                            ))
-                        })?;
-                    let delivered = self
-                        .peers
-                        .deliver(
-                            &endpoint,
-                            (&edge.source.name, &edge.port),
-                            &edge.target,
+    /// Delivers `message` along `edge`, retrying transient failures as the edge says. Every
+    /// hop's future holds this one, so it keeps one message (the one a retry sends again), not
+    /// the several an `async fn`'s arguments and moved-from locals would take room for.
+    #[expect(
+        clippy::manual_async_fn,
+        reason = "an async fn would keep its message twice in every hop's future"
+    )]
+    fn deliver<'a>(
+        self: &'a Arc<Self>,
+        edge: &'a Edge,
+        mut message: Value,
+        run: &'a Run,
+    ) -> impl Future<Output = Result<Value, NodeError>> + 'a {
+        async move {
+            if let Some(mapping) = &edge.mapping {
+                message = map(mapping, &message, &run.trigger)
+                    .await
+                    .map_err(|err| NodeError::invalid(format!("edge {edge}: mapping {err}")))?;
+            }
+            let target = self.target(edge, run).await?;
+            let hops = run.hops + 1;
+            if let Target::Local(local) = &target {
+                // The receiving module admits a message for a node of its own.
+                admit(local, &edge.target_port, &message, hops)
+                    .map_err(|err| err.context(format!("edge {edge}")))?;
+            }
+            let mut attempt = 1;
+            // The replica whose call just failed, for the next attempt to pass over.
+            let mut failed_at: Option<String> = None;
+            loop {
+                let deadline = tokio::time::Instant::now() + edge.timeout;
+                let handled = {
+                    // Keep the message only while another attempt may need it.
+                    let sent = if attempt < edge.attempts {
+                        message.clone()
+                    } else {
+                        std::mem::take(&mut message)
+                    };
+                    let child = Run {
+                        trigger: Arc::clone(&run.trigger),
+                        hops,
+                        cancel: run.cancel.clone(),
+                        trace: run.trace.child(),
+                    };
+                    match &target {
+                        Target::Local(local) => Either::Left(self.handle_at_depth(
+                            local,
                             &edge.target_port,
-                            &message,
-                            &child,
+                            sent,
+                            child,
                             attempt,
-                            edge.timeout,
-                        )
-                        .await;
-                    if delivered.is_err() {
-                        failed_at = Some(endpoint);
+                        )),
+                        // A call to another module is a large future: boxed, so that it does
+                        // not swell every local hop's.
+                        Target::Remote => Either::Right(Box::pin(self.deliver_to_peer(
+                            edge,
+                            sent,
+                            child,
+                            attempt,
+                            &mut failed_at,
+                        ))),
                     }
-                    delivered
-                })),
-            };
-            // Dropping the delivery on a timeout or a cancelled run cancels everything under
-            // it. The delivery is polled first: one that finishes at once registers no waiter
-            // for the cancellation.
-            let result = tokio::select! {
-                biased;
-                outcome = within(deadline, handled) => outcome.unwrap_or_else(|| {
-                    Err(NodeError::cancelled(format!("edge {edge}: no answer within {:?}", edge.timeout)))
-                }),
-                () = run.cancel.cancelled() => return Err(cancelled(edge)),
-            };
-            match result {
-                Err(err) if err.is_retryable() && attempt < edge.attempts => {
-                    // A server that said how long to wait (`Retry-After`) is waited for.
-                    let wait = edge.backoff(attempt).max(err.retry_after().unwrap_or_default());
-                    tracing::debug!(%edge, attempt, ?wait, error = %err, "retrying a transient failure");
-                    tokio::select! {
-                        () = Box::pin(tokio::time::sleep(wait)) => {}
-                        () = run.cancel.cancelled() => return Err(cancelled(edge)),
+                };
+                // Dropping the delivery on a timeout or a cancelled run cancels everything
+                // under it.
+                let result = match bounded(handled, deadline, &run.cancel).await {
+                    Bounded::Done(result) => result,
+                    Bounded::TimedOut => Err(NodeError::cancelled(format!(
+                        "edge {edge}: no answer within {:?}",
+                        edge.timeout
+                    ))),
+                    Bounded::Cancelled => return Err(cancelled(edge)),
+                };
+                match result {
+                    Err(err) if err.is_retryable() && attempt < edge.attempts => {
+                        // A server that said how long to wait (`Retry-After`) is waited for.
+                        let wait = edge.backoff(attempt).max(err.retry_after().unwrap_or_default());
+                        tracing::debug!(%edge, attempt, ?wait, error = %err, "retrying a transient failure");
+                        tokio::select! {
+                            () = Box::pin(tokio::time::sleep(wait)) => {}
+                            () = run.cancel.cancelled() => return Err(cancelled(edge)),
+                        }
+                        attempt += 1;
                     }
-                    attempt += 1;
+                    // This edge owns the retries of what failed below it: the edges above pass
+                    // the failure on rather than running this subtree again.
+                    Err(err) if err.is_retryable() && edge.attempts > 1 => {
+                        return Err(err.with_retries_spent());
+                    }
+                    other => return other,
                 }
-                // This edge owns the retries of what failed below it: the edges above pass
-                // the failure on rather than running this subtree again.
-                Err(err) if err.is_retryable() && edge.attempts > 1 => {
-                    return Err(err.with_retries_spent());
-                }
-                other => return other,
             }
         }
     }
 
-    /// Has a node handle one message (the `attempt`th of its edge's), counting it, timing it
-    /// and, where traces are exported, recording its span.
-    pub(crate) async fn handle(
+    /// One attempt at delivering `message` along `edge` to a replica of the module that runs
+    /// its target, passing over `failed_at` (the replica the last attempt failed at), which it
+    /// sets when this one fails.
+    async fn deliver_to_peer(
         &self,
-        instance: &Instance,
-        port: &str,
+        edge: &Edge,
         message: Value,
         run: Run,
         attempt: u32,
+        failed_at: &mut Option<String>,
     ) -> Result<Value, NodeError> {
+        let endpoint = self.routing.pick(&edge.target, failed_at.as_deref()).ok_or_else(|| {
+            NodeError::transient(format!(
+                "edge {edge}: no replica of the target's module serves now"
+            ))
+        })?;
+        let delivered = self
+            .peers
+            .deliver(
+                &endpoint,
+                (&edge.source.name, &edge.port),
+                &edge.target,
+                &edge.target_port,
+                &message,
+                &run,
+                attempt,
+                edge.timeout,
+            )
+            .await;
+        if delivered.is_err() {
+            *failed_at = Some(endpoint);
+        }
+        delivered
+    }
+
+    /// Has a node handle one message (the `attempt`th of its edge's), counting it, timing it
+    /// and, where traces are exported, recording its span. What comes before the node's own
+    /// work is done here, and the future keeps only what the rest needs: every hop's future
+    /// holds this one, and an `async fn` would keep its arguments as well.
+    pub(crate) fn handle<'a>(
+        &'a self,
+        instance: &'a Instance,
+        port: &'a str,
+        message: Value,
+        run: Run,
+        attempt: u32,
+    ) -> impl Future<Output = Result<Value, NodeError>> + 'a {
         instance.count_in();
         let began = Instant::now();
+        // Boxed, as it is large and most runtimes export no traces.
         let recording = self.spans.get().map(|spans| {
-            Recording::start(Arc::clone(spans), &instance.identity, port, run.trace, attempt)
+            Box::new(Recording::start(
+                Arc::clone(spans),
+                &instance.identity,
+                port,
+                run.trace,
+                attempt,
+            ))
         });
         let watched = self.watched();
         if watched {
             let shown = inspect::kept(instance.redacted(port, &message));
             self.publish(instance, port, run.trace, Observed::Received(shown));
         }
-        let trace = run.trace;
         let span = tracing::debug_span!(
             "handle",
             node = %instance.identity,
             port,
-            trace_id = %trace.trace_hex(),
+            trace_id = %run.trace.trace_hex(),
         );
         let context = instance.context(run);
-        // A panic in the node fails this delivery, not the task that carries the run.
-        let handled = std::panic::AssertUnwindSafe(instance.node.handle(&context, port, message));
-        let result = handled.catch_unwind().instrument(span).await.unwrap_or_else(|panic| {
-            Err(NodeError::internal(format!(
-                "node {} panicked: {}",
-                instance.identity,
-                panic_message(&*panic)
-            )))
-        });
-        let elapsed = began.elapsed();
-        instance.observe(elapsed);
-        if let Err(err) = &result {
-            instance.count_error(err);
+        async move {
+            // A panic in the node fails this delivery, not the task that carries the run.
+            let handled =
+                std::panic::AssertUnwindSafe(instance.node.handle(&context, port, message));
+            let result = handled.catch_unwind().instrument(span).await.unwrap_or_else(|panic| {
+                Err(NodeError::internal(format!(
+                    "node {} panicked: {}",
+                    instance.identity,
+                    panic_message(&*panic)
+                )))
+            });
+            let elapsed = began.elapsed();
+            instance.observe(elapsed);
+            if let Err(err) = &result {
+                instance.count_error(err);
+            }
+            if let Some(recording) = recording {
+                recording.end(&result);
+            }
+            if watched {
+                let what = match &result {
+                    Ok(_) => Observed::Answered { elapsed },
+                    Err(err) => {
+                        Observed::Failed { kind: err.kind(), message: err.to_string(), elapsed }
+                    }
+                };
+                self.publish(instance, port, context.run().trace, what);
+            }
+            result
         }
-        if let Some(recording) = recording {
-            recording.end(&result);
-        }
-        if watched {
-            let what = match &result {
-                Ok(_) => Observed::Answered { elapsed },
-                Err(err) => {
-                    Observed::Failed { kind: err.kind(), message: err.to_string(), elapsed }
-                }
-            };
-            self.publish(instance, port, trace, what);
-        }
-        result
     }
 
     /// [`Shared::handle`], moved to a task of its own every [`HOPS_PER_TASK`] hops; the task
-    /// is aborted if the delivery is dropped (a timeout, a cancelled caller).
-    pub(crate) async fn handle_at_depth(
+    /// is aborted if the delivery is dropped (a timeout, a cancelled caller). Not an `async
+    /// fn`, as every hop's future holds this one: an `async fn` would keep its arguments twice.
+    pub(crate) fn handle_at_depth<'a>(
+        self: &'a Arc<Self>,
+        target: &'a Arc<Instance>,
+        port: &'a str,
+        message: Value,
+        run: Run,
+        attempt: u32,
+    ) -> impl Future<Output = Result<Value, NodeError>> + 'a {
+        if run.hops.is_multiple_of(HOPS_PER_TASK) {
+            Either::Right(self.handle_on_a_task(target, port, message, run, attempt))
+        } else {
+            Either::Left(self.handle(target, port, message, run, attempt))
+        }
+    }
+
+    /// [`Shared::handle`] on a task of its own.
+    fn handle_on_a_task(
         self: &Arc<Self>,
         target: &Arc<Instance>,
         port: &str,
         message: Value,
         run: Run,
         attempt: u32,
-    ) -> Result<Value, NodeError> {
-        if !run.hops.is_multiple_of(HOPS_PER_TASK) {
-            return self.handle(target, port, message, run, attempt).await;
-        }
+    ) -> impl Future<Output = Result<Value, NodeError>> + use<> {
         let (shared, target, port) = (Arc::clone(self), Arc::clone(target), port.to_owned());
         let task = AbortOnDropHandle::new(tokio::spawn(async move {
             shared.handle(&target, &port, message, run, attempt).await
         }));
-        task.await.unwrap_or_else(|err| Err(NodeError::internal(format!("a node panicked: {err}"))))
+        task.map(|joined| {
+            joined.unwrap_or_else(|err| Err(NodeError::internal(format!("a node panicked: {err}"))))
+        })
     }
 }
 

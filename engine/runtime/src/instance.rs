@@ -15,7 +15,9 @@ use serde_json::Value;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use weir_model::Counters;
-use weir_sdk::{Context, Emitter, ErrorKind, Node, NodeError, NodeIdentity, NodeState, Run};
+use weir_sdk::{
+    Context, Emitter, ErrorKind, Node, NodeError, NodeIdentity, NodeParts, NodeState, Run,
+};
 
 use crate::histogram::Histogram;
 
@@ -26,11 +28,11 @@ pub(crate) struct Instance {
     /// is noticed without keeping its value here.
     pub(crate) settings_digest: u64,
     pub(crate) node: Box<dyn Node>,
-    /// What the node's context emits through: the runtime's delivery along this node's edges.
-    pub(crate) emitter: Arc<dyn Emitter>,
+    /// What every context of the node shares, among it the emitter: the runtime's delivery
+    /// along this node's edges.
+    parts: Arc<NodeParts>,
     /// The validators of its input ports, by port; a node has few, so a list is quickest.
     inputs: Vec<(String, jsonschema::Validator)>,
-    pub(crate) outputs: Arc<[String]>,
     /// Cancelled when the node stops: ends its trigger loop and what it is handling.
     pub(crate) lifetime: CancellationToken,
     pub(crate) trigger: Mutex<Option<JoinHandle<()>>>,
@@ -67,7 +69,9 @@ impl Instance {
         inputs: Vec<(String, jsonschema::Validator)>,
         state: Arc<NodeState>,
     ) -> Self {
-        let outputs = node.outputs();
+        let identity = Arc::new(identity);
+        let parts =
+            NodeParts::new(Arc::clone(&identity), node.outputs(), emitter, Arc::clone(&state));
         let secret_ports = node
             .ports()
             .iter()
@@ -75,13 +79,12 @@ impl Instance {
             .map(|port| (port.name().to_owned(), port.schema().clone()))
             .collect();
         Self {
-            identity: Arc::new(identity),
+            identity,
             generation,
             settings_digest,
             node,
-            emitter,
+            parts: Arc::new(parts),
             inputs,
-            outputs,
             lifetime: CancellationToken::new(),
             trigger: Mutex::new(None),
             leader_only: false,
@@ -102,13 +105,7 @@ impl Instance {
 
     /// The node's view of the runtime in `run`.
     pub(crate) fn context(&self, run: Run) -> Context {
-        Context::new(
-            Arc::clone(&self.identity),
-            Arc::clone(&self.outputs),
-            Arc::clone(&self.emitter),
-            Arc::clone(&self.state),
-            run,
-        )
+        Context::new(Arc::clone(&self.parts), run)
     }
 
     pub(crate) fn count_in(&self) {

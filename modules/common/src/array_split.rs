@@ -199,7 +199,7 @@ impl ArraySplit {
         })?;
         let scoped = self.item_as_trigger.then(|| cx.with_trigger(message.clone()));
         let cx = scoped.as_ref().unwrap_or(cx);
-        let result = cx.emit("out", &message).await;
+        let result = cx.emit("out", message.clone()).await;
         if let Err(err) = &result
             && cx.has_output(ERROR_PORT)
             && !cx.is_cancelled()

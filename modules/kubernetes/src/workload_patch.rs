@@ -179,7 +179,7 @@ impl Component for WorkloadPatch {
                 let done = serde_json::to_value(&patched).map_err(|err| {
                     NodeError::internal(format!("cannot encode what was patched: {err}"))
                 })?;
-                let answer = cx.emit("out", &done).await?;
+                let answer = cx.emit("out", done.clone()).await?;
                 Ok(if answer.is_null() { done } else { answer })
             }
             Err(err) => cx.fail(err, message).await,

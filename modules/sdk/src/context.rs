@@ -1,7 +1,7 @@
 //! What a node sees of the runtime while it works: who it is, the run it is part of, a way to
 //! emit on its outputs, and cancellation.
 
-use std::{fmt, sync::Arc};
+use std::{any::Any, fmt, sync::Arc};
 
 use futures::future::BoxFuture;
 use serde::{Serialize, de::DeserializeOwned};
@@ -9,6 +9,16 @@ use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
 use crate::{error::NodeError, state::NodeState, trace::TraceContext};
+
+/// `message` as a [`Value`]: moved when it is one already, since encoding a `Value` again
+/// would copy it whole on every hop.
+fn into_value<M: Serialize + 'static>(message: M) -> Result<Value, serde_json::Error> {
+    let mut slot = Some(message);
+    if let Some(value) = (&mut slot as &mut dyn Any).downcast_mut::<Option<Value>>() {
+        return Ok(value.take().unwrap_or_default());
+    }
+    slot.map_or(Ok(Value::Null), serde_json::to_value)
+}
 
 /// Which node this is.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -94,41 +104,60 @@ pub struct Run {
     pub trace: TraceContext,
 }
 
-/// The node's view of the runtime, passed to every call.
-#[derive(Clone)]
-pub struct Context {
+/// What every context of one node shares: who it is, the outputs it declared, where its
+/// emits go and its kept state. Made once per node, so a delivery's context takes one
+/// reference rather than four.
+pub struct NodeParts {
     identity: Arc<NodeIdentity>,
     outputs: Arc<[String]>,
     emitter: Arc<dyn Emitter>,
     state: Arc<NodeState>,
+}
+
+impl NodeParts {
+    /// The parts of node `identity`, whose declared outputs are `outputs`.
+    pub fn new(
+        identity: Arc<NodeIdentity>,
+        outputs: Arc<[String]>,
+        emitter: Arc<dyn Emitter>,
+        state: Arc<NodeState>,
+    ) -> Self {
+        Self { identity, outputs, emitter, state }
+    }
+}
+
+/// The node's view of the runtime, passed to every call.
+#[derive(Clone)]
+pub struct Context {
+    node: Arc<NodeParts>,
     run: Run,
 }
 
-impl fmt::Debug for Context {
+impl fmt::Debug for NodeParts {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Context")
+        f.debug_struct("NodeParts")
             .field("node", &self.identity)
             .field("outputs", &self.outputs)
             .finish_non_exhaustive()
     }
 }
 
+impl fmt::Debug for Context {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Context").field("node", &self.node).finish_non_exhaustive()
+    }
+}
+
 impl Context {
-    /// A context for `identity`, whose declared outputs are `outputs`; the runtime and the
-    /// harness make these, nodes only receive them.
-    pub fn new(
-        identity: Arc<NodeIdentity>,
-        outputs: Arc<[String]>,
-        emitter: Arc<dyn Emitter>,
-        state: Arc<NodeState>,
-        run: Run,
-    ) -> Self {
-        Self { identity, outputs, emitter, state, run }
+    /// A context of `node` in `run`; the runtime and the harness make these, nodes only
+    /// receive them.
+    pub fn new(node: Arc<NodeParts>, run: Run) -> Self {
+        Self { node, run }
     }
 
     /// Which node this is.
     pub fn node(&self) -> &NodeIdentity {
-        &self.identity
+        &self.node.identity
     }
 
     /// The message that started this run (`$trigger` in mappings).
@@ -163,12 +192,12 @@ impl Context {
     /// has kept nothing. State that no longer reads as `T` (the component changed its state
     /// type) is an invalid error naming the node.
     pub fn state<T: DeserializeOwned + Default>(&self) -> Result<T, NodeError> {
-        match self.state.get() {
+        match self.node.state.get() {
             Value::Null => Ok(T::default()),
             value => serde_json::from_value(value).map_err(|err| {
                 NodeError::invalid(format!(
                     "the kept state of node {} does not read: {err}",
-                    self.identity
+                    self.node.identity
                 ))
             }),
         }
@@ -179,9 +208,12 @@ impl Context {
     /// [`crate::state::MAX_STATE_BYTES`].
     pub fn save_state(&self, state: impl Serialize) -> Result<(), NodeError> {
         let value = serde_json::to_value(state).map_err(|err| {
-            NodeError::internal(format!("cannot encode the state of node {}: {err}", self.identity))
+            NodeError::internal(format!(
+                "cannot encode the state of node {}: {err}",
+                self.node.identity
+            ))
         })?;
-        self.state.set(value)
+        self.node.state.set(value)
     }
 
     /// Replaces every series of the gauge family `gauge` the node reports on `/metrics` (see
@@ -191,42 +223,47 @@ impl Context {
         gauge: crate::Gauge,
         series: Vec<crate::Series>,
     ) -> Result<(), NodeError> {
-        self.state.gauges().replace(gauge, series)
+        self.node.state.gauges().replace(gauge, series)
     }
 
     /// Says what the node cannot do now, such as images it cannot mirror (`None` once all is
     /// well): the FlowNode's `Degraded` condition, and its Flow's, carry the message until the
     /// node says otherwise or is rebuilt.
     pub fn set_degraded(&self, problem: Option<String>) {
-        self.state.set_degraded(problem);
+        self.node.state.set_degraded(problem);
     }
 
     /// Emits `message` on the output `port` and returns what the downstream chain returned, or
-    /// its error. Emitting on a port the node did not declare is an internal error.
-    pub async fn emit(&self, port: &str, message: impl Serialize) -> Result<Value, NodeError> {
-        if !self.outputs.iter().any(|p| p == port) {
+    /// its error. Emitting on a port the node did not declare is an internal error. A
+    /// [`Value`] is handed on as it is; any other type is encoded to one.
+    pub async fn emit<M: Serialize + 'static>(
+        &self,
+        port: &str,
+        message: M,
+    ) -> Result<Value, NodeError> {
+        if !self.node.outputs.iter().any(|p| p == port) {
             return Err(NodeError::internal(format!(
                 "node {} emitted on {port:?}, which is not one of its outputs ({})",
-                self.identity,
-                self.outputs.join(", ")
+                self.node.identity,
+                self.node.outputs.join(", ")
             )));
         }
         if self.run.cancel.is_cancelled() {
             return Err(NodeError::cancelled(format!(
                 "the run was cancelled before {} emitted on {port}",
-                self.identity
+                self.node.identity
             )));
         }
-        let message = serde_json::to_value(message).map_err(|err| {
+        let message = into_value(message).map_err(|err| {
             NodeError::internal(format!("cannot encode the message for port {port}: {err}"))
         })?;
-        self.emitter.emit(&self.identity, port, message, &self.run).await
+        self.node.emitter.emit(&self.node.identity, port, message, &self.run).await
     }
 
     /// Whether the node has the output `port` (ports follow the settings, so an optional
     /// `error` output is there only when switched on).
     pub fn has_output(&self, port: &str) -> bool {
-        self.outputs.iter().any(|p| p == port)
+        self.node.outputs.iter().any(|p| p == port)
     }
 
     /// Answers a failure of handling `input`: sent as data to the node's `error` output when
@@ -241,20 +278,20 @@ impl Context {
     /// Records a failure no caller receives, such as a run a trigger started that failed: it
     /// shows in the node's error counter and last error.
     pub fn report(&self, error: &NodeError) {
-        self.emitter.report(&self.identity, error);
+        self.node.emitter.report(&self.node.identity, error);
     }
 
     /// Writes a line to the node's debug stream (the inspect events the editor shows), such as
     /// what a user's script printed. It must not hold secrets.
     pub fn log(&self, line: &str) {
-        self.emitter.log(&self.identity, &self.run, line);
+        self.node.emitter.log(&self.node.identity, &self.run, line);
     }
 
     /// A token of the ServiceAccount the node's flow acts as, in a cluster: a node that calls
     /// the Kubernetes API makes every call with it, so the flow can do no more than its
     /// account may. `None` where nodes act with the user's own credentials (`weir up`).
     pub async fn account_token(&self) -> Result<Option<AccountToken>, NodeError> {
-        self.emitter.account_token(&self.identity).await
+        self.node.emitter.account_token(&self.node.identity).await
     }
 
     /// The run this context belongs to.
@@ -295,8 +332,9 @@ mod tests {
     fn with_trigger_changes_only_the_trigger_and_start_run_starts_afresh() {
         let identity = NodeIdentity { namespace: "ns".into(), flow: "f".into(), node: "n".into() };
         let run = Run { trigger: Arc::new(Value::Null), hops: 7, ..Run::default() };
-        let cx =
-            Context::new(Arc::new(identity), Arc::from([]), Arc::new(Silent), Arc::default(), run);
+        let parts =
+            NodeParts::new(Arc::new(identity), Arc::from([]), Arc::new(Silent), Arc::default());
+        let cx = Context::new(Arc::new(parts), run);
         let item = serde_json::json!({ "item": "nginx", "index": 0, "total": 1 });
 
         let scoped = cx.with_trigger(item.clone());
@@ -308,5 +346,20 @@ mod tests {
         let fresh = cx.start_run(item);
         assert_eq!(fresh.run().hops, 0);
         assert_ne!(fresh.run().trace.trace_id, cx.run().trace.trace_id);
+    }
+
+    #[test]
+    fn a_value_is_handed_on_as_it_is_and_anything_else_is_encoded() {
+        #[derive(Serialize)]
+        struct Greeting {
+            text: &'static str,
+        }
+        let message = serde_json::json!({ "name": "web", "tags": ["a", "b"] });
+        assert_eq!(into_value(message.clone()).expect("a value"), message);
+        assert_eq!(
+            into_value(Greeting { text: "hi" }).expect("encoded"),
+            serde_json::json!({ "text": "hi" })
+        );
+        assert_eq!(into_value(7_u8).expect("encoded"), serde_json::json!(7));
     }
 }

@@ -20,7 +20,7 @@ pub mod testing;
 pub mod trace;
 
 pub use component::{Component, Description, KindPermission, Node, Permission};
-pub use context::{AccountToken, Context, Emitter, NodeIdentity, Run};
+pub use context::{AccountToken, Context, Emitter, NodeIdentity, NodeParts, Run};
 pub use error::{ErrorKind, NodeError};
 pub use gauge::{Family, Gauge, Series};
 pub use module::Module;

@@ -10,7 +10,7 @@ use weir_model::names::NameRule;
 
 use crate::{
     component::{Component, Node, build_node},
-    context::{Context, Emitter, NodeIdentity, Run},
+    context::{Context, Emitter, NodeIdentity, NodeParts, Run},
     error::NodeError,
     port::schema_of,
     state::NodeState,
@@ -101,13 +101,13 @@ impl Harness {
             trace: TraceContext::default(),
         };
         let state = Arc::new(NodeState::default());
-        let context = Context::new(
+        let parts = NodeParts::new(
             Arc::new(identity),
             outputs,
             Arc::clone(&recorder) as Arc<dyn Emitter>,
             Arc::clone(&state),
-            run,
         );
+        let context = Context::new(Arc::new(parts), run);
         Ok(Self { node, recorder, context, cancel, state })
     }
 

@@ -257,7 +257,7 @@ impl Component for Trigger {
             }
         }
         for trigger in &self.runs {
-            cx.start_run(trigger.clone()).emit("out", trigger).await?;
+            cx.start_run(trigger.clone()).emit("out", trigger.clone()).await?;
         }
         cx.cancelled().await;
         STOPPED.lock().expect("stopped list").push(self.name.clone());
