@@ -2,8 +2,9 @@
 // no violations (colour contrast included) on the flow list, the install form, a flow open and
 // a node's settings; the install form asks for required settings without pretending to fill
 // them; a flow opens fitted into view; nodes, ports and edges are reached, moved, opened, wired
-// and deleted from the keyboard; and a save over someone else's change offers reload or
-// overwrite instead of winning silently.
+// and deleted from the keyboard; a save over someone else's change offers reload or overwrite
+// instead of winning silently; and in a flow larger than the view, of which only what is in
+// view is drawn, Tab still reaches every node, the view following the focus.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { createRequire } from 'node:module';
@@ -301,5 +302,66 @@ test('a save over someone else\'s change offers reload or overwrite; overwrite w
   assert.equal(refused.length, 1, `their one refused save: ${otherErrors}`);
   assert.deepEqual(otherErrors.filter((e) => !e.includes('status of 412')), [], 'no other console errors');
   await context.close();
+  assert.deepEqual(errors, [], 'no console errors');
+});
+
+// Where keyboard focus is after a key press, once the frame that moves it (focus::soon) is
+// drawn: its element's marks, and whether it is whole inside the canvas.
+async function focusAfter(on, key) {
+  await on.keyboard.press(key);
+  await on.evaluate(() => new Promise((done) => requestAnimationFrame(() => requestAnimationFrame(done))));
+  return on.evaluate(() => {
+    const e = document.activeElement;
+    const canvas = document.querySelector('[data-testid=canvas]').getBoundingClientRect();
+    const box = e.getBoundingClientRect();
+    const inView = box.left >= canvas.left && box.top >= canvas.top && box.right <= canvas.right && box.bottom <= canvas.bottom;
+    return { role: e.getAttribute('data-role'), node: e.getAttribute('data-node'), testid: e.getAttribute('data-testid'), inView };
+  });
+}
+
+test('a flow wider than the view draws what is in view, and Tab and Shift+Tab reach every node, the view following the focus', async () => {
+  // One row of 60 nodes: fitted at the smallest zoom, the view shows fewer than half of them.
+  const size = 60;
+  const name = (i) => `row-${String(i).padStart(2, '0')}`; // in the flow's order, by name
+  const nodes = [];
+  const layout = {};
+  for (let i = 0; i < size; i++) {
+    layout[name(i)] = { left: 40 + i * 230, top: 40 };
+    nodes.push({ apiVersion: 'weir.dev/v1alpha1', kind: 'FlowNode', metadata: { name: name(i) },
+      spec: { flow: 'row', module: 'common', component: 'delay', settings: { duration: '1ms' },
+        edges: i + 1 < size ? [{ port: 'out', to: { node: name(i + 1), port: 'in' } }] : [] } });
+  }
+  const saved = await fetch(`${engine.url}/api/flows/row`, { method: 'PUT', headers: { 'content-type': 'application/json', 'x-weir-request': '1' },
+    body: JSON.stringify({ flow: { apiVersion: 'weir.dev/v1alpha1', kind: 'Flow', metadata: { name: 'row' }, spec: { layout } }, nodes }) });
+  assert.ok(saved.ok, await saved.text());
+  await page.goto(engine.url);
+  await page.locator('[aria-busy="true"]').first().waitFor({ state: 'detached' });
+  await page.getByTestId('flow-row').click();
+  await page.getByTestId(`node-${name(size / 2)}`).waitFor();
+  const drawn = await page.locator('g.node').count();
+  assert.ok(drawn < size / 2, `${drawn} of ${size} nodes drawn`);
+  assert.ok(!(await allInView(page)), 'the nodes at the sides of the view are drawn, partly out of it');
+  await shot(page, 'access-7-row');
+
+  // From the first edge, Tab goes through every edge and then every node and its ports.
+  await tabTo(page, (at) => at.role === 'edge');
+  const reached = [];
+  for (let i = 0; i < 4 * size && reached.length < size; i++) {
+    const at = await focusAfter(page, 'Tab');
+    if (at.role !== 'node') continue;
+    assert.ok(at.inView, `${at.node} in view once it has the focus`);
+    reached.push(at.node);
+  }
+  assert.deepEqual(reached, nodes.map((node) => node.metadata.name), 'Tab reached every node, in order');
+  // And Shift+Tab back: the last node's ports, then each node before it.
+  assert.equal((await focusAfter(page, 'Shift+Tab')).testid, `out-${name(size - 2)}-out`);
+  const back = [];
+  for (let i = 0; i < 4 * size && back.length < size - 1; i++) {
+    const at = await focusAfter(page, 'Shift+Tab');
+    if (at.role !== 'node') continue;
+    assert.ok(at.inView, `${at.node} in view once it has the focus`);
+    back.push(at.node);
+  }
+  assert.deepEqual(back, nodes.slice(0, -1).map((node) => node.metadata.name).reverse(), 'Shift+Tab reached every node back');
   assert.deepEqual(errors, [], 'no console errors');
 });

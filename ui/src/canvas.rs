@@ -3,12 +3,17 @@
 //! background to pan, turn the wheel to zoom, click to select (shift adds), and drop a
 //! component from the palette to add a node. A flow opens fitted into view.
 //!
-//! From the keyboard: Tab reaches every edge, node and port (focus selects), arrow keys move
+//! Only what is in view is drawn (and what Tab enters the canvas at, and what has focus), so a
+//! flow of a thousand nodes costs what the view shows; panning and zooming change one
+//! transform, and draw what comes into view.
+//!
+//! From the keyboard: Tab reaches every edge, node and port (focus selects; the view follows
+//! the focus to what is out of view), arrow keys move
 //! the selected nodes (`shortcuts`), Enter on a node opens its settings and on an edge its
 //! mapping, and Enter on a port opens the port picker, which lists the ports it can be wired
 //! to. Each has a role and a label for screen readers.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 
 use leptos::{ev, prelude::*};
 use wasm_bindgen::JsCast as _;
@@ -16,11 +21,25 @@ use weir_model::Position;
 
 use crate::{
     api::ApiError,
-    document::{PortRef, Selection},
-    editor::{Editor, Wiring},
+    document::{Document, PortRef, Selection},
+    editor::{Editor, PortNames, Wiring},
     focus,
-    geometry::{self, NODE_WIDTH, View},
+    geometry::{self, Area, NODE_WIDTH, View},
 };
+
+/// How far past the canvas's sides nodes and edges are drawn, in screen pixels.
+const MARGIN: f64 = 40.0;
+
+/// The zoom below which text is not drawn (its 11 to 13 pixels would be 5 or fewer).
+const FAR: f64 = 0.4;
+
+/// What an element of the canvas is marked with: its `data-role`, `data-node` and `data-port`
+/// (an edge's index at its source node).
+type Mark = (String, String, String);
+
+/// An edge as the canvas draws it: source node, its index there, source port, target node,
+/// target port.
+type EdgeKey = (String, usize, String, String, String);
 
 /// What the pointer is doing.
 #[derive(Debug, Clone, PartialEq)]
@@ -34,10 +53,51 @@ enum Gesture {
 }
 
 /// The data attributes of the nearest marked element around an event's target.
-fn marked(target: Option<web_sys::EventTarget>) -> Option<(String, String, String)> {
+fn marked(target: Option<web_sys::EventTarget>) -> Option<Mark> {
     let element = target?.dyn_into::<web_sys::Element>().ok()?.closest("[data-role]").ok()??;
     let get = |name: &str| element.get_attribute(name).unwrap_or_default();
     Some((get("data-role"), get("data-node"), get("data-port")))
+}
+
+/// A selector for the canvas element marked with `mark`.
+fn selector((role, node, port): &Mark) -> String {
+    let port = if port.is_empty() { String::new() } else { format!("[data-port=\"{port}\"]") };
+    format!("svg.canvas [data-role=\"{role}\"][data-node=\"{node}\"]{port}")
+}
+
+/// Where Tab stops on the canvas, in order: every edge, then each node's title bar and its
+/// input and output ports, as the canvas draws them.
+fn tab_stops(editor: Editor) -> Vec<Mark> {
+    let stop = |role: &str, node: &String, port: String| (role.to_owned(), node.clone(), port);
+    editor.port_names.with_untracked(|ports| {
+        editor.nodes.with_untracked(|nodes| {
+            let nodes: Vec<_> = nodes
+                .iter()
+                .flatten()
+                .filter_map(|n| Some((n.metadata.name.as_ref()?, n.spec.edges.len())))
+                .collect();
+            let mut stops: Vec<Mark> = nodes
+                .iter()
+                .flat_map(|&(name, edges)| {
+                    (0..edges).map(move |i| stop("edge", name, i.to_string()))
+                })
+                .collect();
+            for (name, _) in nodes {
+                stops.push(stop("node", name, String::new()));
+                if let Some((inputs, outputs)) = ports.get(name) {
+                    stops.extend(inputs.iter().map(|p| stop("in-port", name, p.clone())));
+                    stops.extend(outputs.iter().map(|p| stop("out-port", name, p.clone())));
+                }
+            }
+            stops
+        })
+    })
+}
+
+/// The area of node `name` on the canvas.
+fn node_area(doc: &Document, ports: &HashMap<String, PortNames>, name: &str) -> Area {
+    let (inputs, outputs) = ports.get(name).map_or((0, 0), |(i, o)| (i.len(), o.len()));
+    Area::node(doc.position(name), geometry::node_height(inputs, outputs))
 }
 
 /// Wires `from` (an output port) to `to` (an input port) as one edit, or says why not.
@@ -69,19 +129,12 @@ fn on_keyboard_focus(event: &ev::FocusEvent, select: impl FnOnce()) {
     }
 }
 
-/// Each node's box (left, top, width, height), to fit the view around.
-fn node_boxes(editor: Editor) -> Vec<(f64, f64, f64, f64)> {
+/// Each node's area, to fit the view around.
+fn node_areas(editor: Editor) -> Vec<Area> {
     editor.port_names.with_untracked(|ports| {
         editor.doc.with_untracked(|d| {
-            let Some(d) = d else { return Vec::new() };
-            d.node_names()
-                .iter()
-                .map(|name| {
-                    let at = d.position(name);
-                    let (inputs, outputs) =
-                        ports.get(name).map_or((0, 0), |(i, o)| (i.len(), o.len()));
-                    (at.left, at.top, NODE_WIDTH, geometry::node_height(inputs, outputs))
-                })
+            d.iter()
+                .flat_map(|d| d.node_names().into_iter().map(|n| node_area(d, ports, &n)))
                 .collect()
         })
     })
@@ -93,16 +146,29 @@ pub fn Canvas() -> impl IntoView {
     let editor = expect_context::<Editor>();
     let svg = NodeRef::<leptos::svg::Svg>::new();
     let gesture = RwSignal::new(None::<Gesture>);
-    // Fit the flow into view when asked (it opened, or the Fit button), once the canvas has a size.
+    // The canvas's size in pixels, for what is in view; measured as it appears, when the flow
+    // is fitted (it opened, or the Fit button) and when the window's size changes.
+    let size = RwSignal::new((0.0, 0.0));
     Effect::new(move |_| {
-        if !editor.fit_wanted.get() {
+        let wanted = editor.fit_wanted.get();
+        let Some(canvas) = svg.get() else { return };
+        if !wanted && size.with_untracked(|(width, _)| *width > 0.0) {
             return;
         }
-        let Some(canvas) = svg.get() else { return };
-        let size = canvas.get_bounding_client_rect();
-        editor.view.set(View::fit(&node_boxes(editor), size.width(), size.height()));
-        editor.fit_wanted.set(false);
+        let rect = canvas.get_bounding_client_rect();
+        size.set((rect.width(), rect.height()));
+        if wanted {
+            editor.view.set(View::fit(&node_areas(editor), rect.width(), rect.height()));
+            editor.fit_wanted.set(false);
+        }
     });
+    let resized = window_event_listener(ev::resize, move |_| {
+        if let Some(canvas) = svg.get_untracked() {
+            let rect = canvas.get_bounding_client_rect();
+            size.set((rect.width(), rect.height()));
+        }
+    });
+    on_cleanup(move || resized.remove());
     let local = move |x: i32, y: i32| -> (f64, f64) {
         let rect = svg.get_untracked().map(|s| s.get_bounding_client_rect());
         rect.map_or((f64::from(x), f64::from(y)), |r| {
@@ -228,34 +294,141 @@ pub fn Canvas() -> impl IntoView {
         );
     };
 
+    // What is drawn besides what is in view: the first and the last place Tab stops at (the
+    // first edge, or the first node when there are none, and the last node), so that Tab and Shift+Tab enter the canvas at its ends,
+    // and what has focus (or had it last).
+    let held = RwSignal::new(None::<Mark>);
+    let shown = move || {
+        let (width, height) = size.get();
+        editor.view.get().shown(width, height, MARGIN)
+    };
+    // Every node and edge has a place in the canvas, in Tab's order, whether drawn or not, so
+    // that what has focus is never moved; whether each is drawn is a signal of its own, set
+    // here as the view moves, so a pan wakes only what comes into view or leaves it.
     let names = Memo::new(move |_| {
-        editor.doc.with(|d| d.as_ref().map(|d| d.node_names()).unwrap_or_default())
-    });
-    let edges = Memo::new(move |_| {
-        editor.doc.with(|d| {
-            d.as_ref()
-                .map(|d| {
-                    d.edges()
-                        .into_iter()
-                        .map(|(from, index, edge)| {
-                            (
-                                from,
-                                index,
-                                edge.port.to_string(),
-                                edge.to.node.to_string(),
-                                edge.to.port.to_string(),
-                            )
-                        })
-                        .collect::<Vec<_>>()
-                })
-                .unwrap_or_default()
+        editor.nodes.with(|nodes| {
+            nodes.iter().flatten().filter_map(|n| n.metadata.name.clone()).collect::<Vec<_>>()
         })
     });
+    // Every edge: unchanged while nodes are dragged.
+    let edges = Memo::new(move |_| {
+        editor.nodes.with(|nodes| {
+            nodes
+                .iter()
+                .flatten()
+                .flat_map(|node| {
+                    let from = node.metadata.name.clone().unwrap_or_default();
+                    node.spec.edges.iter().enumerate().map(move |(index, edge)| {
+                        let (to, to_port) = (edge.to.node.to_string(), edge.to.port.to_string());
+                        (from.clone(), index, edge.port.to_string(), to, to_port)
+                    })
+                })
+                .collect::<Vec<EdgeKey>>()
+        })
+    });
+    let node_flags = StoredValue::new(HashMap::<String, RwSignal<bool>>::new());
+    let edge_flags = StoredValue::new(HashMap::<EdgeKey, RwSignal<bool>>::new());
+    let joined = RwSignal::new(0_u32);
+    Effect::new(move |_| {
+        joined.track();
+        let area = shown();
+        let held = held.get();
+        let first_edge = edges.with(|edges| edges.first().cloned());
+        editor.port_names.with(|ports| {
+            editor.doc.with(|d| {
+                let Some(d) = d else { return };
+                let pinned = |name: &str| {
+                    [d.nodes.first(), d.nodes.last()]
+                        .iter()
+                        .flatten()
+                        .any(|n| n.metadata.name.as_deref() == Some(name))
+                        || held.as_ref().is_some_and(|(_, node, _)| node == name)
+                };
+                let set = |flag: &RwSignal<bool>, drawn: bool| {
+                    if flag.get_untracked() != drawn {
+                        flag.set(drawn);
+                    }
+                };
+                node_flags.with_value(|flags| {
+                    for (name, flag) in flags {
+                        set(flag, pinned(name) || node_area(d, ports, name).meets(&area));
+                    }
+                });
+                edge_flags.with_value(|flags| {
+                    for (edge, flag) in flags {
+                        let (from, index, port, to, to_port) = edge;
+                        let held = held.as_ref().is_some_and(|(role, node, at)| {
+                            role == "edge" && node == from && *at == index.to_string()
+                        });
+                        let drawn = held || first_edge.as_ref() == Some(edge) || {
+                            let out = editor.port_index(from, port, false);
+                            let start = geometry::output_point(d.position(from), out);
+                            let into = editor.port_index(to, to_port, true);
+                            let end = geometry::input_point(d.position(to), into);
+                            geometry::edge_area(start, end).meets(&area)
+                        };
+                        set(flag, drawn);
+                    }
+                });
+            });
+        });
+    });
+    // A node or an edge joining the canvas: its flag, to be set by the effect above.
+    let join = move |register: &dyn Fn(RwSignal<bool>)| {
+        let flag = RwSignal::new(false);
+        register(flag);
+        joined.update(|n| *n = n.wrapping_add(1));
+        flag
+    };
+    // Tab to what is not drawn: draw it, then focus it (the view follows).
+    let on_key = move |event: ev::KeyboardEvent| {
+        if event.key() != "Tab" || event.ctrl_key() || event.alt_key() || event.meta_key() {
+            return;
+        }
+        let Some(here) = marked(event.target()) else { return };
+        let stops = tab_stops(editor);
+        let Some(at) = stops.iter().position(|stop| *stop == here) else { return };
+        let next = if event.shift_key() { at.checked_sub(1) } else { Some(at + 1) };
+        let Some(next) = next.and_then(|next| stops.get(next)) else { return };
+        let target = selector(next);
+        if document().query_selector(&target).ok().flatten().is_none() {
+            event.prevent_default();
+            held.set(Some(next.clone()));
+            focus::soon(&target);
+        }
+    };
+    // Keyboard focus brings what it lands on into view.
+    let on_focus = move |event: ev::FocusEvent| {
+        let Some(element) = event.target().and_then(|t| t.dyn_into::<web_sys::Element>().ok())
+        else {
+            return;
+        };
+        held.set(marked(Some(element.clone().into())));
+        let Some(canvas) = svg.get_untracked() else { return };
+        if !element.matches(":focus-visible").unwrap_or(false) {
+            return;
+        }
+        let (c, e) = (canvas.get_bounding_client_rect(), element.get_bounding_client_rect());
+        let area = Area {
+            left: e.left() - c.left(),
+            top: e.top() - c.top(),
+            right: e.right() - c.left(),
+            bottom: e.bottom() - c.top(),
+        };
+        let view = editor.view.get_untracked();
+        let revealed = view.reveal(area, c.width(), c.height());
+        if revealed != view {
+            editor.view.set(revealed);
+        }
+    };
     let wire = move || match gesture.get() {
         Some(Gesture::Wire { start, to, .. }) => geometry::edge_path(start, to),
         _ => String::new(),
     };
 
+    // Zoomed out so far that text would be a few pixels high, it is not drawn: laying text out
+    // again at every step of a zoom is most of what a zoom costs.
+    let far = Memo::new(move |_| editor.view.with(|view| view.zoom < FAR));
     let flow_name =
         move || editor.doc.with(|d| d.as_ref().map(|d| d.name().to_owned()).unwrap_or_default());
     view! {
@@ -266,6 +439,7 @@ pub fn Canvas() -> impl IntoView {
         </p>
         <svg
             class="canvas"
+            class:far=far
             node_ref=svg
             data-testid="canvas"
             role="application"
@@ -275,6 +449,8 @@ pub fn Canvas() -> impl IntoView {
             on:pointermove=on_move
             on:pointerup=on_up
             on:wheel=on_wheel
+            on:keydown=on_key
+            on:focusin=on_focus
             on:dragover=|event: ev::DragEvent| event.prevent_default()
             on:drop=on_drop
         >
@@ -282,12 +458,27 @@ pub fn Canvas() -> impl IntoView {
                 <For
                     each=move || edges.get()
                     key=|edge| edge.clone()
-                    children=move |(from, index, port, to, to_port)| view! { <EdgeLine from index port to to_port/> }
+                    children=move |edge: EdgeKey| {
+                        let key = edge.clone();
+                        let flag = join(&|flag| edge_flags.update_value(|f| { f.insert(key.clone(), flag); }));
+                        let key = edge.clone();
+                        on_cleanup(move || edge_flags.update_value(|f| { f.remove(&key); }));
+                        move || flag.get().then(|| {
+                            let (from, index, port, to, to_port) = edge.clone();
+                            view! { <EdgeLine from index port to to_port/> }
+                        })
+                    }
                 />
                 <For
                     each=move || names.get()
                     key=|name| name.clone()
-                    children=move |name| view! { <NodeBox name/> }
+                    children=move |name: String| {
+                        let key = name.clone();
+                        let flag = join(&|flag| node_flags.update_value(|f| { f.insert(key.clone(), flag); }));
+                        let key = name.clone();
+                        on_cleanup(move || node_flags.update_value(|f| { f.remove(&key); }));
+                        move || flag.get().then(|| view! { <NodeBox name=name.clone()/> })
+                    }
                 />
                 <path class="wiring" d=wire/>
             </g>
@@ -439,11 +630,12 @@ fn NodeBox(name: String) -> impl IntoView {
         editor.doc.with(|d| d.as_ref().map(|d| d.position(&node_name)).unwrap_or_default())
     });
     let spec_name = name.clone();
+    // From the nodes without their layout, so not again at each step of a drag.
     let spec = Memo::new(move |_| {
-        editor.doc.with(|d| {
-            d.as_ref()
-                .and_then(|d| d.node(&spec_name))
-                .map(|n| (n.spec.module.to_string(), n.spec.component.to_string()))
+        editor.nodes.with(|nodes| {
+            let node =
+                nodes.iter().flatten().find(|n| n.metadata.name.as_ref() == Some(&spec_name));
+            node.map(|n| (n.spec.module.to_string(), n.spec.component.to_string()))
         })
     });
     let ports_name = name.clone();

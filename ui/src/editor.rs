@@ -110,8 +110,17 @@ impl Editor {
         let doc = RwSignal::new(None::<Document>);
         let statuses = RwSignal::new(HashMap::new());
         let modules = RwSignal::new(Vec::new());
-        // The nodes without the layout: equal while only positions change.
-        let nodes = Memo::new(move |_| doc.with(|d| d.as_ref().map(|d| d.nodes.clone())));
+        // The nodes without the layout: equal while only positions change, and then not
+        // copied (a drag step changes the document once a frame).
+        let nodes = Memo::new_owning(move |kept: Option<Option<Vec<FlowNode>>>| {
+            doc.with(|d| {
+                let now = d.as_ref().map(|d| &d.nodes);
+                match kept {
+                    Some(kept) if kept.as_ref() == now => (kept, false),
+                    _ => (now.cloned(), true),
+                }
+            })
+        });
         let port_names = Memo::new(move |_| {
             nodes.with(|nodes| {
                 nodes

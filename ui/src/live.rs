@@ -2,11 +2,14 @@
 //! status (counters, errors) and messages on ports into the editor, and the last messages the
 //! flow's nodes saw are loaded once, in one request, when the flow opens.
 
+use std::{cell::RefCell, collections::HashMap, rc::Rc};
+
 use leptos::{prelude::*, task::spawn_local};
 use wasm_bindgen::{JsCast as _, closure::Closure};
 use web_sys::{EventSource, MessageEvent};
 
 use weir_api::{MessageSeen, NodeEvent};
+use weir_model::FlowNodeStatus;
 
 use crate::{api, editor::Editor};
 
@@ -50,10 +53,19 @@ pub fn follow(editor: Editor) {
 fn open(editor: Editor, flow: &str) -> Result<Stream, String> {
     let source = EventSource::new(&api::in_namespace(&format!("/api/events?flow={flow}")))
         .map_err(|_| format!("cannot follow flow {flow} live"))?;
+    // Statuses are taken in once a frame: a thousand nodes starting report a thousand times
+    // within a second, and each change of the statuses is work over every node (ports, the
+    // flow's check).
+    let reported: Rc<RefCell<HashMap<String, FlowNodeStatus>>> = Rc::default();
     let on_node = Closure::<dyn FnMut(MessageEvent)>::new(move |event: MessageEvent| {
-        if let Some(node) = read::<NodeEvent>(&event) {
-            editor.statuses.update(|statuses| {
-                statuses.insert(node.node, node.status);
+        let Some(node) = read::<NodeEvent>(&event) else { return };
+        let waiting = !reported.borrow().is_empty();
+        reported.borrow_mut().insert(node.node, node.status);
+        if !waiting {
+            let reported = reported.clone();
+            request_animation_frame(move || {
+                let taken = std::mem::take(&mut *reported.borrow_mut());
+                editor.statuses.update(|statuses| statuses.extend(taken));
             });
         }
     });
