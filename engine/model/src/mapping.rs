@@ -42,6 +42,8 @@ pub const MAX_VALUE_DEPTH: usize = 128;
 /// A compiled mapping, ready to evaluate.
 pub struct Mapping {
     root: Template,
+    /// Whether any expression reads `$trigger`, which otherwise is not converted for jq.
+    reads_trigger: bool,
 }
 
 impl fmt::Debug for Mapping {
@@ -63,11 +65,30 @@ enum Piece {
     Value(Expression),
 }
 
+impl Template {
+    fn reads_trigger(&self) -> bool {
+        match self {
+            Template::Literal(_) => false,
+            Template::Value(expression) => expression.reads_trigger,
+            Template::Text(pieces) => pieces.iter().any(|piece| match piece {
+                Piece::Text(_) => false,
+                Piece::Value(expression) => expression.reads_trigger,
+            }),
+            Template::Array(items) => items.iter().any(Template::reads_trigger),
+            Template::Object(fields) => fields.iter().any(|(_, field)| field.reads_trigger()),
+        }
+    }
+}
+
 /// One compiled jq expression that must give exactly one value: a mapping's `{{ expr }}`, a
 /// router's condition, a collect's key.
 pub struct Expression {
     source: String,
     filter: jaq_core::Filter<Budgeted>,
+    /// Whether the expression may read `$trigger`, which otherwise is not converted for jq (a
+    /// whole message converted on every evaluation). Judged from the text, so it is also true
+    /// for an expression that only mentions the name.
+    reads_trigger: bool,
 }
 
 impl fmt::Debug for Expression {
@@ -94,9 +115,8 @@ impl Expression {
         trigger: &Value,
         path: &str,
     ) -> Result<Value, MappingError> {
-        budget::within_budget(|budget| {
-            one_value(self, path, &to_val(input), &to_val(trigger), budget)
-        })
+        let trigger = if self.reads_trigger { to_val(trigger) } else { Val::Null };
+        budget::within_budget(|budget| one_value(self, path, &to_val(input), &trigger, budget))
     }
 
     /// The expression as written.
@@ -141,7 +161,11 @@ impl Mapping {
     pub fn compile(document: &Value) -> Result<Self, Vec<MappingError>> {
         let mut errors = Vec::new();
         let root = compile_template(document, "", &mut errors);
-        if errors.is_empty() { Ok(Self { root }) } else { Err(errors) }
+        if !errors.is_empty() {
+            return Err(errors);
+        }
+        let reads_trigger = root.reads_trigger();
+        Ok(Self { root, reads_trigger })
     }
 
     /// Shapes `input` (the source port's output) for the target port; `trigger` is the message
@@ -149,7 +173,7 @@ impl Mapping {
     pub fn evaluate(&self, input: &Value, trigger: &Value) -> Result<Value, MappingError> {
         budget::within_budget(|budget| {
             let input = to_val(input);
-            let trigger = to_val(trigger);
+            let trigger = self.trigger_val(trigger);
             evaluate_template(&self.root, "", &input, &trigger, budget)
         })
     }
@@ -166,7 +190,7 @@ impl Mapping {
     ) -> Option<Result<Value, MappingError>> {
         budget::within_time(time, |budget| {
             let input = to_val(input);
-            let trigger = to_val(trigger);
+            let trigger = self.trigger_val(trigger);
             let evaluated = evaluate_template(&self.root, "", &input, &trigger, budget);
             (!budget.ran_out_of_time()).then_some(evaluated)
         })
@@ -174,6 +198,11 @@ impl Mapping {
 }
 
 impl Mapping {
+    /// `trigger` for jq, when an expression reads it.
+    fn trigger_val(&self, trigger: &Value) -> Val {
+        if self.reads_trigger { to_val(trigger) } else { Val::Null }
+    }
+
     /// Where the mapping's output cannot fit `schema` (the target port's JSON Schema), judged
     /// without running it: literals of the wrong type, required fields the mapping never sets,
     /// fields the schema does not allow. A `{{ expr }}` could give anything, so it always fits;
@@ -441,7 +470,9 @@ fn compile_checked(source: &str) -> Result<Expression, String> {
             "a function may not call itself in a mapping: use recurse, while, until or reduce",
         ));
     }
-    Ok(Expression { source: source.to_owned(), filter })
+    // The name without its `$`, so that no spelling of the variable is missed.
+    let reads_trigger = source.contains(TRIGGER_VARIABLE.trim_start_matches('$'));
+    Ok(Expression { source: source.to_owned(), filter, reads_trigger })
 }
 
 /// A message about a slice of `source`, with the character it starts at.
@@ -723,6 +754,19 @@ mod tests {
             json!({ "name": "web" }),
         );
         assert_eq!(mapped.unwrap(), json!({ "where": "prod", "what": "web" }));
+    }
+
+    #[test]
+    fn only_a_mapping_that_mentions_the_trigger_reads_it() {
+        let reads = |document: Value| Mapping::compile(&document).unwrap().reads_trigger;
+        assert!(!reads(json!({ "name": "{{ .name }}", "fixed": "trigger" })));
+        assert!(reads(json!(["{{ .a }}", { "b": "at {{ $trigger.at }}" }])));
+        let expression = Expression::compile(".n + ($trigger | .n)", "condition").unwrap();
+        let trigger = json!({ "n": 2 });
+        assert_eq!(
+            expression.evaluate(&json!({ "n": 1 }), &trigger, "condition").unwrap(),
+            json!(3)
+        );
     }
 
     #[test]
