@@ -110,8 +110,8 @@ impl Spans for Traces {
             false,
             TraceState::NONE,
         );
-        // Names and counts only: never the message or the node's settings, which may hold
-        // secrets, and a failure's message names types, never values.
+        // Names and counts only: never the message, the node's settings or a failure's
+        // message, which may hold or quote secrets.
         let attributes = vec![
             KeyValue::new("weir.namespace", span.node.namespace.clone()),
             KeyValue::new("weir.flow", span.node.flow.clone()),
@@ -122,7 +122,7 @@ impl Spans for Traces {
         ];
         let status = match &span.outcome {
             Outcome::Answered => Status::Ok,
-            Outcome::Failed(_, message) => Status::error(message.clone()),
+            Outcome::Failed(kind) => Status::error(kind.as_str()),
             Outcome::Dropped => Status::error("dropped before it ended"),
         };
         let data = SpanData {

@@ -18,9 +18,10 @@ pub trait Spans: std::fmt::Debug + Send + Sync + 'static {
 pub enum Outcome {
     /// The node answered.
     Answered,
-    /// The node, or the flow downstream, failed: the kind and the message (which, like every
-    /// failure's, names types and never values).
-    Failed(ErrorKind, String),
+    /// The node, or the flow downstream, failed, of this kind. Not its message: a span leaves
+    /// the cluster for a collector, and a message can quote what a node was given (a script's
+    /// thrown text, a server's answer).
+    Failed(ErrorKind),
     /// The delivery was dropped before it ended: its edge's timeout, a cancelled run, a
     /// caller that hung up.
     Dropped,
@@ -31,7 +32,7 @@ impl Outcome {
     pub fn word(&self) -> &'static str {
         match self {
             Self::Answered => "answered",
-            Self::Failed(kind, _) => kind.as_str(),
+            Self::Failed(kind) => kind.as_str(),
             Self::Dropped => "dropped",
         }
     }
@@ -85,7 +86,7 @@ impl Recording {
         if let Some(span) = &mut self.span {
             span.outcome = match result {
                 Ok(_) => Outcome::Answered,
-                Err(err) => Outcome::Failed(err.kind(), err.message().to_owned()),
+                Err(err) => Outcome::Failed(err.kind()),
             };
         }
     }
@@ -135,7 +136,7 @@ mod tests {
             kept,
             [
                 ("in".to_owned(), 1, Outcome::Answered),
-                ("in".to_owned(), 2, Outcome::Failed(ErrorKind::Transient, "busy".to_owned())),
+                ("in".to_owned(), 2, Outcome::Failed(ErrorKind::Transient)),
                 ("in".to_owned(), 3, Outcome::Dropped),
             ]
         );
