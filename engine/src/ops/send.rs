@@ -54,7 +54,7 @@ pub async fn deliver(
         })?;
     let target = NodeKey { namespace: namespace.to_owned(), name: node.to_owned() };
     let delivery = Delivery::starting_run(&target, port, message);
-    let authorization = bearer.and_then(|token| format!("Bearer {token}").parse().ok());
+    let authorization = bearer.and_then(weir_runtime::trust::Bearer::header_of);
     client::deliver(&mut client, module, delivery, timeout, authorization).await.map_err(|err| {
         match err {
             Undelivered::Failed(error) => {
