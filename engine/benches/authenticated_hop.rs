@@ -9,19 +9,12 @@
 #[path = "../runtime/tests/support/mod.rs"]
 mod support;
 
-use std::{
-    sync::Arc,
-    time::{Duration, Instant},
-};
+use std::sync::Arc;
 
-use support::{Relay, Sink, key, node_in};
+use support::{far_module, hops_timed, near_module, serve_on_loopback, two_workers};
 use tokio_util::sync::CancellationToken;
 use weir_engine::gate::ClusterGate;
-use weir_runtime::{
-    Runtime,
-    trust::{Bearer, Gate},
-};
-use weir_sdk::{Module, json};
+use weir_runtime::trust::{Bearer, Gate};
 use weir_testenv::ControlPlane;
 
 const WARMUP: usize = 1_000;
@@ -29,42 +22,7 @@ const ROUNDS: usize = 5;
 const PER_ROUND: usize = 4_000;
 
 fn main() {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("a tokio runtime");
-    runtime.block_on(measure());
-}
-
-/// A receiving module serving `far` on loopback, behind `gate` when given; its endpoint.
-async fn receiver(gate: Option<Arc<dyn Gate>>, stop: &CancellationToken) -> String {
-    let right = Runtime::new(vec![Module::new("right", "0.0.0").component::<Sink>()]);
-    let far = node_in("right", "far", "sink", json!({}), json!([]));
-    right.apply(&far).await.expect("far");
-    right.wire(key("far"), &far);
-    right.wire(key("near"), &near());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind loopback");
-    let endpoint = format!("http://{}", listener.local_addr().expect("address"));
-    tokio::spawn(weir_runtime::grpc::serve(right, listener, gate, stop.clone()));
-    endpoint
-}
-
-fn near() -> weir_model::FlowNode {
-    let edges = json!([{ "port": "out", "to": { "node": "far", "port": "in" } }]);
-    node_in("left", "near", "relay", json!({}), edges)
-}
-
-/// `count` deliveries through `left`, each timed.
-async fn deliveries(left: &Runtime, count: usize) -> Vec<Duration> {
-    let message = json!({ "image": "docker.io/library/nginx:1.27", "namespace": "web" });
-    let mut took = Vec::with_capacity(count);
-    for _ in 0..count {
-        let started = Instant::now();
-        left.send(&key("near"), "in", message.clone()).await.expect("delivery");
-        took.push(started.elapsed());
-    }
-    took
+    two_workers().block_on(measure());
 }
 
 // Printing the numbers is what a benchmark is for.
@@ -81,24 +39,17 @@ async fn measure() {
     .expect("a config");
     let stop = CancellationToken::new();
     let gate: Arc<dyn Gate> = Arc::new(ClusterGate::new(config, &namespace, &["peer".to_owned()]));
-    let open = receiver(None, &stop).await;
-    let gated = receiver(Some(gate), &stop).await;
-    let sender = |endpoint: String| {
-        let left = Runtime::new(vec![Module::new("left", "0.0.0").component::<Relay>()]);
-        left.present(Bearer::Token(token.clone()));
-        left.serve("right", weir_runtime::replicas::Replicas::single(&endpoint));
-        left.route(key("far"), "right", "sink");
-        left
-    };
-    let (to_open, to_gated) = (sender(open), sender(gated));
+    let open = serve_on_loopback(far_module().await, None, &stop).await;
+    let gated = serve_on_loopback(far_module().await, Some(gate), &stop).await;
+    let (to_open, to_gated) = (near_module(&open).await, near_module(&gated).await);
     for left in [&to_open, &to_gated] {
-        left.apply(&near()).await.expect("near");
-        deliveries(left, WARMUP).await;
+        left.present(Bearer::Token(token.clone()));
+        hops_timed(left, WARMUP).await;
     }
     let (mut open_took, mut gated_took) = (Vec::new(), Vec::new());
     for _ in 0..ROUNDS {
-        open_took.extend(deliveries(&to_open, PER_ROUND).await);
-        gated_took.extend(deliveries(&to_gated, PER_ROUND).await);
+        open_took.extend(hops_timed(&to_open, PER_ROUND).await);
+        gated_took.extend(hops_timed(&to_gated, PER_ROUND).await);
     }
     for (what, took) in [("open", &mut open_took), ("authenticated", &mut gated_took)] {
         took.sort();

@@ -22,14 +22,16 @@ use opentelemetry_proto::tonic::collector::trace::v1::{
     ExportTraceServiceRequest, ExportTraceServiceResponse,
 };
 use prost::Message as _;
-use support::{Relay, Sink, key, node, node_in, runtime};
+use support::{
+    far_module, hops_timed, key, near_module, node, runtime, serve_on_loopback, two_workers,
+};
 use tokio_util::sync::CancellationToken;
 use weir_engine::traces::Traces;
 use weir_runtime::{
     Runtime,
     spans::{DeliverySpan, Spans},
 };
-use weir_sdk::{Module, json};
+use weir_sdk::json;
 
 const ROUNDS: usize = 5;
 const CHAIN_NODES: usize = 13;
@@ -248,58 +250,29 @@ fn grpc_hop(receiver: &str, stop: &CancellationToken) -> Measured {
     Measured { rounds, unit: "µs p50", exporters }
 }
 
-fn two_workers() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("a tokio runtime")
-}
-
-/// The sending node, whose edge the receiving side checks deliveries against.
-fn near() -> weir_model::FlowNode {
-    let edges = json!([{ "port": "out", "to": { "node": "far", "port": "in" } }]);
-    node_in("left", "near", "relay", json!({}), edges)
-}
-
-/// A receiving module serving `far` on loopback, exporting its spans to `exporter` when
-/// given; its endpoint.
+/// A receiving module serving `far` on loopback, exporting its spans to `exporter` when given;
+/// its endpoint.
 async fn serve_sink(exporter: Option<Arc<Exported>>, stop: &CancellationToken) -> String {
-    let right = Runtime::new(vec![Module::new("right", "0.0.0").component::<Sink>()]);
+    let right = far_module().await;
     if let Some(exporter) = exporter {
         right.export_spans(exporter);
     }
-    let far = node_in("right", "far", "sink", json!({}), json!([]));
-    right.apply(&far).await.expect("far");
-    right.wire(key("far"), &far);
-    right.wire(key("near"), &near());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind loopback");
-    let endpoint = format!("http://{}", listener.local_addr().expect("address"));
-    tokio::spawn(weir_runtime::grpc::serve(right, listener, None, stop.clone()));
-    endpoint
+    serve_on_loopback(right, None, stop).await
 }
 
-/// The sending module, delivering to the one at `endpoint`.
+/// The sending module, delivering to the one at `endpoint`, exporting its spans to `exporter`
+/// when given.
 async fn sender(endpoint: &str, exporter: Option<Arc<Exported>>) -> Runtime {
-    let left = Runtime::new(vec![Module::new("left", "0.0.0").component::<Relay>()]);
+    let left = near_module(endpoint).await;
     if let Some(exporter) = exporter {
         left.export_spans(exporter);
     }
-    left.serve("right", weir_runtime::replicas::Replicas::single(endpoint));
-    left.route(key("far"), "right", "sink");
-    left.apply(&near()).await.expect("near");
     left
 }
 
 /// `count` deliveries across the hop, one at a time; the p50 in µs.
 async fn deliveries(left: &Runtime, count: usize) -> f64 {
-    let message = json!({ "image": "docker.io/library/nginx:1.27", "namespace": "web" });
-    let mut took = Vec::with_capacity(count);
-    for _ in 0..count {
-        let started = Instant::now();
-        left.send(&key("near"), "in", message.clone()).await.expect("delivery");
-        took.push(started.elapsed());
-    }
+    let mut took = hops_timed(left, count).await;
     took.sort();
     took[took.len() / 2].as_secs_f64() * 1e6
 }

@@ -17,16 +17,13 @@ use std::{
     time::{Duration, Instant},
 };
 
-use support::{Relay, Sink, key, node_in};
+use support::{far_module, key, near_module, two_workers};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio_util::sync::CancellationToken;
 use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
 use weir_proto::module_client::ModuleClient;
-use weir_runtime::{
-    Runtime,
-    client::{self, Delivery},
-};
-use weir_sdk::{Module, Value, json};
+use weir_runtime::client::{self, Delivery};
+use weir_sdk::{Value, json};
 
 const WARMUP: usize = 1_000;
 const ROUNDS: usize = 20_000;
@@ -49,39 +46,21 @@ fn main() {
     let (endpoints_tx, endpoints_rx) = std::sync::mpsc::channel();
     let server = std::thread::spawn({
         let stop = stop.clone();
-        move || runtime().block_on(serve(endpoints_tx, stop))
+        move || two_workers().block_on(serve(endpoints_tx, stop))
     });
     let endpoints = endpoints_rx.recv().expect("the serving side starts");
     // On a worker of the sending side, as a node's emit is: `block_on` would poll it on this
     // thread, which every answer would have to wake besides the worker that reads it.
-    runtime().block_on(async {
+    two_workers().block_on(async {
         tokio::spawn(async move { measure(blocking, &endpoints).await }).await.expect("no panic");
     });
     stop.cancel();
     let _ = server.join();
 }
 
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("a tokio runtime")
-}
-
-/// The sending node, whose edge the receiving side checks deliveries against.
-fn near() -> weir_model::FlowNode {
-    let edges = json!([{ "port": "out", "to": { "node": "far", "port": "in" } }]);
-    node_in("left", "near", "relay", json!({}), edges)
-}
-
 /// Serves the sink over Weir's gRPC, a plain tonic health service, and a TCP echo.
 async fn serve(endpoints: std::sync::mpsc::Sender<Endpoints>, stop: CancellationToken) {
-    let right = Runtime::new(vec![Module::new("right", "0.0.0").component::<Sink>()]);
-    let far = node_in("right", "far", "sink", json!({}), json!([]));
-    right.apply(&far).await.expect("far");
-    right.wire(key("far"), &far);
-    right.wire(key("near"), &near());
+    let right = far_module().await;
     let address = |listener: &tokio::net::TcpListener| {
         format!("http://{}", listener.local_addr().expect("address"))
     };
@@ -265,10 +244,7 @@ async fn measure(mut blocking: Vec<Duration>, endpoints: &Endpoints) {
     let weir_unary =
         report("Weir unary Deliver (weir send's way)", &mut one_at_a_time(&send).await);
 
-    let left = Runtime::new(vec![Module::new("left", "0.0.0").component::<Relay>()]);
-    left.apply(&near()).await.expect("near");
-    left.serve("right", weir_runtime::replicas::Replicas::single(&endpoints.weir));
-    left.route(key("far"), "right", "sink");
+    let left = near_module(&endpoints.weir).await;
     let hop = {
         let (left, message) = (left.clone(), message.clone());
         move || {

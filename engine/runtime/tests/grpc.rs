@@ -277,10 +277,8 @@ async fn each_delivery_on_a_stream_is_checked_and_cancelled_on_its_own() {
         rt.apply(node).await.expect("a node");
         rt.wire(support::key(node.metadata.name.as_deref().unwrap_or_default()), node);
     }
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind loopback");
-    let address = format!("http://{}", listener.local_addr().expect("address"));
     let stop = CancellationToken::new();
-    tokio::spawn(weir_runtime::grpc::serve(rt.clone(), listener, None, stop.clone()));
+    let address = support::serve_on_loopback(rt.clone(), None, &stop).await;
     let mut client = ModuleClient::connect(address).await.expect("connect");
     let (frames, outbound) = tokio::sync::mpsc::channel(2 * STREAM_IN_FLIGHT);
     let mut answers = client
@@ -403,10 +401,8 @@ async fn a_broken_stream_fails_its_deliveries_as_transient_and_opens_again() {
         runtime.apply(node).await.expect("a node");
         right.wire(key(node.metadata.name.as_deref().unwrap_or_default()), node);
     }
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind loopback");
-    let endpoint = format!("http://{}", listener.local_addr().expect("address"));
     let stop = CancellationToken::new();
-    tokio::spawn(weir_runtime::grpc::serve(right.clone(), listener, None, stop.clone()));
+    let endpoint = support::serve_on_loopback(right.clone(), None, &stop).await;
     let (through, cuts) = forwarder(endpoint).await;
     left.serve("right", weir_runtime::replicas::Replicas::single(&through));
     left.route(key("far"), "right", "sink");

@@ -356,3 +356,63 @@ pub fn to(node: &str) -> Value {
 pub fn key(name: &str) -> NodeKey {
     NodeKey { namespace: "test".to_owned(), name: name.to_owned() }
 }
+
+/// A Tokio runtime of two workers, as each module process runs on.
+pub fn two_workers() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("a tokio runtime")
+}
+
+/// The sending node of a hop between two modules: a `relay` of module `left` whose edge goes to
+/// `far`.
+pub fn near() -> FlowNode {
+    let edges = json!([{ "port": "out", "to": { "node": "far", "port": "in" } }]);
+    node_in("left", "near", "relay", json!({}), edges)
+}
+
+/// The receiving module of that hop: `right`, running `far` (a `sink`), with both nodes' edges
+/// wired so that it takes `near`'s deliveries.
+pub async fn far_module() -> Runtime {
+    let right = Runtime::new(vec![Module::new("right", "0.0.0").component::<Sink>()]);
+    let far = node_in("right", "far", "sink", json!({}), json!([]));
+    right.apply(&far).await.expect("far");
+    right.wire(key("far"), &far);
+    right.wire(key("near"), &near());
+    right
+}
+
+/// The sending module of that hop, delivering `far`'s messages to the module at `endpoint`.
+pub async fn near_module(endpoint: &str) -> Runtime {
+    let left = Runtime::new(vec![Module::new("left", "0.0.0").component::<Relay>()]);
+    left.serve("right", weir_runtime::replicas::Replicas::single(endpoint));
+    left.route(key("far"), "right", "sink");
+    left.apply(&near()).await.expect("near");
+    left
+}
+
+/// Serves `runtime` over gRPC on loopback, behind `gate` when given, until `stop`; its endpoint.
+pub async fn serve_on_loopback(
+    runtime: Runtime,
+    gate: Option<std::sync::Arc<dyn weir_runtime::trust::Gate>>,
+    stop: &tokio_util::sync::CancellationToken,
+) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind loopback");
+    let endpoint = format!("http://{}", listener.local_addr().expect("address"));
+    tokio::spawn(weir_runtime::grpc::serve(runtime, listener, gate, stop.clone()));
+    endpoint
+}
+
+/// `count` messages sent to `near` one at a time, each timed from its send to its answer.
+pub async fn hops_timed(left: &Runtime, count: usize) -> Vec<Duration> {
+    let message = json!({ "image": "docker.io/library/nginx:1.27", "namespace": "web" });
+    let mut took = Vec::with_capacity(count);
+    for _ in 0..count {
+        let started = std::time::Instant::now();
+        left.send(&key("near"), "in", message.clone()).await.expect("delivery");
+        took.push(started.elapsed());
+    }
+    took
+}
