@@ -115,7 +115,7 @@ impl Expression {
         trigger: &Value,
         path: &str,
     ) -> Result<Value, MappingError> {
-        let trigger = if self.reads_trigger { to_val(trigger) } else { Val::Null };
+        let trigger = trigger_val(self.reads_trigger, trigger);
         budget::within_budget(|budget| one_value(self, path, &to_val(input), &trigger, budget))
     }
 
@@ -173,7 +173,7 @@ impl Mapping {
     pub fn evaluate(&self, input: &Value, trigger: &Value) -> Result<Value, MappingError> {
         budget::within_budget(|budget| {
             let input = to_val(input);
-            let trigger = self.trigger_val(trigger);
+            let trigger = trigger_val(self.reads_trigger, trigger);
             evaluate_template(&self.root, "", &input, &trigger, budget)
         })
     }
@@ -190,7 +190,7 @@ impl Mapping {
     ) -> Option<Result<Value, MappingError>> {
         budget::within_time(time, |budget| {
             let input = to_val(input);
-            let trigger = self.trigger_val(trigger);
+            let trigger = trigger_val(self.reads_trigger, trigger);
             let evaluated = evaluate_template(&self.root, "", &input, &trigger, budget);
             (!budget.ran_out_of_time()).then_some(evaluated)
         })
@@ -198,11 +198,6 @@ impl Mapping {
 }
 
 impl Mapping {
-    /// `trigger` for jq, when an expression reads it.
-    fn trigger_val(&self, trigger: &Value) -> Val {
-        if self.reads_trigger { to_val(trigger) } else { Val::Null }
-    }
-
     /// Where the mapping's output cannot fit `schema` (the target port's JSON Schema), judged
     /// without running it: literals of the wrong type, required fields the mapping never sets,
     /// fields the schema does not allow. A `{{ expr }}` could give anything, so it always fits;
@@ -648,6 +643,11 @@ fn closing_quote(quoted: &str) -> Option<usize> {
         }
     }
     None
+}
+
+/// `trigger` for jq where it is read, else nothing: converting it is a deep copy.
+fn trigger_val(read: bool, trigger: &Value) -> Val {
+    if read { to_val(trigger) } else { Val::Null }
 }
 
 fn to_val(value: &Value) -> Val {

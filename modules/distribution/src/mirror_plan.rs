@@ -158,7 +158,7 @@ pub struct Container {
 }
 
 /// The plan: one item per source image.
-#[derive(Debug, Default, Clone, Serialize, JsonSchema)]
+#[derive(Debug, Default, Serialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Plan {
     /// The images to copy, by source reference.
@@ -168,7 +168,7 @@ pub struct Plan {
 }
 
 /// One source image: its copy and the workloads to point at it, or why it cannot be copied.
-#[derive(Debug, Clone, Serialize, JsonSchema)]
+#[derive(Debug, Serialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Item {
     /// The source, normalised (`docker.io/library/nginx:1.27`).
@@ -196,7 +196,7 @@ pub struct SecretToRead {
 }
 
 /// A workload's containers using an image, as the patch takes them.
-#[derive(Debug, Clone, Serialize, JsonSchema)]
+#[derive(Debug, Serialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Use {
     /// The workload's kind.
@@ -361,7 +361,9 @@ impl Component for MirrorPlan {
             return cx.emit("reverts", self.revert(&workloads)).await;
         }
         let (plan, skipped) = self.plan(&workloads);
-        let answer = cx.emit("out", plan.clone()).await?;
+        let encoded = serde_json::to_value(&plan)
+            .map_err(|err| NodeError::internal(format!("cannot encode the plan: {err}")))?;
+        let answer = cx.emit("out", encoded).await?;
         let report = report(&plan, &skipped, &answer);
         if complete {
             let (images, workloads) = tally(&plan, &report);
