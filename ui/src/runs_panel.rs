@@ -75,7 +75,8 @@ pub fn RunsPanel() -> impl IntoView {
     let row = move |run: RunSummary| {
         let id = run.run.clone();
         let current = id.clone();
-        let is_chosen = move || chosen.with(|c| c.as_ref().is_some_and(|c| c.summary.run == current));
+        let is_chosen =
+            move || chosen.with(|c| c.as_ref().is_some_and(|c| c.summary.run == current));
         view! {
             <li class=format!("run {}", run.outcome.as_str()) class:chosen=is_chosen data-testid="run">
                 <button on:click=move |_| choose(id.clone()) title=run.run.clone()>
