@@ -2,6 +2,12 @@
 
 use std::process::ExitCode;
 
+/// mimalloc rather than the system's malloc: deliveries and jq evaluations make and drop many
+/// small values, and glibc's malloc and free took a fifth of a flow run's time (a quarter more
+/// runs a second with mimalloc, docs/benchmarks.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     // Mappings evaluate in place on a thread with this much stack, instead of on a stack made
     // for each message.

@@ -70,25 +70,22 @@ pub fn RunsPanel() -> impl IntoView {
             }
         });
     };
-    let listed = move || {
-        runs.get()
-            .into_iter()
-            .map(|run| {
-                let id = run.run.clone();
-                let current = id.clone();
-                let is_chosen =
-                    move || chosen.with(|c| c.as_ref().is_some_and(|c| c.summary.run == current));
-                view! {
-                    <li class=format!("run {}", run.outcome.as_str()) class:chosen=is_chosen data-testid="run">
-                        <button on:click=move |_| choose(id.clone()) title=run.run.clone()>
-                            <span class="time">{time_of(&run.started)}</span>
-                            <span class="outcome">{run.outcome.as_str()}</span>
-                            <span class="path">{run.nodes.join(" → ")}</span>
-                        </button>
-                    </li>
-                }
-            })
-            .collect_view()
+    // Keyed by the run as listed: a reload moves each row to where its run now is instead of
+    // writing another run into the row under the pointer, and a run that changed gets a new row.
+    let row = move |run: RunSummary| {
+        let id = run.run.clone();
+        let current = id.clone();
+        let is_chosen =
+            move || chosen.with(|c| c.as_ref().is_some_and(|c| c.summary.run == current));
+        view! {
+            <li class=format!("run {}", run.outcome.as_str()) class:chosen=is_chosen data-testid="run">
+                <button on:click=move |_| choose(id.clone()) title=run.run.clone()>
+                    <span class="time">{time_of(&run.started)}</span>
+                    <span class="outcome">{run.outcome.as_str()}</span>
+                    <span class="path">{run.nodes.join(" → ")}</span>
+                </button>
+            </li>
+        }
     };
     let received = move || {
         chosen.get().map(|record| {
@@ -115,7 +112,9 @@ pub fn RunsPanel() -> impl IntoView {
     view! {
         <section class="runs" data-testid="runs-panel">
             <h2>"Runs" <button class="refresh" data-testid="runs-refresh" on:click=move |_| load()>"Refresh"</button></h2>
-            <ol>{listed}</ol>
+            <ol>
+                <For each=move || runs.get() key=|run| run.clone() children=row/>
+            </ol>
             {received}
         </section>
     }

@@ -391,7 +391,7 @@ pub struct MessageSeen<P = Value> {
 
 /// `GET /api/flows/{flow}/runs`: one of the last runs of a flow the engine keeps (in memory,
 /// never in the store), newest first.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct RunSummary {
     /// The run's id: its trace id, 32 hex digits.
@@ -416,7 +416,7 @@ pub struct RunSummary {
 }
 
 /// How a run has ended so far: how the delivery to the first node it reached ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum RunOutcome {
     /// Its first node has not answered yet.

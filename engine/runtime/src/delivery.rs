@@ -18,7 +18,7 @@ use std::{
     pin::Pin,
     sync::{Arc, Weak},
     task::Poll,
-    time::{Duration, Instant},
+    time::Duration,
 };
 
 use futures::{
@@ -359,7 +359,9 @@ impl Shared {
             // The replica whose call just failed, for the next attempt to pass over.
             let mut failed_at: Option<String> = None;
             loop {
-                let deadline = tokio::time::Instant::now() + edge.timeout;
+                // One reading of the clock for the attempt's deadline and its node's duration.
+                let began = tokio::time::Instant::now();
+                let deadline = began + edge.timeout;
                 let handled = {
                     // Keep the message only while another attempt may need it.
                     let sent = if attempt < edge.attempts {
@@ -380,6 +382,7 @@ impl Shared {
                             sent,
                             child,
                             attempt,
+                            began,
                         )),
                         // A call to another module is a large future: boxed, so that it does
                         // not swell every local hop's.
@@ -459,8 +462,8 @@ impl Shared {
         delivered
     }
 
-    /// Has a node handle one message (the `attempt`th of its edge's), counting it, timing it
-    /// and, where traces are exported, recording its span. What comes before the node's own
+    /// Has a node handle one message (the `attempt`th of its edge's, which `began` then),
+    /// counting it, timing it and, where traces are exported, recording its span. What comes before the node's own
     /// work is done here, and the future keeps only what the rest needs: every hop's future
     /// holds this one, and an `async fn` would keep its arguments as well.
     pub(crate) fn handle<'a>(
@@ -470,9 +473,9 @@ impl Shared {
         message: Value,
         run: Run,
         attempt: u32,
+        began: tokio::time::Instant,
     ) -> impl Future<Output = Result<Value, NodeError>> + 'a {
         instance.count_in();
-        let began = Instant::now();
         // Boxed, as it is large and most runtimes export no traces.
         let recording = self.spans.get().map(|spans| {
             Box::new(Recording::start(
@@ -537,11 +540,12 @@ impl Shared {
         message: Value,
         run: Run,
         attempt: u32,
+        began: tokio::time::Instant,
     ) -> impl Future<Output = Result<Value, NodeError>> + 'a {
         if run.hops.is_multiple_of(HOPS_PER_TASK) {
-            Either::Right(self.handle_on_a_task(target, port, message, run, attempt))
+            Either::Right(self.handle_on_a_task(target, port, message, run, attempt, began))
         } else {
-            Either::Left(self.handle(target, port, message, run, attempt))
+            Either::Left(self.handle(target, port, message, run, attempt, began))
         }
     }
 
@@ -553,10 +557,11 @@ impl Shared {
         message: Value,
         run: Run,
         attempt: u32,
+        began: tokio::time::Instant,
     ) -> impl Future<Output = Result<Value, NodeError>> + use<> {
         let (shared, target, port) = (Arc::clone(self), Arc::clone(target), port.to_owned());
         let task = AbortOnDropHandle::new(tokio::spawn(async move {
-            shared.handle(&target, &port, message, run, attempt).await
+            shared.handle(&target, &port, message, run, attempt, began).await
         }));
         task.map(|joined| {
             joined.unwrap_or_else(|err| Err(NodeError::internal(format!("a node panicked: {err}"))))

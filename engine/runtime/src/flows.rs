@@ -10,9 +10,6 @@ use std::{
 use tokio::sync::watch;
 use weir_model::Flow;
 
-/// A flow by namespace and name.
-type Key = (String, String);
-
 /// One flow as the runtime follows it.
 #[derive(Debug)]
 struct Known {
@@ -29,7 +26,9 @@ impl Default for Known {
 /// The flows of the runtime's nodes.
 #[derive(Debug, Default)]
 pub(crate) struct Flows {
-    known: RwLock<HashMap<Key, Known>>,
+    /// By namespace, then name: a lookup by two `&str` borrows both, as every run's start
+    /// asks whether its flow is suspended.
+    known: RwLock<HashMap<String, HashMap<String, Known>>>,
 }
 
 impl Flows {
@@ -39,7 +38,7 @@ impl Flows {
             return;
         };
         let mut known = self.known.write().unwrap_or_else(PoisonError::into_inner);
-        let entry = known.entry((namespace.clone(), name.clone())).or_default();
+        let entry = known.entry(namespace.clone()).or_default().entry(name.clone()).or_default();
         entry.account = Some(flow.spec.account().to_owned());
         entry.suspended.send_if_modified(|suspended| {
             let now = flow.spec.suspend == Some(true);
@@ -50,14 +49,21 @@ impl Flows {
     /// The flows known, for a full resync.
     pub(crate) fn keys(&self) -> Vec<(String, String)> {
         let known = self.known.read().unwrap_or_else(PoisonError::into_inner);
-        known.iter().filter(|(_, f)| f.account.is_some()).map(|(k, _)| k.clone()).collect()
+        known
+            .iter()
+            .flat_map(|(namespace, flows)| {
+                flows
+                    .iter()
+                    .filter(|(_, flow)| flow.account.is_some())
+                    .map(move |(name, _)| (namespace.clone(), name.clone()))
+            })
+            .collect()
     }
 
     /// Forgets a deleted flow: its nodes go with it.
     pub(crate) fn forget(&self, namespace: &str, name: &str) {
-        let key = (namespace.to_owned(), name.to_owned());
         let mut known = self.known.write().unwrap_or_else(PoisonError::into_inner);
-        if let Some(flow) = known.get_mut(&key) {
+        if let Some(flow) = known.get_mut(namespace).and_then(|flows| flows.get_mut(name)) {
             flow.account = None;
             flow.suspended.send_if_modified(|suspended| std::mem::replace(suspended, false));
         }
@@ -66,18 +72,22 @@ impl Flows {
     /// Whether the flow is suspended now.
     pub(crate) fn suspended(&self, namespace: &str, name: &str) -> bool {
         let known = self.known.read().unwrap_or_else(PoisonError::into_inner);
-        known.get(&(namespace.to_owned(), name.to_owned())).is_some_and(|f| *f.suspended.borrow())
+        known
+            .get(namespace)
+            .and_then(|flows| flows.get(name))
+            .is_some_and(|flow| *flow.suspended.borrow())
     }
 
     /// Follows whether the flow is suspended, from now on (not suspended while unknown).
     pub(crate) fn watch_suspended(&self, namespace: &str, name: &str) -> watch::Receiver<bool> {
         let mut known = self.known.write().unwrap_or_else(PoisonError::into_inner);
-        known.entry((namespace.to_owned(), name.to_owned())).or_default().suspended.subscribe()
+        let flows = known.entry(namespace.to_owned()).or_default();
+        flows.entry(name.to_owned()).or_default().suspended.subscribe()
     }
 
     /// The account the flow's nodes act as; `None` while the flow is unknown.
     pub(crate) fn account(&self, namespace: &str, name: &str) -> Option<String> {
         let known = self.known.read().unwrap_or_else(PoisonError::into_inner);
-        known.get(&(namespace.to_owned(), name.to_owned()))?.account.clone()
+        known.get(namespace)?.get(name)?.account.clone()
     }
 }

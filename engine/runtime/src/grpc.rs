@@ -15,7 +15,8 @@ use std::{
     collections::HashMap,
     pin::Pin,
     sync::{Arc, Mutex, MutexGuard, PoisonError},
-    time::{Duration, UNIX_EPOCH},
+    task::Poll,
+    time::{Duration, Instant, UNIX_EPOCH},
 };
 
 use futures::Stream;
@@ -99,6 +100,12 @@ fn peer_only(caller: Option<&Caller>, what: &str) -> Result<(), Status> {
 /// (`RESOURCE_EXHAUSTED`, which the sender's edge retries). Twice what a sender keeps under way
 /// on a link, so that a well-behaved sender is never refused.
 pub const STREAM_IN_FLIGHT: usize = 2 * crate::link::IN_FLIGHT;
+
+/// A delivery whose first poll, made on the stream's own task, takes longer than this (a node
+/// that computes before it waits) holds up the frames behind it; the stream then gives every
+/// delivery a task of its own for [`INLINE_PAUSE`], so that they share the workers again.
+const INLINE_POLL_LIMIT: Duration = Duration::from_micros(100);
+const INLINE_PAUSE: Duration = Duration::from_millis(10);
 
 #[derive(Clone)]
 struct Deliveries {
@@ -212,6 +219,7 @@ impl Deliveries {
         let under_way: Arc<Mutex<HashMap<u64, AbortHandle>>> = Arc::default();
         let this = Arc::new(self);
         let token: Option<Arc<str>> = token.map(Arc::from);
+        let mut inline_paused: Option<Instant> = None;
         loop {
             let frame = tokio::select! {
                 frame = inbound.message() => frame,
@@ -228,7 +236,7 @@ impl Deliveries {
                 continue;
             }
             let refused = {
-                let mut tasks = lock(&under_way);
+                let tasks = lock(&under_way);
                 if tasks.len() >= STREAM_IN_FLIGHT {
                     Some(Status::resource_exhausted(format!(
                         "the module takes at most {STREAM_IN_FLIGHT} deliveries under way on one stream"
@@ -236,22 +244,6 @@ impl Deliveries {
                 } else if tasks.contains_key(&id) {
                     Some(Status::invalid_argument(format!("delivery {id} is already under way")))
                 } else {
-                    let task = tokio::spawn({
-                        let (this, token) = (Arc::clone(&this), token.clone());
-                        let (answers, under_way) = (answers.clone(), Arc::clone(&under_way));
-                        async move {
-                            let outcome = match this.deliver_framed(token.as_deref(), frame).await {
-                                Ok(response) => edge_answer::Outcome::Response(response),
-                                Err(status) => {
-                                    edge_answer::Outcome::Refusal(Refusal::from(&status))
-                                }
-                            };
-                            let _ =
-                                answers.send(Ok(EdgeAnswer { id, outcome: Some(outcome) })).await;
-                            lock(&under_way).remove(&id);
-                        }
-                    });
-                    tasks.insert(id, task.abort_handle());
                     None
                 }
             };
@@ -260,7 +252,46 @@ impl Deliveries {
                 if answers.send(Ok(EdgeAnswer { id, outcome: Some(refusal) })).await.is_err() {
                     break;
                 }
+                continue;
             }
+            let mut answer = Box::pin({
+                let (this, token) = (Arc::clone(&this), token.clone());
+                async move {
+                    let outcome = match this.deliver_framed(token.as_deref(), frame).await {
+                        Ok(response) => edge_answer::Outcome::Response(response),
+                        Err(status) => edge_answer::Outcome::Refusal(Refusal::from(&status)),
+                    };
+                    EdgeAnswer { id, outcome: Some(outcome) }
+                }
+            });
+            // With nothing else under way the delivery's first poll is made here, where most
+            // finish (a node of this module that answers at once): that spares a round trip a
+            // task and the wake-up of a worker to run it. With others under way, or after a
+            // slow first poll, it is a task from the start, so that deliveries share the workers.
+            if lock(&under_way).is_empty()
+                && inline_paused.is_none_or(|until| Instant::now() >= until)
+            {
+                let began = Instant::now();
+                let polled = futures::poll!(answer.as_mut());
+                if began.elapsed() > INLINE_POLL_LIMIT {
+                    inline_paused = Some(Instant::now() + INLINE_PAUSE);
+                }
+                if let Poll::Ready(answered) = polled {
+                    if answers.send(Ok(answered)).await.is_err() {
+                        break;
+                    }
+                    continue;
+                }
+            }
+            let mut tasks = lock(&under_way);
+            let task = tokio::spawn({
+                let (answers, under_way) = (answers.clone(), Arc::clone(&under_way));
+                async move {
+                    let _ = answers.send(Ok(answer.await)).await;
+                    lock(&under_way).remove(&id);
+                }
+            });
+            tasks.insert(id, task.abort_handle());
         }
         // The stream ends once the deliveries under way have answered; should the sender go
         // first (its connection broke), nobody waits for them any more.
@@ -309,7 +340,7 @@ impl Stream for Answers {
     fn poll_next(
         mut self: Pin<&mut Self>,
         cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Option<Self::Item>> {
+    ) -> Poll<Option<Self::Item>> {
         Pin::new(&mut self.out).poll_next(cx)
     }
 }

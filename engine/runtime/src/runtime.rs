@@ -214,11 +214,15 @@ impl Runtime {
     /// way go on).
     pub fn may_start_run(&self, key: &NodeKey) -> Result<(), NodeError> {
         let instance = self.instance(key)?;
-        let flow = &instance.identity.flow;
-        if self.shared.flows.suspended(&key.namespace, flow) {
+        self.refuse_if_suspended(&instance)
+    }
+
+    fn refuse_if_suspended(&self, instance: &Instance) -> Result<(), NodeError> {
+        let NodeIdentity { namespace, flow, .. } = &*instance.identity;
+        if self.shared.flows.suspended(namespace, flow) {
             return Err(NodeError::invalid(format!(
-                "flow {}/{flow} is suspended: it starts no new run until spec.suspend is false",
-                key.namespace
+                "flow {namespace}/{flow} is suspended: it starts no new run until spec.suspend is \
+                 false"
             )));
         }
         Ok(())
@@ -374,7 +378,8 @@ impl Runtime {
             self.instance(target).map_err(|missing| NodeError::transient(missing.message()))?;
         self.runs_here(&instance)?;
         admit(&instance, port, &message, run.hops)?;
-        self.shared.handle_at_depth(&instance, port, message, run, attempt).await
+        let began = tokio::time::Instant::now();
+        self.shared.handle_at_depth(&instance, port, message, run, attempt, began).await
     }
 
     /// Delivers a message to a node's input port from outside any flow (`weir send`, the
@@ -385,17 +390,17 @@ impl Runtime {
         port: &str,
         message: Value,
     ) -> Result<Value, NodeError> {
-        self.may_start_run(target)?;
+        let instance = self.instance(target)?;
+        self.refuse_if_suspended(&instance)?;
+        self.runs_here(&instance)?;
         let run = Run {
             trigger: Arc::new(message.clone()),
             // The run's first delivery.
             trace: weir_sdk::TraceContext::default().child(),
             ..Run::default()
         };
-        let instance = self.instance(target)?;
-        self.runs_here(&instance)?;
         admit(&instance, port, &message, run.hops)?;
-        self.shared.handle(&instance, port, message, run, 1).await
+        self.shared.handle(&instance, port, message, run, 1, tokio::time::Instant::now()).await
     }
 
     /// Refuses, as transient, a message for a trigger's node on a replica that does not lead:

@@ -2,7 +2,7 @@
 //! docker-registry on loopback): a ~1 GiB, 8-layer image over plain HTTP, in three rounds taken
 //! in turns with the destination's upload ceiling, then again unchanged; the same image with
 //! TLS and Bearer tokens on both sides; and 50 small images sharing a base layer. Run with
-//! `cargo bench -p weir-distribution --bench copy`; results are recorded in
+//! `bench/copy.sh`, which installs skopeo and the registry first; results are recorded in
 //! docs/benchmarks.md.
 
 use std::{

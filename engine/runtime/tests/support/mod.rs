@@ -16,6 +16,11 @@ use weir_model::FlowNode;
 use weir_runtime::{NodeKey, Runtime};
 use weir_sdk::{Component, Context, Description, JsonSchema, Module, NodeError, Port, Value, json};
 
+/// The `weir` binary's allocator (engine/src/main.rs), so that the benches and tests built
+/// with these helpers run on the stack the binary gives a runtime.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Adds its tag to `.path` and passes the message on, answering with what downstream answered.
 pub struct Relay {
     tag: String,
