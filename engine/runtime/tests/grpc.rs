@@ -4,7 +4,13 @@
 
 mod support;
 
-use std::{sync::Arc, time::Duration};
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicUsize, Ordering},
+    },
+    time::Duration,
+};
 
 use support::{node, runtime, to};
 use tokio_util::sync::CancellationToken;
@@ -16,7 +22,7 @@ use weir_runtime::{
     grpc::STREAM_IN_FLIGHT,
     spans::{DeliverySpan, Outcome as Ended, Spans},
 };
-use weir_sdk::{ErrorKind, NodeError, Value, json};
+use weir_sdk::{Component, Context, Description, ErrorKind, NodeError, Port, Value, json};
 
 fn request(node: &str, message: &Value) -> DeliverRequest {
     DeliverRequest {
@@ -432,5 +438,73 @@ async fn a_broken_stream_fails_its_deliveries_as_transient_and_opens_again() {
     support::eventually(|| kept.dropped("stuck") == 2).await;
     let answer = left.send(&key("near"), "in", json!({ "path": [] })).await.expect("a new stream");
     assert_eq!(answer["got"], json!({ "path": [""] }));
+    stop.cancel();
+}
+
+/// Computes for 20 ms before it answers, without yielding, as a node with a heavy mapping or
+/// script would; counts how many of its deliveries run at once.
+struct Busy;
+
+static BUSY_NOW: AtomicUsize = AtomicUsize::new(0);
+static BUSY_MOST: AtomicUsize = AtomicUsize::new(0);
+
+impl Component for Busy {
+    const NAME: &'static str = "busy";
+    type Settings = support::RelaySettings;
+    fn describe() -> Description {
+        Description { label: "Busy", ..Description::default() }
+    }
+    fn ports(_: &support::RelaySettings) -> Vec<Port> {
+        vec![Port::input::<Value>("in")]
+    }
+    fn build(_: support::RelaySettings) -> Result<Self, NodeError> {
+        Ok(Self)
+    }
+    async fn handle(&self, _: &Context, _: &str, _: Value) -> Result<Value, NodeError> {
+        let now = BUSY_NOW.fetch_add(1, Ordering::SeqCst) + 1;
+        BUSY_MOST.fetch_max(now, Ordering::SeqCst);
+        std::thread::sleep(Duration::from_millis(20));
+        BUSY_NOW.fetch_sub(1, Ordering::SeqCst);
+        Ok(Value::Null)
+    }
+}
+
+/// A receiver makes a stream's delivery's first poll on the stream's own task only while such
+/// polls are quick: once a node computed for 20 ms in one, the deliveries behind it run on
+/// tasks of their own, side by side, rather than one after another on the stream's task.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_a_slow_first_poll_a_streams_deliveries_run_side_by_side() {
+    use support::{Relay, key, node_in};
+    use weir_runtime::Runtime;
+    use weir_sdk::Module;
+
+    let left = Runtime::new(vec![Module::new("left", "0.0.0").component::<Relay>()]);
+    let right = Runtime::new(vec![Module::new("right", "0.0.0").component::<Busy>()]);
+    let edge = json!([{ "port": "out", "to": { "node": "busy", "port": "in" } }]);
+    let nodes = [
+        node_in("right", "busy", "busy", json!({}), json!([])),
+        node_in("left", "near", "relay", json!({}), edge),
+    ];
+    for node in &nodes {
+        let runtime = if node.spec.module.as_str() == "right" { &right } else { &left };
+        runtime.apply(node).await.expect("a node");
+        right.wire(key(node.metadata.name.as_deref().unwrap_or_default()), node);
+    }
+    let stop = CancellationToken::new();
+    let endpoint = support::serve_on_loopback(right.clone(), None, &stop).await;
+    left.serve("right", weir_runtime::replicas::Replicas::single(&endpoint));
+    left.route(key("busy"), "right", "busy");
+
+    left.send(&key("near"), "in", json!({})).await.expect("the first delivery");
+    assert_eq!(BUSY_MOST.load(Ordering::SeqCst), 1);
+    let near = key("near");
+    let sends = (0..4).map(|_| left.send(&near, "in", json!({})));
+    for answer in futures::future::join_all(sends).await {
+        answer.expect("a delivery");
+    }
+    assert!(
+        BUSY_MOST.load(Ordering::SeqCst) >= 2,
+        "deliveries behind a slow one waited for each other"
+    );
     stop.cancel();
 }

@@ -42,10 +42,11 @@ pub async fn put(
     if let Some(over) = headers.get(header::IF_MATCH) {
         unchanged_since(&caller, &namespace, &flow, over).await?;
     }
-    if headers.get(header::IF_NONE_MATCH).is_some_and(|tag| tag.as_bytes() == b"*") {
+    let new = headers.get(header::IF_NONE_MATCH).is_some_and(|tag| tag.as_bytes() == b"*");
+    if new {
         not_there(&caller, &namespace, &flow).await?;
     }
-    save(&caller, &namespace, &flow, checked).await?;
+    save(&caller, &namespace, &flow, checked, new).await?;
     Ok(document::answer(document::read(&*caller.store, &namespace, &flow).await?))
 }
 
@@ -78,14 +79,20 @@ async fn unchanged_since(
 
 /// Fails with 412 when the flow exists (`If-None-Match: *`, what the editor sends for a flow
 /// it made), so a new flow given a taken name does not replace the flow of that name unseen.
+/// Checked before anything is written; the save then creates the Flow rather than applying it,
+/// so one made in between is not replaced either.
 async fn not_there(caller: &Caller, namespace: &str, flow: &str) -> Result<(), ApiError> {
     match document::existing_flow(&*caller.store, namespace, flow).await {
-        Ok(_) => Err(ApiError::stale(format!(
-            "flow {namespace}/{flow} exists already: open it, or give the new flow another name"
-        ))),
+        Ok(_) => Err(taken(namespace, flow)),
         Err(ApiError::Failed { kind: weir_api::FailureKind::NotFound, .. }) => Ok(()),
         Err(err) => Err(err),
     }
+}
+
+fn taken(namespace: &str, flow: &str) -> ApiError {
+    ApiError::stale(format!(
+        "flow {namespace}/{flow} exists already: open it, or give the new flow another name"
+    ))
 }
 
 /// Checks a flow document: `{"errors": [...]}`, empty when it could be saved.
@@ -104,11 +111,13 @@ pub async fn validate(
     Ok(Json(Validation { errors: problems }))
 }
 
+/// Writes a checked flow; `new`, it creates the Flow and fails when one of its name exists.
 async fn save(
     caller: &Caller,
     namespace: &str,
     flow: &str,
     checked: Checked,
+    new: bool,
 ) -> Result<(), ApiError> {
     let store = &*caller.store;
     let Checked { flow: flow_object, mut nodes, catalogue } = checked;
@@ -124,7 +133,15 @@ async fn save(
             }
         }
     }
-    apply_one(store, flow_object).await?;
+    if new {
+        match store.create(flow_object).await {
+            Ok(_) => {}
+            Err(StoreError::AlreadyExists(_)) => return Err(taken(namespace, flow)),
+            Err(err) => return Err(err.into()),
+        }
+    } else {
+        apply_one(store, flow_object).await?;
+    }
     for node in nodes {
         apply_one(store, node).await?;
     }

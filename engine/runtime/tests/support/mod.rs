@@ -108,7 +108,12 @@ impl Component for Sink {
         if self.refuse {
             return cx.fail(NodeError::invalid("refused"), message).await;
         }
-        Ok(json!({ "got": message, "trigger": cx.trigger(), "hops": cx.run().hops }))
+        // Moved into the answer rather than through `json!`, which would serialize a copy.
+        let mut answer = serde_json::Map::new();
+        answer.insert("got".to_owned(), message);
+        answer.insert("trigger".to_owned(), cx.trigger().clone());
+        answer.insert("hops".to_owned(), cx.run().hops.into());
+        Ok(Value::Object(answer))
     }
 }
 
