@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 
 /// mimalloc rather than the system's malloc: deliveries and jq evaluations make and drop many
-/// small values, and glibc's malloc and free took a fifth of a flow run's time (a quarter more
+/// small values, and glibc's malloc and free took a fifth of a flow run's time (a fifth more
 /// runs a second with mimalloc, docs/benchmarks.md).
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;

@@ -1010,6 +1010,22 @@ async fn editor_acts_as_each_user(
         "{status} {text}"
     );
     ensure!(get(client, namespace, Kind::Flow, "vaulted").await.is_err(), "saved in part");
+    // The same as a new flow (If-None-Match: *, as the editor saves one it made), which takes
+    // its name first: refused alike, and the Flow it made goes again.
+    let response = http
+        .put(url("/flows/vaulted"))
+        .bearer_auth(alice)
+        .header("if-none-match", "*")
+        .header("content-type", "application/json")
+        .body(vaulted("hunter2").to_string())
+        .send()
+        .await?;
+    let (status, text) = (response.status().as_u16(), response.text().await?);
+    ensure!(status == 403 && text.contains("cannot write Secret"), "{status} {text}");
+    ensure!(
+        get(client, namespace, Kind::Flow, "vaulted").await.is_err(),
+        "a new flow saved in part"
+    );
     // What the built-in `edit` role gives (aggregated there by a controller this control
     // plane does not run).
     let writer = json!({ "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",

@@ -463,9 +463,10 @@ impl Shared {
     }
 
     /// Has a node handle one message (the `attempt`th of its edge's, which `began` then),
-    /// counting it, timing it and, where traces are exported, recording its span. What comes before the node's own
-    /// work is done here, and the future keeps only what the rest needs: every hop's future
-    /// holds this one, and an `async fn` would keep its arguments as well.
+    /// counting it, timing it from `began` and, where traces are exported, recording its span.
+    /// What comes before the node's own work is done here, and the future keeps only what the
+    /// rest needs: every hop's future holds this one, and an `async fn` would keep its
+    /// arguments as well.
     pub(crate) fn handle<'a>(
         &'a self,
         instance: &'a Instance,

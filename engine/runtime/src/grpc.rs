@@ -203,9 +203,10 @@ impl Deliveries {
         Ok(DeliverResponse { outcome: Some(outcome) })
     }
 
-    /// Takes the deliveries of one stream until it ends or the server stops, each on a task of
-    /// its own that answers on `answers`; a cancellation aborts its delivery's task, and so
-    /// does the answers' stream going (`gone`) before they end. Whoever opened the stream
+    /// Takes the deliveries of one stream until it ends or the server stops, answering each on
+    /// `answers`: one that finishes in its first poll here is answered at once, any other goes
+    /// on as a task of its own, which its cancellation frame aborts, and so does the answers'
+    /// stream going (`gone`) before they end. Whoever opened the stream
     /// presented `token`, which every delivery is admitted with again: the gate keeps its
     /// answer for a while, and a token it no longer takes stops the stream's deliveries as it
     /// would stop calls.

@@ -80,7 +80,7 @@ async fn unchanged_since(
 /// Fails with 412 when the flow exists (`If-None-Match: *`, what the editor sends for a flow
 /// it made), so a new flow given a taken name does not replace the flow of that name unseen.
 /// Checked before anything is written; the save then creates the Flow rather than applying it,
-/// so one made in between is not replaced either.
+/// first of all, so one made in between is not replaced either.
 async fn not_there(caller: &Caller, namespace: &str, flow: &str) -> Result<(), ApiError> {
     match document::existing_flow(&*caller.store, namespace, flow).await {
         Ok(_) => Err(taken(namespace, flow)),
@@ -93,6 +93,17 @@ fn taken(namespace: &str, flow: &str) -> ApiError {
     ApiError::stale(format!(
         "flow {namespace}/{flow} exists already: open it, or give the new flow another name"
     ))
+}
+
+/// Deletes the Flow a refused save of a new flow made; should that fail too, the empty Flow
+/// stays, and the log says so.
+async fn undo_create(store: &dyn weir_store::Store, namespace: &str, flow: &str) {
+    match store.delete(Kind::Flow, namespace, flow).await {
+        Ok(()) | Err(StoreError::NotFound(_)) => {}
+        Err(err) => {
+            tracing::warn!(flow = %format!("{namespace}/{flow}"), error = %err, "a refused save left its new, empty flow");
+        }
+    }
 }
 
 /// Checks a flow document: `{"errors": [...]}`, empty when it could be saved.
@@ -122,24 +133,37 @@ async fn save(
     let store = &*caller.store;
     let Checked { flow: flow_object, mut nodes, catalogue } = checked;
     let given: HashSet<String> = nodes.iter().filter_map(|n| n.metadata.name.clone()).collect();
-    // Secrets first: a caller who may not write them has changed nothing.
-    let mut kept_apart = Vec::new();
-    if let Some(client) = &caller.client {
-        for node in &mut nodes {
-            if let Some(secret) =
-                secret_settings::keep_apart(client, &catalogue, namespace, node).await?
-            {
-                kept_apart.push((node.metadata.name.clone().unwrap_or_default(), secret));
-            }
-        }
-    }
-    if new {
+    // A new flow takes its name before anything else is written, so that a flow made since the
+    // check is neither replaced nor has its nodes' Secrets written over.
+    let flow_object = if new {
         match store.create(flow_object).await {
-            Ok(_) => {}
+            Ok(_) => None,
             Err(StoreError::AlreadyExists(_)) => return Err(taken(namespace, flow)),
             Err(err) => return Err(err.into()),
         }
     } else {
+        Some(flow_object)
+    };
+    // Secrets before the nodes: a caller who may not write them has changed nothing (a new
+    // Flow made above goes again).
+    let mut kept_apart = Vec::new();
+    if let Some(client) = &caller.client {
+        for node in &mut nodes {
+            match secret_settings::keep_apart(client, &catalogue, namespace, node).await {
+                Ok(Some(secret)) => {
+                    kept_apart.push((node.metadata.name.clone().unwrap_or_default(), secret));
+                }
+                Ok(None) => {}
+                Err(err) => {
+                    if new {
+                        undo_create(store, namespace, flow).await;
+                    }
+                    return Err(err);
+                }
+            }
+        }
+    }
+    if let Some(flow_object) = flow_object {
         apply_one(store, flow_object).await?;
     }
     for node in nodes {
