@@ -43,9 +43,6 @@ pub async fn put(
         unchanged_since(&caller, &namespace, &flow, over).await?;
     }
     let new = headers.get(header::IF_NONE_MATCH).is_some_and(|tag| tag.as_bytes() == b"*");
-    if new {
-        not_there(&caller, &namespace, &flow).await?;
-    }
     save(&caller, &namespace, &flow, checked, new).await?;
     Ok(document::answer(document::read(&*caller.store, &namespace, &flow).await?))
 }
@@ -77,18 +74,8 @@ async fn unchanged_since(
     )))
 }
 
-/// Fails with 412 when the flow exists (`If-None-Match: *`, what the editor sends for a flow
-/// it made), so a new flow given a taken name does not replace the flow of that name unseen.
-/// Checked before anything is written; the save then creates the Flow rather than applying it,
-/// first of all, so one made in between is not replaced either.
-async fn not_there(caller: &Caller, namespace: &str, flow: &str) -> Result<(), ApiError> {
-    match document::existing_flow(&*caller.store, namespace, flow).await {
-        Ok(_) => Err(taken(namespace, flow)),
-        Err(ApiError::Failed { kind: weir_api::FailureKind::NotFound, .. }) => Ok(()),
-        Err(err) => Err(err),
-    }
-}
-
+/// The refusal of a new flow (`If-None-Match: *`, what the editor sends for a flow it made)
+/// whose name is taken, so that it does not replace the flow of that name unseen.
 fn taken(namespace: &str, flow: &str) -> ApiError {
     ApiError::stale(format!(
         "flow {namespace}/{flow} exists already: open it, or give the new flow another name"
@@ -133,8 +120,8 @@ async fn save(
     let store = &*caller.store;
     let Checked { flow: flow_object, mut nodes, catalogue } = checked;
     let given: HashSet<String> = nodes.iter().filter_map(|n| n.metadata.name.clone()).collect();
-    // A new flow takes its name before anything else is written, so that a flow made since the
-    // check is neither replaced nor has its nodes' Secrets written over.
+    // A new flow takes its name before anything else is written: creating the Flow is the
+    // check that no flow has it, so none is replaced nor has its nodes' Secrets written over.
     let flow_object = if new {
         match store.create(flow_object).await {
             Ok(_) => None,
