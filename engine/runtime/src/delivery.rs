@@ -237,6 +237,21 @@ impl<F: Future> Future for BoundedDelivery<'_, F> {
     }
 }
 
+/// One attempt at a delivery: which of its edge's attempts it is, and when it began, which its
+/// deadline and its node's duration are counted from (one reading of the clock for both).
+#[derive(Clone, Copy)]
+pub(crate) struct Attempt {
+    pub(crate) number: u32,
+    pub(crate) began: tokio::time::Instant,
+}
+
+impl Attempt {
+    /// Attempt `number`, beginning now.
+    pub(crate) fn now(number: u32) -> Self {
+        Self { number, began: tokio::time::Instant::now() }
+    }
+}
+
 fn cancelled(edge: &Edge) -> NodeError {
     NodeError::cancelled(format!("edge {edge}: the run was cancelled"))
 }
@@ -359,9 +374,8 @@ impl Shared {
             // The replica whose call just failed, for the next attempt to pass over.
             let mut failed_at: Option<String> = None;
             loop {
-                // One reading of the clock for the attempt's deadline and its node's duration.
-                let began = tokio::time::Instant::now();
-                let deadline = began + edge.timeout;
+                let this_attempt = Attempt::now(attempt);
+                let deadline = this_attempt.began + edge.timeout;
                 let handled = {
                     // Keep the message only while another attempt may need it.
                     let sent = if attempt < edge.attempts {
@@ -381,8 +395,7 @@ impl Shared {
                             &edge.target_port,
                             sent,
                             child,
-                            attempt,
-                            began,
+                            this_attempt,
                         )),
                         // A call to another module is a large future: boxed, so that it does
                         // not swell every local hop's.
@@ -462,8 +475,8 @@ impl Shared {
         delivered
     }
 
-    /// Has a node handle one message (the `attempt`th of its edge's, which `began` then),
-    /// counting it, timing it from `began` and, where traces are exported, recording its span.
+    /// Has a node handle one message in `attempt` of its edge's, counting it, timing it from
+    /// the attempt's beginning and, where traces are exported, recording its span.
     /// What comes before the node's own work is done here, and the future keeps only what the
     /// rest needs: every hop's future holds this one, and an `async fn` would keep its
     /// arguments as well.
@@ -473,8 +486,7 @@ impl Shared {
         port: &'a str,
         message: Value,
         run: Run,
-        attempt: u32,
-        began: tokio::time::Instant,
+        attempt: Attempt,
     ) -> impl Future<Output = Result<Value, NodeError>> + 'a {
         instance.count_in();
         // Boxed, as it is large and most runtimes export no traces.
@@ -484,7 +496,7 @@ impl Shared {
                 &instance.identity,
                 port,
                 run.trace,
-                attempt,
+                attempt.number,
             ))
         });
         let watched = self.watched();
@@ -510,7 +522,7 @@ impl Shared {
                     panic_message(&*panic)
                 )))
             });
-            let elapsed = began.elapsed();
+            let elapsed = attempt.began.elapsed();
             instance.observe(elapsed);
             if let Err(err) = &result {
                 instance.count_error(err);
@@ -540,13 +552,12 @@ impl Shared {
         port: &'a str,
         message: Value,
         run: Run,
-        attempt: u32,
-        began: tokio::time::Instant,
+        attempt: Attempt,
     ) -> impl Future<Output = Result<Value, NodeError>> + 'a {
         if run.hops.is_multiple_of(HOPS_PER_TASK) {
-            Either::Right(self.handle_on_a_task(target, port, message, run, attempt, began))
+            Either::Right(self.handle_on_a_task(target, port, message, run, attempt))
         } else {
-            Either::Left(self.handle(target, port, message, run, attempt, began))
+            Either::Left(self.handle(target, port, message, run, attempt))
         }
     }
 
@@ -557,12 +568,11 @@ impl Shared {
         port: &str,
         message: Value,
         run: Run,
-        attempt: u32,
-        began: tokio::time::Instant,
+        attempt: Attempt,
     ) -> impl Future<Output = Result<Value, NodeError>> + use<> {
         let (shared, target, port) = (Arc::clone(self), Arc::clone(target), port.to_owned());
         let task = AbortOnDropHandle::new(tokio::spawn(async move {
-            shared.handle(&target, &port, message, run, attempt, began).await
+            shared.handle(&target, &port, message, run, attempt).await
         }));
         task.map(|joined| {
             joined.unwrap_or_else(|err| Err(NodeError::internal(format!("a node panicked: {err}"))))

@@ -21,7 +21,7 @@ use weir_sdk::{Module, NodeError, NodeIdentity, NodeState, Run};
 use weir_store::WatchEvent;
 
 use crate::{
-    delivery::{Outlet, admit, panic_message},
+    delivery::{Attempt, Outlet, admit, panic_message},
     edge::Edge,
     flows::Flows,
     histogram::Histogram,
@@ -378,8 +378,7 @@ impl Runtime {
             self.instance(target).map_err(|missing| NodeError::transient(missing.message()))?;
         self.runs_here(&instance)?;
         admit(&instance, port, &message, run.hops)?;
-        let began = tokio::time::Instant::now();
-        self.shared.handle_at_depth(&instance, port, message, run, attempt, began).await
+        self.shared.handle_at_depth(&instance, port, message, run, Attempt::now(attempt)).await
     }
 
     /// Delivers a message to a node's input port from outside any flow (`weir send`, the
@@ -400,7 +399,7 @@ impl Runtime {
             ..Run::default()
         };
         admit(&instance, port, &message, run.hops)?;
-        self.shared.handle(&instance, port, message, run, 1, tokio::time::Instant::now()).await
+        self.shared.handle(&instance, port, message, run, Attempt::now(1)).await
     }
 
     /// Refuses, as transient, a message for a trigger's node on a replica that does not lead:
