@@ -402,11 +402,7 @@ async fn a_broken_stream_fails_its_deliveries_as_transient_and_opens_again() {
         node_in("left", "impatient", "relay", json!({}), edge("stuck", "100ms")),
         node_in("left", "patient", "relay", json!({}), edge("stuck", "1h")),
     ];
-    for node in &nodes {
-        let runtime = if node.spec.module.as_str() == "right" { &right } else { &left };
-        runtime.apply(node).await.expect("a node");
-        right.wire(key(node.metadata.name.as_deref().unwrap_or_default()), node);
-    }
+    build_across(&left, &right, &nodes).await;
     let stop = CancellationToken::new();
     let endpoint = support::serve_on_loopback(right.clone(), None, &stop).await;
     let (through, cuts) = forwarder(endpoint).await;
@@ -485,11 +481,7 @@ async fn after_a_slow_first_poll_a_streams_deliveries_run_side_by_side() {
         node_in("right", "busy", "busy", json!({}), json!([])),
         node_in("left", "near", "relay", json!({}), edge),
     ];
-    for node in &nodes {
-        let runtime = if node.spec.module.as_str() == "right" { &right } else { &left };
-        runtime.apply(node).await.expect("a node");
-        right.wire(key(node.metadata.name.as_deref().unwrap_or_default()), node);
-    }
+    build_across(&left, &right, &nodes).await;
     let stop = CancellationToken::new();
     let endpoint = support::serve_on_loopback(right.clone(), None, &stop).await;
     left.serve("right", weir_runtime::replicas::Replicas::single(&endpoint));
@@ -507,4 +499,18 @@ async fn after_a_slow_first_poll_a_streams_deliveries_run_side_by_side() {
         "deliveries behind a slow one waited for each other"
     );
     stop.cancel();
+}
+
+/// Builds each of `nodes` in the runtime of its module, `right` or else `left`, and has `right`
+/// (the receiving side, which checks deliveries against them) know the edges of all.
+async fn build_across(
+    left: &weir_runtime::Runtime,
+    right: &weir_runtime::Runtime,
+    nodes: &[weir_model::FlowNode],
+) {
+    for node in nodes {
+        let runtime = if node.spec.module.as_str() == "right" { right } else { left };
+        runtime.apply(node).await.expect("a node");
+        right.wire(support::key(node.metadata.name.as_deref().unwrap_or_default()), node);
+    }
 }
