@@ -236,25 +236,30 @@ impl Deliveries {
                 }
                 continue;
             }
-            let refused = {
+            // Whether nothing else is under way, unless the delivery is refused.
+            let idle = {
                 let tasks = lock(&under_way);
                 if tasks.len() >= STREAM_IN_FLIGHT {
-                    Some(Status::resource_exhausted(format!(
+                    Err(Status::resource_exhausted(format!(
                         "the module takes at most {STREAM_IN_FLIGHT} deliveries under way on one stream"
                     )))
                 } else if tasks.contains_key(&id) {
-                    Some(Status::invalid_argument(format!("delivery {id} is already under way")))
+                    Err(Status::invalid_argument(format!("delivery {id} is already under way")))
                 } else {
-                    None
+                    Ok(tasks.is_empty())
                 }
             };
-            if let Some(status) = refused {
-                let refusal = edge_answer::Outcome::Refusal(Refusal::from(&status));
-                if answers.send(Ok(EdgeAnswer { id, outcome: Some(refusal) })).await.is_err() {
-                    break;
+            let idle = match idle {
+                Ok(idle) => idle,
+                Err(status) => {
+                    let refusal = edge_answer::Outcome::Refusal(Refusal::from(&status));
+                    let refused = EdgeAnswer { id, outcome: Some(refusal) };
+                    if answers.send(Ok(refused)).await.is_err() {
+                        break;
+                    }
+                    continue;
                 }
-                continue;
-            }
+            };
             let mut answer = Box::pin({
                 let (this, token) = (Arc::clone(&this), token.clone());
                 async move {
@@ -269,13 +274,12 @@ impl Deliveries {
             // finish (a node of this module that answers at once): that spares a round trip a
             // task and the wake-up of a worker to run it. With others under way, or after a
             // slow first poll, it is a task from the start, so that deliveries share the workers.
-            if lock(&under_way).is_empty()
-                && inline_paused.is_none_or(|until| Instant::now() >= until)
-            {
+            if idle && inline_paused.is_none_or(|until| Instant::now() >= until) {
                 let began = Instant::now();
                 let polled = futures::poll!(answer.as_mut());
-                if began.elapsed() > INLINE_POLL_LIMIT {
-                    inline_paused = Some(Instant::now() + INLINE_PAUSE);
+                let took = began.elapsed();
+                if took > INLINE_POLL_LIMIT {
+                    inline_paused = Some(began + took + INLINE_PAUSE);
                 }
                 if let Poll::Ready(answered) = polled {
                     if answers.send(Ok(answered)).await.is_err() {
