@@ -8,6 +8,7 @@
 //! bad expression at once, with its place in the document, for the editor to show.
 
 mod budget;
+mod direct;
 
 use std::fmt;
 
@@ -44,6 +45,9 @@ pub struct Mapping {
     root: Template,
     /// Whether any expression reads `$trigger`, which otherwise is not converted for jq.
     reads_trigger: bool,
+    /// Whether every expression has a shape evaluated without jaq, so the mapping is tried
+    /// that way first.
+    direct: bool,
 }
 
 impl fmt::Debug for Mapping {
@@ -52,10 +56,11 @@ impl fmt::Debug for Mapping {
     }
 }
 
+/// A mapping document compiled; `path` is where an expression is written, for its errors.
 enum Template {
     Literal(Value),
-    Value(Expression),
-    Text(Vec<Piece>),
+    Value { path: String, expression: Expression },
+    Text { path: String, pieces: Vec<Piece> },
     Array(Vec<Template>),
     Object(Vec<(String, Template)>),
 }
@@ -66,16 +71,17 @@ enum Piece {
 }
 
 impl Template {
-    fn reads_trigger(&self) -> bool {
+    /// Whether any expression in the template passes `test`.
+    fn any(&self, test: fn(&Expression) -> bool) -> bool {
         match self {
             Template::Literal(_) => false,
-            Template::Value(expression) => expression.reads_trigger,
-            Template::Text(pieces) => pieces.iter().any(|piece| match piece {
+            Template::Value { expression, .. } => test(expression),
+            Template::Text { pieces, .. } => pieces.iter().any(|piece| match piece {
                 Piece::Text(_) => false,
-                Piece::Value(expression) => expression.reads_trigger,
+                Piece::Value(expression) => test(expression),
             }),
-            Template::Array(items) => items.iter().any(Template::reads_trigger),
-            Template::Object(fields) => fields.iter().any(|(_, field)| field.reads_trigger()),
+            Template::Array(items) => items.iter().any(|item| item.any(test)),
+            Template::Object(fields) => fields.iter().any(|(_, field)| field.any(test)),
         }
     }
 }
@@ -89,6 +95,8 @@ pub struct Expression {
     /// whole message converted on every evaluation). Judged from the text, so it is also true
     /// for an expression that only mentions the name.
     reads_trigger: bool,
+    /// The expression in a shape evaluated without jaq, when it has one.
+    direct: Option<direct::Term>,
 }
 
 impl fmt::Debug for Expression {
@@ -115,8 +123,16 @@ impl Expression {
         trigger: &Value,
         path: &str,
     ) -> Result<Value, MappingError> {
+        if let Some(value) = self.evaluate_directly(input, trigger) {
+            return Ok(value);
+        }
         let trigger = trigger_val(self.reads_trigger, trigger);
         budget::within_budget(|budget| one_value(self, path, &to_val(input), &trigger, budget))
+    }
+
+    /// The value without jaq, when the expression has a shape that allows it and gives one.
+    fn evaluate_directly(&self, input: &Value, trigger: &Value) -> Option<Value> {
+        self.direct.as_ref()?.evaluate(input, trigger)
     }
 
     /// The expression as written.
@@ -164,17 +180,42 @@ impl Mapping {
         if !errors.is_empty() {
             return Err(errors);
         }
-        let reads_trigger = root.reads_trigger();
-        Ok(Self { root, reads_trigger })
+        let reads_trigger = root.any(|expression| expression.reads_trigger);
+        let direct = !root.any(|expression| expression.direct.is_none());
+        Ok(Self { root, reads_trigger, direct })
     }
 
     /// Shapes `input` (the source port's output) for the target port; `trigger` is the message
     /// that started the run.
     pub fn evaluate(&self, input: &Value, trigger: &Value) -> Result<Value, MappingError> {
-        budget::within_budget(|budget| {
-            let input = to_val(input);
-            let trigger = trigger_val(self.reads_trigger, trigger);
-            evaluate_template(&self.root, "", &input, &trigger, budget)
+        if let Some(value) = self.evaluate_directly(input, trigger) {
+            return Ok(value);
+        }
+        budget::within_budget(|budget| self.evaluate_with_jaq(input, trigger, budget))
+    }
+
+    /// The mapping's value without jaq, when every expression has a shape that allows it and
+    /// gives a value; otherwise jaq evaluates the whole mapping, as if this had not been tried.
+    fn evaluate_directly(&self, input: &Value, trigger: &Value) -> Option<Value> {
+        if !self.direct {
+            return None;
+        }
+        fill(&self.root, &mut |expression, _| {
+            expression.evaluate_directly(input, trigger).ok_or(())
+        })
+        .ok()
+    }
+
+    fn evaluate_with_jaq(
+        &self,
+        input: &Value,
+        trigger: &Value,
+        budget: &Budget,
+    ) -> Result<Value, MappingError> {
+        let input = to_val(input);
+        let trigger = trigger_val(self.reads_trigger, trigger);
+        fill(&self.root, &mut |expression, path| {
+            one_value(expression, path, &input, &trigger, budget)
         })
     }
 
@@ -188,10 +229,11 @@ impl Mapping {
         trigger: &Value,
         time: std::time::Duration,
     ) -> Option<Result<Value, MappingError>> {
+        if let Some(value) = self.evaluate_directly(input, trigger) {
+            return Some(Ok(value));
+        }
         budget::within_time(time, |budget| {
-            let input = to_val(input);
-            let trigger = trigger_val(self.reads_trigger, trigger);
-            let evaluated = evaluate_template(&self.root, "", &input, &trigger, budget);
+            let evaluated = self.evaluate_with_jaq(input, trigger, budget);
             (!budget.ran_out_of_time()).then_some(evaluated)
         })
     }
@@ -319,8 +361,8 @@ fn fit(
 /// The JSON Schema type a template always gives, when it is known before running it.
 fn shape(template: &Template) -> Option<&'static str> {
     Some(match template {
-        Template::Value(_) => return None,
-        Template::Text(_) => "string",
+        Template::Value { .. } => return None,
+        Template::Text { .. } => "string",
         Template::Array(_) => "array",
         Template::Object(_) => "object",
         Template::Literal(Value::Null) => "null",
@@ -405,11 +447,11 @@ fn compile_text(text: &str, path: &str, errors: &mut Vec<MappingError>) -> Templ
     match pieces.len() {
         0 => Template::Literal(Value::String(String::new())),
         1 => match pieces.pop() {
-            Some(Piece::Value(expression)) => Template::Value(expression),
+            Some(Piece::Value(expression)) => Template::Value { path: path.to_owned(), expression },
             Some(Piece::Text(text)) => Template::Literal(Value::String(text)),
             None => unreachable!("one piece"),
         },
-        _ => Template::Text(pieces),
+        _ => Template::Text { path: path.to_owned(), pieces },
     }
 }
 
@@ -458,7 +500,10 @@ fn compile_checked(source: &str) -> Result<Expression, String> {
                 .collect();
             messages.join("; ")
         })?;
-    if let Some(call) = budget::find_recursion(source)? {
+    // It compiled, so it parses.
+    let mut parsed = load::parse(source, |p| p.term())
+        .ok_or("modules and imports cannot be used in a mapping")?;
+    if let Some(call) = budget::find_recursion(&mut parsed) {
         return Err(located(
             source,
             call,
@@ -467,7 +512,8 @@ fn compile_checked(source: &str) -> Result<Expression, String> {
     }
     // The name without its `$`, so that no spelling of the variable is missed.
     let reads_trigger = source.contains(TRIGGER_VARIABLE.trim_start_matches('$'));
-    Ok(Expression { source: source.to_owned(), filter, reads_trigger })
+    let direct = direct::Term::compile(&parsed);
+    Ok(Expression { source: source.to_owned(), filter, reads_trigger, direct })
 }
 
 /// A message about a slice of `source`, with the character it starts at.
@@ -482,45 +528,37 @@ fn located(source: &str, part: &str, message: &str) -> String {
     }
 }
 
-fn evaluate_template(
+/// Fills `template` in, each expression's value given by `value_of` (told where the expression
+/// is written).
+fn fill<E>(
     template: &Template,
-    path: &str,
-    input: &Val,
-    trigger: &Val,
-    budget: &Budget,
-) -> Result<Value, MappingError> {
+    value_of: &mut impl FnMut(&Expression, &str) -> Result<Value, E>,
+) -> Result<Value, E> {
     match template {
         Template::Literal(value) => Ok(value.clone()),
-        Template::Value(expression) => one_value(expression, path, input, trigger, budget),
-        Template::Text(pieces) => {
+        Template::Value { path, expression } => value_of(expression, path),
+        Template::Text { path, pieces } => {
             let mut text = String::new();
             for piece in pieces {
                 match piece {
                     Piece::Text(literal) => text.push_str(literal),
-                    Piece::Value(expression) => {
-                        match one_value(expression, path, input, trigger, budget)? {
-                            Value::String(s) => text.push_str(&s),
-                            other => text.push_str(&other.to_string()),
-                        }
-                    }
+                    Piece::Value(expression) => match value_of(expression, path)? {
+                        Value::String(s) => text.push_str(&s),
+                        other => text.push_str(&other.to_string()),
+                    },
                 }
             }
             Ok(Value::String(text))
         }
         Template::Array(items) => items
             .iter()
-            .enumerate()
-            .map(|(i, item)| {
-                evaluate_template(item, &format!("{path}[{i}]"), input, trigger, budget)
-            })
-            .collect::<Result<Vec<_>, _>>()
+            .map(|item| fill(item, value_of))
+            .collect::<Result<_, _>>()
             .map(Value::Array),
         Template::Object(fields) => {
             let mut object = Map::with_capacity(fields.len());
             for (key, field) in fields {
-                let path = if path.is_empty() { key.clone() } else { format!("{path}.{key}") };
-                object
-                    .insert(key.clone(), evaluate_template(field, &path, input, trigger, budget)?);
+                object.insert(key.clone(), fill(field, value_of)?);
             }
             Ok(Value::Object(object))
         }
@@ -573,26 +611,40 @@ fn one_value(
     if let Some(exceeded) = exceeded() {
         return Err(exceeded);
     }
-    if depth(&first) > MAX_VALUE_DEPTH {
+    if val_depth(&first) > MAX_VALUE_DEPTH {
         return Err(fail(format!("gave a value nested deeper than {MAX_VALUE_DEPTH} levels")));
     }
     Ok(from_val(&first))
 }
 
 /// How deep a value nests, counted without recursion since the value may be deeper than the
-/// stack allows.
-fn depth(value: &Val) -> usize {
+/// stack allows; `inside` gives a value's items or fields.
+fn depth<'v, T>(value: &'v T, inside: fn(&'v T, &mut Vec<&'v T>)) -> usize {
     let mut deepest = 0;
     let mut pending = vec![(value, 1)];
+    let mut children = Vec::new();
     while let Some((value, level)) = pending.pop() {
         deepest = deepest.max(level);
-        match value {
-            Val::Arr(items) => pending.extend(items.iter().map(|item| (item, level + 1))),
-            Val::Obj(fields) => pending.extend(fields.values().map(|field| (field, level + 1))),
-            _ => {}
-        }
+        inside(value, &mut children);
+        pending.extend(children.drain(..).map(|child| (child, level + 1)));
     }
     deepest
+}
+
+fn val_depth(value: &Val) -> usize {
+    depth(value, |value, children| match value {
+        Val::Arr(items) => children.extend(items.iter()),
+        Val::Obj(fields) => children.extend(fields.values()),
+        _ => {}
+    })
+}
+
+fn json_depth(value: &Value) -> usize {
+    depth(value, |value, children| match value {
+        Value::Array(items) => children.extend(items.iter()),
+        Value::Object(fields) => children.extend(fields.values()),
+        _ => {}
+    })
 }
 
 fn exception_message(exception: jaq_core::Exn<'_, Val>) -> String {

@@ -334,12 +334,10 @@ fn nesting(source: &str) -> usize {
     deepest
 }
 
-/// Refuses a definition that calls itself, directly or from a definition inside it; `source`
-/// has already compiled, so it parses. Returns where the call is, for the message.
-pub fn find_recursion(source: &str) -> Result<Option<&str>, String> {
-    let mut term = load::parse(source, |p| p.term())
-        .ok_or("modules and imports cannot be used in a mapping")?;
-    Ok(recursive_call(&mut term, &mut Vec::new()))
+/// A call of a definition from inside itself, directly or from a definition inside it, which a
+/// mapping refuses: where the call is, for the message.
+pub fn find_recursion<'s>(term: &mut Term<&'s str>) -> Option<&'s str> {
+    recursive_call(term, &mut Vec::new())
 }
 
 fn recursive_call<'s>(
@@ -456,7 +454,7 @@ mod tests {
 
     #[test]
     fn recursion_is_found_through_nested_definitions() {
-        let found = |source| find_recursion(source).unwrap();
+        let found = |source| find_recursion(&mut load::parse(source, |p| p.term()).unwrap());
         assert_eq!(found("def f: [f]; f"), Some("f"));
         assert_eq!(found("def f: def g: f; g; f"), Some("f"));
         assert_eq!(found("def f(x): x | f(x); f(.)"), Some("f"));
