@@ -98,6 +98,12 @@ fn peak_rss_mib() -> f64 {
 
 /// The CPU time this process has used, user and system.
 fn cpu_seconds() -> f64 {
+    let (user, system) = cpu_times();
+    user + system
+}
+
+/// The bench process's CPU seconds in user space and in the kernel, so far.
+fn cpu_times() -> (f64, f64) {
     let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
     // The fields after the command name, which is in parentheses and may hold spaces.
     let fields: Vec<&str> = stat
@@ -107,7 +113,7 @@ fn cpu_seconds() -> f64 {
     let ticks = |at: usize| fields.get(at).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
     // utime and stime, fields 14 and 15 of the whole line; clock ticks are 100 per second on
     // Linux.
-    (ticks(11) + ticks(12)) / 100.0
+    (ticks(11) / 100.0, ticks(12) / 100.0)
 }
 
 /// Waits until the disk has written what earlier steps left in the page cache, so one step's
@@ -252,16 +258,19 @@ async fn big_image(source_registry: &LocalRegistry, source: &Registry, image: &M
         let from = Side { registry: source, repository: "bench/big" };
         let to = Side { registry: &target, repository: "bench/big" };
         reset_peak_rss();
-        let (started, cpu_before) = (Instant::now(), cpu_seconds());
+        let (started, (user_before, system_before)) = (Instant::now(), cpu_times());
         let report = copier.copy(from, "1", to, "1").await.expect("the copy");
-        let (took, cpu) = (started.elapsed(), cpu_seconds() - cpu_before);
+        let took = started.elapsed();
+        let (user, system) = cpu_times();
+        let (user, system) = (user - user_before, system - system_before);
+        let cpu = user + system;
         assert_eq!(report.digest, image.digest);
         let rate = mib_per_second(report.bytes_moved, took);
         shares.push(rate / ceiling_rate);
         rates.push(rate);
         cpus.push(cpu);
         println!(
-            "round {round}: upload ceiling {ceiling_rate:.0} MiB/s; weir copy {took:.2?}, {rate:.0} MiB/s ({:.0} % of the ceiling), {} blobs uploaded, {cpu:.2} s of CPU, peak RSS during the copy {:.0} MiB",
+            "round {round}: upload ceiling {ceiling_rate:.0} MiB/s; weir copy {took:.2?}, {rate:.0} MiB/s ({:.0} % of the ceiling), {} blobs uploaded, {cpu:.2} s of CPU ({user:.2} in user space, {system:.2} in the kernel), peak RSS during the copy {:.0} MiB",
             100.0 * rate / ceiling_rate,
             report.blobs_uploaded,
             peak_rss_mib()
