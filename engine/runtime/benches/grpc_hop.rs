@@ -46,16 +46,34 @@ fn main() {
     let (endpoints_tx, endpoints_rx) = std::sync::mpsc::channel();
     let server = std::thread::spawn({
         let stop = stop.clone();
-        move || two_workers().block_on(serve(endpoints_tx, stop))
+        move || side_runtime().block_on(serve(endpoints_tx, stop))
     });
     let endpoints = endpoints_rx.recv().expect("the serving side starts");
     // On a worker of the sending side, as a node's emit is: `block_on` would poll it on this
     // thread, which every answer would have to wake besides the worker that reads it.
-    two_workers().block_on(async {
+    side_runtime().block_on(async {
         tokio::spawn(async move { measure(blocking, &endpoints).await }).await.expect("no panic");
     });
     stop.cancel();
     let _ = server.join();
+}
+
+/// A side's runtime: two workers, as a module process on this machine has, unless
+/// `HOP_WORKERS` says otherwise.
+fn side_runtime() -> tokio::runtime::Runtime {
+    match std::env::var("HOP_WORKERS").ok().map(|workers| workers.parse::<usize>()) {
+        None => two_workers(),
+        Some(Ok(0)) => tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("a tokio runtime"),
+        Some(Ok(workers)) => tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(workers)
+            .enable_all()
+            .build()
+            .expect("a tokio runtime"),
+        Some(Err(err)) => panic!("HOP_WORKERS is a number of workers: {err}"),
+    }
 }
 
 /// Serves the sink over Weir's gRPC, a plain tonic health service, and a TCP echo.
