@@ -732,11 +732,15 @@ fn from_val(value: &Val) -> Value {
     }
 }
 
+/// A float as JSON, which has no NaN or infinity: those become null, as jq writes them.
+fn json_float(float: f64) -> Value {
+    serde_json::Number::from_f64(float).map_or(Value::Null, Value::Number)
+}
+
 fn from_num(number: &Num) -> Value {
     match number {
         Num::Int(i) => Value::from(*i as i64),
-        // JSON has no NaN or infinity.
-        Num::Float(f) => serde_json::Number::from_f64(*f).map_or(Value::Null, Value::Number),
+        Num::Float(f) => json_float(*f),
         other => other.to_string().parse::<serde_json::Number>().map_or(Value::Null, Value::Number),
     }
 }
@@ -801,11 +805,12 @@ mod tests {
 
     #[test]
     fn the_trigger_is_a_variable_not_a_nested_context() {
-        let mapped = map(
-            json!({ "where": "{{ $trigger.namespace }}", "what": "{{ .name }}" }),
-            json!({ "name": "web" }),
-        );
-        assert_eq!(mapped.unwrap(), json!({ "where": "prod", "what": "web" }));
+        // Evaluated on the message itself, and by jaq (`as` is outside the common shapes).
+        for place in ["{{ $trigger.namespace }}", "{{ $trigger.namespace as $where | $where }}"] {
+            let mapped =
+                map(json!({ "where": place, "what": "{{ .name }}" }), json!({ "name": "web" }));
+            assert_eq!(mapped.unwrap(), json!({ "where": "prod", "what": "web" }), "{place}");
+        }
     }
 
     #[test]
@@ -813,12 +818,15 @@ mod tests {
         let reads = |document: Value| Mapping::compile(&document).unwrap().reads_trigger;
         assert!(!reads(json!({ "name": "{{ .name }}", "fixed": "trigger" })));
         assert!(reads(json!(["{{ .a }}", { "b": "at {{ $trigger.at }}" }])));
-        let expression = Expression::compile(".n + ($trigger | .n)", "condition").unwrap();
         let trigger = json!({ "n": 2 });
-        assert_eq!(
-            expression.evaluate(&json!({ "n": 1 }), &trigger, "condition").unwrap(),
-            json!(3)
-        );
+        for source in [".n + ($trigger | .n)", "[.n, ($trigger | .n)] | add"] {
+            let expression = Expression::compile(source, "condition").unwrap();
+            assert_eq!(
+                expression.evaluate(&json!({ "n": 1 }), &trigger, "condition").unwrap(),
+                json!(3),
+                "{source}"
+            );
+        }
     }
 
     #[test]
@@ -988,11 +996,18 @@ mod tests {
         let slow = compiled("[range(0; 5000)] | length");
         assert_eq!(slow.evaluate_briefly(&json!({}), &json!({}), std::time::Duration::ZERO), None);
         assert_eq!(slow.evaluate(&json!({}), &json!({})), Ok(json!({ "n": 5000 })));
-        let quick = compiled(".a");
-        assert_eq!(
-            quick.evaluate_briefly(&json!({ "a": 1 }), &json!({}), std::time::Duration::ZERO),
-            Some(Ok(json!({ "n": 1 })))
-        );
+        // One evaluated on the message itself, one by jaq in a few steps.
+        for quick in [".a", "[.a][0]"] {
+            assert_eq!(
+                compiled(quick).evaluate_briefly(
+                    &json!({ "a": 1 }),
+                    &json!({}),
+                    std::time::Duration::ZERO
+                ),
+                Some(Ok(json!({ "n": 1 }))),
+                "{quick}"
+            );
+        }
     }
 
     #[test]

@@ -1,5 +1,5 @@
-//! The shapes most expressions take (a path into the message, literals, arithmetic,
-//! comparisons, `and`, `or`, `not` and `//`) evaluated on the message as it is. jaq first
+//! The shapes most expressions take (a path into the message or `$trigger`, literals,
+//! arithmetic, comparisons, `and`, `or`, `not`, `//` and `|`) evaluated on the message as it is. jaq first
 //! converts the whole message into values of its own, a deep copy on every evaluation that
 //! costs more than the expression itself: `{{ .metadata.name }}` over a Pod copies the Pod.
 //!
@@ -17,9 +17,9 @@ use jaq_core::{
     ops::{Cmp, Math},
     path::{Opt, Part},
 };
-use serde_json::{Number, Value};
+use serde_json::Value;
 
-use super::{MAX_VALUE_DEPTH, TRIGGER_VARIABLE};
+use super::{MAX_VALUE_DEPTH, TRIGGER_VARIABLE, json_float};
 
 /// How deeply terms may nest to be evaluated here; recursion over them stays shallow.
 const MAX_TERM_DEPTH: usize = 32;
@@ -149,10 +149,10 @@ fn read(value: &Value) -> Quick<'_> {
     match value {
         Value::Null => Quick::Null,
         Value::Bool(b) => Quick::Bool(*b),
-        Value::Number(n) => match (n.as_i64(), n.is_f64()) {
+        Value::Number(n) => match (n.as_i64(), n.as_f64()) {
             (Some(i), _) => Quick::Int(i),
-            (None, true) => n.as_f64().map_or(Quick::Other(value), Quick::Float),
-            (None, false) => Quick::Other(value),
+            (None, Some(f)) if n.is_f64() => Quick::Float(f),
+            _ => Quick::Other(value),
         },
         Value::String(s) => Quick::Str(Cow::Borrowed(s)),
         Value::Array(_) | Value::Object(_) => Quick::Other(value),
@@ -164,8 +164,7 @@ fn into_value(quick: Quick<'_>) -> Option<Value> {
         Quick::Null => Value::Null,
         Quick::Bool(b) => Value::Bool(b),
         Quick::Int(i) => Value::from(i),
-        // As jaq's values leave as JSON: no NaN or infinity.
-        Quick::Float(f) => Number::from_f64(f).map_or(Value::Null, Value::Number),
+        Quick::Float(f) => json_float(f),
         Quick::Str(s) => Value::String(s.into_owned()),
         Quick::Other(value) => {
             if super::json_depth(value) > MAX_VALUE_DEPTH {
@@ -215,7 +214,8 @@ fn evaluate<'a>(term: &'a Term, input: &Quick<'a>, trigger: &'a Value) -> Option
     })
 }
 
-/// `null` indexes to `null`, a missing key or index too; indexing anything else fails in jaq.
+/// `null` indexes to `null`, a missing key or index too; anything else (mostly failures in jaq)
+/// is left to jaq.
 fn index<'a>(value: Quick<'a>, step: &Step) -> Option<Quick<'a>> {
     let found = match (value, step) {
         (Quick::Null, _) => None,
@@ -317,13 +317,14 @@ fn float_order(x: f64, y: f64) -> Ordering {
 mod tests {
     use serde_json::json;
 
-    use super::super::{Expression, Mapping, budget, one_value, to_val};
+    use super::super::{Expression, Mapping, budget, one_value, to_val, trigger_val};
     use super::*;
 
     /// What jaq gives, for the answers here to be checked against.
     fn by_jaq(expression: &Expression, input: &Value, trigger: &Value) -> Option<Value> {
         budget::within_budget(|budget| {
-            one_value(expression, "e", &to_val(input), &to_val(trigger), budget).ok()
+            let trigger = trigger_val(expression.reads_trigger, trigger);
+            one_value(expression, "e", &to_val(input), &trigger, budget).ok()
         })
     }
 
