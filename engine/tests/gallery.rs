@@ -345,7 +345,15 @@ async fn cronjob_failure_alerts_post_a_missed_schedule_once_and_none_for_a_suspe
     // often, is not posted at all.
     tokio::time::sleep(Duration::from_secs(6)).await;
     let posts = missed();
-    ensure!(posts.len() == 1 && posts[0] == post, "{posts:#?}");
+    let arrivals: Vec<_> = chat
+        .posts()
+        .iter()
+        .map(|received| format!("{:?} {}", received.at.elapsed(), received.body))
+        .collect();
+    ensure!(
+        posts.len() == 1 && posts[0] == post,
+        "{posts:#?}\nevery post, how long ago it came: {arrivals:#?}"
+    );
     Ok(())
 }
 

@@ -116,7 +116,11 @@ impl Weir {
                     "--webhook-listen",
                     "127.0.0.1:0",
                 ]);
-                command.env("WEIR_LOG", "info").env("KUBECONFIG", &self.kubeconfig);
+                // The runtime's debug lines are an edge's retries and the nodes' own log lines:
+                // what a test that failed needs to be read from its modules' logs.
+                command
+                    .env("WEIR_LOG", "info,weir_runtime=debug")
+                    .env("KUBECONFIG", &self.kubeconfig);
                 plane.spawn(&format!("{namespace}-{name}"), &mut command)
             })
             .collect()
