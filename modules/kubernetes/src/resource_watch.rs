@@ -216,6 +216,7 @@ impl Component for ResourceWatch {
                 Err(err) => {
                     tracing::warn!(node = %cx.node(), error = %err, "the watch failed; watching again");
                     cx.report(&err);
+                    watch.failing = true;
                     let jitter = wait.mul_f64(fastrand::f64() / 4.0);
                     tokio::select! {
                         () = tokio::time::sleep(wait + jitter) => {}
@@ -247,6 +248,9 @@ struct Watch {
     pending: HashMap<Key, Pending>,
     /// Counts arrivals, so the oldest pending change is known.
     arrivals: u64,
+    /// The last request failed: the log says so when one succeeds again, as it said the
+    /// failure.
+    failing: bool,
 }
 
 #[derive(Debug)]
@@ -283,6 +287,9 @@ impl ResourceWatch {
             }
             other => other.map_err(|err| session.error(&doing, err))?,
         };
+        if std::mem::take(&mut watch.failing) {
+            tracing::info!(node = %cx.node(), "the watch is running again");
+        }
         let mut stream = stream.boxed();
         loop {
             let due = watch.pending.values().map(|p| p.due).min();
