@@ -56,11 +56,10 @@ impl fmt::Debug for Mapping {
     }
 }
 
-/// A mapping document compiled; `path` is where an expression is written, for its errors.
 enum Template {
     Literal(Value),
-    Value { path: String, expression: Expression },
-    Text { path: String, pieces: Vec<Piece> },
+    Value(Expression),
+    Text(Vec<Piece>),
     Array(Vec<Template>),
     Object(Vec<(String, Template)>),
 }
@@ -75,8 +74,8 @@ impl Template {
     fn any(&self, test: fn(&Expression) -> bool) -> bool {
         match self {
             Template::Literal(_) => false,
-            Template::Value { expression, .. } => test(expression),
-            Template::Text { pieces, .. } => pieces.iter().any(|piece| match piece {
+            Template::Value(expression) => test(expression),
+            Template::Text(pieces) => pieces.iter().any(|piece| match piece {
                 Piece::Text(_) => false,
                 Piece::Value(expression) => test(expression),
             }),
@@ -90,6 +89,8 @@ impl Template {
 /// router's condition, a collect's key.
 pub struct Expression {
     source: String,
+    /// Where it is written (such as `settings.key` or `containers[1].name`), for its errors.
+    path: String,
     filter: jaq_core::Filter<Budgeted>,
     /// Whether the expression may read `$trigger`, which otherwise is not converted for jq (a
     /// whole message converted on every evaluation). Judged from the text, so it is also true
@@ -107,27 +108,22 @@ impl fmt::Debug for Expression {
 
 impl Expression {
     /// Compiles `source` (without `{{ }}`); `path` names where it was written (such as
-    /// `settings.routes[0].condition`) in the error.
+    /// `settings.routes[0].condition`) in its errors, at compile time and when it runs.
     pub fn compile(source: &str, path: &str) -> Result<Self, MappingError> {
-        compile_expression(source.trim()).map_err(|message| MappingError {
+        compile_expression(source.trim(), path).map_err(|message| MappingError {
             path: path.to_owned(),
             expression: Some(source.trim().to_owned()),
             message,
         })
     }
 
-    /// Runs the expression over `input` with `$trigger` bound; `path` names it in errors.
-    pub fn evaluate(
-        &self,
-        input: &Value,
-        trigger: &Value,
-        path: &str,
-    ) -> Result<Value, MappingError> {
+    /// Runs the expression over `input` with `$trigger` bound.
+    pub fn evaluate(&self, input: &Value, trigger: &Value) -> Result<Value, MappingError> {
         if let Some(value) = self.evaluate_directly(input, trigger) {
             return Ok(value);
         }
         let trigger = trigger_val(self.reads_trigger, trigger);
-        budget::within_budget(|budget| one_value(self, path, &to_val(input), &trigger, budget))
+        budget::within_budget(|budget| one_value(self, &to_val(input), &trigger, budget))
     }
 
     /// The value without jaq, when the expression has a shape that allows it and gives one.
@@ -200,10 +196,8 @@ impl Mapping {
         if !self.direct {
             return None;
         }
-        fill(&self.root, &mut |expression, _| {
-            expression.evaluate_directly(input, trigger).ok_or(())
-        })
-        .ok()
+        fill(&self.root, &mut |expression| expression.evaluate_directly(input, trigger).ok_or(()))
+            .ok()
     }
 
     fn evaluate_with_jaq(
@@ -214,9 +208,7 @@ impl Mapping {
     ) -> Result<Value, MappingError> {
         let input = to_val(input);
         let trigger = trigger_val(self.reads_trigger, trigger);
-        fill(&self.root, &mut |expression, path| {
-            one_value(expression, path, &input, &trigger, budget)
-        })
+        fill(&self.root, &mut |expression| one_value(expression, &input, &trigger, budget))
     }
 
     /// [`Mapping::evaluate`], but giving up after `time` with `None` instead of spending the
@@ -361,8 +353,8 @@ fn fit(
 /// The JSON Schema type a template always gives, when it is known before running it.
 fn shape(template: &Template) -> Option<&'static str> {
     Some(match template {
-        Template::Value { .. } => return None,
-        Template::Text { .. } => "string",
+        Template::Value(_) => return None,
+        Template::Text(_) => "string",
         Template::Array(_) => "array",
         Template::Object(_) => "object",
         Template::Literal(Value::Null) => "null",
@@ -431,7 +423,7 @@ fn compile_text(text: &str, path: &str, errors: &mut Vec<MappingError>) -> Templ
             return Template::Literal(Value::String(text.to_owned()));
         };
         let source = after[..end].trim();
-        match compile_expression(source) {
+        match compile_expression(source, path) {
             Ok(expression) => pieces.push(Piece::Value(expression)),
             Err(message) => errors.push(MappingError {
                 path: path.to_owned(),
@@ -447,23 +439,24 @@ fn compile_text(text: &str, path: &str, errors: &mut Vec<MappingError>) -> Templ
     match pieces.len() {
         0 => Template::Literal(Value::String(String::new())),
         1 => match pieces.pop() {
-            Some(Piece::Value(expression)) => Template::Value { path: path.to_owned(), expression },
+            Some(Piece::Value(expression)) => Template::Value(expression),
             Some(Piece::Text(text)) => Template::Literal(Value::String(text)),
             None => unreachable!("one piece"),
         },
-        _ => Template::Text { path: path.to_owned(), pieces },
+        _ => Template::Text(pieces),
     }
 }
 
-fn compile_expression(source: &str) -> Result<Expression, String> {
+/// Compiles `source`, written at `path`.
+fn compile_expression(source: &str, path: &str) -> Result<Expression, String> {
     if source.is_empty() {
         return Err("the expression is empty: write a jq expression such as .name".to_owned());
     }
     budget::check_size(source)?;
-    budget::on_big_stack(|| compile_checked(source))
+    budget::on_big_stack(|| compile_checked(source, path))
 }
 
-fn compile_checked(source: &str) -> Result<Expression, String> {
+fn compile_checked(source: &str, path: &str) -> Result<Expression, String> {
     let arena = Arena::default();
     let modules = Loader::new(budget::definitions())
         .load(&arena, File { code: source, path: () })
@@ -513,7 +506,13 @@ fn compile_checked(source: &str) -> Result<Expression, String> {
     // The name without its `$`, so that no spelling of the variable is missed.
     let reads_trigger = source.contains(TRIGGER_VARIABLE.trim_start_matches('$'));
     let direct = direct::Term::compile(&parsed);
-    Ok(Expression { source: source.to_owned(), filter, reads_trigger, direct })
+    Ok(Expression {
+        source: source.to_owned(),
+        path: path.to_owned(),
+        filter,
+        reads_trigger,
+        direct,
+    })
 }
 
 /// A message about a slice of `source`, with the character it starts at.
@@ -528,21 +527,20 @@ fn located(source: &str, part: &str, message: &str) -> String {
     }
 }
 
-/// Fills `template` in, each expression's value given by `value_of` (told where the expression
-/// is written).
+/// Fills `template` in, each expression's value given by `value_of`.
 fn fill<E>(
     template: &Template,
-    value_of: &mut impl FnMut(&Expression, &str) -> Result<Value, E>,
+    value_of: &mut impl FnMut(&Expression) -> Result<Value, E>,
 ) -> Result<Value, E> {
     match template {
         Template::Literal(value) => Ok(value.clone()),
-        Template::Value { path, expression } => value_of(expression, path),
-        Template::Text { path, pieces } => {
+        Template::Value(expression) => value_of(expression),
+        Template::Text(pieces) => {
             let mut text = String::new();
             for piece in pieces {
                 match piece {
                     Piece::Text(literal) => text.push_str(literal),
-                    Piece::Value(expression) => match value_of(expression, path)? {
+                    Piece::Value(expression) => match value_of(expression)? {
                         Value::String(s) => text.push_str(&s),
                         other => text.push_str(&other.to_string()),
                     },
@@ -570,13 +568,12 @@ fn fill<E>(
 /// could have caught the error.
 fn one_value(
     expression: &Expression,
-    path: &str,
     input: &Val,
     trigger: &Val,
     budget: &Budget,
 ) -> Result<Value, MappingError> {
     let fail = |message: String| MappingError {
-        path: path.to_owned(),
+        path: expression.path.clone(),
         expression: Some(expression.source.clone()),
         message,
     };
@@ -822,7 +819,7 @@ mod tests {
         for source in [".n + ($trigger | .n)", "[.n, ($trigger | .n)] | add"] {
             let expression = Expression::compile(source, "condition").unwrap();
             assert_eq!(
-                expression.evaluate(&json!({ "n": 1 }), &trigger, "condition").unwrap(),
+                expression.evaluate(&json!({ "n": 1 }), &trigger).unwrap(),
                 json!(3),
                 "{source}"
             );

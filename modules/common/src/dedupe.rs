@@ -140,7 +140,7 @@ impl Component for Dedupe {
 
     async fn handle(&self, cx: &Context, _: &str, message: Value) -> Result<Value, NodeError> {
         let key = match &self.key {
-            Some(key) => match key.evaluate(&message, cx.trigger(), "settings.key") {
+            Some(key) => match key.evaluate(&message, cx.trigger()) {
                 Ok(Value::String(text)) => text,
                 Ok(Value::Null) => {
                     return Err(NodeError::invalid("in: settings.key gives null for this message"));
@@ -152,14 +152,14 @@ impl Component for Dedupe {
         };
         let value = match &self.value {
             Some(value) => value
-                .evaluate(&message, cx.trigger(), "settings.value")
+                .evaluate(&message, cx.trigger())
                 .map_err(|err| NodeError::invalid(err.to_string()))?,
             None => message.clone(),
         };
         let arrived = chrono::Utc::now().timestamp_millis();
         let now = match &self.time {
             Some(time) => match time
-                .evaluate(&message, cx.trigger(), "settings.time")
+                .evaluate(&message, cx.trigger())
                 .map_err(|err| NodeError::invalid(err.to_string()))?
             {
                 Value::Null => arrived,

@@ -145,12 +145,10 @@ impl Router {
     /// mode).
     fn matching(&self, cx: &Context, message: &Value) -> Result<Vec<&str>, NodeError> {
         let mut taken = Vec::new();
-        for (index, (name, condition)) in self.routes.iter().enumerate() {
-            // The condition's place is named only when it fails, not made for every message.
-            let holds = condition.evaluate(message, cx.trigger(), "").map_err(|mut err| {
-                err.path = format!("settings.routes[{index}].condition");
-                NodeError::invalid(format!("route {name}: {err}"))
-            })?;
+        for (name, condition) in &self.routes {
+            let holds = condition
+                .evaluate(message, cx.trigger())
+                .map_err(|err| NodeError::invalid(format!("route {name}: {err}")))?;
             if !matches!(holds, Value::Null | Value::Bool(false)) {
                 taken.push(name.as_str());
                 if self.mode == Mode::First {

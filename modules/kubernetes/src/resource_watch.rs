@@ -504,7 +504,7 @@ impl ResourceWatch {
         let message = serde_json::to_value(&event)
             .map_err(|err| NodeError::internal(format!("cannot encode an event: {err}")))?;
         if let Some(filter) = &self.filter {
-            match filter.evaluate(&message, &Value::Null, "settings.filter") {
+            match filter.evaluate(&message, &Value::Null) {
                 Ok(Value::Null | Value::Bool(false)) => return Ok(()),
                 Ok(_) => {}
                 Err(err) => {

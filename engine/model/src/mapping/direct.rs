@@ -1,7 +1,8 @@
 //! The shapes most expressions take (a path into the message or `$trigger`, literals,
-//! arithmetic, comparisons, `and`, `or`, `not`, `//` and `|`) evaluated on the message as it is. jaq first
-//! converts the whole message into values of its own, a deep copy on every evaluation that
-//! costs more than the expression itself: `{{ .metadata.name }}` over a Pod copies the Pod.
+//! arithmetic, comparisons, `and`, `or`, `not`, `//` and `|`) evaluated on the message as it
+//! is. jaq first converts the whole message into values of its own, a deep copy on every
+//! evaluation that costs more than the expression itself: `{{ .metadata.name }}` over a Pod
+//! copies the Pod.
 //!
 //! Every value given here is the one jaq gives. Wherever jaq would fail, or a number leaves what
 //! is handled here (an integer overflowing, a big integer), evaluation gives up with `None` and
@@ -324,7 +325,7 @@ mod tests {
     fn by_jaq(expression: &Expression, input: &Value, trigger: &Value) -> Option<Value> {
         budget::within_budget(|budget| {
             let trigger = trigger_val(expression.reads_trigger, trigger);
-            one_value(expression, "e", &to_val(input), &trigger, budget).ok()
+            one_value(expression, &to_val(input), &trigger, budget).ok()
         })
     }
 
@@ -467,11 +468,11 @@ mod tests {
         }
         let overflowing = Expression::compile(".most + 1", "e").unwrap();
         assert_eq!(
-            overflowing.evaluate(input, &Value::Null, "e").unwrap(),
+            overflowing.evaluate(input, &Value::Null).unwrap(),
             json!(9_223_372_036_854_775_808_u64)
         );
         let failing = Expression::compile(".s.t", "settings.key").unwrap();
-        let error = failing.evaluate(input, &Value::Null, "settings.key").unwrap_err();
+        let error = failing.evaluate(input, &Value::Null).unwrap_err();
         assert_eq!(error.path, "settings.key");
         assert!(error.message.contains("cannot index"), "{error}");
     }
@@ -484,7 +485,7 @@ mod tests {
         }
         let expression = Expression::compile(".", "e").unwrap();
         assert_eq!(expression.evaluate_directly(&deep, &Value::Null), None);
-        let error = expression.evaluate(&deep, &Value::Null, "e").unwrap_err();
+        let error = expression.evaluate(&deep, &Value::Null).unwrap_err();
         assert!(error.message.contains("deeper than"), "{error}");
     }
 
