@@ -1,10 +1,12 @@
 //! Latency and throughput of one cross-module hop: a relay in one runtime delivers to a sink in
 //! another over gRPC on loopback, the two sides on runtimes of their own with two workers each,
 //! as two module processes would. In the same run, for scale: a raw TCP round trip (two threads
-//! with blocking sockets, and two Tokio runtimes), a plain tonic unary ping-pong
-//! (`grpc.health.v1.Health/Check`), and Weir's unary `Deliver` (a message from outside any
-//! flow, `weir send`'s way). Run with `cargo bench -p weir-runtime --bench grpc_hop`; results
-//! are recorded in docs/benchmarks.md.
+//! with blocking sockets, and two Tokio runtimes), a ping-pong on a plain HTTP/2 stream (`h2`,
+//! no gRPC), a plain tonic unary ping-pong (`grpc.health.v1.Health/Check`), and Weir's unary
+//! `Deliver` (a message from outside any flow, `weir send`'s way). The hop is measured twice
+//! on the same stream, as how the workers share its tasks settles over the first rounds. Run
+//! with `cargo bench -p weir-runtime --bench grpc_hop`; results are recorded in
+//! docs/benchmarks.md.
 
 #[path = "../tests/support/mod.rs"]
 mod support;
@@ -38,6 +40,7 @@ struct Endpoints {
     weir: String,
     tonic: String,
     tcp: String,
+    http2: String,
 }
 
 fn main() {
@@ -85,11 +88,14 @@ async fn serve(endpoints: std::sync::mpsc::Sender<Endpoints>, stop: Cancellation
     let weir = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind loopback");
     let tonic = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind loopback");
     let tcp = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind loopback");
+    let http2 = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind loopback");
     let _ = endpoints.send(Endpoints {
         weir: address(&weir),
         tonic: address(&tonic),
         tcp: tcp.local_addr().expect("address").to_string(),
+        http2: http2.local_addr().expect("address").to_string(),
     });
+    tokio::spawn(http2_echo(http2));
     let (_, health) = tonic_health::server::health_reporter();
     let plain =
         tonic::transport::Server::builder().add_service(health).serve_with_incoming_shutdown(
@@ -111,6 +117,32 @@ async fn serve(endpoints: std::sync::mpsc::Sender<Endpoints>, stop: Cancellation
         }
     });
     weir_runtime::grpc::serve(right, weir, None, stop).await.expect("the sink side serves");
+}
+
+/// Echoes every DATA frame of every HTTP/2 stream back on its response: HTTP/2 with nothing
+/// above it.
+async fn http2_echo(listener: tokio::net::TcpListener) {
+    while let Ok((socket, _)) = listener.accept().await {
+        socket.set_nodelay(true).expect("nodelay");
+        tokio::spawn(async move {
+            let Ok(mut connection) = h2::server::handshake(socket).await else { return };
+            while let Some(Ok((request, mut respond))) = connection.accept().await {
+                tokio::spawn(async move {
+                    let mut pings = request.into_body();
+                    let Ok(mut pongs) = respond.send_response(http::Response::new(()), false)
+                    else {
+                        return;
+                    };
+                    while let Some(Ok(ping)) = pings.data().await {
+                        let _ = pings.flow_control().release_capacity(ping.len());
+                        if pongs.send_data(ping, false).is_err() {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+    }
 }
 
 /// Round trips of a ping between two threads with blocking sockets: the machine's floor.
@@ -235,6 +267,29 @@ async fn measure(mut blocking: Vec<Duration>, endpoints: &Endpoints) {
     .await;
     let raw_tokio = report("raw TCP, two Tokio runtimes", &mut tokio_tcp);
 
+    let socket = tokio::net::TcpStream::connect(&endpoints.http2).await.expect("connect");
+    socket.set_nodelay(true).expect("nodelay");
+    let (requests, connection) = h2::client::handshake(socket).await.expect("HTTP/2");
+    tokio::spawn(connection);
+    let ping =
+        http::Request::post(format!("http://{}/", endpoints.http2)).body(()).expect("a request");
+    let (pongs, pings) =
+        requests.ready().await.expect("ready").send_request(ping, false).expect("a stream");
+    let pongs = pongs.await.expect("an answer").into_body();
+    let stream = Arc::new(tokio::sync::Mutex::new((pings, pongs)));
+    let mut http2 = one_at_a_time(|| {
+        let stream = Arc::clone(&stream);
+        async move {
+            let mut stream = stream.lock().await;
+            let (pings, pongs) = &mut *stream;
+            pings.send_data(bytes::Bytes::from_static(&[7; PING]), false).expect("a ping");
+            let pong = pongs.data().await.expect("a pong").expect("a pong");
+            let _ = pongs.flow_control().release_capacity(pong.len());
+        }
+    })
+    .await;
+    let raw_http2 = report("HTTP/2 stream (h2, nothing above it)", &mut http2);
+
     let health = HealthClient::new(
         tonic::transport::Endpoint::from_shared(endpoints.tonic.clone())
             .expect("a URL")
@@ -273,10 +328,17 @@ async fn measure(mut blocking: Vec<Duration>, endpoints: &Endpoints) {
         }
     };
     let weir_hop = report("Weir hop along an edge (stream)", &mut one_at_a_time(&hop).await);
+    // How the two workers of each side share a round trip's tasks settles over time: the
+    // next rounds on the same stream are often faster than the first.
+    let weir_hop_later =
+        report("Weir hop, the next rounds on that stream", &mut one_at_a_time(&hop).await);
     println!(
-        "Weir hop p50 / raw TCP p50: {:.2} (blocking), {:.2} (Tokio); tonic unary / raw TCP: {:.2}; Weir unary / raw TCP: {:.2}",
+        "Weir hop p50 / raw TCP p50: {:.2} (blocking), {:.2} (Tokio); the next rounds: {:.2}, {:.2}; HTTP/2 / raw TCP: {:.2}; tonic unary / raw TCP: {:.2}; Weir unary / raw TCP: {:.2}",
         weir_hop / raw,
         weir_hop / raw_tokio,
+        weir_hop_later / raw,
+        weir_hop_later / raw_tokio,
+        raw_http2 / raw,
         tonic_unary / raw,
         weir_unary / raw,
     );

@@ -4,6 +4,11 @@
 //! frame each way rather than a call's HEADERS and DATA, and many share a write when they are
 //! under way at once.
 //!
+//! The stream is gRPC on the wire (tonic serves it), but this side speaks it through `h2`
+//! directly, on a connection of its own: the delivering task hands its frame to the connection
+//! itself and one task reads the answers, where tonic's channel put a body task and its codec
+//! between them (a hop 4–18 µs slower with two workers a side, docs/benchmarks.md).
+//!
 //! A delivery dropped before its answer (its edge's timeout, a cancelled run) is taken back
 //! from the frames not yet sent, or else cancelled on the receiver by a frame of its own. At
 //! most [`IN_FLIGHT`] deliveries are under way on a link; more wait for room, so a slow
@@ -14,18 +19,21 @@
 use std::{
     collections::{HashMap, VecDeque},
     sync::{Arc, Mutex, MutexGuard, PoisonError},
-    task::{Poll, Waker},
     time::Duration,
 };
 
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, oneshot};
-use tonic::{
-    metadata::{Ascii, MetadataValue},
-    transport::Channel,
+use bytes::{Buf as _, BufMut as _, Bytes, BytesMut};
+use h2::{RecvStream, SendStream};
+use http::{HeaderValue, Uri, header};
+use prost::Message as _;
+use tokio::{
+    net::TcpStream,
+    sync::{Notify, OwnedSemaphorePermit, Semaphore, oneshot},
 };
+use tonic::metadata::{Ascii, MetadataMap, MetadataValue};
 use weir_proto::{
     DeliverRequest, DeliverResponse, EdgeAnswer, EdgeDelivery, edge_answer::Outcome,
-    failure_of_status, module_client::ModuleClient,
+    failure_of_status,
 };
 use weir_sdk::NodeError;
 
@@ -36,30 +44,123 @@ use crate::client::Undelivered;
 /// refused.
 pub(crate) const IN_FLIGHT: usize = 256;
 
+/// The largest frame either way, as tonic's default for what it decodes: a delivery over it
+/// is refused here, before it would end the stream that others share.
+const LARGEST_FRAME: usize = 4 * 1024 * 1024;
+
+/// How long connecting to a peer may take before its deliveries count as failed (transiently).
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How often an HTTP/2 ping checks a peer connection, and how long its answer may take: a peer
+/// that died without closing the connection is found out in seconds, not at the edge's timeout
+/// (up to hours).
+const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(10);
+const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Flow-control windows of the connection and of the stream: room for many deliveries under
+/// way before the receiver must read (hyper's defaults, which tonic's channel used).
+const CONNECTION_WINDOW: u32 = 5 * 1024 * 1024;
+const STREAM_WINDOW: u32 = 2 * 1024 * 1024;
+
+/// The most bytes one write hands the connection when the writer sends the outbox.
+const LARGEST_WRITE: usize = 1024 * 1024;
+
+/// The most header bytes a peer's answer may carry (hyper's default).
+const LARGEST_HEADERS: u32 = 16 * 1024;
+
+const PATH: &str = "/weir.v1.Module/DeliverAlongEdges";
+
 /// A stream of deliveries to one peer, opened with one token.
 pub(crate) struct Link {
-    /// The peer's client, for the link that follows this one.
-    client: ModuleClient<Channel>,
     /// The token the stream was opened with: a link serves the deliveries that present it.
     token: Option<String>,
+    who: String,
     room: Arc<Semaphore>,
     state: Arc<Mutex<State>>,
+    /// Wakes the stream's writer when frames wait in the outbox.
+    writer: Arc<Notify>,
 }
 
 #[derive(Default)]
 struct State {
     next_id: u64,
-    /// Frames for the stream, in order, each with the room its delivery held where that was
-    /// given up: a cancelled delivery frees its room only once its cancellation is sent, so the
-    /// outbox never holds more than two frames for each unit of room.
+    /// The stream's sending half, once it is open.
+    sender: Option<SendStream<Bytes>>,
+    /// Frames not yet handed to the connection (made before the stream was open, or while
+    /// other deliveries were under way, for the writer to send together), in order, each with
+    /// the room its delivery held where that was given up: a cancelled delivery frees its room
+    /// only once its cancellation is sent, so the outbox never holds more than two frames for
+    /// each unit of room.
     outbox: VecDeque<(EdgeDelivery, Option<OwnedSemaphorePermit>)>,
-    /// The stream's writer, waiting for a frame.
-    writer: Option<Waker>,
     waiting: HashMap<u64, oneshot::Sender<Result<DeliverResponse, Undelivered>>>,
+    /// Cancellations sent since the module last answered: frames handed to the connection
+    /// cannot be taken back, so a module that reads none (its window full) while deliveries
+    /// time out would have them pile up there; past [`IN_FLIGHT`] the stream is given up.
+    cancelled_unanswered: usize,
     /// Why the stream ended; set once, and then the link takes no more deliveries.
     broken: Option<NodeError>,
     /// Nobody delivers on the link any more: the stream ends.
     closed: bool,
+}
+
+impl State {
+    /// Sends `frame` now if the stream is open and this is the only delivery under way;
+    /// otherwise keeps it in the outbox, for the stream's writer to send with the others
+    /// there in one piece (or for when the stream is open).
+    fn send(&mut self, frame: EdgeDelivery, room: Option<OwnedSemaphorePermit>, writer: &Notify) {
+        match &mut self.sender {
+            Some(sender) if self.outbox.is_empty() && self.waiting.len() <= 1 => {
+                // A frame the connection refuses (it broke) is lost with the stream, whose
+                // reader fails every delivery still waiting.
+                let _ = sender.send_data(wire_frames([&frame]), false);
+            }
+            _ => {
+                if self.outbox.is_empty() {
+                    writer.notify_one();
+                }
+                self.outbox.push_back((frame, room));
+            }
+        }
+    }
+
+    /// Sends the frames in the outbox, in pieces of about [`LARGEST_WRITE`], if the stream is
+    /// open.
+    fn flush(&mut self) {
+        let Some(sender) = &mut self.sender else { return };
+        let (mut piece, mut size) = (Vec::new(), 0);
+        for (frame, _room) in std::mem::take(&mut self.outbox) {
+            size += 5 + frame.encoded_len();
+            piece.push(frame);
+            if size >= LARGEST_WRITE {
+                let _ = sender.send_data(wire_frames(&piece), false);
+                (piece, size) = (Vec::new(), 0);
+            }
+        }
+        if !piece.is_empty() {
+            let _ = sender.send_data(wire_frames(&piece), false);
+        }
+    }
+
+    /// Gives the stream up for `why`: the module drops what it took, and every delivery still
+    /// waiting fails.
+    fn give_up(&mut self, why: NodeError) {
+        if let Some(sender) = &mut self.sender {
+            sender.send_reset(h2::Reason::CANCEL);
+        }
+        self.outbox.clear();
+        for (_, waiter) in self.waiting.drain() {
+            let _ = waiter.send(Err(Undelivered::Failed(why.clone())));
+        }
+        self.broken.get_or_insert(why);
+    }
+
+    /// Ends the stream: the receiver finishes what it took and ends its answers.
+    fn close(&mut self) {
+        self.closed = true;
+        if let Some(sender) = &mut self.sender {
+            let _ = sender.send_data(Bytes::new(), true);
+        }
+    }
 }
 
 fn lock(state: &Mutex<State>) -> MutexGuard<'_, State> {
@@ -67,60 +168,34 @@ fn lock(state: &Mutex<State>) -> MutexGuard<'_, State> {
 }
 
 impl Link {
-    /// Opens a stream through `client` to the module `who` names, presenting `token` as
+    /// Opens a stream to the module at `endpoint` (`http://HOST:PORT`), presenting `token` as
     /// `authorization` (`Bearer TOKEN`) where the module answers only authenticated callers.
     /// The stream opens in the background: the first deliveries go out with it.
     pub(crate) fn open(
-        client: ModuleClient<Channel>,
+        endpoint: Uri,
         who: String,
         token: Option<String>,
         authorization: Option<MetadataValue<Ascii>>,
     ) -> Self {
         let state = Arc::new(Mutex::new(State::default()));
-        let outbound = futures::stream::poll_fn({
-            let state = Arc::clone(&state);
-            move |cx| {
-                let mut state = lock(&state);
-                if let Some((frame, _room)) = state.outbox.pop_front() {
-                    return Poll::Ready(Some(frame));
-                }
-                if state.closed {
-                    return Poll::Ready(None);
-                }
-                if !state.writer.as_ref().is_some_and(|writer| writer.will_wake(cx.waker())) {
-                    state.writer = Some(cx.waker().clone());
-                }
-                Poll::Pending
+        let writer = Arc::new(Notify::new());
+        tokio::spawn({
+            let (state, writer, who) = (Arc::clone(&state), Arc::clone(&writer), who.clone());
+            async move {
+                let broken = match open_stream(&endpoint, authorization, &state).await {
+                    Ok(answers) => tokio::select! {
+                        broken = read(answers, &state, &who) => broken,
+                        never = write(&state, &writer) => match never {},
+                    },
+                    Err(Opening::Refused(status)) => failure_of_status(&status, &who),
+                    Err(Opening::Failed(why)) => {
+                        NodeError::transient(format!("module {who}: {why}"))
+                    }
+                };
+                lock(&state).give_up(broken);
             }
         });
-        let mut request = tonic::Request::new(outbound);
-        if let Some(authorization) = authorization {
-            request.metadata_mut().insert("authorization", authorization);
-        }
-        let reader = Arc::clone(&state);
-        let mut opener = client.clone();
-        tokio::spawn(async move {
-            let broken = match opener.deliver_along_edges(request).await {
-                Ok(answers) => read(answers.into_inner(), &reader, &who).await,
-                // Refused (no token, not a peer) or unreachable: as a call would have been.
-                Err(status) => failure_of_status(&status, &who),
-            };
-            let waiting = {
-                let mut state = lock(&reader);
-                state.broken = Some(broken.clone());
-                state.outbox.clear();
-                std::mem::take(&mut state.waiting)
-            };
-            for waiter in waiting.into_values() {
-                let _ = waiter.send(Err(Undelivered::Failed(broken.clone())));
-            }
-        });
-        Self { client, token, room: Arc::new(Semaphore::new(IN_FLIGHT)), state }
-    }
-
-    /// The peer's client (its connection).
-    pub(crate) fn client(&self) -> ModuleClient<Channel> {
-        self.client.clone()
+        Self { token, who, room: Arc::new(Semaphore::new(IN_FLIGHT)), state, writer }
     }
 
     /// Whether the link still carries deliveries that present `token`.
@@ -136,9 +211,24 @@ impl Link {
         traceparent: String,
         timeout: Duration,
     ) -> Result<DeliverResponse, Undelivered> {
+        let timeout_micros = u64::try_from(timeout.as_micros()).unwrap_or(u64::MAX);
+        let mut frame = EdgeDelivery {
+            id: 0,
+            cancel: false,
+            request: Some(request),
+            traceparent,
+            timeout_micros,
+        };
+        let size = frame.encoded_len();
+        if size > LARGEST_FRAME {
+            return Err(Undelivered::Failed(NodeError::invalid(format!(
+                "module {}: the delivery is {size} bytes, over the {LARGEST_FRAME} a module takes",
+                self.who
+            ))));
+        }
         let room = Arc::clone(&self.room).acquire_owned().await.ok();
         let (answer, answered) = oneshot::channel();
-        let (id, writer) = {
+        let id = {
             let mut state = lock(&self.state);
             if let Some(broken) = &state.broken {
                 return Err(Undelivered::Failed(broken.clone()));
@@ -146,21 +236,18 @@ impl Link {
             let id = state.next_id;
             state.next_id += 1;
             state.waiting.insert(id, answer);
-            let timeout_micros = u64::try_from(timeout.as_micros()).unwrap_or(u64::MAX);
-            let frame = EdgeDelivery {
-                id,
-                cancel: false,
-                request: Some(request),
-                traceparent,
-                timeout_micros,
-            };
-            state.outbox.push_back((frame, None));
-            (id, state.writer.take())
+            frame.id = id;
+            state.send(frame, None, &self.writer);
+            id
         };
-        if let Some(writer) = writer {
-            writer.wake();
-        }
-        let mut pending = Pending { state: &self.state, id, room, answered: false };
+        let mut pending = Pending {
+            state: &self.state,
+            writer: &self.writer,
+            who: &self.who,
+            id,
+            room,
+            answered: false,
+        };
         let answer = answered.await;
         pending.answered = true;
         // The reader fails every delivery it leaves unanswered, so a dropped sender is a bug.
@@ -172,20 +259,15 @@ impl Link {
 
 impl Drop for Link {
     fn drop(&mut self) {
-        let writer = {
-            let mut state = lock(&self.state);
-            state.closed = true;
-            state.writer.take()
-        };
-        if let Some(writer) = writer {
-            writer.wake();
-        }
+        lock(&self.state).close();
     }
 }
 
 /// A delivery waiting for its answer; dropped before it came, it is taken back or cancelled.
 struct Pending<'a> {
     state: &'a Mutex<State>,
+    writer: &'a Notify,
+    who: &'a str,
     id: u64,
     room: Option<OwnedSemaphorePermit>,
     answered: bool,
@@ -197,37 +279,175 @@ impl Drop for Pending<'_> {
             return;
         }
         let id = self.id;
-        let writer = {
-            let mut state = lock(self.state);
-            if state.waiting.remove(&id).is_none() || state.broken.is_some() {
-                // Answered meanwhile, or the stream is gone: nothing to cancel.
-                return;
-            }
-            if let Some(unsent) = state.outbox.iter().position(|(frame, _)| frame.id == id) {
-                state.outbox.remove(unsent);
-                return;
-            }
-            let cancel = EdgeDelivery { id, cancel: true, ..EdgeDelivery::default() };
-            state.outbox.push_back((cancel, self.room.take()));
-            state.writer.take()
-        };
-        if let Some(writer) = writer {
-            writer.wake();
+        let mut state = lock(self.state);
+        if state.waiting.remove(&id).is_none() || state.broken.is_some() {
+            // Answered meanwhile, or the stream is gone: nothing to cancel.
+            return;
+        }
+        if let Some(unsent) = state.outbox.iter().position(|(frame, _)| frame.id == id) {
+            state.outbox.remove(unsent);
+            return;
+        }
+        state.cancelled_unanswered += 1;
+        if state.cancelled_unanswered > IN_FLIGHT {
+            state.give_up(NodeError::transient(format!(
+                "module {}: no answer on the stream while {IN_FLIGHT} deliveries were cancelled, so the stream was given up",
+                self.who
+            )));
+            return;
+        }
+        let cancel = EdgeDelivery { id, cancel: true, ..EdgeDelivery::default() };
+        state.send(cancel, self.room.take(), self.writer);
+    }
+}
+
+/// Why a stream did not open.
+enum Opening {
+    /// The module answered the call with a failure (no token, not a peer).
+    Refused(tonic::Status),
+    /// The module could not be reached, or did not speak HTTP/2.
+    Failed(String),
+}
+
+/// Connects to `endpoint`, opens the stream, sends what waited in the outbox and leaves the
+/// stream's sending half in `state`; the answers' half once the module took the call.
+async fn open_stream(
+    endpoint: &Uri,
+    authorization: Option<MetadataValue<Ascii>>,
+    state: &Mutex<State>,
+) -> Result<RecvStream, Opening> {
+    let mut requests = connect(endpoint)
+        .await?
+        .ready()
+        .await
+        .map_err(|err| Opening::Failed(format!("the connection broke ({err})")))?;
+    let mut request = http::Request::post(endpoint_path(endpoint))
+        .body(())
+        .map_err(|err| Opening::Failed(format!("cannot make the stream's request ({err})")))?;
+    let headers = request.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/grpc"));
+    headers.insert(header::TE, HeaderValue::from_static("trailers"));
+    if let Some(authorization) = authorization {
+        let mut metadata = MetadataMap::new();
+        metadata.insert("authorization", authorization);
+        headers.extend(metadata.into_headers());
+    }
+    let (response, sender) = requests
+        .send_request(request, false)
+        .map_err(|err| Opening::Failed(format!("cannot open the stream of deliveries ({err})")))?;
+    {
+        let mut state = lock(state);
+        state.sender = Some(sender);
+        state.flush();
+        if state.closed {
+            state.close();
+        }
+    }
+    let response = response.await.map_err(|err| {
+        Opening::Failed(format!("the module did not take the stream of deliveries ({err})"))
+    })?;
+    // A call refused at once answers with its status in the headers and no body.
+    if let Some(status) = tonic::Status::from_header_map(response.headers())
+        && status.code() != tonic::Code::Ok
+    {
+        return Err(Opening::Refused(status));
+    }
+    if response.status() != http::StatusCode::OK {
+        return Err(Opening::Failed(format!(
+            "the module answered the stream with HTTP status {}",
+            response.status()
+        )));
+    }
+    Ok(response.into_body())
+}
+
+/// Sends what gathers in the outbox while other deliveries are under way, in one piece each
+/// time it is woken.
+async fn write(state: &Mutex<State>, writer: &Notify) -> std::convert::Infallible {
+    loop {
+        writer.notified().await;
+        // The first frame woke the writer, but the tasks woken with its sender (by the same
+        // answers, say) are about to add theirs: to the back of the queue first, so one piece
+        // carries them all, instead of running next and sending the first frame alone.
+        tokio::task::yield_now().await;
+        lock(state).flush();
+    }
+}
+
+/// `endpoint` with the stream's path.
+fn endpoint_path(endpoint: &Uri) -> String {
+    let authority = endpoint.authority().map_or("", http::uri::Authority::as_str);
+    format!("http://{authority}{PATH}")
+}
+
+/// An HTTP/2 connection to `endpoint`, pinged while it lasts.
+async fn connect(endpoint: &Uri) -> Result<h2::client::SendRequest<Bytes>, Opening> {
+    let authority = endpoint
+        .authority()
+        .ok_or_else(|| Opening::Failed("the endpoint names no host".to_owned()))?;
+    let address = format!("{}:{}", authority.host(), authority.port_u16().unwrap_or(80));
+    let socket = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(&address))
+        .await
+        .map_err(|_| Opening::Failed(format!("cannot connect within {CONNECT_TIMEOUT:?}")))?
+        .map_err(|err| Opening::Failed(format!("cannot connect ({err})")))?;
+    // Without TCP_NODELAY a frame can wait for the peer's delayed ACK.
+    socket.set_nodelay(true).map_err(|err| Opening::Failed(format!("cannot connect ({err})")))?;
+    let handshake = h2::client::Builder::new()
+        .initial_window_size(STREAM_WINDOW)
+        .initial_connection_window_size(CONNECTION_WINDOW)
+        .max_header_list_size(LARGEST_HEADERS)
+        .handshake::<_, Bytes>(socket);
+    let (requests, mut connection) = tokio::time::timeout(CONNECT_TIMEOUT, handshake)
+        .await
+        .map_err(|_| Opening::Failed(format!("no HTTP/2 handshake within {CONNECT_TIMEOUT:?}")))?
+        .map_err(|err| Opening::Failed(format!("no HTTP/2 handshake ({err})")))?;
+    let pings = connection.ping_pong();
+    tokio::spawn(async move {
+        // A connection whose ping goes unanswered is dropped, which fails its stream.
+        tokio::select! {
+            _ = connection => {}
+            () = keep_alive(pings) => {}
+        }
+    });
+    Ok(requests)
+}
+
+/// Pings the peer every [`KEEPALIVE_INTERVAL`]; returns when a ping goes unanswered.
+async fn keep_alive(pings: Option<h2::PingPong>) {
+    let Some(mut pings) = pings else { return std::future::pending().await };
+    loop {
+        tokio::time::sleep(KEEPALIVE_INTERVAL).await;
+        let pong = tokio::time::timeout(KEEPALIVE_TIMEOUT, pings.ping(h2::Ping::opaque())).await;
+        if !matches!(pong, Ok(Ok(_))) {
+            return;
         }
     }
 }
 
+/// `frames` as gRPC puts messages on the wire: each uncompressed, its length, its bytes.
+fn wire_frames<'a>(frames: impl IntoIterator<Item = &'a EdgeDelivery> + Clone) -> Bytes {
+    let size = frames.clone().into_iter().map(|frame| 5 + frame.encoded_len()).sum();
+    let mut wire = BytesMut::with_capacity(size);
+    for frame in frames {
+        wire.put_u8(0);
+        wire.put_u32(u32::try_from(frame.encoded_len()).unwrap_or(u32::MAX));
+        frame.encode(&mut wire).expect("the buffer has room for the frame");
+    }
+    wire.freeze()
+}
+
 /// Hands each answer on `answers` to the delivery it answers, until the stream ends; why it
 /// ended, for the deliveries left unanswered.
-async fn read(
-    mut answers: tonic::Streaming<EdgeAnswer>,
-    state: &Mutex<State>,
-    who: &str,
-) -> NodeError {
+async fn read(mut answers: RecvStream, state: &Mutex<State>, who: &str) -> NodeError {
+    let mut unread = BytesMut::new();
     loop {
-        match answers.message().await {
+        match next_answer(&mut answers, &mut unread).await {
             Ok(Some(answer)) => {
-                let waiter = lock(state).waiting.remove(&answer.id);
+                let waiter = {
+                    let mut state = lock(state);
+                    state.cancelled_unanswered = 0;
+                    state.waiting.remove(&answer.id)
+                };
                 if let Some(waiter) = waiter {
                     let _ = waiter.send(match answer.outcome {
                         Some(Outcome::Response(response)) => Ok(response),
@@ -246,12 +466,57 @@ async fn read(
                 ));
             }
             // Whether the module acted on these is unknown, as with any broken connection.
-            Err(status) => {
-                return NodeError::transient(format!(
-                    "module {who}: the connection broke ({})",
-                    status.message()
-                ));
+            Err(why) => {
+                return NodeError::transient(format!("module {who}: the connection broke ({why})"));
             }
         }
+    }
+}
+
+/// The next answer on `answers`, reading into `unread` until one is whole; none when the
+/// stream ended as it should.
+async fn next_answer(
+    answers: &mut RecvStream,
+    unread: &mut BytesMut,
+) -> Result<Option<EdgeAnswer>, String> {
+    loop {
+        if unread.len() >= 5 {
+            if unread[0] != 0 {
+                return Err("the module sent a compressed frame".to_owned());
+            }
+            let size =
+                usize::try_from(u32::from_be_bytes([unread[1], unread[2], unread[3], unread[4]]))
+                    .unwrap_or(usize::MAX);
+            if size > LARGEST_FRAME {
+                return Err(format!(
+                    "the module sent a frame of {size} bytes, over {LARGEST_FRAME}"
+                ));
+            }
+            if unread.len() >= 5 + size {
+                unread.advance(5);
+                let message = unread.split_to(size);
+                return EdgeAnswer::decode(message).map(Some).map_err(|err| {
+                    format!("the module sent a frame that is not an answer ({err})")
+                });
+            }
+        }
+        match answers.data().await {
+            Some(Ok(data)) => {
+                let _ = answers.flow_control().release_capacity(data.len());
+                unread.extend_from_slice(&data);
+            }
+            Some(Err(err)) => return Err(err.to_string()),
+            None => break,
+        }
+    }
+    if !unread.is_empty() {
+        return Err("the stream ended inside a frame".to_owned());
+    }
+    let trailers = answers.trailers().await.map_err(|err| err.to_string())?;
+    match trailers.as_ref().and_then(tonic::Status::from_header_map) {
+        Some(status) if status.code() != tonic::Code::Ok => {
+            Err(format!("{:?}: {}", status.code(), status.message()))
+        }
+        _ => Ok(None),
     }
 }

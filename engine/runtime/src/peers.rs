@@ -12,8 +12,6 @@ use std::{
 };
 
 use serde_json::Value;
-use tonic::transport::{Channel, Endpoint};
-use weir_proto::module_client::ModuleClient;
 use weir_sdk::{NodeError, Run};
 
 use crate::{
@@ -23,13 +21,6 @@ use crate::{
     link::Link,
     trust::Bearer,
 };
-
-/// How long connecting to a peer may take before the delivery counts as failed (transiently).
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
-
-/// How often an HTTP/2 ping checks a peer connection, and how long its answer may take.
-const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(10);
-const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(5);
 
 #[derive(Default)]
 pub(crate) struct Peers {
@@ -104,32 +95,22 @@ impl Peers {
         let bearer = self.bearer.get();
         let token = bearer.and_then(Bearer::token);
         let mut links = self.links.lock().unwrap_or_else(PoisonError::into_inner);
-        let client = match links.get(endpoint) {
-            Some(link) if link.serves(token.as_deref()) => return Ok(Arc::clone(link)),
-            Some(link) => link.client(),
-            None => ModuleClient::new(channel(endpoint)?),
+        if let Some(link) = links.get(endpoint)
+            && link.serves(token.as_deref())
+        {
+            return Ok(Arc::clone(link));
+        }
+        let uri = match endpoint.parse::<http::Uri>() {
+            Ok(uri) if uri.scheme_str() == Some("http") && uri.authority().is_some() => uri,
+            _ => {
+                return Err(Undelivered::Failed(NodeError::invalid(format!(
+                    "module endpoint {endpoint:?} is not an http://HOST:PORT URL"
+                ))));
+            }
         };
         let authorization = token.as_deref().and_then(Bearer::header_of);
-        let link = Arc::new(Link::open(client, endpoint.to_owned(), token, authorization));
+        let link = Arc::new(Link::open(uri, endpoint.to_owned(), token, authorization));
         links.insert(endpoint.to_owned(), Arc::clone(&link));
         Ok(link)
     }
-}
-
-/// A channel to `endpoint`, which connects on first use.
-fn channel(endpoint: &str) -> Result<Channel, Undelivered> {
-    let channel = Endpoint::from_shared(endpoint.to_owned())
-        .map_err(|err| {
-            Undelivered::Failed(NodeError::invalid(format!(
-                "module endpoint {endpoint:?} is not a URL: {err}"
-            )))
-        })?
-        .connect_timeout(CONNECT_TIMEOUT)
-        // A peer that died without closing the connection is found out in seconds, not at
-        // the edge's timeout (up to hours).
-        .http2_keep_alive_interval(KEEPALIVE_INTERVAL)
-        .keep_alive_timeout(KEEPALIVE_TIMEOUT)
-        .keep_alive_while_idle(true)
-        .connect_lazy();
-    Ok(channel)
 }

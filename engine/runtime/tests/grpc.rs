@@ -514,3 +514,192 @@ async fn build_across(
         right.wire(support::key(node.metadata.name.as_deref().unwrap_or_default()), node);
     }
 }
+
+/// Refuses every token, as a cluster that knows none of them would.
+#[derive(Debug)]
+struct NobodyKnown;
+
+#[tonic::async_trait]
+impl weir_runtime::trust::Gate for NobodyKnown {
+    async fn caller(&self, _: &str) -> Result<weir_runtime::trust::Caller, tonic::Status> {
+        Err(tonic::Status::unauthenticated("the cluster does not know the token"))
+    }
+    async fn may_send(
+        &self,
+        _: &weir_runtime::trust::Caller,
+        _: &str,
+        _: &weir_runtime::NodeKey,
+    ) -> Result<(), tonic::Status> {
+        Err(tonic::Status::permission_denied("nobody may send"))
+    }
+}
+
+/// What a stream of deliveries cannot carry fails that delivery alone, naming why: a delivery
+/// over the largest frame a module takes (the stream goes on), a peer that does not speak
+/// HTTP/2, a module that refuses the stream, an endpoint that is not an `http://` URL.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_names_what_it_cannot_carry() {
+    use support::{Relay, Sink, key, node_in};
+    use weir_runtime::{Runtime, replicas::Replicas};
+    use weir_sdk::Module;
+
+    let left = Runtime::new(vec![Module::new("left", "0.0.0").component::<Relay>()]);
+    let right = Runtime::new(vec![Module::new("right", "0.0.0").component::<Sink>()]);
+    let guarded = Runtime::new(vec![Module::new("guarded", "0.0.0").component::<Sink>()]);
+    let edge = |target: &str| json!([{ "port": "out", "to": { "node": target, "port": "in" }, "timeout": "5s", "retry": { "attempts": 1 } }]);
+    let nodes = [
+        node_in("right", "far", "sink", json!({}), json!([])),
+        node_in("left", "near", "relay", json!({}), edge("far")),
+        node_in("left", "to-http1", "relay", json!({}), edge("http1")),
+        node_in("left", "to-guarded", "relay", json!({}), edge("guarded")),
+        node_in("left", "to-nowhere", "relay", json!({}), edge("nowhere")),
+    ];
+    build_across(&left, &right, &nodes).await;
+    let stop = CancellationToken::new();
+    let endpoint = support::serve_on_loopback(right.clone(), None, &stop).await;
+    let gate: Arc<dyn weir_runtime::trust::Gate> = Arc::new(NobodyKnown);
+    let guarded_endpoint = support::serve_on_loopback(guarded, Some(gate), &stop).await;
+    // Answers every connection as an HTTP/1.1 server would a request it cannot read.
+    let http1 = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind loopback");
+    let http1_endpoint = format!("http://{}", http1.local_addr().expect("address"));
+    tokio::spawn(async move {
+        while let Ok((mut socket, _)) = http1.accept().await {
+            use tokio::io::AsyncWriteExt as _;
+            let _ =
+                socket.write_all(b"HTTP/1.1 400 Bad Request\r\nconnection: close\r\n\r\n").await;
+        }
+    });
+    left.serve("right", Replicas::single(&endpoint));
+    left.serve("http1", Replicas::single(&http1_endpoint));
+    left.serve("guarded", Replicas::single(&guarded_endpoint));
+    left.serve("nowhere", Replicas::single("ftp://127.0.0.1:1"));
+    left.route(key("far"), "right", "sink");
+    left.route(key("http1"), "http1", "sink");
+    left.route(key("guarded"), "guarded", "sink");
+    left.route(key("nowhere"), "nowhere", "sink");
+
+    let big = json!({ "path": [], "blob": "x".repeat(5 * 1024 * 1024) });
+    let err = left.send(&key("near"), "in", big).await.expect_err("over the largest frame");
+    assert_eq!(err.kind(), ErrorKind::Invalid, "{err}");
+    assert!(err.message().starts_with(&format!("module {endpoint}: the delivery is ")), "{err}");
+    assert!(err.message().ends_with("bytes, over the 4194304 a module takes"), "{err}");
+    let answer = left.send(&key("near"), "in", json!({ "path": [] })).await.expect("the stream");
+    assert_eq!(answer["got"], json!({ "path": [""] }));
+
+    let patiently = |node: &'static str| {
+        let left = left.clone();
+        async move {
+            tokio::time::timeout(support::PATIENCE, left.send(&key(node), "in", json!({})))
+                .await
+                .expect("a failure, not a hang")
+                .expect_err("undeliverable")
+        }
+    };
+    let err = patiently("to-http1").await;
+    assert_eq!(err.kind(), ErrorKind::Transient, "{err}");
+    assert!(
+        err.message().starts_with(&format!(
+            "module {http1_endpoint}: the module did not take the stream of deliveries ("
+        )),
+        "{err}"
+    );
+
+    let err = patiently("to-guarded").await;
+    assert_eq!(
+        err.message(),
+        format!(
+            "module {guarded_endpoint}: this module answers only callers with a Kubernetes bearer token"
+        ),
+    );
+
+    let err = patiently("to-nowhere").await;
+    assert_eq!(err.kind(), ErrorKind::Invalid, "{err}");
+    assert_eq!(
+        err.message(),
+        r#"module endpoint "ftp://127.0.0.1:1" is not an http://HOST:PORT URL"#
+    );
+    stop.cancel();
+}
+
+/// A module that takes the stream and then neither reads nor answers: a cancelled delivery's
+/// frame cannot be taken back from the connection, so past 256 cancellations with no answer
+/// the stream is given up (what waits on it fails as transient, naming why) rather than
+/// piling frames up, and the next delivery opens another.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_that_answers_nothing_is_given_up_after_a_links_room_of_cancellations() {
+    use support::{Relay, key, node_in};
+    use weir_runtime::{Runtime, replicas::Replicas};
+    use weir_sdk::Module;
+
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind loopback");
+    let endpoint = format!("http://{}", listener.local_addr().expect("address"));
+    let streams = Arc::new(AtomicUsize::new(0));
+    tokio::spawn({
+        let streams = Arc::clone(&streams);
+        async move {
+            while let Ok((socket, _)) = listener.accept().await {
+                let streams = Arc::clone(&streams);
+                tokio::spawn(async move {
+                    // Room for every frame the test sends, unread.
+                    let handshake = h2::server::Builder::new()
+                        .initial_window_size(1 << 20)
+                        .initial_connection_window_size(1 << 20)
+                        .data_frame_budget(usize::MAX / 2)
+                        .handshake::<_, bytes::Bytes>(socket);
+                    let Ok(mut connection) = handshake.await else { return };
+                    let mut taken = Vec::new();
+                    while let Some(Ok((request, mut respond))) = connection.accept().await {
+                        streams.fetch_add(1, Ordering::SeqCst);
+                        let headers = http::Response::builder()
+                            .header("content-type", "application/grpc")
+                            .body(())
+                            .expect("a response");
+                        let answers = respond.send_response(headers, false);
+                        taken.push((request, answers));
+                    }
+                });
+            }
+        }
+    });
+    let left = Runtime::new(vec![Module::new("left", "0.0.0").component::<Relay>()]);
+    let edge = |timeout: &str| json!([{ "port": "out", "to": { "node": "far", "port": "in" }, "timeout": timeout, "retry": { "attempts": 1 } }]);
+    left.apply(&node_in("left", "impatient", "relay", json!({}), edge("20ms")))
+        .await
+        .expect("a node");
+    left.apply(&node_in("left", "patient", "relay", json!({}), edge("1h"))).await.expect("a node");
+    left.serve("right", Replicas::single(&endpoint));
+    left.route(key("far"), "right", "sink");
+
+    let mut patient = tokio::spawn({
+        let left = left.clone();
+        async move { left.send(&key("patient"), "in", json!({})).await }
+    });
+    // Deliveries cancelled before the stream opened are taken back, not cancelled on it: a
+    // few waves more than the link's room.
+    let impatient = key("impatient");
+    let given_up = format!(
+        "module {endpoint}: no answer on the stream while 256 deliveries were cancelled, so the stream was given up"
+    );
+    let mut waves = 0;
+    let patient = loop {
+        assert!(waves < 6, "the stream was not given up after {waves} waves of 64 cancellations");
+        let wave =
+            futures::future::join_all((0..64).map(|_| left.send(&impatient, "in", json!({}))));
+        for failure in wave.await {
+            let err = failure.expect_err("nothing answers");
+            let at_its_timeout = err.kind() == ErrorKind::Cancelled;
+            assert!(at_its_timeout || err.message() == given_up, "{err}");
+        }
+        waves += 1;
+        if let Ok(patient) = tokio::time::timeout(Duration::from_millis(50), &mut patient).await {
+            break patient;
+        }
+    };
+    assert!(waves >= 3, "given up after {waves} waves of 64 cancellations, before 256");
+    let err = patient.expect("no panic").expect_err("nothing answers");
+    assert_eq!(err.kind(), ErrorKind::Transient, "{err}");
+    assert_eq!(err.message(), given_up);
+    assert_eq!(streams.load(Ordering::SeqCst), 1);
+    let _ = left.send(&impatient, "in", json!({})).await;
+    assert_eq!(streams.load(Ordering::SeqCst), 2, "the next delivery opened another stream");
+}
