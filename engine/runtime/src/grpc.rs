@@ -234,6 +234,11 @@ impl Deliveries {
                 if let Some(task) = lock(&under_way).remove(&id) {
                     task.abort();
                 }
+                // Acknowledged, so the sender can tell a module that reads from one that does
+                // not (it gives up a stream whose cancellations go unanswered).
+                if answers.send(Ok(EdgeAnswer { id, outcome: None })).await.is_err() {
+                    break;
+                }
                 continue;
             }
             // Whether nothing else is under way, unless the delivery is refused.

@@ -93,9 +93,10 @@ struct State {
     /// each unit of room.
     outbox: VecDeque<(EdgeDelivery, Option<OwnedSemaphorePermit>)>,
     waiting: HashMap<u64, oneshot::Sender<Result<DeliverResponse, Undelivered>>>,
-    /// Cancellations sent since the module last answered: frames handed to the connection
-    /// cannot be taken back, so a module that reads none (its window full) while deliveries
-    /// time out would have them pile up there; past [`IN_FLIGHT`] the stream is given up.
+    /// Cancellations sent since the module last answered (it acknowledges each): frames handed
+    /// to the connection cannot be taken back, so a module that reads none (its window full)
+    /// while deliveries time out would have them pile up there; past [`IN_FLIGHT`] the stream
+    /// is given up.
     cancelled_unanswered: usize,
     /// Why the stream ended; set once, and then the link takes no more deliveries.
     broken: Option<NodeError>,
@@ -144,7 +145,7 @@ impl State {
     /// Gives the stream up for `why`: the module drops what it took, and every delivery still
     /// waiting fails.
     fn give_up(&mut self, why: NodeError) {
-        if let Some(sender) = &mut self.sender {
+        if let Some(mut sender) = self.sender.take() {
             sender.send_reset(h2::Reason::CANCEL);
         }
         self.outbox.clear();
@@ -154,9 +155,11 @@ impl State {
         self.broken.get_or_insert(why);
     }
 
-    /// Ends the stream: the receiver finishes what it took and ends its answers.
+    /// Ends the stream, after the frames still in the outbox (cancellations, say): the
+    /// receiver finishes what it took and ends its answers.
     fn close(&mut self) {
         self.closed = true;
+        self.flush();
         if let Some(sender) = &mut self.sender {
             let _ = sender.send_data(Bytes::new(), true);
         }
@@ -182,7 +185,8 @@ impl Link {
         tokio::spawn({
             let (state, writer, who) = (Arc::clone(&state), Arc::clone(&writer), who.clone());
             async move {
-                let broken = match open_stream(&endpoint, authorization, &state).await {
+                let mut ended = Ended { state: Arc::clone(&state), who: who.clone(), why: None };
+                ended.why = Some(match open_stream(&endpoint, authorization, &state, &who).await {
                     Ok(answers) => tokio::select! {
                         broken = read(answers, &state, &who) => broken,
                         never = write(&state, &writer) => match never {},
@@ -191,8 +195,7 @@ impl Link {
                     Err(Opening::Failed(why)) => {
                         NodeError::transient(format!("module {who}: {why}"))
                     }
-                };
-                lock(&state).give_up(broken);
+                });
             }
         });
         Self { token, who, room: Arc::new(Semaphore::new(IN_FLIGHT)), state, writer }
@@ -263,6 +266,23 @@ impl Drop for Link {
     }
 }
 
+/// The end of a link's stream, however its task ends (a panic included): what still waits on
+/// the link fails, and the link takes no more deliveries.
+struct Ended {
+    state: Arc<Mutex<State>>,
+    who: String,
+    why: Option<NodeError>,
+}
+
+impl Drop for Ended {
+    fn drop(&mut self) {
+        let why = self.why.take().unwrap_or_else(|| {
+            NodeError::internal(format!("module {}: the stream's reader stopped", self.who))
+        });
+        lock(&self.state).give_up(why);
+    }
+}
+
 /// A delivery waiting for its answer; dropped before it came, it is taken back or cancelled.
 struct Pending<'a> {
     state: &'a Mutex<State>,
@@ -291,7 +311,7 @@ impl Drop for Pending<'_> {
         state.cancelled_unanswered += 1;
         if state.cancelled_unanswered > IN_FLIGHT {
             state.give_up(NodeError::transient(format!(
-                "module {}: no answer on the stream while {IN_FLIGHT} deliveries were cancelled, so the stream was given up",
+                "module {}: no answer on the stream while more than {IN_FLIGHT} deliveries were cancelled, so the stream was given up",
                 self.who
             )));
             return;
@@ -314,10 +334,26 @@ enum Opening {
 async fn open_stream(
     endpoint: &Uri,
     authorization: Option<MetadataValue<Ascii>>,
-    state: &Mutex<State>,
+    state: &Arc<Mutex<State>>,
+    who: &str,
 ) -> Result<RecvStream, Opening> {
-    let mut requests = connect(endpoint)
-        .await?
+    let (requests, mut connection) = connect(endpoint).await?;
+    let pings = connection.ping_pong();
+    tokio::spawn({
+        let (state, who) = (Arc::clone(state), who.to_owned());
+        async move {
+            tokio::select! {
+                _ = connection => {}
+                () = keep_alive(pings) => {
+                    // Dropping the connection fails its stream; this says why first.
+                    lock(&state).give_up(NodeError::transient(format!(
+                        "module {who}: no answer to a ping within {KEEPALIVE_TIMEOUT:?}, so the connection was dropped"
+                    )));
+                }
+            }
+        }
+    });
+    let mut requests = requests
         .ready()
         .await
         .map_err(|err| Opening::Failed(format!("the connection broke ({err})")))?;
@@ -347,7 +383,7 @@ async fn open_stream(
         Opening::Failed(format!("the module did not take the stream of deliveries ({err})"))
     })?;
     // A call refused at once answers with its status in the headers and no body.
-    if let Some(status) = tonic::Status::from_header_map(response.headers())
+    if let Some(status) = status_of(response.headers())
         && status.code() != tonic::Code::Ok
     {
         return Err(Opening::Refused(status));
@@ -380,8 +416,23 @@ fn endpoint_path(endpoint: &Uri) -> String {
     format!("http://{authority}{PATH}")
 }
 
-/// An HTTP/2 connection to `endpoint`, pinged while it lasts.
-async fn connect(endpoint: &Uri) -> Result<h2::client::SendRequest<Bytes>, Opening> {
+/// The gRPC status in `headers`, if any. Only `grpc-status` and `grpc-message` are read:
+/// tonic panics on details that are not base64, which a peer's answer must not be able to do.
+fn status_of(headers: &http::HeaderMap) -> Option<tonic::Status> {
+    let mut status = http::HeaderMap::new();
+    for name in ["grpc-status", "grpc-message"] {
+        if let Some(value) = headers.get(name) {
+            status.insert(name, value.clone());
+        }
+    }
+    tonic::Status::from_header_map(&status)
+}
+
+/// An HTTP/2 connection to `endpoint`: the handle that opens streams, and the connection,
+/// which must be polled for either to make progress.
+async fn connect(
+    endpoint: &Uri,
+) -> Result<(h2::client::SendRequest<Bytes>, h2::client::Connection<TcpStream, Bytes>), Opening> {
     let authority = endpoint
         .authority()
         .ok_or_else(|| Opening::Failed("the endpoint names no host".to_owned()))?;
@@ -397,19 +448,10 @@ async fn connect(endpoint: &Uri) -> Result<h2::client::SendRequest<Bytes>, Openi
         .initial_connection_window_size(CONNECTION_WINDOW)
         .max_header_list_size(LARGEST_HEADERS)
         .handshake::<_, Bytes>(socket);
-    let (requests, mut connection) = tokio::time::timeout(CONNECT_TIMEOUT, handshake)
+    tokio::time::timeout(CONNECT_TIMEOUT, handshake)
         .await
         .map_err(|_| Opening::Failed(format!("no HTTP/2 handshake within {CONNECT_TIMEOUT:?}")))?
-        .map_err(|err| Opening::Failed(format!("no HTTP/2 handshake ({err})")))?;
-    let pings = connection.ping_pong();
-    tokio::spawn(async move {
-        // A connection whose ping goes unanswered is dropped, which fails its stream.
-        tokio::select! {
-            _ = connection => {}
-            () = keep_alive(pings) => {}
-        }
-    });
-    Ok(requests)
+        .map_err(|err| Opening::Failed(format!("no HTTP/2 handshake ({err})")))
 }
 
 /// Pings the peer every [`KEEPALIVE_INTERVAL`]; returns when a ping goes unanswered.
@@ -466,15 +508,13 @@ async fn read(mut answers: RecvStream, state: &Mutex<State>, who: &str) -> NodeE
                 ));
             }
             // Whether the module acted on these is unknown, as with any broken connection.
-            Err(why) => {
-                return NodeError::transient(format!("module {who}: the connection broke ({why})"));
-            }
+            Err(why) => return NodeError::transient(format!("module {who}: {why}")),
         }
     }
 }
 
-/// The next answer on `answers`, reading into `unread` until one is whole; none when the
-/// stream ended as it should.
+/// The next answer on `answers`, reading into `unread` until one is whole (an acknowledged
+/// cancellation is an answer with no outcome); none when the stream ended as it should.
 async fn next_answer(
     answers: &mut RecvStream,
     unread: &mut BytesMut,
@@ -505,18 +545,41 @@ async fn next_answer(
                 let _ = answers.flow_control().release_capacity(data.len());
                 unread.extend_from_slice(&data);
             }
-            Some(Err(err)) => return Err(err.to_string()),
+            Some(Err(err)) => return Err(format!("the connection broke ({err})")),
             None => break,
         }
     }
     if !unread.is_empty() {
         return Err("the stream ended inside a frame".to_owned());
     }
-    let trailers = answers.trailers().await.map_err(|err| err.to_string())?;
-    match trailers.as_ref().and_then(tonic::Status::from_header_map) {
+    let trailers =
+        answers.trailers().await.map_err(|err| format!("the connection broke ({err})"))?;
+    match trailers.as_ref().and_then(status_of) {
         Some(status) if status.code() != tonic::Code::Ok => {
-            Err(format!("{:?}: {}", status.code(), status.message()))
+            Err(format!("the module ended the stream with a failure ({})", status.message()))
         }
         _ => Ok(None),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use http::{HeaderMap, HeaderValue};
+
+    use super::status_of;
+
+    #[test]
+    fn a_peers_status_is_read_without_its_details() {
+        let mut headers = HeaderMap::new();
+        headers.insert("grpc-status", HeaderValue::from_static("7"));
+        headers.insert("grpc-message", HeaderValue::from_static("not%20a%20peer"));
+        // Not base64: tonic's reader of the whole status panics on it.
+        headers.insert("grpc-status-details-bin", HeaderValue::from_static("!!!"));
+        let status = status_of(&headers).expect("a status");
+        assert_eq!(
+            (status.code(), status.message()),
+            (tonic::Code::PermissionDenied, "not a peer")
+        );
+        assert!(status_of(&HeaderMap::new()).is_none());
     }
 }
