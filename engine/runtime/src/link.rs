@@ -96,7 +96,8 @@ struct State {
     /// Cancellations sent since the module last answered (it acknowledges each): frames handed
     /// to the connection cannot be taken back, so a module that reads none (its window full)
     /// while deliveries time out would have them pile up there; past [`IN_FLIGHT`] the stream
-    /// is given up.
+    /// is given up. A module that reads would have to be sent more than that within one round
+    /// trip, as no more than [`IN_FLIGHT`] deliveries are under way at once.
     cancelled_unanswered: usize,
     /// Why the stream ended; set once, and then the link takes no more deliveries.
     broken: Option<NodeError>,
@@ -145,14 +146,15 @@ impl State {
     /// Gives the stream up for `why`: the module drops what it took, and every delivery still
     /// waiting fails.
     fn give_up(&mut self, why: NodeError) {
-        if let Some(mut sender) = self.sender.take() {
-            sender.send_reset(h2::Reason::CANCEL);
-        }
+        // The link's own state first: should `h2` fail below, nothing is left waiting.
         self.outbox.clear();
         for (_, waiter) in self.waiting.drain() {
             let _ = waiter.send(Err(Undelivered::Failed(why.clone())));
         }
         self.broken.get_or_insert(why);
+        if let Some(mut sender) = self.sender.take() {
+            sender.send_reset(h2::Reason::CANCEL);
+        }
     }
 
     /// Ends the stream, after the frames still in the outbox (cancellations, say): the

@@ -542,9 +542,10 @@ impl weir_runtime::trust::Gate for NobodyKnown {
     }
 }
 
-/// What a stream of deliveries cannot carry fails that delivery alone, naming why: a delivery
-/// over the largest frame a module takes (the stream goes on), a peer that does not speak
-/// HTTP/2, a module that refuses the stream, an endpoint that is not an `http://` URL.
+/// What a stream of deliveries cannot carry fails that delivery alone, naming the module: a
+/// delivery over the largest frame a module takes (invalid, naming its size; the stream goes
+/// on), a peer that does not speak HTTP/2 (transient), a module that refuses the stream (its
+/// refusal), an endpoint that is not an `http://` URL (invalid).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stream_names_what_it_cannot_carry() {
     use support::{Relay, Sink, key, node_in};
@@ -629,8 +630,8 @@ async fn a_stream_names_what_it_cannot_carry() {
 }
 
 /// A module that takes the stream and then neither reads nor answers (a module acknowledges
-/// each cancellation): a cancelled delivery's frame cannot be taken back from the connection,
-/// so past 256 cancellations with no answer the stream is given up (what waits on it fails as transient, naming why) rather than
+/// each cancellation): a cancelled delivery's frame cannot be taken back from the
+/// connection, so past 256 cancellations with no answer the stream is given up (what waits on it fails as transient, naming why) rather than
 /// piling frames up, and the next delivery opens another.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stream_that_answers_nothing_is_given_up_after_a_links_room_of_cancellations() {
