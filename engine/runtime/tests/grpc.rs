@@ -714,3 +714,69 @@ async fn a_stream_that_answers_nothing_is_given_up_after_a_links_room_of_cancell
     let _ = left.send(&impatient, "in", json!({})).await;
     support::eventually(|| streams.load(Ordering::SeqCst) == 2).await;
 }
+
+/// A peer that goes silent without closing the connection (a node lost, a network cut that
+/// drops packets) fails what waits on the stream when a ping goes unanswered, in seconds and
+/// naming why, not at the edge's timeout (an hour here).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_peer_is_found_out_by_an_unanswered_ping() {
+    use support::{Relay, Sink, Stuck, key, node_in};
+    use weir_runtime::{Runtime, replicas::Replicas};
+    use weir_sdk::Module;
+
+    let left = Runtime::new(vec![Module::new("left", "0.0.0").component::<Relay>()]);
+    let right =
+        Runtime::new(vec![Module::new("right", "0.0.0").component::<Sink>().component::<Stuck>()]);
+    let edge = |target: &str| json!([{ "port": "out", "to": { "node": target, "port": "in" }, "timeout": "1h", "retry": { "attempts": 1 } }]);
+    let nodes = [
+        node_in("right", "far", "sink", json!({}), json!([])),
+        node_in("right", "stuck", "stuck", json!({}), json!([])),
+        node_in("left", "near", "relay", json!({}), edge("far")),
+        node_in("left", "patient", "relay", json!({}), edge("stuck")),
+    ];
+    build_across(&left, &right, &nodes).await;
+    let stop = CancellationToken::new();
+    let served = support::serve_on_loopback(right.clone(), None, &stop).await;
+    // Forwards until frozen, then holds both sockets open and moves nothing.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind loopback");
+    let endpoint = format!("http://{}", listener.local_addr().expect("address"));
+    let frozen = CancellationToken::new();
+    tokio::spawn({
+        let (frozen, upstream) = (frozen.clone(), served.trim_start_matches("http://").to_owned());
+        async move {
+            while let Ok((mut inbound, _)) = listener.accept().await {
+                let (frozen, upstream) = (frozen.clone(), upstream.clone());
+                tokio::spawn(async move {
+                    let Ok(mut outbound) = tokio::net::TcpStream::connect(upstream).await else {
+                        return;
+                    };
+                    tokio::select! {
+                        _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
+                        () = frozen.cancelled() => std::future::pending().await,
+                    }
+                });
+            }
+        }
+    });
+    left.serve("right", Replicas::single(&endpoint));
+    left.route(key("far"), "right", "sink");
+    left.route(key("stuck"), "right", "stuck");
+    left.send(&key("near"), "in", json!({})).await.expect("a delivery before the silence");
+
+    let waiting = tokio::spawn({
+        let left = left.clone();
+        async move { left.send(&key("patient"), "in", json!({})).await }
+    });
+    frozen.cancel();
+    let err = tokio::time::timeout(Duration::from_secs(30), waiting)
+        .await
+        .expect("found out within a ping's interval and timeout")
+        .expect("no panic")
+        .expect_err("the peer went silent");
+    assert_eq!(err.kind(), ErrorKind::Transient, "{err}");
+    assert_eq!(
+        err.message(),
+        format!("module {endpoint}: no answer to a ping within 5s, so the connection was dropped")
+    );
+    stop.cancel();
+}
