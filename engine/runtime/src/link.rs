@@ -18,7 +18,10 @@
 
 use std::{
     collections::{HashMap, VecDeque},
-    sync::{Arc, Mutex, MutexGuard, PoisonError},
+    sync::{
+        Arc, Mutex, MutexGuard, PoisonError,
+        atomic::{AtomicU64, Ordering},
+    },
     time::Duration,
 };
 
@@ -75,23 +78,32 @@ pub(crate) struct Link {
     /// The token the stream was opened with: a link serves the deliveries that present it.
     token: Option<String>,
     who: String,
+    next_id: AtomicU64,
     room: Arc<Semaphore>,
     state: Arc<Mutex<State>>,
     /// Wakes the stream's writer when frames wait in the outbox.
     writer: Arc<Notify>,
 }
 
+/// A frame on its way, as it goes on the wire.
+struct Queued {
+    /// The delivery it carries or cancels.
+    id: u64,
+    wire: Bytes,
+    /// The room of a delivery whose cancellation this is: held, never read, and given up
+    /// when the frame is sent (or taken back).
+    _room: Option<OwnedSemaphorePermit>,
+}
+
 #[derive(Default)]
 struct State {
-    next_id: u64,
     /// The stream's sending half, once it is open.
     sender: Option<SendStream<Bytes>>,
     /// Frames not yet handed to the connection (made before the stream was open, or while
-    /// other deliveries were under way, for the writer to send together), in order, each with
-    /// the room its delivery held where that was given up: a cancelled delivery frees its room
-    /// only once its cancellation is sent, so the outbox never holds more than two frames for
-    /// each unit of room.
-    outbox: VecDeque<(EdgeDelivery, Option<OwnedSemaphorePermit>)>,
+    /// other deliveries were under way, for the writer to send together), in order: a
+    /// cancelled delivery frees its room only once its cancellation is sent, so the outbox
+    /// never holds more than two frames for each unit of room.
+    outbox: VecDeque<Queued>,
     waiting: HashMap<u64, oneshot::Sender<Result<DeliverResponse, Undelivered>>>,
     /// Cancellations sent since the module last answered (it acknowledges each): frames handed
     /// to the connection cannot be taken back, so a module that reads none (its window full)
@@ -109,18 +121,18 @@ impl State {
     /// Sends `frame` now if the stream is open and this is the only delivery under way;
     /// otherwise keeps it in the outbox, for the stream's writer to send with the others
     /// there in one piece (or for when the stream is open).
-    fn send(&mut self, frame: EdgeDelivery, room: Option<OwnedSemaphorePermit>, writer: &Notify) {
+    fn send(&mut self, frame: Queued, writer: &Notify) {
         match &mut self.sender {
             Some(sender) if self.outbox.is_empty() && self.waiting.len() <= 1 => {
                 // A frame the connection refuses (it broke) is lost with the stream, whose
                 // reader fails every delivery still waiting.
-                let _ = sender.send_data(wire_frames([&frame]), false);
+                let _ = sender.send_data(frame.wire, false);
             }
             _ => {
                 if self.outbox.is_empty() {
                     writer.notify_one();
                 }
-                self.outbox.push_back((frame, room));
+                self.outbox.push_back(frame);
             }
         }
     }
@@ -129,17 +141,15 @@ impl State {
     /// open.
     fn flush(&mut self) {
         let Some(sender) = &mut self.sender else { return };
-        let (mut piece, mut size) = (Vec::new(), 0);
-        for (frame, _room) in std::mem::take(&mut self.outbox) {
-            size += 5 + frame.encoded_len();
-            piece.push(frame);
-            if size >= LARGEST_WRITE {
-                let _ = sender.send_data(wire_frames(&piece), false);
-                (piece, size) = (Vec::new(), 0);
+        let mut piece = BytesMut::new();
+        for frame in std::mem::take(&mut self.outbox) {
+            piece.extend_from_slice(&frame.wire);
+            if piece.len() >= LARGEST_WRITE {
+                let _ = sender.send_data(piece.split().freeze(), false);
             }
         }
         if !piece.is_empty() {
-            let _ = sender.send_data(wire_frames(&piece), false);
+            let _ = sender.send_data(piece.freeze(), false);
         }
     }
 
@@ -200,7 +210,14 @@ impl Link {
                 });
             }
         });
-        Self { token, who, room: Arc::new(Semaphore::new(IN_FLIGHT)), state, writer }
+        Self {
+            token,
+            who,
+            next_id: AtomicU64::new(0),
+            room: Arc::new(Semaphore::new(IN_FLIGHT)),
+            state,
+            writer,
+        }
     }
 
     /// Whether the link still carries deliveries that present `token`.
@@ -216,15 +233,12 @@ impl Link {
         traceparent: String,
         timeout: Duration,
     ) -> Result<DeliverResponse, Undelivered> {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let timeout_micros = u64::try_from(timeout.as_micros()).unwrap_or(u64::MAX);
-        let mut frame = EdgeDelivery {
-            id: 0,
-            cancel: false,
-            request: Some(request),
-            traceparent,
-            timeout_micros,
-        };
-        let size = frame.encoded_len();
+        let frame =
+            EdgeDelivery { id, cancel: false, request: Some(request), traceparent, timeout_micros };
+        let wire = wire_frame(&frame);
+        let size = wire.len() - 5;
         if size > LARGEST_FRAME {
             return Err(Undelivered::Failed(NodeError::invalid(format!(
                 "module {}: the delivery is {size} bytes, over the {LARGEST_FRAME} a module takes",
@@ -233,26 +247,15 @@ impl Link {
         }
         let room = Arc::clone(&self.room).acquire_owned().await.ok();
         let (answer, answered) = oneshot::channel();
-        let id = {
+        {
             let mut state = lock(&self.state);
             if let Some(broken) = &state.broken {
                 return Err(Undelivered::Failed(broken.clone()));
             }
-            let id = state.next_id;
-            state.next_id += 1;
             state.waiting.insert(id, answer);
-            frame.id = id;
-            state.send(frame, None, &self.writer);
-            id
-        };
-        let mut pending = Pending {
-            state: &self.state,
-            writer: &self.writer,
-            who: &self.who,
-            id,
-            room,
-            answered: false,
-        };
+            state.send(Queued { id, wire, _room: None }, &self.writer);
+        }
+        let mut pending = Pending { link: self, id, room, answered: false };
         let answer = answered.await;
         pending.answered = true;
         // The reader fails every delivery it leaves unanswered, so a dropped sender is a bug.
@@ -287,9 +290,7 @@ impl Drop for Ended {
 
 /// A delivery waiting for its answer; dropped before it came, it is taken back or cancelled.
 struct Pending<'a> {
-    state: &'a Mutex<State>,
-    writer: &'a Notify,
-    who: &'a str,
+    link: &'a Link,
     id: u64,
     room: Option<OwnedSemaphorePermit>,
     answered: bool,
@@ -301,12 +302,12 @@ impl Drop for Pending<'_> {
             return;
         }
         let id = self.id;
-        let mut state = lock(self.state);
+        let mut state = lock(&self.link.state);
         if state.waiting.remove(&id).is_none() || state.broken.is_some() {
             // Answered meanwhile, or the stream is gone: nothing to cancel.
             return;
         }
-        if let Some(unsent) = state.outbox.iter().position(|(frame, _)| frame.id == id) {
+        if let Some(unsent) = state.outbox.iter().position(|frame| frame.id == id) {
             state.outbox.remove(unsent);
             return;
         }
@@ -314,12 +315,12 @@ impl Drop for Pending<'_> {
         if state.cancelled_unanswered > IN_FLIGHT {
             state.give_up(NodeError::transient(format!(
                 "module {}: no answer on the stream while more than {IN_FLIGHT} deliveries were cancelled, so the stream was given up",
-                self.who
+                self.link.who
             )));
             return;
         }
-        let cancel = EdgeDelivery { id, cancel: true, ..EdgeDelivery::default() };
-        state.send(cancel, self.room.take(), self.writer);
+        let wire = wire_frame(&EdgeDelivery { id, cancel: true, ..EdgeDelivery::default() });
+        state.send(Queued { id, wire, _room: self.room.take() }, &self.link.writer);
     }
 }
 
@@ -468,15 +469,13 @@ async fn keep_alive(pings: Option<h2::PingPong>) {
     }
 }
 
-/// `frames` as gRPC puts messages on the wire: each uncompressed, its length, its bytes.
-fn wire_frames<'a>(frames: impl IntoIterator<Item = &'a EdgeDelivery> + Clone) -> Bytes {
-    let size = frames.clone().into_iter().map(|frame| 5 + frame.encoded_len()).sum();
-    let mut wire = BytesMut::with_capacity(size);
-    for frame in frames {
-        wire.put_u8(0);
-        wire.put_u32(u32::try_from(frame.encoded_len()).unwrap_or(u32::MAX));
-        frame.encode(&mut wire).expect("the buffer has room for the frame");
-    }
+/// `frame` as gRPC puts a message on the wire: uncompressed, its length, its bytes.
+fn wire_frame(frame: &EdgeDelivery) -> Bytes {
+    let size = frame.encoded_len();
+    let mut wire = BytesMut::with_capacity(5 + size);
+    wire.put_u8(0);
+    wire.put_u32(u32::try_from(size).unwrap_or(u32::MAX));
+    frame.encode(&mut wire).expect("the buffer has room for the frame");
     wire.freeze()
 }
 
