@@ -356,35 +356,52 @@ async fn each_delivery_on_a_stream_is_checked_and_cancelled_on_its_own() {
     stop.cancel();
 }
 
-/// A TCP forwarder on loopback to `upstream`; cancelling the token it gives cuts the
-/// connections made so far, as a network failure would. It counts the connections it took.
-async fn forwarder(
-    upstream: String,
-) -> (String, Arc<std::sync::Mutex<CancellationToken>>, Arc<AtomicUsize>) {
+/// An edge from `out` to `target`'s `in` that tries once and waits `timeout` for the answer.
+fn once_within(target: &str, timeout: &str) -> Value {
+    json!([{ "port": "out", "to": { "node": target, "port": "in" }, "timeout": timeout, "retry": { "attempts": 1 } }])
+}
+
+/// A TCP forwarder on loopback, standing in for the network between two modules.
+struct Forwarder {
+    /// Its endpoint.
+    address: String,
+    /// Cancelled, cuts the connections made so far, as a network failure would.
+    cuts: Arc<std::sync::Mutex<CancellationToken>>,
+    /// Cancelled, stops moving bytes but holds every connection open, as a peer that went
+    /// silent (a node lost, a cut that drops packets) would.
+    silence: CancellationToken,
+    /// How many connections it took.
+    connections: Arc<AtomicUsize>,
+}
+
+async fn forwarder(upstream: String) -> Forwarder {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind loopback");
     let address = format!("http://{}", listener.local_addr().expect("address"));
     let upstream = upstream.trim_start_matches("http://").to_owned();
     let cuts = Arc::new(std::sync::Mutex::new(CancellationToken::new()));
-    let current = Arc::clone(&cuts);
-    let connections = Arc::new(AtomicUsize::new(0));
-    let counted = Arc::clone(&connections);
-    tokio::spawn(async move {
-        while let Ok((mut inbound, _)) = listener.accept().await {
-            counted.fetch_add(1, Ordering::SeqCst);
-            let cut = current.lock().expect("not poisoned").clone();
-            let upstream = upstream.clone();
-            tokio::spawn(async move {
-                let Ok(mut outbound) = tokio::net::TcpStream::connect(upstream).await else {
-                    return;
-                };
-                tokio::select! {
-                    _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
-                    () = cut.cancelled() => {}
-                }
-            });
+    let (silence, connections) = (CancellationToken::new(), Arc::new(AtomicUsize::new(0)));
+    tokio::spawn({
+        let (cuts, silence, connections) =
+            (Arc::clone(&cuts), silence.clone(), Arc::clone(&connections));
+        async move {
+            while let Ok((mut inbound, _)) = listener.accept().await {
+                connections.fetch_add(1, Ordering::SeqCst);
+                let cut = cuts.lock().expect("not poisoned").clone();
+                let (silence, upstream) = (silence.clone(), upstream.clone());
+                tokio::spawn(async move {
+                    let Ok(mut outbound) = tokio::net::TcpStream::connect(upstream).await else {
+                        return;
+                    };
+                    tokio::select! {
+                        _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
+                        () = cut.cancelled() => {}
+                        () = silence.cancelled() => std::future::pending().await,
+                    }
+                });
+            }
         }
     });
-    (address, cuts, connections)
+    Forwarder { address, cuts, silence, connections }
 }
 
 /// Deliveries along edges between two runtimes go on one stream: an edge's timeout drops the
@@ -402,18 +419,17 @@ async fn a_broken_stream_fails_its_deliveries_as_transient_and_opens_again() {
     let kept = Arc::new(Kept::default());
     right.export_spans(Arc::clone(&kept) as Arc<dyn Spans>);
     // One attempt: a retry would only go to the stuck node again.
-    let edge = |target: &str, timeout: &str| json!([{ "port": "out", "to": { "node": target, "port": "in" }, "timeout": timeout, "retry": { "attempts": 1 } }]);
     let nodes = [
         node_in("right", "far", "sink", json!({}), json!([])),
         node_in("right", "stuck", "stuck", json!({}), json!([])),
-        node_in("left", "near", "relay", json!({}), edge("far", "5s")),
-        node_in("left", "impatient", "relay", json!({}), edge("stuck", "100ms")),
-        node_in("left", "patient", "relay", json!({}), edge("stuck", "1h")),
+        node_in("left", "near", "relay", json!({}), once_within("far", "5s")),
+        node_in("left", "impatient", "relay", json!({}), once_within("stuck", "100ms")),
+        node_in("left", "patient", "relay", json!({}), once_within("stuck", "1h")),
     ];
     build_across(&left, &right, &nodes).await;
     let stop = CancellationToken::new();
     let endpoint = support::serve_on_loopback(right.clone(), None, &stop).await;
-    let (through, cuts, _) = forwarder(endpoint).await;
+    let Forwarder { address: through, cuts, .. } = forwarder(endpoint).await;
     left.serve("right", weir_runtime::replicas::Replicas::single(&through));
     left.route(key("far"), "right", "sink");
     left.route(key("stuck"), "right", "stuck");
@@ -523,7 +539,8 @@ async fn build_across(
     }
 }
 
-/// Refuses every token, as a cluster that knows none of them would.
+/// Refuses every token, as a cluster that knows none of them would. Its module answers only
+/// callers with a token; the test's sender presents none, so it is refused before this is asked.
 #[derive(Debug)]
 struct NobodyKnown;
 
@@ -555,7 +572,7 @@ async fn a_stream_names_what_it_cannot_carry() {
     let left = Runtime::new(vec![Module::new("left", "0.0.0").component::<Relay>()]);
     let right = Runtime::new(vec![Module::new("right", "0.0.0").component::<Sink>()]);
     let guarded = Runtime::new(vec![Module::new("guarded", "0.0.0").component::<Sink>()]);
-    let edge = |target: &str| json!([{ "port": "out", "to": { "node": target, "port": "in" }, "timeout": "5s", "retry": { "attempts": 1 } }]);
+    let edge = |target: &str| once_within(target, "5s");
     let nodes = [
         node_in("right", "far", "sink", json!({}), json!([])),
         node_in("left", "near", "relay", json!({}), edge("far")),
@@ -566,7 +583,7 @@ async fn a_stream_names_what_it_cannot_carry() {
     build_across(&left, &right, &nodes).await;
     let stop = CancellationToken::new();
     let served = support::serve_on_loopback(right.clone(), None, &stop).await;
-    let (endpoint, _, connections) = forwarder(served).await;
+    let Forwarder { address: endpoint, connections, .. } = forwarder(served).await;
     let gate: Arc<dyn weir_runtime::trust::Gate> = Arc::new(NobodyKnown);
     let guarded_endpoint = support::serve_on_loopback(guarded, Some(gate), &stop).await;
     // Answers every connection as an HTTP/1.1 server would a request it cannot read.
@@ -670,7 +687,7 @@ async fn a_stream_that_answers_nothing_is_given_up_after_a_links_room_of_cancell
         }
     });
     let left = Runtime::new(vec![Module::new("left", "0.0.0").component::<Relay>()]);
-    let edge = |timeout: &str| json!([{ "port": "out", "to": { "node": "far", "port": "in" }, "timeout": timeout, "retry": { "attempts": 1 } }]);
+    let edge = |timeout: &str| once_within("far", timeout);
     left.apply(&node_in("left", "impatient", "relay", json!({}), edge("20ms")))
         .await
         .expect("a node");
@@ -727,7 +744,7 @@ async fn a_silent_peer_is_found_out_by_an_unanswered_ping() {
     let left = Runtime::new(vec![Module::new("left", "0.0.0").component::<Relay>()]);
     let right =
         Runtime::new(vec![Module::new("right", "0.0.0").component::<Sink>().component::<Stuck>()]);
-    let edge = |target: &str| json!([{ "port": "out", "to": { "node": target, "port": "in" }, "timeout": "1h", "retry": { "attempts": 1 } }]);
+    let edge = |target: &str| once_within(target, "1h");
     let nodes = [
         node_in("right", "far", "sink", json!({}), json!([])),
         node_in("right", "stuck", "stuck", json!({}), json!([])),
@@ -737,27 +754,7 @@ async fn a_silent_peer_is_found_out_by_an_unanswered_ping() {
     build_across(&left, &right, &nodes).await;
     let stop = CancellationToken::new();
     let served = support::serve_on_loopback(right.clone(), None, &stop).await;
-    // Forwards until frozen, then holds both sockets open and moves nothing.
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind loopback");
-    let endpoint = format!("http://{}", listener.local_addr().expect("address"));
-    let frozen = CancellationToken::new();
-    tokio::spawn({
-        let (frozen, upstream) = (frozen.clone(), served.trim_start_matches("http://").to_owned());
-        async move {
-            while let Ok((mut inbound, _)) = listener.accept().await {
-                let (frozen, upstream) = (frozen.clone(), upstream.clone());
-                tokio::spawn(async move {
-                    let Ok(mut outbound) = tokio::net::TcpStream::connect(upstream).await else {
-                        return;
-                    };
-                    tokio::select! {
-                        _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
-                        () = frozen.cancelled() => std::future::pending().await,
-                    }
-                });
-            }
-        }
-    });
+    let Forwarder { address: endpoint, silence, .. } = forwarder(served).await;
     left.serve("right", Replicas::single(&endpoint));
     left.route(key("far"), "right", "sink");
     left.route(key("stuck"), "right", "stuck");
@@ -767,7 +764,7 @@ async fn a_silent_peer_is_found_out_by_an_unanswered_ping() {
         let left = left.clone();
         async move { left.send(&key("patient"), "in", json!({})).await }
     });
-    frozen.cancel();
+    silence.cancel();
     let err = tokio::time::timeout(Duration::from_secs(30), waiting)
         .await
         .expect("found out within a ping's interval and timeout")
