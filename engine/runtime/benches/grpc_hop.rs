@@ -4,9 +4,15 @@
 //! with blocking sockets, and two Tokio runtimes), a ping-pong on a plain HTTP/2 stream (`h2`,
 //! no gRPC), a plain tonic unary ping-pong (`grpc.health.v1.Health/Check`), and Weir's unary
 //! `Deliver` (a message from outside any flow, `weir send`'s way). The hop is measured twice
-//! on the same stream, as how the workers share its tasks settles over the first rounds. Run
-//! with `cargo bench -p weir-runtime --bench grpc_hop`; results are recorded in
-//! docs/benchmarks.md.
+//! on the same stream.
+//!
+//! Where the threads run decides the figures on a VM: a round trip within one CPU costs a
+//! third of one between two (no idle CPU to wake), and left to the scheduler the hop's tasks
+//! drift between the two after the first tens of thousands of rounds. So every thread is pinned
+//! (`HOP_PLACEMENT`): `apart`, the default, puts the sending side on CPU 0 and the serving side
+//! on CPU 1, as two module processes on two cores run; `together` puts both on CPU 0; `free`
+//! leaves them to the scheduler. Each comparison in a run shares its placement. Run with
+//! `cargo bench -p weir-runtime --bench grpc_hop`; results are recorded in docs/benchmarks.md.
 
 #[path = "../tests/support/mod.rs"]
 mod support;
@@ -19,7 +25,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use support::{far_module, key, near_module, two_workers};
+use support::{far_module, key, near_module};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio_util::sync::CancellationToken;
 use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
@@ -43,40 +49,104 @@ struct Endpoints {
     http2: String,
 }
 
+// Printing the placement is part of the figures.
+#[allow(clippy::print_stdout)]
 fn main() {
-    let blocking = blocking_tcp();
+    let placement = Placement::from_env();
+    println!("{placement}");
+    let (sending, serving) = (placement.cpu(Side::Sending), placement.cpu(Side::Serving));
+    pin(sending);
+    let blocking = blocking_tcp(serving);
     let stop = CancellationToken::new();
     let (endpoints_tx, endpoints_rx) = std::sync::mpsc::channel();
     let server = std::thread::spawn({
         let stop = stop.clone();
-        move || side_runtime().block_on(serve(endpoints_tx, stop))
+        move || {
+            pin(serving);
+            side_runtime(serving).block_on(serve(endpoints_tx, stop));
+        }
     });
     let endpoints = endpoints_rx.recv().expect("the serving side starts");
     // On a worker of the sending side, as a node's emit is: `block_on` would poll it on this
     // thread, which every answer would have to wake besides the worker that reads it.
-    side_runtime().block_on(async {
+    side_runtime(sending).block_on(async {
         tokio::spawn(async move { measure(blocking, &endpoints).await }).await.expect("no panic");
     });
     stop.cancel();
     let _ = server.join();
 }
 
-/// A side's runtime: two workers, as a module process on this machine has, unless
-/// `HOP_WORKERS` says otherwise.
-fn side_runtime() -> tokio::runtime::Runtime {
-    match std::env::var("HOP_WORKERS").ok().map(|workers| workers.parse::<usize>()) {
-        None => two_workers(),
-        Some(Ok(0)) => tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .expect("a tokio runtime"),
-        Some(Ok(workers)) => tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(workers)
-            .enable_all()
-            .build()
-            .expect("a tokio runtime"),
-        Some(Err(err)) => panic!("HOP_WORKERS is a number of workers: {err}"),
+/// Where the two sides' threads run.
+#[derive(Clone, Copy, Debug)]
+enum Placement {
+    /// The sending side on CPU 0, the serving side on CPU 1.
+    Apart,
+    /// Both sides on CPU 0.
+    Together,
+    /// Wherever the scheduler puts them.
+    Free,
+}
+
+#[derive(Clone, Copy, Debug)]
+enum Side {
+    Sending,
+    Serving,
+}
+
+impl Placement {
+    fn from_env() -> Self {
+        match std::env::var("HOP_PLACEMENT").as_deref() {
+            Err(_) | Ok("apart") => Self::Apart,
+            Ok("together") => Self::Together,
+            Ok("free") => Self::Free,
+            Ok(other) => panic!("HOP_PLACEMENT is apart, together or free, not {other:?}"),
+        }
     }
+
+    /// The CPU `side`'s threads are pinned to, if any.
+    fn cpu(self, side: Side) -> Option<usize> {
+        match (self, side) {
+            (Self::Apart, Side::Serving) => Some(1),
+            (Self::Apart | Self::Together, _) => Some(0),
+            (Self::Free, _) => None,
+        }
+    }
+}
+
+impl std::fmt::Display for Placement {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Apart => {
+                write!(f, "placement: apart (sending side on CPU 0, serving side on CPU 1)")
+            }
+            Self::Together => write!(f, "placement: together (both sides on CPU 0)"),
+            Self::Free => write!(f, "placement: free (the scheduler's choice)"),
+        }
+    }
+}
+
+/// Pins the calling thread to `cpu`, if one is given.
+fn pin(cpu: Option<usize>) {
+    if let Some(cpu) = cpu {
+        let mut set = rustix::thread::CpuSet::new();
+        set.set(cpu);
+        rustix::thread::sched_setaffinity(None, &set).expect("pin a thread to its CPU");
+    }
+}
+
+/// A side's runtime, its threads on `cpu`: two workers, as a module process on this machine
+/// has, unless `HOP_WORKERS` says otherwise (0: a current-thread runtime).
+fn side_runtime(cpu: Option<usize>) -> tokio::runtime::Runtime {
+    let workers = std::env::var("HOP_WORKERS")
+        .map_or(2, |workers| workers.parse::<usize>().expect("HOP_WORKERS is a number of workers"));
+    let mut builder = if workers == 0 {
+        tokio::runtime::Builder::new_current_thread()
+    } else {
+        let mut builder = tokio::runtime::Builder::new_multi_thread();
+        builder.worker_threads(workers);
+        builder
+    };
+    builder.enable_all().on_thread_start(move || pin(cpu)).build().expect("a tokio runtime")
 }
 
 /// Serves the sink over Weir's gRPC, a plain tonic health service, and a TCP echo.
@@ -145,11 +215,13 @@ async fn http2_echo(listener: tokio::net::TcpListener) {
     }
 }
 
-/// Round trips of a ping between two threads with blocking sockets: the machine's floor.
-fn blocking_tcp() -> Vec<Duration> {
+/// Round trips of a ping between two threads with blocking sockets, the echoing one on
+/// `echo_cpu`: the machine's floor.
+fn blocking_tcp(echo_cpu: Option<usize>) -> Vec<Duration> {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind loopback");
     let address = listener.local_addr().expect("address");
     let echo = std::thread::spawn(move || {
+        pin(echo_cpu);
         let (mut socket, _) = listener.accept().expect("accept");
         socket.set_nodelay(true).expect("nodelay");
         let mut ping = [0; PING];
