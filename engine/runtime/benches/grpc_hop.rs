@@ -2,7 +2,9 @@
 //! another over gRPC on loopback, the two sides on runtimes of their own with two workers each,
 //! as two module processes would. In the same run, for scale: a raw TCP round trip (two threads
 //! with blocking sockets, and two Tokio runtimes), a ping-pong on a plain HTTP/2 stream (`h2`,
-//! no gRPC), a plain tonic unary ping-pong (`grpc.health.v1.Health/Check`), and Weir's unary
+//! no gRPC), the same stream carrying the hop's gRPC frames with their JSON parsed and written
+//! on each side but no runtime (the least any gRPC hop with JSON messages does), a plain tonic
+//! unary ping-pong (`grpc.health.v1.Health/Check`), and Weir's unary
 //! `Deliver` (a message from outside any flow, `weir send`'s way). The hop is measured twice
 //! on the same stream.
 //!
@@ -25,11 +27,16 @@ use std::{
     time::{Duration, Instant},
 };
 
+use bytes::{Buf as _, BufMut as _};
+use prost::Message as _;
 use support::{far_module, key, near_module};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio_util::sync::CancellationToken;
 use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
-use weir_proto::module_client::ModuleClient;
+use weir_proto::{
+    DeliverRequest, DeliverResponse, EdgeAnswer, EdgeDelivery, deliver_response::Outcome,
+    edge_answer, module_client::ModuleClient,
+};
 use weir_runtime::client::{self, Delivery};
 use weir_sdk::{Value, json};
 
@@ -189,8 +196,10 @@ async fn serve(endpoints: std::sync::mpsc::Sender<Endpoints>, stop: Cancellation
     weir_runtime::grpc::serve(right, weir, None, stop).await.expect("the sink side serves");
 }
 
-/// Echoes every DATA frame of every HTTP/2 stream back on its response: HTTP/2 with nothing
-/// above it.
+/// Serves HTTP/2 with nothing above it: a stream to `/` echoes every DATA frame back; a stream
+/// to `/json` answers each gRPC frame of an `EdgeDelivery` with the `EdgeAnswer` a sink gives
+/// (its message's JSON parsed and written again), which is the least any gRPC hop with JSON
+/// messages does.
 async fn http2_echo(listener: tokio::net::TcpListener) {
     while let Ok((socket, _)) = listener.accept().await {
         socket.set_nodelay(true).expect("nodelay");
@@ -198,21 +207,77 @@ async fn http2_echo(listener: tokio::net::TcpListener) {
             let Ok(mut connection) = h2::server::handshake(socket).await else { return };
             while let Some(Ok((request, mut respond))) = connection.accept().await {
                 tokio::spawn(async move {
-                    let mut pings = request.into_body();
-                    let Ok(mut pongs) = respond.send_response(http::Response::new(()), false)
+                    let json = request.uri().path() == "/json";
+                    let mut inbound = request.into_body();
+                    let Ok(mut outbound) = respond.send_response(http::Response::new(()), false)
                     else {
                         return;
                     };
-                    while let Some(Ok(ping)) = pings.data().await {
-                        let _ = pings.flow_control().release_capacity(ping.len());
-                        if pongs.send_data(ping, false).is_err() {
-                            return;
+                    let mut unread = bytes::BytesMut::new();
+                    while let Some(Ok(data)) = inbound.data().await {
+                        let _ = inbound.flow_control().release_capacity(data.len());
+                        if !json {
+                            if outbound.send_data(data, false).is_err() {
+                                return;
+                            }
+                            continue;
+                        }
+                        unread.extend_from_slice(&data);
+                        while let Some(frame) = grpc_frame(&mut unread) {
+                            let delivery = EdgeDelivery::decode(frame).expect("a delivery");
+                            let message: Value = serde_json::from_slice(
+                                &delivery.request.unwrap_or_default().message_json,
+                            )
+                            .expect("JSON");
+                            let answer = serde_json::to_vec(&message).expect("JSON");
+                            let response =
+                                DeliverResponse { outcome: Some(Outcome::AnswerJson(answer)) };
+                            let answer = EdgeAnswer {
+                                id: delivery.id,
+                                outcome: Some(edge_answer::Outcome::Response(response)),
+                            };
+                            if outbound.send_data(grpc_framed(&answer), false).is_err() {
+                                return;
+                            }
                         }
                     }
                 });
             }
         });
     }
+}
+
+/// A message with gRPC's five-byte prefix (uncompressed, its length).
+fn grpc_framed(message: &impl prost::Message) -> bytes::Bytes {
+    let length = u32::try_from(message.encoded_len()).expect("a small message");
+    let mut wire = bytes::BytesMut::with_capacity(5 + message.encoded_len());
+    wire.put_u8(0);
+    wire.put_u32(length);
+    message.encode(&mut wire).expect("room for the message");
+    wire.freeze()
+}
+
+/// The first whole gRPC message in `unread`, taken out of it.
+fn grpc_frame(unread: &mut bytes::BytesMut) -> Option<bytes::Bytes> {
+    let length = usize::try_from(u32::from_be_bytes(unread.get(1..5)?.try_into().ok()?)).ok()?;
+    if unread.len() < 5 + length {
+        return None;
+    }
+    unread.advance(5);
+    Some(unread.split_to(length).freeze())
+}
+
+/// An HTTP/2 stream to `path` on the bench's plain HTTP/2 server at `address`.
+async fn http2_stream(address: &str, path: &str) -> (h2::SendStream<bytes::Bytes>, h2::RecvStream) {
+    let socket = tokio::net::TcpStream::connect(address).await.expect("connect");
+    socket.set_nodelay(true).expect("nodelay");
+    let (requests, connection) = h2::client::handshake(socket).await.expect("HTTP/2");
+    tokio::spawn(connection);
+    let request =
+        http::Request::post(format!("http://{address}{path}")).body(()).expect("a request");
+    let (answers, sending) =
+        requests.ready().await.expect("ready").send_request(request, false).expect("a stream");
+    (sending, answers.await.expect("an answer").into_body())
 }
 
 /// Round trips of a ping between two threads with blocking sockets, the echoing one on
@@ -339,16 +404,7 @@ async fn measure(mut blocking: Vec<Duration>, endpoints: &Endpoints) {
     .await;
     let raw_tokio = report("raw TCP, two Tokio runtimes", &mut tokio_tcp);
 
-    let socket = tokio::net::TcpStream::connect(&endpoints.http2).await.expect("connect");
-    socket.set_nodelay(true).expect("nodelay");
-    let (requests, connection) = h2::client::handshake(socket).await.expect("HTTP/2");
-    tokio::spawn(connection);
-    let ping =
-        http::Request::post(format!("http://{}/", endpoints.http2)).body(()).expect("a request");
-    let (pongs, pings) =
-        requests.ready().await.expect("ready").send_request(ping, false).expect("a stream");
-    let pongs = pongs.await.expect("an answer").into_body();
-    let stream = Arc::new(tokio::sync::Mutex::new((pings, pongs)));
+    let stream = Arc::new(tokio::sync::Mutex::new(http2_stream(&endpoints.http2, "/").await));
     let mut http2 = one_at_a_time(|| {
         let stream = Arc::clone(&stream);
         async move {
@@ -361,6 +417,36 @@ async fn measure(mut blocking: Vec<Duration>, endpoints: &Endpoints) {
     })
     .await;
     let raw_http2 = report("HTTP/2 stream (h2, nothing above it)", &mut http2);
+
+    let message = json!({ "image": "docker.io/library/nginx:1.27", "namespace": "web" });
+    let stream = http2_stream(&endpoints.http2, "/json").await;
+    let stream = Arc::new(tokio::sync::Mutex::new((stream, bytes::BytesMut::new(), 0)));
+    let mut framed = one_at_a_time(|| {
+        let (stream, message) = (Arc::clone(&stream), &message);
+        async move {
+            let mut stream = stream.lock().await;
+            let ((deliveries, answers), unread, id) = &mut *stream;
+            *id += 1;
+            deliveries.send_data(grpc_framed(&edge_delivery(*id, message)), false).expect("sent");
+            let answer = loop {
+                if let Some(frame) = grpc_frame(unread) {
+                    break EdgeAnswer::decode(frame).expect("an answer");
+                }
+                let data = answers.data().await.expect("an answer").expect("an answer");
+                let _ = answers.flow_control().release_capacity(data.len());
+                unread.extend_from_slice(&data);
+            };
+            let Some(edge_answer::Outcome::Response(DeliverResponse {
+                outcome: Some(Outcome::AnswerJson(answer)),
+            })) = answer.outcome
+            else {
+                panic!("not an answer: {answer:?}");
+            };
+            let _: Value = serde_json::from_slice(&answer).expect("JSON");
+        }
+    })
+    .await;
+    let grpc_json = report("gRPC frames of JSON on that (no runtime)", &mut framed);
 
     let health = HealthClient::new(
         tonic::transport::Endpoint::from_shared(endpoints.tonic.clone())
@@ -378,7 +464,6 @@ async fn measure(mut blocking: Vec<Duration>, endpoints: &Endpoints) {
     let tonic_unary = report("plain tonic unary (Health/Check)", &mut one_at_a_time(&check).await);
 
     let module = ModuleClient::connect(endpoints.weir.clone()).await.expect("connect");
-    let message = json!({ "image": "docker.io/library/nginx:1.27", "namespace": "web" });
     let send = {
         let message = message.clone();
         move || {
@@ -400,17 +485,18 @@ async fn measure(mut blocking: Vec<Duration>, endpoints: &Endpoints) {
         }
     };
     let weir_hop = report("Weir hop along an edge (stream)", &mut one_at_a_time(&hop).await);
-    // How the two workers of each side share a round trip's tasks settles over time: the
-    // next rounds on the same stream are often faster than the first.
+    // Left to the scheduler (`HOP_PLACEMENT=free`), the threads drift onto one CPU over the
+    // first rounds, and the next rounds on the same stream are faster; pinned, the two agree.
     let weir_hop_later =
         report("Weir hop, the next rounds on that stream", &mut one_at_a_time(&hop).await);
     println!(
-        "Weir hop p50 / raw TCP p50: {:.2} (blocking), {:.2} (Tokio); the next rounds: {:.2}, {:.2}; HTTP/2 / raw TCP: {:.2}; tonic unary / raw TCP: {:.2}; Weir unary / raw TCP: {:.2}",
+        "Weir hop p50 / raw TCP p50: {:.2} (blocking), {:.2} (Tokio); the next rounds: {:.2}, {:.2}; HTTP/2 / raw TCP: {:.2}; gRPC frames of JSON / raw TCP: {:.2}; tonic unary / raw TCP: {:.2}; Weir unary / raw TCP: {:.2}",
         weir_hop / raw,
         weir_hop / raw_tokio,
         weir_hop_later / raw,
         weir_hop_later / raw_tokio,
         raw_http2 / raw,
+        grpc_json / raw,
         tonic_unary / raw,
         weir_unary / raw,
     );
@@ -424,6 +510,28 @@ async fn measure(mut blocking: Vec<Duration>, endpoints: &Endpoints) {
         let (rate, cpu) = rate;
         let cpu = cpu.as_secs_f64() * 1e6;
         println!("{what:<44} {rate:>8.0} per second, {cpu:>5.1} µs of CPU each (both sides)");
+    }
+}
+
+/// Delivery `id` of `message` along the hop's edge, as the sending side frames it.
+fn edge_delivery(id: u64, message: &Value) -> EdgeDelivery {
+    let request = DeliverRequest {
+        namespace: "test".to_owned(),
+        node: "far".to_owned(),
+        port: "in".to_owned(),
+        message_json: serde_json::to_vec(message).expect("JSON"),
+        hops: 1,
+        source_node: "near".to_owned(),
+        source_port: "out".to_owned(),
+        attempt: 1,
+        ..DeliverRequest::default()
+    };
+    EdgeDelivery {
+        id,
+        request: Some(request),
+        traceparent: "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01".to_owned(),
+        timeout_micros: 5_000_000,
+        ..EdgeDelivery::default()
     }
 }
 
