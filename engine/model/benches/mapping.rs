@@ -57,68 +57,8 @@ fn measure() {
     assert_eq!(answers[0], answers[1], "both ways give the same value");
 }
 
-/// A Pod as the apiserver returns it: managed fields, a container with its environment and
-/// mounts, conditions and a container's status.
+/// A Pod as the apiserver returns it (`bench/pod.json`): managed fields, a container with its
+/// environment and mounts, conditions and a container's status.
 fn pod() -> Value {
-    let env: Vec<Value> = (0..12)
-        .map(|i| json!({ "name": format!("SETTING_{i}"), "value": format!("value-{i}") }))
-        .collect();
-    let conditions: Vec<Value> = ["PodReadyToStartContainers", "Initialized", "Ready", "ContainersReady", "PodScheduled"]
-        .iter()
-        .map(|kind| json!({ "type": kind, "status": "True", "lastProbeTime": null, "lastTransitionTime": "2026-12-07T09:00:00Z" }))
-        .collect();
-    json!({
-        "apiVersion": "v1",
-        "kind": "Pod",
-        "metadata": {
-            "name": "web-7d9f8b6c5-x2x9q",
-            "generateName": "web-7d9f8b6c5-",
-            "namespace": "shop",
-            "uid": "6f0c1e8a-2b1d-4c3e-9f5a-7b8c9d0e1f2a",
-            "resourceVersion": "123456",
-            "creationTimestamp": "2026-12-07T09:00:00Z",
-            "labels": { "app": "web", "pod-template-hash": "7d9f8b6c5", "tier": "frontend" },
-            "annotations": { "kubectl.kubernetes.io/restartedAt": "2026-12-07T08:59:00Z" },
-            "ownerReferences": [{
-                "apiVersion": "apps/v1", "kind": "ReplicaSet", "name": "web-7d9f8b6c5",
-                "uid": "1a2b3c4d-5e6f-7a8b-9c0d-1e2f3a4b5c6d", "controller": true,
-                "blockOwnerDeletion": true,
-            }],
-            "managedFields": [{
-                "manager": "kube-controller-manager", "operation": "Update", "apiVersion": "v1",
-                "time": "2026-12-07T09:00:00Z", "fieldsType": "FieldsV1",
-                "fieldsV1": { "f:metadata": { "f:generateName": {}, "f:labels": { ".": {}, "f:app": {} } } },
-            }],
-        },
-        "spec": {
-            "containers": [{
-                "name": "web",
-                "image": "docker.io/library/nginx:1.27",
-                "ports": [{ "containerPort": 80, "protocol": "TCP" }],
-                "env": env,
-                "resources": { "requests": { "cpu": "100m", "memory": "128Mi" } },
-                "volumeMounts": [{ "name": "kube-api-access-abcde", "mountPath": "/var/run/secrets/kubernetes.io/serviceaccount", "readOnly": true }],
-                "terminationMessagePath": "/dev/termination-log",
-                "imagePullPolicy": "IfNotPresent",
-            }],
-            "restartPolicy": "Always",
-            "serviceAccountName": "default",
-            "nodeName": "node-1",
-            "volumes": [{ "name": "kube-api-access-abcde", "projected": { "sources": [{ "serviceAccountToken": { "expirationSeconds": 3607, "path": "token" } }] } }],
-        },
-        "status": {
-            "phase": "Running",
-            "conditions": conditions,
-            "hostIP": "10.0.0.4",
-            "podIP": "10.244.1.17",
-            "startTime": "2026-12-07T09:00:00Z",
-            "containerStatuses": [{
-                "name": "web", "ready": true, "restartCount": 3, "started": true,
-                "image": "docker.io/library/nginx:1.27",
-                "imageID": "docker.io/library/nginx@sha256:0a1b2c3d4e5f60718293a4b5c6d7e8f90a1b2c3d4e5f60718293a4b5c6d7e8f9",
-                "containerID": "containerd://4b825dc642cb6eb9a060e54bf8d69288fbee4904",
-                "state": { "running": { "startedAt": "2026-12-07T09:00:02Z" } },
-            }],
-        },
-    })
+    serde_json::from_str(include_str!("../../../bench/pod.json")).expect("a Pod")
 }

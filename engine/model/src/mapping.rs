@@ -131,6 +131,12 @@ impl Expression {
         self.direct.as_ref()?.evaluate(input, trigger)
     }
 
+    /// Whether the expression may read `$trigger` (judged from its text): where it does not,
+    /// any value may stand for the trigger, which then need not be read.
+    pub fn reads_trigger(&self) -> bool {
+        self.reads_trigger
+    }
+
     /// The expression as written.
     pub fn source(&self) -> &str {
         &self.source
@@ -179,6 +185,11 @@ impl Mapping {
         let reads_trigger = root.any(|expression| expression.reads_trigger);
         let direct = !root.any(|expression| expression.direct.is_none());
         Ok(Self { root, reads_trigger, direct })
+    }
+
+    /// Whether any expression may read `$trigger`, as [`Expression::reads_trigger`].
+    pub fn reads_trigger(&self) -> bool {
+        self.reads_trigger
     }
 
     /// Shapes `input` (the source port's output) for the target port; `trigger` is the message

@@ -6,7 +6,9 @@
 //! on each side but no runtime (the least any gRPC hop with JSON messages does), a plain tonic
 //! unary ping-pong (`grpc.health.v1.Health/Check`), and Weir's unary
 //! `Deliver` (a message from outside any flow, `weir send`'s way). The hop is measured twice
-//! on the same stream.
+//! on the same stream, and once more in runs that a Pod started (`bench/pod.json`, the run's
+//! trigger, while the edge maps the message down to the Pod's image), as a resource watch's
+//! runs are.
 //!
 //! Where the threads run decides the figures on a VM: a round trip within one CPU costs a
 //! third of one between two (no idle CPU to wake), and left to the scheduler the hop's tasks
@@ -489,6 +491,18 @@ async fn measure(mut blocking: Vec<Duration>, endpoints: &Endpoints) {
     // first rounds, and the next rounds on the same stream are faster; pinned, the two agree.
     let weir_hop_later =
         report("Weir hop, the next rounds on that stream", &mut one_at_a_time(&hop).await);
+    let pod: Value =
+        serde_json::from_str(include_str!("../../../bench/pod.json")).expect("bench/pod.json");
+    let pod_hop = {
+        let left = left.clone();
+        move || {
+            let (left, pod) = (left.clone(), pod.clone());
+            async move {
+                left.send(&key("near-pod"), "in", pod).await.expect("delivery");
+            }
+        }
+    };
+    report("Weir hop, a Pod the run's trigger", &mut one_at_a_time(&pod_hop).await);
     println!(
         "Weir hop p50 / raw TCP p50: {:.2} (blocking), {:.2} (Tokio); the next rounds: {:.2}, {:.2}; HTTP/2 / raw TCP: {:.2}; gRPC frames of JSON / raw TCP: {:.2}; tonic unary / raw TCP: {:.2}; Weir unary / raw TCP: {:.2}",
         weir_hop / raw,

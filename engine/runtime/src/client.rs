@@ -14,7 +14,7 @@ use weir_proto::{
     DeliverRequest, DeliverResponse, deliver_response::Outcome, failure_of_status,
     module_client::ModuleClient,
 };
-use weir_sdk::{NodeError, TraceContext};
+use weir_sdk::{NodeError, TraceContext, Trigger};
 
 use crate::key::NodeKey;
 
@@ -30,8 +30,9 @@ pub struct Delivery<'a> {
     pub port: &'a str,
     /// The message.
     pub message: &'a Value,
-    /// The run's first message (`$trigger` in mappings).
-    pub trigger: &'a Value,
+    /// The run's first message (`$trigger` in mappings); none when this message starts the
+    /// run, and so is its own trigger.
+    pub trigger: Option<&'a Trigger>,
     /// How many hops the run has gone.
     pub hops: u32,
     /// The edge's source node and port; none from outside any flow.
@@ -60,7 +61,7 @@ impl<'a> Delivery<'a> {
             target,
             port,
             message,
-            trigger: message,
+            trigger: None,
             hops: 0,
             source: None,
             trace: TraceContext::default().child(),
@@ -75,12 +76,15 @@ impl<'a> Delivery<'a> {
                 .map_err(|err| Undelivered::Failed(NodeError::internal(err.to_string())))
         };
         let (source_node, source_port) = self.source.unwrap_or_default();
+        let message_json = encode(self.message)?;
+        // A trigger that came from another module goes on as the JSON it came in.
+        let trigger_json = self.trigger.map_or_else(|| message_json.clone(), |t| t.json().to_vec());
         Ok(DeliverRequest {
             namespace: self.target.namespace.clone(),
             node: self.target.name.clone(),
             port: self.port.to_owned(),
-            message_json: encode(self.message)?,
-            trigger_json: encode(self.trigger)?,
+            message_json,
+            trigger_json,
             hops: self.hops,
             source_node: source_node.to_owned(),
             source_port: source_port.to_owned(),

@@ -31,7 +31,7 @@ use tokio_util::{
     task::AbortOnDropHandle,
 };
 use tracing::Instrument as _;
-use weir_sdk::{AccountToken, Emitter, NodeError, NodeIdentity, Run};
+use weir_sdk::{AccountToken, Emitter, NodeError, NodeIdentity, Run, Trigger};
 
 use crate::{
     edge::Edge,
@@ -168,21 +168,29 @@ pub fn misfit(validator: &jsonschema::Validator, value: &Value) -> Option<(Strin
 async fn map(
     mapping: &Arc<weir_model::mapping::Mapping>,
     message: &Value,
-    trigger: &Arc<Value>,
+    trigger: &Trigger,
 ) -> Result<Value, weir_model::mapping::MappingError> {
-    if let Some(evaluated) = mapping.evaluate_briefly(message, trigger, INLINE_MAPPING_TIME) {
+    let briefly =
+        mapping.evaluate_briefly(message, trigger_for(mapping, trigger), INLINE_MAPPING_TIME);
+    if let Some(evaluated) = briefly {
         return evaluated;
     }
-    let (mapping, message, trigger) = (Arc::clone(mapping), message.clone(), Arc::clone(trigger));
-    tokio::task::spawn_blocking(move || mapping.evaluate(&message, &trigger)).await.unwrap_or_else(
-        |err| {
+    let (mapping, message, trigger) = (Arc::clone(mapping), message.clone(), trigger.clone());
+    tokio::task::spawn_blocking(move || mapping.evaluate(&message, trigger_for(&mapping, &trigger)))
+        .await
+        .unwrap_or_else(|err| {
             Err(weir_model::mapping::MappingError {
                 path: String::new(),
                 expression: None,
                 message: format!("the evaluation failed: {err}"),
             })
-        },
-    )
+        })
+}
+
+/// `trigger`'s value where `mapping` reads it, else null: a trigger that came from another
+/// module is parsed only when something reads it.
+fn trigger_for<'a>(mapping: &weir_model::mapping::Mapping, trigger: &'a Trigger) -> &'a Value {
+    if mapping.reads_trigger() { trigger.value() } else { &Value::Null }
 }
 
 /// How a delivery bounded by a deadline and a cancellation ended.
@@ -384,7 +392,7 @@ impl Shared {
                         std::mem::take(&mut message)
                     };
                     let child = Run {
-                        trigger: Arc::clone(&run.trigger),
+                        trigger: run.trigger.clone(),
                         hops,
                         cancel: run.cancel.clone(),
                         trace: run.trace.child(),
@@ -587,4 +595,23 @@ pub(crate) fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
         .map(|s| (*s).to_owned())
         .or_else(|| panic.downcast_ref::<String>().cloned())
         .unwrap_or_else(|| "no message".to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+    use weir_model::mapping::Mapping;
+
+    use super::*;
+
+    #[test]
+    fn a_mapping_that_does_not_read_the_trigger_leaves_it_unparsed() {
+        let trigger = Trigger::from_json(br#"{"name":"web"}"#.to_vec()).expect("JSON");
+        let plain = Mapping::compile(&json!({ "image": "{{ .image }}" })).expect("a mapping");
+        assert_eq!(trigger_for(&plain, &trigger), &Value::Null);
+        assert_eq!(format!("{trigger:?}"), "Trigger(14 bytes of JSON)", "not parsed");
+
+        let reading = Mapping::compile(&json!({ "of": "{{ $trigger.name }}" })).expect("a mapping");
+        assert_eq!(trigger_for(&reading, &trigger), &json!({ "name": "web" }));
+    }
 }

@@ -36,7 +36,7 @@ use weir_proto::{
     edge_answer,
     module_server::{Module, ModuleServer},
 };
-use weir_sdk::{NodeError, Run, TraceContext};
+use weir_sdk::{NodeError, Run, TraceContext, Trigger};
 
 use crate::{
     client::TRACEPARENT,
@@ -155,10 +155,13 @@ impl Deliveries {
             |trace| TraceContext { parent_id: request.parent_span_id, ..trace },
         );
         let message = json(&request.message_json, "message_json")?;
+        // Checked here, parsed where something reads it.
         let trigger = if request.trigger_json.is_empty() {
-            Value::Null
+            Trigger::default()
         } else {
-            json(&request.trigger_json, "trigger_json")?
+            Trigger::from_json(request.trigger_json).map_err(|err| {
+                Status::invalid_argument(format!("trigger_json is not JSON: {err}"))
+            })?
         };
         let target = NodeKey { namespace: request.namespace, name: request.node };
         if request.source_node.is_empty() {
@@ -177,12 +180,7 @@ impl Deliveries {
                 .await
                 .map_err(|err| Status::permission_denied(format!("not along an edge: {err}")))?;
         }
-        let run = Run {
-            trigger: Arc::new(trigger),
-            hops: request.hops,
-            cancel: CancellationToken::new(),
-            trace,
-        };
+        let run = Run { trigger, hops: request.hops, cancel: CancellationToken::new(), trace };
         let attempt = request.attempt.max(1);
         let received = self.runtime.receive(&target, &request.port, message, run, attempt);
         let received = tokio::select! {

@@ -67,7 +67,7 @@ impl Peers {
                 target,
                 port,
                 message,
-                trigger: &run.trigger,
+                trigger: Some(&run.trigger),
                 hops: run.hops,
                 source: Some(source),
                 trace: run.trace,

@@ -393,7 +393,7 @@ impl Runtime {
         self.refuse_if_suspended(&instance)?;
         self.runs_here(&instance)?;
         let run = Run {
-            trigger: Arc::new(message.clone()),
+            trigger: weir_sdk::Trigger::new(message.clone()),
             // The run's first delivery.
             trace: weir_sdk::TraceContext::default().child(),
             ..Run::default()

@@ -69,6 +69,19 @@ async fn another_module_delivers_over_grpc() {
     let error = NodeError::from(failure);
     assert_eq!((error.kind(), error.message()), (ErrorKind::Transient, "failure 1"));
 
+    // What is not JSON is refused before any node runs, naming the field.
+    let cut_short = br#"{"a":"#.to_vec();
+    let bad_message =
+        DeliverRequest { message_json: cut_short.clone(), ..request("sink", &json!({})) };
+    let bad_trigger = DeliverRequest { trigger_json: cut_short, ..request("sink", &json!({})) };
+    for (field, broken) in [("message_json", bad_message), ("trigger_json", bad_trigger)] {
+        let status = client.deliver(broken).await.expect_err("not JSON");
+        assert_eq!(status.code(), tonic::Code::InvalidArgument, "{status:?}");
+        assert!(status.message().starts_with(&format!("{field} is not JSON: EOF")), "{status:?}");
+    }
+    let sink = support::key("sink");
+    assert_eq!(rt.counters(&sink).map(|c| c.messages_in), Some(1), "the relay's delivery only");
+
     let response = client.deliver(request("nobody", &json!({}))).await.expect("call").into_inner();
     let Some(Outcome::Failure(failure)) = response.outcome else {
         panic!("no failure: {response:?}")

@@ -172,7 +172,7 @@ impl Component for Collect {
 
     async fn handle(&self, cx: &Context, _: &str, message: Value) -> Result<Value, NodeError> {
         let key = match &self.key {
-            Some(key) => match key.evaluate(&message, cx.trigger()) {
+            Some(key) => match cx.evaluate(key, &message) {
                 Ok(Value::String(text)) => text,
                 Ok(other) => other.to_string(),
                 Err(err) => return Err(NodeError::invalid(err.to_string())),
@@ -191,9 +191,9 @@ impl Component for Collect {
             )));
         }
         let item = match &self.keep {
-            Some(keep) => keep
-                .evaluate(&message, cx.trigger())
-                .map_err(|err| NodeError::invalid(err.to_string()))?,
+            Some(keep) => {
+                cx.evaluate(keep, &message).map_err(|err| NodeError::invalid(err.to_string()))?
+            }
             None => message,
         };
         let size = json_size(&item);

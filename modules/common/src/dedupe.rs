@@ -140,7 +140,7 @@ impl Component for Dedupe {
 
     async fn handle(&self, cx: &Context, _: &str, message: Value) -> Result<Value, NodeError> {
         let key = match &self.key {
-            Some(key) => match key.evaluate(&message, cx.trigger()) {
+            Some(key) => match cx.evaluate(key, &message) {
                 Ok(Value::String(text)) => text,
                 Ok(Value::Null) => {
                     return Err(NodeError::invalid("in: settings.key gives null for this message"));
@@ -151,15 +151,15 @@ impl Component for Dedupe {
             None => message.to_string(),
         };
         let value = match &self.value {
-            Some(value) => value
-                .evaluate(&message, cx.trigger())
-                .map_err(|err| NodeError::invalid(err.to_string()))?,
+            Some(value) => {
+                cx.evaluate(value, &message).map_err(|err| NodeError::invalid(err.to_string()))?
+            }
             None => message.clone(),
         };
         let arrived = chrono::Utc::now().timestamp_millis();
         let now = match &self.time {
-            Some(time) => match time
-                .evaluate(&message, cx.trigger())
+            Some(time) => match cx
+                .evaluate(time, &message)
                 .map_err(|err| NodeError::invalid(err.to_string()))?
             {
                 Value::Null => arrived,

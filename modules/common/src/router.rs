@@ -146,8 +146,8 @@ impl Router {
     fn matching(&self, cx: &Context, message: &Value) -> Result<Vec<&str>, NodeError> {
         let mut taken = Vec::new();
         for (name, condition) in &self.routes {
-            let holds = condition
-                .evaluate(message, cx.trigger())
+            let holds = cx
+                .evaluate(condition, message)
                 .map_err(|err| NodeError::invalid(format!("route {name}: {err}")))?;
             if !matches!(holds, Value::Null | Value::Bool(false)) {
                 taken.push(name.as_str());

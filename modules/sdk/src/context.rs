@@ -8,7 +8,9 @@ use serde::{Serialize, de::DeserializeOwned};
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
-use crate::{error::NodeError, state::NodeState, trace::TraceContext};
+use weir_model::mapping::{Expression, MappingError};
+
+use crate::{error::NodeError, state::NodeState, trace::TraceContext, trigger::Trigger};
 
 /// `message` as a [`Value`]: moved when it is one already, since encoding a `Value` again
 /// would copy it whole on every hop.
@@ -94,7 +96,7 @@ impl fmt::Debug for AccountToken {
 pub struct Run {
     /// The message the trigger emitted to start the run, `$trigger` in mappings; shared, as
     /// every hop of the run carries it.
-    pub trigger: Arc<Value>,
+    pub trigger: Trigger,
     /// How many deliveries deep this message is; the runtime stops a run that loops past its
     /// hop limit.
     pub hops: u32,
@@ -162,14 +164,21 @@ impl Context {
 
     /// The message that started this run (`$trigger` in mappings).
     pub fn trigger(&self) -> &Value {
-        &self.run.trigger
+        self.run.trigger.value()
+    }
+
+    /// Evaluates `expression` (from the node's settings) over `input` with `$trigger` bound to
+    /// this run's trigger, which is read only when the expression reads it.
+    pub fn evaluate(&self, expression: &Expression, input: &Value) -> Result<Value, MappingError> {
+        let trigger = if expression.reads_trigger() { self.trigger() } else { &Value::Null };
+        expression.evaluate(input, trigger)
     }
 
     /// The same node in a new run that `trigger` starts: what a trigger does before it emits.
     #[must_use]
     pub fn start_run(&self, trigger: Value) -> Self {
         let run = Run {
-            trigger: Arc::new(trigger),
+            trigger: Trigger::new(trigger),
             hops: 0,
             cancel: self.run.cancel.child_token(),
             trace: TraceContext::default(),
@@ -184,7 +193,7 @@ impl Context {
     /// stay the run's.
     #[must_use]
     pub fn with_trigger(&self, trigger: Value) -> Self {
-        let run = Run { trigger: Arc::new(trigger), ..self.run.clone() };
+        let run = Run { trigger: Trigger::new(trigger), ..self.run.clone() };
         Self { run, ..self.clone() }
     }
 
@@ -331,7 +340,7 @@ mod tests {
     #[test]
     fn with_trigger_changes_only_the_trigger_and_start_run_starts_afresh() {
         let identity = NodeIdentity { namespace: "ns".into(), flow: "f".into(), node: "n".into() };
-        let run = Run { trigger: Arc::new(Value::Null), hops: 7, ..Run::default() };
+        let run = Run { hops: 7, ..Run::default() };
         let parts =
             NodeParts::new(Arc::new(identity), Arc::from([]), Arc::new(Silent), Arc::default());
         let cx = Context::new(Arc::new(parts), run);
@@ -346,6 +355,25 @@ mod tests {
         let fresh = cx.start_run(item);
         assert_eq!(fresh.run().hops, 0);
         assert_ne!(fresh.run().trace.trace_id, cx.run().trace.trace_id);
+    }
+
+    #[test]
+    fn a_trigger_that_came_as_json_is_parsed_only_for_an_expression_that_reads_it() {
+        let identity = NodeIdentity { namespace: "ns".into(), flow: "f".into(), node: "n".into() };
+        let trigger = Trigger::from_json(br#"{"kind":"Pod","name":"web"}"#.to_vec()).unwrap();
+        let run = Run { trigger: trigger.clone(), ..Run::default() };
+        let parts =
+            NodeParts::new(Arc::new(identity), Arc::from([]), Arc::new(Silent), Arc::default());
+        let cx = Context::new(Arc::new(parts), run);
+        let message = serde_json::json!({ "image": "nginx" });
+
+        let own = Expression::compile(".image", "settings.key").unwrap();
+        assert_eq!(cx.evaluate(&own, &message).unwrap(), "nginx");
+        assert_eq!(format!("{trigger:?}"), "Trigger(27 bytes of JSON)", "not parsed");
+
+        let its = Expression::compile(".image + \"/\" + $trigger.name", "settings.key").unwrap();
+        assert_eq!(cx.evaluate(&its, &message).unwrap(), "nginx/web");
+        assert!(format!("{trigger:?}").contains("\"web\""), "parsed once read: {trigger:?}");
     }
 
     #[test]

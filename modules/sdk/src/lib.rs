@@ -18,6 +18,7 @@ pub mod state;
 #[cfg(feature = "testing")]
 pub mod testing;
 pub mod trace;
+pub mod trigger;
 
 pub use component::{Component, Description, KindPermission, Node, Permission};
 pub use context::{AccountToken, Context, Emitter, NodeIdentity, NodeParts, Run};
@@ -29,6 +30,7 @@ pub use schemars::JsonSchema;
 pub use serde_json::{Value, json};
 pub use state::{NodeState, json_size};
 pub use trace::TraceContext;
+pub use trigger::Trigger;
 pub use weir_model::{
     Direction, HumanDuration,
     api_kind::{ApiKind, KindError},

@@ -15,6 +15,7 @@ use crate::{
     port::schema_of,
     state::NodeState,
     trace::TraceContext,
+    trigger::Trigger,
 };
 
 /// What a node emitted during a test.
@@ -95,7 +96,7 @@ impl Harness {
         };
         let cancel = CancellationToken::new();
         let run = Run {
-            trigger: Arc::new(Value::Null),
+            trigger: Trigger::default(),
             hops: 0,
             cancel: cancel.clone(),
             trace: TraceContext::default(),

@@ -195,6 +195,26 @@ impl Component for Tally {
     }
 }
 
+/// Answers with the message it got, reading nothing else of the run.
+pub struct Echo;
+
+impl Component for Echo {
+    const NAME: &'static str = "echo";
+    type Settings = RelaySettings;
+    fn describe() -> Description {
+        Description { label: "Echo", ..Description::default() }
+    }
+    fn ports(_: &RelaySettings) -> Vec<Port> {
+        vec![Port::input::<Value>("in")]
+    }
+    fn build(_: RelaySettings) -> Result<Self, NodeError> {
+        Ok(Self)
+    }
+    async fn handle(&self, _: &Context, _: &str, message: Value) -> Result<Value, NodeError> {
+        Ok(message)
+    }
+}
+
 /// Waits until cancelled.
 pub struct Stuck;
 
@@ -383,23 +403,43 @@ pub fn near() -> FlowNode {
     node_in("left", "near", "relay", json!({}), edges)
 }
 
-/// The receiving module of that hop: `right`, running `far` (a `sink`), with both nodes' edges
-/// wired so that it takes `near`'s deliveries.
+/// The sending node of a hop that a whole object started, as a resource watch's runs are: a
+/// `relay` of module `left` whose edge maps a Pod to its first image for `answer`, so the run's
+/// trigger is the Pod and the message a line.
+pub fn near_pod() -> FlowNode {
+    let mapping = json!({ "image": "{{ .spec.containers[0].image }}" });
+    let edges =
+        json!([{ "port": "out", "to": { "node": "answer", "port": "in" }, "mapping": mapping }]);
+    node_in("left", "near-pod", "relay", json!({}), edges)
+}
+
+/// The receiving module of those hops: `right`, running `far` (a `sink`) and `answer` (an
+/// `echo`), with all the nodes' edges wired so that it takes `near`'s and `near-pod`'s
+/// deliveries.
 pub async fn far_module() -> Runtime {
-    let right = Runtime::new(vec![Module::new("right", "0.0.0").component::<Sink>()]);
+    let right =
+        Runtime::new(vec![Module::new("right", "0.0.0").component::<Sink>().component::<Echo>()]);
     let far = node_in("right", "far", "sink", json!({}), json!([]));
-    right.apply(&far).await.expect("far");
-    right.wire(key("far"), &far);
-    right.wire(key("near"), &near());
+    let answer = node_in("right", "answer", "echo", json!({}), json!([]));
+    for node in [&far, &answer] {
+        right.apply(node).await.expect("a node of the right module");
+    }
+    for node in [far, answer, near(), near_pod()] {
+        right.wire(key(node.metadata.name.as_deref().unwrap_or_default()), &node);
+    }
     right
 }
 
-/// The sending module of that hop, delivering `far`'s messages to the module at `endpoint`.
+/// The sending module of those hops, delivering `near`'s and `near-pod`'s messages to the
+/// module at `endpoint`.
 pub async fn near_module(endpoint: &str) -> Runtime {
     let left = Runtime::new(vec![Module::new("left", "0.0.0").component::<Relay>()]);
     left.serve("right", weir_runtime::replicas::Replicas::single(endpoint));
     left.route(key("far"), "right", "sink");
-    left.apply(&near()).await.expect("near");
+    left.route(key("answer"), "right", "echo");
+    for node in [near(), near_pod()] {
+        left.apply(&node).await.expect("a node of the left module");
+    }
     left
 }
 
