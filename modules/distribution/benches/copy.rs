@@ -20,6 +20,11 @@ use weir_distribution::{
 };
 use weir_testregistry::LocalRegistry;
 
+/// The `weir` binary's allocator (engine/src/main.rs), which the copier runs with in a module
+/// process.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const LAYERS: usize = 8;
 const LAYER_BYTES: usize = 128 * 1024 * 1024;
 const CHUNK: usize = 1024 * 1024;
