@@ -232,7 +232,10 @@ impl Component for Dedupe {
             }
         };
         let answer = cx.emit("out", message).await;
-        if answer.is_err() {
+        if let Err(error) = &answer {
+            // Said, since what follows may have acted before it failed (an alert posted, say)
+            // and the next message with this value goes through again.
+            tracing::warn!(node = %cx.node(), %error, "the way on failed, so the value is not kept");
             self.forget_failed(cx, &key, &value, now, before)?;
         }
         answer
