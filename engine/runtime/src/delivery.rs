@@ -170,27 +170,27 @@ async fn map(
     message: &Value,
     trigger: &Trigger,
 ) -> Result<Value, weir_model::mapping::MappingError> {
-    let briefly =
-        mapping.evaluate_briefly(message, trigger_for(mapping, trigger), INLINE_MAPPING_TIME);
+    // A trigger that came from another module is parsed only for a mapping that reads it.
+    let briefly = mapping.evaluate_briefly(
+        message,
+        trigger.value_if(mapping.reads_trigger()),
+        INLINE_MAPPING_TIME,
+    );
     if let Some(evaluated) = briefly {
         return evaluated;
     }
     let (mapping, message, trigger) = (Arc::clone(mapping), message.clone(), trigger.clone());
-    tokio::task::spawn_blocking(move || mapping.evaluate(&message, trigger_for(&mapping, &trigger)))
-        .await
-        .unwrap_or_else(|err| {
-            Err(weir_model::mapping::MappingError {
-                path: String::new(),
-                expression: None,
-                message: format!("the evaluation failed: {err}"),
-            })
+    tokio::task::spawn_blocking(move || {
+        mapping.evaluate(&message, trigger.value_if(mapping.reads_trigger()))
+    })
+    .await
+    .unwrap_or_else(|err| {
+        Err(weir_model::mapping::MappingError {
+            path: String::new(),
+            expression: None,
+            message: format!("the evaluation failed: {err}"),
         })
-}
-
-/// `trigger`'s value where `mapping` reads it, else null: a trigger that came from another
-/// module is parsed only when something reads it.
-fn trigger_for<'a>(mapping: &weir_model::mapping::Mapping, trigger: &'a Trigger) -> &'a Value {
-    if mapping.reads_trigger() { trigger.value() } else { &Value::Null }
+    })
 }
 
 /// How a delivery bounded by a deadline and a cancellation ended.
@@ -604,14 +604,20 @@ mod tests {
 
     use super::*;
 
-    #[test]
-    fn a_mapping_that_does_not_read_the_trigger_leaves_it_unparsed() {
+    #[tokio::test]
+    async fn a_mapping_that_does_not_read_the_trigger_leaves_it_unparsed() {
         let trigger = Trigger::from_json(br#"{"name":"web"}"#.to_vec()).expect("JSON");
-        let plain = Mapping::compile(&json!({ "image": "{{ .image }}" })).expect("a mapping");
-        assert_eq!(trigger_for(&plain, &trigger), &Value::Null);
+        let message = json!({ "image": "nginx" });
+        let plain =
+            Arc::new(Mapping::compile(&json!({ "image": "{{ .image }}" })).expect("a mapping"));
+        assert_eq!(map(&plain, &message, &trigger).await.expect("mapped"), message);
         assert_eq!(format!("{trigger:?}"), "Trigger(14 bytes of JSON)", "not parsed");
 
-        let reading = Mapping::compile(&json!({ "of": "{{ $trigger.name }}" })).expect("a mapping");
-        assert_eq!(trigger_for(&reading, &trigger), &json!({ "name": "web" }));
+        let reading =
+            Arc::new(Mapping::compile(&json!({ "of": "{{ $trigger.name }}" })).expect("a mapping"));
+        assert_eq!(
+            map(&reading, &message, &trigger).await.expect("mapped"),
+            json!({ "of": "web" })
+        );
     }
 }

@@ -170,8 +170,7 @@ impl Context {
     /// Evaluates `expression` (from the node's settings) over `input` with `$trigger` bound to
     /// this run's trigger, which is read only when the expression reads it.
     pub fn evaluate(&self, expression: &Expression, input: &Value) -> Result<Value, MappingError> {
-        let trigger = if expression.reads_trigger() { self.trigger() } else { &Value::Null };
-        expression.evaluate(input, trigger)
+        expression.evaluate(input, self.run.trigger.value_if(expression.reads_trigger()))
     }
 
     /// The same node in a new run that `trigger` starts: what a trigger does before it emits.

@@ -51,6 +51,12 @@ impl Trigger {
         })
     }
 
+    /// The trigger's value for what reads it only if `reads` (an expression or a mapping whose
+    /// text names `$trigger`); otherwise null stands in, and the trigger is not parsed.
+    pub fn value_if(&self, reads: bool) -> &Value {
+        if reads { self.value() } else { &Value::Null }
+    }
+
     /// The trigger's JSON, written from its value on the first call.
     pub fn json(&self) -> &[u8] {
         self.0.json.get_or_init(|| {
