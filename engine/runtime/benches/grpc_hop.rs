@@ -15,7 +15,10 @@
 //! drift between the two after the first tens of thousands of rounds. So every thread is pinned
 //! (`HOP_PLACEMENT`): `apart`, the default, puts the sending side on CPU 0 and the serving side
 //! on CPU 1, as two module processes on two cores run; `together` puts both on CPU 0; `free`
-//! leaves them to the scheduler. Each comparison in a run shares its placement. Run with
+//! leaves them to the scheduler. Each comparison in a run shares its placement. Each row of
+//! round trips one at a time also says what they cost besides time: the CPU of both sides per
+//! round trip, and how often the threads slept (two is the least: each side once, woken by the
+//! other's frame), so a slower row shows whether it does more work or more hand-overs. Run with
 //! `cargo bench -p weir-runtime --bench grpc_hop`; results are recorded in docs/benchmarks.md.
 
 #[path = "../tests/support/mod.rs"]
@@ -284,7 +287,7 @@ async fn http2_stream(address: &str, path: &str) -> (h2::SendStream<bytes::Bytes
 
 /// Round trips of a ping between two threads with blocking sockets, the echoing one on
 /// `echo_cpu`: the machine's floor.
-fn blocking_tcp(echo_cpu: Option<usize>) -> Vec<Duration> {
+fn blocking_tcp(echo_cpu: Option<usize>) -> Rounds {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind loopback");
     let address = listener.local_addr().expect("address");
     let echo = std::thread::spawn(move || {
@@ -301,23 +304,59 @@ fn blocking_tcp(echo_cpu: Option<usize>) -> Vec<Duration> {
     let mut socket = TcpStream::connect(address).expect("connect");
     socket.set_nodelay(true).expect("nodelay");
     let mut ping = [7; PING];
-    let mut took = Vec::with_capacity(ROUNDS);
-    for round in 0..WARMUP + ROUNDS {
-        let started = Instant::now();
+    let rounds = Rounds::time(|| {
         socket.write_all(&ping).expect("write");
         socket.read_exact(&mut ping).expect("read");
-        if round >= WARMUP {
-            took.push(started.elapsed());
-        }
-    }
+    });
     drop(socket);
     let _ = echo.join();
-    took
+    rounds
 }
 
-/// `ROUNDS` round trips of `call` one at a time, after `WARMUP`, each timed.
-async fn one_at_a_time<F: Future<Output = ()>>(mut call: impl FnMut() -> F) -> Vec<Duration> {
+/// `ROUNDS` round trips one at a time, after `WARMUP`, each timed; the CPU time they took and
+/// how often the process's threads went to sleep in them.
+struct Rounds {
+    took: Vec<Duration>,
+    /// CPU time of both sides together per round trip: one at a time, each side's work lies on
+    /// the round trip's path, as the other side waits for it.
+    cpu: Duration,
+    /// Voluntary context switches of all the process's threads, per round trip. A round trip
+    /// between two sides that wait for each other cannot take fewer than two (each side sleeps
+    /// once until the other's frame wakes it); more would be hand-overs between threads of one
+    /// side, each a wake-up on the way.
+    sleeps: f64,
+}
+
+impl Rounds {
+    fn time(mut round_trip: impl FnMut()) -> Self {
+        let mut took = Vec::with_capacity(ROUNDS);
+        let before = (cpu_time(), sleeps());
+        for round in 0..WARMUP + ROUNDS {
+            let started = Instant::now();
+            round_trip();
+            if round >= WARMUP {
+                took.push(started.elapsed());
+            }
+        }
+        Self::new(took, before)
+    }
+
+    /// The rounds `took`, with the CPU time and sleeps of the process before them.
+    fn new(took: Vec<Duration>, (cpu, slept): (Duration, u64)) -> Self {
+        let rounds = u32::try_from(WARMUP + ROUNDS).expect("a count");
+        let slept = sleeps() - slept;
+        Self {
+            took,
+            cpu: (cpu_time() - cpu) / rounds,
+            sleeps: f64::from(u32::try_from(slept).unwrap_or(u32::MAX)) / f64::from(rounds),
+        }
+    }
+}
+
+/// [`Rounds`] of `call`, each awaited.
+async fn one_at_a_time<F: Future<Output = ()>>(mut call: impl FnMut() -> F) -> Rounds {
     let mut took = Vec::with_capacity(ROUNDS);
+    let before = (cpu_time(), sleeps());
     for round in 0..WARMUP + ROUNDS {
         let started = Instant::now();
         call().await;
@@ -325,7 +364,19 @@ async fn one_at_a_time<F: Future<Output = ()>>(mut call: impl FnMut() -> F) -> V
             took.push(started.elapsed());
         }
     }
-    took
+    Rounds::new(took, before)
+}
+
+/// Voluntary context switches of all this process's threads so far.
+fn sleeps() -> u64 {
+    let threads = std::fs::read_dir("/proc/self/task").expect("/proc/self/task");
+    threads
+        .filter_map(|thread| std::fs::read_to_string(thread.ok()?.path().join("status")).ok())
+        .filter_map(|status| {
+            let line = status.lines().find(|line| line.starts_with("voluntary_ctxt_switches"))?;
+            line.split_whitespace().nth(1)?.parse::<u64>().ok()
+        })
+        .sum()
 }
 
 /// CPU time this process (both sides) has used so far, from `/proc/self/stat` (in ticks of
@@ -380,15 +431,20 @@ fn summary(took: &mut [Duration]) -> (f64, f64, f64) {
 
 // Printing the numbers is what a benchmark is for.
 #[allow(clippy::print_stdout)]
-fn report(what: &str, took: &mut [Duration]) -> f64 {
-    let (p50, p99, max) = summary(took);
-    println!("{what:<44} p50 {p50:>6.0} µs  p99 {p99:>6.0} µs  max {max:>7.0} µs");
+fn report(what: &str, rounds: &mut Rounds) -> f64 {
+    let (p50, p99, max) = summary(&mut rounds.took);
+    let (cpu, sleeps) = (rounds.cpu.as_secs_f64() * 1e6, rounds.sleeps);
+    println!(
+        "{what:<44} p50 {p50:>6.0} µs  p99 {p99:>6.0} µs  max {max:>7.0} µs  CPU {cpu:>5.1} µs  sleeps {sleeps:.2}"
+    );
     p50
 }
 
 #[allow(clippy::print_stdout)]
-async fn measure(mut blocking: Vec<Duration>, endpoints: &Endpoints) {
-    println!("one at a time, {ROUNDS} round trips after {WARMUP} to warm up:");
+async fn measure(mut blocking: Rounds, endpoints: &Endpoints) {
+    println!(
+        "one at a time, {ROUNDS} round trips after {WARMUP} to warm up (CPU: both sides' per round trip; sleeps: the threads' voluntary context switches per round trip):"
+    );
     let raw = report("raw TCP, two threads, blocking sockets", &mut blocking);
 
     let socket = tokio::net::TcpStream::connect(&endpoints.tcp).await.expect("connect");
