@@ -19,6 +19,7 @@ pub mod names;
 pub mod redact;
 mod schema;
 pub mod secret_ref;
+pub mod selector;
 
 pub use condition::{Condition, ConditionStatus};
 pub use duration::HumanDuration;

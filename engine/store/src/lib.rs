@@ -21,9 +21,8 @@ pub mod embedded;
 pub mod kubernetes;
 #[cfg(feature = "kubernetes")]
 pub mod lease;
-pub mod selector;
 
-pub use selector::Selector;
+pub use weir_model::selector::Selector;
 
 /// The largest object a store keeps, in bytes: etcd's default request limit, which the
 /// embedded store enforces too so a flow that works on one works on the other.

@@ -14,7 +14,9 @@ use kube::{
 };
 use serde::{Deserialize, Serialize};
 use serde_json::Value as Json;
-use weir_sdk::{Component, Context, Description, JsonSchema, NodeError, Permission, Port, Value};
+use weir_sdk::{
+    Component, Context, Description, JsonSchema, NodeError, Permission, Port, Selector, Value,
+};
 
 use crate::{
     access::{Cluster, Connection, Session, scope},
@@ -123,9 +125,11 @@ impl WorkloadKind {
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields, default)]
 pub struct WorkloadListSettings {
-    /// The namespace to list; empty for every namespace.
+    /// The namespace to list; empty for every namespace. A workload a message names in
+    /// another namespace is left out, as the list would leave it out.
     pub namespace: String,
-    /// Only workloads with these labels, such as `app=web,tier!=test`.
+    /// Only workloads with these labels, in `kubectl -l`'s syntax, such as
+    /// `app=web,tier!=test,env in (prod,staging)`; it chooses a workload a message names too.
     pub label_selector: String,
     /// Leave out workloads scaled to zero replicas and suspended CronJobs.
     pub skip_scaled_to_zero: bool,
@@ -225,6 +229,9 @@ pub struct ContainerImage {
 #[derive(Debug)]
 pub struct WorkloadList {
     settings: WorkloadListSettings,
+    /// The label selector, parsed: a workload a message names is read alone, and the
+    /// apiserver's list does not choose it, so this node does.
+    selector: Selector,
     connection: Connection,
 }
 
@@ -270,8 +277,12 @@ impl Component for WorkloadList {
                 settings.page_size
             )));
         }
+        let selector = settings
+            .label_selector
+            .parse()
+            .map_err(|err| NodeError::invalid(format!("settings.labelSelector: {err}")))?;
         let connection = Connection::new(settings.cluster.clone());
-        Ok(Self { settings, connection })
+        Ok(Self { settings, selector, connection })
     }
 
     async fn handle(&self, cx: &Context, port: &str, message: Value) -> Result<Value, NodeError> {
@@ -329,7 +340,7 @@ impl WorkloadList {
             }
             pages(&api, params, None, &session, &doing, |object| {
                 let workload = describe(kind, object)?;
-                if !(self.settings.skip_scaled_to_zero && workload.idle()) {
+                if self.chooses(&workload) {
                     found.push(workload);
                 }
                 Ok(())
@@ -348,23 +359,39 @@ impl WorkloadList {
         namespace: &str,
         name: &str,
     ) -> Result<Listed, NodeError> {
+        let mut found = Vec::new();
+        // Outside the namespace the settings list: left out, as the list would leave it.
+        if !self.lists_namespace(namespace) {
+            return Ok(Listed { workloads: found, complete: false });
+        }
         let session = self.connection.session(cx).await?;
         let api: Api<DynamicObject> =
             Api::namespaced_with(session.client.clone(), namespace, &kind.api_resource());
         let (_, plural) = kind.resource();
         let doing = format!("get {plural} {name} in namespace {namespace}");
-        let mut found = Vec::new();
         // Gone since the event: nothing to do, as for a workload the selector leaves out.
         if let Some(object) = api.get_opt(name).await.map_err(|err| session.error(&doing, err))? {
             let workload = describe(kind, object)?;
-            let selected = self.settings.label_selector.is_empty()
-                || selector_matches(&self.settings.label_selector, &workload.labels);
-            if selected && !(self.settings.skip_scaled_to_zero && workload.idle()) {
+            if self.chooses(&workload) {
                 found.push(workload);
             }
         }
         add_account_pull_secrets(&session, &mut found).await?;
         Ok(Listed { workloads: found, complete: false })
+    }
+}
+
+impl WorkloadList {
+    /// Whether the settings' list covers `namespace`.
+    fn lists_namespace(&self, namespace: &str) -> bool {
+        self.settings.namespace.is_empty() || self.settings.namespace == namespace
+    }
+
+    /// Whether the settings choose `workload`, which was read alone: its labels, and whether
+    /// it is scaled to zero.
+    fn chooses(&self, workload: &Workload) -> bool {
+        self.selector.matches(Some(&workload.labels))
+            && !(self.settings.skip_scaled_to_zero && workload.idle())
     }
 }
 
@@ -409,23 +436,6 @@ async fn account_pull_secrets(
         .map(|reference| reference.name)
         .filter(|name| !name.is_empty())
         .collect())
-}
-
-/// Whether `labels` match a selector of equality terms (`a=b`, `a==b`, `a!=b`, `a`, `!a`), as
-/// a list's selector would have chosen; set-based terms (`in`, `notin`) are not told apart
-/// here and match.
-fn selector_matches(selector: &str, labels: &BTreeMap<String, String>) -> bool {
-    selector.split(',').map(str::trim).filter(|term| !term.is_empty()).all(|term| {
-        if let Some((key, value)) = term.split_once("!=") {
-            labels.get(key.trim()).map(String::as_str) != Some(value.trim())
-        } else if let Some((key, value)) = term.split_once("==").or_else(|| term.split_once('=')) {
-            labels.get(key.trim()).map(String::as_str) == Some(value.trim())
-        } else if let Some(key) = term.strip_prefix('!') {
-            !labels.contains_key(key.trim())
-        } else {
-            term.contains(' ') || labels.contains_key(term)
-        }
-    })
 }
 
 fn describe(kind: WorkloadKind, object: DynamicObject) -> Result<Workload, NodeError> {
@@ -543,19 +553,70 @@ mod tests {
         assert_eq!(workload.service_account, "default");
     }
 
+    /// A node of `settings` (JSON), and a Deployment in `namespace` with `labels`.
+    fn node_and_workload(
+        settings: Json,
+        namespace: &str,
+        labels: &[(&str, &str)],
+    ) -> (WorkloadList, Workload) {
+        let node = WorkloadList::build(serde_json::from_value(settings).unwrap()).unwrap();
+        let deployment = DynamicObject {
+            types: None,
+            metadata: serde_json::from_value(serde_json::json!({
+                "name": "web", "namespace": namespace,
+                "labels": labels.iter().copied().collect::<BTreeMap<_, _>>(),
+            }))
+            .unwrap(),
+            data: serde_json::json!({"spec": {"replicas": 0, "template": {"spec": {
+                "containers": [{"name": "web", "image": "nginx"}],
+            }}}}),
+        };
+        (node, describe(WorkloadKind::Deployment, deployment).unwrap())
+    }
+
     #[test]
-    fn a_selector_chooses_as_the_apiserver_would_for_equality_terms() {
-        let labels: BTreeMap<String, String> = [
-            ("app".to_owned(), "web".to_owned()),
-            ("mirror.weir.dev/skip".to_owned(), "true".to_owned()),
-        ]
-        .into();
-        assert!(selector_matches("app=web", &labels));
-        assert!(selector_matches("app==web, tier!=test", &labels));
-        assert!(!selector_matches("mirror.weir.dev/skip!=true", &labels));
-        assert!(!selector_matches("!app", &labels));
-        assert!(selector_matches("app", &labels));
-        assert!(!selector_matches("tier", &labels));
+    fn a_workload_read_alone_is_chosen_as_the_list_would_choose_it() {
+        let labels = [("app", "web"), ("env", "prod"), ("mirror.weir.dev/skip", "true")];
+        for (selector, chosen) in [
+            ("", true),
+            ("app=web", true),
+            ("app==web, tier!=test", true),
+            ("mirror.weir.dev/skip!=true", false),
+            ("!app", false),
+            ("tier", false),
+            // Set-based terms, whose commas sit inside the set.
+            ("env in (prod,staging)", true),
+            ("env in (staging,dev)", false),
+            ("app=web,env notin (dev,test)", true),
+            ("env notin (prod,test)", false),
+        ] {
+            let settings = serde_json::json!({ "labelSelector": selector });
+            let (node, workload) = node_and_workload(settings, "shop", &labels);
+            assert_eq!(node.chooses(&workload), chosen, "{selector}");
+        }
+        let settings = serde_json::json!({ "skipScaledToZero": true });
+        let (node, workload) = node_and_workload(settings, "shop", &labels);
+        assert!(!node.chooses(&workload), "scaled to zero");
+    }
+
+    #[test]
+    fn a_workload_outside_the_settings_namespace_is_left_out() {
+        let settings = serde_json::json!({ "namespace": "shop" });
+        let (node, _) = node_and_workload(settings, "shop", &[]);
+        assert!(node.lists_namespace("shop"));
+        assert!(!node.lists_namespace("kube-system"));
+        let (every, _) = node_and_workload(serde_json::json!({}), "shop", &[]);
+        assert!(every.lists_namespace("kube-system"));
+    }
+
+    #[test]
+    fn a_selector_that_does_not_parse_is_refused_naming_the_setting() {
+        let settings = serde_json::json!({ "labelSelector": "env in prod" });
+        let err = WorkloadList::build(serde_json::from_value(settings).unwrap()).unwrap_err();
+        assert!(
+            err.message().starts_with("settings.labelSelector: invalid label selector"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -37,4 +37,5 @@ pub use weir_model::{
     mapping::{Expression, MappingError},
     names::PortName,
     redact::{REDACTED, redact, redact_by_name},
+    selector::{InvalidSelector, Selector},
 };
