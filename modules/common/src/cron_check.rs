@@ -135,9 +135,11 @@ impl CronCheck {
         let last_due =
             schedule.after(&second_on).next_back().filter(|due| due.with_timezone(&Utc) > from);
         let next_due = schedule.after(&now).next();
+        // A deadline too long for a `Duration` is longer than the grace.
         let may_be_late = wanted
             .starting_deadline_seconds
-            .map_or(self.grace, |deadline| self.grace.min(Duration::seconds(deadline.max(0))));
+            .and_then(|deadline| Duration::try_seconds(deadline.max(0)))
+            .map_or(self.grace, |deadline| self.grace.min(deadline));
         // Times come in order: if any went by too long ago, the first since the last run did.
         let missed_at = schedule
             .after(&from.with_timezone(&zone))
@@ -245,6 +247,13 @@ mod tests {
             ),
             "a starting deadline shorter than the grace: missed once it passed"
         );
+        for longest in [i64::MAX, i64::MAX / 1000 + 1] {
+            assert_eq!(
+                hourly(json!({ "startingDeadlineSeconds": longest }), "2026-12-07T10:00:40Z"),
+                checked(Some("2026-12-07T10:00:00Z"), "2026-12-07T11:00:00Z", None),
+                "a starting deadline longer than any duration leaves the grace: {longest}"
+            );
+        }
         assert_eq!(
             hourly(json!({ "suspend": true }), "2026-12-07T10:30:00Z"),
             checked(Some("2026-12-07T10:00:00Z"), "2026-12-07T11:00:00Z", None),
