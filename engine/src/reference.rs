@@ -68,7 +68,11 @@ fn render_component(
             let rules: Vec<String> = rules.iter().map(show).collect();
             format!("{} if its `kinds` setting names {kind} or is empty", rules.join(", "))
         });
-        let rules: Vec<String> = fixed.chain(on_kind).chain(by_kind).collect();
+        let secrets =
+            component.settings_schema.as_ref().is_some_and(weir_model::redact::has_secrets).then(
+                || "get the Secrets its secret settings refer to (`secretKeyRef`)".to_owned(),
+            );
+        let rules: Vec<String> = fixed.chain(on_kind).chain(by_kind).chain(secrets).collect();
         let _ = writeln!(page, "Kubernetes permissions: {}.\n", rules.join("; "));
     }
     if !component.tags.is_empty() {

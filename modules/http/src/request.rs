@@ -29,7 +29,7 @@ use crate::{
 };
 
 /// Settings of a request.
-#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[derive(Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields, default)]
 pub struct RequestSettings {
     /// The method, unless the message gives one.
@@ -72,6 +72,19 @@ pub struct RequestSettings {
     pub accept_any_status: bool,
     /// Send failures to the `error` output as data instead of failing the caller.
     pub error_port: bool,
+}
+
+/// Without the secret URL, and the credentials only as [`Auth`] shows them.
+impl std::fmt::Debug for RequestSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let secret_url = if self.secret_url.is_empty() { "" } else { weir_sdk::REDACTED };
+        f.debug_struct("RequestSettings")
+            .field("method", &self.method)
+            .field("url", &self.url)
+            .field("secret_url", &secret_url)
+            .field("auth", &self.auth)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Default for RequestSettings {
@@ -345,6 +358,17 @@ impl Component for Request {
         let (credentials, mut secrets) = credentials(&settings.auth)?;
         if !settings.secret_url.is_empty() {
             secrets.0.push(settings.secret_url.clone());
+            // What the URL holds past its origin is the credential, and a server may quote
+            // its own path back ("no such hook /services/…"): the longest first.
+            let url = parse_url("settings.secretUrl", &settings.secret_url)?;
+            let path = url.path();
+            if let Some(query) = url.query() {
+                secrets.0.push(format!("{path}?{query}"));
+                secrets.0.push(query.to_owned());
+            }
+            if path.len() > 1 {
+                secrets.0.push(path.to_owned());
+            }
         }
 
         let mut client = reqwest::Client::builder()
