@@ -2,6 +2,7 @@
 //! those since a time ago, at most a number of bytes (the kubelet stops there), so a crash
 //! report carries the end of the story without a whole log.
 
+use futures::AsyncReadExt as _;
 use k8s_openapi::api::core::v1::Pod;
 use kube::{Api, api::LogParams};
 use serde::{Deserialize, Serialize};
@@ -170,9 +171,48 @@ impl PodLogs {
             ..LogParams::default()
         };
         let doing = format!("get pods/log {} {}", wanted.name, scope(&namespace));
-        let text =
-            pods.logs(&wanted.name, &params).await.map_err(|err| session.error(&doing, err))?;
-        let truncated = text.len() >= settings.limit_bytes as usize;
-        Ok(Logs { namespace, pod: wanted.name, container, text, truncated })
+        let stream = pods
+            .log_stream(&wanted.name, &params)
+            .await
+            .map_err(|err| session.error(&doing, err))?;
+        // The kubelet stops at limitBytes; the read stops there too, whatever answers.
+        let mut bytes = Vec::new();
+        stream
+            .take(u64::from(settings.limit_bytes))
+            .read_to_end(&mut bytes)
+            .await
+            .map_err(|err| NodeError::transient(format!("{doing}: the log broke off: {err}")))?;
+        let truncated = bytes.len() >= settings.limit_bytes as usize;
+        Ok(Logs { namespace, pod: wanted.name, container, text: log_text(bytes), truncated })
+    }
+}
+
+/// A log's bytes as text: a program may write any bytes, and a cut at limitBytes may split a
+/// character, which is dropped rather than shown half; other bytes that are not UTF-8 show as
+/// U+FFFD.
+fn log_text(mut bytes: Vec<u8>) -> String {
+    if let Err(err) = std::str::from_utf8(&bytes)
+        && err.error_len().is_none()
+    {
+        bytes.truncate(err.valid_up_to());
+    }
+    match String::from_utf8(bytes) {
+        Ok(text) => text,
+        Err(err) => String::from_utf8_lossy(err.as_bytes()).into_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_log_that_is_not_utf8_or_cut_inside_a_character_is_still_text() {
+        assert_eq!(log_text(b"started\nready\n".to_vec()), "started\nready\n");
+        // "née" cut after the first byte of "é".
+        assert_eq!(log_text(b"n\xc3".to_vec()), "n");
+        assert_eq!(log_text("née".as_bytes().to_vec()), "née");
+        // Binary output in the middle, and a cut character at the end.
+        assert_eq!(log_text(b"a\xff\xfeb\xe2\x82".to_vec()), "a\u{fffd}\u{fffd}b\u{fffd}");
     }
 }
