@@ -160,9 +160,19 @@ pub enum RegistryError {
     },
 }
 
-/// An error with its causes, as reqwest's own message says only which request failed.
+/// An error with its causes, as reqwest's own message says only which request failed; the URL
+/// it names without its query, which after a redirect to blob storage is a pre-signed URL's
+/// credential (`X-Amz-Signature=…`).
 fn chain(error: &reqwest::Error) -> String {
     let mut text = error.to_string();
+    if let Some(url) = error.url()
+        && url.query().is_some()
+    {
+        let mut shown = url.clone();
+        shown.set_query(None);
+        shown.set_fragment(None);
+        text = text.replace(url.as_str(), shown.as_str());
+    }
     let mut source = std::error::Error::source(error);
     while let Some(cause) = source {
         let cause_text = cause.to_string();
@@ -872,7 +882,7 @@ impl Registry {
                 }
                 Ok(response) => return Ok(response),
                 Err(source) if attempt < ATTEMPTS && !source.is_builder() => {
-                    tracing::debug!(doing, error = %source, attempt, "retrying");
+                    tracing::debug!(doing, error = chain(&source), attempt, "retrying");
                     backoff(attempt)
                 }
                 Err(source) if source.is_timeout() => {
@@ -1163,6 +1173,19 @@ fn hex(bytes: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn a_failed_request_is_told_without_its_query() {
+        // A port nothing listens on: the connection is refused.
+        let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+        let url =
+            format!("http://{closed}/blobs/sha256:ab?X-Amz-Signature=s3cr3t&X-Amz-Expires=60");
+        let error = reqwest::get(&url).await.unwrap_err();
+        assert!(error.to_string().contains("s3cr3t"), "reqwest quotes the query: {error}");
+        let told = chain(&error);
+        assert!(!told.contains("s3cr3t") && !told.contains("X-Amz"), "{told}");
+        assert!(told.contains(&format!("http://{closed}/blobs/sha256:ab")), "{told}");
+    }
 
     #[test]
     fn docker_hub_budgets_are_read_from_their_headers() {
