@@ -376,22 +376,24 @@ impl Component for MirrorPlan {
 }
 
 impl MirrorPlan {
+    /// Whether the settings' namespaces take in `namespace`'s workloads, to mirror or revert.
+    fn mirrors_namespace(&self, namespace: &str) -> bool {
+        let listed = |names: &[String]| names.iter().any(|name| name == namespace);
+        (self.settings.namespaces.is_empty() || listed(&self.settings.namespaces))
+            && !listed(&self.settings.exclude_namespaces)
+    }
+
     /// The plan for `workloads`, and what it leaves alone.
     pub fn plan(&self, workloads: &[Workload]) -> (Plan, Vec<Skipped>) {
         let mut items: BTreeMap<String, Item> = BTreeMap::new();
         let mut skipped = Vec::new();
         let mut plans = Plans::default();
         let mut other_namespaces = 0;
-        let only: BTreeSet<&str> = self.settings.namespaces.iter().map(String::as_str).collect();
-        let excluded: BTreeSet<&str> =
-            self.settings.exclude_namespaces.iter().map(String::as_str).collect();
         for workload in workloads {
             let named = format!("{} {}/{}", workload.kind, workload.namespace, workload.name);
             let skip =
                 |reason: String| Skipped { workload: named.clone(), container: None, reason };
-            if (!only.is_empty() && !only.contains(workload.namespace.as_str()))
-                || excluded.contains(workload.namespace.as_str())
-            {
+            if !self.mirrors_namespace(&workload.namespace) {
                 // Out of scope rather than skipped: counted, not named (kube-system alone would
                 // fill the answer).
                 other_namespaces += 1;
@@ -544,11 +546,10 @@ impl MirrorPlan {
     /// The patches that undo what the mirror did to `workloads`: those of the mirrored
     /// namespaces that carry its annotations; what a controller owns follows its controller.
     pub fn revert(&self, workloads: &[Workload]) -> Reverts {
-        let only: BTreeSet<&str> = self.settings.namespaces.iter().map(String::as_str).collect();
         let on_mirror = format!("{}/", self.mirror);
         let mut items = Vec::new();
         for workload in workloads {
-            if (!only.is_empty() && !only.contains(workload.namespace.as_str()))
+            if !self.mirrors_namespace(&workload.namespace)
                 || !PATCHABLE.contains(&workload.kind.as_str())
                 || workload.controller.is_some()
             {
@@ -1012,6 +1013,9 @@ mod tests {
         );
         let elsewhere = planner(json!({ "mirror": "mirror.local:5000", "namespaces": ["ops"] }));
         assert!(elsewhere.revert(&[db()]).items.is_empty(), "only the namespaces asked for");
+        let excluded =
+            planner(json!({ "mirror": "mirror.local:5000", "excludeNamespaces": ["shop"] }));
+        assert!(excluded.revert(&[db()]).items.is_empty(), "never the namespaces left out");
     }
 
     #[test]
