@@ -85,7 +85,7 @@ pub struct ResourceWatchSettings {
     /// An object whose state is the one its last run saw starts no run.
     pub dedupe: bool,
     /// Wait until an object has not changed for this long, then start one run with its last
-    /// state, such as `2s`; empty to start runs at once.
+    /// state, such as `2s` (at most a day); empty to start runs at once.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub debounce: Option<HumanDuration>,
     /// The most an object may be as JSON, in bytes; a larger one comes with its identity only
@@ -140,6 +140,10 @@ struct Kept {
 }
 
 /// How long to wait after a failed watch: kube's default backoff, 800 ms doubling to 30 s.
+/// The longest debounce: an object quiet for a day has long settled, and a longer wait would
+/// overflow the clock's arithmetic.
+const LONGEST_DEBOUNCE: Duration = Duration::from_secs(24 * 3600);
+
 const FIRST_RETRY: Duration = Duration::from_millis(800);
 const LAST_RETRY: Duration = Duration::from_secs(30);
 /// How long one watch request lasts before it is made again (the apiserver's limit is
@@ -184,6 +188,13 @@ impl Component for ResourceWatch {
         check_max_bytes(settings.max_bytes)?;
         if settings.event_types.is_empty() {
             return Err(NodeError::invalid("settings.eventTypes: name at least one"));
+        }
+        if let Some(debounce) = &settings.debounce
+            && debounce.get() > LONGEST_DEBOUNCE
+        {
+            return Err(NodeError::invalid(format!(
+                "settings.debounce: {debounce} is longer than a day (24h)"
+            )));
         }
         let filter = (!settings.filter.trim().is_empty())
             .then(|| Expression::compile(&settings.filter, "settings.filter"))
@@ -613,5 +624,18 @@ mod tests {
             json!({ "kind": "Pod", "metadata": { "labels": { "y": "3", "x": "1" }, "name": "a" } });
         assert_ne!(digest(&listed), digest(&changed));
         assert_ne!(digest(&json!(["a", "b"])), digest(&json!(["b", "a"])));
+    }
+
+    #[test]
+    fn a_debounce_longer_than_a_day_is_refused_naming_the_setting() {
+        let build = |debounce: &str| {
+            let settings = json!({ "apiVersion": "v1", "kind": "Pod", "debounce": debounce });
+            ResourceWatch::build(serde_json::from_value(settings).unwrap())
+        };
+        assert!(build("24h").is_ok());
+        for debounce in ["25h", "4294967295h4294967295d"] {
+            let err = build(debounce).unwrap_err();
+            assert!(err.message().starts_with("settings.debounce: "), "{debounce}: {err}");
+        }
     }
 }
