@@ -1,5 +1,5 @@
 //! The common module: the components a flow author reaches for first. Triggers (`ticker`,
-//! `cron`, `signal`) start runs; `cron_check` tells when a schedule kept elsewhere was missed;
+//! `cron`) start runs on their own, and `signal` with the message sent to it; `cron_check` tells when a schedule kept elsewhere was missed;
 //! `router`, `array_split`, `collect`, `delay` and `dedupe` shape
 //! them; `debug` shows what arrives; `history` keeps the latest items of each series.
 

@@ -29,8 +29,8 @@ use crate::access::{Cluster, Connection};
 #[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields, default)]
 pub struct SecretGetSettings {
-    /// Send failures (a denial, an unknown Deployment) to the `error` output as data instead
-    /// of failing the caller.
+    /// Send failures (a denial, an unknown Secret) to the `error` output as data instead of
+    /// failing the caller.
     pub error_port: bool,
     /// Which cluster.
     #[serde(flatten)]
