@@ -231,8 +231,14 @@ fn caught(kind: ScriptFailure, error: CaughtError<'_>) -> ScriptError {
             let stack = exception.stack().filter(|s| !s.trim().is_empty());
             let name: Option<String> = exception.as_object().get("name").ok();
             let (line, column) = stack.as_deref().and_then(position).unzip();
-            let kind = limit_kind(&message).unwrap_or(kind);
-            let message = limit_message(&message).unwrap_or(message);
+            // Only QuickJS's own errors stand for a limit: a script's error whose message
+            // mentions one is still the script's.
+            let limit = name.as_deref().and_then(|name| limit_kind(name, &message));
+            let kind = limit.unwrap_or(kind);
+            let message = match limit {
+                Some(limit) => limit_message(limit, &message),
+                None => message,
+            };
             ScriptError {
                 kind,
                 name,
@@ -255,35 +261,35 @@ fn caught(kind: ScriptFailure, error: CaughtError<'_>) -> ScriptError {
         CaughtError::Error(rquickjs::Error::Exception) => {
             ScriptError::bare(kind, "the script failed".to_owned())
         }
-        CaughtError::Error(err) => {
-            let message = err.to_string();
-            let kind = limit_kind(&message).unwrap_or(kind);
-            ScriptError::bare(kind, limit_message(&message).unwrap_or(message))
-        }
+        CaughtError::Error(rquickjs::Error::Allocation) => ScriptError::bare(
+            ScriptFailure::Memory,
+            limit_message(ScriptFailure::Memory, OUT_OF_MEMORY),
+        ),
+        CaughtError::Error(err) => ScriptError::bare(kind, err.to_string()),
     }
 }
 
-/// The limit a QuickJS message says was hit, if any.
-fn limit_kind(message: &str) -> Option<ScriptFailure> {
-    if message.contains("interrupted") {
-        Some(ScriptFailure::Timeout)
-    } else if message.contains("out of memory")
-        || message.contains("stack overflow")
-        || message.contains("Maximum call stack size exceeded")
-    {
-        Some(ScriptFailure::Memory)
-    } else {
-        None
+const OUT_OF_MEMORY: &str = "out of memory";
+
+/// The limit an error QuickJS threw stands for: its own messages, exactly, on the kinds of
+/// error it throws them as.
+fn limit_kind(name: &str, message: &str) -> Option<ScriptFailure> {
+    match (name, message) {
+        ("InternalError", "interrupted") => Some(ScriptFailure::Timeout),
+        ("InternalError", OUT_OF_MEMORY | "stack overflow")
+        | ("RangeError", "Maximum call stack size exceeded") => Some(ScriptFailure::Memory),
+        _ => None,
     }
 }
 
-fn limit_message(message: &str) -> Option<String> {
-    match limit_kind(message)? {
-        ScriptFailure::Timeout => Some("the script ran past its time limit".to_owned()),
-        ScriptFailure::Memory if !message.contains("out of memory") => {
-            Some("the script overflowed its stack (recursion too deep?)".to_owned())
+/// What a limit that was hit says, for QuickJS's `message`.
+fn limit_message(limit: ScriptFailure, message: &str) -> String {
+    match limit {
+        ScriptFailure::Timeout => "the script ran past its time limit".to_owned(),
+        ScriptFailure::Memory if message != OUT_OF_MEMORY => {
+            "the script overflowed its stack (recursion too deep?)".to_owned()
         }
-        _ => Some("the script ran out of memory (over its memory limit)".to_owned()),
+        _ => "the script ran out of memory (over its memory limit)".to_owned(),
     }
 }
 

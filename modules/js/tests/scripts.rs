@@ -86,6 +86,7 @@ async fn hostile_scripts_get_clear_errors_and_the_node_keeps_serving() {
     case "recursion": { const down = (n) => down(n + 1) + 1; return down(0); }
     case "output": return "x".repeat(5 * 1024 * 1024);
     case "pollute": Object.prototype.isAdmin = true; return "polluted";
+    case "words": throw new Error("the job was interrupted: out of memory, stack overflow");
     case "string": throw "oops";
     case "object": throw { code: 7 };
     case "hang": return new Promise(() => {});
@@ -105,6 +106,8 @@ async fn hostile_scripts_get_clear_errors_and_the_node_keeps_serving() {
             "the output is 5242882 bytes of JSON, over the limit of 4194304",
         ),
         ("pollute", ErrorKind::Invalid, "object is not extensible"),
+        // The script's own error, though it names the limits.
+        ("words", ErrorKind::Invalid, "the job was interrupted: out of memory, stack overflow"),
         ("string", ErrorKind::Invalid, "the script threw \"oops\", which is not an Error"),
         ("object", ErrorKind::Invalid, "the script threw {\"code\":7}, which is not an Error"),
         ("hang", ErrorKind::Invalid, "the function returned a promise that never settles"),
