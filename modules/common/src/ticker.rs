@@ -239,7 +239,31 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
-    async fn a_slow_run_delays_the_next_tick_and_a_failed_one_is_reported() {
+    async fn a_slow_run_pushes_the_next_tick_back_without_a_burst_to_catch_up() {
+        let node =
+            Harness::build::<Ticker>(&json!({ "interval": "1s", "firstTick": "afterInterval" }))
+                .unwrap();
+        // The first tick's run takes 1.5 s: from 1 s to 2.5 s.
+        node.answer_after(|_, tick| {
+            if tick["count"] == 1 { Duration::from_millis(1_500) } else { Duration::ZERO }
+        });
+        let started = tokio::time::Instant::now();
+        let running = async { node.run().await };
+        let watch = async {
+            // (time, ticks by then): the second tick once the first run ended, the third an
+            // interval after the second, not at 3 s to keep the first schedule.
+            for (at, ticks) in [(2_400, 1), (2_600, 2), (3_400, 2), (3_600, 3)] {
+                tokio::time::sleep_until(started + Duration::from_millis(at)).await;
+                assert_eq!(node.emitted().len(), ticks, "at {at} ms");
+            }
+            node.cancel();
+        };
+        let (ran, ()) = tokio::join!(running, watch);
+        ran.unwrap();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn ticks_come_each_interval_and_a_failed_run_is_reported() {
         let node =
             Harness::build::<Ticker>(&json!({ "interval": "1s", "firstTick": "afterInterval" }))
                 .unwrap();

@@ -1,7 +1,10 @@
 //! Testing support for node authors: build a node from settings JSON, push messages into its
 //! ports, see and answer what it emits, and check a component against the node rules.
 
-use std::sync::{Arc, Mutex, PoisonError};
+use std::{
+    sync::{Arc, Mutex, PoisonError},
+    time::Duration,
+};
 
 use futures::future::BoxFuture;
 use serde_json::Value;
@@ -28,6 +31,7 @@ pub struct Emitted {
 }
 
 type Answer = dyn Fn(&str, &Value) -> Result<Value, NodeError> + Send + Sync;
+type Took = dyn Fn(&str, &Value) -> Duration + Send + Sync;
 
 /// One node of a component under test.
 pub struct Harness {
@@ -47,6 +51,7 @@ impl std::fmt::Debug for Harness {
 struct Recorder {
     emitted: Mutex<Vec<Emitted>>,
     answer: Mutex<Arc<Answer>>,
+    took: Mutex<Arc<Took>>,
     reported: Mutex<Vec<NodeError>>,
     logged: Mutex<Vec<String>>,
 }
@@ -60,12 +65,18 @@ impl Emitter for Recorder {
         _: &'a Run,
     ) -> BoxFuture<'a, Result<Value, NodeError>> {
         let answer = Arc::clone(&self.answer.lock().unwrap_or_else(PoisonError::into_inner));
-        let reply = answer(port, &message);
+        let took = Arc::clone(&self.took.lock().unwrap_or_else(PoisonError::into_inner));
+        let (reply, took) = (answer(port, &message), took(port, &message));
         self.emitted
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .push(Emitted { port: port.to_owned(), message });
-        Box::pin(async move { reply })
+        Box::pin(async move {
+            if !took.is_zero() {
+                tokio::time::sleep(took).await;
+            }
+            reply
+        })
     }
 
     fn report(&self, _: &NodeIdentity, error: &NodeError) {
@@ -86,6 +97,7 @@ impl Harness {
         let recorder = Arc::new(Recorder {
             emitted: Mutex::new(Vec::new()),
             answer: Mutex::new(Arc::new(|_, _| Ok(Value::Null))),
+            took: Mutex::new(Arc::new(|_, _| Duration::ZERO)),
             reported: Mutex::new(Vec::new()),
             logged: Mutex::new(Vec::new()),
         });
@@ -118,6 +130,12 @@ impl Harness {
         answer: impl Fn(&str, &Value) -> Result<Value, NodeError> + Send + Sync + 'static,
     ) {
         *self.recorder.answer.lock().unwrap_or_else(PoisonError::into_inner) = Arc::new(answer);
+    }
+
+    /// Makes downstream take `took(port, message)` to answer each emit (at once until told
+    /// otherwise), as a slow run would.
+    pub fn answer_after(&self, took: impl Fn(&str, &Value) -> Duration + Send + Sync + 'static) {
+        *self.recorder.took.lock().unwrap_or_else(PoisonError::into_inner) = Arc::new(took);
     }
 
     /// Delivers `message` to the input `port` and returns the node's reply.
