@@ -142,7 +142,8 @@ pub struct UpArgs {
     #[arg(long, env = "WEIR_TOKEN_FILE", value_name = "FILE")]
     pub token_file: Option<PathBuf>,
     /// Address the built-in modules serve gRPC on, for `weir send` and modules run apart
-    /// (port 0: any free port; the Module resources say which)
+    /// (port 0: any free port; the Module resources say which); a loopback address, as
+    /// nothing checks its callers
     #[arg(long, default_value = "127.0.0.1:0", env = "WEIR_GRPC_LISTEN")]
     pub grpc_listen: SocketAddr,
     /// Address the http module serves webhooks on (`/hooks/NAMESPACE/FLOW/NODE`); loopback
@@ -249,7 +250,8 @@ pub struct ModuleArgs {
     /// Run the nodes of every namespace (needs cluster-wide access to FlowNodes)
     #[arg(short = 'A', long, env = "WEIR_ALL_NAMESPACES")]
     pub all_namespaces: bool,
-    /// Address to serve gRPC on (deliveries from other modules, inspect, health)
+    /// Address to serve gRPC on (deliveries from other modules, inspect, health); a loopback
+    /// address outside a cluster, where nothing checks its callers
     #[arg(long, default_value = "0.0.0.0:7421", env = "WEIR_GRPC_LISTEN")]
     pub grpc_listen: SocketAddr,
     /// Address a module with webhooks (http) serves them on (`/hooks/NAMESPACE/FLOW/NODE`);

@@ -152,6 +152,20 @@ pub fn identity(given: Option<String>, prefix: &str) -> String {
     given.filter(|i| !i.is_empty()).unwrap_or_else(|| format!("{prefix}-{}", std::process::id()))
 }
 
+/// Refuses a gRPC address other machines reach for a process whose gRPC port admits every
+/// caller (no cluster to check tokens against): whoever reached it could run any node with the
+/// process's rights and watch every message.
+pub fn ungated_grpc_on_loopback(grpc: SocketAddr) -> Result<()> {
+    if grpc.ip().is_loopback() {
+        return Ok(());
+    }
+    anyhow::bail!(
+        "--grpc-listen {grpc}: outside a cluster the modules' gRPC port takes deliveries from \
+         anyone who reaches it, and runs them with this process's rights; listen on a loopback \
+         address such as 127.0.0.1:7421"
+    )
+}
+
 /// Binds the HTTP endpoint's listener; with the address it got.
 pub async fn listen(address: SocketAddr) -> Result<(TcpListener, SocketAddr)> {
     let listener =

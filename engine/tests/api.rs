@@ -805,6 +805,16 @@ async fn send_delivers_through_the_module_and_reports_failures() -> Result<()> {
         status == StatusCode::UNPROCESSABLE_ENTITY && answer["error"]["kind"] == "invalid",
         "{status} {answer}"
     );
+    // Past what gRPC's deadline header holds (99,999,999 hours): refused, not a panic.
+    let too_long = json!({ "node": "greet", "port": "in", "message": {}, "timeout": "4166667d" });
+    let (status, answer) = server.call(Method::POST, "/send", Some(too_long)).await?;
+    ensure!(
+        status == StatusCode::BAD_REQUEST
+            && answer["error"]["message"]
+                .as_str()
+                .is_some_and(|m| m.starts_with("timeout: 360000028800s is longer")),
+        "{status} {answer}"
+    );
     let (status, answer) =
         server.call(Method::POST, "/send", Some(json!({ "node": "greet", "message": {} }))).await?;
     ensure!(

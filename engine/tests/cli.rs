@@ -449,7 +449,8 @@ fn up_serves_webhooks_on_their_own_listener() -> Result<()> {
     up.stop()
 }
 
-/// `weir up` on an address other machines reach needs a token, and a token file must hold one.
+/// `weir up` on an address other machines reach needs a token, and a token file must hold one;
+/// the modules' gRPC port stays on loopback wherever nothing checks its callers.
 #[test]
 fn up_refuses_to_listen_beyond_loopback_without_a_token() -> Result<()> {
     let weir = Weir::new();
@@ -469,6 +470,23 @@ fn up_refuses_to_listen_beyond_loopback_without_a_token() -> Result<()> {
         let file = file.to_str().context("path")?;
         let stderr = weir.fails(&["up", "--listen", "0.0.0.0:0", "--token-file", file])?;
         ensure!(stderr.contains(&format!("--token-file {file}: {says}")), "{stderr}");
+    }
+    // The modules' gRPC port checks no caller outside a cluster, token or not: loopback only,
+    // for `weir up` and for a module on a data directory (whose default is every address).
+    let token = weir.data.path().join("token");
+    fs::write(&token, "a-token-of-twenty-chars\n")?;
+    let token = token.to_str().context("path")?;
+    for args in [
+        &["up", "--grpc-listen", "0.0.0.0:0"][..],
+        &["up", "--listen", "0.0.0.0:0", "--token-file", token, "--grpc-listen", "0.0.0.0:0"],
+        &["module", "common", "--listen", "127.0.0.1:0"],
+    ] {
+        let stderr = weir.fails(args)?;
+        ensure!(
+            stderr
+                .contains("outside a cluster the modules' gRPC port takes deliveries from anyone"),
+            "weir {args:?}: {stderr}"
+        );
     }
     Ok(())
 }
@@ -675,7 +693,7 @@ fn http_request(address: &str, host: &str, path: &str) -> Result<String> {
 fn send_and_module_refuse_what_they_cannot_do_and_say_why() -> Result<()> {
     let weir = Weir::new();
     weir.ok(&["apply", "-f", HELLO])?;
-    let cases: [(&[&str], &str); 6] = [
+    let cases: [(&[&str], &str); 7] = [
         (&["send", "tick", "{}"], "error: target \"tick\" is not NODE:PORT (such as plan:in)\n"),
         (&["send", "tick:", "{}"], "error: target \"tick:\" is not NODE:PORT (such as plan:in)\n"),
         (
@@ -683,6 +701,11 @@ fn send_and_module_refuse_what_they_cannot_do_and_say_why() -> Result<()> {
             "error: the message is not JSON: key must be a string at line 1 column 2\n",
         ),
         (&["send", "nobody:in", "{}"], "error: node default/nobody does not exist\n"),
+        // Past what gRPC's deadline header holds (99,999,999 hours): refused, not a panic.
+        (
+            &["send", "greet:in", "{}", "--timeout", "4166667d"],
+            "error: timeout: 360000028800s is longer than a run may be waited for (86400s)\n",
+        ),
         (
             &["send", "greet:in", "{}"],
             "error: node greet belongs to module common, which is not running (no Module resource)\n",

@@ -43,6 +43,7 @@ pub(super) async fn deliver_as(
     let bearer = caller.token.as_deref();
     deliver(&*caller.store, namespace, (node, port), message, timeout.get(), bearer).await.map_err(
         |err| match err {
+            SendError::TooLong { .. } => ApiError::bad_request(err.to_string()),
             SendError::NoNode { .. } => ApiError::not_found(err.to_string()),
             SendError::Store { source, .. } => source.into(),
             SendError::NotRunning { .. }

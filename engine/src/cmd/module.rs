@@ -27,6 +27,10 @@ pub async fn run(opened: Opened, builtins: Vec<Module>, args: ModuleArgs) -> Res
     let Some(module) = builtins.into_iter().find(|m| m.name() == args.name) else {
         bail!("there is no built-in module {:?} (built in: {known})", args.name);
     };
+    // Outside a cluster nothing checks the gRPC port's callers (below).
+    if opened.config.is_none() {
+        process::ungated_grpc_on_loopback(args.grpc_listen)?;
+    }
     let listeners = Listeners::bind(
         std::slice::from_ref(&module),
         args.grpc_listen,

@@ -26,6 +26,8 @@ pub async fn run(opened: Opened, builtins: Vec<Module>, args: UpArgs) -> Result<
         ),
         None => Users::Anyone,
     };
+    // `weir up`'s modules check no caller: their port stays on this machine.
+    process::ungated_grpc_on_loopback(args.grpc_listen)?;
     let (listener, address) = process::listen(args.listen).await?;
     let listeners = Listeners::bind(&builtins, args.grpc_listen, None, args.webhook_listen).await?;
     let Opened { store, place, .. } = opened;

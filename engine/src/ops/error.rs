@@ -1,7 +1,7 @@
 //! Why an operation failed: [`OpError`], with the failures of sending a message and of finding a
 //! solution, each a type the command line and the API can tell apart.
 
-use std::path::PathBuf;
+use std::{path::PathBuf, time::Duration};
 
 use weir_sdk::NodeError;
 use weir_solutions::SolutionError;
@@ -112,6 +112,14 @@ pub enum SolutionProblem {
 /// Why a message sent from outside any flow got no answer.
 #[derive(Debug, thiserror::Error)]
 pub enum SendError {
+    /// The run may not be waited for that long.
+    #[error("timeout: {timeout:?} is longer than a run may be waited for ({longest:?})")]
+    TooLong {
+        /// The timeout asked for.
+        timeout: Duration,
+        /// The longest one may wait.
+        longest: Duration,
+    },
     /// The node does not exist.
     #[error("node {namespace}/{node} does not exist")]
     NoNode {

@@ -19,6 +19,10 @@ use crate::catalogue::Catalogue;
 /// How long a run started from outside any flow may take when not told.
 pub const DEFAULT_TIMEOUT: &str = "60s";
 
+/// The longest a run started from outside any flow may be waited for: a day is past any run
+/// a person waits on, and gRPC's deadline header holds no more than 99,999,999 hours.
+pub const LONGEST_SEND: Duration = Duration::from_secs(24 * 3600);
+
 /// Delivers `message` to `node`'s input `port` (`target`) through the gRPC endpoint of the
 /// node's module, starting a run that may take `timeout`, and returns what the flow answered;
 /// `bearer` is the sender's token, which a module in a cluster requires.
@@ -30,6 +34,9 @@ pub async fn deliver(
     timeout: Duration,
     bearer: Option<&str>,
 ) -> Result<Value, SendError> {
+    if timeout > LONGEST_SEND {
+        return Err(SendError::TooLong { timeout, longest: LONGEST_SEND });
+    }
     let flow_node = store.get(Kind::FlowNode, namespace, node).await.map_err(|err| match err {
         StoreError::NotFound(_) => {
             SendError::NoNode { namespace: namespace.to_owned(), node: node.to_owned() }
