@@ -293,7 +293,7 @@ pub struct SendArgs {
     /// The node's namespace
     #[arg(short, long, default_value = weir_store::DEFAULT_NAMESPACE)]
     pub namespace: String,
-    /// How long the whole run may take
+    /// How long the whole run may take (at most a day)
     #[arg(long, default_value = crate::ops::send::DEFAULT_TIMEOUT, value_name = "DURATION")]
     pub timeout: weir_model::HumanDuration,
 }
