@@ -286,6 +286,9 @@ impl Following {
     }
 }
 
+/// Deletes the nodes of the deleted `flow`: those it owns, and those of its name that no flow
+/// owns yet unless a flow of that name is back already (deleted and applied again), whose
+/// nodes they may be. Nodes another flow of the name owns are that flow's.
 async fn delete_nodes_of(store: &dyn Store, flow: &DynamicObject) {
     let (Some(namespace), Some(name)) =
         (flow.metadata.namespace.as_deref(), flow.metadata.name.as_deref())
@@ -298,9 +301,25 @@ async fn delete_nodes_of(store: &dyn Store, flow: &DynamicObject) {
             return tracing::warn!(error = %err, flow = name, "cannot list the nodes of a deleted flow");
         }
     };
-    for node in
-        nodes.iter().filter(|n| n.data.pointer("/spec/flow").and_then(|f| f.as_str()) == Some(name))
-    {
+    let back = match store.get(Kind::Flow, namespace, name).await {
+        Ok(_) => true,
+        Err(StoreError::NotFound(_)) => false,
+        Err(err) => {
+            return tracing::warn!(error = %err, flow = name, "cannot tell whether a deleted flow is back");
+        }
+    };
+    let deleted_uid = flow.metadata.uid.as_deref();
+    let of_the_deleted = |node: &DynamicObject| {
+        let owners = node.metadata.owner_references.as_deref().unwrap_or_default();
+        let mut flow_owners = owners.iter().filter(|o| o.kind == "Flow").peekable();
+        match flow_owners.peek() {
+            None => !back,
+            Some(_) => flow_owners.any(|o| Some(o.uid.as_str()) == deleted_uid),
+        }
+    };
+    for node in nodes.iter().filter(|n| {
+        n.data.pointer("/spec/flow").and_then(|f| f.as_str()) == Some(name) && of_the_deleted(n)
+    }) {
         let node_name = node.metadata.name.as_deref().unwrap_or_default();
         match store.delete(Kind::FlowNode, namespace, node_name).await {
             Ok(()) | Err(StoreError::NotFound(_)) => {
@@ -361,17 +380,7 @@ async fn mend_ownership(store: &dyn Store, ownership: Ownership) {
     for (object, flow, uid) in ownership.unowned {
         let mut object = object;
         let name = object.metadata.name.clone().unwrap_or_default();
-        let owner = OwnerReference {
-            api_version: weir_model::API_VERSION.to_owned(),
-            kind: "Flow".to_owned(),
-            name: flow,
-            uid,
-            controller: Some(true),
-            block_owner_deletion: None,
-        };
-        let owners = object.metadata.owner_references.get_or_insert_with(Vec::new);
-        owners.retain(|o| o.kind != "Flow");
-        owners.push(owner);
+        owned_by_flow(&mut object, &flow, Some(&uid));
         match store.update(object).await {
             // Changed or gone meanwhile: the watch brings it back.
             Ok(_) | Err(StoreError::Conflict { .. } | StoreError::NotFound(_)) => {}
@@ -385,6 +394,23 @@ async fn mend_ownership(store: &dyn Store, ownership: Ownership) {
             }
             Err(err) => tracing::warn!(error = %err, node = name, "cannot delete an orphan node"),
         }
+    }
+}
+
+/// Makes the Flow `flow` (of `uid`) a node's one owning flow; with no uid, it leaves the node
+/// owned by no flow, for the controller to mend.
+pub fn owned_by_flow(node: &mut DynamicObject, flow: &str, uid: Option<&str>) {
+    let owners = node.metadata.owner_references.get_or_insert_with(Vec::new);
+    owners.retain(|o| o.kind != "Flow");
+    if let Some(uid) = uid {
+        owners.push(OwnerReference {
+            api_version: weir_model::API_VERSION.to_owned(),
+            kind: "Flow".to_owned(),
+            name: flow.to_owned(),
+            uid: uid.to_owned(),
+            controller: Some(true),
+            block_owner_deletion: None,
+        });
     }
 }
 
@@ -568,6 +594,42 @@ mod tests {
         store.get(Kind::FlowNode, "ns", "early").await?;
         stop.cancel();
         task.await?;
+        Ok(())
+    }
+
+    /// A deleted flow takes the nodes it owned, and those of its name nobody owns yet; once a
+    /// flow of the name is back (deleted and applied again before the deletion was seen), the
+    /// nodes nobody owns yet may be the new one's, and stay, as do those the new one owns.
+    #[tokio::test]
+    async fn a_deleted_flow_takes_its_own_nodes_not_those_of_the_flow_applied_again()
+    -> Result<(), Box<dyn std::error::Error>> {
+        let dir = tempfile::tempdir()?;
+        let store = weir_store::embedded::EmbeddedStore::open(dir.path())?;
+        let exists = async |name: &str| store.get(Kind::FlowNode, "ns", name).await.is_ok();
+        let owned = |name: &str, flow: &DynamicObject| {
+            let mut node = node(name, "f");
+            owned_by_flow(&mut node, "f", flow.metadata.uid.as_deref());
+            node
+        };
+        let old = store.create(object("Flow", "f", json!({}))).await?;
+        for node in [owned("old-owned", &old), node("old-unowned", "f"), node("other", "g")] {
+            store.create(node).await?;
+        }
+        store.delete(Kind::Flow, "ns", "f").await?;
+        delete_nodes_of(&store, &old).await;
+        assert!(!exists("old-owned").await && !exists("old-unowned").await);
+        assert!(exists("other").await, "another flow's node");
+
+        let old = store.create(object("Flow", "f", json!({}))).await?;
+        store.create(owned("old-owned", &old)).await?;
+        store.delete(Kind::Flow, "ns", "f").await?;
+        let new = store.create(object("Flow", "f", json!({}))).await?;
+        for node in [owned("new-owned", &new), node("new-unowned", "f")] {
+            store.create(node).await?;
+        }
+        delete_nodes_of(&store, &old).await;
+        assert!(!exists("old-owned").await, "the deleted flow's own node");
+        assert!(exists("new-owned").await && exists("new-unowned").await, "the new flow's");
         Ok(())
     }
 

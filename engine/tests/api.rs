@@ -576,6 +576,20 @@ async fn rename_moves_the_nodes_and_refuses_a_taken_name() -> Result<()> {
             StatusCode::OK,
         )
         .await?;
+    // The nodes are the new flow's by the time the old is deleted, or in a cluster the garbage
+    // collector would delete them with it (the controller mends owners too, but only after it
+    // settles, 200 ms on).
+    let greetings = server.stored(Kind::Flow, "greetings").await?.metadata.uid;
+    for name in ["greet", "tick"] {
+        let owners = server.stored(Kind::FlowNode, name).await?.metadata.owner_references;
+        let flows: Vec<_> = owners
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|o| o.kind == "Flow")
+            .map(|o| (o.name, Some(o.uid)))
+            .collect();
+        ensure!(flows == [("greetings".to_owned(), greetings.clone())], "{name}: {flows:?}");
+    }
     ensure!(renamed["flow"]["metadata"]["name"] == "greetings", "{renamed}");
     ensure!(
         renamed["flow"]["spec"]["layout"]["tick"] == json!({ "left": 80, "top": 120 }),

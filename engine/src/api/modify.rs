@@ -17,9 +17,20 @@ pub async fn modify(
     name: &str,
     change: impl Fn(&mut Value) -> bool,
 ) -> Result<DynamicObject, StoreError> {
+    modify_object(store, kind, namespace, name, |object| change(&mut object.data)).await
+}
+
+/// [`modify`] for a change that reaches the object's metadata too.
+pub async fn modify_object(
+    store: &dyn Store,
+    kind: Kind,
+    namespace: &str,
+    name: &str,
+    change: impl Fn(&mut DynamicObject) -> bool,
+) -> Result<DynamicObject, StoreError> {
     for _ in 0..CONFLICT_RETRIES {
         let mut object = store.get(kind, namespace, name).await?;
-        if !change(&mut object.data) {
+        if !change(&mut object) {
             return Ok(object);
         }
         match store.update(object).await {

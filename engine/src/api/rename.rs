@@ -1,6 +1,6 @@
 //! `POST /api/flows/{flow}/rename`: a new Flow with the same spec (layout included), every node
-//! moved to it (node names stay), then the old Flow deleted. Moving a node changes its spec, so
-//! it is rebuilt.
+//! moved to it (node names stay) and owned by it, then the old Flow deleted. Moving a node
+//! changes its spec, so it is rebuilt.
 
 use axum::response::Response;
 use serde_json::Value;
@@ -13,7 +13,7 @@ use super::{
     document,
     error::ApiError,
     extract::{Body, FlowAt},
-    modify::modify,
+    modify::modify_object,
 };
 
 /// Renames a flow; answers with the document under its new name.
@@ -37,17 +37,21 @@ pub async fn post(
             .map_err(|err| ApiError::internal(format!("cannot copy flow {flow}: {err}")))?;
     copy.metadata.name = Some(new.to_owned());
     copy.metadata.namespace = Some(namespace.clone());
-    store.create(copy).await.map_err(|err| match err {
+    let created = store.create(copy).await.map_err(|err| match err {
         StoreError::AlreadyExists(_) => exists(),
         err => err.into(),
     })?;
+    let uid = created.metadata.uid.as_deref();
     for node in crate::ops::nodes_of(store, &namespace, &flow).await? {
         let node_name = node.metadata.name.unwrap_or_default();
-        modify(store, Kind::FlowNode, &namespace, &node_name, |data| {
-            let Some(spec) = data.get_mut("spec").and_then(Value::as_object_mut) else {
+        modify_object(store, Kind::FlowNode, &namespace, &node_name, |node| {
+            let Some(spec) = node.data.get_mut("spec").and_then(Value::as_object_mut) else {
                 return false;
             };
             spec.insert("flow".to_owned(), Value::from(new));
+            // Owned by the old flow still, the node would go with it below: in a cluster the
+            // garbage collector deletes what a deleted object owned.
+            crate::controller::owned_by_flow(node, new, uid);
             true
         })
         .await?;
