@@ -18,6 +18,9 @@ const UNITS: &[(&str, Duration)] = &[
 /// JSON Schema pattern for [`HumanDuration`].
 pub const DURATION_PATTERN: &str = "^([0-9]+(ms|s|m|h|d))+$";
 
+/// The longest text of a [`HumanDuration`], as the CRD schema's `maxLength` says.
+pub const MAX_DURATION_TEXT: usize = 32;
+
 /// A duration such as `250ms`, `30s`, `5m` or `1h30m`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
@@ -28,12 +31,21 @@ pub struct HumanDuration {
 
 /// Text that is not a duration.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error(
-    "{text:?} is not a duration: write a whole number and a unit (ms, s, m, h, d), such as 500ms, 30s or 1h30m"
-)]
-pub struct InvalidDuration {
-    /// The rejected text.
-    pub text: String,
+pub enum InvalidDuration {
+    /// It does not read as one.
+    #[error(
+        "{text:?} is not a duration: write a whole number and a unit (ms, s, m, h, d), such as 500ms, 30s or 1h30m"
+    )]
+    Unreadable {
+        /// The rejected text.
+        text: String,
+    },
+    /// It is longer than a duration is written.
+    #[error("a duration is at most {MAX_DURATION_TEXT} characters, and this one is {length}")]
+    TooLong {
+        /// Its length in bytes.
+        length: usize,
+    },
 }
 
 impl HumanDuration {
@@ -65,7 +77,10 @@ impl FromStr for HumanDuration {
     type Err = InvalidDuration;
 
     fn from_str(text: &str) -> Result<Self, InvalidDuration> {
-        let invalid = || InvalidDuration { text: text.to_owned() };
+        if text.len() > MAX_DURATION_TEXT {
+            return Err(InvalidDuration::TooLong { length: text.len() });
+        }
+        let invalid = || InvalidDuration::Unreadable { text: text.to_owned() };
         let mut rest = text;
         let mut value = Duration::ZERO;
         if rest.is_empty() {
@@ -117,7 +132,7 @@ impl JsonSchema for HumanDuration {
     }
 
     fn json_schema(_: &mut SchemaGenerator) -> Schema {
-        json_schema!({ "type": "string", "pattern": DURATION_PATTERN, "maxLength": 32 })
+        json_schema!({ "type": "string", "pattern": DURATION_PATTERN, "maxLength": MAX_DURATION_TEXT })
     }
 }
 
@@ -163,6 +178,15 @@ mod tests {
                 assert!(!pattern.is_match(text), "pattern accepts {text:?}");
             }
         }
+        let long = "1s".repeat(17);
+        assert_eq!(
+            long.parse::<HumanDuration>().unwrap_err().to_string(),
+            "a duration is at most 32 characters, and this one is 34"
+        );
+        assert_eq!(
+            "1s".repeat(16).parse::<HumanDuration>().unwrap().get(),
+            Duration::from_secs(16)
+        );
         assert_eq!(
             "5sec".parse::<HumanDuration>().unwrap_err().to_string(),
             "\"5sec\" is not a duration: write a whole number and a unit (ms, s, m, h, d), such as 500ms, 30s or 1h30m"

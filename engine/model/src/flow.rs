@@ -34,7 +34,7 @@ use crate::{
 pub struct FlowSpec {
     /// What the flow is for, shown in the flow list.
     #[serde(default, skip_serializing_if = "String::is_empty")]
-    #[schemars(length(max = 4096))]
+    #[schemars(length(max = MAX_DESCRIPTION))]
     pub description: String,
     /// Where each node sits on the editor's canvas. Kept here rather than on the nodes so that
     /// moving a node never changes the node's generation.
@@ -52,6 +52,12 @@ pub struct FlowSpec {
     pub service_account_name: Option<AccountName>,
 }
 
+/// The longest description a flow has, in characters.
+pub const MAX_DESCRIPTION: usize = 4096;
+
+/// The most nodes a flow's layout places.
+pub const MAX_LAYOUT: usize = 512;
+
 /// The ServiceAccount a flow acts as when it names none.
 pub const DEFAULT_ACCOUNT: &str = "weir-flow";
 
@@ -68,7 +74,7 @@ fn layout_schema(generator: &mut SchemaGenerator) -> Schema {
     json_schema!({
         "type": "object",
         "additionalProperties": position,
-        "maxProperties": 512,
+        "maxProperties": MAX_LAYOUT,
         "x-kubernetes-validations": [{
             "rule": format!("self.all(node, node.matches('{}') && size(node) <= {MAX_NAME_LEN})", NameRule::DnsLabel.pattern()),
             "message": format!("layout keys must be node names: {}", NameRule::DnsLabel.describe()),

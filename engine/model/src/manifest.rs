@@ -9,6 +9,7 @@ use serde_json::{Map, Value};
 
 use crate::{
     API_VERSION, Flow, FlowNode, Kind, Module,
+    flow::{MAX_DESCRIPTION, MAX_LAYOUT},
     flow_node::MAX_EDGES,
     mapping::Mapping,
     names::{NameRule, NodeName},
@@ -286,7 +287,11 @@ pub fn validate(document: &Value) -> Result<Resource, FieldError> {
         return Err(FieldError::new("spec", "required field is missing"));
     }
     let resource = match kind {
-        Kind::Flow => Resource::Flow(decode(document)?),
+        Kind::Flow => {
+            let flow: Flow = decode(document)?;
+            check_flow(&flow)?;
+            Resource::Flow(flow)
+        }
         Kind::FlowNode => {
             let node: FlowNode = decode(document)?;
             check_edges(&node)?;
@@ -299,6 +304,25 @@ pub fn validate(document: &Value) -> Result<Resource, FieldError> {
         }
     };
     Ok(resource)
+}
+
+/// The bounds of a flow's spec that its schema states and decoding does not check.
+fn check_flow(flow: &Flow) -> Result<(), FieldError> {
+    let description = flow.spec.description.chars().count();
+    if description > MAX_DESCRIPTION {
+        return Err(FieldError::new(
+            "spec.description",
+            format!("at most {MAX_DESCRIPTION} characters, and this is {description}"),
+        ));
+    }
+    let placed = flow.spec.layout.len();
+    if placed > MAX_LAYOUT {
+        return Err(FieldError::new(
+            "spec.layout",
+            format!("places at most {MAX_LAYOUT} nodes, and this places {placed}"),
+        ));
+    }
+    Ok(())
 }
 
 /// How deep a manifest may nest. Stored resources are read back inside lists, a few levels
@@ -525,6 +549,8 @@ fn show(value: &Value) -> String {
 
 #[cfg(test)]
 mod tests {
+    use serde_json::json;
+
     use super::*;
 
     #[test]
@@ -580,6 +606,46 @@ mod tests {
         while let Value::Array(mut items) = value {
             value = items.pop().unwrap_or_default();
         }
+    }
+
+    /// What the CRD schema bounds and decoding alone would take: a flow's description and
+    /// layout, and an edge's durations.
+    #[test]
+    fn what_the_schema_bounds_is_refused_naming_the_field() {
+        let flow = |spec: Value| {
+            validate(&json!({
+                "apiVersion": API_VERSION, "kind": "Flow", "metadata": { "name": "f" }, "spec": spec,
+            }))
+        };
+        flow(json!({ "description": "é".repeat(MAX_DESCRIPTION) })).unwrap();
+        let err = flow(json!({ "description": "é".repeat(MAX_DESCRIPTION + 1) })).unwrap_err();
+        assert_eq!(
+            (err.path.as_str(), err.message.as_str()),
+            ("spec.description", "at most 4096 characters, and this is 4097")
+        );
+        let layout = |nodes: usize| {
+            let placed: Map<String, Value> =
+                (0..nodes).map(|n| (format!("n{n}"), json!({ "left": 0, "top": 0 }))).collect();
+            json!({ "layout": placed })
+        };
+        flow(layout(MAX_LAYOUT)).unwrap();
+        let err = flow(layout(MAX_LAYOUT + 1)).unwrap_err();
+        assert_eq!(
+            (err.path.as_str(), err.message.as_str()),
+            ("spec.layout", "places at most 512 nodes, and this places 513")
+        );
+        let edge_timeout = |timeout: String| {
+            validate(&json!({
+                "apiVersion": API_VERSION, "kind": "FlowNode", "metadata": { "name": "a" },
+                "spec": { "flow": "f", "module": "common", "component": "ticker", "edges": [
+                    { "port": "out", "to": { "node": "b", "port": "in" }, "timeout": timeout },
+                ] },
+            }))
+        };
+        edge_timeout("1s".repeat(16)).unwrap();
+        let err = edge_timeout("1s".repeat(17)).unwrap_err();
+        assert_eq!(err.path, "spec.edges[0].timeout");
+        assert!(err.message.contains("a duration is at most 32 characters"), "{err}");
     }
 
     #[test]
