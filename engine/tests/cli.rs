@@ -573,6 +573,11 @@ fn runs_lists_what_up_kept_and_replay_sends_a_captured_message_again() -> Result
     ensure!(table.contains("tick → greet"), "the ticker's runs too: {table}");
     let messages = weir.ok(&["runs", "hello", &by_hand, "--engine", &engine])?;
     ensure!(messages.contains("received") && messages.contains("by hand"), "{messages}");
+    let stderr = weir.fails(&["runs", "other", &by_hand, "--engine", &engine])?;
+    ensure!(
+        stderr.contains(&format!("run {by_hand} is one of flow default/hello, not of other")),
+        "{stderr}"
+    );
 
     let answer = weir.ok(&["replay", &by_hand, "--engine", &engine])?;
     ensure!(answer.contains("\"seen\""), "{answer}");

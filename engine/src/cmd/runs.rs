@@ -19,6 +19,13 @@ pub async fn list(remote: &Remote, args: RunsArgs, out: &mut impl Write) -> Resu
     let namespace = &args.namespace;
     if let Some(run) = &args.run {
         let record: RunRecord = remote.get(&["runs", run], namespace).await?;
+        if record.summary.flow != args.flow {
+            anyhow::bail!(
+                "run {run} is one of flow {namespace}/{}, not of {}",
+                record.summary.flow,
+                args.flow
+            );
+        }
         if args.json {
             writeln!(out, "{}", serde_json::to_string_pretty(&record)?)?;
             return Ok(());
