@@ -318,12 +318,17 @@ impl Host {
         let refers =
             weir_model::secret_ref::holds_reference(&Value::Object(node.spec.settings.clone()))
                 .then(|| Arc::new(node));
-        if refers.is_some() && built.is_err() {
+        let unreadable = refers.is_some() && built.is_err();
+        {
+            let mut nodes = self.nodes.lock().unwrap_or_else(PoisonError::into_inner);
+            let written = nodes.get(&key).and_then(|t| t.written.clone());
+            nodes.insert(key, Tracked { generation, built, written, refers });
+        }
+        // Only once the node is tracked: woken before, the retries would find no node that
+        // failed and wait for the whole refresh (a minute) instead.
+        if unreadable {
             self.unreadable.notify_one();
         }
-        let mut nodes = self.nodes.lock().unwrap_or_else(PoisonError::into_inner);
-        let written = nodes.get(&key).and_then(|t| t.written.clone());
-        nodes.insert(key, Tracked { generation, built, written, refers });
     }
 
     /// Whether a node that refers to Secrets did not build.
