@@ -244,7 +244,10 @@ fn flow_nodes(client: &Client, namespace: &str) -> Api<DynamicObject> {
     )
 }
 
-/// Waits until every node of `flow` reports itself ready.
+/// Waits until every node of `flow` reports itself ready and every module hosting one lists
+/// a replica: a node is ready once built, but deliveries to it from other modules find where
+/// to go only once its module lists itself, and a run sent before that loses what its edges'
+/// retries do not outlast.
 pub async fn wait_ready(
     client: &Client,
     namespace: &str,
@@ -252,6 +255,11 @@ pub async fn wait_ready(
     patience: Duration,
 ) -> Result<()> {
     let nodes = flow_nodes(client, namespace);
+    let modules: Api<DynamicObject> = Api::namespaced_with(
+        client.clone(),
+        namespace,
+        &ApiResource::erase::<weir_model::Module>(&()),
+    );
     eventually(&format!("the nodes of {flow} being ready"), patience, || async {
         let list = nodes.list(&ListParams::default()).await?;
         let mine: Vec<&DynamicObject> =
@@ -261,7 +269,15 @@ pub async fn wait_ready(
                 conditions.iter().any(|c| c["type"] == "Ready" && c["status"] == "True")
             })
         });
-        Ok((!mine.is_empty() && ready).then_some(()))
+        let listed = modules.list(&ListParams::default()).await?;
+        let serving = |module: &Value| {
+            listed.items.iter().any(|m| {
+                m.metadata.name.as_deref() == module.as_str()
+                    && m.data["status"]["replicas"].as_array().is_some_and(|r| !r.is_empty())
+            })
+        };
+        let served = mine.iter().all(|n| serving(&n.data["spec"]["module"]));
+        Ok((!mine.is_empty() && ready && served).then_some(()))
     })
     .await
 }
