@@ -9,6 +9,7 @@ use serde_json::{Map, Value};
 use weir_model::{
     ComponentName, Edge, EdgeTarget, Flow, FlowName, FlowNode, FlowNodeSpec, FlowSpec,
     HumanDuration, ModuleName, NodeName, PortName, Position, RetryPolicy,
+    flow_node::DEFAULT_ATTEMPTS,
 };
 
 /// A flow with its nodes, as the editor edits it (`weir_api::FlowDocument` on the wire).
@@ -97,7 +98,7 @@ pub enum EditError {
 }
 
 /// How an edge delivers, as the editor's text fields hold it: empty fields take the runtime's
-/// defaults (one attempt, its backoff and timeout).
+/// defaults (`weir_model::flow_node::DEFAULT_ATTEMPTS` attempts, its backoff and timeout).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Delivery {
     /// Attempts in all, the first included (1 to 100).
@@ -287,7 +288,9 @@ impl Document {
         let retry = match (attempts, &initial_backoff, &max_backoff) {
             (None, None, None) => None,
             (attempts, _, _) => {
-                Some(RetryPolicy { attempts: attempts.unwrap_or(1), initial_backoff, max_backoff })
+                // Only a backoff given: the attempts stay the default, not one.
+                let attempts = attempts.unwrap_or(DEFAULT_ATTEMPTS);
+                Some(RetryPolicy { attempts, initial_backoff, max_backoff })
             }
         };
         let edge = self
@@ -534,6 +537,10 @@ mod tests {
         doc.set_delivery("ticker", 0, &Delivery::default()).unwrap();
         let edge = doc.edge("ticker", 0).unwrap();
         assert!(edge.retry.is_none() && edge.timeout.is_none(), "empty fields take the defaults");
+        let backoff_only = Delivery { initial_backoff: "1s".to_owned(), ..Delivery::default() };
+        doc.set_delivery("ticker", 0, &backoff_only).unwrap();
+        let retry = doc.edge("ticker", 0).unwrap().retry.clone().unwrap();
+        assert_eq!(retry.attempts, DEFAULT_ATTEMPTS, "only a backoff given keeps the attempts");
     }
 
     #[test]

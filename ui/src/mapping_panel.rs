@@ -7,7 +7,10 @@
 
 use leptos::{ev, prelude::*};
 use serde_json::{Value, json};
-use weir_model::mapping::Mapping;
+use weir_model::{
+    flow_node::{DEFAULT_ATTEMPTS, DEFAULT_INITIAL_BACKOFF, DEFAULT_MAX_BACKOFF},
+    mapping::Mapping,
+};
 
 use crate::{document::Delivery, editor::Editor, kubernetes, schema};
 
@@ -184,7 +187,7 @@ pub fn MappingPanel(from: String, index: usize) -> impl IntoView {
     };
     let field = move |label: &'static str,
                       testid: &'static str,
-                      placeholder: &'static str,
+                      placeholder: String,
                       read: fn(&Delivery) -> String,
                       change: fn(&mut Delivery, String)| {
         let set_delivery = set_delivery.clone();
@@ -208,11 +211,11 @@ pub fn MappingPanel(from: String, index: usize) -> impl IntoView {
                 {move || preview.get().1.into_iter().map(|p| view! { <li>{p}</li> }).collect_view()}
             </ul>
             <h4>"Delivery"</h4>
-            <p class="help">"Transient failures are retried with exponential backoff up to the attempts; empty fields take the defaults (one attempt, 200ms, 30s)."</p>
-            {field("Attempts", "edge-attempts", "1", |d| d.attempts.clone(), |d, v| d.attempts = v)}
-            {field("Initial backoff", "edge-initial-backoff", "200ms", |d| d.initial_backoff.clone(), |d, v| d.initial_backoff = v)}
-            {field("Max backoff", "edge-max-backoff", "30s", |d| d.max_backoff.clone(), |d, v| d.max_backoff = v)}
-            {field("Timeout", "edge-timeout", "the runtime's", |d| d.timeout.clone(), |d, v| d.timeout = v)}
+            <p class="help">{format!("Transient failures are retried with exponential backoff up to the attempts; empty fields take the defaults ({DEFAULT_ATTEMPTS} attempts, {DEFAULT_INITIAL_BACKOFF:?}, {DEFAULT_MAX_BACKOFF:?}).")}</p>
+            {field("Attempts", "edge-attempts", DEFAULT_ATTEMPTS.to_string(), |d| d.attempts.clone(), |d, v| d.attempts = v)}
+            {field("Initial backoff", "edge-initial-backoff", format!("{DEFAULT_INITIAL_BACKOFF:?}"), |d| d.initial_backoff.clone(), |d, v| d.initial_backoff = v)}
+            {field("Max backoff", "edge-max-backoff", format!("{DEFAULT_MAX_BACKOFF:?}"), |d| d.max_backoff.clone(), |d, v| d.max_backoff = v)}
+            {field("Timeout", "edge-timeout", "the runtime's".to_owned(), |d| d.timeout.clone(), |d, v| d.timeout = v)}
             <p class="problem" data-testid="edge-delivery-problem">{move || delivery_problem.get()}</p>
         </section>
     }

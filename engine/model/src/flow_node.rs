@@ -10,6 +10,13 @@ use crate::{
     names::{ComponentName, FlowName, ModuleName, NodeName, PortName},
 };
 
+/// Attempts along an edge that names no retry policy: transient failures are retried twice.
+pub const DEFAULT_ATTEMPTS: u32 = 3;
+/// The wait before an edge's second attempt when its policy names none.
+pub const DEFAULT_INITIAL_BACKOFF: std::time::Duration = std::time::Duration::from_millis(200);
+/// The longest wait between an edge's attempts when its policy names none.
+pub const DEFAULT_MAX_BACKOFF: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// The most edges one node may have; keeps the apiserver's CEL cost bounded.
 pub const MAX_EDGES: usize = 64;
 

@@ -2,17 +2,16 @@
 
 use std::{fmt, sync::Arc, time::Duration};
 
-use weir_model::{Edge as EdgeSpec, mapping::Mapping};
+use weir_model::{
+    Edge as EdgeSpec,
+    flow_node::{DEFAULT_ATTEMPTS, DEFAULT_INITIAL_BACKOFF, DEFAULT_MAX_BACKOFF},
+    mapping::Mapping,
+};
 
 use crate::key::NodeKey;
 
 /// How long a delivery may take, downstream work included, when its edge names no timeout.
 pub const DEFAULT_EDGE_TIMEOUT: Duration = Duration::from_secs(600);
-
-/// Attempts when an edge names no retry policy: transient failures are retried twice.
-const DEFAULT_ATTEMPTS: u32 = 3;
-const DEFAULT_INITIAL_BACKOFF: Duration = Duration::from_millis(200);
-const DEFAULT_MAX_BACKOFF: Duration = Duration::from_secs(30);
 
 /// An edge whose mapping does not compile: its label and every problem, with its place in the
 /// mapping.
