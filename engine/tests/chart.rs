@@ -217,6 +217,31 @@ fn bad_values_are_refused_naming_the_value() -> Result<()> {
     Ok(())
 }
 
+/// `--set` reads `image.tag=2` and `mirror.password=123456` as numbers, which the schema takes
+/// as the text they are meant as: they render as that text, not as Go's `%!s(int64=2)`.
+#[test]
+fn values_set_as_numbers_render_as_the_text_written() -> Result<()> {
+    let mirror = "mirror.enabled=true,mirror.registry=registry.local:5000";
+    let login = "mirror.username=7,mirror.password=123456";
+    let objects = render("weir", &["--set", "image.tag=2", "--set", mirror, "--set", login])?;
+    let images: BTreeSet<&str> = of_kind(&objects, "Deployment")
+        .filter_map(|d| d["spec"]["template"]["spec"]["containers"][0]["image"].as_str())
+        .collect();
+    ensure!(!images.is_empty() && images.iter().all(|i| i.ends_with(":2")), "{images:?}");
+    let secret = of_kind(&objects, "Secret")
+        .find(|s| s["type"] == "kubernetes.io/dockerconfigjson")
+        .context("the mirror's login Secret")?;
+    let secret: k8s_openapi::api::core::v1::Secret = serde_json::from_value(secret.clone())?;
+    let config = &secret.data.context("its data")?[".dockerconfigjson"].0;
+    let config: Value = serde_json::from_slice(config)?;
+    let auth = &config["auths"]["registry.local:5000"];
+    ensure!(
+        auth == &json!({ "username": "7", "password": "123456", "auth": "NzoxMjM0NTY=" }),
+        "{auth}"
+    );
+    Ok(())
+}
+
 /// Each process gets exactly what Weir declares for it, in the places the scope says, and
 /// every container runs locked down.
 #[test]
@@ -324,6 +349,7 @@ async fn every_rendered_object_passes_a_server_side_dry_run() -> Result<()> {
     let monitors: Vec<&Value> = of_kind(&operated, "ServiceMonitor").collect();
     ensure!(monitors.len() == 1, "one ServiceMonitor: {monitors:?}");
     ensure!(monitors[0]["spec"]["endpoints"][0]["port"] == "http", "{}", monitors[0]);
+    ensure!(monitors[0]["spec"]["endpoints"][0]["honorLabels"] == true, "{}", monitors[0]);
     let rules: Vec<&Value> = of_kind(&operated, "PrometheusRule").collect();
     let alerts: Vec<&str> = rules
         .iter()
