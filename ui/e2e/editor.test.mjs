@@ -310,3 +310,26 @@ test('a broken flow file is refused with a message naming what is wrong', async 
   assert.match(text, /spec\.component/, text);
   await shot(page, '8-broken-import');
 });
+
+test('a node its module cannot build says why on the canvas and in the inspector', async () => {
+  // A duration the schema takes, shorter than a ticker's shortest: the module refuses to build it.
+  const node = { apiVersion: 'weir.dev/v1alpha1', kind: 'FlowNode', metadata: { name: 'too-fast' },
+    spec: { flow: 'unbuilt', module: 'common', component: 'ticker', settings: { interval: '10ms' } } };
+  const flow = { apiVersion: 'weir.dev/v1alpha1', kind: 'Flow', metadata: { name: 'unbuilt' },
+    spec: { layout: { 'too-fast': { left: 120, top: 120 } } } };
+  const saved = await fetch(`${engine.url}/api/flows/unbuilt`, { method: 'PUT',
+    headers: { 'content-type': 'application/json', 'x-weir-request': '1' }, body: JSON.stringify({ flow, nodes: [node] }) });
+  assert.ok(saved.ok, await saved.text());
+  // A page of its own, whatever the tests before left open.
+  const page = await openEditor(browser, engine.url, errors);
+  await page.getByTestId('flow-unbuilt').click();
+  const box = page.getByTestId('node-too-fast');
+  await box.locator('.node-header').click();
+  const problem = page.getByTestId('node-problem');
+  await problem.waitFor({ timeout: 10_000 });
+  assert.equal(await problem.textContent(), 'not built: settings.interval: 10ms is shorter than the shortest interval, 100ms');
+  assert.match(await box.getAttribute('class'), /\bfailing\b/);
+  await shot(page, '15-unbuilt-node');
+  assert.deepEqual(errors, [], 'no console errors');
+  await page.close();
+});

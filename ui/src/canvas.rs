@@ -644,17 +644,18 @@ fn NodeBox(name: String) -> impl IntoView {
     });
     let height = move || ports.with(|(i, o)| geometry::node_height(i.len(), o.len()));
     let status_name = name.clone();
-    // Only what the box shows: the counters line and the last error, not the whole status.
+    // Only what the box shows: the counters line, and what is wrong (a node its module could
+    // not build, or one that says what it cannot do, before its last error), not the whole
+    // status.
     let shown = Memo::new(move |_| {
         editor.statuses.with(|statuses| {
             let status = statuses.get(&status_name)?;
             let counters = status.counters.as_ref().map(|c| {
                 format!("in {} · out {} · errors {}", c.messages_in, c.messages_out, c.errors)
             });
-            Some((
-                counters.unwrap_or_default(),
-                status.last_error.as_ref().map(|e| e.message.clone()),
-            ))
+            let wrong =
+                status.problem().or_else(|| status.last_error.as_ref().map(|e| e.message.clone()));
+            Some((counters.unwrap_or_default(), wrong))
         })
     });
     let counters = move || shown.with(|s| s.as_ref().map(|(c, _)| c.clone()).unwrap_or_default());

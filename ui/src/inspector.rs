@@ -56,6 +56,12 @@ fn NodePanel(node: String) -> impl IntoView {
         .filter(|l| !l.is_empty())
         .unwrap_or_else(|| spec.component.to_string());
     let description = component.as_ref().map(|c| c.description.clone()).unwrap_or_default();
+    let problem_node = node.clone();
+    let problem = move || {
+        editor.statuses.with(|s| s.get(&problem_node).and_then(|s| s.problem())).map(|problem| {
+            view! { <p class="problem" data-testid="node-problem">{problem}</p> }
+        })
+    };
     let error_node = node.clone();
     let last_error = move || {
         editor.statuses.with(|s| s.get(&error_node).and_then(|s| s.last_error.clone())).map(|e| {
@@ -71,6 +77,7 @@ fn NodePanel(node: String) -> impl IntoView {
             <h3>{node.clone()}</h3>
             <p class="kind">{format!("{title} · {}/{}", spec.module, spec.component)}</p>
             <p class="help">{description}</p>
+            {problem}
             {last_error}
             {hook}
             <h4>"Settings"</h4>

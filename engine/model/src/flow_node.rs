@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use crate::{
-    condition::Condition,
+    condition::{Condition, ConditionStatus},
     duration::HumanDuration,
     names::{ComponentName, FlowName, ModuleName, NodeName, PortName},
 };
@@ -134,6 +134,20 @@ pub struct FlowNodeStatus {
     pub state: Option<Value>,
 }
 
+impl FlowNodeStatus {
+    /// What its module says is wrong with the node: why it could not be built (`Ready`
+    /// false), else what it says it cannot do (`Degraded`); `None` when nothing is.
+    pub fn problem(&self) -> Option<String> {
+        let holding = |type_: &str, status: ConditionStatus| {
+            self.conditions.iter().find(|c| c.type_ == type_ && c.status == status)
+        };
+        if let Some(ready) = holding("Ready", ConditionStatus::False) {
+            return Some(format!("not built: {}", ready.message));
+        }
+        holding("Degraded", ConditionStatus::True).map(|c| format!("degraded: {}", c.message))
+    }
+}
+
 /// A port as the node's settings resolved it.
 #[derive(KubeSchema, Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -170,4 +184,39 @@ pub struct LastError {
     pub message: String,
     /// When it happened (RFC 3339).
     pub time: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn condition(type_: &str, status: ConditionStatus, message: &str) -> Condition {
+        Condition {
+            type_: type_.to_owned(),
+            status,
+            reason: String::new(),
+            message: message.to_owned(),
+            last_transition_time: None,
+            observed_generation: None,
+        }
+    }
+
+    #[test]
+    fn a_problem_is_a_failed_build_first_then_what_the_node_cannot_do() {
+        let status = |conditions| FlowNodeStatus { conditions, ..FlowNodeStatus::default() };
+        let built = condition("Ready", ConditionStatus::True, "");
+        let unbuilt = condition("Ready", ConditionStatus::False, "settings.interval: too short");
+        let fine = condition("Degraded", ConditionStatus::False, "");
+        let degraded = condition("Degraded", ConditionStatus::True, "1 of 5 images: gone");
+        assert_eq!(status(vec![built.clone(), fine]).problem(), None);
+        assert_eq!(status(Vec::new()).problem(), None, "not written yet");
+        assert_eq!(
+            status(vec![unbuilt, degraded.clone()]).problem().as_deref(),
+            Some("not built: settings.interval: too short")
+        );
+        assert_eq!(
+            status(vec![built, degraded]).problem().as_deref(),
+            Some("degraded: 1 of 5 images: gone")
+        );
+    }
 }
