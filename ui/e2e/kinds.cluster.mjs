@@ -42,7 +42,8 @@ try {
   await page.getByTestId('save').filter({ hasText: /^Saved$/ }).waitFor();
   const saved = await (await page.request.get(`${url}/api/flows/kinds`)).json();
   const settings = saved.nodes.find((n) => n.metadata.name === 'resource-get').spec.settings;
-  assert.deepEqual([settings.apiVersion, settings.kind, settings.namespace], ['apps/v1', 'Deployment', namespace]);
+  // The plural as the cluster serves the kind, so that the node need not guess it.
+  assert.deepEqual([settings.apiVersion, settings.kind, settings.resource, settings.namespace], ['apps/v1', 'Deployment', 'deployments', namespace]);
 
   // A mapping from the node's output previews with the Deployment's own fields.
   await page.getByTestId('palette-common/debug').dragTo(canvas, { targetPosition: { x: 600, y: 200 } });

@@ -74,22 +74,27 @@ impl Default for Cluster {
     }
 }
 
-/// The kind picker: `current` is (apiVersion, kind); `pick` gets the chosen pair.
-pub fn kind_picker(
-    current: (String, String),
-    testid: String,
-    pick: Callback<(String, String)>,
-) -> AnyView {
+/// A kind chosen in the picker: its apiVersion, its kind, and its resource (plural) where the
+/// cluster offered it (`None` for a kind typed in, or the current one the cluster does not
+/// offer).
+pub type Picked = (String, String, Option<String>);
+
+/// The kind picker: `current` is (apiVersion, kind); `pick` gets the chosen kind.
+pub fn kind_picker(current: (String, String), testid: String, pick: Callback<Picked>) -> AnyView {
     let cluster = expect_context::<Cluster>();
     (move || match cluster.offer() {
         Some(Ok(offer)) => {
             let (api_version, kind) = current.clone();
-            let mut choices: Vec<(String, String)> =
-                offer.kinds.iter().map(|k| (k.api_version.clone(), k.kind.clone())).collect();
-            if !choices.contains(&current) && !kind.is_empty() {
-                choices.insert(0, current.clone());
+            let mut offered: Vec<Picked> = offer
+                .kinds
+                .iter()
+                .map(|k| (k.api_version.clone(), k.kind.clone(), Some(k.resource.clone())))
+                .collect();
+            let is_current = |(v, k, _): &Picked| *v == api_version && *k == kind;
+            if !offered.iter().any(is_current) && !kind.is_empty() {
+                offered.insert(0, (api_version.clone(), kind.clone(), None));
             }
-            let options = choices.clone();
+            let (choices, options) = (offered.clone(), offered);
             // Without it a select shows its first kind as if it were chosen.
             let unchosen = kind.is_empty().then(|| {
                 view! { <option value="" selected=true disabled=true>"(choose a kind)"</option> }
@@ -101,7 +106,7 @@ pub fn kind_picker(
                     }
                 }>
                     {unchosen}
-                    {choices.iter().enumerate().map(|(i, (v, k))| {
+                    {choices.iter().enumerate().map(|(i, (v, k, _))| {
                         let selected = *v == api_version && *k == kind;
                         view! { <option value=i.to_string() selected=selected>{format!("{k} ({v})")}</option> }
                     }).collect_view()}
@@ -114,7 +119,7 @@ pub fn kind_picker(
             let why = unknown.and_then(Result::err).unwrap_or_default();
             view! {
                 <input type="text" data-testid=testid.clone() title=why prop:value=kind on:change=move |event: ev::Event| {
-                    pick.run((api_version.clone(), event_target_value(&event)));
+                    pick.run((api_version.clone(), event_target_value(&event), None));
                 }/>
             }
             .into_any()

@@ -330,7 +330,9 @@ fn control(
 }
 
 /// The kind picker of the `kind` field at `path`, which sets `apiVersion` beside it in
-/// `parent` in the same edit; unset, they show the defaults `schema` gives them.
+/// `parent` in the same edit, and `resource` where the settings have one: the plural the
+/// cluster serves the kind as, or none (guessed) for another kind it does not offer; unset,
+/// they show the defaults `schema` gives them.
 fn kind_picker(parent: &Value, schema: &Value, path: &[Step], change: Change) -> AnyView {
     let text = |key: &str| {
         let default = || schema.get("properties")?.get(key)?.get("default");
@@ -341,8 +343,21 @@ fn kind_picker(parent: &Value, schema: &Value, path: &[Step], change: Change) ->
     let object_path = path[..path.len().saturating_sub(1)].to_vec();
     let testid = format!("setting-{}", path_name(path));
     let parent = parent.clone();
-    let pick = Callback::new(move |(api_version, kind): (String, String)| {
+    let has_resource = schema.get("properties").and_then(|p| p.get("resource")).is_some();
+    let before = current.clone();
+    let pick = Callback::new(move |(api_version, kind, resource): kubernetes::Picked| {
         let mut next = parent.as_object().cloned().unwrap_or_default();
+        let same = (&api_version, &kind) == (&before.0, &before.1);
+        match resource {
+            Some(resource) if has_resource => {
+                next.insert("resource".to_owned(), Value::String(resource));
+            }
+            // Another kind: the plural of the one before would be refused.
+            None if !same => {
+                next.remove("resource");
+            }
+            _ => {}
+        }
         next.insert("apiVersion".to_owned(), Value::String(api_version));
         next.insert("kind".to_owned(), Value::String(kind));
         change.run((object_path.clone(), Some(Value::Object(next))));
