@@ -88,7 +88,8 @@ pub struct MirrorPlanSettings {
     pub platforms: Vec<String>,
     /// Only the workloads of these namespaces; empty for every namespace.
     pub namespaces: Vec<String>,
-    /// Never the workloads of these namespaces.
+    /// Never mirror the workloads of these namespaces. A revert undoes the mirror wherever it
+    /// changed a workload (only those carry its annotations), these namespaces included.
     pub exclude_namespaces: Vec<String>,
 }
 
@@ -376,11 +377,15 @@ impl Component for MirrorPlan {
 }
 
 impl MirrorPlan {
-    /// Whether the settings' namespaces take in `namespace`'s workloads, to mirror or revert.
+    /// Whether the settings' `namespaces` take in `namespace`'s workloads.
+    fn covers(&self, namespace: &str) -> bool {
+        let names = &self.settings.namespaces;
+        names.is_empty() || names.iter().any(|name| name == namespace)
+    }
+
+    /// Whether the mirror changes `namespace`'s workloads: covered and not excluded.
     fn mirrors_namespace(&self, namespace: &str) -> bool {
-        let listed = |names: &[String]| names.iter().any(|name| name == namespace);
-        (self.settings.namespaces.is_empty() || listed(&self.settings.namespaces))
-            && !listed(&self.settings.exclude_namespaces)
+        self.covers(namespace) && !self.settings.exclude_namespaces.iter().any(|n| n == namespace)
     }
 
     /// The plan for `workloads`, and what it leaves alone.
@@ -549,7 +554,9 @@ impl MirrorPlan {
         let on_mirror = format!("{}/", self.mirror);
         let mut items = Vec::new();
         for workload in workloads {
-            if !self.mirrors_namespace(&workload.namespace)
+            // Excluded namespaces too: what the mirror changed there (with other settings, or
+            // before they were excluded) is undone like the rest.
+            if !self.covers(&workload.namespace)
                 || !PATCHABLE.contains(&workload.kind.as_str())
                 || workload.controller.is_some()
             {
@@ -1015,7 +1022,7 @@ mod tests {
         assert!(elsewhere.revert(&[db()]).items.is_empty(), "only the namespaces asked for");
         let excluded =
             planner(json!({ "mirror": "mirror.local:5000", "excludeNamespaces": ["shop"] }));
-        assert!(excluded.revert(&[db()]).items.is_empty(), "never the namespaces left out");
+        assert_eq!(excluded.revert(&[db()]).items.len(), 1, "what the mirror changed is undone");
     }
 
     #[test]
