@@ -275,6 +275,9 @@ pub struct Request {
     secrets: Secrets,
 }
 
+/// The shortest part of a secret URL that errors conceal.
+const SHORTEST_CONCEALED: usize = 8;
+
 /// Secret strings, and a way to clean a text of them.
 struct Secrets(Vec<String>);
 
@@ -359,16 +362,18 @@ impl Component for Request {
         if !settings.secret_url.is_empty() {
             secrets.0.push(settings.secret_url.clone());
             // What the URL holds past its origin is the credential, and a server may quote
-            // its own path back ("no such hook /services/…"): the longest first.
+            // its own path back ("no such hook /services/…"): the longest first. A short part
+            // (`/api`, `?wait=true`) holds no credential, and concealing it everywhere would
+            // garble the errors.
             let url = parse_url("settings.secretUrl", &settings.secret_url)?;
             let path = url.path();
-            if let Some(query) = url.query() {
-                secrets.0.push(format!("{path}?{query}"));
-                secrets.0.push(query.to_owned());
-            }
-            if path.len() > 1 {
-                secrets.0.push(path.to_owned());
-            }
+            let query = url.query().unwrap_or_default();
+            let parts = [format!("{path}?{query}"), query.to_owned(), path.to_owned()];
+            secrets.0.extend(
+                parts
+                    .into_iter()
+                    .filter(|part| part.len() >= SHORTEST_CONCEALED && !part.ends_with('?')),
+            );
         }
 
         let mut client = reqwest::Client::builder()

@@ -438,6 +438,16 @@ async fn a_url_that_is_a_credential_is_shown_by_its_origin_only() {
         request(json!({ "secretUrl": format!("http://{server}/{hook}"), "method": "POST" }));
     let err = missing.send("in", json!({ "body": {} })).await.unwrap_err();
     assert_eq!(err.message(), format!("POST http://{server}/…: answered 404 Not Found"));
+    // A short path and an empty query hold no credential: the server's answer reads as it is.
+    let short =
+        request(json!({ "secretUrl": format!("http://{server}/refuse?"), "method": "POST" }));
+    let err = short.send("in", json!({ "body": {} })).await.unwrap_err();
+    assert_eq!(
+        err.message(),
+        format!(
+            "POST http://{server}/…: answered 401 Unauthorized: invalid_auth: you sent None to /refuse?"
+        )
+    );
 }
 
 #[test]
