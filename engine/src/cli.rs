@@ -251,9 +251,10 @@ pub struct ModuleArgs {
     #[arg(short = 'A', long, env = "WEIR_ALL_NAMESPACES")]
     pub all_namespaces: bool,
     /// Address to serve gRPC on (deliveries from other modules, inspect, health); a loopback
-    /// address outside a cluster, where nothing checks its callers
-    #[arg(long, default_value = "0.0.0.0:7421", env = "WEIR_GRPC_LISTEN")]
-    pub grpc_listen: SocketAddr,
+    /// address outside a cluster, where nothing checks its callers [default: 0.0.0.0:7421 in a
+    /// cluster, 127.0.0.1:7421 outside one]
+    #[arg(long, env = "WEIR_GRPC_LISTEN")]
+    pub grpc_listen: Option<SocketAddr>,
     /// Address a module with webhooks (http) serves them on (`/hooks/NAMESPACE/FLOW/NODE`);
     /// other modules bind nothing there
     #[arg(long, default_value = "0.0.0.0:7423", env = "WEIR_WEBHOOK_LISTEN")]

@@ -472,14 +472,15 @@ fn up_refuses_to_listen_beyond_loopback_without_a_token() -> Result<()> {
         ensure!(stderr.contains(&format!("--token-file {file}: {says}")), "{stderr}");
     }
     // The modules' gRPC port checks no caller outside a cluster, token or not: loopback only,
-    // for `weir up` and for a module on a data directory (whose default is every address).
+    // for `weir up` and for a module on a data directory (whose default is loopback there).
     let token = weir.data.path().join("token");
     fs::write(&token, "a-token-of-twenty-chars\n")?;
     let token = token.to_str().context("path")?;
     for args in [
         &["up", "--grpc-listen", "0.0.0.0:0"][..],
         &["up", "--listen", "0.0.0.0:0", "--token-file", token, "--grpc-listen", "0.0.0.0:0"],
-        &["module", "common", "--listen", "127.0.0.1:0"],
+        &["module", "common", "--listen", "127.0.0.1:0", "--grpc-listen", "0.0.0.0:0"],
+        &["module", "common", "--listen", "127.0.0.1:0", "--grpc-listen", "[::]:0"],
     ] {
         let stderr = weir.fails(args)?;
         ensure!(

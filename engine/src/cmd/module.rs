@@ -3,7 +3,7 @@
 //! `weir-module-NAME` (when the store is a cluster), and the HTTP endpoint for probes and
 //! metrics.
 
-use std::sync::Arc;
+use std::{net::SocketAddr, sync::Arc};
 
 use anyhow::{Context as _, Result, bail};
 use tokio_util::sync::CancellationToken;
@@ -20,6 +20,9 @@ use crate::{
     secrets::KubeSecrets,
 };
 
+/// The port a module serves gRPC on when not told.
+const GRPC_PORT: u16 = 7421;
+
 /// Runs `weir module` until interrupted.
 pub async fn run(opened: Opened, builtins: Vec<Module>, args: ModuleArgs) -> Result<()> {
     let names: Vec<&str> = builtins.iter().map(Module::name).collect();
@@ -27,13 +30,19 @@ pub async fn run(opened: Opened, builtins: Vec<Module>, args: ModuleArgs) -> Res
     let Some(module) = builtins.into_iter().find(|m| m.name() == args.name) else {
         bail!("there is no built-in module {:?} (built in: {known})", args.name);
     };
-    // Outside a cluster nothing checks the gRPC port's callers (below).
-    if opened.config.is_none() {
-        process::ungated_grpc_on_loopback(args.grpc_listen)?;
-    }
+    // Outside a cluster nothing checks the gRPC port's callers (below): it stays on loopback.
+    let grpc_listen = match (args.grpc_listen, &opened.config) {
+        (Some(address), Some(_)) => address,
+        (Some(address), None) => {
+            process::ungated_grpc_on_loopback(address)?;
+            address
+        }
+        (None, Some(_)) => SocketAddr::from(([0, 0, 0, 0], GRPC_PORT)),
+        (None, None) => SocketAddr::from(([127, 0, 0, 1], GRPC_PORT)),
+    };
     let listeners = Listeners::bind(
         std::slice::from_ref(&module),
-        args.grpc_listen,
+        grpc_listen,
         args.advertise,
         args.webhook_listen,
     )
