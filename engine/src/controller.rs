@@ -286,9 +286,10 @@ impl Following {
     }
 }
 
-/// Deletes the nodes of the deleted `flow`: those it owns, and those of its name that no flow
-/// owns yet unless a flow of that name is back already (deleted and applied again), whose
-/// nodes they may be. Nodes another flow of the name owns are that flow's.
+/// Deletes the nodes of the deleted `flow` (those whose spec names it): those it owns, and
+/// those no flow of its name owns yet (not yet owned, or still owned by a flow they were moved
+/// from) unless a flow of that name is back already (deleted and applied again), whose nodes
+/// they may be. Nodes another flow of the name owns are that flow's.
 async fn delete_nodes_of(store: &dyn Store, flow: &DynamicObject) {
     let (Some(namespace), Some(name)) =
         (flow.metadata.namespace.as_deref(), flow.metadata.name.as_deref())
@@ -311,10 +312,10 @@ async fn delete_nodes_of(store: &dyn Store, flow: &DynamicObject) {
     let deleted_uid = flow.metadata.uid.as_deref();
     let of_the_deleted = |node: &DynamicObject| {
         let owners = node.metadata.owner_references.as_deref().unwrap_or_default();
-        let mut flow_owners = owners.iter().filter(|o| o.kind == "Flow").peekable();
-        match flow_owners.peek() {
+        let mut named = owners.iter().filter(|o| o.kind == "Flow" && o.name == name).peekable();
+        match named.peek() {
             None => !back,
-            Some(_) => flow_owners.any(|o| Some(o.uid.as_str()) == deleted_uid),
+            Some(_) => named.any(|o| Some(o.uid.as_str()) == deleted_uid),
         }
     };
     for node in nodes.iter().filter(|n| {
@@ -612,12 +613,18 @@ mod tests {
             node
         };
         let old = store.create(object("Flow", "f", json!({}))).await?;
-        for node in [owned("old-owned", &old), node("old-unowned", "f"), node("other", "g")] {
+        let g = store.create(object("Flow", "g", json!({}))).await?;
+        // Moved from g to f, and not owned by f yet.
+        let mut moved = node("moved", "f");
+        owned_by_flow(&mut moved, "g", g.metadata.uid.as_deref());
+        for node in [owned("old-owned", &old), node("old-unowned", "f"), node("other", "g"), moved]
+        {
             store.create(node).await?;
         }
         store.delete(Kind::Flow, "ns", "f").await?;
         delete_nodes_of(&store, &old).await;
         assert!(!exists("old-owned").await && !exists("old-unowned").await);
+        assert!(!exists("moved").await, "moved to the deleted flow, still owned by the one before");
         assert!(exists("other").await, "another flow's node");
 
         let old = store.create(object("Flow", "f", json!({}))).await?;
