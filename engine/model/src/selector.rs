@@ -16,6 +16,10 @@ enum Requirement {
     NotIn(String, Vec<String>),
     Exists(String),
     Absent(String),
+    /// A label whose value is an integer greater than this one, as the apiserver's `>`.
+    GreaterThan(String, i64),
+    /// A label whose value is an integer less than this one, as the apiserver's `<`.
+    LessThan(String, i64),
 }
 
 /// A selector that does not parse.
@@ -49,6 +53,12 @@ impl Selector {
             Requirement::NotIn(k, vs) => get(k).is_none_or(|v| !vs.contains(v)),
             Requirement::Exists(k) => get(k).is_some(),
             Requirement::Absent(k) => get(k).is_none(),
+            Requirement::GreaterThan(k, bound) => {
+                get(k).and_then(|v| v.parse::<i64>().ok()).is_some_and(|v| v > *bound)
+            }
+            Requirement::LessThan(k, bound) => {
+                get(k).and_then(|v| v.parse::<i64>().ok()).is_some_and(|v| v < *bound)
+            }
         })
     }
 }
@@ -72,15 +82,25 @@ impl FromStr for Selector {
                 Requirement::Absent(
                     label_key(key.trim()).ok_or_else(|| invalid("bad key after '!'"))?,
                 )
-            } else if let Some((key, values)) = split_set(part, " notin ") {
+            } else if let Some((key, values)) = split_set(part, "notin") {
                 Requirement::NotIn(
                     label_key(key).ok_or_else(|| invalid("bad key before notin"))?,
                     set(values).ok_or_else(|| invalid("write a set as (a,b)"))?,
                 )
-            } else if let Some((key, values)) = split_set(part, " in ") {
+            } else if let Some((key, values)) = split_set(part, "in") {
                 Requirement::In(
                     label_key(key).ok_or_else(|| invalid("bad key before in"))?,
                     set(values).ok_or_else(|| invalid("write a set as (a,b)"))?,
+                )
+            } else if let Some((key, bound)) = part.split_once('>') {
+                Requirement::GreaterThan(
+                    label_key(key).ok_or_else(|| invalid("bad key before >"))?,
+                    bound.trim().parse().map_err(|_| invalid("> takes a whole number"))?,
+                )
+            } else if let Some((key, bound)) = part.split_once('<') {
+                Requirement::LessThan(
+                    label_key(key).ok_or_else(|| invalid("bad key before <"))?,
+                    bound.trim().parse().map_err(|_| invalid("< takes a whole number"))?,
                 )
             } else if let Some((key, value)) = part.split_once("!=") {
                 Requirement::NotEquals(
@@ -122,8 +142,12 @@ fn split_top_level(text: &str) -> Vec<&str> {
     parts
 }
 
+/// `key OPERATOR (set)`, the operator a word (`in`, `notin`) after white space, with or
+/// without white space before the set.
 fn split_set<'a>(part: &'a str, operator: &str) -> Option<(&'a str, &'a str)> {
-    part.split_once(operator).map(|(k, v)| (k.trim(), v.trim()))
+    let (key, rest) = part.split_once(char::is_whitespace)?;
+    let values = rest.trim_start().strip_prefix(operator)?;
+    values.trim_start().starts_with('(').then(|| (key.trim(), values.trim()))
 }
 
 fn set(text: &str) -> Option<Vec<String>> {
@@ -150,6 +174,8 @@ impl fmt::Display for Selector {
                 Requirement::NotIn(k, vs) => format!("{k} notin ({})", vs.join(",")),
                 Requirement::Exists(k) => k.clone(),
                 Requirement::Absent(k) => format!("!{k}"),
+                Requirement::GreaterThan(k, bound) => format!("{k}>{bound}"),
+                Requirement::LessThan(k, bound) => format!("{k}<{bound}"),
             })
             .collect();
         f.write_str(&parts.join(","))
@@ -166,7 +192,7 @@ mod tests {
 
     #[test]
     fn every_operator_matches_like_kubectl() {
-        let web = labels(&[("app", "web"), ("env", "prod")]);
+        let web = labels(&[("app", "web"), ("env", "prod"), ("replicas", "3")]);
         let cases = [
             ("", true),
             ("app=web", true),
@@ -181,6 +207,13 @@ mod tests {
             ("!legacy", true),
             ("app=web,env in (dev)", false),
             ("app=web, env in (prod,dev), !legacy", true),
+            // As the apiserver reads them: a set right after its operator, and integer bounds.
+            ("env in(prod)", true),
+            ("env notin(prod)", false),
+            ("replicas>2", true),
+            ("replicas > 3", false),
+            ("replicas<4", true),
+            ("app>1", false),
         ];
         for (text, expected) in cases {
             let selector: Selector = text.parse().unwrap();
@@ -191,13 +224,13 @@ mod tests {
 
     #[test]
     fn display_round_trips() {
-        let text = "app=web,tier!=db,env in (a,b),env notin (c),x,!y";
+        let text = "app=web,tier!=db,env in (a,b),env notin (c),x,!y,n>1,n<5";
         assert_eq!(text.parse::<Selector>().unwrap().to_string(), text);
     }
 
     #[test]
     fn malformed_selectors_say_why() {
-        for text in ["a=b,,c=d", "env in prod", "=x", "!", "a b=c"] {
+        for text in ["a=b,,c=d", "env in prod", "=x", "!", "a b=c", "n>many", "<3"] {
             let err = text.parse::<Selector>().unwrap_err();
             assert!(err.to_string().starts_with("invalid label selector"), "{text}: {err}");
         }
