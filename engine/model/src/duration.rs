@@ -43,7 +43,7 @@ pub enum InvalidDuration {
     /// It is longer than a duration is written.
     #[error("a duration is at most {MAX_DURATION_TEXT} characters, and this one is {length}")]
     TooLong {
-        /// Its length in bytes.
+        /// Its length in characters.
         length: usize,
     },
 }
@@ -77,8 +77,9 @@ impl FromStr for HumanDuration {
     type Err = InvalidDuration;
 
     fn from_str(text: &str) -> Result<Self, InvalidDuration> {
-        if text.len() > MAX_DURATION_TEXT {
-            return Err(InvalidDuration::TooLong { length: text.len() });
+        let length = text.chars().count();
+        if length > MAX_DURATION_TEXT {
+            return Err(InvalidDuration::TooLong { length });
         }
         let invalid = || InvalidDuration::Unreadable { text: text.to_owned() };
         let mut rest = text;

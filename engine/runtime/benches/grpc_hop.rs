@@ -344,7 +344,8 @@ impl Rounds {
     /// The rounds `took`, with the CPU time and sleeps of the process before them.
     fn new(took: Vec<Duration>, (cpu, slept): (Duration, u64)) -> Self {
         let rounds = u32::try_from(WARMUP + ROUNDS).expect("a count");
-        let slept = sleeps() - slept;
+        // A thread that ended during the rounds takes its count along: never below zero.
+        let slept = sleeps().saturating_sub(slept);
         Self {
             took,
             cpu: (cpu_time() - cpu) / rounds,

@@ -88,10 +88,6 @@ pub struct Ticker {
 /// The shortest interval a ticker takes.
 const MIN_INTERVAL: Duration = Duration::from_millis(100);
 
-/// The longest interval a ticker waits (30 years, as tokio's "far future"): a longer one
-/// would overflow the clock's arithmetic, and never ticks in practice either.
-const LONGEST_WAIT: Duration = Duration::from_secs(30 * 365 * 24 * 3600);
-
 impl Component for Ticker {
     const NAME: &'static str = "ticker";
     type Settings = TickerSettings;
@@ -119,7 +115,7 @@ impl Component for Ticker {
             )));
         }
         Ok(Self {
-            interval: interval.min(LONGEST_WAIT),
+            interval,
             first_tick: settings.first_tick,
             paused: watch::channel(false).0,
             ticking: tokio::sync::Mutex::new(()),
@@ -221,9 +217,9 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
-    async fn an_interval_past_the_clock_waits_instead_of_overflowing() {
-        // The longest interval 32 characters write: 23 million years, far past the timer's
-        // reach.
+    async fn the_longest_interval_a_setting_writes_waits_without_ticking() {
+        // 23 million years, the most 32 characters write: the clock's arithmetic holds it, and
+        // the timer waits past its own reach.
         let interval = "4294967295d".repeat(2);
         let node = Harness::build::<Ticker>(
             &json!({ "interval": interval, "firstTick": "afterInterval" }),

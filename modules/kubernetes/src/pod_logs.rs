@@ -191,10 +191,19 @@ impl PodLogs {
 /// character, which is dropped rather than shown half; other bytes that are not UTF-8 show as
 /// U+FFFD.
 fn log_text(mut bytes: Vec<u8>) -> String {
-    if let Err(err) = std::str::from_utf8(&bytes)
-        && err.error_len().is_none()
-    {
-        bytes.truncate(err.valid_up_to());
+    // The last character's first byte (a UTF-8 character is at most 4 bytes), and whether
+    // the bytes after it are fewer than it announces.
+    let tail = bytes.len().saturating_sub(3);
+    if let Some(first) = (tail..bytes.len()).rev().find(|&at| bytes[at] & 0xC0 != 0x80) {
+        let announced = match bytes[first] {
+            lead if lead >= 0xF0 => 4,
+            lead if lead >= 0xE0 => 3,
+            lead if lead >= 0xC0 => 2,
+            _ => 1,
+        };
+        if bytes.len() - first < announced {
+            bytes.truncate(first);
+        }
     }
     match String::from_utf8(bytes) {
         Ok(text) => text,
@@ -213,6 +222,9 @@ mod tests {
         assert_eq!(log_text(b"n\xc3".to_vec()), "n");
         assert_eq!(log_text("née".as_bytes().to_vec()), "née");
         // Binary output in the middle, and a cut character at the end.
-        assert_eq!(log_text(b"a\xff\xfeb\xe2\x82".to_vec()), "a\u{fffd}\u{fffd}b\u{fffd}");
+        assert_eq!(log_text(b"a\xff\xfeb\xe2\x82".to_vec()), "a\u{fffd}\u{fffd}b");
+        // A four-byte character whole, and cut after three of its bytes.
+        assert_eq!(log_text("x🦀".as_bytes().to_vec()), "x🦀");
+        assert_eq!(log_text("x🦀".as_bytes()[..4].to_vec()), "x");
     }
 }

@@ -139,11 +139,10 @@ struct Kept {
     resource_version: String,
 }
 
-/// How long to wait after a failed watch: kube's default backoff, 800 ms doubling to 30 s.
-/// The longest debounce: an object quiet for a day has long settled, and a longer wait would
-/// overflow the clock's arithmetic.
+/// The longest debounce: an object quiet for a day has long settled.
 const LONGEST_DEBOUNCE: Duration = Duration::from_secs(24 * 3600);
 
+/// How long to wait after a failed watch: kube's default backoff, 800 ms doubling to 30 s.
 const FIRST_RETRY: Duration = Duration::from_millis(800);
 const LAST_RETRY: Duration = Duration::from_secs(30);
 /// How long one watch request lasts before it is made again (the apiserver's limit is
