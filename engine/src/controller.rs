@@ -302,9 +302,9 @@ async fn delete_nodes_of(store: &dyn Store, flow: &DynamicObject) {
             return tracing::warn!(error = %err, flow = name, "cannot list the nodes of a deleted flow");
         }
     };
-    let back = match store.get(Kind::Flow, namespace, name).await {
-        Ok(_) => true,
-        Err(StoreError::NotFound(_)) => false,
+    // Listed, as the controller may list and watch flows but not get one.
+    let back = match store.list(Kind::Flow, Some(namespace), &Selector::everything()).await {
+        Ok(flows) => flows.iter().any(|flow| flow.metadata.name.as_deref() == Some(name)),
         Err(err) => {
             return tracing::warn!(error = %err, flow = name, "cannot tell whether a deleted flow is back");
         }
