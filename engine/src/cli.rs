@@ -3,6 +3,9 @@
 use std::{net::SocketAddr, path::PathBuf};
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use weir_model::names::NameRule;
+
+use crate::scope::Scope;
 
 /// Weir: visual, Kubernetes-native workflows.
 #[derive(Debug, Parser)]
@@ -158,6 +161,36 @@ pub struct UpArgs {
     /// `weir runs` and `weir replay` (0 keeps none)
     #[arg(long, default_value_t = RUNS_KEPT, env = "WEIR_RUNS_KEPT", value_name = "N", value_parser = clap::value_parser!(u16).range(0..=MOST_RUNS_KEPT))]
     pub runs_kept: u16,
+    /// The namespace whose flows run here, where the modules publish their catalogues. On a
+    /// cluster (--kubeconfig or --context) `default` unless given, so that flows an installed
+    /// engine runs in other namespaces do not also run here, with your kubeconfig; on the
+    /// embedded store the flows of every namespace unless given
+    #[arg(short, long, value_name = "NAMESPACE", value_parser = namespace_name)]
+    pub namespace: Option<String>,
+    /// Run the flows of every namespace, on a cluster too (any an installed engine runs then
+    /// run twice)
+    #[arg(short = 'A', long, conflicts_with = "namespace")]
+    pub all_namespaces: bool,
+}
+
+impl UpArgs {
+    /// Where `weir up` works: the namespace given; else every namespace on the embedded store
+    /// (`on_cluster` false) or when told, and `default` on a cluster.
+    pub fn scope(&self, on_cluster: bool) -> Scope {
+        match &self.namespace {
+            Some(namespace) => Scope::new(namespace, false),
+            None => Scope::new(weir_store::DEFAULT_NAMESPACE, self.all_namespaces || !on_cluster),
+        }
+    }
+}
+
+/// A namespace flag's value, checked as Kubernetes checks a namespace's name.
+fn namespace_name(text: &str) -> Result<String, String> {
+    if NameRule::DnsLabel.accepts(text) {
+        Ok(text.to_owned())
+    } else {
+        Err(format!("not a namespace name: {}", NameRule::DnsLabel.describe()))
+    }
 }
 
 /// `weir engine`.
@@ -165,7 +198,7 @@ pub struct UpArgs {
 pub struct EngineArgs {
     /// The engine's namespace: its flows (unless --all-namespaces), the modules' catalogues
     /// and its leader election Lease
-    #[arg(short, long, env = "POD_NAMESPACE", default_value = weir_store::DEFAULT_NAMESPACE)]
+    #[arg(short, long, env = "POD_NAMESPACE", default_value = weir_store::DEFAULT_NAMESPACE, value_parser = namespace_name)]
     pub namespace: String,
     /// Check and show the flows of every namespace (needs cluster-wide read access)
     #[arg(short = 'A', long, env = "WEIR_ALL_NAMESPACES")]
@@ -245,7 +278,7 @@ pub struct ModuleArgs {
     pub name: String,
     /// Namespace for the Module resource and the leader election Lease, and whose nodes run
     /// here (unless --all-namespaces)
-    #[arg(short, long, env = "POD_NAMESPACE", default_value = weir_store::DEFAULT_NAMESPACE)]
+    #[arg(short, long, env = "POD_NAMESPACE", default_value = weir_store::DEFAULT_NAMESPACE, value_parser = namespace_name)]
     pub namespace: String,
     /// Run the nodes of every namespace (needs cluster-wide access to FlowNodes)
     #[arg(short = 'A', long, env = "WEIR_ALL_NAMESPACES")]
@@ -292,7 +325,7 @@ pub struct SendArgs {
     #[arg(value_name = "JSON")]
     pub message: String,
     /// The node's namespace
-    #[arg(short, long, default_value = weir_store::DEFAULT_NAMESPACE)]
+    #[arg(short, long, default_value = weir_store::DEFAULT_NAMESPACE, value_parser = namespace_name)]
     pub namespace: String,
     /// How long the whole run may take (at most a day)
     #[arg(long, default_value = crate::ops::send::DEFAULT_TIMEOUT, value_name = "DURATION")]
@@ -320,7 +353,7 @@ pub struct RunsArgs {
     /// A run's id (as the list shows it): print its messages instead
     pub run: Option<String>,
     /// The flow's namespace
-    #[arg(short, long, default_value = weir_store::DEFAULT_NAMESPACE)]
+    #[arg(short, long, default_value = weir_store::DEFAULT_NAMESPACE, value_parser = namespace_name)]
     pub namespace: String,
     /// Print the engine's JSON instead of columns
     #[arg(long)]
@@ -338,7 +371,7 @@ pub struct ReplayArgs {
     /// The node whose received message is sent again [default: the first node the run reached]
     pub node: Option<String>,
     /// The run's namespace
-    #[arg(short, long, default_value = weir_store::DEFAULT_NAMESPACE)]
+    #[arg(short, long, default_value = weir_store::DEFAULT_NAMESPACE, value_parser = namespace_name)]
     pub namespace: String,
     /// How long the new run may take
     #[arg(long, default_value = crate::ops::send::DEFAULT_TIMEOUT, value_name = "DURATION")]
@@ -375,7 +408,7 @@ pub struct ApplyArgs {
     #[command(flatten)]
     pub sources: Sources,
     /// Namespace for manifests that name none
-    #[arg(short, long)]
+    #[arg(short, long, value_parser = namespace_name)]
     pub namespace: Option<String>,
 }
 
@@ -385,7 +418,7 @@ pub struct RbacArgs {
     /// The flow
     pub flow: String,
     /// The flow's namespace
-    #[arg(short, long, default_value = weir_store::DEFAULT_NAMESPACE)]
+    #[arg(short, long, default_value = weir_store::DEFAULT_NAMESPACE, value_parser = namespace_name)]
     pub namespace: String,
     /// Apply them to the cluster as you (the apiserver refuses to let you grant rules you do
     /// not hold) instead of printing them
@@ -418,7 +451,7 @@ pub enum SolutionCommand {
         #[arg(long, value_name = "NAME=VALUE")]
         set: Vec<String>,
         /// Namespace to install into [default: the solution's, else `default`]
-        #[arg(short, long)]
+        #[arg(short, long, value_parser = namespace_name)]
         namespace: Option<String>,
     },
 }
@@ -439,7 +472,7 @@ pub struct GetArgs {
     /// Names to show; all when none
     pub names: Vec<String>,
     /// The namespace
-    #[arg(short, long, default_value = weir_store::DEFAULT_NAMESPACE)]
+    #[arg(short, long, default_value = weir_store::DEFAULT_NAMESPACE, value_parser = namespace_name)]
     pub namespace: String,
     /// Every namespace
     #[arg(short = 'A', long, conflicts_with = "namespace")]
@@ -476,7 +509,7 @@ pub struct DeleteArgs {
     #[arg(required = true)]
     pub names: Vec<String>,
     /// The namespace
-    #[arg(short, long, default_value = weir_store::DEFAULT_NAMESPACE)]
+    #[arg(short, long, default_value = weir_store::DEFAULT_NAMESPACE, value_parser = namespace_name)]
     pub namespace: String,
 }
 
@@ -486,7 +519,7 @@ pub struct ExportArgs {
     /// Flows to export; all flows of the namespace when none
     pub flows: Vec<String>,
     /// The namespace
-    #[arg(short, long, default_value = weir_store::DEFAULT_NAMESPACE)]
+    #[arg(short, long, default_value = weir_store::DEFAULT_NAMESPACE, value_parser = namespace_name)]
     pub namespace: String,
     /// Keep metadata.namespace in the manifests (by default they apply to any namespace)
     #[arg(long)]

@@ -48,10 +48,11 @@ pub struct Parts {
 }
 
 impl Parts {
-    /// `weir up`'s parts: the flows of every namespace on `store`, with `editor`, and
-    /// `modules` hosted and reached at `listeners`, all leading alone.
+    /// `weir up`'s parts: the flows of `scope` on `store`, with `editor`, and `modules` hosted
+    /// and reached at `listeners`, all leading alone.
     pub fn up(
         store: Arc<dyn Store>,
+        scope: Scope,
         modules: Vec<Module>,
         listeners: Listeners,
         editor: Editor,
@@ -70,7 +71,7 @@ impl Parts {
         };
         Self {
             store,
-            scope: Scope::new(weir_store::DEFAULT_NAMESPACE, true),
+            scope,
             leadership: Leadership::Alone,
             editor: Some(editor),
             modules: Some(modules),

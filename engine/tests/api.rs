@@ -67,7 +67,9 @@ impl Server {
             runs_kept,
             webhooks,
         };
-        let parts = Parts::up(Arc::clone(&store), modules, listeners, editor);
+        // `weir up` on its embedded store: the flows of every namespace.
+        let scope = weir_engine::scope::Scope::new(weir_store::DEFAULT_NAMESPACE, true);
+        let parts = Parts::up(Arc::clone(&store), scope, modules, listeners, editor);
         let engine = Process::start(parts, &stop);
         let api = format!("http://{address}/api");
         let http = tokio::spawn({

@@ -492,6 +492,28 @@ fn up_refuses_to_listen_beyond_loopback_without_a_token() -> Result<()> {
     Ok(())
 }
 
+/// A namespace flag takes what Kubernetes takes as a namespace's name, and says what that is;
+/// `weir up` runs one namespace's flows or every namespace's, not both.
+#[test]
+fn namespace_flags_refuse_what_is_no_namespace_name() -> Result<()> {
+    let weir = Weir::new();
+    for args in [
+        &["up", "--namespace", "Team_A"][..],
+        &["get", "flows", "-n", "../etc"],
+        &["apply", "-n", "", "-f", "flow.yaml"],
+        &["engine", "-n", "a.b"],
+    ] {
+        let stderr = weir.fails(args)?;
+        ensure!(
+            stderr.contains("not a namespace name: lowercase letters, digits and '-'"),
+            "weir {args:?}: {stderr}"
+        );
+    }
+    let both = weir.fails(&["up", "-n", "team-a", "--all-namespaces"])?;
+    ensure!(both.contains("cannot be used with"), "{both}");
+    Ok(())
+}
+
 /// `weir up` runs the built-in modules: the hello flow ticks into its debug node at once,
 /// `weir send` reaches a node, the flow controller writes each flow's conditions naming what is
 /// wrong, and a flow deleted by any means takes its nodes along.

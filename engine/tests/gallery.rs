@@ -761,8 +761,14 @@ async fn every_solution_installs_in_weir_up_against_a_kubeconfig_and_its_flow_be
         let secret = json!({ "metadata": { "name": name }, "stringData": data });
         weir_testenv::create::<Secret>(&client, &flows, secret).await?;
     }
+    // A flow of another namespace, as an installed engine would run: not weir up's to run.
+    let elsewhere = plane.namespace("elsewhere").await?;
+    let hello = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/manifests/valid/hello.yaml");
+    succeeded(&mut weir.command(&["apply", "-n", &elsewhere, "-f", hello]), "weir apply")?;
     let mut up = weir.command(&[
         "up",
+        "--namespace",
+        &flows,
         "--listen",
         "127.0.0.1:0",
         "--grpc-listen",
@@ -841,5 +847,13 @@ async fn every_solution_installs_in_weir_up_against_a_kubeconfig_and_its_flow_be
             return Err(err.context(format!("nodes not ready: {unready:?}")));
         }
     }
+    // Every flow of its namespace has a status by now; the other namespace's has none.
+    let other: Api<kube::api::DynamicObject> = Api::namespaced_with(
+        client.clone(),
+        &elsewhere,
+        &kube::api::ApiResource::erase::<weir_model::Flow>(&()),
+    );
+    let hello = other.get("hello").await?;
+    ensure!(hello.data["status"].is_null(), "weir up ran a flow of {elsewhere}: {:#}", hello.data);
     Ok(())
 }

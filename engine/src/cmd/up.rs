@@ -30,10 +30,12 @@ pub async fn run(opened: Opened, builtins: Vec<Module>, args: UpArgs) -> Result<
     process::ungated_grpc_on_loopback(args.grpc_listen)?;
     let (listener, address) = process::listen(args.listen).await?;
     let listeners = Listeners::bind(&builtins, args.grpc_listen, None, args.webhook_listen).await?;
+    let scope = args.scope(opened.client.is_some());
     let Opened { store, place, .. } = opened;
     let modules: Vec<&str> = builtins.iter().map(Module::name).collect();
     tracing::info!(
         data = place,
+        flows = scope.flows.as_deref().unwrap_or("every namespace"),
         modules = modules.join(","),
         grpc = listeners.advertise,
         webhooks = listeners.webhooks_url().unwrap_or_default(),
@@ -45,6 +47,6 @@ pub async fn run(opened: Opened, builtins: Vec<Module>, args: UpArgs) -> Result<
     let (guard, runs_kept) = (Guard::Local(address), usize::from(args.runs_kept));
     let webhooks = listeners.webhooks_url();
     let editor = Editor { users, guard, files, bearer: None, runs_kept, webhooks };
-    let parts = Parts::up(store, builtins, listeners, editor);
+    let parts = Parts::up(store, scope, builtins, listeners, editor);
     process::serve(listener, Process::start(parts, &stop), stop).await
 }
