@@ -1266,6 +1266,12 @@ async fn pods_of_every_kind_start_from_the_mirror_with_the_source_registry_stopp
          left alone: {first:#}"
     );
 
+    // The patched templates roll out: each rolled workload's new pod runs from the mirror. Only
+    // then may the node forget, for a pull still under way would put back what it forgot.
+    for name in ["web", "db", "agent", "secret", "multi"] {
+        running(name, mirror.host.clone()).await?;
+    }
+
     // The source goes away, the node forgets every image and every pod is deleted: each pod
     // from now on must come from the mirror, byte by byte.
     let phase = Instant::now();
