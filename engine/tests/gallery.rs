@@ -847,6 +847,44 @@ async fn every_solution_installs_in_weir_up_against_a_kubeconfig_and_its_flow_be
             return Err(err.context(format!("nodes not ready: {unready:?}")));
         }
     }
+    // A second weir up in the namespace, whose modules serve by now, is refused: it would run
+    // every flow there again.
+    let mut again = weir.command(&[
+        "up",
+        "--namespace",
+        &flows,
+        "--listen",
+        "127.0.0.1:0",
+        "--grpc-listen",
+        "127.0.0.1:0",
+        "--webhook-listen",
+        "127.0.0.1:0",
+    ]);
+    let mut again = again
+        .env("KUBECONFIG", &kubeconfig)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()?;
+    let since = std::time::Instant::now();
+    let status = loop {
+        if let Some(status) = again.try_wait()? {
+            break status;
+        }
+        if since.elapsed() > PATIENCE {
+            again.kill()?;
+            again.wait()?;
+            anyhow::bail!("a second weir up in the namespace kept running");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut again.stderr.take().context("stderr")?, &mut stderr)?;
+    ensure!(
+        !status.success()
+            && stderr.contains(&format!("namespace {flows}: module "))
+            && stderr.contains("already serves there"),
+        "{stderr}"
+    );
     // Every flow of its namespace has a status by now; the other namespace's has none.
     let other: Api<kube::api::DynamicObject> = Api::namespaced_with(
         client.clone(),

@@ -159,6 +159,18 @@ pub async fn list(
     }))
 }
 
+/// The replicas a `Module` resource lists that renewed their entry within [`STALE`] of `now`:
+/// those that serve.
+pub fn serving(object: &DynamicObject, now: Timestamp) -> Vec<ModuleReplica> {
+    let listed = serde_json::to_value(object)
+        .and_then(serde_json::from_value::<Module>)
+        .ok()
+        .and_then(|module| module.status)
+        .map(|status| status.replicas)
+        .unwrap_or_default();
+    listed.into_iter().filter(|replica| fresh(&replica.heartbeat, now)).collect()
+}
+
 /// The entry `name` gives of itself now.
 pub fn entry(name: &str, endpoint: &str, leads: bool) -> ModuleReplica {
     ModuleReplica {
@@ -254,5 +266,15 @@ mod tests {
         describe(&mut status, Some(2), now);
         assert_eq!((status.ready_replicas, status.leader.as_deref()), (1, Some("a")));
         assert_eq!(status.conditions[0].reason, "Serving");
+
+        let listed = module(&json!([
+            { "name": "gone", "endpoint": "http://gone", "heartbeat": "2026-12-06T10:00:20Z" },
+            { "name": "here", "endpoint": "http://here", "heartbeat": "2026-12-06T10:00:40Z" },
+        ]))
+        .and_then(serde_json::to_value)
+        .and_then(serde_json::from_value::<DynamicObject>)
+        .unwrap_or_else(|err| panic!("{err}"));
+        let names: Vec<String> = serving(&listed, now).into_iter().map(|r| r.name).collect();
+        assert_eq!(names, ["here"]);
     }
 }

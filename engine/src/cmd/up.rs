@@ -2,9 +2,13 @@
 //! built-in module, and the HTTP endpoint (health, metrics, the editor's API under `/api` and
 //! the editor itself at `/`).
 
-use anyhow::Result;
+use anyhow::{Context as _, Result};
+use k8s_openapi::jiff::Timestamp;
 use tokio_util::sync::CancellationToken;
+use weir_model::Kind;
+use weir_runtime::replicas::{self, STALE};
 use weir_sdk::Module;
+use weir_store::{Selector, Store};
 
 use super::open::Opened;
 use crate::{
@@ -31,6 +35,9 @@ pub async fn run(opened: Opened, builtins: Vec<Module>, args: UpArgs) -> Result<
     let (listener, address) = process::listen(args.listen).await?;
     let listeners = Listeners::bind(&builtins, args.grpc_listen, None, args.webhook_listen).await?;
     let scope = args.scope(opened.client.is_some());
+    if opened.client.is_some() {
+        refuse_a_served_namespace(opened.store.as_ref(), &scope.home).await?;
+    }
     let Opened { store, place, .. } = opened;
     let modules: Vec<&str> = builtins.iter().map(Module::name).collect();
     tracing::info!(
@@ -49,4 +56,31 @@ pub async fn run(opened: Opened, builtins: Vec<Module>, args: UpArgs) -> Result<
     let editor = Editor { users, guard, files, bearer: None, runs_kept, webhooks };
     let parts = Parts::up(store, scope, builtins, listeners, editor);
     process::serve(listener, Process::start(parts, &stop), stop).await
+}
+
+/// Refuses a namespace of a cluster whose modules already serve, from an installed engine or
+/// another `weir up`: each of its flows would run twice, and the replicas would send each other
+/// deliveries, this one from a loopback address the others cannot reach.
+async fn refuse_a_served_namespace(store: &dyn Store, namespace: &str) -> Result<()> {
+    let modules = store
+        .list(Kind::Module, Some(namespace), &Selector::default())
+        .await
+        .with_context(|| format!("cannot read the modules of namespace {namespace}"))?;
+    let now = Timestamp::now();
+    for module in &modules {
+        if let Some(replica) = replicas::serving(module, now).first() {
+            anyhow::bail!(
+                "namespace {namespace}: module {} already serves there (replica {} at {}, \
+                 renewed {}), so weir up would run its flows a second time; choose another \
+                 namespace with --namespace, or stop that replica (an entry not renewed for \
+                 {}s is dropped)",
+                module.metadata.name.as_deref().unwrap_or_default(),
+                replica.name,
+                replica.endpoint,
+                replica.heartbeat,
+                STALE.as_secs(),
+            );
+        }
+    }
+    Ok(())
 }
