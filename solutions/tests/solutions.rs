@@ -372,6 +372,28 @@ fn tempdir(test: &str) -> Result<PathBuf> {
 
 /// A plan item as the copy and the patches see it: the copy request gets the logins of each
 /// group, and the copy's pinned target reaches each workload with a container not on it yet.
+/// A failed Job's pods are read by its name, and a check that could not read every CronJob
+/// fails saying so rather than checking some.
+#[test]
+fn cronjob_failure_alerts_read_one_jobs_pods_and_refuse_a_partial_list() -> Result<()> {
+    let documents = load("cronjob-failure-alerts")?.documents()?;
+    let failed =
+        json!({ "object": { "metadata": { "namespace": "batch", "name": "nightly-29012345" } } });
+    let wanted = mapping(&documents, "cronalert-jobs", "out")?.evaluate(&failed, &failed)?;
+    ensure!(
+        wanted
+            == json!({ "namespace": "batch", "labelSelector": "batch.kubernetes.io/job-name=nightly-29012345" }),
+        "{wanted}"
+    );
+    let schedules = mapping(&documents, "cronalert-cronjobs", "out")?;
+    let whole = json!({ "items": [{ "metadata": { "name": "a" } }], "continue": "" });
+    ensure!(schedules.evaluate(&whole, &json!({}))? == json!({ "items": whole["items"] }));
+    let cut = json!({ "items": [], "continue": "token" });
+    let err = schedules.evaluate(&cut, &json!({})).expect_err("a partial list");
+    ensure!(err.to_string().contains("more than 5000 CronJobs"), "{err}");
+    Ok(())
+}
+
 #[test]
 fn a_plan_item_reaches_the_copy_past_the_secret_read_and_the_copy_reaches_each_workload()
 -> Result<()> {

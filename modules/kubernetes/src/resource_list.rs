@@ -1,5 +1,5 @@
-//! `resource_list`: lists objects of the kind its settings name, by label and field selector,
-//! a page at a time, keeping only the fields asked for, so a list of thousands travels as the
+//! `resource_list`: lists objects of the kind its settings name, by label and field selector
+//! (the settings' and a message's, both applying), a page at a time, keeping only the fields asked for, so a list of thousands travels as the
 //! few fields a flow uses. A list longer than `maxItems` stops there and gives the continue
 //! token a later message picks up from.
 
@@ -78,6 +78,32 @@ pub struct Wanted {
     /// Where an earlier answer stopped: its `continue` token.
     #[serde(default, rename = "continue")]
     pub continue_token: String,
+    /// Only objects with these labels as well as those of settings.labelSelector, such as
+    /// `batch.kubernetes.io/job-name=nightly-29012345`.
+    #[serde(default, rename = "labelSelector")]
+    pub label_selector: String,
+    /// Only objects matching these fields as well as those of settings.fieldSelector.
+    #[serde(default, rename = "fieldSelector")]
+    pub field_selector: String,
+}
+
+/// The longest selector a message may give: far more than any real one, and short enough to
+/// travel in the request's URL.
+const MAX_SELECTOR_BYTES: usize = 4096;
+
+/// The settings' selector `set` and a message's `given` (its `field`), both applying.
+fn both_selectors(field: &str, set: &str, given: &str) -> Result<String, NodeError> {
+    if given.len() > MAX_SELECTOR_BYTES {
+        return Err(NodeError::invalid(format!(
+            "in.{field}: {} bytes, over {MAX_SELECTOR_BYTES}",
+            given.len()
+        )));
+    }
+    Ok(match (set.is_empty(), given.is_empty()) {
+        (_, true) => set.to_owned(),
+        (true, false) => given.to_owned(),
+        (false, false) => format!("{set},{given}"),
+    })
 }
 
 /// The objects found.
@@ -159,11 +185,15 @@ impl ResourceList {
         let api = self.target.api(&session, &namespace).await?;
         let doing = self.target.doing("list", "", &namespace);
         let mut params = ListParams::default().limit(settings.page_size.min(settings.max_items));
-        if !settings.label_selector.is_empty() {
-            params = params.labels(&settings.label_selector);
+        let labels =
+            both_selectors("labelSelector", &settings.label_selector, &wanted.label_selector)?;
+        if !labels.is_empty() {
+            params = params.labels(&labels);
         }
-        if !settings.field_selector.is_empty() {
-            params = params.fields(&settings.field_selector);
+        let fields =
+            both_selectors("fieldSelector", &settings.field_selector, &wanted.field_selector)?;
+        if !fields.is_empty() {
+            params = params.fields(&fields);
         }
         if !wanted.continue_token.is_empty() {
             params = params.continue_token(&wanted.continue_token);

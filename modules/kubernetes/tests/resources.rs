@@ -150,6 +150,18 @@ async fn lists_a_page_at_a_time_by_selector_keeping_only_the_fields_asked_for() 
     odd["maxItems"] = json!(1000);
     let listed = run::<ResourceList>(&odd, json!({})).await?;
     ensure!(listed["items"].as_array().map(Vec::len) == Some(59), "{}", listed["items"]);
+    // A message's selectors apply with the settings': `parity` and the message's narrowing.
+    let mut each = settings.clone();
+    each["maxItems"] = json!(1000);
+    let narrowed =
+        json!({ "labelSelector": "parity=odd", "fieldSelector": "metadata.name!=cm-001" });
+    let listed = run::<ResourceList>(&each, narrowed).await?;
+    ensure!(listed["items"].as_array().map(Vec::len) == Some(59), "{}", listed["items"]);
+    let none = run::<ResourceList>(&odd, json!({ "labelSelector": "parity=even" })).await?;
+    ensure!(none["items"] == json!([]), "odd and even: {}", none["items"]);
+    let long = json!({ "labelSelector": format!("a in ({})", "b,".repeat(3000)) });
+    let err = run::<ResourceList>(&each, long).await.expect_err("too long");
+    ensure!(err.message() == "in.labelSelector: 6007 bytes, over 4096", "{err}");
 
     // The whole objects would not fit; only the index does.
     let mut whole = settings.clone();
