@@ -113,15 +113,19 @@ fn counts(
 }
 
 /// How many patches a moment's answer made: its kinds' split answers are the plans' splits.
-fn patched(answer: &Value) -> Result<Vec<Value>> {
+fn patched(answer: &Value, namespaces: usize) -> Result<Vec<Value>> {
     ensure!(
         answer["total"] == 2 && answer["succeeded"] == 2,
         "both kinds went through: {answer:#}"
     );
     let mut made = Vec::new();
     for kind in answer["answers"].as_array().context("answers")? {
-        ensure!(kind["failed"] == json!([]), "{answer:#}");
-        made.extend(kind["answers"].as_array().context("the kind's answers")?.iter().cloned());
+        ensure!(kind["total"] == namespaces && kind["failed"] == json!([]), "{answer:#}");
+        for namespace in kind["answers"].as_array().context("the kind's answers")? {
+            ensure!(namespace["failed"] == json!([]), "{answer:#}");
+            let patches = namespace["answers"].as_array().context("the namespace's answers")?;
+            made.extend(patches.iter().cloned());
+        }
     }
     Ok(made)
 }
@@ -132,6 +136,7 @@ async fn the_cost_saver_scales_down_keeps_counts_across_a_restart_respects_hands
     let plane = ControlPlane::shared();
     let client = plane.client().await?;
     let staging = plane.namespace("staging").await?;
+    let preview = plane.namespace("preview").await?;
     let prod = plane.namespace("prod").await?;
     for (name, replicas, labels) in [
         ("web", 3, json!({})),
@@ -144,11 +149,13 @@ async fn the_cost_saver_scales_down_keeps_counts_across_a_restart_respects_hands
             .await?;
     }
     weir_testenv::create::<StatefulSet>(&client, &staging, workload("db", 1, json!({}))).await?;
+    weir_testenv::create::<Deployment>(&client, &preview, workload("web", 1, json!({}))).await?;
     weir_testenv::create::<Deployment>(&client, &prod, workload("web", 4, json!({}))).await?;
 
+    // Two namespaces chosen, each listed on its own; prod is not.
     let sets = |dry_run: bool| {
         vec![
-            ("namespaces", staging.clone()),
+            ("namespaces", format!("{staging},{preview}")),
             ("timeZone", "Europe/Berlin".to_owned()),
             ("dryRun", dry_run.to_string()),
         ]
@@ -178,10 +185,10 @@ async fn the_cost_saver_scales_down_keeps_counts_across_a_restart_respects_hands
     let rule = |resource: &str| json!({ "apiGroups": ["apps"], "resources": [resource], "verbs": ["list", "patch"] });
     ensure!(granted == [&rule("deployments"), &rule("statefulsets")], "{rules}");
 
-    // Evening: every running workload of the chosen namespace goes to zero, its count kept on
+    // Evening: every running workload of the chosen namespaces goes to zero, its count kept on
     // it; the one scaled to zero already, the one labelled to skip, and other namespaces stay.
     let evening = saver.send("saver-evening:control", json!({ "action": "fire" })).await?;
-    ensure!(patched(&evening)?.len() == 4, "web, api, hand and db: {evening:#}");
+    ensure!(patched(&evening, 2)?.len() == 5, "web, api, hand, db and preview's web: {evening:#}");
     let down = workloads(&client, &staging).await?;
     ensure!(
         counts(&down)
@@ -195,11 +202,12 @@ async fn the_cost_saver_scales_down_keeps_counts_across_a_restart_respects_hands
             ]),
         "{down:#?}"
     );
+    ensure!(counts(&workloads(&client, &preview).await?)["Deployment/web"] == (0, Some("1")));
     ensure!(counts(&workloads(&client, &prod).await?)["Deployment/web"] == (4, None));
 
     // A second evening finds nothing to do: a workload down keeps the count it had.
     let again = saver.send("saver-evening:control", json!({ "action": "fire" })).await?;
-    ensure!(patched(&again)?.is_empty(), "{again:#}");
+    ensure!(patched(&again, 2)?.is_empty(), "{again:#}");
     ensure!(workloads(&client, &staging).await? == down, "nothing was written");
 
     // Weir restarts overnight: everything it needs is on the workloads.
@@ -216,7 +224,7 @@ async fn the_cost_saver_scales_down_keeps_counts_across_a_restart_respects_hands
 
     // Morning: each gets its count back; hand keeps the hand's count and loses the annotation.
     let morning = saver.send("saver-morning:control", json!({ "action": "fire" })).await?;
-    ensure!(patched(&morning)?.len() == 4, "{morning:#}");
+    ensure!(patched(&morning, 2)?.len() == 5, "{morning:#}");
     let up = workloads(&client, &staging).await?;
     ensure!(
         counts(&up)
@@ -230,6 +238,7 @@ async fn the_cost_saver_scales_down_keeps_counts_across_a_restart_respects_hands
             ]),
         "{up:#?}"
     );
+    ensure!(counts(&workloads(&client, &preview).await?)["Deployment/web"] == (1, None));
 
     // A dry run is checked by the apiserver and changes nothing.
     saver.weir.install(
@@ -242,7 +251,7 @@ async fn the_cost_saver_scales_down_keeps_counts_across_a_restart_respects_hands
         wait_built(&client, &saver.flows, node).await?;
     }
     let dry = saver.send("saver-evening:control", json!({ "action": "fire" })).await?;
-    ensure!(patched(&dry)?.len() == 4, "web, api, hand and db, checked: {dry:#}");
+    ensure!(patched(&dry, 2)?.len() == 5, "web, api, hand, db and preview's web: {dry:#}");
     ensure!(workloads(&client, &staging).await? == up, "a dry run wrote nothing");
 
     // Bad settings are refused at install, naming the setting.
@@ -804,11 +813,11 @@ async fn measure_the_cost_saver_over_250_workloads() -> Result<()> {
         let started = Instant::now();
         let down = saver.send("saver-evening:control", json!({ "action": "fire" })).await?;
         let down_took = started.elapsed();
-        ensure!(patched(&down)?.len() == 250, "{down:#}");
+        ensure!(patched(&down, 1)?.len() == 250, "{down:#}");
         let started = Instant::now();
         let up = saver.send("saver-morning:control", json!({ "action": "fire" })).await?;
         let up_took = started.elapsed();
-        ensure!(patched(&up)?.len() == 250, "{up:#}");
+        ensure!(patched(&up, 1)?.len() == 250, "{up:#}");
         println!("round {round}: 250 workloads down in {down_took:.2?}, up in {up_took:.2?}");
     }
     Ok(())
