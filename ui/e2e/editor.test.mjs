@@ -193,9 +193,16 @@ test('the solutions gallery installs the image mirror with the settings given', 
   await page.getByTestId('solution-problem-mirror').filter({ hasText: 'mirror is required' }).waitFor();
   await page.getByTestId('solution-setting-mirror').fill('127.0.0.1:5000');
   await page.getByTestId('solution-setting-interval').fill('5m');
+  // An optional setting cleared installs empty: no namespace left out.
+  const excluded = page.getByTestId('solution-setting-excludeNamespaces');
+  assert.equal(await excluded.inputValue(), 'kube-system', 'it starts at its default');
+  await excluded.fill('');
   page.once('dialog', (dialog) => dialog.accept());
   await page.getByTestId('install').click();
   await page.getByTestId('notice').filter({ hasText: 'installed image-mirror: image-mirror' }).waitFor();
+  const installed = await (await fetch(`${engine.url}/api/flows/image-mirror`)).json();
+  const plan = installed.nodes.find((n) => n.metadata.name === 'mirror-plan').spec.settings;
+  assert.deepEqual([plan.excludeNamespaces, plan.prefix], [[], 'mirror'], 'cleared empty, untouched at its default');
   await page.getByTestId('node-mirror-tick').waitFor();
   await page.getByTestId('node-mirror-tick').locator('.node-header').click();
   assert.equal(await page.getByTestId('setting-interval').inputValue(), '5m');

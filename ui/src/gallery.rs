@@ -2,7 +2,8 @@
 //! form of its settings (the same ones `weir solution install NAME --set key=value` takes).
 //! Installing applies its manifests through the engine and opens the flow. A required
 //! setting starts empty, its example only a hint, and installing without it is stopped at the
-//! field; an optional one shows its default as the hint, and a number its range.
+//! field; an optional one starts at its default (clearing it sets it empty), and a number
+//! shows its range.
 
 use std::collections::BTreeMap;
 
@@ -64,17 +65,28 @@ pub fn Gallery() -> impl IntoView {
 #[component]
 fn InstallForm(solution: SolutionSummary, on_done: impl Fn() + Copy + 'static) -> impl IntoView {
     let editor = expect_context::<Editor>();
-    // Each setting as text, the way --set takes it; empty keeps the default.
+    // Each setting changed, as text, the way --set takes it; one left alone keeps its default.
     let values = RwSignal::new(BTreeMap::<String, String>::new());
     // The required settings left empty when Install was pressed.
     let missing = RwSignal::new(Vec::<String>::new());
     let name = solution.name.clone();
     let required: Vec<String> =
         solution.settings.iter().filter(|s| s.required).map(|s| s.name.clone()).collect();
+    // An optional text or list cleared is set empty (no selector, no namespace); any other
+    // field cleared, such as a number, takes its default.
+    let may_be_empty: Vec<String> = solution
+        .settings
+        .iter()
+        .filter(|s| !s.required && matches!(s.kind.as_str(), "string" | "list"))
+        .map(|s| s.name.clone())
+        .collect();
     let install = move |_| {
         let name = name.clone();
-        let given: BTreeMap<String, String> =
-            values.get_untracked().into_iter().filter(|(_, text)| !text.is_empty()).collect();
+        let given: BTreeMap<String, String> = values
+            .get_untracked()
+            .into_iter()
+            .filter(|(setting, text)| !text.is_empty() || may_be_empty.contains(setting))
+            .collect();
         let left_out: Vec<String> =
             required.iter().filter(|r| !given.contains_key(*r)).cloned().collect();
         if let Some(first) = left_out.first() {
@@ -113,8 +125,9 @@ fn field_id(solution: &str, setting: &str) -> String {
 }
 
 /// One setting: a check box for a boolean, a choice for an enum, a number for an integer (its
-/// range shown), text otherwise (a list is comma-separated). An empty optional field keeps the
-/// default, shown as its hint; a required one has no default, only an example as its hint.
+/// range shown), text otherwise (a list is comma-separated). An optional field starts at its
+/// default, so what it shows is what installs, and a text or list cleared is set empty; a
+/// required one starts empty, with an example as its hint.
 #[component]
 fn SettingField(
     solution: String,
@@ -154,10 +167,11 @@ fn SettingField(
         (None, Some(max)) => format!(" At most {max}."),
         (None, None) => String::new(),
     };
-    let hint = if setting.required && !default_text.is_empty() {
-        format!("such as {default_text}")
+    let (hint, start) = if setting.required {
+        let example = (!default_text.is_empty()).then(|| format!("such as {default_text}"));
+        (example, String::new())
     } else {
-        default_text.clone()
+        (None, default_text.clone())
     };
     let control = if setting.kind == "boolean" {
         let checked = setting.default.as_bool().unwrap_or(false);
@@ -191,6 +205,7 @@ fn SettingField(
                 aria-invalid=invalid
                 data-testid=testid
                 placeholder=hint
+                prop:value=start
                 on:change=move |event: ev::Event| set(event_target_value(&event))
             />
         }
