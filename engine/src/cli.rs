@@ -4,6 +4,7 @@ use std::{net::SocketAddr, path::PathBuf};
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use weir_model::names::NameRule;
+use weir_runtime::host::MIN_SECRET_REFRESH;
 
 use crate::scope::Scope;
 
@@ -184,6 +185,17 @@ impl UpArgs {
     }
 }
 
+/// `--secret-refresh`: a duration of at least [`MIN_SECRET_REFRESH`].
+fn secret_refresh(text: &str) -> Result<weir_model::HumanDuration, String> {
+    let every: weir_model::HumanDuration = text.parse().map_err(|err| format!("{err}"))?;
+    if every.get() < MIN_SECRET_REFRESH {
+        return Err(format!(
+            "shorter than {MIN_SECRET_REFRESH:?} would read the Secrets in a busy loop"
+        ));
+    }
+    Ok(every)
+}
+
 /// A namespace flag's value, checked as Kubernetes checks a namespace's name.
 fn namespace_name(text: &str) -> Result<String, String> {
     if NameRule::DnsLabel.accepts(text) {
@@ -309,9 +321,9 @@ pub struct ModuleArgs {
     /// only callers that may deliver along edges and watch nodes (the chart names them)
     #[arg(long, env = "WEIR_PEERS", value_name = "NAME,...", value_delimiter = ',')]
     pub peers: Vec<String>,
-    /// How often the Secrets that nodes' secret settings refer to are read again; a node is
-    /// built again when one changed
-    #[arg(long, default_value = "60s", env = "WEIR_SECRET_REFRESH", value_name = "DURATION")]
+    /// How often the Secrets that nodes' secret settings refer to are read again (at least
+    /// 1s); a node is built again when one changed
+    #[arg(long, default_value = "60s", env = "WEIR_SECRET_REFRESH", value_name = "DURATION", value_parser = secret_refresh)]
     pub secret_refresh: weir_model::HumanDuration,
 }
 

@@ -1093,6 +1093,29 @@ async fn editor_acts_as_each_user(
     ensure!(stored["spec"]["settings"]["password"] == reference, "{stored}");
     let (status, text) = call(Method::GET, "/flows/vaulted", Some(bob), None).await?;
     ensure!(status == 200 && !text.contains("hunter2"), "{status} {text}");
+
+    // A file imported from the editor keeps its secret settings apart alike.
+    let file = "apiVersion: weir.dev/v1alpha1\nkind: Flow\nmetadata: {name: imported}\nspec: {}\n\
+        ---\napiVersion: weir.dev/v1alpha1\nkind: FlowNode\nmetadata: {name: vault-imported}\n\
+        spec: {flow: imported, module: safe, component: vault, settings: {password: swordfish}}\n";
+    let imported = http
+        .post(url(&format!("/import?namespace={namespace}")))
+        .bearer_auth(alice)
+        .header("content-type", "text/yaml")
+        .body(file)
+        .send()
+        .await?;
+    let (status, text) = (imported.status().as_u16(), imported.text().await?);
+    ensure!(status == 200 && text.contains("imported"), "{status} {text}");
+    let stored = get(client, namespace, Kind::FlowNode, "vault-imported").await?;
+    let reference =
+        json!({ "secretKeyRef": { "name": "weir-node-vault-imported", "key": "password" } });
+    ensure!(stored["spec"]["settings"]["password"] == reference, "{stored}");
+    let secret = secrets.get("weir-node-vault-imported").await?;
+    let value = secret.data.as_ref().and_then(|d| d.get("password")).map(|b| b.0.clone());
+    ensure!(value.as_deref() == Some(&b"swordfish"[..]), "{:?}", secret.data);
+    let owner = secret.metadata.owner_references.unwrap_or_default();
+    ensure!(owner.len() == 1 && owner[0].name == "vault-imported", "{owner:?}");
     Ok(())
 }
 

@@ -514,6 +514,22 @@ fn namespace_flags_refuse_what_is_no_namespace_name() -> Result<()> {
     Ok(())
 }
 
+/// A module reads the Secrets its nodes refer to again at most once a second: shorter would be
+/// a busy loop against the apiserver.
+#[test]
+fn the_secret_refresh_is_at_least_a_second() -> Result<()> {
+    let weir = Weir::new();
+    for refresh in ["0s", "999ms"] {
+        let stderr = weir.fails(&["module", "common", "--secret-refresh", refresh])?;
+        ensure!(
+            stderr.contains(&format!("invalid value '{refresh}' for '--secret-refresh"))
+                && stderr.contains("shorter than 1s would read the Secrets in a busy loop"),
+            "{stderr}"
+        );
+    }
+    Ok(())
+}
+
 /// `weir up` runs the built-in modules: the hello flow ticks into its debug node at once,
 /// `weir send` reaches a node, the flow controller writes each flow's conditions naming what is
 /// wrong, and a flow deleted by any means takes its nodes along.

@@ -39,6 +39,9 @@ pub const SECRET_REFRESH: Duration = Duration::from_secs(60);
 /// How soon a node that could not read its Secrets tries again, at first.
 pub const UNREADABLE_RETRY: Duration = Duration::from_secs(1);
 
+/// The shortest refresh of the Secrets: shorter would read them in a busy loop.
+pub const MIN_SECRET_REFRESH: Duration = Duration::from_secs(1);
+
 /// When the Secrets are looked at next: the whole refresh when it is due, else the nodes that
 /// could not read theirs, on a delay that doubles while they keep failing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -152,10 +155,10 @@ impl Host {
     }
 
     /// Reads the Secrets nodes' settings refer to again every `every` (instead of
-    /// [`SECRET_REFRESH`]).
+    /// [`SECRET_REFRESH`]), at least every [`MIN_SECRET_REFRESH`].
     #[must_use]
     pub fn refreshing_secrets_every(mut self, every: Duration) -> Self {
-        self.secret_refresh = every;
+        self.secret_refresh = every.max(MIN_SECRET_REFRESH);
         self
     }
 

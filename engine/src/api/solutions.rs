@@ -73,7 +73,7 @@ pub async fn install(
     })?;
     let flows = solution::flows_in(&manifests);
     let namespace = params.namespace_if_given()?;
-    let installed = transfer::apply_all(&*caller.store, manifests, namespace.as_deref()).await?;
+    let installed = transfer::apply_all(&caller, manifests, namespace.as_deref()).await?;
     // In a cluster each flow's account is made as the caller, who must hold its rules, in the
     // namespace the flows went to (a solution's manifests name none).
     if let Some(client) = &caller.client {

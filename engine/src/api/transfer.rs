@@ -1,19 +1,20 @@
 //! Flows as manifest files: `GET /api/flows/{flow}/export` prints what `weir export FLOW`
 //! prints, and `POST /api/import` applies a file as `weir apply -f` does (every document
-//! checked first; one bad document applies nothing).
+//! checked first; one bad document applies nothing), secret settings given as values kept in
+//! Secrets in a cluster, as a save keeps them.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use axum::{Json, http::header, response::IntoResponse};
 use serde_json::Value;
 use weir_api::{Applied, Problem};
 use weir_model::{Resource, manifest::SyntaxError};
-use weir_store::Store;
 
 use super::{
     access::Caller,
     error::ApiError,
     extract::{Body, FlowAt, Params},
+    secret_settings,
 };
 use crate::{
     catalogue::Catalogue,
@@ -54,19 +55,39 @@ pub async fn import(caller: Caller, params: Params, body: Body) -> Result<Json<A
     if read.is_empty() {
         return Err(ApiError::bad_request("the body holds no manifests"));
     }
-    apply_all(&*caller.store, read, namespace.as_deref()).await
+    apply_all(&caller, read, namespace.as_deref()).await
 }
 
-/// Applies manifests, every one checked first; answers with the flows they hold.
+/// Applies manifests as `caller`, every one checked first; answers with the flows they hold.
+/// In a cluster the secret settings nodes give as values go into Secrets first, as a save
+/// puts them, so that whoever may read flows reads no secret.
 pub async fn apply_all(
-    store: &dyn Store,
+    caller: &Caller,
     read: Vec<manifests::Manifest>,
     namespace: Option<&str>,
 ) -> Result<Json<Applied>, ApiError> {
-    let planned = match apply::plan(store, read, namespace, "?namespace=").await? {
+    let store = &*caller.store;
+    let mut planned = match apply::plan(store, read, namespace, "?namespace=").await? {
         Ok(planned) => planned,
         Err(invalid) => return Err(ApiError::Invalid(invalid.iter().map(problem).collect())),
     };
+    let mut kept_apart = Vec::new();
+    if let Some(client) = &caller.client {
+        let mut catalogues: BTreeMap<String, Catalogue> = BTreeMap::new();
+        for node in planned.iter_mut().filter(|p| matches!(p.resource, Resource::FlowNode(_))) {
+            let object = node.object_mut();
+            let at = object.metadata.namespace.clone().unwrap_or_default();
+            if !catalogues.contains_key(&at) {
+                catalogues.insert(at.clone(), Catalogue::read(store, &at).await?);
+            }
+            let catalogue = &catalogues[&at];
+            if let Some(secret) =
+                secret_settings::keep_apart(client, catalogue, &at, object).await?
+            {
+                kept_apart.push((at, object.metadata.name.clone().unwrap_or_default(), secret));
+            }
+        }
+    }
     let flows: BTreeSet<String> = planned
         .iter()
         .filter_map(|p| match &p.resource {
@@ -76,6 +97,11 @@ pub async fn apply_all(
         })
         .collect();
     apply::apply(store, planned, |_, _, _| {}).await?;
+    if let Some(client) = &caller.client {
+        for (at, node, secret) in &kept_apart {
+            secret_settings::own(client, store, at, node, secret).await?;
+        }
+    }
     Ok(Json(Applied { flows: flows.into_iter().collect() }))
 }
 

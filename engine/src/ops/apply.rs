@@ -26,6 +26,14 @@ pub struct Planned {
     object: DynamicObject,
 }
 
+impl Planned {
+    /// The object it writes, for a caller to change before it is written (secret settings
+    /// moved into a Secret, in the editor's API).
+    pub fn object_mut(&mut self) -> &mut DynamicObject {
+        &mut self.object
+    }
+}
+
 /// Checks every document (the offline rules, and that its namespace agrees with `namespace`,
 /// which the caller was given as `option`) and fills in the secret settings an export
 /// concealed from the nodes as stored. The outer error is a store that cannot be read; the
