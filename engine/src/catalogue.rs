@@ -24,25 +24,8 @@ impl Catalogue {
     /// A reader who may list them only in `namespace` (a namespace-scoped install's users)
     /// reads those.
     pub async fn read(store: &dyn Store, namespace: &str) -> Result<Self, StoreError> {
-        let everything = Selector::everything();
-        let objects = match store.list(Kind::Module, None, &everything).await {
-            Err(StoreError::Forbidden { .. }) => {
-                store.list(Kind::Module, Some(namespace), &everything).await?
-            }
-            listed => listed?,
-        };
         let mut modules: Vec<Module> = Vec::new();
-        for object in objects {
-            let described = weir_store::describe(&object);
-            let module: Module = match serde_json::to_value(object).and_then(serde_json::from_value)
-            {
-                Ok(module) => module,
-                // The store validated it, so this only happens across versions.
-                Err(err) => {
-                    tracing::warn!(error = %err, "skipping {described}");
-                    continue;
-                }
-            };
+        for module in Self::visible(store, namespace).await? {
             let home = module.metadata.namespace.as_deref() == Some(namespace);
             match modules.iter_mut().find(|m| m.metadata.name == module.metadata.name) {
                 Some(known) if home => *known = module,
@@ -52,6 +35,29 @@ impl Catalogue {
         }
         modules.sort_by(|a, b| a.metadata.name.cmp(&b.metadata.name));
         Ok(Self { modules })
+    }
+
+    /// Every `Module` resource a reader in `namespace` sees: those of every namespace, or of
+    /// `namespace` alone for a reader who may list them only there. Several namespaces may
+    /// publish one module.
+    pub async fn visible(store: &dyn Store, namespace: &str) -> Result<Vec<Module>, StoreError> {
+        let everything = Selector::everything();
+        let objects = match store.list(Kind::Module, None, &everything).await {
+            Err(StoreError::Forbidden { .. }) => {
+                store.list(Kind::Module, Some(namespace), &everything).await?
+            }
+            listed => listed?,
+        };
+        let mut modules = Vec::new();
+        for object in objects {
+            let described = weir_store::describe(&object);
+            match serde_json::to_value(object).and_then(serde_json::from_value) {
+                Ok(module) => modules.push(module),
+                // The store validated it, so this only happens across versions.
+                Err(err) => tracing::warn!(error = %err, "skipping {described}"),
+            }
+        }
+        Ok(modules)
     }
 
     /// The modules, sorted by name.

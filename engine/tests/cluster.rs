@@ -169,6 +169,64 @@ async fn weir_verbs_work_against_the_cluster() -> Result<()> {
     Ok(())
 }
 
+/// `weir send` carries the user's token to the module's endpoint, so it takes the endpoint
+/// only from a `Module` that serves in the node's namespace or in the one namespace that does:
+/// where two others publish the module, it does not guess (whoever may write a `Module` in some
+/// namespace could draw the token there).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn weir_send_goes_to_the_one_namespace_serving_the_module_and_refuses_to_guess() -> Result<()>
+{
+    use kube::api::{Api, ApiResource, DynamicObject, Patch, PatchParams, PostParams};
+    let plane = ControlPlane::shared();
+    let client = plane.client().await?;
+    let flows = plane.namespace("send-flows").await?;
+    succeeded(run(&mut weir(plane, &["apply", "-n", &flows, "-f", HELLO]))?, "weir apply")?;
+    let resource = ApiResource::erase::<weir_model::Module>(&());
+    let mut published = Vec::new();
+    for port in [1, 2] {
+        let namespace = plane.namespace("send-modules").await?;
+        let modules: Api<DynamicObject> =
+            Api::namespaced_with(client.clone(), &namespace, &resource);
+        let module: DynamicObject = serde_json::from_value(serde_json::json!({
+            "apiVersion": "weir.dev/v1alpha1", "kind": "Module", "metadata": { "name": "common" },
+            "spec": { "version": "0.0.0", "components": [{ "name": "debug", "label": "Debug",
+                "ports": [{ "name": "in", "direction": "in", "schema": {} }] }] },
+        }))?;
+        modules.create(&PostParams::default(), &module).await?;
+        let status = serde_json::json!({ "status": { "replicas": [{ "name": "common-0",
+            "endpoint": format!("http://127.0.0.1:{port}"),
+            "heartbeat": k8s_openapi::jiff::Timestamp::now().to_string() }] } });
+        modules.patch_status("common", &PatchParams::default(), &Patch::Merge(&status)).await?;
+        published.push((modules, namespace));
+    }
+    // A token's user, as modules in a cluster take only those.
+    let (kubeconfig, _) = plane.admin_account(&flows, "sender").await?;
+    let send = || {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_weir"));
+        command.arg("--kubeconfig").arg(&kubeconfig).env_remove("WEIR_LOG");
+        run(command.args(["send", "-n", &flows, "greet:in", "{}"]))
+    };
+    let output = send()?;
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let (first, second) = (&published[0].1, &published[1].1);
+    ensure!(
+        !output.status.success()
+            && stderr.contains(&format!(
+                "module common serves in namespaces {first}, {second}, none of them the node's"
+            )),
+        "{stderr}"
+    );
+    published[1].0.delete("common", &Default::default()).await?;
+    let output = send()?;
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    ensure!(
+        !output.status.success()
+            && stderr.contains("module common of node greet does not answer at http://127.0.0.1:1"),
+        "{stderr}"
+    );
+    Ok(())
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unreachable_cluster_is_a_clear_error() -> Result<()> {
     let dir = tempfile::tempdir()?;

@@ -161,14 +161,9 @@ pub async fn list(
 
 /// The replicas a `Module` resource lists that renewed their entry within [`STALE`] of `now`:
 /// those that serve.
-pub fn serving(object: &DynamicObject, now: Timestamp) -> Vec<ModuleReplica> {
-    let listed = serde_json::to_value(object)
-        .and_then(serde_json::from_value::<Module>)
-        .ok()
-        .and_then(|module| module.status)
-        .map(|status| status.replicas)
-        .unwrap_or_default();
-    listed.into_iter().filter(|replica| fresh(&replica.heartbeat, now)).collect()
+pub fn serving(module: &Module, now: Timestamp) -> Vec<&ModuleReplica> {
+    let listed = module.status.as_ref().map(|status| status.replicas.as_slice());
+    listed.unwrap_or_default().iter().filter(|replica| fresh(&replica.heartbeat, now)).collect()
 }
 
 /// The entry `name` gives of itself now.
@@ -271,10 +266,8 @@ mod tests {
             { "name": "gone", "endpoint": "http://gone", "heartbeat": "2026-12-06T10:00:20Z" },
             { "name": "here", "endpoint": "http://here", "heartbeat": "2026-12-06T10:00:40Z" },
         ]))
-        .and_then(serde_json::to_value)
-        .and_then(serde_json::from_value::<DynamicObject>)
         .unwrap_or_else(|err| panic!("{err}"));
-        let names: Vec<String> = serving(&listed, now).into_iter().map(|r| r.name).collect();
+        let names: Vec<&str> = serving(&listed, now).iter().map(|r| r.name.as_str()).collect();
         assert_eq!(names, ["here"]);
     }
 }

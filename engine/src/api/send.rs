@@ -48,6 +48,7 @@ pub(super) async fn deliver_as(
             SendError::Store { source, .. } => source.into(),
             SendError::NotRunning { .. }
             | SendError::NoEndpoint { .. }
+            | SendError::Ambiguous { .. }
             | SendError::BadAnswer { .. } => ApiError::unreachable(err.to_string()),
             SendError::Unreachable { ref source, .. } => {
                 ApiError::unreachable(format!("{err}: {source}"))

@@ -5,13 +5,13 @@
 use anyhow::{Context as _, Result};
 use k8s_openapi::jiff::Timestamp;
 use tokio_util::sync::CancellationToken;
-use weir_model::Kind;
 use weir_runtime::replicas::{self, STALE};
 use weir_sdk::Module;
-use weir_store::{Selector, Store};
+use weir_store::Store;
 
 use super::open::Opened;
 use crate::{
+    catalogue::Catalogue,
     cli::UpArgs,
     guard::Guard,
     hosting::Listeners,
@@ -62,12 +62,12 @@ pub async fn run(opened: Opened, builtins: Vec<Module>, args: UpArgs) -> Result<
 /// another `weir up`: each of its flows would run twice, and the replicas would send each other
 /// deliveries, this one from a loopback address the others cannot reach.
 async fn refuse_a_served_namespace(store: &dyn Store, namespace: &str) -> Result<()> {
-    let modules = store
-        .list(Kind::Module, Some(namespace), &Selector::default())
+    let modules = Catalogue::visible(store, namespace)
         .await
         .with_context(|| format!("cannot read the modules of namespace {namespace}"))?;
     let now = Timestamp::now();
-    for module in &modules {
+    let here = modules.iter().filter(|m| m.metadata.namespace.as_deref() == Some(namespace));
+    for module in here {
         if let Some(replica) = replicas::serving(module, now).first() {
             anyhow::bail!(
                 "namespace {namespace}: module {} already serves there (replica {} at {}, \

@@ -145,11 +145,22 @@ pub enum SendError {
         /// Its module.
         module: String,
     },
-    /// The module publishes no address to deliver to.
-    #[error("module {module} publishes no endpoint")]
+    /// The module lists no replica that serves now.
+    #[error("module {module} lists no replica that serves now")]
     NoEndpoint {
         /// The module.
         module: String,
+    },
+    /// Several namespaces other than the node's publish the module serving.
+    #[error(
+        "module {module} serves in namespaces {namespaces}, none of them the node's: which one \
+         runs the node is not known, so the message is not sent"
+    )]
+    Ambiguous {
+        /// The module.
+        module: String,
+        /// The namespaces that publish it.
+        namespaces: String,
     },
     /// The module's endpoint does not answer.
     #[error("module {module} of node {node} does not answer at {endpoint}: is it running?")]

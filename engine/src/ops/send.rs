@@ -4,12 +4,14 @@
 
 use std::time::Duration;
 
+use k8s_openapi::jiff::Timestamp;
 use serde_json::Value;
-use weir_model::Kind;
+use weir_model::{Kind, Module};
 use weir_proto::module_client::ModuleClient;
 use weir_runtime::{
     NodeKey,
     client::{self, Delivery, Undelivered},
+    replicas,
 };
 use weir_store::{Store, StoreError};
 
@@ -74,22 +76,46 @@ pub async fn deliver(
     })
 }
 
-/// Where the module running `node` serves gRPC, from its `Module` resource (see
-/// [`Catalogue::read`] for which one when several namespaces publish it).
+/// Where the module running `node` serves gRPC: a replica its `Module` resource lists as
+/// serving now, that of the node's namespace when it publishes one that serves, else the one
+/// namespace that does. Where several other namespaces publish it serving, none is picked: the
+/// caller's token goes to the endpoint, and whoever may write a `Module` in some namespace must
+/// not draw it there.
 async fn endpoint_of(
     store: &dyn Store,
     namespace: &str,
     node: &str,
     (module, component): (&str, &str),
 ) -> Result<String, SendError> {
-    let catalogue = Catalogue::read(store, namespace).await.map_err(|source| SendError::Store {
-        what: format!("the Module resources to find module {module}"),
-        source,
+    let visible = Catalogue::visible(store, namespace).await.map_err(|source| {
+        SendError::Store { what: format!("the Module resources to find module {module}"), source }
     })?;
-    let Some(resource) = catalogue.module(module) else {
+    let named: Vec<&Module> =
+        visible.iter().filter(|m| m.metadata.name.as_deref() == Some(module)).collect();
+    if named.is_empty() {
         return Err(SendError::NotRunning { node: node.to_owned(), module: module.to_owned() });
+    }
+    let now = Timestamp::now();
+    let live: Vec<&Module> =
+        named.into_iter().filter(|m| !replicas::serving(m, now).is_empty()).collect();
+    let home: Vec<&Module> = live
+        .iter()
+        .copied()
+        .filter(|m| m.metadata.namespace.as_deref() == Some(namespace))
+        .collect();
+    let resource = match (home.as_slice(), live.as_slice()) {
+        ([here, ..], _) | ([], [here]) => *here,
+        ([], []) => return Err(SendError::NoEndpoint { module: module.to_owned() }),
+        ([], several) => {
+            let namespaces: Vec<&str> =
+                several.iter().filter_map(|m| m.metadata.namespace.as_deref()).collect();
+            return Err(SendError::Ambiguous {
+                module: module.to_owned(),
+                namespaces: namespaces.join(", "),
+            });
+        }
     };
-    let replicas = weir_runtime::replicas::Replicas::of(resource);
+    let replicas = replicas::Replicas::of(resource);
     // Any replica will do (but the leader, for a trigger's node): the clock spreads senders.
     let turn = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
