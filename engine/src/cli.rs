@@ -301,16 +301,18 @@ pub struct ModuleArgs {
     #[arg(long, env = "WEIR_GRPC_LISTEN")]
     pub grpc_listen: Option<SocketAddr>,
     /// Address a module with webhooks (http) serves them on (`/hooks/NAMESPACE/FLOW/NODE`);
-    /// other modules bind nothing there
-    #[arg(long, default_value = "0.0.0.0:7423", env = "WEIR_WEBHOOK_LISTEN")]
-    pub webhook_listen: SocketAddr,
+    /// other modules bind nothing there [default: 0.0.0.0:7423 in a cluster, 127.0.0.1:7423
+    /// outside one, unless you mean others to reach your flows]
+    #[arg(long, env = "WEIR_WEBHOOK_LISTEN")]
+    pub webhook_listen: Option<SocketAddr>,
     /// URL other modules reach this one at [default: http://$POD_IP:<port>, else the
     /// listening address]
     #[arg(long, env = "WEIR_ADVERTISE", value_name = "URL")]
     pub advertise: Option<String>,
-    /// Address of the HTTP endpoint (/healthz, /readyz, /metrics)
-    #[arg(long, default_value = "0.0.0.0:7422", env = "WEIR_LISTEN")]
-    pub listen: SocketAddr,
+    /// Address of the HTTP endpoint (/healthz, /readyz, /metrics) [default: 0.0.0.0:7422 in a
+    /// cluster, 127.0.0.1:7422 outside one]
+    #[arg(long, env = "WEIR_LISTEN")]
+    pub listen: Option<SocketAddr>,
     /// Who this replica is in leader election [default: $HOSTNAME, the pod name]
     #[arg(long, env = "HOSTNAME", value_name = "NAME")]
     pub identity: Option<String>,

@@ -1,6 +1,9 @@
 //! The HTTP endpoints every Weir process serves: `/healthz`, `/readyz` and `/metrics`.
 
-use std::sync::Arc;
+use std::{
+    sync::Arc,
+    time::{Duration, Instant},
+};
 
 use axum::{Router, extract::State, http::StatusCode, routing::get};
 use weir_model::Kind;
@@ -15,16 +18,27 @@ struct Probed {
     store: Arc<dyn Store>,
     runtime: Option<Runtime>,
     scope: Scope,
+    /// The last read of the store and when it was made: `/readyz` answers without a token,
+    /// on the editor's address too, so a read serves every probe for [`READ_KEPT_FOR`] and
+    /// probes wait their turn rather than each listing the nodes.
+    last_read: Arc<tokio::sync::Mutex<Option<StoreRead>>>,
 }
 
+/// When the store was read, and whether it answered (else why not).
+type StoreRead = (Instant, Result<(), String>);
+
+/// How long one read of the store answers `/readyz`: however often it is asked, the store is
+/// read at most this often.
+const READ_KEPT_FOR: Duration = Duration::from_secs(1);
+
 /// `/healthz`, `/readyz` (the modules, where they run, are hosting, and the store answers a
-/// read of the nodes of `scope`) and `/metrics` (the runtime's, where modules run).
+/// read of the nodes of `scope`, made at most once a second) and `/metrics` (the runtime's, where modules run).
 pub fn app(store: Arc<dyn Store>, runtime: Option<Runtime>, scope: Scope) -> Router {
     Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(ready))
         .route("/metrics", get(metrics))
-        .with_state(Probed { store, runtime, scope })
+        .with_state(Probed { store, runtime, scope, last_read: Arc::default() })
 }
 
 /// Ready when the store answers a read of what every Weir process reads: the nodes.
@@ -33,10 +47,21 @@ async fn ready(State(probed): State<Probed>) -> (StatusCode, String) {
         let message = "not hosting yet: the modules are not published or the nodes not listed";
         return (StatusCode::SERVICE_UNAVAILABLE, message.to_owned());
     }
-    let namespace = probed.scope.of(Kind::FlowNode);
-    match probed.store.list(Kind::FlowNode, namespace.as_deref(), &Selector::everything()).await {
-        Ok(_) => (StatusCode::OK, "ok".to_owned()),
-        Err(err) => (StatusCode::SERVICE_UNAVAILABLE, format!("store unavailable: {err}")),
+    let mut last_read = probed.last_read.lock().await;
+    let read = match &*last_read {
+        Some((at, read)) if at.elapsed() < READ_KEPT_FOR => read.clone(),
+        _ => {
+            let namespace = probed.scope.of(Kind::FlowNode);
+            let everything = Selector::everything();
+            let listed = probed.store.list(Kind::FlowNode, namespace.as_deref(), &everything);
+            let read = listed.await.map(|_| ()).map_err(|err| format!("store unavailable: {err}"));
+            *last_read = Some((Instant::now(), read.clone()));
+            read
+        }
+    };
+    match read {
+        Ok(()) => (StatusCode::OK, "ok".to_owned()),
+        Err(why) => (StatusCode::SERVICE_UNAVAILABLE, why),
     }
 }
 

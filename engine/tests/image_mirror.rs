@@ -637,7 +637,7 @@ async fn the_image_mirror_copies_patches_reports_rechecks_rides_out_an_outage_an
     // The second tick finds nothing new: existence checks only, no upload, no patch, and each
     // Secret read once (the mirror's login serves five images).
     quiet(&registries.mirror).await;
-    let api_before = apiserver_requests(&client).await?;
+    let api_before = weir_testenv::apiserver_requests(&client).await?;
     let mirror_before = registries.mirror.requests_by_method();
     let remote_before = registries.remote.as_ref().context("remote")?.requests().len();
     let second = tick(&weir, &flows)?;
@@ -647,7 +647,7 @@ async fn the_image_mirror_copies_patches_reports_rechecks_rides_out_an_outage_an
             && second["failed"].as_array().map(Vec::len) == Some(1),
         "nothing to patch: {second:#}"
     );
-    let api = delta(&api_before, &apiserver_requests(&client).await?);
+    let api = delta(&api_before, &weir_testenv::apiserver_requests(&client).await?);
     ensure!(api.get("GET secrets") == Some(&2), "mirror-login and remote-login once: {api:?}");
     let writes = writes_between(&mirror_before, &registries.mirror.requests_by_method());
     ensure!(
@@ -781,34 +781,6 @@ fn writes_between(before: &BTreeMap<String, usize>, after: &BTreeMap<String, usi
         .sum()
 }
 
-/// The kube-apiserver's request counters (`apiserver_request_total`), summed by verb and
-/// resource (`PATCH deployments.apps`).
-async fn apiserver_requests(client: &Client) -> Result<BTreeMap<String, u64>> {
-    let request = axum::http::Request::get("/metrics").body(Vec::new())?;
-    let text = client.request_text(request).await?;
-    let mut counts = BTreeMap::new();
-    for line in text.lines().filter(|l| l.starts_with("apiserver_request_total{")) {
-        let (labels, value) = line.rsplit_once(' ').context("a sample")?;
-        let label = |name: &str| {
-            labels
-                .split(&format!("{name}=\""))
-                .nth(1)
-                .and_then(|rest| rest.split('"').next())
-                .unwrap_or_default()
-                .to_owned()
-        };
-        let (group, resource, subresource) =
-            (label("group"), label("resource"), label("subresource"));
-        let mut what = if group.is_empty() { resource } else { format!("{resource}.{group}") };
-        if !subresource.is_empty() {
-            what = format!("{what}/{subresource}");
-        }
-        *counts.entry(format!("{} {what}", label("verb"))).or_insert(0) +=
-            value.parse::<f64>()? as u64;
-    }
-    Ok(counts)
-}
-
 fn delta<K: Ord + Clone>(before: &BTreeMap<K, u64>, after: &BTreeMap<K, u64>) -> BTreeMap<K, u64> {
     after
         .iter()
@@ -883,7 +855,7 @@ async fn a_tick_over_500_deployments_sharing_50_images_already_mirrored() -> Res
     quiet(&mirror).await;
 
     let (api_before, mirror_before, remote_before) = (
-        apiserver_requests(&client).await?,
+        weir_testenv::apiserver_requests(&client).await?,
         mirror.requests_by_method(),
         remote.requests_by_method(),
     );
@@ -891,7 +863,7 @@ async fn a_tick_over_500_deployments_sharing_50_images_already_mirrored() -> Res
     let started = Instant::now();
     let second = tick(&weir, &flows)?;
     let took = started.elapsed();
-    let api = delta(&api_before, &apiserver_requests(&client).await?);
+    let api = delta(&api_before, &weir_testenv::apiserver_requests(&client).await?);
     let to_u64 = |counts: BTreeMap<String, usize>| -> BTreeMap<String, u64> {
         counts.into_iter().map(|(k, v)| (k, v as u64)).collect()
     };

@@ -22,6 +22,10 @@ use crate::{
 
 /// The port a module serves gRPC on when not told.
 const GRPC_PORT: u16 = 7421;
+/// The port of its HTTP endpoint (health, metrics) when not told.
+const HTTP_PORT: u16 = 7422;
+/// The port the http module serves webhooks on when not told.
+const WEBHOOK_PORT: u16 = 7423;
 
 /// Runs `weir module` until interrupted.
 pub async fn run(opened: Opened, builtins: Vec<Module>, args: ModuleArgs) -> Result<()> {
@@ -30,24 +34,28 @@ pub async fn run(opened: Opened, builtins: Vec<Module>, args: ModuleArgs) -> Res
     let Some(module) = builtins.into_iter().find(|m| m.name() == args.name) else {
         bail!("there is no built-in module {:?} (built in: {known})", args.name);
     };
-    // Outside a cluster nothing checks the gRPC port's callers (below): it stays on loopback.
-    let grpc_listen = match (args.grpc_listen, &opened.config) {
-        (Some(address), Some(_)) => address,
-        (Some(address), None) => {
-            process::ungated_grpc_on_loopback(address)?;
-            address
-        }
-        (None, Some(_)) => SocketAddr::from(([0, 0, 0, 0], GRPC_PORT)),
-        (None, None) => SocketAddr::from(([127, 0, 0, 1], GRPC_PORT)),
+    // In a pod every port is the pod's own, reached through Services; outside a cluster each
+    // stays on this machine unless told otherwise, and the gRPC port always, as nothing checks
+    // its callers there (below).
+    let in_cluster = opened.config.is_some();
+    let bind = |given: Option<SocketAddr>, port: u16| {
+        given.unwrap_or_else(|| {
+            let any = if in_cluster { [0, 0, 0, 0] } else { [127, 0, 0, 1] };
+            SocketAddr::from((any, port))
+        })
     };
+    let grpc_listen = bind(args.grpc_listen, GRPC_PORT);
+    if !in_cluster {
+        process::ungated_grpc_on_loopback(grpc_listen)?;
+    }
     let listeners = Listeners::bind(
         std::slice::from_ref(&module),
         grpc_listen,
         args.advertise,
-        args.webhook_listen,
+        bind(args.webhook_listen, WEBHOOK_PORT),
     )
     .await?;
-    let (http, http_address) = process::listen(args.listen).await?;
+    let (http, http_address) = process::listen(bind(args.listen, HTTP_PORT)).await?;
     // In a cluster the gRPC port answers only authenticated callers.
     let (gate, bearer) = match &opened.config {
         Some(config) => {

@@ -16,6 +16,7 @@ pub mod solution;
 pub use cluster::{Cluster, busybox_image};
 
 use std::{
+    collections::BTreeMap,
     fs,
     net::{Ipv4Addr, TcpListener},
     path::{Path, PathBuf},
@@ -695,4 +696,32 @@ where
     let api: kube::Api<K> = kube::Api::namespaced(client.clone(), namespace);
     api.create(&kube::api::PostParams::default(), &serde_json::from_value(object)?).await?;
     Ok(())
+}
+
+/// The kube-apiserver's request counters (`apiserver_request_total`), summed by verb and
+/// resource (`PATCH deployments.apps`).
+pub async fn apiserver_requests(client: &kube::Client) -> Result<BTreeMap<String, u64>> {
+    let request = http::Request::get("/metrics").body(Vec::new())?;
+    let text = client.request_text(request).await?;
+    let mut counts = BTreeMap::new();
+    for line in text.lines().filter(|l| l.starts_with("apiserver_request_total{")) {
+        let (labels, value) = line.rsplit_once(' ').context("a sample")?;
+        let label = |name: &str| {
+            labels
+                .split(&format!("{name}=\""))
+                .nth(1)
+                .and_then(|rest| rest.split('"').next())
+                .unwrap_or_default()
+                .to_owned()
+        };
+        let (group, resource, subresource) =
+            (label("group"), label("resource"), label("subresource"));
+        let mut what = if group.is_empty() { resource } else { format!("{resource}.{group}") };
+        if !subresource.is_empty() {
+            what = format!("{what}/{subresource}");
+        }
+        *counts.entry(format!("{} {what}", label("verb"))).or_insert(0) +=
+            value.parse::<f64>()? as u64;
+    }
+    Ok(counts)
 }
