@@ -1134,6 +1134,20 @@ async fn editor_acts_as_each_user(
     ensure!(value.as_deref() == Some(&b"swordfish"[..]), "{:?}", secret.data);
     let owner = secret.metadata.owner_references.unwrap_or_default();
     ensure!(owner.len() == 1 && owner[0].name == "vault-imported", "{owner:?}");
+
+    // bob's live view ends once his rights are taken away, not when the engine stops.
+    let mut events =
+        http.get(url(&format!("/events?namespace={namespace}"))).bearer_auth(bob).send().await?;
+    ensure!(events.status().as_u16() == 200, "{}", events.status());
+    let bindings: Api<k8s_openapi::api::rbac::v1::RoleBinding> =
+        Api::namespaced(client.clone(), namespace);
+    bindings.delete("bob", &Default::default()).await?;
+    let ended = tokio::time::timeout(PATIENCE, async {
+        while events.chunk().await?.is_some() {}
+        anyhow::Ok(())
+    })
+    .await;
+    ensure!(matches!(ended, Ok(Ok(()))), "the stream outlived bob's rights: {ended:?}");
     Ok(())
 }
 
