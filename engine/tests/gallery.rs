@@ -765,7 +765,8 @@ async fn every_solution_installs_in_weir_up_against_a_kubeconfig_and_its_flow_be
     let elsewhere = plane.namespace("elsewhere").await?;
     let hello = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/manifests/valid/hello.yaml");
     succeeded(&mut weir.command(&["apply", "-n", &elsewhere, "-f", hello]), "weir apply")?;
-    let mut up = weir.command(&[
+    // weir up in the solutions' namespace, every port a free one on loopback.
+    let up_args = [
         "up",
         "--namespace",
         &flows,
@@ -775,7 +776,8 @@ async fn every_solution_installs_in_weir_up_against_a_kubeconfig_and_its_flow_be
         "127.0.0.1:0",
         "--webhook-listen",
         "127.0.0.1:0",
-    ]);
+    ];
+    let mut up = weir.command(&up_args);
     // Nodes in `weir up` act with the user's kubeconfig as kubectl finds it ($KUBECONFIG),
     // not the one --kubeconfig names for the store: the same one here, as for a user.
     up.env("WEIR_LOG", "info").env("KUBECONFIG", &kubeconfig);
@@ -849,17 +851,7 @@ async fn every_solution_installs_in_weir_up_against_a_kubeconfig_and_its_flow_be
     }
     // A second weir up in the namespace, whose modules serve by now, is refused: it would run
     // every flow there again.
-    let mut again = weir.command(&[
-        "up",
-        "--namespace",
-        &flows,
-        "--listen",
-        "127.0.0.1:0",
-        "--grpc-listen",
-        "127.0.0.1:0",
-        "--webhook-listen",
-        "127.0.0.1:0",
-    ]);
+    let mut again = weir.command(&up_args);
     let mut again = again
         .env("KUBECONFIG", &kubeconfig)
         .stdout(std::process::Stdio::null())
