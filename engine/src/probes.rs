@@ -74,3 +74,75 @@ async fn metrics(
     crate::metrics::render(&mut body);
     (StatusCode::OK, [("content-type", "text/plain; version=0.0.4")], body)
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use async_trait::async_trait;
+    use axum::body::Body;
+    use tower::ServiceExt as _;
+    use weir_store::{DynamicObject, StoreError, WatchStream, embedded::EmbeddedStore};
+
+    use super::*;
+
+    /// The embedded store, counting its lists.
+    #[derive(Debug)]
+    struct Counted {
+        inner: EmbeddedStore,
+        lists: AtomicUsize,
+    }
+
+    #[async_trait]
+    impl Store for Counted {
+        async fn get(&self, kind: Kind, ns: &str, name: &str) -> Result<DynamicObject, StoreError> {
+            self.inner.get(kind, ns, name).await
+        }
+        async fn list(
+            &self,
+            kind: Kind,
+            namespace: Option<&str>,
+            selector: &Selector,
+        ) -> Result<Vec<DynamicObject>, StoreError> {
+            self.lists.fetch_add(1, Ordering::SeqCst);
+            self.inner.list(kind, namespace, selector).await
+        }
+        async fn create(&self, object: DynamicObject) -> Result<DynamicObject, StoreError> {
+            self.inner.create(object).await
+        }
+        async fn update(&self, object: DynamicObject) -> Result<DynamicObject, StoreError> {
+            self.inner.update(object).await
+        }
+        async fn update_status(&self, object: DynamicObject) -> Result<DynamicObject, StoreError> {
+            self.inner.update_status(object).await
+        }
+        async fn delete(&self, kind: Kind, namespace: &str, name: &str) -> Result<(), StoreError> {
+            self.inner.delete(kind, namespace, name).await
+        }
+        fn watch(&self, kind: Kind, namespace: Option<&str>, selector: &Selector) -> WatchStream {
+            self.inner.watch(kind, namespace, selector)
+        }
+    }
+
+    #[tokio::test]
+    async fn many_probes_at_once_read_the_store_once() {
+        let dir = tempfile::tempdir().unwrap_or_else(|err| panic!("{err}"));
+        let inner = EmbeddedStore::open(dir.path()).unwrap_or_else(|err| panic!("{err}"));
+        let store = Arc::new(Counted { inner, lists: AtomicUsize::new(0) });
+        let probes = app(Arc::clone(&store) as Arc<dyn Store>, None, Scope::new("default", false));
+        let probe = || {
+            let request = axum::http::Request::get("/readyz").body(Body::empty());
+            let probes = probes.clone();
+            async move {
+                let answer = probes.oneshot(request.unwrap_or_else(|err| panic!("{err}"))).await;
+                answer.map(|a| a.status()).unwrap_or_else(|err| match err {})
+            }
+        };
+        let answers = futures::future::join_all((0..40).map(|_| probe())).await;
+        assert!(answers.iter().all(|status| *status == StatusCode::OK), "{answers:?}");
+        assert_eq!(store.lists.load(Ordering::SeqCst), 1, "one read for 40 probes at once");
+        tokio::time::sleep(READ_KEPT_FOR).await;
+        assert_eq!(probe().await, StatusCode::OK);
+        assert_eq!(store.lists.load(Ordering::SeqCst), 2, "read again a second later");
+    }
+}

@@ -170,8 +170,8 @@ async fn weir_verbs_work_against_the_cluster() -> Result<()> {
 }
 
 /// `weir send` carries the user's token to the module's endpoint, so it takes the endpoint
-/// only from a `Module` that serves in the node's namespace or in the one namespace that does:
-/// where two others publish the module, it does not guess (whoever may write a `Module` in some
+/// from the node's namespace's `Module`, else from the one namespace where the module serves:
+/// where two others publish it, it does not guess (whoever may write a `Module` in some
 /// namespace could draw the token there).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn weir_send_goes_to_the_one_namespace_serving_the_module_and_refuses_to_guess() -> Result<()>
@@ -182,17 +182,19 @@ async fn weir_send_goes_to_the_one_namespace_serving_the_module_and_refuses_to_g
     let flows = plane.namespace("send-flows").await?;
     succeeded(run(&mut weir(plane, &["apply", "-n", &flows, "-f", HELLO]))?, "weir apply")?;
     let resource = ApiResource::erase::<weir_model::Module>(&());
+    let common = || -> Result<DynamicObject> {
+        Ok(serde_json::from_value(serde_json::json!({
+            "apiVersion": "weir.dev/v1alpha1", "kind": "Module", "metadata": { "name": "common" },
+            "spec": { "version": "0.0.0", "components": [{ "name": "debug", "label": "Debug",
+                "ports": [{ "name": "in", "direction": "in", "schema": {} }] }] },
+        }))?)
+    };
     let mut published = Vec::new();
     for port in [1, 2] {
         let namespace = plane.namespace("send-modules").await?;
         let modules: Api<DynamicObject> =
             Api::namespaced_with(client.clone(), &namespace, &resource);
-        let module: DynamicObject = serde_json::from_value(serde_json::json!({
-            "apiVersion": "weir.dev/v1alpha1", "kind": "Module", "metadata": { "name": "common" },
-            "spec": { "version": "0.0.0", "components": [{ "name": "debug", "label": "Debug",
-                "ports": [{ "name": "in", "direction": "in", "schema": {} }] }] },
-        }))?;
-        modules.create(&PostParams::default(), &module).await?;
+        modules.create(&PostParams::default(), &common()?).await?;
         let status = serde_json::json!({ "status": { "replicas": [{ "name": "common-0",
             "endpoint": format!("http://127.0.0.1:{port}"),
             "heartbeat": k8s_openapi::jiff::Timestamp::now().to_string() }] } });
@@ -208,7 +210,10 @@ async fn weir_send_goes_to_the_one_namespace_serving_the_module_and_refuses_to_g
     };
     let output = send()?;
     let stderr = String::from_utf8_lossy(&output.stderr);
-    let (first, second) = (&published[0].1, &published[1].1);
+    // In the store's order: by name.
+    let mut serving = [published[0].1.as_str(), published[1].1.as_str()];
+    serving.sort_unstable();
+    let [first, second] = serving;
     ensure!(
         !output.status.success()
             && stderr.contains(&format!(
@@ -222,6 +227,71 @@ async fn weir_send_goes_to_the_one_namespace_serving_the_module_and_refuses_to_g
     ensure!(
         !output.status.success()
             && stderr.contains("module common of node greet does not answer at http://127.0.0.1:1"),
+        "{stderr}"
+    );
+    // The node's own namespace publishes the module: that one, serving or not.
+    let own: Api<DynamicObject> = Api::namespaced_with(client.clone(), &flows, &resource);
+    own.create(&PostParams::default(), &common()?).await?;
+    let output = send()?;
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    ensure!(
+        stderr.ends_with("error: module common lists no replica that serves now\n"),
+        "{stderr}"
+    );
+    Ok(())
+}
+
+/// `weir up` against a cluster refuses a namespace whose flows an installed engine's modules
+/// already run from a namespace of their own, as a cluster-wide install's do.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn weir_up_refuses_a_namespace_an_installed_engine_runs() -> Result<()> {
+    use kube::api::{Api, ApiResource, DynamicObject, Patch, PatchParams, PostParams};
+    let plane = ControlPlane::shared();
+    let client = plane.client().await?;
+    let installed = plane.namespace("installed").await?;
+    let mine = plane.namespace("mine").await?;
+    let modules: Api<DynamicObject> = Api::namespaced_with(
+        client.clone(),
+        &installed,
+        &ApiResource::erase::<weir_model::Module>(&()),
+    );
+    let module: DynamicObject = serde_json::from_value(serde_json::json!({
+        "apiVersion": "weir.dev/v1alpha1", "kind": "Module", "metadata": { "name": "js" },
+        "spec": { "version": "0.0.0", "components": [] },
+    }))?;
+    modules.create(&PostParams::default(), &module).await?;
+    let status = serde_json::json!({ "status": { "replicas": [{ "name": "js-0",
+        "endpoint": "http://10.0.0.7:7421", "runs": "*",
+        "heartbeat": k8s_openapi::jiff::Timestamp::now().to_string() }] } });
+    modules.patch_status("js", &PatchParams::default(), &Patch::Merge(&status)).await?;
+    let mut up = weir(plane, &["up", "-n", &mine, "--listen", "127.0.0.1:0"])
+        .args(["--grpc-listen", "127.0.0.1:0", "--webhook-listen", "127.0.0.1:0"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()?;
+    // Killed by PID should it serve instead of refusing.
+    let since = std::time::Instant::now();
+    let status = loop {
+        if let Some(status) = up.try_wait()? {
+            break status;
+        }
+        if since.elapsed() > std::time::Duration::from_secs(30) {
+            up.kill()?;
+            up.wait()?;
+            anyhow::bail!("weir up served a namespace an installed engine runs");
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    };
+    let mut stderr = String::new();
+    if let Some(mut pipe) = up.stderr.take() {
+        std::io::Read::read_to_string(&mut pipe, &mut stderr)?;
+    }
+    ensure!(
+        !status.success()
+            && stderr.contains(&format!(
+                "namespace {mine}: module js of namespace {installed} already runs every \
+                 namespace's flows (replica js-0 at http://10.0.0.7:7421"
+            )),
         "{stderr}"
     );
     Ok(())

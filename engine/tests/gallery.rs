@@ -874,7 +874,7 @@ async fn every_solution_installs_in_weir_up_against_a_kubeconfig_and_its_flow_be
     ensure!(
         !status.success()
             && stderr.contains(&format!("namespace {flows}: module "))
-            && stderr.contains("already serves there"),
+            && stderr.contains(&format!("already runs the flows of namespace {flows}")),
         "{stderr}"
     );
     // Every flow of its namespace has a status by now; the other namespace's has none.

@@ -230,6 +230,20 @@ pub struct ModuleReplica {
     pub leads: bool,
     /// When it last renewed its entry (RFC 3339).
     pub heartbeat: String,
+    /// The namespace whose flows it runs, `*` for every namespace; unset by replicas of
+    /// versions that did not say.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub runs: Option<String>,
+}
+
+/// What [`ModuleReplica::runs`] says of a replica that runs the flows of every namespace.
+pub const EVERY_NAMESPACE: &str = "*";
+
+impl ModuleReplica {
+    /// Whether it runs the flows of `namespace`, as far as it says.
+    pub fn runs_flows_of(&self, namespace: &str) -> bool {
+        self.runs.as_deref().is_some_and(|runs| runs == namespace || runs == EVERY_NAMESPACE)
+    }
 }
 
 #[cfg(test)]

@@ -578,7 +578,8 @@ impl Host {
                 if self.leaving.is_cancelled() {
                     return;
                 }
-                let me = replicas::entry(&self.replica, &endpoint, self.runtime.leads());
+                let runs = self.watched.as_deref();
+                let me = replicas::entry(&self.replica, &endpoint, self.runtime.leads(), runs);
                 for module in self.runtime.modules() {
                     let listed = replicas::list(
                         &*self.store,

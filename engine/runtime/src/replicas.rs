@@ -166,13 +166,15 @@ pub fn serving(module: &Module, now: Timestamp) -> Vec<&ModuleReplica> {
     listed.unwrap_or_default().iter().filter(|replica| fresh(&replica.heartbeat, now)).collect()
 }
 
-/// The entry `name` gives of itself now.
-pub fn entry(name: &str, endpoint: &str, leads: bool) -> ModuleReplica {
+/// The entry `name` gives of itself now, running the flows of `runs` (every namespace for
+/// `None`).
+pub fn entry(name: &str, endpoint: &str, leads: bool, runs: Option<&str>) -> ModuleReplica {
     ModuleReplica {
         name: name.to_owned(),
         endpoint: endpoint.to_owned(),
         leads,
         heartbeat: Timestamp::now().to_string(),
+        runs: Some(runs.unwrap_or(weir_model::module::EVERY_NAMESPACE).to_owned()),
     }
 }
 
@@ -255,7 +257,7 @@ mod tests {
         assert!(fresh("2026-12-06T10:02:00Z", now), "a clock ahead of ours is not stale");
         assert!(!fresh("yesterday", now));
         let mut status = ModuleStatus {
-            replicas: vec![entry("a", "http://a", true)],
+            replicas: vec![entry("a", "http://a", true, None)],
             ..ModuleStatus::default()
         };
         describe(&mut status, Some(2), now);

@@ -36,7 +36,8 @@ pub async fn run(opened: Opened, builtins: Vec<Module>, args: UpArgs) -> Result<
     let listeners = Listeners::bind(&builtins, args.grpc_listen, None, args.webhook_listen).await?;
     let scope = args.scope(opened.client.is_some());
     if opened.client.is_some() {
-        refuse_a_served_namespace(opened.store.as_ref(), &scope.home).await?;
+        refuse_a_served_namespace(opened.store.as_ref(), &scope.home, scope.flows.as_deref())
+            .await?;
     }
     let Opened { store, place, .. } = opened;
     let modules: Vec<&str> = builtins.iter().map(Module::name).collect();
@@ -58,20 +59,34 @@ pub async fn run(opened: Opened, builtins: Vec<Module>, args: UpArgs) -> Result<
     process::serve(listener, Process::start(parts, &stop), stop).await
 }
 
-/// Refuses a namespace of a cluster whose modules already serve, from an installed engine or
-/// another `weir up`: each of its flows would run twice, and the replicas would send each other
-/// deliveries, this one from a loopback address the others cannot reach.
-async fn refuse_a_served_namespace(store: &dyn Store, namespace: &str) -> Result<()> {
-    let modules = Catalogue::visible(store, namespace)
+/// Refuses a namespace of a cluster whose flows modules already run, from an installed engine
+/// (in that namespace, or one running every namespace's flows) or another `weir up`: each flow
+/// would run twice, and replicas sharing its `Module` resources would send each other
+/// deliveries, this one from a loopback address the others cannot reach. `flows` is `None` for
+/// every namespace, which the user asked for knowing that.
+async fn refuse_a_served_namespace(
+    store: &dyn Store,
+    home: &str,
+    flows: Option<&str>,
+) -> Result<()> {
+    let modules = Catalogue::visible(store, home)
         .await
-        .with_context(|| format!("cannot read the modules of namespace {namespace}"))?;
+        .with_context(|| format!("cannot read the modules of namespace {home}"))?;
     let now = Timestamp::now();
-    let here = modules.iter().filter(|m| m.metadata.namespace.as_deref() == Some(namespace));
-    for module in here {
-        if let Some(replica) = replicas::serving(module, now).first() {
+    for module in &modules {
+        let at = module.metadata.namespace.as_deref().unwrap_or_default();
+        let clash = replicas::serving(module, now)
+            .into_iter()
+            .find(|replica| at == home || flows.is_some_and(|flows| replica.runs_flows_of(flows)));
+        if let Some(replica) = clash {
+            let runs = match replica.runs.as_deref() {
+                Some(weir_model::module::EVERY_NAMESPACE) => "every namespace's flows".to_owned(),
+                Some(namespace) => format!("the flows of namespace {namespace}"),
+                None => format!("the flows of namespace {at}"),
+            };
             anyhow::bail!(
-                "namespace {namespace}: module {} already serves there (replica {} at {}, \
-                 renewed {}), so weir up would run its flows a second time; choose another \
+                "namespace {home}: module {} of namespace {at} already runs {runs} (replica {} \
+                 at {}, renewed {}), so weir up would run them a second time; choose another \
                  namespace with --namespace, or stop that replica (an entry not renewed for \
                  {}s is dropped)",
                 module.metadata.name.as_deref().unwrap_or_default(),

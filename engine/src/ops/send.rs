@@ -76,9 +76,9 @@ pub async fn deliver(
     })
 }
 
-/// Where the module running `node` serves gRPC: a replica its `Module` resource lists as
-/// serving now, that of the node's namespace when it publishes one that serves, else the one
-/// namespace that does. Where several other namespaces publish it serving, none is picked: the
+/// Where the module running `node` serves gRPC: a replica that serves now, listed by the
+/// node's namespace's `Module` when it publishes one, else by the one namespace's where the
+/// module serves. Where several other namespaces publish it serving, none is picked: the
 /// caller's token goes to the endpoint, and whoever may write a `Module` in some namespace must
 /// not draw it there.
 async fn endpoint_of(
@@ -92,21 +92,18 @@ async fn endpoint_of(
     })?;
     let named: Vec<&Module> =
         visible.iter().filter(|m| m.metadata.name.as_deref() == Some(module)).collect();
-    if named.is_empty() {
-        return Err(SendError::NotRunning { node: node.to_owned(), module: module.to_owned() });
-    }
     let now = Timestamp::now();
+    let home = named.iter().copied().find(|m| m.metadata.namespace.as_deref() == Some(namespace));
     let live: Vec<&Module> =
-        named.into_iter().filter(|m| !replicas::serving(m, now).is_empty()).collect();
-    let home: Vec<&Module> = live
-        .iter()
-        .copied()
-        .filter(|m| m.metadata.namespace.as_deref() == Some(namespace))
-        .collect();
-    let resource = match (home.as_slice(), live.as_slice()) {
-        ([here, ..], _) | ([], [here]) => *here,
-        ([], []) => return Err(SendError::NoEndpoint { module: module.to_owned() }),
-        ([], several) => {
+        named.iter().copied().filter(|m| !replicas::serving(m, now).is_empty()).collect();
+    let resource = match (home, live.as_slice()) {
+        (Some(here), _) => here,
+        (None, [here]) => *here,
+        (None, []) if named.is_empty() => {
+            return Err(SendError::NotRunning { node: node.to_owned(), module: module.to_owned() });
+        }
+        (None, []) => return Err(SendError::NoEndpoint { module: module.to_owned() }),
+        (None, several) => {
             let namespaces: Vec<&str> =
                 several.iter().filter_map(|m| m.metadata.namespace.as_deref()).collect();
             return Err(SendError::Ambiguous {
@@ -115,7 +112,14 @@ async fn endpoint_of(
             });
         }
     };
-    let replicas = replicas::Replicas::of(resource);
+    // Only the replicas that serve: a stale entry's address may be another pod's by now.
+    let mut serving = resource.clone();
+    let fresh: Vec<String> =
+        replicas::serving(resource, now).iter().map(|replica| replica.name.clone()).collect();
+    if let Some(status) = &mut serving.status {
+        status.replicas.retain(|replica| fresh.contains(&replica.name));
+    }
+    let replicas = replicas::Replicas::of(&serving);
     // Any replica will do (but the leader, for a trigger's node): the clock spreads senders.
     let turn = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
