@@ -217,9 +217,10 @@ pub struct ModuleStatus {
 
 /// A replica of a module that serves deliveries, as it lists itself: it renews its entry
 /// every few seconds and takes it out when it stops; an entry left unrenewed is dropped by the
-/// next replica that writes.
+/// next replica that writes. Replicas of other versions write it too (during a rollout), so
+/// fields this version does not know are ignored rather than refused.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[serde(rename_all = "camelCase")]
 pub struct ModuleReplica {
     /// The replica's name (its pod's).
     pub name: String,
