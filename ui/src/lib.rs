@@ -102,7 +102,19 @@ fn Toolbar() -> impl IntoView {
                     .collect()
             })
         });
-        editor.modules.with(|modules| weir_model::check::check_flow(&nodes, modules))
+        let mut problems =
+            editor.modules.with(|modules| weir_model::check::check_flow(&nodes, modules));
+        // What the modules say of the nodes they run: one not built, one degraded.
+        problems.extend(nodes.iter().filter_map(|node| {
+            let problem = node.status.as_ref()?.problem()?;
+            Some(weir_model::check::Problem {
+                node: node.metadata.name.clone()?,
+                edge: None,
+                field: "status".to_owned(),
+                message: problem,
+            })
+        }));
+        problems
     });
     let can = move |undo: bool| {
         editor.revision.track();
