@@ -15,7 +15,9 @@
 //! identity); after a restart of the node itself it knows no objects, and an object listed at
 //! a resourceVersion at or before the kept one counts as seen. Deletions in such a gap are
 //! the one thing a restarted node cannot tell. resourceVersions are compared as numbers, which
-//! the apiserver does not promise but etcd's revisions are.
+//! the apiserver does not promise but etcd's revisions are. A node whose first list fails (its
+//! account not made yet, its rights not granted yet) counts the objects created since it
+//! started as added once a list succeeds, so what came in that gap starts runs too.
 
 use std::{
     collections::{HashMap, hash_map::DefaultHasher},
@@ -24,6 +26,7 @@ use std::{
 };
 
 use futures::{StreamExt as _, TryStreamExt as _};
+use k8s_openapi::jiff::Timestamp;
 use kube::{
     Api,
     api::{DynamicObject, ListParams, WatchEvent, WatchParams},
@@ -214,6 +217,8 @@ impl Component for ResourceWatch {
             version: (!kept.resource_version.is_empty()).then_some(kept.resource_version),
             ..Watch::default()
         };
+        let began = Timestamp::now();
+        let began = Timestamp::from_second(began.as_second()).unwrap_or(began);
         let mut wait = FIRST_RETRY;
         loop {
             let outcome = tokio::select! {
@@ -224,6 +229,9 @@ impl Component for ResourceWatch {
                 Ok(()) => wait = FIRST_RETRY,
                 Err(_) if cx.is_cancelled() => return Ok(()),
                 Err(err) => {
+                    if watch.version.is_none() {
+                        watch.late_since.get_or_insert(began);
+                    }
                     tracing::warn!(node = %cx.node(), error = %err, "the watch failed; watching again");
                     cx.report(&err);
                     watch.failing = true;
@@ -261,6 +269,9 @@ struct Watch {
     /// The last request failed: the log says so when one succeeds again, as it said the
     /// failure.
     failing: bool,
+    /// When the node started, to the second as creation times are, while its first list has
+    /// not succeeded after failing: objects created since are new to it.
+    late_since: Option<Timestamp>,
 }
 
 #[derive(Debug)]
@@ -362,7 +373,7 @@ impl ResourceWatch {
         // Only the objects that start runs are held; the rest leave a digest, so a list of
         // thousands is never in memory whole.
         let mut changed = Vec::new();
-        let resumed_at = watch.resumed_at;
+        let (resumed_at, late_since) = (watch.resumed_at, watch.late_since);
         let known_now = &mut watch.known;
         let paged = pages(api, params, None, session, &doing, |object| {
             let key = key_of(&object);
@@ -372,13 +383,22 @@ impl ResourceWatch {
                     number(object.metadata.resource_version.as_deref().unwrap_or_default())
                         .is_some_and(|version| version <= at)
                 });
+            let created_late = late_since.is_some_and(|since| {
+                object
+                    .metadata
+                    .creation_timestamp
+                    .as_ref()
+                    .is_some_and(|created| created.0 >= since)
+            });
             let digest = digest(&self.state_of(&object)?);
             // A listed state the node saw is never an event again, whatever `dedupe` says.
             let fire = match known {
                 Some(seen) if seen == digest => None,
                 Some(_) => Some(EventType::Modified),
                 None if seen_before => None,
-                None if again || self.settings.initial_list => Some(EventType::Added),
+                None if again || self.settings.initial_list || created_late => {
+                    Some(EventType::Added)
+                }
                 None => None,
             };
             match fire {
@@ -405,6 +425,7 @@ impl ResourceWatch {
         }
         watch.version = Some(paged.resource_version);
         watch.expired = false;
+        watch.late_since = None;
         self.keep(cx, watch)
     }
 

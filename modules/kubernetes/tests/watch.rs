@@ -413,3 +413,43 @@ async fn a_denied_watch_is_reported_naming_what_was_denied() -> Result<()> {
     })
     .await
 }
+
+/// A node whose first list is refused (its rights not granted yet) starts runs, once it may
+/// list, for the objects created since it started, and none for those that were there before.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn objects_created_while_the_first_list_is_refused_start_runs() -> Result<()> {
+    let plane = ControlPlane::shared();
+    let client = plane.client().await?;
+    let namespace = plane.namespace("late").await?;
+    let maps: Api<ConfigMap> = Api::namespaced(client.clone(), &namespace);
+    let map = |name: &str| -> Result<ConfigMap> {
+        Ok(serde_json::from_value(json!({ "metadata": { "name": name }, "data": { "v": "0" } }))?)
+    };
+    maps.create(&PostParams::default(), &map("before")?).await?;
+    // Creation times are whole seconds: "before" is of an earlier one than the node's start.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let kubeconfig = plane.identity("latecomer", &[])?;
+    let settings = json!({ "apiVersion": "v1", "kind": "ConfigMap", "namespace": namespace, "kubeconfig": kubeconfig.display().to_string() });
+    let node = Harness::build::<ResourceWatch>(&settings)?;
+    watching(&node, async {
+        eventually("the list refused", PATIENCE, || async {
+            Ok(node.reported().into_iter().next())
+        })
+        .await?;
+        maps.create(&PostParams::default(), &map("meanwhile")?).await?;
+        weir_testenv::create::<k8s_openapi::api::rbac::v1::Role>(
+            &client,
+            &namespace,
+            json!({ "metadata": { "name": "watcher" },
+                "rules": [{ "apiGroups": [""], "resources": ["configmaps"], "verbs": ["list", "watch"] }] }),
+        )
+        .await?;
+        weir_testenv::create::<k8s_openapi::api::rbac::v1::RoleBinding>(&client, &namespace, json!({ "metadata": { "name": "watcher" },
+            "roleRef": { "apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "watcher" },
+            "subjects": [{ "apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": "latecomer" }] })).await?;
+        let seen = exactly(&node, 1).await?;
+        ensure!(names(&seen) == pairs(&[("added", "meanwhile")]), "{seen:#?}");
+        Ok(())
+    })
+    .await
+}
