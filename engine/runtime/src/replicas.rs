@@ -35,6 +35,18 @@ impl Replicas {
     /// The replicas a `Module` resource lists.
     pub fn of(module: &Module) -> Self {
         let listed = module.status.as_ref().map(|s| s.replicas.as_slice()).unwrap_or_default();
+        Self::listed(module, listed.iter())
+    }
+
+    /// The replicas a `Module` resource lists that serve at `now` (see [`serving`]): for a
+    /// caller outside the module's routing, to whom a stale entry's address may be another
+    /// pod's by now.
+    pub fn serving_at(module: &Module, now: Timestamp) -> Self {
+        Self::listed(module, serving(module, now).into_iter())
+    }
+
+    fn listed<'a>(module: &Module, listed: impl Iterator<Item = &'a ModuleReplica>) -> Self {
+        let listed: Vec<&ModuleReplica> = listed.collect();
         let mut endpoints: Vec<String> = listed.iter().map(|r| r.endpoint.clone()).collect();
         endpoints.sort();
         endpoints.dedup();

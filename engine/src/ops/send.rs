@@ -112,14 +112,7 @@ async fn endpoint_of(
             });
         }
     };
-    // Only the replicas that serve: a stale entry's address may be another pod's by now.
-    let mut serving = resource.clone();
-    let fresh: Vec<String> =
-        replicas::serving(resource, now).iter().map(|replica| replica.name.clone()).collect();
-    if let Some(status) = &mut serving.status {
-        status.replicas.retain(|replica| fresh.contains(&replica.name));
-    }
-    let replicas = replicas::Replicas::of(&serving);
+    let replicas = replicas::Replicas::serving_at(resource, now);
     // Any replica will do (but the leader, for a trigger's node): the clock spreads senders.
     let turn = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
