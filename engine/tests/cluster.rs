@@ -264,30 +264,16 @@ async fn weir_up_refuses_a_namespace_an_installed_engine_runs() -> Result<()> {
         "endpoint": "http://10.0.0.7:7421", "runs": "*",
         "heartbeat": k8s_openapi::jiff::Timestamp::now().to_string() }] } });
     modules.patch_status("js", &PatchParams::default(), &Patch::Merge(&status)).await?;
-    let mut up = weir(plane, &["up", "-n", &mine, "--listen", "127.0.0.1:0"])
-        .args(["--grpc-listen", "127.0.0.1:0", "--webhook-listen", "127.0.0.1:0"])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()?;
-    // Killed by PID should it serve instead of refusing.
-    let since = std::time::Instant::now();
-    let status = loop {
-        if let Some(status) = up.try_wait()? {
-            break status;
-        }
-        if since.elapsed() > std::time::Duration::from_secs(30) {
-            up.kill()?;
-            up.wait()?;
-            anyhow::bail!("weir up served a namespace an installed engine runs");
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    };
-    let mut stderr = String::new();
-    if let Some(mut pipe) = up.stderr.take() {
-        std::io::Read::read_to_string(&mut pipe, &mut stderr)?;
-    }
+    let mut up = weir(plane, &["up", "-n", &mine, "--listen", "127.0.0.1:0"]);
+    up.args(["--grpc-listen", "127.0.0.1:0", "--webhook-listen", "127.0.0.1:0"]);
+    let (succeeded, stderr) = weir_testenv::exits_within(
+        &mut up,
+        std::time::Duration::from_secs(30),
+        "weir up served a namespace an installed engine runs",
+    )
+    .await?;
     ensure!(
-        !status.success()
+        !succeeded
             && stderr.contains(&format!(
                 "namespace {mine}: module js of namespace {installed} already runs every \
                  namespace's flows (replica js-0 at http://10.0.0.7:7421"

@@ -852,27 +852,12 @@ async fn every_solution_installs_in_weir_up_against_a_kubeconfig_and_its_flow_be
     // A second weir up in the namespace, whose modules serve by now, is refused: it would run
     // every flow there again.
     let mut again = weir.command(&up_args);
-    let mut again = again
-        .env("KUBECONFIG", &kubeconfig)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()?;
-    let since = std::time::Instant::now();
-    let status = loop {
-        if let Some(status) = again.try_wait()? {
-            break status;
-        }
-        if since.elapsed() > PATIENCE {
-            again.kill()?;
-            again.wait()?;
-            anyhow::bail!("a second weir up in the namespace kept running");
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
-    let mut stderr = String::new();
-    std::io::Read::read_to_string(&mut again.stderr.take().context("stderr")?, &mut stderr)?;
+    again.env("KUBECONFIG", &kubeconfig);
+    let (succeeded, stderr) =
+        weir_testenv::exits_within(&mut again, PATIENCE, "a second weir up in the namespace")
+            .await?;
     ensure!(
-        !status.success()
+        !succeeded
             && stderr.contains(&format!("namespace {flows}: module "))
             && stderr.contains(&format!("already runs the flows of namespace {flows}")),
         "{stderr}"

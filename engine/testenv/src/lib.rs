@@ -725,3 +725,29 @@ pub async fn apiserver_requests(client: &kube::Client) -> Result<BTreeMap<String
     }
     Ok(counts)
 }
+
+/// Runs `command`, which should exit by itself within `patience` (a server refusing to start,
+/// say); gives back whether it succeeded and its standard error. One still running then is
+/// killed by PID and is an error saying `what` it should not have done.
+pub async fn exits_within(
+    command: &mut Command,
+    patience: Duration,
+    what: &str,
+) -> Result<(bool, String)> {
+    let mut child = command.stdout(Stdio::null()).stderr(Stdio::piped()).spawn()?;
+    let since = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait()? {
+            break status;
+        }
+        if since.elapsed() > patience {
+            child.kill()?;
+            child.wait()?;
+            bail!("{what}: still running after {patience:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().context("stderr")?, &mut stderr)?;
+    Ok((status.success(), stderr))
+}
